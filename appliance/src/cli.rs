@@ -1,0 +1,101 @@
+//! The command line.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{config, serve, users};
+
+/// Archipel: a sovereign chat-and-archive appliance (Matrix homeserver,
+/// archive vault, encrypted backups, admin console) in one binary.
+#[derive(Parser)]
+#[command(name = "archipel", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a production node from a TOML configuration file.
+    Run {
+        /// Path to the configuration file (see `appliance/archipel.example.toml`).
+        #[arg(long, short, env = "ARCHIPEL_CONFIG", default_value = "/etc/archipel/archipel.toml")]
+        config: PathBuf,
+    },
+    /// Run a local development node: plain HTTP on loopback, data in a folder, no configuration needed.
+    Dev(DevArgs),
+    /// Manage local user accounts (the node must be stopped).
+    User {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+    /// Issue and list registration tokens (m.login.registration_token).
+    RegistrationToken {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: users::TokenCommand,
+    },
+    /// Check a configuration file and print the effective settings.
+    CheckConfig {
+        #[arg(long, short, default_value = "/etc/archipel/archipel.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct DevArgs {
+    /// Folder for the node's data (created if missing).
+    #[arg(long, default_value = "archipel-data")]
+    pub data_dir: PathBuf,
+    /// Address for the client API (plain HTTP: keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:8008")]
+    pub listen: SocketAddr,
+    /// The server name in user and room IDs.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// Let anyone register with m.login.dummy (for test clients).
+    #[arg(long)]
+    pub open_registration: bool,
+    /// Enforce the spec's rate limits (off by default in dev).
+    #[arg(long)]
+    pub rate_limit: bool,
+    /// Largest accepted media upload, in bytes.
+    #[arg(long)]
+    pub max_upload_size: Option<u64>,
+}
+
+/// Which node's data a management command works on.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Configuration file of the node.
+    #[arg(long, short, global = true, conflicts_with = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// Data folder of a development node.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = config::Config::load(&config)?;
+            serve::run(config)
+        }
+        Command::Dev(args) => serve::run(config::Config::dev(&args)?),
+        Command::User { target, command } => users::user_command(&config::Config::for_target(&target)?, command),
+        Command::RegistrationToken { target, command } => users::token_command(&config::Config::for_target(&target)?, command),
+        Command::CheckConfig { config } => {
+            let config = config::Config::load(&config)?;
+            println!("{}: OK", config.source.display());
+            println!("  server name:   {}", config.homeserver.server_name);
+            println!("  data dir:      {}", config.node.data_dir.display());
+            println!("  client listen: {}", config.node.listen);
+            Ok(())
+        }
+    }
+}

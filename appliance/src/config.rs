@@ -1,0 +1,190 @@
+//! The node configuration file (`archipel.toml`).
+//!
+//! Every key has a documented default; unknown keys and bad values are
+//! errors that name the key and line.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use archipel_homeserver::HomeserverConfig;
+use serde::Deserialize;
+
+use crate::cli::{DevArgs, Target};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub homeserver: HomeserverConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Where this configuration came from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// Development node: open registration allowed.
+    #[serde(skip)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's data: database, keys, media.
+    pub data_dir: PathBuf,
+    /// Address of the client API.
+    pub listen: SocketAddr,
+    /// Block cache for the database, in MiB.
+    pub cache_mib: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("/var/lib/archipel"), listen: SocketAddr::from(([127, 0, 0, 1], 8008)), cache_mib: 64 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `archipel_homeserver=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.source = path.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.homeserver.open_registration && !self.dev {
+            bail!(
+                "{}: `homeserver.open_registration` is only allowed on development nodes (`archipel dev --open-registration`); \
+                 use registration tokens instead",
+                self.source.display()
+            );
+        }
+        if !self.dev && !self.node.listen.ip().is_loopback() {
+            bail!(
+                "{}: `node.listen` = {}: the client API serves plain HTTP, so it must listen on loopback \
+                 (put it behind a TLS-terminating proxy until TLS is configured on the node)",
+                self.source.display(),
+                self.node.listen
+            );
+        }
+        if self.homeserver.max_request_size < 65_536 {
+            bail!("{}: `homeserver.max_request_size` must be at least 65536 (the largest event)", self.source.display());
+        }
+        Ok(())
+    }
+
+    /// The embedded default: a local node on loopback with its data in a folder.
+    pub fn dev(args: &DevArgs) -> Result<Self> {
+        let mut homeserver = HomeserverConfig {
+            server_name: args.server_name.as_str().try_into().with_context(|| format!("--server-name {}: not a valid server name", args.server_name))?,
+            open_registration: args.open_registration,
+            ..HomeserverConfig::default()
+        };
+        homeserver.rate_limit.enabled = args.rate_limit;
+        if let Some(size) = args.max_upload_size {
+            homeserver.max_upload_size = size;
+        }
+        let config = Self {
+            node: NodeConfig { data_dir: args.data_dir.clone(), listen: args.listen, ..NodeConfig::default() },
+            homeserver,
+            log: LogConfig::default(),
+            source: PathBuf::from("(dev defaults)"),
+            dev: true,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration a management command works on.
+    pub fn for_target(target: &Target) -> Result<Self> {
+        match (&target.config, &target.data_dir) {
+            (Some(path), _) => Self::load(path),
+            (None, Some(dir)) => {
+                let server_name = read_dev_server_name(dir).unwrap_or_else(|| "localhost".into());
+                Self::dev(&DevArgs {
+                    data_dir: dir.clone(),
+                    listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+                    server_name,
+                    open_registration: false,
+                    rate_limit: false,
+                    max_upload_size: None,
+                })
+            }
+            (None, None) => Self::load(Path::new("/etc/archipel/archipel.toml")),
+        }
+    }
+}
+
+/// A dev node remembers its server name, so management commands need only `--data-dir`.
+pub fn read_dev_server_name(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("server_name")).ok().map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_a_closed_default() {
+        let config = parse("").expect("valid");
+        assert!(!config.homeserver.open_registration);
+        assert!(config.node.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        parse(include_str!("../archipel.example.toml")).expect("the shipped example parses");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[homeserver]\nserver_nmae = \"x\"\n").expect_err("unknown key").to_string();
+        assert!(err.contains("server_nmae"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = parse("[homeserver]\nserver_name = \"not a name!\"\n").expect_err("bad name").to_string();
+        assert!(err.contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn open_registration_is_refused_outside_dev() {
+        let err = parse("[homeserver]\nopen_registration = true\n").expect_err("refused").to_string();
+        assert!(err.contains("open_registration"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_room_version_is_refused() {
+        let err = parse("[homeserver]\ndefault_room_version = \"9\"\n").expect_err("refused").to_string();
+        assert!(err.contains("default_room_version"), "{err}");
+    }
+}

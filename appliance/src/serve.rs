@@ -1,0 +1,52 @@
+//! Running a node: listeners, background tasks, clean shutdown on SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::{config::Config, node};
+
+pub fn run(config: Config) -> Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let homeserver = node::open(&config)?;
+    let services = homeserver.services.clone();
+    let housekeeping = homeserver.spawn_housekeeping();
+    let listener = tokio::net::TcpListener::bind(config.node.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.node.listen))?;
+    let address = listener.local_addr()?;
+    let app = homeserver.router().into_make_service_with_connect_info::<SocketAddr>();
+
+    tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
+    // The one line scripts and tests wait for.
+    println!("archipel ready: client API at http://{address}, server name {}", config.homeserver.server_name);
+
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving the client API")?;
+
+    housekeeping.abort();
+    tracing::info!("shutting down: flushing the database");
+    services.store.flush().context("flushing the database")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+}

@@ -1,0 +1,155 @@
+//! `archipel user ...` and `archipel registration-token ...`.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use ruma::{OwnedUserId, UserId};
+
+use crate::{config::Config, node};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
+    Create {
+        /// Localpart (`alice`) or full user ID (`@alice:example.org`).
+        user: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a server administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List local users.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate a user: leaves all rooms, ends all sessions, keeps their history.
+    Deactivate { user: String },
+    /// Set a user's password (prompt, or --password-stdin).
+    Passwd {
+        user: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issue a registration token.
+    Create {
+        /// The token text (random if omitted).
+        #[arg(long)]
+        token: Option<String>,
+        /// How many registrations it allows (unlimited if omitted).
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// List registration tokens.
+    List,
+}
+
+fn user_id(config: &Config, user: &str) -> Result<OwnedUserId> {
+    let id = UserId::parse_with_server_name(user.to_lowercase(), &config.homeserver.server_name)
+        .with_context(|| format!("`{user}` is not a valid user ID or localpart"))?;
+    if id.server_name() != config.homeserver.server_name {
+        bail!("{id} is not a user of this server ({})", config.homeserver.server_name);
+    }
+    Ok(id)
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to prompt for a password; pass --password-stdin and pipe it in");
+        }
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let second = rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.len() < 8 {
+        bail!("the password must be at least 8 characters");
+    }
+    Ok(password)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+}
+
+pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let homeserver = node::open(config)?;
+        let services = &homeserver.services;
+        match command {
+            UserCommand::Create { user, password_stdin, admin } => {
+                let id = user_id(config, &user)?;
+                let password = read_password(password_stdin)?;
+                archipel_homeserver::api::client::create_user(services, &id, Some(password), admin).await.map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
+                println!("created {id}");
+            }
+            UserCommand::List { json } => {
+                for (id, account) in services.users.list()? {
+                    if json {
+                        println!("{}", serde_json::json!({ "user_id": id, "admin": account.admin, "deactivated": account.deactivated, "displayname": account.displayname }));
+                    } else {
+                        let flags = [account.admin.then_some("admin"), account.deactivated.then_some("deactivated")].into_iter().flatten().collect::<Vec<_>>().join(",");
+                        println!("{id}\t{flags}");
+                    }
+                }
+            }
+            UserCommand::Deactivate { user } => {
+                let id = user_id(config, &user)?;
+                if !services.users.exists(&id)? {
+                    bail!("{id} does not exist");
+                }
+                archipel_homeserver::api::client::deactivate_user(services, &id).await.map_err(|e| anyhow::anyhow!("deactivating {id}: {e}"))?;
+                println!("deactivated {id}");
+            }
+            UserCommand::Passwd { user, password_stdin } => {
+                let id = user_id(config, &user)?;
+                if !services.users.is_active(&id)? {
+                    bail!("{id} does not exist or is deactivated");
+                }
+                let password = read_password(password_stdin)?;
+                services.users.set_password(&id, password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("password changed for {id}");
+            }
+        }
+        services.store.flush()?;
+        Ok(())
+    })
+}
+
+pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let homeserver = node::open(config)?;
+        let services = &homeserver.services;
+        match command {
+            TokenCommand::Create { token, uses } => {
+                let token = services.users.create_registration_token(token, uses, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{}", token.token);
+            }
+            TokenCommand::List => {
+                for token in services.users.registration_tokens()? {
+                    let uses = token.uses_allowed.map_or("unlimited".to_owned(), |n| n.to_string());
+                    println!("{}\tused {}/{}", token.token, token.completed, uses);
+                }
+            }
+        }
+        services.store.flush()?;
+        Ok(())
+    })
+}

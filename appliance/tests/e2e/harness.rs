@@ -1,0 +1,336 @@
+//! Starting, stopping and crashing a real `archipel` process.
+//!
+//! Every test owns its own [`TestServer`]: a fresh data directory in a
+//! temporary folder and a listener on a free loopback port, so tests can run
+//! in parallel. The server's stderr goes to a log file next to the data
+//! directory; its tail is printed whenever the server fails to start or a
+//! test panics while the server is alive.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+/// How long the server may take to print its ready line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the server may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many lines of the server log to show when something goes wrong.
+const LOG_TAIL_LINES: usize = 60;
+
+/// The prefix of the single line the server prints on stdout once it serves.
+const READY_PREFIX: &str = "archipel ready: client API at ";
+
+/// Path of the `archipel` binary built by cargo for this test target.
+pub fn archipel_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_archipel")
+}
+
+/// A running (or deliberately stopped) `archipel dev` process.
+pub struct TestServer {
+    /// Holds the data directory and the log file; removed on drop.
+    root: TempDir,
+    /// Flags passed after the fixed `dev` arguments.
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    url: String,
+    /// Number of times the process has been spawned, for log separators.
+    generation: u32,
+}
+
+impl TestServer {
+    /// Starts a server with open registration and no extra flags.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with open registration and the given extra flags,
+    /// e.g. `["--rate-limit"]`.
+    pub async fn start_with(extra_args: &[&str]) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("archipel-e2e-")
+            .tempdir()
+            .expect("create a temporary directory for the server");
+        fs::create_dir(root.path().join("data")).expect("create the data directory");
+        let mut server = Self {
+            root,
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            child: None,
+            url: String::new(),
+            generation: 0,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Base URL of the client-server API, e.g. `http://127.0.0.1:43123`.
+    ///
+    /// The port changes on every (re)start.
+    pub fn url(&self) -> &str {
+        assert!(self.child.is_some(), "the server is not running");
+        &self.url
+    }
+
+    /// The server's data directory (kept across restarts).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("server.log")
+    }
+
+    /// Kills the server with SIGKILL, as a crash or power loss would, and
+    /// reaps it.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("kill: the server is not running");
+        signal(&child, Signal::SIGKILL);
+        let status = timeout(SHUTDOWN_TIMEOUT, child.wait())
+            .await
+            .expect("the server did not die after SIGKILL")
+            .expect("wait for the killed server");
+        self.note_exit(status, "SIGKILL");
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit (status 0).
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("stop: the server is not running");
+        signal(&child, Signal::SIGTERM);
+        let status = match timeout(SHUTDOWN_TIMEOUT, child.wait()).await {
+            Ok(status) => status.expect("wait for the server after SIGTERM"),
+            Err(_) => {
+                signal(&child, Signal::SIGKILL);
+                let _ = child.wait().await;
+                panic!(
+                    "the server did not exit within {SHUTDOWN_TIMEOUT:?} after SIGTERM\n{}",
+                    self.log_tail()
+                );
+            }
+        };
+        self.note_exit(status, "SIGTERM");
+        assert!(
+            status.success(),
+            "the server did not shut down cleanly after SIGTERM: {status}\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// Starts the server again on the same data directory, stopping it with
+    /// SIGTERM first if it is still running. The URL changes.
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop().await;
+        }
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the server is already running");
+        self.generation += 1;
+
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server log");
+        writeln!(log, "===== archipel start #{} =====", self.generation)
+            .expect("write to the server log");
+
+        let data_dir = self.data_dir();
+        let mut command = Command::new(archipel_bin());
+        command
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--server-name", "localhost"])
+            .arg("--open-registration")
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {}: {err}", archipel_bin()));
+        let stdout = child.stdout.take().expect("the server's stdout is piped");
+        self.child = Some(child);
+
+        match timeout(STARTUP_TIMEOUT, wait_for_ready_line(stdout)).await {
+            Ok(Ok((url, stdout))) => {
+                self.url = url;
+                // Keep draining stdout so the server never blocks on a full pipe.
+                tokio::spawn(drain(stdout));
+            }
+            Ok(Err(problem)) => {
+                let status = self.reap_after_failed_start().await;
+                panic!(
+                    "archipel did not become ready: {problem} (process: {status})\n{}",
+                    self.log_tail()
+                );
+            }
+            Err(_) => {
+                let status = self.reap_after_failed_start().await;
+                panic!(
+                    "archipel printed no ready line within {STARTUP_TIMEOUT:?} (process: {status})\n{}",
+                    self.log_tail()
+                );
+            }
+        }
+    }
+
+    async fn reap_after_failed_start(&mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return "not running".to_owned();
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.to_string();
+        }
+        signal(&child, Signal::SIGKILL);
+        match child.wait().await {
+            Ok(status) => format!("killed, {status}"),
+            Err(err) => format!("killed, wait failed: {err}"),
+        }
+    }
+
+    fn note_exit(&self, status: ExitStatus, how: &str) {
+        if let Ok(mut log) = OpenOptions::new().append(true).open(self.log_path()) {
+            let _ = writeln!(log, "===== archipel stopped by {how}: {status} =====");
+        }
+    }
+
+    /// The last lines of the server log, framed for a panic message.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        format!(
+            "----- last {} lines of {} -----\n{}\n----- end of server log -----",
+            tail.len(),
+            self.log_path().display(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+fn signal(child: &Child, signal: Signal) {
+    let pid = child
+        .id()
+        .expect("the server process has not been reaped yet");
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+    kill(pid, signal).unwrap_or_else(|err| panic!("send {signal} to the server: {err}"));
+}
+
+/// Reads stdout until the ready line and returns the client API URL it
+/// announces, with the remaining stdout.
+async fn wait_for_ready_line(
+    stdout: ChildStdout,
+) -> Result<(String, BufReader<ChildStdout>), String> {
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .await
+            .map_err(|err| format!("reading stdout failed: {err}"))?;
+        if read == 0 {
+            return Err("stdout closed before the ready line (the process exited?)".to_owned());
+        }
+        if let Some(url) = parse_ready_line(line.trim_end()) {
+            return Ok((url, reader));
+        }
+    }
+}
+
+/// `archipel ready: client API at http://127.0.0.1:PORT, server name localhost`
+/// → `http://127.0.0.1:PORT`.
+fn parse_ready_line(line: &str) -> Option<String> {
+    let rest = line.strip_prefix(READY_PREFIX)?;
+    let (url, server_name) = rest.split_once(',')?;
+    assert_eq!(
+        server_name.trim(),
+        "server name localhost",
+        "unexpected ready line: {line}"
+    );
+    Some(url.trim().trim_end_matches('/').to_owned())
+}
+
+async fn drain(mut reader: BufReader<ChildStdout>) {
+    let mut line = String::new();
+    while let Ok(read) = reader.read_line(&mut line).await {
+        if read == 0 {
+            break;
+        }
+        line.clear();
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` if
+/// that does not happen within `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Total size in bytes of the regular files below `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |meta| meta.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Runs `archipel ARGS` to completion (for commands that do not serve).
+pub fn run_archipel(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(archipel_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("run {} {args:?}: {err}", archipel_bin()))
+}

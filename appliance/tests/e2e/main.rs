@@ -1,0 +1,13 @@
+//! End-to-end tests: each test starts the real `archipel` binary on its own
+//! data directory and port, and drives it over HTTP with the matrix-sdk crate
+//! (and, where exact status codes or stored state matter, with raw requests).
+
+mod client;
+mod harness;
+
+mod chat;
+mod crash;
+mod encryption;
+mod errors;
+mod lifecycle;
+mod media;

@@ -1,0 +1,189 @@
+//! `archipel-bench`: measures Archipel and Synapse side by side through the
+//! Matrix client-server API and prints a comparison table.
+
+mod client;
+mod report;
+mod scenarios;
+mod servers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::client::Api;
+use crate::report::ServerMetrics;
+use crate::scenarios::Sizes;
+use crate::servers::{LaunchOptions, RunningServer, ServerKind};
+
+/// Benchmark Archipel against Synapse over the Matrix client-server API.
+///
+/// Starts each homeserver in turn (never both at once) from a fresh temporary
+/// data directory on a free loopback port, runs the same workload against it
+/// over plain HTTP, reads its memory use from /proc, and stops it. Then it
+/// prints one table comparing both servers.
+///
+/// Workload, in order:
+///   1. sequential send: one client sends messages one after another;
+///   2. concurrent send: N clients, each its own user and access token,
+///      send at the same time (into one shared room by default);
+///   3. send-to-sync latency: user B long-polls /sync (timeout 30 s) while
+///      user A sends; time from the start of A's send until B's /sync
+///      returns that message (p50, p99);
+///   4. initial sync: a user in many rooms (a few messages each) logs in
+///      afresh and performs a full /sync without a since token (median);
+///   5. memory: VmRSS and peak VmHWM of the server process tree after the
+///      workload.
+///
+/// Synapse runs from a Python virtualenv with SQLite, open registration and
+/// all rate limits raised; Archipel runs as `archipel dev`.
+#[derive(Debug, Parser)]
+#[command(name = "archipel-bench", version, verbatim_doc_comment)]
+struct Cli {
+    /// Benchmark only this server (default: both, Archipel first).
+    #[arg(long, value_enum, value_name = "SERVER")]
+    only: Option<ServerKind>,
+
+    /// Archipel release binary.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/tmp/archipel-target/release/archipel"
+    )]
+    archipel_bin: PathBuf,
+
+    /// Python interpreter of a virtualenv with `matrix-synapse` installed.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/tmp/synapse-venv/bin/python"
+    )]
+    synapse_python: PathBuf,
+
+    /// Directory in which the temporary server data directories are created
+    /// (default: the system temporary directory).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+
+    /// Keep the server data directories (and logs) instead of deleting them.
+    #[arg(long)]
+    keep_data: bool,
+
+    /// Seconds to wait for a server to answer /_matrix/client/versions.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    startup_timeout: u64,
+
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    sizes: Sizes,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = tokio::select! {
+        outcome = run(&cli) => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            // Returning drops the running server, which kills it.
+            eprintln!("interrupted; stopping servers");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; returns whether every server completed the workload.
+async fn run(cli: &Cli) -> Result<bool> {
+    cli.sizes.validate()?;
+    let opts = LaunchOptions {
+        archipel_bin: cli.archipel_bin.clone(),
+        synapse_python: cli.synapse_python.clone(),
+        work_dir: cli.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+        keep_data: cli.keep_data,
+        startup_timeout: Duration::from_secs(cli.startup_timeout),
+    };
+    let kinds: Vec<ServerKind> = match cli.only {
+        Some(kind) => vec![kind],
+        None => ServerKind::ALL.to_vec(),
+    };
+
+    let mut results = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let mut metrics = ServerMetrics::new(kind);
+        if let Err(err) = bench_server(kind, &opts, &cli.sizes, &mut metrics).await {
+            eprintln!("[{kind}] FAILED: {err:#}");
+            metrics.error = Some(format!("{err:#}"));
+        }
+        results.push(metrics);
+    }
+
+    if cli.json {
+        println!("{}", report::render_json(&cli.sizes, &results)?);
+    } else {
+        println!();
+        print!("{}", report::render_table(&cli.sizes, &results));
+    }
+    Ok(results.iter().all(|m| m.error.is_none()))
+}
+
+/// Starts one server, runs the workload, samples memory and stops it.
+async fn bench_server(
+    kind: ServerKind,
+    opts: &LaunchOptions,
+    sizes: &Sizes,
+    metrics: &mut ServerMetrics,
+) -> Result<()> {
+    let progress = |msg: &str| eprintln!("[{kind}] {msg}");
+    progress("starting");
+    let server = RunningServer::start(kind, opts)
+        .await
+        .with_context(|| format!("starting {kind}"))?;
+    metrics.version = server.version().map(str::to_string);
+    progress(&format!(
+        "listening on {} (data in {})",
+        server.base_url(),
+        server.data_dir().display()
+    ));
+
+    let api = Api::new(server.base_url().clone())?;
+    let outcome = scenarios::run_all(&api, sizes, metrics, &progress).await;
+    metrics.rate_limited_retries = api.rate_limited_count();
+
+    // Memory is sampled even after a failed scenario: it is still informative.
+    match server.memory() {
+        Ok(memory) => {
+            progress(&format!(
+                "memory: RSS {:.1} MiB, peak {:.1} MiB ({} process{})",
+                memory.rss_kib as f64 / 1024.0,
+                memory.peak_kib as f64 / 1024.0,
+                memory.processes,
+                if memory.processes == 1 { "" } else { "es" }
+            ));
+            metrics.memory = Some(memory);
+        }
+        Err(err) => progress(&format!("could not read memory: {err:#}")),
+    }
+    if outcome.is_err() {
+        eprint!("{}", server.log_tail());
+    }
+
+    progress("stopping");
+    let stopped = server
+        .stop()
+        .await
+        .with_context(|| format!("stopping {}", kind));
+    outcome?;
+    stopped
+}

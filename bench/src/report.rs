@@ -1,0 +1,305 @@
+//! Collected figures and their presentation (text table or JSON).
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::scenarios::{RoomLayout, Sizes};
+use crate::servers::{MemoryUsage, ServerKind};
+
+/// Everything measured on one server. `None` means "not measured" (the run
+/// was skipped or failed before reaching that scenario).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerMetrics {
+    pub server: ServerKind,
+    pub version: Option<String>,
+    pub sequential_msgs_per_sec: Option<f64>,
+    pub concurrent_msgs_per_sec: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub latency_max_ms: Option<f64>,
+    pub initial_sync_median_ms: Option<f64>,
+    pub initial_sync_bytes: Option<u64>,
+    pub memory: Option<MemoryUsage>,
+    /// Requests answered with 429 and retried; non-zero means a rate limit
+    /// distorted the figures.
+    pub rate_limited_retries: u64,
+    pub error: Option<String>,
+}
+
+impl ServerMetrics {
+    pub fn new(server: ServerKind) -> Self {
+        Self {
+            server,
+            version: None,
+            sequential_msgs_per_sec: None,
+            concurrent_msgs_per_sec: None,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
+            latency_max_ms: None,
+            initial_sync_median_ms: None,
+            initial_sync_bytes: None,
+            memory: None,
+            rate_limited_retries: 0,
+            error: None,
+        }
+    }
+
+    fn rss_mib(&self) -> Option<f64> {
+        self.memory.map(|m| m.rss_kib as f64 / 1024.0)
+    }
+
+    fn peak_rss_mib(&self) -> Option<f64> {
+        self.memory.map(|m| m.peak_kib as f64 / 1024.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Better {
+    Higher,
+    Lower,
+}
+
+struct Metric {
+    label: String,
+    key: &'static str,
+    unit: &'static str,
+    better: Better,
+    decimals: usize,
+    value: fn(&ServerMetrics) -> Option<f64>,
+}
+
+fn metrics(sizes: &Sizes) -> Vec<Metric> {
+    let layout = match sizes.concurrent_rooms {
+        RoomLayout::Shared => "shared room",
+        RoomLayout::PerClient => "room per client",
+    };
+    vec![
+        Metric {
+            label: "Sequential send, 1 client".into(),
+            key: "sequential_send",
+            unit: "msgs/s",
+            better: Better::Higher,
+            decimals: 1,
+            value: |m| m.sequential_msgs_per_sec,
+        },
+        Metric {
+            label: format!("Concurrent send, {} clients, {layout}", sizes.clients),
+            key: "concurrent_send",
+            unit: "msgs/s",
+            better: Better::Higher,
+            decimals: 1,
+            value: |m| m.concurrent_msgs_per_sec,
+        },
+        Metric {
+            label: "Send-to-sync latency p50".into(),
+            key: "latency_p50",
+            unit: "ms",
+            better: Better::Lower,
+            decimals: 1,
+            value: |m| m.latency_p50_ms,
+        },
+        Metric {
+            label: "Send-to-sync latency p99".into(),
+            key: "latency_p99",
+            unit: "ms",
+            better: Better::Lower,
+            decimals: 1,
+            value: |m| m.latency_p99_ms,
+        },
+        Metric {
+            label: format!("Initial sync, {} rooms, median", sizes.rooms),
+            key: "initial_sync_median",
+            unit: "ms",
+            better: Better::Lower,
+            decimals: 1,
+            value: |m| m.initial_sync_median_ms,
+        },
+        Metric {
+            label: "Server RSS after workload".into(),
+            key: "rss",
+            unit: "MiB",
+            better: Better::Lower,
+            decimals: 1,
+            value: ServerMetrics::rss_mib,
+        },
+        Metric {
+            label: "Server peak RSS (VmHWM)".into(),
+            key: "peak_rss",
+            unit: "MiB",
+            better: Better::Lower,
+            decimals: 1,
+            value: ServerMetrics::peak_rss_mib,
+        },
+    ]
+}
+
+/// How many times better Archipel is than Synapse (> 1 means Archipel wins).
+fn ratio(better: Better, archipel: Option<f64>, synapse: Option<f64>) -> Option<f64> {
+    let (a, s) = (archipel?, synapse?);
+    let r = match better {
+        Better::Higher => a / s,
+        Better::Lower => s / a,
+    };
+    r.is_finite().then_some(r)
+}
+
+fn format_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}x")
+    } else if r >= 10.0 {
+        format!("{r:.1}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+fn find(results: &[ServerMetrics], kind: ServerKind) -> Option<&ServerMetrics> {
+    results.iter().find(|m| m.server == kind)
+}
+
+/// A plain-text table: metric | Archipel | Synapse | ratio.
+pub fn render_table(sizes: &Sizes, results: &[ServerMetrics]) -> String {
+    let archipel = find(results, ServerKind::Archipel);
+    let synapse = find(results, ServerKind::Synapse);
+
+    let mut rows = vec![[
+        "Metric".to_string(),
+        "Archipel".to_string(),
+        "Synapse".to_string(),
+        "Ratio".to_string(),
+    ]];
+    for metric in metrics(sizes) {
+        let a = archipel.and_then(metric.value);
+        let s = synapse.and_then(metric.value);
+        let cell = |v: Option<f64>| match v {
+            Some(v) => format!("{v:.prec$}", prec = metric.decimals),
+            None => "-".to_string(),
+        };
+        rows.push([
+            format!("{} ({})", metric.label, metric.unit),
+            cell(a),
+            cell(s),
+            ratio(metric.better, a, s).map_or_else(|| "-".to_string(), format_ratio),
+        ]);
+    }
+
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        out.push_str(&format!(
+            "{:<w0$} | {:>w1$} | {:>w2$} | {:>w3$}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        ));
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&rule.join("-|-"));
+            out.push('\n');
+        }
+    }
+    out.push_str(
+        "Ratio > 1 means Archipel is better: Archipel/Synapse for throughput, \
+         Synapse/Archipel for latency, time and memory.\n",
+    );
+
+    for m in results {
+        if let Some(version) = &m.version {
+            out.push_str(&format!("{} version: {version}\n", m.server));
+        }
+        if let Some(bytes) = m.initial_sync_bytes {
+            out.push_str(&format!(
+                "{} initial sync response: {:.1} KiB\n",
+                m.server,
+                bytes as f64 / 1024.0
+            ));
+        }
+        if m.rate_limited_retries > 0 {
+            out.push_str(&format!(
+                "WARNING: {} rate-limited {} requests (retried); its figures are distorted.\n",
+                m.server, m.rate_limited_retries
+            ));
+        }
+        if let Some(error) = &m.error {
+            out.push_str(&format!("{} FAILED: {error}\n", m.server));
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    sizes: &'a Sizes,
+    servers: &'a [ServerMetrics],
+    comparison: Vec<JsonRow>,
+}
+
+#[derive(Serialize)]
+struct JsonRow {
+    metric: &'static str,
+    label: String,
+    unit: &'static str,
+    better: Better,
+    archipel: Option<f64>,
+    synapse: Option<f64>,
+    /// Archipel-is-better factor (> 1 means Archipel wins).
+    ratio: Option<f64>,
+}
+
+pub fn render_json(sizes: &Sizes, results: &[ServerMetrics]) -> Result<String> {
+    let archipel = find(results, ServerKind::Archipel);
+    let synapse = find(results, ServerKind::Synapse);
+    let comparison = metrics(sizes)
+        .into_iter()
+        .map(|metric| {
+            let a = archipel.and_then(metric.value);
+            let s = synapse.and_then(metric.value);
+            JsonRow {
+                metric: metric.key,
+                label: metric.label,
+                unit: metric.unit,
+                better: metric.better,
+                archipel: a,
+                synapse: s,
+                ratio: ratio(metric.better, a, s),
+            }
+        })
+        .collect();
+    let report = JsonReport {
+        sizes,
+        servers: results,
+        comparison,
+    };
+    Ok(serde_json::to_string_pretty(&report)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_favours_archipel_when_above_one() {
+        assert_eq!(ratio(Better::Higher, Some(600.0), Some(60.0)), Some(10.0));
+        assert_eq!(ratio(Better::Lower, Some(5.0), Some(50.0)), Some(10.0));
+        assert_eq!(ratio(Better::Lower, None, Some(50.0)), None);
+        assert_eq!(ratio(Better::Higher, Some(1.0), Some(0.0)), None);
+    }
+
+    #[test]
+    fn ratio_formatting() {
+        assert_eq!(format_ratio(12.345), "12.3x");
+        assert_eq!(format_ratio(0.5), "0.50x");
+        assert_eq!(format_ratio(250.0), "250x");
+    }
+}

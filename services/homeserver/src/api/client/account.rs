@@ -1,0 +1,48 @@
+//! Password change and account deactivation.
+
+use std::sync::Arc;
+
+use ruma::api::client::{
+    account::{
+        ThirdPartyIdRemovalStatus, change_password, deactivate,
+    },
+    uiaa::AuthType,
+};
+
+use super::{membership, uiaa};
+use crate::{Result, Services, ruma_wrapper::Ruma};
+
+pub async fn change_password(services: Arc<Services>, request: Ruma<change_password::v3::Request>) -> Result<change_password::v3::Response> {
+    let user = request.user();
+    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(user)).await?;
+    services.users.set_password(user, request.body.new_password.clone()).await?;
+    if request.body.logout_devices {
+        for device in services.users.devices(user)? {
+            if device.device_id != request.device() {
+                services.users.remove_device(user, &device.device_id).await?;
+                services.e2ee.remove_device(user, &device.device_id).await?;
+            }
+        }
+    }
+    Ok(change_password::v3::Response::new())
+}
+
+pub async fn deactivate(services: Arc<Services>, request: Ruma<deactivate::v3::Request>) -> Result<deactivate::v3::Response> {
+    let user = request.user().to_owned();
+    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(&user)).await?;
+    deactivate_user(&services, &user).await?;
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// Leaves every room, ends every session and locks the account.
+pub async fn deactivate_user(services: &Services, user: &ruma::UserId) -> Result<()> {
+    for room in services.rooms.joined_rooms(user)? {
+        membership::leave_room(services, user, &room, None).await?;
+    }
+    for device in services.users.devices(user)? {
+        services.e2ee.remove_device(user, &device.device_id).await?;
+    }
+    services.users.deactivate(user).await?;
+    tracing::info!(user = %user, "deactivated");
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The client-server API: one file per endpoint group, and the route table.
+
+mod account;
+mod account_data;
+mod backup;
+mod devices;
+mod directory;
+mod discovery;
+mod ephemeral;
+mod events;
+pub mod filter;
+mod keys;
+mod media;
+pub mod membership;
+mod messages;
+mod profile;
+mod register;
+mod room_create;
+mod session;
+mod sync;
+mod uiaa;
+
+use std::sync::Arc;
+
+use axum::{Router, extract::State, routing::get};
+
+pub use account::deactivate_user;
+pub use register::create_user;
+
+use crate::{Services, router::RumaRouter};
+
+/// Registers every client API endpoint.
+pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
+    router
+        // Discovery.
+        .ruma(discovery::versions)
+        .ruma(discovery::well_known_client)
+        .route("/.well-known/matrix/server", get(|State(services): State<Arc<Services>>| discovery::well_known_server(services)))
+        .ruma(discovery::capabilities)
+        // Sessions and accounts.
+        .ruma(session::login_types)
+        .ruma(session::login)
+        .ruma(session::refresh)
+        .ruma(session::logout)
+        .ruma(session::logout_all)
+        .ruma(session::whoami)
+        .ruma(register::register)
+        .ruma(register::available)
+        .ruma(register::token_validity)
+        .ruma(account::change_password)
+        .ruma(account::deactivate)
+        .ruma(devices::list)
+        .ruma(devices::get)
+        .ruma(devices::update)
+        .ruma(devices::delete)
+        .ruma(devices::delete_many)
+        // Rooms.
+        .ruma(room_create::create_room)
+        .ruma(membership::join_by_id)
+        .ruma(membership::join_by_id_or_alias)
+        .ruma(membership::invite)
+        .ruma(membership::leave)
+        .ruma(membership::forget)
+        .ruma(membership::kick)
+        .ruma(membership::ban)
+        .ruma(membership::unban)
+        .ruma(membership::joined)
+        .ruma(membership::members)
+        .ruma(membership::joined_members_of)
+        .ruma(directory::create)
+        .ruma(directory::resolve)
+        .ruma(directory::delete)
+        .ruma(directory::room_aliases)
+        .ruma(directory::get_visibility)
+        .ruma(directory::set_visibility)
+        .ruma(directory::list)
+        .ruma(directory::list_filtered)
+        // Events.
+        .ruma(events::send_message)
+        .ruma(events::send_state)
+        .ruma(events::get_state)
+        .ruma(events::get_state_for_key)
+        .ruma(events::redact)
+        .ruma(events::get_event)
+        .ruma(events::context)
+        .ruma(messages::messages)
+        .ruma(messages::relating)
+        .ruma(messages::relating_with_type)
+        .ruma(messages::relating_with_type_and_event)
+        // Sync and what it carries.
+        .ruma(sync::sync)
+        .ruma(filter::create)
+        .ruma(filter::get)
+        .ruma(ephemeral::receipt)
+        .ruma(ephemeral::read_markers)
+        .ruma(ephemeral::typing)
+        .ruma(ephemeral::get_presence)
+        .ruma(ephemeral::set_presence)
+        .ruma(profile::profile)
+        .ruma(profile::displayname)
+        .ruma(profile::avatar_url)
+        .ruma(profile::set_displayname)
+        .ruma(profile::set_avatar)
+        .ruma(profile::search)
+        .ruma(account_data::set_global)
+        .ruma(account_data::get_global)
+        .ruma(account_data::set_room)
+        .ruma(account_data::get_room)
+        .ruma(account_data::get_room_tags)
+        .ruma(account_data::put_tag)
+        .ruma(account_data::remove_tag)
+        .ruma(account_data::push_rules)
+        .ruma(account_data::push_rules_global)
+        .ruma(account_data::push_rule)
+        .ruma(account_data::set_push_rule)
+        .ruma(account_data::delete_push_rule)
+        .ruma(account_data::push_rule_enabled)
+        .ruma(account_data::set_push_rule_enabled)
+        .ruma(account_data::push_rule_actions)
+        .ruma(account_data::set_push_rule_actions)
+        .ruma(account_data::pushers)
+        .ruma(account_data::set_pushers)
+        // Media.
+        .ruma(media::upload)
+        .ruma(media::download)
+        .ruma(media::download_as)
+        .ruma(media::thumbnail_v1)
+        .ruma(media::config_v1)
+        .ruma(media::config_v3)
+        .ruma(media::download_v3)
+        .ruma(media::thumbnail_v3)
+        // End-to-end encryption.
+        .ruma(keys::upload)
+        .ruma(keys::query)
+        .ruma(keys::claim)
+        .ruma(keys::changes)
+        .ruma(keys::upload_signing)
+        .ruma(keys::upload_sigs)
+        .ruma(keys::send_to_device)
+        .ruma(backup::create_version)
+        .ruma(backup::update_version)
+        .ruma(backup::latest)
+        .ruma(backup::info)
+        .ruma(backup::delete_version)
+        .ruma(backup::add_keys)
+        .ruma(backup::add_room_keys)
+        .ruma(backup::add_session_key)
+        .ruma(backup::get_keys)
+        .ruma(backup::get_room_keys)
+        .ruma(backup::get_session_key)
+        .ruma(backup::delete_keys)
+        .ruma(backup::delete_room_keys)
+        .ruma(backup::delete_session_key)
+}

@@ -1,0 +1,100 @@
+//! Account registration: closed by default, open with a registration token,
+//! or fully open (`m.login.dummy`) on development nodes.
+
+use std::{sync::Arc, time::Duration};
+
+use ruma::{
+    UserId,
+    api::client::{
+        account::{
+            check_registration_token_validity, get_username_availability,
+            register::{self, RegistrationKind},
+        },
+        uiaa::AuthType,
+    },
+    push::Ruleset,
+};
+
+use super::uiaa;
+use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users::random_string};
+
+fn flows(services: &Services) -> Result<Vec<Vec<AuthType>>> {
+    if services.config.open_registration {
+        return Ok(vec![vec![AuthType::Dummy], vec![AuthType::RegistrationToken]]);
+    }
+    let now = crate::service::users::now_ms();
+    if services.users.registration_tokens()?.iter().any(|t| t.is_valid(now)) {
+        return Ok(vec![vec![AuthType::RegistrationToken]]);
+    }
+    Err(Error::forbidden("Registration is disabled on this server; ask an administrator for an account or a registration token."))
+}
+
+/// Checks a requested localpart and builds the user ID.
+fn new_user_id(services: &Services, username: Option<&str>) -> Result<ruma::OwnedUserId> {
+    let localpart = match username {
+        Some(name) => name.to_lowercase(),
+        None => random_string(12).to_lowercase(),
+    };
+    if localpart.is_empty()
+        || localpart.len() > 200
+        || !localpart.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c))
+    {
+        return Err(Error::invalid_username("User names may contain only a-z, 0-9, and . _ = - / +"));
+    }
+    let user_id = UserId::parse_with_server_name(localpart, services.server_name())
+        .map_err(|e| Error::invalid_username(format!("Invalid user name: {e}")))?;
+    if services.users.exists(&user_id)? {
+        return Err(Error::user_in_use());
+    }
+    Ok(user_id)
+}
+
+pub async fn register(services: Arc<Services>, request: Ruma<register::v3::Request>) -> Result<register::v3::Response> {
+    let body = request.body;
+    if body.kind == RegistrationKind::Guest {
+        return Err(Error::forbidden("Guest access is not enabled on this server."));
+    }
+    let flows = flows(&services)?;
+    let user_id = new_user_id(&services, body.username.as_deref())?;
+    let password = body.password.clone().filter(|p| !p.is_empty()).ok_or_else(|| Error::missing_param("A password is required."))?;
+    let completed = uiaa::require(&services, body.auth.as_ref(), &flows, None).await?;
+
+    create_user(&services, &user_id, Some(password), false).await?;
+    if let Some(token) = completed.registration_token {
+        services.users.use_registration_token(&token).await?;
+    }
+    tracing::info!(user = %user_id, "registered");
+
+    let mut response = register::v3::Response::new(user_id.clone());
+    if !body.inhibit_login {
+        let session = services.users.login(&user_id, body.device_id, body.initial_device_display_name, body.refresh_token).await?;
+        response.access_token = Some(session.access_token);
+        response.device_id = Some(session.device_id);
+        response.refresh_token = session.refresh_token;
+        response.expires_in = session.expires_in_ms.map(Duration::from_millis);
+    }
+    Ok(response)
+}
+
+/// Creates an account with the spec's default push rules.
+pub async fn create_user(services: &Services, user_id: &UserId, password: Option<String>, admin: bool) -> Result<()> {
+    services.users.create(user_id, password, admin).await?;
+    let rules = serde_json::json!({ "global": Ruleset::server_default(user_id) });
+    services.account_data.set(user_id, None, "m.push_rules", rules).await?;
+    Ok(())
+}
+
+pub async fn available(
+    services: Arc<Services>,
+    request: Ruma<get_username_availability::v3::Request>,
+) -> Result<get_username_availability::v3::Response> {
+    new_user_id(&services, Some(&request.body.username))?;
+    Ok(get_username_availability::v3::Response::new(true))
+}
+
+pub async fn token_validity(
+    services: Arc<Services>,
+    request: Ruma<check_registration_token_validity::v1::Request>,
+) -> Result<check_registration_token_validity::v1::Response> {
+    Ok(check_registration_token_validity::v1::Response::new(services.users.registration_token_valid(&request.body.token)?))
+}

@@ -1,0 +1,165 @@
+//! `/sync` (v3): initial, incremental and long-polling.
+//!
+//! A sync token is a position in the global stream (see `counter`). A sync
+//! gathers everything the user may see in `(since, upto]`, where `upto` is the
+//! highest position below every change still being committed.
+
+mod room;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use ruma::{
+    OneTimeKeyAlgorithm, UInt,
+    api::client::sync::sync_events::{
+        DeviceLists,
+        v3::{self, GlobalAccountData, Presence, Rooms, ToDevice},
+    },
+    presence::PresenceState,
+};
+use serde_json::json;
+
+use super::{filter::resolve_sync_filter, messages::parse_token};
+use crate::{Result, Services, ruma_wrapper::Ruma, service::rooms::pdu::raw};
+
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct SyncContext<'a> {
+    pub services: &'a Services,
+    pub user: &'a ruma::UserId,
+    pub device: &'a ruma::DeviceId,
+    pub since: u64,
+    pub upto: u64,
+    pub full_state: bool,
+    pub filter: ruma::api::client::filter::FilterDefinition,
+}
+
+pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result<v3::Response> {
+    let (user, device) = (request.user().to_owned(), request.device().to_owned());
+    let body = &request.body;
+    let since = body.since.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+    let filter = resolve_sync_filter(&services, &user, body.filter.as_ref())?;
+    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
+
+    match body.set_presence {
+        PresenceState::Offline => {}
+        PresenceState::Unavailable => services.presence.set(&user, "unavailable", None).await?,
+        _ => services.presence.set(&user, "online", None).await?,
+    }
+    // Everything up to `since` reached the device; drop its delivered to-device messages.
+    if since > 0 {
+        services.e2ee.ack_to_device(&user, &device, since).await?;
+    }
+
+    let mut watch = services.counter.watch();
+    loop {
+        watch.borrow_and_update();
+        let upto = services.counter.visible().max(since);
+        let ctx = SyncContext { services: &services, user: &user, device: &device, since, upto, full_state: body.full_state, filter: filter.clone() };
+        let response = build(&ctx)?;
+        let wait = since > 0 && !body.full_state && is_empty(&response) && tokio::time::Instant::now() < deadline;
+        if !wait {
+            return Ok(response);
+        }
+        if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+            return Ok(response);
+        }
+    }
+}
+
+fn is_empty(response: &v3::Response) -> bool {
+    response.rooms.is_empty()
+        && response.presence.is_empty()
+        && response.account_data.is_empty()
+        && response.to_device.is_empty()
+        && response.device_lists.is_empty()
+}
+
+fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
+    let services = ctx.services;
+    let mut response = v3::Response::new(ctx.upto.to_string());
+
+    let account_data = services.account_data.changes(ctx.user, ctx.since, ctx.upto)?;
+    let mut room_account_data: BTreeMap<ruma::OwnedRoomId, Vec<(String, serde_json::Value)>> = BTreeMap::new();
+    let mut global = GlobalAccountData::new();
+    for (room, kind, content) in account_data {
+        match room {
+            Some(room) => room_account_data.entry(room).or_default().push((kind, content)),
+            None => global.events.push(raw(&json!({ "type": kind, "content": content }))),
+        }
+    }
+    response.account_data = global;
+
+    let mut rooms = Rooms::new();
+    for (room_id, membership) in services.rooms.rooms_of(ctx.user)? {
+        if !super::filter::room_allowed(&ctx.filter.room.timeline, &room_id)
+            || ctx.filter.room.not_rooms.contains(&room_id)
+            || ctx.filter.room.rooms.as_ref().is_some_and(|r| !r.contains(&room_id))
+        {
+            continue;
+        }
+        let account_data = room_account_data.remove(&room_id).unwrap_or_default();
+        match membership.membership.as_str() {
+            "join" => {
+                if let Some(joined) = room::joined(ctx, &room_id, &membership, account_data)? {
+                    rooms.join.insert(room_id, joined);
+                }
+            }
+            "invite" if membership.count > ctx.since && membership.count <= ctx.upto => {
+                rooms.invite.insert(room_id.clone(), room::invited(ctx, &room_id, &membership)?);
+            }
+            "leave" | "ban" if membership.count > ctx.since && membership.count <= ctx.upto && !membership.forgotten => {
+                if ctx.since > 0 || ctx.filter.room.include_leave {
+                    rooms.leave.insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    response.rooms = rooms;
+
+    let mut presence = Presence::new();
+    for (user, record) in services.presence.changes(ctx.since, ctx.upto)? {
+        if services.rooms.share_a_room(ctx.user, &user)? {
+            let mut content = json!({ "presence": record.presence, "last_active_ago": crate::service::users::now_ms().saturating_sub(record.last_active_ts) });
+            if let Some(msg) = &record.status_msg {
+                content["status_msg"] = json!(msg);
+            }
+            if record.presence == "online" {
+                content["currently_active"] = json!(true);
+            }
+            presence.events.push(raw(&json!({ "type": "m.presence", "sender": user, "content": content })));
+        }
+    }
+    response.presence = presence;
+
+    let (messages, _) = services.e2ee.to_device_messages(ctx.user, ctx.device, ctx.since, ctx.upto, 1000)?;
+    let mut to_device = ToDevice::new();
+    to_device.events = messages.iter().map(raw).collect();
+    response.to_device = to_device;
+
+    if ctx.since > 0 {
+        let mut lists = DeviceLists::new();
+        for user in services.rooms.key_changes(ctx.since, ctx.upto)? {
+            if services.rooms.share_a_room(ctx.user, &user)? {
+                lists.changed.push(user);
+            } else {
+                lists.left.push(user);
+            }
+        }
+        response.device_lists = lists;
+    }
+
+    let counts = services.e2ee.one_time_key_counts(ctx.user, ctx.device)?;
+    response.device_one_time_keys_count = counts
+        .into_iter()
+        .map(|(alg, n)| (OneTimeKeyAlgorithm::from(alg.as_str()), UInt::try_from(n).unwrap_or_default()))
+        .collect();
+    if !response.device_one_time_keys_count.contains_key(&OneTimeKeyAlgorithm::SignedCurve25519) {
+        response.device_one_time_keys_count.insert(OneTimeKeyAlgorithm::SignedCurve25519, UInt::from(0u32));
+    }
+    response.device_unused_fallback_key_types = Some(
+        services.e2ee.unused_fallback_key_types(ctx.user, ctx.device)?.iter().map(|a| OneTimeKeyAlgorithm::from(a.as_str())).collect(),
+    );
+    Ok(response)
+}

@@ -1,0 +1,3 @@
+//! Stateless request handlers.
+
+pub mod client;

@@ -1,0 +1,75 @@
+//! The homeserver's part of the node configuration.
+
+use ruma::{OwnedServerName, RoomVersionId, server_name};
+use serde::Deserialize;
+
+/// Settings for the Matrix homeserver. Every field has a default, so an empty
+/// `[homeserver]` table is a valid, closed configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeserverConfig {
+    /// The name in every user and room ID (`@alice:<server_name>`).
+    pub server_name: OwnedServerName,
+    /// Public URL of the client API, advertised in `.well-known/matrix/client`.
+    pub public_base_url: Option<String>,
+    /// Federation endpoint advertised in `.well-known/matrix/server` (`host:port`).
+    pub federation_endpoint: Option<String>,
+    /// Open registration with `m.login.dummy`: only for local development nodes.
+    pub open_registration: bool,
+    /// Largest accepted media upload, in bytes.
+    pub max_upload_size: u64,
+    /// Largest accepted JSON request body, in bytes.
+    pub max_request_size: usize,
+    /// Lifetime of access tokens issued together with a refresh token, in seconds.
+    pub refreshable_token_lifetime_secs: u64,
+    /// Room version for rooms created without an explicit one.
+    #[serde(deserialize_with = "room_version")]
+    pub default_room_version: RoomVersionId,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Per-user (or per-address, before login) limits on endpoints the spec marks as rate-limited.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed in a burst.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { enabled: true, per_second: 5, burst: 20 }
+    }
+}
+
+impl Default for HomeserverConfig {
+    fn default() -> Self {
+        Self {
+            server_name: server_name!("localhost").to_owned(),
+            public_base_url: None,
+            federation_endpoint: None,
+            open_registration: false,
+            max_upload_size: 50 * 1024 * 1024,
+            max_request_size: 1024 * 1024,
+            refreshable_token_lifetime_secs: 300,
+            default_room_version: RoomVersionId::V11,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// Room versions this server creates and joins.
+pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] = &[RoomVersionId::V10, RoomVersionId::V11];
+
+fn room_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomVersionId, D::Error> {
+    let raw = String::deserialize(d)?;
+    let version = RoomVersionId::try_from(raw.as_str()).map_err(serde::de::Error::custom)?;
+    if SUPPORTED_ROOM_VERSIONS.contains(&version) {
+        Ok(version)
+    } else {
+        Err(serde::de::Error::custom(format!("room version {raw} is not supported (supported: 10, 11)")))
+    }
+}

@@ -1,0 +1,159 @@
+//! The homeserver's one error type, mapped once to a Matrix error response.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use ruma::api::{
+    client::uiaa::UiaaInfo,
+    error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
+};
+
+/// An error a request ends with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Matrix error: what the client did wrong, or what is not there.
+    #[error("{kind:?}: {message}")]
+    Matrix { status: StatusCode, kind: ErrorKind, message: String },
+    /// User-interactive authentication needs another stage.
+    #[error("user-interactive authentication required")]
+    Uiaa(Box<UiaaInfo>),
+    /// Storage failed; the request changed nothing.
+    #[error("storage: {0}")]
+    Store(#[from] archipel_store::Error),
+    /// A bug or an impossible state; logged, reported as M_UNKNOWN.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn matrix(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::Matrix { status, kind, message: message.into() }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::BadJson, message)
+    }
+
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::NotJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::InvalidParam, message)
+    }
+
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message)
+    }
+
+    pub fn missing_token() -> Self {
+        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "Missing access token.")
+    }
+
+    pub fn unknown_token(soft_logout: bool) -> Self {
+        let mut data = UnknownTokenErrorData::new();
+        data.soft_logout = soft_logout;
+        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(data), "Unknown or expired access token.")
+    }
+
+    pub fn unrecognized(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::matrix(status, ErrorKind::Unrecognized, message)
+    }
+
+    pub fn limit_exceeded(retry_after: std::time::Duration) -> Self {
+        let mut data = LimitExceededErrorData::new();
+        data.retry_after = Some(RetryAfter::Delay(retry_after));
+        Self::matrix(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests; slow down.")
+    }
+
+    pub fn user_in_use() -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, "That user ID is already taken.")
+    }
+
+    pub fn invalid_username(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message)
+    }
+
+    pub fn room_in_use(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, message)
+    }
+
+    pub fn unsupported_room_version(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
+    }
+
+    pub fn user_deactivated() -> Self {
+        Self::matrix(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated.")
+    }
+
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message)
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::Internal(message.to_string())
+    }
+
+    /// The Matrix error code, for logs and tests.
+    pub fn errcode(&self) -> String {
+        match self {
+            Self::Matrix { kind, .. } => kind.errcode().to_string(),
+            Self::Uiaa(_) => "M_FORBIDDEN".into(),
+            _ => "M_UNKNOWN".into(),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, body, retry_after) = match self {
+            Self::Matrix { status, kind, message } => {
+                let retry = match &kind {
+                    ErrorKind::LimitExceeded(data) => match data.retry_after {
+                        Some(RetryAfter::Delay(d)) => Some(d.as_secs().max(1)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                (status, serde_json::to_vec(&StandardErrorBody::new(kind, message)), retry)
+            }
+            Self::Uiaa(info) => (StatusCode::UNAUTHORIZED, serde_json::to_vec(&info), None),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                let body = StandardErrorBody::new(ErrorKind::Unknown, "The server could not store or read data.".into());
+                (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&body), None)
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                let body = StandardErrorBody::new(ErrorKind::Unknown, "Internal server error.".into());
+                (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&body), None)
+            }
+        };
+        let mut response = (status, body.unwrap_or_default()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::bad_json(format!("Invalid JSON: {e}"))
+    }
+}

@@ -1,0 +1,60 @@
+//! Archipel's Matrix homeserver: the client-server API on ruma types and axum.
+//!
+//! Layers, top to bottom:
+//! - [`router`]: the axum router, one route per ruma endpoint type, and the
+//!   tower layers (body limits, tracing, CORS, panics).
+//! - `api`: stateless handlers, one file per endpoint group. A handler parses
+//!   nothing itself: [`ruma_wrapper::Ruma`] hands it a typed, authenticated request.
+//! - [`service`]: stateful logic, one module per domain, each owning its
+//!   column families (declared in [`columns`]).
+//! - `archipel_store`: RocksDB, which knows nothing about Matrix.
+
+pub mod api;
+pub mod columns;
+pub mod config;
+mod counter;
+mod error;
+pub mod router;
+mod ruma_wrapper;
+pub mod service;
+pub mod signing_key;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+pub use config::HomeserverConfig;
+pub use error::{Error, Result};
+pub use service::Services;
+
+/// A running homeserver's shared state.
+pub struct Homeserver {
+    pub services: Arc<Services>,
+}
+
+impl Homeserver {
+    /// Opens the homeserver over `store`, with its signing key and media in `data_dir`.
+    pub fn open(config: HomeserverConfig, store: archipel_store::Store, data_dir: &Path) -> Result<Self> {
+        let signing_key = signing_key::load_or_generate(&data_dir.join("signing.key"))?;
+        let services = Services::build(config, store, signing_key, data_dir.join("media"))?;
+        Ok(Self { services })
+    }
+
+    /// The axum router serving the client API.
+    pub fn router(&self) -> axum::Router {
+        router::build(self.services.clone())
+    }
+
+    /// Background housekeeping: typing expiry, rate limiter cleanup.
+    pub fn spawn_housekeeping(&self) -> tokio::task::JoinHandle<()> {
+        let services = self.services.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = services.typing.expire() {
+                    tracing::warn!(error = %e, "expiring typing notifications");
+                }
+                services.rate_limit.housekeeping();
+            }
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! The axum router: every ruma endpoint registered under all its paths.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use http::{Method, StatusCode};
+use ruma::api::{IncomingRequest, Metadata, path_builder::PathBuilder};
+use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, trace::TraceLayer};
+
+use crate::{
+    Error, Result, Services, api,
+    ruma_wrapper::{Ruma, RumaResponse},
+};
+
+/// Adds ruma endpoints to a router.
+pub(crate) trait RumaRouter {
+    fn ruma<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
+
+    /// An endpoint that answers with its own response type (e.g. raw JSON or bytes).
+    fn ruma_raw<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static;
+}
+
+fn method_filter(method: &Method) -> MethodFilter {
+    match *method {
+        Method::GET => MethodFilter::GET,
+        Method::POST => MethodFilter::POST,
+        Method::PUT => MethodFilter::PUT,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::OPTIONS,
+    }
+}
+
+impl RumaRouter for Router<Arc<Services>> {
+    fn ruma<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+    {
+        self.ruma_raw::<T, _, _>(move |services, request| {
+            let handler = handler.clone();
+            async move { handler(services, request).await.map(|r| RumaResponse(r).into_response()) }
+        })
+    }
+
+    fn ruma_raw<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static,
+    {
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            let route = on(method_filter(&T::METHOD), move |State(services): State<Arc<Services>>, request: Ruma<T>| {
+                let handler = handler.clone();
+                async move { handler(services, request).await.into_response() }
+            });
+            router = router.route(path, route);
+        }
+        router
+    }
+}
+
+/// The complete client API router with its layers.
+pub fn build(services: Arc<Services>) -> Router {
+    let router = api::client::routes(Router::new())
+        .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
+        .method_not_allowed_fallback(|| async {
+            Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed for this endpoint.")
+        });
+    router
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
+        .layer(CorsLayer::permissive().max_age(Duration::from_secs(86400)))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
+            // The path only: query strings can carry access tokens.
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(services)
+}

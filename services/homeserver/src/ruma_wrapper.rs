@@ -1,0 +1,191 @@
+//! The bridge between axum and ruma: an extractor that turns an HTTP request
+//! into a typed ruma request with its authenticated sender, and a response
+//! wrapper for ruma responses.
+
+use std::{any::TypeId, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path},
+    response::{IntoResponse, Response},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use ruma::{
+    OwnedDeviceId, OwnedUserId,
+    api::{
+        IncomingRequest, OutgoingResponse,
+        auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
+    },
+};
+
+use crate::{Error, Services};
+
+/// A parsed request and who sent it.
+pub struct Ruma<T> {
+    pub body: T,
+    /// Set when the endpoint takes an access token and one was given.
+    pub sender_user: Option<OwnedUserId>,
+    pub sender_device: Option<OwnedDeviceId>,
+    /// The raw JSON body, for endpoints that keep unknown fields.
+    pub json_body: Option<serde_json::Value>,
+}
+
+impl<T> Ruma<T> {
+    /// The authenticated user; only call on endpoints that require a token.
+    pub fn user(&self) -> &ruma::UserId {
+        self.sender_user.as_deref().expect("endpoint requires authentication")
+    }
+
+    pub fn device(&self) -> &ruma::DeviceId {
+        self.sender_device.as_deref().expect("endpoint requires authentication")
+    }
+}
+
+/// Is the token required, optional, or not looked at.
+fn token_policy<A: 'static>() -> (bool, bool) {
+    let id = TypeId::of::<A>();
+    if id == TypeId::of::<AccessToken>() || id == TypeId::of::<AppserviceToken>() {
+        (true, true)
+    } else if id == TypeId::of::<AccessTokenOptional>() || id == TypeId::of::<AppserviceTokenOptional>() {
+        (true, false)
+    } else {
+        // NoAuthentication, NoAccessToken, and federation's ServerSignatures.
+        (false, false)
+    }
+}
+
+fn access_token(parts: &http::request::Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            return Some(token.trim().to_owned());
+        }
+    }
+    parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| percent_decode(t)))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_media_upload(path: &str) -> bool {
+    path.starts_with("/_matrix/media/") && path.contains("/upload")
+}
+
+impl<T> FromRequest<Arc<Services>> for Ruma<T>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: 'static,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request<Body>, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, services).await {
+            Ok(Path(args)) => args,
+            Err(_) => Vec::new(),
+        };
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ci| ci.0.ip().to_string())
+            .unwrap_or_default();
+
+        // Authenticate before reading the body: an unauthenticated client
+        // cannot make the server buffer anything.
+        let (wants_token, requires_token) = token_policy::<T::Authentication>();
+        let (mut sender_user, mut sender_device) = (None, None);
+        if wants_token {
+            match access_token(&parts) {
+                Some(token) => {
+                    let (user, device) = services.users.authenticate(&token)?;
+                    if !services.users.is_active(&user)? {
+                        return Err(Error::unknown_token(false));
+                    }
+                    sender_user = Some(user);
+                    sender_device = Some(device);
+                }
+                None if requires_token => return Err(Error::missing_token()),
+                None => {}
+            }
+        }
+
+        if T::RATE_LIMITED {
+            let key = sender_user.as_ref().map(|u| u.to_string()).unwrap_or(remote);
+            services.rate_limit.check(&key)?;
+        }
+
+        let limit = if is_media_upload(parts.uri.path()) {
+            usize::try_from(services.config.max_upload_size).unwrap_or(usize::MAX)
+        } else {
+            services.config.max_request_size
+        };
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(Error::too_large(format!("Request body exceeds the limit of {limit} bytes.")));
+            }
+            Err(e) => return Err(Error::bad_json(format!("Could not read the request body: {e}"))),
+        };
+
+        let takes_json = parts.method != Method::GET && !is_media_upload(parts.uri.path());
+        let mut json_body = None;
+        let bytes = if takes_json {
+            if bytes.is_empty() {
+                Bytes::from_static(b"{}")
+            } else {
+                match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(value) if value.is_object() => {
+                        json_body = Some(value);
+                        bytes
+                    }
+                    Ok(_) => return Err(Error::bad_json("The request body must be a JSON object.")),
+                    Err(e) => return Err(Error::not_json(format!("The request body is not valid JSON: {e}"))),
+                }
+            }
+        } else {
+            bytes
+        };
+
+        let request = Request::from_parts(parts, bytes);
+        let body = T::try_from_http_request(request, &path_args).map_err(|e| Error::bad_json(format!("Invalid request: {e}")))?;
+        Ok(Self { body, sender_user, sender_device, json_body })
+    }
+}
+
+/// A ruma response, serialized to HTTP.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| Body::from(body.freeze())).into_response(),
+            Err(e) => Error::internal(format!("serializing response: {e}")).into_response(),
+        }
+    }
+}
+
+/// Turns a JSON value into an HTTP 200 response (for endpoints whose response
+/// ruma models loosely).
+pub fn json_response(value: &serde_json::Value) -> Response {
+    let mut buf = BytesMut::new().writer();
+    let _ = serde_json::to_writer(&mut buf, value);
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], buf.into_inner().freeze()).into_response()
+}

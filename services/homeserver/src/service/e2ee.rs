@@ -1,0 +1,297 @@
+//! End-to-end encryption support: device keys, one-time and fallback keys,
+//! cross-signing keys and signatures, and to-device messages.
+//!
+//! The server never sees plaintext: it stores and hands out what clients
+//! upload, and tells room members when each other's devices change.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use archipel_store::{Batch, Store, Tree, key};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use serde_json::{Value, json};
+
+use crate::{Error, Result, columns as cf, counter::Counter};
+
+pub struct E2ee {
+    store: Store,
+    counter: Arc<Counter>,
+    device_keys: Tree,
+    one_time_keys: Tree,
+    fallback_keys: Tree,
+    cross_signing: Tree,
+    key_changes: Tree,
+    to_device: Tree,
+}
+
+/// Cross-signing key usages, as stored.
+pub const MASTER: &str = "master";
+pub const SELF_SIGNING: &str = "self_signing";
+pub const USER_SIGNING: &str = "user_signing";
+
+impl E2ee {
+    pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
+        Ok(Self {
+            device_keys: store.tree(cf::USERDEVICEID_KEYS)?,
+            one_time_keys: store.tree(cf::USERDEVICEID_KEYID_ONETIMEKEY)?,
+            fallback_keys: store.tree(cf::USERDEVICEID_ALGORITHM_FALLBACKKEY)?,
+            cross_signing: store.tree(cf::USERID_USAGE_CROSSSIGNINGKEY)?,
+            key_changes: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
+            to_device: store.tree(cf::USERDEVICEID_COUNT_TODEVICE)?,
+            store,
+            counter,
+        })
+    }
+
+    /// Stores what a device uploads. Device keys may not change once set,
+    /// except for added signatures.
+    pub async fn upload(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        device_keys: Option<Value>,
+        one_time_keys: BTreeMap<String, Value>,
+        fallback_keys: BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let mut batch = Batch::new();
+        let ticket = self.counter.next()?;
+        if let Some(keys) = device_keys {
+            if keys.get("user_id").and_then(Value::as_str) != Some(user.as_str())
+                || keys.get("device_id").and_then(Value::as_str) != Some(device.as_str())
+            {
+                return Err(Error::invalid_param("device_keys must name this user and device."));
+            }
+            let existing: Option<Value> = self.device_keys.get_json(key::key([user.as_bytes(), device.as_bytes()]))?;
+            if existing.as_ref() != Some(&keys) {
+                batch.put_json(&self.device_keys, key::key([user.as_bytes(), device.as_bytes()]), &keys);
+                batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+            }
+        }
+        for (key_id, value) in one_time_keys {
+            batch.put_json(&self.one_time_keys, key::key([user.as_bytes(), device.as_bytes(), key_id.as_bytes()]), &value);
+        }
+        for (key_id, value) in fallback_keys {
+            let algorithm = key_id.split(':').next().unwrap_or_default().to_owned();
+            let stored = json!({ "key_id": key_id, "key": value, "used": false });
+            batch.put_json(&self.fallback_keys, key::key([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]), &stored);
+        }
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Unclaimed one-time keys per algorithm.
+    pub fn one_time_key_counts(&self, user: &UserId, device: &DeviceId) -> Result<BTreeMap<String, u64>> {
+        let prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
+        let mut counts = BTreeMap::new();
+        for row in self.one_time_keys.scan_prefix(prefix.clone()) {
+            let (k, _) = row?;
+            let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let algorithm = key_id.split(':').next().unwrap_or_default().to_owned();
+            *counts.entry(algorithm).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Algorithms with a fallback key not yet handed out.
+    pub fn unused_fallback_key_types(&self, user: &UserId, device: &DeviceId) -> Result<Vec<String>> {
+        let prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.fallback_keys.scan_prefix(prefix.clone()) {
+            let (k, v) = row?;
+            let stored: Value = serde_json::from_slice(&v).unwrap_or_default();
+            if stored["used"] == Value::Bool(false) {
+                out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn device_keys(&self, user: &UserId, device: &DeviceId) -> Result<Option<Value>> {
+        Ok(self.device_keys.get_json(key::key([user.as_bytes(), device.as_bytes()]))?)
+    }
+
+    /// All of a user's device keys, by device.
+    pub fn all_device_keys(&self, user: &UserId) -> Result<BTreeMap<OwnedDeviceId, Value>> {
+        let prefix = key::prefix([user.as_bytes()]);
+        let mut out = BTreeMap::new();
+        for row in self.device_keys.scan_prefix(prefix.clone()) {
+            let (k, v) = row?;
+            let device: OwnedDeviceId = String::from_utf8_lossy(&k[prefix.len()..]).as_ref().into();
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.insert(device, value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands out one key of `algorithm` for the device: a one-time key if any is
+    /// left (and deletes it), else the fallback key.
+    pub async fn claim(&self, user: &UserId, device: &DeviceId, algorithm: &str) -> Result<Option<(String, Value)>> {
+        let prefix = key::prefix([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
+        // Key IDs are `algorithm:id`; the prefix ends with `algorithm 0xFF`, so look for `algorithm:`.
+        let mut otk_prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
+        otk_prefix.extend_from_slice(algorithm.as_bytes());
+        otk_prefix.push(b':');
+        let _ = prefix;
+        if let Some(row) = self.one_time_keys.scan_prefix(otk_prefix).next() {
+            let (k, v) = row?;
+            let base = key::prefix([user.as_bytes(), device.as_bytes()]);
+            let key_id = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+            let value: Value = serde_json::from_slice(&v).unwrap_or_default();
+            let mut batch = Batch::new();
+            batch.delete(&self.one_time_keys, &k);
+            self.store.commit_async(batch).await?;
+            return Ok(Some((key_id, value)));
+        }
+        let fallback_key = key::key([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
+        if let Some(mut stored) = self.fallback_keys.get_json::<Value>(&fallback_key)? {
+            let key_id = stored["key_id"].as_str().unwrap_or_default().to_owned();
+            let value = stored["key"].clone();
+            if stored["used"] != Value::Bool(true) {
+                stored["used"] = Value::Bool(true);
+                let mut batch = Batch::new();
+                batch.put_json(&self.fallback_keys, &fallback_key, &stored);
+                self.store.commit_async(batch).await?;
+            }
+            return Ok(Some((key_id, value)));
+        }
+        Ok(None)
+    }
+
+    pub fn cross_signing_key(&self, user: &UserId, usage: &str) -> Result<Option<Value>> {
+        Ok(self.cross_signing.get_json(key::key([user.as_bytes(), usage.as_bytes()]))?)
+    }
+
+    pub async fn set_cross_signing_keys(&self, user: &UserId, keys: Vec<(&'static str, Value)>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ticket = self.counter.next()?;
+        let mut batch = Batch::new();
+        for (usage, value) in keys {
+            if value.get("user_id").and_then(Value::as_str) != Some(user.as_str()) {
+                return Err(Error::invalid_param(format!("The {usage} key must name this user.")));
+            }
+            batch.put_json(&self.cross_signing, key::key([user.as_bytes(), usage.as_bytes()]), &value);
+        }
+        batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Merges uploaded signatures into a stored device or cross-signing key.
+    /// `key_id` is a device ID or a cross-signing public key.
+    pub async fn add_signatures(&self, target: &UserId, key_id: &str, signed: &Value) -> Result<()> {
+        let Some(new_signatures) = signed.get("signatures").and_then(Value::as_object) else {
+            return Err(Error::invalid_param("No signatures in the signed object."));
+        };
+        let device_key = key::key([target.as_bytes(), key_id.as_bytes()]);
+        let (tree, k, mut stored) = if let Some(v) = self.device_keys.get_json::<Value>(&device_key)? {
+            (&self.device_keys, device_key, v)
+        } else {
+            let mut found = None;
+            for usage in [MASTER, SELF_SIGNING, USER_SIGNING] {
+                let k = key::key([target.as_bytes(), usage.as_bytes()]);
+                if let Some(v) = self.cross_signing.get_json::<Value>(&k)? {
+                    let matches = v["keys"].as_object().is_some_and(|keys| keys.values().any(|pk| pk.as_str() == Some(key_id)));
+                    if matches {
+                        found = Some((&self.cross_signing, k, v));
+                        break;
+                    }
+                }
+            }
+            found.ok_or_else(|| Error::not_found(format!("No key {key_id} for {target}.")))?
+        };
+        let signatures = stored
+            .as_object_mut()
+            .ok_or_else(|| Error::internal("stored key is not an object"))?
+            .entry("signatures")
+            .or_insert_with(|| json!({}));
+        for (signer, sigs) in new_signatures {
+            if let (Some(existing), Some(sigs)) = (signatures.as_object_mut(), sigs.as_object()) {
+                let entry = existing.entry(signer.clone()).or_insert_with(|| json!({}));
+                if let Some(entry) = entry.as_object_mut() {
+                    for (id, sig) in sigs {
+                        entry.insert(id.clone(), sig.clone());
+                    }
+                }
+            }
+        }
+        let ticket = self.counter.next()?;
+        let mut batch = Batch::new();
+        batch.put_json(tree, k, &stored);
+        batch.put(&self.key_changes, ticket.count.to_be_bytes(), target.as_bytes());
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Forgets a removed device's keys and tells its user's contacts.
+    pub async fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<()> {
+        let ticket = self.counter.next()?;
+        let mut batch = Batch::new();
+        batch.delete(&self.device_keys, key::key([user.as_bytes(), device.as_bytes()]));
+        for tree in [&self.one_time_keys, &self.fallback_keys, &self.to_device] {
+            for row in tree.scan_prefix(key::prefix([user.as_bytes(), device.as_bytes()])) {
+                let (k, _) = row?;
+                batch.delete(tree, &k);
+            }
+        }
+        batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Queues a to-device message for each target device.
+    pub async fn send_to_device(&self, sender: &UserId, event_type: &str, targets: Vec<(OwnedUserId, OwnedDeviceId, Value)>) -> Result<()> {
+        let mut tickets = Vec::with_capacity(targets.len());
+        let mut batch = Batch::new();
+        for (user, device, content) in targets {
+            let ticket = self.counter.next()?;
+            let event = json!({ "type": event_type, "sender": sender, "content": content });
+            batch.put_json(&self.to_device, key::with_u64(key::key([user.as_bytes(), device.as_bytes()]), ticket.count), &event);
+            tickets.push(ticket);
+        }
+        self.store.commit_async(batch).await?;
+        drop(tickets);
+        Ok(())
+    }
+
+    /// Messages for the device in `(after, upto]`, oldest first.
+    pub fn to_device_messages(&self, user: &UserId, device: &DeviceId, after: u64, upto: u64, limit: usize) -> Result<(Vec<Value>, u64)> {
+        let base = key::key([user.as_bytes(), device.as_bytes()]);
+        let mut prefix = base.clone();
+        prefix.push(key::SEP);
+        let mut out = Vec::new();
+        let mut last = after;
+        for row in self.to_device.scan_from(key::with_u64(base, after + 1), prefix) {
+            let (k, v) = row?;
+            let Some((_, count)) = key::split_last_u64(&k) else { continue };
+            if count > upto || out.len() >= limit {
+                break;
+            }
+            if let Ok(value) = serde_json::from_slice(&v) {
+                out.push(value);
+            }
+            last = count;
+        }
+        Ok((out, last))
+    }
+
+    /// Deletes messages the device has acknowledged by syncing past them.
+    pub async fn ack_to_device(&self, user: &UserId, device: &DeviceId, upto: u64) -> Result<()> {
+        let base = key::key([user.as_bytes(), device.as_bytes()]);
+        let mut prefix = base.clone();
+        prefix.push(key::SEP);
+        let mut batch = Batch::new();
+        for row in self.to_device.scan_prefix(prefix) {
+            let (k, _) = row?;
+            match key::split_last_u64(&k) {
+                Some((_, count)) if count <= upto => batch.delete(&self.to_device, &k),
+                _ => break,
+            }
+        }
+        if !batch.is_empty() {
+            self.store.commit_async(batch).await?;
+        }
+        Ok(())
+    }
+}

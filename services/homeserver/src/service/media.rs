@@ -1,0 +1,127 @@
+//! Media repository: uploaded files on disk, their metadata in the store.
+
+use std::{
+    io::{Cursor, Write},
+    path::{Path, PathBuf},
+};
+
+use archipel_store::{Batch, Store, Tree};
+use ruma::{OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, columns as cf, service::users::{now_ms, random_string}};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MediaMeta {
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub uploader: OwnedUserId,
+    pub created_ts: u64,
+}
+
+pub struct Media {
+    store: Store,
+    tree: Tree,
+    dir: PathBuf,
+}
+
+/// Largest thumbnail edge a client can ask for.
+const MAX_THUMBNAIL_EDGE: u32 = 1600;
+
+impl Media {
+    pub fn new(store: Store, dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("files")).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir.join("thumbnails")).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        Ok(Self { tree: store.tree(cf::MEDIAID_META)?, store, dir })
+    }
+
+    fn file_path(&self, media_id: &str) -> PathBuf {
+        self.dir.join("files").join(media_id)
+    }
+
+    /// Stores a new file durably and returns its media ID.
+    pub async fn create(&self, uploader: &UserId, content_type: Option<String>, filename: Option<String>, bytes: Vec<u8>) -> Result<String> {
+        let media_id = random_string(24);
+        let path = self.file_path(&media_id);
+        let size = bytes.len() as u64;
+        tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| Error::internal(format!("writing media file: {e}")))?;
+        let meta = MediaMeta { content_type, filename, size, uploader: uploader.to_owned(), created_ts: now_ms() };
+        let mut batch = Batch::new();
+        batch.put_json(&self.tree, media_id.as_bytes(), &meta);
+        self.store.commit_async(batch).await?;
+        Ok(media_id)
+    }
+
+    pub fn meta(&self, media_id: &str) -> Result<Option<MediaMeta>> {
+        if !valid_media_id(media_id) {
+            return Ok(None);
+        }
+        Ok(self.tree.get_json(media_id.as_bytes())?)
+    }
+
+    pub async fn read(&self, media_id: &str) -> Result<Option<(MediaMeta, Vec<u8>)>> {
+        let Some(meta) = self.meta(media_id)? else { return Ok(None) };
+        let bytes = tokio::fs::read(self.file_path(media_id)).await.map_err(|e| Error::internal(format!("reading media: {e}")))?;
+        Ok(Some((meta, bytes)))
+    }
+
+    /// A thumbnail no larger than `width`×`height` (`crop` fills the box), as PNG or JPEG.
+    pub async fn thumbnail(&self, media_id: &str, width: u32, height: u32, crop: bool) -> Result<Option<(String, Vec<u8>)>> {
+        let Some((meta, bytes)) = self.read(media_id).await? else { return Ok(None) };
+        let (width, height) = (width.clamp(1, MAX_THUMBNAIL_EDGE), height.clamp(1, MAX_THUMBNAIL_EDGE));
+        let cache = self.dir.join("thumbnails").join(format!("{media_id}-{width}x{height}-{}", if crop { "crop" } else { "scale" }));
+        if let Ok(cached) = tokio::fs::read(&cache).await {
+            return Ok(Some(("image/png".into(), cached)));
+        }
+        let result = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+            let image = image::load_from_memory(&bytes).ok()?;
+            let thumb = if crop {
+                image.resize_to_fill(width, height, image::imageops::FilterType::Triangle)
+            } else if image.width() <= width && image.height() <= height {
+                image
+            } else {
+                image.thumbnail(width, height)
+            };
+            let mut out = Cursor::new(Vec::new());
+            thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;
+            Some(out.into_inner())
+        })
+        .await
+        .map_err(Error::internal)?;
+        match result {
+            Some(png) => {
+                let _ = tokio::fs::write(&cache, &png).await;
+                Ok(Some(("image/png".into(), png)))
+            }
+            // Not an image we can scale: serve the original, as other servers do.
+            None => {
+                let (_, bytes) = self.read(media_id).await?.unwrap_or((meta.clone(), Vec::new()));
+                Ok(Some((meta.content_type.unwrap_or_else(|| "application/octet-stream".into()), bytes)))
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn valid_media_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Stateful services, one per domain, each owning its column families.
+//!
+//! Services do not call each other; an API handler that needs two of them
+//! calls both. The dependency graph stays a tree.
+
+pub mod account_data;
+pub mod e2ee;
+pub mod filters;
+pub mod key_backup;
+pub mod media;
+pub mod presence;
+pub mod rate_limit;
+pub mod receipts;
+pub mod rooms;
+pub mod typing;
+pub mod uiaa;
+pub mod users;
+
+use std::{path::PathBuf, sync::Arc};
+
+use archipel_store::Store;
+
+use crate::{HomeserverConfig, Result, counter::Counter};
+
+/// Everything a request handler can use.
+pub struct Services {
+    pub config: HomeserverConfig,
+    pub store: Store,
+    pub counter: Arc<Counter>,
+    pub signing_key: Arc<ruma::signatures::Ed25519KeyPair>,
+    pub users: users::Users,
+    pub rooms: rooms::Rooms,
+    pub account_data: account_data::AccountData,
+    pub receipts: receipts::Receipts,
+    pub typing: typing::Typing,
+    pub presence: presence::Presence,
+    pub e2ee: e2ee::E2ee,
+    pub key_backup: key_backup::KeyBackup,
+    pub media: media::Media,
+    pub filters: filters::Filters,
+    pub rate_limit: rate_limit::RateLimiter,
+    pub uiaa: uiaa::Uiaa,
+}
+
+impl Services {
+    pub fn build(config: HomeserverConfig, store: Store, signing_key: ruma::signatures::Ed25519KeyPair, media_dir: PathBuf) -> Result<Arc<Self>> {
+        let counter = Arc::new(Counter::open(store.clone())?);
+        let signing_key = Arc::new(signing_key);
+        Ok(Arc::new(Self {
+            users: users::Users::new(store.clone(), config.refreshable_token_lifetime_secs)?,
+            rooms: rooms::Rooms::new(store.clone(), counter.clone(), config.server_name.clone(), signing_key.clone())?,
+            account_data: account_data::AccountData::new(store.clone(), counter.clone())?,
+            receipts: receipts::Receipts::new(store.clone(), counter.clone())?,
+            typing: typing::Typing::new(counter.clone()),
+            presence: presence::Presence::new(store.clone(), counter.clone())?,
+            e2ee: e2ee::E2ee::new(store.clone(), counter.clone())?,
+            key_backup: key_backup::KeyBackup::new(store.clone())?,
+            media: media::Media::new(store.clone(), media_dir)?,
+            filters: filters::Filters::new(store.clone())?,
+            rate_limit: rate_limit::RateLimiter::new(&config.rate_limit),
+            uiaa: uiaa::Uiaa::default(),
+            signing_key,
+            counter,
+            store,
+            config,
+        }))
+    }
+
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.config.server_name
+    }
+
+    /// Whether a user ID belongs to this server.
+    pub fn is_local(&self, user: &ruma::UserId) -> bool {
+        user.server_name() == self.config.server_name
+    }
+}

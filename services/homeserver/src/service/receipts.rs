@@ -1,0 +1,98 @@
+//! Read receipts (`m.read`, `m.read.private`), threaded or not.
+
+use std::sync::Arc;
+
+use archipel_store::{Batch, Store, Tree, key};
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{Result, columns as cf, counter::Counter, service::users::now_ms};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    pub count: u64,
+    pub event_id: OwnedEventId,
+    pub ts: u64,
+    pub receipt_type: String,
+    #[serde(default)]
+    pub thread_id: Option<String>,
+}
+
+pub struct Receipts {
+    store: Store,
+    counter: Arc<Counter>,
+    tree: Tree,
+}
+
+impl Receipts {
+    pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
+        Ok(Self { tree: store.tree(cf::ROOMID_USERID_TYPE_RECEIPT)?, store, counter })
+    }
+
+    pub async fn set(&self, room: &RoomId, user: &UserId, receipt_type: &str, event_id: &EventId, thread_id: Option<String>) -> Result<()> {
+        let thread = thread_id.clone().unwrap_or_default();
+        let k = key::key([room.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);
+        let ticket = self.counter.next()?;
+        let receipt = Receipt { count: ticket.count, event_id: event_id.to_owned(), ts: now_ms(), receipt_type: receipt_type.to_owned(), thread_id };
+        let mut batch = Batch::new();
+        batch.put_json(&self.tree, k, &receipt);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    fn all(&self, room: &RoomId) -> Result<Vec<(OwnedUserId, Receipt)>> {
+        let prefix = key::prefix([room.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.tree.scan_prefix(prefix.clone()) {
+            let (k, v) = row?;
+            let user = key::split(&k[prefix.len()..]).next().unwrap_or_default();
+            let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref()) else { continue };
+            if let Ok(receipt) = serde_json::from_slice(&v) {
+                out.push((user, receipt));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `m.receipt` event content for receipts changed in `(after, upto]`,
+    /// as seen by `viewer` (private receipts only for their owner).
+    pub fn changes(&self, room: &RoomId, viewer: &UserId, after: u64, upto: u64) -> Result<Option<Value>> {
+        let mut content: Map<String, Value> = Map::new();
+        for (user, receipt) in self.all(room)? {
+            if receipt.count <= after || receipt.count > upto {
+                continue;
+            }
+            if receipt.receipt_type == "m.read.private" && user != viewer {
+                continue;
+            }
+            let mut data = json!({ "ts": receipt.ts });
+            if let Some(thread) = &receipt.thread_id {
+                data["thread_id"] = Value::String(thread.clone());
+            }
+            let by_event = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
+            let by_type = by_event
+                .as_object_mut()
+                .map(|m| m.entry(receipt.receipt_type.clone()).or_insert_with(|| json!({})));
+            if let Some(Value::Object(by_user)) = by_type {
+                by_user.insert(user.to_string(), data);
+            }
+        }
+        Ok((!content.is_empty()).then_some(Value::Object(content)))
+    }
+
+    /// The event the user last marked read (public or private, unthreaded or main).
+    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Vec<OwnedEventId>> {
+        let prefix = key::prefix([room.as_bytes(), user.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.tree.scan_prefix(prefix) {
+            let (_, v) = row?;
+            if let Ok(receipt) = serde_json::from_slice::<Receipt>(&v) {
+                if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
+                    out.push(receipt.event_id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,257 @@
+//! Creating an event: authorize, sign, and commit it with all its indexes.
+
+use std::sync::Arc;
+
+use archipel_store::{Batch, key};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId,
+    canonical_json::{redact, try_from_json_map},
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules},
+};
+use serde_json::{Map, Value};
+
+use super::{Pdu, PduBuilder, RoomMeta, Rooms, membership::MembershipRecord};
+use crate::{Error, Result};
+
+/// The largest PDU the spec allows, in bytes of canonical JSON.
+pub const MAX_PDU_BYTES: usize = 65_536;
+
+/// What [`Rooms::append`] produced.
+pub struct Appended {
+    pub pdu: Arc<Pdu>,
+    pub count: u64,
+}
+
+impl Rooms {
+    /// Authorizes, signs and durably stores a new event in `room_id`.
+    ///
+    /// Returns only after the event and every index it touches are on disk.
+    /// A rejected event changes nothing.
+    pub async fn append(&self, room_id: &RoomId, sender: &UserId, builder: PduBuilder) -> Result<Appended> {
+        let lock = self.room_lock(room_id);
+        let _serialized = lock.lock().await;
+
+        let meta = self.meta(room_id)?;
+        let version = match (&meta, builder.kind == TimelineEventType::RoomCreate) {
+            (Some(_), true) => return Err(Error::forbidden("The room already exists.")),
+            (Some(meta), false) => meta.version.clone(),
+            (None, true) => create_event_version(&builder.content)?,
+            (None, false) => return Err(Error::not_found("Unknown room.")),
+        };
+        let rules = room_rules(&version)?;
+
+        let content_raw = serde_json::value::to_raw_value(&builder.content)?;
+        let auth_types = auth_types_for_event(
+            &builder.kind,
+            sender,
+            builder.state_key.as_deref(),
+            &content_raw,
+            &rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
+        let mut auth_events = Vec::new();
+        for (kind, state_key) in &auth_types {
+            if let Some(id) = self.state_event_id(room_id, kind, state_key)? {
+                if !auth_events.contains(&id) {
+                    auth_events.push(id);
+                }
+            }
+        }
+
+        let (prev_events, depth) = match &meta {
+            Some(meta) => (vec![meta.last_event.clone()], meta.depth + 1),
+            None => (Vec::new(), 1),
+        };
+        let timestamp = builder.timestamp.unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
+
+        let mut object = Map::new();
+        object.insert("room_id".into(), Value::String(room_id.to_string()));
+        object.insert("sender".into(), Value::String(sender.to_string()));
+        object.insert("origin_server_ts".into(), serde_json::to_value(timestamp)?);
+        object.insert("type".into(), Value::String(builder.kind.to_string()));
+        object.insert("content".into(), builder.content.clone());
+        if let Some(state_key) = &builder.state_key {
+            object.insert("state_key".into(), Value::String(state_key.clone()));
+        }
+        object.insert("prev_events".into(), serde_json::to_value(&prev_events)?);
+        object.insert("auth_events".into(), serde_json::to_value(&auth_events)?);
+        object.insert("depth".into(), Value::from(depth));
+        if let Some(redacts) = &builder.redacts {
+            // Room version 11 moved `redacts` into the content.
+            if version == RoomVersionId::V10 {
+                object.insert("redacts".into(), Value::String(redacts.to_string()));
+            }
+        }
+        let mut object: CanonicalJsonObject =
+            try_from_json_map(object).map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
+        if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
+            return Err(Error::too_large("Events may be at most 65536 bytes."));
+        }
+        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), &*self.keypair, &mut object, &rules.redaction)
+            .map_err(Error::internal)?;
+        let event_id = ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
+        let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
+        let mut pdu = Pdu::from_signed(event_id, object).map_err(Error::internal)?;
+        pdu.transaction = builder.transaction.clone();
+        if version == RoomVersionId::V11 {
+            pdu.redacts = None;
+        }
+
+        check_state_independent_auth_rules(&rules.authorization, &pdu, |id| self.get_pdu(id).ok().flatten())
+            .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        check_state_dependent_auth_rules(&rules.authorization, &pdu, |kind, state_key| {
+            self.state_event_id(room_id, kind, state_key).ok().flatten().and_then(|id| self.get_pdu(&id).ok().flatten())
+        })
+        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+
+        // State events carry what they replace, for clients.
+        let mut replaced = None;
+        if let Some(state_key) = &pdu.state_key {
+            if let Some(prev_id) = self.state_event_id(room_id, &pdu.state_event_type(), state_key)? {
+                if let Some(prev) = self.get_pdu(&prev_id)? {
+                    let mut unsigned = Map::new();
+                    unsigned.insert("prev_content".into(), prev.content_value());
+                    unsigned.insert("prev_sender".into(), Value::String(prev.sender.to_string()));
+                    unsigned.insert("replaces_state".into(), Value::String(prev_id.to_string()));
+                    pdu.unsigned = Some(unsigned);
+                    replaced = Some(prev);
+                }
+            }
+        }
+
+        let ticket = self.counter.next()?;
+        let count = ticket.count;
+        let mut batch = Batch::new();
+        self.index_pdu(&mut batch, &pdu, count, depth, version, replaced.as_ref())?;
+        self.store.commit_async(batch).await?;
+        drop(ticket);
+        Ok(Appended { pdu: Arc::new(pdu), count })
+    }
+
+    fn index_pdu(
+        &self,
+        batch: &mut Batch,
+        pdu: &Pdu,
+        count: u64,
+        depth: u64,
+        version: RoomVersionId,
+        _replaced: Option<&Pdu>,
+    ) -> Result<()> {
+        let room = pdu.room_id.as_bytes();
+        let event_id = pdu.event_id.as_bytes();
+        batch.put_json(&self.eventid_pdu, event_id, pdu);
+        batch.put(&self.eventid_position, event_id, encode_position(&pdu.room_id, count));
+        batch.put(&self.roomid_count_eventid, key::with_u64(room.to_vec(), count), event_id);
+        let meta = RoomMeta { version: version.clone(), last_event: pdu.event_id.clone(), depth, last_count: count };
+        batch.put_json(&self.roomid_meta, room, &meta);
+
+        if let Some(state_key) = &pdu.state_key {
+            let kind = pdu.kind.to_string();
+            let state = key::key([room, kind.as_bytes(), state_key.as_bytes()]);
+            batch.put(&self.roomid_statekey_eventid, &state, event_id);
+            batch.put(&self.roomid_statekey_count_eventid, key::with_u64(state, count), event_id);
+
+            if pdu.kind == TimelineEventType::RoomMember {
+                if let Ok(user_id) = UserId::parse(state_key.as_str()) {
+                    let membership = membership_of(pdu);
+                    let record = MembershipRecord {
+                        membership: membership.clone(),
+                        count,
+                        event_id: pdu.event_id.clone(),
+                        sender: pdu.sender.clone(),
+                        forgotten: false,
+                    };
+                    batch.put_json(&self.userid_roomid_membership, key::key([user_id.as_bytes(), room]), &record);
+                    batch.put_json(&self.roomid_userid_membership, key::key([room, user_id.as_bytes()]), &record);
+                    if membership == "join" || membership == "leave" || membership == "ban" {
+                        // Room members track each other's devices; a change in
+                        // who shares a room is a device-list change.
+                        batch.put(&self.count_userid_keychange, count.to_be_bytes(), user_id.as_bytes());
+                    }
+                }
+            }
+        }
+
+        if let Some((device, txn)) = &pdu.transaction {
+            batch.put(&self.txn_eventid, key::key([pdu.sender.as_bytes(), device.as_bytes(), txn.as_bytes()]), event_id);
+        }
+
+        if let Some((rel_type, target)) = pdu.relation() {
+            let value = serde_json::json!({ "rel_type": rel_type, "event_id": pdu.event_id });
+            batch.put_json(&self.targetid_count_relation, key::with_u64(target.as_bytes().to_vec(), count), &value);
+        }
+
+        if let Some(target_id) = pdu.redacts_id() {
+            if let Some(target) = self.get_pdu(&target_id)? {
+                if target.room_id == pdu.room_id {
+                    let rules = room_rules(&version)?;
+                    let redacted = redacted_copy(&target, pdu, &rules)?;
+                    if !self.eventid_originalpdu.contains(target_id.as_bytes())? {
+                        batch.put_json(&self.eventid_originalpdu, target_id.as_bytes(), &target);
+                    }
+                    batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
+                }
+            }
+        }
+
+        // The archive's capture record: the event exactly as created, in the
+        // same atomic batch, so an acknowledged event is never missing from it.
+        let capture = serde_json::json!({ "count": count, "pdu": pdu });
+        batch.put_json(&self.count_vaultcapture, count.to_be_bytes(), &capture);
+        Ok(())
+    }
+}
+
+fn redacted_copy(target: &Pdu, redaction: &Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
+    let json: CanonicalJsonObject = serde_json::from_value(serde_json::to_value(target)?)?;
+    let mut redacted = redact(json, &rules.redaction, None).map_err(Error::internal)?;
+    // `redact` keeps only protocol keys; restore what this server tracks.
+    redacted.insert("event_id".into(), CanonicalJsonValue::String(target.event_id.to_string()));
+    let mut pdu: Pdu = serde_json::from_value(serde_json::to_value(redacted)?)?;
+    let mut unsigned = Map::new();
+    unsigned.insert("redacted_because".into(), redaction.to_client_value(None, true));
+    pdu.unsigned = Some(unsigned);
+    pdu.transaction = target.transaction.clone();
+    Ok(pdu)
+}
+
+pub(super) fn membership_of(pdu: &Pdu) -> String {
+    #[derive(serde::Deserialize)]
+    struct Membership {
+        membership: String,
+    }
+    serde_json::from_str::<Membership>(pdu.content.get()).map(|m| m.membership).unwrap_or_default()
+}
+
+pub fn room_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
+    version
+        .rules()
+        .ok_or_else(|| Error::unsupported_room_version(format!("Room version {version} is not supported.")))
+}
+
+fn create_event_version(content: &Value) -> Result<RoomVersionId> {
+    let version = content.get("room_version").and_then(Value::as_str).unwrap_or("1");
+    RoomVersionId::try_from(version).map_err(|_| Error::bad_json("Invalid room_version."))
+}
+
+pub(super) fn encode_position(room_id: &RoomId, count: u64) -> Vec<u8> {
+    let mut out = count.to_be_bytes().to_vec();
+    out.extend_from_slice(room_id.as_bytes());
+    out
+}
+
+pub(super) fn decode_position(bytes: &[u8]) -> Option<(ruma::OwnedRoomId, u64)> {
+    if bytes.len() < 9 {
+        return None;
+    }
+    let count = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+    let room = RoomId::parse(std::str::from_utf8(&bytes[8..]).ok()?).ok()?;
+    Some((room, count))
+}
+
+/// Shorthand for the key of a piece of state.
+pub(super) fn state_key_bytes(room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Vec<u8> {
+    key::key([room_id.as_bytes(), kind.to_string().as_bytes(), state_key.as_bytes()])
+}

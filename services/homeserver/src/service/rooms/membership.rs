@@ -1,0 +1,100 @@
+//! Who is in which room.
+
+use archipel_store::key;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::Rooms;
+use crate::Result;
+
+/// A user's latest membership in a room.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MembershipRecord {
+    /// `join`, `invite`, `leave`, `ban` or `knock`.
+    pub membership: String,
+    /// Stream position of the member event.
+    pub count: u64,
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
+    /// The user forgot this room: it no longer appears in their sync.
+    #[serde(default)]
+    pub forgotten: bool,
+}
+
+impl MembershipRecord {
+    pub fn is_joined(&self) -> bool {
+        self.membership == "join"
+    }
+}
+
+impl Rooms {
+    pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<MembershipRecord>> {
+        Ok(self.userid_roomid_membership.get_json(key::key([user_id.as_bytes(), room_id.as_bytes()]))?)
+    }
+
+    pub fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
+        Ok(self.membership(user_id, room_id)?.is_some_and(|m| m.is_joined()))
+    }
+
+    /// Every room the user has a membership in, with that membership.
+    pub fn rooms_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
+        let prefix = key::prefix([user_id.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.userid_roomid_membership.scan_prefix(prefix.clone()) {
+            let (k, v) = row?;
+            let Some(room) = key::suffix_str(&k, &prefix).and_then(|s| RoomId::parse(s).ok()) else { continue };
+            if let Ok(record) = serde_json::from_slice(&v) {
+                out.push((room, record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
+        Ok(self.rooms_of(user_id)?.into_iter().filter(|(_, m)| m.is_joined()).map(|(r, _)| r).collect())
+    }
+
+    /// Every user with a membership in the room, with that membership.
+    pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipRecord)>> {
+        let prefix = key::prefix([room_id.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.roomid_userid_membership.scan_prefix(prefix.clone()) {
+            let (k, v) = row?;
+            let Some(user) = key::suffix_str(&k, &prefix).and_then(|s| UserId::parse(s).ok()) else { continue };
+            if let Ok(record) = serde_json::from_slice(&v) {
+                out.push((user, record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        Ok(self.members(room_id)?.into_iter().filter(|(_, m)| m.is_joined()).map(|(u, _)| u).collect())
+    }
+
+    /// Whether two users are joined to at least one common room.
+    pub fn share_a_room(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        if a == b {
+            return Ok(true);
+        }
+        for room in self.joined_rooms(a)? {
+            if self.is_joined(b, &room)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Hides a room the user has left from their sync.
+    pub async fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        let Some(mut record) = self.membership(user_id, room_id)? else { return Ok(()) };
+        if record.is_joined() || record.membership == "invite" {
+            return Err(crate::Error::unknown("Leave the room before forgetting it."));
+        }
+        record.forgotten = true;
+        let mut batch = archipel_store::Batch::new();
+        batch.put_json(&self.userid_roomid_membership, key::key([user_id.as_bytes(), room_id.as_bytes()]), &record);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+}

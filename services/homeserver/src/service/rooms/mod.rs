@@ -1,0 +1,114 @@
+//! Rooms: the event graph, room state, membership, aliases and the directory.
+//!
+//! Every event this server creates goes through [`Rooms::append`], which
+//! authorizes it against the room's current state with the spec's auth rules
+//! (ruma's state-res), signs it, and commits it in one durable batch together
+//! with every index it touches and its archive capture record.
+
+mod alias;
+mod append;
+mod membership;
+pub mod pdu;
+pub mod power_levels;
+mod state;
+mod timeline;
+
+use std::{collections::HashMap, sync::Arc};
+
+use archipel_store::{Store, Tree};
+use parking_lot::Mutex;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, signatures::Ed25519KeyPair};
+use serde::{Deserialize, Serialize};
+
+pub use membership::MembershipRecord;
+pub use pdu::{Pdu, PduBuilder};
+
+use crate::{Result, columns as cf, counter::Counter};
+
+/// Per-room facts kept beside the events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoomMeta {
+    pub version: RoomVersionId,
+    /// The forward extremity: this server builds a linear history on it.
+    pub last_event: OwnedEventId,
+    pub depth: u64,
+    pub last_count: u64,
+}
+
+pub struct Rooms {
+    store: Store,
+    counter: Arc<Counter>,
+    server_name: OwnedServerName,
+    keypair: Arc<Ed25519KeyPair>,
+    eventid_pdu: Tree,
+    eventid_originalpdu: Tree,
+    eventid_position: Tree,
+    roomid_count_eventid: Tree,
+    roomid_meta: Tree,
+    roomid_statekey_eventid: Tree,
+    roomid_statekey_count_eventid: Tree,
+    userid_roomid_membership: Tree,
+    roomid_userid_membership: Tree,
+    txn_eventid: Tree,
+    alias_roomid: Tree,
+    roomid_published: Tree,
+    targetid_count_relation: Tree,
+    count_vaultcapture: Tree,
+    count_userid_keychange: Tree,
+    locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Rooms {
+    pub fn new(store: Store, counter: Arc<Counter>, server_name: OwnedServerName, keypair: Arc<Ed25519KeyPair>) -> Result<Self> {
+        Ok(Self {
+            eventid_pdu: store.tree(cf::EVENTID_PDU)?,
+            eventid_originalpdu: store.tree(cf::EVENTID_ORIGINALPDU)?,
+            eventid_position: store.tree(cf::EVENTID_POSITION)?,
+            roomid_count_eventid: store.tree(cf::ROOMID_COUNT_EVENTID)?,
+            roomid_meta: store.tree(cf::ROOMID_META)?,
+            roomid_statekey_eventid: store.tree(cf::ROOMID_STATEKEY_EVENTID)?,
+            roomid_statekey_count_eventid: store.tree(cf::ROOMID_STATEKEY_COUNT_EVENTID)?,
+            userid_roomid_membership: store.tree(cf::USERID_ROOMID_MEMBERSHIP)?,
+            roomid_userid_membership: store.tree(cf::ROOMID_USERID_MEMBERSHIP)?,
+            txn_eventid: store.tree(cf::TXN_EVENTID)?,
+            alias_roomid: store.tree(cf::ALIAS_ROOMID)?,
+            roomid_published: store.tree(cf::ROOMID_PUBLISHED)?,
+            targetid_count_relation: store.tree(cf::TARGETID_COUNT_RELATION)?,
+            count_vaultcapture: store.tree(cf::COUNT_VAULTCAPTURE)?,
+            count_userid_keychange: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
+            store,
+            counter,
+            server_name,
+            keypair,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.server_name
+    }
+
+    pub fn meta(&self, room_id: &RoomId) -> Result<Option<RoomMeta>> {
+        Ok(self.roomid_meta.get_json(room_id.as_bytes())?)
+    }
+
+    pub fn exists(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self.roomid_meta.contains(room_id.as_bytes())?)
+    }
+
+    /// Every room this server knows.
+    pub fn all_rooms(&self) -> Result<Vec<OwnedRoomId>> {
+        let mut rooms = Vec::new();
+        for row in self.roomid_meta.iter() {
+            let (key, _) = row?;
+            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&key).as_ref()) {
+                rooms.push(room_id);
+            }
+        }
+        Ok(rooms)
+    }
+
+    fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(room_id.to_owned()).or_default().clone()
+    }
+}

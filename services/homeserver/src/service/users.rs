@@ -1,0 +1,379 @@
+//! Accounts, devices, access and refresh tokens, profiles, registration tokens.
+//!
+//! Tokens are stored only as SHA-256 hashes: a copy of the database does not
+//! hand out sessions. Passwords are argon2id hashes.
+
+use archipel_store::{Batch, Store, Tree, key};
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use rand::{Rng, distributions::Alphanumeric};
+use ruma::{DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedMxcUri, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result, columns as cf};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Account {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    pub created_ts: u64,
+    #[serde(default)]
+    pub deactivated: bool,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub displayname: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<OwnedMxcUri>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Device {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub last_seen_ip: Option<String>,
+    pub last_seen_ts: Option<u64>,
+    token_hash: String,
+    #[serde(default)]
+    refresh_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Session {
+    user_id: OwnedUserId,
+    device_id: OwnedDeviceId,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+/// A registration token an administrator issued.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegistrationToken {
+    pub token: String,
+    pub uses_allowed: Option<u32>,
+    pub completed: u32,
+    pub expiry_time: Option<u64>,
+}
+
+impl RegistrationToken {
+    pub fn is_valid(&self, now: u64) -> bool {
+        self.uses_allowed.is_none_or(|n| self.completed < n) && self.expiry_time.is_none_or(|t| now < t)
+    }
+}
+
+/// Tokens handed to a client at login.
+pub struct NewSession {
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<u64>,
+}
+
+pub struct Users {
+    store: Store,
+    userid_account: Tree,
+    userdeviceid_device: Tree,
+    tokenhash_session: Tree,
+    refreshhash_session: Tree,
+    regtoken_info: Tree,
+    refreshable_lifetime_ms: u64,
+}
+
+impl Users {
+    pub fn new(store: Store, refreshable_lifetime_secs: u64) -> Result<Self> {
+        Ok(Self {
+            userid_account: store.tree(cf::USERID_ACCOUNT)?,
+            userdeviceid_device: store.tree(cf::USERDEVICEID_DEVICE)?,
+            tokenhash_session: store.tree(cf::TOKENHASH_SESSION)?,
+            refreshhash_session: store.tree(cf::REFRESHHASH_SESSION)?,
+            regtoken_info: store.tree(cf::REGTOKEN_INFO)?,
+            refreshable_lifetime_ms: refreshable_lifetime_secs * 1000,
+            store,
+        })
+    }
+
+    pub fn account(&self, user_id: &UserId) -> Result<Option<Account>> {
+        Ok(self.userid_account.get_json(user_id.as_bytes())?)
+    }
+
+    pub fn exists(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.userid_account.contains(user_id.as_bytes())?)
+    }
+
+    pub fn is_active(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.account(user_id)?.is_some_and(|a| !a.deactivated))
+    }
+
+    /// Creates an account. `password` of `None` makes an account that cannot log in with a password.
+    pub async fn create(&self, user_id: &UserId, password: Option<String>, admin: bool) -> Result<()> {
+        if self.exists(user_id)? {
+            return Err(Error::user_in_use());
+        }
+        let password_hash = match password {
+            Some(password) => Some(hash_password(password).await?),
+            None => None,
+        };
+        let account = Account {
+            password_hash,
+            created_ts: now_ms(),
+            admin,
+            displayname: Some(user_id.localpart().to_owned()),
+            ..Account::default()
+        };
+        let mut batch = Batch::new();
+        batch.put_json(&self.userid_account, user_id.as_bytes(), &account);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    async fn put_account(&self, user_id: &UserId, account: &Account) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put_json(&self.userid_account, user_id.as_bytes(), account);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Whether `password` is the user's password. Deactivated accounts never match.
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool> {
+        let Some(account) = self.account(user_id)? else { return Ok(false) };
+        let Some(hash) = account.password_hash.filter(|_| !account.deactivated) else { return Ok(false) };
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(Error::internal)
+    }
+
+    pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
+        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        account.password_hash = Some(hash_password(password).await?);
+        self.put_account(user_id, &account).await
+    }
+
+    /// Marks the account deactivated and ends all its sessions.
+    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        account.deactivated = true;
+        account.password_hash = None;
+        self.put_account(user_id, &account).await?;
+        for device in self.devices(user_id)? {
+            self.remove_device(user_id, &device.device_id).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> Result<()> {
+        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        account.displayname = name;
+        self.put_account(user_id, &account).await
+    }
+
+    pub async fn set_avatar_url(&self, user_id: &UserId, url: Option<OwnedMxcUri>) -> Result<()> {
+        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        account.avatar_url = url;
+        self.put_account(user_id, &account).await
+    }
+
+    /// Every local account, in user ID order.
+    pub fn list(&self) -> Result<Vec<(OwnedUserId, Account)>> {
+        let mut out = Vec::new();
+        for row in self.userid_account.iter() {
+            let (k, v) = row?;
+            let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) else { continue };
+            if let Ok(account) = serde_json::from_slice(&v) {
+                out.push((user, account));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a session on a new or existing device.
+    pub async fn login(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        refreshable: bool,
+    ) -> Result<NewSession> {
+        let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
+        let access_token = random_string(48);
+        let refresh_token = refreshable.then(|| random_string(48));
+        let expires_at = refreshable.then(|| now_ms() + self.refreshable_lifetime_ms);
+
+        let mut batch = Batch::new();
+        let previous = self.device(user_id, &device_id)?;
+        if let Some(previous) = &previous {
+            self.forget_tokens(&mut batch, previous);
+        }
+        let device = Device {
+            device_id: device_id.clone(),
+            display_name: display_name.or_else(|| previous.as_ref().and_then(|p| p.display_name.clone())),
+            last_seen_ip: None,
+            last_seen_ts: Some(now_ms()),
+            token_hash: token_hash(&access_token),
+            refresh_hash: refresh_token.as_deref().map(token_hash),
+        };
+        let session = Session { user_id: user_id.to_owned(), device_id: device_id.clone(), expires_at };
+        batch.put_json(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]), &device);
+        batch.put_json(&self.tokenhash_session, device.token_hash.as_bytes(), &session);
+        if let Some(refresh_hash) = &device.refresh_hash {
+            batch.put_json(&self.refreshhash_session, refresh_hash.as_bytes(), &session);
+        }
+        self.store.commit_async(batch).await?;
+        Ok(NewSession {
+            device_id,
+            access_token,
+            refresh_token,
+            expires_in_ms: refreshable.then_some(self.refreshable_lifetime_ms),
+        })
+    }
+
+    /// Swaps a refresh token for a new access and refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(OwnedUserId, NewSession)> {
+        let session: Session = self
+            .refreshhash_session
+            .get_json(token_hash(refresh_token).as_bytes())?
+            .ok_or_else(|| Error::unknown_token(false))?;
+        let new = self.login(&session.user_id, Some(session.device_id.clone()), None, true).await?;
+        Ok((session.user_id, new))
+    }
+
+    /// The user and device an access token belongs to.
+    pub fn authenticate(&self, access_token: &str) -> Result<(OwnedUserId, OwnedDeviceId)> {
+        let session: Session =
+            self.tokenhash_session.get_json(token_hash(access_token).as_bytes())?.ok_or_else(|| Error::unknown_token(false))?;
+        if session.expires_at.is_some_and(|t| t <= now_ms()) {
+            return Err(Error::unknown_token(true));
+        }
+        Ok((session.user_id, session.device_id))
+    }
+
+    pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
+        Ok(self.userdeviceid_device.get_json(key::key([user_id.as_bytes(), device_id.as_bytes()]))?)
+    }
+
+    pub fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
+        let mut out = Vec::new();
+        for row in self.userdeviceid_device.scan_prefix(key::prefix([user_id.as_bytes()])) {
+            let (_, v) = row?;
+            if let Ok(device) = serde_json::from_slice(&v) {
+                out.push(device);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn set_device_display_name(&self, user_id: &UserId, device_id: &DeviceId, name: Option<String>) -> Result<()> {
+        let mut device = self.device(user_id, device_id)?.ok_or_else(|| Error::not_found("Unknown device."))?;
+        device.display_name = name;
+        let mut batch = Batch::new();
+        batch.put_json(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]), &device);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// Ends the device's session and forgets the device.
+    pub async fn remove_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<()> {
+        let Some(device) = self.device(user_id, device_id)? else { return Ok(()) };
+        let mut batch = Batch::new();
+        self.forget_tokens(&mut batch, &device);
+        batch.delete(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]));
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    fn forget_tokens(&self, batch: &mut Batch, device: &Device) {
+        batch.delete(&self.tokenhash_session, device.token_hash.as_bytes());
+        if let Some(refresh_hash) = &device.refresh_hash {
+            batch.delete(&self.refreshhash_session, refresh_hash.as_bytes());
+        }
+    }
+
+    /// Searches local users by ID or display name (case-insensitive substring).
+    pub fn search(&self, term: &str, limit: usize) -> Result<(Vec<(OwnedUserId, Account)>, bool)> {
+        let term = term.to_lowercase();
+        let mut found: Vec<_> = self
+            .list()?
+            .into_iter()
+            .filter(|(user, account)| {
+                !account.deactivated
+                    && (user.as_str().to_lowercase().contains(&term)
+                        || account.displayname.as_deref().is_some_and(|n| n.to_lowercase().contains(&term)))
+            })
+            .collect();
+        let limited = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, limited))
+    }
+
+    pub async fn create_registration_token(&self, token: Option<String>, uses_allowed: Option<u32>, expiry_time: Option<u64>) -> Result<RegistrationToken> {
+        let token = token.unwrap_or_else(|| random_string(16));
+        if token.is_empty() || token.len() > 64 || !token.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)) {
+            return Err(Error::invalid_param("Registration tokens use only A-Z a-z 0-9 . _ ~ - and at most 64 characters."));
+        }
+        if self.regtoken_info.contains(token.as_bytes())? {
+            return Err(Error::invalid_param("That registration token already exists."));
+        }
+        let info = RegistrationToken { token: token.clone(), uses_allowed, completed: 0, expiry_time };
+        let mut batch = Batch::new();
+        batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
+        self.store.commit_async(batch).await?;
+        Ok(info)
+    }
+
+    pub fn registration_token(&self, token: &str) -> Result<Option<RegistrationToken>> {
+        Ok(self.regtoken_info.get_json(token.as_bytes())?)
+    }
+
+    pub fn registration_token_valid(&self, token: &str) -> Result<bool> {
+        Ok(self.registration_token(token)?.is_some_and(|t| t.is_valid(now_ms())))
+    }
+
+    /// Counts one completed registration against the token.
+    pub async fn use_registration_token(&self, token: &str) -> Result<()> {
+        let mut info = self.registration_token(token)?.ok_or_else(|| Error::forbidden("Invalid registration token."))?;
+        info.completed += 1;
+        let mut batch = Batch::new();
+        batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    pub fn registration_tokens(&self) -> Result<Vec<RegistrationToken>> {
+        let mut out = Vec::new();
+        for row in self.regtoken_info.iter() {
+            let (_, v) = row?;
+            if let Ok(info) = serde_json::from_slice(&v) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(Error::internal)
+}
+
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn random_string(len: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+pub fn now_ms() -> u64 {
+    MilliSecondsSinceUnixEpoch::now().get().into()
+}

@@ -1,0 +1,18 @@
+use std::path::PathBuf;
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening database at {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("database error: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("column family `{0}` is not declared")]
+    UnknownColumn(String),
+    #[error("stored value in `{column}` is corrupt: {reason}")]
+    Corrupt { column: &'static str, reason: String },
+    #[error("checkpoint target {0} already exists")]
+    CheckpointExists(PathBuf),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
