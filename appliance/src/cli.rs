@@ -21,7 +21,12 @@ enum Command {
     /// Run a production node from a TOML configuration file.
     Run {
         /// Path to the configuration file (see `appliance/archipel.example.toml`).
-        #[arg(long, short, env = "ARCHIPEL_CONFIG", default_value = "/etc/archipel/archipel.toml")]
+        #[arg(
+            long,
+            short,
+            env = "ARCHIPEL_CONFIG",
+            default_value = "/etc/archipel/archipel.toml"
+        )]
         config: PathBuf,
     },
     /// Run a local development node: plain HTTP on loopback, data in a folder, no configuration needed.
@@ -87,8 +92,12 @@ pub fn run(cli: Cli) -> Result<()> {
             serve::run(config)
         }
         Command::Dev(args) => serve::run(config::Config::dev(&args)?),
-        Command::User { target, command } => users::user_command(&config::Config::for_target(&target)?, command),
-        Command::RegistrationToken { target, command } => users::token_command(&config::Config::for_target(&target)?, command),
+        Command::User { target, command } => {
+            users::user_command(&config::Config::for_target(&target)?, command)
+        }
+        Command::RegistrationToken { target, command } => {
+            users::token_command(&config::Config::for_target(&target)?, command)
+        }
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;
             println!("{}: OK", config.source.display());

@@ -44,7 +44,11 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("/var/lib/archipel"), listen: SocketAddr::from(([127, 0, 0, 1], 8008)), cache_mib: 64 }
+        Self {
+            data_dir: PathBuf::from("/var/lib/archipel"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            cache_mib: 64,
+        }
     }
 }
 
@@ -57,18 +61,22 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration file {}", path.display()))?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.source = path.to_owned();
         config.validate()?;
         Ok(config)
@@ -91,7 +99,10 @@ impl Config {
             );
         }
         if self.homeserver.max_request_size < 65_536 {
-            bail!("{}: `homeserver.max_request_size` must be at least 65536 (the largest event)", self.source.display());
+            bail!(
+                "{}: `homeserver.max_request_size` must be at least 65536 (the largest event)",
+                self.source.display()
+            );
         }
         Ok(())
     }
@@ -99,7 +110,12 @@ impl Config {
     /// The embedded default: a local node on loopback with its data in a folder.
     pub fn dev(args: &DevArgs) -> Result<Self> {
         let mut homeserver = HomeserverConfig {
-            server_name: args.server_name.as_str().try_into().with_context(|| format!("--server-name {}: not a valid server name", args.server_name))?,
+            server_name: args.server_name.as_str().try_into().with_context(|| {
+                format!(
+                    "--server-name {}: not a valid server name",
+                    args.server_name
+                )
+            })?,
             open_registration: args.open_registration,
             ..HomeserverConfig::default()
         };
@@ -108,7 +124,11 @@ impl Config {
             homeserver.max_upload_size = size;
         }
         let config = Self {
-            node: NodeConfig { data_dir: args.data_dir.clone(), listen: args.listen, ..NodeConfig::default() },
+            node: NodeConfig {
+                data_dir: args.data_dir.clone(),
+                listen: args.listen,
+                ..NodeConfig::default()
+            },
             homeserver,
             log: LogConfig::default(),
             source: PathBuf::from("(dev defaults)"),
@@ -140,7 +160,9 @@ impl Config {
 
 /// A dev node remembers its server name, so management commands need only `--data-dir`.
 pub fn read_dev_server_name(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("server_name")).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(dir.join("server_name"))
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -165,26 +187,34 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = parse("[homeserver]\nserver_nmae = \"x\"\n").expect_err("unknown key").to_string();
+        let err = parse("[homeserver]\nserver_nmae = \"x\"\n")
+            .expect_err("unknown key")
+            .to_string();
         assert!(err.contains("server_nmae"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn bad_value_is_named() {
-        let err = parse("[homeserver]\nserver_name = \"not a name!\"\n").expect_err("bad name").to_string();
+        let err = parse("[homeserver]\nserver_name = \"not a name!\"\n")
+            .expect_err("bad name")
+            .to_string();
         assert!(err.contains("server_name"), "{err}");
     }
 
     #[test]
     fn open_registration_is_refused_outside_dev() {
-        let err = parse("[homeserver]\nopen_registration = true\n").expect_err("refused").to_string();
+        let err = parse("[homeserver]\nopen_registration = true\n")
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("open_registration"), "{err}");
     }
 
     #[test]
     fn unsupported_room_version_is_refused() {
-        let err = parse("[homeserver]\ndefault_room_version = \"9\"\n").expect_err("refused").to_string();
+        let err = parse("[homeserver]\ndefault_room_version = \"9\"\n")
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("default_room_version"), "{err}");
     }
 }

@@ -9,9 +9,22 @@ use tracing_subscriber::EnvFilter;
 use crate::{config::Config, node};
 
 pub fn run(config: Config) -> Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(serve(config))
+    // ruma's auth checks narrate every event at info level; keep them for debugging only.
+    let default = if config.log.level.contains("ruma_state_res") {
+        config.log.level.clone()
+    } else {
+        format!("{},ruma_state_res=warn", config.log.level)
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config))
 }
 
 async fn serve(config: Config) -> Result<()> {
@@ -22,13 +35,21 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
     let address = listener.local_addr()?;
-    let app = homeserver.router().into_make_service_with_connect_info::<SocketAddr>();
+    let app = homeserver
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     // The one line scripts and tests wait for.
-    println!("archipel ready: client API at http://{address}, server name {}", config.homeserver.server_name);
+    println!(
+        "archipel ready: client API at http://{address}, server name {}",
+        config.homeserver.server_name
+    );
 
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving the client API")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the client API")?;
 
     housekeeping.abort();
     tracing::info!("shutting down: flushing the database");

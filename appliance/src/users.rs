@@ -56,7 +56,10 @@ fn user_id(config: &Config, user: &str) -> Result<OwnedUserId> {
     let id = UserId::parse_with_server_name(user.to_lowercase(), &config.homeserver.server_name)
         .with_context(|| format!("`{user}` is not a valid user ID or localpart"))?;
     if id.server_name() != config.homeserver.server_name {
-        bail!("{id} is not a user of this server ({})", config.homeserver.server_name);
+        bail!(
+            "{id} is not a user of this server ({})",
+            config.homeserver.server_name
+        );
     }
     Ok(id)
 }
@@ -64,14 +67,18 @@ fn user_id(config: &Config, user: &str) -> Result<OwnedUserId> {
 fn read_password(from_stdin: bool) -> Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         line.trim_end_matches(['\n', '\r']).to_owned()
     } else {
         if !std::io::stdin().is_terminal() {
             bail!("no terminal to prompt for a password; pass --password-stdin and pipe it in");
         }
         let first = rpassword::prompt_password("Password: ").context("reading the password")?;
-        let second = rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+        let second =
+            rpassword::prompt_password("Repeat password: ").context("reading the password")?;
         if first != second {
             bail!("the passwords do not match");
         }
@@ -84,7 +91,10 @@ fn read_password(from_stdin: bool) -> Result<String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
@@ -139,12 +149,18 @@ pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
         let services = &homeserver.services;
         match command {
             TokenCommand::Create { token, uses } => {
-                let token = services.users.create_registration_token(token, uses, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let token = services
+                    .users
+                    .create_registration_token(token, uses, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("{}", token.token);
             }
             TokenCommand::List => {
                 for token in services.users.registration_tokens()? {
-                    let uses = token.uses_allowed.map_or("unlimited".to_owned(), |n| n.to_string());
+                    let uses = token
+                        .uses_allowed
+                        .map_or("unlimited".to_owned(), |n| n.to_string());
                     println!("{}\tused {}/{}", token.token, token.completed, uses);
                 }
             }

@@ -152,7 +152,9 @@ impl Api {
             "initial_device_display_name": "archipel-bench",
             "auth": { "type": "m.login.dummy" },
         });
-        let (mut status, mut bytes) = self.call(Method::POST, url.clone(), None, Some(&body)).await?;
+        let (mut status, mut bytes) = self
+            .call(Method::POST, url.clone(), None, Some(&body))
+            .await?;
         if status == StatusCode::UNAUTHORIZED {
             // UIAA round trip: complete the session the server handed out.
             let challenge: Value =

@@ -1,6 +1,7 @@
 //! The measured workloads. Every scenario drives the server only through the
 //! Matrix client-server API and runs identically against each server.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -75,12 +76,21 @@ pub enum RoomLayout {
 
 impl Sizes {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.sequential_messages > 0, "--sequential-messages must be > 0");
+        ensure!(
+            self.sequential_messages > 0,
+            "--sequential-messages must be > 0"
+        );
         ensure!(self.clients > 0, "--clients must be > 0");
-        ensure!(self.messages_per_client > 0, "--messages-per-client must be > 0");
+        ensure!(
+            self.messages_per_client > 0,
+            "--messages-per-client must be > 0"
+        );
         ensure!(self.latency_samples > 0, "--latency-samples must be > 0");
         ensure!(self.rooms > 0, "--rooms must be > 0");
-        ensure!(self.initial_sync_reps > 0, "--initial-sync-reps must be > 0");
+        ensure!(
+            self.initial_sync_reps > 0,
+            "--initial-sync-reps must be > 0"
+        );
         Ok(())
     }
 }
@@ -191,9 +201,7 @@ async fn register_users(api: &Api, sizes: &Sizes) -> Result<Users> {
 
 /// One client, one room, each send waits for the previous one.
 async fn sequential_send(api: &Api, sizes: &Sizes, users: &Users) -> Result<f64> {
-    let room = api
-        .create_room(&users.alice, "sequential", &[])
-        .await?;
+    let room = api.create_room(&users.alice, "sequential", &[]).await?;
     for i in 0..sizes.warmup {
         api.send_text(&users.alice, &room, &format!("warm-up {i}"))
             .await?;
@@ -212,9 +220,7 @@ async fn concurrent_send(api: &Api, sizes: &Sizes, users: &Users) -> Result<f64>
     let rooms = match sizes.concurrent_rooms {
         RoomLayout::Shared => {
             let invite: Vec<&str> = users.senders.iter().map(|s| s.user_id.as_str()).collect();
-            let room = api
-                .create_room(&users.alice, "concurrent", &invite)
-                .await?;
+            let room = api.create_room(&users.alice, "concurrent", &invite).await?;
             for sender in &users.senders {
                 api.join(sender, &room).await?;
             }
@@ -293,12 +299,14 @@ async fn send_to_sync_latency(api: &Api, sizes: &Sizes, users: &Users) -> Result
         tokio::time::sleep(settle).await;
         let start = Instant::now();
         api.send_text(alice, &room, &marker).await?;
-        let (seen_at, next_batch) =
-            tokio::time::timeout(Duration::from_millis(2 * SYNC_TIMEOUT_MS), watcher.join_next())
-                .await
-                .map_err(|_| anyhow!("message {i} never showed up in /sync"))?
-                .ok_or_else(|| anyhow!("sync task vanished"))?
-                .context("sync task panicked")??;
+        let (seen_at, next_batch) = tokio::time::timeout(
+            Duration::from_millis(2 * SYNC_TIMEOUT_MS),
+            watcher.join_next(),
+        )
+        .await
+        .map_err(|_| anyhow!("message {i} never showed up in /sync"))?
+        .ok_or_else(|| anyhow!("sync task vanished"))?
+        .context("sync task panicked")??;
         since = next_batch;
         if i >= sizes.warmup {
             samples.push(seen_at.saturating_duration_since(start));
@@ -360,9 +368,15 @@ async fn prepare_rooms(api: &Api, sizes: &Sizes, users: &Users) -> Result<()> {
 /// Returns the durations and the size of the last response body.
 async fn initial_sync(api: &Api, sizes: &Sizes, users: &Users) -> Result<(Vec<Duration>, u64)> {
     let mut times = Vec::with_capacity(sizes.initial_sync_reps);
+    let mut devices = HashSet::from([users.carol.device_id.clone()]);
     let mut bytes = 0;
     for rep in 0..sizes.initial_sync_reps {
         let session = api.login(&users.carol_name, PASSWORD).await?;
+        ensure!(
+            devices.insert(session.device_id.clone()),
+            "login {rep} reused device {} instead of creating a new one",
+            session.device_id
+        );
         let start = Instant::now();
         let body = api.sync_raw(&session, None, None).await?;
         times.push(start.elapsed());

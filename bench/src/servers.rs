@@ -90,12 +90,11 @@ impl RunningServer {
             .prefix(&format!("archipel-bench-{}-", kind.name().to_lowercase()))
             .tempdir_in(&opts.work_dir)
             .with_context(|| format!("creating a data directory in {}", opts.work_dir.display()))?;
-        let data_dir = temp.path().to_path_buf();
-        let temp = if opts.keep_data {
-            temp.keep();
-            None
+        let (temp, data_dir) = if opts.keep_data {
+            (None, temp.keep())
         } else {
-            Some(temp)
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
         };
         let port = free_port()?;
         let base_url = Url::parse(&format!("http://127.0.0.1:{port}/"))?;
@@ -129,10 +128,6 @@ impl RunningServer {
         };
         server.wait_ready(opts.startup_timeout).await?;
         Ok(server)
-    }
-
-    pub fn kind(&self) -> ServerKind {
-        self.kind
     }
 
     pub fn base_url(&self) -> &Url {
@@ -410,7 +405,11 @@ fn process_tree_memory(root: u32) -> Result<MemoryUsage> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for entry in std::fs::read_dir("/proc").context("listing /proc")? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         // Processes may vanish while we look; skip them.

@@ -749,7 +749,7 @@ fn adler32(bytes: &[u8]) -> u32 {
 
 /// `len` pseudo-random (incompressible) bytes.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         state ^= state << 13;

@@ -41,7 +41,11 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { enabled: true, per_second: 5, burst: 20 }
+        Self {
+            enabled: true,
+            per_second: 5,
+            burst: 20,
+        }
     }
 }
 
@@ -70,6 +74,8 @@ fn room_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomVersionId,
     if SUPPORTED_ROOM_VERSIONS.contains(&version) {
         Ok(version)
     } else {
-        Err(serde::de::Error::custom(format!("room version {raw} is not supported (supported: 10, 11)")))
+        Err(serde::de::Error::custom(format!(
+            "room version {raw} is not supported (supported: 10, 11)"
+        )))
     }
 }

@@ -47,7 +47,16 @@ impl Counter {
         // Everything below `reserved` may have been handed out before a crash.
         let next = reserved;
         let (visible, _) = watch::channel(next - 1);
-        Ok(Self { store, tree, state: Mutex::new(State { next, reserved, in_flight: BTreeSet::new() }), visible })
+        Ok(Self {
+            store,
+            tree,
+            state: Mutex::new(State {
+                next,
+                reserved,
+                in_flight: BTreeSet::new(),
+            }),
+            visible,
+        })
     }
 
     /// Takes the next stream position.
@@ -64,7 +73,10 @@ impl Counter {
         let count = state.next;
         state.next += 1;
         state.in_flight.insert(count);
-        Ok(Ticket { counter: self, count })
+        Ok(Ticket {
+            counter: self,
+            count,
+        })
     }
 
     /// The highest position whose changes, and all before it, are committed.
@@ -108,7 +120,8 @@ mod tests {
     use archipel_store::{ColumnSpec, Store, StoreOptions};
 
     fn counter(dir: &std::path::Path) -> Counter {
-        let store = Store::open(dir, &[ColumnSpec::new("global")], &StoreOptions::default()).expect("open");
+        let store =
+            Store::open(dir, &[ColumnSpec::new("global")], &StoreOptions::default()).expect("open");
         Counter::open(store).expect("counter")
     }
 

@@ -4,7 +4,9 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use ruma::api::{
     client::uiaa::UiaaInfo,
-    error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
+    error::{
+        ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData,
+    },
 };
 
 /// An error a request ends with.
@@ -12,7 +14,11 @@ use ruma::api::{
 pub enum Error {
     /// A Matrix error: what the client did wrong, or what is not there.
     #[error("{kind:?}: {message}")]
-    Matrix { status: StatusCode, kind: ErrorKind, message: String },
+    Matrix {
+        status: StatusCode,
+        kind: ErrorKind,
+        message: String,
+    },
     /// User-interactive authentication needs another stage.
     #[error("user-interactive authentication required")]
     Uiaa(Box<UiaaInfo>),
@@ -28,7 +34,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     fn matrix(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self::Matrix { status, kind, message: message.into() }
+        Self::Matrix {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -60,13 +70,21 @@ impl Error {
     }
 
     pub fn missing_token() -> Self {
-        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "Missing access token.")
+        Self::matrix(
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::MissingToken,
+            "Missing access token.",
+        )
     }
 
     pub fn unknown_token(soft_logout: bool) -> Self {
         let mut data = UnknownTokenErrorData::new();
         data.soft_logout = soft_logout;
-        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(data), "Unknown or expired access token.")
+        Self::matrix(
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::UnknownToken(data),
+            "Unknown or expired access token.",
+        )
     }
 
     pub fn unrecognized(status: StatusCode, message: impl Into<String>) -> Self {
@@ -76,11 +94,19 @@ impl Error {
     pub fn limit_exceeded(retry_after: std::time::Duration) -> Self {
         let mut data = LimitExceededErrorData::new();
         data.retry_after = Some(RetryAfter::Delay(retry_after));
-        Self::matrix(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests; slow down.")
+        Self::matrix(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::LimitExceeded(data),
+            "Too many requests; slow down.",
+        )
     }
 
     pub fn user_in_use() -> Self {
-        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, "That user ID is already taken.")
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UserInUse,
+            "That user ID is already taken.",
+        )
     }
 
     pub fn invalid_username(message: impl Into<String>) -> Self {
@@ -92,11 +118,19 @@ impl Error {
     }
 
     pub fn unsupported_room_version(message: impl Into<String>) -> Self {
-        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UnsupportedRoomVersion,
+            message,
+        )
     }
 
     pub fn user_deactivated() -> Self {
-        Self::matrix(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated.")
+        Self::matrix(
+            StatusCode::FORBIDDEN,
+            ErrorKind::UserDeactivated,
+            "This account has been deactivated.",
+        )
     }
 
     pub fn unknown(message: impl Into<String>) -> Self {
@@ -120,7 +154,11 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, body, retry_after) = match self {
-            Self::Matrix { status, kind, message } => {
+            Self::Matrix {
+                status,
+                kind,
+                message,
+            } => {
                 let retry = match &kind {
                     ErrorKind::LimitExceeded(data) => match data.retry_after {
                         Some(RetryAfter::Delay(d)) => Some(d.as_secs().max(1)),
@@ -128,23 +166,42 @@ impl IntoResponse for Error {
                     },
                     _ => None,
                 };
-                (status, serde_json::to_vec(&StandardErrorBody::new(kind, message)), retry)
+                (
+                    status,
+                    serde_json::to_vec(&StandardErrorBody::new(kind, message)),
+                    retry,
+                )
             }
             Self::Uiaa(info) => (StatusCode::UNAUTHORIZED, serde_json::to_vec(&info), None),
             Self::Store(e) => {
                 tracing::error!(error = %e, "storage error");
-                let body = StandardErrorBody::new(ErrorKind::Unknown, "The server could not store or read data.".into());
-                (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&body), None)
+                let body = StandardErrorBody::new(
+                    ErrorKind::Unknown,
+                    "The server could not store or read data.".into(),
+                );
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::to_vec(&body),
+                    None,
+                )
             }
             Self::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
-                let body = StandardErrorBody::new(ErrorKind::Unknown, "Internal server error.".into());
-                (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&body), None)
+                let body =
+                    StandardErrorBody::new(ErrorKind::Unknown, "Internal server error.".into());
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::to_vec(&body),
+                    None,
+                )
             }
         };
         let mut response = (status, body.unwrap_or_default()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

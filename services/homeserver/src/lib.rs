@@ -32,7 +32,11 @@ pub struct Homeserver {
 
 impl Homeserver {
     /// Opens the homeserver over `store`, with its signing key and media in `data_dir`.
-    pub fn open(config: HomeserverConfig, store: archipel_store::Store, data_dir: &Path) -> Result<Self> {
+    pub fn open(
+        config: HomeserverConfig,
+        store: archipel_store::Store,
+        data_dir: &Path,
+    ) -> Result<Self> {
         let signing_key = signing_key::load_or_generate(&data_dir.join("signing.key"))?;
         let services = Services::build(config, store, signing_key, data_dir.join("media"))?;
         Ok(Self { services })

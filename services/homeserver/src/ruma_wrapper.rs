@@ -35,11 +35,15 @@ pub struct Ruma<T> {
 impl<T> Ruma<T> {
     /// The authenticated user; only call on endpoints that require a token.
     pub fn user(&self) -> &ruma::UserId {
-        self.sender_user.as_deref().expect("endpoint requires authentication")
+        self.sender_user
+            .as_deref()
+            .expect("endpoint requires authentication")
     }
 
     pub fn device(&self) -> &ruma::DeviceId {
-        self.sender_device.as_deref().expect("endpoint requires authentication")
+        self.sender_device
+            .as_deref()
+            .expect("endpoint requires authentication")
     }
 }
 
@@ -48,7 +52,9 @@ fn token_policy<A: 'static>() -> (bool, bool) {
     let id = TypeId::of::<A>();
     if id == TypeId::of::<AccessToken>() || id == TypeId::of::<AppserviceToken>() {
         (true, true)
-    } else if id == TypeId::of::<AccessTokenOptional>() || id == TypeId::of::<AppserviceTokenOptional>() {
+    } else if id == TypeId::of::<AccessTokenOptional>()
+        || id == TypeId::of::<AppserviceTokenOptional>()
+    {
         (true, false)
     } else {
         // NoAuthentication, NoAccessToken, and federation's ServerSignatures.
@@ -57,13 +63,20 @@ fn token_policy<A: 'static>() -> (bool, bool) {
 }
 
 fn access_token(parts: &http::request::Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(token) = value.strip_prefix("Bearer ") {
             return Some(token.trim().to_owned());
         }
     }
     parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(|t| percent_decode(t)))
+        q.split('&').find_map(|pair| {
+            pair.strip_prefix("access_token=")
+                .map(|t| percent_decode(t))
+        })
     })
 }
 
@@ -96,12 +109,20 @@ where
 {
     type Rejection = Error;
 
-    async fn from_request(request: Request<Body>, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        request: Request<Body>,
+        services: &Arc<Services>,
+    ) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, services).await {
-            Ok(Path(args)) => args,
-            Err(_) => Vec::new(),
-        };
+        let mut path_args: Vec<String> =
+            match Path::<Vec<String>>::from_request_parts(&mut parts, services).await {
+                Ok(Path(args)) => args,
+                Err(_) => Vec::new(),
+            };
+        // Routes registered without a trailing empty state key.
+        while path_args.len() < T::_path_parameters().len() {
+            path_args.push(String::new());
+        }
         let remote = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -127,8 +148,16 @@ where
             }
         }
 
-        if T::RATE_LIMITED {
-            let key = sender_user.as_ref().map(|u| u.to_string()).unwrap_or(remote);
+        if T::RATE_LIMITED
+            || parts
+                .extensions
+                .get::<crate::router::ForceRateLimit>()
+                .is_some()
+        {
+            let key = sender_user
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or(remote);
             services.rate_limit.check(&key)?;
         }
 
@@ -139,10 +168,19 @@ where
         };
         let bytes = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return Err(Error::too_large(format!("Request body exceeds the limit of {limit} bytes.")));
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(Error::too_large(format!(
+                    "Request body exceeds the limit of {limit} bytes."
+                )));
             }
-            Err(e) => return Err(Error::bad_json(format!("Could not read the request body: {e}"))),
+            Err(e) => {
+                return Err(Error::bad_json(format!(
+                    "Could not read the request body: {e}"
+                )));
+            }
         };
 
         let takes_json = parts.method != Method::GET && !is_media_upload(parts.uri.path());
@@ -156,8 +194,14 @@ where
                         json_body = Some(value);
                         bytes
                     }
-                    Ok(_) => return Err(Error::bad_json("The request body must be a JSON object.")),
-                    Err(e) => return Err(Error::not_json(format!("The request body is not valid JSON: {e}"))),
+                    Ok(_) => {
+                        return Err(Error::bad_json("The request body must be a JSON object."));
+                    }
+                    Err(e) => {
+                        return Err(Error::not_json(format!(
+                            "The request body is not valid JSON: {e}"
+                        )));
+                    }
                 }
             }
         } else {
@@ -165,8 +209,14 @@ where
         };
 
         let request = Request::from_parts(parts, bytes);
-        let body = T::try_from_http_request(request, &path_args).map_err(|e| Error::bad_json(format!("Invalid request: {e}")))?;
-        Ok(Self { body, sender_user, sender_device, json_body })
+        let body = T::try_from_http_request(request, &path_args)
+            .map_err(|e| Error::bad_json(format!("Invalid request: {e}")))?;
+        Ok(Self {
+            body,
+            sender_user,
+            sender_device,
+            json_body,
+        })
     }
 }
 
@@ -176,7 +226,9 @@ pub struct RumaResponse<T>(pub T);
 impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
     fn into_response(self) -> Response {
         match self.0.try_into_http_response::<BytesMut>() {
-            Ok(response) => response.map(|body| Body::from(body.freeze())).into_response(),
+            Ok(response) => response
+                .map(|body| Body::from(body.freeze()))
+                .into_response(),
             Err(e) => Error::internal(format!("serializing response: {e}")).into_response(),
         }
     }
@@ -187,5 +239,10 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
 pub fn json_response(value: &serde_json::Value) -> Response {
     let mut buf = BytesMut::new().writer();
     let _ = serde_json::to_writer(&mut buf, value);
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], buf.into_inner().freeze()).into_response()
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        buf.into_inner().freeze(),
+    )
+        .into_response()
 }

@@ -9,7 +9,8 @@ use crate::{Error, Result};
 /// Loads the key from `path`, generating it (mode 0600) on first start.
 pub fn load_or_generate(path: &Path) -> Result<Ed25519KeyPair> {
     let document = if path.exists() {
-        fs::read(path).map_err(|e| Error::internal(format!("reading signing key {}: {e}", path.display())))?
+        fs::read(path)
+            .map_err(|e| Error::internal(format!("reading signing key {}: {e}", path.display())))?
     } else {
         let document = Ed25519KeyPair::generate();
         let mut file = fs::OpenOptions::new()
@@ -17,18 +18,28 @@ pub fn load_or_generate(path: &Path) -> Result<Ed25519KeyPair> {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| Error::internal(format!("creating signing key {}: {e}", path.display())))?;
+            .map_err(|e| {
+                Error::internal(format!("creating signing key {}: {e}", path.display()))
+            })?;
         file.write_all(&document)
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::internal(format!("writing signing key {}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "generated a new server signing key");
         document.to_vec()
     };
-    let probe = Ed25519KeyPair::from_der(&document, "0".into())
-        .map_err(|e| Error::internal(format!("signing key {} is not a valid ed25519 key: {e}", path.display())))?;
+    let probe = Ed25519KeyPair::from_der(&document, "0".into()).map_err(|e| {
+        Error::internal(format!(
+            "signing key {} is not a valid ed25519 key: {e}",
+            path.display()
+        ))
+    })?;
     let version = key_version(&probe.public_key());
-    Ed25519KeyPair::from_der(&document, version)
-        .map_err(|e| Error::internal(format!("signing key {} is not a valid ed25519 key: {e}", path.display())))
+    Ed25519KeyPair::from_der(&document, version).map_err(|e| {
+        Error::internal(format!(
+            "signing key {} is not a valid ed25519 key: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// A short, stable key ID derived from the public key (`ed25519:<id>`).

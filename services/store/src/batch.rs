@@ -21,7 +21,12 @@ impl Batch {
     }
 
     /// Stores `value` as JSON.
-    pub fn put_json<T: Serialize + ?Sized>(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: &T) {
+    pub fn put_json<T: Serialize + ?Sized>(
+        &mut self,
+        tree: &Tree,
+        key: impl AsRef<[u8]>,
+        value: &T,
+    ) {
         // Serializing our own plain data types cannot fail.
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         self.put(tree, key, bytes);

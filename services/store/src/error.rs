@@ -4,13 +4,21 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("opening database at {path}: {source}")]
-    Open { path: PathBuf, source: rocksdb::Error },
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
     #[error("database error: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("column family `{0}` is not declared")]
     UnknownColumn(String),
     #[error("stored value in `{column}` is corrupt: {reason}")]
-    Corrupt { column: &'static str, reason: String },
+    Corrupt {
+        column: &'static str,
+        reason: String,
+    },
+    #[error("storage task failed: {0}")]
+    Task(String),
     #[error("checkpoint target {0} already exists")]
     CheckpointExists(PathBuf),
 }

@@ -7,8 +7,8 @@
 //! - typed access to a column family ([`Tree`]) with byte keys built by
 //!   [`key`] and JSON or big-endian integer values,
 //! - atomic write batches across column families ([`Batch`]) that are durable
-//!   (fsynced through the write-ahead log) before [`Store::commit`] returns;
-//!   RocksDB groups concurrent committers so they share one fsync,
+//!   (the write-ahead log fsynced) before [`Store::commit`] returns; concurrent
+//!   committers share one fsync (group commit, [`Store::sync`]),
 //! - consistent on-disk checkpoints ([`Store::checkpoint`]) for backups.
 
 mod batch;
@@ -19,5 +19,5 @@ mod tree;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
-pub use store::{ColumnSpec, Store, StoreOptions};
+pub use store::{ColumnSpec, Store, StoreOptions, Written};
 pub use tree::Tree;

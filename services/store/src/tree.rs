@@ -15,7 +15,10 @@ pub struct Tree {
 impl Tree {
     pub(crate) fn handle(&self) -> &rocksdb::ColumnFamily {
         // Trees are only constructed for declared, opened column families.
-        self.db.db.cf_handle(self.name).expect("declared column family is open")
+        self.db
+            .db
+            .cf_handle(self.name)
+            .expect("declared column family is open")
     }
 
     pub fn name(&self) -> &'static str {
@@ -36,7 +39,10 @@ impl Tree {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Corrupt { column: self.name, reason: e.to_string() }),
+                .map_err(|e| Error::Corrupt {
+                    column: self.name,
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -46,40 +52,72 @@ impl Tree {
             None => Ok(None),
             Some(bytes) => crate::key::parse_u64(&bytes)
                 .map(Some)
-                .ok_or(Error::Corrupt { column: self.name, reason: "expected an 8-byte integer".into() }),
+                .ok_or(Error::Corrupt {
+                    column: self.name,
+                    reason: "expected an 8-byte integer".into(),
+                }),
         }
     }
 
     /// All entries whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: Vec<u8>) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn scan_prefix(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
         let mut opts = ReadOptions::default();
         opts.set_prefix_same_as_start(false);
-        let iter = self.db.db.iterator_cf_opt(self.handle(), opts, IteratorMode::From(&prefix, Direction::Forward));
+        let iter = self.db.db.iterator_cf_opt(
+            self.handle(),
+            opts,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
         iter.map(|r| r.map_err(Error::from))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
     /// Entries from `from` (inclusive) forward while their key starts with `prefix`.
-    pub fn scan_from(&self, from: Vec<u8>, prefix: Vec<u8>) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
-        let iter = self.db.db.iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Forward));
+    pub fn scan_from(
+        &self,
+        from: Vec<u8>,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let iter = self
+            .db
+            .db
+            .iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Forward));
         iter.map(|r| r.map_err(Error::from))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
     /// Entries from `from` (inclusive) backward while their key starts with `prefix`.
-    pub fn scan_rev_from(&self, from: Vec<u8>, prefix: Vec<u8>) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
-        let iter = self.db.db.iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Reverse));
+    pub fn scan_rev_from(
+        &self,
+        from: Vec<u8>,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let iter = self
+            .db
+            .db
+            .iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Reverse));
         iter.map(|r| r.map_err(Error::from))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
     }
 
     /// The entry with the greatest key in the column family.
     pub fn last(&self) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
-        self.db.db.iterator_cf(self.handle(), IteratorMode::End).next().transpose().map_err(Error::from)
+        self.db
+            .db
+            .iterator_cf(self.handle(), IteratorMode::End)
+            .next()
+            .transpose()
+            .map_err(Error::from)
     }
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
-        self.db.db.iterator_cf(self.handle(), IteratorMode::Start).map(|r| r.map_err(Error::from))
+        self.db
+            .db
+            .iterator_cf(self.handle(), IteratorMode::Start)
+            .map(|r| r.map_err(Error::from))
     }
 }

@@ -22,38 +22,70 @@ pub struct AccountData {
 }
 
 fn entry_key(user: &UserId, room: Option<&RoomId>, kind: &str) -> Vec<u8> {
-    key::key([user.as_bytes(), room.map_or(&b""[..], |r| r.as_bytes()), kind.as_bytes()])
+    key::key([
+        user.as_bytes(),
+        room.map_or(&b""[..], |r| r.as_bytes()),
+        kind.as_bytes(),
+    ])
 }
 
 impl AccountData {
     pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
-        Ok(Self { tree: store.tree(cf::USERID_ROOMID_TYPE_ACCOUNTDATA)?, store, counter })
+        Ok(Self {
+            tree: store.tree(cf::USERID_ROOMID_TYPE_ACCOUNTDATA)?,
+            store,
+            counter,
+        })
     }
 
     pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
-        Ok(self.tree.get_json::<Entry>(entry_key(user, room, kind))?.map(|e| e.content))
+        Ok(self
+            .tree
+            .get_json::<Entry>(entry_key(user, room, kind))?
+            .map(|e| e.content))
     }
 
-    pub async fn set(&self, user: &UserId, room: Option<&RoomId>, kind: &str, content: Value) -> Result<u64> {
+    pub async fn set(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: Value,
+    ) -> Result<u64> {
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
-        batch.put_json(&self.tree, entry_key(user, room, kind), &Entry { count: ticket.count, content });
+        batch.put_json(
+            &self.tree,
+            entry_key(user, room, kind),
+            &Entry {
+                count: ticket.count,
+                content,
+            },
+        );
         self.store.commit_async(batch).await?;
         Ok(ticket.count)
     }
 
     /// Removing account data stores an empty object, which clients treat as deleted.
     pub async fn remove(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<u64> {
-        self.set(user, room, kind, Value::Object(Default::default())).await
+        self.set(user, room, kind, Value::Object(Default::default()))
+            .await
     }
 
     /// Entries changed in `(after, upto]`: `(room or None for global, type, content)`.
-    pub fn changes(&self, user: &UserId, after: u64, upto: u64) -> Result<Vec<(Option<OwnedRoomId>, String, Value)>> {
+    pub fn changes(
+        &self,
+        user: &UserId,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(Option<OwnedRoomId>, String, Value)>> {
         let prefix = key::prefix([user.as_bytes()]);
         let mut out = Vec::new();
         for row in self.tree.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Ok(entry) = serde_json::from_slice::<Entry>(&v) else { continue };
+            let Ok(entry) = serde_json::from_slice::<Entry>(&v) else {
+                continue;
+            };
             if entry.count <= after || entry.count > upto {
                 continue;
             }
@@ -61,8 +93,16 @@ impl AccountData {
             let mut parts = key::split(rest);
             let room = parts.next().unwrap_or_default();
             let kind = parts.next().unwrap_or_default();
-            let room = if room.is_empty() { None } else { RoomId::parse(String::from_utf8_lossy(room).as_ref()).ok() };
-            out.push((room, String::from_utf8_lossy(kind).into_owned(), entry.content));
+            let room = if room.is_empty() {
+                None
+            } else {
+                RoomId::parse(String::from_utf8_lossy(room).as_ref()).ok()
+            };
+            out.push((
+                room,
+                String::from_utf8_lossy(kind).into_owned(),
+                entry.content,
+            ));
         }
         Ok(out)
     }

@@ -58,28 +58,52 @@ impl E2ee {
             if keys.get("user_id").and_then(Value::as_str) != Some(user.as_str())
                 || keys.get("device_id").and_then(Value::as_str) != Some(device.as_str())
             {
-                return Err(Error::invalid_param("device_keys must name this user and device."));
+                return Err(Error::invalid_param(
+                    "device_keys must name this user and device.",
+                ));
             }
-            let existing: Option<Value> = self.device_keys.get_json(key::key([user.as_bytes(), device.as_bytes()]))?;
+            let existing: Option<Value> = self
+                .device_keys
+                .get_json(key::key([user.as_bytes(), device.as_bytes()]))?;
             if existing.as_ref() != Some(&keys) {
-                batch.put_json(&self.device_keys, key::key([user.as_bytes(), device.as_bytes()]), &keys);
-                batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+                batch.put_json(
+                    &self.device_keys,
+                    key::key([user.as_bytes(), device.as_bytes()]),
+                    &keys,
+                );
+                batch.put(
+                    &self.key_changes,
+                    ticket.count.to_be_bytes(),
+                    user.as_bytes(),
+                );
             }
         }
         for (key_id, value) in one_time_keys {
-            batch.put_json(&self.one_time_keys, key::key([user.as_bytes(), device.as_bytes(), key_id.as_bytes()]), &value);
+            batch.put_json(
+                &self.one_time_keys,
+                key::key([user.as_bytes(), device.as_bytes(), key_id.as_bytes()]),
+                &value,
+            );
         }
         for (key_id, value) in fallback_keys {
             let algorithm = key_id.split(':').next().unwrap_or_default().to_owned();
             let stored = json!({ "key_id": key_id, "key": value, "used": false });
-            batch.put_json(&self.fallback_keys, key::key([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]), &stored);
+            batch.put_json(
+                &self.fallback_keys,
+                key::key([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]),
+                &stored,
+            );
         }
         self.store.commit_async(batch).await?;
         Ok(())
     }
 
     /// Unclaimed one-time keys per algorithm.
-    pub fn one_time_key_counts(&self, user: &UserId, device: &DeviceId) -> Result<BTreeMap<String, u64>> {
+    pub fn one_time_key_counts(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<BTreeMap<String, u64>> {
         let prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
         let mut counts = BTreeMap::new();
         for row in self.one_time_keys.scan_prefix(prefix.clone()) {
@@ -92,7 +116,11 @@ impl E2ee {
     }
 
     /// Algorithms with a fallback key not yet handed out.
-    pub fn unused_fallback_key_types(&self, user: &UserId, device: &DeviceId) -> Result<Vec<String>> {
+    pub fn unused_fallback_key_types(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Vec<String>> {
         let prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
         let mut out = Vec::new();
         for row in self.fallback_keys.scan_prefix(prefix.clone()) {
@@ -106,7 +134,9 @@ impl E2ee {
     }
 
     pub fn device_keys(&self, user: &UserId, device: &DeviceId) -> Result<Option<Value>> {
-        Ok(self.device_keys.get_json(key::key([user.as_bytes(), device.as_bytes()]))?)
+        Ok(self
+            .device_keys
+            .get_json(key::key([user.as_bytes(), device.as_bytes()]))?)
     }
 
     /// All of a user's device keys, by device.
@@ -125,7 +155,12 @@ impl E2ee {
 
     /// Hands out one key of `algorithm` for the device: a one-time key if any is
     /// left (and deletes it), else the fallback key.
-    pub async fn claim(&self, user: &UserId, device: &DeviceId, algorithm: &str) -> Result<Option<(String, Value)>> {
+    pub async fn claim(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        algorithm: &str,
+    ) -> Result<Option<(String, Value)>> {
         let prefix = key::prefix([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
         // Key IDs are `algorithm:id`; the prefix ends with `algorithm 0xFF`, so look for `algorithm:`.
         let mut otk_prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
@@ -158,10 +193,16 @@ impl E2ee {
     }
 
     pub fn cross_signing_key(&self, user: &UserId, usage: &str) -> Result<Option<Value>> {
-        Ok(self.cross_signing.get_json(key::key([user.as_bytes(), usage.as_bytes()]))?)
+        Ok(self
+            .cross_signing
+            .get_json(key::key([user.as_bytes(), usage.as_bytes()]))?)
     }
 
-    pub async fn set_cross_signing_keys(&self, user: &UserId, keys: Vec<(&'static str, Value)>) -> Result<()> {
+    pub async fn set_cross_signing_keys(
+        &self,
+        user: &UserId,
+        keys: Vec<(&'static str, Value)>,
+    ) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -169,38 +210,56 @@ impl E2ee {
         let mut batch = Batch::new();
         for (usage, value) in keys {
             if value.get("user_id").and_then(Value::as_str) != Some(user.as_str()) {
-                return Err(Error::invalid_param(format!("The {usage} key must name this user.")));
+                return Err(Error::invalid_param(format!(
+                    "The {usage} key must name this user."
+                )));
             }
-            batch.put_json(&self.cross_signing, key::key([user.as_bytes(), usage.as_bytes()]), &value);
+            batch.put_json(
+                &self.cross_signing,
+                key::key([user.as_bytes(), usage.as_bytes()]),
+                &value,
+            );
         }
-        batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+        batch.put(
+            &self.key_changes,
+            ticket.count.to_be_bytes(),
+            user.as_bytes(),
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }
 
     /// Merges uploaded signatures into a stored device or cross-signing key.
     /// `key_id` is a device ID or a cross-signing public key.
-    pub async fn add_signatures(&self, target: &UserId, key_id: &str, signed: &Value) -> Result<()> {
+    pub async fn add_signatures(
+        &self,
+        target: &UserId,
+        key_id: &str,
+        signed: &Value,
+    ) -> Result<()> {
         let Some(new_signatures) = signed.get("signatures").and_then(Value::as_object) else {
             return Err(Error::invalid_param("No signatures in the signed object."));
         };
         let device_key = key::key([target.as_bytes(), key_id.as_bytes()]);
-        let (tree, k, mut stored) = if let Some(v) = self.device_keys.get_json::<Value>(&device_key)? {
-            (&self.device_keys, device_key, v)
-        } else {
-            let mut found = None;
-            for usage in [MASTER, SELF_SIGNING, USER_SIGNING] {
-                let k = key::key([target.as_bytes(), usage.as_bytes()]);
-                if let Some(v) = self.cross_signing.get_json::<Value>(&k)? {
-                    let matches = v["keys"].as_object().is_some_and(|keys| keys.values().any(|pk| pk.as_str() == Some(key_id)));
-                    if matches {
-                        found = Some((&self.cross_signing, k, v));
-                        break;
+        let (tree, k, mut stored) =
+            if let Some(v) = self.device_keys.get_json::<Value>(&device_key)? {
+                (&self.device_keys, device_key, v)
+            } else {
+                let mut found = None;
+                for usage in [MASTER, SELF_SIGNING, USER_SIGNING] {
+                    let k = key::key([target.as_bytes(), usage.as_bytes()]);
+                    if let Some(v) = self.cross_signing.get_json::<Value>(&k)? {
+                        let matches = v["keys"].as_object().is_some_and(|keys| {
+                            keys.values().any(|pk| pk.as_str() == Some(key_id))
+                        });
+                        if matches {
+                            found = Some((&self.cross_signing, k, v));
+                            break;
+                        }
                     }
                 }
-            }
-            found.ok_or_else(|| Error::not_found(format!("No key {key_id} for {target}.")))?
-        };
+                found.ok_or_else(|| Error::not_found(format!("No key {key_id} for {target}.")))?
+            };
         let signatures = stored
             .as_object_mut()
             .ok_or_else(|| Error::internal("stored key is not an object"))?
@@ -219,7 +278,11 @@ impl E2ee {
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
         batch.put_json(tree, k, &stored);
-        batch.put(&self.key_changes, ticket.count.to_be_bytes(), target.as_bytes());
+        batch.put(
+            &self.key_changes,
+            ticket.count.to_be_bytes(),
+            target.as_bytes(),
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -228,26 +291,42 @@ impl E2ee {
     pub async fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<()> {
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
-        batch.delete(&self.device_keys, key::key([user.as_bytes(), device.as_bytes()]));
+        batch.delete(
+            &self.device_keys,
+            key::key([user.as_bytes(), device.as_bytes()]),
+        );
         for tree in [&self.one_time_keys, &self.fallback_keys, &self.to_device] {
             for row in tree.scan_prefix(key::prefix([user.as_bytes(), device.as_bytes()])) {
                 let (k, _) = row?;
                 batch.delete(tree, &k);
             }
         }
-        batch.put(&self.key_changes, ticket.count.to_be_bytes(), user.as_bytes());
+        batch.put(
+            &self.key_changes,
+            ticket.count.to_be_bytes(),
+            user.as_bytes(),
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }
 
     /// Queues a to-device message for each target device.
-    pub async fn send_to_device(&self, sender: &UserId, event_type: &str, targets: Vec<(OwnedUserId, OwnedDeviceId, Value)>) -> Result<()> {
+    pub async fn send_to_device(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        targets: Vec<(OwnedUserId, OwnedDeviceId, Value)>,
+    ) -> Result<()> {
         let mut tickets = Vec::with_capacity(targets.len());
         let mut batch = Batch::new();
         for (user, device, content) in targets {
             let ticket = self.counter.next()?;
             let event = json!({ "type": event_type, "sender": sender, "content": content });
-            batch.put_json(&self.to_device, key::with_u64(key::key([user.as_bytes(), device.as_bytes()]), ticket.count), &event);
+            batch.put_json(
+                &self.to_device,
+                key::with_u64(key::key([user.as_bytes(), device.as_bytes()]), ticket.count),
+                &event,
+            );
             tickets.push(ticket);
         }
         self.store.commit_async(batch).await?;
@@ -256,15 +335,27 @@ impl E2ee {
     }
 
     /// Messages for the device in `(after, upto]`, oldest first.
-    pub fn to_device_messages(&self, user: &UserId, device: &DeviceId, after: u64, upto: u64, limit: usize) -> Result<(Vec<Value>, u64)> {
+    pub fn to_device_messages(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<(Vec<Value>, u64)> {
         let base = key::key([user.as_bytes(), device.as_bytes()]);
         let mut prefix = base.clone();
         prefix.push(key::SEP);
         let mut out = Vec::new();
         let mut last = after;
-        for row in self.to_device.scan_from(key::with_u64(base, after + 1), prefix) {
+        for row in self
+            .to_device
+            .scan_from(key::with_u64(base, after + 1), prefix)
+        {
             let (k, v) = row?;
-            let Some((_, count)) = key::split_last_u64(&k) else { continue };
+            let Some((_, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
             if count > upto || out.len() >= limit {
                 break;
             }

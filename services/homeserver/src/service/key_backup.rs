@@ -19,7 +19,11 @@ pub type BackupKeys = BTreeMap<String, BTreeMap<String, Value>>;
 
 impl KeyBackup {
     pub fn new(store: Store) -> Result<Self> {
-        Ok(Self { versions: store.tree(cf::USERID_VERSION_BACKUP)?, keys: store.tree(cf::USERID_VERSION_ROOM_SESSION_BACKUPKEY)?, store })
+        Ok(Self {
+            versions: store.tree(cf::USERID_VERSION_BACKUP)?,
+            keys: store.tree(cf::USERID_VERSION_ROOM_SESSION_BACKUPKEY)?,
+            store,
+        })
     }
 
     fn version_key(user: &UserId, version: u64) -> Vec<u8> {
@@ -33,7 +37,9 @@ impl KeyBackup {
         let from = Self::version_key(user, u64::MAX);
         for row in self.versions.scan_rev_from(from, prefix) {
             let (k, v) = row?;
-            let Some((_, version)) = key::split_last_u64(&k) else { continue };
+            let Some((_, version)) = key::split_last_u64(&k) else {
+                continue;
+            };
             let value: Value = serde_json::from_slice(&v).unwrap_or_default();
             if value["deleted"] != Value::Bool(true) {
                 return Ok(Some((version, value)));
@@ -59,13 +65,19 @@ impl KeyBackup {
             .unwrap_or(0);
         let version = last + 1;
         let mut batch = Batch::new();
-        batch.put_json(&self.versions, Self::version_key(user, version), &json!({ "algorithm": algorithm, "etag": 0 }));
+        batch.put_json(
+            &self.versions,
+            Self::version_key(user, version),
+            &json!({ "algorithm": algorithm, "etag": 0 }),
+        );
         self.store.commit_async(batch).await?;
         Ok(version)
     }
 
     pub async fn update(&self, user: &UserId, version: u64, algorithm: Value) -> Result<()> {
-        let mut current = self.get(user, version)?.ok_or_else(|| Error::not_found("Unknown backup version."))?;
+        let mut current = self
+            .get(user, version)?
+            .ok_or_else(|| Error::not_found("Unknown backup version."))?;
         current["algorithm"] = algorithm;
         let mut batch = Batch::new();
         batch.put_json(&self.versions, Self::version_key(user, version), &current);
@@ -74,10 +86,18 @@ impl KeyBackup {
     }
 
     pub async fn delete(&self, user: &UserId, version: u64) -> Result<()> {
-        self.get(user, version)?.ok_or_else(|| Error::not_found("Unknown backup version."))?;
+        self.get(user, version)?
+            .ok_or_else(|| Error::not_found("Unknown backup version."))?;
         let mut batch = Batch::new();
-        batch.put_json(&self.versions, Self::version_key(user, version), &json!({ "deleted": true }));
-        for row in self.keys.scan_prefix(key::prefix([user.as_bytes(), version.to_string().as_bytes()])) {
+        batch.put_json(
+            &self.versions,
+            Self::version_key(user, version),
+            &json!({ "deleted": true }),
+        );
+        for row in self.keys.scan_prefix(key::prefix([
+            user.as_bytes(),
+            version.to_string().as_bytes(),
+        ])) {
             let (k, _) = row?;
             batch.delete(&self.keys, &k);
         }
@@ -88,12 +108,19 @@ impl KeyBackup {
     /// Stores keys, keeping an existing key when it is better (fewer
     /// forwards, verified, or lower first known index), as the spec asks.
     pub async fn put_keys(&self, user: &UserId, version: u64, keys: BackupKeys) -> Result<()> {
-        let mut meta = self.get(user, version)?.ok_or_else(|| Error::not_found("Unknown backup version."))?;
+        let mut meta = self
+            .get(user, version)?
+            .ok_or_else(|| Error::not_found("Unknown backup version."))?;
         let v = version.to_string();
         let mut batch = Batch::new();
         for (room, sessions) in keys {
             for (session, data) in sessions {
-                let k = key::key([user.as_bytes(), v.as_bytes(), room.as_bytes(), session.as_bytes()]);
+                let k = key::key([
+                    user.as_bytes(),
+                    v.as_bytes(),
+                    room.as_bytes(),
+                    session.as_bytes(),
+                ]);
                 if let Some(existing) = self.keys.get_json::<Value>(&k)? {
                     if !is_better(&data, &existing) {
                         continue;
@@ -109,10 +136,18 @@ impl KeyBackup {
     }
 
     /// Keys under the version, optionally for one room or one session.
-    pub fn keys(&self, user: &UserId, version: u64, room: Option<&str>, session: Option<&str>) -> Result<BackupKeys> {
+    pub fn keys(
+        &self,
+        user: &UserId,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<BackupKeys> {
         let v = version.to_string();
         let prefix = match (room, session) {
-            (Some(r), Some(s)) => key::key([user.as_bytes(), v.as_bytes(), r.as_bytes(), s.as_bytes()]),
+            (Some(r), Some(s)) => {
+                key::key([user.as_bytes(), v.as_bytes(), r.as_bytes(), s.as_bytes()])
+            }
             (Some(r), None) => key::prefix([user.as_bytes(), v.as_bytes(), r.as_bytes()]),
             _ => key::prefix([user.as_bytes(), v.as_bytes()]),
         };
@@ -121,18 +156,32 @@ impl KeyBackup {
         for row in self.keys.scan_prefix(prefix) {
             let (k, val) = row?;
             let mut parts = key::split(&k[base.len()..]);
-            let (Some(r), Some(s)) = (parts.next(), parts.next()) else { continue };
+            let (Some(r), Some(s)) = (parts.next(), parts.next()) else {
+                continue;
+            };
             let value = serde_json::from_slice(&val).unwrap_or_default();
-            out.entry(String::from_utf8_lossy(r).into_owned()).or_default().insert(String::from_utf8_lossy(s).into_owned(), value);
+            out.entry(String::from_utf8_lossy(r).into_owned())
+                .or_default()
+                .insert(String::from_utf8_lossy(s).into_owned(), value);
         }
         Ok(out)
     }
 
-    pub async fn delete_keys(&self, user: &UserId, version: u64, room: Option<&str>, session: Option<&str>) -> Result<()> {
-        let mut meta = self.get(user, version)?.ok_or_else(|| Error::not_found("Unknown backup version."))?;
+    pub async fn delete_keys(
+        &self,
+        user: &UserId,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<()> {
+        let mut meta = self
+            .get(user, version)?
+            .ok_or_else(|| Error::not_found("Unknown backup version."))?;
         let v = version.to_string();
         let prefix = match (room, session) {
-            (Some(r), Some(s)) => key::key([user.as_bytes(), v.as_bytes(), r.as_bytes(), s.as_bytes()]),
+            (Some(r), Some(s)) => {
+                key::key([user.as_bytes(), v.as_bytes(), r.as_bytes(), s.as_bytes()])
+            }
             (Some(r), None) => key::prefix([user.as_bytes(), v.as_bytes(), r.as_bytes()]),
             _ => key::prefix([user.as_bytes(), v.as_bytes()]),
         };
@@ -148,7 +197,11 @@ impl KeyBackup {
     }
 
     pub fn count(&self, user: &UserId, version: u64) -> Result<u64> {
-        Ok(self.keys(user, version, None, None)?.values().map(|s| s.len() as u64).sum())
+        Ok(self
+            .keys(user, version, None, None)?
+            .values()
+            .map(|s| s.len() as u64)
+            .sum())
     }
 }
 
@@ -156,6 +209,13 @@ fn is_better(new: &Value, old: &Value) -> bool {
     let verified = |v: &Value| v["is_verified"].as_bool().unwrap_or(false);
     let first = |v: &Value| v["first_message_index"].as_u64().unwrap_or(u64::MAX);
     let forwarded = |v: &Value| v["forwarded_count"].as_u64().unwrap_or(u64::MAX);
-    (verified(new), std::cmp::Reverse(first(new)), std::cmp::Reverse(forwarded(new)))
-        > (verified(old), std::cmp::Reverse(first(old)), std::cmp::Reverse(forwarded(old)))
+    (
+        verified(new),
+        std::cmp::Reverse(first(new)),
+        std::cmp::Reverse(forwarded(new)),
+    ) > (
+        verified(old),
+        std::cmp::Reverse(first(old)),
+        std::cmp::Reverse(forwarded(old)),
+    )
 }

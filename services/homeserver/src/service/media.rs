@@ -9,7 +9,10 @@ use archipel_store::{Batch, Store, Tree};
 use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, columns as cf, service::users::{now_ms, random_string}};
+use crate::{
+    Error, Result, columns as cf,
+    service::users::{now_ms, random_string},
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MediaMeta {
@@ -31,9 +34,15 @@ const MAX_THUMBNAIL_EDGE: u32 = 1600;
 
 impl Media {
     pub fn new(store: Store, dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("files")).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-        std::fs::create_dir_all(dir.join("thumbnails")).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-        Ok(Self { tree: store.tree(cf::MEDIAID_META)?, store, dir })
+        std::fs::create_dir_all(dir.join("files"))
+            .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir.join("thumbnails"))
+            .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        Ok(Self {
+            tree: store.tree(cf::MEDIAID_META)?,
+            store,
+            dir,
+        })
     }
 
     fn file_path(&self, media_id: &str) -> PathBuf {
@@ -41,7 +50,13 @@ impl Media {
     }
 
     /// Stores a new file durably and returns its media ID.
-    pub async fn create(&self, uploader: &UserId, content_type: Option<String>, filename: Option<String>, bytes: Vec<u8>) -> Result<String> {
+    pub async fn create(
+        &self,
+        uploader: &UserId,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<String> {
         let media_id = random_string(24);
         let path = self.file_path(&media_id);
         let size = bytes.len() as u64;
@@ -49,7 +64,13 @@ impl Media {
             .await
             .map_err(Error::internal)?
             .map_err(|e| Error::internal(format!("writing media file: {e}")))?;
-        let meta = MediaMeta { content_type, filename, size, uploader: uploader.to_owned(), created_ts: now_ms() };
+        let meta = MediaMeta {
+            content_type,
+            filename,
+            size,
+            uploader: uploader.to_owned(),
+            created_ts: now_ms(),
+        };
         let mut batch = Batch::new();
         batch.put_json(&self.tree, media_id.as_bytes(), &meta);
         self.store.commit_async(batch).await?;
@@ -64,16 +85,34 @@ impl Media {
     }
 
     pub async fn read(&self, media_id: &str) -> Result<Option<(MediaMeta, Vec<u8>)>> {
-        let Some(meta) = self.meta(media_id)? else { return Ok(None) };
-        let bytes = tokio::fs::read(self.file_path(media_id)).await.map_err(|e| Error::internal(format!("reading media: {e}")))?;
+        let Some(meta) = self.meta(media_id)? else {
+            return Ok(None);
+        };
+        let bytes = tokio::fs::read(self.file_path(media_id))
+            .await
+            .map_err(|e| Error::internal(format!("reading media: {e}")))?;
         Ok(Some((meta, bytes)))
     }
 
     /// A thumbnail no larger than `width`×`height` (`crop` fills the box), as PNG or JPEG.
-    pub async fn thumbnail(&self, media_id: &str, width: u32, height: u32, crop: bool) -> Result<Option<(String, Vec<u8>)>> {
-        let Some((meta, bytes)) = self.read(media_id).await? else { return Ok(None) };
-        let (width, height) = (width.clamp(1, MAX_THUMBNAIL_EDGE), height.clamp(1, MAX_THUMBNAIL_EDGE));
-        let cache = self.dir.join("thumbnails").join(format!("{media_id}-{width}x{height}-{}", if crop { "crop" } else { "scale" }));
+    pub async fn thumbnail(
+        &self,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        crop: bool,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let Some((meta, bytes)) = self.read(media_id).await? else {
+            return Ok(None);
+        };
+        let (width, height) = (
+            width.clamp(1, MAX_THUMBNAIL_EDGE),
+            height.clamp(1, MAX_THUMBNAIL_EDGE),
+        );
+        let cache = self.dir.join("thumbnails").join(format!(
+            "{media_id}-{width}x{height}-{}",
+            if crop { "crop" } else { "scale" }
+        ));
         if let Ok(cached) = tokio::fs::read(&cache).await {
             return Ok(Some(("image/png".into(), cached)));
         }
@@ -99,8 +138,15 @@ impl Media {
             }
             // Not an image we can scale: serve the original, as other servers do.
             None => {
-                let (_, bytes) = self.read(media_id).await?.unwrap_or((meta.clone(), Vec::new()));
-                Ok(Some((meta.content_type.unwrap_or_else(|| "application/octet-stream".into()), bytes)))
+                let (_, bytes) = self
+                    .read(media_id)
+                    .await?
+                    .unwrap_or((meta.clone(), Vec::new()));
+                Ok(Some((
+                    meta.content_type
+                        .unwrap_or_else(|| "application/octet-stream".into()),
+                    bytes,
+                )))
             }
         }
     }
@@ -111,7 +157,11 @@ impl Media {
 }
 
 fn valid_media_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 255 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

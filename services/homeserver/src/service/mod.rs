@@ -43,12 +43,22 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn build(config: HomeserverConfig, store: Store, signing_key: ruma::signatures::Ed25519KeyPair, media_dir: PathBuf) -> Result<Arc<Self>> {
+    pub fn build(
+        config: HomeserverConfig,
+        store: Store,
+        signing_key: ruma::signatures::Ed25519KeyPair,
+        media_dir: PathBuf,
+    ) -> Result<Arc<Self>> {
         let counter = Arc::new(Counter::open(store.clone())?);
         let signing_key = Arc::new(signing_key);
         Ok(Arc::new(Self {
             users: users::Users::new(store.clone(), config.refreshable_token_lifetime_secs)?,
-            rooms: rooms::Rooms::new(store.clone(), counter.clone(), config.server_name.clone(), signing_key.clone())?,
+            rooms: rooms::Rooms::new(
+                store.clone(),
+                counter.clone(),
+                config.server_name.clone(),
+                signing_key.clone(),
+            )?,
             account_data: account_data::AccountData::new(store.clone(), counter.clone())?,
             receipts: receipts::Receipts::new(store.clone(), counter.clone())?,
             typing: typing::Typing::new(counter.clone()),

@@ -25,7 +25,11 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
-        Ok(Self { tree: store.tree(cf::USERID_PRESENCE)?, store, counter })
+        Ok(Self {
+            tree: store.tree(cf::USERID_PRESENCE)?,
+            store,
+            counter,
+        })
     }
 
     pub fn get(&self, user: &UserId) -> Result<Option<PresenceRecord>> {
@@ -34,18 +38,30 @@ impl Presence {
 
     /// Records the user's presence. Only a change of state or message is a
     /// sync-visible change; activity alone just refreshes `last_active_ts`.
-    pub async fn set(&self, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
+    pub async fn set(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<Option<String>>,
+    ) -> Result<()> {
         let previous = self.get(user)?;
         let status_msg = match status_msg {
             Some(msg) => msg,
             None => previous.as_ref().and_then(|p| p.status_msg.clone()),
         };
-        let changed = previous.as_ref().is_none_or(|p| p.presence != presence || p.status_msg != status_msg);
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.presence != presence || p.status_msg != status_msg);
         if !changed {
             return Ok(());
         }
         let ticket = self.counter.next()?;
-        let record = PresenceRecord { presence: presence.to_owned(), status_msg, last_active_ts: now_ms(), count: ticket.count };
+        let record = PresenceRecord {
+            presence: presence.to_owned(),
+            status_msg,
+            last_active_ts: now_ms(),
+            count: ticket.count,
+        };
         let mut batch = Batch::new();
         batch.put_json(&self.tree, user.as_bytes(), &record);
         self.store.commit_async(batch).await?;
@@ -57,7 +73,9 @@ impl Presence {
         let mut out = Vec::new();
         for row in self.tree.iter() {
             let (k, v) = row?;
-            let Ok(record) = serde_json::from_slice::<PresenceRecord>(&v) else { continue };
+            let Ok(record) = serde_json::from_slice::<PresenceRecord>(&v) else {
+                continue;
+            };
             if record.count > after && record.count <= upto {
                 if let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) {
                     out.push((user, record));

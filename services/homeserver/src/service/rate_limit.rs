@@ -22,7 +22,9 @@ impl RateLimiter {
 
     /// Counts one request for `key` (a user ID, or a client address before login).
     pub fn check(&self, key: &str) -> Result<()> {
-        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
         match limiter.check_key(&key.to_owned()) {
             Ok(()) => Ok(()),
             Err(not_until) => {

@@ -27,14 +27,36 @@ pub struct Receipts {
 
 impl Receipts {
     pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
-        Ok(Self { tree: store.tree(cf::ROOMID_USERID_TYPE_RECEIPT)?, store, counter })
+        Ok(Self {
+            tree: store.tree(cf::ROOMID_USERID_TYPE_RECEIPT)?,
+            store,
+            counter,
+        })
     }
 
-    pub async fn set(&self, room: &RoomId, user: &UserId, receipt_type: &str, event_id: &EventId, thread_id: Option<String>) -> Result<()> {
+    pub async fn set(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        receipt_type: &str,
+        event_id: &EventId,
+        thread_id: Option<String>,
+    ) -> Result<()> {
         let thread = thread_id.clone().unwrap_or_default();
-        let k = key::key([room.as_bytes(), user.as_bytes(), receipt_type.as_bytes(), thread.as_bytes()]);
+        let k = key::key([
+            room.as_bytes(),
+            user.as_bytes(),
+            receipt_type.as_bytes(),
+            thread.as_bytes(),
+        ]);
         let ticket = self.counter.next()?;
-        let receipt = Receipt { count: ticket.count, event_id: event_id.to_owned(), ts: now_ms(), receipt_type: receipt_type.to_owned(), thread_id };
+        let receipt = Receipt {
+            count: ticket.count,
+            event_id: event_id.to_owned(),
+            ts: now_ms(),
+            receipt_type: receipt_type.to_owned(),
+            thread_id,
+        };
         let mut batch = Batch::new();
         batch.put_json(&self.tree, k, &receipt);
         self.store.commit_async(batch).await?;
@@ -47,7 +69,9 @@ impl Receipts {
         for row in self.tree.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
             let user = key::split(&k[prefix.len()..]).next().unwrap_or_default();
-            let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref()) else { continue };
+            let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref()) else {
+                continue;
+            };
             if let Ok(receipt) = serde_json::from_slice(&v) {
                 out.push((user, receipt));
             }
@@ -57,7 +81,13 @@ impl Receipts {
 
     /// The `m.receipt` event content for receipts changed in `(after, upto]`,
     /// as seen by `viewer` (private receipts only for their owner).
-    pub fn changes(&self, room: &RoomId, viewer: &UserId, after: u64, upto: u64) -> Result<Option<Value>> {
+    pub fn changes(
+        &self,
+        room: &RoomId,
+        viewer: &UserId,
+        after: u64,
+        upto: u64,
+    ) -> Result<Option<Value>> {
         let mut content: Map<String, Value> = Map::new();
         for (user, receipt) in self.all(room)? {
             if receipt.count <= after || receipt.count > upto {
@@ -70,10 +100,13 @@ impl Receipts {
             if let Some(thread) = &receipt.thread_id {
                 data["thread_id"] = Value::String(thread.clone());
             }
-            let by_event = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
-            let by_type = by_event
-                .as_object_mut()
-                .map(|m| m.entry(receipt.receipt_type.clone()).or_insert_with(|| json!({})));
+            let by_event = content
+                .entry(receipt.event_id.to_string())
+                .or_insert_with(|| json!({}));
+            let by_type = by_event.as_object_mut().map(|m| {
+                m.entry(receipt.receipt_type.clone())
+                    .or_insert_with(|| json!({}))
+            });
             if let Some(Value::Object(by_user)) = by_type {
                 by_user.insert(user.to_string(), data);
             }

@@ -27,14 +27,20 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Typing {
     pub fn new(counter: Arc<Counter>) -> Self {
-        Self { counter, rooms: Mutex::new(HashMap::new()) }
+        Self {
+            counter,
+            rooms: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn set(&self, room: &RoomId, user: &UserId, timeout: Option<Duration>) -> Result<()> {
         let mut rooms = self.rooms.lock();
         let entry = rooms.entry(room.to_owned()).or_default();
         let changed = match timeout {
-            Some(timeout) => entry.users.insert(user.to_owned(), Instant::now() + timeout.min(MAX_TIMEOUT)).is_none(),
+            Some(timeout) => entry
+                .users
+                .insert(user.to_owned(), Instant::now() + timeout.min(MAX_TIMEOUT))
+                .is_none(),
             None => entry.users.remove(user).is_some(),
         };
         if changed {

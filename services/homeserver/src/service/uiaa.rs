@@ -31,11 +31,20 @@ impl Uiaa {
             Some(id) => id.to_owned(),
             None => {
                 let id = random_string(24);
-                sessions.insert(id.clone(), Session { completed: Vec::new(), started: Instant::now() });
+                sessions.insert(
+                    id.clone(),
+                    Session {
+                        completed: Vec::new(),
+                        started: Instant::now(),
+                    },
+                );
                 id
             }
         };
-        let completed = sessions.get(&id).map(|s| s.completed.clone()).unwrap_or_default();
+        let completed = sessions
+            .get(&id)
+            .map(|s| s.completed.clone())
+            .unwrap_or_default();
         let mut info = UiaaInfo::new(flows.iter().map(|f| AuthFlow::new(f.clone())).collect());
         info.session = Some(id);
         info.completed = completed;
@@ -45,11 +54,18 @@ impl Uiaa {
     /// Records a completed stage; returns whether any flow is now complete.
     pub fn complete(&self, session: &str, stage: AuthType, flows: &[Vec<AuthType>]) -> bool {
         let mut sessions = self.sessions.lock();
-        let entry = sessions.entry(session.to_owned()).or_insert_with(|| Session { completed: Vec::new(), started: Instant::now() });
+        let entry = sessions
+            .entry(session.to_owned())
+            .or_insert_with(|| Session {
+                completed: Vec::new(),
+                started: Instant::now(),
+            });
         if !entry.completed.contains(&stage) {
             entry.completed.push(stage);
         }
-        let done = flows.iter().any(|flow| flow.iter().all(|s| entry.completed.contains(s)));
+        let done = flows
+            .iter()
+            .any(|flow| flow.iter().all(|s| entry.completed.contains(s)));
         if done {
             sessions.remove(session);
         }

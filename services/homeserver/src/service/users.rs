@@ -60,7 +60,8 @@ pub struct RegistrationToken {
 
 impl RegistrationToken {
     pub fn is_valid(&self, now: u64) -> bool {
-        self.uses_allowed.is_none_or(|n| self.completed < n) && self.expiry_time.is_none_or(|t| now < t)
+        self.uses_allowed.is_none_or(|n| self.completed < n)
+            && self.expiry_time.is_none_or(|t| now < t)
     }
 }
 
@@ -108,7 +109,12 @@ impl Users {
     }
 
     /// Creates an account. `password` of `None` makes an account that cannot log in with a password.
-    pub async fn create(&self, user_id: &UserId, password: Option<String>, admin: bool) -> Result<()> {
+    pub async fn create(
+        &self,
+        user_id: &UserId,
+        password: Option<String>,
+        admin: bool,
+    ) -> Result<()> {
         if self.exists(user_id)? {
             return Err(Error::user_in_use());
         }
@@ -138,25 +144,37 @@ impl Users {
 
     /// Whether `password` is the user's password. Deactivated accounts never match.
     pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<bool> {
-        let Some(account) = self.account(user_id)? else { return Ok(false) };
-        let Some(hash) = account.password_hash.filter(|_| !account.deactivated) else { return Ok(false) };
+        let Some(account) = self.account(user_id)? else {
+            return Ok(false);
+        };
+        let Some(hash) = account.password_hash.filter(|_| !account.deactivated) else {
+            return Ok(false);
+        };
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
         })
         .await
         .map_err(Error::internal)
     }
 
     pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
-        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        let mut account = self
+            .account(user_id)?
+            .ok_or_else(|| Error::not_found("Unknown user."))?;
         account.password_hash = Some(hash_password(password).await?);
         self.put_account(user_id, &account).await
     }
 
     /// Marks the account deactivated and ends all its sessions.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        let mut account = self
+            .account(user_id)?
+            .ok_or_else(|| Error::not_found("Unknown user."))?;
         account.deactivated = true;
         account.password_hash = None;
         self.put_account(user_id, &account).await?;
@@ -167,13 +185,17 @@ impl Users {
     }
 
     pub async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> Result<()> {
-        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        let mut account = self
+            .account(user_id)?
+            .ok_or_else(|| Error::not_found("Unknown user."))?;
         account.displayname = name;
         self.put_account(user_id, &account).await
     }
 
     pub async fn set_avatar_url(&self, user_id: &UserId, url: Option<OwnedMxcUri>) -> Result<()> {
-        let mut account = self.account(user_id)?.ok_or_else(|| Error::not_found("Unknown user."))?;
+        let mut account = self
+            .account(user_id)?
+            .ok_or_else(|| Error::not_found("Unknown user."))?;
         account.avatar_url = url;
         self.put_account(user_id, &account).await
     }
@@ -183,7 +205,9 @@ impl Users {
         let mut out = Vec::new();
         for row in self.userid_account.iter() {
             let (k, v) = row?;
-            let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) else { continue };
+            let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) else {
+                continue;
+            };
             if let Ok(account) = serde_json::from_slice(&v) {
                 out.push((user, account));
             }
@@ -211,15 +235,28 @@ impl Users {
         }
         let device = Device {
             device_id: device_id.clone(),
-            display_name: display_name.or_else(|| previous.as_ref().and_then(|p| p.display_name.clone())),
+            display_name: display_name
+                .or_else(|| previous.as_ref().and_then(|p| p.display_name.clone())),
             last_seen_ip: None,
             last_seen_ts: Some(now_ms()),
             token_hash: token_hash(&access_token),
             refresh_hash: refresh_token.as_deref().map(token_hash),
         };
-        let session = Session { user_id: user_id.to_owned(), device_id: device_id.clone(), expires_at };
-        batch.put_json(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]), &device);
-        batch.put_json(&self.tokenhash_session, device.token_hash.as_bytes(), &session);
+        let session = Session {
+            user_id: user_id.to_owned(),
+            device_id: device_id.clone(),
+            expires_at,
+        };
+        batch.put_json(
+            &self.userdeviceid_device,
+            key::key([user_id.as_bytes(), device_id.as_bytes()]),
+            &device,
+        );
+        batch.put_json(
+            &self.tokenhash_session,
+            device.token_hash.as_bytes(),
+            &session,
+        );
         if let Some(refresh_hash) = &device.refresh_hash {
             batch.put_json(&self.refreshhash_session, refresh_hash.as_bytes(), &session);
         }
@@ -238,14 +275,23 @@ impl Users {
             .refreshhash_session
             .get_json(token_hash(refresh_token).as_bytes())?
             .ok_or_else(|| Error::unknown_token(false))?;
-        let new = self.login(&session.user_id, Some(session.device_id.clone()), None, true).await?;
+        let new = self
+            .login(
+                &session.user_id,
+                Some(session.device_id.clone()),
+                None,
+                true,
+            )
+            .await?;
         Ok((session.user_id, new))
     }
 
     /// The user and device an access token belongs to.
     pub fn authenticate(&self, access_token: &str) -> Result<(OwnedUserId, OwnedDeviceId)> {
-        let session: Session =
-            self.tokenhash_session.get_json(token_hash(access_token).as_bytes())?.ok_or_else(|| Error::unknown_token(false))?;
+        let session: Session = self
+            .tokenhash_session
+            .get_json(token_hash(access_token).as_bytes())?
+            .ok_or_else(|| Error::unknown_token(false))?;
         if session.expires_at.is_some_and(|t| t <= now_ms()) {
             return Err(Error::unknown_token(true));
         }
@@ -253,12 +299,17 @@ impl Users {
     }
 
     pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
-        Ok(self.userdeviceid_device.get_json(key::key([user_id.as_bytes(), device_id.as_bytes()]))?)
+        Ok(self
+            .userdeviceid_device
+            .get_json(key::key([user_id.as_bytes(), device_id.as_bytes()]))?)
     }
 
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
         let mut out = Vec::new();
-        for row in self.userdeviceid_device.scan_prefix(key::prefix([user_id.as_bytes()])) {
+        for row in self
+            .userdeviceid_device
+            .scan_prefix(key::prefix([user_id.as_bytes()]))
+        {
             let (_, v) = row?;
             if let Ok(device) = serde_json::from_slice(&v) {
                 out.push(device);
@@ -267,21 +318,37 @@ impl Users {
         Ok(out)
     }
 
-    pub async fn set_device_display_name(&self, user_id: &UserId, device_id: &DeviceId, name: Option<String>) -> Result<()> {
-        let mut device = self.device(user_id, device_id)?.ok_or_else(|| Error::not_found("Unknown device."))?;
+    pub async fn set_device_display_name(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<String>,
+    ) -> Result<()> {
+        let mut device = self
+            .device(user_id, device_id)?
+            .ok_or_else(|| Error::not_found("Unknown device."))?;
         device.display_name = name;
         let mut batch = Batch::new();
-        batch.put_json(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]), &device);
+        batch.put_json(
+            &self.userdeviceid_device,
+            key::key([user_id.as_bytes(), device_id.as_bytes()]),
+            &device,
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }
 
     /// Ends the device's session and forgets the device.
     pub async fn remove_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<()> {
-        let Some(device) = self.device(user_id, device_id)? else { return Ok(()) };
+        let Some(device) = self.device(user_id, device_id)? else {
+            return Ok(());
+        };
         let mut batch = Batch::new();
         self.forget_tokens(&mut batch, &device);
-        batch.delete(&self.userdeviceid_device, key::key([user_id.as_bytes(), device_id.as_bytes()]));
+        batch.delete(
+            &self.userdeviceid_device,
+            key::key([user_id.as_bytes(), device_id.as_bytes()]),
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -302,7 +369,10 @@ impl Users {
             .filter(|(user, account)| {
                 !account.deactivated
                     && (user.as_str().to_lowercase().contains(&term)
-                        || account.displayname.as_deref().is_some_and(|n| n.to_lowercase().contains(&term)))
+                        || account
+                            .displayname
+                            .as_deref()
+                            .is_some_and(|n| n.to_lowercase().contains(&term)))
             })
             .collect();
         let limited = found.len() > limit;
@@ -310,15 +380,34 @@ impl Users {
         Ok((found, limited))
     }
 
-    pub async fn create_registration_token(&self, token: Option<String>, uses_allowed: Option<u32>, expiry_time: Option<u64>) -> Result<RegistrationToken> {
+    pub async fn create_registration_token(
+        &self,
+        token: Option<String>,
+        uses_allowed: Option<u32>,
+        expiry_time: Option<u64>,
+    ) -> Result<RegistrationToken> {
         let token = token.unwrap_or_else(|| random_string(16));
-        if token.is_empty() || token.len() > 64 || !token.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)) {
-            return Err(Error::invalid_param("Registration tokens use only A-Z a-z 0-9 . _ ~ - and at most 64 characters."));
+        if token.is_empty()
+            || token.len() > 64
+            || !token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+        {
+            return Err(Error::invalid_param(
+                "Registration tokens use only A-Z a-z 0-9 . _ ~ - and at most 64 characters.",
+            ));
         }
         if self.regtoken_info.contains(token.as_bytes())? {
-            return Err(Error::invalid_param("That registration token already exists."));
+            return Err(Error::invalid_param(
+                "That registration token already exists.",
+            ));
         }
-        let info = RegistrationToken { token: token.clone(), uses_allowed, completed: 0, expiry_time };
+        let info = RegistrationToken {
+            token: token.clone(),
+            uses_allowed,
+            completed: 0,
+            expiry_time,
+        };
         let mut batch = Batch::new();
         batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
         self.store.commit_async(batch).await?;
@@ -330,12 +419,16 @@ impl Users {
     }
 
     pub fn registration_token_valid(&self, token: &str) -> Result<bool> {
-        Ok(self.registration_token(token)?.is_some_and(|t| t.is_valid(now_ms())))
+        Ok(self
+            .registration_token(token)?
+            .is_some_and(|t| t.is_valid(now_ms())))
     }
 
     /// Counts one completed registration against the token.
     pub async fn use_registration_token(&self, token: &str) -> Result<()> {
-        let mut info = self.registration_token(token)?.ok_or_else(|| Error::forbidden("Invalid registration token."))?;
+        let mut info = self
+            .registration_token(token)?
+            .ok_or_else(|| Error::forbidden("Invalid registration token."))?;
         info.completed += 1;
         let mut batch = Batch::new();
         batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
@@ -358,7 +451,9 @@ impl Users {
 async fn hash_password(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(Error::internal)?
@@ -371,7 +466,11 @@ fn token_hash(token: &str) -> String {
 }
 
 pub fn random_string(len: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 pub fn now_ms() -> u64 {

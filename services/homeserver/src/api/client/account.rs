@@ -3,23 +3,36 @@
 use std::sync::Arc;
 
 use ruma::api::client::{
-    account::{
-        ThirdPartyIdRemovalStatus, change_password, deactivate,
-    },
+    account::{ThirdPartyIdRemovalStatus, change_password, deactivate},
     uiaa::AuthType,
 };
 
 use super::{membership, uiaa};
 use crate::{Result, Services, ruma_wrapper::Ruma};
 
-pub async fn change_password(services: Arc<Services>, request: Ruma<change_password::v3::Request>) -> Result<change_password::v3::Response> {
+pub async fn change_password(
+    services: Arc<Services>,
+    request: Ruma<change_password::v3::Request>,
+) -> Result<change_password::v3::Response> {
     let user = request.user();
-    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(user)).await?;
-    services.users.set_password(user, request.body.new_password.clone()).await?;
+    uiaa::require(
+        &services,
+        request.body.auth.as_ref(),
+        &[vec![AuthType::Password]],
+        Some(user),
+    )
+    .await?;
+    services
+        .users
+        .set_password(user, request.body.new_password.clone())
+        .await?;
     if request.body.logout_devices {
         for device in services.users.devices(user)? {
             if device.device_id != request.device() {
-                services.users.remove_device(user, &device.device_id).await?;
+                services
+                    .users
+                    .remove_device(user, &device.device_id)
+                    .await?;
                 services.e2ee.remove_device(user, &device.device_id).await?;
             }
         }
@@ -27,11 +40,22 @@ pub async fn change_password(services: Arc<Services>, request: Ruma<change_passw
     Ok(change_password::v3::Response::new())
 }
 
-pub async fn deactivate(services: Arc<Services>, request: Ruma<deactivate::v3::Request>) -> Result<deactivate::v3::Response> {
+pub async fn deactivate(
+    services: Arc<Services>,
+    request: Ruma<deactivate::v3::Request>,
+) -> Result<deactivate::v3::Response> {
     let user = request.user().to_owned();
-    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(&user)).await?;
+    uiaa::require(
+        &services,
+        request.body.auth.as_ref(),
+        &[vec![AuthType::Password]],
+        Some(&user),
+    )
+    .await?;
     deactivate_user(&services, &user).await?;
-    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+    Ok(deactivate::v3::Response::new(
+        ThirdPartyIdRemovalStatus::NoSupport,
+    ))
 }
 
 /// Leaves every room, ends every session and locks the account.

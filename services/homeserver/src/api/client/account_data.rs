@@ -5,10 +5,14 @@ use std::sync::Arc;
 use ruma::{
     RoomId, UserId,
     api::client::{
-        config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+        config::{
+            get_global_account_data, get_room_account_data, set_global_account_data,
+            set_room_account_data,
+        },
         push::{
-            delete_pushrule, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
-            get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+            delete_pushrule, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+            get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule,
+            set_pushrule_actions, set_pushrule_enabled,
         },
         tag::{create_tag, delete_tag, get_tags},
     },
@@ -22,7 +26,9 @@ use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
 fn own(request_user: &UserId, target: &UserId) -> Result<()> {
     if request_user != target {
-        return Err(Error::forbidden("You can only access your own account data."));
+        return Err(Error::forbidden(
+            "You can only access your own account data.",
+        ));
     }
     Ok(())
 }
@@ -45,126 +51,218 @@ fn content(raw: &serde_json::value::RawValue) -> Result<Value> {
 /// Server-managed types a client may not overwrite directly.
 fn reject_managed(kind: &str) -> Result<()> {
     if kind == "m.push_rules" || kind == "m.fully_read" {
-        return Err(Error::bad_json(format!("{kind} is managed through its own endpoint.")));
+        return Err(Error::bad_json(format!(
+            "{kind} is managed through its own endpoint."
+        )));
     }
     Ok(())
 }
 
-pub async fn set_global(services: Arc<Services>, request: Ruma<set_global_account_data::v3::Request>) -> Result<set_global_account_data::v3::Response> {
+pub async fn set_global(
+    services: Arc<Services>,
+    request: Ruma<set_global_account_data::v3::Request>,
+) -> Result<set_global_account_data::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
     reject_managed(&b.event_type.to_string())?;
-    services.account_data.set(&b.user_id, None, &b.event_type.to_string(), content(b.data.json())?).await?;
+    services
+        .account_data
+        .set(
+            &b.user_id,
+            None,
+            &b.event_type.to_string(),
+            content(b.data.json())?,
+        )
+        .await?;
     Ok(set_global_account_data::v3::Response::new())
 }
 
-pub async fn get_global(services: Arc<Services>, request: Ruma<get_global_account_data::v3::Request>) -> Result<get_global_account_data::v3::Response> {
+pub async fn get_global(
+    services: Arc<Services>,
+    request: Ruma<get_global_account_data::v3::Request>,
+) -> Result<get_global_account_data::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
-    let value = services.account_data.get(&b.user_id, None, &b.event_type.to_string())?.filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
+    let value = services
+        .account_data
+        .get(&b.user_id, None, &b.event_type.to_string())?
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
     let value = value.ok_or_else(|| Error::not_found("No account data of that type."))?;
-    Ok(get_global_account_data::v3::Response::new(Raw::from_json(serde_json::value::to_raw_value(&value)?)))
+    Ok(get_global_account_data::v3::Response::new(Raw::from_json(
+        serde_json::value::to_raw_value(&value)?,
+    )))
 }
 
-pub async fn set_room(services: Arc<Services>, request: Ruma<set_room_account_data::v3::Request>) -> Result<set_room_account_data::v3::Response> {
+pub async fn set_room(
+    services: Arc<Services>,
+    request: Ruma<set_room_account_data::v3::Request>,
+) -> Result<set_room_account_data::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
     checked_room(&services, &b.user_id, &b.room_id)?;
     reject_managed(&b.event_type.to_string())?;
-    services.account_data.set(&b.user_id, Some(&b.room_id), &b.event_type.to_string(), content(b.data.json())?).await?;
+    services
+        .account_data
+        .set(
+            &b.user_id,
+            Some(&b.room_id),
+            &b.event_type.to_string(),
+            content(b.data.json())?,
+        )
+        .await?;
     Ok(set_room_account_data::v3::Response::new())
 }
 
-pub async fn get_room(services: Arc<Services>, request: Ruma<get_room_account_data::v3::Request>) -> Result<get_room_account_data::v3::Response> {
+pub async fn get_room(
+    services: Arc<Services>,
+    request: Ruma<get_room_account_data::v3::Request>,
+) -> Result<get_room_account_data::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
-    let value = services.account_data.get(&b.user_id, Some(&b.room_id), &b.event_type.to_string())?.filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
+    let value = services
+        .account_data
+        .get(&b.user_id, Some(&b.room_id), &b.event_type.to_string())?
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
     let value = value.ok_or_else(|| Error::not_found("No account data of that type."))?;
-    Ok(get_room_account_data::v3::Response::new(Raw::from_json(serde_json::value::to_raw_value(&value)?)))
+    Ok(get_room_account_data::v3::Response::new(Raw::from_json(
+        serde_json::value::to_raw_value(&value)?,
+    )))
 }
 
 fn tags_of(services: &Services, user: &UserId, room_id: &RoomId) -> Result<Value> {
-    Ok(services.account_data.get(user, Some(room_id), "m.tag")?.filter(|v| v.get("tags").is_some()).unwrap_or_else(|| json!({ "tags": {} })))
+    Ok(services
+        .account_data
+        .get(user, Some(room_id), "m.tag")?
+        .filter(|v| v.get("tags").is_some())
+        .unwrap_or_else(|| json!({ "tags": {} })))
 }
 
-pub async fn get_room_tags(services: Arc<Services>, request: Ruma<get_tags::v3::Request>) -> Result<get_tags::v3::Response> {
+pub async fn get_room_tags(
+    services: Arc<Services>,
+    request: Ruma<get_tags::v3::Request>,
+) -> Result<get_tags::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
-    let tags: Tags = serde_json::from_value(tags_of(&services, &b.user_id, &b.room_id)?["tags"].clone()).unwrap_or_default();
+    let tags: Tags =
+        serde_json::from_value(tags_of(&services, &b.user_id, &b.room_id)?["tags"].clone())
+            .unwrap_or_default();
     Ok(get_tags::v3::Response::new(tags))
 }
 
-pub async fn put_tag(services: Arc<Services>, request: Ruma<create_tag::v3::Request>) -> Result<create_tag::v3::Response> {
+pub async fn put_tag(
+    services: Arc<Services>,
+    request: Ruma<create_tag::v3::Request>,
+) -> Result<create_tag::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
     checked_room(&services, &b.user_id, &b.room_id)?;
     let mut tags = tags_of(&services, &b.user_id, &b.room_id)?;
     tags["tags"][&b.tag] = serde_json::to_value(&b.tag_info)?;
-    services.account_data.set(&b.user_id, Some(&b.room_id), "m.tag", tags).await?;
+    services
+        .account_data
+        .set(&b.user_id, Some(&b.room_id), "m.tag", tags)
+        .await?;
     Ok(create_tag::v3::Response::new())
 }
 
-pub async fn remove_tag(services: Arc<Services>, request: Ruma<delete_tag::v3::Request>) -> Result<delete_tag::v3::Response> {
+pub async fn remove_tag(
+    services: Arc<Services>,
+    request: Ruma<delete_tag::v3::Request>,
+) -> Result<delete_tag::v3::Response> {
     let b = &request.body;
     own(request.user(), &b.user_id)?;
     let mut tags = tags_of(&services, &b.user_id, &b.room_id)?;
     if let Some(map) = tags["tags"].as_object_mut() {
         map.remove(&b.tag);
     }
-    services.account_data.set(&b.user_id, Some(&b.room_id), "m.tag", tags).await?;
+    services
+        .account_data
+        .set(&b.user_id, Some(&b.room_id), "m.tag", tags)
+        .await?;
     Ok(delete_tag::v3::Response::new())
 }
 
 fn ruleset(services: &Services, user: &UserId) -> Result<Ruleset> {
     match services.account_data.get(user, None, "m.push_rules")? {
-        Some(value) => Ok(serde_json::from_value(value["global"].clone()).unwrap_or_else(|_| Ruleset::server_default(user))),
+        Some(value) => Ok(serde_json::from_value(value["global"].clone())
+            .unwrap_or_else(|_| Ruleset::server_default(user))),
         None => Ok(Ruleset::server_default(user)),
     }
 }
 
 async fn save_ruleset(services: &Services, user: &UserId, ruleset: &Ruleset) -> Result<()> {
-    services.account_data.set(user, None, "m.push_rules", json!({ "global": ruleset })).await?;
+    services
+        .account_data
+        .set(user, None, "m.push_rules", json!({ "global": ruleset }))
+        .await?;
     Ok(())
 }
 
-pub async fn push_rules(services: Arc<Services>, request: Ruma<get_pushrules_all::v3::Request>) -> Result<get_pushrules_all::v3::Response> {
-    Ok(get_pushrules_all::v3::Response::new(ruleset(&services, request.user())?))
+pub async fn push_rules(
+    services: Arc<Services>,
+    request: Ruma<get_pushrules_all::v3::Request>,
+) -> Result<get_pushrules_all::v3::Response> {
+    Ok(get_pushrules_all::v3::Response::new(ruleset(
+        &services,
+        request.user(),
+    )?))
 }
 
 pub async fn push_rules_global(
     services: Arc<Services>,
     request: Ruma<get_pushrules_global_scope::v3::Request>,
 ) -> Result<get_pushrules_global_scope::v3::Response> {
-    Ok(get_pushrules_global_scope::v3::Response::new(ruleset(&services, request.user())?))
+    Ok(get_pushrules_global_scope::v3::Response::new(ruleset(
+        &services,
+        request.user(),
+    )?))
 }
 
-pub async fn push_rule(services: Arc<Services>, request: Ruma<get_pushrule::v3::Request>) -> Result<get_pushrule::v3::Response> {
+pub async fn push_rule(
+    services: Arc<Services>,
+    request: Ruma<get_pushrule::v3::Request>,
+) -> Result<get_pushrule::v3::Response> {
     let set = ruleset(&services, request.user())?;
-    let rule = set.get(request.body.kind.clone(), &request.body.rule_id).ok_or_else(|| Error::not_found("Push rule not found."))?;
+    let rule = set
+        .get(request.body.kind.clone(), &request.body.rule_id)
+        .ok_or_else(|| Error::not_found("Push rule not found."))?;
     Ok(get_pushrule::v3::Response::new(rule.into()))
 }
 
-pub async fn set_push_rule(services: Arc<Services>, request: Ruma<set_pushrule::v3::Request>) -> Result<set_pushrule::v3::Response> {
+pub async fn set_push_rule(
+    services: Arc<Services>,
+    request: Ruma<set_pushrule::v3::Request>,
+) -> Result<set_pushrule::v3::Response> {
     let b = &request.body;
     let mut set = ruleset(&services, request.user())?;
-    set.insert(b.rule.clone(), b.after.as_deref(), b.before.as_deref()).map_err(|e| Error::bad_json(format!("Cannot insert rule: {e}")))?;
+    set.insert(b.rule.clone(), b.after.as_deref(), b.before.as_deref())
+        .map_err(|e| Error::bad_json(format!("Cannot insert rule: {e}")))?;
     save_ruleset(&services, request.user(), &set).await?;
     Ok(set_pushrule::v3::Response::new())
 }
 
-pub async fn delete_push_rule(services: Arc<Services>, request: Ruma<delete_pushrule::v3::Request>) -> Result<delete_pushrule::v3::Response> {
+pub async fn delete_push_rule(
+    services: Arc<Services>,
+    request: Ruma<delete_pushrule::v3::Request>,
+) -> Result<delete_pushrule::v3::Response> {
     let mut set = ruleset(&services, request.user())?;
-    set.remove(request.body.kind.clone(), &request.body.rule_id).map_err(|e| match e {
-        ruma::push::RemovePushRuleError::NotFound => Error::not_found("Push rule not found."),
-        other => Error::bad_json(other.to_string()),
-    })?;
+    set.remove(request.body.kind.clone(), &request.body.rule_id)
+        .map_err(|e| match e {
+            ruma::push::RemovePushRuleError::NotFound => Error::not_found("Push rule not found."),
+            other => Error::bad_json(other.to_string()),
+        })?;
     save_ruleset(&services, request.user(), &set).await?;
     Ok(delete_pushrule::v3::Response::new())
 }
 
-pub async fn push_rule_enabled(services: Arc<Services>, request: Ruma<get_pushrule_enabled::v3::Request>) -> Result<get_pushrule_enabled::v3::Response> {
+pub async fn push_rule_enabled(
+    services: Arc<Services>,
+    request: Ruma<get_pushrule_enabled::v3::Request>,
+) -> Result<get_pushrule_enabled::v3::Response> {
     let set = ruleset(&services, request.user())?;
-    let rule = set.get(request.body.kind.clone(), &request.body.rule_id).ok_or_else(|| Error::not_found("Push rule not found."))?;
+    let rule = set
+        .get(request.body.kind.clone(), &request.body.rule_id)
+        .ok_or_else(|| Error::not_found("Push rule not found."))?;
     Ok(get_pushrule_enabled::v3::Response::new(rule.enabled()))
 }
 
@@ -173,15 +271,27 @@ pub async fn set_push_rule_enabled(
     request: Ruma<set_pushrule_enabled::v3::Request>,
 ) -> Result<set_pushrule_enabled::v3::Response> {
     let mut set = ruleset(&services, request.user())?;
-    set.set_enabled(request.body.kind.clone(), &request.body.rule_id, request.body.enabled).map_err(|_| Error::not_found("Push rule not found."))?;
+    set.set_enabled(
+        request.body.kind.clone(),
+        &request.body.rule_id,
+        request.body.enabled,
+    )
+    .map_err(|_| Error::not_found("Push rule not found."))?;
     save_ruleset(&services, request.user(), &set).await?;
     Ok(set_pushrule_enabled::v3::Response::new())
 }
 
-pub async fn push_rule_actions(services: Arc<Services>, request: Ruma<get_pushrule_actions::v3::Request>) -> Result<get_pushrule_actions::v3::Response> {
+pub async fn push_rule_actions(
+    services: Arc<Services>,
+    request: Ruma<get_pushrule_actions::v3::Request>,
+) -> Result<get_pushrule_actions::v3::Response> {
     let set = ruleset(&services, request.user())?;
-    let rule = set.get(request.body.kind.clone(), &request.body.rule_id).ok_or_else(|| Error::not_found("Push rule not found."))?;
-    Ok(get_pushrule_actions::v3::Response::new(rule.actions().to_vec()))
+    let rule = set
+        .get(request.body.kind.clone(), &request.body.rule_id)
+        .ok_or_else(|| Error::not_found("Push rule not found."))?;
+    Ok(get_pushrule_actions::v3::Response::new(
+        rule.actions().to_vec(),
+    ))
 }
 
 pub async fn set_push_rule_actions(
@@ -189,23 +299,42 @@ pub async fn set_push_rule_actions(
     request: Ruma<set_pushrule_actions::v3::Request>,
 ) -> Result<set_pushrule_actions::v3::Response> {
     let mut set = ruleset(&services, request.user())?;
-    set.set_actions(request.body.kind.clone(), &request.body.rule_id, request.body.actions.clone()).map_err(|_| Error::not_found("Push rule not found."))?;
+    set.set_actions(
+        request.body.kind.clone(),
+        &request.body.rule_id,
+        request.body.actions.clone(),
+    )
+    .map_err(|_| Error::not_found("Push rule not found."))?;
     save_ruleset(&services, request.user(), &set).await?;
     Ok(set_pushrule_actions::v3::Response::new())
 }
 
 /// Pushers are stored so clients see what they registered; this closed
 /// appliance does not contact push gateways.
-pub async fn pushers(services: Arc<Services>, request: Ruma<get_pushers::v3::Request>) -> Result<get_pushers::v3::Response> {
-    let stored = services.account_data.get(request.user(), None, "archipel.pushers")?.unwrap_or_else(|| json!({ "pushers": [] }));
+pub async fn pushers(
+    services: Arc<Services>,
+    request: Ruma<get_pushers::v3::Request>,
+) -> Result<get_pushers::v3::Response> {
+    let stored = services
+        .account_data
+        .get(request.user(), None, "archipel.pushers")?
+        .unwrap_or_else(|| json!({ "pushers": [] }));
     let pushers = serde_json::from_value(stored["pushers"].clone()).unwrap_or_default();
     Ok(get_pushers::v3::Response::new(pushers))
 }
 
-pub async fn set_pushers(services: Arc<Services>, request: Ruma<set_pusher::v3::Request>) -> Result<set_pusher::v3::Response> {
+pub async fn set_pushers(
+    services: Arc<Services>,
+    request: Ruma<set_pusher::v3::Request>,
+) -> Result<set_pusher::v3::Response> {
     let body = request.json_body.clone().unwrap_or_default();
-    let mut stored = services.account_data.get(request.user(), None, "archipel.pushers")?.unwrap_or_else(|| json!({ "pushers": [] }));
-    let list = stored["pushers"].as_array_mut().ok_or_else(|| Error::internal("stored pushers are not a list"))?;
+    let mut stored = services
+        .account_data
+        .get(request.user(), None, "archipel.pushers")?
+        .unwrap_or_else(|| json!({ "pushers": [] }));
+    let list = stored["pushers"]
+        .as_array_mut()
+        .ok_or_else(|| Error::internal("stored pushers are not a list"))?;
     let pushkey = body["pushkey"].as_str().unwrap_or_default().to_owned();
     let app_id = body["app_id"].as_str().unwrap_or_default().to_owned();
     let append = body["append"].as_bool().unwrap_or(false);
@@ -219,6 +348,9 @@ pub async fn set_pushers(services: Arc<Services>, request: Ruma<set_pusher::v3::
         }
         list.push(pusher);
     }
-    services.account_data.set(request.user(), None, "archipel.pushers", stored).await?;
+    services
+        .account_data
+        .set(request.user(), None, "archipel.pushers", stored)
+        .await?;
     Ok(set_pusher::v3::Response::new())
 }

@@ -17,37 +17,91 @@ fn to_ruma(device: users::Device) -> device::Device {
     let mut out = device::Device::new(device.device_id);
     out.display_name = device.display_name;
     out.last_seen_ip = device.last_seen_ip;
-    out.last_seen_ts = device.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
+    out.last_seen_ts = device
+        .last_seen_ts
+        .and_then(UInt::new)
+        .map(MilliSecondsSinceUnixEpoch);
     out
 }
 
-pub async fn list(services: Arc<Services>, request: Ruma<get_devices::v3::Request>) -> Result<get_devices::v3::Response> {
-    let devices = services.users.devices(request.user())?.into_iter().map(to_ruma).collect();
+pub async fn list(
+    services: Arc<Services>,
+    request: Ruma<get_devices::v3::Request>,
+) -> Result<get_devices::v3::Response> {
+    let devices = services
+        .users
+        .devices(request.user())?
+        .into_iter()
+        .map(to_ruma)
+        .collect();
     Ok(get_devices::v3::Response::new(devices))
 }
 
-pub async fn get(services: Arc<Services>, request: Ruma<get_device::v3::Request>) -> Result<get_device::v3::Response> {
-    let device = services.users.device(request.user(), &request.body.device_id)?.ok_or_else(|| Error::not_found("Unknown device."))?;
+pub async fn get(
+    services: Arc<Services>,
+    request: Ruma<get_device::v3::Request>,
+) -> Result<get_device::v3::Response> {
+    let device = services
+        .users
+        .device(request.user(), &request.body.device_id)?
+        .ok_or_else(|| Error::not_found("Unknown device."))?;
     Ok(get_device::v3::Response::new(to_ruma(device)))
 }
 
-pub async fn update(services: Arc<Services>, request: Ruma<update_device::v3::Request>) -> Result<update_device::v3::Response> {
-    services.users.set_device_display_name(request.user(), &request.body.device_id, request.body.display_name.clone()).await?;
+pub async fn update(
+    services: Arc<Services>,
+    request: Ruma<update_device::v3::Request>,
+) -> Result<update_device::v3::Response> {
+    services
+        .users
+        .set_device_display_name(
+            request.user(),
+            &request.body.device_id,
+            request.body.display_name.clone(),
+        )
+        .await?;
     Ok(update_device::v3::Response::new())
 }
 
-pub async fn delete(services: Arc<Services>, request: Ruma<delete_device::v3::Request>) -> Result<delete_device::v3::Response> {
+pub async fn delete(
+    services: Arc<Services>,
+    request: Ruma<delete_device::v3::Request>,
+) -> Result<delete_device::v3::Response> {
     let user = request.user();
-    services.users.device(user, &request.body.device_id)?.ok_or_else(|| Error::not_found("Unknown device."))?;
-    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(user)).await?;
-    services.users.remove_device(user, &request.body.device_id).await?;
-    services.e2ee.remove_device(user, &request.body.device_id).await?;
+    services
+        .users
+        .device(user, &request.body.device_id)?
+        .ok_or_else(|| Error::not_found("Unknown device."))?;
+    uiaa::require(
+        &services,
+        request.body.auth.as_ref(),
+        &[vec![AuthType::Password]],
+        Some(user),
+    )
+    .await?;
+    services
+        .users
+        .remove_device(user, &request.body.device_id)
+        .await?;
+    services
+        .e2ee
+        .remove_device(user, &request.body.device_id)
+        .await?;
     Ok(delete_device::v3::Response::new())
 }
 
-pub async fn delete_many(services: Arc<Services>, request: Ruma<delete_devices::v3::Request>) -> Result<delete_devices::v3::Response> {
+pub async fn delete_many(
+    services: Arc<Services>,
+    request: Ruma<delete_devices::v3::Request>,
+) -> Result<delete_devices::v3::Response> {
     let user = request.user();
-    uiaa::require(&services, request.body.auth.as_ref(), &[vec![AuthType::Password]], Some(user)).await?;
+    uiaa::require(
+        &services,
+        request.body.auth.as_ref(),
+        &[vec![AuthType::Password]],
+        Some(user),
+    )
+    .await?;
     for device_id in &request.body.devices {
         services.users.remove_device(user, device_id).await?;
         services.e2ee.remove_device(user, device_id).await?;

@@ -6,33 +6,63 @@ use ruma::{
     RoomId, UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
         room::{Visibility, aliases},
     },
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
     events::StateEventType,
 };
 
-use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::power_levels::PowerLevels};
+use crate::{
+    Error, Result, Services, ruma_wrapper::Ruma, service::rooms::power_levels::PowerLevels,
+};
 
-pub async fn create(services: Arc<Services>, request: Ruma<create_alias::v3::Request>) -> Result<create_alias::v3::Response> {
+pub async fn create(
+    services: Arc<Services>,
+    request: Ruma<create_alias::v3::Request>,
+) -> Result<create_alias::v3::Response> {
     let body = &request.body;
     if !services.rooms.is_joined(request.user(), &body.room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
-    services.rooms.set_alias(&body.room_alias, &body.room_id).await?;
+    services
+        .rooms
+        .set_alias(&body.room_alias, &body.room_id)
+        .await?;
     Ok(create_alias::v3::Response::new())
 }
 
-pub async fn resolve(services: Arc<Services>, request: Ruma<get_alias::v3::Request>) -> Result<get_alias::v3::Response> {
-    let room_id = services.rooms.resolve_alias(&request.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found."))?;
-    Ok(get_alias::v3::Response::new(room_id, vec![services.server_name().to_owned()]))
+pub async fn resolve(
+    services: Arc<Services>,
+    request: Ruma<get_alias::v3::Request>,
+) -> Result<get_alias::v3::Response> {
+    let room_id = services
+        .rooms
+        .resolve_alias(&request.body.room_alias)?
+        .ok_or_else(|| Error::not_found("Room alias not found."))?;
+    Ok(get_alias::v3::Response::new(
+        room_id,
+        vec![services.server_name().to_owned()],
+    ))
 }
 
-pub async fn delete(services: Arc<Services>, request: Ruma<delete_alias::v3::Request>) -> Result<delete_alias::v3::Response> {
+pub async fn delete(
+    services: Arc<Services>,
+    request: Ruma<delete_alias::v3::Request>,
+) -> Result<delete_alias::v3::Response> {
     let alias = &request.body.room_alias;
-    let room_id = services.rooms.resolve_alias(alias)?.ok_or_else(|| Error::not_found("Room alias not found."))?;
-    let levels = PowerLevels::parse(services.rooms.state_content(&room_id, &StateEventType::RoomPowerLevels, "")?.as_deref());
+    let room_id = services
+        .rooms
+        .resolve_alias(alias)?
+        .ok_or_else(|| Error::not_found("Room alias not found."))?;
+    let levels = PowerLevels::parse(
+        services
+            .rooms
+            .state_content(&room_id, &StateEventType::RoomPowerLevels, "")?
+            .as_deref(),
+    );
     let is_moderator = services.rooms.is_joined(request.user(), &room_id)?
         && levels.user_level(request.user()) >= levels.event_level("m.room.canonical_alias", true);
     if !is_moderator {
@@ -42,38 +72,69 @@ pub async fn delete(services: Arc<Services>, request: Ruma<delete_alias::v3::Req
     Ok(delete_alias::v3::Response::new())
 }
 
-pub async fn room_aliases(services: Arc<Services>, request: Ruma<aliases::v3::Request>) -> Result<aliases::v3::Response> {
-    if !services.rooms.is_joined(request.user(), &request.body.room_id)? {
+pub async fn room_aliases(
+    services: Arc<Services>,
+    request: Ruma<aliases::v3::Request>,
+) -> Result<aliases::v3::Response> {
+    if !services
+        .rooms
+        .is_joined(request.user(), &request.body.room_id)?
+    {
         return Err(Error::forbidden("You are not in this room."));
     }
-    Ok(aliases::v3::Response::new(services.rooms.aliases_of(&request.body.room_id)?))
+    Ok(aliases::v3::Response::new(
+        services.rooms.aliases_of(&request.body.room_id)?,
+    ))
 }
 
-pub async fn get_visibility(services: Arc<Services>, request: Ruma<get_room_visibility::v3::Request>) -> Result<get_room_visibility::v3::Response> {
+pub async fn get_visibility(
+    services: Arc<Services>,
+    request: Ruma<get_room_visibility::v3::Request>,
+) -> Result<get_room_visibility::v3::Response> {
     if !services.rooms.exists(&request.body.room_id)? {
         return Err(Error::not_found("Unknown room."));
     }
-    let visibility = if services.rooms.is_published(&request.body.room_id)? { Visibility::Public } else { Visibility::Private };
+    let visibility = if services.rooms.is_published(&request.body.room_id)? {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    };
     Ok(get_room_visibility::v3::Response::new(visibility))
 }
 
-pub async fn set_visibility(services: Arc<Services>, request: Ruma<set_room_visibility::v3::Request>) -> Result<set_room_visibility::v3::Response> {
+pub async fn set_visibility(
+    services: Arc<Services>,
+    request: Ruma<set_room_visibility::v3::Request>,
+) -> Result<set_room_visibility::v3::Response> {
     let room_id = &request.body.room_id;
     if !services.rooms.exists(room_id)? {
         return Err(Error::not_found("Unknown room."));
     }
-    let levels = PowerLevels::parse(services.rooms.state_content(room_id, &StateEventType::RoomPowerLevels, "")?.as_deref());
-    if !services.rooms.is_joined(request.user(), room_id)? || levels.user_level(request.user()) < levels.state_default {
+    let levels = PowerLevels::parse(
+        services
+            .rooms
+            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
+            .as_deref(),
+    );
+    if !services.rooms.is_joined(request.user(), room_id)?
+        || levels.user_level(request.user()) < levels.state_default
+    {
         return Err(Error::forbidden("Only room moderators may publish a room."));
     }
-    services.rooms.set_published(room_id, request.body.visibility == Visibility::Public).await?;
+    services
+        .rooms
+        .set_published(room_id, request.body.visibility == Visibility::Public)
+        .await?;
     Ok(set_room_visibility::v3::Response::new())
 }
 
 fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {
     let rooms = &services.rooms;
     let content = |kind: StateEventType| -> Result<serde_json::Value> {
-        Ok(rooms.state_pdu(room_id, &kind, "")?.map(|p| p.content_value()).unwrap_or_default())
+        Ok(rooms
+            .state_pdu(room_id, &kind, "")?
+            .map(|p| p.content_value())
+            .unwrap_or_default())
     };
     let joined = rooms.joined_members(room_id)?.len() as u64;
     let history = content(StateEventType::RoomHistoryVisibility)?;
@@ -85,44 +146,80 @@ fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {
         guest_can_join: guest["guest_access"] == "can_join",
     }
     .into();
-    chunk.name = content(StateEventType::RoomName)?["name"].as_str().map(str::to_owned);
-    chunk.topic = content(StateEventType::RoomTopic)?["topic"].as_str().map(str::to_owned);
-    chunk.canonical_alias = content(StateEventType::RoomCanonicalAlias)?["alias"].as_str().and_then(|a| a.try_into().ok());
-    chunk.avatar_url = content(StateEventType::RoomAvatar)?["url"].as_str().map(Into::into);
+    chunk.name = content(StateEventType::RoomName)?["name"]
+        .as_str()
+        .map(str::to_owned);
+    chunk.topic = content(StateEventType::RoomTopic)?["topic"]
+        .as_str()
+        .map(str::to_owned);
+    chunk.canonical_alias = content(StateEventType::RoomCanonicalAlias)?["alias"]
+        .as_str()
+        .and_then(|a| a.try_into().ok());
+    chunk.avatar_url = content(StateEventType::RoomAvatar)?["url"]
+        .as_str()
+        .map(Into::into);
     if let Some(rule) = content(StateEventType::RoomJoinRules)?["join_rule"].as_str() {
         chunk.join_rule = rule.into();
     }
     Ok(chunk)
 }
 
-fn public_rooms(services: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<(Vec<PublicRoomsChunk>, Option<String>, Option<String>, u64)> {
+fn public_rooms(
+    services: &Services,
+    limit: Option<UInt>,
+    since: Option<&str>,
+    term: Option<&str>,
+) -> Result<(Vec<PublicRoomsChunk>, Option<String>, Option<String>, u64)> {
     let mut all = Vec::new();
     for room_id in services.rooms.published_rooms()? {
         let chunk = chunk(services, &room_id)?;
         let matches = term.is_none_or(|t| {
             let t = t.to_lowercase();
-            [chunk.name.as_deref(), chunk.topic.as_deref(), chunk.canonical_alias.as_ref().map(|a| a.as_str())]
-                .iter()
-                .flatten()
-                .any(|s| s.to_lowercase().contains(&t))
+            [
+                chunk.name.as_deref(),
+                chunk.topic.as_deref(),
+                chunk.canonical_alias.as_ref().map(|a| a.as_str()),
+            ]
+            .iter()
+            .flatten()
+            .any(|s| s.to_lowercase().contains(&t))
         });
         if matches {
             all.push(chunk);
         }
     }
-    all.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then(a.room_id.cmp(&b.room_id)));
+    all.sort_by(|a, b| {
+        b.num_joined_members
+            .cmp(&a.num_joined_members)
+            .then(a.room_id.cmp(&b.room_id))
+    });
     let total = all.len() as u64;
     let offset: usize = since.and_then(|s| s.parse().ok()).unwrap_or(0);
-    let limit = limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(100).clamp(1, 500);
+    let limit = limit
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
     let next = (offset + limit < all.len()).then(|| (offset + limit).to_string());
     let prev = (offset > 0).then(|| offset.saturating_sub(limit).to_string());
-    Ok((all.into_iter().skip(offset).take(limit).collect(), next, prev, total))
+    Ok((
+        all.into_iter().skip(offset).take(limit).collect(),
+        next,
+        prev,
+        total,
+    ))
 }
 
-pub async fn list(services: Arc<Services>, request: Ruma<get_public_rooms::v3::Request>) -> Result<get_public_rooms::v3::Response> {
-    let (chunk, next, prev, total) = public_rooms(&services, request.body.limit, request.body.since.as_deref(), None)?;
-    let mut response = get_public_rooms::v3::Response::new();
-    response.chunk = chunk;
+pub async fn list(
+    services: Arc<Services>,
+    request: Ruma<get_public_rooms::v3::Request>,
+) -> Result<get_public_rooms::v3::Response> {
+    let (chunk, next, prev, total) = public_rooms(
+        &services,
+        request.body.limit,
+        request.body.since.as_deref(),
+        None,
+    )?;
+    let mut response = get_public_rooms::v3::Response::new(chunk);
     response.next_batch = next;
     response.prev_batch = prev;
     response.total_room_count_estimate = UInt::try_from(total).ok();
@@ -134,7 +231,12 @@ pub async fn list_filtered(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     let term = request.body.filter.generic_search_term.as_deref();
-    let (chunk, next, prev, total) = public_rooms(&services, request.body.limit, request.body.since.as_deref(), term)?;
+    let (chunk, next, prev, total) = public_rooms(
+        &services,
+        request.body.limit,
+        request.body.since.as_deref(),
+        term,
+    )?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = chunk;
     response.next_batch = next;

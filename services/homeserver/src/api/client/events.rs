@@ -23,14 +23,18 @@ use crate::{
 };
 
 fn content_of(raw: &serde_json::value::RawValue) -> Result<Value> {
-    let value: Value = serde_json::from_str(raw.get()).map_err(|e| Error::bad_json(format!("Invalid content: {e}")))?;
+    let value: Value = serde_json::from_str(raw.get())
+        .map_err(|e| Error::bad_json(format!("Invalid content: {e}")))?;
     if !value.is_object() {
         return Err(Error::bad_json("Event content must be a JSON object."));
     }
     Ok(value)
 }
 
-pub async fn send_message(services: Arc<Services>, request: Ruma<send_message_event::v3::Request>) -> Result<send_message_event::v3::Response> {
+pub async fn send_message(
+    services: Arc<Services>,
+    request: Ruma<send_message_event::v3::Request>,
+) -> Result<send_message_event::v3::Response> {
     let (user, device) = (request.user(), request.device());
     let body = &request.body;
     if let Some(event_id) = services.rooms.txn_event(user, device, &body.txn_id)? {
@@ -41,26 +45,44 @@ pub async fn send_message(services: Arc<Services>, request: Ruma<send_message_ev
     }
     let kind = TimelineEventType::from(body.event_type.to_string());
     if matches!(kind, TimelineEventType::RoomRedaction) {
-        return Err(Error::forbidden("Use the redact endpoint to redact events."));
+        return Err(Error::forbidden(
+            "Use the redact endpoint to redact events.",
+        ));
     }
     let mut builder = PduBuilder::new(kind, content_of(body.body.json())?);
     builder.transaction = Some((device.to_owned(), body.txn_id.clone()));
     let appended = services.rooms.append(&body.room_id, user, builder).await?;
-    Ok(send_message_event::v3::Response::new(appended.pdu.event_id.clone()))
+    Ok(send_message_event::v3::Response::new(
+        appended.pdu.event_id.clone(),
+    ))
 }
 
-pub async fn send_state(services: Arc<Services>, request: Ruma<send_state_event::v3::Request>) -> Result<send_state_event::v3::Response> {
+pub async fn send_state(
+    services: Arc<Services>,
+    request: Ruma<send_state_event::v3::Request>,
+) -> Result<send_state_event::v3::Response> {
     let user = request.user();
     let body = &request.body;
     let content = content_of(body.body.json())?;
     if body.event_type == StateEventType::RoomMember {
-        return Err(Error::forbidden("Use the membership endpoints to change membership."));
+        return Err(Error::forbidden(
+            "Use the membership endpoints to change membership.",
+        ));
     }
     if body.event_type == StateEventType::RoomCanonicalAlias {
-        for alias in content["alias"].as_str().into_iter().chain(content["alt_aliases"].as_array().into_iter().flatten().filter_map(Value::as_str)) {
-            let alias = ruma::RoomAliasId::parse(alias).map_err(|_| Error::bad_json("Invalid alias."))?;
+        for alias in content["alias"].as_str().into_iter().chain(
+            content["alt_aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        ) {
+            let alias =
+                ruma::RoomAliasId::parse(alias).map_err(|_| Error::bad_json("Invalid alias."))?;
             if services.rooms.resolve_alias(&alias)?.as_deref() != Some(&*body.room_id) {
-                return Err(Error::bad_json(format!("{alias} does not point to this room.")));
+                return Err(Error::bad_json(format!(
+                    "{alias} does not point to this room."
+                )));
             }
         }
     }
@@ -68,24 +90,43 @@ pub async fn send_state(services: Arc<Services>, request: Ruma<send_state_event:
         return Err(Error::forbidden("You are not in this room."));
     }
     // Setting state to exactly what it is creates no event (idempotent PUT).
-    if let Some(current) = services.rooms.state_pdu(&body.room_id, &body.event_type, &body.state_key)? {
+    if let Some(current) =
+        services
+            .rooms
+            .state_pdu(&body.room_id, &body.event_type, &body.state_key)?
+    {
         if current.content_value() == content && current.sender == user {
             return Ok(send_state_event::v3::Response::new(current.event_id));
         }
     }
     let builder = PduBuilder::state(body.event_type.to_string(), body.state_key.clone(), content);
     let appended = services.rooms.append(&body.room_id, user, builder).await?;
-    Ok(send_state_event::v3::Response::new(appended.pdu.event_id.clone()))
+    Ok(send_state_event::v3::Response::new(
+        appended.pdu.event_id.clone(),
+    ))
 }
 
-fn state_for_viewer(services: &Services, user: &ruma::UserId, room_id: &ruma::RoomId) -> Result<Vec<Pdu>> {
+fn state_for_viewer(
+    services: &Services,
+    user: &ruma::UserId,
+    room_id: &ruma::RoomId,
+) -> Result<Vec<Pdu>> {
     let upto = visible_upto(services, user, room_id)?;
-    if upto == u64::MAX { services.rooms.current_state(room_id) } else { services.rooms.state_at(room_id, upto) }
+    if upto == u64::MAX {
+        services.rooms.current_state(room_id)
+    } else {
+        services.rooms.state_at(room_id, upto)
+    }
 }
 
-pub async fn get_state(services: Arc<Services>, request: Ruma<get_state_events::v3::Request>) -> Result<get_state_events::v3::Response> {
+pub async fn get_state(
+    services: Arc<Services>,
+    request: Ruma<get_state_events::v3::Request>,
+) -> Result<get_state_events::v3::Response> {
     let state = state_for_viewer(&services, request.user(), &request.body.room_id)?;
-    Ok(get_state_events::v3::Response::new(state.iter().map(Pdu::to_state_event).collect()))
+    Ok(get_state_events::v3::Response::new(
+        state.iter().map(Pdu::to_state_event).collect(),
+    ))
 }
 
 pub async fn get_state_for_key(
@@ -95,19 +136,30 @@ pub async fn get_state_for_key(
     let body = &request.body;
     let upto = visible_upto(&services, request.user(), &body.room_id)?;
     let pdu = if upto == u64::MAX {
-        services.rooms.state_pdu(&body.room_id, &body.event_type, &body.state_key)?
+        services
+            .rooms
+            .state_pdu(&body.room_id, &body.event_type, &body.state_key)?
     } else {
-        services.rooms.state_pdu_at(&body.room_id, &body.event_type, &body.state_key, upto)?
+        services
+            .rooms
+            .state_pdu_at(&body.room_id, &body.event_type, &body.state_key, upto)?
     };
     let pdu = pdu.ok_or_else(|| Error::not_found("No such state event."))?;
     let value = match body.format {
-        ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event => pdu.to_client_value(None, true),
+        ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event => {
+            pdu.to_client_value(None, true)
+        }
         _ => pdu.content_value(),
     };
-    Ok(get_state_event_for_key::v3::Response::new(serde_json::value::to_raw_value(&value)?))
+    Ok(get_state_event_for_key::v3::Response::new(
+        serde_json::value::to_raw_value(&value)?,
+    ))
 }
 
-pub async fn redact(services: Arc<Services>, request: Ruma<redact_event::v3::Request>) -> Result<redact_event::v3::Response> {
+pub async fn redact(
+    services: Arc<Services>,
+    request: Ruma<redact_event::v3::Request>,
+) -> Result<redact_event::v3::Response> {
     let (user, device) = (request.user(), request.device());
     let body = &request.body;
     if let Some(event_id) = services.rooms.txn_event(user, device, &body.txn_id)? {
@@ -116,9 +168,18 @@ pub async fn redact(services: Arc<Services>, request: Ruma<redact_event::v3::Req
     if !services.rooms.is_joined(user, &body.room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
-    let target = services.rooms.get_pdu(&body.event_id)?.filter(|p| p.room_id == body.room_id).ok_or_else(|| Error::not_found("Unknown event."))?;
+    let target = services
+        .rooms
+        .get_pdu(&body.event_id)?
+        .filter(|p| p.room_id == body.room_id)
+        .ok_or_else(|| Error::not_found("Unknown event."))?;
     if target.sender != user {
-        let levels = PowerLevels::parse(services.rooms.state_content(&body.room_id, &StateEventType::RoomPowerLevels, "")?.as_deref());
+        let levels = PowerLevels::parse(
+            services
+                .rooms
+                .state_content(&body.room_id, &StateEventType::RoomPowerLevels, "")?
+                .as_deref(),
+        );
         if levels.user_level(user) < levels.redact {
             return Err(Error::forbidden("You may only redact your own events."));
         }
@@ -131,26 +192,53 @@ pub async fn redact(services: Arc<Services>, request: Ruma<redact_event::v3::Req
     builder.redacts = Some(body.event_id.clone());
     builder.transaction = Some((device.to_owned(), body.txn_id.clone()));
     let appended = services.rooms.append(&body.room_id, user, builder).await?;
-    Ok(redact_event::v3::Response::new(appended.pdu.event_id.clone()))
+    Ok(redact_event::v3::Response::new(
+        appended.pdu.event_id.clone(),
+    ))
 }
 
 /// An event the user may see, with its position, or M_NOT_FOUND.
-pub fn visible_event(services: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, event_id: &ruma::EventId) -> Result<(u64, Pdu)> {
-    let upto = visible_upto(services, user, room_id).map_err(|_| Error::not_found("Event not found."))?;
-    let (room, count) = services.rooms.position(event_id)?.ok_or_else(|| Error::not_found("Event not found."))?;
+pub fn visible_event(
+    services: &Services,
+    user: &ruma::UserId,
+    room_id: &ruma::RoomId,
+    event_id: &ruma::EventId,
+) -> Result<(u64, Pdu)> {
+    let upto =
+        visible_upto(services, user, room_id).map_err(|_| Error::not_found("Event not found."))?;
+    let (room, count) = services
+        .rooms
+        .position(event_id)?
+        .ok_or_else(|| Error::not_found("Event not found."))?;
     if room != room_id || count > upto {
         return Err(Error::not_found("Event not found."));
     }
-    let pdu = services.rooms.get_pdu(event_id)?.ok_or_else(|| Error::not_found("Event not found."))?;
+    let pdu = services
+        .rooms
+        .get_pdu(event_id)?
+        .ok_or_else(|| Error::not_found("Event not found."))?;
     Ok((count, pdu))
 }
 
-pub async fn get_event(services: Arc<Services>, request: Ruma<get_room_event::v3::Request>) -> Result<get_room_event::v3::Response> {
-    let (_, pdu) = visible_event(&services, request.user(), &request.body.room_id, &request.body.event_id)?;
-    Ok(get_room_event::v3::Response::new(pdu.to_room_event(request.sender_device.as_deref())))
+pub async fn get_event(
+    services: Arc<Services>,
+    request: Ruma<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response> {
+    let (_, pdu) = visible_event(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        &request.body.event_id,
+    )?;
+    Ok(get_room_event::v3::Response::new(
+        pdu.to_room_event(request.sender_device.as_deref()),
+    ))
 }
 
-pub async fn context(services: Arc<Services>, request: Ruma<get_context::v3::Request>) -> Result<get_context::v3::Response> {
+pub async fn context(
+    services: Arc<Services>,
+    request: Ruma<get_context::v3::Request>,
+) -> Result<get_context::v3::Response> {
     let body = &request.body;
     let device = request.sender_device.as_deref();
     let (count, pdu) = visible_event(&services, request.user(), &body.room_id, &body.event_id)?;
@@ -158,20 +246,38 @@ pub async fn context(services: Arc<Services>, request: Ruma<get_context::v3::Req
     let limit = usize::try_from(body.limit.min(UInt::from(100u32))).unwrap_or(10);
     let before_n = limit / 2;
     let after_n = limit - before_n;
-    let before: Vec<_> = services.rooms.events_before(&body.room_id, count.saturating_sub(1), before_n)?
+    let before: Vec<_> = services
+        .rooms
+        .events_before(&body.room_id, count.saturating_sub(1), before_n)?
         .into_iter()
         .filter(|(_, p)| super::filter::event_matches(&body.filter, p))
         .collect();
-    let after: Vec<_> = services.rooms.events_after(&body.room_id, count, upto, after_n)?
+    let after: Vec<_> = services
+        .rooms
+        .events_after(&body.room_id, count, upto, after_n)?
         .into_iter()
         .filter(|(_, p)| super::filter::event_matches(&body.filter, p))
         .collect();
     let mut response = get_context::v3::Response::new();
-    response.start = Some(before.last().map_or(count, |(c, _)| *c).saturating_sub(1).to_string());
+    response.start = Some(
+        before
+            .last()
+            .map_or(count, |(c, _)| *c)
+            .saturating_sub(1)
+            .to_string(),
+    );
     response.end = Some(after.last().map_or(count, |(c, _)| *c).to_string());
-    response.events_before = before.iter().map(|(_, p)| p.to_room_event(device)).collect();
+    response.events_before = before
+        .iter()
+        .map(|(_, p)| p.to_room_event(device))
+        .collect();
     response.events_after = after.iter().map(|(_, p)| p.to_room_event(device)).collect();
     response.event = Some(pdu.to_room_event(device));
-    response.state = services.rooms.state_at(&body.room_id, count)?.iter().map(Pdu::to_state_event).collect();
+    response.state = services
+        .rooms
+        .state_at(&body.room_id, count)?
+        .iter()
+        .map(Pdu::to_state_event)
+        .collect();
     Ok(response)
 }

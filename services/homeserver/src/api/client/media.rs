@@ -16,43 +16,104 @@ use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
 /// Types browsers may show inline; everything else is an attachment, so an
 /// uploaded HTML file cannot run script on the server's origin.
-const INLINE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4", "video/webm", "audio/mpeg", "audio/ogg", "text/plain"];
+const INLINE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "video/mp4",
+    "video/webm",
+    "audio/mpeg",
+    "audio/ogg",
+    "text/plain",
+];
 
 fn disposition(content_type: &str, filename: Option<String>) -> ContentDisposition {
-    let kind = if INLINE_TYPES.contains(&content_type) { ContentDispositionType::Inline } else { ContentDispositionType::Attachment };
+    let kind = if INLINE_TYPES.contains(&content_type) {
+        ContentDispositionType::Inline
+    } else {
+        ContentDispositionType::Attachment
+    };
     ContentDisposition::new(kind).with_filename(filename)
 }
 
-pub async fn upload(services: Arc<Services>, request: Ruma<create_content::v3::Request>) -> Result<create_content::v3::Response> {
+pub async fn upload(
+    services: Arc<Services>,
+    request: Ruma<create_content::v3::Request>,
+) -> Result<create_content::v3::Response> {
     let b = request.body;
-    let user = request.sender_user.as_deref().ok_or_else(Error::missing_token)?;
+    let user = request
+        .sender_user
+        .as_deref()
+        .ok_or_else(Error::missing_token)?;
     if b.file.len() as u64 > services.config.max_upload_size {
-        return Err(Error::too_large(format!("Uploads are limited to {} bytes.", services.config.max_upload_size)));
+        return Err(Error::too_large(format!(
+            "Uploads are limited to {} bytes.",
+            services.config.max_upload_size
+        )));
     }
-    let media_id = services.media.create(user, b.content_type, b.filename, b.file).await?;
+    let media_id = services
+        .media
+        .create(user, b.content_type, b.filename, b.file)
+        .await?;
     let uri = OwnedMxcUri::from(format!("mxc://{}/{media_id}", services.server_name()));
     Ok(create_content::v3::Response::new(uri))
 }
 
-async fn fetch(services: &Services, server: &ServerName, media_id: &str) -> Result<(String, Option<String>, Vec<u8>)> {
+async fn fetch(
+    services: &Services,
+    server: &ServerName,
+    media_id: &str,
+) -> Result<(String, Option<String>, Vec<u8>)> {
     if server != services.server_name() {
-        return Err(Error::not_found("Media from other servers is not available."));
+        return Err(Error::not_found(
+            "Media from other servers is not available.",
+        ));
     }
-    let (meta, bytes) = services.media.read(media_id).await?.ok_or_else(|| Error::not_found("Media not found."))?;
-    Ok((meta.content_type.unwrap_or_else(|| "application/octet-stream".into()), meta.filename, bytes))
+    let (meta, bytes) = services
+        .media
+        .read(media_id)
+        .await?
+        .ok_or_else(|| Error::not_found("Media not found."))?;
+    Ok((
+        meta.content_type
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        meta.filename,
+        bytes,
+    ))
 }
 
-async fn thumbnail(services: &Services, server: &ServerName, media_id: &str, width: UInt, height: UInt, method: Option<&Method>) -> Result<(String, Vec<u8>)> {
+async fn thumbnail(
+    services: &Services,
+    server: &ServerName,
+    media_id: &str,
+    width: UInt,
+    height: UInt,
+    method: Option<&Method>,
+) -> Result<(String, Vec<u8>)> {
     if server != services.server_name() {
-        return Err(Error::not_found("Media from other servers is not available."));
+        return Err(Error::not_found(
+            "Media from other servers is not available.",
+        ));
     }
     let crop = matches!(method, Some(Method::Crop));
-    let (w, h) = (u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX));
-    services.media.thumbnail(media_id, w, h, crop).await?.ok_or_else(|| Error::not_found("Media not found."))
+    let (w, h) = (
+        u32::try_from(width).unwrap_or(u32::MAX),
+        u32::try_from(height).unwrap_or(u32::MAX),
+    );
+    services
+        .media
+        .thumbnail(media_id, w, h, crop)
+        .await?
+        .ok_or_else(|| Error::not_found("Media not found."))
 }
 
-pub async fn download(services: Arc<Services>, request: Ruma<auth::get_content::v1::Request>) -> Result<auth::get_content::v1::Response> {
-    let (content_type, filename, bytes) = fetch(&services, &request.body.server_name, &request.body.media_id).await?;
+pub async fn download(
+    services: Arc<Services>,
+    request: Ruma<auth::get_content::v1::Request>,
+) -> Result<auth::get_content::v1::Response> {
+    let (content_type, filename, bytes) =
+        fetch(&services, &request.body.server_name, &request.body.media_id).await?;
     let d = disposition(&content_type, filename);
     Ok(auth::get_content::v1::Response::new(bytes, content_type, d))
 }
@@ -61,9 +122,14 @@ pub async fn download_as(
     services: Arc<Services>,
     request: Ruma<auth::get_content_as_filename::v1::Request>,
 ) -> Result<auth::get_content_as_filename::v1::Response> {
-    let (content_type, _, bytes) = fetch(&services, &request.body.server_name, &request.body.media_id).await?;
+    let (content_type, _, bytes) =
+        fetch(&services, &request.body.server_name, &request.body.media_id).await?;
     let d = disposition(&content_type, Some(request.body.filename.clone()));
-    Ok(auth::get_content_as_filename::v1::Response::new(bytes, content_type, d))
+    Ok(auth::get_content_as_filename::v1::Response::new(
+        bytes,
+        content_type,
+        d,
+    ))
 }
 
 pub async fn thumbnail_v1(
@@ -71,32 +137,83 @@ pub async fn thumbnail_v1(
     request: Ruma<auth::get_content_thumbnail::v1::Request>,
 ) -> Result<auth::get_content_thumbnail::v1::Response> {
     let b = &request.body;
-    let method = b.method.as_ref().map(|m| if m.as_str() == "crop" { Method::Crop } else { Method::Scale });
-    let (content_type, bytes) = thumbnail(&services, &b.server_name, &b.media_id, b.width, b.height, method.as_ref()).await?;
+    let method = b.method.as_ref().map(|m| {
+        if m.as_str() == "crop" {
+            Method::Crop
+        } else {
+            Method::Scale
+        }
+    });
+    let (content_type, bytes) = thumbnail(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        b.width,
+        b.height,
+        method.as_ref(),
+    )
+    .await?;
     let d = disposition(&content_type, None);
-    Ok(auth::get_content_thumbnail::v1::Response::new(bytes, content_type, d))
+    Ok(auth::get_content_thumbnail::v1::Response::new(
+        bytes,
+        content_type,
+        d,
+    ))
 }
 
-pub async fn config_v1(services: Arc<Services>, _: Ruma<auth::get_media_config::v1::Request>) -> Result<auth::get_media_config::v1::Response> {
-    Ok(auth::get_media_config::v1::Response::new(UInt::try_from(services.config.max_upload_size).unwrap_or(UInt::MAX)))
+pub async fn config_v1(
+    services: Arc<Services>,
+    _: Ruma<auth::get_media_config::v1::Request>,
+) -> Result<auth::get_media_config::v1::Response> {
+    Ok(auth::get_media_config::v1::Response::new(
+        UInt::try_from(services.config.max_upload_size).unwrap_or(UInt::MAX),
+    ))
 }
 
-pub async fn config_v3(services: Arc<Services>, _: Ruma<media::get_media_config::v3::Request>) -> Result<media::get_media_config::v3::Response> {
-    Ok(media::get_media_config::v3::Response::new(UInt::try_from(services.config.max_upload_size).unwrap_or(UInt::MAX)))
+#[allow(deprecated)] // Served for clients older than Matrix 1.11.
+pub async fn config_v3(
+    services: Arc<Services>,
+    _: Ruma<media::get_media_config::v3::Request>,
+) -> Result<media::get_media_config::v3::Response> {
+    Ok(media::get_media_config::v3::Response::new(
+        UInt::try_from(services.config.max_upload_size).unwrap_or(UInt::MAX),
+    ))
 }
 
-pub async fn download_v3(services: Arc<Services>, request: Ruma<media::get_content::v3::Request>) -> Result<media::get_content::v3::Response> {
-    let (content_type, filename, bytes) = fetch(&services, &request.body.server_name, &request.body.media_id).await?;
+#[allow(deprecated)]
+pub async fn download_v3(
+    services: Arc<Services>,
+    request: Ruma<media::get_content::v3::Request>,
+) -> Result<media::get_content::v3::Response> {
+    let (content_type, filename, bytes) =
+        fetch(&services, &request.body.server_name, &request.body.media_id).await?;
     let d = disposition(&content_type, filename);
-    Ok(media::get_content::v3::Response::new(bytes, content_type, d))
+    Ok(media::get_content::v3::Response::new(
+        bytes,
+        content_type,
+        d,
+    ))
 }
 
+#[allow(deprecated)]
 pub async fn thumbnail_v3(
     services: Arc<Services>,
     request: Ruma<media::get_content_thumbnail::v3::Request>,
 ) -> Result<media::get_content_thumbnail::v3::Response> {
     let b = &request.body;
-    let (content_type, bytes) = thumbnail(&services, &b.server_name, &b.media_id, b.width, b.height, b.method.as_ref()).await?;
+    let (content_type, bytes) = thumbnail(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        b.width,
+        b.height,
+        b.method.as_ref(),
+    )
+    .await?;
     let d = disposition(&content_type, None);
-    Ok(media::get_content_thumbnail::v3::Response::new(bytes, content_type, d))
+    Ok(media::get_content_thumbnail::v3::Response::new(
+        bytes,
+        content_type,
+        d,
+    ))
 }

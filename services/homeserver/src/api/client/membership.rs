@@ -5,8 +5,10 @@ use std::{collections::BTreeMap, sync::Arc};
 use ruma::{
     OwnedRoomId, RoomId, UserId,
     api::client::membership::{
-        ban_user, forget_room, get_member_events, invite_user::{self, v3::InvitationRecipient}, join_room_by_id,
-        join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
+        ban_user, forget_room, get_member_events,
+        invite_user::{self, v3::InvitationRecipient},
+        join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user,
+        leave_room, unban_user,
     },
     events::{StateEventType, TimelineEventType},
 };
@@ -19,7 +21,12 @@ use crate::{
 };
 
 /// The content of an `m.room.member` event, with the user's profile.
-pub fn member_content(membership: &str, profile: Option<&Account>, reason: Option<&str>, is_direct: bool) -> Value {
+pub fn member_content(
+    membership: &str,
+    profile: Option<&Account>,
+    reason: Option<&str>,
+    is_direct: bool,
+) -> Value {
     let mut content = json!({ "membership": membership });
     if let Some(profile) = profile {
         if let Some(name) = &profile.displayname {
@@ -38,44 +45,95 @@ pub fn member_content(membership: &str, profile: Option<&Account>, reason: Optio
     content
 }
 
-pub async fn join_room(services: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+pub async fn join_room(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
     if !services.rooms.exists(room_id)? {
-        return Err(Error::not_found("This server does not know that room, and federation is not enabled."));
+        return Err(Error::not_found(
+            "This server does not know that room, and federation is not enabled.",
+        ));
     }
     if services.rooms.is_joined(user, room_id)? {
         return Ok(());
     }
     let profile = services.users.account(user)?;
     let content = member_content("join", profile.as_ref(), reason, false);
-    services.rooms.append(room_id, user, PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content)).await?;
+    services
+        .rooms
+        .append(
+            room_id,
+            user,
+            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
+        )
+        .await?;
     Ok(())
 }
 
-pub async fn invite_user(services: &Services, sender: &UserId, room_id: &RoomId, invitee: &UserId, reason: Option<&str>, is_direct: bool) -> Result<()> {
+pub async fn invite_user(
+    services: &Services,
+    sender: &UserId,
+    room_id: &RoomId,
+    invitee: &UserId,
+    reason: Option<&str>,
+    is_direct: bool,
+) -> Result<()> {
     if !services.is_local(invitee) {
-        return Err(Error::forbidden(format!("{invitee} is not on this server and federation is not enabled.")));
+        return Err(Error::forbidden(format!(
+            "{invitee} is not on this server and federation is not enabled."
+        )));
     }
     if !services.users.is_active(invitee)? {
         return Err(Error::not_found(format!("{invitee} does not exist.")));
     }
     let profile = services.users.account(invitee)?;
     let content = member_content("invite", profile.as_ref(), reason, is_direct);
-    services.rooms.append(room_id, sender, PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content)).await?;
+    services
+        .rooms
+        .append(
+            room_id,
+            sender,
+            PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content),
+        )
+        .await?;
     Ok(())
 }
 
-pub async fn leave_room(services: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+pub async fn leave_room(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
     let current = services.rooms.membership(user, room_id)?;
-    if !current.as_ref().is_some_and(|m| m.membership == "join" || m.membership == "invite" || m.membership == "knock") {
+    if !current.as_ref().is_some_and(|m| {
+        m.membership == "join" || m.membership == "invite" || m.membership == "knock"
+    }) {
         return Err(Error::forbidden("You are not in this room."));
     }
     let content = member_content("leave", None, reason, false);
-    services.rooms.append(room_id, user, PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content)).await?;
+    services
+        .rooms
+        .append(
+            room_id,
+            user,
+            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
+        )
+        .await?;
     Ok(())
 }
 
 /// Sets another user's membership (kick, ban, unban), keeping their profile fields.
-async fn set_membership(services: &Services, sender: &UserId, room_id: &RoomId, target: &UserId, membership: &str, reason: Option<&str>) -> Result<()> {
+async fn set_membership(
+    services: &Services,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
     let profile = services
         .rooms
         .state_pdu(room_id, &StateEventType::RoomMember, target.as_str())?
@@ -90,13 +148,31 @@ async fn set_membership(services: &Services, sender: &UserId, room_id: &RoomId, 
     if let Some(reason) = reason {
         content["reason"] = Value::String(reason.to_owned());
     }
-    services.rooms.append(room_id, sender, PduBuilder::state(TimelineEventType::RoomMember, target.as_str(), content)).await?;
+    services
+        .rooms
+        .append(
+            room_id,
+            sender,
+            PduBuilder::state(TimelineEventType::RoomMember, target.as_str(), content),
+        )
+        .await?;
     Ok(())
 }
 
-pub async fn join_by_id(services: Arc<Services>, request: Ruma<join_room_by_id::v3::Request>) -> Result<join_room_by_id::v3::Response> {
-    join_room(&services, request.user(), &request.body.room_id, request.body.reason.as_deref()).await?;
-    Ok(join_room_by_id::v3::Response::new(request.body.room_id.clone()))
+pub async fn join_by_id(
+    services: Arc<Services>,
+    request: Ruma<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response> {
+    join_room(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        request.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(join_room_by_id::v3::Response::new(
+        request.body.room_id.clone(),
+    ))
 }
 
 pub async fn join_by_id_or_alias(
@@ -105,58 +181,138 @@ pub async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let room_id: OwnedRoomId = match OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => services.rooms.resolve_alias(&alias)?.ok_or_else(|| Error::not_found("Unknown room alias."))?,
+        Err(alias) => services
+            .rooms
+            .resolve_alias(&alias)?
+            .ok_or_else(|| Error::not_found("Unknown room alias."))?,
     };
-    join_room(&services, request.user(), &room_id, request.body.reason.as_deref()).await?;
+    join_room(
+        &services,
+        request.user(),
+        &room_id,
+        request.body.reason.as_deref(),
+    )
+    .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
-pub async fn invite(services: Arc<Services>, request: Ruma<invite_user::v3::Request>) -> Result<invite_user::v3::Response> {
+pub async fn invite(
+    services: Arc<Services>,
+    request: Ruma<invite_user::v3::Request>,
+) -> Result<invite_user::v3::Response> {
     let InvitationRecipient::UserId(recipient) = &request.body.recipient else {
         return Err(Error::forbidden("Third-party invites are not supported."));
     };
-    if !services.rooms.is_joined(request.user(), &request.body.room_id)? {
+    if !services
+        .rooms
+        .is_joined(request.user(), &request.body.room_id)?
+    {
         return Err(Error::forbidden("You are not in this room."));
     }
-    invite_user(&services, request.user(), &request.body.room_id, &recipient.user_id, recipient.reason.as_deref(), false).await?;
+    invite_user(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        &recipient.user_id,
+        recipient.reason.as_deref(),
+        false,
+    )
+    .await?;
     Ok(invite_user::v3::Response::new())
 }
 
-pub async fn leave(services: Arc<Services>, request: Ruma<leave_room::v3::Request>) -> Result<leave_room::v3::Response> {
-    leave_room(&services, request.user(), &request.body.room_id, request.body.reason.as_deref()).await?;
+pub async fn leave(
+    services: Arc<Services>,
+    request: Ruma<leave_room::v3::Request>,
+) -> Result<leave_room::v3::Response> {
+    leave_room(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        request.body.reason.as_deref(),
+    )
+    .await?;
     Ok(leave_room::v3::Response::new())
 }
 
-pub async fn forget(services: Arc<Services>, request: Ruma<forget_room::v3::Request>) -> Result<forget_room::v3::Response> {
-    services.rooms.forget(request.user(), &request.body.room_id).await?;
+pub async fn forget(
+    services: Arc<Services>,
+    request: Ruma<forget_room::v3::Request>,
+) -> Result<forget_room::v3::Response> {
+    services
+        .rooms
+        .forget(request.user(), &request.body.room_id)
+        .await?;
     Ok(forget_room::v3::Response::new())
 }
 
-pub async fn kick(services: Arc<Services>, request: Ruma<kick_user::v3::Request>) -> Result<kick_user::v3::Response> {
-    let current = services.rooms.membership(&request.body.user_id, &request.body.room_id)?;
+pub async fn kick(
+    services: Arc<Services>,
+    request: Ruma<kick_user::v3::Request>,
+) -> Result<kick_user::v3::Response> {
+    let current = services
+        .rooms
+        .membership(&request.body.user_id, &request.body.room_id)?;
     if !current.is_some_and(|m| m.membership == "join" || m.membership == "invite") {
         return Err(Error::forbidden("That user is not in the room."));
     }
-    set_membership(&services, request.user(), &request.body.room_id, &request.body.user_id, "leave", request.body.reason.as_deref()).await?;
+    set_membership(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        &request.body.user_id,
+        "leave",
+        request.body.reason.as_deref(),
+    )
+    .await?;
     Ok(kick_user::v3::Response::new())
 }
 
-pub async fn ban(services: Arc<Services>, request: Ruma<ban_user::v3::Request>) -> Result<ban_user::v3::Response> {
-    set_membership(&services, request.user(), &request.body.room_id, &request.body.user_id, "ban", request.body.reason.as_deref()).await?;
+pub async fn ban(
+    services: Arc<Services>,
+    request: Ruma<ban_user::v3::Request>,
+) -> Result<ban_user::v3::Response> {
+    set_membership(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        &request.body.user_id,
+        "ban",
+        request.body.reason.as_deref(),
+    )
+    .await?;
     Ok(ban_user::v3::Response::new())
 }
 
-pub async fn unban(services: Arc<Services>, request: Ruma<unban_user::v3::Request>) -> Result<unban_user::v3::Response> {
-    let current = services.rooms.membership(&request.body.user_id, &request.body.room_id)?;
+pub async fn unban(
+    services: Arc<Services>,
+    request: Ruma<unban_user::v3::Request>,
+) -> Result<unban_user::v3::Response> {
+    let current = services
+        .rooms
+        .membership(&request.body.user_id, &request.body.room_id)?;
     if !current.is_some_and(|m| m.membership == "ban") {
         return Err(Error::forbidden("That user is not banned."));
     }
-    set_membership(&services, request.user(), &request.body.room_id, &request.body.user_id, "leave", request.body.reason.as_deref()).await?;
+    set_membership(
+        &services,
+        request.user(),
+        &request.body.room_id,
+        &request.body.user_id,
+        "leave",
+        request.body.reason.as_deref(),
+    )
+    .await?;
     Ok(unban_user::v3::Response::new())
 }
 
-pub async fn joined(services: Arc<Services>, request: Ruma<joined_rooms::v3::Request>) -> Result<joined_rooms::v3::Response> {
-    Ok(joined_rooms::v3::Response::new(services.rooms.joined_rooms(request.user())?))
+pub async fn joined(
+    services: Arc<Services>,
+    request: Ruma<joined_rooms::v3::Request>,
+) -> Result<joined_rooms::v3::Response> {
+    Ok(joined_rooms::v3::Response::new(
+        services.rooms.joined_rooms(request.user())?,
+    ))
 }
 
 /// The last position at which `user` may see the room: now if joined, the
@@ -172,32 +328,50 @@ pub fn visible_upto(services: &Services, user: &UserId, room_id: &RoomId) -> Res
     }
 }
 
-pub async fn members(services: Arc<Services>, request: Ruma<get_member_events::v3::Request>) -> Result<get_member_events::v3::Response> {
+pub async fn members(
+    services: Arc<Services>,
+    request: Ruma<get_member_events::v3::Request>,
+) -> Result<get_member_events::v3::Response> {
     let room_id = &request.body.room_id;
     let upto = visible_upto(&services, request.user(), room_id)?;
-    let state = if upto == u64::MAX { services.rooms.current_state(room_id)? } else { services.rooms.state_at(room_id, upto)? };
+    let state = if upto == u64::MAX {
+        services.rooms.current_state(room_id)?
+    } else {
+        services.rooms.state_at(room_id, upto)?
+    };
     let wanted = request.body.membership.as_ref().map(|m| m.to_string());
     let unwanted = request.body.not_membership.as_ref().map(|m| m.to_string());
     let chunk = state
         .iter()
         .filter(|pdu| pdu.kind == TimelineEventType::RoomMember)
         .filter(|pdu| {
-            let membership = pdu.content_value()["membership"].as_str().unwrap_or_default().to_owned();
-            wanted.as_ref().is_none_or(|w| *w == membership) && unwanted.as_ref().is_none_or(|u| *u != membership)
+            let membership = pdu.content_value()["membership"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            wanted.as_ref().is_none_or(|w| *w == membership)
+                && unwanted.as_ref().is_none_or(|u| *u != membership)
         })
         .map(|pdu| pdu.to_state_event())
         .collect();
     Ok(get_member_events::v3::Response::new(chunk))
 }
 
-pub async fn joined_members_of(services: Arc<Services>, request: Ruma<joined_members::v3::Request>) -> Result<joined_members::v3::Response> {
+pub async fn joined_members_of(
+    services: Arc<Services>,
+    request: Ruma<joined_members::v3::Request>,
+) -> Result<joined_members::v3::Response> {
     let room_id = &request.body.room_id;
     if !services.rooms.is_joined(request.user(), room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
     let mut joined = BTreeMap::new();
     for user in services.rooms.joined_members(room_id)? {
-        let content = services.rooms.state_pdu(room_id, &StateEventType::RoomMember, user.as_str())?.map(|p| p.content_value()).unwrap_or_default();
+        let content = services
+            .rooms
+            .state_pdu(room_id, &StateEventType::RoomMember, user.as_str())?
+            .map(|p| p.content_value())
+            .unwrap_or_default();
         let mut member = joined_members::v3::RoomMember::new();
         member.display_name = content["displayname"].as_str().map(str::to_owned);
         member.avatar_url = content["avatar_url"].as_str().map(Into::into);

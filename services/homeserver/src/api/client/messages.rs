@@ -11,7 +11,10 @@ use ruma::{
         Direction,
         client::{
             message::get_message_events,
-            relations::{get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type},
+            relations::{
+                get_relating_events, get_relating_events_with_rel_type,
+                get_relating_events_with_rel_type_and_event_type,
+            },
         },
     },
     events::{AnyMessageLikeEvent, StateEventType},
@@ -19,25 +22,43 @@ use ruma::{
 };
 
 use super::{events::visible_event, filter::event_matches, membership::visible_upto};
-use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::{Pdu, pdu::raw}};
+use crate::{
+    Error, Result, Services,
+    ruma_wrapper::Ruma,
+    service::rooms::{Pdu, pdu::raw},
+};
 
 const MAX_LIMIT: usize = 1000;
 
 pub fn parse_token(token: &str) -> Result<u64> {
-    token.trim_start_matches(['s', 't']).parse().map_err(|_| Error::invalid_param("Invalid pagination token."))
+    token
+        .trim_start_matches(['s', 't'])
+        .parse()
+        .map_err(|_| Error::invalid_param("Invalid pagination token."))
 }
 
-pub async fn messages(services: Arc<Services>, request: Ruma<get_message_events::v3::Request>) -> Result<get_message_events::v3::Response> {
+pub async fn messages(
+    services: Arc<Services>,
+    request: Ruma<get_message_events::v3::Request>,
+) -> Result<get_message_events::v3::Response> {
     let body = &request.body;
     let user = request.user();
     let device = request.sender_device.as_deref();
     let upto = visible_upto(&services, user, &body.room_id)?.min(services.counter.visible());
-    let limit = usize::try_from(body.limit).unwrap_or(10).clamp(1, MAX_LIMIT);
+    let limit = usize::try_from(body.limit)
+        .unwrap_or(10)
+        .clamp(1, MAX_LIMIT);
     let to = body.to.as_deref().map(parse_token).transpose()?;
 
     let (from, events) = match body.dir {
         Direction::Backward => {
-            let from = body.from.as_deref().map(parse_token).transpose()?.unwrap_or(upto).min(upto);
+            let from = body
+                .from
+                .as_deref()
+                .map(parse_token)
+                .transpose()?
+                .unwrap_or(upto)
+                .min(upto);
             let mut events = services.rooms.events_before(&body.room_id, from, limit)?;
             if let Some(to) = to {
                 events.retain(|(c, _)| *c > to);
@@ -45,9 +66,19 @@ pub async fn messages(services: Arc<Services>, request: Ruma<get_message_events:
             (from, events)
         }
         _ => {
-            let from = body.from.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+            let from = body
+                .from
+                .as_deref()
+                .map(parse_token)
+                .transpose()?
+                .unwrap_or(0);
             let until = to.unwrap_or(upto).min(upto);
-            (from, services.rooms.events_after(&body.room_id, from, until, limit)?)
+            (
+                from,
+                services
+                    .rooms
+                    .events_after(&body.room_id, from, until, limit)?,
+            )
         }
     };
 
@@ -61,13 +92,21 @@ pub async fn messages(services: Arc<Services>, request: Ruma<get_message_events:
     } else if body.dir == Direction::Forward {
         response.end = events.last().map(|(c, _)| c.to_string());
     }
-    let shown: Vec<&Pdu> = events.iter().map(|(_, p)| p).filter(|p| event_matches(&body.filter, p)).collect();
-    if body.filter.lazy_load_options.is_enabled() {
+    let shown: Vec<&Pdu> = events
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| event_matches(&body.filter, p))
+        .collect();
+    if !body.filter.lazy_load_options.is_disabled() {
         let mut senders: Vec<&UserId> = shown.iter().map(|p| &*p.sender).collect();
         senders.sort();
         senders.dedup();
         for sender in senders {
-            if let Some(member) = services.rooms.state_pdu(&body.room_id, &StateEventType::RoomMember, sender.as_str())? {
+            if let Some(member) = services.rooms.state_pdu(
+                &body.room_id,
+                &StateEventType::RoomMember,
+                sender.as_str(),
+            )? {
                 response.state.push(member.to_state_event());
             }
         }
@@ -88,13 +127,20 @@ fn relations(
     limit: Option<UInt>,
 ) -> Result<(Vec<Raw<AnyMessageLikeEvent>>, Option<String>)> {
     visible_event(services, user, room_id, event_id)?;
-    let limit = limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(50).clamp(1, MAX_LIMIT);
+    let limit = limit
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(50)
+        .clamp(1, MAX_LIMIT);
     let after = from.map(parse_token).transpose()?.unwrap_or(0);
     let related = services.rooms.relations(event_id, after, MAX_LIMIT)?;
     let mut chunk = Vec::new();
     let mut next = None;
     for (count, kind, pdu) in related {
-        if rel_type.as_ref().is_some_and(|r| *r != kind) || event_type.as_ref().is_some_and(|t| *t != pdu.kind.to_string()) {
+        if rel_type.as_ref().is_some_and(|r| *r != kind)
+            || event_type
+                .as_ref()
+                .is_some_and(|t| *t != pdu.kind.to_string())
+        {
             continue;
         }
         if chunk.len() == limit {
@@ -106,9 +152,21 @@ fn relations(
     Ok((chunk, next))
 }
 
-pub async fn relating(services: Arc<Services>, request: Ruma<get_relating_events::v1::Request>) -> Result<get_relating_events::v1::Response> {
+pub async fn relating(
+    services: Arc<Services>,
+    request: Ruma<get_relating_events::v1::Request>,
+) -> Result<get_relating_events::v1::Response> {
     let b = &request.body;
-    let (chunk, next) = relations(&services, request.user(), &b.room_id, &b.event_id, None, None, b.from.as_deref(), b.limit)?;
+    let (chunk, next) = relations(
+        &services,
+        request.user(),
+        &b.room_id,
+        &b.event_id,
+        None,
+        None,
+        b.from.as_deref(),
+        b.limit,
+    )?;
     let mut response = get_relating_events::v1::Response::new(chunk);
     response.next_batch = next;
     Ok(response)
@@ -120,7 +178,16 @@ pub async fn relating_with_type(
 ) -> Result<get_relating_events_with_rel_type::v1::Response> {
     let b = &request.body;
     let rel = Some(b.rel_type.to_string());
-    let (chunk, next) = relations(&services, request.user(), &b.room_id, &b.event_id, rel, None, b.from.as_deref(), b.limit)?;
+    let (chunk, next) = relations(
+        &services,
+        request.user(),
+        &b.room_id,
+        &b.event_id,
+        rel,
+        None,
+        b.from.as_deref(),
+        b.limit,
+    )?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
     response.next_batch = next;
     Ok(response)
@@ -132,7 +199,16 @@ pub async fn relating_with_type_and_event(
 ) -> Result<get_relating_events_with_rel_type_and_event_type::v1::Response> {
     let b = &request.body;
     let (rel, kind) = (Some(b.rel_type.to_string()), Some(b.event_type.to_string()));
-    let (chunk, next) = relations(&services, request.user(), &b.room_id, &b.event_id, rel, kind, b.from.as_deref(), b.limit)?;
+    let (chunk, next) = relations(
+        &services,
+        request.user(),
+        &b.room_id,
+        &b.event_id,
+        rel,
+        kind,
+        b.from.as_deref(),
+        b.limit,
+    )?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
     response.next_batch = next;
     Ok(response)

@@ -30,12 +30,16 @@ pub use register::create_user;
 use crate::{Services, router::RumaRouter};
 
 /// Registers every client API endpoint.
+#[allow(deprecated)] // The legacy media endpoints stay for older clients.
 pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
         // Discovery.
         .ruma(discovery::versions)
         .ruma(discovery::well_known_client)
-        .route("/.well-known/matrix/server", get(|State(services): State<Arc<Services>>| discovery::well_known_server(services)))
+        .route(
+            "/.well-known/matrix/server",
+            get(|State(services): State<Arc<Services>>| discovery::well_known_server(services)),
+        )
         .ruma(discovery::capabilities)
         // Sessions and accounts.
         .ruma(session::login_types)
@@ -55,7 +59,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(devices::delete)
         .ruma(devices::delete_many)
         // Rooms.
-        .ruma(room_create::create_room)
+        .ruma_limited(room_create::create_room)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)
@@ -76,11 +80,11 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(directory::list)
         .ruma(directory::list_filtered)
         // Events.
-        .ruma(events::send_message)
-        .ruma(events::send_state)
+        .ruma_limited(events::send_message)
+        .ruma_limited(events::send_state)
         .ruma(events::get_state)
         .ruma(events::get_state_for_key)
-        .ruma(events::redact)
+        .ruma_limited(events::redact)
         .ruma(events::get_event)
         .ruma(events::context)
         .ruma(messages::messages)

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use ruma::{
     UserId,
     api::client::{
-        profile::{get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name},
+        profile::{
+            get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
+        },
         user_directory::search_users,
     },
     events::{StateEventType, TimelineEventType},
@@ -15,10 +17,17 @@ use serde_json::{Value, json};
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::PduBuilder};
 
 fn account(services: &Services, user: &UserId) -> Result<crate::service::users::Account> {
-    services.users.account(user)?.filter(|a| !a.deactivated).ok_or_else(|| Error::not_found("Profile not found."))
+    services
+        .users
+        .account(user)?
+        .filter(|a| !a.deactivated)
+        .ok_or_else(|| Error::not_found("Profile not found."))
 }
 
-pub async fn profile(services: Arc<Services>, request: Ruma<get_profile::v3::Request>) -> Result<get_profile::v3::Response> {
+pub async fn profile(
+    services: Arc<Services>,
+    request: Ruma<get_profile::v3::Request>,
+) -> Result<get_profile::v3::Response> {
     let account = account(&services, &request.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
     if let Some(name) = account.displayname {
@@ -30,18 +39,39 @@ pub async fn profile(services: Arc<Services>, request: Ruma<get_profile::v3::Req
     Ok(response)
 }
 
-pub async fn displayname(services: Arc<Services>, request: Ruma<get_display_name::v3::Request>) -> Result<get_display_name::v3::Response> {
-    Ok(get_display_name::v3::Response::new(account(&services, &request.body.user_id)?.displayname))
+pub async fn displayname(
+    services: Arc<Services>,
+    request: Ruma<get_display_name::v3::Request>,
+) -> Result<get_display_name::v3::Response> {
+    Ok(get_display_name::v3::Response::new(
+        account(&services, &request.body.user_id)?.displayname,
+    ))
 }
 
-pub async fn avatar_url(services: Arc<Services>, request: Ruma<get_avatar_url::v3::Request>) -> Result<get_avatar_url::v3::Response> {
-    Ok(get_avatar_url::v3::Response::new(account(&services, &request.body.user_id)?.avatar_url))
+pub async fn avatar_url(
+    services: Arc<Services>,
+    request: Ruma<get_avatar_url::v3::Request>,
+) -> Result<get_avatar_url::v3::Response> {
+    Ok(get_avatar_url::v3::Response::new(
+        account(&services, &request.body.user_id)?.avatar_url,
+    ))
 }
 
 /// Rewrites the user's member event in every joined room with the new profile.
-async fn propagate(services: &Services, user: &UserId, field: &str, value: Option<String>) -> Result<()> {
+async fn propagate(
+    services: &Services,
+    user: &UserId,
+    field: &str,
+    value: Option<String>,
+) -> Result<()> {
     for room_id in services.rooms.joined_rooms(user)? {
-        let Some(current) = services.rooms.state_pdu(&room_id, &StateEventType::RoomMember, user.as_str())? else { continue };
+        let Some(current) =
+            services
+                .rooms
+                .state_pdu(&room_id, &StateEventType::RoomMember, user.as_str())?
+        else {
+            continue;
+        };
         let mut content = current.content_value();
         match &value {
             Some(v) => content[field] = Value::String(v.clone()),
@@ -62,7 +92,10 @@ async fn propagate(services: &Services, user: &UserId, field: &str, value: Optio
     Ok(())
 }
 
-pub async fn set_displayname(services: Arc<Services>, request: Ruma<set_display_name::v3::Request>) -> Result<set_display_name::v3::Response> {
+pub async fn set_displayname(
+    services: Arc<Services>,
+    request: Ruma<set_display_name::v3::Request>,
+) -> Result<set_display_name::v3::Response> {
     let user = request.user();
     if request.body.user_id != user {
         return Err(Error::forbidden("You can only change your own profile."));
@@ -76,19 +109,31 @@ pub async fn set_displayname(services: Arc<Services>, request: Ruma<set_display_
     Ok(set_display_name::v3::Response::new())
 }
 
-pub async fn set_avatar(services: Arc<Services>, request: Ruma<set_avatar_url::v3::Request>) -> Result<set_avatar_url::v3::Response> {
+pub async fn set_avatar(
+    services: Arc<Services>,
+    request: Ruma<set_avatar_url::v3::Request>,
+) -> Result<set_avatar_url::v3::Response> {
     let user = request.user();
     if request.body.user_id != user {
         return Err(Error::forbidden("You can only change your own profile."));
     }
-    let url = request.body.avatar_url.clone().filter(|u| !u.as_str().is_empty());
+    let url = request
+        .body
+        .avatar_url
+        .clone()
+        .filter(|u| !u.as_str().is_empty());
     services.users.set_avatar_url(user, url.clone()).await?;
     propagate(&services, user, "avatar_url", url.map(|u| u.to_string())).await?;
     Ok(set_avatar_url::v3::Response::new())
 }
 
-pub async fn search(services: Arc<Services>, request: Ruma<search_users::v3::Request>) -> Result<search_users::v3::Response> {
-    let limit = usize::try_from(request.body.limit).unwrap_or(10).clamp(1, 100);
+pub async fn search(
+    services: Arc<Services>,
+    request: Ruma<search_users::v3::Request>,
+) -> Result<search_users::v3::Response> {
+    let limit = usize::try_from(request.body.limit)
+        .unwrap_or(10)
+        .clamp(1, 100);
     let (found, limited) = services.users.search(&request.body.search_term, limit)?;
     let results = found
         .into_iter()

@@ -20,13 +20,23 @@ use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users::random_
 
 fn flows(services: &Services) -> Result<Vec<Vec<AuthType>>> {
     if services.config.open_registration {
-        return Ok(vec![vec![AuthType::Dummy], vec![AuthType::RegistrationToken]]);
+        return Ok(vec![
+            vec![AuthType::Dummy],
+            vec![AuthType::RegistrationToken],
+        ]);
     }
     let now = crate::service::users::now_ms();
-    if services.users.registration_tokens()?.iter().any(|t| t.is_valid(now)) {
+    if services
+        .users
+        .registration_tokens()?
+        .iter()
+        .any(|t| t.is_valid(now))
+    {
         return Ok(vec![vec![AuthType::RegistrationToken]]);
     }
-    Err(Error::forbidden("Registration is disabled on this server; ask an administrator for an account or a registration token."))
+    Err(Error::forbidden(
+        "Registration is disabled on this server; ask an administrator for an account or a registration token.",
+    ))
 }
 
 /// Checks a requested localpart and builds the user ID.
@@ -37,9 +47,13 @@ fn new_user_id(services: &Services, username: Option<&str>) -> Result<ruma::Owne
     };
     if localpart.is_empty()
         || localpart.len() > 200
-        || !localpart.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c))
+        || !localpart
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c))
     {
-        return Err(Error::invalid_username("User names may contain only a-z, 0-9, and . _ = - / +"));
+        return Err(Error::invalid_username(
+            "User names may contain only a-z, 0-9, and . _ = - / +",
+        ));
     }
     let user_id = UserId::parse_with_server_name(localpart, services.server_name())
         .map_err(|e| Error::invalid_username(format!("Invalid user name: {e}")))?;
@@ -49,14 +63,23 @@ fn new_user_id(services: &Services, username: Option<&str>) -> Result<ruma::Owne
     Ok(user_id)
 }
 
-pub async fn register(services: Arc<Services>, request: Ruma<register::v3::Request>) -> Result<register::v3::Response> {
+pub async fn register(
+    services: Arc<Services>,
+    request: Ruma<register::v3::Request>,
+) -> Result<register::v3::Response> {
     let body = request.body;
     if body.kind == RegistrationKind::Guest {
-        return Err(Error::forbidden("Guest access is not enabled on this server."));
+        return Err(Error::forbidden(
+            "Guest access is not enabled on this server.",
+        ));
     }
     let flows = flows(&services)?;
     let user_id = new_user_id(&services, body.username.as_deref())?;
-    let password = body.password.clone().filter(|p| !p.is_empty()).ok_or_else(|| Error::missing_param("A password is required."))?;
+    let password = body
+        .password
+        .clone()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::missing_param("A password is required."))?;
     let completed = uiaa::require(&services, body.auth.as_ref(), &flows, None).await?;
 
     create_user(&services, &user_id, Some(password), false).await?;
@@ -67,7 +90,15 @@ pub async fn register(services: Arc<Services>, request: Ruma<register::v3::Reque
 
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
-        let session = services.users.login(&user_id, body.device_id, body.initial_device_display_name, body.refresh_token).await?;
+        let session = services
+            .users
+            .login(
+                &user_id,
+                body.device_id,
+                body.initial_device_display_name,
+                body.refresh_token,
+            )
+            .await?;
         response.access_token = Some(session.access_token);
         response.device_id = Some(session.device_id);
         response.refresh_token = session.refresh_token;
@@ -77,10 +108,18 @@ pub async fn register(services: Arc<Services>, request: Ruma<register::v3::Reque
 }
 
 /// Creates an account with the spec's default push rules.
-pub async fn create_user(services: &Services, user_id: &UserId, password: Option<String>, admin: bool) -> Result<()> {
+pub async fn create_user(
+    services: &Services,
+    user_id: &UserId,
+    password: Option<String>,
+    admin: bool,
+) -> Result<()> {
     services.users.create(user_id, password, admin).await?;
     let rules = serde_json::json!({ "global": Ruleset::server_default(user_id) });
-    services.account_data.set(user_id, None, "m.push_rules", rules).await?;
+    services
+        .account_data
+        .set(user_id, None, "m.push_rules", rules)
+        .await?;
     Ok(())
 }
 
@@ -96,5 +135,9 @@ pub async fn token_validity(
     services: Arc<Services>,
     request: Ruma<check_registration_token_validity::v1::Request>,
 ) -> Result<check_registration_token_validity::v1::Response> {
-    Ok(check_registration_token_validity::v1::Response::new(services.users.registration_token_valid(&request.body.token)?))
+    Ok(check_registration_token_validity::v1::Response::new(
+        services
+            .users
+            .registration_token_valid(&request.body.token)?,
+    ))
 }

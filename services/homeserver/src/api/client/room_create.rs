@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use ruma::{
     RoomAliasId, RoomId,
-    api::client::room::{Visibility, create_room::{self, v3::RoomPreset}},
+    api::client::room::{
+        Visibility,
+        create_room::{self, v3::RoomPreset},
+    },
     events::TimelineEventType,
 };
 use serde_json::{Value, json};
@@ -17,16 +20,26 @@ use crate::{
     service::rooms::{PduBuilder, power_levels},
 };
 
-pub async fn create_room(services: Arc<Services>, request: Ruma<create_room::v3::Request>) -> Result<create_room::v3::Response> {
+pub async fn create_room(
+    services: Arc<Services>,
+    request: Ruma<create_room::v3::Request>,
+) -> Result<create_room::v3::Response> {
     let sender = request.user().to_owned();
     let body = &request.body;
-    let version = body.room_version.clone().unwrap_or_else(|| services.config.default_room_version.clone());
+    let version = body
+        .room_version
+        .clone()
+        .unwrap_or_else(|| services.config.default_room_version.clone());
     if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
-        return Err(Error::unsupported_room_version(format!("Room version {version} is not supported; use 10 or 11.")));
+        return Err(Error::unsupported_room_version(format!(
+            "Room version {version} is not supported; use 10 or 11."
+        )));
     }
     for invitee in &body.invite {
         if !services.is_local(invitee) {
-            return Err(Error::forbidden(format!("{invitee} is not on this server and federation is not enabled.")));
+            return Err(Error::forbidden(format!(
+                "{invitee} is not on this server and federation is not enabled."
+            )));
         }
     }
 
@@ -43,7 +56,8 @@ pub async fn create_room(services: Arc<Services>, request: Ruma<create_room::v3:
         None => None,
     };
     let mut create_content: serde_json::Map<String, Value> = match &body.creation_content {
-        Some(raw) => serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(format!("Invalid creation_content: {e}")))?,
+        Some(raw) => serde_json::from_str(raw.json().get())
+            .map_err(|e| Error::bad_json(format!("Invalid creation_content: {e}")))?,
         None => serde_json::Map::new(),
     };
     create_content.insert("room_version".into(), Value::String(version.to_string()));
@@ -54,11 +68,17 @@ pub async fn create_room(services: Arc<Services>, request: Ruma<create_room::v3:
     }
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
-        let event: Value = serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(format!("Invalid initial_state: {e}")))?;
-        let kind = event["type"].as_str().ok_or_else(|| Error::bad_json("initial_state events need a type."))?.to_owned();
+        let event: Value = serde_json::from_str(raw.json().get())
+            .map_err(|e| Error::bad_json(format!("Invalid initial_state: {e}")))?;
+        let kind = event["type"]
+            .as_str()
+            .ok_or_else(|| Error::bad_json("initial_state events need a type."))?
+            .to_owned();
         let state_key = event["state_key"].as_str().unwrap_or_default().to_owned();
         if kind == "m.room.create" || kind == "m.room.member" || kind == "m.room.power_levels" {
-            return Err(Error::bad_json(format!("{kind} cannot be set in initial_state.")));
+            return Err(Error::bad_json(format!(
+                "{kind} cannot be set in initial_state."
+            )));
         }
         initial_state.push(PduBuilder::state(kind, state_key, event["content"].clone()));
     }
@@ -75,37 +95,113 @@ pub async fn create_room(services: Arc<Services>, request: Ruma<create_room::v3:
 
     let room_id = RoomId::new_v1(services.server_name());
     let rooms = &services.rooms;
-    rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomCreate, "", Value::Object(create_content))).await?;
+    rooms
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(
+                TimelineEventType::RoomCreate,
+                "",
+                Value::Object(create_content),
+            ),
+        )
+        .await?;
 
     let profile = services.users.account(&sender)?;
     let join = member_content("join", profile.as_ref(), None, body.is_direct);
-    rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomMember, sender.as_str(), join)).await?;
+    rooms
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(TimelineEventType::RoomMember, sender.as_str(), join),
+        )
+        .await?;
 
-    let extra_admins = if trusted { body.invite.clone() } else { Vec::new() };
+    let extra_admins = if trusted {
+        body.invite.clone()
+    } else {
+        Vec::new()
+    };
     let mut power_levels = power_levels::initial_content(&sender, &extra_admins);
     if let Some(overrides) = &body.power_level_content_override {
         let overrides: Value = serde_json::from_str(overrides.json().get())?;
         merge(&mut power_levels, overrides);
     }
-    rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomPowerLevels, "", power_levels)).await?;
+    rooms
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(TimelineEventType::RoomPowerLevels, "", power_levels),
+        )
+        .await?;
 
     if let Some(alias) = &alias {
-        rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomCanonicalAlias, "", json!({ "alias": alias }))).await?;
+        rooms
+            .append(
+                &room_id,
+                &sender,
+                PduBuilder::state(
+                    TimelineEventType::RoomCanonicalAlias,
+                    "",
+                    json!({ "alias": alias }),
+                ),
+            )
+            .await?;
     }
-    rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomJoinRules, "", json!({ "join_rule": join_rule }))).await?;
     rooms
-        .append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomHistoryVisibility, "", json!({ "history_visibility": "shared" })))
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(
+                TimelineEventType::RoomJoinRules,
+                "",
+                json!({ "join_rule": join_rule }),
+            ),
+        )
         .await?;
-    rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomGuestAccess, "", json!({ "guest_access": guest_access }))).await?;
+    rooms
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(
+                TimelineEventType::RoomHistoryVisibility,
+                "",
+                json!({ "history_visibility": "shared" }),
+            ),
+        )
+        .await?;
+    rooms
+        .append(
+            &room_id,
+            &sender,
+            PduBuilder::state(
+                TimelineEventType::RoomGuestAccess,
+                "",
+                json!({ "guest_access": guest_access }),
+            ),
+        )
+        .await?;
 
     for builder in initial_state {
         rooms.append(&room_id, &sender, builder).await?;
     }
     if let Some(name) = &body.name {
-        rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomName, "", json!({ "name": name }))).await?;
+        rooms
+            .append(
+                &room_id,
+                &sender,
+                PduBuilder::state(TimelineEventType::RoomName, "", json!({ "name": name })),
+            )
+            .await?;
     }
     if let Some(topic) = &body.topic {
-        rooms.append(&room_id, &sender, PduBuilder::state(TimelineEventType::RoomTopic, "", json!({ "topic": topic }))).await?;
+        rooms
+            .append(
+                &room_id,
+                &sender,
+                PduBuilder::state(TimelineEventType::RoomTopic, "", json!({ "topic": topic })),
+            )
+            .await?;
     }
     for invitee in &body.invite {
         invite_user(&services, &sender, &room_id, invitee, None, body.is_direct).await?;

@@ -7,7 +7,10 @@ use ruma::{
     api::client::{
         account::whoami,
         session::{
-            get_login_types::{self, v3::{LoginType, PasswordLoginType}},
+            get_login_types::{
+                self,
+                v3::{LoginType, PasswordLoginType},
+            },
             login::{self, v3::LoginInfo},
             logout, logout_all, refresh_token,
         },
@@ -17,12 +20,21 @@ use ruma::{
 
 use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
-pub async fn login_types(_: Arc<Services>, _: Ruma<get_login_types::v3::Request>) -> Result<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())]))
+pub async fn login_types(
+    _: Arc<Services>,
+    _: Ruma<get_login_types::v3::Request>,
+) -> Result<get_login_types::v3::Response> {
+    Ok(get_login_types::v3::Response::new(vec![
+        LoginType::Password(PasswordLoginType::default()),
+    ]))
 }
 
 /// Resolves a login identifier (`alice` or `@alice:server`) to a local user ID.
-pub(crate) fn identify(services: &Services, identifier: Option<&UserIdentifier>, user: Option<&str>) -> Result<OwnedUserId> {
+pub(crate) fn identify(
+    services: &Services,
+    identifier: Option<&UserIdentifier>,
+    user: Option<&str>,
+) -> Result<OwnedUserId> {
     let name = match (identifier, user) {
         (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
         (Some(_), _) => return Err(Error::unknown("Only user identifiers are supported.")),
@@ -37,19 +49,36 @@ pub(crate) fn identify(services: &Services, identifier: Option<&UserIdentifier>,
     Ok(user_id)
 }
 
-pub async fn login(services: Arc<Services>, request: Ruma<login::v3::Request>) -> Result<login::v3::Response> {
+#[allow(deprecated)] // `user` is accepted from older clients.
+pub async fn login(
+    services: Arc<Services>,
+    request: Ruma<login::v3::Request>,
+) -> Result<login::v3::Response> {
     let body = request.body;
     let LoginInfo::Password(password) = &body.login_info else {
         return Err(Error::unknown("Unsupported login type."));
     };
-    let user_id = identify(&services, password.identifier.as_ref(), password.user.as_deref())?;
-    if !services.users.check_password(&user_id, &password.password).await? {
+    let user_id = identify(
+        &services,
+        password.identifier.as_ref(),
+        password.user.as_deref(),
+    )?;
+    if !services
+        .users
+        .check_password(&user_id, &password.password)
+        .await?
+    {
         tracing::info!(user = %user_id, "failed login");
         return Err(Error::forbidden("Invalid username or password."));
     }
     let session = services
         .users
-        .login(&user_id, body.device_id.clone(), body.initial_device_display_name.clone(), body.refresh_token)
+        .login(
+            &user_id,
+            body.device_id.clone(),
+            body.initial_device_display_name.clone(),
+            body.refresh_token,
+        )
         .await?;
     tracing::info!(user = %user_id, device = %session.device_id, "logged in");
     let mut response = login::v3::Response::new(user_id, session.access_token, session.device_id);
@@ -58,7 +87,10 @@ pub async fn login(services: Arc<Services>, request: Ruma<login::v3::Request>) -
     Ok(response)
 }
 
-pub async fn refresh(services: Arc<Services>, request: Ruma<refresh_token::v3::Request>) -> Result<refresh_token::v3::Response> {
+pub async fn refresh(
+    services: Arc<Services>,
+    request: Ruma<refresh_token::v3::Request>,
+) -> Result<refresh_token::v3::Response> {
     let (_, session) = services.users.refresh(&request.body.refresh_token).await?;
     let mut response = refresh_token::v3::Response::new(session.access_token);
     response.refresh_token = session.refresh_token;
@@ -66,21 +98,42 @@ pub async fn refresh(services: Arc<Services>, request: Ruma<refresh_token::v3::R
     Ok(response)
 }
 
-pub async fn logout(services: Arc<Services>, request: Ruma<logout::v3::Request>) -> Result<logout::v3::Response> {
-    services.users.remove_device(request.user(), request.device()).await?;
-    services.e2ee.remove_device(request.user(), request.device()).await?;
+pub async fn logout(
+    services: Arc<Services>,
+    request: Ruma<logout::v3::Request>,
+) -> Result<logout::v3::Response> {
+    services
+        .users
+        .remove_device(request.user(), request.device())
+        .await?;
+    services
+        .e2ee
+        .remove_device(request.user(), request.device())
+        .await?;
     Ok(logout::v3::Response::new())
 }
 
-pub async fn logout_all(services: Arc<Services>, request: Ruma<logout_all::v3::Request>) -> Result<logout_all::v3::Response> {
+pub async fn logout_all(
+    services: Arc<Services>,
+    request: Ruma<logout_all::v3::Request>,
+) -> Result<logout_all::v3::Response> {
     for device in services.users.devices(request.user())? {
-        services.users.remove_device(request.user(), &device.device_id).await?;
-        services.e2ee.remove_device(request.user(), &device.device_id).await?;
+        services
+            .users
+            .remove_device(request.user(), &device.device_id)
+            .await?;
+        services
+            .e2ee
+            .remove_device(request.user(), &device.device_id)
+            .await?;
     }
     Ok(logout_all::v3::Response::new())
 }
 
-pub async fn whoami(_: Arc<Services>, request: Ruma<whoami::v3::Request>) -> Result<whoami::v3::Response> {
+pub async fn whoami(
+    _: Arc<Services>,
+    request: Ruma<whoami::v3::Request>,
+) -> Result<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(request.user().to_owned(), false);
     response.device_id = request.sender_device.clone();
     Ok(response)

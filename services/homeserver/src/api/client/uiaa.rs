@@ -17,26 +17,44 @@ pub struct Completed {
 
 /// Checks `auth` against `flows`; on an incomplete flow, answers with the
 /// UIAA challenge (401) so the client can continue.
-pub async fn require(services: &Services, auth: Option<&AuthData>, flows: &[Vec<AuthType>], user: Option<&UserId>) -> Result<Completed> {
+pub async fn require(
+    services: &Services,
+    auth: Option<&AuthData>,
+    flows: &[Vec<AuthType>],
+    user: Option<&UserId>,
+) -> Result<Completed> {
     let Some(auth) = auth else {
         return Err(Error::Uiaa(Box::new(services.uiaa.challenge(flows, None))));
     };
     let allowed = |stage: &AuthType| flows.iter().any(|f| f.contains(stage));
     let session = auth.session().map(str::to_owned).unwrap_or_else(|| {
-        services.uiaa.challenge(flows, None).session.unwrap_or_default()
+        services
+            .uiaa
+            .challenge(flows, None)
+            .session
+            .unwrap_or_default()
     });
     let mut completed = Completed::default();
     let stage = match auth {
         AuthData::Dummy(_) if allowed(&AuthType::Dummy) => AuthType::Dummy,
         AuthData::Password(password) if allowed(&AuthType::Password) => {
-            let Some(user) = user else { return Err(Error::forbidden("Password authentication needs a user.")) };
+            let Some(user) = user else {
+                return Err(Error::forbidden("Password authentication needs a user."));
+            };
             let claimed = match &password.identifier {
-                ruma::api::client::uiaa::UserIdentifier::Matrix(id) => identify(services, None, Some(&id.user))?,
+                ruma::api::client::uiaa::UserIdentifier::Matrix(id) => {
+                    identify(services, None, Some(&id.user))?
+                }
                 _ => return Err(Error::forbidden("Only user identifiers are supported.")),
             };
-            if claimed != user || !services.users.check_password(user, &password.password).await? {
+            if claimed != user
+                || !services
+                    .users
+                    .check_password(user, &password.password)
+                    .await?
+            {
                 let mut info = services.uiaa.challenge(flows, Some(&session));
-                info.auth_error = Some(ruma::api::client::error::StandardErrorBody::new(
+                info.auth_error = Some(ruma::api::error::StandardErrorBody::new(
                     ruma::api::error::ErrorKind::Forbidden,
                     "Invalid password.".into(),
                 ));
@@ -51,11 +69,17 @@ pub async fn require(services: &Services, auth: Option<&AuthData>, flows: &[Vec<
             completed.registration_token = Some(token.token.clone());
             AuthType::RegistrationToken
         }
-        _ => return Err(Error::Uiaa(Box::new(services.uiaa.challenge(flows, Some(&session))))),
+        _ => {
+            return Err(Error::Uiaa(Box::new(
+                services.uiaa.challenge(flows, Some(&session)),
+            )));
+        }
     };
     if services.uiaa.complete(&session, stage, flows) {
         Ok(completed)
     } else {
-        Err(Error::Uiaa(Box::new(services.uiaa.challenge(flows, Some(&session)))))
+        Err(Error::Uiaa(Box::new(
+            services.uiaa.challenge(flows, Some(&session)),
+        )))
     }
 }

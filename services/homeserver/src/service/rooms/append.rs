@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use archipel_store::{Batch, key};
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId,
+    RoomVersionId, UserId,
     canonical_json::{redact, try_from_json_map},
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules},
+    state_res::{
+        auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules,
+    },
 };
 use serde_json::{Map, Value};
 
@@ -29,9 +32,14 @@ impl Rooms {
     ///
     /// Returns only after the event and every index it touches are on disk.
     /// A rejected event changes nothing.
-    pub async fn append(&self, room_id: &RoomId, sender: &UserId, builder: PduBuilder) -> Result<Appended> {
+    pub async fn append(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        builder: PduBuilder,
+    ) -> Result<Appended> {
         let lock = self.room_lock(room_id);
-        let _serialized = lock.lock().await;
+        let serialized = lock.lock().await;
 
         let meta = self.meta(room_id)?;
         let version = match (&meta, builder.kind == TimelineEventType::RoomCreate) {
@@ -64,7 +72,9 @@ impl Rooms {
             Some(meta) => (vec![meta.last_event.clone()], meta.depth + 1),
             None => (Vec::new(), 1),
         };
-        let timestamp = builder.timestamp.unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
+        let timestamp = builder
+            .timestamp
+            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
 
         let mut object = Map::new();
         object.insert("room_id".into(), Value::String(room_id.to_string()));
@@ -84,14 +94,20 @@ impl Rooms {
                 object.insert("redacts".into(), Value::String(redacts.to_string()));
             }
         }
-        let mut object: CanonicalJsonObject =
-            try_from_json_map(object).map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
+        let mut object: CanonicalJsonObject = try_from_json_map(object)
+            .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
         if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
             return Err(Error::too_large("Events may be at most 65536 bytes."));
         }
-        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), &*self.keypair, &mut object, &rules.redaction)
-            .map_err(Error::internal)?;
-        let event_id = ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
+        ruma::signatures::hash_and_sign_event(
+            self.server_name.as_str(),
+            &*self.keypair,
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id =
+            ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
         let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
         let mut pdu = Pdu::from_signed(event_id, object).map_err(Error::internal)?;
         pdu.transaction = builder.transaction.clone();
@@ -99,17 +115,24 @@ impl Rooms {
             pdu.redacts = None;
         }
 
-        check_state_independent_auth_rules(&rules.authorization, &pdu, |id| self.get_pdu(id).ok().flatten())
-            .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
+            self.get_pdu(id).ok().flatten()
+        })
+        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
         check_state_dependent_auth_rules(&rules.authorization, &pdu, |kind, state_key| {
-            self.state_event_id(room_id, kind, state_key).ok().flatten().and_then(|id| self.get_pdu(&id).ok().flatten())
+            self.state_event_id(room_id, kind, state_key)
+                .ok()
+                .flatten()
+                .and_then(|id| self.get_pdu(&id).ok().flatten())
         })
         .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
 
         // State events carry what they replace, for clients.
         let mut replaced = None;
         if let Some(state_key) = &pdu.state_key {
-            if let Some(prev_id) = self.state_event_id(room_id, &pdu.state_event_type(), state_key)? {
+            if let Some(prev_id) =
+                self.state_event_id(room_id, &pdu.state_event_type(), state_key)?
+            {
                 if let Some(prev) = self.get_pdu(&prev_id)? {
                     let mut unsigned = Map::new();
                     unsigned.insert("prev_content".into(), prev.content_value());
@@ -125,9 +148,16 @@ impl Rooms {
         let count = ticket.count;
         let mut batch = Batch::new();
         self.index_pdu(&mut batch, &pdu, count, depth, version, replaced.as_ref())?;
-        self.store.commit_async(batch).await?;
+        let written = self.store.write_async(batch).await?;
+        // The next event of this room may be built now; its fsync will cover
+        // this one too if ours has not run yet.
+        drop(serialized);
+        self.store.sync_async(written).await?;
         drop(ticket);
-        Ok(Appended { pdu: Arc::new(pdu), count })
+        Ok(Appended {
+            pdu: Arc::new(pdu),
+            count,
+        })
     }
 
     fn index_pdu(
@@ -142,16 +172,33 @@ impl Rooms {
         let room = pdu.room_id.as_bytes();
         let event_id = pdu.event_id.as_bytes();
         batch.put_json(&self.eventid_pdu, event_id, pdu);
-        batch.put(&self.eventid_position, event_id, encode_position(&pdu.room_id, count));
-        batch.put(&self.roomid_count_eventid, key::with_u64(room.to_vec(), count), event_id);
-        let meta = RoomMeta { version: version.clone(), last_event: pdu.event_id.clone(), depth, last_count: count };
+        batch.put(
+            &self.eventid_position,
+            event_id,
+            encode_position(&pdu.room_id, count),
+        );
+        batch.put(
+            &self.roomid_count_eventid,
+            key::with_u64(room.to_vec(), count),
+            event_id,
+        );
+        let meta = RoomMeta {
+            version: version.clone(),
+            last_event: pdu.event_id.clone(),
+            depth,
+            last_count: count,
+        };
         batch.put_json(&self.roomid_meta, room, &meta);
 
         if let Some(state_key) = &pdu.state_key {
             let kind = pdu.kind.to_string();
             let state = key::key([room, kind.as_bytes(), state_key.as_bytes()]);
             batch.put(&self.roomid_statekey_eventid, &state, event_id);
-            batch.put(&self.roomid_statekey_count_eventid, key::with_u64(state, count), event_id);
+            batch.put(
+                &self.roomid_statekey_count_eventid,
+                key::with_u64(state, count),
+                event_id,
+            );
 
             if pdu.kind == TimelineEventType::RoomMember {
                 if let Ok(user_id) = UserId::parse(state_key.as_str()) {
@@ -163,24 +210,44 @@ impl Rooms {
                         sender: pdu.sender.clone(),
                         forgotten: false,
                     };
-                    batch.put_json(&self.userid_roomid_membership, key::key([user_id.as_bytes(), room]), &record);
-                    batch.put_json(&self.roomid_userid_membership, key::key([room, user_id.as_bytes()]), &record);
+                    batch.put_json(
+                        &self.userid_roomid_membership,
+                        key::key([user_id.as_bytes(), room]),
+                        &record,
+                    );
+                    batch.put_json(
+                        &self.roomid_userid_membership,
+                        key::key([room, user_id.as_bytes()]),
+                        &record,
+                    );
                     if membership == "join" || membership == "leave" || membership == "ban" {
                         // Room members track each other's devices; a change in
                         // who shares a room is a device-list change.
-                        batch.put(&self.count_userid_keychange, count.to_be_bytes(), user_id.as_bytes());
+                        batch.put(
+                            &self.count_userid_keychange,
+                            count.to_be_bytes(),
+                            user_id.as_bytes(),
+                        );
                     }
                 }
             }
         }
 
         if let Some((device, txn)) = &pdu.transaction {
-            batch.put(&self.txn_eventid, key::key([pdu.sender.as_bytes(), device.as_bytes(), txn.as_bytes()]), event_id);
+            batch.put(
+                &self.txn_eventid,
+                key::key([pdu.sender.as_bytes(), device.as_bytes(), txn.as_bytes()]),
+                event_id,
+            );
         }
 
         if let Some((rel_type, target)) = pdu.relation() {
             let value = serde_json::json!({ "rel_type": rel_type, "event_id": pdu.event_id });
-            batch.put_json(&self.targetid_count_relation, key::with_u64(target.as_bytes().to_vec(), count), &value);
+            batch.put_json(
+                &self.targetid_count_relation,
+                key::with_u64(target.as_bytes().to_vec(), count),
+                &value,
+            );
         }
 
         if let Some(target_id) = pdu.redacts_id() {
@@ -208,10 +275,16 @@ fn redacted_copy(target: &Pdu, redaction: &Pdu, rules: &RoomVersionRules) -> Res
     let json: CanonicalJsonObject = serde_json::from_value(serde_json::to_value(target)?)?;
     let mut redacted = redact(json, &rules.redaction, None).map_err(Error::internal)?;
     // `redact` keeps only protocol keys; restore what this server tracks.
-    redacted.insert("event_id".into(), CanonicalJsonValue::String(target.event_id.to_string()));
-    let mut pdu: Pdu = serde_json::from_value(serde_json::to_value(redacted)?)?;
+    redacted.insert(
+        "event_id".into(),
+        CanonicalJsonValue::String(target.event_id.to_string()),
+    );
+    let mut pdu: Pdu = serde_json::from_str(&serde_json::to_string(&redacted)?)?;
     let mut unsigned = Map::new();
-    unsigned.insert("redacted_because".into(), redaction.to_client_value(None, true));
+    unsigned.insert(
+        "redacted_because".into(),
+        redaction.to_client_value(None, true),
+    );
     pdu.unsigned = Some(unsigned);
     pdu.transaction = target.transaction.clone();
     Ok(pdu)
@@ -222,17 +295,22 @@ pub(super) fn membership_of(pdu: &Pdu) -> String {
     struct Membership {
         membership: String,
     }
-    serde_json::from_str::<Membership>(pdu.content.get()).map(|m| m.membership).unwrap_or_default()
+    serde_json::from_str::<Membership>(pdu.content.get())
+        .map(|m| m.membership)
+        .unwrap_or_default()
 }
 
 pub fn room_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
-    version
-        .rules()
-        .ok_or_else(|| Error::unsupported_room_version(format!("Room version {version} is not supported.")))
+    version.rules().ok_or_else(|| {
+        Error::unsupported_room_version(format!("Room version {version} is not supported."))
+    })
 }
 
 fn create_event_version(content: &Value) -> Result<RoomVersionId> {
-    let version = content.get("room_version").and_then(Value::as_str).unwrap_or("1");
+    let version = content
+        .get("room_version")
+        .and_then(Value::as_str)
+        .unwrap_or("1");
     RoomVersionId::try_from(version).map_err(|_| Error::bad_json("Invalid room_version."))
 }
 
@@ -253,5 +331,9 @@ pub(super) fn decode_position(bytes: &[u8]) -> Option<(ruma::OwnedRoomId, u64)> 
 
 /// Shorthand for the key of a piece of state.
 pub(super) fn state_key_bytes(room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Vec<u8> {
-    key::key([room_id.as_bytes(), kind.to_string().as_bytes(), state_key.as_bytes()])
+    key::key([
+        room_id.as_bytes(),
+        kind.to_string().as_bytes(),
+        state_key.as_bytes(),
+    ])
 }

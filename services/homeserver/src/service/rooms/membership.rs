@@ -28,12 +28,20 @@ impl MembershipRecord {
 }
 
 impl Rooms {
-    pub fn membership(&self, user_id: &UserId, room_id: &RoomId) -> Result<Option<MembershipRecord>> {
-        Ok(self.userid_roomid_membership.get_json(key::key([user_id.as_bytes(), room_id.as_bytes()]))?)
+    pub fn membership(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Option<MembershipRecord>> {
+        Ok(self
+            .userid_roomid_membership
+            .get_json(key::key([user_id.as_bytes(), room_id.as_bytes()]))?)
     }
 
     pub fn is_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
-        Ok(self.membership(user_id, room_id)?.is_some_and(|m| m.is_joined()))
+        Ok(self
+            .membership(user_id, room_id)?
+            .is_some_and(|m| m.is_joined()))
     }
 
     /// Every room the user has a membership in, with that membership.
@@ -42,7 +50,10 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.userid_roomid_membership.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Some(room) = key::suffix_str(&k, &prefix).and_then(|s| RoomId::parse(s).ok()) else { continue };
+            let Some(room) = key::suffix_str(&k, &prefix).and_then(|s| RoomId::parse(s).ok())
+            else {
+                continue;
+            };
             if let Ok(record) = serde_json::from_slice(&v) {
                 out.push((room, record));
             }
@@ -51,7 +62,12 @@ impl Rooms {
     }
 
     pub fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>> {
-        Ok(self.rooms_of(user_id)?.into_iter().filter(|(_, m)| m.is_joined()).map(|(r, _)| r).collect())
+        Ok(self
+            .rooms_of(user_id)?
+            .into_iter()
+            .filter(|(_, m)| m.is_joined())
+            .map(|(r, _)| r)
+            .collect())
     }
 
     /// Every user with a membership in the room, with that membership.
@@ -60,7 +76,10 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.roomid_userid_membership.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Some(user) = key::suffix_str(&k, &prefix).and_then(|s| UserId::parse(s).ok()) else { continue };
+            let Some(user) = key::suffix_str(&k, &prefix).and_then(|s| UserId::parse(s).ok())
+            else {
+                continue;
+            };
             if let Ok(record) = serde_json::from_slice(&v) {
                 out.push((user, record));
             }
@@ -69,7 +88,12 @@ impl Rooms {
     }
 
     pub fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        Ok(self.members(room_id)?.into_iter().filter(|(_, m)| m.is_joined()).map(|(u, _)| u).collect())
+        Ok(self
+            .members(room_id)?
+            .into_iter()
+            .filter(|(_, m)| m.is_joined())
+            .map(|(u, _)| u)
+            .collect())
     }
 
     /// Whether two users are joined to at least one common room.
@@ -87,13 +111,21 @@ impl Rooms {
 
     /// Hides a room the user has left from their sync.
     pub async fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
-        let Some(mut record) = self.membership(user_id, room_id)? else { return Ok(()) };
+        let Some(mut record) = self.membership(user_id, room_id)? else {
+            return Ok(());
+        };
         if record.is_joined() || record.membership == "invite" {
-            return Err(crate::Error::unknown("Leave the room before forgetting it."));
+            return Err(crate::Error::unknown(
+                "Leave the room before forgetting it.",
+            ));
         }
         record.forgotten = true;
         let mut batch = archipel_store::Batch::new();
-        batch.put_json(&self.userid_roomid_membership, key::key([user_id.as_bytes(), room_id.as_bytes()]), &record);
+        batch.put_json(
+            &self.userid_roomid_membership,
+            key::key([user_id.as_bytes(), room_id.as_bytes()]),
+            &record,
+        );
         self.store.commit_async(batch).await?;
         Ok(())
     }

@@ -17,7 +17,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use archipel_store::{Store, Tree};
 use parking_lot::Mutex;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, signatures::Ed25519KeyPair};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, signatures::Ed25519KeyPair,
+};
 use serde::{Deserialize, Serialize};
 
 pub use membership::MembershipRecord;
@@ -59,7 +61,12 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(store: Store, counter: Arc<Counter>, server_name: OwnedServerName, keypair: Arc<Ed25519KeyPair>) -> Result<Self> {
+    pub fn new(
+        store: Store,
+        counter: Arc<Counter>,
+        server_name: OwnedServerName,
+        keypair: Arc<Ed25519KeyPair>,
+    ) -> Result<Self> {
         Ok(Self {
             eventid_pdu: store.tree(cf::EVENTID_PDU)?,
             eventid_originalpdu: store.tree(cf::EVENTID_ORIGINALPDU)?,
@@ -109,6 +116,10 @@ impl Rooms {
     }
 
     fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().entry(room_id.to_owned()).or_default().clone()
+        self.locks
+            .lock()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone()
     }
 }

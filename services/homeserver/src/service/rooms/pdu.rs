@@ -1,9 +1,12 @@
 //! A persisted data unit: one room event as this server stores it.
 
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId,
-    OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId,
-    events::{AnyStrippedStateEvent, AnySyncTimelineEvent, AnyTimelineEvent, StateEventType, TimelineEventType},
+    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId,
+    OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId,
+    events::{
+        AnyStrippedStateEvent, AnySyncTimelineEvent, AnyTimelineEvent, StateEventType,
+        TimelineEventType,
+    },
     serde::Raw,
 };
 use serde::{Deserialize, Serialize};
@@ -38,9 +41,16 @@ pub struct Pdu {
 
 impl Pdu {
     /// Builds the stored form from a signed federation PDU.
-    pub fn from_signed(event_id: OwnedEventId, mut object: CanonicalJsonObject) -> serde_json::Result<Self> {
-        object.insert("event_id".into(), ruma::CanonicalJsonValue::String(event_id.to_string()));
-        serde_json::from_value(serde_json::to_value(object)?)
+    pub fn from_signed(
+        event_id: OwnedEventId,
+        mut object: CanonicalJsonObject,
+    ) -> serde_json::Result<Self> {
+        object.insert(
+            "event_id".into(),
+            ruma::CanonicalJsonValue::String(event_id.to_string()),
+        );
+        // Through text: `content` is kept as raw JSON, which only a text deserializer yields.
+        serde_json::from_str(&serde_json::to_string(&object)?)
     }
 
     /// The PDU as federation sends it: no event ID, no local fields.
@@ -76,20 +86,31 @@ impl Pdu {
         struct InReplyTo {
             event_id: OwnedEventId,
         }
-        let relates_to = serde_json::from_str::<ExtractRelation>(self.content.get()).ok()?.relates_to?;
+        let relates_to = serde_json::from_str::<ExtractRelation>(self.content.get())
+            .ok()?
+            .relates_to?;
         match (relates_to.rel_type, relates_to.event_id) {
             (Some(rel_type), Some(event_id)) => Some((rel_type, event_id)),
-            _ => relates_to.in_reply_to.map(|r| ("m.in_reply_to".to_owned(), r.event_id)),
+            _ => relates_to
+                .in_reply_to
+                .map(|r| ("m.in_reply_to".to_owned(), r.event_id)),
         }
     }
 
     /// The event as a client sees it.
-    pub fn to_client_value(&self, viewer_device: Option<&ruma::DeviceId>, with_room_id: bool) -> Value {
+    pub fn to_client_value(
+        &self,
+        viewer_device: Option<&ruma::DeviceId>,
+        with_room_id: bool,
+    ) -> Value {
         let mut map = Map::new();
         map.insert("event_id".into(), Value::String(self.event_id.to_string()));
         map.insert("type".into(), Value::String(self.kind.to_string()));
         map.insert("sender".into(), Value::String(self.sender.to_string()));
-        map.insert("origin_server_ts".into(), serde_json::to_value(self.origin_server_ts).unwrap_or_default());
+        map.insert(
+            "origin_server_ts".into(),
+            serde_json::to_value(self.origin_server_ts).unwrap_or_default(),
+        );
         map.insert("content".into(), self.content_value());
         if with_room_id {
             map.insert("room_id".into(), Value::String(self.room_id.to_string()));
@@ -102,7 +123,10 @@ impl Pdu {
         }
         let mut unsigned = self.unsigned.clone().unwrap_or_default();
         let now = MilliSecondsSinceUnixEpoch::now().get();
-        unsigned.insert("age".into(), Value::from(u64::from(now).saturating_sub(self.origin_server_ts.get().into())));
+        unsigned.insert(
+            "age".into(),
+            Value::from(u64::from(now).saturating_sub(self.origin_server_ts.get().into())),
+        );
         if let (Some((device, txn)), Some(viewer)) = (&self.transaction, viewer_device) {
             if device == viewer {
                 unsigned.insert("transaction_id".into(), Value::String(txn.to_string()));
@@ -112,7 +136,10 @@ impl Pdu {
         Value::Object(map)
     }
 
-    pub fn to_sync_event(&self, viewer_device: Option<&ruma::DeviceId>) -> Raw<AnySyncTimelineEvent> {
+    pub fn to_sync_event(
+        &self,
+        viewer_device: Option<&ruma::DeviceId>,
+    ) -> Raw<AnySyncTimelineEvent> {
         raw(&self.to_client_value(viewer_device, false))
     }
 
@@ -146,9 +173,11 @@ impl Pdu {
         struct Redacts {
             redacts: Option<OwnedEventId>,
         }
-        self.redacts
-            .clone()
-            .or_else(|| serde_json::from_str::<Redacts>(self.content.get()).ok().and_then(|r| r.redacts))
+        self.redacts.clone().or_else(|| {
+            serde_json::from_str::<Redacts>(self.content.get())
+                .ok()
+                .and_then(|r| r.redacts)
+        })
     }
 
     pub fn state_event_type(&self) -> StateEventType {
@@ -229,11 +258,25 @@ pub struct PduBuilder {
 
 impl PduBuilder {
     pub fn new(kind: impl Into<TimelineEventType>, content: Value) -> Self {
-        Self { kind: kind.into(), content, state_key: None, redacts: None, transaction: None, timestamp: None }
+        Self {
+            kind: kind.into(),
+            content,
+            state_key: None,
+            redacts: None,
+            transaction: None,
+            timestamp: None,
+        }
     }
 
-    pub fn state(kind: impl Into<TimelineEventType>, state_key: impl Into<String>, content: Value) -> Self {
-        Self { state_key: Some(state_key.into()), ..Self::new(kind, content) }
+    pub fn state(
+        kind: impl Into<TimelineEventType>,
+        state_key: impl Into<String>,
+        content: Value,
+    ) -> Self {
+        Self {
+            state_key: Some(state_key.into()),
+            ..Self::new(kind, content)
+        }
     }
 }
 

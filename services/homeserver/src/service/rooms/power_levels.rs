@@ -45,26 +45,27 @@ impl PowerLevels {
     }
 
     pub fn event_level(&self, event_type: &str, is_state: bool) -> Int {
-        self.events
-            .get(event_type)
-            .copied()
-            .unwrap_or(if is_state { self.state_default } else { self.events_default })
+        self.events.get(event_type).copied().unwrap_or(if is_state {
+            self.state_default
+        } else {
+            self.events_default
+        })
     }
 }
 
 impl Default for PowerLevels {
     fn default() -> Self {
-    PowerLevels {
-        users: BTreeMap::new(),
-        users_default: Int::from(0),
-        events: BTreeMap::new(),
-        events_default: Int::from(0),
-        state_default: fifty(),
-        redact: fifty(),
-        kick: fifty(),
-        ban: fifty(),
-        invite: Int::from(0),
-    }
+        PowerLevels {
+            users: BTreeMap::new(),
+            users_default: Int::from(0),
+            events: BTreeMap::new(),
+            events_default: Int::from(0),
+            state_default: fifty(),
+            redact: fifty(),
+            kick: fifty(),
+            ban: fifty(),
+            invite: Int::from(0),
+        }
     }
 }
 

@@ -8,9 +8,6 @@ use ruma::{EventId, OwnedEventId, RoomId, events::StateEventType};
 use super::{Pdu, Rooms, append::state_key_bytes};
 use crate::Result;
 
-/// `(event type, state key)`.
-pub type StateKey = (String, String);
-
 impl Rooms {
     pub fn get_pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
         Ok(self.eventid_pdu.get_json(event_id.as_bytes())?)
@@ -26,15 +23,30 @@ impl Rooms {
 
     /// The room and stream position of an event.
     pub fn position(&self, event_id: &EventId) -> Result<Option<(ruma::OwnedRoomId, u64)>> {
-        Ok(self.eventid_position.get(event_id.as_bytes())?.and_then(|b| super::append::decode_position(&b)))
+        Ok(self
+            .eventid_position
+            .get(event_id.as_bytes())?
+            .and_then(|b| super::append::decode_position(&b)))
     }
 
-    pub fn state_event_id(&self, room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Result<Option<OwnedEventId>> {
-        let bytes = self.roomid_statekey_eventid.get(state_key_bytes(room_id, kind, state_key))?;
+    pub fn state_event_id(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let bytes = self
+            .roomid_statekey_eventid
+            .get(state_key_bytes(room_id, kind, state_key))?;
         Ok(bytes.and_then(|b| EventId::parse(String::from_utf8_lossy(&b).as_ref()).ok()))
     }
 
-    pub fn state_pdu(&self, room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Result<Option<Pdu>> {
+    pub fn state_pdu(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<Pdu>> {
         match self.state_event_id(room_id, kind, state_key)? {
             Some(id) => self.get_pdu(&id),
             None => Ok(None),
@@ -42,14 +54,24 @@ impl Rooms {
     }
 
     /// The content of a state event, as JSON text.
-    pub fn state_content(&self, room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Result<Option<String>> {
-        Ok(self.state_pdu(room_id, kind, state_key)?.map(|pdu| pdu.content.get().to_owned()))
+    pub fn state_content(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .state_pdu(room_id, kind, state_key)?
+            .map(|pdu| pdu.content.get().to_owned()))
     }
 
     /// The room's current state.
     pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
         let mut out = Vec::new();
-        for row in self.roomid_statekey_eventid.scan_prefix(key::prefix([room_id.as_bytes()])) {
+        for row in self
+            .roomid_statekey_eventid
+            .scan_prefix(key::prefix([room_id.as_bytes()]))
+        {
             let (_, value) = row?;
             if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
                 if let Some(pdu) = self.get_pdu(&id)? {
@@ -68,9 +90,14 @@ impl Rooms {
     /// The latest value of each piece of state that changed in `(after, upto]`.
     pub fn state_changes(&self, room_id: &RoomId, after: u64, upto: u64) -> Result<Vec<Pdu>> {
         let mut latest: BTreeMap<Vec<u8>, OwnedEventId> = BTreeMap::new();
-        for row in self.roomid_statekey_count_eventid.scan_prefix(key::prefix([room_id.as_bytes()])) {
+        for row in self
+            .roomid_statekey_count_eventid
+            .scan_prefix(key::prefix([room_id.as_bytes()]))
+        {
             let (k, value) = row?;
-            let Some((state, count)) = key::split_last_u64(&k) else { continue };
+            let Some((state, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
             if count > after && count <= upto {
                 if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
                     latest.insert(state.to_vec(), id);
@@ -87,12 +114,22 @@ impl Rooms {
     }
 
     /// The state event that held `(kind, state_key)` right after position `at`.
-    pub fn state_pdu_at(&self, room_id: &RoomId, kind: &StateEventType, state_key: &str, at: u64) -> Result<Option<Pdu>> {
+    pub fn state_pdu_at(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+        at: u64,
+    ) -> Result<Option<Pdu>> {
         let state = state_key_bytes(room_id, kind, state_key);
         let mut prefix = state.clone();
         prefix.push(key::SEP);
         let from = key::with_u64(state, at);
-        if let Some(row) = self.roomid_statekey_count_eventid.scan_rev_from(from, prefix).next() {
+        if let Some(row) = self
+            .roomid_statekey_count_eventid
+            .scan_rev_from(from, prefix)
+            .next()
+        {
             let (_, value) = row?;
             if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
                 return self.get_pdu(&id);

@@ -8,13 +8,28 @@ use crate::Result;
 
 impl Rooms {
     /// The event a client's earlier request with this transaction ID created.
-    pub fn txn_event(&self, user: &UserId, device: &DeviceId, txn: &TransactionId) -> Result<Option<OwnedEventId>> {
-        let bytes = self.txn_eventid.get(key::key([user.as_bytes(), device.as_bytes(), txn.as_bytes()]))?;
+    pub fn txn_event(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        txn: &TransactionId,
+    ) -> Result<Option<OwnedEventId>> {
+        let bytes = self.txn_eventid.get(key::key([
+            user.as_bytes(),
+            device.as_bytes(),
+            txn.as_bytes(),
+        ]))?;
         Ok(bytes.and_then(|b| EventId::parse(String::from_utf8_lossy(&b).as_ref()).ok()))
     }
 
     /// Up to `limit` events with position in `(after, upto]`, oldest first.
-    pub fn events_after(&self, room_id: &RoomId, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, Pdu)>> {
+    pub fn events_after(
+        &self,
+        room_id: &RoomId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Pdu)>> {
         let prefix = key::prefix([room_id.as_bytes()]);
         let from = key::with_u64(room_id.as_bytes().to_vec(), after.saturating_add(1));
         let mut out = Vec::new();
@@ -23,7 +38,9 @@ impl Rooms {
                 break;
             }
             let (k, v) = row?;
-            let Some((_, count)) = key::split_last_u64(&k) else { continue };
+            let Some((_, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
             if count > upto {
                 break;
             }
@@ -35,7 +52,12 @@ impl Rooms {
     }
 
     /// Up to `limit` events with position at most `before`, newest first.
-    pub fn events_before(&self, room_id: &RoomId, before: u64, limit: usize) -> Result<Vec<(u64, Pdu)>> {
+    pub fn events_before(
+        &self,
+        room_id: &RoomId,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Pdu)>> {
         let prefix = key::prefix([room_id.as_bytes()]);
         let from = key::with_u64(room_id.as_bytes().to_vec(), before);
         let mut out = Vec::new();
@@ -44,7 +66,9 @@ impl Rooms {
                 break;
             }
             let (k, v) = row?;
-            let Some((_, count)) = key::split_last_u64(&k) else { continue };
+            let Some((_, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
             if count > before {
                 continue;
             }
@@ -57,7 +81,13 @@ impl Rooms {
 
     /// The newest `limit` events in `(after, upto]`, oldest first, and
     /// whether older ones in that range were left out.
-    pub fn latest_events(&self, room_id: &RoomId, after: u64, upto: u64, limit: usize) -> Result<(Vec<(u64, Pdu)>, bool)> {
+    pub fn latest_events(
+        &self,
+        room_id: &RoomId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<(Vec<(u64, Pdu)>, bool)> {
         let mut events = self.events_before(room_id, upto, limit + 1)?;
         events.retain(|(count, _)| *count > after);
         let limited = events.len() > limit;
@@ -74,7 +104,12 @@ impl Rooms {
     }
 
     /// Events relating to `target`, oldest first: `(rel_type, event)`.
-    pub fn relations(&self, target: &EventId, after: u64, limit: usize) -> Result<Vec<(u64, String, Pdu)>> {
+    pub fn relations(
+        &self,
+        target: &EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Pdu)>> {
         let prefix = key::prefix([target.as_bytes()]);
         let from = key::with_u64(target.as_bytes().to_vec(), after.saturating_add(1));
         let mut out = Vec::new();
@@ -83,10 +118,19 @@ impl Rooms {
                 break;
             }
             let (k, v) = row?;
-            let Some((_, count)) = key::split_last_u64(&k) else { continue };
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&v) else { continue };
+            let Some((_, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&v) else {
+                continue;
+            };
             let rel_type = value["rel_type"].as_str().unwrap_or_default().to_owned();
-            let Some(id) = value["event_id"].as_str().and_then(|s| EventId::parse(s).ok()) else { continue };
+            let Some(id) = value["event_id"]
+                .as_str()
+                .and_then(|s| EventId::parse(s).ok())
+            else {
+                continue;
+            };
             if let Some(pdu) = self.get_pdu(&id)? {
                 out.push((count, rel_type, pdu));
             }
@@ -97,9 +141,14 @@ impl Rooms {
     /// Users whose devices changed, or who joined or left a room, in `(after, upto]`.
     pub fn key_changes(&self, after: u64, upto: u64) -> Result<Vec<OwnedUserId>> {
         let mut out = Vec::new();
-        for row in self.count_userid_keychange.scan_from((after + 1).to_be_bytes().to_vec(), Vec::new()) {
+        for row in self
+            .count_userid_keychange
+            .scan_from((after + 1).to_be_bytes().to_vec(), Vec::new())
+        {
             let (k, v) = row?;
-            let Some(count) = key::parse_u64(&k) else { continue };
+            let Some(count) = key::parse_u64(&k) else {
+                continue;
+            };
             if count > upto {
                 break;
             }
@@ -114,18 +163,31 @@ impl Rooms {
 
     /// Records a device-list change for `user` (keys uploaded, device added or removed).
     pub fn key_change_batch(&self, batch: &mut archipel_store::Batch, user: &UserId, count: u64) {
-        batch.put(&self.count_userid_keychange, count.to_be_bytes(), user.as_bytes());
+        batch.put(
+            &self.count_userid_keychange,
+            count.to_be_bytes(),
+            user.as_bytes(),
+        );
     }
 
     /// Archive capture records in `(after, ...]`, oldest first, for the vault to drain.
-    pub fn captured_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, serde_json::Value)>> {
+    pub fn captured_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, serde_json::Value)>> {
         let mut out = Vec::new();
-        for row in self.count_vaultcapture.scan_from((after + 1).to_be_bytes().to_vec(), Vec::new()) {
+        for row in self
+            .count_vaultcapture
+            .scan_from((after + 1).to_be_bytes().to_vec(), Vec::new())
+        {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = row?;
-            let Some(count) = key::parse_u64(&k) else { continue };
+            let Some(count) = key::parse_u64(&k) else {
+                continue;
+            };
             if let Ok(value) = serde_json::from_slice(&v) {
                 out.push((count, value));
             }

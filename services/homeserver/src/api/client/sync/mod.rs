@@ -36,7 +36,12 @@ pub struct SyncContext<'a> {
 pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result<v3::Response> {
     let (user, device) = (request.user().to_owned(), request.device().to_owned());
     let body = &request.body;
-    let since = body.since.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+    let since = body
+        .since
+        .as_deref()
+        .map(parse_token)
+        .transpose()?
+        .unwrap_or(0);
     let filter = resolve_sync_filter(&services, &user, body.filter.as_ref())?;
     let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -55,13 +60,27 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
     loop {
         watch.borrow_and_update();
         let upto = services.counter.visible().max(since);
-        let ctx = SyncContext { services: &services, user: &user, device: &device, since, upto, full_state: body.full_state, filter: filter.clone() };
+        let ctx = SyncContext {
+            services: &services,
+            user: &user,
+            device: &device,
+            since,
+            upto,
+            full_state: body.full_state,
+            filter: filter.clone(),
+        };
         let response = build(&ctx)?;
-        let wait = since > 0 && !body.full_state && is_empty(&response) && tokio::time::Instant::now() < deadline;
+        let wait = since > 0
+            && !body.full_state
+            && is_empty(&response)
+            && tokio::time::Instant::now() < deadline;
         if !wait {
             return Ok(response);
         }
-        if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, watch.changed())
+            .await
+            .is_err()
+        {
             return Ok(response);
         }
     }
@@ -79,13 +98,21 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     let services = ctx.services;
     let mut response = v3::Response::new(ctx.upto.to_string());
 
-    let account_data = services.account_data.changes(ctx.user, ctx.since, ctx.upto)?;
-    let mut room_account_data: BTreeMap<ruma::OwnedRoomId, Vec<(String, serde_json::Value)>> = BTreeMap::new();
+    let account_data = services
+        .account_data
+        .changes(ctx.user, ctx.since, ctx.upto)?;
+    let mut room_account_data: BTreeMap<ruma::OwnedRoomId, Vec<(String, serde_json::Value)>> =
+        BTreeMap::new();
     let mut global = GlobalAccountData::new();
     for (room, kind, content) in account_data {
         match room {
-            Some(room) => room_account_data.entry(room).or_default().push((kind, content)),
-            None => global.events.push(raw(&json!({ "type": kind, "content": content }))),
+            Some(room) => room_account_data
+                .entry(room)
+                .or_default()
+                .push((kind, content)),
+            None => global
+                .events
+                .push(raw(&json!({ "type": kind, "content": content }))),
         }
     }
     response.account_data = global;
@@ -94,7 +121,12 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     for (room_id, membership) in services.rooms.rooms_of(ctx.user)? {
         if !super::filter::room_allowed(&ctx.filter.room.timeline, &room_id)
             || ctx.filter.room.not_rooms.contains(&room_id)
-            || ctx.filter.room.rooms.as_ref().is_some_and(|r| !r.contains(&room_id))
+            || ctx
+                .filter
+                .room
+                .rooms
+                .as_ref()
+                .is_some_and(|r| !r.contains(&room_id))
         {
             continue;
         }
@@ -106,11 +138,19 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
                 }
             }
             "invite" if membership.count > ctx.since && membership.count <= ctx.upto => {
-                rooms.invite.insert(room_id.clone(), room::invited(ctx, &room_id, &membership)?);
+                rooms
+                    .invite
+                    .insert(room_id.clone(), room::invited(ctx, &room_id, &membership)?);
             }
-            "leave" | "ban" if membership.count > ctx.since && membership.count <= ctx.upto && !membership.forgotten => {
+            "leave" | "ban"
+                if membership.count > ctx.since
+                    && membership.count <= ctx.upto
+                    && !membership.forgotten =>
+            {
                 if ctx.since > 0 || ctx.filter.room.include_leave {
-                    rooms.leave.insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
+                    rooms
+                        .leave
+                        .insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
                 }
             }
             _ => {}
@@ -128,12 +168,16 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
             if record.presence == "online" {
                 content["currently_active"] = json!(true);
             }
-            presence.events.push(raw(&json!({ "type": "m.presence", "sender": user, "content": content })));
+            presence.events.push(raw(
+                &json!({ "type": "m.presence", "sender": user, "content": content }),
+            ));
         }
     }
     response.presence = presence;
 
-    let (messages, _) = services.e2ee.to_device_messages(ctx.user, ctx.device, ctx.since, ctx.upto, 1000)?;
+    let (messages, _) = services
+        .e2ee
+        .to_device_messages(ctx.user, ctx.device, ctx.since, ctx.upto, 1000)?;
     let mut to_device = ToDevice::new();
     to_device.events = messages.iter().map(raw).collect();
     response.to_device = to_device;
@@ -153,13 +197,28 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     let counts = services.e2ee.one_time_key_counts(ctx.user, ctx.device)?;
     response.device_one_time_keys_count = counts
         .into_iter()
-        .map(|(alg, n)| (OneTimeKeyAlgorithm::from(alg.as_str()), UInt::try_from(n).unwrap_or_default()))
+        .map(|(alg, n)| {
+            (
+                OneTimeKeyAlgorithm::from(alg.as_str()),
+                UInt::try_from(n).unwrap_or_default(),
+            )
+        })
         .collect();
-    if !response.device_one_time_keys_count.contains_key(&OneTimeKeyAlgorithm::SignedCurve25519) {
-        response.device_one_time_keys_count.insert(OneTimeKeyAlgorithm::SignedCurve25519, UInt::from(0u32));
+    if !response
+        .device_one_time_keys_count
+        .contains_key(&OneTimeKeyAlgorithm::SignedCurve25519)
+    {
+        response
+            .device_one_time_keys_count
+            .insert(OneTimeKeyAlgorithm::SignedCurve25519, UInt::from(0u32));
     }
     response.device_unused_fallback_key_types = Some(
-        services.e2ee.unused_fallback_key_types(ctx.user, ctx.device)?.iter().map(|a| OneTimeKeyAlgorithm::from(a.as_str())).collect(),
+        services
+            .e2ee
+            .unused_fallback_key_types(ctx.user, ctx.device)?
+            .iter()
+            .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
+            .collect(),
     );
     Ok(response)
 }

@@ -4,7 +4,10 @@ use ruma::{
     OwnedUserId, RoomId, UInt,
     api::client::sync::sync_events::{
         UnreadNotificationsCount,
-        v3::{Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, RoomSummary, State, StateEvents, Timeline},
+        v3::{
+            Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData,
+            RoomSummary, State, StateEvents, Timeline,
+        },
     },
     events::{StateEventType, TimelineEventType},
 };
@@ -28,10 +31,20 @@ struct TimelineSection {
 }
 
 /// Timeline in `(after, upto]` plus the state the client needs before it.
-fn timeline_and_state(ctx: &SyncContext<'_>, room_id: &RoomId, after: u64, upto: u64, full: bool) -> Result<TimelineSection> {
+fn timeline_and_state(
+    ctx: &SyncContext<'_>,
+    room_id: &RoomId,
+    after: u64,
+    upto: u64,
+    full: bool,
+) -> Result<TimelineSection> {
     let rooms = &ctx.services.rooms;
     let filter = &ctx.filter.room.timeline;
-    let limit = filter.limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, MAX_TIMELINE_LIMIT);
+    let limit = filter
+        .limit
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+        .clamp(1, MAX_TIMELINE_LIMIT);
     let (events, limited) = rooms.latest_events(room_id, after, upto, limit)?;
     let first = events.first().map_or(upto + 1, |(c, _)| *c);
 
@@ -55,19 +68,25 @@ fn timeline_and_state(ctx: &SyncContext<'_>, room_id: &RoomId, after: u64, upto:
             timeline.events.push(pdu.to_sync_event(Some(ctx.device)));
         }
     }
-    Ok(TimelineSection { timeline, state, senders })
+    Ok(TimelineSection {
+        timeline,
+        state,
+        senders,
+    })
 }
 
 fn state_section(ctx: &SyncContext<'_>, state: Vec<Pdu>, senders: &[OwnedUserId]) -> State {
     let filter = &ctx.filter.room.state;
-    let lazy = filter.lazy_load_options.is_enabled();
+    let lazy = !filter.lazy_load_options.is_disabled();
     let events = state
         .iter()
         .filter(|pdu| event_matches(filter, pdu))
         .filter(|pdu| {
             !lazy
                 || pdu.kind != TimelineEventType::RoomMember
-                || pdu.state_key.as_deref().is_some_and(|k| k == ctx.user.as_str() || senders.iter().any(|s| s.as_str() == k))
+                || pdu.state_key.as_deref().is_some_and(|k| {
+                    k == ctx.user.as_str() || senders.iter().any(|s| s.as_str() == k)
+                })
         })
         .map(Pdu::to_sync_state_event)
         .collect();
@@ -76,26 +95,54 @@ fn state_section(ctx: &SyncContext<'_>, state: Vec<Pdu>, senders: &[OwnedUserId]
     State::Before(section)
 }
 
-pub fn joined(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipRecord, account_data: Vec<(String, Value)>) -> Result<Option<JoinedRoom>> {
+pub fn joined(
+    ctx: &SyncContext<'_>,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+    account_data: Vec<(String, Value)>,
+) -> Result<Option<JoinedRoom>> {
     let services = ctx.services;
     let newly_joined = membership.count > ctx.since;
     let full = ctx.since == 0 || newly_joined || ctx.full_state;
-    let TimelineSection { timeline, state, senders } = timeline_and_state(ctx, room_id, ctx.since, ctx.upto, full)?;
+    let TimelineSection {
+        timeline,
+        state,
+        senders,
+    } = timeline_and_state(ctx, room_id, ctx.since, ctx.upto, full)?;
 
     let mut ephemeral = Ephemeral::new();
     if let Some(typing) = services.typing.changes(room_id, ctx.since, ctx.upto) {
-        ephemeral.events.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": typing } })));
+        ephemeral.events.push(raw(
+            &json!({ "type": "m.typing", "content": { "user_ids": typing } }),
+        ));
     }
-    if let Some(receipts) = services.receipts.changes(room_id, ctx.user, ctx.since, ctx.upto)? {
-        ephemeral.events.push(raw(&json!({ "type": "m.receipt", "content": receipts })));
+    if let Some(receipts) = services
+        .receipts
+        .changes(room_id, ctx.user, ctx.since, ctx.upto)?
+    {
+        ephemeral
+            .events
+            .push(raw(&json!({ "type": "m.receipt", "content": receipts })));
     }
     let mut room_account_data = RoomAccountData::new();
-    room_account_data.events = account_data.iter().map(|(kind, content)| raw(&json!({ "type": kind, "content": content }))).collect();
+    room_account_data.events = account_data
+        .iter()
+        .map(|(kind, content)| raw(&json!({ "type": kind, "content": content })))
+        .collect();
 
-    if !full && timeline.events.is_empty() && state.is_empty() && ephemeral.is_empty() && room_account_data.is_empty() {
+    if !full
+        && timeline.events.is_empty()
+        && state.is_empty()
+        && ephemeral.is_empty()
+        && room_account_data.is_empty()
+    {
         return Ok(None);
     }
-    let state_changed_members = full || state.iter().any(|p| p.kind == TimelineEventType::RoomMember) || !timeline.events.is_empty();
+    let state_changed_members = full
+        || state
+            .iter()
+            .any(|p| p.kind == TimelineEventType::RoomMember)
+        || !timeline.events.is_empty();
 
     let mut room = JoinedRoom::new();
     room.state = state_section(ctx, state, &senders);
@@ -111,13 +158,27 @@ pub fn joined(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipRe
 
 fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
     let members = ctx.services.rooms.members(room_id)?;
-    let joined = members.iter().filter(|(_, m)| m.membership == "join").count();
-    let invited = members.iter().filter(|(_, m)| m.membership == "invite").count();
+    let joined = members
+        .iter()
+        .filter(|(_, m)| m.membership == "join")
+        .count();
+    let invited = members
+        .iter()
+        .filter(|(_, m)| m.membership == "invite")
+        .count();
     let mut summary = RoomSummary::new();
     summary.joined_member_count = UInt::try_from(joined as u64).ok();
     summary.invited_member_count = UInt::try_from(invited as u64).ok();
-    let has_name = ctx.services.rooms.state_event_id(room_id, &StateEventType::RoomName, "")?.is_some()
-        || ctx.services.rooms.state_event_id(room_id, &StateEventType::RoomCanonicalAlias, "")?.is_some();
+    let has_name = ctx
+        .services
+        .rooms
+        .state_event_id(room_id, &StateEventType::RoomName, "")?
+        .is_some()
+        || ctx
+            .services
+            .rooms
+            .state_event_id(room_id, &StateEventType::RoomCanonicalAlias, "")?
+            .is_some();
     if !has_name {
         summary.heroes = members
             .into_iter()
@@ -130,7 +191,11 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
 }
 
 /// Messages from others since the user's read receipt.
-fn unread_counts(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipRecord) -> Result<UnreadNotificationsCount> {
+fn unread_counts(
+    ctx: &SyncContext<'_>,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+) -> Result<UnreadNotificationsCount> {
     let rooms = &ctx.services.rooms;
     let mut read_upto = membership.count;
     for event_id in ctx.services.receipts.read_up_to(room_id, ctx.user)? {
@@ -145,9 +210,17 @@ fn unread_counts(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &Membershi
         if pdu.sender == ctx.user || pdu.is_state() {
             continue;
         }
-        if matches!(pdu.kind, TimelineEventType::RoomMessage | TimelineEventType::RoomEncrypted | TimelineEventType::Sticker) {
+        if matches!(
+            pdu.kind,
+            TimelineEventType::RoomMessage
+                | TimelineEventType::RoomEncrypted
+                | TimelineEventType::Sticker
+        ) {
             notifications += 1;
-            let body = pdu.content_value()["body"].as_str().unwrap_or_default().to_lowercase();
+            let body = pdu.content_value()["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase();
             if body.contains(localpart) || pdu.content.get().contains(ctx.user.as_str()) {
                 highlights += 1;
             }
@@ -159,7 +232,11 @@ fn unread_counts(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &Membershi
     Ok(counts)
 }
 
-pub fn invited(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipRecord) -> Result<InvitedRoom> {
+pub fn invited(
+    ctx: &SyncContext<'_>,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+) -> Result<InvitedRoom> {
     let rooms = &ctx.services.rooms;
     let mut events = Vec::new();
     for kind in [
@@ -175,7 +252,12 @@ pub fn invited(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipR
             events.push(pdu.to_stripped_state_event());
         }
     }
-    if let Some(inviter) = rooms.state_pdu_at(room_id, &StateEventType::RoomMember, membership.sender.as_str(), membership.count)? {
+    if let Some(inviter) = rooms.state_pdu_at(
+        room_id,
+        &StateEventType::RoomMember,
+        membership.sender.as_str(),
+        membership.count,
+    )? {
         events.push(inviter.to_stripped_state_event());
     }
     if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
@@ -186,8 +268,22 @@ pub fn invited(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipR
     Ok(InvitedRoom::from(state))
 }
 
-pub fn left(ctx: &SyncContext<'_>, room_id: &RoomId, membership: &MembershipRecord) -> Result<LeftRoom> {
-    let TimelineSection { timeline, state, senders } = timeline_and_state(ctx, room_id, ctx.since, membership.count, ctx.since == 0 || ctx.full_state)?;
+pub fn left(
+    ctx: &SyncContext<'_>,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+) -> Result<LeftRoom> {
+    let TimelineSection {
+        timeline,
+        state,
+        senders,
+    } = timeline_and_state(
+        ctx,
+        room_id,
+        ctx.since,
+        membership.count,
+        ctx.since == 0 || ctx.full_state,
+    )?;
     let mut room = LeftRoom::new();
     room.state = state_section(ctx, state, &senders);
     room.timeline = timeline;
