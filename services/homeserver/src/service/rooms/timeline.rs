@@ -58,8 +58,20 @@ impl Rooms {
         before: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Pdu)>> {
+        self.events_between_rev(room_id, 0, before, limit)
+    }
+
+    /// Up to `limit` events with position in `(after, upto]`, newest first.
+    /// Positions are checked before events are read, so an empty range costs one seek.
+    fn events_between_rev(
+        &self,
+        room_id: &RoomId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Pdu)>> {
         let prefix = key::prefix([room_id.as_bytes()]);
-        let from = key::with_u64(room_id.as_bytes().to_vec(), before);
+        let from = key::with_u64(room_id.as_bytes().to_vec(), upto);
         let mut out = Vec::new();
         for row in self.roomid_count_eventid.scan_rev_from(from, prefix) {
             if out.len() >= limit {
@@ -69,8 +81,11 @@ impl Rooms {
             let Some((_, count)) = key::split_last_u64(&k) else {
                 continue;
             };
-            if count > before {
+            if count > upto {
                 continue;
+            }
+            if count <= after {
+                break;
             }
             if let Some(pdu) = self.pdu_from_id_bytes(&v)? {
                 out.push((count, pdu));
@@ -88,8 +103,13 @@ impl Rooms {
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<(u64, Pdu)>, bool)> {
-        let mut events = self.events_before(room_id, upto, limit + 1)?;
-        events.retain(|(count, _)| *count > after);
+        if self
+            .meta(room_id)?
+            .is_some_and(|meta| meta.last_count <= after)
+        {
+            return Ok((Vec::new(), false));
+        }
+        let mut events = self.events_between_rev(room_id, after, upto, limit + 1)?;
         let limited = events.len() > limit;
         events.truncate(limit);
         events.reverse();

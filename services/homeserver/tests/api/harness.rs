@@ -1,0 +1,162 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use archipel_homeserver::{Homeserver, HomeserverConfig, columns::COLUMNS};
+use archipel_store::{Store, StoreOptions};
+use axum::{Router, body::Body};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub struct TestNode {
+    pub router: Router,
+    pub homeserver: Homeserver,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "expected 200, got {}: {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+
+    #[track_caller]
+    pub fn err(self, status: StatusCode, errcode: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["errcode"], errcode, "body: {}", self.body);
+        self.body
+    }
+}
+
+static TXN: AtomicU64 = AtomicU64::new(0);
+
+pub fn txn() -> String {
+    format!("t{}", TXN.fetch_add(1, Ordering::Relaxed))
+}
+
+impl TestNode {
+    pub fn start(configure: impl FnOnce(&mut HomeserverConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = HomeserverConfig::default();
+        config.open_registration = true;
+        config.rate_limit.enabled = false;
+        configure(&mut config);
+        let store = Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default())
+            .expect("open store");
+        let homeserver = Homeserver::open(config, store, dir.path()).expect("open homeserver");
+        Self {
+            router: homeserver.router(),
+            homeserver,
+            _dir: dir,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(body).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    /// Registers `name` with m.login.dummy and returns its access token.
+    pub async fn register(&self, name: &str) -> String {
+        let body = json!({ "username": name, "password": "correct horse", "auth": { "type": "m.login.dummy" } });
+        let reply = self
+            .request(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                Some(body),
+            )
+            .await
+            .ok();
+        reply["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        let reply = self
+            .request(
+                Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(token),
+                Some(body),
+            )
+            .await
+            .ok();
+        reply["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    pub async fn send_text(&self, token: &str, room: &str, text: &str) -> String {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{room}/send/m.room.message/{}",
+            txn()
+        );
+        let reply = self
+            .request(
+                Method::PUT,
+                &path,
+                Some(token),
+                Some(json!({ "msgtype": "m.text", "body": text })),
+            )
+            .await
+            .ok();
+        reply["event_id"].as_str().expect("event_id").to_owned()
+    }
+
+    pub async fn join(&self, token: &str, room: &str) -> Reply {
+        self.request(
+            Method::POST,
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(token),
+            Some(json!({})),
+        )
+        .await
+    }
+
+    pub async fn sync(&self, token: &str, since: Option<&str>) -> Value {
+        let path = match since {
+            Some(since) => format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+            None => "/_matrix/client/v3/sync".to_owned(),
+        };
+        self.request(Method::GET, &path, Some(token), None)
+            .await
+            .ok()
+    }
+}

@@ -1,0 +1,10 @@
+//! In-process tests of the client API: the real router over a real RocksDB
+//! store in a temporary folder, driven with raw HTTP requests. They cover the
+//! endpoints the matrix-sdk end-to-end suite (in `appliance/tests`) does not
+//! reach, quickly and with exact assertions on status codes and bodies.
+
+mod harness;
+mod rooms;
+mod sessions;
+mod state;
+mod user_data;

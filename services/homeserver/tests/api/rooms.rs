@@ -1,0 +1,449 @@
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::TestNode;
+
+const V3: &str = "/_matrix/client/v3";
+
+fn member_state(node_state: &serde_json::Value, user: &str) -> String {
+    node_state
+        .as_array()
+        .expect("state")
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+        .map(|e| {
+            e["content"]["membership"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn invite_join_kick_ban_unban_leave_and_forget() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+
+    // Private room: bob cannot join uninvited.
+    node.join(&bob, &room)
+        .await
+        .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/invite"),
+        Some(&alice),
+        Some(json!({ "user_id": "@bob:localhost" })),
+    )
+    .await
+    .ok();
+    let sync = node.sync(&bob, None).await;
+    assert!(
+        sync["rooms"]["invite"][&room]["invite_state"]["events"]
+            .as_array()
+            .expect("invite state")
+            .iter()
+            .any(|e| e["type"] == "m.room.create")
+    );
+
+    node.join(&bob, &room).await.ok();
+    let joined = node
+        .request(Method::GET, &format!("{V3}/joined_rooms"), Some(&bob), None)
+        .await
+        .ok();
+    assert_eq!(joined["joined_rooms"], json!([room]));
+    let members = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/joined_members"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert!(members["joined"]["@bob:localhost"].is_object());
+
+    // Bob (power 0) cannot kick alice.
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/kick"),
+        Some(&bob),
+        Some(json!({ "user_id": "@alice:localhost" })),
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/kick"),
+        Some(&alice),
+        Some(json!({ "user_id": "@bob:localhost", "reason": "test" })),
+    )
+    .await
+    .ok();
+    let state = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/state"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(member_state(&state, "@bob:localhost"), "leave");
+    let bob_sync = node.sync(&bob, Some("1")).await;
+    assert!(
+        bob_sync["rooms"]["leave"][&room].is_object(),
+        "kicked room in leave section: {bob_sync}"
+    );
+
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/ban"),
+        Some(&alice),
+        Some(json!({ "user_id": "@bob:localhost" })),
+    )
+    .await
+    .ok();
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/invite"),
+        Some(&alice),
+        Some(json!({ "user_id": "@bob:localhost" })),
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/unban"),
+        Some(&alice),
+        Some(json!({ "user_id": "@bob:localhost" })),
+    )
+    .await
+    .ok();
+    let state = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/state"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(member_state(&state, "@bob:localhost"), "leave");
+
+    // Bob can still read history up to when he left, not after.
+    let after_kick = node.send_text(&alice, &room, "after bob left").await;
+    node.request(
+        Method::GET,
+        &format!("{V3}/rooms/{room}/event/{after_kick}"),
+        Some(&bob),
+        None,
+    )
+    .await
+    .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/leave"),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/forget"),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    let alice_sync = node.sync(&alice, None).await;
+    assert!(alice_sync["rooms"]["join"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn aliases_directory_and_join_by_alias() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat", "visibility": "public", "room_alias_name": "koffie", "name": "Koffie", "topic": "Dagelijkse koffie" }))
+        .await;
+
+    let resolved = node
+        .request(
+            Method::GET,
+            &format!("{V3}/directory/room/%23koffie:localhost"),
+            None,
+            None,
+        )
+        .await;
+    let resolved = if resolved.status == StatusCode::UNAUTHORIZED {
+        node.request(
+            Method::GET,
+            &format!("{V3}/directory/room/%23koffie:localhost"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok()
+    } else {
+        resolved.ok()
+    };
+    assert_eq!(resolved["room_id"], room.as_str());
+
+    // The alias is taken.
+    node.request(
+        Method::POST,
+        &format!("{V3}/createRoom"),
+        Some(&bob),
+        Some(json!({ "room_alias_name": "koffie" })),
+    )
+    .await
+    .err(StatusCode::BAD_REQUEST, "M_ROOM_IN_USE");
+
+    let public = node
+        .request(Method::GET, &format!("{V3}/publicRooms"), Some(&bob), None)
+        .await
+        .ok();
+    assert_eq!(public["chunk"][0]["room_id"], room.as_str());
+    assert_eq!(public["chunk"][0]["name"], "Koffie");
+    let filtered = node
+        .request(
+            Method::POST,
+            &format!("{V3}/publicRooms"),
+            Some(&bob),
+            Some(json!({ "filter": { "generic_search_term": "thee" } })),
+        )
+        .await
+        .ok();
+    assert_eq!(filtered["chunk"], json!([]));
+
+    let joined = node
+        .request(
+            Method::POST,
+            &format!("{V3}/join/%23koffie:localhost"),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room.as_str());
+
+    node.request(
+        Method::PUT,
+        &format!("{V3}/directory/list/room/{room}"),
+        Some(&bob),
+        Some(json!({ "visibility": "private" })),
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    node.request(
+        Method::PUT,
+        &format!("{V3}/directory/list/room/{room}"),
+        Some(&alice),
+        Some(json!({ "visibility": "private" })),
+    )
+    .await
+    .ok();
+    let public = node
+        .request(Method::GET, &format!("{V3}/publicRooms"), Some(&bob), None)
+        .await
+        .ok();
+    assert_eq!(public["chunk"], json!([]));
+
+    node.request(
+        Method::DELETE,
+        &format!("{V3}/directory/room/%23koffie:localhost"),
+        Some(&bob),
+        None,
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    node.request(
+        Method::DELETE,
+        &format!("{V3}/directory/room/%23koffie:localhost"),
+        Some(&alice),
+        None,
+    )
+    .await
+    .ok();
+    node.request(
+        Method::GET,
+        &format!("{V3}/directory/room/%23koffie:localhost"),
+        Some(&bob),
+        None,
+    )
+    .await
+    .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn room_versions_ten_and_eleven_and_nothing_else() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    for version in ["10", "11"] {
+        let room = node
+            .create_room(&alice, json!({ "room_version": version }))
+            .await;
+        let create = node
+            .request(
+                Method::GET,
+                &format!("{V3}/rooms/{room}/state/m.room.create/"),
+                Some(&alice),
+                None,
+            )
+            .await
+            .ok();
+        assert_eq!(create["room_version"], version);
+        assert_eq!(
+            create.get("creator").is_some(),
+            version == "10",
+            "creator only in v10: {create}"
+        );
+        node.send_text(&alice, &room, "works").await;
+    }
+    node.request(
+        Method::POST,
+        &format!("{V3}/createRoom"),
+        Some(&alice),
+        Some(json!({ "room_version": "9" })),
+    )
+    .await
+    .err(StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION");
+}
+
+#[tokio::test]
+async fn sync_long_polls_until_something_happens() {
+    let node = std::sync::Arc::new(TestNode::start(|_| {}));
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, json!({})).await;
+    let since = node.sync(&alice, None).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+
+    let waiter = {
+        let (node, alice, since) = (node.clone(), alice.clone(), since.clone());
+        tokio::spawn(async move {
+            node.request(
+                Method::GET,
+                &format!("{V3}/sync?since={since}&timeout=20000"),
+                Some(&alice),
+                None,
+            )
+            .await
+            .ok()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiter.is_finished(),
+        "sync returned before anything happened"
+    );
+    let event = node.send_text(&alice, &room, "wake up").await;
+    let response = waiter.await.expect("sync task");
+    let events = response["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .expect("timeline")
+        .clone();
+    assert_eq!(events.len(), 1, "{response}");
+    assert_eq!(events[0]["event_id"], event.as_str());
+    assert_eq!(
+        events[0]["unsigned"]["transaction_id"].is_string(),
+        true,
+        "own events echo the transaction ID"
+    );
+}
+
+#[tokio::test]
+async fn limited_timelines_give_a_prev_batch_that_paginates() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, json!({})).await;
+    let mut sent = Vec::new();
+    for i in 0..15 {
+        sent.push(node.send_text(&alice, &room, &format!("m{i}")).await);
+    }
+    let filter = json!({ "room": { "timeline": { "limit": 5 } } }).to_string();
+    let path = format!("{V3}/sync?filter={}", urlencode(&filter));
+    let sync = node
+        .request(Method::GET, &path, Some(&alice), None)
+        .await
+        .ok();
+    let timeline = &sync["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], true);
+    let ids: Vec<_> = timeline["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, sent[10..].to_vec());
+    let prev = timeline["prev_batch"].as_str().expect("prev_batch");
+    let older = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/messages?dir=b&from={prev}&limit=5"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    let older: Vec<_> = older["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut expected = sent[5..10].to_vec();
+    expected.reverse();
+    assert_eq!(older, expected);
+
+    // A stored filter gives the same.
+    let stored = node
+        .request(
+            Method::POST,
+            &format!("{V3}/user/@alice:localhost/filter"),
+            Some(&alice),
+            Some(serde_json::from_str(&filter).expect("json")),
+        )
+        .await
+        .ok();
+    let id = stored["filter_id"].as_str().expect("filter_id");
+    let sync = node
+        .request(
+            Method::GET,
+            &format!("{V3}/sync?filter={id}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(
+        sync["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .expect("events")
+            .len(),
+        5
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
