@@ -6,6 +6,7 @@ mod report;
 mod scenarios;
 mod servers;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -129,11 +130,21 @@ async fn run(cli: &Cli) -> Result<bool> {
         results.push(metrics);
     }
 
-    if cli.json {
-        println!("{}", report::render_json(&cli.sizes, &results)?);
+    let output = if cli.json {
+        report::render_json(&cli.sizes, &results)? + "\n"
     } else {
-        println!();
-        print!("{}", report::render_table(&cli.sizes, &results));
+        format!("\n{}", report::render_table(&cli.sizes, &results))
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A closed pipe (e.g. `| head`) is the reader's choice, not a failure.
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(err).context("writing results");
+        }
+        _ => {}
     }
     Ok(results.iter().all(|m| m.error.is_none()))
 }

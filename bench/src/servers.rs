@@ -250,11 +250,9 @@ async fn synapse_command(
     port: u16,
 ) -> Result<(Command, Option<String>)> {
     let python = &opts.synapse_python;
-    let hint = format!(
-        "Create the Synapse environment with:\n  \
+    let hint = "Create the Synapse environment with:\n  \
          python3 -m venv /var/tmp/synapse-venv && /var/tmp/synapse-venv/bin/pip install matrix-synapse\n\
-         (or pass --synapse-python, or run only the Archipel side with `--only archipel`)"
-    );
+         (or pass --synapse-python, or run only the Archipel side with `--only archipel`)";
     if !python.is_file() {
         bail!("Synapse Python not found at {}\n{hint}", python.display());
     }

@@ -211,14 +211,14 @@ async fn edits_and_redactions_reach_the_other_user() {
         .await
         .expect("bob fetches the event");
     let fetched: Value = serde_json::from_str(fetched.raw().json().get()).expect("event JSON");
-    assert_redacted(&fetched, &redaction_id.to_string());
+    assert_redacted(&fetched, redaction_id.as_str());
 
     let timeline = api_for(&server, &pair.bob).timeline(room_id.as_str()).await;
     let in_timeline = timeline
         .iter()
         .find(|event| event["event_id"] == doomed.as_str())
         .expect("the redacted event stays in the timeline");
-    assert_redacted(in_timeline, &redaction_id.to_string());
+    assert_redacted(in_timeline, redaction_id.as_str());
 }
 
 #[track_caller]

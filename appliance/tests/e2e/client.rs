@@ -1,6 +1,7 @@
 //! Clients for the tests: logged-in matrix-sdk clients, and a thin raw HTTP
 //! client for asserting exact status codes, error codes and stored state.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use matrix_sdk::config::{RequestConfig, SyncSettings};
@@ -364,7 +365,6 @@ pub struct Api {
 
 /// A session returned by `/register` or `/login`.
 pub struct Session {
-    pub user_id: String,
     pub access_token: String,
 }
 
@@ -481,7 +481,6 @@ impl Api {
             "register {name}"
         );
         Session {
-            user_id: session["user_id"].as_str().expect("user_id").to_owned(),
             access_token: session["access_token"]
                 .as_str()
                 .expect("access_token")
@@ -502,8 +501,8 @@ impl Api {
     /// Logs in with the correct password.
     pub async fn login(&self, name: &str) -> Session {
         let session = self.login_reply(name, PASSWORD).await.ok();
+        assert_eq!(session["user_id"], user_id(name).as_str(), "login {name}");
         Session {
-            user_id: session["user_id"].as_str().expect("user_id").to_owned(),
             access_token: session["access_token"]
                 .as_str()
                 .expect("access_token")
@@ -565,7 +564,7 @@ impl Api {
                 enc(room)
             );
             if let Some(token) = &from {
-                path.push_str(&format!("&from={}", enc(token)));
+                write!(path, "&from={}", enc(token)).expect("write to a String");
             }
             let page = self.get(&path).await.ok();
             let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
@@ -666,7 +665,7 @@ pub fn enc(value: &str) -> String {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            write!(out, "%{byte:02X}").expect("write to a String");
         }
     }
     out
@@ -683,7 +682,7 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     for y in 0..height {
         raw.push(0); // filter: none
         for x in 0..width {
-            raw.extend([(x * 255 / width) as u8, (y * 255 / height) as u8, 0x80]);
+            raw.extend([shade(x, width), shade(y, height), 0x80]);
         }
     }
 
@@ -704,13 +703,18 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
 
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(&mut png, b"IDAT", &zlib);
-    png_chunk(&mut png, b"IEND", &[]);
+    png_chunk(&mut png, *b"IHDR", &ihdr);
+    png_chunk(&mut png, *b"IDAT", &zlib);
+    png_chunk(&mut png, *b"IEND", &[]);
     png
 }
 
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+/// `n` of `of` as a colour intensity.
+fn shade(n: u32, of: u32) -> u8 {
+    u8::try_from(n * 255 / of).expect("n < of")
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: [u8; 4], data: &[u8]) {
     out.extend(
         u32::try_from(data.len())
             .expect("chunk fits in u32")

@@ -44,6 +44,8 @@ pub struct TestServer {
     url: String,
     /// Number of times the process has been spawned, for log separators.
     generation: u32,
+    /// Pass `--open-registration` (m.login.dummy sign-up for test clients).
+    open_registration: bool,
 }
 
 impl TestServer {
@@ -66,8 +68,18 @@ impl TestServer {
             child: None,
             url: String::new(),
             generation: 0,
+            open_registration: true,
         };
         server.spawn().await;
+        server
+    }
+
+    /// Starts a server whose registration is closed, as in production.
+    pub async fn start_closed() -> Self {
+        let mut server = Self::start().await;
+        server.stop().await;
+        server.open_registration = false;
+        server.restart().await;
         server
     }
 
@@ -152,7 +164,7 @@ impl TestServer {
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(["--server-name", "localhost"])
-            .arg("--open-registration")
+            .args(self.open_registration.then_some("--open-registration"))
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",

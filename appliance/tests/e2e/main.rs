@@ -6,6 +6,7 @@ mod client;
 mod harness;
 
 mod chat;
+mod cli;
 mod crash;
 mod encryption;
 mod errors;

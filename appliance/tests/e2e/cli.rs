@@ -1,0 +1,253 @@
+//! The `archipel` command line: user management on a node's data folder,
+//! registration tokens, and configuration errors that name the key.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::client::Api;
+use crate::harness::{TestServer, archipel_bin};
+
+fn archipel(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(archipel_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn archipel");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("archipel exits")
+}
+
+#[track_caller]
+fn succeeds(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "archipel failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[track_caller]
+fn fails(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "archipel should have failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn data(dir: &Path) -> String {
+    dir.to_str().expect("utf-8 path").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_manage_accounts_on_a_stopped_node() {
+    let mut server = TestServer::start().await;
+    let dir = data(&server.data_dir());
+
+    // The database is in use while the node runs.
+    let busy = archipel(&["user", "list", "--data-dir", &dir], None);
+    assert!(
+        fails(&busy).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+
+    server.stop().await;
+    let created = archipel(
+        &[
+            "user",
+            "create",
+            "carol",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("long enough password\n"),
+    );
+    assert!(succeeds(&created).contains("@carol:localhost"));
+    let duplicate = archipel(
+        &[
+            "user",
+            "create",
+            "carol",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("long enough password\n"),
+    );
+    fails(&duplicate);
+    let short = archipel(
+        &[
+            "user",
+            "create",
+            "dave",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("short\n"),
+    );
+    assert!(fails(&short).contains("at least 8"));
+    // Without a terminal and without --password-stdin there is no way to ask.
+    let no_tty = archipel(&["user", "create", "erin", "--data-dir", &dir], None);
+    assert!(fails(&no_tty).contains("--password-stdin"));
+
+    let list = succeeds(&archipel(
+        &["user", "list", "--json", "--data-dir", &dir],
+        None,
+    ));
+    let users: Vec<serde_json::Value> = list
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(
+        users
+            .iter()
+            .filter(|u| u["user_id"] == "@carol:localhost")
+            .count(),
+        1,
+        "{list}"
+    );
+    assert!(
+        !users.iter().any(|u| u["user_id"] == "@dave:localhost"),
+        "a rejected create stored nothing: {list}"
+    );
+
+    server.restart().await;
+    let api = Api::new(server.url());
+    api.login_reply("carol", "long enough password").await.ok();
+
+    server.stop().await;
+    succeeds(&archipel(
+        &[
+            "user",
+            "passwd",
+            "carol",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("another password\n"),
+    ));
+    server.restart().await;
+    let api = Api::new(server.url());
+    api.login_reply("carol", "long enough password")
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    api.login_reply("carol", "another password").await.ok();
+
+    server.stop().await;
+    succeeds(&archipel(
+        &["user", "deactivate", "carol", "--data-dir", &dir],
+        None,
+    ));
+    server.restart().await;
+    let api = Api::new(server.url());
+    api.login_reply("carol", "another password")
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_tokens_open_a_closed_node() {
+    let mut server = TestServer::start_closed().await;
+    let dir = data(&server.data_dir());
+    let api = Api::new(server.url());
+    let body = json!({ "username": "mallory", "password": "long enough password", "auth": { "type": "m.login.dummy" } });
+    api.post("/_matrix/client/v3/register", &body)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    server.stop().await;
+
+    let token = succeeds(&archipel(
+        &[
+            "registration-token",
+            "create",
+            "--uses",
+            "1",
+            "--data-dir",
+            &dir,
+        ],
+        None,
+    ))
+    .trim()
+    .to_owned();
+    assert!(!token.is_empty());
+
+    server.restart().await;
+    let api = Api::new(server.url());
+    let body = json!({ "username": "frank", "password": "long enough password" });
+    let challenge = api.post("/_matrix/client/v3/register", &body).await;
+    assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);
+    let session = challenge.json()["session"].clone();
+    let mut body = body;
+    body["auth"] =
+        json!({ "type": "m.login.registration_token", "token": token, "session": session });
+    let registered = api.post("/_matrix/client/v3/register", &body).await.ok();
+    assert_eq!(registered["user_id"], "@frank:localhost");
+    server.stop().await;
+
+    let listed = succeeds(&archipel(
+        &["registration-token", "list", "--data-dir", &dir],
+        None,
+    ));
+    assert!(listed.contains("used 1/1"), "{listed}");
+}
+
+#[test]
+fn configuration_mistakes_name_the_key_and_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path().join("archipel.toml");
+    std::fs::write(
+        &path,
+        "[node]\ndata_dir = \"/tmp/x\"\n\n[homeserver]\nserver_nmae = \"example.org\"\n",
+    )
+    .expect("write config");
+    let err = fails(&archipel(
+        &["check-config", "--config", path.to_str().expect("path")],
+        None,
+    ));
+    assert!(
+        err.contains("server_nmae") && err.contains("line 5"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[homeserver]\nopen_registration = true\n").expect("write config");
+    let err = fails(&archipel(
+        &["run", "--config", path.to_str().expect("path")],
+        None,
+    ));
+    assert!(err.contains("open_registration"), "{err}");
+
+    let missing = fails(&archipel(
+        &["run", "--config", "/nonexistent/archipel.toml"],
+        None,
+    ));
+    assert!(missing.contains("/nonexistent/archipel.toml"), "{missing}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let help = succeeds(&archipel(&["--help"], None));
+    for command in ["run", "dev", "user", "registration-token", "check-config"] {
+        assert!(help.contains(command), "--help lacks {command}: {help}");
+    }
+}
