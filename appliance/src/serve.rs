@@ -38,6 +38,8 @@ async fn serve(config: Config) -> Result<()> {
     let app = homeserver
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
+    // Installed before the ready line, so a SIGTERM right after it is a clean stop.
+    let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     // The one line scripts and tests wait for.
@@ -47,7 +49,7 @@ async fn serve(config: Config) -> Result<()> {
     );
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(term))
         .await
         .context("serving the client API")?;
 
@@ -58,14 +60,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return std::future::pending().await;
-        }
-    };
+async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),

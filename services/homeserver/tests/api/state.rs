@@ -329,3 +329,53 @@ async fn redaction_hides_content_from_clients_but_keeps_the_original() {
         .expect("original kept");
     assert!(original.content.get().contains("vertrouwelijk"));
 }
+
+#[tokio::test]
+async fn threads_are_listed_with_their_summary() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let root = node.send_text(&alice, &room, "thread root").await;
+    let other_root = node.send_text(&alice, &room, "quiet root").await;
+    for (who, text) in [(&bob, "reply 1"), (&bob, "reply 2")] {
+        let path = format!("{V3}/rooms/{room}/send/m.room.message/{}", txn());
+        let content = json!({ "msgtype": "m.text", "body": text, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+        node.request(Method::PUT, &path, Some(who), Some(content))
+            .await
+            .ok();
+    }
+    let listed = node
+        .request(
+            Method::GET,
+            &format!("/_matrix/client/v1/rooms/{room}/threads?include=all"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    let chunk = listed["chunk"].as_array().expect("chunk");
+    assert_eq!(chunk.len(), 1, "only rooted threads: {listed}");
+    assert_eq!(chunk[0]["event_id"], root.as_str());
+    assert_ne!(chunk[0]["event_id"], other_root.as_str());
+    let summary = &chunk[0]["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(summary["count"], 2);
+    assert_eq!(summary["latest_event"]["content"]["body"], "reply 2");
+    assert_eq!(
+        summary["current_user_participated"], true,
+        "alice wrote the root"
+    );
+    let mine = node
+        .request(
+            Method::GET,
+            &format!("/_matrix/client/v1/rooms/{room}/threads?include=participated"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(mine["chunk"].as_array().expect("chunk").len(), 1);
+}

@@ -18,6 +18,7 @@ mod register;
 mod room_create;
 mod session;
 mod sync;
+mod threads;
 mod uiaa;
 
 use std::sync::Arc;
@@ -91,6 +92,9 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(messages::relating)
         .ruma(messages::relating_with_type)
         .ruma(messages::relating_with_type_and_event)
+        .ruma(threads::threads)
+        .ruma(threads::third_party_ids)
+        .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)
         .ruma(filter::create)
