@@ -29,11 +29,7 @@ pub async fn change_password(
     if request.body.logout_devices {
         for device in services.users.devices(user)? {
             if device.device_id != request.device() {
-                services
-                    .users
-                    .remove_device(user, &device.device_id)
-                    .await?;
-                services.e2ee.remove_device(user, &device.device_id).await?;
+                super::devices::remove_device(&services, user, &device.device_id).await?;
             }
         }
     }

@@ -13,6 +13,16 @@ use ruma::{
 use super::uiaa;
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users};
 
+/// Ends a device's session and forgets its keys; its contacts see a device-list change.
+pub async fn remove_device(
+    services: &Services,
+    user: &ruma::UserId,
+    device: &ruma::DeviceId,
+) -> Result<()> {
+    services.users.remove_device(user, device).await?;
+    services.e2ee.remove_device(user, device).await
+}
+
 fn to_ruma(device: users::Device) -> device::Device {
     let mut out = device::Device::new(device.device_id);
     out.display_name = device.display_name;
@@ -79,14 +89,7 @@ pub async fn delete(
         Some(user),
     )
     .await?;
-    services
-        .users
-        .remove_device(user, &request.body.device_id)
-        .await?;
-    services
-        .e2ee
-        .remove_device(user, &request.body.device_id)
-        .await?;
+    remove_device(&services, user, &request.body.device_id).await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -103,8 +106,7 @@ pub async fn delete_many(
     )
     .await?;
     for device_id in &request.body.devices {
-        services.users.remove_device(user, device_id).await?;
-        services.e2ee.remove_device(user, device_id).await?;
+        remove_device(&services, user, device_id).await?;
     }
     Ok(delete_devices::v3::Response::new())
 }

@@ -102,14 +102,7 @@ pub async fn logout(
     services: Arc<Services>,
     request: Ruma<logout::v3::Request>,
 ) -> Result<logout::v3::Response> {
-    services
-        .users
-        .remove_device(request.user(), request.device())
-        .await?;
-    services
-        .e2ee
-        .remove_device(request.user(), request.device())
-        .await?;
+    super::devices::remove_device(&services, request.user(), request.device()).await?;
     Ok(logout::v3::Response::new())
 }
 
@@ -118,14 +111,7 @@ pub async fn logout_all(
     request: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
     for device in services.users.devices(request.user())? {
-        services
-            .users
-            .remove_device(request.user(), &device.device_id)
-            .await?;
-        services
-            .e2ee
-            .remove_device(request.user(), &device.device_id)
-            .await?;
+        super::devices::remove_device(&services, request.user(), &device.device_id).await?;
     }
     Ok(logout_all::v3::Response::new())
 }
