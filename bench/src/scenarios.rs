@@ -24,7 +24,7 @@ const SETUP_CONCURRENCY: usize = 4;
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct Sizes {
     /// Messages sent one after another by a single client.
-    #[arg(long, default_value_t = 500, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N")]
     pub sequential_messages: usize,
 
     /// Number of concurrent clients, each with its own user and access token.
@@ -32,7 +32,7 @@ pub struct Sizes {
     pub clients: usize,
 
     /// Messages sent by each concurrent client.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = 150, value_name = "N")]
     pub messages_per_client: usize,
 
     /// Whether concurrent clients share one room or each send into their own.
@@ -40,7 +40,7 @@ pub struct Sizes {
     pub concurrent_rooms: RoomLayout,
 
     /// Number of send-to-sync latency samples.
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = 300, value_name = "N")]
     pub latency_samples: usize,
 
     /// Pause between issuing the long-poll /sync and sending the message, so
@@ -128,16 +128,12 @@ pub async fn run_all(
     metrics.sequential_msgs_per_sec = Some(rate);
 
     progress(&format!(
-        "concurrent send: {} clients x {} messages ({} room{})",
+        "concurrent send: {} clients x {} messages ({})",
         sizes.clients,
         sizes.messages_per_client,
         match sizes.concurrent_rooms {
-            RoomLayout::Shared => "one shared",
-            RoomLayout::PerClient => "one per client",
-        },
-        match sizes.concurrent_rooms {
-            RoomLayout::Shared => "",
-            RoomLayout::PerClient => "s",
+            RoomLayout::Shared => "one shared room",
+            RoomLayout::PerClient => "one room per client",
         },
     ));
     let rate = concurrent_send(api, sizes, &users).await?;
