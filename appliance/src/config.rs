@@ -38,7 +38,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Address of the client API.
     pub listen: SocketAddr,
-    /// Block cache for the database, in MiB.
+    /// Memory for the database's block cache and write buffers together, in MiB.
     pub cache_mib: usize,
 }
 
@@ -47,7 +47,7 @@ impl Default for NodeConfig {
         Self {
             data_dir: PathBuf::from("/var/lib/archipel"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
-            cache_mib: 64,
+            cache_mib: 16,
         }
     }
 }

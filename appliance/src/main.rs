@@ -8,6 +8,11 @@ mod users;
 
 use clap::Parser;
 
+/// mimalloc returns freed memory to the system promptly; glibc's per-thread
+/// arenas kept every password hash's working memory (tens of MiB) resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {

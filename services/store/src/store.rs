@@ -7,7 +7,7 @@ use std::{
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
-    Options, WriteOptions,
+    Options, WriteBufferManager, WriteOptions,
 };
 
 use crate::{Batch, Error, Result, Tree};
@@ -40,7 +40,7 @@ impl ColumnSpec {
 /// Tuning for the database.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Shared block cache, in bytes.
+    /// Memory budget for the block cache and the memtables together, in bytes.
     pub cache_bytes: usize,
     /// Fsync every commit. Only tests of non-durable paths turn this off.
     pub durable: bool,
@@ -49,7 +49,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            cache_bytes: 64 << 20,
+            cache_bytes: 16 << 20,
             durable: true,
         }
     }
@@ -99,6 +99,13 @@ impl Store {
     /// returned is there and a torn tail write is dropped instead of refusing to open.
     pub fn open(path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Result<Self> {
         let cache = Cache::new_lru_cache(options.cache_bytes);
+        // Memtables are charged to the block cache: one budget bounds both,
+        // and memtables are flushed when they would take more than half.
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            options.cache_bytes / 2,
+            false,
+            cache.clone(),
+        );
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -109,6 +116,7 @@ impl Store {
         db_opts.set_max_open_files(512);
         db_opts.set_compression_type(DBCompressionType::Lz4);
         db_opts.set_enable_pipelined_write(true);
+        db_opts.set_write_buffer_manager(&write_buffers);
         // A crash loses nothing that was synced: writes go straight to the
         // log file (no user-space buffering); `flush_wal(true)` fsyncs it.
         db_opts.set_manual_wal_flush(false);
@@ -124,7 +132,7 @@ impl Store {
                 let mut cf_opts = Options::default();
                 cf_opts.set_block_based_table_factory(&table);
                 cf_opts.set_compression_type(DBCompressionType::Lz4);
-                cf_opts.set_write_buffer_size(8 << 20);
+                cf_opts.set_write_buffer_size((options.cache_bytes / 4).clamp(1 << 20, 64 << 20));
                 ColumnFamilyDescriptor::new(spec.name, cf_opts)
             })
             .collect();

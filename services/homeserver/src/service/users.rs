@@ -151,9 +151,10 @@ impl Users {
             return Ok(false);
         };
         let password = password.to_owned();
+        let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
+                argon2()
                     .verify_password(password.as_bytes(), &parsed)
                     .is_ok()
             })
@@ -448,10 +449,28 @@ impl Users {
     }
 }
 
+/// argon2id with 7 MiB, 5 passes, 1 lane: one of OWASP's equivalent
+/// recommended settings, chosen for the smallest working memory per hash.
+fn argon2() -> Argon2<'static> {
+    let params =
+        argon2::Params::new(7 * 1024, 5, 1, None).expect("constant argon2 parameters are valid");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// At most one password hash per core at a time: bounds memory and CPU
+/// under a login storm (or a password-guessing flood).
+fn hashing_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 async fn hash_password(password: String) -> Result<String> {
+    let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
+        argon2()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
     })
