@@ -371,7 +371,7 @@ mod tests {
                 "!b:localhost": {}
             } }
         }"#;
-        let sync = SyncResponse::parse(body).unwrap();
+        let sync = SyncResponse::parse(body).expect("test input is valid");
         assert_eq!(sync.next_batch, "s1");
         assert!(sync.contains_message_body("hello-7"));
         assert!(!sync.contains_message_body("hello-8"));
@@ -379,16 +379,16 @@ mod tests {
 
     #[test]
     fn sync_without_rooms_parses() {
-        let sync = SyncResponse::parse(br#"{"next_batch":"s2"}"#).unwrap();
+        let sync = SyncResponse::parse(br#"{"next_batch":"s2"}"#).expect("test input is valid");
         assert!(sync.rooms.join.is_empty());
     }
 
     #[test]
     fn room_ids_are_path_encoded() {
-        let api = Api::new(Url::parse("http://127.0.0.1:1/").unwrap()).unwrap();
+        let api = Api::new(Url::parse("http://127.0.0.1:1/").expect("test input is valid")).expect("test input is valid");
         let url = api
             .client_v3(&["rooms", "!abc:localhost", "send", "m.room.message", "t/1"])
-            .unwrap();
+            .expect("test input is valid");
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:1/_matrix/client/v3/rooms/!abc:localhost/send/m.room.message/t%2F1"

@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn reads_own_memory() {
-        let usage = process_tree_memory(std::process::id()).unwrap();
+        let usage = process_tree_memory(std::process::id()).expect("test input is valid");
         assert!(usage.rss_kib > 0);
         assert!(usage.peak_kib >= usage.rss_kib);
         assert!(usage.processes >= 1);
