@@ -385,7 +385,8 @@ mod tests {
 
     #[test]
     fn room_ids_are_path_encoded() {
-        let api = Api::new(Url::parse("http://127.0.0.1:1/").expect("test input is valid")).expect("test input is valid");
+        let api = Api::new(Url::parse("http://127.0.0.1:1/").expect("test input is valid"))
+            .expect("test input is valid");
         let url = api
             .client_v3(&["rooms", "!abc:localhost", "send", "m.room.message", "t/1"])
             .expect("test input is valid");

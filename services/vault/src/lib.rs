@@ -1,0 +1,361 @@
+//! Archipel's archive vault.
+//!
+//! Every event the homeserver persists reaches the vault through a durable
+//! outbox written in the event's own batch. The vault turns each into a
+//! sealed [`record::Record`] (content under a per-record data key, wrapped by
+//! the vault key), appends it as a leaf of an RFC 6962 Merkle log
+//! ([`merkle`], stored by [`log::Log`]), and signs C2SP checkpoints
+//! ([`checkpoint`]). [`verify`] recomputes all of it from the stored records.
+//!
+//! Deliberately knows nothing about Matrix beyond an event's top-level JSON
+//! fields, and nothing about the homeserver: the appliance moves captured
+//! events from the homeserver's outbox into [`Vault::capture`].
+
+pub mod checkpoint;
+pub mod columns;
+mod error;
+pub mod log;
+pub mod merkle;
+pub mod record;
+pub mod seal;
+pub mod verify;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use archipel_store::{Batch, Store};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use error::{Error, Result};
+use log::{Log, META_CURSOR, META_SIZE, node_key};
+use merkle::{Frontier, Hash};
+use record::{Entry, EventEntry, MediaCopy, Record};
+use seal::{DataKey, VaultKey};
+
+/// When the vault signs a checkpoint.
+#[derive(Clone, Debug)]
+pub struct CheckpointPolicy {
+    /// After this many new records...
+    pub every_records: u64,
+    /// ...or this long after the last checkpoint, if anything was added.
+    pub every: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every_records: 1000,
+            every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One event from the homeserver's capture outbox.
+#[derive(Clone, Debug)]
+pub struct CapturedEvent {
+    /// The event's position in the homeserver's stream (the outbox key).
+    pub position: u64,
+    /// The full event JSON as persisted, with its `event_id`.
+    pub event: Value,
+    /// The bytes of local media the event references.
+    pub media: Vec<MediaBytes>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MediaBytes {
+    pub mxc: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The vault of one node: the log plus the keys that write and read it.
+pub struct Vault {
+    store: Store,
+    log: Log,
+    key: VaultKey,
+    signer: SigningKey,
+    origin: String,
+    media_dir: PathBuf,
+    policy: CheckpointPolicy,
+    writer: Mutex<Writer>,
+}
+
+/// The single writer's state: appends are serialized.
+struct Writer {
+    frontier: Frontier,
+    checkpointed_size: u64,
+    checkpointed_at: Instant,
+}
+
+/// The checkpoint origin of a node: `<server name>/archipel-vault`.
+pub fn origin_for(server_name: &str) -> String {
+    format!("{server_name}/archipel-vault")
+}
+
+impl Vault {
+    /// Opens the vault over `store` (opened with [`columns::COLUMNS`]), with
+    /// sealed media copies under `dir`.
+    pub fn open(
+        store: Store,
+        dir: &Path,
+        key: VaultKey,
+        signer: SigningKey,
+        origin: String,
+        policy: CheckpointPolicy,
+    ) -> Result<Self> {
+        let media_dir = dir.join("media");
+        std::fs::create_dir_all(&media_dir)
+            .map_err(|e| Error::io(format!("creating {}", media_dir.display()), e))?;
+        let log = Log::open(&store)?;
+        let size = log.size()?;
+        let frontier = Frontier::load(&log, size)?;
+        let checkpointed_size = log.latest_checkpoint()?.map_or(0, |c| c.size);
+        Ok(Self {
+            store,
+            log,
+            key,
+            signer,
+            origin,
+            media_dir,
+            policy,
+            writer: Mutex::new(Writer {
+                frontier,
+                checkpointed_size,
+                checkpointed_at: Instant::now(),
+            }),
+        })
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signer.verifying_key()
+    }
+
+    /// Seals and appends captured events, in one durable batch. Events at or
+    /// below the capture cursor are skipped, so replaying the outbox after a
+    /// crash appends nothing twice. Returns the new cursor.
+    pub fn capture(&self, events: Vec<CapturedEvent>) -> Result<u64> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cursor = self.log.capture_cursor()?;
+        let mut frontier = writer.frontier.clone();
+        let mut batch = Batch::new();
+        let mut media_files = Vec::new();
+        let now = now_ms();
+        for captured in events {
+            if captured.position <= cursor {
+                continue;
+            }
+            cursor = captured.position;
+            let seq = frontier.size();
+            let (entry, key, files) = self.seal_event(seq, &captured)?;
+            media_files.extend(files);
+            if self.log.seq_of_event(&entry.event_id)?.is_some() {
+                tracing::warn!(event_id = %entry.event_id, "event captured twice; keeping the first record");
+                continue;
+            }
+            batch.put(
+                &self.log.event_index,
+                entry.event_id.as_bytes(),
+                seq.to_be_bytes(),
+            );
+            let record = Record {
+                seq,
+                captured_ts: now,
+                entry: Entry::Event(entry),
+            };
+            self.append(&mut batch, &mut frontier, &record, &key);
+        }
+        batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
+        batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
+        sync_files(&self.media_dir, &media_files)?;
+        self.store.commit(batch)?;
+        writer.frontier = frontier;
+        self.checkpoint_if_due(&mut writer, false)?;
+        Ok(cursor)
+    }
+
+    fn seal_event(
+        &self,
+        seq: u64,
+        captured: &CapturedEvent,
+    ) -> Result<(EventEntry, DataKey, Vec<PathBuf>)> {
+        let event = &captured.event;
+        let text = |field: &str| event.get(field).and_then(Value::as_str).map(str::to_owned);
+        let event_id = text("event_id").ok_or_else(|| {
+            Error::Corrupt(format!(
+                "captured event at position {} has no event_id",
+                captured.position
+            ))
+        })?;
+        let redacts = text("redacts").or_else(|| {
+            event
+                .pointer("/content/redacts")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let key = DataKey::generate();
+        let plain = serde_json::to_vec(event).expect("JSON values serialize");
+        let sealed = B64.encode(key.seal(&plain, seq, 0));
+        let mut media = Vec::new();
+        let mut files = Vec::new();
+        for (i, copy) in captured.media.iter().enumerate() {
+            let part = i as u32 + 1;
+            let sealed_bytes = key.seal(&copy.bytes, seq, part);
+            let path = self.media_path(seq, part);
+            write_file(&path, &sealed_bytes)?;
+            files.push(path);
+            media.push(MediaCopy {
+                mxc: copy.mxc.clone(),
+                part,
+                size: copy.bytes.len() as u64,
+                sealed_sha256: B64.encode(Sha256::digest(&sealed_bytes)),
+            });
+        }
+        let entry = EventEntry {
+            room_id: text("room_id").unwrap_or_default(),
+            event_id,
+            sender: text("sender").unwrap_or_default(),
+            event_type: text("type").unwrap_or_default(),
+            origin_server_ts: event
+                .get("origin_server_ts")
+                .and_then(Value::as_u64)
+                .unwrap_or_default(),
+            redacts,
+            sealed,
+            media,
+        };
+        Ok((entry, key, files))
+    }
+
+    /// Adds `record` and its Merkle nodes to `batch`, advancing `frontier`.
+    fn append(&self, batch: &mut Batch, frontier: &mut Frontier, record: &Record, key: &DataKey) {
+        let bytes = record.to_bytes();
+        let seq = record.seq;
+        batch.put(&self.log.records, seq.to_be_bytes(), &bytes);
+        batch.put(
+            &self.log.data_keys,
+            seq.to_be_bytes(),
+            self.key.wrap(key, seq),
+        );
+        for (level, index, hash) in frontier.append(merkle::leaf_hash(&bytes)) {
+            batch.put(&self.log.nodes, node_key(level, index), hash);
+        }
+    }
+
+    /// Signs a checkpoint now if anything was appended since the last one.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_if_due(&mut writer, true)
+    }
+
+    /// For a periodic tick: signs a checkpoint if the policy's time has come.
+    pub fn tick(&self) -> Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_if_due(&mut writer, false)
+    }
+
+    fn checkpoint_if_due(&self, writer: &mut Writer, force: bool) -> Result<()> {
+        let size = writer.frontier.size();
+        if size == writer.checkpointed_size {
+            return Ok(());
+        }
+        let due = force
+            || size - writer.checkpointed_size >= self.policy.every_records
+            || writer.checkpointed_at.elapsed() >= self.policy.every;
+        if !due {
+            return Ok(());
+        }
+        let root: Hash = writer.frontier.root();
+        let note = checkpoint::Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+        }
+        .sign(&self.signer);
+        let mut batch = Batch::new();
+        batch.put(&self.log.checkpoints, size.to_be_bytes(), note.as_bytes());
+        self.store.commit(batch)?;
+        writer.checkpointed_size = size;
+        writer.checkpointed_at = Instant::now();
+        tracing::debug!(size, "vault checkpoint signed");
+        Ok(())
+    }
+
+    /// The original event JSON of record `seq`. Requires the vault key.
+    pub fn open_event(&self, seq: u64) -> Result<Value> {
+        let record = self.log.record(seq)?;
+        let Some(event) = record.event() else {
+            return Err(Error::NotFound(format!("record {seq} is not an event")));
+        };
+        let key = self.data_key(seq)?;
+        let sealed = B64
+            .decode(&event.sealed)
+            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))?;
+        let plain = key.open(&sealed, seq, 0)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
+    }
+
+    /// The bytes of media copy `part` of record `seq`. Requires the vault key.
+    pub fn open_media(&self, seq: u64, part: u32) -> Result<Vec<u8>> {
+        let key = self.data_key(seq)?;
+        let path = self.media_path(seq, part);
+        let sealed = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        key.open(&sealed, seq, part)
+    }
+
+    fn data_key(&self, seq: u64) -> Result<DataKey> {
+        let wrapped = self
+            .log
+            .data_keys
+            .get(seq.to_be_bytes())?
+            .ok_or_else(|| Error::NotFound(format!("record {seq} has no data key")))?;
+        self.key.unwrap(&wrapped, seq)
+    }
+
+    fn media_path(&self, seq: u64, part: u32) -> PathBuf {
+        media_path(&self.media_dir, seq, part)
+    }
+}
+
+pub(crate) fn media_path(media_dir: &Path, seq: u64, part: u32) -> PathBuf {
+    media_dir.join(format!("{seq:016}.{part}"))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Media copies are on disk before the batch that references them commits.
+fn sync_files(dir: &Path, files: &[PathBuf]) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,72 @@
+//! The records of the log. A record's stored bytes are its Merkle leaf: they
+//! are hashed exactly as stored, never re-serialized.
+//!
+//! What stays in the clear is what retention, holds and export listings need
+//! without the vault key (who, where, when, what kind). The content itself is
+//! sealed.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The record's position in the log (its leaf index).
+    pub seq: u64,
+    /// When the vault captured it, in milliseconds since the Unix epoch.
+    pub captured_ts: u64,
+    pub entry: Entry,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A room event as the homeserver persisted it, before any redaction.
+    Event(EventEntry),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventEntry {
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub origin_server_ts: u64,
+    /// For a redaction: the event it redacts. The vault keeps that event's
+    /// original; this record says who asked to hide it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacts: Option<String>,
+    /// The full event JSON, sealed with the record's data key (base64 of
+    /// nonce and ciphertext).
+    pub sealed: String,
+    /// Copies of the media the event references, sealed with the same key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaCopy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaCopy {
+    /// The `mxc://` URI the event references.
+    pub mxc: String,
+    /// Which sealed part of the record holds it (1, 2, ...).
+    pub part: u32,
+    /// Size of the original bytes.
+    pub size: u64,
+    /// SHA-256 (base64) of the sealed file, so the leaf covers the copy.
+    pub sealed_sha256: String,
+}
+
+impl Record {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("records serialize")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn event(&self) -> Option<&EventEntry> {
+        match &self.entry {
+            Entry::Event(event) => Some(event),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Sealing: every record's content under its own data key, every data key
+//! wrapped by the vault key.
+//!
+//! XChaCha20-Poly1305 with random 192-bit nonces, so nonces never need a
+//! counter that could repeat after a restore. The associated data binds each
+//! ciphertext to its record number and purpose: a sealed blob moved to another
+//! record does not open.
+//!
+//! Destroying a record's wrapped data key is crypto-shredding: the ciphertext
+//! (and so the Merkle log over it) stays, the content is gone.
+
+use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+
+use chacha20poly1305::{
+    AeadCore, KeyInit, XChaCha20Poly1305, XNonce,
+    aead::{Aead, OsRng, Payload},
+};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::{Error, Result};
+
+const NONCE_LEN: usize = 24;
+
+/// A 256-bit key that wraps data keys. Never logged, zeroed on drop.
+pub struct VaultKey(Zeroizing<[u8; 32]>);
+
+/// The key of one record, fresh for each.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl VaultKey {
+    pub fn generate() -> Self {
+        Self(Zeroizing::new(
+            XChaCha20Poly1305::generate_key(&mut OsRng).into(),
+        ))
+    }
+
+    /// Reads a key file: 64 hex digits (whitespace around them ignored).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::Key(format!("reading the vault key {}: {e}", path.display()))
+            })?);
+        let digits = text.trim();
+        let mut key = Zeroizing::new([0u8; 32]);
+        if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Key(format!(
+                "the vault key {} must hold 64 hex digits (a 256-bit key)",
+                path.display()
+            )));
+        }
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+                .map_err(|e| Error::Key(format!("vault key {}: {e}", path.display())))?;
+        }
+        Ok(Self(key))
+    }
+
+    /// Loads the key at `path`, generating it (mode 0600) if the file does not exist.
+    pub fn load_or_generate(path: &Path) -> Result<Self> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        let key = Self::generate();
+        let mut hex = Zeroizing::new(String::with_capacity(65));
+        for byte in key.0.iter() {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        hex.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Key(format!("creating the vault key {}: {e}", path.display())))?;
+        file.write_all(hex.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::Key(format!("writing the vault key {}: {e}", path.display())))?;
+        tracing::info!(path = %path.display(), "generated a new vault key");
+        Ok(key)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.0.as_slice().into())
+    }
+
+    /// Wraps a record's data key, bound to that record.
+    pub fn wrap(&self, key: &DataKey, seq: u64) -> Vec<u8> {
+        seal_with(&self.cipher(), key.0.as_slice(), &aad("datakey", seq, 0))
+    }
+
+    pub fn unwrap(&self, wrapped: &[u8], seq: u64) -> Result<DataKey> {
+        let mut plain = open_with(&self.cipher(), wrapped, &aad("datakey", seq, 0))
+            .map_err(|_| Error::Key(format!(
+                "the data key of record {seq} does not open with this vault key (wrong key, or the record was altered)"
+            )))?;
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| {
+            Error::Corrupt(format!("record {seq}: the data key has the wrong length"))
+        })?;
+        plain.zeroize();
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> Self {
+        Self(Zeroizing::new(
+            XChaCha20Poly1305::generate_key(&mut OsRng).into(),
+        ))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.0.as_slice().into())
+    }
+
+    /// Seals part `part` of record `seq` (0: the event, 1..: its media).
+    pub fn seal(&self, plain: &[u8], seq: u64, part: u32) -> Vec<u8> {
+        seal_with(&self.cipher(), plain, &aad("content", seq, part))
+    }
+
+    pub fn open(&self, sealed: &[u8], seq: u64, part: u32) -> Result<Vec<u8>> {
+        open_with(&self.cipher(), sealed, &aad("content", seq, part)).map_err(|_| {
+            Error::Corrupt(format!(
+                "record {seq}: sealed content part {part} does not open (altered)"
+            ))
+        })
+    }
+}
+
+fn aad(purpose: &str, seq: u64, part: u32) -> Vec<u8> {
+    format!("archipel-vault/v1 {purpose} {seq} {part}").into_bytes()
+}
+
+/// `nonce || ciphertext-with-tag`.
+fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let ciphertext = cipher
+        .encrypt(&nonce, Payload { msg: plain, aad })
+        .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
+    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+fn open_with(
+    cipher: &XChaCha20Poly1305,
+    sealed: &[u8],
+    aad: &[u8],
+) -> std::result::Result<Vec<u8>, ()> {
+    if sealed.len() < NONCE_LEN {
+        return Err(());
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_opens_only_with_its_key_and_place() {
+        let key = DataKey::generate();
+        let sealed = key.seal(b"the minister's message", 7, 0);
+        assert_eq!(
+            key.open(&sealed, 7, 0).expect("opens"),
+            b"the minister's message"
+        );
+        assert!(key.open(&sealed, 8, 0).is_err(), "moved to another record");
+        assert!(key.open(&sealed, 7, 1).is_err(), "moved to another part");
+        assert!(
+            DataKey::generate().open(&sealed, 7, 0).is_err(),
+            "another key"
+        );
+        let mut altered = sealed.clone();
+        *altered.last_mut().expect("not empty") ^= 1;
+        assert!(key.open(&altered, 7, 0).is_err(), "altered");
+    }
+
+    #[test]
+    fn data_keys_unwrap_only_with_the_vault_key() {
+        let vault = VaultKey::generate();
+        let data = DataKey::generate();
+        let wrapped = vault.wrap(&data, 3);
+        let sealed = data.seal(b"x", 3, 0);
+        let unwrapped = vault.unwrap(&wrapped, 3).expect("unwraps");
+        assert_eq!(unwrapped.open(&sealed, 3, 0).expect("opens"), b"x");
+        assert!(vault.unwrap(&wrapped, 4).is_err());
+        assert!(VaultKey::generate().unwrap(&wrapped, 3).is_err());
+    }
+
+    #[test]
+    fn key_file_is_private_and_reloads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vault.key");
+        let first = VaultKey::load_or_generate(&path).expect("generates");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = VaultKey::load_or_generate(&path).expect("loads");
+        assert_eq!(*first.0, *again.0);
+    }
+
+    #[test]
+    fn a_malformed_key_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vault.key");
+        std::fs::write(&path, "not a key").expect("write");
+        let err = VaultKey::load(&path).err().expect("refused").to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
+    }
+}
