@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config, serve, users};
+use crate::{config, serve, users, vault_cli};
 
 /// Archipel: a sovereign chat-and-archive appliance (Matrix homeserver,
 /// archive vault, encrypted backups, admin console) in one binary.
@@ -45,6 +45,13 @@ enum Command {
         #[command(subcommand)]
         command: users::TokenCommand,
     },
+    /// The archive vault: status, verification, proofs, originals.
+    Vault {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: vault_cli::VaultCommand,
+    },
     /// Check a configuration file and print the effective settings.
     CheckConfig {
         #[arg(long, short, default_value = "/etc/archipel/archipel.toml")]
@@ -72,6 +79,10 @@ pub struct DevArgs {
     /// Largest accepted media upload, in bytes.
     #[arg(long)]
     pub max_upload_size: Option<u64>,
+    /// Archive nothing: no capture into the vault. Only for measuring what
+    /// capture costs; a node that must keep records never runs like this.
+    #[arg(long, hide = true)]
+    pub without_vault: bool,
 }
 
 /// Which node's data a management command works on.
@@ -97,6 +108,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::RegistrationToken { target, command } => {
             users::token_command(&config::Config::for_target(&target)?, command)
+        }
+        Command::Vault {
+            command: vault_cli::VaultCommand::Keygen { file },
+            ..
+        } => vault_cli::keygen(&file),
+        Command::Vault { target, command } => {
+            vault_cli::run(&config::Config::for_target(&target)?, command)
         }
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;

@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use archipel_homeserver::HomeserverConfig;
+use archipel_vault::VaultConfig;
 use serde::Deserialize;
 
 use crate::cli::{DevArgs, Target};
@@ -21,6 +22,8 @@ pub struct Config {
     pub node: NodeConfig,
     #[serde(default)]
     pub homeserver: HomeserverConfig,
+    #[serde(default)]
+    pub vault: VaultConfig,
     #[serde(default)]
     pub log: LogConfig,
     /// Where this configuration came from, for messages.
@@ -98,6 +101,13 @@ impl Config {
                 self.node.listen
             );
         }
+        if !self.dev && self.vault.key_file.is_none() {
+            bail!(
+                "{}: `vault.key_file` is required: the archive's key comes from provisioning \
+                 (create one with `archipel vault keygen /etc/archipel/vault.key`)",
+                self.source.display()
+            );
+        }
         if self.homeserver.max_request_size < 65_536 {
             bail!(
                 "{}: `homeserver.max_request_size` must be at least 65536 (the largest event)",
@@ -120,6 +130,7 @@ impl Config {
             ..HomeserverConfig::default()
         };
         homeserver.rate_limit.enabled = args.rate_limit;
+        homeserver.archive_capture = !args.without_vault;
         if let Some(size) = args.max_upload_size {
             homeserver.max_upload_size = size;
         }
@@ -130,6 +141,7 @@ impl Config {
                 ..NodeConfig::default()
             },
             homeserver,
+            vault: VaultConfig::default(),
             log: LogConfig::default(),
             source: PathBuf::from("(dev defaults)"),
             dev: true,
@@ -151,6 +163,7 @@ impl Config {
                     open_registration: false,
                     rate_limit: false,
                     max_upload_size: None,
+                    without_vault: false,
                 })
             }
             (None, None) => Self::load(Path::new("/etc/archipel/archipel.toml")),
@@ -170,7 +183,18 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
-        Config::parse(text, Path::new("test.toml"))
+        Config::parse(&format!("{KEY}{text}"), Path::new("test.toml"))
+    }
+
+    /// Production nodes need a vault key; the tests below are about other keys.
+    const KEY: &str = "vault.key_file = \"/etc/archipel/vault.key\"\n";
+
+    #[test]
+    fn a_production_node_needs_a_vault_key() {
+        let err = Config::parse("", Path::new("test.toml"))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("vault.key_file"), "{err}");
     }
 
     #[test]
@@ -182,7 +206,11 @@ mod tests {
 
     #[test]
     fn example_file_is_valid() {
-        parse(include_str!("../archipel.example.toml")).expect("the shipped example parses");
+        Config::parse(
+            include_str!("../archipel.example.toml"),
+            Path::new("archipel.example.toml"),
+        )
+        .expect("the shipped example parses");
     }
 
     #[test]
@@ -191,7 +219,7 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("server_nmae"), "{err}");
-        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]

@@ -1,22 +1,38 @@
 //! `archipel`: the one binary of the Archipel appliance.
 
+mod capture;
 mod cli;
 mod config;
 mod node;
 mod serve;
 mod users;
+mod vault_cli;
 
 use clap::Parser;
 
-/// mimalloc returns freed memory to the system promptly; glibc's per-thread
-/// arenas kept every password hash's working memory (tens of MiB) resident.
-/// Built as mimalloc v2 (frees return to the OS within ~100 ms, where v3
-/// waits ~10 s) without transparent huge pages (a 2 MiB page stays resident
-/// for a few live bytes).
+/// mimalloc returns freed memory to the system; glibc's per-thread arenas
+/// kept every password hash's working memory (tens of MiB) resident. Built
+/// without transparent huge pages: a 2 MiB page stays resident for a few
+/// live bytes.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (its index in `mi_option_t`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Return freed memory to the system at once. mimalloc's default keeps it
+/// for a second (arenas: ten), which after a burst of requests left tens of
+/// MiB resident with nothing live in them.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: called first thing in `main`, before any other thread exists
+    // (mimalloc's option setters are not thread safe); the option index and
+    // value are valid for the mimalloc version this crate links.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

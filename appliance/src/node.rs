@@ -1,14 +1,30 @@
-//! Opening a node's data: the store and the homeserver over it.
+//! Opening a node's data: one store, and the homeserver and vault over it.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
-use archipel_homeserver::{Homeserver, columns::COLUMNS};
-use archipel_store::{Store, StoreOptions};
+use archipel_homeserver::Homeserver;
+use archipel_store::{ColumnSpec, Store, StoreOptions};
+use archipel_vault::{Vault, seal::VaultKey};
 
 use crate::config::Config;
 
-pub fn open(config: &Config) -> Result<Homeserver> {
+/// An opened node.
+pub struct Node {
+    pub homeserver: Homeserver,
+    pub vault: Arc<Vault>,
+}
+
+/// Every column family of the node: the homeserver's and the vault's.
+fn columns() -> Vec<ColumnSpec> {
+    [
+        archipel_homeserver::columns::COLUMNS,
+        archipel_vault::columns::COLUMNS,
+    ]
+    .concat()
+}
+
+pub fn open(config: &Config) -> Result<Node> {
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
@@ -18,7 +34,7 @@ pub fn open(config: &Config) -> Result<Homeserver> {
         cache_bytes: config.node.cache_mib << 20,
         ..StoreOptions::default()
     };
-    let store = Store::open(&data_dir.join("db"), COLUMNS, &options).map_err(|e| {
+    let store = Store::open(&data_dir.join("db"), &columns(), &options).map_err(|e| {
         if e.to_string().contains("lock") {
             anyhow::anyhow!(
                 "the database in {} is in use: is the node running? ({e})",
@@ -28,7 +44,40 @@ pub fn open(config: &Config) -> Result<Homeserver> {
             anyhow::anyhow!(e)
         }
     })?;
-    Homeserver::open(config.homeserver.clone(), store, data_dir).context("starting the homeserver")
+    let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)
+        .context("starting the homeserver")?;
+    let vault = open_vault(config, store).context("opening the archive vault")?;
+    Ok(Node {
+        homeserver,
+        vault: Arc::new(vault),
+    })
+}
+
+fn open_vault(config: &Config, store: Store) -> Result<Vault> {
+    let data_dir = &config.node.data_dir;
+    let key = match &config.vault.key_file {
+        Some(path) => VaultKey::load(path)?,
+        None => VaultKey::load_or_generate(&data_dir.join("vault.key"))?,
+    };
+    let signer = node_signing_key(data_dir)?;
+    Ok(Vault::open(
+        store,
+        &data_dir.join("vault"),
+        key,
+        signer,
+        archipel_vault::origin_for(config.homeserver.server_name.as_str()),
+        config.vault.checkpoint_policy(),
+    )?)
+}
+
+/// The node's ed25519 key (the one that signs its Matrix events) also signs
+/// the vault's checkpoints.
+pub fn node_signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let path = data_dir.join("signing.key");
+    let der = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+        .map_err(|e| anyhow::anyhow!("{}: not an ed25519 key: {e}", path.display()))
 }
 
 fn restrict_permissions(dir: &Path) -> Result<()> {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::{config::Config, node};
+use crate::{capture, config::Config, node};
 
 pub fn run(config: Config) -> Result<()> {
     // ruma's auth checks narrate every event at info level; keep them for debugging only.
@@ -28,9 +28,18 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let homeserver = node::open(&config)?;
+    let node = node::open(&config)?;
+    let homeserver = node.homeserver;
     let services = homeserver.services.clone();
     let housekeeping = homeserver.spawn_housekeeping();
+    let (stop_capture, capture_stopped) = tokio::sync::watch::channel(false);
+    let capture = config.homeserver.archive_capture.then(|| {
+        tokio::spawn(capture::run(
+            services.clone(),
+            node.vault.clone(),
+            capture_stopped,
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
@@ -54,6 +63,11 @@ async fn serve(config: Config) -> Result<()> {
         .context("serving the client API")?;
 
     housekeeping.abort();
+    if let Some(capture) = capture {
+        tracing::info!("shutting down: archiving the last events");
+        let _ = stop_capture.send(true);
+        capture.await.context("the capture pump failed")?;
+    }
     tracing::info!("shutting down: flushing the database");
     services.store.flush().context("flushing the database")?;
     tracing::info!("stopped cleanly");

@@ -100,7 +100,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let homeserver = node::open(config)?;
+        let homeserver = node::open(config)?.homeserver;
         let services = &homeserver.services;
         match command {
             UserCommand::Create { user, password_stdin, admin } => {
@@ -145,7 +145,7 @@ pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
 pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let homeserver = node::open(config)?;
+        let homeserver = node::open(config)?.homeserver;
         let services = &homeserver.services;
         match command {
             TokenCommand::Create { token, uses } => {

@@ -1,5 +1,5 @@
 //! Durability: SIGKILL the server while a client is sending; after a
-//! restart every acknowledged event is there, in order.
+//! restart every acknowledged event is there, in order, and in the vault.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,4 +142,20 @@ async fn acknowledged_events_survive_sigkill() {
     alice
         .send_text_ok(&room, "after-crash", "after the crash")
         .await;
+
+    // Every acknowledged event is in the archive too, and its log verifies.
+    server.stop().await;
+    let dir = server.data_dir();
+    let archived: std::collections::HashSet<String> = crate::vault::archived(&dir)
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+        .collect();
+    for (index, ack) in acked.iter().enumerate() {
+        assert!(
+            archived.contains(&ack.event_id),
+            "acknowledged message #{index} ({}) is missing from the vault after the crash",
+            ack.event_id
+        );
+    }
+    crate::vault::assert_verifies(&dir);
 }

@@ -12,3 +12,4 @@ mod encryption;
 mod errors;
 mod lifecycle;
 mod media;
+mod vault;

@@ -26,6 +26,14 @@ pub struct HomeserverConfig {
     #[serde(deserialize_with = "room_version")]
     pub default_room_version: RoomVersionId,
     pub rate_limit: RateLimitConfig,
+    /// Whether every event goes to the archive outbox. Not a configuration
+    /// key: only a development node started for benchmarking turns it off.
+    #[serde(skip, default = "archive_capture_on")]
+    pub archive_capture: bool,
+}
+
+fn archive_capture_on() -> bool {
+    true
 }
 
 /// Per-user (or per-address, before login) limits on endpoints the spec marks as rate-limited.
@@ -61,6 +69,7 @@ impl Default for HomeserverConfig {
             refreshable_token_lifetime_secs: 300,
             default_room_version: RoomVersionId::V11,
             rate_limit: RateLimitConfig::default(),
+            archive_capture: true,
         }
     }
 }

@@ -67,16 +67,13 @@ fn access_token(parts: &http::request::Parts) -> Option<String> {
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        && let Some(token) = value.strip_prefix("Bearer ")
     {
-        if let Some(token) = value.strip_prefix("Bearer ") {
-            return Some(token.trim().to_owned());
-        }
+        return Some(token.trim().to_owned());
     }
     parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|pair| {
-            pair.strip_prefix("access_token=")
-                .map(|t| percent_decode(t))
-        })
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("access_token=").map(percent_decode))
     })
 }
 
@@ -85,12 +82,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

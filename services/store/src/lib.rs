@@ -20,4 +20,4 @@ mod tree;
 pub use batch::Batch;
 pub use error::{Error, Result};
 pub use store::{ColumnSpec, Store, StoreOptions, Written};
-pub use tree::Tree;
+pub use tree::{Row, Tree};

@@ -5,6 +5,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result, store::Inner};
 
+/// A key and its value.
+pub type Row = (Box<[u8]>, Box<[u8]>);
+
 /// One column family: a sorted map from byte keys to byte values.
 #[derive(Clone)]
 pub struct Tree {
@@ -60,10 +63,7 @@ impl Tree {
     }
 
     /// All entries whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(
-        &self,
-        prefix: Vec<u8>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn scan_prefix(&self, prefix: Vec<u8>) -> impl Iterator<Item = Result<Row>> + '_ {
         let mut opts = ReadOptions::default();
         opts.set_prefix_same_as_start(false);
         let iter = self.db.db.iterator_cf_opt(
@@ -80,7 +80,7 @@ impl Tree {
         &self,
         from: Vec<u8>,
         prefix: Vec<u8>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = Result<Row>> + '_ {
         let iter = self
             .db
             .db
@@ -94,7 +94,7 @@ impl Tree {
         &self,
         from: Vec<u8>,
         prefix: Vec<u8>,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    ) -> impl Iterator<Item = Result<Row>> + '_ {
         let iter = self
             .db
             .db
@@ -104,7 +104,7 @@ impl Tree {
     }
 
     /// The entry with the greatest key in the column family.
-    pub fn last(&self) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn last(&self) -> Result<Option<Row>> {
         self.db
             .db
             .iterator_cf(self.handle(), IteratorMode::End)
@@ -114,7 +114,7 @@ impl Tree {
     }
 
     /// Every entry, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<Row>> + '_ {
         self.db
             .db
             .iterator_cf(self.handle(), IteratorMode::Start)

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod columns;
+mod config;
 mod error;
 pub mod log;
 pub mod merkle;
@@ -33,6 +34,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use config::VaultConfig;
 pub use error::{Error, Result};
 use log::{Log, META_CURSOR, META_SIZE, node_key};
 use merkle::{Frontier, Hash};

@@ -51,7 +51,7 @@ pub trait NodeSource {
 /// left, possibly partial at the right edge.
 pub fn subtree_hash<S: NodeSource>(source: &S, start: u64, end: u64) -> Result<Hash, S::Error> {
     let width = end - start;
-    if width.is_power_of_two() && start % width == 0 {
+    if width.is_power_of_two() && start.is_multiple_of(width) {
         return source.node(width.trailing_zeros(), start >> width.trailing_zeros());
     }
     let k = split_point(width);

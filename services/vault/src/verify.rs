@@ -254,7 +254,7 @@ pub fn verify(
         from_records.append(leaf);
         check_checkpoints(&from_records, &mut findings);
         seq += 1;
-        if seq % 4096 == 0 {
+        if seq.is_multiple_of(4096) {
             progress(seq, expected_total);
         }
     }
@@ -270,13 +270,13 @@ pub fn verify(
             found,
         });
     }
-    if let Some(&(largest, _)) = signed.last() {
-        if largest > found {
-            findings.push(Finding::Truncated {
-                checkpoint_size: largest,
-                log_size: found,
-            });
-        }
+    if let Some(&(largest, _)) = signed.last()
+        && largest > found
+    {
+        findings.push(Finding::Truncated {
+            checkpoint_size: largest,
+            log_size: found,
+        });
     }
     progress(found, expected_total);
     Ok(Report {

@@ -119,7 +119,12 @@ fn captured_events_read_back_and_the_log_verifies() {
     assert!(report.ok(), "{:?}", report.findings);
     assert_eq!(report.records, 50);
     // After the batches (of 7) that pass 16 new records, 21 and 42, and the forced one at 50.
-    let sizes: Vec<u64> = log.checkpoints().expect("read").iter().map(|c| c.size).collect();
+    let sizes: Vec<u64> = log
+        .checkpoints()
+        .expect("read")
+        .iter()
+        .map(|c| c.size)
+        .collect();
     assert_eq!(sizes, vec![21, 42, 50]);
     assert_eq!(report.checkpoints_checked, 3);
     assert_eq!(report.latest_checkpoint, Some(50));

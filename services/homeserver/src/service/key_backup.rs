@@ -121,10 +121,10 @@ impl KeyBackup {
                     room.as_bytes(),
                     session.as_bytes(),
                 ]);
-                if let Some(existing) = self.keys.get_json::<Value>(&k)? {
-                    if !is_better(&data, &existing) {
-                        continue;
-                    }
+                if let Some(existing) = self.keys.get_json::<Value>(&k)?
+                    && !is_better(&data, &existing)
+                {
+                    continue;
                 }
                 batch.put_json(&self.keys, k, &data);
             }

@@ -58,6 +58,7 @@ impl Services {
                 counter.clone(),
                 config.server_name.clone(),
                 signing_key.clone(),
+                config.archive_capture,
             )?,
             account_data: account_data::AccountData::new(store.clone(), counter.clone())?,
             receipts: receipts::Receipts::new(store.clone(), counter.clone())?,

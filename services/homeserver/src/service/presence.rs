@@ -76,10 +76,11 @@ impl Presence {
             let Ok(record) = serde_json::from_slice::<PresenceRecord>(&v) else {
                 continue;
             };
-            if record.count > after && record.count <= upto {
-                if let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) {
-                    out.push((user, record));
-                }
+            if record.count > after
+                && record.count <= upto
+                && let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref())
+            {
+                out.push((user, record));
             }
         }
         Ok(out)

@@ -120,10 +120,10 @@ impl Receipts {
         let mut out = Vec::new();
         for row in self.tree.scan_prefix(prefix) {
             let (_, v) = row?;
-            if let Ok(receipt) = serde_json::from_slice::<Receipt>(&v) {
-                if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
-                    out.push(receipt.event_id);
-                }
+            if let Ok(receipt) = serde_json::from_slice::<Receipt>(&v)
+                && receipt.thread_id.as_deref().is_none_or(|t| t == "main")
+            {
+                out.push(receipt.event_id);
             }
         }
         Ok(out)

@@ -49,8 +49,10 @@ pub fn txn() -> String {
 impl TestNode {
     pub fn start(configure: impl FnOnce(&mut HomeserverConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = HomeserverConfig::default();
-        config.open_registration = true;
+        let mut config = HomeserverConfig {
+            open_registration: true,
+            ..HomeserverConfig::default()
+        };
         config.rate_limit.enabled = false;
         configure(&mut config);
         let store = Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default())

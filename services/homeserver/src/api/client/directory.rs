@@ -164,12 +164,20 @@ fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {
     Ok(chunk)
 }
 
+/// One page of the directory.
+struct Page {
+    chunk: Vec<PublicRoomsChunk>,
+    next: Option<String>,
+    prev: Option<String>,
+    total: u64,
+}
+
 fn public_rooms(
     services: &Services,
     limit: Option<UInt>,
     since: Option<&str>,
     term: Option<&str>,
-) -> Result<(Vec<PublicRoomsChunk>, Option<String>, Option<String>, u64)> {
+) -> Result<Page> {
     let mut all = Vec::new();
     for room_id in services.rooms.published_rooms()? {
         let chunk = chunk(services, &room_id)?;
@@ -201,19 +209,24 @@ fn public_rooms(
         .clamp(1, 500);
     let next = (offset + limit < all.len()).then(|| (offset + limit).to_string());
     let prev = (offset > 0).then(|| offset.saturating_sub(limit).to_string());
-    Ok((
-        all.into_iter().skip(offset).take(limit).collect(),
+    Ok(Page {
+        chunk: all.into_iter().skip(offset).take(limit).collect(),
         next,
         prev,
         total,
-    ))
+    })
 }
 
 pub async fn list(
     services: Arc<Services>,
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
-    let (chunk, next, prev, total) = public_rooms(
+    let Page {
+        chunk,
+        next,
+        prev,
+        total,
+    } = public_rooms(
         &services,
         request.body.limit,
         request.body.since.as_deref(),
@@ -231,7 +244,12 @@ pub async fn list_filtered(
     request: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     let term = request.body.filter.generic_search_term.as_deref();
-    let (chunk, next, prev, total) = public_rooms(
+    let Page {
+        chunk,
+        next,
+        prev,
+        total,
+    } = public_rooms(
         &services,
         request.body.limit,
         request.body.since.as_deref(),

@@ -94,10 +94,10 @@ pub async fn send_state(
         services
             .rooms
             .state_pdu(&body.room_id, &body.event_type, &body.state_key)?
+        && current.content_value() == content
+        && current.sender == user
     {
-        if current.content_value() == content && current.sender == user {
-            return Ok(send_state_event::v3::Response::new(current.event_id));
-        }
+        return Ok(send_state_event::v3::Response::new(current.event_id));
     }
     let builder = PduBuilder::state(body.event_type.to_string(), body.state_key.clone(), content);
     let appended = services.rooms.append(&body.room_id, user, builder).await?;

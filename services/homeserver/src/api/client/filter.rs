@@ -76,18 +76,18 @@ pub fn event_matches(filter: &RoomEventFilter, pdu: &Pdu) -> bool {
     if filter.not_types.iter().any(|t| glob_match(t, &kind)) {
         return false;
     }
-    if let Some(types) = &filter.types {
-        if !types.iter().any(|t| glob_match(t, &kind)) {
-            return false;
-        }
+    if let Some(types) = &filter.types
+        && !types.iter().any(|t| glob_match(t, &kind))
+    {
+        return false;
     }
     if filter.not_senders.contains(&pdu.sender) {
         return false;
     }
-    if let Some(senders) = &filter.senders {
-        if !senders.contains(&pdu.sender) {
-            return false;
-        }
+    if let Some(senders) = &filter.senders
+        && !senders.contains(&pdu.sender)
+    {
+        return false;
     }
     if let Some(url_filter) = &filter.url_filter {
         let has_url = pdu.content_value().get("url").is_some();

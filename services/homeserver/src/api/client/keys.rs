@@ -94,10 +94,10 @@ pub async fn query(
         if let Some(key) = services.e2ee.cross_signing_key(user, SELF_SIGNING)? {
             response.self_signing_keys.insert(user.clone(), raw(&key));
         }
-        if user == requester {
-            if let Some(key) = services.e2ee.cross_signing_key(user, USER_SIGNING)? {
-                response.user_signing_keys.insert(user.clone(), raw(&key));
-            }
+        if user == requester
+            && let Some(key) = services.e2ee.cross_signing_key(user, USER_SIGNING)?
+        {
+            response.user_signing_keys.insert(user.clone(), raw(&key));
         }
     }
     Ok(response)

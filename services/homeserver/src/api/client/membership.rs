@@ -291,7 +291,7 @@ pub async fn unban(
     let current = services
         .rooms
         .membership(&request.body.user_id, &request.body.room_id)?;
-    if !current.is_some_and(|m| m.membership == "ban") {
+    if current.is_none_or(|m| m.membership != "ban") {
         return Err(Error::forbidden("That user is not banned."));
     }
     set_membership(

@@ -54,7 +54,7 @@ pub async fn threads(
         summary.participated |= pdu.sender == user;
     }
     let mut threads: Vec<ThreadSummary> = summaries.into_values().collect();
-    threads.sort_by(|a, b| b.latest_count.cmp(&a.latest_count));
+    threads.sort_by_key(|t| std::cmp::Reverse(t.latest_count));
 
     let offset = b.from.as_deref().map(parse_token).transpose()?.unwrap_or(0) as usize;
     let limit = b

@@ -40,10 +40,10 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.alias_roomid.iter() {
             let (k, v) = row?;
-            if &*v == room_id.as_bytes() {
-                if let Ok(alias) = RoomAliasId::parse(String::from_utf8_lossy(&k).as_ref()) {
-                    out.push(alias);
-                }
+            if &*v == room_id.as_bytes()
+                && let Ok(alias) = RoomAliasId::parse(String::from_utf8_lossy(&k).as_ref())
+            {
+                out.push(alias);
             }
         }
         Ok(out)

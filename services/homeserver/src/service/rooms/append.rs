@@ -61,10 +61,10 @@ impl Rooms {
         .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
         let mut auth_events = Vec::new();
         for (kind, state_key) in &auth_types {
-            if let Some(id) = self.state_event_id(room_id, kind, state_key)? {
-                if !auth_events.contains(&id) {
-                    auth_events.push(id);
-                }
+            if let Some(id) = self.state_event_id(room_id, kind, state_key)?
+                && !auth_events.contains(&id)
+            {
+                auth_events.push(id);
             }
         }
 
@@ -129,19 +129,17 @@ impl Rooms {
 
         // State events carry what they replace, for clients.
         let mut replaced = None;
-        if let Some(state_key) = &pdu.state_key {
-            if let Some(prev_id) =
+        if let Some(state_key) = &pdu.state_key
+            && let Some(prev_id) =
                 self.state_event_id(room_id, &pdu.state_event_type(), state_key)?
-            {
-                if let Some(prev) = self.get_pdu(&prev_id)? {
-                    let mut unsigned = Map::new();
-                    unsigned.insert("prev_content".into(), prev.content_value());
-                    unsigned.insert("prev_sender".into(), Value::String(prev.sender.to_string()));
-                    unsigned.insert("replaces_state".into(), Value::String(prev_id.to_string()));
-                    pdu.unsigned = Some(unsigned);
-                    replaced = Some(prev);
-                }
-            }
+            && let Some(prev) = self.get_pdu(&prev_id)?
+        {
+            let mut unsigned = Map::new();
+            unsigned.insert("prev_content".into(), prev.content_value());
+            unsigned.insert("prev_sender".into(), Value::String(prev.sender.to_string()));
+            unsigned.insert("replaces_state".into(), Value::String(prev_id.to_string()));
+            pdu.unsigned = Some(unsigned);
+            replaced = Some(prev);
         }
 
         let ticket = self.counter.next()?;
@@ -200,35 +198,35 @@ impl Rooms {
                 event_id,
             );
 
-            if pdu.kind == TimelineEventType::RoomMember {
-                if let Ok(user_id) = UserId::parse(state_key.as_str()) {
-                    let membership = membership_of(pdu);
-                    let record = MembershipRecord {
-                        membership: membership.clone(),
-                        count,
-                        event_id: pdu.event_id.clone(),
-                        sender: pdu.sender.clone(),
-                        forgotten: false,
-                    };
-                    batch.put_json(
-                        &self.userid_roomid_membership,
-                        key::key([user_id.as_bytes(), room]),
-                        &record,
+            if pdu.kind == TimelineEventType::RoomMember
+                && let Ok(user_id) = UserId::parse(state_key.as_str())
+            {
+                let membership = membership_of(pdu);
+                let record = MembershipRecord {
+                    membership: membership.clone(),
+                    count,
+                    event_id: pdu.event_id.clone(),
+                    sender: pdu.sender.clone(),
+                    forgotten: false,
+                };
+                batch.put_json(
+                    &self.userid_roomid_membership,
+                    key::key([user_id.as_bytes(), room]),
+                    &record,
+                );
+                batch.put_json(
+                    &self.roomid_userid_membership,
+                    key::key([room, user_id.as_bytes()]),
+                    &record,
+                );
+                if membership == "join" || membership == "leave" || membership == "ban" {
+                    // Room members track each other's devices; a change in
+                    // who shares a room is a device-list change.
+                    batch.put(
+                        &self.count_userid_keychange,
+                        count.to_be_bytes(),
+                        user_id.as_bytes(),
                     );
-                    batch.put_json(
-                        &self.roomid_userid_membership,
-                        key::key([room, user_id.as_bytes()]),
-                        &record,
-                    );
-                    if membership == "join" || membership == "leave" || membership == "ban" {
-                        // Room members track each other's devices; a change in
-                        // who shares a room is a device-list change.
-                        batch.put(
-                            &self.count_userid_keychange,
-                            count.to_be_bytes(),
-                            user_id.as_bytes(),
-                        );
-                    }
                 }
             }
         }
@@ -250,23 +248,27 @@ impl Rooms {
             );
         }
 
-        if let Some(target_id) = pdu.redacts_id() {
-            if let Some(target) = self.get_pdu(&target_id)? {
-                if target.room_id == pdu.room_id {
-                    let rules = room_rules(&version)?;
-                    let redacted = redacted_copy(&target, pdu, &rules)?;
-                    if !self.eventid_originalpdu.contains(target_id.as_bytes())? {
-                        batch.put_json(&self.eventid_originalpdu, target_id.as_bytes(), &target);
-                    }
-                    batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
-                }
+        if let Some(target_id) = pdu.redacts_id()
+            && let Some(target) = self.get_pdu(&target_id)?
+            && target.room_id == pdu.room_id
+        {
+            let rules = room_rules(&version)?;
+            let redacted = redacted_copy(&target, pdu, &rules)?;
+            if !self.eventid_originalpdu.contains(target_id.as_bytes())? {
+                batch.put_json(&self.eventid_originalpdu, target_id.as_bytes(), &target);
             }
+            batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
         }
 
         // The archive's capture record: the event exactly as created, in the
         // same atomic batch, so an acknowledged event is never missing from it.
-        let capture = serde_json::json!({ "count": count, "pdu": pdu });
-        batch.put_json(&self.count_vaultcapture, count.to_be_bytes(), &capture);
+        if self.capture {
+            batch.put_json(
+                &self.count_vaultcapture,
+                count.to_be_bytes(),
+                &pdu.to_archive_json(),
+            );
+        }
         Ok(())
     }
 }

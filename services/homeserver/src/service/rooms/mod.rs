@@ -7,6 +7,7 @@
 
 mod alias;
 mod append;
+mod capture;
 mod membership;
 pub mod pdu;
 pub mod power_levels;
@@ -22,6 +23,7 @@ use ruma::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
 pub use pdu::{Pdu, PduBuilder};
 
@@ -56,6 +58,8 @@ pub struct Rooms {
     roomid_published: Tree,
     targetid_count_relation: Tree,
     count_vaultcapture: Tree,
+    /// Whether events go to the archive outbox (off only on benchmark dev nodes).
+    capture: bool,
     count_userid_keychange: Tree,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -66,6 +70,7 @@ impl Rooms {
         counter: Arc<Counter>,
         server_name: OwnedServerName,
         keypair: Arc<Ed25519KeyPair>,
+        capture: bool,
     ) -> Result<Self> {
         Ok(Self {
             eventid_pdu: store.tree(cf::EVENTID_PDU)?,
@@ -83,6 +88,7 @@ impl Rooms {
             targetid_count_relation: store.tree(cf::TARGETID_COUNT_RELATION)?,
             count_vaultcapture: store.tree(cf::COUNT_VAULTCAPTURE)?,
             count_userid_keychange: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
+            capture,
             store,
             counter,
             server_name,

@@ -64,6 +64,15 @@ impl Pdu {
         value
     }
 
+    /// The PDU as the archive keeps it: the federation form plus its event ID.
+    pub fn to_archive_json(&self) -> Value {
+        let mut value = self.to_federation_json();
+        if let Value::Object(map) = &mut value {
+            map.insert("event_id".into(), Value::String(self.event_id.to_string()));
+        }
+        value
+    }
+
     pub fn content_value(&self) -> Value {
         serde_json::from_str(self.content.get()).unwrap_or(Value::Object(Map::new()))
     }
@@ -127,10 +136,10 @@ impl Pdu {
             "age".into(),
             Value::from(u64::from(now).saturating_sub(self.origin_server_ts.get().into())),
         );
-        if let (Some((device, txn)), Some(viewer)) = (&self.transaction, viewer_device) {
-            if device == viewer {
-                unsigned.insert("transaction_id".into(), Value::String(txn.to_string()));
-            }
+        if let (Some((device, txn)), Some(viewer)) = (&self.transaction, viewer_device)
+            && device == viewer
+        {
+            unsigned.insert("transaction_id".into(), Value::String(txn.to_string()));
         }
         map.insert("unsigned".into(), Value::Object(unsigned));
         Value::Object(map)

@@ -73,10 +73,10 @@ impl Rooms {
             .scan_prefix(key::prefix([room_id.as_bytes()]))
         {
             let (_, value) = row?;
-            if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
-                if let Some(pdu) = self.get_pdu(&id)? {
-                    out.push(pdu);
-                }
+            if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
+                && let Some(pdu) = self.get_pdu(&id)?
+            {
+                out.push(pdu);
             }
         }
         Ok(out)
@@ -98,10 +98,11 @@ impl Rooms {
             let Some((state, count)) = key::split_last_u64(&k) else {
                 continue;
             };
-            if count > after && count <= upto {
-                if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
-                    latest.insert(state.to_vec(), id);
-                }
+            if count > after
+                && count <= upto
+                && let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
+            {
+                latest.insert(state.to_vec(), id);
             }
         }
         let mut out = Vec::with_capacity(latest.len());

@@ -172,10 +172,10 @@ impl Rooms {
             if count > upto {
                 break;
             }
-            if let Ok(user) = UserId::parse(String::from_utf8_lossy(&v).as_ref()) {
-                if !out.contains(&user) {
-                    out.push(user);
-                }
+            if let Ok(user) = UserId::parse(String::from_utf8_lossy(&v).as_ref())
+                && !out.contains(&user)
+            {
+                out.push(user);
             }
         }
         Ok(out)
@@ -188,30 +188,5 @@ impl Rooms {
             count.to_be_bytes(),
             user.as_bytes(),
         );
-    }
-
-    /// Archive capture records in `(after, ...]`, oldest first, for the vault to drain.
-    pub fn captured_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, serde_json::Value)>> {
-        let mut out = Vec::new();
-        for row in self
-            .count_vaultcapture
-            .scan_from((after + 1).to_be_bytes().to_vec(), Vec::new())
-        {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = row?;
-            let Some(count) = key::parse_u64(&k) else {
-                continue;
-            };
-            if let Ok(value) = serde_json::from_slice(&v) {
-                out.push((count, value));
-            }
-        }
-        Ok(out)
     }
 }

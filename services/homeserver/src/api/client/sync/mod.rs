@@ -145,13 +145,12 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
             "leave" | "ban"
                 if membership.count > ctx.since
                     && membership.count <= ctx.upto
-                    && !membership.forgotten =>
+                    && !membership.forgotten
+                    && (ctx.since > 0 || ctx.filter.room.include_leave) =>
             {
-                if ctx.since > 0 || ctx.filter.room.include_leave {
-                    rooms
-                        .leave
-                        .insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
-                }
+                rooms
+                    .leave
+                    .insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
             }
             _ => {}
         }
@@ -204,14 +203,10 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
             )
         })
         .collect();
-    if !response
+    response
         .device_one_time_keys_count
-        .contains_key(&OneTimeKeyAlgorithm::SignedCurve25519)
-    {
-        response
-            .device_one_time_keys_count
-            .insert(OneTimeKeyAlgorithm::SignedCurve25519, UInt::from(0u32));
-    }
+        .entry(OneTimeKeyAlgorithm::SignedCurve25519)
+        .or_insert_with(|| UInt::from(0u32));
     response.device_unused_fallback_key_types = Some(
         services
             .e2ee

@@ -1,0 +1,100 @@
+//! The capture pump: moves events from the homeserver's archive outbox into
+//! the vault, in stream order, and discards what the vault holds.
+//!
+//! The outbox entry is written in the event's own batch, so an acknowledged
+//! event is durable before the pump ever sees it; a crash anywhere here
+//! only means the entry is read again, and the vault skips what it has.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Result;
+use archipel_homeserver::{Services, service::rooms::media_references};
+use archipel_vault::{CapturedEvent, MediaBytes, Vault};
+use ruma::MxcUri;
+use tokio::sync::watch;
+
+/// Events moved per vault batch.
+const BATCH: usize = 512;
+
+/// Runs until `stop` turns true, then drains what is visible and signs a
+/// final checkpoint.
+pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Receiver<bool>) {
+    let mut changes = services.counter.watch();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        match drain(&services, &vault).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "archiving captured events; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tick.tick() => {
+                let vault = vault.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || vault.tick()).await {
+                    tracing::error!(error = %e, "signing a vault checkpoint");
+                }
+            }
+            _ = stop.changed() => {}
+        }
+    }
+    let vault = vault.clone();
+    match tokio::task::spawn_blocking(move || vault.checkpoint()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "signing the final vault checkpoint"),
+        Err(e) => tracing::error!(error = %e, "signing the final vault checkpoint"),
+    }
+}
+
+/// Moves one batch. Returns whether there may be more.
+pub async fn drain(services: &Services, vault: &Arc<Vault>) -> Result<bool> {
+    let cursor = vault.log().capture_cursor()?;
+    let visible = services.counter.visible();
+    let entries = services.rooms.captured(cursor, visible, BATCH)?;
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let full = entries.len() == BATCH;
+    let positions: Vec<u64> = entries.iter().map(|e| e.position).collect();
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let media = local_media(services, &entry.event).await?;
+        events.push(CapturedEvent {
+            position: entry.position,
+            event: entry.event,
+            media,
+        });
+    }
+    let writer = vault.clone();
+    tokio::task::spawn_blocking(move || writer.capture(events)).await??;
+    services.rooms.discard_captured(positions)?;
+    Ok(full)
+}
+
+/// Copies of the local media an event references. Media of other servers
+/// arrives with federation.
+async fn local_media(services: &Services, event: &serde_json::Value) -> Result<Vec<MediaBytes>> {
+    let mut out = Vec::new();
+    for uri in media_references(event) {
+        let Ok((server, media_id)) = <&MxcUri>::from(uri.as_str()).parts() else {
+            continue;
+        };
+        if server != services.server_name() {
+            continue;
+        }
+        match services.media.read(media_id).await? {
+            Some((_, bytes)) => out.push(MediaBytes { mxc: uri, bytes }),
+            None => {
+                tracing::warn!(%uri, "an archived event references media this server does not have")
+            }
+        }
+    }
+    Ok(out)
+}

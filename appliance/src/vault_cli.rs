@@ -1,0 +1,299 @@
+//! `archipel vault ...`: the archive from the command line.
+
+use std::{io::IsTerminal, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use archipel_vault::{
+    checkpoint::{Checkpoint, verifier_key},
+    merkle::{self, Hash},
+    seal::VaultKey,
+    verify,
+};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::{config::Config, node};
+
+#[derive(Subcommand)]
+pub enum VaultCommand {
+    /// Show the log's size, newest checkpoint and the key that signs it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute the log from the stored records and check every signed
+    /// checkpoint. Names every missing, altered or misplaced record and any
+    /// truncation; exits non-zero if anything is wrong.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List archived records (metadata only: the content stays sealed).
+    List {
+        /// Only records of this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the inclusion proof of one record against the newest checkpoint.
+    Prove {
+        #[command(flatten)]
+        record: RecordRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the original of an archived event (needs the vault key).
+    Show {
+        #[command(flatten)]
+        record: RecordRef,
+    },
+    /// Create a new vault key file (mode 0600) for provisioning.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct RecordRef {
+    /// The Matrix event ID (`$...`).
+    #[arg(long)]
+    event: Option<String>,
+    /// The record's sequence number in the log.
+    #[arg(long)]
+    seq: Option<u64>,
+}
+
+pub fn keygen(file: &std::path::Path) -> Result<()> {
+    if file.exists() {
+        bail!(
+            "{} exists; a vault key is never overwritten",
+            file.display()
+        );
+    }
+    VaultKey::load_or_generate(file)?;
+    println!(
+        "wrote a new vault key to {} (mode 0600); keep an offline copy: without it nothing archived can be read",
+        file.display()
+    );
+    Ok(())
+}
+
+pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
+    let node = node::open(config)?;
+    let vault = &node.vault;
+    let log = vault.log();
+    match command {
+        VaultCommand::Status { json } => {
+            let size = log.size()?;
+            let latest = log.latest_checkpoint()?;
+            let verifier = verifier_key(vault.origin(), &vault.verifying_key());
+            if json {
+                let checkpoint = latest
+                    .as_ref()
+                    .map(|c| json!({ "size": c.size, "note": c.note }));
+                println!(
+                    "{}",
+                    json!({
+                        "origin": vault.origin(),
+                        "records": size,
+                        "root": B64.encode(log.root(size)?),
+                        "capture_cursor": log.capture_cursor()?,
+                        "latest_checkpoint": checkpoint,
+                        "verifier_key": verifier,
+                    })
+                );
+            } else {
+                println!("origin:        {}", vault.origin());
+                println!("records:       {size}");
+                println!("root:          {}", B64.encode(log.root(size)?));
+                match latest {
+                    Some(c) => println!("checkpoint:    signed at {} records", c.size),
+                    None => println!("checkpoint:    none signed yet"),
+                }
+                println!("verifier key:  {verifier}");
+            }
+            Ok(())
+        }
+        VaultCommand::Verify { json } => {
+            let media_dir = config.node.data_dir.join("vault").join("media");
+            let bar = progress_bar(json);
+            let report = verify::verify(log, &media_dir, &vault.verifying_key(), |done, total| {
+                if let Some(bar) = &bar {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print_report(vault.origin(), &report);
+            }
+            if report.ok() {
+                Ok(())
+            } else {
+                bail!(
+                    "vault verification failed: {} problem(s)",
+                    report.findings.len()
+                )
+            }
+        }
+        VaultCommand::Prove { record, json } => {
+            let seq = resolve(log, &record)?;
+            let latest = log
+                .latest_checkpoint()?
+                .context("no checkpoint signed yet: nothing to prove against")?;
+            let checkpoint = Checkpoint::open(&latest.note, &vault.verifying_key())
+                .context("the newest checkpoint does not verify; run `archipel vault verify`")?;
+            if seq >= checkpoint.size {
+                bail!(
+                    "record {seq} came after the newest checkpoint ({} records); it is in the next one",
+                    checkpoint.size
+                );
+            }
+            let leaf = log.leaf_hash(seq)?;
+            let proof = log.inclusion_proof(seq, checkpoint.size)?;
+            let valid =
+                merkle::verify_inclusion(seq, checkpoint.size, &leaf, &proof, &checkpoint.root);
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "seq": seq,
+                        "leaf_hash": B64.encode(leaf),
+                        "tree_size": checkpoint.size,
+                        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                        "checkpoint": latest.note,
+                        "valid": valid,
+                    })
+                );
+            } else {
+                println!("record {seq}, leaf hash {}", B64.encode(leaf));
+                println!(
+                    "inclusion proof in the tree of {} records:",
+                    checkpoint.size
+                );
+                for hash in &proof {
+                    println!("  {}", B64.encode(hash));
+                }
+                println!("checkpoint:\n{}", latest.note.trim_end());
+                println!(
+                    "{}",
+                    if valid {
+                        "proof verifies"
+                    } else {
+                        "PROOF DOES NOT VERIFY"
+                    }
+                );
+            }
+            if !valid {
+                bail!(
+                    "the inclusion proof of record {seq} does not verify; run `archipel vault verify`"
+                );
+            }
+            Ok(())
+        }
+        VaultCommand::List { room, json } => {
+            for seq in 0..log.size()? {
+                let record = log.record(seq)?;
+                let Some(event) = record.event() else {
+                    continue;
+                };
+                if room.as_ref().is_some_and(|r| *r != event.room_id) {
+                    continue;
+                }
+                if json {
+                    println!(
+                        "{}",
+                        json!({
+                            "seq": seq,
+                            "event_id": event.event_id,
+                            "room_id": event.room_id,
+                            "sender": event.sender,
+                            "type": event.event_type,
+                            "origin_server_ts": event.origin_server_ts,
+                            "redacts": event.redacts,
+                            "media": event.media.len(),
+                        })
+                    );
+                } else {
+                    println!(
+                        "{seq:>8}  {}  {}  {}  {}",
+                        event.event_id, event.room_id, event.sender, event.event_type
+                    );
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::Show { record } => {
+            let seq = resolve(log, &record)?;
+            let event = vault.open_event(seq)?;
+            println!("{}", serde_json::to_string_pretty(&event)?);
+            Ok(())
+        }
+        VaultCommand::Keygen { file } => keygen(&file),
+    }
+}
+
+fn resolve(log: &archipel_vault::log::Log, record: &RecordRef) -> Result<u64> {
+    match (&record.event, record.seq) {
+        (Some(event_id), _) => log
+            .seq_of_event(event_id)?
+            .with_context(|| format!("event {event_id} is not in the vault")),
+        (None, Some(seq)) => Ok(seq),
+        (None, None) => bail!("name a record with --event or --seq"),
+    }
+}
+
+fn print_report(origin: &str, report: &verify::Report) {
+    println!(
+        "{origin}: {} records, root {}",
+        report.records,
+        B64.encode::<Hash>(report.root)
+    );
+    match report.latest_checkpoint {
+        Some(size) => println!(
+            "checked {} signed checkpoint(s); the newest covers {size} records",
+            report.checkpoints_checked
+        ),
+        None => println!("no signed checkpoint covers the log yet"),
+    }
+    if report.ok() {
+        println!(
+            "OK: every record is present, unaltered and in place; the records reproduce every checkpoint"
+        );
+        return;
+    }
+    println!("FAILED: {} problem(s)", report.findings.len());
+    const SHOWN: usize = 200;
+    for finding in report.findings.iter().take(SHOWN) {
+        println!("  {finding}");
+    }
+    if report.findings.len() > SHOWN {
+        println!(
+            "  ... and {} more (use --json for all)",
+            report.findings.len() - SHOWN
+        );
+    }
+}
+
+fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}

@@ -1,0 +1,288 @@
+//! The archive vault seen from outside: what matrix-sdk clients send is in
+//! the vault, redacted and edited messages keep their originals, and
+//! `archipel vault verify` names tampering done behind the node's back.
+
+use std::path::Path;
+
+use archipel_store::{Batch, Store, StoreOptions};
+use matrix_sdk::{
+    attachment::AttachmentConfig, ruma::events::room::message::RoomMessageEventContent,
+};
+use serde_json::{Value, json};
+
+use crate::client::{alice_and_bob_in_room, png};
+use crate::harness::{TestServer, run_archipel};
+
+/// Runs `archipel vault ARGS --data-dir DIR`; returns (success, stdout, stderr).
+pub fn vault(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let dir = data_dir.to_str().expect("path");
+    let mut full = vec!["vault"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--data-dir", dir]);
+    let output = run_archipel(&full);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The archived records, as `archipel vault list --json` prints them.
+pub fn archived(data_dir: &Path) -> Vec<Value> {
+    let (ok, out, err) = vault(data_dir, &["list", "--json"]);
+    assert!(ok, "vault list failed: {err}");
+    out.lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect()
+}
+
+/// The original of an archived event, as `archipel vault show` prints it.
+fn original(data_dir: &Path, event_id: &str) -> Value {
+    let (ok, out, err) = vault(data_dir, &["show", "--event", event_id]);
+    assert!(ok, "vault show {event_id} failed: {err}");
+    serde_json::from_str(&out).expect("JSON")
+}
+
+pub fn assert_verifies(data_dir: &Path) {
+    let (ok, out, err) = vault(data_dir, &["verify"]);
+    assert!(ok, "vault verify failed:\n{out}\n{err}");
+    assert!(out.contains("OK:"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sent_redacted_and_edited_messages_are_all_archived() {
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(&server, vec![]).await;
+    let room = pair.alice_room();
+
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let response = room
+            .send(RoomMessageEventContent::text_plain(format!(
+                "archive me {n}"
+            )))
+            .await
+            .expect("send");
+        sent.push(response.response.event_id.to_string());
+    }
+    let edit = room
+        .send_raw(
+            "m.room.message",
+            json!({
+                "msgtype": "m.text",
+                "body": "* archive me 0, edited",
+                "m.new_content": { "msgtype": "m.text", "body": "archive me 0, edited" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": sent[0] },
+            }),
+        )
+        .await
+        .expect("edit")
+        .response
+        .event_id
+        .to_string();
+    let redaction = room
+        .redact(
+            sent[1].as_str().try_into().expect("event id"),
+            Some("typo"),
+            None,
+        )
+        .await
+        .expect("redact")
+        .event_id
+        .to_string();
+    let picture = png(8, 8);
+    let image = room
+        .send_attachment(
+            "chart.png",
+            &mime::IMAGE_PNG,
+            picture.clone(),
+            AttachmentConfig::new(),
+        )
+        .await
+        .expect("send an image")
+        .event_id
+        .to_string();
+    let bob_reply = pair
+        .bob_room()
+        .send(RoomMessageEventContent::text_plain("noted"))
+        .await
+        .expect("bob sends")
+        .response
+        .event_id
+        .to_string();
+
+    // A clean stop archives what is still in the outbox and signs a checkpoint.
+    server.stop().await;
+    let dir = server.data_dir();
+    let records = archived(&dir);
+    let ids: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["event_id"].as_str())
+        .collect();
+    for id in sent.iter().chain([&edit, &redaction, &image, &bob_reply]) {
+        assert!(
+            ids.contains(&id.as_str()),
+            "{id} is not in the vault: {ids:?}"
+        );
+    }
+    // The room's creation and membership are archived too, in stream order.
+    assert_eq!(records[0]["type"], "m.room.create");
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] + 1 == w[1]), "{seqs:?}");
+
+    // Redaction hides from clients, never from the vault: the original stays,
+    // and the redaction itself says who hid what.
+    assert_eq!(original(&dir, &sent[1])["content"]["body"], "archive me 1");
+    let redaction_record = records
+        .iter()
+        .find(|r| r["event_id"] == redaction.as_str())
+        .expect("archived");
+    assert_eq!(redaction_record["redacts"], sent[1].as_str());
+    assert_eq!(redaction_record["sender"], "@alice:localhost");
+
+    // An edit keeps every version.
+    assert_eq!(original(&dir, &sent[0])["content"]["body"], "archive me 0");
+    assert_eq!(
+        original(&dir, &edit)["content"]["m.new_content"]["body"],
+        "archive me 0, edited"
+    );
+
+    // The picture is copied into the vault, sealed.
+    let image_record = records
+        .iter()
+        .find(|r| r["event_id"] == image.as_str())
+        .expect("archived");
+    assert_eq!(image_record["media"], 1);
+    let copies: Vec<_> = std::fs::read_dir(dir.join("vault/media"))
+        .expect("media dir")
+        .collect();
+    assert_eq!(copies.len(), 1);
+    let sealed = std::fs::read(copies[0].as_ref().expect("entry").path()).expect("read");
+    assert!(
+        !sealed
+            .windows(picture.len().min(64))
+            .any(|w| w == &picture[..picture.len().min(64)])
+    );
+
+    assert_verifies(&dir);
+    let (ok, out, err) = vault(&dir, &["prove", "--event", &bob_reply, "--json"]);
+    assert!(ok, "{err}");
+    let proof: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(proof["valid"], true);
+    assert!(
+        proof["checkpoint"]
+            .as_str()
+            .expect("note")
+            .starts_with("localhost/archipel-vault\n")
+    );
+
+    let (_, status, _) = vault(&dir, &["status", "--json"]);
+    let status: Value = serde_json::from_str(&status).expect("JSON");
+    assert_eq!(status["records"].as_u64(), Some(records.len() as u64));
+}
+
+/// Opens the stopped node's database directly: the tool of someone tampering
+/// with the data behind the node's back.
+fn open_store(data_dir: &Path) -> Store {
+    let columns = [
+        archipel_homeserver::columns::COLUMNS,
+        archipel_vault::columns::COLUMNS,
+    ]
+    .concat();
+    Store::open(&data_dir.join("db"), &columns, &StoreOptions::default()).expect("open the store")
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_deleted_altered_and_truncated_records() {
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(&server, vec![]).await;
+    for n in 0..10 {
+        pair.alice_room()
+            .send(RoomMessageEventContent::text_plain(format!("tamper {n}")))
+            .await
+            .expect("send");
+    }
+    server.stop().await;
+    let dir = server.data_dir();
+    assert_verifies(&dir);
+    let size = archived(&dir).len() as u64;
+
+    let records_cf = archipel_vault::columns::SEQ_RECORD;
+    // Deleting one record.
+    let removed = {
+        let store = open_store(&dir);
+        let records = store.tree(records_cf).expect("tree");
+        let bytes = records.get(seq_key(5)).expect("read").expect("record 5");
+        let mut batch = Batch::new();
+        batch.delete(&records, seq_key(5));
+        store.commit(batch).expect("delete");
+        bytes
+    };
+    let (ok, out, _) = vault(&dir, &["verify"]);
+    assert!(!ok, "verify passed after a deletion:\n{out}");
+    assert!(out.contains("record 5 is missing"), "{out}");
+
+    // Putting it back, altered.
+    {
+        let store = open_store(&dir);
+        let records = store.tree(records_cf).expect("tree");
+        let altered = String::from_utf8(removed.clone())
+            .expect("JSON")
+            .replace("@alice:localhost", "@bob:localhost");
+        assert_ne!(
+            altered.as_bytes(),
+            removed.as_slice(),
+            "record 5 names alice"
+        );
+        let mut batch = Batch::new();
+        batch.put(&records, seq_key(5), altered.as_bytes());
+        store.commit(batch).expect("alter");
+    }
+    let (ok, out, _) = vault(&dir, &["verify", "--json"]);
+    assert!(!ok);
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(
+        findings.contains(&json!({ "finding": "altered", "seq": 5 })),
+        "{findings:?}"
+    );
+
+    // Restoring it verifies again; cutting off the tail is truncation.
+    {
+        let store = open_store(&dir);
+        let records = store.tree(records_cf).expect("tree");
+        let mut batch = Batch::new();
+        batch.put(&records, seq_key(5), &removed);
+        store.commit(batch).expect("restore");
+    }
+    assert_verifies(&dir);
+    {
+        let store = open_store(&dir);
+        let records = store.tree(records_cf).expect("tree");
+        let meta = store
+            .tree(archipel_vault::columns::VAULT_META)
+            .expect("tree");
+        let mut batch = Batch::new();
+        for seq in size - 3..size {
+            batch.delete(&records, seq_key(seq));
+        }
+        batch.put(&meta, b"log_size", (size - 3).to_be_bytes());
+        store.commit(batch).expect("truncate");
+    }
+    let (ok, out, _) = vault(&dir, &["verify"]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "the log was truncated: a checkpoint signed {size} records, the log holds {}",
+            size - 3
+        )),
+        "{out}"
+    );
+}
