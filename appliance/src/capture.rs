@@ -16,6 +16,9 @@ use tokio::sync::watch;
 /// Events moved per vault batch.
 const BATCH: usize = 512;
 
+/// How long the pump lets new events gather after it wakes.
+const COALESCE: Duration = Duration::from_millis(20);
+
 /// Runs until `stop` turns true, then drains what is visible and signs a
 /// final checkpoint.
 pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Receiver<bool>) {
@@ -35,7 +38,11 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
             break;
         }
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = changes.changed() => {
+                // Let a burst gather: one vault batch for many events costs
+                // far less than one each, and archiving may lag by this much.
+                tokio::time::sleep(COALESCE).await;
+            }
             _ = tick.tick() => {
                 let vault = vault.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || vault.tick()).await {

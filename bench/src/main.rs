@@ -76,6 +76,11 @@ struct Cli {
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     startup_timeout: u64,
 
+    /// Also run Archipel with archive capture off, and report what capture
+    /// costs in send throughput.
+    #[arg(long)]
+    capture_overhead: bool,
+
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -115,10 +120,13 @@ async fn run(cli: &Cli) -> Result<bool> {
         keep_data: cli.keep_data,
         startup_timeout: Duration::from_secs(cli.startup_timeout),
     };
-    let kinds: Vec<ServerKind> = match cli.only {
+    let mut kinds: Vec<ServerKind> = match cli.only {
         Some(kind) => vec![kind],
         None => ServerKind::ALL.to_vec(),
     };
+    if cli.capture_overhead && !kinds.contains(&ServerKind::ArchipelWithoutVault) {
+        kinds.push(ServerKind::ArchipelWithoutVault);
+    }
 
     let mut results = Vec::with_capacity(kinds.len());
     for kind in kinds {

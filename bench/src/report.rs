@@ -158,6 +158,33 @@ fn find(results: &[ServerMetrics], kind: ServerKind) -> Option<&ServerMetrics> {
     results.iter().find(|m| m.server == kind)
 }
 
+/// What archive capture costs: send throughput with the vault against without.
+fn capture_overhead(with: &ServerMetrics, without: &ServerMetrics) -> String {
+    let mut out = String::from("\nVault capture overhead (Archipel with the vault vs without):\n");
+    let rows = [
+        (
+            "Sequential send",
+            with.sequential_msgs_per_sec,
+            without.sequential_msgs_per_sec,
+        ),
+        (
+            "Concurrent send",
+            with.concurrent_msgs_per_sec,
+            without.concurrent_msgs_per_sec,
+        ),
+    ];
+    for (label, on, off) in rows {
+        match (on, off) {
+            (Some(on), Some(off)) if off > 0.0 => out.push_str(&format!(
+                "  {label}: {on:.1} msgs/s with, {off:.1} without: {:+.1}% throughput\n",
+                (on / off - 1.0) * 100.0
+            )),
+            _ => out.push_str(&format!("  {label}: not measured\n")),
+        }
+    }
+    out
+}
+
 /// A plain-text table: metric | Archipel | Synapse | ratio.
 pub fn render_table(sizes: &Sizes, results: &[ServerMetrics]) -> String {
     let archipel = find(results, ServerKind::Archipel);
@@ -213,6 +240,11 @@ pub fn render_table(sizes: &Sizes, results: &[ServerMetrics]) -> String {
         "Ratio > 1 means Archipel is better: Archipel/Synapse for throughput, \
          Synapse/Archipel for latency, time and memory.\n",
     );
+
+    if let (Some(with), Some(without)) = (archipel, find(results, ServerKind::ArchipelWithoutVault))
+    {
+        out.push_str(&capture_overhead(with, without));
+    }
 
     for m in results {
         if let Some(version) = &m.version {

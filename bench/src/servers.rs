@@ -29,6 +29,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub enum ServerKind {
     Archipel,
     Synapse,
+    /// Archipel with archive capture switched off (`archipel dev
+    /// --without-vault`): the baseline for the vault's capture overhead.
+    ArchipelWithoutVault,
 }
 
 impl ServerKind {
@@ -37,6 +40,7 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Archipel => "Archipel",
+            ServerKind::ArchipelWithoutVault => "Archipel without vault",
             ServerKind::Synapse => "Synapse",
         }
     }
@@ -100,7 +104,10 @@ impl RunningServer {
         let base_url = Url::parse(&format!("http://127.0.0.1:{port}/"))?;
 
         let (mut command, version) = match kind {
-            ServerKind::Archipel => archipel_command(opts, &data_dir, port).await?,
+            ServerKind::Archipel => archipel_command(opts, &data_dir, port, true).await?,
+            ServerKind::ArchipelWithoutVault => {
+                archipel_command(opts, &data_dir, port, false).await?
+            }
             ServerKind::Synapse => synapse_command(opts, &data_dir, port).await?,
         };
         let stdout = std::fs::File::create(data_dir.join("stdout.log"))?;
@@ -219,6 +226,7 @@ async fn archipel_command(
     opts: &LaunchOptions,
     data_dir: &Path,
     port: u16,
+    vault: bool,
 ) -> Result<(Command, Option<String>)> {
     let bin = &opts.archipel_bin;
     if !bin.is_file() {
@@ -241,6 +249,9 @@ async fn archipel_command(
         .arg("--server-name")
         .arg("localhost")
         .arg("--open-registration");
+    if !vault {
+        command.arg("--without-vault");
+    }
     Ok((command, version))
 }
 

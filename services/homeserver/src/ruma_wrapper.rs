@@ -11,7 +11,7 @@ use axum::{
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use ruma::{
     OwnedDeviceId, OwnedUserId,
     api::{
@@ -164,17 +164,14 @@ where
         } else {
             services.config.max_request_size
         };
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
+        let bytes = match read_limited(body, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge) => {
                 return Err(Error::too_large(format!(
                     "Request body exceeds the limit of {limit} bytes."
                 )));
             }
-            Err(e) => {
+            Err(BodyError::Read(e)) => {
                 return Err(Error::bad_json(format!(
                     "Could not read the request body: {e}"
                 )));
@@ -243,4 +240,39 @@ pub fn json_response(value: &serde_json::Value) -> Response {
         buf.into_inner().freeze(),
     )
         .into_response()
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// How much of an oversized body is read and discarded before answering.
+/// A client still sending when the server answers and closes would see a
+/// reset instead of `M_TOO_LARGE`; beyond this the connection is cut.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes. An oversized body is drained (up to
+/// [`DRAIN_LIMIT`] more) so the client can read the error.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut out = BytesMut::new();
+    let mut drained = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if drained > 0 || out.len() + data.len() > limit {
+            drained += data.len();
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        out.put(data);
+    }
+    if drained > 0 {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(out.freeze())
 }

@@ -146,9 +146,11 @@ impl Vault {
         self.signer.verifying_key()
     }
 
-    /// Seals and appends captured events, in one durable batch. Events at or
+    /// Seals and appends captured events in one atomic batch. Events at or
     /// below the capture cursor are skipped, so replaying the outbox after a
-    /// crash appends nothing twice. Returns the new cursor.
+    /// crash appends nothing twice. Returns the new cursor. The batch is
+    /// durable once a later fsync covers it (see the comment inside); a
+    /// checkpoint is always committed with fsync, so nothing it signs is lost.
     pub fn capture(&self, events: Vec<CapturedEvent>) -> Result<u64> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut cursor = self.log.capture_cursor()?;
@@ -183,7 +185,11 @@ impl Vault {
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
         sync_files(&self.media_dir, &media_files)?;
-        self.store.commit(batch)?;
+        // Not fsynced on its own: the outbox entries stay until the caller
+        // discards them after this write, and the write-ahead log recovers a
+        // prefix, so a crash can lose this batch only together with the
+        // discard. The next fsync (any client write, or a checkpoint) covers it.
+        let _unsynced = self.store.write(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, false)?;
         Ok(cursor)

@@ -1,0 +1,131 @@
+//! Vault throughput on a large log: sealing and appending, `verify`, proofs.
+//!
+//! ```sh
+//! cargo bench -p archipel-vault --bench vault            # 1,000,000 records
+//! cargo bench -p archipel-vault --bench vault -- 100000  # fewer
+//! ```
+//!
+//! Prints a table; asserts nothing about speed.
+
+use std::time::{Duration, Instant};
+
+use archipel_store::{Store, StoreOptions};
+use archipel_vault::{
+    CapturedEvent, CheckpointPolicy, Vault, columns::COLUMNS, seal::VaultKey, verify,
+};
+use ed25519_dalek::SigningKey;
+use serde_json::json;
+
+const BATCH: u64 = 1000;
+
+fn main() {
+    let records: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(
+        &dir.path().join("db"),
+        COLUMNS,
+        &StoreOptions {
+            cache_bytes: 64 << 20,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    let signer = SigningKey::from_bytes(&[7u8; 32]);
+    let vault = Vault::open(
+        store.clone(),
+        &dir.path().join("vault"),
+        VaultKey::generate(),
+        signer.clone(),
+        "bench.example/archipel-vault".into(),
+        CheckpointPolicy {
+            every_records: 10_000,
+            every: Duration::from_secs(3600),
+        },
+    )
+    .expect("vault");
+
+    eprintln!("capturing {records} events in batches of {BATCH}...");
+    let started = Instant::now();
+    let mut position = 0;
+    while position < records {
+        let batch = (position..(position + BATCH).min(records))
+            .map(|n| CapturedEvent {
+                position: n + 1,
+                event: json!({
+                    "event_id": format!("$bench{n:012}"),
+                    "room_id": format!("!room{}:bench.example", n % 100),
+                    "sender": format!("@user{}:bench.example", n % 50),
+                    "type": "m.room.message",
+                    "origin_server_ts": 1_700_000_000_000u64 + n,
+                    "content": {
+                        "msgtype": "m.text",
+                        "body": format!("benchmark message {n}: the quick brown fox jumps over the lazy dog"),
+                    },
+                }),
+                media: Vec::new(),
+            })
+            .collect();
+        vault.capture(batch).expect("capture");
+        position = (position + BATCH).min(records);
+    }
+    vault.checkpoint().expect("checkpoint");
+    let capture = started.elapsed();
+    store.flush().expect("flush");
+
+    eprintln!("verifying...");
+    let started = Instant::now();
+    let report = verify::verify(
+        vault.log(),
+        &dir.path().join("vault/media"),
+        &signer.verifying_key(),
+        |_, _| {},
+    )
+    .expect("verify");
+    let verify_time = started.elapsed();
+    assert!(
+        report.ok(),
+        "{:?}",
+        &report.findings[..report.findings.len().min(5)]
+    );
+
+    let proofs = 10_000u64.min(records);
+    let started = Instant::now();
+    for i in 0..proofs {
+        let seq = i * (records / proofs);
+        vault.log().inclusion_proof(seq, records).expect("proof");
+    }
+    let proof_time = started.elapsed();
+
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    println!("Vault, {records} records (one message event each)");
+    println!("{:<40} | {:>14}", "Measure", "Result");
+    println!("{:-<40}-|-{:->14}", "", "");
+    println!(
+        "{:<40} | {:>14.0}",
+        "capture: seal + append (records/s)",
+        rate(records, capture)
+    );
+    println!(
+        "{:<40} | {:>14.0}",
+        "verify (records/s)",
+        rate(records, verify_time)
+    );
+    println!(
+        "{:<40} | {:>14.1}",
+        "verify, total (s)",
+        verify_time.as_secs_f64()
+    );
+    println!(
+        "{:<40} | {:>14.1}",
+        "inclusion proof (µs each)",
+        proof_time.as_secs_f64() * 1e6 / proofs as f64
+    );
+    println!(
+        "{:<40} | {:>14.1}",
+        "database size (MiB)",
+        store.approximate_size() as f64 / (1 << 20) as f64
+    );
+}
