@@ -25,16 +25,25 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
+        // Read before draining: the stop comes only after every request has
+        // finished, so a drain that starts after it sees every event. (Read
+        // after, a drain that started just before the last commit would end
+        // the loop with that event still in the outbox.)
+        let stopping = *stop.borrow_and_update();
         match drain(&services, &vault).await {
             Ok(true) => continue,
             Ok(false) => {}
+            Err(e) if stopping => {
+                tracing::error!(error = %format!("{e:#}"), "archiving the last events; they stay in the outbox for the next start");
+                break;
+            }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "archiving captured events; retrying in a second");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         }
-        if *stop.borrow() {
+        if stopping {
             break;
         }
         tokio::select! {

@@ -3,6 +3,7 @@
 mod capture;
 mod cli;
 mod config;
+mod erasure;
 mod node;
 mod serve;
 mod users;

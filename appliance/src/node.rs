@@ -47,6 +47,8 @@ pub fn open(config: &Config) -> Result<Node> {
     let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)
         .context("starting the homeserver")?;
     let vault = open_vault(config, store).context("opening the archive vault")?;
+    crate::erasure::complete_purges(&homeserver.services, &vault)
+        .context("finishing an interrupted erasure")?;
     Ok(Node {
         homeserver,
         vault: Arc::new(vault),

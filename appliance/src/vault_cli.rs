@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use archipel_vault::{
     checkpoint::{Checkpoint, verifier_key},
     merkle::{self, Hash},
+    procedure::{Classification, HoldScope, Role},
     seal::VaultKey,
     verify,
 };
@@ -13,7 +14,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::{config::Config, node};
+use crate::{config::Config, erasure, node};
 
 #[derive(Subcommand)]
 pub enum VaultCommand {
@@ -50,12 +51,116 @@ pub enum VaultCommand {
         #[command(flatten)]
         record: RecordRef,
     },
+    /// Make a user a records manager (who decides on requests), or stop them
+    /// being one. An action of the node's operator.
+    RecordsManager {
+        #[command(subcommand)]
+        command: ManagerCommand,
+    },
+    /// Let DELEGATE request exclusions on USER's behalf (operator action).
+    Delegate { user: String, delegate: String },
+    /// Set a user's role: capstone (minister, state secretary,
+    /// secretary-general: kept permanently), official, external.
+    Role {
+        user: String,
+        role: Role,
+        /// The records manager doing this.
+        #[arg(long)]
+        by: String,
+    },
+    /// Classify a room: business (the default), private, party-political.
+    Classify {
+        room: String,
+        classification: Classification,
+        #[arg(long)]
+        by: String,
+    },
+    /// Ask for messages to be excluded from the archive as private or
+    /// party-political. Only their sender (or a delegate) may ask.
+    RequestExclusion {
+        /// An event to exclude; repeat for several.
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        /// The sender, or their delegate.
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        /// A Woo ground code, e.g. 5.1.2e.
+        #[arg(long)]
+        ground: Option<String>,
+    },
+    /// List exclusion requests and their decisions.
+    Requests {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide on an exclusion request (a records manager who is neither the
+    /// requester nor the sender). Approval erases the content for good.
+    Decide {
+        /// The request's reference, e.g. EX-000001.
+        reference: String,
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Legal holds: while one covers a room or user, nothing of it is erased.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Every procedure step in the log (needs the vault key).
+    Procedure {
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new vault key file (mode 0600) for provisioning.
     Keygen {
         /// Where to write the key; refuses to overwrite.
         file: PathBuf,
     },
 }
+
+#[derive(Subcommand)]
+pub enum ManagerCommand {
+    Add { user: String },
+    Remove { user: String },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold on a room or on a user.
+    Place {
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        room: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Release a hold.
+    Release {
+        reference: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// List holds.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The actor of actions taken by whoever administers the node.
+const OPERATOR: &str = "operator";
 
 #[derive(Args)]
 #[group(required = true, multiple = false)]
@@ -236,6 +341,159 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             let seq = resolve(log, &record)?;
             let event = vault.open_event(seq)?;
             println!("{}", serde_json::to_string_pretty(&event)?);
+            Ok(())
+        }
+        VaultCommand::RecordsManager { command } => match command {
+            ManagerCommand::Add { user } => {
+                vault.set_records_manager(&user, true, OPERATOR)?;
+                println!("{user} is a records manager");
+                Ok(())
+            }
+            ManagerCommand::Remove { user } => {
+                vault.set_records_manager(&user, false, OPERATOR)?;
+                println!("{user} is no longer a records manager");
+                Ok(())
+            }
+            ManagerCommand::List => {
+                for user in vault.records_managers()? {
+                    println!("{user}");
+                }
+                Ok(())
+            }
+        },
+        VaultCommand::Delegate { user, delegate } => {
+            vault.add_delegate(&user, &delegate, OPERATOR)?;
+            println!("{delegate} may now request exclusions for {user}");
+            Ok(())
+        }
+        VaultCommand::Role { user, role, by } => {
+            vault.set_role(&user, role, &by)?;
+            println!("{user} is now {role}");
+            Ok(())
+        }
+        VaultCommand::Classify {
+            room,
+            classification,
+            by,
+        } => {
+            vault.classify_room(&room, classification, &by)?;
+            println!("{room} is now classified {classification}");
+            Ok(())
+        }
+        VaultCommand::RequestExclusion {
+            events,
+            by,
+            reason,
+            ground,
+        } => {
+            let request = vault.request_exclusion(&events, &by, &reason, ground.as_deref())?;
+            println!(
+                "{}: exclusion of {} record(s) requested by {by}; a records manager must decide",
+                request.reference,
+                request.records.len()
+            );
+            Ok(())
+        }
+        VaultCommand::Requests { json } => {
+            for request in vault.requests()? {
+                if json {
+                    println!("{}", serde_json::to_string(&request)?);
+                } else {
+                    let state = match &request.decision {
+                        None => "pending".to_owned(),
+                        Some(d) if d.approved => format!("approved by {}", d.by),
+                        Some(d) => format!("rejected by {}", d.by),
+                    };
+                    println!(
+                        "{}  {}  {} record(s)  {state}  reason: {}",
+                        request.reference,
+                        request.requester,
+                        request.records.len(),
+                        request.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::Decide {
+            reference,
+            approve,
+            reject: _,
+            by,
+            note,
+        } => {
+            let request = vault.decide(&reference, approve, &by, note.as_deref())?;
+            if approve {
+                let purged = erasure::complete_purges(&node.homeserver.services, vault)?;
+                println!(
+                    "{reference} approved by {by}: {} record(s) erased ({purged} homeserver copies purged); the log still verifies",
+                    request.records.len()
+                );
+            } else {
+                println!("{reference} rejected by {by}: nothing erased");
+            }
+            Ok(())
+        }
+        VaultCommand::Hold { command } => match command {
+            HoldCommand::Place {
+                room,
+                user,
+                reason,
+                by,
+            } => {
+                let scope = match (room, user) {
+                    (Some(room), _) => HoldScope::Room(room),
+                    (None, Some(user)) => HoldScope::User(user),
+                    (None, None) => bail!("name a --room or a --user"),
+                };
+                let hold = vault.place_hold(scope, &reason, &by)?;
+                println!(
+                    "{}: legal hold on {} placed by {by}",
+                    hold.reference, hold.scope
+                );
+                Ok(())
+            }
+            HoldCommand::Release { reference, by } => {
+                let hold = vault.release_hold(&reference, &by)?;
+                println!(
+                    "{}: legal hold on {} released by {by}",
+                    hold.reference, hold.scope
+                );
+                Ok(())
+            }
+            HoldCommand::List { json } => {
+                for hold in vault.holds()? {
+                    if json {
+                        println!("{}", serde_json::to_string(&hold)?);
+                    } else {
+                        println!(
+                            "{}  {}  {}  placed by {}  reason: {}",
+                            hold.reference,
+                            hold.scope,
+                            if hold.active() { "active" } else { "released" },
+                            hold.placed_by,
+                            hold.reason
+                        );
+                    }
+                }
+                Ok(())
+            }
+        },
+        VaultCommand::Procedure { json } => {
+            for step in vault.procedure_steps()? {
+                if json {
+                    println!("{step}");
+                } else {
+                    println!(
+                        "{:>8}  {}  {}  {}  {}",
+                        step["seq"],
+                        step["action"].as_str().unwrap_or_default(),
+                        step["actor"].as_str().unwrap_or("-"),
+                        step["subject"].as_str().unwrap_or_default(),
+                        step["details"]
+                    );
+                }
+            }
             Ok(())
         }
         VaultCommand::Keygen { file } => keygen(&file),

@@ -286,3 +286,245 @@ async fn verify_names_deleted_altered_and_truncated_records() {
         "{out}"
     );
 }
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn vault_ok(dir: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = vault(dir, args);
+    assert!(ok, "vault {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn vault_refused(dir: &Path, args: &[&str], why: &str) {
+    let (ok, out, err) = vault(dir, args);
+    assert!(!ok, "vault {args:?} should have been refused:\n{out}");
+    assert!(
+        err.contains(why),
+        "vault {args:?}: expected `{why}` in:\n{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
+    // The database compresses its files, so the search below looks for a
+    // string without repeats, and only its middle: compression may fold its
+    // ends into matches with the text around it.
+    const MARK: &str = "Zq8Lw3Tn5Vb1Xc7Mk2Rp9Hs4Jd6Fg0Ya8Ue3Io5Wl1Qx7Nt";
+    let needle = &MARK.as_bytes()[4..40];
+    let secret = format!("dinner with my partner {MARK}");
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(&server, vec![]).await;
+    let private = pair
+        .alice_room()
+        .send(RoomMessageEventContent::text_plain(&secret))
+        .await
+        .expect("send")
+        .response
+        .event_id
+        .to_string();
+    let business = pair
+        .alice_room()
+        .send(RoomMessageEventContent::text_plain("budget figures for Q3"))
+        .await
+        .expect("send")
+        .response
+        .event_id
+        .to_string();
+    let bob_token = pair.bob.access_token().expect("bob is logged in");
+    server.stop().await;
+    let dir = server.data_dir();
+    let ids: Vec<String> = archived(&dir)
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_owned))
+        .collect();
+    for id in [&private, &business] {
+        assert!(
+            ids.contains(id),
+            "{id} was acknowledged but is not in the vault after a clean stop: {ids:?}\n{}",
+            server.log_tail()
+        );
+    }
+
+    vault_ok(&dir, &["records-manager", "add", "@alice:localhost"]);
+    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
+    vault_refused(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@bob:localhost",
+            "--reason",
+            "not mine",
+        ],
+        "only its sender (@alice:localhost) or their delegate",
+    );
+    let requested = vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@alice:localhost",
+            "--reason",
+            "a private appointment",
+            "--ground",
+            "5.1.2e",
+        ],
+    );
+    assert!(requested.starts_with("EX-000001:"), "{requested}");
+
+    // Four eyes: the requester (a records manager herself) cannot approve.
+    vault_refused(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@alice:localhost",
+        ],
+        "cannot also decide on it",
+    );
+    vault_refused(
+        &dir,
+        &["decide", "EX-000001", "--approve", "--by", "@bob:localhost"],
+        "is not a records manager",
+    );
+
+    // A legal hold on the sender blocks the erasure, and nothing changes.
+    let placed = vault_ok(
+        &dir,
+        &[
+            "hold",
+            "place",
+            "--user",
+            "@alice:localhost",
+            "--reason",
+            "Woo request 2026-17",
+            "--by",
+            "@carol:localhost",
+        ],
+    );
+    assert!(placed.starts_with("LH-000001:"), "{placed}");
+    vault_refused(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@carol:localhost",
+        ],
+        "legal hold LH-000001",
+    );
+    assert_eq!(original(&dir, &private)["content"]["body"], secret.as_str());
+    // The homeserver keeps the text in its files until the erasure (which
+    // is what makes the search for it below meaningful).
+    assert!(!files_containing(&dir, needle).is_empty());
+    vault_ok(
+        &dir,
+        &["hold", "release", "LH-000001", "--by", "@carol:localhost"],
+    );
+
+    let decided = vault_ok(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@carol:localhost",
+            "--note",
+            "private",
+        ],
+    );
+    assert!(
+        decided.contains("approved by @carol:localhost"),
+        "{decided}"
+    );
+    vault_refused(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--reject",
+            "--by",
+            "@carol:localhost",
+        ],
+        "already approved",
+    );
+
+    // Gone from the vault, gone from every file of the node; the log verifies.
+    vault_refused(
+        &dir,
+        &["show", "--event", &private],
+        "erased by decision EX-000001",
+    );
+    assert_eq!(
+        original(&dir, &business)["content"]["body"],
+        "budget figures for Q3"
+    );
+    assert_verifies(&dir);
+    let leftovers = files_containing(&dir, needle);
+    assert!(
+        leftovers.is_empty(),
+        "the erased text is still in {leftovers:?}"
+    );
+
+    // Every step is on record.
+    let steps: Vec<Value> = vault_ok(&dir, &["procedure", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let actions: Vec<&str> = steps.iter().filter_map(|s| s["action"].as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "add_records_manager",
+            "add_records_manager",
+            "request_exclusion",
+            "place_hold",
+            "release_hold",
+            "decide_exclusion",
+            "erasure",
+        ]
+    );
+    assert_eq!(steps[2]["details"]["reason"], "a private appointment");
+    assert_eq!(steps[6]["subject"], "EX-000001");
+
+    // Clients see the message erased, with the decision's reference.
+    server.restart().await;
+    let bob = crate::client::Api::new(server.url()).with_token(&bob_token);
+    let room = pair.room_id.to_string();
+    let event = bob.event(&room, &private).await.ok();
+    assert_eq!(event["content"], json!({}), "{event}");
+    assert_eq!(event["unsigned"]["io.archipel.erased"], "EX-000001");
+    let timeline = bob.timeline(&room).await;
+    assert!(!timeline.iter().any(|e| e.to_string().contains(MARK)));
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["content"]["body"] == "budget figures for Q3")
+    );
+}

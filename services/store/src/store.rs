@@ -273,6 +273,32 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites the whole database so that deleted and overwritten values
+    /// are physically gone: memtables flushed, every column family compacted
+    /// down to its last level, obsolete log and table files deleted. Erasure
+    /// procedures call it; it costs a full rewrite of the data.
+    pub fn purge_deleted(&self) -> Result<()> {
+        let db = &self.inner.db;
+        let handles: Vec<&rocksdb::ColumnFamily> = std::iter::once("default")
+            .chain(self.names.iter().copied())
+            .filter_map(|name| db.cf_handle(name))
+            .collect();
+        let mut flush = rocksdb::FlushOptions::default();
+        flush.set_wait(true);
+        db.flush_cfs_opt(&handles, &flush)?;
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        compact.set_exclusive_manual_compaction(true);
+        for cf in &handles {
+            db.compact_range_cf_opt(*cf, None::<&[u8]>, None::<&[u8]>, &compact);
+        }
+        // A fresh flush switches to a new write-ahead log, so the old ones
+        // (which held the values) become obsolete and are deleted.
+        db.flush_cfs_opt(&handles, &flush)?;
+        db.flush_wal(true)?;
+        Ok(())
+    }
+
     /// Approximate live data size in bytes, for status displays.
     pub fn approximate_size(&self) -> u64 {
         self.names

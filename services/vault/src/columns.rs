@@ -15,6 +15,24 @@ pub const SIZE_CHECKPOINT: &str = "vault_size_checkpoint";
 /// Where an event's capture record is.
 pub const EVENTID_SEQ: &str = "vault_eventid_seq";
 
+/// Erased records: the reference of the decision that erased each.
+pub const SEQ_ERASURE: &str = "vault_seq_erasure";
+/// Roles of users (capstone official, official, external); official if absent.
+pub const USERID_ROLE: &str = "vault_userid_role";
+/// Users who may decide on requests (records managers).
+pub const USERID_RECORDSMANAGER: &str = "vault_userid_recordsmanager";
+/// Who may request exclusions on a user's behalf: `user 0xFF delegate`.
+pub const USERID_DELEGATE: &str = "vault_userid_delegate";
+/// Room classifications (business, private, party-political); business if absent.
+pub const ROOMID_CLASSIFICATION: &str = "vault_roomid_classification";
+/// Exclusion requests and their decisions, by reference (`EX-000001`).
+pub const REQUESTID_REQUEST: &str = "vault_requestid_request";
+/// Legal holds, by reference (`LH-000001`).
+pub const HOLDID_HOLD: &str = "vault_holdid_hold";
+/// Erased events whose copies outside the vault (the homeserver's) still
+/// have to be purged: done after the erasure commits, redone after a crash.
+pub const EVENTID_PENDINGPURGE: &str = "vault_eventid_pendingpurge";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
     ColumnSpec::new(SEQ_RECORD),
@@ -22,4 +40,12 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(LEVEL_INDEX_NODE),
     ColumnSpec::new(SIZE_CHECKPOINT),
     ColumnSpec::lookups(EVENTID_SEQ),
+    ColumnSpec::lookups(SEQ_ERASURE),
+    ColumnSpec::lookups(USERID_ROLE),
+    ColumnSpec::lookups(USERID_RECORDSMANAGER),
+    ColumnSpec::new(USERID_DELEGATE),
+    ColumnSpec::lookups(ROOMID_CLASSIFICATION),
+    ColumnSpec::new(REQUESTID_REQUEST),
+    ColumnSpec::new(HOLDID_HOLD),
+    ColumnSpec::new(EVENTID_PENDINGPURGE),
 ];

@@ -12,6 +12,11 @@ pub enum Error {
     Corrupt(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("record {seq} was erased by decision {reference}: its content is gone for good")]
+    Erased { seq: u64, reference: String },
+    /// A procedure rule refused the step (four eyes, a legal hold, a role...).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Io(String),
 }

@@ -17,6 +17,7 @@ mod config;
 mod error;
 pub mod log;
 pub mod merkle;
+pub mod procedure;
 pub mod record;
 pub mod seal;
 pub mod verify;
@@ -180,7 +181,7 @@ impl Vault {
                 captured_ts: now,
                 entry: Entry::Event(entry),
             };
-            self.append(&mut batch, &mut frontier, &record, &key);
+            self.append(&mut batch, &mut frontier, &record, Some(&key));
         }
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
@@ -249,18 +250,49 @@ impl Vault {
     }
 
     /// Adds `record` and its Merkle nodes to `batch`, advancing `frontier`.
-    fn append(&self, batch: &mut Batch, frontier: &mut Frontier, record: &Record, key: &DataKey) {
+    fn append(
+        &self,
+        batch: &mut Batch,
+        frontier: &mut Frontier,
+        record: &Record,
+        key: Option<&DataKey>,
+    ) {
         let bytes = record.to_bytes();
         let seq = record.seq;
         batch.put(&self.log.records, seq.to_be_bytes(), &bytes);
-        batch.put(
-            &self.log.data_keys,
-            seq.to_be_bytes(),
-            self.key.wrap(key, seq),
-        );
+        if let Some(key) = key {
+            batch.put(
+                &self.log.data_keys,
+                seq.to_be_bytes(),
+                self.key.wrap(key, seq),
+            );
+        }
         for (level, index, hash) in frontier.append(merkle::leaf_hash(&bytes)) {
             batch.put(&self.log.nodes, node_key(level, index), hash);
         }
+    }
+
+    /// Appends procedure records built by `f` in one batch, committed with
+    /// fsync (a person is told it is done), and signs a checkpoint over them.
+    pub(crate) fn with_steps<T>(&self, f: impl FnOnce(&mut Steps<'_>) -> Result<T>) -> Result<T> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut steps = Steps {
+            vault: self,
+            batch: Batch::new(),
+            frontier: writer.frontier.clone(),
+            now: now_ms(),
+        };
+        let out = f(&mut steps)?;
+        let Steps {
+            mut batch,
+            frontier,
+            ..
+        } = steps;
+        batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
+        self.store.commit(batch)?;
+        writer.frontier = frontier;
+        self.checkpoint_if_due(&mut writer, true)?;
+        Ok(out)
     }
 
     /// Signs a checkpoint now if anything was appended since the last one.
@@ -302,19 +334,16 @@ impl Vault {
         Ok(())
     }
 
-    /// The original event JSON of record `seq`. Requires the vault key.
+    /// The original event JSON of record `seq` (or a procedure step's
+    /// details). Requires the vault key; an erased record is gone for good.
     pub fn open_event(&self, seq: u64) -> Result<Value> {
         let record = self.log.record(seq)?;
-        let Some(event) = record.event() else {
-            return Err(Error::NotFound(format!("record {seq} is not an event")));
+        let Some(sealed) = record.sealed() else {
+            return Err(Error::NotFound(format!(
+                "record {seq} is an erasure entry: it has no content"
+            )));
         };
-        let key = self.data_key(seq)?;
-        let sealed = B64
-            .decode(&event.sealed)
-            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))?;
-        let plain = key.open(&sealed, seq, 0)?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
+        self.open_sealed(seq, sealed)
     }
 
     /// The bytes of media copy `part` of record `seq`. Requires the vault key.
@@ -327,16 +356,86 @@ impl Vault {
     }
 
     fn data_key(&self, seq: u64) -> Result<DataKey> {
-        let wrapped = self
-            .log
-            .data_keys
-            .get(seq.to_be_bytes())?
-            .ok_or_else(|| Error::NotFound(format!("record {seq} has no data key")))?;
-        self.key.unwrap(&wrapped, seq)
+        match self.log.data_keys.get(seq.to_be_bytes())? {
+            Some(wrapped) => self.key.unwrap(&wrapped, seq),
+            None => match self.log.erasure_of(seq)? {
+                Some(reference) => Err(Error::Erased { seq, reference }),
+                None => Err(Error::Corrupt(format!(
+                    "record {seq} has lost its data key without an erasure decision"
+                ))),
+            },
+        }
+    }
+
+    pub(crate) fn open_sealed(&self, seq: u64, sealed: &str) -> Result<Value> {
+        let key = self.data_key(seq)?;
+        let sealed = B64
+            .decode(sealed)
+            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))?;
+        let plain = key.open(&sealed, seq, 0)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
     }
 
     fn media_path(&self, seq: u64, part: u32) -> PathBuf {
         media_path(&self.media_dir, seq, part)
+    }
+}
+
+/// Records being added in one procedure batch.
+pub(crate) struct Steps<'a> {
+    vault: &'a Vault,
+    pub batch: Batch,
+    frontier: Frontier,
+    now: u64,
+}
+
+impl Steps<'_> {
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Appends a procedure step; `details` are sealed. Returns its sequence number.
+    pub fn procedure(&mut self, action: &str, actor: &str, subject: &str, details: &Value) -> u64 {
+        let seq = self.frontier.size();
+        let key = DataKey::generate();
+        let plain = serde_json::to_vec(details).expect("JSON values serialize");
+        let record = Record {
+            seq,
+            captured_ts: self.now,
+            entry: Entry::Procedure(record::ProcedureEntry {
+                action: action.to_owned(),
+                actor: actor.to_owned(),
+                subject: subject.to_owned(),
+                sealed: B64.encode(key.seal(&plain, seq, 0)),
+            }),
+        };
+        self.vault
+            .append(&mut self.batch, &mut self.frontier, &record, Some(&key));
+        seq
+    }
+
+    /// Destroys record `erased`'s data key and appends the erasure entry.
+    pub fn erasure(&mut self, erased: u64, reference: &str) -> u64 {
+        let seq = self.frontier.size();
+        let record = Record {
+            seq,
+            captured_ts: self.now,
+            entry: Entry::Erasure(record::ErasureEntry {
+                erased_seq: erased,
+                reference: reference.to_owned(),
+            }),
+        };
+        self.batch
+            .delete(&self.vault.log.data_keys, erased.to_be_bytes());
+        self.batch.put(
+            &self.vault.log.erasures,
+            erased.to_be_bytes(),
+            reference.as_bytes(),
+        );
+        self.vault
+            .append(&mut self.batch, &mut self.frontier, &record, None);
+        seq
     }
 }
 

@@ -23,6 +23,7 @@ pub struct Log {
     pub(crate) nodes: Tree,
     pub(crate) checkpoints: Tree,
     pub(crate) event_index: Tree,
+    pub(crate) erasures: Tree,
 }
 
 /// A stored checkpoint note.
@@ -41,6 +42,7 @@ impl Log {
             nodes: store.tree(cf::LEVEL_INDEX_NODE)?,
             checkpoints: store.tree(cf::SIZE_CHECKPOINT)?,
             event_index: store.tree(cf::EVENTID_SEQ)?,
+            erasures: store.tree(cf::SEQ_ERASURE)?,
         })
     }
 
@@ -116,6 +118,14 @@ impl Log {
 
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
         Ok(self.checkpoints()?.pop())
+    }
+
+    /// The decision that erased record `seq`, if one did.
+    pub fn erasure_of(&self, seq: u64) -> Result<Option<String>> {
+        Ok(self
+            .erasures
+            .get(seq.to_be_bytes())?
+            .map(|r| String::from_utf8_lossy(&r).into_owned()))
     }
 
     /// Whether the record's data key still exists (false once shredded).

@@ -21,6 +21,32 @@ pub struct Record {
 pub enum Entry {
     /// A room event as the homeserver persisted it, before any redaction.
     Event(EventEntry),
+    /// A step of a records procedure: a classification, a role, an exclusion
+    /// request or decision, a legal hold. Who and what in the clear, the
+    /// details (reasons, notes) sealed like an event.
+    Procedure(ProcedureEntry),
+    /// The content of record `erased_seq` was destroyed (its data key and
+    /// media copies). Holds no personal data: only the decision's reference.
+    Erasure(ErasureEntry),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureEntry {
+    /// What happened, e.g. `request_exclusion`, `decide_exclusion`, `place_hold`.
+    pub action: String,
+    /// Who did it (a Matrix user ID, or `operator` for the node's console).
+    pub actor: String,
+    /// What it is about: a request or hold reference, a room or user ID.
+    pub subject: String,
+    /// The step's details as JSON, sealed with the record's data key.
+    pub sealed: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureEntry {
+    pub erased_seq: u64,
+    /// The decision or destruction list that ordered it, e.g. `EX-000003`.
+    pub reference: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +93,16 @@ impl Record {
     pub fn event(&self) -> Option<&EventEntry> {
         match &self.entry {
             Entry::Event(event) => Some(event),
+            _ => None,
+        }
+    }
+
+    /// The sealed part of the record, if it has one.
+    pub fn sealed(&self) -> Option<&str> {
+        match &self.entry {
+            Entry::Event(event) => Some(&event.sealed),
+            Entry::Procedure(step) => Some(&step.sealed),
+            Entry::Erasure(_) => None,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     checkpoint::Checkpoint,
     log::Log,
     merkle::{self, Frontier, Hash, NodeSource},
-    record::Record,
+    record::{Entry, Record},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -196,6 +196,10 @@ pub fn verify(
     // From the stored leaf hashes: checks the stored interior nodes proofs use.
     let mut from_stored = Frontier::default();
     let mut seq = 0u64;
+    // Erased records have lost their keys and media on purpose; known only
+    // once their erasure entry (later in the log) is read.
+    let mut erased = std::collections::HashSet::new();
+    let mut deferred: Vec<Finding> = Vec::new();
 
     let mut check_checkpoints = |frontier: &Frontier, findings: &mut Vec<Finding>| {
         while let Some(&&(size, root)) = pending_checkpoints.peek() {
@@ -236,9 +240,12 @@ pub fn verify(
                         claims: record.seq,
                     });
                 }
-                check_media(media_dir, &record, &mut findings);
-                if !log.has_data_key(seq)? {
-                    findings.push(Finding::DataKeyMissing { seq });
+                check_media(media_dir, &record, &mut deferred);
+                if record.sealed().is_some() && !log.has_data_key(seq)? {
+                    deferred.push(Finding::DataKeyMissing { seq });
+                }
+                if let Entry::Erasure(erasure) = &record.entry {
+                    erased.insert(erasure.erased_seq);
                 }
             }
             Err(e) => findings.push(Finding::Unreadable {
@@ -259,6 +266,12 @@ pub fn verify(
         }
     }
     let found = seq;
+    findings.extend(deferred.into_iter().filter(|f| match f {
+        Finding::DataKeyMissing { seq } | Finding::MediaMissing { seq, .. } => {
+            !erased.contains(seq)
+        }
+        _ => true,
+    }));
     // Records missing at the end, up to the recorded size.
     while seq < recorded_size {
         findings.push(Finding::Missing { seq });

@@ -151,6 +151,37 @@ impl Media {
         }
     }
 
+    /// Deletes a file, its thumbnails and its metadata (the archive's
+    /// erasure procedure). Idempotent.
+    pub fn delete(&self, media_id: &str) -> Result<()> {
+        if !valid_media_id(media_id) {
+            return Ok(());
+        }
+        let remove = |path: PathBuf| match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::internal(format!("deleting {}: {e}", path.display())))
+            }
+            _ => Ok(()),
+        };
+        remove(self.file_path(media_id))?;
+        let thumbnails = self.dir.join("thumbnails");
+        if let Ok(entries) = std::fs::read_dir(&thumbnails) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with(&format!("{media_id}-")))
+                {
+                    remove(entry.path())?;
+                }
+            }
+        }
+        let mut batch = Batch::new();
+        batch.delete(&self.tree, media_id.as_bytes());
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

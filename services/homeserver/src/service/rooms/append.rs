@@ -273,15 +273,19 @@ impl Rooms {
     }
 }
 
-fn redacted_copy(target: &Pdu, redaction: &Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
+/// `target` with only the keys its room version keeps on redaction.
+pub(super) fn stripped_copy(target: &Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
     let json: CanonicalJsonObject = serde_json::from_value(serde_json::to_value(target)?)?;
     let mut redacted = redact(json, &rules.redaction, None).map_err(Error::internal)?;
-    // `redact` keeps only protocol keys; restore what this server tracks.
     redacted.insert(
         "event_id".into(),
         CanonicalJsonValue::String(target.event_id.to_string()),
     );
-    let mut pdu: Pdu = serde_json::from_str(&serde_json::to_string(&redacted)?)?;
+    Ok(serde_json::from_str(&serde_json::to_string(&redacted)?)?)
+}
+
+fn redacted_copy(target: &Pdu, redaction: &Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
+    let mut pdu = stripped_copy(target, rules)?;
     let mut unsigned = Map::new();
     unsigned.insert(
         "redacted_because".into(),

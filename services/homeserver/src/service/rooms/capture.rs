@@ -2,10 +2,13 @@
 //! `count_vaultcapture` in the event's own batch. The vault drains it in
 //! stream order and the appliance discards what the vault holds.
 
-use ruma::MxcUri;
-use serde_json::Value;
+use ruma::{EventId, MxcUri};
+use serde_json::{Map, Value};
 
-use super::Rooms;
+use super::{
+    Rooms,
+    append::{room_rules, stripped_copy},
+};
 use crate::Result;
 
 /// An event waiting in the outbox.
@@ -53,6 +56,35 @@ impl Rooms {
             let _unsynced = self.store.write(batch)?;
         }
         Ok(())
+    }
+}
+
+impl Rooms {
+    /// Destroys this server's copies of an event's content, as the archive's
+    /// exclusion procedure ordered (`reference`): clients see it redacted,
+    /// and the original kept for redactions is deleted. Returns the media
+    /// the original referenced, for the caller to delete. Idempotent.
+    pub fn erase_content(&self, event_id: &EventId, reference: &str) -> Result<Vec<String>> {
+        let Some(original) = self.get_original_pdu(event_id)? else {
+            return Ok(Vec::new());
+        };
+        let media = media_references(&original.to_archive_json());
+        let version = self
+            .meta(&original.room_id)?
+            .map(|meta| meta.version)
+            .unwrap_or(ruma::RoomVersionId::V11);
+        let mut erased = stripped_copy(&original, &room_rules(&version)?)?;
+        let mut unsigned = Map::new();
+        unsigned.insert(
+            "io.archipel.erased".into(),
+            Value::String(reference.to_owned()),
+        );
+        erased.unsigned = Some(unsigned);
+        let mut batch = archipel_store::Batch::new();
+        batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &erased);
+        batch.delete(&self.eventid_originalpdu, event_id.as_bytes());
+        self.store.commit(batch)?;
+        Ok(media)
     }
 }
 

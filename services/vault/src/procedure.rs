@@ -1,0 +1,562 @@
+//! Records procedures: roles, room classification, exclusion of private and
+//! party-political items (request, four-eyes decision, crypto-shredding) and
+//! legal holds. Every step is a procedure record in the Merkle log.
+
+use std::{fmt, str::FromStr};
+
+use archipel_store::key;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Error, Result, Vault, columns as cf, media_path, record::Entry};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A minister, state secretary or secretary-general: their business
+    /// records are kept permanently.
+    Capstone,
+    Official,
+    External,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    Business,
+    Private,
+    PartyPolitical,
+}
+
+macro_rules! named {
+    ($type:ty, $($variant:ident = $name:literal),+) => {
+        impl FromStr for $type {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err(format!("`{s}`: expected one of {}", [$($name),+].join(", "))),
+                }
+            }
+        }
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $(Self::$variant => $name,)+ })
+            }
+        }
+    };
+}
+named!(
+    Role,
+    Capstone = "capstone",
+    Official = "official",
+    External = "external"
+);
+named!(
+    Classification,
+    Business = "business",
+    Private = "private",
+    PartyPolitical = "party-political"
+);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExclusionRequest {
+    pub reference: String,
+    /// The records (sequence numbers) to exclude, and their event IDs.
+    pub records: Vec<u64>,
+    pub events: Vec<String>,
+    pub requester: String,
+    pub reason: String,
+    /// A Woo ground code, e.g. `5.1.2e` (privacy).
+    pub ground: Option<String>,
+    pub requested_ts: u64,
+    pub decision: Option<Decision>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub approved: bool,
+    pub by: String,
+    pub note: Option<String>,
+    pub decided_ts: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldScope {
+    Room(String),
+    User(String),
+}
+
+impl fmt::Display for HoldScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Room(room) => write!(f, "room {room}"),
+            Self::User(user) => write!(f, "user {user}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reference: String,
+    pub scope: HoldScope,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_ts: u64,
+    pub released_by: Option<String>,
+    pub released_ts: Option<u64>,
+}
+
+impl Hold {
+    pub fn active(&self) -> bool {
+        self.released_ts.is_none()
+    }
+
+    fn covers(&self, room: &str, sender: &str) -> bool {
+        self.active()
+            && match &self.scope {
+                HoldScope::Room(r) => r == room,
+                HoldScope::User(u) => u == sender,
+            }
+    }
+}
+
+/// An erased event whose copies outside the vault must be purged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPurge {
+    pub event_id: String,
+    /// The decision that erased it.
+    pub reference: String,
+}
+
+/// Event types that may be excluded: messages, not the state a room runs on.
+fn excludable(event_type: &str) -> bool {
+    !event_type.starts_with("m.room.")
+        || event_type == "m.room.message"
+        || event_type == "m.room.encrypted"
+}
+
+const META_NEXT_REQUEST: &[u8] = b"next_request";
+const META_NEXT_HOLD: &[u8] = b"next_hold";
+
+impl Vault {
+    fn tree(&self, name: &'static str) -> Result<archipel_store::Tree> {
+        Ok(self.store.tree(name)?)
+    }
+
+    fn next_reference(&self, counter: &[u8], prefix: &str) -> Result<(String, u64)> {
+        let next = self.log.meta.get_u64(counter)?.unwrap_or(1);
+        Ok((format!("{prefix}-{next:06}"), next + 1))
+    }
+
+    pub fn role(&self, user: &str) -> Result<Role> {
+        Ok(self
+            .tree(cf::USERID_ROLE)?
+            .get_json(user.as_bytes())?
+            .unwrap_or(Role::Official))
+    }
+
+    pub fn classification(&self, room: &str) -> Result<Classification> {
+        Ok(self
+            .tree(cf::ROOMID_CLASSIFICATION)?
+            .get_json(room.as_bytes())?
+            .unwrap_or(Classification::Business))
+    }
+
+    pub fn is_records_manager(&self, user: &str) -> Result<bool> {
+        Ok(self
+            .tree(cf::USERID_RECORDSMANAGER)?
+            .contains(user.as_bytes())?)
+    }
+
+    pub fn records_managers(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for row in self.tree(cf::USERID_RECORDSMANAGER)?.iter() {
+            out.push(String::from_utf8_lossy(&row?.0).into_owned());
+        }
+        Ok(out)
+    }
+
+    fn require_records_manager(&self, actor: &str) -> Result<()> {
+        if self.is_records_manager(actor)? {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "{actor} is not a records manager (add one with `archipel vault records-manager add`)"
+            )))
+        }
+    }
+
+    /// Makes `user` a records manager, or stops them being one. `actor` is
+    /// whoever administers the node (`operator` from its console).
+    pub fn set_records_manager(&self, user: &str, manager: bool, actor: &str) -> Result<()> {
+        let tree = self.tree(cf::USERID_RECORDSMANAGER)?;
+        self.with_steps(|steps| {
+            if manager {
+                steps.batch.put(&tree, user.as_bytes(), b"");
+            } else {
+                steps.batch.delete(&tree, user.as_bytes());
+            }
+            let action = if manager {
+                "add_records_manager"
+            } else {
+                "remove_records_manager"
+            };
+            steps.procedure(action, actor, user, &json!({}));
+            Ok(())
+        })
+    }
+
+    /// Lets `delegate` request exclusions on `user`'s behalf.
+    pub fn add_delegate(&self, user: &str, delegate: &str, actor: &str) -> Result<()> {
+        let tree = self.tree(cf::USERID_DELEGATE)?;
+        self.with_steps(|steps| {
+            steps
+                .batch
+                .put(&tree, key::key([user.as_bytes(), delegate.as_bytes()]), b"");
+            steps.procedure(
+                "add_delegate",
+                actor,
+                user,
+                &json!({ "delegate": delegate }),
+            );
+            Ok(())
+        })
+    }
+
+    fn is_delegate(&self, user: &str, delegate: &str) -> Result<bool> {
+        Ok(self
+            .tree(cf::USERID_DELEGATE)?
+            .contains(key::key([user.as_bytes(), delegate.as_bytes()]))?)
+    }
+
+    pub fn set_role(&self, user: &str, role: Role, actor: &str) -> Result<()> {
+        self.require_records_manager(actor)?;
+        let tree = self.tree(cf::USERID_ROLE)?;
+        self.with_steps(|steps| {
+            steps.batch.put_json(&tree, user.as_bytes(), &role);
+            steps.procedure("set_role", actor, user, &json!({ "role": role }));
+            Ok(())
+        })
+    }
+
+    pub fn classify_room(&self, room: &str, class: Classification, actor: &str) -> Result<()> {
+        self.require_records_manager(actor)?;
+        let tree = self.tree(cf::ROOMID_CLASSIFICATION)?;
+        self.with_steps(|steps| {
+            steps.batch.put_json(&tree, room.as_bytes(), &class);
+            steps.procedure(
+                "classify_room",
+                actor,
+                room,
+                &json!({ "classification": class }),
+            );
+            Ok(())
+        })
+    }
+
+    /// Records a request to exclude events from the archive as private or
+    /// party-political. The requester must be their sender or a delegate.
+    pub fn request_exclusion(
+        &self,
+        events: &[String],
+        requester: &str,
+        reason: &str,
+        ground: Option<&str>,
+    ) -> Result<ExclusionRequest> {
+        if events.is_empty() {
+            return Err(Error::Refused("name at least one event to exclude".into()));
+        }
+        if reason.trim().is_empty() {
+            return Err(Error::Refused("an exclusion request needs a reason".into()));
+        }
+        let mut records = Vec::new();
+        for event_id in events {
+            let seq = self
+                .log
+                .seq_of_event(event_id)?
+                .ok_or_else(|| Error::NotFound(format!("event {event_id} is not in the vault")))?;
+            let record = self.log.record(seq)?;
+            let Some(event) = record.event() else {
+                return Err(Error::Corrupt(format!("record {seq} is not an event")));
+            };
+            if !excludable(&event.event_type) {
+                return Err(Error::Refused(format!(
+                    "{event_id} is a {} event: room state cannot be excluded, only messages",
+                    event.event_type
+                )));
+            }
+            if event.sender != requester && !self.is_delegate(&event.sender, requester)? {
+                return Err(Error::Refused(format!(
+                    "{requester} may not request the exclusion of {event_id}: only its sender ({}) or their delegate may",
+                    event.sender
+                )));
+            }
+            if let Some(reference) = self.log.erasure_of(seq)? {
+                return Err(Error::Refused(format!(
+                    "{event_id} was already erased by {reference}"
+                )));
+            }
+            records.push(seq);
+        }
+        let tree = self.tree(cf::REQUESTID_REQUEST)?;
+        self.with_steps(|steps| {
+            let (reference, next) = self.next_reference(META_NEXT_REQUEST, "EX")?;
+            let request = ExclusionRequest {
+                reference: reference.clone(),
+                records,
+                events: events.to_vec(),
+                requester: requester.to_owned(),
+                reason: reason.to_owned(),
+                ground: ground.map(str::to_owned),
+                requested_ts: steps.now(),
+                decision: None,
+            };
+            steps
+                .batch
+                .put(&self.log.meta, META_NEXT_REQUEST, next.to_be_bytes());
+            steps.batch.put_json(&tree, reference.as_bytes(), &request);
+            steps.procedure(
+                "request_exclusion",
+                requester,
+                &reference,
+                &json!({
+                    "records": request.records,
+                    "events": request.events,
+                    "reason": reason,
+                    "ground": ground,
+                }),
+            );
+            Ok(request)
+        })
+    }
+
+    pub fn request(&self, reference: &str) -> Result<ExclusionRequest> {
+        self.tree(cf::REQUESTID_REQUEST)?
+            .get_json(reference.as_bytes())?
+            .ok_or_else(|| Error::NotFound(format!("no exclusion request {reference}")))
+    }
+
+    pub fn requests(&self) -> Result<Vec<ExclusionRequest>> {
+        let tree = self.tree(cf::REQUESTID_REQUEST)?;
+        let mut out = Vec::new();
+        for row in tree.iter() {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Corrupt(format!("an exclusion request: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Decides on a request. Four eyes: the decider is a records manager who
+    /// is neither the requester nor the sender. An approval erases the
+    /// records' content (their data keys and media copies) unless a legal
+    /// hold covers one of them, and queues the purge of the homeserver's
+    /// copies ([`Vault::pending_purges`]).
+    pub fn decide(
+        &self,
+        reference: &str,
+        approve: bool,
+        decider: &str,
+        note: Option<&str>,
+    ) -> Result<ExclusionRequest> {
+        let mut request = self.request(reference)?;
+        if let Some(decision) = &request.decision {
+            return Err(Error::Refused(format!(
+                "{reference} was already {} by {}",
+                if decision.approved {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                decision.by
+            )));
+        }
+        self.require_records_manager(decider)?;
+        if decider == request.requester {
+            return Err(Error::Refused(format!(
+                "{decider} requested {reference} and cannot also decide on it: another records manager must (four eyes)"
+            )));
+        }
+        let mut erased = Vec::new();
+        for &seq in &request.records {
+            let record = self.log.record(seq)?;
+            let Some(event) = record.event() else {
+                continue;
+            };
+            if decider == event.sender {
+                return Err(Error::Refused(format!(
+                    "{decider} sent {} and cannot decide on its exclusion (four eyes)",
+                    event.event_id
+                )));
+            }
+            if approve {
+                if let Some(hold) = self
+                    .holds()?
+                    .into_iter()
+                    .find(|h| h.covers(&event.room_id, &event.sender))
+                {
+                    return Err(Error::Refused(format!(
+                        "legal hold {} on {} blocks the erasure of {}",
+                        hold.reference, hold.scope, event.event_id
+                    )));
+                }
+                erased.push((seq, event.event_id.clone(), event.media.clone()));
+            }
+        }
+        let requests = self.tree(cf::REQUESTID_REQUEST)?;
+        let purges = self.tree(cf::EVENTID_PENDINGPURGE)?;
+        let request = self.with_steps(|steps| {
+            request.decision = Some(Decision {
+                approved: approve,
+                by: decider.to_owned(),
+                note: note.map(str::to_owned),
+                decided_ts: steps.now(),
+            });
+            steps
+                .batch
+                .put_json(&requests, reference.as_bytes(), &request);
+            steps.procedure(
+                "decide_exclusion",
+                decider,
+                reference,
+                &json!({ "approved": approve, "note": note }),
+            );
+            for (seq, event_id, _) in &erased {
+                steps.erasure(*seq, reference);
+                steps.batch.put_json(
+                    &purges,
+                    event_id.as_bytes(),
+                    &PendingPurge {
+                        event_id: event_id.clone(),
+                        reference: reference.to_owned(),
+                    },
+                );
+            }
+            Ok(request)
+        })?;
+        for (seq, _, media) in erased {
+            for copy in media {
+                let path = media_path(&self.media_dir, seq, copy.part);
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(Error::io(format!("removing {}", path.display()), e));
+                }
+            }
+        }
+        Ok(request)
+    }
+
+    /// Erased events whose homeserver copies still await purging.
+    pub fn pending_purges(&self) -> Result<Vec<PendingPurge>> {
+        let mut out = Vec::new();
+        for row in self.tree(cf::EVENTID_PENDINGPURGE)?.iter() {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Corrupt(format!("a pending purge: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Marks a purge done (the homeserver's copies are gone).
+    pub fn purge_done(&self, event_id: &str) -> Result<()> {
+        let mut batch = archipel_store::Batch::new();
+        batch.delete(&self.tree(cf::EVENTID_PENDINGPURGE)?, event_id.as_bytes());
+        Ok(self.store.commit(batch)?)
+    }
+
+    pub fn place_hold(&self, scope: HoldScope, reason: &str, actor: &str) -> Result<Hold> {
+        self.require_records_manager(actor)?;
+        if reason.trim().is_empty() {
+            return Err(Error::Refused("a legal hold needs a reason".into()));
+        }
+        let tree = self.tree(cf::HOLDID_HOLD)?;
+        self.with_steps(|steps| {
+            let (reference, next) = self.next_reference(META_NEXT_HOLD, "LH")?;
+            let hold = Hold {
+                reference: reference.clone(),
+                scope: scope.clone(),
+                reason: reason.to_owned(),
+                placed_by: actor.to_owned(),
+                placed_ts: steps.now(),
+                released_by: None,
+                released_ts: None,
+            };
+            steps
+                .batch
+                .put(&self.log.meta, META_NEXT_HOLD, next.to_be_bytes());
+            steps.batch.put_json(&tree, reference.as_bytes(), &hold);
+            steps.procedure(
+                "place_hold",
+                actor,
+                &reference,
+                &json!({ "scope": scope, "reason": reason }),
+            );
+            Ok(hold)
+        })
+    }
+
+    pub fn release_hold(&self, reference: &str, actor: &str) -> Result<Hold> {
+        self.require_records_manager(actor)?;
+        let tree = self.tree(cf::HOLDID_HOLD)?;
+        let mut hold: Hold = tree
+            .get_json(reference.as_bytes())?
+            .ok_or_else(|| Error::NotFound(format!("no legal hold {reference}")))?;
+        if !hold.active() {
+            return Err(Error::Refused(format!("{reference} was already released")));
+        }
+        self.with_steps(|steps| {
+            hold.released_by = Some(actor.to_owned());
+            hold.released_ts = Some(steps.now());
+            steps.batch.put_json(&tree, reference.as_bytes(), &hold);
+            steps.procedure("release_hold", actor, reference, &json!({}));
+            Ok(hold)
+        })
+    }
+
+    pub fn holds(&self) -> Result<Vec<Hold>> {
+        let mut out = Vec::new();
+        for row in self.tree(cf::HOLDID_HOLD)?.iter() {
+            let (_, v) = row?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Corrupt(format!("a legal hold: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The procedure steps in the log, oldest first, with their details
+    /// opened (needs the vault key).
+    pub fn procedure_steps(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for seq in 0..self.log.size()? {
+            let record = self.log.record(seq)?;
+            match &record.entry {
+                Entry::Procedure(step) => out.push(json!({
+                    "seq": seq,
+                    "ts": record.captured_ts,
+                    "action": step.action,
+                    "actor": step.actor,
+                    "subject": step.subject,
+                    "details": self.open_sealed(seq, &step.sealed)?,
+                })),
+                Entry::Erasure(erasure) => out.push(json!({
+                    "seq": seq,
+                    "ts": record.captured_ts,
+                    "action": "erasure",
+                    "subject": erasure.reference,
+                    "details": { "erased_seq": erasure.erased_seq },
+                })),
+                Entry::Event(_) => {}
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,46 @@
+//! Shared by the vault's integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use archipel_store::{Store, StoreOptions};
+use archipel_vault::{CapturedEvent, CheckpointPolicy, Vault, columns::COLUMNS, seal::VaultKey};
+use ed25519_dalek::SigningKey;
+use serde_json::json;
+
+pub fn signer() -> SigningKey {
+    SigningKey::from_bytes(&[42u8; 32])
+}
+
+pub fn open(dir: &std::path::Path, every_records: u64) -> (Store, Vault) {
+    let store = Store::open(&dir.join("db"), COLUMNS, &StoreOptions::default()).expect("store");
+    let key = VaultKey::load_or_generate(&dir.join("vault.key")).expect("key");
+    let vault = Vault::open(
+        store.clone(),
+        &dir.join("vault"),
+        key,
+        signer(),
+        "test.example/archipel-vault".into(),
+        CheckpointPolicy {
+            every_records,
+            every: Duration::from_secs(3600),
+        },
+    )
+    .expect("vault");
+    (store, vault)
+}
+
+pub fn event(n: u64) -> CapturedEvent {
+    CapturedEvent {
+        position: n + 1,
+        event: json!({
+            "event_id": format!("$event{n}"),
+            "room_id": "!room:test.example",
+            "sender": "@alice:test.example",
+            "type": "m.room.message",
+            "origin_server_ts": 1_700_000_000_000u64 + n,
+            "content": { "msgtype": "m.text", "body": format!("message number {n}") },
+        }),
+        media: Vec::new(),
+    }
+}

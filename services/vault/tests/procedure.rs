@@ -1,0 +1,184 @@
+//! The records procedures at the vault's level: who may ask, who may
+//! decide, what a hold blocks, and that an erasure leaves a log that verifies.
+
+mod common;
+
+use archipel_vault::{
+    CapturedEvent, Error, MediaBytes, Vault,
+    procedure::{Classification, HoldScope, Role},
+    verify,
+};
+use common::{event, open, signer};
+use serde_json::json;
+
+fn vault_with(events: Vec<CapturedEvent>) -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, vault) = open(dir.path(), 1000);
+    vault.capture(events).expect("capture");
+    vault
+        .set_records_manager("@rm:test.example", true, "operator")
+        .expect("records manager");
+    (dir, vault)
+}
+
+fn refused(result: Result<impl std::fmt::Debug, Error>, why: &str) {
+    match result {
+        Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
+        other => panic!("expected a refusal ({why}), got {other:?}"),
+    }
+}
+
+fn verifies(dir: &tempfile::TempDir, vault: &Vault) {
+    let report = verify::verify(
+        vault.log(),
+        &dir.path().join("vault/media"),
+        &signer().verifying_key(),
+        |_, _| {},
+    )
+    .expect("verify runs");
+    assert!(report.ok(), "{:?}", report.findings);
+}
+
+#[test]
+fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
+    let mut with_media = event(1);
+    with_media.media.push(MediaBytes {
+        mxc: "mxc://test.example/pic".into(),
+        bytes: b"holiday picture".to_vec(),
+    });
+    let (dir, vault) = vault_with(vec![event(0), with_media]);
+    vault
+        .add_delegate("@alice:test.example", "@secretary:test.example", "operator")
+        .expect("delegate");
+    let request = vault
+        .request_exclusion(
+            &["$event1".into()],
+            "@secretary:test.example",
+            "a holiday photo",
+            None,
+        )
+        .expect("a delegate may ask");
+    vault
+        .decide(&request.reference, true, "@rm:test.example", None)
+        .expect("approved");
+    assert!(matches!(
+        vault.open_event(1),
+        Err(Error::Erased { seq: 1, .. })
+    ));
+    assert!(matches!(vault.open_media(1, 1), Err(Error::Erased { .. })));
+    assert_eq!(
+        vault.open_event(0).expect("kept")["content"]["body"],
+        "message number 0"
+    );
+    assert_eq!(vault.pending_purges().expect("read").len(), 1);
+    verifies(&dir, &vault);
+}
+
+#[test]
+fn a_rejection_erases_nothing() {
+    let (dir, vault) = vault_with(vec![event(0)]);
+    let request = vault
+        .request_exclusion(&["$event0".into()], "@alice:test.example", "mine", None)
+        .expect("request");
+    let decided = vault
+        .decide(
+            &request.reference,
+            false,
+            "@rm:test.example",
+            Some("a business message"),
+        )
+        .expect("rejected");
+    assert_eq!(decided.decision.expect("decided").approved, false);
+    assert!(vault.open_event(0).is_ok());
+    assert!(vault.pending_purges().expect("read").is_empty());
+    verifies(&dir, &vault);
+}
+
+#[test]
+fn procedure_rules_are_enforced() {
+    let mut state = event(1);
+    state.event["type"] = json!("m.room.member");
+    state.event["state_key"] = json!("@alice:test.example");
+    let (_dir, vault) = vault_with(vec![event(0), state]);
+    refused(
+        vault.request_exclusion(&["$event1".into()], "@alice:test.example", "x", None),
+        "room state cannot be excluded",
+    );
+    refused(
+        vault.request_exclusion(&["$event0".into()], "@alice:test.example", " ", None),
+        "needs a reason",
+    );
+    refused(
+        vault.set_role("@alice:test.example", Role::Capstone, "@alice:test.example"),
+        "not a records manager",
+    );
+    vault
+        .set_role("@minister:test.example", Role::Capstone, "@rm:test.example")
+        .expect("role");
+    assert_eq!(
+        vault.role("@minister:test.example").expect("role"),
+        Role::Capstone
+    );
+    assert_eq!(
+        vault.role("@alice:test.example").expect("role"),
+        Role::Official
+    );
+    vault
+        .classify_room(
+            "!room:test.example",
+            Classification::PartyPolitical,
+            "@rm:test.example",
+        )
+        .expect("classify");
+    assert_eq!(
+        vault.classification("!room:test.example").expect("read"),
+        Classification::PartyPolitical
+    );
+
+    // A records manager who sent the message cannot decide on it either.
+    vault
+        .set_records_manager("@alice:test.example", true, "operator")
+        .expect("records manager");
+    vault
+        .add_delegate("@alice:test.example", "@secretary:test.example", "operator")
+        .expect("delegate");
+    let request = vault
+        .request_exclusion(
+            &["$event0".into()],
+            "@secretary:test.example",
+            "private",
+            None,
+        )
+        .expect("request");
+    refused(
+        vault.decide(&request.reference, true, "@alice:test.example", None),
+        "cannot decide on its exclusion",
+    );
+}
+
+#[test]
+fn a_room_hold_blocks_until_released() {
+    let (_dir, vault) = vault_with(vec![event(0)]);
+    let hold = vault
+        .place_hold(
+            HoldScope::Room("!room:test.example".into()),
+            "litigation",
+            "@rm:test.example",
+        )
+        .expect("hold");
+    let request = vault
+        .request_exclusion(&["$event0".into()], "@alice:test.example", "private", None)
+        .expect("request");
+    refused(
+        vault.decide(&request.reference, true, "@rm:test.example", None),
+        &hold.reference,
+    );
+    assert!(vault.open_event(0).is_ok());
+    vault
+        .release_hold(&hold.reference, "@rm:test.example")
+        .expect("release");
+    vault
+        .decide(&request.reference, true, "@rm:test.example", None)
+        .expect("approved once released");
+    assert!(vault.open_event(0).is_err());
+}
