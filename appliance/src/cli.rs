@@ -96,6 +96,13 @@ pub struct Target {
     pub data_dir: Option<PathBuf>,
 }
 
+impl Cli {
+    /// Whether the command runs a node (rather than printing and exiting).
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Run { .. } | Command::Dev(_))
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
@@ -113,6 +120,15 @@ pub fn run(cli: Cli) -> Result<()> {
             command: vault_cli::VaultCommand::Keygen { file },
             ..
         } => vault_cli::keygen(&file),
+        Command::Vault {
+            command:
+                vault_cli::VaultCommand::VerifyExport {
+                    dir,
+                    verifier_key,
+                    json,
+                },
+            ..
+        } => vault_cli::verify_export(&dir, verifier_key.as_deref(), json),
         Command::Vault { target, command } => {
             vault_cli::run(&config::Config::for_target(&target)?, command)
         }

@@ -32,9 +32,24 @@ fn tune_allocator() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// Lets `archipel vault list | head` end quietly: with SIGPIPE ignored (the
+/// Rust default) printing to a closed pipe panics. Only for commands that
+/// print and exit; a serving node keeps it ignored, or a client hanging up
+/// mid-write would kill it.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restores the default disposition (no handler code runs), before
+    // any other thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> std::process::ExitCode {
     tune_allocator();
     let cli = cli::Cli::parse();
+    if !cli.serves() {
+        default_sigpipe();
+    }
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -5,6 +5,7 @@ use std::{io::IsTerminal, path::PathBuf};
 use anyhow::{Context, Result, bail};
 use archipel_vault::{
     checkpoint::{Checkpoint, verifier_key},
+    export,
     merkle::{self, Hash},
     procedure::{Classification, HoldScope, Role},
     seal::VaultKey,
@@ -119,6 +120,38 @@ pub enum VaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Export conversations: one HTML page per conversation to read, JSON
+    /// Lines with each record's inclusion proof to check, attachments.
+    Export {
+        /// Every record of this room.
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        room: Option<String>,
+        /// Every record this user sent.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this date or time (dates are midnight, Europe/Amsterdam).
+        #[arg(long, value_parser = export::parse_time)]
+        from: Option<u64>,
+        /// Until (not including) this date or time.
+        #[arg(long, value_parser = export::parse_time)]
+        until: Option<u64>,
+        /// A new folder for the export.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an export offline: every record proven in the signed log, every
+    /// event shown exactly as archived. Exits non-zero on any problem.
+    VerifyExport {
+        dir: PathBuf,
+        /// The node's verifier key (`archipel vault status` prints it), from a
+        /// source you trust; without it the export's own copy is used.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new vault key file (mode 0600) for provisioning.
     Keygen {
         /// Where to write the key; refuses to overwrite.
@@ -171,6 +204,41 @@ pub struct RecordRef {
     /// The record's sequence number in the log.
     #[arg(long)]
     seq: Option<u64>,
+}
+
+pub fn verify_export(dir: &std::path::Path, key: Option<&str>, json: bool) -> Result<()> {
+    let report = export::check::verify_export(dir, key)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} record(s) checked against the checkpoint of {} records",
+            dir.display(),
+            report.records,
+            report.checkpoint_size
+        );
+        if report.key_from_export {
+            println!(
+                "note: checked with the export's own verifier key; pass --verifier-key from a trusted source"
+            );
+        }
+        if report.ok() {
+            println!("OK: every record is in the signed log and every event is shown as archived");
+        } else {
+            println!("FAILED: {} problem(s)", report.problems.len());
+            for problem in &report.problems {
+                println!("  {problem}");
+            }
+        }
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        bail!(
+            "the export does not verify: {} problem(s)",
+            report.problems.len()
+        )
+    }
 }
 
 pub fn keygen(file: &std::path::Path) -> Result<()> {
@@ -226,7 +294,7 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         }
         VaultCommand::Verify { json } => {
             let media_dir = config.node.data_dir.join("vault").join("media");
-            let bar = progress_bar(json);
+            let bar = progress_bar(json, "verifying");
             let report = verify::verify(log, &media_dir, &vault.verifying_key(), |done, total| {
                 if let Some(bar) = &bar {
                     bar.set_length(total);
@@ -496,6 +564,49 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             }
             Ok(())
         }
+        VaultCommand::Export {
+            room,
+            user,
+            from,
+            until,
+            out,
+            json,
+        } => {
+            let scope = export::ExportScope {
+                room,
+                user,
+                from_ms: from,
+                until_ms: until,
+            };
+            let bar = progress_bar(json, "exporting");
+            let summary = vault.export(&scope, &out, |done, total| {
+                if let Some(bar) = &bar {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "exported {} record(s) in {} conversation(s) ({} erased, {} attachment(s)) to {}",
+                    summary.records,
+                    summary.conversations,
+                    summary.erased,
+                    summary.attachments,
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        VaultCommand::VerifyExport {
+            dir,
+            verifier_key,
+            json,
+        } => verify_export(&dir, verifier_key.as_deref(), json),
         VaultCommand::Keygen { file } => keygen(&file),
     }
 }
@@ -542,15 +653,15 @@ fn print_report(origin: &str, report: &verify::Report) {
     }
 }
 
-fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+fn progress_bar(json: bool, what: &str) -> Option<indicatif::ProgressBar> {
     if json || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "verifying {bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} records ({{per_sec}}, {{eta}} left)"
+        ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)

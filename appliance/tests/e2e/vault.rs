@@ -528,3 +528,187 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
             .any(|e| e["content"]["body"] == "budget figures for Q3")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(&server, vec![]).await;
+    pair.alice
+        .account()
+        .set_display_name(Some("Alice Minister"))
+        .await
+        .expect("display name");
+    let room = pair.alice_room();
+    let send = |text: &'static str| {
+        let room = room.clone();
+        async move {
+            room.send(RoomMessageEventContent::text_plain(text))
+                .await
+                .expect("send")
+                .response
+                .event_id
+                .to_string()
+        }
+    };
+    let first = send("the first draft").await;
+    room.send_raw(
+        "m.room.message",
+        json!({
+            "msgtype": "m.text",
+            "body": "* the final draft",
+            "m.new_content": { "msgtype": "m.text", "body": "the final draft" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": first },
+        }),
+    )
+    .await
+    .expect("edit");
+    let hidden = send("sent to the wrong room").await;
+    room.redact(
+        hidden.as_str().try_into().expect("id"),
+        Some("wrong room"),
+        None,
+    )
+    .await
+    .expect("redact");
+    send("<b>not markup</b>").await;
+    let private = send("private: call the dentist").await;
+    let picture = png(6, 6);
+    room.send_attachment(
+        "chart.png",
+        &mime::IMAGE_PNG,
+        picture.clone(),
+        AttachmentConfig::new(),
+    )
+    .await
+    .expect("image");
+    server.stop().await;
+    let dir = server.data_dir();
+
+    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
+    vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@alice:localhost",
+            "--reason",
+            "private",
+        ],
+    );
+    vault_ok(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@carol:localhost",
+        ],
+    );
+
+    let out = dir.parent().expect("parent").join("export");
+    let out_str = out.to_str().expect("path");
+    let room_id = pair.room_id.to_string();
+    let summary: Value = serde_json::from_str(&vault_ok(
+        &dir,
+        &["export", "--room", &room_id, "--out", out_str, "--json"],
+    ))
+    .expect("JSON");
+    assert_eq!(summary["conversations"], 1);
+    assert_eq!(summary["erased"], 1);
+    assert_eq!(summary["attachments"], 1);
+    vault_refused(
+        &dir,
+        &["export", "--room", &room_id, "--out", out_str],
+        "not empty",
+    );
+
+    let conversation = std::fs::read_dir(&out)
+        .expect("export dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a conversation folder");
+    let page = std::fs::read_to_string(conversation.join("conversation.html")).expect("html");
+    for expected in [
+        "Alice Minister",
+        "the first draft",
+        "the final draft",
+        "edited at",
+        "sent to the wrong room",
+        "hidden from chat clients by Alice Minister",
+        "&lt;b&gt;not markup&lt;/b&gt;",
+        "Erased from the archive by decision EX-000001",
+        " CET",
+        "<img src=\"attachments/",
+    ] {
+        assert!(page.contains(expected), "the page lacks {expected:?}");
+    }
+    assert!(!page.contains("call the dentist"));
+    assert!(!page.contains("<b>not markup"));
+    let attachment = std::fs::read_dir(conversation.join("attachments"))
+        .expect("attachments")
+        .flatten()
+        .next()
+        .expect("one attachment")
+        .path();
+    assert_eq!(std::fs::read(&attachment).expect("read"), picture);
+
+    // Offline check with the key from a trusted source (the node's status).
+    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+    let key = status["verifier_key"].as_str().expect("key").to_owned();
+    let check = |target: &Path, key: &str| {
+        run_archipel(&[
+            "vault",
+            "verify-export",
+            target.to_str().expect("path"),
+            "--verifier-key",
+            key,
+        ])
+    };
+    let good = check(&out, &key);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+
+    // One altered word in one exported line fails the check, naming the line.
+    let records = conversation.join("records.jsonl");
+    let original_lines = std::fs::read_to_string(&records).expect("jsonl");
+    let altered = original_lines.replacen("the final draft", "the fatal draft", 1);
+    assert_ne!(altered, original_lines);
+    std::fs::write(&records, &altered).expect("write");
+    let bad = check(&out, &key);
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{report}");
+    assert!(
+        report.contains("differs from the archived original"),
+        "{report}"
+    );
+    assert!(report.contains("records.jsonl line "), "{report}");
+
+    // So does an altered record, or a checkpoint checked with another key.
+    let mut lines: Vec<Value> = original_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let last = lines.last_mut().expect("lines");
+    let record = last["record"]
+        .as_str()
+        .expect("record")
+        .replace("@alice:localhost", "@mallory:localhost");
+    last["record"] = Value::String(record);
+    let rewritten: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&records, &rewritten).expect("write");
+    let bad = check(&out, &key);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("not in the signed log"));
+    std::fs::write(&records, &original_lines).expect("restore");
+    assert!(check(&out, &key).status.success());
+    let other_key =
+        "localhost/archipel-vault+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert!(!check(&out, other_key).status.success());
+}

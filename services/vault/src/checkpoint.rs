@@ -149,6 +149,34 @@ pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
     format!("{name}+{hash}+{}", B64.encode(blob))
 }
 
+/// Parses a verifier key in the signed-note text form (see [`verifier_key`]).
+pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    let malformed = |why: &str| CheckpointError::Malformed(format!("verifier key: {why}"));
+    // Names never hold a `+`; the base64 key may.
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(hash), Some(blob)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed("expected name+hash+key"));
+    };
+    let blob = B64
+        .decode(blob)
+        .map_err(|_| malformed("the key is not base64"))?;
+    let (Some(&ED25519), Ok(bytes)) = (
+        blob.first(),
+        <[u8; 32]>::try_from(&blob[1.min(blob.len())..]),
+    ) else {
+        return Err(malformed("not an Ed25519 key"));
+    };
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| malformed("not an Ed25519 key"))?;
+    let expected: String = key_hash(name, &key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if expected != hash {
+        return Err(malformed("the key hash does not match the name and key"));
+    }
+    Ok((name.to_owned(), key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +232,15 @@ mod tests {
         assert_eq!(parts[0], "minaz.example/archipel-vault");
         assert_eq!(parts[1].len(), 8);
         assert_eq!(B64.decode(parts[2]).expect("base64").len(), 33);
+        let (name, parsed) = parse_verifier_key(&text).expect("parses");
+        assert_eq!(name, "minaz.example/archipel-vault");
+        assert_eq!(parsed, key().verifying_key());
+        assert!(parse_verifier_key(&text.replacen("+", "+0", 1)).is_err());
+        // A key whose base64 holds a `+` still parses.
+        for seed in 0..64u8 {
+            let key = SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            let text = verifier_key("n.example/v", &key);
+            assert_eq!(parse_verifier_key(&text).expect("parses").1, key, "{text}");
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod columns;
 mod config;
 mod error;
+pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod procedure;
@@ -355,7 +356,7 @@ impl Vault {
         key.open(&sealed, seq, part)
     }
 
-    fn data_key(&self, seq: u64) -> Result<DataKey> {
+    pub(crate) fn data_key(&self, seq: u64) -> Result<DataKey> {
         match self.log.data_keys.get(seq.to_be_bytes())? {
             Some(wrapped) => self.key.unwrap(&wrapped, seq),
             None => match self.log.erasure_of(seq)? {

@@ -108,6 +108,16 @@ impl DataKey {
         ))
     }
 
+    /// A data key handed out in an export, to open that one record.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The raw key, for an export (which shows the content anyway).
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_slice().into())
     }

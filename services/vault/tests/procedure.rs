@@ -88,7 +88,7 @@ fn a_rejection_erases_nothing() {
             Some("a business message"),
         )
         .expect("rejected");
-    assert_eq!(decided.decision.expect("decided").approved, false);
+    assert!(!decided.decision.expect("decided").approved);
     assert!(vault.open_event(0).is_ok());
     assert!(vault.pending_purges().expect("read").is_empty());
     verifies(&dir, &vault);

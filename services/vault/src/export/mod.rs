@@ -1,0 +1,332 @@
+//! Readable, verifiable exports of archived conversations.
+//!
+//! ```text
+//! OUT/
+//!   checkpoint.txt         the signed checkpoint every proof below refers to
+//!   verifier-key.txt       the key that signed it (signed-note text form)
+//!   README.txt             what this is and how to check it
+//!   <conversation>/
+//!     conversation.html    self-contained, for people
+//!     records.jsonl        one line per record, for machines: the record
+//!                          exactly as logged, its inclusion proof, its data
+//!                          key and the opened event (or the erasure)
+//!     attachments/         the files the messages carried
+//! ```
+//!
+//! Each line carries the record's data key, so [`check`] can open the sealed
+//! content inside the proven record and compare it with the event shown:
+//! an altered line fails even though the export holds no secrets beyond
+//! what it shows anyway.
+
+pub mod check;
+mod html;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    path::Path,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    Error, Result, Vault,
+    checkpoint::{Checkpoint, verifier_key},
+    record::{Entry, EventEntry},
+};
+
+/// What to export.
+#[derive(Clone, Debug, Default)]
+pub struct ExportScope {
+    /// Every record of this room...
+    pub room: Option<String>,
+    /// ...or every record this user sent, per conversation.
+    pub user: Option<String>,
+    /// Only events at or after this time (ms since the Unix epoch)...
+    pub from_ms: Option<u64>,
+    /// ...and before this one.
+    pub until_ms: Option<u64>,
+}
+
+impl ExportScope {
+    fn selects(&self, event: &EventEntry) -> bool {
+        self.room.as_ref().is_none_or(|r| *r == event.room_id)
+            && self.user.as_ref().is_none_or(|u| *u == event.sender)
+            && self.from_ms.is_none_or(|t| event.origin_server_ts >= t)
+            && self.until_ms.is_none_or(|t| event.origin_server_ts < t)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportSummary {
+    pub conversations: usize,
+    pub records: u64,
+    pub erased: u64,
+    pub attachments: u64,
+    pub checkpoint_size: u64,
+}
+
+/// One line of `records.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportLine {
+    pub seq: u64,
+    /// The record exactly as logged (its bytes are the Merkle leaf).
+    pub record: String,
+    /// Base64 inclusion proof in the tree of `tree_size` records.
+    pub proof: Vec<String>,
+    pub tree_size: u64,
+    /// Base64 data key of the record; absent once erased.
+    pub data_key: Option<String>,
+    /// The original event; absent once erased.
+    pub event: Option<Value>,
+    /// The decision that erased the record.
+    pub erased: Option<String>,
+}
+
+/// A selected record, opened.
+pub(crate) struct Opened {
+    pub seq: u64,
+    pub entry: EventEntry,
+    pub event: Option<Value>,
+    pub erased: Option<String>,
+    /// The sender's display name at the time.
+    pub display_name: String,
+    /// (part, file name in `attachments/`).
+    pub attachments: Vec<(u32, String)>,
+}
+
+impl Vault {
+    /// Writes an export of `scope` into the new directory `out`, signing a
+    /// checkpoint first so every record in it is covered. `progress` hears
+    /// `(records scanned, records in the log)`.
+    pub fn export(
+        &self,
+        scope: &ExportScope,
+        out: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<ExportSummary> {
+        if out.exists()
+            && std::fs::read_dir(out)
+                .map_err(|e| Error::io(format!("reading {}", out.display()), e))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::Refused(format!(
+                "{} exists and is not empty; export into a new folder",
+                out.display()
+            )));
+        }
+        self.checkpoint()?;
+        let stored = self
+            .log
+            .latest_checkpoint()?
+            .ok_or_else(|| Error::NotFound("the vault is empty: nothing to export".into()))?;
+        let size = stored.size;
+
+        // Which conversations, and which of their records, are in scope.
+        let mut selected: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for seq in 0..size {
+            if let Entry::Event(event) = self.log.record(seq)?.entry
+                && scope.selects(&event)
+            {
+                selected.entry(event.room_id).or_default().insert(seq);
+            }
+            if seq % 4096 == 0 {
+                progress(seq, size * 2);
+            }
+        }
+
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+        write(&out.join("checkpoint.txt"), stored.note.as_bytes())?;
+        let verifier = verifier_key(&self.origin, &self.verifying_key());
+        write(
+            &out.join("verifier-key.txt"),
+            format!("{verifier}\n").as_bytes(),
+        )?;
+        write(
+            &out.join("README.txt"),
+            readme(scope, size, &verifier).as_bytes(),
+        )?;
+
+        let mut summary = ExportSummary {
+            conversations: selected.len(),
+            checkpoint_size: size,
+            ..ExportSummary::default()
+        };
+        let mut names = BTreeSet::new();
+        let mut done = 0;
+        for (room, seqs) in &selected {
+            let dir = out.join(unique_name(room, &mut names));
+            let attachments = dir.join("attachments");
+            std::fs::create_dir_all(&attachments)
+                .map_err(|e| Error::io(format!("creating {}", attachments.display()), e))?;
+            let mut lines = Vec::new();
+            let mut opened = Vec::new();
+            // The room's state (names, members) comes from all its events,
+            // selected or not, up to the checkpoint.
+            let mut context = html::RoomContext::new(room);
+            for seq in 0..size {
+                let record = self.log.record(seq)?;
+                let Entry::Event(entry) = record.entry else {
+                    continue;
+                };
+                if entry.room_id != *room {
+                    continue;
+                }
+                let erased = self.log.erasure_of(seq)?;
+                let event = match &erased {
+                    Some(_) => None,
+                    None => Some(self.open_event(seq)?),
+                };
+                if let Some(event) = &event {
+                    context.observe(event);
+                }
+                if !seqs.contains(&seq) {
+                    continue;
+                }
+                let mut files = Vec::new();
+                if erased.is_none() {
+                    for copy in &entry.media {
+                        let name = attachment_name(seq, copy.part, event.as_ref());
+                        let bytes = self.open_media(seq, copy.part)?;
+                        write(&attachments.join(&name), &bytes)?;
+                        files.push((copy.part, name));
+                        summary.attachments += 1;
+                    }
+                }
+                let line = ExportLine {
+                    seq,
+                    record: String::from_utf8(
+                        self.log
+                            .record_bytes(seq)?
+                            .ok_or_else(|| Error::NotFound(format!("record {seq}")))?,
+                    )
+                    .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
+                    proof: self
+                        .log
+                        .inclusion_proof(seq, size)?
+                        .iter()
+                        .map(|h| B64.encode(h))
+                        .collect(),
+                    tree_size: size,
+                    data_key: match &erased {
+                        Some(_) => None,
+                        None => Some(B64.encode(self.data_key(seq)?.expose())),
+                    },
+                    event: event.clone(),
+                    erased: erased.clone(),
+                };
+                lines.push(serde_json::to_string(&line).expect("lines serialize"));
+                summary.records += 1;
+                summary.erased += u64::from(erased.is_some());
+                opened.push(Opened {
+                    seq,
+                    display_name: context.display_name(&entry.sender),
+                    entry,
+                    event,
+                    erased,
+                    attachments: files,
+                });
+                done += 1;
+                if done % 1024 == 0 {
+                    progress(size + done, size * 2);
+                }
+            }
+            let mut jsonl = lines.join("\n");
+            jsonl.push('\n');
+            write(&dir.join("records.jsonl"), jsonl.as_bytes())?;
+            let checkpoint = Checkpoint::open(&stored.note, &self.verifying_key())
+                .map_err(|e| Error::Corrupt(format!("the newest checkpoint: {e}")))?;
+            let page = html::render(&context, &opened, scope, &checkpoint);
+            write(&dir.join("conversation.html"), page.as_bytes())?;
+        }
+        progress(size * 2, size * 2);
+        Ok(summary)
+    }
+}
+
+/// Parses `2026-11-01` (midnight, Europe/Amsterdam) or an RFC 3339 time
+/// (`2026-11-01T09:30:00+01:00`) into milliseconds since the Unix epoch.
+pub fn parse_time(text: &str) -> std::result::Result<u64, String> {
+    let timestamp = if let Ok(date) = text.parse::<jiff::civil::Date>() {
+        date.to_zoned(jiff::tz::TimeZone::get("Europe/Amsterdam").map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?
+            .timestamp()
+    } else {
+        text.parse::<jiff::Timestamp>().map_err(|_| {
+            format!("`{text}`: expected a date (2026-11-01) or an RFC 3339 time (2026-11-01T09:30:00+01:00)")
+        })?
+    };
+    u64::try_from(timestamp.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// A folder name for a room: its ID made safe for file systems.
+fn unique_name(room: &str, taken: &mut BTreeSet<String>) -> String {
+    let base: String = room
+        .trim_start_matches('!')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("room-{base}");
+    let mut n = 2;
+    while !taken.insert(name.clone()) {
+        name = format!("room-{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+/// `<seq>-<part>-<the file's own name>`, made safe.
+fn attachment_name(seq: u64, part: u32, event: Option<&Value>) -> String {
+    let original = event
+        .and_then(|e| {
+            e.pointer("/content/filename")
+                .or_else(|| e.pointer("/content/body"))
+        })
+        .and_then(Value::as_str)
+        .unwrap_or("attachment");
+    let safe: String = original
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+        .take(100)
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    format!(
+        "{seq}-{part}-{}",
+        if safe.is_empty() { "attachment" } else { safe }
+    )
+}
+
+fn readme(scope: &ExportScope, size: u64, verifier: &str) -> String {
+    let what = match (&scope.room, &scope.user) {
+        (Some(room), _) => format!("room {room}"),
+        (None, Some(user)) => format!("messages sent by {user}"),
+        (None, None) => "every conversation".into(),
+    };
+    format!(
+        "Archipel archive export: {what}.\n\n\
+         Each folder is one conversation: conversation.html to read, records.jsonl to check,\n\
+         attachments/ for the files. Times are Europe/Amsterdam.\n\n\
+         Every record is proven to be in the archive's log as signed in checkpoint.txt\n\
+         (a C2SP signed note over {size} records) by the key in verifier-key.txt:\n  {verifier}\n\n\
+         Check it offline with:\n  archipel vault verify-export <this folder> --verifier-key '<the key, from a trusted source>'\n"
+    )
+}
