@@ -206,11 +206,16 @@ mod tests {
 
     #[test]
     fn example_file_is_valid() {
-        Config::parse(
+        let config = Config::parse(
             include_str!("../archipel.example.toml"),
             Path::new("archipel.example.toml"),
         )
         .expect("the shipped example parses");
+        // The example shows the defaults.
+        assert_eq!(
+            config.vault.retention,
+            archipel_vault::retention::RetentionPolicy::default()
+        );
     }
 
     #[test]

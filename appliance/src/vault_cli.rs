@@ -115,6 +115,12 @@ pub enum VaultCommand {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Retention: what the policy (`[vault.retention]`) says of the archive,
+    /// and destruction lists of expired records.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Every procedure step in the log (needs the vault key).
     Procedure {
         #[arg(long)]
@@ -190,6 +196,36 @@ pub enum HoldCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Count records by valuation: permanent (and due for transfer), expired,
+    /// held, to be destroyed later.
+    Status {
+        /// Evaluate as of this date instead of now (for planning).
+        #[arg(long, value_parser = export::parse_time)]
+        as_of: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose a destruction list of every expired record not under a hold.
+    Propose {
+        #[arg(long)]
+        by: String,
+        /// Propose as of a later date (the list can be approved from then on).
+        #[arg(long, value_parser = export::parse_time)]
+        as_of: Option<u64>,
+    },
+    /// Approve a destruction list (another records manager than the proposer)
+    /// and destroy its records.
+    Approve {
+        reference: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Show a destruction list.
+    Show { reference: String },
 }
 
 /// The actor of actions taken by whoever administers the node.
@@ -547,6 +583,59 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 Ok(())
             }
         },
+        VaultCommand::Retention { command } => {
+            let policy = &config.vault.retention;
+            match command {
+                RetentionCommand::Status { as_of, json } => {
+                    let status = vault
+                        .retention_status(policy, as_of.unwrap_or_else(archipel_vault::now_ms))?;
+                    if json {
+                        println!("{}", serde_json::to_string(&status)?);
+                    } else {
+                        println!("permanent:             {}", status.permanent);
+                        println!(
+                            "  due for transfer:    {} (after {} years)",
+                            status.due_for_transfer, policy.transfer_years
+                        );
+                        println!("to destroy later:      {}", status.to_destroy_later);
+                        println!("expired:               {}", status.expired);
+                        println!("expired but held:      {}", status.held);
+                        println!("erased:                {}", status.erased);
+                    }
+                    Ok(())
+                }
+                RetentionCommand::Propose { by, as_of } => {
+                    let list = vault.propose_destruction(
+                        policy,
+                        as_of.unwrap_or_else(archipel_vault::now_ms),
+                        &by,
+                    )?;
+                    println!(
+                        "{}: {} expired record(s) proposed for destruction by {by}; another records manager must approve",
+                        list.reference,
+                        list.records.len()
+                    );
+                    Ok(())
+                }
+                RetentionCommand::Approve { reference, by } => {
+                    let list = vault.approve_destruction(&reference, &by)?;
+                    let purged = erasure::complete_purges(&node.homeserver.services, vault)?;
+                    println!(
+                        "{reference} approved by {by}: {} record(s) destroyed ({purged} homeserver copies purged), {} held back by a legal hold",
+                        list.records.len() - list.held_back.len(),
+                        list.held_back.len()
+                    );
+                    Ok(())
+                }
+                RetentionCommand::Show { reference } => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&vault.destruction_list(&reference)?)?
+                    );
+                    Ok(())
+                }
+            }
+        }
         VaultCommand::Procedure { json } => {
             for step in vault.procedure_steps()? {
                 if json {

@@ -712,3 +712,69 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
         "localhost/archipel-vault+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert!(!check(&out, other_key).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_is_planned_by_lists_that_wait_for_their_date() {
+    let mut server = TestServer::start().await;
+    let alice = crate::client::Api::new(server.url())
+        .register("alice")
+        .await;
+    let alice = crate::client::Api::new(server.url()).with_token(&alice.access_token);
+    let room = alice.create_room().await;
+    for n in 0..3 {
+        alice
+            .send_text_ok(&room, &format!("r{n}"), "a business message")
+            .await;
+    }
+    server.stop().await;
+    let dir = server.data_dir();
+
+    // Today nothing has expired: an official's business records stay 10 years.
+    let status: Value =
+        serde_json::from_str(&vault_ok(&dir, &["retention", "status", "--json"])).expect("JSON");
+    assert_eq!(status["expired"], 0);
+    assert!(status["to_destroy_later"].as_u64().expect("count") >= 3);
+    let later: Value = serde_json::from_str(&vault_ok(
+        &dir,
+        &["retention", "status", "--as-of", "2040-01-01", "--json"],
+    ))
+    .expect("JSON");
+    assert_eq!(later["expired"], status["to_destroy_later"]);
+
+    vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
+    vault_ok(&dir, &["records-manager", "add", "@rm2:localhost"]);
+    vault_refused(
+        &dir,
+        &["retention", "propose", "--by", "@rm:localhost"],
+        "nothing to destroy",
+    );
+    let proposed = vault_ok(
+        &dir,
+        &[
+            "retention",
+            "propose",
+            "--by",
+            "@rm:localhost",
+            "--as-of",
+            "2040-01-01",
+        ],
+    );
+    assert!(proposed.starts_with("DL-000001:"), "{proposed}");
+    vault_refused(
+        &dir,
+        &["retention", "approve", "DL-000001", "--by", "@rm:localhost"],
+        "cannot also approve it",
+    );
+    vault_refused(
+        &dir,
+        &[
+            "retention",
+            "approve",
+            "DL-000001",
+            "--by",
+            "@rm2:localhost",
+        ],
+        "once that date has passed",
+    );
+    assert_verifies(&dir);
+}

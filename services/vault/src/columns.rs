@@ -33,6 +33,9 @@ pub const HOLDID_HOLD: &str = "vault_holdid_hold";
 /// have to be purged: done after the erasure commits, redone after a crash.
 pub const EVENTID_PENDINGPURGE: &str = "vault_eventid_pendingpurge";
 
+/// Destruction lists, by reference (`DL-000001`).
+pub const LISTID_DESTRUCTIONLIST: &str = "vault_listid_destructionlist";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
     ColumnSpec::new(SEQ_RECORD),
@@ -48,4 +51,5 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(REQUESTID_REQUEST),
     ColumnSpec::new(HOLDID_HOLD),
     ColumnSpec::new(EVENTID_PENDINGPURGE),
+    ColumnSpec::new(LISTID_DESTRUCTIONLIST),
 ];

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::CheckpointPolicy;
+use crate::{CheckpointPolicy, retention::RetentionPolicy};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +17,8 @@ pub struct VaultConfig {
     pub checkpoint_every_records: u64,
     /// ...or after this many seconds, if anything was added.
     pub checkpoint_interval_secs: u64,
+    /// What is kept, for how long, and when it is transferred.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for VaultConfig {
@@ -25,6 +27,7 @@ impl Default for VaultConfig {
             key_file: None,
             checkpoint_every_records: 1000,
             checkpoint_interval_secs: 60,
+            retention: RetentionPolicy::default(),
         }
     }
 }

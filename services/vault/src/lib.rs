@@ -20,6 +20,7 @@ pub mod log;
 pub mod merkle;
 pub mod procedure;
 pub mod record;
+pub mod retention;
 pub mod seal;
 pub mod verify;
 

@@ -8,7 +8,10 @@ use archipel_store::key;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Error, Result, Vault, columns as cf, media_path, record::Entry};
+use crate::{
+    Error, Result, Vault, columns as cf, media_path,
+    record::{Entry, MediaCopy},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -113,7 +116,7 @@ impl Hold {
         self.released_ts.is_none()
     }
 
-    fn covers(&self, room: &str, sender: &str) -> bool {
+    pub(crate) fn covers(&self, room: &str, sender: &str) -> bool {
         self.active()
             && match &self.scope {
                 HoldScope::Room(r) => r == room,
@@ -145,7 +148,7 @@ impl Vault {
         Ok(self.store.tree(name)?)
     }
 
-    fn next_reference(&self, counter: &[u8], prefix: &str) -> Result<(String, u64)> {
+    pub(crate) fn next_reference(&self, counter: &[u8], prefix: &str) -> Result<(String, u64)> {
         let next = self.log.meta.get_u64(counter)?.unwrap_or(1);
         Ok((format!("{prefix}-{next:06}"), next + 1))
     }
@@ -178,7 +181,7 @@ impl Vault {
         Ok(out)
     }
 
-    fn require_records_manager(&self, actor: &str) -> Result<()> {
+    pub(crate) fn require_records_manager(&self, actor: &str) -> Result<()> {
         if self.is_records_manager(actor)? {
             Ok(())
         } else {
@@ -439,16 +442,23 @@ impl Vault {
             Ok(request)
         })?;
         for (seq, _, media) in erased {
-            for copy in media {
-                let path = media_path(&self.media_dir, seq, copy.part);
-                if let Err(e) = std::fs::remove_file(&path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(Error::io(format!("removing {}", path.display()), e));
-                }
-            }
+            self.remove_media_copies(seq, &media)?;
         }
         Ok(request)
+    }
+
+    /// Deletes the sealed media copies of an erased record (its key is gone
+    /// already; this only frees the space).
+    pub(crate) fn remove_media_copies(&self, seq: u64, media: &[MediaCopy]) -> Result<()> {
+        for copy in media {
+            let path = media_path(&self.media_dir, seq, copy.part);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io(format!("removing {}", path.display()), e));
+            }
+        }
+        Ok(())
     }
 
     /// Erased events whose homeserver copies still await purging.
