@@ -99,6 +99,21 @@ fn main() {
     }
     let proof_time = started.elapsed();
 
+    eprintln!("exporting one room...");
+    let out = dir.path().join("export");
+    let started = Instant::now();
+    let summary = vault
+        .export(
+            &archipel_vault::export::ExportScope {
+                room: Some("!room7:bench.example".into()),
+                ..Default::default()
+            },
+            &out,
+            |_, _| {},
+        )
+        .expect("export");
+    let export_time = started.elapsed();
+
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     println!("Vault, {records} records (one message event each)");
     println!("{:<40} | {:>14}", "Measure", "Result");
@@ -122,6 +137,20 @@ fn main() {
         "{:<40} | {:>14.1}",
         "inclusion proof (µs each)",
         proof_time.as_secs_f64() * 1e6 / proofs as f64
+    );
+    println!(
+        "{:<40} | {:>14}",
+        "export: records of one room", summary.records
+    );
+    println!(
+        "{:<40} | {:>14.1}",
+        "export, total (s)",
+        export_time.as_secs_f64()
+    );
+    println!(
+        "{:<40} | {:>14.0}",
+        "export (exported records/s)",
+        rate(summary.records, export_time)
     );
     println!(
         "{:<40} | {:>14.1}",

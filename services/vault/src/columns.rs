@@ -33,6 +33,8 @@ pub const HOLDID_HOLD: &str = "vault_holdid_hold";
 /// have to be purged: done after the erasure commits, redone after a crash.
 pub const EVENTID_PENDINGPURGE: &str = "vault_eventid_pendingpurge";
 
+/// The records of each room, in log order: `room 0xFF seq`.
+pub const ROOMID_SEQ: &str = "vault_roomid_seq";
 /// Destruction lists, by reference (`DL-000001`).
 pub const LISTID_DESTRUCTIONLIST: &str = "vault_listid_destructionlist";
 
@@ -52,4 +54,5 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(HOLDID_HOLD),
     ColumnSpec::new(EVENTID_PENDINGPURGE),
     ColumnSpec::new(LISTID_DESTRUCTIONLIST),
+    ColumnSpec::new(ROOMID_SEQ),
 ];

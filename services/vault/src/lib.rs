@@ -121,6 +121,7 @@ impl Vault {
         let size = log.size()?;
         let frontier = Frontier::load(&log, size)?;
         let checkpointed_size = log.latest_checkpoint()?.map_or(0, |c| c.size);
+        index_rooms(&store, &log, size)?;
         Ok(Self {
             store,
             log,
@@ -177,6 +178,11 @@ impl Vault {
                 &self.log.event_index,
                 entry.event_id.as_bytes(),
                 seq.to_be_bytes(),
+            );
+            batch.put(
+                &self.log.room_index,
+                Log::room_key(&entry.room_id, seq),
+                b"",
             );
             let record = Record {
                 seq,
@@ -382,6 +388,22 @@ impl Vault {
     fn media_path(&self, seq: u64, part: u32) -> PathBuf {
         media_path(&self.media_dir, seq, part)
     }
+}
+
+/// Builds the room index of a log written before it existed.
+fn index_rooms(store: &Store, log: &Log, size: u64) -> Result<()> {
+    const INDEXED: &[u8] = b"room_index_built";
+    if log.meta.contains(INDEXED)? {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for seq in 0..size {
+        if let Some(event) = log.record(seq)?.event() {
+            batch.put(&log.room_index, Log::room_key(&event.room_id, seq), b"");
+        }
+    }
+    batch.put(&log.meta, INDEXED, b"");
+    Ok(store.commit(batch)?)
 }
 
 /// Records being added in one procedure batch.

@@ -24,6 +24,7 @@ pub struct Log {
     pub(crate) checkpoints: Tree,
     pub(crate) event_index: Tree,
     pub(crate) erasures: Tree,
+    pub(crate) room_index: Tree,
 }
 
 /// A stored checkpoint note.
@@ -43,6 +44,7 @@ impl Log {
             checkpoints: store.tree(cf::SIZE_CHECKPOINT)?,
             event_index: store.tree(cf::EVENTID_SEQ)?,
             erasures: store.tree(cf::SEQ_ERASURE)?,
+            room_index: store.tree(cf::ROOMID_SEQ)?,
         })
     }
 
@@ -118,6 +120,31 @@ impl Log {
 
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
         Ok(self.checkpoints()?.pop())
+    }
+
+    /// The records of `room` below `size`, in log order.
+    pub fn room_records(&self, room: &str, size: u64) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for row in self
+            .room_index
+            .scan_prefix(archipel_store::key::prefix([room.as_bytes()]))
+        {
+            let (k, _) = row?;
+            match archipel_store::key::split_last_u64(&k) {
+                Some((_, seq)) if seq < size => out.push(seq),
+                Some(_) => break,
+                None => {
+                    return Err(Error::Corrupt(
+                        "a room index key has no record number".into(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn room_key(room: &str, seq: u64) -> Vec<u8> {
+        archipel_store::key::with_u64(room.as_bytes().to_vec(), seq)
     }
 
     /// The decision that erased record `seq`, if one did.

@@ -127,14 +127,19 @@ impl Vault {
 
         // Which conversations, and which of their records, are in scope.
         let mut selected: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-        for seq in 0..size {
+        let candidates: Vec<u64> = match &scope.room {
+            Some(room) => self.log.room_records(room, size)?,
+            None => (0..size).collect(),
+        };
+        let total = candidates.len() as u64;
+        for (n, &seq) in candidates.iter().enumerate() {
             if let Entry::Event(event) = self.log.record(seq)?.entry
                 && scope.selects(&event)
             {
                 selected.entry(event.room_id).or_default().insert(seq);
             }
-            if seq % 4096 == 0 {
-                progress(seq, size * 2);
+            if n % 4096 == 0 {
+                progress(n as u64, total * 2);
             }
         }
 
@@ -168,7 +173,7 @@ impl Vault {
             // The room's state (names, members) comes from all its events,
             // selected or not, up to the checkpoint.
             let mut context = html::RoomContext::new(room);
-            for seq in 0..size {
+            for seq in self.log.room_records(room, size)? {
                 let record = self.log.record(seq)?;
                 let Entry::Event(entry) = record.entry else {
                     continue;
@@ -232,7 +237,7 @@ impl Vault {
                 });
                 done += 1;
                 if done % 1024 == 0 {
-                    progress(size + done, size * 2);
+                    progress(total + done, total * 2);
                 }
             }
             let mut jsonl = lines.join("\n");
@@ -243,7 +248,7 @@ impl Vault {
             let page = html::render(&context, &opened, scope, &checkpoint);
             write(&dir.join("conversation.html"), page.as_bytes())?;
         }
-        progress(size * 2, size * 2);
+        progress(total * 2, total * 2);
         Ok(summary)
     }
 }
