@@ -9,10 +9,12 @@ use archipel_vault::{Vault, seal::VaultKey};
 
 use crate::config::Config;
 
-/// An opened node.
+/// The store, homeserver and vault of one data folder.
 pub struct Node {
     pub homeserver: Homeserver,
     pub vault: Arc<Vault>,
+    /// The follower's scratch folder, when reading a running node's database.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// Every column family of the node: the homeserver's and the vault's.
@@ -24,7 +26,19 @@ fn columns() -> Vec<ColumnSpec> {
     .concat()
 }
 
+/// An opened node.
 pub fn open(config: &Config) -> Result<Node> {
+    open_with(config, false)
+}
+
+/// Opens a node for commands that only read. If the node is running (its
+/// database locked), reads follow the running node's database instead
+/// (RocksDB secondary mode): current as of the moment of opening.
+pub fn open_for_reading(config: &Config) -> Result<Node> {
+    open_with(config, true)
+}
+
+fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
@@ -34,24 +48,37 @@ pub fn open(config: &Config) -> Result<Node> {
         cache_bytes: config.node.cache_mib << 20,
         ..StoreOptions::default()
     };
-    let store = Store::open(&data_dir.join("db"), &columns(), &options).map_err(|e| {
-        if e.to_string().contains("lock") {
-            anyhow::anyhow!(
-                "the database in {} is in use: is the node running? ({e})",
-                data_dir.display()
-            )
-        } else {
-            anyhow::anyhow!(e)
+    let db = data_dir.join("db");
+    let mut scratch = None;
+    let store = match Store::open(&db, &columns(), &options) {
+        Ok(store) => store,
+        Err(e) if e.to_string().contains("lock") && may_follow => {
+            let dir = tempfile::Builder::new()
+                .prefix("archipel-follower-")
+                .tempdir()
+                .context("creating a scratch folder to read the running node's database")?;
+            let store = Store::open_follower(&db, dir.path(), &columns(), &options)
+                .context("reading the running node's database")?;
+            scratch = Some(dir);
+            store
         }
-    })?;
+        Err(e) if e.to_string().contains("lock") => anyhow::bail!(
+            "the database in {} is in use: the node is running; stop it for this command ({e})",
+            data_dir.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)
         .context("starting the homeserver")?;
     let vault = open_vault(config, store).context("opening the archive vault")?;
-    crate::erasure::complete_purges(&homeserver.services, &vault)
-        .context("finishing an interrupted erasure")?;
+    if scratch.is_none() {
+        crate::erasure::complete_purges(&homeserver.services, &vault)
+            .context("finishing an interrupted erasure")?;
+    }
     Ok(Node {
         homeserver,
         vault: Arc::new(vault),
+        _scratch: scratch,
     })
 }
 

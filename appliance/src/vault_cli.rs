@@ -292,8 +292,37 @@ pub fn keygen(file: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+impl VaultCommand {
+    /// Commands that only read, and so also work while the node runs.
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Status { .. }
+                | Self::Verify { .. }
+                | Self::List { .. }
+                | Self::Prove { .. }
+                | Self::Show { .. }
+                | Self::Requests { .. }
+                | Self::Procedure { .. }
+                | Self::Hold {
+                    command: HoldCommand::List { .. }
+                }
+                | Self::Retention {
+                    command: RetentionCommand::Status { .. } | RetentionCommand::Show { .. }
+                }
+                | Self::RecordsManager {
+                    command: ManagerCommand::List
+                }
+        )
+    }
+}
+
 pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
-    let node = node::open(config)?;
+    let node = if command.reads_only() {
+        node::open_for_reading(config)?
+    } else {
+        node::open(config)?
+    };
     let vault = &node.vault;
     let log = vault.log();
     match command {

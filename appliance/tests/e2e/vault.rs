@@ -778,3 +778,46 @@ async fn retention_is_planned_by_lists_that_wait_for_their_date() {
     );
     assert_verifies(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_commands_work_while_the_node_runs() {
+    let mut server = TestServer::start().await;
+    let alice = crate::client::Api::new(server.url())
+        .register("alice")
+        .await;
+    let alice = crate::client::Api::new(server.url()).with_token(&alice.access_token);
+    let room = alice.create_room().await;
+    let sent = alice
+        .send_text_ok(&room, "live", "archived while running")
+        .await;
+    let dir = server.data_dir();
+
+    crate::harness::eventually(
+        "the message to be archived",
+        std::time::Duration::from_secs(20),
+        || {
+            let dir = dir.clone();
+            let sent = sent.clone();
+            async move {
+                archived(&dir)
+                    .iter()
+                    .any(|r| r["event_id"] == sent.as_str())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_verifies(&dir);
+    assert_eq!(
+        original(&dir, &sent)["content"]["body"],
+        "archived while running"
+    );
+    // Changing things needs the node stopped, and says so.
+    vault_refused(
+        &dir,
+        &["records-manager", "add", "@rm:localhost"],
+        "the node is running",
+    );
+    server.stop().await;
+    vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
+}

@@ -92,12 +92,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path` with the given column families.
-    ///
-    /// After an unclean shutdown RocksDB replays its write-ahead log up to the
-    /// last intact record (point-in-time recovery), so every commit that
-    /// returned is there and a torn tail write is dropped instead of refusing to open.
-    pub fn open(path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Result<Self> {
+    fn options(
+        path: &Path,
+        columns: &[ColumnSpec],
+        options: &StoreOptions,
+    ) -> (Options, Vec<ColumnFamilyDescriptor>) {
         let cache = Cache::new_lru_cache(options.cache_bytes);
         // Memtables are charged to the block cache: one budget bounds both,
         // and memtables are flushed when they would take more than half.
@@ -147,7 +146,53 @@ impl Store {
                 }
             }
         }
+        (db_opts, all)
+    }
 
+    /// Opens a read-only follower of the database at `path` while its owner
+    /// (a running node) keeps it open: RocksDB's secondary mode, which reads
+    /// the owner's files and log as of now. `scratch` is a private folder
+    /// for the follower's own bookkeeping. Writes fail.
+    pub fn open_follower(
+        path: &Path,
+        scratch: &Path,
+        columns: &[ColumnSpec],
+        options: &StoreOptions,
+    ) -> Result<Self> {
+        let (mut db_opts, all) = Self::options(path, columns, options);
+        db_opts.create_if_missing(false);
+        // Secondary instances keep every table file open.
+        db_opts.set_max_open_files(-1);
+        let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, scratch, all).map_err(
+            |source| Error::Open {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+        db.try_catch_up_with_primary()
+            .map_err(|source| Error::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let names = columns.iter().map(|c| c.name).collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                durable: options.durable,
+                path: path.to_owned(),
+                wal: WalSync::default(),
+            }),
+            names: Arc::new(names),
+        })
+    }
+
+    /// Opens (or creates) the database at `path` with the given column families.
+    ///
+    /// After an unclean shutdown RocksDB replays its write-ahead log up to the
+    /// last intact record (point-in-time recovery), so every commit that
+    /// returned is there and a torn tail write is dropped instead of refusing to open.
+    pub fn open(path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Result<Self> {
+        let (db_opts, all) = Self::options(path, columns, options);
         let db = DB::open_cf_descriptors(&db_opts, path, all).map_err(|source| Error::Open {
             path: path.to_owned(),
             source,
