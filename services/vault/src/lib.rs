@@ -289,17 +289,23 @@ impl Vault {
             batch: Batch::new(),
             frontier: writer.frontier.clone(),
             now: now_ms(),
+            erased_media: Vec::new(),
         };
         let out = f(&mut steps)?;
         let Steps {
             mut batch,
             frontier,
+            erased_media,
             ..
         } = steps;
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
         self.store.commit(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, true)?;
+        // The keys are gone; removing the sealed copies only frees the space.
+        for (seq, media) in erased_media {
+            self.remove_media_copies(seq, &media)?;
+        }
         Ok(out)
     }
 
@@ -412,6 +418,8 @@ pub(crate) struct Steps<'a> {
     pub batch: Batch,
     frontier: Frontier,
     now: u64,
+    /// Media copies of records erased in this batch, removed once it commits.
+    erased_media: Vec<(u64, Vec<MediaCopy>)>,
 }
 
 impl Steps<'_> {
@@ -439,8 +447,19 @@ impl Steps<'_> {
         seq
     }
 
-    /// Destroys record `erased`'s data key and appends the erasure entry.
-    pub fn erasure(&mut self, erased: u64, reference: &str) -> u64 {
+    /// The next reference of a numbered series (`EX-000001`, ...), taken in
+    /// this batch.
+    pub fn take_reference(&mut self, counter: &[u8], prefix: &str) -> Result<String> {
+        let meta = &self.vault.log.meta;
+        let next = meta.get_u64(counter)?.unwrap_or(1);
+        self.batch.put(meta, counter, (next + 1).to_be_bytes());
+        Ok(format!("{prefix}-{next:06}"))
+    }
+
+    /// Erases event record `erased` by decision `reference`: destroys its
+    /// data key, appends the erasure entry, queues the purge of the
+    /// homeserver's copies, and removes its media copies once committed.
+    pub fn erase(&mut self, erased: u64, event: &EventEntry, reference: &str) -> u64 {
         let seq = self.frontier.size();
         let record = Record {
             seq,
@@ -450,13 +469,19 @@ impl Steps<'_> {
                 reference: reference.to_owned(),
             }),
         };
+        let log = &self.vault.log;
+        self.batch.delete(&log.data_keys, erased.to_be_bytes());
         self.batch
-            .delete(&self.vault.log.data_keys, erased.to_be_bytes());
-        self.batch.put(
-            &self.vault.log.erasures,
-            erased.to_be_bytes(),
-            reference.as_bytes(),
+            .put(&log.erasures, erased.to_be_bytes(), reference.as_bytes());
+        self.batch.put_json(
+            &log.pending_purges,
+            event.event_id.as_bytes(),
+            &procedure::PendingPurge {
+                event_id: event.event_id.clone(),
+                reference: reference.to_owned(),
+            },
         );
+        self.erased_media.push((erased, event.media.clone()));
         self.vault
             .append(&mut self.batch, &mut self.frontier, &record, None);
         seq

@@ -25,6 +25,7 @@ pub struct Log {
     pub(crate) event_index: Tree,
     pub(crate) erasures: Tree,
     pub(crate) room_index: Tree,
+    pub(crate) pending_purges: Tree,
 }
 
 /// A stored checkpoint note.
@@ -45,6 +46,7 @@ impl Log {
             event_index: store.tree(cf::EVENTID_SEQ)?,
             erasures: store.tree(cf::SEQ_ERASURE)?,
             room_index: store.tree(cf::ROOMID_SEQ)?,
+            pending_purges: store.tree(cf::EVENTID_PENDINGPURGE)?,
         })
     }
 

@@ -148,11 +148,6 @@ impl Vault {
         Ok(self.store.tree(name)?)
     }
 
-    pub(crate) fn next_reference(&self, counter: &[u8], prefix: &str) -> Result<(String, u64)> {
-        let next = self.log.meta.get_u64(counter)?.unwrap_or(1);
-        Ok((format!("{prefix}-{next:06}"), next + 1))
-    }
-
     pub fn role(&self, user: &str) -> Result<Role> {
         Ok(self
             .tree(cf::USERID_ROLE)?
@@ -305,7 +300,7 @@ impl Vault {
         }
         let tree = self.tree(cf::REQUESTID_REQUEST)?;
         self.with_steps(|steps| {
-            let (reference, next) = self.next_reference(META_NEXT_REQUEST, "EX")?;
+            let reference = steps.take_reference(META_NEXT_REQUEST, "EX")?;
             let request = ExclusionRequest {
                 reference: reference.clone(),
                 records,
@@ -316,9 +311,6 @@ impl Vault {
                 requested_ts: steps.now(),
                 decision: None,
             };
-            steps
-                .batch
-                .put(&self.log.meta, META_NEXT_REQUEST, next.to_be_bytes());
             steps.batch.put_json(&tree, reference.as_bytes(), &request);
             steps.procedure(
                 "request_exclusion",
@@ -384,6 +376,7 @@ impl Vault {
                 "{decider} requested {reference} and cannot also decide on it: another records manager must (four eyes)"
             )));
         }
+        let holds = if approve { self.holds()? } else { Vec::new() };
         let mut erased = Vec::new();
         for &seq in &request.records {
             let record = self.log.record(seq)?;
@@ -397,9 +390,8 @@ impl Vault {
                 )));
             }
             if approve {
-                if let Some(hold) = self
-                    .holds()?
-                    .into_iter()
+                if let Some(hold) = holds
+                    .iter()
                     .find(|h| h.covers(&event.room_id, &event.sender))
                 {
                     return Err(Error::Refused(format!(
@@ -407,12 +399,11 @@ impl Vault {
                         hold.reference, hold.scope, event.event_id
                     )));
                 }
-                erased.push((seq, event.event_id.clone(), event.media.clone()));
+                erased.push((seq, event.clone()));
             }
         }
         let requests = self.tree(cf::REQUESTID_REQUEST)?;
-        let purges = self.tree(cf::EVENTID_PENDINGPURGE)?;
-        let request = self.with_steps(|steps| {
+        self.with_steps(|steps| {
             request.decision = Some(Decision {
                 approved: approve,
                 by: decider.to_owned(),
@@ -428,23 +419,11 @@ impl Vault {
                 reference,
                 &json!({ "approved": approve, "note": note }),
             );
-            for (seq, event_id, _) in &erased {
-                steps.erasure(*seq, reference);
-                steps.batch.put_json(
-                    &purges,
-                    event_id.as_bytes(),
-                    &PendingPurge {
-                        event_id: event_id.clone(),
-                        reference: reference.to_owned(),
-                    },
-                );
+            for (seq, event) in &erased {
+                steps.erase(*seq, event, reference);
             }
             Ok(request)
-        })?;
-        for (seq, _, media) in erased {
-            self.remove_media_copies(seq, &media)?;
-        }
-        Ok(request)
+        })
     }
 
     /// Deletes the sealed media copies of an erased record (its key is gone
@@ -464,7 +443,7 @@ impl Vault {
     /// Erased events whose homeserver copies still await purging.
     pub fn pending_purges(&self) -> Result<Vec<PendingPurge>> {
         let mut out = Vec::new();
-        for row in self.tree(cf::EVENTID_PENDINGPURGE)?.iter() {
+        for row in self.log.pending_purges.iter() {
             let (_, v) = row?;
             out.push(
                 serde_json::from_slice(&v)
@@ -477,7 +456,7 @@ impl Vault {
     /// Marks a purge done (the homeserver's copies are gone).
     pub fn purge_done(&self, event_id: &str) -> Result<()> {
         let mut batch = archipel_store::Batch::new();
-        batch.delete(&self.tree(cf::EVENTID_PENDINGPURGE)?, event_id.as_bytes());
+        batch.delete(&self.log.pending_purges, event_id.as_bytes());
         Ok(self.store.commit(batch)?)
     }
 
@@ -488,7 +467,7 @@ impl Vault {
         }
         let tree = self.tree(cf::HOLDID_HOLD)?;
         self.with_steps(|steps| {
-            let (reference, next) = self.next_reference(META_NEXT_HOLD, "LH")?;
+            let reference = steps.take_reference(META_NEXT_HOLD, "LH")?;
             let hold = Hold {
                 reference: reference.clone(),
                 scope: scope.clone(),
@@ -498,9 +477,6 @@ impl Vault {
                 released_by: None,
                 released_ts: None,
             };
-            steps
-                .batch
-                .put(&self.log.meta, META_NEXT_HOLD, next.to_be_bytes());
             steps.batch.put_json(&tree, reference.as_bytes(), &hold);
             steps.procedure(
                 "place_hold",

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{
     Error, Result, Vault, columns as cf,
-    procedure::{Classification, PendingPurge, Role},
+    procedure::{Classification, Role},
     record::Entry,
 };
 
@@ -241,7 +241,7 @@ impl Vault {
         }
         let tree = self.store.tree(cf::LISTID_DESTRUCTIONLIST)?;
         self.with_steps(|steps| {
-            let (reference, next) = self.next_reference(META_NEXT_LIST, "DL")?;
+            let reference = steps.take_reference(META_NEXT_LIST, "DL")?;
             let list = DestructionList {
                 reference: reference.clone(),
                 records,
@@ -252,9 +252,6 @@ impl Vault {
                 approved_ts: None,
                 held_back: Vec::new(),
             };
-            steps
-                .batch
-                .put(&self.log.meta, META_NEXT_LIST, next.to_be_bytes());
             steps.batch.put_json(&tree, reference.as_bytes(), &list);
             steps.procedure(
                 "propose_destruction",
@@ -313,8 +310,7 @@ impl Vault {
             }
         }
         let lists = self.store.tree(cf::LISTID_DESTRUCTIONLIST)?;
-        let purges = self.store.tree(cf::EVENTID_PENDINGPURGE)?;
-        let list = self.with_steps(|steps| {
+        self.with_steps(|steps| {
             list.approved_by = Some(actor.to_owned());
             list.approved_ts = Some(steps.now());
             steps.batch.put_json(&lists, reference.as_bytes(), &list);
@@ -325,22 +321,10 @@ impl Vault {
                 &json!({ "destroyed": destroy.len(), "held_back": list.held_back }),
             );
             for (seq, event) in &destroy {
-                steps.erasure(*seq, reference);
-                steps.batch.put_json(
-                    &purges,
-                    event.event_id.as_bytes(),
-                    &PendingPurge {
-                        event_id: event.event_id.clone(),
-                        reference: reference.to_owned(),
-                    },
-                );
+                steps.erase(*seq, event, reference);
             }
             Ok(list)
-        })?;
-        for (seq, event) in destroy {
-            self.remove_media_copies(seq, &event.media)?;
-        }
-        Ok(list)
+        })
     }
 }
 
