@@ -359,16 +359,9 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         }
         VaultCommand::Verify { json } => {
             let media_dir = config.node.data_dir.join("vault").join("media");
-            let bar = progress_bar(json, "verifying");
-            let report = verify::verify(log, &media_dir, &vault.verifying_key(), |done, total| {
-                if let Some(bar) = &bar {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                }
+            let report = with_progress(json, "verifying", |progress| {
+                verify::verify(log, &media_dir, &vault.verifying_key(), progress)
             })?;
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -696,16 +689,9 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 from_ms: from,
                 until_ms: until,
             };
-            let bar = progress_bar(json, "exporting");
-            let summary = vault.export(&scope, &out, |done, total| {
-                if let Some(bar) = &bar {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                }
+            let summary = with_progress(json, "exporting", |progress| {
+                vault.export(&scope, &out, progress)
             })?;
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
@@ -771,9 +757,15 @@ fn print_report(origin: &str, report: &verify::Report) {
     }
 }
 
-fn progress_bar(json: bool, what: &str) -> Option<indicatif::ProgressBar> {
+/// Runs `work`, showing its `(done, total)` reports as a progress bar on a
+/// terminal (not with `--json`).
+fn with_progress<T>(
+    json: bool,
+    what: &str,
+    work: impl FnOnce(&mut dyn FnMut(u64, u64)) -> archipel_vault::Result<T>,
+) -> archipel_vault::Result<T> {
     if json || !std::io::stderr().is_terminal() {
-        return None;
+        return work(&mut |_, _| {});
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -782,5 +774,10 @@ fn progress_bar(json: bool, what: &str) -> Option<indicatif::ProgressBar> {
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    Some(bar)
+    let out = work(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    out
 }

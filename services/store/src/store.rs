@@ -149,6 +149,18 @@ impl Store {
         (db_opts, all)
     }
 
+    fn over(db: DB, path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                durable: options.durable,
+                path: path.to_owned(),
+                wal: WalSync::default(),
+            }),
+            names: Arc::new(columns.iter().map(|c| c.name).collect()),
+        }
+    }
+
     /// Opens a read-only follower of the database at `path` while its owner
     /// (a running node) keeps it open: RocksDB's secondary mode, which reads
     /// the owner's files and log as of now. `scratch` is a private folder
@@ -163,27 +175,14 @@ impl Store {
         db_opts.create_if_missing(false);
         // Secondary instances keep every table file open.
         db_opts.set_max_open_files(-1);
-        let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, scratch, all).map_err(
-            |source| Error::Open {
-                path: path.to_owned(),
-                source,
-            },
-        )?;
-        db.try_catch_up_with_primary()
-            .map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        let names = columns.iter().map(|c| c.name).collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                durable: options.durable,
-                path: path.to_owned(),
-                wal: WalSync::default(),
-            }),
-            names: Arc::new(names),
-        })
+        let open_error = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, scratch, all)
+            .map_err(open_error)?;
+        db.try_catch_up_with_primary().map_err(open_error)?;
+        Ok(Self::over(db, path, columns, options))
     }
 
     /// Opens (or creates) the database at `path` with the given column families.
@@ -197,16 +196,7 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let names = columns.iter().map(|c| c.name).collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                durable: options.durable,
-                path: path.to_owned(),
-                wal: WalSync::default(),
-            }),
-            names: Arc::new(names),
-        })
+        Ok(Self::over(db, path, columns, options))
     }
 
     /// A handle to a declared column family.

@@ -362,7 +362,10 @@ impl Vault {
 
     /// The bytes of media copy `part` of record `seq`. Requires the vault key.
     pub fn open_media(&self, seq: u64, part: u32) -> Result<Vec<u8>> {
-        let key = self.data_key(seq)?;
+        self.open_media_with(&self.data_key(seq)?, seq, part)
+    }
+
+    pub(crate) fn open_media_with(&self, key: &DataKey, seq: u64, part: u32) -> Result<Vec<u8>> {
         let path = self.media_path(seq, part);
         let sealed = std::fs::read(&path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -382,18 +385,22 @@ impl Vault {
     }
 
     pub(crate) fn open_sealed(&self, seq: u64, sealed: &str) -> Result<Value> {
-        let key = self.data_key(seq)?;
-        let sealed = B64
-            .decode(sealed)
-            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))?;
-        let plain = key.open(&sealed, seq, 0)?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
+        open_sealed_with(&self.data_key(seq)?, seq, sealed)
     }
 
     fn media_path(&self, seq: u64, part: u32) -> PathBuf {
         media_path(&self.media_dir, seq, part)
     }
+}
+
+/// Opens a record's sealed JSON with its data key.
+pub(crate) fn open_sealed_with(key: &DataKey, seq: u64, sealed: &str) -> Result<Value> {
+    let sealed = B64
+        .decode(sealed)
+        .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))?;
+    let plain = key.open(&sealed, seq, 0)?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
 }
 
 /// Builds the room index of a log written before it existed.

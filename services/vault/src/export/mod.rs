@@ -34,7 +34,8 @@ use serde_json::Value;
 use crate::{
     Error, Result, Vault,
     checkpoint::{Checkpoint, verifier_key},
-    record::{Entry, EventEntry},
+    open_sealed_with,
+    record::{Entry, EventEntry, Record},
 };
 
 /// What to export.
@@ -156,6 +157,8 @@ impl Vault {
             readme(scope, size, &verifier).as_bytes(),
         )?;
 
+        let checkpoint = Checkpoint::open(&stored.note, &self.verifying_key())
+            .map_err(|e| Error::Corrupt(format!("the newest checkpoint: {e}")))?;
         let mut summary = ExportSummary {
             conversations: selected.len(),
             checkpoint_size: size,
@@ -174,7 +177,12 @@ impl Vault {
             // selected or not, up to the checkpoint.
             let mut context = html::RoomContext::new(room);
             for seq in self.log.room_records(room, size)? {
-                let record = self.log.record(seq)?;
+                let bytes = self
+                    .log
+                    .record_bytes(seq)?
+                    .ok_or_else(|| Error::NotFound(format!("record {seq} is not in the vault")))?;
+                let record = Record::from_bytes(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("record {seq} does not parse: {e}")))?;
                 let Entry::Event(entry) = record.entry else {
                     continue;
                 };
@@ -182,10 +190,14 @@ impl Vault {
                     continue;
                 }
                 let erased = self.log.erasure_of(seq)?;
-                let event = match &erased {
+                let key = match &erased {
                     Some(_) => None,
-                    None => Some(self.open_event(seq)?),
+                    None => Some(self.data_key(seq)?),
                 };
+                let event = key
+                    .as_ref()
+                    .map(|key| open_sealed_with(key, seq, &entry.sealed))
+                    .transpose()?;
                 if let Some(event) = &event {
                     context.observe(event);
                 }
@@ -193,10 +205,10 @@ impl Vault {
                     continue;
                 }
                 let mut files = Vec::new();
-                if erased.is_none() {
+                if let Some(key) = &key {
                     for copy in &entry.media {
                         let name = attachment_name(seq, copy.part, event.as_ref());
-                        let bytes = self.open_media(seq, copy.part)?;
+                        let bytes = self.open_media_with(key, seq, copy.part)?;
                         write(&attachments.join(&name), &bytes)?;
                         files.push((copy.part, name));
                         summary.attachments += 1;
@@ -204,12 +216,8 @@ impl Vault {
                 }
                 let line = ExportLine {
                     seq,
-                    record: String::from_utf8(
-                        self.log
-                            .record_bytes(seq)?
-                            .ok_or_else(|| Error::NotFound(format!("record {seq}")))?,
-                    )
-                    .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
+                    record: String::from_utf8(bytes)
+                        .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
                     proof: self
                         .log
                         .inclusion_proof(seq, size)?
@@ -217,10 +225,7 @@ impl Vault {
                         .map(|h| B64.encode(h))
                         .collect(),
                     tree_size: size,
-                    data_key: match &erased {
-                        Some(_) => None,
-                        None => Some(B64.encode(self.data_key(seq)?.expose())),
-                    },
+                    data_key: key.as_ref().map(|key| B64.encode(key.expose())),
                     event: event.clone(),
                     erased: erased.clone(),
                 };
@@ -243,8 +248,6 @@ impl Vault {
             let mut jsonl = lines.join("\n");
             jsonl.push('\n');
             write(&dir.join("records.jsonl"), jsonl.as_bytes())?;
-            let checkpoint = Checkpoint::open(&stored.note, &self.verifying_key())
-                .map_err(|e| Error::Corrupt(format!("the newest checkpoint: {e}")))?;
             let page = html::render(&context, &opened, scope, &checkpoint);
             write(&dir.join("conversation.html"), page.as_bytes())?;
         }
