@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 use crate::client::{alice_and_bob_in_room, png};
 use crate::harness::{TestServer, run_archipel};
 
+/// Sends a text message with matrix-sdk; returns its event ID.
+async fn send_text(room: &matrix_sdk::Room, text: &str) -> String {
+    room.send(RoomMessageEventContent::text_plain(text))
+        .await
+        .expect("send")
+        .response
+        .event_id
+        .to_string()
+}
+
 /// Runs `archipel vault ARGS --data-dir DIR`; returns (success, stdout, stderr).
 pub fn vault(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
     let dir = data_dir.to_str().expect("path");
@@ -57,13 +67,7 @@ async fn sent_redacted_and_edited_messages_are_all_archived() {
 
     let mut sent = Vec::new();
     for n in 0..5 {
-        let response = room
-            .send(RoomMessageEventContent::text_plain(format!(
-                "archive me {n}"
-            )))
-            .await
-            .expect("send");
-        sent.push(response.response.event_id.to_string());
+        sent.push(send_text(&room, &format!("archive me {n}")).await);
     }
     let edit = room
         .send_raw(
@@ -102,14 +106,7 @@ async fn sent_redacted_and_edited_messages_are_all_archived() {
         .expect("send an image")
         .event_id
         .to_string();
-    let bob_reply = pair
-        .bob_room()
-        .send(RoomMessageEventContent::text_plain("noted"))
-        .await
-        .expect("bob sends")
-        .response
-        .event_id
-        .to_string();
+    let bob_reply = send_text(&pair.bob_room(), "noted").await;
 
     // A clean stop archives what is still in the outbox and signs a checkpoint.
     server.stop().await;
@@ -204,10 +201,7 @@ async fn verify_names_deleted_altered_and_truncated_records() {
     let mut server = TestServer::start().await;
     let pair = alice_and_bob_in_room(&server, vec![]).await;
     for n in 0..10 {
-        pair.alice_room()
-            .send(RoomMessageEventContent::text_plain(format!("tamper {n}")))
-            .await
-            .expect("send");
+        send_text(&pair.alice_room(), &format!("tamper {n}")).await;
     }
     server.stop().await;
     let dir = server.data_dir();
@@ -332,22 +326,8 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
     let secret = format!("dinner with my partner {MARK}");
     let mut server = TestServer::start().await;
     let pair = alice_and_bob_in_room(&server, vec![]).await;
-    let private = pair
-        .alice_room()
-        .send(RoomMessageEventContent::text_plain(&secret))
-        .await
-        .expect("send")
-        .response
-        .event_id
-        .to_string();
-    let business = pair
-        .alice_room()
-        .send(RoomMessageEventContent::text_plain("budget figures for Q3"))
-        .await
-        .expect("send")
-        .response
-        .event_id
-        .to_string();
+    let private = send_text(&pair.alice_room(), &secret).await;
+    let business = send_text(&pair.alice_room(), "budget figures for Q3").await;
     let bob_token = pair.bob.access_token().expect("bob is logged in");
     server.stop().await;
     let dir = server.data_dir();
@@ -539,18 +519,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
         .await
         .expect("display name");
     let room = pair.alice_room();
-    let send = |text: &'static str| {
-        let room = room.clone();
-        async move {
-            room.send(RoomMessageEventContent::text_plain(text))
-                .await
-                .expect("send")
-                .response
-                .event_id
-                .to_string()
-        }
-    };
-    let first = send("the first draft").await;
+    let first = send_text(&room, "the first draft").await;
     room.send_raw(
         "m.room.message",
         json!({
@@ -562,7 +531,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     )
     .await
     .expect("edit");
-    let hidden = send("sent to the wrong room").await;
+    let hidden = send_text(&room, "sent to the wrong room").await;
     room.redact(
         hidden.as_str().try_into().expect("id"),
         Some("wrong room"),
@@ -570,8 +539,8 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     )
     .await
     .expect("redact");
-    send("<b>not markup</b>").await;
-    let private = send("private: call the dentist").await;
+    send_text(&room, "<b>not markup</b>").await;
+    let private = send_text(&room, "private: call the dentist").await;
     let picture = png(6, 6);
     room.send_attachment(
         "chart.png",
