@@ -499,7 +499,8 @@ pub(crate) fn media_path(media_dir: &Path, seq: u64, part: u32) -> PathBuf {
     media_dir.join(format!("{seq:016}.{part}"))
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a file and fsyncs it.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = std::fs::File::create(path)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     file.write_all(bytes)

@@ -6,9 +6,8 @@ mod common;
 use archipel_vault::{
     CapturedEvent, Error, MediaBytes, Vault,
     procedure::{Classification, HoldScope, Role},
-    verify,
 };
-use common::{event, open, signer};
+use common::{event, open, refused, verifies};
 use serde_json::json;
 
 fn vault_with(events: Vec<CapturedEvent>) -> (tempfile::TempDir, Vault) {
@@ -19,24 +18,6 @@ fn vault_with(events: Vec<CapturedEvent>) -> (tempfile::TempDir, Vault) {
         .set_records_manager("@rm:test.example", true, "operator")
         .expect("records manager");
     (dir, vault)
-}
-
-fn refused(result: Result<impl std::fmt::Debug, Error>, why: &str) {
-    match result {
-        Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
-        other => panic!("expected a refusal ({why}), got {other:?}"),
-    }
-}
-
-fn verifies(dir: &tempfile::TempDir, vault: &Vault) {
-    let report = verify::verify(
-        vault.log(),
-        &dir.path().join("vault/media"),
-        &signer().verifying_key(),
-        |_, _| {},
-    )
-    .expect("verify runs");
-    assert!(report.ok(), "{:?}", report.findings);
 }
 
 #[test]

@@ -7,9 +7,8 @@ use archipel_vault::{
     Error, Vault, now_ms,
     procedure::{HoldScope, Role},
     retention::{RetentionPolicy, Rule, Valuation},
-    verify,
 };
-use common::{event, open, signer};
+use common::{event, open, refused, verifies};
 use serde_json::json;
 
 /// Capstone officials' records are permanent; everything else goes after a year.
@@ -49,13 +48,6 @@ fn archive() -> (tempfile::TempDir, Vault) {
     (dir, vault)
 }
 
-fn refused<T: std::fmt::Debug>(result: Result<T, Error>, why: &str) {
-    match result {
-        Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
-        other => panic!("expected a refusal ({why}), got {other:?}"),
-    }
-}
-
 #[test]
 fn expired_records_go_only_through_an_approved_list() {
     let (dir, vault) = archive();
@@ -80,14 +72,7 @@ fn expired_records_go_only_through_an_approved_list() {
         vault.open_event(1).expect("permanent")["sender"],
         "@minister:test.example"
     );
-    let report = verify::verify(
-        vault.log(),
-        &dir.path().join("vault/media"),
-        &signer().verifying_key(),
-        |_, _| {},
-    )
-    .expect("verify");
-    assert!(report.ok(), "{:?}", report.findings);
+    verifies(&dir, &vault);
     refused(
         vault.propose_destruction(&policy(), now_ms(), "@rm:test.example"),
         "nothing to destroy",

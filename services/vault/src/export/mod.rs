@@ -23,7 +23,6 @@ mod html;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write,
     path::Path,
 };
 
@@ -36,6 +35,7 @@ use crate::{
     checkpoint::{Checkpoint, verifier_key},
     open_sealed_with,
     record::{Entry, EventEntry, Record},
+    write_file as write,
 };
 
 /// What to export.
@@ -269,14 +269,6 @@ pub fn parse_time(text: &str) -> std::result::Result<u64, String> {
         })?
     };
     u64::try_from(timestamp.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = std::fs::File::create(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// A folder name for a room: its ID made safe for file systems.

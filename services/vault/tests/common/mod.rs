@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use archipel_store::{Store, StoreOptions};
-use archipel_vault::{CapturedEvent, CheckpointPolicy, Vault, columns::COLUMNS, seal::VaultKey};
+use archipel_vault::{
+    CapturedEvent, CheckpointPolicy, Error, Vault, columns::COLUMNS, seal::VaultKey, verify,
+};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
@@ -43,4 +45,24 @@ pub fn event(n: u64) -> CapturedEvent {
         }),
         media: Vec::new(),
     }
+}
+
+/// Asserts that a procedure step was refused for the reason `why`.
+pub fn refused<T: std::fmt::Debug>(result: Result<T, Error>, why: &str) {
+    match result {
+        Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
+        other => panic!("expected a refusal ({why}), got {other:?}"),
+    }
+}
+
+/// Asserts that the vault in `dir` verifies without findings.
+pub fn verifies(dir: &tempfile::TempDir, vault: &Vault) {
+    let report = verify::verify(
+        vault.log(),
+        &dir.path().join("vault/media"),
+        &signer().verifying_key(),
+        |_, _| {},
+    )
+    .expect("verify runs");
+    assert!(report.ok(), "{:?}", report.findings);
 }
