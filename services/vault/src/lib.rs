@@ -167,13 +167,15 @@ impl Vault {
                 continue;
             }
             cursor = captured.position;
+            if let Some(event_id) = captured.event.get("event_id").and_then(Value::as_str)
+                && self.log.seq_of_event(event_id)?.is_some()
+            {
+                tracing::warn!(%event_id, "event captured twice; keeping the first record");
+                continue;
+            }
             let seq = frontier.size();
             let (entry, key, files) = self.seal_event(seq, &captured)?;
             media_files.extend(files);
-            if self.log.seq_of_event(&entry.event_id)?.is_some() {
-                tracing::warn!(event_id = %entry.event_id, "event captured twice; keeping the first record");
-                continue;
-            }
             batch.put(
                 &self.log.event_index,
                 entry.event_id.as_bytes(),
