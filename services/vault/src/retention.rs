@@ -4,6 +4,8 @@
 //! one records manager proposes and another approves; legal holds keep
 //! records off every list.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -177,6 +179,9 @@ impl Vault {
         now_ms: u64,
     ) -> Result<(RetentionStatus, Vec<u64>)> {
         let holds = self.holds()?;
+        // Few senders and rooms, many records: look each up once.
+        let mut roles = HashMap::new();
+        let mut classifications = HashMap::new();
         let mut status = RetentionStatus::default();
         let mut expired = Vec::new();
         for seq in 0..self.log.size()? {
@@ -187,10 +192,19 @@ impl Vault {
                 status.erased += 1;
                 continue;
             }
-            let valuation = policy.valuation(
-                self.role(&event.sender)?,
-                self.classification(&event.room_id)?,
-            );
+            let role = match roles.get(&event.sender) {
+                Some(&role) => role,
+                None => *roles
+                    .entry(event.sender.clone())
+                    .or_insert(self.role(&event.sender)?),
+            };
+            let classification = match classifications.get(&event.room_id) {
+                Some(&class) => class,
+                None => *classifications
+                    .entry(event.room_id.clone())
+                    .or_insert(self.classification(&event.room_id)?),
+            };
+            let valuation = policy.valuation(role, classification);
             let age = now_ms.saturating_sub(event.origin_server_ts);
             match valuation {
                 Valuation::Permanent => {
