@@ -368,10 +368,21 @@ impl Vault {
     }
 
     pub(crate) fn open_media_with(&self, key: &DataKey, seq: u64, part: u32) -> Result<Vec<u8>> {
+        self.open_media_sealed(key, seq, part)
+            .map(|(plain, _)| plain)
+    }
+
+    /// A media copy opened, and its sealed bytes.
+    pub(crate) fn open_media_sealed(
+        &self,
+        key: &DataKey,
+        seq: u64,
+        part: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let path = self.media_path(seq, part);
         let sealed = std::fs::read(&path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        key.open(&sealed, seq, part)
+        Ok((key.open(&sealed, seq, part)?, sealed))
     }
 
     pub(crate) fn data_key(&self, seq: u64) -> Result<DataKey> {
@@ -480,8 +491,14 @@ impl Steps<'_> {
         };
         let log = &self.vault.log;
         self.batch.delete(&log.data_keys, erased.to_be_bytes());
-        self.batch
-            .put(&log.erasures, erased.to_be_bytes(), reference.as_bytes());
+        self.batch.put_json(
+            &log.erasures,
+            erased.to_be_bytes(),
+            &log::ErasureRef {
+                reference: reference.to_owned(),
+                record: seq,
+            },
+        );
         self.batch.put_json(
             &log.pending_purges,
             event.event_id.as_bytes(),

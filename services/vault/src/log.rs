@@ -28,6 +28,15 @@ pub struct Log {
     pub(crate) pending_purges: Tree,
 }
 
+/// Where the erasure of a record is on record.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ErasureRef {
+    /// The decision's reference (EX-..., DL-...).
+    pub reference: String,
+    /// The erasure entry's sequence number in the log.
+    pub record: u64,
+}
+
 /// A stored checkpoint note.
 #[derive(Clone, Debug)]
 pub struct StoredCheckpoint {
@@ -151,10 +160,19 @@ impl Log {
 
     /// The decision that erased record `seq`, if one did.
     pub fn erasure_of(&self, seq: u64) -> Result<Option<String>> {
-        Ok(self
-            .erasures
+        Ok(self.erasure_record_of(seq)?.map(|e| e.reference))
+    }
+
+    /// The decision that erased record `seq`, and the erasure entry's place.
+    pub fn erasure_record_of(&self, seq: u64) -> Result<Option<ErasureRef>> {
+        self.erasures
             .get(seq.to_be_bytes())?
-            .map(|r| String::from_utf8_lossy(&r).into_owned()))
+            .map(|value| {
+                serde_json::from_slice(&value).map_err(|e| {
+                    Error::Corrupt(format!("the erasure index entry of record {seq}: {e}"))
+                })
+            })
+            .transpose()
     }
 
     /// Whether the record's data key still exists (false once shredded).

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Error, Result, Vault, columns as cf, media_path,
-    record::{Entry, MediaCopy},
+    record::{Entry, EventEntry, MediaCopy},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +256,32 @@ impl Vault {
 
     /// Records a request to exclude events from the archive as private or
     /// party-political. The requester must be their sender or a delegate.
+    /// The records that edit record `seq` (`m.replace` by the same sender,
+    /// later in the same room) and are not erased yet.
+    fn edits_of(&self, seq: u64, original: &EventEntry) -> Result<Vec<u64>> {
+        let mut edits = Vec::new();
+        for later in self.log.room_records(&original.room_id, self.log.size()?)? {
+            if later <= seq || self.log.erasure_of(later)?.is_some() {
+                continue;
+            }
+            let record = self.log.record(later)?;
+            let Some(event) = record.event() else {
+                continue;
+            };
+            if event.sender != original.sender || !excludable(&event.event_type) {
+                continue;
+            }
+            let content = self.open_sealed(later, &event.sealed)?;
+            let relation = &content["content"]["m.relates_to"];
+            if relation["rel_type"] == "m.replace"
+                && relation["event_id"] == original.event_id.as_str()
+            {
+                edits.push(later);
+            }
+        }
+        Ok(edits)
+    }
+
     pub fn request_exclusion(
         &self,
         events: &[String],
@@ -297,6 +323,13 @@ impl Vault {
                 )));
             }
             records.push(seq);
+            // An edit repeats the text it replaces: excluding a message
+            // excludes its edits too.
+            for edit in self.edits_of(seq, event)? {
+                if !records.contains(&edit) {
+                    records.push(edit);
+                }
+            }
         }
         let tree = self.tree(cf::REQUESTID_REQUEST)?;
         self.with_steps(|steps| {

@@ -19,7 +19,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::{Error, Result};
 
-const NONCE_LEN: usize = 24;
+/// Bytes of nonce in front of every sealed blob.
+pub const NONCE_LEN: usize = 24;
 
 /// A 256-bit key that wraps data keys. Never logged, zeroed on drop.
 pub struct VaultKey(Zeroizing<[u8; 32]>);
@@ -127,6 +128,27 @@ impl DataKey {
         seal_with(&self.cipher(), plain, &aad("content", seq, part))
     }
 
+    /// Seals `plain` again with the nonce of an earlier sealing (the first
+    /// bytes of `sealed`): the same key, nonce and place give the same bytes,
+    /// so a checker holding the data key and the plaintext can show that
+    /// they are what the sealed copy held, without the copy. `None` if
+    /// `sealed` is too short to carry a nonce.
+    pub fn reseal(
+        &self,
+        plain: &[u8],
+        sealed_prefix: &[u8],
+        seq: u64,
+        part: u32,
+    ) -> Option<Vec<u8>> {
+        let nonce = XNonce::from_slice(sealed_prefix.get(..NONCE_LEN)?);
+        Some(seal_with_nonce(
+            &self.cipher(),
+            nonce,
+            plain,
+            &aad("content", seq, part),
+        ))
+    }
+
     pub fn open(&self, sealed: &[u8], seq: u64, part: u32) -> Result<Vec<u8>> {
         open_with(&self.cipher(), sealed, &aad("content", seq, part)).map_err(|_| {
             Error::Corrupt(format!(
@@ -142,12 +164,25 @@ fn aad(purpose: &str, seq: u64, part: u32) -> Vec<u8> {
 
 /// `nonce || ciphertext-with-tag`.
 fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Vec<u8> {
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    seal_with_nonce(
+        cipher,
+        &XChaCha20Poly1305::generate_nonce(&mut OsRng),
+        plain,
+        aad,
+    )
+}
+
+fn seal_with_nonce(
+    cipher: &XChaCha20Poly1305,
+    nonce: &XNonce,
+    plain: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
     let ciphertext = cipher
-        .encrypt(&nonce, Payload { msg: plain, aad })
+        .encrypt(nonce, Payload { msg: plain, aad })
         .expect("XChaCha20-Poly1305 encrypts any message that fits in memory");
     let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ciphertext);
     out
 }
@@ -193,6 +228,23 @@ mod tests {
         let mut altered = sealed.clone();
         *altered.last_mut().expect("not empty") ^= 1;
         assert!(key.open(&altered, 7, 0).is_err(), "altered");
+    }
+
+    #[test]
+    fn resealing_with_the_nonce_reproduces_the_sealed_bytes() {
+        let key = DataKey::generate();
+        let sealed = key.seal(b"minutes.pdf", 9, 1);
+        let nonce = &sealed[..NONCE_LEN];
+        assert_eq!(
+            key.reseal(b"minutes.pdf", nonce, 9, 1),
+            Some(sealed.clone())
+        );
+        assert_ne!(
+            key.reseal(b"minutes.pdF", nonce, 9, 1),
+            Some(sealed.clone())
+        );
+        assert_ne!(key.reseal(b"minutes.pdf", nonce, 9, 2), Some(sealed));
+        assert_eq!(key.reseal(b"x", &[0; 3], 9, 1), None);
     }
 
     #[test]

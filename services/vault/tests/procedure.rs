@@ -56,6 +56,47 @@ fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
 }
 
 #[test]
+fn excluding_a_message_excludes_its_edits() {
+    let edit = |n: u64, of: &str, sender: &str| {
+        let mut e = event(n);
+        e.event["sender"] = json!(sender);
+        e.event["content"] = json!({
+            "msgtype": "m.text",
+            "body": "* corrected",
+            "m.new_content": { "msgtype": "m.text", "body": "corrected" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": of },
+        });
+        e
+    };
+    let (dir, vault) = vault_with(vec![
+        event(0),
+        edit(1, "$event0", "@alice:test.example"),
+        event(2),
+        // Someone else's "edit" is not alice's to exclude.
+        edit(3, "$event0", "@bob:test.example"),
+        edit(4, "$event2", "@alice:test.example"),
+        edit(5, "$event0", "@alice:test.example"),
+    ]);
+    let request = vault
+        .request_exclusion(&["$event0".into()], "@alice:test.example", "private", None)
+        .expect("request");
+    assert_eq!(request.records, [0, 1, 5]);
+    vault
+        .decide(&request.reference, true, "@rm:test.example", None)
+        .expect("approved");
+    for erased in [0, 1, 5] {
+        assert!(matches!(
+            vault.open_event(erased),
+            Err(Error::Erased { .. })
+        ));
+    }
+    for kept in [2, 3, 4] {
+        assert!(vault.open_event(kept).is_ok(), "record {kept} is kept");
+    }
+    verifies(&dir, &vault);
+}
+
+#[test]
 fn a_rejection_erases_nothing() {
     let (dir, vault) = vault_with(vec![event(0)]);
     let request = vault

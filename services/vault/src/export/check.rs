@@ -4,20 +4,23 @@
 //! For every line of every `records.jsonl`: the record hashes to a leaf
 //! whose inclusion proof reaches the root of the signed checkpoint; the
 //! event shown is exactly what the record sealed (opened with the line's
-//! data key); an erased record is erased in the log too (no data key).
+//! data key); every attachment is the media copy the record sealed (sealed
+//! again with the line's data key and nonce, it hashes to the copy's hash in
+//! the record); an erased record is erased in the log too (no data key).
 
 use std::path::{Path, PathBuf};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::ExportLine;
 use crate::{
     Error, Result,
     checkpoint::{Checkpoint, parse_verifier_key},
     merkle::{self, Hash},
-    record::Record,
+    record::{Entry, Record},
     seal::DataKey,
 };
 
@@ -72,7 +75,8 @@ pub fn verify_export(dir: &Path, key: Option<&str>) -> Result<ExportReport> {
             .to_string();
         for (n, line) in text.lines().enumerate() {
             report.records += 1;
-            if let Err(problem) = check_line(line, &checkpoint) {
+            let conversation = file.parent().unwrap_or(dir);
+            if let Err(problem) = check_line(line, &checkpoint, conversation) {
                 report
                     .problems
                     .push(format!("{shown} line {}: {problem}", n + 1));
@@ -105,7 +109,11 @@ fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn check_line(line: &str, checkpoint: &Checkpoint) -> std::result::Result<(), String> {
+fn check_line(
+    line: &str,
+    checkpoint: &Checkpoint,
+    conversation: &Path,
+) -> std::result::Result<(), String> {
     let line: ExportLine =
         serde_json::from_str(line).map_err(|e| format!("not an export line: {e}"))?;
     let record = Record::from_bytes(line.record.as_bytes())
@@ -122,19 +130,7 @@ fn check_line(line: &str, checkpoint: &Checkpoint) -> std::result::Result<(), St
             line.tree_size, checkpoint.size
         ));
     }
-    let proof: Vec<Hash> = line
-        .proof
-        .iter()
-        .map(|h| B64.decode(h).ok().and_then(|b| b.try_into().ok()))
-        .collect::<Option<_>>()
-        .ok_or("the proof is not a list of base64 SHA-256 hashes")?;
-    let leaf = merkle::leaf_hash(line.record.as_bytes());
-    if !merkle::verify_inclusion(line.seq, checkpoint.size, &leaf, &proof, &checkpoint.root) {
-        return Err(format!(
-            "record {} is not in the signed log (its proof does not reach the checkpoint's root)",
-            line.seq
-        ));
-    }
+    check_inclusion(line.seq, &line.record, &line.proof, checkpoint)?;
     let Some(sealed) = record.sealed() else {
         return Err(format!("record {} is not a conversation record", line.seq));
     };
@@ -148,11 +144,10 @@ fn check_line(line: &str, checkpoint: &Checkpoint) -> std::result::Result<(), St
             let sealed = B64
                 .decode(sealed)
                 .map_err(|_| "the sealed content is not base64")?;
-            let plain = DataKey::from_bytes(key)
-                .open(&sealed, line.seq, 0)
-                .map_err(|_| {
-                    format!("record {}: the data key does not open the record", line.seq)
-                })?;
+            let key = DataKey::from_bytes(key);
+            let plain = key.open(&sealed, line.seq, 0).map_err(|_| {
+                format!("record {}: the data key does not open the record", line.seq)
+            })?;
             let original: Value = serde_json::from_slice(&plain)
                 .map_err(|_| format!("record {}: the sealed content is not JSON", line.seq))?;
             if original != *event {
@@ -161,12 +156,124 @@ fn check_line(line: &str, checkpoint: &Checkpoint) -> std::result::Result<(), St
                     line.seq
                 ));
             }
-            Ok(())
+            check_attachments(&line, &record, &key, conversation)
         }
-        (None, None, Some(_)) => Ok(()),
+        (None, None, Some(reference)) => check_erasure(&line, reference, checkpoint),
         _ => Err(format!(
             "record {}: a line carries either a data key and its event, or an erasure",
             line.seq
+        )),
+    }
+}
+
+/// Each media copy of the record is shipped, and each shipped file is the
+/// copy the record sealed.
+fn check_attachments(
+    line: &ExportLine,
+    record: &Record,
+    key: &DataKey,
+    conversation: &Path,
+) -> std::result::Result<(), String> {
+    let seq = line.seq;
+    let copies = record.event().map(|e| e.media.as_slice()).unwrap_or(&[]);
+    for copy in copies {
+        let Some(shipped) = line.attachments.iter().find(|a| a.part == copy.part) else {
+            return Err(format!(
+                "record {seq}: its attachment {} (part {}) is not in the export",
+                copy.mxc, copy.part
+            ));
+        };
+        // A name, never a path: an export must not make the checker read
+        // files outside it.
+        if shipped.file.is_empty()
+            || shipped.file.contains(['/', '\\'])
+            || shipped.file.starts_with('.')
+        {
+            return Err(format!(
+                "record {seq}: the attachment name `{}` is not a plain file name",
+                shipped.file
+            ));
+        }
+        let path = conversation.join("attachments").join(&shipped.file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "record {seq}: attachment attachments/{} cannot be read: {e}",
+                shipped.file
+            )
+        })?;
+        let nonce = B64
+            .decode(&shipped.nonce)
+            .map_err(|_| format!("record {seq}: the attachment's nonce is not base64"))?;
+        let resealed = key
+            .reseal(&bytes, &nonce, seq, copy.part)
+            .ok_or_else(|| format!("record {seq}: the attachment's nonce is too short"))?;
+        if B64.encode(Sha256::digest(&resealed)) != copy.sealed_sha256 {
+            return Err(format!(
+                "record {seq}: attachment attachments/{} differs from the archived copy",
+                shipped.file
+            ));
+        }
+    }
+    if let Some(extra) = line
+        .attachments
+        .iter()
+        .find(|a| !copies.iter().any(|c| c.part == a.part))
+    {
+        return Err(format!(
+            "record {seq}: attachment attachments/{} is not one the record archived",
+            extra.file
+        ));
+    }
+    Ok(())
+}
+
+/// `record` (the bytes hashed into the log) is record `seq` of the
+/// checkpoint's tree, by `proof`.
+fn check_inclusion(
+    seq: u64,
+    record: &str,
+    proof: &[String],
+    checkpoint: &Checkpoint,
+) -> std::result::Result<(), String> {
+    let proof: Vec<Hash> = proof
+        .iter()
+        .map(|h| B64.decode(h).ok().and_then(|b| b.try_into().ok()))
+        .collect::<Option<_>>()
+        .ok_or("the proof is not a list of base64 SHA-256 hashes")?;
+    let leaf = merkle::leaf_hash(record.as_bytes());
+    if merkle::verify_inclusion(seq, checkpoint.size, &leaf, &proof, &checkpoint.root) {
+        Ok(())
+    } else {
+        Err(format!(
+            "record {seq} is not in the signed log (its proof does not reach the checkpoint's root)"
+        ))
+    }
+}
+
+/// An erased record's line carries the erasure entry, proven in the log,
+/// naming this record and this decision.
+fn check_erasure(
+    line: &ExportLine,
+    reference: &str,
+    checkpoint: &Checkpoint,
+) -> std::result::Result<(), String> {
+    let seq = line.seq;
+    let erasure = line
+        .erasure
+        .as_ref()
+        .ok_or_else(|| format!("record {seq} is shown erased without the erasure entry"))?;
+    check_inclusion(erasure.seq, &erasure.record, &erasure.proof, checkpoint)?;
+    let entry = Record::from_bytes(erasure.record.as_bytes())
+        .map_err(|e| format!("the erasure record of {seq} does not parse: {e}"))?;
+    match entry.entry {
+        Entry::Erasure(e)
+            if entry.seq == erasure.seq && e.erased_seq == seq && e.reference == reference =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "record {seq} is shown erased by {reference}, but record {} is not that erasure",
+            erasure.seq
         )),
     }
 }

@@ -35,6 +35,7 @@ use crate::{
     checkpoint::{Checkpoint, verifier_key},
     open_sealed_with,
     record::{Entry, EventEntry, Record},
+    seal::NONCE_LEN,
     write_file as write,
 };
 
@@ -84,6 +85,35 @@ pub struct ExportLine {
     pub event: Option<Value>,
     /// The decision that erased the record.
     pub erased: Option<String>,
+    /// The record's media copies, as files in `attachments/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ExportAttachment>,
+    /// For an erased record: the erasure entry, proven in the same log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<ErasureProof>,
+}
+
+/// The erasure entry of an erased record and its inclusion proof: an export
+/// cannot call a record erased that the log does not say was.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErasureProof {
+    pub seq: u64,
+    /// The erasure record exactly as hashed into the log.
+    pub record: String,
+    /// Base64 hashes: the inclusion proof in the checkpoint's tree.
+    pub proof: Vec<String>,
+}
+
+/// A media copy in an export: the file, and the nonce it was sealed with, so
+/// that `verify-export` can seal the file again and compare it with the
+/// sealed copy's hash in the record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportAttachment {
+    pub part: u32,
+    /// Name of the file in the conversation's `attachments/`.
+    pub file: String,
+    /// Base64 of the nonce the copy was sealed with.
+    pub nonce: String,
 }
 
 /// A selected record, opened.
@@ -99,6 +129,24 @@ pub(crate) struct Opened {
 }
 
 impl Vault {
+    fn erasure_proof(&self, seq: u64, size: u64) -> Result<ErasureProof> {
+        let bytes = self
+            .log
+            .record_bytes(seq)?
+            .ok_or_else(|| Error::NotFound(format!("erasure record {seq} is not in the vault")))?;
+        Ok(ErasureProof {
+            seq,
+            record: String::from_utf8(bytes)
+                .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
+            proof: self
+                .log
+                .inclusion_proof(seq, size)?
+                .iter()
+                .map(|h| B64.encode(h))
+                .collect(),
+        })
+    }
+
     /// Writes an export of `scope` into the new directory `out`, signing a
     /// checkpoint first so every record in it is covered. `progress` hears
     /// `(records scanned, records in the log)`.
@@ -189,7 +237,8 @@ impl Vault {
                 if entry.room_id != *room {
                     continue;
                 }
-                let erased = self.log.erasure_of(seq)?;
+                let erasure = self.log.erasure_record_of(seq)?;
+                let erased = erasure.as_ref().map(|e| e.reference.clone());
                 let key = match &erased {
                     Some(_) => None,
                     None => Some(self.data_key(seq)?),
@@ -205,11 +254,17 @@ impl Vault {
                     continue;
                 }
                 let mut files = Vec::new();
+                let mut shipped = Vec::new();
                 if let Some(key) = &key {
                     for copy in &entry.media {
                         let name = attachment_name(seq, copy.part, event.as_ref());
-                        let bytes = self.open_media_with(key, seq, copy.part)?;
+                        let (bytes, sealed) = self.open_media_sealed(key, seq, copy.part)?;
                         write(&attachments.join(&name), &bytes)?;
+                        shipped.push(ExportAttachment {
+                            part: copy.part,
+                            file: name.clone(),
+                            nonce: B64.encode(&sealed[..sealed.len().min(NONCE_LEN)]),
+                        });
                         files.push((copy.part, name));
                         summary.attachments += 1;
                     }
@@ -228,6 +283,11 @@ impl Vault {
                     data_key: key.as_ref().map(|key| B64.encode(key.expose())),
                     event: event.clone(),
                     erased: erased.clone(),
+                    attachments: shipped,
+                    erasure: erasure
+                        .as_ref()
+                        .map(|e| self.erasure_proof(e.record, size))
+                        .transpose()?,
                 };
                 lines.push(serde_json::to_string(&line).expect("lines serialize"));
                 summary.records += 1;
