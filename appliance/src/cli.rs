@@ -31,7 +31,7 @@ enum Command {
     },
     /// Run a local development node: plain HTTP on loopback, data in a folder, no configuration needed.
     Dev(DevArgs),
-    /// Manage local user accounts (the node must be stopped).
+    /// Manage local user accounts (on a running node too).
     User {
         #[command(flatten)]
         target: Target,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::cli::{DevArgs, Target};
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct Config {
     pub dev: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// The node's data: database, keys, media.
@@ -50,12 +50,12 @@ impl Default for NodeConfig {
         Self {
             data_dir: PathBuf::from("/var/lib/archipel"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
-            cache_mib: 16,
+            cache_mib: 8,
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter, e.g. `info` or `archipel_homeserver=debug,info`. `RUST_LOG` overrides it.

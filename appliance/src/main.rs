@@ -1,5 +1,6 @@
 //! `archipel`: the one binary of the Archipel appliance.
 
+mod admin;
 mod capture;
 mod cli;
 mod config;
@@ -11,25 +12,31 @@ mod vault_cli;
 
 use clap::Parser;
 
-/// mimalloc returns freed memory to the system; glibc's per-thread arenas
-/// kept every password hash's working memory (tens of MiB) resident. Built
-/// without transparent huge pages: a 2 MiB page stays resident for a few
-/// live bytes.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `purge_delay` option (its index in `mi_option_t`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Return freed memory to the system at once. mimalloc's default keeps it
-/// for a second (arenas: ten), which after a burst of requests left tens of
-/// MiB resident with nothing live in them.
+/// glibc's malloc, tuned to give memory back. By default it gives each
+/// thread that allocates its own arena (up to eight per core), where freed
+/// memory stays resident beside live blocks, and it raises its mmap
+/// threshold after every large free, so that the next password hash's
+/// working memory (19 MiB for argon2id) lands in a heap that never shrinks.
+/// One arena, and a fixed threshold: every allocation over 1 MiB is mapped
+/// and unmapped on its own.
 #[allow(unsafe_code)]
-fn tune_allocator() {
-    // SAFETY: called first thing in `main`, before any other thread exists
-    // (mimalloc's option setters are not thread safe); the option index and
-    // value are valid for the mimalloc version this crate links.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+fn tune_malloc() {
+    // SAFETY: mallopt only sets tunables; called first thing in `main`,
+    // before any other thread exists, so no allocation races with it.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Hands the free pages inside glibc's heap back to the system. glibc only
+/// returns memory at the top of its heap on its own; RocksDB's freed blocks
+/// and memtables in the middle stay resident until trimmed.
+#[allow(unsafe_code)]
+pub fn trim_malloc() {
+    // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and
+    // only releases pages no allocation uses.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Lets `archipel vault list | head` end quietly: with SIGPIPE ignored (the
@@ -45,7 +52,7 @@ fn default_sigpipe() {
 }
 
 fn main() -> std::process::ExitCode {
-    tune_allocator();
+    tune_malloc();
     let cli = cli::Cli::parse();
     if !cli.serves() {
         default_sigpipe();

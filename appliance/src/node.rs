@@ -17,6 +17,27 @@ pub struct Node {
     _scratch: Option<tempfile::TempDir>,
 }
 
+/// The node whose data a command would open is running: its database is
+/// locked. Commands that change the data go to the node itself instead.
+#[derive(Debug)]
+pub struct Running {
+    pub data_dir: std::path::PathBuf,
+    pub cause: String,
+}
+
+impl std::fmt::Display for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the node with data in {} is running (its database is in use: {})",
+            self.data_dir.display(),
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for Running {}
+
 /// Every column family of the node: the homeserver's and the vault's.
 fn columns() -> Vec<ColumnSpec> {
     [
@@ -62,10 +83,13 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
             scratch = Some(dir);
             store
         }
-        Err(e) if e.to_string().contains("lock") => anyhow::bail!(
-            "the database in {} is in use: the node is running; stop it for this command ({e})",
-            data_dir.display()
-        ),
+        Err(e) if e.to_string().contains("lock") => {
+            return Err(Running {
+                data_dir: data_dir.clone(),
+                cause: e.to_string(),
+            }
+            .into());
+        }
         Err(e) => return Err(e.into()),
     };
     let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::{capture, config::Config, node};
+use crate::{admin, capture, config::Config, node};
 
 pub fn run(config: Config) -> Result<()> {
     // ruma's auth checks narrate every event at info level; keep them for debugging only.
@@ -19,6 +19,8 @@ pub fn run(config: Config) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: the journal and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,6 +34,13 @@ async fn serve(config: Config) -> Result<()> {
     let homeserver = node.homeserver;
     let services = homeserver.services.clone();
     let housekeeping = homeserver.spawn_housekeeping();
+    let trimming = tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(crate::trim_malloc).await;
+        }
+    });
     let (stop_capture, capture_stopped) = tokio::sync::watch::channel(false);
     let capture = config.homeserver.archive_capture.then(|| {
         tokio::spawn(capture::run(
@@ -40,6 +49,14 @@ async fn serve(config: Config) -> Result<()> {
             capture_stopped,
         ))
     });
+    let admin_path = admin::socket_path(&config);
+    let admin_listener = admin::bind(&admin_path)?;
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin::serve(
+        admin::Admin::new(config.clone(), services.clone(), node.vault.clone()),
+        admin_listener,
+        admin_stopped,
+    ));
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
@@ -63,6 +80,10 @@ async fn serve(config: Config) -> Result<()> {
         .context("serving the client API")?;
 
     housekeeping.abort();
+    trimming.abort();
+    let _ = stop_admin.send(true);
+    let _ = admin.await;
+    let _ = std::fs::remove_file(&admin_path);
     if let Some(capture) = capture {
         tracing::info!("shutting down: archiving the last events");
         let _ = stop_capture.send(true);

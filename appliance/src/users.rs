@@ -1,14 +1,16 @@
 //! `archipel user ...` and `archipel registration-token ...`.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
+use archipel_homeserver::Services;
 use clap::Subcommand;
 use ruma::{OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
 
-use crate::{config::Config, node};
+use crate::{admin, config::Config, node};
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
     Create {
@@ -37,7 +39,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
 pub enum TokenCommand {
     /// Issue a registration token.
     Create {
@@ -97,75 +99,150 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the runtime")
 }
 
+/// Runs a user command: on the node itself when it is running (over its
+/// admin socket), else on its data directly. A password is read here, on
+/// the administrator's terminal, in both cases.
 pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let homeserver = node::open(config)?.homeserver;
-        let services = &homeserver.services;
-        match command {
-            UserCommand::Create { user, password_stdin, admin } => {
-                let id = user_id(config, &user)?;
-                let password = read_password(password_stdin)?;
-                archipel_homeserver::api::client::create_user(services, &id, Some(password), admin).await.map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
-                println!("created {id}");
-            }
-            UserCommand::List { json } => {
-                for (id, account) in services.users.list()? {
-                    if json {
-                        println!("{}", serde_json::json!({ "user_id": id, "admin": account.admin, "deactivated": account.deactivated, "displayname": account.displayname }));
-                    } else {
-                        let flags = [account.admin.then_some("admin"), account.deactivated.then_some("deactivated")].into_iter().flatten().collect::<Vec<_>>().join(",");
-                        println!("{id}\t{flags}");
-                    }
-                }
-            }
-            UserCommand::Deactivate { user } => {
-                let id = user_id(config, &user)?;
-                if !services.users.exists(&id)? {
-                    bail!("{id} does not exist");
-                }
-                archipel_homeserver::api::client::deactivate_user(services, &id).await.map_err(|e| anyhow::anyhow!("deactivating {id}: {e}"))?;
-                println!("deactivated {id}");
-            }
-            UserCommand::Passwd { user, password_stdin } => {
-                let id = user_id(config, &user)?;
-                if !services.users.is_active(&id)? {
-                    bail!("{id} does not exist or is deactivated");
-                }
-                let password = read_password(password_stdin)?;
-                services.users.set_password(&id, password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                println!("password changed for {id}");
-            }
+    let password = match &command {
+        UserCommand::Create {
+            user,
+            password_stdin,
+            ..
         }
-        services.store.flush()?;
-        Ok(())
-    })
+        | UserCommand::Passwd {
+            user,
+            password_stdin,
+        } => {
+            user_id(config, user)?;
+            Some(read_password(*password_stdin)?)
+        }
+        UserCommand::List { .. } | UserCommand::Deactivate { .. } => None,
+    };
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let node = match node::open(config) {
+        Ok(node) => node,
+        Err(e) if e.is::<node::Running>() => {
+            return admin::forward(config, &admin::Request::User { command, password });
+        }
+        Err(e) => return Err(e),
+    };
+    let services = &node.homeserver.services;
+    let mut out = Vec::new();
+    let done = rt.block_on(execute_user(config, services, command, password, &mut out));
+    std::io::stdout().write_all(&out)?;
+    done?;
+    services.store.flush()?;
+    Ok(())
 }
 
-pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let homeserver = node::open(config)?.homeserver;
-        let services = &homeserver.services;
-        match command {
-            TokenCommand::Create { token, uses } => {
-                let token = services
-                    .users
-                    .create_registration_token(token, uses, None)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                println!("{}", token.token);
-            }
-            TokenCommand::List => {
-                for token in services.users.registration_tokens()? {
-                    let uses = token
-                        .uses_allowed
-                        .map_or("unlimited".to_owned(), |n| n.to_string());
-                    println!("{}\tused {}/{}", token.token, token.completed, uses);
+/// Carries out a user command, writing what it reports to `out`.
+pub async fn execute_user(
+    config: &Config,
+    services: &Services,
+    command: UserCommand,
+    password: Option<String>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let password = || password.clone().context("no password given");
+    match command {
+        UserCommand::Create { user, admin, .. } => {
+            let id = user_id(config, &user)?;
+            archipel_homeserver::api::client::create_user(services, &id, Some(password()?), admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
+            writeln!(out, "created {id}")?;
+        }
+        UserCommand::List { json } => {
+            for (id, account) in services.users.list()? {
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({ "user_id": id, "admin": account.admin, "deactivated": account.deactivated, "displayname": account.displayname })
+                    )?;
+                } else {
+                    let flags = [
+                        account.admin.then_some("admin"),
+                        account.deactivated.then_some("deactivated"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(",");
+                    writeln!(out, "{id}\t{flags}")?;
                 }
             }
         }
-        services.store.flush()?;
-        Ok(())
-    })
+        UserCommand::Deactivate { user } => {
+            let id = user_id(config, &user)?;
+            if !services.users.exists(&id)? {
+                bail!("{id} does not exist");
+            }
+            archipel_homeserver::api::client::deactivate_user(services, &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("deactivating {id}: {e}"))?;
+            writeln!(out, "deactivated {id}")?;
+        }
+        UserCommand::Passwd { user, .. } => {
+            let id = user_id(config, &user)?;
+            if !services.users.is_active(&id)? {
+                bail!("{id} does not exist or is deactivated");
+            }
+            services
+                .users
+                .set_password(&id, password()?)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            writeln!(out, "password changed for {id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a registration token command, on the running node if there is one.
+pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let node = match node::open(config) {
+        Ok(node) => node,
+        Err(e) if e.is::<node::Running>() => {
+            return admin::forward(config, &admin::Request::Token(command));
+        }
+        Err(e) => return Err(e),
+    };
+    let services = &node.homeserver.services;
+    let mut out = Vec::new();
+    let done = rt.block_on(execute_token(services, command, &mut out));
+    std::io::stdout().write_all(&out)?;
+    done?;
+    services.store.flush()?;
+    Ok(())
+}
+
+/// Carries out a registration token command, writing what it reports to `out`.
+pub async fn execute_token(
+    services: &Services,
+    command: TokenCommand,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    match command {
+        TokenCommand::Create { token, uses } => {
+            let token = services
+                .users
+                .create_registration_token(token, uses, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            writeln!(out, "{}", token.token)?;
+        }
+        TokenCommand::List => {
+            for token in services.users.registration_tokens()? {
+                let uses = token
+                    .uses_allowed
+                    .map_or("unlimited".to_owned(), |n| n.to_string());
+                writeln!(out, "{}\tused {}/{}", token.token, token.completed, uses)?;
+            }
+        }
+    }
+    Ok(())
 }

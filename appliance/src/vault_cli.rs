@@ -1,6 +1,9 @@
 //! `archipel vault ...`: the archive from the command line.
 
-use std::{io::IsTerminal, path::PathBuf};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+};
 
 use anyhow::{Context, Result, bail};
 use archipel_vault::{
@@ -13,11 +16,19 @@ use archipel_vault::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{config::Config, erasure, node};
+use crate::{admin, config::Config, erasure, node};
 
-#[derive(Subcommand)]
+/// `println!` into a command's output: the terminal, or the answer a running
+/// node sends back over its admin socket.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => { writeln!($out, $($arg)*)? };
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum VaultCommand {
     /// Show the log's size, newest checkpoint and the key that signs it.
     Status {
@@ -165,14 +176,16 @@ pub enum VaultCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ManagerCommand {
     Add { user: String },
     Remove { user: String },
     List,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum HoldCommand {
     /// Place a hold on a room or on a user.
     Place {
@@ -198,7 +211,8 @@ pub enum HoldCommand {
     },
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RetentionCommand {
     /// Count records by valuation: permanent (and due for transfer), expired,
     /// held, to be destroyed later.
@@ -231,7 +245,7 @@ pub enum RetentionCommand {
 /// The actor of actions taken by whoever administers the node.
 const OPERATOR: &str = "operator";
 
-#[derive(Args)]
+#[derive(Args, Serialize, Deserialize)]
 #[group(required = true, multiple = false)]
 pub struct RecordRef {
     /// The Matrix event ID (`$...`).
@@ -313,17 +327,43 @@ impl VaultCommand {
                 | Self::RecordsManager {
                     command: ManagerCommand::List
                 }
+                | Self::Export { .. }
         )
     }
 }
 
+/// Runs a vault command on the node's data. A command that changes the
+/// vault goes to the node itself when it is running (over its admin socket);
+/// one that only reads follows the running node's database.
 pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
     let node = if command.reads_only() {
         node::open_for_reading(config)?
     } else {
-        node::open(config)?
+        match node::open(config) {
+            Ok(node) => node,
+            Err(e) if e.is::<node::Running>() => {
+                return admin::forward(config, &admin::Request::Vault(command));
+            }
+            Err(e) => return Err(e),
+        }
     };
-    let vault = &node.vault;
+    execute(
+        config,
+        &node.homeserver.services,
+        &node.vault,
+        command,
+        &mut std::io::stdout().lock(),
+    )
+}
+
+/// Carries out a vault command, writing what it reports to `out`.
+pub fn execute(
+    config: &Config,
+    services: &archipel_homeserver::Services,
+    vault: &archipel_vault::Vault,
+    command: VaultCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
     let log = vault.log();
     match command {
         VaultCommand::Status { json } => {
@@ -334,7 +374,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 let checkpoint = latest
                     .as_ref()
                     .map(|c| json!({ "size": c.size, "note": c.note }));
-                println!(
+                say!(
+                    out,
                     "{}",
                     json!({
                         "origin": vault.origin(),
@@ -346,14 +387,14 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     })
                 );
             } else {
-                println!("origin:        {}", vault.origin());
-                println!("records:       {size}");
-                println!("root:          {}", B64.encode(log.root(size)?));
+                say!(out, "origin:        {}", vault.origin());
+                say!(out, "records:       {size}");
+                say!(out, "root:          {}", B64.encode(log.root(size)?));
                 match latest {
-                    Some(c) => println!("checkpoint:    signed at {} records", c.size),
-                    None => println!("checkpoint:    none signed yet"),
+                    Some(c) => say!(out, "checkpoint:    signed at {} records", c.size),
+                    None => say!(out, "checkpoint:    none signed yet"),
                 }
-                println!("verifier key:  {verifier}");
+                say!(out, "verifier key:  {verifier}");
             }
             Ok(())
         }
@@ -363,9 +404,9 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 verify::verify(log, &media_dir, &vault.verifying_key(), progress)
             })?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                say!(out, "{}", serde_json::to_string(&report)?);
             } else {
-                print_report(vault.origin(), &report);
+                print_report(out, vault.origin(), &report)?;
             }
             if report.ok() {
                 Ok(())
@@ -394,7 +435,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             let valid =
                 merkle::verify_inclusion(seq, checkpoint.size, &leaf, &proof, &checkpoint.root);
             if json {
-                println!(
+                say!(
+                    out,
                     "{}",
                     json!({
                         "seq": seq,
@@ -406,16 +448,18 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     })
                 );
             } else {
-                println!("record {seq}, leaf hash {}", B64.encode(leaf));
-                println!(
+                say!(out, "record {seq}, leaf hash {}", B64.encode(leaf));
+                say!(
+                    out,
                     "inclusion proof in the tree of {} records:",
                     checkpoint.size
                 );
                 for hash in &proof {
-                    println!("  {}", B64.encode(hash));
+                    say!(out, "  {}", B64.encode(hash));
                 }
-                println!("checkpoint:\n{}", latest.note.trim_end());
-                println!(
+                say!(out, "checkpoint:\n{}", latest.note.trim_end());
+                say!(
+                    out,
                     "{}",
                     if valid {
                         "proof verifies"
@@ -441,7 +485,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     continue;
                 }
                 if json {
-                    println!(
+                    say!(
+                        out,
                         "{}",
                         json!({
                             "seq": seq,
@@ -455,9 +500,13 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                         })
                     );
                 } else {
-                    println!(
+                    say!(
+                        out,
                         "{seq:>8}  {}  {}  {}  {}",
-                        event.event_id, event.room_id, event.sender, event.event_type
+                        event.event_id,
+                        event.room_id,
+                        event.sender,
+                        event.event_type
                     );
                 }
             }
@@ -466,35 +515,35 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         VaultCommand::Show { record } => {
             let seq = resolve(log, &record)?;
             let event = vault.open_event(seq)?;
-            println!("{}", serde_json::to_string_pretty(&event)?);
+            say!(out, "{}", serde_json::to_string_pretty(&event)?);
             Ok(())
         }
         VaultCommand::RecordsManager { command } => match command {
             ManagerCommand::Add { user } => {
                 vault.set_records_manager(&user, true, OPERATOR)?;
-                println!("{user} is a records manager");
+                say!(out, "{user} is a records manager");
                 Ok(())
             }
             ManagerCommand::Remove { user } => {
                 vault.set_records_manager(&user, false, OPERATOR)?;
-                println!("{user} is no longer a records manager");
+                say!(out, "{user} is no longer a records manager");
                 Ok(())
             }
             ManagerCommand::List => {
                 for user in vault.records_managers()? {
-                    println!("{user}");
+                    say!(out, "{user}");
                 }
                 Ok(())
             }
         },
         VaultCommand::Delegate { user, delegate } => {
             vault.add_delegate(&user, &delegate, OPERATOR)?;
-            println!("{delegate} may now request exclusions for {user}");
+            say!(out, "{delegate} may now request exclusions for {user}");
             Ok(())
         }
         VaultCommand::Role { user, role, by } => {
             vault.set_role(&user, role, &by)?;
-            println!("{user} is now {role}");
+            say!(out, "{user} is now {role}");
             Ok(())
         }
         VaultCommand::Classify {
@@ -503,7 +552,7 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             by,
         } => {
             vault.classify_room(&room, classification, &by)?;
-            println!("{room} is now classified {classification}");
+            say!(out, "{room} is now classified {classification}");
             Ok(())
         }
         VaultCommand::RequestExclusion {
@@ -513,7 +562,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             ground,
         } => {
             let request = vault.request_exclusion(&events, &by, &reason, ground.as_deref())?;
-            println!(
+            say!(
+                out,
                 "{}: exclusion of {} record(s) requested by {by}; a records manager must decide",
                 request.reference,
                 request.records.len()
@@ -523,14 +573,15 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         VaultCommand::Requests { json } => {
             for request in vault.requests()? {
                 if json {
-                    println!("{}", serde_json::to_string(&request)?);
+                    say!(out, "{}", serde_json::to_string(&request)?);
                 } else {
                     let state = match &request.decision {
                         None => "pending".to_owned(),
                         Some(d) if d.approved => format!("approved by {}", d.by),
                         Some(d) => format!("rejected by {}", d.by),
                     };
-                    println!(
+                    say!(
+                        out,
                         "{}  {}  {} record(s)  {state}  reason: {}",
                         request.reference,
                         request.requester,
@@ -550,13 +601,14 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         } => {
             let request = vault.decide(&reference, approve, &by, note.as_deref())?;
             if approve {
-                let purged = erasure::complete_purges(&node.homeserver.services, vault)?;
-                println!(
+                let purged = erasure::complete_purges(services, vault)?;
+                say!(
+                    out,
                     "{reference} approved by {by}: {} record(s) erased ({purged} homeserver copies purged); the log still verifies",
                     request.records.len()
                 );
             } else {
-                println!("{reference} rejected by {by}: nothing erased");
+                say!(out, "{reference} rejected by {by}: nothing erased");
             }
             Ok(())
         }
@@ -573,26 +625,31 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     (None, None) => bail!("name a --room or a --user"),
                 };
                 let hold = vault.place_hold(scope, &reason, &by)?;
-                println!(
+                say!(
+                    out,
                     "{}: legal hold on {} placed by {by}",
-                    hold.reference, hold.scope
+                    hold.reference,
+                    hold.scope
                 );
                 Ok(())
             }
             HoldCommand::Release { reference, by } => {
                 let hold = vault.release_hold(&reference, &by)?;
-                println!(
+                say!(
+                    out,
                     "{}: legal hold on {} released by {by}",
-                    hold.reference, hold.scope
+                    hold.reference,
+                    hold.scope
                 );
                 Ok(())
             }
             HoldCommand::List { json } => {
                 for hold in vault.holds()? {
                     if json {
-                        println!("{}", serde_json::to_string(&hold)?);
+                        say!(out, "{}", serde_json::to_string(&hold)?);
                     } else {
-                        println!(
+                        say!(
+                            out,
                             "{}  {}  {}  placed by {}  reason: {}",
                             hold.reference,
                             hold.scope,
@@ -612,17 +669,19 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     let status = vault
                         .retention_status(policy, as_of.unwrap_or_else(archipel_vault::now_ms))?;
                     if json {
-                        println!("{}", serde_json::to_string(&status)?);
+                        say!(out, "{}", serde_json::to_string(&status)?);
                     } else {
-                        println!("permanent:             {}", status.permanent);
-                        println!(
+                        say!(out, "permanent:             {}", status.permanent);
+                        say!(
+                            out,
                             "  due for transfer:    {} (after {} years)",
-                            status.due_for_transfer, policy.transfer_years
+                            status.due_for_transfer,
+                            policy.transfer_years
                         );
-                        println!("to destroy later:      {}", status.to_destroy_later);
-                        println!("expired:               {}", status.expired);
-                        println!("expired but held:      {}", status.held);
-                        println!("erased:                {}", status.erased);
+                        say!(out, "to destroy later:      {}", status.to_destroy_later);
+                        say!(out, "expired:               {}", status.expired);
+                        say!(out, "expired but held:      {}", status.held);
+                        say!(out, "erased:                {}", status.erased);
                     }
                     Ok(())
                 }
@@ -632,7 +691,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                         as_of.unwrap_or_else(archipel_vault::now_ms),
                         &by,
                     )?;
-                    println!(
+                    say!(
+                        out,
                         "{}: {} expired record(s) proposed for destruction by {by}; another records manager must approve",
                         list.reference,
                         list.records.len()
@@ -641,8 +701,9 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 }
                 RetentionCommand::Approve { reference, by } => {
                     let list = vault.approve_destruction(&reference, &by)?;
-                    let purged = erasure::complete_purges(&node.homeserver.services, vault)?;
-                    println!(
+                    let purged = erasure::complete_purges(services, vault)?;
+                    say!(
+                        out,
                         "{reference} approved by {by}: {} record(s) destroyed ({purged} homeserver copies purged), {} held back by a legal hold",
                         list.records.len() - list.held_back.len(),
                         list.held_back.len()
@@ -650,7 +711,8 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                     Ok(())
                 }
                 RetentionCommand::Show { reference } => {
-                    println!(
+                    say!(
+                        out,
                         "{}",
                         serde_json::to_string_pretty(&vault.destruction_list(&reference)?)?
                     );
@@ -661,9 +723,10 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         VaultCommand::Procedure { json } => {
             for step in vault.procedure_steps()? {
                 if json {
-                    println!("{step}");
+                    say!(out, "{step}");
                 } else {
-                    println!(
+                    say!(
+                        out,
                         "{:>8}  {}  {}  {}  {}",
                         step["seq"],
                         step["action"].as_str().unwrap_or_default(),
@@ -680,7 +743,7 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
             user,
             from,
             until,
-            out,
+            out: folder,
             json,
         } => {
             let scope = export::ExportScope {
@@ -690,18 +753,19 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
                 until_ms: until,
             };
             let summary = with_progress(json, "exporting", |progress| {
-                vault.export(&scope, &out, progress)
+                vault.export(&scope, &folder, progress)
             })?;
             if json {
-                println!("{}", serde_json::to_string(&summary)?);
+                say!(out, "{}", serde_json::to_string(&summary)?);
             } else {
-                println!(
+                say!(
+                    out,
                     "exported {} record(s) in {} conversation(s) ({} erased, {} attachment(s)) to {}",
                     summary.records,
                     summary.conversations,
                     summary.erased,
                     summary.attachments,
-                    out.display()
+                    folder.display()
                 );
             }
             Ok(())
@@ -725,36 +789,41 @@ fn resolve(log: &archipel_vault::log::Log, record: &RecordRef) -> Result<u64> {
     }
 }
 
-fn print_report(origin: &str, report: &verify::Report) {
-    println!(
+fn print_report(out: &mut dyn Write, origin: &str, report: &verify::Report) -> Result<()> {
+    say!(
+        out,
         "{origin}: {} records, root {}",
         report.records,
         B64.encode::<Hash>(report.root)
     );
     match report.latest_checkpoint {
-        Some(size) => println!(
+        Some(size) => say!(
+            out,
             "checked {} signed checkpoint(s); the newest covers {size} records",
             report.checkpoints_checked
         ),
-        None => println!("no signed checkpoint covers the log yet"),
+        None => say!(out, "no signed checkpoint covers the log yet"),
     }
     if report.ok() {
-        println!(
+        say!(
+            out,
             "OK: every record is present, unaltered and in place; the records reproduce every checkpoint"
         );
-        return;
+        return Ok(());
     }
-    println!("FAILED: {} problem(s)", report.findings.len());
+    say!(out, "FAILED: {} problem(s)", report.findings.len());
     const SHOWN: usize = 200;
     for finding in report.findings.iter().take(SHOWN) {
-        println!("  {finding}");
+        say!(out, "  {finding}");
     }
     if report.findings.len() > SHOWN {
-        println!(
+        say!(
+            out,
             "  ... and {} more (use --json for all)",
             report.findings.len() - SHOWN
         );
     }
+    Ok(())
 }
 
 /// Runs `work`, showing its `(done, total)` reports as a progress bar on a

@@ -1,5 +1,6 @@
-//! The `archipel` command line: user management on a node's data folder,
-//! registration tokens, and configuration errors that name the key.
+//! The `archipel` command line: user management on a running node (over its
+//! admin socket) and on a stopped one's data folder, registration tokens, and
+//! configuration errors that name the key.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -57,19 +58,12 @@ fn data(dir: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn user_commands_manage_accounts_on_a_stopped_node() {
+async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
+    const PASSWORD: &str = "long enough password";
     let mut server = TestServer::start().await;
     let dir = data(&server.data_dir());
 
-    // The database is in use while the node runs.
-    let busy = archipel(&["user", "list", "--data-dir", &dir], None);
-    assert!(
-        fails(&busy).contains("in use"),
-        "{}",
-        String::from_utf8_lossy(&busy.stderr)
-    );
-
-    server.stop().await;
+    // While the node runs, the commands go to it over its admin socket.
     let created = archipel(
         &[
             "user",
@@ -79,9 +73,14 @@ async fn user_commands_manage_accounts_on_a_stopped_node() {
             "--data-dir",
             &dir,
         ],
-        Some("long enough password\n"),
+        Some(&format!("{PASSWORD}\n")),
     );
     assert!(succeeds(&created).contains("@carol:localhost"));
+    // She can log in at once: no restart.
+    Api::new(server.url())
+        .login_reply("carol", PASSWORD)
+        .await
+        .ok();
     let duplicate = archipel(
         &[
             "user",
@@ -91,9 +90,9 @@ async fn user_commands_manage_accounts_on_a_stopped_node() {
             "--data-dir",
             &dir,
         ],
-        Some("long enough password\n"),
+        Some(&format!("{PASSWORD}\n")),
     );
-    fails(&duplicate);
+    assert!(fails(&duplicate).contains("creating @carol:localhost"));
     let short = archipel(
         &[
             "user",
@@ -131,11 +130,6 @@ async fn user_commands_manage_accounts_on_a_stopped_node() {
         "a rejected create stored nothing: {list}"
     );
 
-    server.restart().await;
-    let api = Api::new(server.url());
-    api.login_reply("carol", "long enough password").await.ok();
-
-    server.stop().await;
     succeeds(&archipel(
         &[
             "user",
@@ -147,13 +141,24 @@ async fn user_commands_manage_accounts_on_a_stopped_node() {
         ],
         Some("another password\n"),
     ));
-    server.restart().await;
     let api = Api::new(server.url());
-    api.login_reply("carol", "long enough password")
+    api.login_reply("carol", PASSWORD)
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     api.login_reply("carol", "another password").await.ok();
 
+    // Every command is audited by the node, and no password reaches its log.
+    let log = server.log();
+    for audited in ["user create carol", "user passwd carol", "user list"] {
+        assert!(
+            log.contains(&format!("command={audited}")),
+            "`{audited}` is not in the audit log:\n{}",
+            server.log_tail()
+        );
+    }
+    assert!(!log.contains(PASSWORD) && !log.contains("another password"));
+
+    // On a stopped node the commands open its data themselves.
     server.stop().await;
     succeeds(&archipel(
         &["user", "deactivate", "carol", "--data-dir", &dir],
@@ -175,8 +180,8 @@ async fn registration_tokens_open_a_closed_node() {
     api.post("/_matrix/client/v3/register", &body)
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
-    server.stop().await;
 
+    // Issued on the running node, usable at once.
     let token = succeeds(&archipel(
         &[
             "registration-token",
@@ -191,9 +196,11 @@ async fn registration_tokens_open_a_closed_node() {
     .trim()
     .to_owned();
     assert!(!token.is_empty());
+    assert!(
+        !server.log().contains(&token),
+        "the audit log shows no token"
+    );
 
-    server.restart().await;
-    let api = Api::new(server.url());
     let body = json!({ "username": "frank", "password": "long enough password" });
     let challenge = api.post("/_matrix/client/v3/register", &body).await;
     assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);

@@ -225,6 +225,11 @@ impl TestServer {
         }
     }
 
+    /// The whole server log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// The last lines of the server log, framed for a panic message.
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();

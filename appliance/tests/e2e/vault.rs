@@ -677,6 +677,49 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     assert!(String::from_utf8_lossy(&bad.stdout).contains("not in the signed log"));
     std::fs::write(&records, &original_lines).expect("restore");
     assert!(check(&out, &key).status.success());
+
+    // A record cannot be passed off as erased: the line must carry the
+    // erasure entry, proven in the log.
+    let mut lines: Vec<Value> = original_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["erasure"]["record"].is_string()),
+        "the erased record's line carries its erasure entry"
+    );
+    let hidden_line = lines
+        .iter_mut()
+        .find(|l| l["event"]["content"]["body"] == "the first draft")
+        .expect("the first draft's line");
+    hidden_line["data_key"] = Value::Null;
+    hidden_line["event"] = Value::Null;
+    hidden_line["erased"] = json!("EX-000001");
+    let rewritten: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&records, &rewritten).expect("write");
+    let bad = check(&out, &key);
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{report}");
+    assert!(report.contains("without the erasure entry"), "{report}");
+    std::fs::write(&records, &original_lines).expect("restore");
+
+    // An altered attachment, or a missing one, is named too.
+    let mut swapped = picture.clone();
+    swapped[picture.len() / 2] ^= 0x40;
+    std::fs::write(&attachment, &swapped).expect("write");
+    let bad = check(&out, &key);
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{report}");
+    assert!(
+        report.contains("differs from the archived copy"),
+        "{report}"
+    );
+    std::fs::remove_file(&attachment).expect("remove");
+    let report = String::from_utf8_lossy(&check(&out, &key).stdout).into_owned();
+    assert!(report.contains("cannot be read"), "{report}");
+    std::fs::write(&attachment, &picture).expect("restore");
+    assert!(check(&out, &key).status.success());
+
     let other_key =
         "localhost/archipel-vault+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert!(!check(&out, other_key).status.success());
@@ -749,12 +792,13 @@ async fn retention_is_planned_by_lists_that_wait_for_their_date() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reading_commands_work_while_the_node_runs() {
+async fn the_vault_is_read_and_managed_while_the_node_runs() {
     let mut server = TestServer::start().await;
     let alice = crate::client::Api::new(server.url())
         .register("alice")
         .await;
     let alice = crate::client::Api::new(server.url()).with_token(&alice.access_token);
+    let alice_id = "@alice:localhost".to_owned();
     let room = alice.create_room().await;
     let sent = alice
         .send_text_ok(&room, "live", "archived while running")
@@ -781,12 +825,50 @@ async fn reading_commands_work_while_the_node_runs() {
         original(&dir, &sent)["content"]["body"],
         "archived while running"
     );
-    // Changing things needs the node stopped, and says so.
+    // Changing commands go to the running node over its admin socket: the
+    // whole procedure, erasure included, without stopping it.
+    vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
+    let requested = vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &sent,
+            "--by",
+            &alice_id,
+            "--reason",
+            "a private note",
+        ],
+    );
+    assert!(requested.starts_with("EX-000001:"), "{requested}");
+    // The node's refusals reach the command line, and change nothing.
     vault_refused(
         &dir,
-        &["records-manager", "add", "@rm:localhost"],
-        "the node is running",
+        &["decide", "EX-000001", "--approve", "--by", &alice_id],
+        "is not a records manager",
     );
+    vault_ok(
+        &dir,
+        &["decide", "EX-000001", "--approve", "--by", "@rm:localhost"],
+    );
+    // Clients see it erased at once.
+    let event = alice.event(&room, &sent).await.ok();
+    assert_eq!(event["content"], json!({}), "{event}");
+    assert_eq!(event["unsigned"]["io.archipel.erased"], "EX-000001");
+    vault_refused(&dir, &["show", "--event", &sent], "erased by decision");
+    assert_verifies(&dir);
+    // The node audited each command.
+    let log = server.log();
+    for audited in ["records-manager", "request-exclusion", "decide"] {
+        assert!(
+            log.contains("admin command")
+                && log.contains(&format!("command=vault {{\"{audited}\"")),
+            "`{audited}` is not in the audit log:\n{}",
+            server.log_tail()
+        );
+    }
     server.stop().await;
-    vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
+    // Stopped, the node's data is opened directly.
+    vault_ok(&dir, &["records-manager", "add", "@rm2:localhost"]);
+    assert_verifies(&dir);
 }

@@ -1,0 +1,254 @@
+//! The admin socket: management commands carried out by a running node.
+//!
+//! A running node holds its database locked, so `archipel user ...`,
+//! `archipel registration-token ...` and the vault commands that change the
+//! archive cannot open it. They send the command to the node instead, over
+//! `admin.sock` in the data folder: mode 0600 inside the 0700 data folder, so
+//! only the node's own system user and root reach it. The node audits the
+//! command (who, by Unix credentials; what, without secrets), carries it out
+//! exactly as the CLI would on a stopped node, and answers with what the
+//! command printed. One JSON line each way.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, Result, anyhow};
+use archipel_homeserver::Services;
+use archipel_vault::Vault;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    config::Config,
+    users::{self, TokenCommand, UserCommand},
+    vault_cli::{self, VaultCommand},
+};
+
+/// The socket's name in the data folder.
+pub const SOCKET: &str = "admin.sock";
+
+/// The largest request accepted (a command line, not data).
+const MAX_REQUEST: u64 = 64 << 10;
+
+/// A management command sent to a running node.
+#[derive(Serialize, Deserialize)]
+pub enum Request {
+    Vault(VaultCommand),
+    /// A user command, with the password already read on the administrator's
+    /// terminal.
+    User {
+        command: UserCommand,
+        password: Option<String>,
+    },
+    Token(TokenCommand),
+}
+
+impl Request {
+    /// What the audit log says of the request: never a password or a token.
+    fn describe(&self) -> String {
+        match self {
+            Self::Vault(command) => format!(
+                "vault {}",
+                serde_json::to_string(command).unwrap_or_default()
+            ),
+            Self::User { command, .. } => match command {
+                UserCommand::Create { user, admin, .. } => {
+                    format!("user create {user}{}", if *admin { " (admin)" } else { "" })
+                }
+                UserCommand::List { .. } => "user list".into(),
+                UserCommand::Deactivate { user } => format!("user deactivate {user}"),
+                UserCommand::Passwd { user, .. } => format!("user passwd {user}"),
+            },
+            Self::Token(TokenCommand::Create { uses, .. }) => {
+                format!("registration-token create (uses: {uses:?})")
+            }
+            Self::Token(TokenCommand::List) => "registration-token list".into(),
+        }
+    }
+}
+
+/// The node's answer: what the command printed, and its error if it failed.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    output: String,
+    error: Option<String>,
+}
+
+/// Where a node with this configuration listens for admin commands.
+pub fn socket_path(config: &Config) -> PathBuf {
+    config.node.data_dir.join(SOCKET)
+}
+
+/// Sends `request` to the running node, prints what it reports, and fails if
+/// the command failed there.
+pub fn forward(config: &Config, request: &Request) -> Result<()> {
+    let path = socket_path(config);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "the node is running, but its admin socket {} does not answer (is this the user the node runs as, or root?)",
+            path.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .context("sending the command to the node")?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .context("reading the node's answer")?;
+    let answer: Answer = serde_json::from_str(&reply)
+        .context("the node closed the admin connection without an answer")?;
+    print!("{}", answer.output);
+    std::io::stdout().flush()?;
+    match answer.error {
+        Some(error) => Err(anyhow!(error)),
+        None => Ok(()),
+    }
+}
+
+/// What a running node needs to carry out admin commands.
+pub struct Admin {
+    config: Config,
+    services: Arc<Services>,
+    vault: Arc<Vault>,
+    /// One command at a time: two erasures must not interleave their purges.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Admin {
+    pub fn new(config: Config, services: Arc<Services>, vault: Arc<Vault>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            services,
+            vault,
+            busy: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+/// Binds the admin socket: mode 0600, replacing a stale one left by a node
+/// that did not stop cleanly (the database lock guarantees no other node
+/// runs on this data).
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", path.display())),
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("listening on the admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Answers admin connections until `stop` turns true.
+pub async fn serve(
+    admin: Arc<Admin>,
+    listener: UnixListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(answer(admin.clone(), stream));
+                }
+                Err(e) => tracing::warn!(error = %e, "admin socket: accepting a connection failed"),
+            },
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn answer(admin: Arc<Admin>, stream: UnixStream) {
+    let peer = stream.peer_cred().ok();
+    let (uid, pid) = (
+        peer.map(|p| p.uid()),
+        peer.and_then(|p| p.pid()).map(|p| p.to_string()),
+    );
+    let (reader, mut writer) = stream.into_split();
+    let mut line = Vec::new();
+    let read = tokio::io::BufReader::new(reader)
+        .take(MAX_REQUEST)
+        .read_until(b'\n', &mut line)
+        .await;
+    let answer = match read
+        .map_err(anyhow::Error::from)
+        .and_then(|_| serde_json::from_slice::<Request>(&line).map_err(anyhow::Error::from))
+    {
+        Err(e) => {
+            tracing::warn!(target: "archipel::audit", uid, pid, error = %e, "admin socket: refused a malformed request");
+            Answer {
+                output: String::new(),
+                error: Some(format!("not an admin request this node understands: {e}")),
+            }
+        }
+        Ok(request) => {
+            let what = request.describe();
+            let _one_at_a_time = admin.busy.lock().await;
+            tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command");
+            let (output, done) = execute(admin.clone(), request).await;
+            match &done {
+                Ok(()) => {
+                    tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command done")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "archipel::audit", uid, pid, command = %what, error = %format!("{e:#}"), "admin command failed")
+                }
+            }
+            Answer {
+                output: String::from_utf8_lossy(&output).into_owned(),
+                error: done.err().map(|e| format!("{e:#}")),
+            }
+        }
+    };
+    let mut reply = serde_json::to_vec(&answer).unwrap_or_default();
+    reply.push(b'\n');
+    if let Err(e) = writer.write_all(&reply).await {
+        tracing::warn!(error = %e, "admin socket: the client left before the answer");
+    }
+}
+
+/// Carries out a request as the CLI would on a stopped node.
+async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
+    let mut out = Vec::new();
+    let done = match request {
+        Request::Vault(command) => {
+            let admin = admin.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                let done = vault_cli::execute(
+                    &admin.config,
+                    &admin.services,
+                    &admin.vault,
+                    command,
+                    &mut out,
+                );
+                (out, done)
+            })
+            .await;
+            match ran {
+                Ok((printed, done)) => {
+                    out = printed;
+                    done
+                }
+                Err(e) => Err(anyhow!("the command stopped unexpectedly: {e}")),
+            }
+        }
+        Request::User { command, password } => {
+            users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
+        }
+        Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
+    };
+    (out, done)
+}
