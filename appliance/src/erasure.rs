@@ -35,6 +35,10 @@ pub fn complete_purges(services: &Services, vault: &Vault) -> Result<usize> {
         .store
         .purge_deleted()
         .context("rewriting the database without the erased content")?;
+    vault
+        .store()
+        .purge_deleted()
+        .context("rewriting the vault's database without the destroyed keys")?;
     tracing::info!(
         events = pending.len(),
         "erased content purged from the homeserver"

@@ -38,18 +38,48 @@ impl std::fmt::Display for Running {
 
 impl std::error::Error for Running {}
 
-/// Every column family of the node: the homeserver's and the vault's.
-fn columns() -> Vec<ColumnSpec> {
-    [
-        archipel_homeserver::columns::COLUMNS,
-        archipel_vault::columns::COLUMNS,
-    ]
-    .concat()
-}
-
 /// An opened node.
 pub fn open(config: &Config) -> Result<Node> {
     open_with(config, false)
+}
+
+/// Opens one of the node's databases. If it is locked by the running node
+/// and `may_follow`, follows it read-only instead (with its scratch folder
+/// in `scratch`, shared by both databases).
+fn open_store(
+    data_dir: &Path,
+    path: &Path,
+    columns: &[ColumnSpec],
+    options: &StoreOptions,
+    may_follow: bool,
+    scratch: &mut Option<tempfile::TempDir>,
+) -> Result<Store> {
+    match Store::open(path, columns, options) {
+        Ok(store) => Ok(store),
+        Err(e) if e.to_string().contains("lock") && may_follow => {
+            if scratch.is_none() {
+                *scratch = Some(
+                    tempfile::Builder::new()
+                        .prefix("archipel-follower-")
+                        .tempdir()
+                        .context("creating a scratch folder to read the running node's database")?,
+                );
+            }
+            let dir = scratch
+                .as_ref()
+                .map(|d| d.path().join(path.strip_prefix(data_dir).unwrap_or(path)))
+                .context("a scratch folder")?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Store::open_follower(path, &dir, columns, options)
+                .context("reading the running node's database")
+        }
+        Err(e) if e.to_string().contains("lock") => Err(Running {
+            data_dir: data_dir.to_path_buf(),
+            cause: e.to_string(),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens a node for commands that only read. If the node is running (its
@@ -65,36 +95,42 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     restrict_permissions(data_dir)?;
     check_server_name(config, data_dir)?;
-    let options = StoreOptions {
-        cache_bytes: config.node.cache_mib << 20,
+    // Two databases: the homeserver's, whose write-ahead log every
+    // acknowledged message waits on, and the vault's, so that archiving
+    // never adds its bytes to a client's fsync. The capture outbox in the
+    // first hands events to the second (see `capture.rs`).
+    let budget = config.node.cache_mib << 20;
+    let homeserver_options = StoreOptions {
+        cache_bytes: budget - budget / 4,
         ..StoreOptions::default()
     };
-    let db = data_dir.join("db");
-    let mut scratch = None;
-    let store = match Store::open(&db, &columns(), &options) {
-        Ok(store) => store,
-        Err(e) if e.to_string().contains("lock") && may_follow => {
-            let dir = tempfile::Builder::new()
-                .prefix("archipel-follower-")
-                .tempdir()
-                .context("creating a scratch folder to read the running node's database")?;
-            let store = Store::open_follower(&db, dir.path(), &columns(), &options)
-                .context("reading the running node's database")?;
-            scratch = Some(dir);
-            store
-        }
-        Err(e) if e.to_string().contains("lock") => {
-            return Err(Running {
-                data_dir: data_dir.clone(),
-                cause: e.to_string(),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
+    let vault_options = StoreOptions {
+        cache_bytes: budget / 4,
+        ..StoreOptions::default()
     };
+    let mut scratch = None;
+    let store = open_store(
+        data_dir,
+        &data_dir.join("db"),
+        archipel_homeserver::columns::COLUMNS,
+        &homeserver_options,
+        may_follow,
+        &mut scratch,
+    )?;
+    let vault_dir = data_dir.join("vault");
+    std::fs::create_dir_all(&vault_dir)
+        .with_context(|| format!("creating {}", vault_dir.display()))?;
+    let vault_store = open_store(
+        data_dir,
+        &vault_dir.join("db"),
+        archipel_vault::columns::COLUMNS,
+        &vault_options,
+        scratch.is_some(),
+        &mut scratch,
+    )?;
     let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)
         .context("starting the homeserver")?;
-    let vault = open_vault(config, store).context("opening the archive vault")?;
+    let vault = open_vault(config, vault_store).context("opening the archive vault")?;
     if scratch.is_none() {
         crate::erasure::complete_purges(&homeserver.services, &vault)
             .context("finishing an interrupted erasure")?;

@@ -91,6 +91,10 @@ async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("shutting down: flushing the database");
     services.store.flush().context("flushing the database")?;
+    node.vault
+        .store()
+        .flush()
+        .context("flushing the vault's database")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

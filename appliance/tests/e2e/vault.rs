@@ -181,15 +181,15 @@ async fn sent_redacted_and_edited_messages_are_all_archived() {
     assert_eq!(status["records"].as_u64(), Some(records.len() as u64));
 }
 
-/// Opens the stopped node's database directly: the tool of someone tampering
-/// with the data behind the node's back.
+/// Opens the stopped node's vault database directly: the tool of someone
+/// tampering with the archive behind the node's back.
 fn open_store(data_dir: &Path) -> Store {
-    let columns = [
-        archipel_homeserver::columns::COLUMNS,
+    Store::open(
+        &data_dir.join("vault").join("db"),
         archipel_vault::columns::COLUMNS,
-    ]
-    .concat();
-    Store::open(&data_dir.join("db"), &columns, &StoreOptions::default()).expect("open the store")
+        &StoreOptions::default(),
+    )
+    .expect("open the vault's database")
 }
 
 fn seq_key(seq: u64) -> [u8; 8] {

@@ -138,6 +138,11 @@ impl Vault {
         })
     }
 
+    /// The vault's database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn log(&self) -> &Log {
         &self.log
     }
@@ -152,9 +157,8 @@ impl Vault {
 
     /// Seals and appends captured events in one atomic batch. Events at or
     /// below the capture cursor are skipped, so replaying the outbox after a
-    /// crash appends nothing twice. Returns the new cursor. The batch is
-    /// durable once a later fsync covers it (see the comment inside); a
-    /// checkpoint is always committed with fsync, so nothing it signs is lost.
+    /// crash appends nothing twice. Returns the new cursor once the batch is
+    /// durable: the caller may then discard the outbox entries.
     pub fn capture(&self, events: Vec<CapturedEvent>) -> Result<u64> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut cursor = self.log.capture_cursor()?;
@@ -196,11 +200,10 @@ impl Vault {
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
         sync_files(&self.media_dir, &media_files)?;
-        // Not fsynced on its own: the outbox entries stay until the caller
-        // discards them after this write, and the write-ahead log recovers a
-        // prefix, so a crash can lose this batch only together with the
-        // discard. The next fsync (any client write, or a checkpoint) covers it.
-        let _unsynced = self.store.write(batch)?;
+        // Fsynced before the caller discards the outbox entries, which live
+        // in the homeserver's database: one fsync of the vault's own log per
+        // batch, never in a client's way.
+        self.store.commit(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, false)?;
         Ok(cursor)
