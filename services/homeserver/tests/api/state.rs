@@ -378,4 +378,15 @@ async fn threads_are_listed_with_their_summary() {
         .await
         .ok();
     assert_eq!(mine["chunk"].as_array().expect("chunk").len(), 1);
+    // Writing the root is participating too.
+    let hers = node
+        .request(
+            Method::GET,
+            &format!("/_matrix/client/v1/rooms/{room}/threads?include=participated"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(hers["chunk"].as_array().expect("chunk").len(), 1, "{hers}");
 }

@@ -66,29 +66,35 @@ pub async fn threads(
         b.include,
         ruma::api::client::threads::get_threads::v1::IncludeThreads::Participated
     );
+    // A user participates in a thread by writing its root or a reply.
     let mut chunk = Vec::new();
-    let mut shown = 0;
-    for thread in threads
-        .iter()
-        .filter(|t| !participated_only || t.participated)
-        .skip(offset)
-    {
-        if shown == limit {
-            break;
-        }
+    let mut skipped = 0;
+    let mut more = false;
+    for thread in &threads {
         let Some(root) = services.rooms.get_pdu(&thread.root)? else {
             continue;
         };
-        let mut event = root.to_client_value(request.sender_device.as_deref(), true);
         let participated = thread.participated || root.sender == user;
+        if participated_only && !participated {
+            continue;
+        }
+        if skipped < offset {
+            skipped += 1;
+            continue;
+        }
+        if chunk.len() == limit {
+            more = true;
+            break;
+        }
+        let mut event = root.to_client_value(request.sender_device.as_deref(), true);
         event["unsigned"]["m.relations"] = json!({
             "m.thread": { "latest_event": thread.latest, "count": thread.count, "current_user_participated": participated }
         });
         chunk.push(raw(&event));
-        shown += 1;
     }
+    let shown = chunk.len();
     let mut response = get_threads::v1::Response::new(chunk);
-    if offset + shown < threads.len() && shown == limit {
+    if more {
         response.next_batch = Some((offset + shown).to_string());
     }
     Ok(response)
