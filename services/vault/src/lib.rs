@@ -367,11 +367,7 @@ impl Vault {
 
     /// The bytes of media copy `part` of record `seq`. Requires the vault key.
     pub fn open_media(&self, seq: u64, part: u32) -> Result<Vec<u8>> {
-        self.open_media_with(&self.data_key(seq)?, seq, part)
-    }
-
-    pub(crate) fn open_media_with(&self, key: &DataKey, seq: u64, part: u32) -> Result<Vec<u8>> {
-        self.open_media_sealed(key, seq, part)
+        self.open_media_sealed(&self.data_key(seq)?, seq, part)
             .map(|(plain, _)| plain)
     }
 

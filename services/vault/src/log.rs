@@ -165,14 +165,7 @@ impl Log {
 
     /// The decision that erased record `seq`, and the erasure entry's place.
     pub fn erasure_record_of(&self, seq: u64) -> Result<Option<ErasureRef>> {
-        self.erasures
-            .get(seq.to_be_bytes())?
-            .map(|value| {
-                serde_json::from_slice(&value).map_err(|e| {
-                    Error::Corrupt(format!("the erasure index entry of record {seq}: {e}"))
-                })
-            })
-            .transpose()
+        Ok(self.erasures.get_json(seq.to_be_bytes())?)
     }
 
     /// Whether the record's data key still exists (false once shredded).

@@ -129,22 +129,27 @@ pub(crate) struct Opened {
 }
 
 impl Vault {
+    /// Record `seq` as hashed into the log, and its inclusion proof (base64)
+    /// in the tree of `size` records.
+    fn proven(&self, seq: u64, bytes: Vec<u8>, size: u64) -> Result<(String, Vec<String>)> {
+        let record =
+            String::from_utf8(bytes).map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?;
+        let proof = self
+            .log
+            .inclusion_proof(seq, size)?
+            .iter()
+            .map(|h| B64.encode(h))
+            .collect();
+        Ok((record, proof))
+    }
+
     fn erasure_proof(&self, seq: u64, size: u64) -> Result<ErasureProof> {
         let bytes = self
             .log
             .record_bytes(seq)?
             .ok_or_else(|| Error::NotFound(format!("erasure record {seq} is not in the vault")))?;
-        Ok(ErasureProof {
-            seq,
-            record: String::from_utf8(bytes)
-                .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
-            proof: self
-                .log
-                .inclusion_proof(seq, size)?
-                .iter()
-                .map(|h| B64.encode(h))
-                .collect(),
-        })
+        let (record, proof) = self.proven(seq, bytes, size)?;
+        Ok(ErasureProof { seq, record, proof })
     }
 
     /// Writes an export of `scope` into the new directory `out`, signing a
@@ -269,16 +274,11 @@ impl Vault {
                         summary.attachments += 1;
                     }
                 }
+                let (record, proof) = self.proven(seq, bytes, size)?;
                 let line = ExportLine {
                     seq,
-                    record: String::from_utf8(bytes)
-                        .map_err(|e| Error::Corrupt(format!("record {seq}: {e}")))?,
-                    proof: self
-                        .log
-                        .inclusion_proof(seq, size)?
-                        .iter()
-                        .map(|h| B64.encode(h))
-                        .collect(),
+                    record,
+                    proof,
                     tree_size: size,
                     data_key: key.as_ref().map(|key| B64.encode(key.expose())),
                     event: event.clone(),
