@@ -26,6 +26,7 @@ use tokio::{
 
 use crate::{
     config::Config,
+    node::{self, Node},
     users::{self, TokenCommand, UserCommand},
     vault_cli::{self, VaultCommand},
 };
@@ -224,7 +225,7 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
     let mut out = Vec::new();
     let done = match request {
         Request::Vault(command) => {
-            let admin = admin.clone();
+            // The vault's work is blocking (RocksDB, file I/O, fsync).
             let ran = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
                 let done = vault_cli::execute(
@@ -237,13 +238,12 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
                 (out, done)
             })
             .await;
-            match ran {
-                Ok((printed, done)) => {
-                    out = printed;
-                    done
-                }
-                Err(e) => Err(anyhow!("the command stopped unexpectedly: {e}")),
-            }
+            return ran.unwrap_or_else(|e| {
+                (
+                    Vec::new(),
+                    Err(anyhow!("the command stopped unexpectedly: {e}")),
+                )
+            });
         }
         Request::User { command, password } => {
             users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
@@ -251,4 +251,19 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
         Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
     };
     (out, done)
+}
+
+/// Runs `command` on the node's data with `run`; if the node is running
+/// (its database locked), sends it there as `request(command)` instead.
+pub fn run_or_forward<C>(
+    config: &Config,
+    command: C,
+    request: impl FnOnce(C) -> Request,
+    run: impl FnOnce(&Node, C) -> Result<()>,
+) -> Result<()> {
+    match node::open(config) {
+        Ok(node) => run(&node, command),
+        Err(e) if e.is::<node::Running>() => forward(config, &request(command)),
+        Err(e) => Err(e),
+    }
 }

@@ -57,18 +57,18 @@ fn open_store(
     match Store::open(path, columns, options) {
         Ok(store) => Ok(store),
         Err(e) if e.to_string().contains("lock") && may_follow => {
-            if scratch.is_none() {
-                *scratch = Some(
+            let root = match scratch {
+                Some(root) => root,
+                None => scratch.insert(
                     tempfile::Builder::new()
                         .prefix("archipel-follower-")
                         .tempdir()
                         .context("creating a scratch folder to read the running node's database")?,
-                );
-            }
-            let dir = scratch
-                .as_ref()
-                .map(|d| d.path().join(path.strip_prefix(data_dir).unwrap_or(path)))
-                .context("a scratch folder")?;
+                ),
+            };
+            let dir = root
+                .path()
+                .join(path.strip_prefix(data_dir).unwrap_or(path));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             Store::open_follower(path, &dir, columns, options)
                 .context("reading the running node's database")

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::{admin, config::Config, node};
+use crate::{admin, config::Config};
 
 #[derive(Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
@@ -118,22 +118,37 @@ pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
         }
         UserCommand::List { .. } | UserCommand::Deactivate { .. } => None,
     };
+    on_node(
+        config,
+        command,
+        |command| admin::Request::User {
+            command,
+            password: password.clone(),
+        },
+        async |services, command, out| {
+            execute_user(config, services, command, password.clone(), out).await
+        },
+    )
+}
+
+/// Runs a command on the node's data with `execute` (printing what it
+/// reports and flushing the database), or on the running node.
+fn on_node<C>(
+    config: &Config,
+    command: C,
+    request: impl FnOnce(C) -> admin::Request,
+    execute: impl AsyncFnOnce(&Services, C, &mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
-    let node = match node::open(config) {
-        Ok(node) => node,
-        Err(e) if e.is::<node::Running>() => {
-            return admin::forward(config, &admin::Request::User { command, password });
-        }
-        Err(e) => return Err(e),
-    };
-    let services = &node.homeserver.services;
-    let mut out = Vec::new();
-    let done = rt.block_on(execute_user(config, services, command, password, &mut out));
-    std::io::stdout().write_all(&out)?;
-    done?;
-    services.store.flush()?;
-    Ok(())
+    admin::run_or_forward(config, command, request, |node, command| {
+        let services = &node.homeserver.services;
+        let mut out = Vec::new();
+        let done = rt.block_on(execute(services, command, &mut out));
+        std::io::stdout().write_all(&out)?;
+        done?;
+        Ok(services.store.flush()?)
+    })
 }
 
 /// Carries out a user command, writing what it reports to `out`.
@@ -202,22 +217,12 @@ pub async fn execute_user(
 
 /// Runs a registration token command, on the running node if there is one.
 pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
-    let rt = runtime()?;
-    let _entered = rt.enter();
-    let node = match node::open(config) {
-        Ok(node) => node,
-        Err(e) if e.is::<node::Running>() => {
-            return admin::forward(config, &admin::Request::Token(command));
-        }
-        Err(e) => return Err(e),
-    };
-    let services = &node.homeserver.services;
-    let mut out = Vec::new();
-    let done = rt.block_on(execute_token(services, command, &mut out));
-    std::io::stdout().write_all(&out)?;
-    done?;
-    services.store.flush()?;
-    Ok(())
+    on_node(
+        config,
+        command,
+        admin::Request::Token,
+        async |services, command, out| execute_token(services, command, out).await,
+    )
 }
 
 /// Carries out a registration token command, writing what it reports to `out`.

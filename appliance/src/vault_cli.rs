@@ -336,24 +336,20 @@ impl VaultCommand {
 /// vault goes to the node itself when it is running (over its admin socket);
 /// one that only reads follows the running node's database.
 pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
-    let node = if command.reads_only() {
-        node::open_for_reading(config)?
-    } else {
-        match node::open(config) {
-            Ok(node) => node,
-            Err(e) if e.is::<node::Running>() => {
-                return admin::forward(config, &admin::Request::Vault(command));
-            }
-            Err(e) => return Err(e),
-        }
+    let execute_here = |node: &node::Node, command| {
+        execute(
+            config,
+            &node.homeserver.services,
+            &node.vault,
+            command,
+            &mut std::io::stdout().lock(),
+        )
     };
-    execute(
-        config,
-        &node.homeserver.services,
-        &node.vault,
-        command,
-        &mut std::io::stdout().lock(),
-    )
+    if command.reads_only() {
+        execute_here(&node::open_for_reading(config)?, command)
+    } else {
+        admin::run_or_forward(config, command, admin::Request::Vault, execute_here)
+    }
 }
 
 /// Carries out a vault command, writing what it reports to `out`.
