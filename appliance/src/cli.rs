@@ -83,6 +83,10 @@ pub struct DevArgs {
     /// capture costs; a node that must keep records never runs like this.
     #[arg(long, hide = true)]
     pub without_vault: bool,
+    /// A TOML file with a `[federation]` table (listener, TLS files, peers),
+    /// to federate this development node with others.
+    #[arg(long, value_name = "FILE")]
+    pub federation: Option<PathBuf>,
 }
 
 /// Which node's data a management command works on.

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use archipel_homeserver::HomeserverConfig;
+use archipel_homeserver::{FederationConfig, HomeserverConfig};
 use archipel_vault::VaultConfig;
 use serde::Deserialize;
 
@@ -22,6 +22,8 @@ pub struct Config {
     pub node: NodeConfig,
     #[serde(default)]
     pub homeserver: HomeserverConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
     #[serde(default)]
     pub vault: VaultConfig,
     #[serde(default)]
@@ -108,11 +110,63 @@ impl Config {
                 self.source.display()
             );
         }
+        self.validate_federation()?;
         if self.homeserver.max_request_size < 65_536 {
             bail!(
                 "{}: `homeserver.max_request_size` must be at least 65536 (the largest event)",
                 self.source.display()
             );
+        }
+        Ok(())
+    }
+
+    fn validate_federation(&self) -> Result<()> {
+        let federation = &self.federation;
+        let source = self.source.display();
+        let Some(listen) = federation.listen else {
+            if !federation.peers.is_empty() {
+                bail!(
+                    "{source}: `federation.peers` is set but `federation.listen` is not: \
+                     federation stays off until the node has a federation listener"
+                );
+            }
+            return Ok(());
+        };
+        for (key, value) in [
+            ("tls_certificate", &federation.tls_certificate),
+            ("tls_private_key", &federation.tls_private_key),
+            ("ca_bundle", &federation.ca_bundle),
+        ] {
+            if value.is_none() {
+                bail!(
+                    "{source}: `federation.{key}` is required when `federation.listen` ({listen}) is set"
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, peer) in federation.peers.iter().enumerate() {
+            if peer.server_name == self.homeserver.server_name {
+                bail!(
+                    "{source}: `federation.peers[{i}]` is this node's own server name ({})",
+                    peer.server_name
+                );
+            }
+            if !seen.insert(peer.server_name.clone()) {
+                bail!(
+                    "{source}: `federation.peers[{i}]`: {} is listed twice",
+                    peer.server_name
+                );
+            }
+            for (id, key) in &peer.keys {
+                if !id.starts_with("ed25519:") {
+                    bail!(
+                        "{source}: `federation.peers[{i}].keys`: key ID {id} must start with `ed25519:`"
+                    );
+                }
+                if <ruma::serde::Base64>::parse(key).is_err() {
+                    bail!("{source}: `federation.peers[{i}].keys`: {id} is not base64");
+                }
+            }
         }
         Ok(())
     }
@@ -141,6 +195,10 @@ impl Config {
                 ..NodeConfig::default()
             },
             homeserver,
+            federation: match &args.federation {
+                Some(path) => FederationFile::load(path)?.federation,
+                None => FederationConfig::default(),
+            },
             vault: VaultConfig::default(),
             log: LogConfig::default(),
             source: PathBuf::from("(dev defaults)"),
@@ -164,10 +222,27 @@ impl Config {
                     rate_limit: false,
                     max_upload_size: None,
                     without_vault: false,
+                    federation: None,
                 })
             }
             (None, None) => Self::load(Path::new("/etc/archipel/archipel.toml")),
         }
+    }
+}
+
+/// `archipel dev --federation FILE`: a file holding only a `[federation]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FederationFile {
+    #[serde(default)]
+    federation: FederationConfig,
+}
+
+impl FederationFile {
+    fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading federation file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }
 

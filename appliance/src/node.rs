@@ -128,8 +128,13 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
         scratch.is_some(),
         &mut scratch,
     )?;
-    let homeserver = Homeserver::open(config.homeserver.clone(), store.clone(), data_dir)
-        .context("starting the homeserver")?;
+    let homeserver = Homeserver::open(
+        config.homeserver.clone(),
+        config.federation.clone(),
+        store.clone(),
+        data_dir,
+    )
+    .context("starting the homeserver")?;
     let vault = open_vault(config, vault_store).context("opening the archive vault")?;
     if scratch.is_none() {
         crate::erasure::complete_purges(&homeserver.services, &vault)

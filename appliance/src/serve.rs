@@ -64,15 +64,40 @@ async fn serve(config: Config) -> Result<()> {
     let app = homeserver
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
+    let federation = match config.federation.listen {
+        Some(listen) => Some(federation_listener(&config, listen).await?),
+        None => None,
+    };
+    let federation_address = federation.as_ref().map(|(_, address)| *address);
     // Installed before the ready line, so a SIGTERM right after it is a clean stop.
     let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
 
+    let (stop_federation, federation_stopped) = tokio::sync::watch::channel(false);
+    let federation_server = federation.map(|(listener, _)| {
+        let app = homeserver.federation_router().into_make_service();
+        let mut stopped = federation_stopped;
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    });
+    let sender = homeserver.spawn_federation_sender();
+
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     // The one line scripts and tests wait for.
-    println!(
-        "archipel ready: client API at http://{address}, server name {}",
-        config.homeserver.server_name
-    );
+    match federation_address {
+        Some(federation) => println!(
+            "archipel ready: client API at http://{address}, federation at https://{federation}, server name {}",
+            config.homeserver.server_name
+        ),
+        None => println!(
+            "archipel ready: client API at http://{address}, server name {}",
+            config.homeserver.server_name
+        ),
+    }
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal(term))
@@ -81,6 +106,13 @@ async fn serve(config: Config) -> Result<()> {
 
     housekeeping.abort();
     trimming.abort();
+    if let Some(sender) = sender {
+        sender.abort();
+    }
+    let _ = stop_federation.send(true);
+    if let Some(server) = federation_server {
+        let _ = server.await;
+    }
     let _ = stop_admin.send(true);
     let _ = admin.await;
     let _ = std::fs::remove_file(&admin_path);
@@ -97,6 +129,29 @@ async fn serve(config: Config) -> Result<()> {
         .context("flushing the vault's database")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The federation listener: TLS with the node's certificate.
+async fn federation_listener(
+    config: &Config,
+    listen: SocketAddr,
+) -> Result<(archipel_homeserver::tls::TlsListener, SocketAddr)> {
+    let federation = &config.federation;
+    let (Some(certificate), Some(key)) = (&federation.tls_certificate, &federation.tls_private_key)
+    else {
+        anyhow::bail!(
+            "federation.listen needs federation.tls_certificate and federation.tls_private_key"
+        );
+    };
+    let tls = archipel_homeserver::tls::server_config(certificate, key)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening for federation on {listen}"))?;
+    let address = listener.local_addr()?;
+    Ok((
+        archipel_homeserver::tls::TlsListener::new(listener, tls)?,
+        address,
+    ))
 }
 
 async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {

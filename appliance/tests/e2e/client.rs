@@ -100,7 +100,9 @@ pub async fn register_client(server: &TestServer, name: &str) -> Client {
         auth.logged_in(),
         "register {name}: the client has no session"
     );
-    assert_eq!(client.user_id(), Some(&*user_id(name)));
+    let expected =
+        UserId::parse(format!("@{name}:{}", server.server_name())).expect("valid user ID");
+    assert_eq!(client.user_id(), Some(&*expected));
     client
 }
 

@@ -46,6 +46,8 @@ pub struct TestServer {
     generation: u32,
     /// Pass `--open-registration` (m.login.dummy sign-up for test clients).
     open_registration: bool,
+    /// `--server-name`.
+    server_name: String,
 }
 
 impl TestServer {
@@ -69,9 +71,43 @@ impl TestServer {
             url: String::new(),
             generation: 0,
             open_registration: true,
+            server_name: "localhost".to_owned(),
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts a server named `server_name` that federates as `federation`
+    /// (the text of a file with a `[federation]` table) says.
+    pub async fn start_federated(server_name: &str, federation: &str) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("archipel-e2e-")
+            .tempdir()
+            .expect("create a temporary directory for the server");
+        fs::create_dir(root.path().join("data")).expect("create the data directory");
+        let file = root.path().join("federation.toml");
+        fs::write(&file, federation).expect("write the federation file");
+        let mut server = Self {
+            root,
+            extra_args: vec!["--federation".to_owned(), file.display().to_string()],
+            child: None,
+            url: String::new(),
+            generation: 0,
+            open_registration: true,
+            server_name: server_name.to_owned(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The server name in this server's user and room IDs.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Starts a server whose registration is closed, as in production.
@@ -163,7 +199,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--server-name", "localhost"])
+            .args(["--server-name", &self.server_name])
             .args(self.open_registration.then_some("--open-registration"))
             .args(&self.extra_args)
             .env(
@@ -182,7 +218,12 @@ impl TestServer {
         let stdout = child.stdout.take().expect("the server's stdout is piped");
         self.child = Some(child);
 
-        match timeout(STARTUP_TIMEOUT, wait_for_ready_line(stdout)).await {
+        match timeout(
+            STARTUP_TIMEOUT,
+            wait_for_ready_line(stdout, self.server_name.clone()),
+        )
+        .await
+        {
             Ok(Ok((url, stdout))) => {
                 self.url = url;
                 // Keep draining stdout so the server never blocks on a full pipe.
@@ -267,6 +308,7 @@ fn signal(child: &Child, signal: Signal) {
 /// announces, with the remaining stdout.
 async fn wait_for_ready_line(
     stdout: ChildStdout,
+    server_name: String,
 ) -> Result<(String, BufReader<ChildStdout>), String> {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
@@ -279,20 +321,19 @@ async fn wait_for_ready_line(
         if read == 0 {
             return Err("stdout closed before the ready line (the process exited?)".to_owned());
         }
-        if let Some(url) = parse_ready_line(line.trim_end()) {
+        if let Some(url) = parse_ready_line(line.trim_end(), &server_name) {
             return Ok((url, reader));
         }
     }
 }
 
-/// `archipel ready: client API at http://127.0.0.1:PORT, server name localhost`
+/// `archipel ready: client API at http://127.0.0.1:PORT[, federation at ...], server name NAME`
 /// → `http://127.0.0.1:PORT`.
-fn parse_ready_line(line: &str) -> Option<String> {
+fn parse_ready_line(line: &str, server_name: &str) -> Option<String> {
     let rest = line.strip_prefix(READY_PREFIX)?;
-    let (url, server_name) = rest.split_once(',')?;
-    assert_eq!(
-        server_name.trim(),
-        "server name localhost",
+    let (url, _) = rest.split_once(',')?;
+    assert!(
+        rest.ends_with(&format!(", server name {server_name}")),
         "unexpected ready line: {line}"
     );
     Some(url.trim().trim_end_matches('/').to_owned())

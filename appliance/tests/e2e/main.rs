@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod encryption;
 mod errors;
+mod federation;
 mod lifecycle;
 mod media;
 mod vault;

@@ -30,6 +30,19 @@ pub const TXN_EVENTID: &str = "userdevicetxn_eventid";
 pub const ALIAS_ROOMID: &str = "alias_roomid";
 pub const ROOMID_PUBLISHED: &str = "roomid_published";
 pub const TARGETID_COUNT_RELATION: &str = "targetid_count_relation";
+/// The room state right after an event, as a snapshot ID.
+pub const EVENTID_STATEID: &str = "eventid_stateid";
+/// State snapshots: a delta on a parent snapshot, or a full map.
+pub const STATEID_SNAPSHOT: &str = "stateid_snapshot";
+/// Events received from peers, exactly as they were signed.
+pub const EVENTID_FEDERATIONJSON: &str = "eventid_federationjson";
+/// Events received from peers that failed the auth rules.
+pub const EVENTID_REJECTED: &str = "eventid_rejected";
+
+// Federation.
+pub const SERVERNAME_KEYS: &str = "servername_keys";
+/// The outgoing queue: events to send to each peer, in stream order.
+pub const SERVERNAME_COUNT_EVENTID: &str = "servername_count_eventid";
 
 // Per-user state that syncs.
 pub const USERID_ROOMID_TYPE_ACCOUNTDATA: &str = "userid_roomid_type_accountdata";
@@ -75,6 +88,12 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(ALIAS_ROOMID),
     ColumnSpec::new(ROOMID_PUBLISHED),
     ColumnSpec::new(TARGETID_COUNT_RELATION),
+    ColumnSpec::lookups(EVENTID_STATEID),
+    ColumnSpec::lookups(STATEID_SNAPSHOT),
+    ColumnSpec::lookups(EVENTID_FEDERATIONJSON),
+    ColumnSpec::lookups(EVENTID_REJECTED),
+    ColumnSpec::lookups(SERVERNAME_KEYS),
+    ColumnSpec::new(SERVERNAME_COUNT_EVENTID),
     ColumnSpec::new(USERID_ROOMID_TYPE_ACCOUNTDATA),
     ColumnSpec::new(ROOMID_USERID_TYPE_RECEIPT),
     ColumnSpec::lookups(USERID_PRESENCE),

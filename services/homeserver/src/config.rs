@@ -1,5 +1,7 @@
 //! The homeserver's part of the node configuration.
 
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
 use ruma::{OwnedServerName, RoomVersionId, server_name};
 use serde::Deserialize;
 
@@ -86,5 +88,55 @@ fn room_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomVersionId,
         Err(serde::de::Error::custom(format!(
             "room version {raw} is not supported (supported: 10, 11)"
         )))
+    }
+}
+
+/// Federation with peer ministries (`[federation]`). Off unless `listen` is
+/// set, and then only with the servers in `peers`: requests from anyone
+/// else are refused before they are read, and nothing is ever sent to a
+/// server outside the list.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Address of the federation listener (HTTPS only). Unset: no federation.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of the listener, valid for the server name.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_private_key: Option<PathBuf>,
+    /// PEM bundle of the certificate authorities that issue the peers'
+    /// certificates (a government PKI). The public web PKI is not trusted.
+    pub ca_bundle: Option<PathBuf>,
+    /// The peer ministries' servers this node federates with, and no others.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One allowlisted peer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's server name, as in its user IDs.
+    pub server_name: OwnedServerName,
+    /// Where to reach it (`ip:port`), instead of `.well-known` discovery.
+    /// The certificate must still be valid for `server_name`.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    /// Pinned signing keys: key ID (`ed25519:...`) to unpadded base64 public
+    /// key. When set, only these keys are accepted and none are fetched.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+}
+
+impl FederationConfig {
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some()
+    }
+
+    pub fn peer(&self, server: &ruma::ServerName) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.server_name == server)
+    }
+
+    pub fn allows(&self, server: &ruma::ServerName) -> bool {
+        self.enabled() && self.peer(server).is_some()
     }
 }

@@ -45,6 +45,27 @@ impl Error {
         Self::matrix(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
     }
 
+    /// A federation request without a valid `X-Matrix` signature.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
+    }
+
+    /// A peer server could not be reached or answered with nonsense.
+    pub fn remote(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, message)
+    }
+
+    /// A peer's server cannot handle the room's version.
+    pub fn incompatible_room_version(version: ruma::RoomVersionId) -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::IncompatibleRoomVersion(
+                ruma::api::error::IncompatibleRoomVersionErrorData::new(version.clone()),
+            ),
+            format!("Your server does not support room version {version}."),
+        )
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
     }

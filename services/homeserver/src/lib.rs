@@ -18,10 +18,11 @@ pub mod router;
 mod ruma_wrapper;
 pub mod service;
 pub mod signing_key;
+pub mod tls;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-pub use config::HomeserverConfig;
+pub use config::{FederationConfig, HomeserverConfig, PeerConfig};
 pub use error::{Error, Result};
 pub use service::Services;
 
@@ -34,17 +35,37 @@ impl Homeserver {
     /// Opens the homeserver over `store`, with its signing key and media in `data_dir`.
     pub fn open(
         config: HomeserverConfig,
+        federation: FederationConfig,
         store: archipel_store::Store,
         data_dir: &Path,
     ) -> Result<Self> {
         let signing_key = signing_key::load_or_generate(&data_dir.join("signing.key"))?;
-        let services = Services::build(config, store, signing_key, data_dir.join("media"))?;
+        let services = Services::build(
+            config,
+            federation,
+            store,
+            signing_key,
+            data_dir.join("media"),
+        )?;
         Ok(Self { services })
     }
 
     /// The axum router serving the client API.
     pub fn router(&self) -> axum::Router {
         router::build(self.services.clone())
+    }
+
+    /// The axum router serving the federation API.
+    pub fn federation_router(&self) -> axum::Router {
+        router::build_federation(self.services.clone())
+    }
+
+    /// Delivers events queued for peers (only with federation on).
+    pub fn spawn_federation_sender(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.services
+            .federation
+            .enabled()
+            .then(|| tokio::spawn(api::federation::sender::run(self.services.clone())))
     }
 
     /// Background housekeeping: typing expiry, rate limiter cleanup.

@@ -140,3 +140,21 @@ pub fn build(services: Arc<Services>) -> Router {
         }))
         .with_state(services)
 }
+
+/// The federation router: the server-server API and nothing else.
+pub fn build_federation(services: Arc<Services>) -> Router {
+    api::federation::routes(Router::new())
+        .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
+        .method_not_allowed_fallback(|| async {
+            Error::unrecognized(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed for this endpoint.",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
+            tracing::debug_span!("federation", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(services)
+}

@@ -13,10 +13,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use ruma::{
-    OwnedDeviceId, OwnedUserId,
+    OwnedDeviceId, OwnedServerName, OwnedUserId,
     api::{
         IncomingRequest, OutgoingResponse,
         auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
+        federation::authentication::{ServerSignatures, XMatrix},
     },
 };
 
@@ -30,6 +31,8 @@ pub struct Ruma<T> {
     pub sender_device: Option<OwnedDeviceId>,
     /// The raw JSON body, for endpoints that keep unknown fields.
     pub json_body: Option<serde_json::Value>,
+    /// Set on federation endpoints: the peer whose signature verified.
+    pub origin: Option<OwnedServerName>,
 }
 
 impl<T> Ruma<T> {
@@ -45,6 +48,39 @@ impl<T> Ruma<T> {
             .as_deref()
             .expect("endpoint requires authentication")
     }
+
+    /// The verified peer; only call on federation endpoints that require a signature.
+    pub fn origin(&self) -> &ruma::ServerName {
+        self.origin
+            .as_deref()
+            .expect("endpoint requires a server signature")
+    }
+}
+
+/// Largest body a peer may send (a transaction holds up to 50 events of 64 KiB).
+pub const MAX_FEDERATION_BODY: usize = 4 * 1024 * 1024;
+
+/// Reads the `X-Matrix` header and refuses a server outside the allowlist,
+/// before any of the body is read.
+fn federation_origin(parts: &http::request::Parts, services: &Services) -> Result<XMatrix, Error> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| Error::unauthorized("Missing X-Matrix authorization."))?;
+    let xmatrix = XMatrix::try_from(header)
+        .map_err(|e| Error::unauthorized(format!("Malformed X-Matrix authorization: {e}")))?;
+    services.federation.require_peer(&xmatrix.origin)?;
+    if xmatrix
+        .destination
+        .as_deref()
+        .is_some_and(|destination| destination != services.server_name())
+    {
+        return Err(Error::unauthorized(format!(
+            "This request is addressed to another server, not {}.",
+            services.server_name()
+        )));
+    }
+    Ok(xmatrix)
 }
 
 /// Is the token required, optional, or not looked at.
@@ -129,6 +165,12 @@ where
 
         // Authenticate before reading the body: an unauthenticated client
         // cannot make the server buffer anything.
+        let signed = TypeId::of::<T::Authentication>() == TypeId::of::<ServerSignatures>();
+        let xmatrix = if signed {
+            Some(federation_origin(&parts, services)?)
+        } else {
+            None
+        };
         let (wants_token, requires_token) = token_policy::<T::Authentication>();
         let (mut sender_user, mut sender_device) = (None, None);
         if wants_token {
@@ -159,7 +201,9 @@ where
             services.rate_limit.check(&key)?;
         }
 
-        let limit = if is_media_upload(parts.uri.path()) {
+        let limit = if signed {
+            MAX_FEDERATION_BODY
+        } else if is_media_upload(parts.uri.path()) {
             usize::try_from(services.config.max_upload_size).unwrap_or(usize::MAX)
         } else {
             services.config.max_request_size
@@ -177,6 +221,30 @@ where
                 )));
             }
         };
+
+        // The signature covers the body exactly as sent.
+        let mut origin = None;
+        if let Some(xmatrix) = xmatrix {
+            let keys = services
+                .federation
+                .public_keys(vec![xmatrix.origin.clone()])
+                .await?;
+            let signed_request = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .body(&bytes[..])
+                .map_err(Error::internal)?;
+            xmatrix
+                .verify_request(&signed_request, services.server_name(), &keys)
+                .map_err(|e| {
+                    Error::unauthorized(format!(
+                        "The X-Matrix signature of {} does not verify: {e}",
+                        xmatrix.origin
+                    ))
+                })?;
+            services.federation.heard_from(&xmatrix.origin);
+            origin = Some(xmatrix.origin);
+        }
 
         let takes_json = parts.method != Method::GET && !is_media_upload(parts.uri.path());
         let mut json_body = None;
@@ -211,6 +279,7 @@ where
             sender_user,
             sender_device,
             json_body,
+            origin,
         })
     }
 }

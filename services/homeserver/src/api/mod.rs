@@ -1,3 +1,4 @@
 //! Stateless request handlers.
 
 pub mod client;
+pub mod federation;

@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod e2ee;
+pub mod federation;
 pub mod filters;
 pub mod key_backup;
 pub mod media;
@@ -20,7 +21,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use archipel_store::Store;
 
-use crate::{HomeserverConfig, Result, counter::Counter};
+use crate::{FederationConfig, HomeserverConfig, Result, counter::Counter};
 
 /// Everything a request handler can use.
 pub struct Services {
@@ -30,6 +31,7 @@ pub struct Services {
     pub signing_key: Arc<ruma::signatures::Ed25519KeyPair>,
     pub users: users::Users,
     pub rooms: rooms::Rooms,
+    pub federation: federation::Federation,
     pub account_data: account_data::AccountData,
     pub receipts: receipts::Receipts,
     pub typing: typing::Typing,
@@ -45,6 +47,7 @@ pub struct Services {
 impl Services {
     pub fn build(
         config: HomeserverConfig,
+        federation: FederationConfig,
         store: Store,
         signing_key: ruma::signatures::Ed25519KeyPair,
         media_dir: PathBuf,
@@ -59,6 +62,13 @@ impl Services {
                 config.server_name.clone(),
                 signing_key.clone(),
                 config.archive_capture,
+                federation.enabled(),
+            )?,
+            federation: federation::Federation::new(
+                federation,
+                &store,
+                config.server_name.clone(),
+                signing_key.clone(),
             )?,
             account_data: account_data::AccountData::new(store.clone(), counter.clone())?,
             receipts: receipts::Receipts::new(store.clone(), counter.clone())?,

@@ -57,7 +57,8 @@ impl TestNode {
         configure(&mut config);
         let store = Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default())
             .expect("open store");
-        let homeserver = Homeserver::open(config, store, dir.path()).expect("open homeserver");
+        let homeserver = Homeserver::open(config, Default::default(), store, dir.path())
+            .expect("open homeserver");
         Self {
             router: homeserver.router(),
             homeserver,

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    OwnedRoomId, RoomId, UserId,
+    OwnedRoomId, OwnedServerName, RoomId, UserId,
     api::client::membership::{
         ban_user, forget_room, get_member_events,
         invite_user::{self, v3::InvitationRecipient},
@@ -45,19 +45,26 @@ pub fn member_content(
     content
 }
 
+/// Joins `user` to `room_id`: locally when this server has members in the
+/// room, otherwise through one of the peers in `via` (or the room's creator's).
 pub async fn join_room(
     services: &Services,
     user: &UserId,
     room_id: &RoomId,
     reason: Option<&str>,
+    via: &[OwnedServerName],
 ) -> Result<()> {
-    if !services.rooms.exists(room_id)? {
-        return Err(Error::not_found(
-            "This server does not know that room, and federation is not enabled.",
-        ));
-    }
     if services.rooms.is_joined(user, room_id)? {
         return Ok(());
+    }
+    let resident = services.rooms.exists(room_id)?
+        && services
+            .rooms
+            .servers_in_room(room_id)?
+            .iter()
+            .any(|s| s == services.server_name());
+    if !resident {
+        return super::federation_join::join_remote(services, user, room_id, reason, via).await;
     }
     let profile = services.users.account(user)?;
     let content = member_content("join", profile.as_ref(), reason, false);
@@ -168,6 +175,7 @@ pub async fn join_by_id(
         request.user(),
         &request.body.room_id,
         request.body.reason.as_deref(),
+        &[],
     )
     .await?;
     Ok(join_room_by_id::v3::Response::new(
@@ -191,6 +199,7 @@ pub async fn join_by_id_or_alias(
         request.user(),
         &room_id,
         request.body.reason.as_deref(),
+        &request.body.via,
     )
     .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))

@@ -8,6 +8,7 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod events;
+mod federation_join;
 pub mod filter;
 mod keys;
 mod media;

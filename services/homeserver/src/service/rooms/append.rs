@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 /// The largest PDU the spec allows, in bytes of canonical JSON.
 pub const MAX_PDU_BYTES: usize = 65_536;
+/// An event follows at most this many forward extremities.
+const MAX_PREV_EVENTS: usize = 10;
 
 /// What [`Rooms::append`] produced.
 pub struct Appended {
@@ -42,63 +44,8 @@ impl Rooms {
         let serialized = lock.lock().await;
 
         let meta = self.meta(room_id)?;
-        let version = match (&meta, builder.kind == TimelineEventType::RoomCreate) {
-            (Some(_), true) => return Err(Error::forbidden("The room already exists.")),
-            (Some(meta), false) => meta.version.clone(),
-            (None, true) => create_event_version(&builder.content)?,
-            (None, false) => return Err(Error::not_found("Unknown room.")),
-        };
-        let rules = room_rules(&version)?;
-
-        let content_raw = serde_json::value::to_raw_value(&builder.content)?;
-        let auth_types = auth_types_for_event(
-            &builder.kind,
-            sender,
-            builder.state_key.as_deref(),
-            &content_raw,
-            &rules.authorization,
-        )
-        .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
-        let mut auth_events = Vec::new();
-        for (kind, state_key) in &auth_types {
-            if let Some(id) = self.state_event_id(room_id, kind, state_key)?
-                && !auth_events.contains(&id)
-            {
-                auth_events.push(id);
-            }
-        }
-
-        let (prev_events, depth) = match &meta {
-            Some(meta) => (vec![meta.last_event.clone()], meta.depth + 1),
-            None => (Vec::new(), 1),
-        };
-        let timestamp = builder
-            .timestamp
-            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
-
-        let mut object = Map::new();
-        object.insert("room_id".into(), Value::String(room_id.to_string()));
-        object.insert("sender".into(), Value::String(sender.to_string()));
-        object.insert("origin_server_ts".into(), serde_json::to_value(timestamp)?);
-        object.insert("type".into(), Value::String(builder.kind.to_string()));
-        object.insert("content".into(), builder.content.clone());
-        if let Some(state_key) = &builder.state_key {
-            object.insert("state_key".into(), Value::String(state_key.clone()));
-        }
-        object.insert("prev_events".into(), serde_json::to_value(&prev_events)?);
-        object.insert("auth_events".into(), serde_json::to_value(&auth_events)?);
-        object.insert("depth".into(), Value::from(depth));
-        if let Some(redacts) = &builder.redacts {
-            // Room version 11 moved `redacts` into the content.
-            if version == RoomVersionId::V10 {
-                object.insert("redacts".into(), Value::String(redacts.to_string()));
-            }
-        }
-        let mut object: CanonicalJsonObject = try_from_json_map(object)
-            .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
-        if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
-            return Err(Error::too_large("Events may be at most 65536 bytes."));
-        }
+        let (mut object, version, rules) =
+            self.build_event(room_id, sender, &builder, meta.as_ref())?;
         ruma::signatures::hash_and_sign_event(
             self.server_name.as_str(),
             &*self.keypair,
@@ -126,12 +73,145 @@ impl Rooms {
                 .and_then(|id| self.get_pdu(&id).ok().flatten())
         })
         .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        self.add_prev_content(&mut pdu)?;
 
-        // State events carry what they replace, for clients.
-        let mut replaced = None;
+        let ticket = self.counter.next()?;
+        let count = ticket.count;
+        let depth = u64::from(pdu.depth);
+        let mut batch = Batch::new();
+        self.index_pdu(&mut batch, &pdu, count, &version)?;
+        let parent = meta.as_ref().map(|meta| meta.state_id);
+        let state_id = match &pdu.state_key {
+            Some(state_key) => {
+                let mut state = match parent {
+                    Some(parent) => (*self.load_state(parent)?).clone(),
+                    None => Default::default(),
+                };
+                state.insert(
+                    (pdu.state_event_type(), state_key.clone()),
+                    pdu.event_id.clone(),
+                );
+                self.index_current_state(&mut batch, &pdu, count);
+                self.save_state(&mut batch, parent, &state)?
+            }
+            None => parent.ok_or_else(|| Error::internal("a room without state"))?,
+        };
+        batch.put(
+            &self.eventid_stateid,
+            pdu.event_id.as_bytes(),
+            state_id.to_be_bytes(),
+        );
+        let meta = RoomMeta {
+            version,
+            extremities: vec![pdu.event_id.clone()],
+            depth,
+            last_count: count,
+            state_id,
+        };
+        batch.put_json(&self.roomid_meta, room_id.as_bytes(), &meta);
+        let queued = self.queue_outgoing(&mut batch, &pdu, count, None)?;
+
+        let written = self.store.write_async(batch).await?;
+        if pdu.kind == TimelineEventType::RoomMember {
+            self.forget_servers(room_id);
+        }
+        // The next event of this room may be built now; its fsync will cover
+        // this one too if ours has not run yet.
+        drop(serialized);
+        self.store.sync_async(written).await?;
+        drop(ticket);
+        if queued {
+            self.outgoing.notify_one();
+        }
+        Ok(Appended {
+            pdu: Arc::new(pdu),
+            count,
+        })
+    }
+
+    /// The event `sender` would create now, unsigned: on top of every
+    /// forward extremity, with the auth events the current state gives it.
+    /// Also the template a joining peer signs (make_join).
+    pub(super) fn build_event(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        builder: &PduBuilder,
+        meta: Option<&RoomMeta>,
+    ) -> Result<(CanonicalJsonObject, RoomVersionId, RoomVersionRules)> {
+        let version = match (meta, builder.kind == TimelineEventType::RoomCreate) {
+            (Some(_), true) => return Err(Error::forbidden("The room already exists.")),
+            (Some(meta), false) => meta.version.clone(),
+            (None, true) => create_event_version(&builder.content)?,
+            (None, false) => return Err(Error::not_found("Unknown room.")),
+        };
+        let rules = room_rules(&version)?;
+
+        let content_raw = serde_json::value::to_raw_value(&builder.content)?;
+        let auth_types = auth_types_for_event(
+            &builder.kind,
+            sender,
+            builder.state_key.as_deref(),
+            &content_raw,
+            &rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
+        let mut auth_events = Vec::new();
+        for (kind, state_key) in &auth_types {
+            if let Some(id) = self.state_event_id(room_id, kind, state_key)?
+                && !auth_events.contains(&id)
+            {
+                auth_events.push(id);
+            }
+        }
+
+        let (prev_events, depth) = match meta {
+            Some(meta) => (
+                meta.extremities
+                    .iter()
+                    .take(MAX_PREV_EVENTS)
+                    .cloned()
+                    .collect(),
+                meta.depth + 1,
+            ),
+            None => (Vec::new(), 1),
+        };
+        let timestamp = builder
+            .timestamp
+            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
+
+        let mut object = Map::new();
+        object.insert("room_id".into(), Value::String(room_id.to_string()));
+        object.insert("sender".into(), Value::String(sender.to_string()));
+        object.insert("origin_server_ts".into(), serde_json::to_value(timestamp)?);
+        object.insert("type".into(), Value::String(builder.kind.to_string()));
+        object.insert("content".into(), builder.content.clone());
+        if let Some(state_key) = &builder.state_key {
+            object.insert("state_key".into(), Value::String(state_key.clone()));
+        }
+        object.insert("prev_events".into(), serde_json::to_value(&prev_events)?);
+        object.insert("auth_events".into(), serde_json::to_value(&auth_events)?);
+        object.insert("depth".into(), Value::from(depth));
+        if let Some(redacts) = &builder.redacts {
+            // Room version 11 moved `redacts` into the content.
+            if version == RoomVersionId::V10 {
+                object.insert("redacts".into(), Value::String(redacts.to_string()));
+            }
+        }
+        let object: CanonicalJsonObject = try_from_json_map(object)
+            .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
+        if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
+            return Err(Error::too_large("Events may be at most 65536 bytes."));
+        }
+        Ok((object, version, rules))
+    }
+
+    /// State events carry what they replace, for clients.
+    pub(super) fn add_prev_content(&self, pdu: &mut Pdu) -> Result<()> {
         if let Some(state_key) = &pdu.state_key
             && let Some(prev_id) =
-                self.state_event_id(room_id, &pdu.state_event_type(), state_key)?
+                self.state_event_id(&pdu.room_id, &pdu.state_event_type(), state_key)?
+            && prev_id != pdu.event_id
             && let Some(prev) = self.get_pdu(&prev_id)?
         {
             let mut unsigned = Map::new();
@@ -139,33 +219,18 @@ impl Rooms {
             unsigned.insert("prev_sender".into(), Value::String(prev.sender.to_string()));
             unsigned.insert("replaces_state".into(), Value::String(prev_id.to_string()));
             pdu.unsigned = Some(unsigned);
-            replaced = Some(prev);
         }
-
-        let ticket = self.counter.next()?;
-        let count = ticket.count;
-        let mut batch = Batch::new();
-        self.index_pdu(&mut batch, &pdu, count, depth, version, replaced.as_ref())?;
-        let written = self.store.write_async(batch).await?;
-        // The next event of this room may be built now; its fsync will cover
-        // this one too if ours has not run yet.
-        drop(serialized);
-        self.store.sync_async(written).await?;
-        drop(ticket);
-        Ok(Appended {
-            pdu: Arc::new(pdu),
-            count,
-        })
+        Ok(())
     }
 
-    fn index_pdu(
+    /// Writes an event and its timeline, relation, transaction, redaction
+    /// and archive indexes. The room's state and metadata are the caller's.
+    pub(super) fn index_pdu(
         &self,
         batch: &mut Batch,
         pdu: &Pdu,
         count: u64,
-        depth: u64,
-        version: RoomVersionId,
-        _replaced: Option<&Pdu>,
+        version: &RoomVersionId,
     ) -> Result<()> {
         let room = pdu.room_id.as_bytes();
         let event_id = pdu.event_id.as_bytes();
@@ -180,57 +245,6 @@ impl Rooms {
             key::with_u64(room.to_vec(), count),
             event_id,
         );
-        let meta = RoomMeta {
-            version: version.clone(),
-            last_event: pdu.event_id.clone(),
-            depth,
-            last_count: count,
-        };
-        batch.put_json(&self.roomid_meta, room, &meta);
-
-        if let Some(state_key) = &pdu.state_key {
-            let kind = pdu.kind.to_string();
-            let state = key::key([room, kind.as_bytes(), state_key.as_bytes()]);
-            batch.put(&self.roomid_statekey_eventid, &state, event_id);
-            batch.put(
-                &self.roomid_statekey_count_eventid,
-                key::with_u64(state, count),
-                event_id,
-            );
-
-            if pdu.kind == TimelineEventType::RoomMember
-                && let Ok(user_id) = UserId::parse(state_key.as_str())
-            {
-                let membership = membership_of(pdu);
-                let record = MembershipRecord {
-                    membership: membership.clone(),
-                    count,
-                    event_id: pdu.event_id.clone(),
-                    sender: pdu.sender.clone(),
-                    forgotten: false,
-                };
-                batch.put_json(
-                    &self.userid_roomid_membership,
-                    key::key([user_id.as_bytes(), room]),
-                    &record,
-                );
-                batch.put_json(
-                    &self.roomid_userid_membership,
-                    key::key([room, user_id.as_bytes()]),
-                    &record,
-                );
-                if membership == "join" || membership == "leave" || membership == "ban" {
-                    // Room members track each other's devices; a change in
-                    // who shares a room is a device-list change.
-                    batch.put(
-                        &self.count_userid_keychange,
-                        count.to_be_bytes(),
-                        user_id.as_bytes(),
-                    );
-                }
-            }
-        }
-
         if let Some((device, txn)) = &pdu.transaction {
             batch.put(
                 &self.txn_eventid,
@@ -252,7 +266,7 @@ impl Rooms {
             && let Some(target) = self.get_pdu(&target_id)?
             && target.room_id == pdu.room_id
         {
-            let rules = room_rules(&version)?;
+            let rules = room_rules(version)?;
             let redacted = redacted_copy(&target, pdu, &rules)?;
             if !self.eventid_originalpdu.contains(target_id.as_bytes())? {
                 batch.put_json(&self.eventid_originalpdu, target_id.as_bytes(), &target);
@@ -270,6 +284,59 @@ impl Rooms {
             );
         }
         Ok(())
+    }
+}
+
+impl Rooms {
+    /// Makes `pdu` the current value of its piece of state at `count`:
+    /// the state indexes, membership, and device-list tracking.
+    pub(super) fn index_current_state(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
+        let Some(state_key) = &pdu.state_key else {
+            return;
+        };
+        let room = pdu.room_id.as_bytes();
+        let event_id = pdu.event_id.as_bytes();
+
+        let kind = pdu.kind.to_string();
+        let state = key::key([room, kind.as_bytes(), state_key.as_bytes()]);
+        batch.put(&self.roomid_statekey_eventid, &state, event_id);
+        batch.put(
+            &self.roomid_statekey_count_eventid,
+            key::with_u64(state, count),
+            event_id,
+        );
+
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Ok(user_id) = UserId::parse(state_key.as_str())
+        {
+            let membership = membership_of(pdu);
+            let record = MembershipRecord {
+                membership: membership.clone(),
+                count,
+                event_id: pdu.event_id.clone(),
+                sender: pdu.sender.clone(),
+                forgotten: false,
+            };
+            batch.put_json(
+                &self.userid_roomid_membership,
+                key::key([user_id.as_bytes(), room]),
+                &record,
+            );
+            batch.put_json(
+                &self.roomid_userid_membership,
+                key::key([room, user_id.as_bytes()]),
+                &record,
+            );
+            if membership == "join" || membership == "leave" || membership == "ban" {
+                // Room members track each other's devices; a change in
+                // who shares a room is a device-list change.
+                batch.put(
+                    &self.count_userid_keychange,
+                    count.to_be_bytes(),
+                    user_id.as_bytes(),
+                );
+            }
+        }
     }
 }
 

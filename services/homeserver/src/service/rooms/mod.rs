@@ -9,12 +9,18 @@ mod alias;
 mod append;
 mod capture;
 mod membership;
+mod outgoing;
 pub mod pdu;
 pub mod power_levels;
+mod receive;
+pub mod snapshot;
 mod state;
 mod timeline;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::AtomicU64},
+};
 
 use archipel_store::{Store, Tree};
 use parking_lot::Mutex;
@@ -23,9 +29,11 @@ use ruma::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use append::room_rules;
 pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
 pub use pdu::{Pdu, PduBuilder};
+pub use receive::{JoinedRoom, Received};
 
 use crate::{Result, columns as cf, counter::Counter};
 
@@ -33,10 +41,14 @@ use crate::{Result, columns as cf, counter::Counter};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoomMeta {
     pub version: RoomVersionId,
-    /// The forward extremity: this server builds a linear history on it.
-    pub last_event: OwnedEventId,
+    /// The forward extremities: the newest events, which no event follows
+    /// yet. The next event this server creates follows all of them.
+    pub extremities: Vec<OwnedEventId>,
+    /// The greatest depth of any event in the room.
     pub depth: u64,
     pub last_count: u64,
+    /// The current state: the extremities' states, resolved.
+    pub state_id: u64,
 }
 
 pub struct Rooms {
@@ -58,6 +70,19 @@ pub struct Rooms {
     roomid_published: Tree,
     targetid_count_relation: Tree,
     count_vaultcapture: Tree,
+    eventid_stateid: Tree,
+    stateid_snapshot: Tree,
+    eventid_federationjson: Tree,
+    eventid_rejected: Tree,
+    servername_count_eventid: Tree,
+    next_state_id: AtomicU64,
+    snapshots: snapshot::SnapshotCache,
+    /// Servers with members in each room, for the outgoing queue.
+    servers: Mutex<HashMap<OwnedRoomId, Arc<Vec<OwnedServerName>>>>,
+    /// Whether events are queued for peers.
+    federating: bool,
+    /// Woken when events are queued for peers.
+    pub outgoing: Arc<tokio::sync::Notify>,
     /// Whether events go to the archive outbox (off only on benchmark dev nodes).
     capture: bool,
     count_userid_keychange: Tree,
@@ -71,8 +96,20 @@ impl Rooms {
         server_name: OwnedServerName,
         keypair: Arc<Ed25519KeyPair>,
         capture: bool,
+        federating: bool,
     ) -> Result<Self> {
+        let stateid_snapshot = store.tree(cf::STATEID_SNAPSHOT)?;
         Ok(Self {
+            next_state_id: AtomicU64::new(snapshot::first_free_id(&stateid_snapshot)?),
+            stateid_snapshot,
+            eventid_stateid: store.tree(cf::EVENTID_STATEID)?,
+            eventid_federationjson: store.tree(cf::EVENTID_FEDERATIONJSON)?,
+            eventid_rejected: store.tree(cf::EVENTID_REJECTED)?,
+            servername_count_eventid: store.tree(cf::SERVERNAME_COUNT_EVENTID)?,
+            snapshots: Default::default(),
+            servers: Mutex::new(HashMap::new()),
+            federating,
+            outgoing: Arc::new(tokio::sync::Notify::new()),
             eventid_pdu: store.tree(cf::EVENTID_PDU)?,
             eventid_originalpdu: store.tree(cf::EVENTID_ORIGINALPDU)?,
             eventid_position: store.tree(cf::EVENTID_POSITION)?,

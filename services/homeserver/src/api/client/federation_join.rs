@@ -1,0 +1,153 @@
+//! Joining a room that lives on a peer: make_join, sign, send_join, and
+//! take in the room's state after checking every event's signatures.
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId,
+    ServerName, UserId,
+    api::federation::membership::{create_join_event, prepare_join_event},
+    signatures::hash_and_sign_event,
+};
+use serde_json::value::to_raw_value;
+
+use super::membership::member_content;
+use crate::{
+    Error, Result, Services,
+    api::federation::pdu::{event_id_of, verify_pdu},
+    config::SUPPORTED_ROOM_VERSIONS,
+    service::rooms::room_rules,
+};
+
+pub async fn join_remote(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+    via: &[OwnedServerName],
+) -> Result<()> {
+    let mut candidates: Vec<OwnedServerName> = via.to_vec();
+    if let Some(server) = room_id.server_name() {
+        candidates.push(server.to_owned());
+    }
+    candidates.dedup();
+    candidates.retain(|s| s != services.server_name());
+    if candidates.is_empty() {
+        return Err(Error::not_found(format!(
+            "This server is not in {room_id} and knows no server to join it through."
+        )));
+    }
+    let mut last_error = None;
+    for server in &candidates {
+        if let Err(e) = services.federation.require_peer(server) {
+            last_error = Some(e);
+            continue;
+        }
+        match join_through(services, user, room_id, reason, server).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::info!(%room_id, %server, error = %e, "joining through a peer failed");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::not_found("No server could help join the room.")))
+}
+
+async fn join_through(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+    server: &ServerName,
+) -> Result<()> {
+    let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+    request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
+    let template = services.federation.send(server, request).await?;
+    let version = template
+        .room_version
+        .ok_or_else(|| Error::remote(format!("{server} did not say the room's version")))?;
+    if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
+        return Err(Error::unsupported_room_version(format!(
+            "{room_id} has room version {version}, which this server does not support."
+        )));
+    }
+    let rules = room_rules(&version)?;
+    let mut event: CanonicalJsonObject = serde_json::from_str(template.event.get())
+        .map_err(|e| Error::remote(format!("{server} sent a malformed join template: {e}")))?;
+    let expect = |key: &str, value: &str| matches!(event.get(key), Some(CanonicalJsonValue::String(s)) if s == value);
+    if !expect("type", "m.room.member")
+        || !expect("sender", user.as_str())
+        || !expect("state_key", user.as_str())
+        || !expect("room_id", room_id.as_str())
+    {
+        return Err(Error::remote(format!(
+            "{server} sent a join template for something else"
+        )));
+    }
+    let profile = services.users.account(user)?;
+    let content = member_content("join", profile.as_ref(), reason, false);
+    event.insert(
+        "content".into(),
+        serde_json::from_value(content).map_err(Error::internal)?,
+    );
+    event.insert(
+        "origin_server_ts".into(),
+        serde_json::from_value(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
+            .map_err(Error::internal)?,
+    );
+    for local in ["event_id", "hashes", "signatures", "unsigned"] {
+        event.remove(local);
+    }
+    hash_and_sign_event(
+        services.server_name().as_str(),
+        &*services.signing_key,
+        &mut event,
+        &rules.redaction,
+    )
+    .map_err(Error::internal)?;
+    let event_id = event_id_of(&event, &rules)?;
+
+    let request = create_join_event::v2::Request::new(
+        room_id.to_owned(),
+        event_id.clone(),
+        to_raw_value(&event)?,
+    );
+    let room_state = services.federation.send(server, request).await?.room_state;
+
+    let mut events = Vec::new();
+    let mut state = Vec::new();
+    for raw in &room_state.state {
+        let pdu = verify_pdu(services, raw, room_id, &rules)
+            .await
+            .map_err(|e| {
+                Error::remote(format!("the room state from {server} does not verify: {e}"))
+            })?;
+        state.push(pdu.event_id.clone());
+        events.push((pdu.event_id, pdu.object));
+    }
+    for raw in &room_state.auth_chain {
+        match verify_pdu(services, raw, room_id, &rules).await {
+            Ok(pdu) => events.push((pdu.event_id, pdu.object)),
+            Err(e) => {
+                tracing::info!(%server, error = %e, "dropped an auth event that does not verify")
+            }
+        }
+    }
+    // The resident server may have added its signature.
+    let join = match &room_state.event {
+        Some(raw) => {
+            let signed = verify_pdu(services, raw, room_id, &rules).await?;
+            if signed.event_id != event_id {
+                return Err(Error::remote(format!(
+                    "{server} returned another join event"
+                )));
+            }
+            signed.object
+        }
+        None => event,
+    };
+    services
+        .rooms
+        .complete_join(room_id, version, events, state, (event_id, join))
+        .await?;
+    Ok(())
+}

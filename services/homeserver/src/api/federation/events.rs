@@ -1,0 +1,183 @@
+//! Reading a room's graph: single events, missing events, state, auth chains, backfill.
+
+use std::{collections::HashSet, sync::Arc};
+
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName,
+    api::federation::{
+        authorization::get_event_authorization,
+        backfill::get_backfill,
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    },
+};
+use serde_json::value::{RawValue, to_raw_value};
+
+use crate::{Error, Result, Services, ruma_wrapper::Ruma};
+
+/// Peers read only the rooms their users are in.
+pub fn require_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+    if services
+        .rooms
+        .servers_in_room(room_id)?
+        .iter()
+        .any(|s| s == origin)
+    {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!(
+            "{origin} has no members in {room_id}."
+        )))
+    }
+}
+
+/// Events as federation sends them.
+pub fn federation_events(
+    services: &Services,
+    ids: impl IntoIterator<Item = OwnedEventId>,
+) -> Result<Vec<Box<RawValue>>> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(json) = services.rooms.federation_json(&id)? {
+            out.push(to_raw_value(&json)?);
+        }
+    }
+    Ok(out)
+}
+
+fn event_room(services: &Services, event_id: &EventId) -> Result<ruma::OwnedRoomId> {
+    services
+        .rooms
+        .get_pdu(event_id)?
+        .map(|pdu| pdu.room_id)
+        .ok_or_else(|| Error::not_found(format!("Unknown event {event_id}.")))
+}
+
+pub async fn event(
+    services: Arc<Services>,
+    request: Ruma<get_event::v1::Request>,
+) -> Result<get_event::v1::Response> {
+    let room_id = event_room(&services, &request.body.event_id)?;
+    require_in_room(&services, request.origin(), &room_id)?;
+    let pdu = federation_events(&services, [request.body.event_id.clone()])?
+        .pop()
+        .ok_or_else(|| Error::not_found("Unknown event."))?;
+    Ok(get_event::v1::Response::new(
+        services.server_name().to_owned(),
+        MilliSecondsSinceUnixEpoch::now(),
+        pdu,
+    ))
+}
+
+pub async fn missing_events(
+    services: Arc<Services>,
+    request: Ruma<get_missing_events::v1::Request>,
+) -> Result<get_missing_events::v1::Response> {
+    let body = &request.body;
+    require_in_room(&services, request.origin(), &body.room_id)?;
+    let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
+    let min_depth = u64::from(body.min_depth);
+    let earliest: HashSet<&EventId> = body.earliest_events.iter().map(|id| &**id).collect();
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    let mut frontier: Vec<OwnedEventId> = Vec::new();
+    for id in &body.latest_events {
+        if let Some(pdu) = services.rooms.get_pdu(id)? {
+            frontier.extend(pdu.prev_events.iter().cloned());
+        }
+    }
+    let mut found = Vec::new();
+    while let Some(id) = frontier.pop() {
+        if found.len() >= limit || earliest.contains(&*id) || !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(pdu) = services.rooms.get_pdu(&id)? else {
+            continue;
+        };
+        if pdu.room_id != body.room_id || u64::from(pdu.depth) < min_depth {
+            continue;
+        }
+        frontier.extend(pdu.prev_events.iter().cloned());
+        found.push((pdu.depth, id));
+    }
+    found.sort();
+    let events = federation_events(&services, found.into_iter().map(|(_, id)| id))?;
+    Ok(get_missing_events::v1::Response::new(events))
+}
+
+pub async fn state_ids(
+    services: Arc<Services>,
+    request: Ruma<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response> {
+    require_in_room(&services, request.origin(), &request.body.room_id)?;
+    let (state, chain) = state_at(&services, &request.body.room_id, &request.body.event_id)?;
+    Ok(get_room_state_ids::v1::Response::new(chain, state))
+}
+
+pub async fn state(
+    services: Arc<Services>,
+    request: Ruma<get_room_state::v1::Request>,
+) -> Result<get_room_state::v1::Response> {
+    require_in_room(&services, request.origin(), &request.body.room_id)?;
+    let (state, chain) = state_at(&services, &request.body.room_id, &request.body.event_id)?;
+    Ok(get_room_state::v1::Response::new(
+        federation_events(&services, chain)?,
+        federation_events(&services, state)?,
+    ))
+}
+
+/// The state before `event_id` and its auth chain.
+fn state_at(
+    services: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+    if event_room(services, event_id)? != room_id {
+        return Err(Error::not_found(format!("{event_id} is not in {room_id}.")));
+    }
+    services.rooms.state_and_auth_chain(event_id)
+}
+
+pub async fn event_auth(
+    services: Arc<Services>,
+    request: Ruma<get_event_authorization::v1::Request>,
+) -> Result<get_event_authorization::v1::Response> {
+    let body = &request.body;
+    require_in_room(&services, request.origin(), &body.room_id)?;
+    if event_room(&services, &body.event_id)? != body.room_id {
+        return Err(Error::not_found("The event is not in that room."));
+    }
+    let chain = services.rooms.auth_chain([body.event_id.clone()])?;
+    Ok(get_event_authorization::v1::Response::new(
+        federation_events(&services, chain)?,
+    ))
+}
+
+pub async fn backfill(
+    services: Arc<Services>,
+    request: Ruma<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response> {
+    let body = &request.body;
+    require_in_room(&services, request.origin(), &body.room_id)?;
+    let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    let mut frontier: Vec<OwnedEventId> = body.v.clone();
+    let mut found = Vec::new();
+    while let Some(id) = frontier.pop() {
+        if found.len() >= limit || !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(pdu) = services.rooms.get_pdu(&id)? else {
+            continue;
+        };
+        if pdu.room_id != body.room_id {
+            continue;
+        }
+        frontier.extend(pdu.prev_events.iter().cloned());
+        found.push((std::cmp::Reverse(pdu.depth), id));
+    }
+    found.sort();
+    Ok(get_backfill::v1::Response::new(
+        services.server_name().to_owned(),
+        MilliSecondsSinceUnixEpoch::now(),
+        federation_events(&services, found.into_iter().map(|(_, id)| id))?,
+    ))
+}

@@ -1,0 +1,143 @@
+//! The outgoing queue: events waiting to be sent to each peer.
+//!
+//! An event this server creates is queued for every other server with
+//! members in the room, in the same batch as the event, so an event a
+//! client was told is stored is never lost for a peer that is down. The
+//! sender deletes an entry once the peer has acknowledged it.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use archipel_store::{Batch, key};
+use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId, events::TimelineEventType};
+
+use super::{Pdu, Rooms};
+use crate::Result;
+
+impl Rooms {
+    /// Servers with joined members in `room_id`, this one included.
+    pub fn servers_in_room(&self, room_id: &RoomId) -> Result<Arc<Vec<OwnedServerName>>> {
+        if let Some(servers) = self.servers.lock().get(room_id) {
+            return Ok(servers.clone());
+        }
+        let mut servers = BTreeSet::new();
+        for row in self
+            .roomid_userid_membership
+            .scan_prefix(key::prefix([room_id.as_bytes()]))
+        {
+            let (k, value) = row?;
+            let record: super::MembershipRecord = serde_json::from_slice(&value)?;
+            if record.membership == "join"
+                && let Some(user) = k.rsplit(|b| *b == key::SEP).next()
+                && let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref())
+            {
+                servers.insert(user.server_name().to_owned());
+            }
+        }
+        let servers = Arc::new(servers.into_iter().collect::<Vec<_>>());
+        self.servers
+            .lock()
+            .insert(room_id.to_owned(), servers.clone());
+        Ok(servers)
+    }
+
+    /// Drops the cached server list after a membership change.
+    pub(super) fn forget_servers(&self, room_id: &RoomId) {
+        self.servers.lock().remove(room_id);
+    }
+
+    /// Queues `pdu` for the other servers in its room (and the server of a
+    /// member event's target), except `origin`. Returns whether any was.
+    pub(super) fn queue_outgoing(
+        &self,
+        batch: &mut Batch,
+        pdu: &Pdu,
+        count: u64,
+        origin: Option<&ServerName>,
+    ) -> Result<bool> {
+        if !self.federating {
+            return Ok(false);
+        }
+        let mut destinations: BTreeSet<OwnedServerName> = self
+            .servers_in_room(&pdu.room_id)?
+            .iter()
+            .cloned()
+            .collect();
+        if pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = pdu.state_key.as_deref()
+            && let Ok(target) = UserId::parse(target)
+        {
+            destinations.insert(target.server_name().to_owned());
+        }
+        destinations.remove(&self.server_name);
+        if let Some(origin) = origin {
+            destinations.remove(origin);
+        }
+        for destination in &destinations {
+            batch.put(
+                &self.servername_count_eventid,
+                key::with_u64(destination.as_bytes().to_vec(), count),
+                pdu.event_id.as_bytes(),
+            );
+        }
+        Ok(!destinations.is_empty())
+    }
+
+    /// Servers with something queued.
+    pub fn queued_destinations(&self) -> Result<BTreeSet<OwnedServerName>> {
+        let mut out = BTreeSet::new();
+        for row in self.servername_count_eventid.iter() {
+            let (k, _) = row?;
+            if let Some((server, _)) = key::split_last_u64(&k)
+                && let Ok(server) = ServerName::parse(String::from_utf8_lossy(server).as_ref())
+            {
+                out.insert(server);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest `limit` events queued for `destination`, with their positions.
+    pub fn queued_for(
+        &self,
+        destination: &ServerName,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedEventId)>> {
+        let mut prefix = destination.as_bytes().to_vec();
+        prefix.push(key::SEP);
+        let mut out = Vec::new();
+        for row in self.servername_count_eventid.scan_prefix(prefix) {
+            let (k, value) = row?;
+            if let Some((_, count)) = key::split_last_u64(&k)
+                && let Ok(event_id) = ruma::EventId::parse(String::from_utf8_lossy(&value).as_ref())
+            {
+                out.push((count, event_id));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes entries `destination` has acknowledged.
+    pub async fn dequeue(&self, destination: &ServerName, counts: &[u64]) -> Result<()> {
+        let mut batch = Batch::new();
+        for count in counts {
+            batch.delete(
+                &self.servername_count_eventid,
+                key::with_u64(destination.as_bytes().to_vec(), *count),
+            );
+        }
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// An event as federation sends it: exactly as received from its
+    /// origin, or as this server signed it.
+    pub fn federation_json(&self, event_id: &ruma::EventId) -> Result<Option<serde_json::Value>> {
+        if let Some(original) = self.eventid_federationjson.get_json(event_id.as_bytes())? {
+            return Ok(Some(original));
+        }
+        Ok(self.get_pdu(event_id)?.map(|pdu| pdu.to_federation_json()))
+    }
+}

@@ -1,0 +1,502 @@
+//! Events from peers: authorized against the state before them, placed in
+//! the room's graph, and the current state resolved when the graph forks.
+//!
+//! The caller has already checked each event's signatures and hashes; this
+//! module applies the auth rules three times, as the spec orders: against
+//! the event's own auth events and against the state before it (failing
+//! either rejects it), then against the current state (failing that
+//! soft-fails it: stored, but never shown to clients or built upon).
+
+use std::{collections::HashSet, sync::Arc};
+
+use archipel_store::Batch;
+use ruma::{
+    CanonicalJsonObject, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res::{
+        check_state_dependent_auth_rules, check_state_independent_auth_rules, resolve,
+        utils::event_id_set::EventIdSet,
+    },
+};
+
+use super::{Pdu, PduBuilder, RoomMeta, Rooms, append::room_rules, snapshot::State};
+use crate::{Error, Result};
+
+/// What became of an event from a peer.
+#[derive(Debug)]
+pub enum Received {
+    /// Stored and placed in the room at this stream position.
+    Accepted(u64),
+    /// Stored, but it fails the auth rules against the room's current state.
+    SoftFailed(String),
+    /// Fails the auth rules against its auth events or the state before it.
+    Rejected(String),
+    /// This server has it already.
+    AlreadyKnown,
+    /// Events it follows or is authorized by that this server lacks.
+    Missing(Vec<OwnedEventId>),
+}
+
+/// A room this server joined through a peer.
+pub struct JoinedRoom {
+    pub count: u64,
+    pub join: Arc<Pdu>,
+}
+
+impl Rooms {
+    /// Whether this server has the event, placed or rejected.
+    pub fn is_known(&self, event_id: &EventId) -> Result<bool> {
+        Ok(self.eventid_pdu.contains(event_id.as_bytes())?
+            || self.eventid_rejected.contains(event_id.as_bytes())?)
+    }
+
+    /// The rules of a room this server knows.
+    pub fn rules(&self, room_id: &RoomId) -> Result<(RoomVersionId, RoomVersionRules)> {
+        let meta = self
+            .meta(room_id)?
+            .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}.")))?;
+        let rules = room_rules(&meta.version)?;
+        Ok((meta.version, rules))
+    }
+
+    /// The join event `user_id` would sign to join `room_id` (make_join).
+    pub fn join_template(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
+        let meta = self
+            .meta(room_id)?
+            .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}.")))?;
+        let builder = PduBuilder::state(
+            TimelineEventType::RoomMember,
+            user_id.as_str(),
+            serde_json::json!({ "membership": "join" }),
+        );
+        let (object, version, _) = self.build_event(room_id, user_id, &builder, Some(&meta))?;
+        Ok((version, object))
+    }
+
+    /// Places a peer's event, already checked for signatures and hashes.
+    /// `relay_except`: queue it for the room's other servers (the resident
+    /// server does this for a join it accepted), except that one.
+    pub async fn receive(
+        &self,
+        event_id: &EventId,
+        object: CanonicalJsonObject,
+        relay_except: Option<&ServerName>,
+    ) -> Result<Received> {
+        let mut pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
+            .map_err(|e| Error::bad_json(format!("Malformed event {event_id}: {e}")))?;
+        let room_id = pdu.room_id.clone();
+        let lock = self.room_lock(&room_id);
+        let serialized = lock.lock().await;
+        if self.is_known(event_id)? {
+            return Ok(Received::AlreadyKnown);
+        }
+        let meta = self
+            .meta(&room_id)?
+            .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}.")))?;
+        let version = meta.version.clone();
+        let rules = room_rules(&version)?;
+        if version == RoomVersionId::V11 {
+            pdu.redacts = None;
+        }
+
+        let mut missing = Vec::new();
+        for id in pdu.prev_events.iter().chain(&pdu.auth_events) {
+            if !self.eventid_pdu.contains(id.as_bytes())? && !missing.contains(id) {
+                missing.push(id.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Received::Missing(missing));
+        }
+
+        let mut prev_states = Vec::new();
+        for prev in &pdu.prev_events {
+            prev_states.push(self.state_id_after(prev)?.unwrap_or(meta.state_id));
+        }
+        let (state_before, state_before_id) = self.resolve_ids(&rules, &prev_states)?;
+
+        if let Err(why) = self.authorize(&rules, &pdu, &state_before) {
+            let mut batch = Batch::new();
+            batch.put(&self.eventid_rejected, event_id.as_bytes(), why.as_bytes());
+            self.store.commit_async(batch).await?;
+            tracing::info!(%event_id, %room_id, reason = %why, "rejected an event from a peer");
+            return Ok(Received::Rejected(why));
+        }
+
+        let mut batch = Batch::new();
+        let mut original = object;
+        original.remove("unsigned");
+        batch.put_json(&self.eventid_federationjson, event_id.as_bytes(), &original);
+        let mut state_after = state_before.clone();
+        if let Some(state_key) = &pdu.state_key {
+            Arc::make_mut(&mut state_after).insert(
+                (pdu.state_event_type(), state_key.clone()),
+                pdu.event_id.clone(),
+            );
+        }
+        let state_after_id = match (state_before_id, &pdu.state_key) {
+            (Some(id), None) => id,
+            _ => self.save_state(&mut batch, Some(meta.state_id), &state_after)?,
+        };
+        batch.put(
+            &self.eventid_stateid,
+            event_id.as_bytes(),
+            state_after_id.to_be_bytes(),
+        );
+
+        let current = self.load_state(meta.state_id)?;
+        if let Err(e) = check_state_dependent_auth_rules(&rules.authorization, &pdu, |k, s| {
+            self.pdu_in(&current, k, s)
+        }) {
+            batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
+            self.store.commit_async(batch).await?;
+            let why = e.to_string();
+            tracing::info!(%event_id, %room_id, reason = %why, "soft-failed an event from a peer");
+            return Ok(Received::SoftFailed(why));
+        }
+
+        self.add_prev_content(&mut pdu)?;
+        let ticket = self.counter.next()?;
+        let count = ticket.count;
+        self.index_pdu(&mut batch, &pdu, count, &version)?;
+
+        let mut extremities: Vec<OwnedEventId> = meta
+            .extremities
+            .iter()
+            .filter(|id| !pdu.prev_events.contains(id))
+            .cloned()
+            .collect();
+        extremities.push(pdu.event_id.clone());
+        let (new_current, new_current_id) = if extremities.len() == 1 {
+            (state_after.clone(), state_after_id)
+        } else {
+            let mut ids = Vec::new();
+            for id in &extremities {
+                ids.push(match self.state_id_after(id)? {
+                    Some(state) => state,
+                    None if *id == pdu.event_id => state_after_id,
+                    None => meta.state_id,
+                });
+            }
+            let (state, existing) = self.resolve_ids(&rules, &ids)?;
+            let id = match existing {
+                Some(id) => id,
+                None => self.save_state(&mut batch, Some(meta.state_id), &state)?,
+            };
+            (state, id)
+        };
+        let mut membership_changed = false;
+        for (kind, state_key, changed) in super::snapshot::delta(&current, &new_current) {
+            let Some(changed) = changed else { continue };
+            let changed_pdu = if changed == pdu.event_id {
+                Some(pdu.clone())
+            } else {
+                self.get_pdu(&changed)?
+            };
+            if let Some(changed_pdu) = changed_pdu {
+                self.index_current_state(&mut batch, &changed_pdu, count);
+            }
+            membership_changed |= kind == StateEventType::RoomMember.to_string();
+            let _ = state_key;
+        }
+        let depth = u64::from(pdu.depth).max(meta.depth);
+        let new_meta = RoomMeta {
+            version,
+            extremities,
+            depth,
+            last_count: count,
+            state_id: new_current_id,
+        };
+        batch.put_json(&self.roomid_meta, room_id.as_bytes(), &new_meta);
+        let queued = match relay_except {
+            Some(origin) => self.queue_outgoing(&mut batch, &pdu, count, Some(origin))?,
+            None => false,
+        };
+        let written = self.store.write_async(batch).await?;
+        if membership_changed {
+            self.forget_servers(&room_id);
+        }
+        drop(serialized);
+        self.store.sync_async(written).await?;
+        drop(ticket);
+        if queued {
+            self.outgoing.notify_one();
+        }
+        Ok(Received::Accepted(count))
+    }
+
+    /// The auth rules against the event's own auth events and the state before it.
+    fn authorize(
+        &self,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+        state_before: &State,
+    ) -> std::result::Result<(), String> {
+        check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+            self.get_pdu(id).ok().flatten()
+        })
+        .map_err(|e| e.to_string())?;
+        let mut auth_state = State::new();
+        for id in &pdu.auth_events {
+            if let Some(auth) = self.get_pdu(id).ok().flatten()
+                && let Some(state_key) = &auth.state_key
+            {
+                auth_state.insert((auth.state_event_type(), state_key.clone()), id.clone());
+            }
+        }
+        check_state_dependent_auth_rules(&rules.authorization, pdu, |k, s| {
+            self.pdu_in(&auth_state, k, s)
+        })
+        .map_err(|e| format!("against its auth events: {e}"))?;
+        check_state_dependent_auth_rules(&rules.authorization, pdu, |k, s| {
+            self.pdu_in(state_before, k, s)
+        })
+        .map_err(|e| format!("against the state before it: {e}"))
+    }
+
+    fn pdu_in(&self, state: &State, kind: &StateEventType, state_key: &str) -> Option<Pdu> {
+        let id = state.get(&(kind.clone(), state_key.to_owned()))?;
+        self.get_pdu(id).ok().flatten()
+    }
+
+    /// The state the given snapshots resolve to, and its ID if it is one of them.
+    fn resolve_ids(
+        &self,
+        rules: &RoomVersionRules,
+        ids: &[u64],
+    ) -> Result<(Arc<State>, Option<u64>)> {
+        let mut distinct: Vec<u64> = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        match distinct.as_slice() {
+            [] => Err(Error::internal("resolving no state")),
+            [one] => Ok((self.load_state(*one)?, Some(*one))),
+            many => {
+                let states = many
+                    .iter()
+                    .map(|id| self.load_state(*id))
+                    .collect::<Result<Vec<_>>>()?;
+                let state = self.resolve_states(rules, &states)?;
+                let existing = many
+                    .iter()
+                    .zip(&states)
+                    .find(|(_, s)| ***s == state)
+                    .map(|(id, _)| *id);
+                Ok((Arc::new(state), existing))
+            }
+        }
+    }
+
+    /// State resolution v2 over forked states.
+    pub fn resolve_states(&self, rules: &RoomVersionRules, states: &[Arc<State>]) -> Result<State> {
+        let v2 = rules
+            .state_res
+            .v2_rules()
+            .ok_or_else(|| Error::internal("room version without state resolution v2"))?;
+        let mut chains = Vec::new();
+        for state in states {
+            let chain = self.auth_chain(state.values().cloned())?;
+            chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
+        }
+        resolve(
+            &rules.authorization,
+            v2,
+            states.iter().map(|s| &**s),
+            chains,
+            |id| self.get_pdu(id).ok().flatten(),
+            |_| None,
+        )
+        .map_err(|e| Error::internal(format!("state resolution failed: {e}")))
+    }
+
+    /// Every event reachable through `auth_events` from `start`, excluding `start`.
+    pub fn auth_chain(
+        &self,
+        start: impl IntoIterator<Item = OwnedEventId>,
+    ) -> Result<HashSet<OwnedEventId>> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<OwnedEventId> = Vec::new();
+        for id in start {
+            if let Some(pdu) = self.get_pdu(&id)? {
+                todo.extend(pdu.auth_events.iter().cloned());
+            }
+        }
+        while let Some(id) = todo.pop() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(pdu) = self.get_pdu(&id)? {
+                todo.extend(pdu.auth_events.iter().cloned());
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Finishes joining a room through a peer (after send_join): stores the
+    /// room's state and auth chain, then the join on top of that state.
+    /// Every event must have been checked for signatures and hashes.
+    pub async fn complete_join(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersionId,
+        events: Vec<(OwnedEventId, CanonicalJsonObject)>,
+        state: Vec<OwnedEventId>,
+        join: (OwnedEventId, CanonicalJsonObject),
+    ) -> Result<JoinedRoom> {
+        let rules = room_rules(&version)?;
+        let lock = self.room_lock(room_id);
+        let serialized = lock.lock().await;
+        let meta = self.meta(room_id)?;
+
+        // The state and auth chain, stored without a place in the timeline
+        // for now; auth checks look them up by ID.
+        let mut outliers = Vec::new();
+        let mut batch = Batch::new();
+        for (id, object) in events {
+            let mut pdu = Pdu::from_signed(id.clone(), object.clone())
+                .map_err(|e| Error::remote(format!("malformed event {id} from the room: {e}")))?;
+            if pdu.room_id != room_id {
+                return Err(Error::remote(format!("event {id} belongs to another room")));
+            }
+            if version == RoomVersionId::V11 {
+                pdu.redacts = None;
+            }
+            if self.eventid_pdu.contains(id.as_bytes())? {
+                continue;
+            }
+            let mut original = object;
+            original.remove("unsigned");
+            batch.put_json(&self.eventid_federationjson, id.as_bytes(), &original);
+            batch.put_json(&self.eventid_pdu, id.as_bytes(), &pdu);
+            outliers.push(pdu);
+        }
+        // Written now: the auth checks below read these events.
+        self.store.commit_async(batch).await?;
+
+        let mut state_before = State::new();
+        for id in &state {
+            let pdu = self
+                .get_pdu(id)?
+                .ok_or_else(|| Error::remote(format!("state event {id} was not sent")))?;
+            let state_key = pdu.state_key.clone().ok_or_else(|| {
+                Error::remote(format!("{id} in the room state is not a state event"))
+            })?;
+            state_before.insert((pdu.state_event_type(), state_key), id.clone());
+        }
+        let (join_id, join_object) = join;
+        let mut join = Pdu::from_signed(join_id.clone(), join_object.clone())
+            .map_err(|e| Error::remote(format!("malformed join event: {e}")))?;
+        if version == RoomVersionId::V11 {
+            join.redacts = None;
+        }
+        for pdu in &outliers {
+            if pdu.state_key.is_some() && state.contains(&pdu.event_id) {
+                check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+                    self.get_pdu(id).ok().flatten()
+                })
+                .map_err(|e| {
+                    Error::remote(format!(
+                        "state event {} fails the auth rules: {e}",
+                        pdu.event_id
+                    ))
+                })?;
+            }
+        }
+        self.authorize(&rules, &join, &state_before)
+            .map_err(|e| Error::remote(format!("the join event fails the auth rules: {e}")))?;
+
+        // The room's state enters the timeline before the join, oldest
+        // first, so clients and the archive see how the room came to be.
+        let mut batch = Batch::new();
+        let mut tickets = Vec::new();
+        let mut placed: Vec<&Pdu> = outliers
+            .iter()
+            .filter(|pdu| state.contains(&pdu.event_id))
+            .collect();
+        placed.sort_by_key(|pdu| (pdu.depth, pdu.origin_server_ts));
+        let before_id =
+            self.save_state(&mut batch, meta.as_ref().map(|m| m.state_id), &state_before)?;
+        for pdu in placed {
+            let ticket = self.counter.next()?;
+            self.index_pdu(&mut batch, pdu, ticket.count, &version)?;
+            self.index_current_state(&mut batch, pdu, ticket.count);
+            batch.put(
+                &self.eventid_stateid,
+                pdu.event_id.as_bytes(),
+                before_id.to_be_bytes(),
+            );
+            tickets.push(ticket);
+        }
+        let ticket = self.counter.next()?;
+        let count = ticket.count;
+        let mut original = join_object;
+        original.remove("unsigned");
+        batch.put_json(&self.eventid_federationjson, join_id.as_bytes(), &original);
+        self.index_pdu(&mut batch, &join, count, &version)?;
+        self.index_current_state(&mut batch, &join, count);
+        let mut state_after = state_before;
+        if let Some(state_key) = &join.state_key {
+            state_after.insert(
+                (join.state_event_type(), state_key.clone()),
+                join_id.clone(),
+            );
+        }
+        let after_id = self.save_state(&mut batch, Some(before_id), &state_after)?;
+        batch.put(
+            &self.eventid_stateid,
+            join_id.as_bytes(),
+            after_id.to_be_bytes(),
+        );
+        let new_meta = RoomMeta {
+            version,
+            extremities: vec![join_id],
+            depth: u64::from(join.depth),
+            last_count: count,
+            state_id: after_id,
+        };
+        batch.put_json(&self.roomid_meta, room_id.as_bytes(), &new_meta);
+        let written = self.store.write_async(batch).await?;
+        self.forget_servers(room_id);
+        drop(serialized);
+        self.store.sync_async(written).await?;
+        drop(tickets);
+        drop(ticket);
+        Ok(JoinedRoom {
+            count,
+            join: Arc::new(join),
+        })
+    }
+
+    /// The state before an event and the auth chain of that state, as a
+    /// resident server hands them to a joining one.
+    pub fn state_and_auth_chain(
+        &self,
+        event_id: &EventId,
+    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+        let pdu = self
+            .get_pdu(event_id)?
+            .ok_or_else(|| Error::not_found(format!("Unknown event {event_id}.")))?;
+        let (_, rules) = self.rules(&pdu.room_id)?;
+        let mut prev_states = Vec::new();
+        for prev in &pdu.prev_events {
+            if let Some(id) = self.state_id_after(prev)? {
+                prev_states.push(id);
+            }
+        }
+        let state = if prev_states.is_empty() {
+            Arc::new(State::new())
+        } else {
+            self.resolve_ids(&rules, &prev_states)?.0
+        };
+        let state: Vec<OwnedEventId> = state.values().cloned().collect();
+        let mut chain_start = state.clone();
+        chain_start.extend(pdu.auth_events.iter().cloned());
+        let chain = self.auth_chain(chain_start)?;
+        Ok((state, chain.into_iter().collect()))
+    }
+}
