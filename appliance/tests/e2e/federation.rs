@@ -12,8 +12,9 @@ use matrix_sdk::ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::client::{register_client, sync_until, timeline_json};
+use crate::client::{login_client, register_client, sync_until, timeline_json};
 use crate::harness::TestServer;
+use crate::vault::{archived, assert_verifies};
 
 /// A certificate authority made for one test, and certificates it issued.
 pub struct TestCa {
@@ -66,7 +67,8 @@ fn free_port() -> u16 {
 
 /// Nodes named `*.test`, each federating with the peers it lists.
 pub struct Cluster {
-    pub ca: TestCa,
+    /// Kept for the lifetime of the nodes: their certificates live in it.
+    _ca: TestCa,
     pub nodes: BTreeMap<String, TestServer>,
 }
 
@@ -97,7 +99,7 @@ impl Cluster {
                 TestServer::start_federated(name, &file).await,
             );
         }
-        Self { ca, nodes }
+        Self { _ca: ca, nodes }
     }
 
     pub fn node(&self, name: &str) -> &TestServer {
@@ -191,4 +193,131 @@ async fn users_on_two_nodes_chat_in_a_room_created_on_one() {
         .expect("bob sends");
     expected.push(("@bob:b.test".to_owned(), "Goedemorgen vanuit B".to_owned()));
     wait_for_texts(&alice, &room_id, &expected).await;
+}
+
+/// The error a client got, as text.
+fn refusal<T: std::fmt::Debug>(result: Result<T, matrix_sdk::Error>) -> String {
+    let err = result.expect_err("the request must be refused");
+    let status = err
+        .as_client_api_error()
+        .map(|e| e.status_code.as_u16())
+        .unwrap_or_default();
+    assert_eq!(status, 403, "expected 403 M_FORBIDDEN, got {err:?}");
+    err.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_federation_is_closed_to_servers_outside_the_allowlist() {
+    // c.test lists a.test as a peer, but a.test does not list c.test.
+    let cluster = Cluster::start(&[
+        ("a.test", &["b.test"]),
+        ("b.test", &["a.test"]),
+        ("c.test", &["a.test"]),
+    ])
+    .await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let carol = register_client(cluster.node("c.test"), "carol").await;
+    let room_id = public_room(&alice).await;
+    let room = alice.get_room(&room_id).expect("alice's room");
+
+    // C cannot join A's room: A refuses C before reading its request.
+    let why = refusal(
+        carol
+            .join_room_by_id_or_alias(
+                <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id),
+                &[server("a.test")],
+            )
+            .await,
+    );
+    assert!(why.contains("not a federation peer"), "{why}");
+
+    // A never reaches out to C: inviting a user of C fails before any
+    // request is made (the refusal names the allowlist).
+    let carol_id = matrix_sdk::ruma::UserId::parse("@carol:c.test").expect("user ID");
+    let why = refusal(room.invite_user_by_id(&carol_id).await);
+    assert!(why.contains("c.test is not a federation peer"), "{why}");
+
+    // An allowlisted peer's user is invited, sees the invite, and joins through it.
+    let bob_id = matrix_sdk::ruma::UserId::parse("@bob:b.test").expect("user ID");
+    room.invite_user_by_id(&bob_id)
+        .await
+        .expect("alice invites bob on b.test");
+    sync_until(&bob, "bob's invite", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    bob.join_room_by_id(&room_id)
+        .await
+        .expect("bob accepts the invite");
+    sync_until(&alice, "bob's join on a.test", |response| {
+        timeline_json(response, &room_id)
+            .iter()
+            .any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == "@bob:b.test"
+                    && e["content"]["membership"] == "join"
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation() {
+    let mut cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let room_id = public_room(&alice).await;
+    bob.join_room_by_id_or_alias(
+        <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id),
+        &[server("a.test")],
+    )
+    .await
+    .expect("bob joins");
+    let room = alice.get_room(&room_id).expect("alice's room");
+    room.send(RoomMessageEventContent::text_plain("voor de storing"))
+        .await
+        .expect("alice sends");
+    let mut expected = vec![("@alice:a.test".to_owned(), "voor de storing".to_owned())];
+    wait_for_texts(&bob, &room_id, &expected).await;
+
+    // B goes away; A's users keep talking.
+    cluster.node_mut("b.test").stop().await;
+    for n in 1..=5 {
+        let body = format!("tijdens de storing {n}");
+        room.send(RoomMessageEventContent::text_plain(&body))
+            .await
+            .expect("alice sends while b.test is down");
+        expected.push(("@alice:a.test".to_owned(), body));
+    }
+
+    // B comes back and receives what it missed, in order.
+    cluster.node_mut("b.test").restart().await;
+    let bob = login_client(cluster.node("b.test"), "bob").await;
+    let seen = wait_for_texts(&bob, &room_id, &expected).await;
+    let order: Vec<&(String, String)> =
+        seen.iter().filter(|item| expected.contains(item)).collect();
+    assert_eq!(
+        order,
+        expected.iter().collect::<Vec<_>>(),
+        "B received the messages out of order"
+    );
+
+    // Both vaults hold the whole conversation, remote senders included, and verify.
+    for name in ["a.test", "b.test"] {
+        let records = archived(&cluster.node(name).data_dir());
+        let messages = records
+            .iter()
+            .filter(|r| r["type"] == "m.room.message" && r["sender"] == "@alice:a.test")
+            .count();
+        assert_eq!(messages, expected.len(), "{name}'s vault: {records:?}");
+        assert!(
+            records
+                .iter()
+                .any(|r| r["type"] == "m.room.member" && r["sender"] == "@bob:b.test"),
+            "{name}'s vault lacks bob's join"
+        );
+        assert_verifies(&cluster.node(name).data_dir());
+    }
 }

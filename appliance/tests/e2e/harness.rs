@@ -105,11 +105,6 @@ impl TestServer {
         &self.server_name
     }
 
-    /// Whether the process is running.
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     /// Starts a server whose registration is closed, as in production.
     pub async fn start_closed() -> Self {
         let mut server = Self::start().await;

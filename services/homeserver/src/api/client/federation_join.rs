@@ -4,7 +4,8 @@
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId,
     ServerName, UserId,
-    api::federation::membership::{create_join_event, prepare_join_event},
+    api::federation::membership::{create_invite, create_join_event, prepare_join_event},
+    events::{StateEventType, TimelineEventType},
     signatures::hash_and_sign_event,
 };
 use serde_json::value::to_raw_value;
@@ -14,7 +15,7 @@ use crate::{
     Error, Result, Services,
     api::federation::pdu::{event_id_of, verify_pdu},
     config::SUPPORTED_ROOM_VERSIONS,
-    service::rooms::room_rules,
+    service::rooms::{PduBuilder, Received, room_rules},
 };
 
 pub async fn join_remote(
@@ -25,6 +26,12 @@ pub async fn join_remote(
     via: &[OwnedServerName],
 ) -> Result<()> {
     let mut candidates: Vec<OwnedServerName> = via.to_vec();
+    // Invited: the inviter's server is in the room.
+    if let Some(invite) = services.rooms.membership(user, room_id)?
+        && invite.membership == "invite"
+    {
+        candidates.push(invite.sender.server_name().to_owned());
+    }
     if let Some(server) = room_id.server_name() {
         candidates.push(server.to_owned());
     }
@@ -150,4 +157,72 @@ async fn join_through(
         .complete_join(room_id, version, events, state, (event_id, join))
         .await?;
     Ok(())
+}
+
+/// Invites a peer's user: the invitee's server countersigns the invite
+/// before it enters the room.
+pub async fn invite_remote(
+    services: &Services,
+    sender: &UserId,
+    room_id: &RoomId,
+    invitee: &UserId,
+    reason: Option<&str>,
+    is_direct: bool,
+) -> Result<()> {
+    let server = invitee.server_name();
+    let content = member_content("invite", None, reason, is_direct);
+    let builder = PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content);
+    let (event_id, event, version) = services.rooms.prepare_event(room_id, sender, &builder)?;
+    let rules = room_rules(&version)?;
+
+    // The room as the invitee's client will first see it.
+    let mut invite_state = Vec::new();
+    for (kind, state_key) in [
+        (StateEventType::RoomCreate, ""),
+        (StateEventType::RoomJoinRules, ""),
+        (StateEventType::RoomName, ""),
+        (StateEventType::RoomAvatar, ""),
+        (StateEventType::RoomCanonicalAlias, ""),
+        (StateEventType::RoomEncryption, ""),
+        (StateEventType::RoomTopic, ""),
+        (StateEventType::RoomMember, sender.as_str()),
+    ] {
+        if let Some(id) = services.rooms.state_event_id(room_id, &kind, state_key)?
+            && let Some(json) = services.rooms.federation_json(&id)?
+        {
+            invite_state.push(ruma::api::federation::membership::RawStrippedState::Pdu(
+                to_raw_value(&json)?,
+            ));
+        }
+    }
+    let request = create_invite::v2::Request::new(
+        room_id.to_owned(),
+        event_id.clone(),
+        version,
+        to_raw_value(&event)?,
+        invite_state,
+    );
+    let response = services.federation.send(server, request).await?;
+    let signed = verify_pdu(services, &response.event, room_id, &rules).await?;
+    if signed.event_id != event_id {
+        return Err(Error::remote(format!("{server} returned another invite")));
+    }
+    let countersigned = matches!(
+        signed.object.get("signatures"),
+        Some(CanonicalJsonValue::Object(signatures)) if signatures.contains_key(server.as_str())
+    );
+    if !countersigned {
+        return Err(Error::remote(format!("{server} did not sign the invite")));
+    }
+    match services
+        .rooms
+        .receive(&event_id, signed.object, Some(server))
+        .await?
+    {
+        Received::Accepted(_) | Received::AlreadyKnown => Ok(()),
+        Received::Rejected(why) | Received::SoftFailed(why) => Err(Error::forbidden(format!(
+            "The invite is not allowed: {why}"
+        ))),
+        Received::Missing(_) => Err(Error::internal("the room lost its own events")),
+    }
 }

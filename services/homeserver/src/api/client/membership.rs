@@ -88,9 +88,11 @@ pub async fn invite_user(
     is_direct: bool,
 ) -> Result<()> {
     if !services.is_local(invitee) {
-        return Err(Error::forbidden(format!(
-            "{invitee} is not on this server and federation is not enabled."
-        )));
+        services.federation.require_peer(invitee.server_name())?;
+        return super::federation_join::invite_remote(
+            services, sender, room_id, invitee, reason, is_direct,
+        )
+        .await;
     }
     if !services.users.is_active(invitee)? {
         return Err(Error::not_found(format!("{invitee} does not exist.")));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonValue,
-    api::federation::membership::{create_join_event, prepare_join_event},
+    api::federation::membership::{create_invite, create_join_event, prepare_join_event},
 };
 use serde_json::value::to_raw_value;
 
@@ -99,4 +99,94 @@ pub async fn send_join(
             .collect(),
     );
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// A peer invites one of this server's users: check, countersign, keep.
+pub async fn invite(
+    services: Arc<Services>,
+    request: Ruma<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response> {
+    let origin = request.origin().to_owned();
+    let body = request.body;
+    if !crate::config::SUPPORTED_ROOM_VERSIONS.contains(&body.room_version) {
+        return Err(Error::incompatible_room_version(body.room_version));
+    }
+    let rules = crate::service::rooms::room_rules(&body.room_version)?;
+    let pdu = verify_pdu(&services, &body.event, &body.room_id, &rules).await?;
+    if pdu.event_id != body.event_id {
+        return Err(Error::bad_json(format!(
+            "The event's ID is {}, not {}.",
+            pdu.event_id, body.event_id
+        )));
+    }
+    let string = |name: &str| match pdu.object.get(name) {
+        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let membership = match pdu.object.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
+            Some(CanonicalJsonValue::String(m)) => Some(m.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if string("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some("invite")
+    {
+        return Err(Error::bad_json("The event is not an invite."));
+    }
+    let sender = string("sender").unwrap_or_default();
+    if !sender.ends_with(&format!(":{origin}")) {
+        return Err(Error::forbidden(format!(
+            "{origin} may only invite on behalf of its own users."
+        )));
+    }
+    let invitee = string("state_key")
+        .and_then(|key| ruma::UserId::parse(key).ok())
+        .ok_or_else(|| Error::bad_json("The invite names no user."))?;
+    if invitee.server_name() != services.server_name() {
+        return Err(Error::bad_json(format!(
+            "{invitee} is not a user of this server."
+        )));
+    }
+    if !services.users.is_active(&invitee)? {
+        return Err(Error::not_found(format!("{invitee} does not exist.")));
+    }
+    let mut signed = pdu.object;
+    ruma::signatures::sign_event(
+        services.server_name().as_str(),
+        &*services.signing_key,
+        &mut signed,
+        &rules.redaction,
+    )
+    .map_err(Error::internal)?;
+    if !services.rooms.is_joined(&invitee, &body.room_id)? {
+        let stripped = body
+            .invite_room_state
+            .iter()
+            .filter_map(stripped_state)
+            .collect();
+        services
+            .rooms
+            .store_remote_invite(&pdu.event_id, signed.clone(), stripped)
+            .await?;
+    }
+    Ok(create_invite::v2::Response::new(to_raw_value(&signed)?))
+}
+
+/// A piece of invite state in the stripped form clients read.
+#[allow(deprecated)] // Older servers still send stripped events.
+fn stripped_state(
+    state: &ruma::api::federation::membership::RawStrippedState,
+) -> Option<serde_json::Value> {
+    use ruma::api::federation::membership::RawStrippedState;
+    let full: serde_json::Value = match state {
+        RawStrippedState::Stripped(raw) => serde_json::from_str(raw.json().get()).ok()?,
+        RawStrippedState::Pdu(raw) => serde_json::from_str(raw.get()).ok()?,
+        _ => return None,
+    };
+    let mut stripped = serde_json::Map::new();
+    for key in ["type", "state_key", "content", "sender"] {
+        stripped.insert(key.to_owned(), full.get(key)?.clone());
+    }
+    Some(serde_json::Value::Object(stripped))
 }

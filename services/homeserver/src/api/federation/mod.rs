@@ -28,6 +28,7 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(send::send_transaction)
         .ruma(membership::make_join)
         .ruma(membership::send_join)
+        .ruma(membership::invite)
         .ruma(events::event)
         .ruma(events::missing_events)
         .ruma(events::state_ids)

@@ -44,35 +44,8 @@ impl Rooms {
         let serialized = lock.lock().await;
 
         let meta = self.meta(room_id)?;
-        let (mut object, version, rules) =
-            self.build_event(room_id, sender, &builder, meta.as_ref())?;
-        ruma::signatures::hash_and_sign_event(
-            self.server_name.as_str(),
-            &*self.keypair,
-            &mut object,
-            &rules.redaction,
-        )
-        .map_err(Error::internal)?;
-        let event_id =
-            ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
-        let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
-        let mut pdu = Pdu::from_signed(event_id, object).map_err(Error::internal)?;
+        let (mut pdu, _, version) = self.sign_new(room_id, sender, &builder, meta.as_ref())?;
         pdu.transaction = builder.transaction.clone();
-        if version == RoomVersionId::V11 {
-            pdu.redacts = None;
-        }
-
-        check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
-            self.get_pdu(id).ok().flatten()
-        })
-        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
-        check_state_dependent_auth_rules(&rules.authorization, &pdu, |kind, state_key| {
-            self.state_event_id(room_id, kind, state_key)
-                .ok()
-                .flatten()
-                .and_then(|id| self.get_pdu(&id).ok().flatten())
-        })
-        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
         self.add_prev_content(&mut pdu)?;
 
         let ticket = self.counter.next()?;
@@ -127,6 +100,56 @@ impl Rooms {
             pdu: Arc::new(pdu),
             count,
         })
+    }
+
+    /// A new event of this server's, signed and authorized against the
+    /// current state, but not stored: an invite goes to the invitee's
+    /// server for its signature first.
+    pub fn prepare_event(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        builder: &PduBuilder,
+    ) -> Result<(OwnedEventId, CanonicalJsonObject, RoomVersionId)> {
+        let meta = self.meta(room_id)?;
+        let (pdu, object, version) = self.sign_new(room_id, sender, builder, meta.as_ref())?;
+        Ok((pdu.event_id, object, version))
+    }
+
+    fn sign_new(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        builder: &PduBuilder,
+        meta: Option<&RoomMeta>,
+    ) -> Result<(Pdu, CanonicalJsonObject, RoomVersionId)> {
+        let (mut object, version, rules) = self.build_event(room_id, sender, builder, meta)?;
+        ruma::signatures::hash_and_sign_event(
+            self.server_name.as_str(),
+            &*self.keypair,
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id =
+            ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
+        let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
+        let mut pdu = Pdu::from_signed(event_id, object.clone()).map_err(Error::internal)?;
+        if version == RoomVersionId::V11 {
+            pdu.redacts = None;
+        }
+        check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
+            self.get_pdu(id).ok().flatten()
+        })
+        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        check_state_dependent_auth_rules(&rules.authorization, &pdu, |kind, state_key| {
+            self.state_event_id(room_id, kind, state_key)
+                .ok()
+                .flatten()
+                .and_then(|id| self.get_pdu(&id).ok().flatten())
+        })
+        .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        Ok((pdu, object, version))
     }
 
     /// The event `sender` would create now, unsigned: on top of every
@@ -316,6 +339,7 @@ impl Rooms {
                 event_id: pdu.event_id.clone(),
                 sender: pdu.sender.clone(),
                 forgotten: false,
+                invite_state: None,
             };
             batch.put_json(
                 &self.userid_roomid_membership,

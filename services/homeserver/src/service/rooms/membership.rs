@@ -19,6 +19,10 @@ pub struct MembershipRecord {
     /// The user forgot this room: it no longer appears in their sync.
     #[serde(default)]
     pub forgotten: bool,
+    /// For an invite into a room this server is not in: the stripped state
+    /// the inviting server sent along, for the invitee's client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_state: Option<Vec<serde_json::Value>>,
 }
 
 impl MembershipRecord {

@@ -499,4 +499,45 @@ impl Rooms {
         let chain = self.auth_chain(chain_start)?;
         Ok((state, chain.into_iter().collect()))
     }
+
+    /// Keeps an invite of a local user into a room this server is not in
+    /// (yet), with the room's stripped state for their client.
+    pub async fn store_remote_invite(
+        &self,
+        event_id: &EventId,
+        object: CanonicalJsonObject,
+        invite_state: Vec<serde_json::Value>,
+    ) -> Result<u64> {
+        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
+            .map_err(|e| Error::bad_json(format!("Malformed invite: {e}")))?;
+        let invitee = pdu
+            .state_key
+            .as_deref()
+            .and_then(|key| ruma::UserId::parse(key).ok())
+            .ok_or_else(|| Error::bad_json("The invite names no user."))?;
+        let lock = self.room_lock(&pdu.room_id);
+        let _serialized = lock.lock().await;
+        let ticket = self.counter.next()?;
+        let count = ticket.count;
+        let mut batch = Batch::new();
+        let mut original = object;
+        original.remove("unsigned");
+        batch.put_json(&self.eventid_federationjson, event_id.as_bytes(), &original);
+        batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
+        let record = super::MembershipRecord {
+            membership: "invite".to_owned(),
+            count,
+            event_id: pdu.event_id.clone(),
+            sender: pdu.sender.clone(),
+            forgotten: false,
+            invite_state: Some(invite_state),
+        };
+        let key = archipel_store::key::key([invitee.as_bytes(), pdu.room_id.as_bytes()]);
+        batch.put_json(&self.userid_roomid_membership, key, &record);
+        let key = archipel_store::key::key([pdu.room_id.as_bytes(), invitee.as_bytes()]);
+        batch.put_json(&self.roomid_userid_membership, key, &record);
+        self.store.commit_async(batch).await?;
+        drop(ticket);
+        Ok(count)
+    }
 }

@@ -239,6 +239,18 @@ pub fn invited(
 ) -> Result<InvitedRoom> {
     let rooms = &ctx.services.rooms;
     let mut events = Vec::new();
+    if let Some(stripped) = &membership.invite_state {
+        // An invite from a peer: the room's state is what the peer sent.
+        for event in stripped {
+            events.push(crate::service::rooms::pdu::raw(event));
+        }
+        if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
+            events.push(invite.to_stripped_state_event());
+        }
+        let mut state = InviteState::new();
+        state.events = events;
+        return Ok(InvitedRoom::from(state));
+    }
     for kind in [
         StateEventType::RoomCreate,
         StateEventType::RoomJoinRules,
