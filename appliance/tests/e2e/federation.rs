@@ -68,8 +68,10 @@ fn free_port() -> u16 {
 /// Nodes named `*.test`, each federating with the peers it lists.
 pub struct Cluster {
     /// Kept for the lifetime of the nodes: their certificates live in it.
-    _ca: TestCa,
+    ca: TestCa,
     pub nodes: BTreeMap<String, TestServer>,
+    /// Each node's federation port.
+    pub ports: BTreeMap<String, u16>,
 }
 
 impl Cluster {
@@ -99,7 +101,11 @@ impl Cluster {
                 TestServer::start_federated(name, &file).await,
             );
         }
-        Self { _ca: ca, nodes }
+        let ports = ports
+            .into_iter()
+            .map(|(name, port)| (name.to_owned(), port))
+            .collect();
+        Self { ca, nodes, ports }
     }
 
     pub fn node(&self, name: &str) -> &TestServer {
@@ -320,4 +326,246 @@ async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation()
         );
         assert_verifies(&cluster.node(name).data_dir());
     }
+}
+
+/// Hand-made federation requests to one node, signed (or not) as a test needs.
+struct Peer {
+    http: reqwest::Client,
+    base: String,
+    destination: String,
+}
+
+impl Peer {
+    fn new(cluster: &Cluster, destination: &str) -> Self {
+        let ca = std::fs::read(cluster.ca.bundle()).expect("read the CA");
+        let port = cluster.ports[destination];
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM CA"))
+            .resolve(
+                destination,
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            )
+            .build()
+            .expect("an HTTPS client");
+        Self {
+            http,
+            base: format!("https://{destination}:{port}"),
+            destination: destination.to_owned(),
+        }
+    }
+
+    /// Sends `body` to `path`, signed by `origin` with `key` when given.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        signer: Option<(&str, &ruma::signatures::Ed25519KeyPair)>,
+    ) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).expect("JSON"))
+            .unwrap_or_default();
+        let mut request = self
+            .http
+            .request(
+                method.parse().expect("a method"),
+                format!("{}{path}", self.base),
+            )
+            .body(bytes.clone());
+        if let Some((origin, key)) = signer {
+            let unsigned = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(bytes)
+                .expect("a request");
+            let xmatrix = ruma::api::federation::authentication::XMatrix::try_from_http_request(
+                &unsigned,
+                ruma::api::federation::authentication::ServerSignaturesInput::new(
+                    ServerName::parse(origin).expect("origin"),
+                    ServerName::parse(&self.destination).expect("destination"),
+                    key,
+                ),
+            )
+            .expect("sign the request");
+            let header = http::HeaderValue::from(&xmatrix);
+            request = request.header("authorization", header.to_str().expect("ASCII"));
+        }
+        let response = request.send().await.expect("the node answers");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(Value::Null);
+        (status, json)
+    }
+}
+
+/// A node's signing key, read from its data folder, under the ID it publishes.
+async fn signing_key(cluster: &Cluster, name: &str) -> ruma::signatures::Ed25519KeyPair {
+    let der = std::fs::read(cluster.node(name).data_dir().join("signing.key")).expect("the key");
+    let (_, document) = Peer::new(cluster, name)
+        .send("GET", "/_matrix/key/v2/server", None, None)
+        .await;
+    let key_id = document["verify_keys"]
+        .as_object()
+        .and_then(|keys| keys.keys().next().cloned())
+        .expect("a published key");
+    let version = key_id.trim_start_matches("ed25519:").to_owned();
+    ruma::signatures::Ed25519KeyPair::from_der(&der, version).expect("an ed25519 key")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_federation_requests_get_the_right_error_and_change_nothing() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let room_id = public_room(&alice).await;
+    let a = Peer::new(&cluster, "a.test");
+    let b_key = signing_key(&cluster, "b.test").await;
+    let state_ids = format!("/_matrix/federation/v1/state_ids/{room_id}?event_id=%24x");
+
+    // Unsigned.
+    let (status, body) = a.send("GET", &state_ids, None, None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNAUTHORIZED")),
+        "{body}"
+    );
+
+    // From a server outside the allowlist: refused before anything else.
+    let stranger = ruma::signatures::Ed25519KeyPair::from_der(
+        &ruma::signatures::Ed25519KeyPair::generate(),
+        "x".to_owned(),
+    )
+    .expect("a key");
+    let (status, body) = a
+        .send("GET", &state_ids, None, Some(("c.test", &stranger)))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a federation peer"),
+        "{body}"
+    );
+
+    // Claiming to be b.test with another key.
+    let forged = ruma::signatures::Ed25519KeyPair::from_der(
+        &ruma::signatures::Ed25519KeyPair::generate(),
+        b_key.version().to_owned(),
+    )
+    .expect("a key");
+    let (status, body) = a
+        .send("GET", &state_ids, None, Some(("b.test", &forged)))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNAUTHORIZED")),
+        "{body}"
+    );
+
+    // Signed by b.test: an event of a user who is not in the room fails
+    // auth; a malformed one is dropped; neither enters the room.
+    let api = crate::client::api_for(cluster.node("a.test"), &alice);
+    let state = api
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state"))
+        .await
+        .ok();
+    let id_of = |kind: &str| {
+        state
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["type"] == kind))
+            .map(|e| e["event_id"].clone())
+            .expect("a state event")
+    };
+    let latest = api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=1"
+        ))
+        .await
+        .ok()["chunk"][0]["event_id"]
+        .clone();
+    let mut intruder: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
+        "room_id": room_id,
+        "sender": "@mallory:b.test",
+        "type": "m.room.message",
+        "content": { "msgtype": "m.text", "body": "ongevraagd" },
+        "origin_server_ts": 1_700_000_000_000u64,
+        "prev_events": [latest],
+        "auth_events": [id_of("m.room.create"), id_of("m.room.power_levels")],
+        "depth": 100,
+    }))
+    .expect("canonical JSON");
+    let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
+    ruma::signatures::hash_and_sign_event("b.test", &b_key, &mut intruder, &rules.redaction)
+        .expect("sign the event");
+    let intruder_id = format!(
+        "${}",
+        ruma::signatures::reference_hash(&intruder, &rules).expect("hash")
+    );
+    let transaction = serde_json::json!({
+        "origin": "b.test",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "pdus": [intruder, { "room_id": room_id, "type": "m.room.message" }],
+    });
+    let (status, body) = a
+        .send(
+            "PUT",
+            "/_matrix/federation/v1/send/t1",
+            Some(&transaction),
+            Some(("b.test", &b_key)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["pdus"][&intruder_id];
+    assert!(
+        result["error"].is_string(),
+        "the intruder's event was not refused: {body}"
+    );
+    assert_eq!(body["pdus"].as_object().map(|p| p.len()), Some(1), "{body}");
+    api.get(&format!(
+        "/_matrix/client/v3/rooms/{room_id}/event/{intruder_id}"
+    ))
+    .await
+    .assert_error(reqwest::StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Oversized: more events than a transaction may hold, and a body over the limit.
+    let many = serde_json::json!({
+        "origin": "b.test",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "pdus": vec![serde_json::json!({}); 51],
+    });
+    let (status, body) = a
+        .send(
+            "PUT",
+            "/_matrix/federation/v1/send/t2",
+            Some(&many),
+            Some(("b.test", &b_key)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (413, Some("M_TOO_LARGE")),
+        "{body}"
+    );
+    let huge = serde_json::json!({
+        "origin": "b.test",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "pdus": [],
+        "padding": "x".repeat(5 * 1024 * 1024),
+    });
+    let (status, body) = a
+        .send(
+            "PUT",
+            "/_matrix/federation/v1/send/t3",
+            Some(&huge),
+            Some(("b.test", &b_key)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (413, Some("M_TOO_LARGE")),
+        "{body}"
+    );
 }
