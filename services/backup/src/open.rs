@@ -1,0 +1,448 @@
+//! Opening a backup for reading: find its objects, decrypt and check its
+//! manifest, then stream the archive through age, zstd and tar and hold
+//! every entry against the manifest. `verify` and `restore` share this; they
+//! differ only in where entry bytes go.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufReader, Read, Write};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::age_stream::{self, DecryptionKey};
+use crate::error::{Error, Result};
+use crate::hashing::HashingReader;
+use crate::manifest::{self, Entry, EntryKind, MANIFEST_ENTRY, Manifest, OpenedManifest};
+use crate::naming::BackupName;
+use crate::pipe::pipe;
+use crate::progress::Progress;
+use crate::target::{ObjectInfo, Target};
+
+/// What opens a backup: the decryption key, and optionally the node key the
+/// manifest must be signed with (without it any valid signature is
+/// accepted and the signer is reported).
+pub struct Unlock<'a> {
+    pub key: &'a DecryptionKey,
+    pub trusted_signer: Option<&'a VerifyingKey>,
+}
+
+impl<'a> Unlock<'a> {
+    pub fn new(key: &'a DecryptionKey) -> Self {
+        Self {
+            key,
+            trusted_signer: None,
+        }
+    }
+
+    pub fn trusting(mut self, signer: &'a VerifyingKey) -> Self {
+        self.trusted_signer = Some(signer);
+        self
+    }
+}
+
+/// What a successful verify or restore checked.
+#[derive(Clone, Debug)]
+pub struct CheckedBackup {
+    pub name: BackupName,
+    pub manifest: Manifest,
+    /// The manifest's signer (base64 Ed25519 public key).
+    pub signer: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub archive_size: u64,
+}
+
+/// A backup whose manifest object was decrypted and checked.
+pub(crate) struct OpenedBackup {
+    pub name: BackupName,
+    pub opened: OpenedManifest,
+    pub recipients: Vec<String>,
+    pub archive: ObjectInfo,
+}
+
+const MANIFEST_LIMIT: u64 = 256 << 20;
+const RECIPIENTS_LIMIT: u64 = 64 << 10;
+
+pub(crate) fn open_backup(
+    target: &dyn Target,
+    name: &BackupName,
+    unlock: &Unlock<'_>,
+) -> Result<OpenedBackup> {
+    let objects = target.list()?;
+    let find = |object: String| objects.iter().find(|o| o.name == object).cloned();
+    let archive = find(name.archive_object());
+    let recipients_object = find(name.recipients_object());
+    let Some(_) = find(name.manifest_object()) else {
+        return Err(if archive.is_some() || recipients_object.is_some() {
+            Error::Incomplete {
+                target: target.describe(),
+                name: name.to_string(),
+                object: name.manifest_object(),
+            }
+        } else {
+            Error::NotFound {
+                target: target.describe(),
+                name: name.to_string(),
+            }
+        });
+    };
+    let recipients = match recipients_object {
+        Some(object) => read_recipients(target, &object.name)?,
+        None => Vec::new(),
+    };
+
+    let object = name.manifest_object();
+    let reader = target.open(&object)?;
+    let decrypted = unlock
+        .key
+        .open(BufReader::new(reader), &object, || recipients.clone())?;
+    let bytes = age_stream::read_all(decrypted, &object, MANIFEST_LIMIT)?;
+    let opened = manifest::open_manifest_object(&bytes, name.as_str(), unlock.trusted_signer)?;
+
+    let archive_object = &opened.seal.archive_object;
+    if archive_object != &name.archive_object() {
+        return Err(Error::Manifest {
+            name: name.to_string(),
+            detail: format!("it seals {archive_object}, not this backup's archive"),
+        });
+    }
+    let Some(archive) = archive else {
+        return Err(Error::Damaged {
+            object: archive_object.clone(),
+            detail: "the object is missing from the target".to_owned(),
+        });
+    };
+    let expected = opened.seal.archive_size;
+    if archive.size < expected {
+        return Err(Error::Truncated {
+            object: archive.name,
+            expected,
+            actual: archive.size,
+        });
+    }
+    if archive.size > expected {
+        return Err(Error::Damaged {
+            object: archive.name,
+            detail: format!(
+                "it holds {} bytes, {} more than the manifest records",
+                archive.size,
+                archive.size - expected
+            ),
+        });
+    }
+    Ok(OpenedBackup {
+        name: name.clone(),
+        opened,
+        recipients,
+        archive,
+    })
+}
+
+fn read_recipients(target: &dyn Target, object: &str) -> Result<Vec<String>> {
+    let reader = target.open(object)?;
+    let bytes = age_stream::read_all(reader, object, RECIPIENTS_LIMIT)?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Where checked entry bytes go.
+pub(crate) trait EntrySink {
+    fn directory(&mut self, entry: &Entry) -> Result<()>;
+    fn file(&mut self, entry: &Entry) -> Result<Box<dyn Write + '_>>;
+}
+
+/// Discards entry bytes: verify.
+pub(crate) struct Discard;
+
+impl EntrySink for Discard {
+    fn directory(&mut self, _entry: &Entry) -> Result<()> {
+        Ok(())
+    }
+
+    fn file(&mut self, _entry: &Entry) -> Result<Box<dyn Write + '_>> {
+        Ok(Box::new(io::sink()))
+    }
+}
+
+/// Streams the archive and checks it whole: every entry against the
+/// manifest (path, kind, size, SHA-256), nothing missing or extra, the
+/// signed manifest as the last entry, and the ciphertext's size and hash
+/// against the seal.
+pub(crate) fn check_archive(
+    target: &dyn Target,
+    backup: &OpenedBackup,
+    unlock: &Unlock<'_>,
+    sink: &mut dyn EntrySink,
+    progress: &dyn Progress,
+) -> Result<CheckedBackup> {
+    let object = backup.archive.name.as_str();
+    let damaged = |detail: String| Error::Damaged {
+        object: object.to_owned(),
+        detail,
+    };
+    let raw = target.open(object)?;
+    let mut input = BufReader::with_capacity(1 << 20, HashingReader::new(raw, None));
+    let recipients = || backup.recipients.clone();
+    let decrypted = match unlock.key.open(&mut input, object, recipients) {
+        // The manifest object opened with this key, and both objects are
+        // encrypted to the same recipients: the archive's header was altered.
+        Err(Error::WrongKey { .. } | Error::WrongPassphrase { .. }) => {
+            return Err(damaged(
+                "its age header does not open with the key that opened its manifest".to_owned(),
+            ));
+        }
+        other => other?,
+    };
+
+    let (mut pipe_writer, pipe_reader) = pipe();
+    let (decrypt_result, unpack_result) = std::thread::scope(|scope| {
+        let decrypt = scope.spawn(move || -> io::Result<()> {
+            let mut decrypted = decrypted;
+            pipe_writer.copy_from(&mut decrypted)?;
+            pipe_writer.finish()
+        });
+        let unpack_result = unpack(pipe_reader, backup, sink, progress);
+        let decrypt_result = decrypt
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decryption thread panicked")));
+        (decrypt_result, unpack_result)
+    });
+
+    let mut raw = input.into_inner();
+    if let Some(error) = raw.take_failure() {
+        return Err(Error::target(&target.describe(), object, "reading", error));
+    }
+    if let Err(error) = decrypt_result {
+        // A broken pipe means the unpacking side stopped first; its error
+        // says why.
+        if error.kind() != io::ErrorKind::BrokenPipe {
+            let at = raw.count();
+            return Err(damaged(format!(
+                "age decryption failed near byte {at}: {error}"
+            )));
+        }
+    }
+    let (files, bytes) = unpack_result?;
+    io::copy(&mut raw, &mut io::sink())
+        .map_err(|error| Error::target(&target.describe(), object, "reading", error))?;
+    let (size, sha256) = raw.finish();
+    let seal = &backup.opened.seal;
+    if size != seal.archive_size || sha256 != seal.archive_sha256 {
+        return Err(damaged(format!(
+            "its SHA-256 {sha256} ({size} bytes) differs from the sealed {}",
+            seal.archive_sha256
+        )));
+    }
+    Ok(CheckedBackup {
+        name: backup.name.clone(),
+        manifest: backup.opened.manifest.clone(),
+        signer: manifest::key_text(&backup.opened.signer),
+        files,
+        bytes,
+        archive_size: size,
+    })
+}
+
+fn unpack(
+    input: impl Read,
+    backup: &OpenedBackup,
+    sink: &mut dyn EntrySink,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let name = backup.name.as_str();
+    let object = backup.archive.name.as_str();
+    let damaged = |detail: String| Error::Damaged {
+        object: object.to_owned(),
+        detail,
+    };
+    let entry_error = |path: &str, problem: String| Error::Entry {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        problem,
+    };
+    let manifest = &backup.opened.manifest;
+    let expected: HashMap<&str, &Entry> = manifest
+        .entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    let mut seen: HashSet<String> = HashSet::with_capacity(expected.len());
+    let mut manifest_seen = false;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut buffer = vec![0u8; 1 << 20];
+
+    let decompressed = zstd::stream::read::Decoder::new(input)
+        .map_err(|error| damaged(format!("zstd: {error}")))?;
+    let mut archive = tar::Archive::new(decompressed);
+    let entries = archive
+        .entries()
+        .map_err(|error| damaged(format!("tar: {error}")))?;
+    for tar_entry in entries {
+        let mut tar_entry = tar_entry.map_err(|error| damaged(format!("tar: {error}")))?;
+        let path_bytes = tar_entry.path_bytes().into_owned();
+        let path = String::from_utf8_lossy(&path_bytes)
+            .trim_end_matches('/')
+            .to_owned();
+        if manifest_seen {
+            return Err(entry_error(
+                &path,
+                "follows the manifest, which must be the last entry".to_owned(),
+            ));
+        }
+        if !is_safe_path(&path) {
+            return Err(entry_error(
+                &path,
+                "is not a plain relative path (absolute, `..` or empty parts); refused".to_owned(),
+            ));
+        }
+        if path == MANIFEST_ENTRY {
+            let mut embedded = Vec::new();
+            tar_entry
+                .by_ref()
+                .take(MANIFEST_LIMIT)
+                .read_to_end(&mut embedded)
+                .map_err(|error| damaged(format!("tar: {error}")))?;
+            if embedded != backup.opened.signed_manifest {
+                return Err(entry_error(
+                    &path,
+                    "differs from the manifest object stored beside the archive".to_owned(),
+                ));
+            }
+            manifest_seen = true;
+            continue;
+        }
+        let Some(&entry) = expected.get(path.as_str()) else {
+            return Err(entry_error(
+                &path,
+                "is in the archive but not in the manifest".to_owned(),
+            ));
+        };
+        if !seen.insert(path.clone()) {
+            return Err(entry_error(
+                &path,
+                "appears twice in the archive".to_owned(),
+            ));
+        }
+        let tar_kind = tar_entry.header().entry_type();
+        match (entry.kind, tar_kind) {
+            (EntryKind::Dir, tar::EntryType::Directory) => sink.directory(entry)?,
+            (EntryKind::File, tar::EntryType::Regular) => {
+                let size = tar_entry.size();
+                if size != entry.size {
+                    return Err(entry_error(
+                        &path,
+                        format!("holds {size} bytes, the manifest records {}", entry.size),
+                    ));
+                }
+                progress.entry(&path);
+                let mut hashing = HashingReader::new(&mut tar_entry, Some(progress));
+                let mut output = sink.file(entry)?;
+                loop {
+                    let read = hashing
+                        .read(&mut buffer)
+                        .map_err(|error| damaged(format!("reading entry {path}: {error}")))?;
+                    if read == 0 {
+                        break;
+                    }
+                    output
+                        .write_all(&buffer[..read])
+                        .map_err(|error| sink_error(&path, error))?;
+                }
+                drop(output);
+                let (read, sha256) = hashing.finish();
+                if read != entry.size {
+                    return Err(entry_error(
+                        &path,
+                        format!("ends after {read} of {} bytes", entry.size),
+                    ));
+                }
+                if entry.sha256.as_deref() != Some(sha256.as_str()) {
+                    return Err(entry_error(
+                        &path,
+                        format!(
+                            "content differs from the manifest (SHA-256 {sha256}, recorded {})",
+                            entry.sha256.as_deref().unwrap_or("none")
+                        ),
+                    ));
+                }
+                files += 1;
+                bytes += read;
+            }
+            (kind, other) => {
+                return Err(entry_error(
+                    &path,
+                    format!("is a {other:?} entry in the archive, a {kind:?} in the manifest"),
+                ));
+            }
+        }
+    }
+    if !manifest_seen {
+        return Err(damaged(
+            "the archive ends before its manifest entry".to_owned(),
+        ));
+    }
+    if seen.len() != expected.len() {
+        let missing: Vec<&str> = manifest
+            .entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|path| !seen.contains(*path))
+            .collect();
+        return Err(entry_error(
+            missing[0],
+            format!(
+                "is in the manifest but not in the archive ({} entries missing)",
+                missing.len()
+            ),
+        ));
+    }
+    // Read to the end so zstd checks its frame and age its last chunk.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink())
+        .map_err(|error| damaged(format!("after the last entry: {error}")))?;
+    Ok((files, bytes))
+}
+
+/// Turns a restore sink's write error into an error that names the entry.
+fn sink_error(path: &str, error: io::Error) -> Error {
+    Error::RestoreWrite {
+        path: path.into(),
+        source: error,
+    }
+}
+
+/// Relative, `/`-separated, no empty, `.` or `..` parts: nothing that could
+/// land outside the restore directory.
+pub(crate) fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_are_unsafe() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "db/../../x",
+            "a//b",
+            "./a",
+            "a\\..\\b",
+        ] {
+            assert!(!is_safe_path(bad), "{bad:?}");
+        }
+        for good in ["db", "vault/db/000012.sst", "media/ab/cdef"] {
+            assert!(is_safe_path(good), "{good:?}");
+        }
+    }
+}
