@@ -427,6 +427,173 @@ pub(crate) fn is_safe_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::{Seal, sha256_hex, sign_manifest};
+    use crate::progress::NoProgress;
+    use ed25519_dalek::SigningKey;
+
+    const NAME: &str = "archipel-20260512T020000Z";
+
+    fn file(path: &str, content: &[u8]) -> Entry {
+        Entry {
+            path: path.to_owned(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: content.len() as u64,
+            sha256: Some(sha256_hex(content)),
+        }
+    }
+
+    fn opened(entries: Vec<Entry>) -> OpenedBackup {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            name: NAME.to_owned(),
+            created: "2026-05-12T02:00:00Z".parse().expect("time"),
+            server_name: "bzk.example".to_owned(),
+            metadata: Default::default(),
+            recipients: vec![],
+            compression: "zstd".to_owned(),
+            total_bytes: entries.iter().map(|e| e.size).sum(),
+            entries,
+        };
+        let signed_manifest = sign_manifest(&manifest, &key);
+        let seal = Seal {
+            archive_object: format!("{NAME}.tar.zst.age"),
+            archive_size: 0,
+            archive_sha256: String::new(),
+            signed_manifest_sha256: sha256_hex(&signed_manifest),
+        };
+        OpenedBackup {
+            name: BackupName::parse(NAME).expect("name"),
+            opened: OpenedManifest {
+                manifest,
+                seal,
+                signed_manifest,
+                signer: key.verifying_key(),
+            },
+            recipients: vec![],
+            archive: ObjectInfo {
+                name: format!("{NAME}.tar.zst.age"),
+                size: 0,
+            },
+        }
+    }
+
+    /// A zstd-compressed tar of `(path, content)` entries, written with raw
+    /// headers so that unsafe paths can be written too; the manifest last
+    /// unless `with_manifest` is false.
+    fn archive(backup: &OpenedBackup, entries: &[(&str, &[u8])], with_manifest: bool) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut append = |path: &str, content: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().expect("gnu header").name[..path.len()]
+                .copy_from_slice(path.as_bytes());
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(content.len() as u64);
+            header.set_cksum();
+            builder.append(&header, content).expect("append");
+        };
+        for (path, content) in entries {
+            append(path, content);
+        }
+        if with_manifest {
+            append(MANIFEST_ENTRY, &backup.opened.signed_manifest);
+        }
+        let tar = builder.into_inner().expect("tar");
+        zstd::encode_all(tar.as_slice(), 1).expect("zstd")
+    }
+
+    fn check(
+        backup: &OpenedBackup,
+        entries: &[(&str, &[u8])],
+        with_manifest: bool,
+    ) -> Result<(u64, u64)> {
+        unpack(
+            archive(backup, entries, with_manifest).as_slice(),
+            backup,
+            &mut Discard,
+            &NoProgress,
+        )
+    }
+
+    #[test]
+    fn a_matching_archive_passes() {
+        let backup = opened(vec![file("db/a", b"alpha"), file("db/b", b"")]);
+        assert_eq!(
+            check(&backup, &[("db/a", b"alpha"), ("db/b", b"")], true).expect("passes"),
+            (2, 5)
+        );
+    }
+
+    #[test]
+    fn each_mismatch_names_its_entry() {
+        let backup = opened(vec![file("db/a", b"alpha"), file("db/b", b"beta")]);
+        let cases: [(&str, &[(&str, &[u8])], bool, &str); 6] = [
+            (
+                "content",
+                &[("db/a", b"alphA"), ("db/b", b"beta")],
+                true,
+                "entry db/a: content differs",
+            ),
+            (
+                "size",
+                &[("db/a", b"alpha!"), ("db/b", b"beta")],
+                true,
+                "entry db/a: holds 6 bytes",
+            ),
+            (
+                "extra",
+                &[("db/a", b"alpha"), ("db/c", b"x"), ("db/b", b"beta")],
+                true,
+                "entry db/c: is in the archive but not in the manifest",
+            ),
+            (
+                "missing",
+                &[("db/a", b"alpha")],
+                true,
+                "entry db/b: is in the manifest but not in the archive",
+            ),
+            (
+                "traversal",
+                &[("../../etc/cron.d/x", b"evil")],
+                true,
+                "entry ../../etc/cron.d/x: is not a plain relative path",
+            ),
+            (
+                "no manifest",
+                &[("db/a", b"alpha"), ("db/b", b"beta")],
+                false,
+                "ends before its manifest entry",
+            ),
+        ];
+        for (label, entries, with_manifest, expected) in cases {
+            let error = check(&backup, entries, with_manifest)
+                .expect_err(label)
+                .to_string();
+            assert!(error.contains(expected), "{label}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_embedded_manifest_that_differs_is_refused() {
+        let backup = opened(vec![file("db/a", b"alpha")]);
+        let other = opened(vec![file("db/a", b"alpha"), file("db/b", b"")]);
+        let error = check(
+            &backup,
+            &[
+                ("db/a", b"alpha"),
+                (MANIFEST_ENTRY, &other.opened.signed_manifest),
+            ],
+            false,
+        )
+        .expect_err("a different embedded manifest")
+        .to_string();
+        assert!(
+            error.contains("differs from the manifest object"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn paths_that_could_escape_are_unsafe() {

@@ -193,7 +193,12 @@ mod tests {
     /// (policy, backup times, expected reasons per time)
     #[test]
     fn policy_table() {
-        type Case = (&'static str, RetentionPolicy, Vec<&'static str>, Vec<Vec<KeepReason>>);
+        type Case = (
+            &'static str,
+            RetentionPolicy,
+            Vec<&'static str>,
+            Vec<Vec<KeepReason>>,
+        );
         let cases: Vec<Case> = vec![
             ("nothing to keep", policy(0, 0, 0, 0), vec![], vec![]),
             (
