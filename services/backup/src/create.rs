@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 use crate::age_stream::Encryption;
 use crate::error::{Error, Result};
-use crate::hashing::{HashingReader, HashingWriter};
+use crate::hashing::{Counted, HashingReader};
 use crate::manifest::{self, Entry, EntryKind, FORMAT, MANIFEST_ENTRY, Manifest, Seal};
 use crate::naming::BackupName;
 use crate::pipe::{PipeReader, PipeWriter, pipe};
@@ -85,7 +85,6 @@ pub struct BackupInfo {
     pub manifest: Manifest,
     /// Bytes of the encrypted archive object.
     pub archive_size: u64,
-    pub archive_sha256: String,
 }
 
 struct Planned {
@@ -98,6 +97,11 @@ struct Planned {
 
 /// Reads within a file are this large: few system calls, little memory.
 const READ_BUFFER: usize = 1 << 20;
+
+/// Input per zstd worker job. zstd's default for level 3 (8 MiB) keeps
+/// about 40 MiB in flight with two workers; 2 MiB jobs keep about 10 MiB at
+/// the same speed and a ratio within 0.1%.
+const COMPRESSION_JOB: u32 = 2 << 20;
 
 /// Writes a new backup of `sources` to `target`. The backup appears in the
 /// target (its manifest object is written) only after the archive is
@@ -131,7 +135,6 @@ pub fn create(
     let EncryptedArchive {
         writer,
         size: archive_size,
-        sha256: archive_sha256,
     } = encrypted;
     writer.commit()?;
 
@@ -139,7 +142,6 @@ pub fn create(
     let seal = Seal {
         archive_object: archive_object.clone(),
         archive_size,
-        archive_sha256: archive_sha256.clone(),
         signed_manifest_sha256: manifest::sha256_hex(&signed_manifest),
     };
     let sealed = manifest::seal_manifest(&signed_manifest, &seal, &options.signing_key);
@@ -155,7 +157,6 @@ pub fn create(
         name,
         manifest,
         archive_size,
-        archive_sha256,
     })
 }
 
@@ -186,7 +187,6 @@ fn write_small_objects(
 struct EncryptedArchive {
     writer: Box<dyn ObjectWriter>,
     size: u64,
-    sha256: String,
 }
 
 enum StageError {
@@ -250,13 +250,14 @@ fn encrypt_stage(
     target: &str,
     object: &str,
 ) -> Result<EncryptedArchive, StageError> {
-    let mut counted = HashingWriter::new(writer);
+    let mut counted = Counted::new(writer);
     let result = (|| -> io::Result<()> {
         let encrypted = options.encryption.wrap(&mut counted)?;
         let mut compressed =
             zstd::stream::write::Encoder::new(encrypted, options.compression_level)?;
         if options.compression_threads > 0 {
             compressed.multithread(options.compression_threads)?;
+            compressed.set_parameter(zstd::stream::raw::CParameter::JobSize(COMPRESSION_JOB))?;
         }
         input.copy_to(&mut compressed)?;
         compressed.finish()?.finish()?;
@@ -264,11 +265,10 @@ fn encrypt_stage(
     })();
     match result {
         Ok(()) => {
-            let (writer, size, sha256) = counted.finish();
+            let size = counted.count();
             Ok(EncryptedArchive {
-                writer,
+                writer: counted.into_inner(),
                 size,
-                sha256,
             })
         }
         Err(error) => {

@@ -67,31 +67,34 @@ impl<R: Read> Read for HashingReader<'_, R> {
     }
 }
 
-/// Hashes and counts what is written through it, and keeps the inner
-/// writer's own error (a full disk, a failed upload) for the report.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
+/// Counts the bytes that pass (the encrypted archive, in either
+/// direction) and keeps the inner reader's or writer's own error (a full
+/// disk, a failed upload or download) for the report.
+pub struct Counted<T> {
+    inner: T,
     count: u64,
     failed: Option<io::Error>,
 }
 
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
+impl<T> Counted<T> {
+    pub fn new(inner: T) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
             count: 0,
             failed: None,
         }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
     pub fn take_failure(&mut self) -> Option<io::Error> {
         self.failed.take()
     }
 
-    pub fn finish(self) -> (W, u64, String) {
-        (self.inner, self.count, hex(&self.hasher.finalize()))
+    pub fn into_inner(self) -> T {
+        self.inner
     }
 
     fn keep(&mut self, error: io::Error) -> io::Error {
@@ -101,11 +104,10 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for Counted<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self.inner.write(data) {
             Ok(written) => {
-                self.hasher.update(&data[..written]);
                 self.count += written as u64;
                 Ok(written)
             }
@@ -115,5 +117,17 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush().map_err(|error| self.keep(error))
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(out) {
+            Ok(read) => {
+                self.count += read as u64;
+                Ok(read)
+            }
+            Err(error) => Err(self.keep(error)),
+        }
     }
 }

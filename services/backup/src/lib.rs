@@ -65,11 +65,12 @@
 //! - `total_bytes`: the sum of file sizes.
 //!
 //! The manifest object is `{"signed_manifest": <the signed manifest>,
-//! "seal": {archive_object, archive_size, archive_sha256,
-//! signed_manifest_sha256}, "signer", "signature"}`, the signature over
-//! `"archipel-backup seal v1\n"` and the `seal` value's bytes. The seal
-//! names a truncated or altered archive from its size and hash, and binds
-//! the archive to this manifest.
+//! "seal": {archive_object, archive_size, signed_manifest_sha256}, "signer",
+//! "signature"}`, the signature over `"archipel-backup seal v1\n"` and the
+//! `seal` value's bytes. The seal names a truncated archive from its size
+//! before anything is downloaded, and binds the archive to this manifest.
+//! (Alterations are found by age itself: every 64 KiB chunk and the end of
+//! the stream are authenticated.)
 //!
 //! # Reading
 //!
@@ -78,7 +79,7 @@
 //! signatures (against the node's key when the caller passes it), compare
 //! the archive's size with the seal, then stream the archive and check every
 //! entry's path, kind, size and hash, that nothing is missing or extra, that
-//! the embedded manifest is the same, and that the ciphertext's hash
+//! the embedded manifest is the same, and that the ciphertext's size
 //! matches the seal. [`restore`] unpacks into a hidden sibling of the
 //! destination and renames it into place only after all of that (and the
 //! caller's own check) passed.

@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::age_stream::{self, DecryptionKey};
 use crate::error::{Error, Result};
-use crate::hashing::HashingReader;
+use crate::hashing::{Counted, HashingReader};
 use crate::manifest::{self, Entry, EntryKind, MANIFEST_ENTRY, Manifest, OpenedManifest};
 use crate::naming::BackupName;
 use crate::pipe::pipe;
@@ -167,10 +167,10 @@ impl EntrySink for Discard {
     }
 }
 
-/// Streams the archive and checks it whole: every entry against the
-/// manifest (path, kind, size, SHA-256), nothing missing or extra, the
-/// signed manifest as the last entry, and the ciphertext's size and hash
-/// against the seal.
+/// Streams the archive and checks it whole: age authenticates every chunk
+/// and the end; every entry is held against the manifest (path, kind, size,
+/// SHA-256), nothing may be missing or extra, the signed manifest must be
+/// the last entry, and the ciphertext's size must match the seal.
 pub(crate) fn check_archive(
     target: &dyn Target,
     backup: &OpenedBackup,
@@ -184,7 +184,7 @@ pub(crate) fn check_archive(
         detail,
     };
     let raw = target.open(object)?;
-    let mut input = BufReader::with_capacity(1 << 20, HashingReader::new(raw, None));
+    let mut input = BufReader::with_capacity(1 << 20, Counted::new(raw));
     let recipients = || backup.recipients.clone();
     let decrypted = match unlock.key.open(&mut input, object, recipients) {
         // The manifest object opened with this key, and both objects are
@@ -197,43 +197,50 @@ pub(crate) fn check_archive(
         other => other?,
     };
 
+    // Reading, decrypting and decompressing on one thread; checking,
+    // hashing and writing entries on this one.
     let (mut pipe_writer, pipe_reader) = pipe();
-    let (decrypt_result, unpack_result) = std::thread::scope(|scope| {
-        let decrypt = scope.spawn(move || -> io::Result<()> {
-            let mut decrypted = decrypted;
-            pipe_writer.copy_from(&mut decrypted)?;
-            pipe_writer.finish()
+    let (open_result, unpack_result) = std::thread::scope(|scope| {
+        let opener = scope.spawn(move || -> Result<(), Option<String>> {
+            let mut decrypted = Counted::new(decrypted);
+            let copied = zstd::stream::read::Decoder::new(&mut decrypted)
+                .and_then(|mut decompressed| pipe_writer.copy_from(&mut decompressed))
+                .and_then(|_| pipe_writer.finish());
+            match copied {
+                Ok(()) => Ok(()),
+                Err(error) => match decrypted.take_failure() {
+                    Some(age_error) => Err(Some(format!("age: {age_error}"))),
+                    // The unpacking side stopped first; its error says why.
+                    None if error.kind() == io::ErrorKind::BrokenPipe => Err(None),
+                    None => Err(Some(format!("zstd: {error}"))),
+                },
+            }
         });
         let unpack_result = unpack(pipe_reader, backup, sink, progress);
-        let decrypt_result = decrypt
+        let open_result = opener
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the decryption thread panicked")));
-        (decrypt_result, unpack_result)
+            .unwrap_or_else(|_| Err(Some("the decryption thread panicked".to_owned())));
+        (open_result, unpack_result)
     });
 
     let mut raw = input.into_inner();
     if let Some(error) = raw.take_failure() {
         return Err(Error::target(&target.describe(), object, "reading", error));
     }
-    if let Err(error) = decrypt_result {
-        // A broken pipe means the unpacking side stopped first; its error
-        // says why.
-        if error.kind() != io::ErrorKind::BrokenPipe {
-            let at = raw.count();
-            return Err(damaged(format!(
-                "age decryption failed near byte {at}: {error}"
-            )));
-        }
+    if let Err(Some(problem)) = open_result {
+        let at = raw.count();
+        return Err(damaged(format!(
+            "decryption failed near byte {at}: {problem}"
+        )));
     }
     let (files, bytes) = unpack_result?;
     io::copy(&mut raw, &mut io::sink())
         .map_err(|error| Error::target(&target.describe(), object, "reading", error))?;
-    let (size, sha256) = raw.finish();
-    let seal = &backup.opened.seal;
-    if size != seal.archive_size || sha256 != seal.archive_sha256 {
+    let size = raw.count();
+    let expected = backup.opened.seal.archive_size;
+    if size != expected {
         return Err(damaged(format!(
-            "its SHA-256 {sha256} ({size} bytes) differs from the sealed {}",
-            seal.archive_sha256
+            "{size} bytes were read, the manifest records {expected}"
         )));
     }
     Ok(CheckedBackup {
@@ -274,9 +281,7 @@ fn unpack(
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut buffer = vec![0u8; 1 << 20];
 
-    let decompressed = zstd::stream::read::Decoder::new(input)
-        .map_err(|error| damaged(format!("zstd: {error}")))?;
-    let mut archive = tar::Archive::new(decompressed);
+    let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()
         .map_err(|error| damaged(format!("tar: {error}")))?;
@@ -399,7 +404,8 @@ fn unpack(
             ),
         ));
     }
-    // Read to the end so zstd checks its frame and age its last chunk.
+    // Read to the end: the other side checks zstd's frame and age's last
+    // chunk only when it is asked for everything.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink())
         .map_err(|error| damaged(format!("after the last entry: {error}")))?;
@@ -460,7 +466,6 @@ mod tests {
         let seal = Seal {
             archive_object: format!("{NAME}.tar.zst.age"),
             archive_size: 0,
-            archive_sha256: String::new(),
             signed_manifest_sha256: sha256_hex(&signed_manifest),
         };
         OpenedBackup {
@@ -479,7 +484,7 @@ mod tests {
         }
     }
 
-    /// A zstd-compressed tar of `(path, content)` entries, written with raw
+    /// A tar of `(path, content)` entries, written with raw
     /// headers so that unsafe paths can be written too; the manifest last
     /// unless `with_manifest` is false.
     fn archive(backup: &OpenedBackup, entries: &[(&str, &[u8])], with_manifest: bool) -> Vec<u8> {
@@ -500,8 +505,7 @@ mod tests {
         if with_manifest {
             append(MANIFEST_ENTRY, &backup.opened.signed_manifest);
         }
-        let tar = builder.into_inner().expect("tar");
-        zstd::encode_all(tar.as_slice(), 1).expect("zstd")
+        builder.into_inner().expect("tar")
     }
 
     fn check(
@@ -529,7 +533,8 @@ mod tests {
     #[test]
     fn each_mismatch_names_its_entry() {
         let backup = opened(vec![file("db/a", b"alpha"), file("db/b", b"beta")]);
-        let cases: [(&str, &[(&str, &[u8])], bool, &str); 6] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], bool, &'a str);
+        let cases: [Case; 6] = [
             (
                 "content",
                 &[("db/a", b"alphA"), ("db/b", b"beta")],

@@ -12,7 +12,9 @@ pub const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
 
 enum Message {
-    Data(Vec<u8>),
+    /// A buffer (always `CHUNK` long, so it is zeroed only once) and how
+    /// many of its bytes are data.
+    Data(Vec<u8>, usize),
     End,
 }
 
@@ -20,12 +22,14 @@ pub struct PipeWriter {
     sender: SyncSender<Message>,
     spare: Receiver<Vec<u8>>,
     buffer: Vec<u8>,
+    filled: usize,
 }
 
 pub struct PipeReader {
     receiver: Receiver<Message>,
     spare: SyncSender<Vec<u8>>,
     current: Vec<u8>,
+    length: usize,
     position: usize,
     ended: bool,
 }
@@ -36,12 +40,14 @@ pub fn pipe() -> (PipeWriter, PipeReader) {
     let writer = PipeWriter {
         sender,
         spare: spare_receiver,
-        buffer: Vec::with_capacity(CHUNK),
+        buffer: vec![0; CHUNK],
+        filled: 0,
     };
     let reader = PipeReader {
         receiver,
         spare: spare_sender,
         current: Vec::new(),
+        length: 0,
         position: 0,
         ended: false,
     };
@@ -58,15 +64,13 @@ fn reader_gone() -> io::Error {
 impl PipeWriter {
     fn send_buffer(&mut self) -> io::Result<()> {
         let next = match self.spare.try_recv() {
-            Ok(mut buffer) => {
-                buffer.clear();
-                buffer
-            }
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
+            Ok(buffer) => buffer,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => vec![0; CHUNK],
         };
         let full = std::mem::replace(&mut self.buffer, next);
+        let length = std::mem::take(&mut self.filled);
         self.sender
-            .send(Message::Data(full))
+            .send(Message::Data(full, length))
             .map_err(|_| reader_gone())
     }
 
@@ -75,25 +79,17 @@ impl PipeWriter {
     pub fn copy_from(&mut self, input: &mut impl Read) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            let filled = self.buffer.len();
-            self.buffer.resize(CHUNK, 0);
-            let read = input.read(&mut self.buffer[filled..]);
-            let read = match read {
+            let read = match input.read(&mut self.buffer[self.filled..]) {
                 Ok(read) => read,
-                Err(error) => {
-                    self.buffer.truncate(filled);
-                    if error.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(error);
-                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
             };
-            self.buffer.truncate(filled + read);
             if read == 0 {
                 return Ok(total);
             }
             total += read as u64;
-            if self.buffer.len() == CHUNK {
+            self.filled += read;
+            if self.filled == CHUNK {
                 self.send_buffer()?;
             }
         }
@@ -102,7 +98,7 @@ impl PipeWriter {
     /// Marks the end of the stream. A writer dropped without `finish` makes
     /// the reader fail instead of seeing a clean end.
     pub fn finish(mut self) -> io::Result<()> {
-        if !self.buffer.is_empty() {
+        if self.filled > 0 {
             self.send_buffer()?;
         }
         self.sender.send(Message::End).map_err(|_| reader_gone())
@@ -111,10 +107,10 @@ impl PipeWriter {
 
 impl Write for PipeWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buffer.len();
-        let taken = room.min(data.len());
-        self.buffer.extend_from_slice(&data[..taken]);
-        if self.buffer.len() == CHUNK {
+        let taken = (CHUNK - self.filled).min(data.len());
+        self.buffer[self.filled..self.filled + taken].copy_from_slice(&data[..taken]);
+        self.filled += taken;
+        if self.filled == CHUNK {
             self.send_buffer()?;
         }
         Ok(taken)
@@ -131,10 +127,10 @@ impl PipeReader {
     pub fn copy_to(&mut self, output: &mut impl Write) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            if self.position < self.current.len() {
-                output.write_all(&self.current[self.position..])?;
-                total += (self.current.len() - self.position) as u64;
-                self.position = self.current.len();
+            if self.position < self.length {
+                output.write_all(&self.current[self.position..self.length])?;
+                total += (self.length - self.position) as u64;
+                self.position = self.length;
             }
             if self.fill()? == 0 {
                 return Ok(total);
@@ -142,18 +138,22 @@ impl PipeReader {
         }
     }
 
-    /// Makes the next buffer current; returns its length (0 at the end).
+    /// Makes the next buffer current; returns how many bytes are left in
+    /// it (0 at the end).
     fn fill(&mut self) -> io::Result<usize> {
-        while self.position == self.current.len() {
+        while self.position == self.length {
             if self.ended {
                 return Ok(0);
             }
             match self.receiver.recv() {
-                Ok(Message::Data(buffer)) => {
+                Ok(Message::Data(buffer, length)) => {
                     let used = std::mem::replace(&mut self.current, buffer);
+                    self.length = length;
                     self.position = 0;
                     // The writer may have gone; then nobody needs the buffer.
-                    let _ = self.spare.try_send(used);
+                    if used.len() == CHUNK {
+                        let _ = self.spare.try_send(used);
+                    }
                 }
                 Ok(Message::End) => self.ended = true,
                 Err(_) => {
@@ -164,7 +164,7 @@ impl PipeReader {
                 }
             }
         }
-        Ok(self.current.len() - self.position)
+        Ok(self.length - self.position)
     }
 }
 
@@ -173,7 +173,7 @@ impl Read for PipeReader {
         if self.fill()? == 0 {
             return Ok(0);
         }
-        let available = &self.current[self.position..];
+        let available = &self.current[self.position..self.length];
         let taken = available.len().min(out.len());
         out[..taken].copy_from_slice(&available[..taken]);
         self.position += taken;
