@@ -67,6 +67,7 @@ fn main() {
     let restored = work.join("restored");
     let sources = [Source::new("data", &data)];
     let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut cpu: [Vec<Duration>; 4] = Default::default();
     let mut name = None;
     let mut archive_size = 0;
 
@@ -75,11 +76,13 @@ fn main() {
     for run in 0..RUNS {
         let _ = fs::remove_file(&pipeline_out);
         sync();
+        let used = cpu_used(Who::Children);
         times[0].push(shell(&format!(
             "tar -C {data} -cf - . | zstd -q -T0 -3 | age -r {recipient} > {out} && sync -f {out}",
             data = data.display(),
             out = pipeline_out.display()
         )));
+        cpu[0].push(cpu_used(Who::Children) - used);
 
         reset_dir(&target_dir);
         let target = DirTarget::new(&target_dir).expect("target");
@@ -91,9 +94,11 @@ fn main() {
         options.time =
             Some(jiff::Timestamp::from_second(1_800_000_000 + run as i64).expect("time"));
         sync();
+        let used = cpu_used(Who::Myself);
         let start = Instant::now();
         let info = create(&sources, &options, &target, &NoProgress).expect("create");
         times[1].push(start.elapsed());
+        cpu[1].push(cpu_used(Who::Myself) - used);
         archive_size = info.archive_size;
         name = Some(info.name);
     }
@@ -102,17 +107,20 @@ fn main() {
     for _ in 0..RUNS {
         reset_dir(&pipeline_restore);
         sync();
+        let used = cpu_used(Who::Children);
         times[2].push(shell(&format!(
             "age -d -i {identity} {input} | zstd -q -d | tar -C {dest} -xf - && sync -f {dest}",
             identity = identity_file.display(),
             input = pipeline_out.display(),
             dest = pipeline_restore.display()
         )));
+        cpu[2].push(cpu_used(Who::Children) - used);
 
         if restored.exists() {
             fs::remove_dir_all(&restored).expect("clear restore");
         }
         sync();
+        let used = cpu_used(Who::Myself);
         let start = Instant::now();
         restore(
             &target,
@@ -124,48 +132,41 @@ fn main() {
         )
         .expect("restore");
         times[3].push(start.elapsed());
+        cpu[3].push(cpu_used(Who::Myself) - used);
     }
     let pipeline_size = fs::metadata(&pipeline_out).expect("pipeline output").len();
-    let [create_pipeline, create_ours, restore_pipeline, restore_ours] = times;
-    let rows = [
-        (
-            "create  tar | zstd -T0 -3 | age",
-            create_pipeline,
-            pipeline_size,
-        ),
-        ("create  archipel-backup", create_ours, archive_size),
-        (
-            "restore age -d | zstd -d | tar -x",
-            restore_pipeline,
-            pipeline_size,
-        ),
-        (
-            "restore archipel-backup (verifies)",
-            restore_ours,
-            archive_size,
-        ),
+    let labels = [
+        ("create  tar | zstd -T0 -3 | age", pipeline_size),
+        ("create  archipel-backup", archive_size),
+        ("restore age -d | zstd -d | tar -x", pipeline_size),
+        ("restore archipel-backup (verifies)", archive_size),
     ];
 
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "\n{:<36} {:>10} {:>10} {:>12} {:>14}",
-        "", "best s", "MB/s", "runs (s)", "archive MB"
+        "\n{:<36} {:>7} {:>7} {:>16} {:>10} {:>11}",
+        "", "best s", "MB/s", "runs (s)", "CPU s", "archive MB"
     );
-    for (label, times, size) in &rows {
+    for (((label, size), times), cpu) in labels.iter().zip(&times).zip(&cpu) {
         let best = times.iter().min().expect("runs").as_secs_f64();
         let all: Vec<String> = times
             .iter()
             .map(|t| format!("{:.2}", t.as_secs_f64()))
             .collect();
+        let least_cpu = cpu.iter().min().expect("runs").as_secs_f64();
         let _ = writeln!(
             table,
-            "{label:<36} {best:>10.2} {:>10.0} {:>12} {:>14.1}",
+            "{label:<36} {best:>7.2} {:>7.0} {:>16} {least_cpu:>10.2} {:>11.1}",
             mb / best,
             all.join(" "),
             *size as f64 / 1e6
         );
     }
+    let _ = writeln!(
+        table,
+        "(MB/s: data directory bytes / best wall time; CPU s: user + system, least of the runs)"
+    );
     print!("{table}");
     std::io::stdout().flush().expect("stdout");
 
@@ -182,6 +183,26 @@ fn main() {
         let _ = fs::remove_dir_all(leftover);
     }
     let _ = fs::remove_file(&pipeline_out);
+}
+
+enum Who {
+    Myself,
+    Children,
+}
+
+/// User plus system CPU time: of this process (all threads), or of the
+/// children it has waited for.
+fn cpu_used(who: Who) -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(match who {
+        Who::Myself => UsageWho::RUSAGE_SELF,
+        Who::Children => UsageWho::RUSAGE_CHILDREN,
+    })
+    .expect("getrusage");
+    let seconds = |time: nix::sys::time::TimeVal| {
+        Duration::new(time.tv_sec() as u64, time.tv_usec() as u32 * 1000)
+    };
+    seconds(usage.user_time()) + seconds(usage.system_time())
 }
 
 fn sync() {

@@ -595,3 +595,80 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn prune_keeps_the_policy_and_removes_leftovers_of_failed_runs() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let config = work.path().join("archipel.toml");
+    write(&config, b"server_name = \"bzk.archipel.test\"\n", 0o644);
+    let sources = [archipel_backup::Source::new("archipel.toml", &config)];
+    let store = work.path().join("usb");
+    fs::create_dir(&store).expect("target dir");
+    let target = DirTarget::new(&store).expect("target");
+    let operator = identity();
+    let times = [
+        "2026-05-01T02:00:00Z",
+        "2026-05-02T02:00:00Z",
+        "2026-05-03T02:00:00Z",
+        "2026-05-03T14:00:00Z",
+        "2026-05-04T02:00:00Z",
+    ];
+    for time in times {
+        create(
+            &sources,
+            &options(recipients(&[&operator]), time),
+            &target,
+            &NoProgress,
+        )
+        .expect("create");
+    }
+    // The run of 3 May 14:00 failed before its manifest object was written.
+    fs::remove_file(store.join("archipel-20260503T140000Z.manifest.age")).expect("remove manifest");
+
+    let policy = archipel_backup::RetentionPolicy {
+        keep_daily: 2,
+        ..Default::default()
+    };
+    let now = "2026-05-05T00:00:00Z".parse().expect("time");
+    let report = archipel_backup::prune(&target, &policy, &jiff::tz::TimeZone::UTC, now, false)
+        .expect("prune");
+    assert_eq!(
+        report.deleted,
+        ["archipel-20260501T020000Z", "archipel-20260502T020000Z"]
+    );
+    assert_eq!(report.leftovers, ["archipel-20260503T140000Z"]);
+    let left: Vec<String> = list(&target)
+        .expect("list")
+        .into_iter()
+        .map(|b| format!("{} {}", b.name, b.complete))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "archipel-20260503T020000Z true",
+            "archipel-20260504T020000Z true"
+        ]
+    );
+    assert_eq!(
+        dir_names(&store).len(),
+        6,
+        "three objects each: {:?}",
+        dir_names(&store)
+    );
+
+    // A run still in progress (newer than every complete backup) is left alone.
+    create(
+        &sources,
+        &options(recipients(&[&operator]), "2026-05-05T02:00:00Z"),
+        &target,
+        &NoProgress,
+    )
+    .expect("create");
+    fs::remove_file(store.join("archipel-20260505T020000Z.manifest.age")).expect("remove manifest");
+    let report = archipel_backup::prune(&target, &policy, &jiff::tz::TimeZone::UTC, now, false)
+        .expect("prune");
+    assert!(
+        report.deleted.is_empty() && report.leftovers.is_empty(),
+        "{report:?}"
+    );
+}
