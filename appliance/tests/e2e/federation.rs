@@ -121,6 +121,20 @@ fn server(name: &str) -> OwnedServerName {
     ServerName::parse(name).expect("a server name")
 }
 
+/// `client` joins `room_id` through the server `via`.
+async fn join_through(
+    client: &Client,
+    room_id: &RoomId,
+    via: &str,
+) -> Result<matrix_sdk::Room, matrix_sdk::Error> {
+    client
+        .join_room_by_id_or_alias(
+            <&matrix_sdk::ruma::RoomOrAliasId>::from(room_id),
+            &[server(via)],
+        )
+        .await
+}
+
 /// A public room created by `client`.
 async fn public_room(client: &Client) -> OwnedRoomId {
     let mut request = CreateRoom::new();
@@ -174,12 +188,9 @@ async fn users_on_two_nodes_chat_in_a_room_created_on_one() {
     let bob = register_client(cluster.node("b.test"), "bob").await;
 
     let room_id = public_room(&alice).await;
-    bob.join_room_by_id_or_alias(
-        <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id),
-        &[server("a.test")],
-    )
-    .await
-    .expect("bob on b.test joins the room on a.test");
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob on b.test joins the room on a.test");
 
     let alice_room = alice.get_room(&room_id).expect("alice's room");
     alice_room
@@ -228,14 +239,7 @@ async fn the_federation_is_closed_to_servers_outside_the_allowlist() {
     let room = alice.get_room(&room_id).expect("alice's room");
 
     // C cannot join A's room: A refuses C before reading its request.
-    let why = refusal(
-        carol
-            .join_room_by_id_or_alias(
-                <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id),
-                &[server("a.test")],
-            )
-            .await,
-    );
+    let why = refusal(join_through(&carol, &room_id, "a.test").await);
     assert!(why.contains("not a federation peer"), "{why}");
 
     // A never reaches out to C: inviting a user of C fails before any
@@ -275,12 +279,9 @@ async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation()
     let alice = register_client(cluster.node("a.test"), "alice").await;
     let bob = register_client(cluster.node("b.test"), "bob").await;
     let room_id = public_room(&alice).await;
-    bob.join_room_by_id_or_alias(
-        <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id),
-        &[server("a.test")],
-    )
-    .await
-    .expect("bob joins");
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob joins");
     let room = alice.get_room(&room_id).expect("alice's room");
     room.send(RoomMessageEventContent::text_plain("voor de storing"))
         .await

@@ -136,6 +136,14 @@ impl FederationConfig {
         self.peers.iter().find(|p| p.server_name == server)
     }
 
+    /// The peers' server names; none with federation off.
+    pub fn peer_names(&self) -> std::collections::BTreeSet<OwnedServerName> {
+        if !self.enabled() {
+            return Default::default();
+        }
+        self.peers.iter().map(|p| p.server_name.clone()).collect()
+    }
+
     pub fn allows(&self, server: &ruma::ServerName) -> bool {
         self.enabled() && self.peer(server).is_some()
     }

@@ -62,7 +62,7 @@ impl Services {
                 config.server_name.clone(),
                 signing_key.clone(),
                 config.archive_capture,
-                federation.enabled(),
+                federation.peer_names(),
             )?,
             federation: federation::Federation::new(
                 federation,

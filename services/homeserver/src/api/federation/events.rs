@@ -77,28 +77,15 @@ pub async fn missing_events(
     let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
     let min_depth = u64::from(body.min_depth);
     let earliest: HashSet<&EventId> = body.earliest_events.iter().map(|id| &**id).collect();
-    let mut seen: HashSet<OwnedEventId> = HashSet::new();
-    let mut frontier: Vec<OwnedEventId> = Vec::new();
+    let mut start = Vec::new();
     for id in &body.latest_events {
         if let Some(pdu) = services.rooms.get_pdu(id)? {
-            frontier.extend(pdu.prev_events.iter().cloned());
+            start.extend(pdu.prev_events.iter().cloned());
         }
     }
-    let mut found = Vec::new();
-    while let Some(id) = frontier.pop() {
-        if found.len() >= limit || earliest.contains(&*id) || !seen.insert(id.clone()) {
-            continue;
-        }
-        let Some(pdu) = services.rooms.get_pdu(&id)? else {
-            continue;
-        };
-        if pdu.room_id != body.room_id || u64::from(pdu.depth) < min_depth {
-            continue;
-        }
-        frontier.extend(pdu.prev_events.iter().cloned());
-        found.push((pdu.depth, id));
-    }
-    found.sort();
+    let found = walk_back(&services, &body.room_id, start, limit, |pdu| {
+        !earliest.contains(&*pdu.event_id) && u64::from(pdu.depth) >= min_depth
+    })?;
     let events = federation_events(&services, found.into_iter().map(|(_, id)| id))?;
     Ok(get_missing_events::v1::Response::new(events))
 }
@@ -158,8 +145,27 @@ pub async fn backfill(
     let body = &request.body;
     require_in_room(&services, request.origin(), &body.room_id)?;
     let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
+    let mut found = walk_back(&services, &body.room_id, body.v.clone(), limit, |_| true)?;
+    found.reverse();
+    Ok(get_backfill::v1::Response::new(
+        services.server_name().to_owned(),
+        MilliSecondsSinceUnixEpoch::now(),
+        federation_events(&services, found.into_iter().map(|(_, id)| id))?,
+    ))
+}
+
+/// Up to `limit` events of `room_id` reached from `start` through
+/// `prev_events`, following only events `follow` accepts; `(depth, ID)`,
+/// shallowest first.
+fn walk_back(
+    services: &Services,
+    room_id: &RoomId,
+    start: Vec<OwnedEventId>,
+    limit: usize,
+    follow: impl Fn(&crate::service::rooms::Pdu) -> bool,
+) -> Result<Vec<(ruma::UInt, OwnedEventId)>> {
     let mut seen: HashSet<OwnedEventId> = HashSet::new();
-    let mut frontier: Vec<OwnedEventId> = body.v.clone();
+    let mut frontier = start;
     let mut found = Vec::new();
     while let Some(id) = frontier.pop() {
         if found.len() >= limit || !seen.insert(id.clone()) {
@@ -168,16 +174,12 @@ pub async fn backfill(
         let Some(pdu) = services.rooms.get_pdu(&id)? else {
             continue;
         };
-        if pdu.room_id != body.room_id {
+        if pdu.room_id != room_id || !follow(&pdu) {
             continue;
         }
         frontier.extend(pdu.prev_events.iter().cloned());
-        found.push((std::cmp::Reverse(pdu.depth), id));
+        found.push((pdu.depth, id));
     }
     found.sort();
-    Ok(get_backfill::v1::Response::new(
-        services.server_name().to_owned(),
-        MilliSecondsSinceUnixEpoch::now(),
-        federation_events(&services, found.into_iter().map(|(_, id)| id))?,
-    ))
+    Ok(found)
 }

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use ruma::{
-    CanonicalJsonValue,
+    CanonicalJsonValue, EventId, OwnedUserId, UserId,
     api::federation::membership::{create_invite, create_join_event, prepare_join_event},
 };
 use serde_json::value::to_raw_value;
 
-use super::{events::federation_events, pdu::verify_pdu};
+use super::{
+    events::federation_events,
+    pdu::{VerifiedPdu, verify_pdu},
+};
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::Received};
 
 pub async fn make_join(
@@ -40,33 +43,15 @@ pub async fn send_join(
     let body = request.body;
     let (_, rules) = services.rooms.rules(&body.room_id)?;
     let pdu = verify_pdu(&services, &body.pdu, &body.room_id, &rules).await?;
-    if pdu.event_id != body.event_id {
-        return Err(Error::bad_json(format!(
-            "The event's ID is {}, not {}.",
-            pdu.event_id, body.event_id
-        )));
-    }
-    let field = |name: &str| match pdu.object.get(name) {
-        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let membership = match pdu.object.get("content") {
-        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
-            Some(CanonicalJsonValue::String(m)) => Some(m.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    let sender = field("sender").unwrap_or_default();
-    if field("type").as_deref() != Some("m.room.member")
-        || membership.as_deref() != Some("join")
-        || field("state_key").as_deref() != Some(sender.as_str())
-    {
+    let member = member_event(&pdu, &body.event_id)?;
+    let Some(member) =
+        member.filter(|m| m.membership == "join" && m.target.as_deref() == Some(&*m.sender))
+    else {
         return Err(Error::bad_json(
             "send_join takes a join event of its sender.",
         ));
-    }
-    if !sender.ends_with(&format!(":{origin}")) {
+    };
+    if member.sender.server_name() != origin {
         return Err(Error::forbidden(format!(
             "{origin} may only join its own users."
         )));
@@ -113,35 +98,17 @@ pub async fn invite(
     }
     let rules = crate::service::rooms::room_rules(&body.room_version)?;
     let pdu = verify_pdu(&services, &body.event, &body.room_id, &rules).await?;
-    if pdu.event_id != body.event_id {
-        return Err(Error::bad_json(format!(
-            "The event's ID is {}, not {}.",
-            pdu.event_id, body.event_id
-        )));
-    }
-    let string = |name: &str| match pdu.object.get(name) {
-        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let membership = match pdu.object.get("content") {
-        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
-            Some(CanonicalJsonValue::String(m)) => Some(m.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    if string("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some("invite")
-    {
+    let Some(member) = member_event(&pdu, &body.event_id)?.filter(|m| m.membership == "invite")
+    else {
         return Err(Error::bad_json("The event is not an invite."));
-    }
-    let sender = string("sender").unwrap_or_default();
-    if !sender.ends_with(&format!(":{origin}")) {
+    };
+    if member.sender.server_name() != origin {
         return Err(Error::forbidden(format!(
             "{origin} may only invite on behalf of its own users."
         )));
     }
-    let invitee = string("state_key")
-        .and_then(|key| ruma::UserId::parse(key).ok())
+    let invitee = member
+        .target
         .ok_or_else(|| Error::bad_json("The invite names no user."))?;
     if invitee.server_name() != services.server_name() {
         return Err(Error::bad_json(format!(
@@ -171,6 +138,46 @@ pub async fn invite(
             .await?;
     }
     Ok(create_invite::v2::Response::new(to_raw_value(&signed)?))
+}
+
+/// What send_join and invite check of a peer's member event.
+struct MemberEvent {
+    membership: String,
+    sender: OwnedUserId,
+    /// The user the event is about (`state_key`), if it names one.
+    target: Option<OwnedUserId>,
+}
+
+/// Checks the event's ID against the one in the request path, and reads
+/// it as a member event (`None` for any other kind of event).
+fn member_event(pdu: &VerifiedPdu, event_id: &EventId) -> Result<Option<MemberEvent>> {
+    if pdu.event_id != event_id {
+        return Err(Error::bad_json(format!(
+            "The event's ID is {}, not {event_id}.",
+            pdu.event_id
+        )));
+    }
+    let string = |value: Option<&CanonicalJsonValue>| match value {
+        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if string(pdu.object.get("type")).as_deref() != Some("m.room.member") {
+        return Ok(None);
+    }
+    let membership = match pdu.object.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => string(content.get("membership")),
+        _ => None,
+    };
+    let sender = string(pdu.object.get("sender")).and_then(|s| UserId::parse(s).ok());
+    let (Some(membership), Some(sender)) = (membership, sender) else {
+        return Ok(None);
+    };
+    let target = string(pdu.object.get("state_key")).and_then(|s| UserId::parse(s).ok());
+    Ok(Some(MemberEvent {
+        membership,
+        sender,
+        target,
+    }))
 }
 
 /// A piece of invite state in the stripped form clients read.

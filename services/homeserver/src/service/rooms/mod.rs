@@ -18,7 +18,7 @@ mod state;
 mod timeline;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, atomic::AtomicU64},
 };
 
@@ -79,8 +79,8 @@ pub struct Rooms {
     snapshots: snapshot::SnapshotCache,
     /// Servers with members in each room, for the outgoing queue.
     servers: Mutex<HashMap<OwnedRoomId, Arc<Vec<OwnedServerName>>>>,
-    /// Whether events are queued for peers.
-    federating: bool,
+    /// The allowlisted peers events are queued for (none: federation is off).
+    peers: BTreeSet<OwnedServerName>,
     /// Woken when events are queued for peers.
     pub outgoing: Arc<tokio::sync::Notify>,
     /// Whether events go to the archive outbox (off only on benchmark dev nodes).
@@ -96,7 +96,7 @@ impl Rooms {
         server_name: OwnedServerName,
         keypair: Arc<Ed25519KeyPair>,
         capture: bool,
-        federating: bool,
+        peers: BTreeSet<OwnedServerName>,
     ) -> Result<Self> {
         let stateid_snapshot = store.tree(cf::STATEID_SNAPSHOT)?;
         Ok(Self {
@@ -108,7 +108,7 @@ impl Rooms {
             servername_count_eventid: store.tree(cf::SERVERNAME_COUNT_EVENTID)?,
             snapshots: Default::default(),
             servers: Mutex::new(HashMap::new()),
-            federating,
+            peers,
             outgoing: Arc::new(tokio::sync::Notify::new()),
             eventid_pdu: store.tree(cf::EVENTID_PDU)?,
             eventid_originalpdu: store.tree(cf::EVENTID_ORIGINALPDU)?,

@@ -46,7 +46,9 @@ impl Rooms {
     }
 
     /// Queues `pdu` for the other servers in its room (and the server of a
-    /// member event's target), except `origin`. Returns whether any was.
+    /// member event's target), except `origin`, as far as they are
+    /// allowlisted peers: nothing is ever queued for another server.
+    /// Returns whether any was.
     pub(super) fn queue_outgoing(
         &self,
         batch: &mut Batch,
@@ -54,7 +56,7 @@ impl Rooms {
         count: u64,
         origin: Option<&ServerName>,
     ) -> Result<bool> {
-        if !self.federating {
+        if self.peers.is_empty() {
             return Ok(false);
         }
         let mut destinations: BTreeSet<OwnedServerName> = self
@@ -68,7 +70,7 @@ impl Rooms {
         {
             destinations.insert(target.server_name().to_owned());
         }
-        destinations.remove(&self.server_name);
+        destinations.retain(|server| self.peers.contains(server));
         if let Some(origin) = origin {
             destinations.remove(origin);
         }
@@ -82,15 +84,20 @@ impl Rooms {
         Ok(!destinations.is_empty())
     }
 
-    /// Servers with something queued.
+    /// Peers with something queued: one seek per peer, however long the
+    /// queue of a peer that is away has grown.
     pub fn queued_destinations(&self) -> Result<BTreeSet<OwnedServerName>> {
         let mut out = BTreeSet::new();
-        for row in self.servername_count_eventid.iter() {
-            let (k, _) = row?;
-            if let Some((server, _)) = key::split_last_u64(&k)
-                && let Ok(server) = ServerName::parse(String::from_utf8_lossy(server).as_ref())
+        for peer in &self.peers {
+            let mut prefix = peer.as_bytes().to_vec();
+            prefix.push(key::SEP);
+            if self
+                .servername_count_eventid
+                .scan_prefix(prefix)
+                .next()
+                .is_some()
             {
-                out.insert(server);
+                out.insert(peer.clone());
             }
         }
         Ok(out)

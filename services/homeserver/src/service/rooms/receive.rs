@@ -191,7 +191,7 @@ impl Rooms {
             (state, id)
         };
         let mut membership_changed = false;
-        for (kind, state_key, changed) in super::snapshot::delta(&current, &new_current) {
+        for (kind, _, changed) in super::snapshot::delta(&current, &new_current) {
             let Some(changed) = changed else { continue };
             let changed_pdu = if changed == pdu.event_id {
                 Some(pdu.clone())
@@ -202,7 +202,6 @@ impl Rooms {
                 self.index_current_state(&mut batch, &changed_pdu, count);
             }
             membership_changed |= kind == StateEventType::RoomMember.to_string();
-            let _ = state_key;
         }
         let depth = u64::from(pdu.depth).max(meta.depth);
         let new_meta = RoomMeta {

@@ -44,10 +44,16 @@ impl Rooms {
 
     /// The state a snapshot ID stands for.
     pub fn load_state(&self, id: u64) -> Result<Arc<State>> {
-        if let Some(state) = self.snapshots.lock().get(&id) {
-            return Ok(state.clone());
+        Ok(self.load(id)?.state)
+    }
+
+    /// A snapshot's state and the length of its delta chain.
+    fn load(&self, id: u64) -> Result<Cached> {
+        if let Some(cached) = self.snapshots.lock().get(&id) {
+            return Ok(cached.clone());
         }
-        let mut chain = Vec::new();
+        let mut links = Vec::new();
+        let mut chain_length = None;
         let mut next = Some(id);
         while let Some(current) = next {
             let stored: Stored = self
@@ -55,10 +61,12 @@ impl Rooms {
                 .get_json(current.to_be_bytes())?
                 .ok_or_else(|| Error::internal(format!("state snapshot {current} is missing")))?;
             next = stored.parent;
-            chain.push(stored);
+            chain_length.get_or_insert(stored.chain);
+            links.push(stored);
         }
         let mut state = State::new();
-        for stored in chain.into_iter().rev() {
+        let chain_length = chain_length.unwrap_or(0);
+        for stored in links.into_iter().rev() {
             for (kind, state_key, event) in stored.changes {
                 let key = (StateEventType::from(kind), state_key);
                 match event {
@@ -67,13 +75,20 @@ impl Rooms {
                 };
             }
         }
-        let state = Arc::new(state);
+        let cached = Cached {
+            state: Arc::new(state),
+            chain: chain_length,
+        };
+        self.remember(id, cached.clone());
+        Ok(cached)
+    }
+
+    fn remember(&self, id: u64, cached: Cached) {
         let mut cache = self.snapshots.lock();
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(id, state.clone());
-        Ok(state)
+        cache.insert(id, cached);
     }
 
     /// Writes a snapshot of `state` into `batch`, as changes against
@@ -91,11 +106,10 @@ impl Rooms {
             changes: full_changes(state),
         };
         if let Some(parent_id) = parent {
-            let parent_state = self.load_state(parent_id)?;
-            let parent_chain = self
-                .stateid_snapshot
-                .get_json::<Stored>(parent_id.to_be_bytes())?
-                .map_or(0, |p| p.chain);
+            let Cached {
+                state: parent_state,
+                chain: parent_chain,
+            } = self.load(parent_id)?;
             let delta = delta(&parent_state, state);
             if parent_chain < MAX_CHAIN && delta.len() * 2 < state.len().max(1) {
                 stored = Stored {
@@ -106,7 +120,13 @@ impl Rooms {
             }
         }
         batch.put_json(&self.stateid_snapshot, id.to_be_bytes(), &stored);
-        self.snapshots.lock().insert(id, Arc::new(state.clone()));
+        self.remember(
+            id,
+            Cached {
+                state: Arc::new(state.clone()),
+                chain: stored.chain,
+            },
+        );
         Ok(id)
     }
 }
@@ -145,5 +165,13 @@ pub fn delta(from: &State, to: &State) -> Vec<(String, String, Option<OwnedEvent
     changes
 }
 
+/// A decoded snapshot.
+#[derive(Clone)]
+pub(super) struct Cached {
+    state: Arc<State>,
+    /// Deltas between it and the nearest full copy.
+    chain: u32,
+}
+
 /// Memory for decoded snapshots.
-pub(super) type SnapshotCache = parking_lot::Mutex<HashMap<u64, Arc<State>>>;
+pub(super) type SnapshotCache = parking_lot::Mutex<HashMap<u64, Cached>>;
