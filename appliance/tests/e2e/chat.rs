@@ -312,7 +312,7 @@ async fn read_receipts_and_typing_reach_the_other_user() {
 }
 
 /// The users in the last `m.typing` event for `room_id`, if there is one.
-fn typing_users(response: &SyncResponse, room_id: &RoomId) -> Option<Vec<String>> {
+pub fn typing_users(response: &SyncResponse, room_id: &RoomId) -> Option<Vec<String>> {
     ephemeral_json(response, room_id)
         .iter()
         .rev()

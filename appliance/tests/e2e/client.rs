@@ -12,7 +12,7 @@ use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::api::client::uiaa;
 use matrix_sdk::ruma::events::AnyInitialStateEvent;
 use matrix_sdk::ruma::serde::Raw;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use matrix_sdk::ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use matrix_sdk::sync::SyncResponse;
 use matrix_sdk::{Client, Room, RoomState};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -773,4 +773,34 @@ pub fn looks_like_image(bytes: &[u8]) -> bool {
         || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
         || bytes.starts_with(b"GIF8")
         || (bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP"))
+}
+
+/// Syncs `client` until the encrypted event `event_id` in `room` decrypts,
+/// and returns the clear event. The room key travels as a to-device
+/// message and may arrive in a later sync than the event itself.
+pub async fn decrypted_json(client: &Client, room: &Room, event_id: &EventId) -> Value {
+    use matrix_sdk::deserialized_responses::TimelineEventKind;
+    let give_up = Instant::now() + SYNC_DEADLINE;
+    loop {
+        let event = room.event(event_id, None).await.expect("fetch the event");
+        match event.kind {
+            TimelineEventKind::Decrypted(decrypted) => {
+                return serde_json::from_str(decrypted.event.json().get()).expect("event JSON");
+            }
+            TimelineEventKind::UnableToDecrypt { utd_info, .. } => {
+                assert!(
+                    Instant::now() < give_up,
+                    "{} could not decrypt {event_id}: {utd_info:?}",
+                    client.user_id().expect("logged in")
+                );
+            }
+            TimelineEventKind::PlainText { event } => {
+                panic!(
+                    "the server returned a plaintext event: {}",
+                    event.json().get()
+                );
+            }
+        }
+        client.sync_once(sync_settings()).await.expect("sync");
+    }
 }

@@ -2,16 +2,12 @@
 //! device keys, one-time keys and to-device room keys, and stores only
 //! ciphertext.
 
-use matrix_sdk::deserialized_responses::TimelineEventKind;
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use serde_json::Value;
-use tokio::time::Instant;
 
-use crate::client::{
-    SYNC_DEADLINE, alice_and_bob_in_room, api_for, sync_settings, sync_until, timeline_json,
-};
+use crate::client::{alice_and_bob_in_room, api_for, decrypted_json, sync_until, timeline_json};
 use crate::harness::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -57,36 +53,7 @@ async fn encrypted_message_decrypts_on_the_other_client() {
     )
     .await;
 
-    // The room key travels as a to-device message and may arrive in a later
-    // sync than the event itself: keep syncing until the event decrypts.
-    let bob_room = pair.bob_room();
-    let give_up = Instant::now() + SYNC_DEADLINE;
-    let decrypted = loop {
-        let event = bob_room
-            .event(&event_id, None)
-            .await
-            .expect("bob fetches the event");
-        match event.kind {
-            TimelineEventKind::Decrypted(decrypted) => break decrypted,
-            TimelineEventKind::UnableToDecrypt { utd_info, .. } => {
-                assert!(
-                    Instant::now() < give_up,
-                    "bob could not decrypt the message: {utd_info:?}"
-                );
-            }
-            TimelineEventKind::PlainText { event } => {
-                panic!(
-                    "the server returned a plaintext event: {}",
-                    event.json().get()
-                );
-            }
-        }
-        pair.bob
-            .sync_once(sync_settings())
-            .await
-            .expect("bob syncs");
-    };
-    let clear: Value = serde_json::from_str(decrypted.event.json().get()).expect("event JSON");
+    let clear = decrypted_json(&pair.bob, &pair.bob_room(), &event_id).await;
     assert_eq!(clear["type"], "m.room.message", "decrypted: {clear}");
     assert_eq!(clear["content"]["body"], secret, "decrypted: {clear}");
     assert_eq!(clear["sender"], "@alice:localhost", "decrypted: {clear}");

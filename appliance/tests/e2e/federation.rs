@@ -117,12 +117,12 @@ impl Cluster {
     }
 }
 
-fn server(name: &str) -> OwnedServerName {
+pub fn server(name: &str) -> OwnedServerName {
     ServerName::parse(name).expect("a server name")
 }
 
 /// `client` joins `room_id` through the server `via`.
-async fn join_through(
+pub async fn join_through(
     client: &Client,
     room_id: &RoomId,
     via: &str,
@@ -136,7 +136,7 @@ async fn join_through(
 }
 
 /// A public room created by `client`.
-async fn public_room(client: &Client) -> OwnedRoomId {
+pub async fn public_room(client: &Client) -> OwnedRoomId {
     let mut request = CreateRoom::new();
     request.preset = Some(RoomPreset::PublicChat);
     request.name = Some("Interdepartementaal overleg".to_owned());
@@ -164,7 +164,7 @@ fn texts(events: &[Value]) -> Vec<(String, String)> {
 
 /// Syncs `client` until the room's timeline holds every one of `expected`
 /// (sender, body) pairs, and returns them in the order seen.
-async fn wait_for_texts(
+pub async fn wait_for_texts(
     client: &Client,
     room_id: &RoomId,
     expected: &[(String, String)],

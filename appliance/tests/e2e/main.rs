@@ -11,6 +11,7 @@ mod crash;
 mod encryption;
 mod errors;
 mod federation;
+mod federation_e2ee;
 mod lifecycle;
 mod media;
 mod vault;

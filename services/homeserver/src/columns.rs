@@ -43,6 +43,7 @@ pub const EVENTID_REJECTED: &str = "eventid_rejected";
 pub const SERVERNAME_KEYS: &str = "servername_keys";
 /// The outgoing queue: events to send to each peer, in stream order.
 pub const SERVERNAME_COUNT_EVENTID: &str = "servername_count_eventid";
+pub const SERVERNAME_COUNT_EDU: &str = "servername_count_edu";
 
 // Per-user state that syncs.
 pub const USERID_ROOMID_TYPE_ACCOUNTDATA: &str = "userid_roomid_type_accountdata";
@@ -94,6 +95,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(EVENTID_REJECTED),
     ColumnSpec::lookups(SERVERNAME_KEYS),
     ColumnSpec::new(SERVERNAME_COUNT_EVENTID),
+    ColumnSpec::new(SERVERNAME_COUNT_EDU),
     ColumnSpec::new(USERID_ROOMID_TYPE_ACCOUNTDATA),
     ColumnSpec::new(ROOMID_USERID_TYPE_RECEIPT),
     ColumnSpec::lookups(USERID_PRESENCE),

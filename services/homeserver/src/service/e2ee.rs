@@ -287,6 +287,20 @@ impl E2ee {
         Ok(())
     }
 
+    /// Records that a peer's user changed their devices or cross-signing
+    /// keys: local members sharing a room with them see it in their sync.
+    pub async fn note_key_change(&self, user: &UserId) -> Result<()> {
+        let ticket = self.counter.next()?;
+        let mut batch = Batch::new();
+        batch.put(
+            &self.key_changes,
+            ticket.count.to_be_bytes(),
+            user.as_bytes(),
+        );
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
     /// Forgets a removed device's keys and tells its user's contacts.
     pub async fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<()> {
         let ticket = self.counter.next()?;

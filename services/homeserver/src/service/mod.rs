@@ -67,6 +67,7 @@ impl Services {
             federation: federation::Federation::new(
                 federation,
                 &store,
+                counter.clone(),
                 config.server_name.clone(),
                 signing_key.clone(),
             )?,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ruma::{
-    RoomId, UInt,
+    OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{
@@ -11,6 +11,7 @@ use ruma::{
         },
         room::{Visibility, aliases},
     },
+    api::federation::query::get_room_information,
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
     events::StateEventType,
 };
@@ -34,18 +35,36 @@ pub async fn create(
     Ok(create_alias::v3::Response::new())
 }
 
+/// The room `alias` names and servers to join it through. A peer's alias
+/// is asked of the peer.
+pub async fn resolve_alias(
+    services: &Services,
+    alias: &RoomAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    if alias.server_name() != services.server_name() {
+        services.federation.require_peer(alias.server_name())?;
+        let answer = services
+            .federation
+            .send(
+                alias.server_name(),
+                get_room_information::v1::Request::new(alias.to_owned()),
+            )
+            .await?;
+        return Ok((answer.room_id, answer.servers));
+    }
+    let room_id = services
+        .rooms
+        .resolve_alias(alias)?
+        .ok_or_else(|| Error::not_found("Room alias not found."))?;
+    Ok((room_id, vec![services.server_name().to_owned()]))
+}
+
 pub async fn resolve(
     services: Arc<Services>,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let room_id = services
-        .rooms
-        .resolve_alias(&request.body.room_alias)?
-        .ok_or_else(|| Error::not_found("Room alias not found."))?;
-    Ok(get_alias::v3::Response::new(
-        room_id,
-        vec![services.server_name().to_owned()],
-    ))
+    let (room_id, servers) = resolve_alias(&services, &request.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers))
 }
 
 pub async fn delete(

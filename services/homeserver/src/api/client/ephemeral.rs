@@ -15,6 +15,7 @@ use ruma::{
 use serde_json::json;
 
 use super::events::visible_event;
+use crate::api::federation::edu;
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users::now_ms};
 
 pub async fn receipt(
@@ -44,8 +45,22 @@ pub async fn receipt(
         ReceiptType::Read => {
             services
                 .receipts
-                .set(&body.room_id, user, "m.read", &body.event_id, thread)
-                .await?
+                .set(
+                    &body.room_id,
+                    user,
+                    "m.read",
+                    &body.event_id,
+                    thread.clone(),
+                )
+                .await?;
+            edu::send_receipt(
+                &services,
+                &body.room_id,
+                user,
+                &body.event_id,
+                thread.as_deref(),
+            )
+            .await?;
         }
         ReceiptType::ReadPrivate => {
             services
@@ -114,6 +129,7 @@ pub async fn typing(
         _ => None,
     };
     services.typing.set(&body.room_id, user, timeout)?;
+    edu::send_typing(&services, &body.room_id, user, timeout.is_some())?;
     Ok(create_typing_event::v3::Response::new())
 }
 
@@ -154,5 +170,6 @@ pub async fn set_presence(
             Some(request.body.status_msg.clone()),
         )
         .await?;
+    edu::send_presence(&services, request.user())?;
     Ok(set_presence::v3::Response::new())
 }

@@ -2,10 +2,14 @@
 //! take in the room's state after checking every event's signatures.
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId,
-    ServerName, UserId,
-    api::federation::membership::{create_invite, create_join_event, prepare_join_event},
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
+    api::federation::membership::{
+        create_invite, create_join_event, create_leave_event, prepare_join_event,
+        prepare_leave_event,
+    },
     events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
     signatures::hash_and_sign_event,
 };
 use serde_json::value::to_raw_value;
@@ -59,27 +63,39 @@ pub async fn join_remote(
     Err(last_error.unwrap_or_else(|| Error::not_found("No server could help join the room.")))
 }
 
-async fn join_through(
+/// A member event made from a peer's template and signed by this server.
+struct Signed {
+    event_id: OwnedEventId,
+    event: CanonicalJsonObject,
+    version: RoomVersionId,
+    rules: RoomVersionRules,
+}
+
+/// Fills in and signs a peer's make_join or make_leave template
+/// (`template`: the event and the room version the peer gave).
+fn sign_template(
     services: &Services,
     user: &UserId,
     room_id: &RoomId,
-    reason: Option<&str>,
     server: &ServerName,
-) -> Result<()> {
-    let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
-    request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
-    let template = services.federation.send(server, request).await?;
-    let version = template
-        .room_version
-        .ok_or_else(|| Error::remote(format!("{server} did not say the room's version")))?;
+    template: (&serde_json::value::RawValue, Option<RoomVersionId>),
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<Signed> {
+    let (template, version) = template;
+    let version =
+        version.ok_or_else(|| Error::remote(format!("{server} did not say the room's version")))?;
     if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
         return Err(Error::unsupported_room_version(format!(
             "{room_id} has room version {version}, which this server does not support."
         )));
     }
     let rules = room_rules(&version)?;
-    let mut event: CanonicalJsonObject = serde_json::from_str(template.event.get())
-        .map_err(|e| Error::remote(format!("{server} sent a malformed join template: {e}")))?;
+    let mut event: CanonicalJsonObject = serde_json::from_str(template.get()).map_err(|e| {
+        Error::remote(format!(
+            "{server} sent a malformed {membership} template: {e}"
+        ))
+    })?;
     let expect = |key: &str, value: &str| matches!(event.get(key), Some(CanonicalJsonValue::String(s)) if s == value);
     if !expect("type", "m.room.member")
         || !expect("sender", user.as_str())
@@ -87,11 +103,16 @@ async fn join_through(
         || !expect("room_id", room_id.as_str())
     {
         return Err(Error::remote(format!(
-            "{server} sent a join template for something else"
+            "{server} sent a {membership} template for something else"
         )));
     }
     let profile = services.users.account(user)?;
-    let content = member_content("join", profile.as_ref(), reason, false);
+    let profile = if membership == "join" {
+        profile.as_ref()
+    } else {
+        None
+    };
+    let content = member_content(membership, profile, reason, false);
     event.insert(
         "content".into(),
         serde_json::from_value(content).map_err(Error::internal)?,
@@ -112,6 +133,38 @@ async fn join_through(
     )
     .map_err(Error::internal)?;
     let event_id = event_id_of(&event, &rules)?;
+    Ok(Signed {
+        event_id,
+        event,
+        version,
+        rules,
+    })
+}
+
+async fn join_through(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+    server: &ServerName,
+) -> Result<()> {
+    let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+    request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
+    let template = services.federation.send(server, request).await?;
+    let Signed {
+        event_id,
+        event,
+        version,
+        rules,
+    } = sign_template(
+        services,
+        user,
+        room_id,
+        server,
+        (&template.event, template.room_version),
+        "join",
+        reason,
+    )?;
 
     let request = create_join_event::v2::Request::new(
         room_id.to_owned(),
@@ -156,6 +209,69 @@ async fn join_through(
         .rooms
         .complete_join(room_id, version, events, state, (event_id, join))
         .await?;
+    Ok(())
+}
+
+/// Rejects an invite to a room this server is not in: the leave goes
+/// through the inviter's server (make_leave, sign, send_leave).
+pub async fn leave_remote(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
+    let mut candidates = Vec::new();
+    if let Some(invite) = services.rooms.membership(user, room_id)? {
+        candidates.push(invite.sender.server_name().to_owned());
+    }
+    if let Some(server) = room_id.server_name() {
+        candidates.push(server.to_owned());
+    }
+    candidates.dedup();
+    let mut last_error = None;
+    for server in candidates {
+        if let Err(e) = services.federation.require_peer(&server) {
+            last_error = Some(e);
+            continue;
+        }
+        match leave_through(services, user, room_id, reason, &server).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::info!(%room_id, %server, error = %e, "leaving through a peer failed");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::not_found("No server could help leave the room.")))
+}
+
+async fn leave_through(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+    server: &ServerName,
+) -> Result<()> {
+    let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+    let template = services.federation.send(server, request).await?;
+    let Signed {
+        event_id, event, ..
+    } = sign_template(
+        services,
+        user,
+        room_id,
+        server,
+        (&template.event, template.room_version),
+        "leave",
+        reason,
+    )?;
+    let request = create_leave_event::v2::Request::new(
+        room_id.to_owned(),
+        event_id.clone(),
+        to_raw_value(&event)?,
+    );
+    services.federation.send(server, request).await?;
+    services.rooms.store_remote_leave(&event_id, event).await?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    OwnedDeviceId, OwnedUserId, UInt,
+    OwnedDeviceId, OwnedUserId, UInt, UserId,
     api::client::{
         keys::{
             claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures,
@@ -13,12 +13,13 @@ use ruma::{
         to_device::send_event_to_device,
         uiaa::AuthType,
     },
+    api::federation::keys as federation_keys,
     serde::Raw,
-    to_device::DeviceIdOrAllDevices,
 };
 use serde_json::Value;
 
 use super::{messages::parse_token, uiaa};
+use crate::api::federation::edu;
 use crate::{
     Error, Result, Services,
     ruma_wrapper::Ruma,
@@ -40,6 +41,7 @@ pub async fn upload(
     let (user, device) = (request.user(), request.device());
     let b = &request.body;
     let device_keys = b.device_keys.as_ref().map(json_of).transpose()?;
+    let new_device_keys = device_keys.is_some();
     let one_time = b
         .one_time_keys
         .iter()
@@ -54,6 +56,9 @@ pub async fn upload(
         .e2ee
         .upload(user, device, device_keys, one_time, fallback)
         .await?;
+    if new_device_keys {
+        edu::send_device_update(&services, user, device, false).await?;
+    }
     let counts = services
         .e2ee
         .one_time_key_counts(user, device)?
@@ -63,35 +68,132 @@ pub async fn upload(
     Ok(upload_keys::v3::Response::new(counts))
 }
 
+/// A local user's device keys (all devices if `devices` is empty) and
+/// public cross-signing keys, as both APIs hand them out.
+pub struct UserKeys {
+    pub devices: BTreeMap<OwnedDeviceId, Value>,
+    pub master: Option<Value>,
+    pub self_signing: Option<Value>,
+}
+
+pub fn local_keys(
+    services: &Services,
+    user: &UserId,
+    devices: &[OwnedDeviceId],
+) -> Result<UserKeys> {
+    let mut by_device = BTreeMap::new();
+    for (device_id, mut keys) in services.e2ee.all_device_keys(user)? {
+        if !devices.is_empty() && !devices.contains(&device_id) {
+            continue;
+        }
+        if let Some(info) = services.users.device(user, &device_id)? {
+            keys["unsigned"] = serde_json::json!({ "device_display_name": info.display_name });
+        }
+        by_device.insert(device_id, keys);
+    }
+    Ok(UserKeys {
+        devices: by_device,
+        master: services.e2ee.cross_signing_key(user, MASTER)?,
+        self_signing: services.e2ee.cross_signing_key(user, SELF_SIGNING)?,
+    })
+}
+
+/// One-time (or fallback) keys claimed for local devices.
+pub async fn claim_local(
+    services: &Services,
+    user: &UserId,
+    devices: &BTreeMap<OwnedDeviceId, ruma::OneTimeKeyAlgorithm>,
+) -> Result<
+    BTreeMap<OwnedDeviceId, BTreeMap<ruma::OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>,
+> {
+    let mut by_device = BTreeMap::new();
+    for (device, algorithm) in devices {
+        if let Some((key_id, key)) = services
+            .e2ee
+            .claim(user, device, algorithm.as_str())
+            .await?
+        {
+            let id = key_id
+                .as_str()
+                .try_into()
+                .map_err(|_| Error::internal("stored key ID is invalid"))?;
+            by_device.insert(device.clone(), BTreeMap::from([(id, raw(&key))]));
+        }
+    }
+    Ok(by_device)
+}
+
+/// How long a peer may take to answer a key query or claim.
+fn peer_timeout(requested: Option<std::time::Duration>) -> std::time::Duration {
+    requested
+        .unwrap_or(std::time::Duration::from_secs(10))
+        .min(std::time::Duration::from_secs(30))
+}
+
+/// Asks each peer in turn, within the timeout; a peer that fails or is not
+/// allowlisted becomes an entry in `failures`.
+async fn ask_peers<T, F, Fut>(
+    services: &Services,
+    servers: impl IntoIterator<Item = ruma::OwnedServerName>,
+    timeout: std::time::Duration,
+    failures: &mut BTreeMap<String, Value>,
+    mut ask: F,
+) -> Vec<T>
+where
+    F: FnMut(ruma::OwnedServerName) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut answers = Vec::new();
+    for server in servers {
+        let outcome = match services.federation.require_peer(&server) {
+            Ok(()) => tokio::time::timeout(timeout, ask(server.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::remote(format!("{server} did not answer in time.")))
+                }),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(answer) => answers.push(answer),
+            Err(e) => {
+                failures.insert(
+                    server.to_string(),
+                    serde_json::json!({ "error": e.to_string() }),
+                );
+            }
+        }
+    }
+    answers
+}
+
 pub async fn query(
     services: Arc<Services>,
     request: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
     let requester = request.user();
     let mut response = get_keys::v3::Response::new();
+    let mut remote: BTreeMap<ruma::OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> =
+        BTreeMap::new();
     for (user, devices) in &request.body.device_keys {
         if !services.is_local(user) {
-            response.failures.insert(
-                user.server_name().to_string(),
-                serde_json::json!({ "error": "federation is not enabled" }),
-            );
+            remote
+                .entry(user.server_name().to_owned())
+                .or_default()
+                .insert(user.clone(), devices.clone());
             continue;
         }
-        let mut by_device = BTreeMap::new();
-        for (device_id, mut keys) in services.e2ee.all_device_keys(user)? {
-            if !devices.is_empty() && !devices.contains(&device_id) {
-                continue;
-            }
-            if let Some(info) = services.users.device(user, &device_id)? {
-                keys["unsigned"] = serde_json::json!({ "device_display_name": info.display_name });
-            }
-            by_device.insert(device_id, raw(&keys));
-        }
-        response.device_keys.insert(user.clone(), by_device);
-        if let Some(master) = services.e2ee.cross_signing_key(user, MASTER)? {
+        let keys = local_keys(&services, user, devices)?;
+        response.device_keys.insert(
+            user.clone(),
+            keys.devices
+                .iter()
+                .map(|(id, k)| (id.clone(), raw(k)))
+                .collect(),
+        );
+        if let Some(master) = keys.master {
             response.master_keys.insert(user.clone(), raw(&master));
         }
-        if let Some(key) = services.e2ee.cross_signing_key(user, SELF_SIGNING)? {
+        if let Some(key) = keys.self_signing {
             response.self_signing_keys.insert(user.clone(), raw(&key));
         }
         if user == requester
@@ -99,6 +201,42 @@ pub async fn query(
         {
             response.user_signing_keys.insert(user.clone(), raw(&key));
         }
+    }
+    let timeout = peer_timeout(request.body.timeout);
+    let answers = ask_peers(
+        &services,
+        remote.keys().cloned().collect::<Vec<_>>(),
+        timeout,
+        &mut response.failures,
+        |server| {
+            let users = remote.get(&server).cloned().unwrap_or_default();
+            let services = services.clone();
+            async move {
+                let asked: Vec<OwnedUserId> = users.keys().cloned().collect();
+                let answer = services
+                    .federation
+                    .send(&server, federation_keys::get_keys::v1::Request::new(users))
+                    .await?;
+                Ok((server, asked, answer))
+            }
+        },
+    )
+    .await;
+    for (server, asked, answer) in answers {
+        // A peer answers only for its own users.
+        let ours = |user: &UserId| user.server_name() == server && asked.iter().any(|u| u == user);
+        response
+            .device_keys
+            .extend(answer.device_keys.into_iter().filter(|(u, _)| ours(u)));
+        response
+            .master_keys
+            .extend(answer.master_keys.into_iter().filter(|(u, _)| ours(u)));
+        response.self_signing_keys.extend(
+            answer
+                .self_signing_keys
+                .into_iter()
+                .filter(|(u, _)| ours(u)),
+        );
     }
     Ok(response)
 }
@@ -109,29 +247,49 @@ pub async fn claim(
 ) -> Result<claim_keys::v3::Response> {
     let mut claimed = BTreeMap::new();
     let mut failures = BTreeMap::new();
+    let mut remote: BTreeMap<
+        ruma::OwnedServerName,
+        ruma::api::federation::keys::claim_keys::v1::OneTimeKeyClaims,
+    > = BTreeMap::new();
     for (user, devices) in &request.body.one_time_keys {
         if !services.is_local(user) {
-            failures.insert(
-                user.server_name().to_string(),
-                serde_json::json!({ "error": "federation is not enabled" }),
-            );
+            remote
+                .entry(user.server_name().to_owned())
+                .or_default()
+                .insert(user.clone(), devices.clone());
             continue;
         }
-        let mut by_device = BTreeMap::new();
-        for (device, algorithm) in devices {
-            if let Some((key_id, key)) = services
-                .e2ee
-                .claim(user, device, algorithm.as_str())
-                .await?
-            {
-                let id = key_id
-                    .as_str()
-                    .try_into()
-                    .map_err(|_| Error::internal("stored key ID is invalid"))?;
-                by_device.insert(device.clone(), BTreeMap::from([(id, raw(&key))]));
+        claimed.insert(user.clone(), claim_local(&services, user, devices).await?);
+    }
+    let timeout = peer_timeout(request.body.timeout);
+    let answers = ask_peers(
+        &services,
+        remote.keys().cloned().collect::<Vec<_>>(),
+        timeout,
+        &mut failures,
+        |server| {
+            let users = remote.get(&server).cloned().unwrap_or_default();
+            let services = services.clone();
+            async move {
+                let answer = services
+                    .federation
+                    .send(
+                        &server,
+                        federation_keys::claim_keys::v1::Request::new(users),
+                    )
+                    .await?;
+                Ok((server, answer))
             }
-        }
-        claimed.insert(user.clone(), by_device);
+        },
+    )
+    .await;
+    for (server, answer) in answers {
+        claimed.extend(
+            answer
+                .one_time_keys
+                .into_iter()
+                .filter(|(user, _)| user.server_name() == server),
+        );
     }
     let mut response = claim_keys::v3::Response::new(claimed);
     response.failures = failures;
@@ -182,6 +340,7 @@ pub async fn upload_signing(
         keys.push((USER_SIGNING, json_of(k)?));
     }
     services.e2ee.set_cross_signing_keys(user, keys).await?;
+    edu::send_signing_key_update(&services, user).await?;
     Ok(upload_signing_keys::v3::Response::new())
 }
 
@@ -201,6 +360,17 @@ pub async fn upload_sigs(
         for (key_id, signed) in keys.as_object().into_iter().flatten() {
             if let Err(e) = services.e2ee.add_signatures(&user, key_id, signed).await {
                 tracing::debug!(error = %e, %user, key_id, "signature not stored");
+                continue;
+            }
+            if !services.is_local(&user) {
+                continue;
+            }
+            // Peers learn of new signatures as a change of the signed key.
+            match <&ruma::DeviceId>::from(key_id.as_str()) {
+                device if services.users.device(&user, device)?.is_some() => {
+                    edu::send_device_update(&services, &user, device, false).await?
+                }
+                _ => edu::send_signing_key_update(&services, &user).await?,
             }
         }
     }
@@ -214,24 +384,20 @@ pub async fn send_to_device(
     let sender = request.user();
     let b = &request.body;
     let mut targets: Vec<(OwnedUserId, OwnedDeviceId, Value)> = Vec::new();
+    let mut remote = Vec::new();
     for (user, devices) in &b.messages {
-        if !services.is_local(user) {
-            continue;
-        }
         for (target, content) in devices {
             let content = json_of(content)?;
-            match target {
-                DeviceIdOrAllDevices::DeviceId(device) => {
-                    targets.push((user.clone(), device.clone(), content))
-                }
-                DeviceIdOrAllDevices::AllDevices => {
-                    for device in services.users.devices(user)? {
-                        targets.push((user.clone(), device.device_id, content.clone()));
-                    }
-                }
+            if !services.is_local(user) {
+                remote.push((user.clone(), target.clone(), content));
+                continue;
+            }
+            for device in edu::local_devices(&services, user, target)? {
+                targets.push((user.clone(), device, content.clone()));
             }
         }
     }
+    edu::send_to_device(&services, sender, &b.event_type.to_string(), remote).await?;
     services
         .e2ee
         .send_to_device(sender, &b.event_type.to_string(), targets)

@@ -122,6 +122,10 @@ pub async fn leave_room(
     }) {
         return Err(Error::forbidden("You are not in this room."));
     }
+    if services.rooms.meta(room_id)?.is_none() {
+        // Invited to a peer's room this server is not in.
+        return super::federation_join::leave_remote(services, user, room_id, reason).await;
+    }
     let content = member_content("leave", None, reason, false);
     services
         .rooms
@@ -189,19 +193,21 @@ pub async fn join_by_id_or_alias(
     services: Arc<Services>,
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
+    let mut via = request.body.via.clone();
     let room_id: OwnedRoomId = match OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => services
-            .rooms
-            .resolve_alias(&alias)?
-            .ok_or_else(|| Error::not_found("Unknown room alias."))?,
+        Err(alias) => {
+            let (room_id, servers) = super::directory::resolve_alias(&services, &alias).await?;
+            via.extend(servers);
+            room_id
+        }
     };
     join_room(
         &services,
         request.user(),
         &room_id,
         request.body.reason.as_deref(),
-        &request.body.via,
+        &via,
     )
     .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))

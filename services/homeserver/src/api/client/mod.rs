@@ -10,7 +10,7 @@ mod ephemeral;
 mod events;
 mod federation_join;
 pub mod filter;
-mod keys;
+pub mod keys;
 mod media;
 pub mod membership;
 mod messages;

@@ -10,6 +10,7 @@ use ruma::{
         },
         user_directory::search_users,
     },
+    api::federation::query::get_profile_information,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::{Value, json};
@@ -24,17 +25,48 @@ fn account(services: &Services, user: &UserId) -> Result<crate::service::users::
         .ok_or_else(|| Error::not_found("Profile not found."))
 }
 
+/// A user's profile fields: a local account's, or asked of the user's
+/// server when it is a peer.
+async fn profile_fields(services: &Services, user: &UserId) -> Result<Vec<(String, Value)>> {
+    if !services.is_local(user) {
+        services.federation.require_peer(user.server_name())?;
+        let answer = services
+            .federation
+            .send(
+                user.server_name(),
+                get_profile_information::v1::Request::new(user.to_owned()),
+            )
+            .await?;
+        return Ok(answer
+            .iter()
+            .map(|(field, value)| (field.clone(), value.clone()))
+            .collect());
+    }
+    let account = account(services, user)?;
+    let mut fields = Vec::new();
+    if let Some(name) = account.displayname {
+        fields.push(("displayname".to_owned(), Value::String(name)));
+    }
+    if let Some(url) = account.avatar_url {
+        fields.push(("avatar_url".to_owned(), Value::String(url.to_string())));
+    }
+    Ok(fields)
+}
+
+fn field(fields: &[(String, Value)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(field, _)| field == name)
+        .and_then(|(_, value)| value.as_str().map(str::to_owned))
+}
+
 pub async fn profile(
     services: Arc<Services>,
     request: Ruma<get_profile::v3::Request>,
 ) -> Result<get_profile::v3::Response> {
-    let account = account(&services, &request.body.user_id)?;
     let mut response = get_profile::v3::Response::new();
-    if let Some(name) = account.displayname {
-        response.set("displayname".into(), Value::String(name));
-    }
-    if let Some(url) = account.avatar_url {
-        response.set("avatar_url".into(), Value::String(url.to_string()));
+    for (field, value) in profile_fields(&services, &request.body.user_id).await? {
+        response.set(field, value);
     }
     Ok(response)
 }
@@ -43,18 +75,20 @@ pub async fn displayname(
     services: Arc<Services>,
     request: Ruma<get_display_name::v3::Request>,
 ) -> Result<get_display_name::v3::Response> {
-    Ok(get_display_name::v3::Response::new(
-        account(&services, &request.body.user_id)?.displayname,
-    ))
+    let fields = profile_fields(&services, &request.body.user_id).await?;
+    Ok(get_display_name::v3::Response::new(field(
+        &fields,
+        "displayname",
+    )))
 }
 
 pub async fn avatar_url(
     services: Arc<Services>,
     request: Ruma<get_avatar_url::v3::Request>,
 ) -> Result<get_avatar_url::v3::Response> {
-    Ok(get_avatar_url::v3::Response::new(
-        account(&services, &request.body.user_id)?.avatar_url,
-    ))
+    let fields = profile_fields(&services, &request.body.user_id).await?;
+    let url = field(&fields, "avatar_url").map(ruma::OwnedMxcUri::from);
+    Ok(get_avatar_url::v3::Response::new(url))
 }
 
 /// Rewrites the user's member event in every joined room with the new profile.

@@ -1,11 +1,15 @@
-//! Joining through this server: make_join hands out a template, send_join
-//! takes the signed join and answers with the room's state.
+//! Joining and leaving through this server: make_join and make_leave hand
+//! out a template, send_join and send_leave take the signed event (send_join
+//! answers with the room's state); invites from peers are countersigned.
 
 use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonValue, EventId, OwnedUserId, UserId,
-    api::federation::membership::{create_invite, create_join_event, prepare_join_event},
+    api::federation::membership::{
+        create_invite, create_join_event, create_leave_event, prepare_join_event,
+        prepare_leave_event,
+    },
 };
 use serde_json::value::to_raw_value;
 
@@ -15,18 +19,27 @@ use super::{
 };
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::Received};
 
+/// A peer asks only for its own users.
+fn require_own_user(origin: &ruma::ServerName, user: &UserId) -> Result<()> {
+    if user.server_name() == origin {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!(
+            "{origin} may only act for its own users."
+        )))
+    }
+}
+
 pub async fn make_join(
     services: Arc<Services>,
     request: Ruma<prepare_join_event::v1::Request>,
 ) -> Result<prepare_join_event::v1::Response> {
     let body = &request.body;
-    if body.user_id.server_name() != request.origin() {
-        return Err(Error::forbidden(format!(
-            "{} may only join its own users.",
-            request.origin()
-        )));
-    }
-    let (version, template) = services.rooms.join_template(&body.room_id, &body.user_id)?;
+    require_own_user(request.origin(), &body.user_id)?;
+    let (version, template) =
+        services
+            .rooms
+            .member_template(&body.room_id, &body.user_id, "join")?;
     if !body.ver.contains(&version) {
         return Err(Error::incompatible_room_version(version));
     }
@@ -35,42 +48,72 @@ pub async fn make_join(
     Ok(response)
 }
 
+pub async fn make_leave(
+    services: Arc<Services>,
+    request: Ruma<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response> {
+    let body = &request.body;
+    require_own_user(request.origin(), &body.user_id)?;
+    let (version, template) =
+        services
+            .rooms
+            .member_template(&body.room_id, &body.user_id, "leave")?;
+    Ok(prepare_leave_event::v1::Response::new(
+        Some(version),
+        to_raw_value(&template)?,
+    ))
+}
+
+/// Checks a peer's signed join or leave of its own user and places it in
+/// the room, relaying it to the room's other servers.
+async fn take_member_event(
+    services: &Services,
+    origin: &ruma::ServerName,
+    room_id: &ruma::RoomId,
+    event_id: &EventId,
+    raw: &serde_json::value::RawValue,
+    membership: &str,
+) -> Result<()> {
+    let (_, rules) = services.rooms.rules(room_id)?;
+    let pdu = verify_pdu(services, raw, room_id, &rules).await?;
+    let Some(member) = member_event(&pdu, event_id)?
+        .filter(|m| m.membership == membership && m.target.as_deref() == Some(&*m.sender))
+    else {
+        return Err(Error::bad_json(format!(
+            "This endpoint takes a {membership} event of its sender."
+        )));
+    };
+    require_own_user(origin, &member.sender)?;
+    match services
+        .rooms
+        .receive(&pdu.event_id, pdu.object, Some(origin))
+        .await?
+    {
+        Received::Accepted(_) | Received::AlreadyKnown => Ok(()),
+        Received::Rejected(why) | Received::SoftFailed(why) => Err(Error::forbidden(format!(
+            "The {membership} is not allowed: {why}"
+        ))),
+        Received::Missing(ids) => Err(Error::bad_json(format!(
+            "The {membership} follows events this server does not have: {ids:?}"
+        ))),
+    }
+}
+
 pub async fn send_join(
     services: Arc<Services>,
     request: Ruma<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response> {
     let origin = request.origin().to_owned();
     let body = request.body;
-    let (_, rules) = services.rooms.rules(&body.room_id)?;
-    let pdu = verify_pdu(&services, &body.pdu, &body.room_id, &rules).await?;
-    let member = member_event(&pdu, &body.event_id)?;
-    let Some(member) =
-        member.filter(|m| m.membership == "join" && m.target.as_deref() == Some(&*m.sender))
-    else {
-        return Err(Error::bad_json(
-            "send_join takes a join event of its sender.",
-        ));
-    };
-    if member.sender.server_name() != origin {
-        return Err(Error::forbidden(format!(
-            "{origin} may only join its own users."
-        )));
-    }
-    match services
-        .rooms
-        .receive(&pdu.event_id, pdu.object, Some(&origin))
-        .await?
-    {
-        Received::Accepted(_) | Received::AlreadyKnown => {}
-        Received::Rejected(why) | Received::SoftFailed(why) => {
-            return Err(Error::forbidden(format!("The join is not allowed: {why}")));
-        }
-        Received::Missing(ids) => {
-            return Err(Error::bad_json(format!(
-                "The join follows events this server does not have: {ids:?}"
-            )));
-        }
-    }
+    take_member_event(
+        &services,
+        &origin,
+        &body.room_id,
+        &body.event_id,
+        &body.pdu,
+        "join",
+    )
+    .await?;
     let (state, chain) = services.rooms.state_and_auth_chain(&body.event_id)?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = federation_events(&services, state)?;
@@ -84,6 +127,24 @@ pub async fn send_join(
             .collect(),
     );
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+pub async fn send_leave(
+    services: Arc<Services>,
+    request: Ruma<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response> {
+    let origin = request.origin().to_owned();
+    let body = request.body;
+    take_member_event(
+        &services,
+        &origin,
+        &body.room_id,
+        &body.event_id,
+        &body.pdu,
+        "leave",
+    )
+    .await?;
+    Ok(create_leave_event::v2::Response::new())
 }
 
 /// A peer invites one of this server's users: check, countersign, keep.

@@ -3,9 +3,11 @@
 //! signature from an allowlisted peer (checked by the extractor before the
 //! body is read).
 
+pub mod edu;
 mod events;
 mod membership;
 pub mod pdu;
+mod query;
 mod send;
 pub mod sender;
 
@@ -28,6 +30,8 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(send::send_transaction)
         .ruma(membership::make_join)
         .ruma(membership::send_join)
+        .ruma(membership::make_leave)
+        .ruma(membership::send_leave)
         .ruma(membership::invite)
         .ruma(events::event)
         .ruma(events::missing_events)
@@ -35,6 +39,11 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(events::state)
         .ruma(events::event_auth)
         .ruma(events::backfill)
+        .ruma(query::keys_query)
+        .ruma(query::keys_claim)
+        .ruma(query::devices)
+        .ruma(query::profile)
+        .ruma(query::directory)
 }
 
 async fn server_keys(

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::api::federation::transactions::send_transaction_message;
 
-use super::pdu::ingest;
+use super::{edu, pdu::ingest};
 use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
 /// The spec's limits on one transaction.
@@ -37,6 +37,17 @@ pub async fn send_transaction(
             // An event too broken to have an ID gets no entry; the rest go on.
             Err(e) => tracing::info!(%origin, error = %e, "refused an event in a transaction"),
         }
+    }
+    // Events are idempotent; EDUs are not, so a retried transaction's EDUs
+    // are applied once.
+    let txn_id = body.transaction_id.as_str();
+    if services.federation.is_new_transaction(&origin, txn_id) {
+        for raw in &body.edus {
+            if let Err(e) = edu::receive(&services, &origin, raw).await {
+                tracing::warn!(%origin, error = %e, "an EDU could not be applied");
+            }
+        }
+        services.federation.applied(&origin, txn_id);
     }
     Ok(send_transaction_message::v1::Response::new(results))
 }

@@ -7,6 +7,7 @@
 //! before anything is read or sent.
 
 mod client;
+mod edus;
 mod keys;
 
 use std::{collections::HashMap, sync::Arc};
@@ -17,7 +18,7 @@ use ruma::{OwnedServerName, ServerName, signatures::Ed25519KeyPair};
 
 pub use keys::ServerKeys;
 
-use crate::{Error, FederationConfig, Result, columns as cf};
+use crate::{Error, FederationConfig, Result, columns as cf, counter::Counter};
 
 pub struct Federation {
     config: FederationConfig,
@@ -26,7 +27,13 @@ pub struct Federation {
     /// The HTTPS client, when federation is on.
     client: Option<reqwest::Client>,
     store: Store,
+    counter: Arc<Counter>,
     servername_keys: Tree,
+    servername_count_edu: Tree,
+    ephemeral: Mutex<edus::Ephemeral>,
+    recent: Mutex<edus::Recent>,
+    /// Woken when an EDU is queued for a peer.
+    outgoing: tokio::sync::Notify,
     keys: Mutex<HashMap<OwnedServerName, ServerKeys>>,
     /// Woken when a peer contacts this server: it is back.
     contacts: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Notify>>>,
@@ -38,6 +45,7 @@ impl Federation {
     pub fn new(
         config: FederationConfig,
         store: &Store,
+        counter: Arc<Counter>,
         server_name: OwnedServerName,
         keypair: Arc<Ed25519KeyPair>,
     ) -> Result<Self> {
@@ -48,6 +56,11 @@ impl Federation {
         };
         Ok(Self {
             servername_keys: store.tree(cf::SERVERNAME_KEYS)?,
+            servername_count_edu: store.tree(cf::SERVERNAME_COUNT_EDU)?,
+            ephemeral: Mutex::default(),
+            recent: Mutex::default(),
+            outgoing: tokio::sync::Notify::new(),
+            counter,
             keys: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),

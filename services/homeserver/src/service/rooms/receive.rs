@@ -60,11 +60,13 @@ impl Rooms {
         Ok((meta.version, rules))
     }
 
-    /// The join event `user_id` would sign to join `room_id` (make_join).
-    pub fn join_template(
+    /// The member event `user_id` would sign to join or leave `room_id`
+    /// (make_join, make_leave).
+    pub fn member_template(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
+        membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
         let meta = self
             .meta(room_id)?
@@ -72,7 +74,7 @@ impl Rooms {
         let builder = PduBuilder::state(
             TimelineEventType::RoomMember,
             user_id.as_str(),
-            serde_json::json!({ "membership": "join" }),
+            serde_json::json!({ "membership": membership }),
         );
         let (object, version, _) = self.build_event(room_id, user_id, &builder, Some(&meta))?;
         Ok((version, object))
@@ -499,8 +501,19 @@ impl Rooms {
         Ok((state, chain.into_iter().collect()))
     }
 
-    /// Keeps an invite of a local user into a room this server is not in
-    /// (yet), with the room's stripped state for their client.
+    /// Records that `user` rejected an invite to a room this server is not
+    /// in: the leave was sent through a peer, and the invite leaves sync.
+    pub async fn store_remote_leave(
+        &self,
+        event_id: &EventId,
+        object: CanonicalJsonObject,
+    ) -> Result<u64> {
+        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
+            .map_err(|e| Error::bad_json(format!("Malformed leave: {e}")))?;
+        self.store_outlier_membership(pdu, object, None).await
+    }
+
+    /// Keeps a peer's invite for a room this server is not in yet.
     pub async fn store_remote_invite(
         &self,
         event_id: &EventId,
@@ -509,11 +522,25 @@ impl Rooms {
     ) -> Result<u64> {
         let pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
             .map_err(|e| Error::bad_json(format!("Malformed invite: {e}")))?;
+        self.store_outlier_membership(pdu, object, Some(invite_state))
+            .await
+    }
+
+    /// A membership of a local user in a room this server holds no graph
+    /// of: the event is kept as received and the membership recorded.
+    async fn store_outlier_membership(
+        &self,
+        pdu: Pdu,
+        object: CanonicalJsonObject,
+        invite_state: Option<Vec<serde_json::Value>>,
+    ) -> Result<u64> {
+        let event_id = pdu.event_id.clone();
+        let membership = super::append::membership_of(&pdu);
         let invitee = pdu
             .state_key
             .as_deref()
             .and_then(|key| ruma::UserId::parse(key).ok())
-            .ok_or_else(|| Error::bad_json("The invite names no user."))?;
+            .ok_or_else(|| Error::bad_json("The member event names no user."))?;
         let lock = self.room_lock(&pdu.room_id);
         let _serialized = lock.lock().await;
         let ticket = self.counter.next()?;
@@ -524,12 +551,12 @@ impl Rooms {
         batch.put_json(&self.eventid_federationjson, event_id.as_bytes(), &original);
         batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
         let record = super::MembershipRecord {
-            membership: "invite".to_owned(),
+            membership,
             count,
             event_id: pdu.event_id.clone(),
             sender: pdu.sender.clone(),
             forgotten: false,
-            invite_state: Some(invite_state),
+            invite_state,
         };
         let key = archipel_store::key::key([invitee.as_bytes(), pdu.room_id.as_bytes()]);
         batch.put_json(&self.userid_roomid_membership, key, &record);
