@@ -12,6 +12,7 @@ mod encryption;
 mod errors;
 mod federation;
 mod federation_e2ee;
+mod federation_edus;
 mod lifecycle;
 mod media;
 mod vault;

@@ -19,7 +19,7 @@ use crate::{
     Error, Result, Services,
     api::federation::pdu::{event_id_of, verify_pdu},
     config::SUPPORTED_ROOM_VERSIONS,
-    service::rooms::{PduBuilder, Received, room_rules},
+    service::rooms::{PduBuilder, Received, Relay, room_rules},
 };
 
 pub async fn join_remote(
@@ -330,9 +330,21 @@ pub async fn invite_remote(
     if !countersigned {
         return Err(Error::remote(format!("{server} did not sign the invite")));
     }
+    // A server already in the room takes the invite as a room event; one
+    // that is not has kept it from the invite request.
+    let in_room = services
+        .rooms
+        .servers_in_room(room_id)?
+        .iter()
+        .any(|s| s == server);
+    let relay = if in_room {
+        Relay::All
+    } else {
+        Relay::AllBut(server)
+    };
     match services
         .rooms
-        .receive(&event_id, signed.object, Some(server))
+        .receive(&event_id, signed.object, relay)
         .await?
     {
         Received::Accepted(_) | Received::AlreadyKnown => Ok(()),

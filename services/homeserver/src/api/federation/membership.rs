@@ -17,7 +17,11 @@ use super::{
     events::federation_events,
     pdu::{VerifiedPdu, verify_pdu},
 };
-use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::Received};
+use crate::{
+    Error, Result, Services,
+    ruma_wrapper::Ruma,
+    service::rooms::{Received, Relay},
+};
 
 /// A peer asks only for its own users.
 fn require_own_user(origin: &ruma::ServerName, user: &UserId) -> Result<()> {
@@ -86,7 +90,7 @@ async fn take_member_event(
     require_own_user(origin, &member.sender)?;
     match services
         .rooms
-        .receive(&pdu.event_id, pdu.object, Some(origin))
+        .receive(&pdu.event_id, pdu.object, Relay::AllBut(origin))
         .await?
     {
         Received::Accepted(_) | Received::AlreadyKnown => Ok(()),
@@ -187,7 +191,9 @@ pub async fn invite(
         &rules.redaction,
     )
     .map_err(Error::internal)?;
-    if !services.rooms.is_joined(&invitee, &body.room_id)? {
+    // A room this server is in gets the invite as a room event from the
+    // inviting server; only an invite into a room unknown here is kept aside.
+    if services.rooms.meta(&body.room_id)?.is_none() {
         let stripped = body
             .invite_room_state
             .iter()

@@ -13,7 +13,10 @@ use ruma::{
 };
 use serde_json::value::RawValue;
 
-use crate::{Error, Result, Services, service::rooms::Received};
+use crate::{
+    Error, Result, Services,
+    service::rooms::{Received, Relay},
+};
 
 /// A peer's event whose signatures and hash were checked.
 pub struct VerifiedPdu {
@@ -111,11 +114,14 @@ pub async fn ingest(
     let event_id = pdu.event_id.clone();
     let mut outcome = services
         .rooms
-        .receive(&event_id, pdu.object.clone(), None)
+        .receive(&event_id, pdu.object.clone(), Relay::Nowhere)
         .await?;
     if let Received::Missing(_) = outcome {
         fetch_missing(services, origin, &room_id, &rules, &event_id).await?;
-        outcome = services.rooms.receive(&event_id, pdu.object, None).await?;
+        outcome = services
+            .rooms
+            .receive(&event_id, pdu.object, Relay::Nowhere)
+            .await?;
     }
     let result = match outcome {
         Received::Accepted(_) | Received::AlreadyKnown => Ok(()),
@@ -166,7 +172,7 @@ async fn fetch_missing(
     for pdu in events {
         let outcome = services
             .rooms
-            .receive(&pdu.event_id, pdu.object, None)
+            .receive(&pdu.event_id, pdu.object, Relay::Nowhere)
             .await?;
         tracing::debug!(event_id = %pdu.event_id, ?outcome, "placed a missing event");
     }

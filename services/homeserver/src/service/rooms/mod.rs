@@ -33,7 +33,7 @@ pub use append::room_rules;
 pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
 pub use pdu::{Pdu, PduBuilder};
-pub use receive::{JoinedRoom, Received};
+pub use receive::{JoinedRoom, Received, Relay};
 
 use crate::{Result, columns as cf, counter::Counter};
 

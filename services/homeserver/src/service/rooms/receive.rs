@@ -23,6 +23,19 @@ use ruma::{
 use super::{Pdu, PduBuilder, RoomMeta, Rooms, append::room_rules, snapshot::State};
 use crate::{Error, Result};
 
+/// Which servers an event placed by [`Rooms::receive`] is sent on to.
+#[derive(Clone, Copy)]
+pub enum Relay<'a> {
+    /// None: a peer's event, which its origin sends to the room itself.
+    Nowhere,
+    /// The room's servers but this one: a join or leave a peer handed this
+    /// server to place in the room.
+    AllBut(&'a ServerName),
+    /// Every server of the room: an event made here with a peer's help,
+    /// such as a countersigned invite.
+    All,
+}
+
 /// What became of an event from a peer.
 #[derive(Debug)]
 pub enum Received {
@@ -80,14 +93,13 @@ impl Rooms {
         Ok((version, object))
     }
 
-    /// Places a peer's event, already checked for signatures and hashes.
-    /// `relay_except`: queue it for the room's other servers (the resident
-    /// server does this for a join it accepted), except that one.
+    /// Places an event, already checked for signatures and hashes, and
+    /// queues it for other servers as `relay` says.
     pub async fn receive(
         &self,
         event_id: &EventId,
         object: CanonicalJsonObject,
-        relay_except: Option<&ServerName>,
+        relay: Relay<'_>,
     ) -> Result<Received> {
         let mut pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
             .map_err(|e| Error::bad_json(format!("Malformed event {event_id}: {e}")))?;
@@ -214,9 +226,10 @@ impl Rooms {
             state_id: new_current_id,
         };
         batch.put_json(&self.roomid_meta, room_id.as_bytes(), &new_meta);
-        let queued = match relay_except {
-            Some(origin) => self.queue_outgoing(&mut batch, &pdu, count, Some(origin))?,
-            None => false,
+        let queued = match relay {
+            Relay::Nowhere => false,
+            Relay::AllBut(origin) => self.queue_outgoing(&mut batch, &pdu, count, Some(origin))?,
+            Relay::All => self.queue_outgoing(&mut batch, &pdu, count, None)?,
         };
         let written = self.store.write_async(batch).await?;
         if membership_changed {

@@ -1,0 +1,189 @@
+//! What else crosses between nodes besides room events: typing notices,
+//! read receipts, presence, profiles, room aliases, and rejecting an
+//! invite to a room that lives on the other node.
+
+use std::time::Duration;
+
+use matrix_sdk::ruma::api::client::alias::create_alias;
+use matrix_sdk::ruma::api::client::presence::set_presence;
+use matrix_sdk::ruma::api::client::receipt::create_receipt;
+use matrix_sdk::ruma::events::receipt::ReceiptThread;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::presence::PresenceState;
+use matrix_sdk::ruma::{RoomAliasId, UserId};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::chat::typing_users;
+use crate::client::{
+    SYNC_DEADLINE, api_for, ephemeral_json, register_client, sync_settings, sync_until,
+    timeline_json,
+};
+use crate::federation::{Cluster, public_room, server};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_receipts_presence_profiles_and_aliases_cross_nodes() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let dave = register_client(cluster.node("b.test"), "dave").await;
+    let bob_id = UserId::parse("@bob:b.test").expect("user ID");
+    let dave_id = UserId::parse("@dave:b.test").expect("user ID");
+    bob.account()
+        .set_display_name(Some("Bob van Buitenlandse Zaken"))
+        .await
+        .expect("bob sets a display name");
+
+    // An alias on a.test resolves on b.test, and bob joins by it.
+    let room_id = public_room(&alice).await;
+    let alias = RoomAliasId::parse("#overleg:a.test").expect("alias");
+    alice
+        .send(create_alias::v3::Request::new(
+            alias.clone(),
+            room_id.clone(),
+        ))
+        .await
+        .expect("alice publishes an alias");
+    let resolved = bob
+        .resolve_room_alias(&alias)
+        .await
+        .expect("b.test resolves a.test's alias");
+    assert_eq!(resolved.room_id, room_id);
+    assert!(
+        resolved.servers.contains(&server("a.test")),
+        "{:?}",
+        resolved.servers
+    );
+    bob.join_room_by_id_or_alias((&*alias).into(), &[])
+        .await
+        .expect("bob joins by the alias");
+
+    // Profiles: alice looks up bob's display name on b.test.
+    let profile = alice
+        .account()
+        .fetch_user_profile_of(&bob_id)
+        .await
+        .expect("a.test asks b.test for bob's profile");
+    assert_eq!(
+        profile.get("displayname").and_then(Value::as_str),
+        Some("Bob van Buitenlandse Zaken")
+    );
+
+    // Read receipts both ways.
+    let alice_room = alice.get_room(&room_id).expect("alice's room");
+    let sent = alice_room
+        .send(RoomMessageEventContent::text_plain("lees mij"))
+        .await
+        .expect("alice sends");
+    let read = sent.response.event_id;
+    sync_until(&bob, "alice's message on b.test", |response| {
+        timeline_json(response, &room_id)
+            .iter()
+            .any(|e| e["event_id"] == read.as_str())
+            .then_some(())
+    })
+    .await;
+    let bob_room = bob.get_room(&room_id).expect("bob's room");
+    bob_room
+        .send_single_receipt(
+            create_receipt::v3::ReceiptType::Read,
+            ReceiptThread::Unthreaded,
+            read.clone(),
+        )
+        .await
+        .expect("bob sends a read receipt");
+    sync_until(&alice, "bob's read receipt on a.test", |response| {
+        ephemeral_json(response, &room_id)
+            .iter()
+            .any(|e| {
+                e["type"] == "m.receipt"
+                    && e["content"][read.as_str()]["m.read"][bob_id.as_str()].is_object()
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Typing: bob types until alice's sync shows it, then stops.
+    let give_up = Instant::now() + SYNC_DEADLINE;
+    loop {
+        bob_room.typing_notice(true).await.expect("bob types");
+        let response = alice
+            .sync_once(sync_settings().timeout(Duration::from_secs(2)))
+            .await
+            .expect("alice syncs");
+        if typing_users(&response, &room_id)
+            .is_some_and(|users| users.contains(&bob_id.to_string()))
+        {
+            break;
+        }
+        assert!(Instant::now() < give_up, "alice never saw bob typing");
+    }
+    bob_room
+        .typing_notice(false)
+        .await
+        .expect("bob stops typing");
+    sync_until(&alice, "bob to stop typing on a.test", |response| {
+        typing_users(response, &room_id)
+            .is_some_and(|users| !users.contains(&bob_id.to_string()))
+            .then_some(())
+    })
+    .await;
+
+    // Presence: bob says he is away with a message; alice sees it.
+    let mut request = set_presence::v3::Request::new(bob_id.clone(), PresenceState::Unavailable);
+    request.status_msg = Some("in overleg".to_owned());
+    bob.send(request).await.expect("bob sets his presence");
+    sync_until(&alice, "bob's presence on a.test", |response| {
+        response
+            .presence
+            .iter()
+            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+            .any(|e| {
+                e["sender"] == bob_id.as_str()
+                    && e["content"]["presence"] == "unavailable"
+                    && e["content"]["status_msg"] == "in overleg"
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Dave on b.test rejects an invite to a second room, one b.test is not
+    // in: the leave goes through a.test (make_leave, send_leave).
+    let room_id = public_room(&alice).await;
+    let alice_room = alice.get_room(&room_id).expect("alice's second room");
+    alice_room
+        .invite_user_by_id(&dave_id)
+        .await
+        .expect("alice invites dave");
+    sync_until(&dave, "dave's invite", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    dave.get_room(&room_id)
+        .expect("dave's invited room")
+        .leave()
+        .await
+        .expect("dave rejects the invite");
+    sync_until(&alice, "dave's rejection on a.test", |response| {
+        timeline_json(response, &room_id)
+            .iter()
+            .any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == dave_id.as_str()
+                    && e["sender"] == dave_id.as_str()
+                    && e["content"]["membership"] == "leave"
+            })
+            .then_some(())
+    })
+    .await;
+    // The invite is gone from dave's account on b.test.
+    let full_sync = api_for(cluster.node("b.test"), &dave)
+        .get("/_matrix/client/v3/sync?timeout=0")
+        .await
+        .ok();
+    assert!(
+        full_sync["rooms"]["invite"][room_id.as_str()].is_null(),
+        "dave still has the invite: {}",
+        full_sync["rooms"]
+    );
+}
