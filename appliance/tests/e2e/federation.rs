@@ -65,6 +65,78 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A TCP relay in front of a node's federation port. Cutting it drops
+/// every open connection and refuses new ones until it is healed: a
+/// network partition between nodes.
+pub struct Relay {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let accept = tokio::spawn({
+            let (cut, connections) = (cut.clone(), connections.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue; // dropped: the peer sees the connection close
+                    }
+                    connections
+                        .lock()
+                        .expect("relay connections")
+                        .spawn(async move {
+                            if let Ok(mut outbound) =
+                                tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                            {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                }
+            }
+        });
+        Self {
+            port,
+            cut,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.connections
+            .lock()
+            .expect("relay connections")
+            .abort_all();
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.connections
+            .lock()
+            .expect("relay connections")
+            .abort_all();
+    }
+}
+
 /// Nodes named `*.test`, each federating with the peers it lists.
 pub struct Cluster {
     /// Kept for the lifetime of the nodes: their certificates live in it.
@@ -72,14 +144,33 @@ pub struct Cluster {
     pub nodes: BTreeMap<String, TestServer>,
     /// Each node's federation port.
     pub ports: BTreeMap<String, u16>,
+    /// With [`Cluster::start_with_relays`]: the relay peers reach each node through.
+    pub relays: BTreeMap<String, Relay>,
 }
 
 impl Cluster {
-    /// Starts one node per `(name, peers)`.
+    /// Starts one node per `(name, peers)`; peers reach each other directly.
     pub async fn start(specs: &[(&str, &[&str])]) -> Self {
+        Self::start_inner(specs, false).await
+    }
+
+    /// Like [`Cluster::start`], but peers reach each node through a
+    /// [`Relay`] the test can cut.
+    pub async fn start_with_relays(specs: &[(&str, &[&str])]) -> Self {
+        Self::start_inner(specs, true).await
+    }
+
+    async fn start_inner(specs: &[(&str, &[&str])], relayed: bool) -> Self {
         let ca = TestCa::new();
         let ports: BTreeMap<&str, u16> =
             specs.iter().map(|(name, _)| (*name, free_port())).collect();
+        let mut relays = BTreeMap::new();
+        if relayed {
+            for (name, port) in &ports {
+                relays.insert((*name).to_owned(), Relay::start(*port).await);
+            }
+        }
+        let address = |name: &str| relays.get(name).map_or(ports[name], |r: &Relay| r.port);
         let mut nodes = BTreeMap::new();
         for (name, peers) in specs {
             let (certificate, key) = ca.issue(name);
@@ -93,7 +184,7 @@ impl Cluster {
             for peer in *peers {
                 file.push_str(&format!(
                     "\n[[federation.peers]]\nserver_name = \"{peer}\"\naddress = \"127.0.0.1:{}\"\n",
-                    ports[peer]
+                    address(peer)
                 ));
             }
             nodes.insert(
@@ -105,7 +196,12 @@ impl Cluster {
             .into_iter()
             .map(|(name, port)| (name.to_owned(), port))
             .collect();
-        Self { ca, nodes, ports }
+        Self {
+            ca,
+            nodes,
+            ports,
+            relays,
+        }
     }
 
     pub fn node(&self, name: &str) -> &TestServer {
@@ -114,6 +210,15 @@ impl Cluster {
 
     pub fn node_mut(&mut self, name: &str) -> &mut TestServer {
         self.nodes.get_mut(name).expect("a node of the cluster")
+    }
+
+    /// Cuts every relay: no node reaches another.
+    pub fn partition(&self) {
+        self.relays.values().for_each(Relay::cut);
+    }
+
+    pub fn heal(&self) {
+        self.relays.values().for_each(Relay::heal);
     }
 }
 
@@ -569,4 +674,136 @@ async fn bad_federation_requests_get_the_right_error_and_change_nothing() {
         (413, Some("M_TOO_LARGE")),
         "{body}"
     );
+}
+
+/// The room's current state as a server's client API reports it:
+/// `(type, state_key) -> event_id`.
+async fn state_map(
+    api: &crate::client::Api,
+    room_id: &RoomId,
+) -> BTreeMap<(String, String), String> {
+    let state = api
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state"))
+        .await
+        .ok();
+    state
+        .as_array()
+        .expect("the state is a list")
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["type"].as_str().unwrap_or_default().to_owned(),
+                    e["state_key"].as_str().unwrap_or_default().to_owned(),
+                ),
+                e["event_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes() {
+    let cluster =
+        Cluster::start_with_relays(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let dave = register_client(cluster.node("b.test"), "dave").await;
+
+    // Alice (100) may ban bob (50); bob may change the room's name.
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PublicChat);
+    request.name = Some("Overleg".to_owned());
+    request.power_level_content_override = Some(
+        serde_json::from_value(serde_json::json!({
+            "users": { "@alice:a.test": 100, "@bob:b.test": 50 },
+            "ban": 50, "kick": 50, "state_default": 50,
+        }))
+        .expect("power levels"),
+    );
+    let room_id = alice
+        .create_room(request)
+        .await
+        .expect("alice creates the room")
+        .room_id()
+        .to_owned();
+    for client in [&bob, &dave] {
+        join_through(client, &room_id, "a.test")
+            .await
+            .expect("a user of b.test joins");
+    }
+    sync_until(&alice, "both joins from b.test on a.test", |response| {
+        let joined: Vec<Value> = timeline_json(response, &room_id)
+            .into_iter()
+            .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "join")
+            .collect();
+        joined
+            .iter()
+            .any(|e| e["state_key"] == "@dave:b.test")
+            .then_some(())
+    })
+    .await;
+
+    // Cut the nodes apart; each side changes the room.
+    cluster.partition();
+    let bob_id = matrix_sdk::ruma::UserId::parse("@bob:b.test").expect("user ID");
+    let alice_room = alice.get_room(&room_id).expect("alice's room");
+    alice_room
+        .ban_user(&bob_id, Some("partition test"))
+        .await
+        .expect("alice bans bob on a.test");
+    alice_room
+        .set_room_topic("Besluitvorming")
+        .await
+        .expect("alice sets the topic on a.test");
+    bob.get_room(&room_id)
+        .expect("bob's room")
+        .set_name("Bobs overleg".to_owned())
+        .await
+        .expect("bob renames the room on b.test");
+
+    // Heal: both nodes exchange what they missed and must agree.
+    cluster.heal();
+    let on_a = crate::client::api_for(cluster.node("a.test"), &alice);
+    let on_b = crate::client::api_for(cluster.node("b.test"), &dave);
+    let give_up = tokio::time::Instant::now() + crate::client::SYNC_DEADLINE;
+    let (a, b) = loop {
+        let (a, b) = (
+            state_map(&on_a, &room_id).await,
+            state_map(&on_b, &room_id).await,
+        );
+        if a == b && a.contains_key(&("m.room.topic".to_owned(), String::new())) {
+            break (a, b);
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the nodes never agreed on the room's state:\na.test: {a:#?}\nb.test: {b:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(a, b);
+
+    // What they agree on: the ban (a power event) wins, so bob's rename,
+    // made concurrently by a user now banned, is not part of the state;
+    // alice's topic is.
+    let event = |api: &crate::client::Api, kind: &str, key: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/state/{kind}/{key}");
+        let api = api.clone();
+        async move { api.get(&path).await.ok() }
+    };
+    assert_eq!(
+        event(&on_a, "m.room.member", bob_id.as_str()).await["membership"],
+        "ban"
+    );
+    assert_eq!(
+        event(&on_b, "m.room.member", bob_id.as_str()).await["membership"],
+        "ban"
+    );
+    for api in [&on_a, &on_b] {
+        assert_eq!(event(api, "m.room.name", "").await["name"], "Overleg");
+        assert_eq!(
+            event(api, "m.room.topic", "").await["topic"],
+            "Besluitvorming"
+        );
+    }
 }

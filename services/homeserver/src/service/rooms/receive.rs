@@ -132,7 +132,7 @@ impl Rooms {
         for prev in &pdu.prev_events {
             prev_states.push(self.state_id_after(prev)?.unwrap_or(meta.state_id));
         }
-        let (state_before, state_before_id) = self.resolve_ids(&rules, &prev_states)?;
+        let (state_before, state_before_id) = self.resolve_ids(&rules, &prev_states, None)?;
 
         if let Err(why) = self.authorize(&rules, &pdu, &state_before) {
             let mut batch = Batch::new();
@@ -197,7 +197,8 @@ impl Rooms {
                     None => meta.state_id,
                 });
             }
-            let (state, existing) = self.resolve_ids(&rules, &ids)?;
+            // The event is not stored yet: resolution reads it from here.
+            let (state, existing) = self.resolve_ids(&rules, &ids, Some(&pdu))?;
             let id = match existing {
                 Some(id) => id,
                 None => self.save_state(&mut batch, Some(meta.state_id), &state)?,
@@ -279,10 +280,12 @@ impl Rooms {
     }
 
     /// The state the given snapshots resolve to, and its ID if it is one of them.
+    /// `pending`: an event not stored yet that the states may hold.
     fn resolve_ids(
         &self,
         rules: &RoomVersionRules,
         ids: &[u64],
+        pending: Option<&Pdu>,
     ) -> Result<(Arc<State>, Option<u64>)> {
         let mut distinct: Vec<u64> = ids.to_vec();
         distinct.sort_unstable();
@@ -295,7 +298,7 @@ impl Rooms {
                     .iter()
                     .map(|id| self.load_state(*id))
                     .collect::<Result<Vec<_>>>()?;
-                let state = self.resolve_states(rules, &states)?;
+                let state = self.resolve_states(rules, &states, pending)?;
                 let existing = many
                     .iter()
                     .zip(&states)
@@ -306,15 +309,27 @@ impl Rooms {
         }
     }
 
-    /// State resolution v2 over forked states.
-    pub fn resolve_states(&self, rules: &RoomVersionRules, states: &[Arc<State>]) -> Result<State> {
+    /// State resolution v2 over forked states. `pending`: an event not
+    /// stored yet that the states may hold.
+    pub fn resolve_states(
+        &self,
+        rules: &RoomVersionRules,
+        states: &[Arc<State>],
+        pending: Option<&Pdu>,
+    ) -> Result<State> {
         let v2 = rules
             .state_res
             .v2_rules()
             .ok_or_else(|| Error::internal("room version without state resolution v2"))?;
+        let fetch = |id: &EventId| -> Result<Option<Pdu>> {
+            match pending {
+                Some(pdu) if pdu.event_id == id => Ok(Some(pdu.clone())),
+                _ => self.get_pdu(id),
+            }
+        };
         let mut chains = Vec::new();
         for state in states {
-            let chain = self.auth_chain(state.values().cloned())?;
+            let chain = self.auth_chain_with(state.values().cloned(), &fetch)?;
             chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
         }
         resolve(
@@ -322,7 +337,7 @@ impl Rooms {
             v2,
             states.iter().map(|s| &**s),
             chains,
-            |id| self.get_pdu(id).ok().flatten(),
+            |id| fetch(id).ok().flatten(),
             |_| None,
         )
         .map_err(|e| Error::internal(format!("state resolution failed: {e}")))
@@ -333,10 +348,18 @@ impl Rooms {
         &self,
         start: impl IntoIterator<Item = OwnedEventId>,
     ) -> Result<HashSet<OwnedEventId>> {
+        self.auth_chain_with(start, &|id| self.get_pdu(id))
+    }
+
+    fn auth_chain_with(
+        &self,
+        start: impl IntoIterator<Item = OwnedEventId>,
+        fetch: &dyn Fn(&EventId) -> Result<Option<Pdu>>,
+    ) -> Result<HashSet<OwnedEventId>> {
         let mut seen = HashSet::new();
         let mut todo: Vec<OwnedEventId> = Vec::new();
         for id in start {
-            if let Some(pdu) = self.get_pdu(&id)? {
+            if let Some(pdu) = fetch(&id)? {
                 todo.extend(pdu.auth_events.iter().cloned());
             }
         }
@@ -344,7 +367,7 @@ impl Rooms {
             if !seen.insert(id.clone()) {
                 continue;
             }
-            if let Some(pdu) = self.get_pdu(&id)? {
+            if let Some(pdu) = fetch(&id)? {
                 todo.extend(pdu.auth_events.iter().cloned());
             }
         }
@@ -505,7 +528,7 @@ impl Rooms {
         let state = if prev_states.is_empty() {
             Arc::new(State::new())
         } else {
-            self.resolve_ids(&rules, &prev_states)?.0
+            self.resolve_ids(&rules, &prev_states, None)?.0
         };
         let state: Vec<OwnedEventId> = state.values().cloned().collect();
         let mut chain_start = state.clone();
