@@ -33,6 +33,12 @@ pub const HOLDID_HOLD: &str = "vault_holdid_hold";
 /// have to be purged: done after the erasure commits, redone after a crash.
 pub const EVENTID_PENDINGPURGE: &str = "vault_eventid_pendingpurge";
 
+/// Witnessing: the newest checkpoint co-signed per peer log (origin), and
+/// any alarm about it.
+pub const ORIGIN_WITNESSED: &str = "vault_origin_witnessed";
+/// Cosignatures of this node's checkpoints: `witness 0xFF size`.
+pub const WITNESS_SIZE_COSIGNATURE: &str = "vault_witness_size_cosignature";
+
 /// The records of each room, in log order: `room 0xFF seq`.
 pub const ROOMID_SEQ: &str = "vault_roomid_seq";
 /// Destruction lists, by reference (`DL-000001`).
@@ -55,4 +61,6 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(EVENTID_PENDINGPURGE),
     ColumnSpec::new(LISTID_DESTRUCTIONLIST),
     ColumnSpec::new(ROOMID_SEQ),
+    ColumnSpec::lookups(ORIGIN_WITNESSED),
+    ColumnSpec::new(WITNESS_SIZE_COSIGNATURE),
 ];

@@ -23,6 +23,7 @@ pub mod record;
 pub mod retention;
 pub mod seal;
 pub mod verify;
+pub mod witness;
 
 use std::{
     io::Write,
@@ -89,6 +90,10 @@ pub struct Vault {
     media_dir: PathBuf,
     policy: CheckpointPolicy,
     writer: Mutex<Writer>,
+    /// Witnessing: peers' logs seen, cosignatures of ours, one witness step at a time.
+    witnessed: archipel_store::Tree,
+    cosignatures: archipel_store::Tree,
+    witness_lock: Mutex<()>,
 }
 
 /// The single writer's state: appends are serialized.
@@ -123,6 +128,9 @@ impl Vault {
         let checkpointed_size = log.latest_checkpoint()?.map_or(0, |c| c.size);
         index_rooms(&store, &log, size)?;
         Ok(Self {
+            witnessed: store.tree(columns::ORIGIN_WITNESSED)?,
+            cosignatures: store.tree(columns::WITNESS_SIZE_COSIGNATURE)?,
+            witness_lock: Mutex::new(()),
             store,
             log,
             key,

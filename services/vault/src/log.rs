@@ -129,6 +129,14 @@ impl Log {
         Ok(out)
     }
 
+    /// The checkpoint note signed at `size`, if there is one.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>> {
+        Ok(self
+            .checkpoints
+            .get(size.to_be_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
         Ok(self.checkpoints()?.pop())
     }
