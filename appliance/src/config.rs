@@ -199,7 +199,11 @@ impl Config {
                 Some(path) => FederationFile::load(path)?.federation,
                 None => FederationConfig::default(),
             },
-            vault: VaultConfig::default(),
+            // Frequent checkpoints: tools and witnesses see the tail soon.
+            vault: VaultConfig {
+                checkpoint_interval_secs: 2,
+                ..VaultConfig::default()
+            },
             log: LogConfig::default(),
             source: PathBuf::from("(dev defaults)"),
             dev: true,

@@ -9,6 +9,7 @@ mod node;
 mod serve;
 mod users;
 mod vault_cli;
+mod witness;
 
 use clap::Parser;
 

@@ -1,12 +1,12 @@
 //! Running a node: listeners, background tasks, clean shutdown on SIGTERM.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::{admin, capture, config::Config, node};
+use crate::{admin, capture, config::Config, node, witness};
 
 pub fn run(config: Config) -> Result<()> {
     // ruma's auth checks narrate every event at info level; keep them for debugging only.
@@ -73,6 +73,19 @@ async fn serve(config: Config) -> Result<()> {
     let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
 
     let (stop_federation, federation_stopped) = tokio::sync::watch::channel(false);
+    // Peers' checkpoints are co-signed by this node's vault, and this
+    // node's by its peers.
+    let witnessing = federation.is_some().then(|| {
+        let _ = services.witness.set(Arc::new(witness::VaultWitness {
+            vault: node.vault.clone(),
+            name: config.homeserver.server_name.to_string(),
+        }));
+        tokio::spawn(witness::run(
+            services.clone(),
+            node.vault.clone(),
+            federation_stopped.clone(),
+        ))
+    });
     let federation_server = federation.map(|(listener, _)| {
         let app = homeserver.federation_router().into_make_service();
         let mut stopped = federation_stopped;
@@ -112,6 +125,9 @@ async fn serve(config: Config) -> Result<()> {
     let _ = stop_federation.send(true);
     if let Some(server) = federation_server {
         let _ = server.await;
+    }
+    if let Some(witnessing) = witnessing {
+        let _ = witnessing.await;
     }
     let _ = stop_admin.send(true);
     let _ = admin.await;

@@ -399,10 +399,14 @@ pub fn execute(
             let report = with_progress(json, "verifying", |progress| {
                 verify::verify(log, &media_dir, &vault.verifying_key(), progress)
             })?;
+            let witnessing = vault.witness_status()?;
             if json {
-                say!(out, "{}", serde_json::to_string(&report)?);
+                let mut value = serde_json::to_value(&report)?;
+                value["witnessing"] = serde_json::to_value(&witnessing)?;
+                say!(out, "{value}");
             } else {
                 print_report(out, vault.origin(), &report)?;
+                print_witnessing(out, &witnessing)?;
             }
             if report.ok() {
                 Ok(())
@@ -818,6 +822,41 @@ fn print_report(out: &mut dyn Write, origin: &str, report: &verify::Report) -> R
             "  ... and {} more (use --json for all)",
             report.findings.len() - SHOWN
         );
+    }
+    Ok(())
+}
+
+fn print_witnessing(out: &mut dyn Write, status: &archipel_vault::witness::Status) -> Result<()> {
+    if status.cosigned.is_empty() {
+        say!(out, "witnesses: no peer has co-signed a checkpoint yet");
+    }
+    for c in &status.cosigned {
+        if c.verifies {
+            say!(
+                out,
+                "witness {}: co-signed the checkpoint at {} records",
+                c.witness,
+                c.size
+            );
+        } else {
+            say!(
+                out,
+                "witness {}: the kept cosignature of the checkpoint at {} records does not verify",
+                c.witness,
+                c.size
+            );
+        }
+    }
+    for w in &status.witnessed {
+        match &w.alarm {
+            None => say!(
+                out,
+                "witnessing {}: co-signed up to {} records, consistent",
+                w.origin,
+                w.size
+            ),
+            Some(alarm) => say!(out, "ALARM witnessing {}: {}", w.origin, alarm.reason),
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod errors;
 mod federation;
 mod federation_e2ee;
 mod federation_edus;
+mod federation_witness;
 mod lifecycle;
 mod media;
 mod vault;

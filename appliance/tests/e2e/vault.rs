@@ -183,7 +183,7 @@ async fn sent_redacted_and_edited_messages_are_all_archived() {
 
 /// Opens the stopped node's vault database directly: the tool of someone
 /// tampering with the archive behind the node's back.
-fn open_store(data_dir: &Path) -> Store {
+pub fn open_store(data_dir: &Path) -> Store {
     Store::open(
         &data_dir.join("vault").join("db"),
         archipel_vault::columns::COLUMNS,
@@ -192,7 +192,7 @@ fn open_store(data_dir: &Path) -> Store {
     .expect("open the vault's database")
 }
 
-fn seq_key(seq: u64) -> [u8; 8] {
+pub fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 

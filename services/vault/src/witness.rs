@@ -304,3 +304,58 @@ pub fn verify_cosignature(
         .map_err(|_| "the signature does not verify".to_owned())?;
     Ok(time)
 }
+
+/// Witnessing as `vault verify` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Per witness, the newest of this node's checkpoints it co-signed.
+    pub cosigned: Vec<CosignedBy>,
+    /// Peers' logs this node witnesses, with any alarm.
+    pub witnessed: Vec<Witnessed>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CosignedBy {
+    pub witness: String,
+    pub size: u64,
+    /// When the witness co-signed (seconds since the epoch).
+    pub time: Option<u64>,
+    /// Whether the kept cosignature still verifies over the kept checkpoint.
+    pub verifies: bool,
+}
+
+impl Status {
+    pub fn alarms(&self) -> impl Iterator<Item = (&str, &Alarm)> {
+        self.witnessed
+            .iter()
+            .filter_map(|w| w.alarm.as_ref().map(|a| (w.origin.as_str(), a)))
+    }
+}
+
+impl Vault {
+    pub fn witness_status(&self) -> Result<Status> {
+        let mut cosigned = Vec::new();
+        for (witness, size, cosignature) in self.cosigned_sizes()? {
+            let time = self.check_cosignature(size, &cosignature);
+            cosigned.push(CosignedBy {
+                witness,
+                size,
+                time,
+                verifies: time.is_some(),
+            });
+        }
+        Ok(Status {
+            cosigned,
+            witnessed: self.witnessed()?,
+        })
+    }
+
+    /// The time of a kept cosignature, if it verifies over the kept checkpoint.
+    fn check_cosignature(&self, size: u64, cosignature: &Cosignature) -> Option<u64> {
+        let note = self.log.checkpoint_at(size).ok()??;
+        let body = Checkpoint::open(&note, &self.verifying_key()).ok()?.body();
+        let key: [u8; 32] = B64.decode(&cosignature.key).ok()?.try_into().ok()?;
+        let key = VerifyingKey::from_bytes(&key).ok()?;
+        verify_cosignature(&cosignature.line, &cosignature.witness, &key, &body).ok()
+    }
+}

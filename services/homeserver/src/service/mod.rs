@@ -42,6 +42,8 @@ pub struct Services {
     pub filters: filters::Filters,
     pub rate_limit: rate_limit::RateLimiter,
     pub uiaa: uiaa::Uiaa,
+    /// The node's witness of peers' vault checkpoints, once installed.
+    pub witness: std::sync::OnceLock<Arc<dyn crate::api::federation::witness::Witness>>,
 }
 
 impl Services {
@@ -81,6 +83,7 @@ impl Services {
             filters: filters::Filters::new(store.clone())?,
             rate_limit: rate_limit::RateLimiter::new(&config.rate_limit),
             uiaa: uiaa::Uiaa::default(),
+            witness: std::sync::OnceLock::new(),
             signing_key,
             counter,
             store,

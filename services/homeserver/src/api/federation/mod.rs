@@ -10,6 +10,7 @@ pub mod pdu;
 mod query;
 mod send;
 pub mod sender;
+pub mod witness;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(query::devices)
         .ruma(query::profile)
         .ruma(query::directory)
+        .ruma(witness::add_checkpoint)
 }
 
 async fn server_keys(
