@@ -48,8 +48,13 @@ pub fn user_id(name: &str) -> OwnedUserId {
 ///
 /// Automatic retries are off so that every server error surfaces in the test.
 pub async fn new_client(server: &TestServer) -> Client {
+    new_client_at(server.url()).await
+}
+
+/// A matrix-sdk client for the homeserver at `url`, not logged in.
+pub async fn new_client_at(url: &str) -> Client {
     Client::builder()
-        .homeserver_url(server.url())
+        .homeserver_url(url)
         .request_config(
             RequestConfig::new()
                 .disable_retry()
@@ -63,7 +68,13 @@ pub async fn new_client(server: &TestServer) -> Client {
 /// Registers `@name:localhost` through the `m.login.dummy` user-interactive
 /// authentication flow and returns the logged-in client.
 pub async fn register_client(server: &TestServer, name: &str) -> Client {
-    let client = new_client(server).await;
+    register_at(server.url(), server.server_name(), name).await
+}
+
+/// Registers `@name:server_name` on the homeserver at `url` (Archipel or
+/// another server) through `m.login.dummy`.
+pub async fn register_at(url: &str, server_name: &str, name: &str) -> Client {
+    let client = new_client_at(url).await;
     let auth = client.matrix_auth();
 
     let mut request = register::v3::Request::new();
@@ -100,8 +111,7 @@ pub async fn register_client(server: &TestServer, name: &str) -> Client {
         auth.logged_in(),
         "register {name}: the client has no session"
     );
-    let expected =
-        UserId::parse(format!("@{name}:{}", server.server_name())).expect("valid user ID");
+    let expected = UserId::parse(format!("@{name}:{server_name}")).expect("valid user ID");
     assert_eq!(client.user_id(), Some(&*expected));
     client
 }

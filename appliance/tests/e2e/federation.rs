@@ -58,7 +58,7 @@ impl TestCa {
 }
 
 /// A free loopback port for a federation listener.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")

@@ -16,4 +16,5 @@ mod federation_edus;
 mod federation_witness;
 mod lifecycle;
 mod media;
+mod synapse;
 mod vault;
