@@ -203,7 +203,15 @@ impl Api {
     }
 
     pub async fn join(&self, who: &Session, room_id: &str) -> Result<()> {
-        let url = self.client_v3(&["join", room_id])?;
+        self.join_via(who, room_id, None).await
+    }
+
+    /// Joins `room_id`, through `server` when the room lives elsewhere.
+    pub async fn join_via(&self, who: &Session, room_id: &str, server: Option<&str>) -> Result<()> {
+        let mut url = self.client_v3(&["join", room_id])?;
+        if let Some(server) = server {
+            url.query_pairs_mut().append_pair("server_name", server);
+        }
         let _: Value = self
             .request(Method::POST, url, Some(who), Some(&json!({})))
             .await
@@ -229,6 +237,17 @@ impl Api {
             .await
             .with_context(|| format!("{} sending to {room_id}", who.user_id))?;
         Ok(sent.event_id)
+    }
+
+    /// Whether `who` can read event `event_id` of `room_id` on this server yet.
+    pub async fn has_event(&self, who: &Session, room_id: &str, event_id: &str) -> Result<bool> {
+        let url = self.client_v3(&["rooms", room_id, "event", event_id])?;
+        let (status, bytes) = self.call(Method::GET, url, Some(who), None).await?;
+        match status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => bail!("GET event {event_id}: {}", describe_error(status, &bytes)),
+        }
     }
 
     /// `GET /sync`, returning the raw body so callers can time the transfer

@@ -2,6 +2,7 @@
 //! Matrix client-server API and prints a comparison table.
 
 mod client;
+mod federation;
 mod report;
 mod scenarios;
 mod servers;
@@ -85,6 +86,24 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
+    /// Instead of the side-by-side workload: two federating Archipel nodes
+    /// (TLS on loopback), throughput from A to B and send-on-A to
+    /// sync-on-B latency.
+    #[arg(long)]
+    federation: bool,
+
+    /// Messages sent on A in the federation throughput run.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    federation_messages: usize,
+
+    /// Concurrent senders on A in the federation throughput run.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    federation_senders: usize,
+
+    /// Latency samples in the federation run.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    federation_samples: usize,
+
     #[command(flatten)]
     sizes: Sizes,
 }
@@ -92,6 +111,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest shares the workspace's rustls without a built-in provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let outcome = tokio::select! {
         outcome = run(&cli) => outcome,
         _ = tokio::signal::ctrl_c() => {
@@ -120,6 +141,22 @@ async fn run(cli: &Cli) -> Result<bool> {
         keep_data: cli.keep_data,
         startup_timeout: Duration::from_secs(cli.startup_timeout),
     };
+    if cli.federation {
+        let metrics = federation::run(
+            &opts,
+            cli.federation_messages,
+            cli.federation_senders,
+            cli.federation_samples,
+            &|msg| eprintln!("[federation] {msg}"),
+        )
+        .await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&metrics)?);
+        } else {
+            print!("\n{}", federation::render(&metrics));
+        }
+        return Ok(true);
+    }
     let mut kinds: Vec<ServerKind> = match cli.only {
         Some(kind) => vec![kind],
         None => ServerKind::ALL.to_vec(),

@@ -90,6 +90,17 @@ impl RunningServer {
     /// Starts a server of the given kind and waits until it answers
     /// `GET /_matrix/client/versions`.
     pub async fn start(kind: ServerKind, opts: &LaunchOptions) -> Result<Self> {
+        Self::start_named(kind, opts, "localhost", &[]).await
+    }
+
+    /// Like [`RunningServer::start`], with a server name and extra arguments
+    /// for Archipel (e.g. `--federation FILE`).
+    pub async fn start_named(
+        kind: ServerKind,
+        opts: &LaunchOptions,
+        server_name: &str,
+        extra: &[String],
+    ) -> Result<Self> {
         let temp = tempfile::Builder::new()
             .prefix(&format!("archipel-bench-{}-", kind.name().to_lowercase()))
             .tempdir_in(&opts.work_dir)
@@ -104,9 +115,11 @@ impl RunningServer {
         let base_url = Url::parse(&format!("http://127.0.0.1:{port}/"))?;
 
         let (mut command, version) = match kind {
-            ServerKind::Archipel => archipel_command(opts, &data_dir, port, true).await?,
+            ServerKind::Archipel => {
+                archipel_command(opts, &data_dir, port, true, server_name, extra).await?
+            }
             ServerKind::ArchipelWithoutVault => {
-                archipel_command(opts, &data_dir, port, false).await?
+                archipel_command(opts, &data_dir, port, false, server_name, extra).await?
             }
             ServerKind::Synapse => synapse_command(opts, &data_dir, port).await?,
         };
@@ -227,6 +240,8 @@ async fn archipel_command(
     data_dir: &Path,
     port: u16,
     vault: bool,
+    server_name: &str,
+    extra: &[String],
 ) -> Result<(Command, Option<String>)> {
     let bin = &opts.archipel_bin;
     if !bin.is_file() {
@@ -247,8 +262,9 @@ async fn archipel_command(
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--server-name")
-        .arg("localhost")
-        .arg("--open-registration");
+        .arg(server_name)
+        .arg("--open-registration")
+        .args(extra);
     if !vault {
         command.arg("--without-vault");
     }
@@ -404,7 +420,7 @@ async fn command_output(command: &mut Command) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -35,11 +35,11 @@ pub async fn create_room(
             "Room version {version} is not supported; use 10 or 11."
         )));
     }
+    // A peer's user is invited through federation: refuse one of another
+    // server before anything is written.
     for invitee in &body.invite {
         if !services.is_local(invitee) {
-            return Err(Error::forbidden(format!(
-                "{invitee} is not on this server and federation is not enabled."
-            )));
+            services.federation.require_peer(invitee.server_name())?;
         }
     }
 
