@@ -187,3 +187,61 @@ async fn typing_receipts_presence_profiles_and_aliases_cross_nodes() {
         full_sync["rooms"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn media_of_one_node_downloads_through_the_other() {
+    use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
+    use matrix_sdk::ruma::events::room::MediaSource;
+
+    let cluster = Cluster::start(&[
+        ("a.test", &["b.test"]),
+        ("b.test", &["a.test"]),
+        ("c.test", &["a.test"]),
+    ])
+    .await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let image = crate::client::png(64, 64);
+    let mxc = alice
+        .media()
+        .upload(&mime::IMAGE_PNG, image.clone(), None)
+        .await
+        .expect("alice uploads a PNG on a.test")
+        .content_uri;
+
+    // Bob's server fetches the file from a.test (once) and serves it.
+    let file = MediaRequestParameters {
+        source: MediaSource::Plain(mxc.clone()),
+        format: MediaFormat::File,
+    };
+    for _ in 0..2 {
+        let downloaded = bob
+            .media()
+            .get_media_content(&file, false)
+            .await
+            .expect("bob downloads a.test's media through b.test");
+        assert!(downloaded == image, "the bytes differ from the upload");
+    }
+    let thumbnail = MediaRequestParameters {
+        source: MediaSource::Plain(mxc.clone()),
+        format: MediaFormat::Thumbnail(MediaThumbnailSettings::new(
+            matrix_sdk::ruma::UInt::from(32_u32),
+            matrix_sdk::ruma::UInt::from(32_u32),
+        )),
+    };
+    let thumb = bob
+        .media()
+        .get_media_content(&thumbnail, false)
+        .await
+        .expect("bob gets a thumbnail of a.test's media");
+    assert!(crate::client::looks_like_image(&thumb), "not an image");
+
+    // A server outside a.test's allowlist gets nothing: c.test asks, a.test refuses.
+    let carol = register_client(cluster.node("c.test"), "carol").await;
+    let err = carol
+        .media()
+        .get_media_content(&file, false)
+        .await
+        .expect_err("a.test refuses c.test");
+    assert!(err.to_string().contains("not a federation peer"), "{err}");
+}

@@ -6,7 +6,7 @@ use std::{
 };
 
 use archipel_store::{Batch, Store, Tree};
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedUserId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -19,7 +19,9 @@ pub struct MediaMeta {
     pub content_type: Option<String>,
     pub filename: Option<String>,
     pub size: u64,
-    pub uploader: OwnedUserId,
+    /// None for a copy of a peer's media.
+    #[serde(default)]
+    pub uploader: Option<OwnedUserId>,
     pub created_ts: u64,
 }
 
@@ -68,13 +70,61 @@ impl Media {
             content_type,
             filename,
             size,
-            uploader: uploader.to_owned(),
+            uploader: Some(uploader.to_owned()),
             created_ts: now_ms(),
         };
         let mut batch = Batch::new();
         batch.put_json(&self.tree, media_id.as_bytes(), &meta);
         self.store.commit_async(batch).await?;
         Ok(media_id)
+    }
+
+    /// The local copy of a peer's media `mxc://server/media_id`, if fetched before.
+    pub fn remote_copy(&self, server: &ServerName, media_id: &str) -> Result<Option<String>> {
+        if !valid_media_id(media_id) {
+            return Ok(None);
+        }
+        Ok(self
+            .tree
+            .get(remote_key(server, media_id))?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    /// Keeps a copy of a peer's media; returns the copy's local media ID.
+    pub async fn store_remote(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<String> {
+        if !valid_media_id(media_id) {
+            return Err(Error::invalid_param("Invalid media ID."));
+        }
+        let local_id = random_string(24);
+        let path = self.file_path(&local_id);
+        let size = bytes.len() as u64;
+        tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| Error::internal(format!("writing media file: {e}")))?;
+        let meta = MediaMeta {
+            content_type,
+            filename,
+            size,
+            uploader: None,
+            created_ts: now_ms(),
+        };
+        let mut batch = Batch::new();
+        batch.put_json(&self.tree, local_id.as_bytes(), &meta);
+        batch.put(
+            &self.tree,
+            remote_key(server, media_id),
+            local_id.as_bytes(),
+        );
+        self.store.commit_async(batch).await?;
+        Ok(local_id)
     }
 
     pub fn meta(&self, media_id: &str) -> Result<Option<MediaMeta>> {
@@ -185,6 +235,12 @@ impl Media {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Where the local copy of a peer's media is recorded: never a media ID
+/// (those have no `/`).
+fn remote_key(server: &ServerName, media_id: &str) -> Vec<u8> {
+    format!("remote/{server}/{media_id}").into_bytes()
 }
 
 fn valid_media_id(id: &str) -> bool {

@@ -60,19 +60,58 @@ pub async fn upload(
     Ok(create_content::v3::Response::new(uri))
 }
 
+/// The local media ID holding `mxc://server/media_id`: this server's own,
+/// or a copy of a peer's, fetched over federation the first time.
+async fn local_id(services: &Services, server: &ServerName, media_id: &str) -> Result<String> {
+    if server == services.server_name() {
+        return Ok(media_id.to_owned());
+    }
+    services.federation.require_peer(server)?;
+    if let Some(copy) = services.media.remote_copy(server, media_id)? {
+        return Ok(copy);
+    }
+    let answer = services
+        .federation
+        .send(
+            server,
+            ruma::api::federation::authenticated_media::get_content::v1::Request::new(
+                media_id.to_owned(),
+            ),
+        )
+        .await?;
+    let ruma::api::federation::authenticated_media::FileOrLocation::File(content) = answer.content
+    else {
+        return Err(Error::not_found(format!(
+            "{server} offers the media only at another location, which this server does not follow."
+        )));
+    };
+    if content.file.len() as u64 > services.config.max_upload_size {
+        return Err(Error::too_large(format!(
+            "The media on {server} is larger than this server accepts."
+        )));
+    }
+    let filename = content.content_disposition.and_then(|d| d.filename);
+    services
+        .media
+        .store_remote(
+            server,
+            media_id,
+            content.content_type,
+            filename,
+            content.file,
+        )
+        .await
+}
+
 async fn fetch(
     services: &Services,
     server: &ServerName,
     media_id: &str,
 ) -> Result<(String, Option<String>, Vec<u8>)> {
-    if server != services.server_name() {
-        return Err(Error::not_found(
-            "Media from other servers is not available.",
-        ));
-    }
+    let media_id = local_id(services, server, media_id).await?;
     let (meta, bytes) = services
         .media
-        .read(media_id)
+        .read(&media_id)
         .await?
         .ok_or_else(|| Error::not_found("Media not found."))?;
     Ok((
@@ -91,11 +130,7 @@ async fn thumbnail(
     height: UInt,
     method: Option<&Method>,
 ) -> Result<(String, Vec<u8>)> {
-    if server != services.server_name() {
-        return Err(Error::not_found(
-            "Media from other servers is not available.",
-        ));
-    }
+    let media_id = local_id(services, server, media_id).await?;
     let crop = matches!(method, Some(Method::Crop));
     let (w, h) = (
         u32::try_from(width).unwrap_or(u32::MAX),
@@ -103,9 +138,34 @@ async fn thumbnail(
     );
     services
         .media
-        .thumbnail(media_id, w, h, crop)
+        .thumbnail(&media_id, w, h, crop)
         .await?
         .ok_or_else(|| Error::not_found("Media not found."))
+}
+
+/// `GET /_matrix/federation/v1/media/download/{mediaId}`: this server's
+/// media for a peer (never a copy of another server's).
+pub async fn federation_download(
+    services: Arc<Services>,
+    request: Ruma<ruma::api::federation::authenticated_media::get_content::v1::Request>,
+) -> Result<ruma::api::federation::authenticated_media::get_content::v1::Response> {
+    use ruma::api::federation::authenticated_media::{
+        Content, ContentMetadata, FileOrLocation, get_content,
+    };
+    let (meta, bytes) = services
+        .media
+        .read(&request.body.media_id)
+        .await?
+        .filter(|(meta, _)| meta.uploader.is_some())
+        .ok_or_else(|| Error::not_found("Media not found."))?;
+    let content_type = meta
+        .content_type
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let d = disposition(&content_type, meta.filename);
+    Ok(get_content::v1::Response::new(
+        ContentMetadata::new(),
+        FileOrLocation::File(Content::new(bytes, content_type, d)),
+    ))
 }
 
 pub async fn download(

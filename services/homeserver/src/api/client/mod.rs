@@ -11,7 +11,7 @@ mod events;
 mod federation_join;
 pub mod filter;
 pub mod keys;
-mod media;
+pub mod media;
 pub mod membership;
 mod messages;
 mod profile;

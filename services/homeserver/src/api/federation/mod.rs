@@ -46,6 +46,7 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(query::profile)
         .ruma(query::directory)
         .ruma(witness::add_checkpoint)
+        .ruma(crate::api::client::media::federation_download)
 }
 
 async fn server_keys(
