@@ -153,3 +153,66 @@ async fn peers_cosign_checkpoints_and_flag_a_truncated_log() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_message_from_a_peer_is_gone_from_every_file_of_the_node() {
+    // A string without repeats, searched for by its middle (see vault.rs).
+    const MARK: &str = "Pv3Kx8Rm1Tq6Wz0Hn4Bj9Ls2Dc7Fy5Ga3Ue8Io1Nw6Qt4Xe";
+    let needle = &MARK.as_bytes()[4..40];
+    let mut cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let _carol = register_client(cluster.node("a.test"), "carol").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let room_id = public_room(&alice).await;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob joins");
+    let private = bob
+        .get_room(&room_id)
+        .expect("bob's room")
+        .send(RoomMessageEventContent::text_plain(format!(
+            "mijn afspraak {MARK}"
+        )))
+        .await
+        .expect("bob sends from b.test")
+        .response
+        .event_id
+        .to_string();
+    crate::federation::wait_for_texts(
+        &alice,
+        &room_id,
+        &[("@bob:b.test".to_owned(), format!("mijn afspraak {MARK}"))],
+    )
+    .await;
+
+    // On a.test, the message of b.test's user is excluded by the procedure.
+    cluster.node_mut("a.test").stop().await;
+    let dir = cluster.node("a.test").data_dir();
+    assert!(
+        !crate::vault::files_containing(&dir, needle).is_empty(),
+        "a.test holds the message before the erasure"
+    );
+    crate::vault::vault_ok(&dir, &["records-manager", "add", "@carol:a.test"]);
+    crate::vault::vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@bob:b.test",
+            "--reason",
+            "a private appointment",
+        ],
+    );
+    crate::vault::vault_ok(
+        &dir,
+        &["decide", "EX-000001", "--approve", "--by", "@carol:a.test"],
+    );
+    let leftovers = crate::vault::files_containing(&dir, needle);
+    assert!(
+        leftovers.is_empty(),
+        "the erased message is still in {leftovers:?}"
+    );
+    crate::vault::assert_verifies(&dir);
+}

@@ -282,7 +282,7 @@ async fn verify_names_deleted_altered_and_truncated_records() {
 }
 
 /// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -301,7 +301,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     found
 }
 
-fn vault_ok(dir: &Path, args: &[&str]) -> String {
+pub fn vault_ok(dir: &Path, args: &[&str]) -> String {
     let (ok, out, err) = vault(dir, args);
     assert!(ok, "vault {args:?} failed:\n{out}\n{err}");
     out

@@ -80,9 +80,20 @@ impl Rooms {
             Value::String(reference.to_owned()),
         );
         erased.unsigned = Some(unsigned);
+        let rules = room_rules(&version)?;
         let mut batch = archipel_store::Batch::new();
         batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &erased);
         batch.delete(&self.eventid_originalpdu, event_id.as_bytes());
+        // A peer's event as it was received: only its redacted form stays,
+        // which its signatures still cover.
+        if let Some(received) = self
+            .eventid_federationjson
+            .get_json::<ruma::CanonicalJsonObject>(event_id.as_bytes())?
+        {
+            let redacted = ruma::canonical_json::redact(received, &rules.redaction, None)
+                .map_err(crate::Error::internal)?;
+            batch.put_json(&self.eventid_federationjson, event_id.as_bytes(), &redacted);
+        }
         self.store.commit(batch)?;
         Ok(media)
     }

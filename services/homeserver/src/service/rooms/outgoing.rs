@@ -141,10 +141,28 @@ impl Rooms {
 
     /// An event as federation sends it: exactly as received from its
     /// origin, or as this server signed it.
+    /// A redacted event is sent in its redacted form, which its signatures
+    /// still cover.
     pub fn federation_json(&self, event_id: &ruma::EventId) -> Result<Option<serde_json::Value>> {
-        if let Some(original) = self.eventid_federationjson.get_json(event_id.as_bytes())? {
-            return Ok(Some(original));
+        let Some(pdu) = self.get_pdu(event_id)? else {
+            return Ok(None);
+        };
+        let Some(received) = self
+            .eventid_federationjson
+            .get_json::<ruma::CanonicalJsonObject>(event_id.as_bytes())?
+        else {
+            return Ok(Some(pdu.to_federation_json()));
+        };
+        let redacted = pdu.unsigned.as_ref().is_some_and(|u| {
+            u.contains_key("redacted_because") || u.contains_key("io.archipel.erased")
+        });
+        if !redacted {
+            return Ok(Some(serde_json::to_value(received)?));
         }
-        Ok(self.get_pdu(event_id)?.map(|pdu| pdu.to_federation_json()))
+        let version = self.meta(&pdu.room_id)?.map(|meta| meta.version);
+        let rules = super::room_rules(&version.unwrap_or(ruma::RoomVersionId::V11))?;
+        let stripped = ruma::canonical_json::redact(received, &rules.redaction, None)
+            .map_err(crate::Error::internal)?;
+        Ok(Some(serde_json::to_value(stripped)?))
     }
 }
