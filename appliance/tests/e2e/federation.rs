@@ -806,4 +806,24 @@ async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes
             "Besluitvorming"
         );
     }
+
+    // The rename that lost (soft-failed on a.test) is still part of the
+    // room's graph, and both vaults keep it.
+    for name in ["a.test", "b.test"] {
+        let give_up = tokio::time::Instant::now() + crate::client::SYNC_DEADLINE;
+        loop {
+            let records = archived(&cluster.node(name).data_dir());
+            if records
+                .iter()
+                .any(|r| r["type"] == "m.room.name" && r["sender"] == "@bob:b.test")
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "{name}'s vault lacks bob's rename: {records:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
 }

@@ -168,7 +168,18 @@ impl Rooms {
             self.pdu_in(&current, k, s)
         }) {
             batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
+            // Kept out of the timeline, but it is in the room's graph: the
+            // archive keeps it like any other event.
+            let ticket = self.counter.next()?;
+            if self.capture {
+                batch.put_json(
+                    &self.count_vaultcapture,
+                    ticket.count.to_be_bytes(),
+                    &pdu.to_archive_json(),
+                );
+            }
             self.store.commit_async(batch).await?;
+            drop(ticket);
             let why = e.to_string();
             tracing::info!(%event_id, %room_id, reason = %why, "soft-failed an event from a peer");
             return Ok(Received::SoftFailed(why));
