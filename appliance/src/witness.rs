@@ -105,11 +105,7 @@ async fn cosign_newest(
     vault: &Arc<Vault>,
     peer: &ServerName,
 ) -> anyhow::Result<()> {
-    let cosigned = vault
-        .cosigned_sizes()?
-        .into_iter()
-        .find(|(witness, _, _)| witness == peer.as_str())
-        .map_or(0, |(_, size, _)| size);
+    let cosigned = vault.newest_cosigned(peer.as_str())?;
     let Some(latest) = vault.log().latest_checkpoint()? else {
         return Ok(());
     };

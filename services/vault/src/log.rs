@@ -137,8 +137,17 @@ impl Log {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// The newest checkpoint: one read, however many were signed.
     pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
-        Ok(self.checkpoints()?.pop())
+        let Some((k, v)) = self.checkpoints.last()? else {
+            return Ok(None);
+        };
+        let size = key::parse_u64(&k)
+            .ok_or_else(|| Error::Corrupt("a checkpoint key is not a log size".into()))?;
+        Ok(Some(StoredCheckpoint {
+            size,
+            note: String::from_utf8_lossy(&v).into_owned(),
+        }))
     }
 
     /// The records of `room` below `size`, in log order.

@@ -231,6 +231,21 @@ impl Vault {
         Ok(())
     }
 
+    /// The size of the newest checkpoint `witness` co-signed (0 if none):
+    /// one seek, however many it co-signed.
+    pub fn newest_cosigned(&self, witness: &str) -> Result<u64> {
+        let mut prefix = witness.as_bytes().to_vec();
+        prefix.push(key::SEP);
+        let from = key::with_u64(witness.as_bytes().to_vec(), u64::MAX);
+        match self.cosignatures.scan_rev_from(from, prefix).next() {
+            Some(row) => {
+                let (k, _) = row?;
+                Ok(key::split_last_u64(&k).map_or(0, |(_, size)| size))
+            }
+            None => Ok(0),
+        }
+    }
+
     /// The newest checkpoint size each witness co-signed.
     pub fn cosigned_sizes(&self) -> Result<Vec<(String, u64, Cosignature)>> {
         let mut newest: std::collections::BTreeMap<String, (u64, Cosignature)> = Default::default();

@@ -75,6 +75,8 @@ fn a_growing_log_is_cosigned_and_the_cosignature_is_kept() {
     logged
         .add_cosignature(25, "witness.example", &signer().verifying_key(), &line)
         .expect("kept");
+    assert_eq!(logged.newest_cosigned("witness.example").expect("read"), 25);
+    assert_eq!(logged.newest_cosigned("witness").expect("read"), 0);
     let sizes = logged.cosigned_sizes().expect("cosignatures");
     assert_eq!(sizes.len(), 1);
     assert_eq!((sizes[0].0.as_str(), sizes[0].1), ("witness.example", 25));
