@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
 use matrix_sdk::ruma::RoomVersionId;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
@@ -274,6 +276,43 @@ async fn users_on_archipel_and_synapse_chat_in_rooms_created_on_either() {
         "Hallo vanuit Synapse".to_owned(),
     ));
     wait_for_texts(&alice, &room_id, &expected).await;
+
+    // Media: Synapse fetches Archipel's file and a thumbnail of it over
+    // federation for its user.
+    let image = crate::client::png(64, 64);
+    let mxc = alice
+        .media()
+        .upload(&mime::IMAGE_PNG, image.clone(), None)
+        .await
+        .expect("alice uploads on Archipel")
+        .content_uri;
+    let file = MediaRequestParameters {
+        source: MediaSource::Plain(mxc.clone()),
+        format: MediaFormat::File,
+    };
+    let downloaded = match sam.media().get_media_content(&file, false).await {
+        Ok(bytes) => bytes,
+        Err(e) => panic!(
+            "sam could not download Archipel's media: {e}\n{}",
+            synapse.log_tail()
+        ),
+    };
+    assert!(downloaded == image, "Synapse served other bytes");
+    let thumbnail = MediaRequestParameters {
+        source: MediaSource::Plain(mxc),
+        format: MediaFormat::Thumbnail(MediaThumbnailSettings::new(
+            matrix_sdk::ruma::UInt::from(32_u32),
+            matrix_sdk::ruma::UInt::from(32_u32),
+        )),
+    };
+    let thumb = match sam.media().get_media_content(&thumbnail, false).await {
+        Ok(bytes) => bytes,
+        Err(e) => panic!(
+            "sam could not get a thumbnail of Archipel's media: {e}\n{}",
+            synapse.log_tail()
+        ),
+    };
+    assert!(crate::client::looks_like_image(&thumb), "not an image");
 
     // And the other way round: a room on Synapse, joined from Archipel
     // through Synapse. Version 11: Synapse's default, 12, is not one

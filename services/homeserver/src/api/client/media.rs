@@ -145,6 +145,39 @@ async fn thumbnail(
 
 /// `GET /_matrix/federation/v1/media/download/{mediaId}`: this server's
 /// media for a peer (never a copy of another server's).
+/// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`: a thumbnail of
+/// this server's own media for a peer.
+pub async fn federation_thumbnail(
+    services: Arc<Services>,
+    request: Ruma<ruma::api::federation::authenticated_media::get_content_thumbnail::v1::Request>,
+) -> Result<ruma::api::federation::authenticated_media::get_content_thumbnail::v1::Response> {
+    use ruma::api::federation::authenticated_media::{
+        Content, ContentMetadata, FileOrLocation, get_content_thumbnail,
+    };
+    let b = &request.body;
+    let own = services
+        .media
+        .meta(&b.media_id)?
+        .is_some_and(|meta| meta.uploader.is_some());
+    if !own {
+        return Err(Error::not_found("Media not found."));
+    }
+    let (content_type, bytes) = thumbnail(
+        &services,
+        services.server_name(),
+        &b.media_id,
+        b.width,
+        b.height,
+        b.method.as_ref(),
+    )
+    .await?;
+    let d = disposition(&content_type, None);
+    Ok(get_content_thumbnail::v1::Response::new(
+        ContentMetadata::new(),
+        FileOrLocation::File(Content::new(bytes, content_type, d)),
+    ))
+}
+
 pub async fn federation_download(
     services: Arc<Services>,
     request: Ruma<ruma::api::federation::authenticated_media::get_content::v1::Request>,

@@ -47,6 +47,7 @@ pub fn routes(router: axum::Router<Arc<Services>>) -> axum::Router<Arc<Services>
         .ruma(query::directory)
         .ruma(witness::add_checkpoint)
         .ruma(crate::api::client::media::federation_download)
+        .ruma(crate::api::client::media::federation_thumbnail)
 }
 
 async fn server_keys(
