@@ -127,13 +127,8 @@ async fn cosign_newest(
         if let Some(line) = answer.cosignature {
             let keys = services.federation.server_keys(peer).await?;
             let mut kept = false;
-            for key in keys.keys.values() {
-                let Some(key) = base64::engine::general_purpose::STANDARD_NO_PAD
-                    .decode(key.trim_end_matches('='))
-                    .ok()
-                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                    .and_then(|k| VerifyingKey::from_bytes(&k).ok())
-                else {
+            for key in keys.ed25519_keys() {
+                let Ok(key) = VerifyingKey::from_bytes(&key) else {
                     continue;
                 };
                 if vault

@@ -59,6 +59,20 @@ impl Media {
         filename: Option<String>,
         bytes: Vec<u8>,
     ) -> Result<String> {
+        self.store_new(Some(uploader), content_type, filename, bytes, None)
+            .await
+    }
+
+    /// Writes a new file durably, then its metadata (and, for a copy of a
+    /// peer's media, where it came from) in one batch; returns its media ID.
+    async fn store_new(
+        &self,
+        uploader: Option<&UserId>,
+        content_type: Option<String>,
+        filename: Option<String>,
+        bytes: Vec<u8>,
+        copy_of: Option<(&ServerName, &str)>,
+    ) -> Result<String> {
         let media_id = random_string(24);
         let path = self.file_path(&media_id);
         let size = bytes.len() as u64;
@@ -70,11 +84,18 @@ impl Media {
             content_type,
             filename,
             size,
-            uploader: Some(uploader.to_owned()),
+            uploader: uploader.map(UserId::to_owned),
             created_ts: now_ms(),
         };
         let mut batch = Batch::new();
         batch.put_json(&self.tree, media_id.as_bytes(), &meta);
+        if let Some((server, remote_id)) = copy_of {
+            batch.put(
+                &self.tree,
+                remote_key(server, remote_id),
+                media_id.as_bytes(),
+            );
+        }
         self.store.commit_async(batch).await?;
         Ok(media_id)
     }
@@ -102,29 +123,14 @@ impl Media {
         if !valid_media_id(media_id) {
             return Err(Error::invalid_param("Invalid media ID."));
         }
-        let local_id = random_string(24);
-        let path = self.file_path(&local_id);
-        let size = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
-            .await
-            .map_err(Error::internal)?
-            .map_err(|e| Error::internal(format!("writing media file: {e}")))?;
-        let meta = MediaMeta {
+        self.store_new(
+            None,
             content_type,
             filename,
-            size,
-            uploader: None,
-            created_ts: now_ms(),
-        };
-        let mut batch = Batch::new();
-        batch.put_json(&self.tree, local_id.as_bytes(), &meta);
-        batch.put(
-            &self.tree,
-            remote_key(server, media_id),
-            local_id.as_bytes(),
-        );
-        self.store.commit_async(batch).await?;
-        Ok(local_id)
+            bytes,
+            Some((server, media_id)),
+        )
+        .await
     }
 
     pub fn meta(&self, media_id: &str) -> Result<Option<MediaMeta>> {

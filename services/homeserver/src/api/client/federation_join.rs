@@ -29,6 +29,27 @@ pub async fn join_remote(
     reason: Option<&str>,
     via: &[OwnedServerName],
 ) -> Result<()> {
+    through_peers(services, user, room_id, via, "join", |server| async move {
+        join_through(services, user, room_id, reason, &server).await
+    })
+    .await
+}
+
+/// Tries `attempt` through each peer that may be in the room (those in
+/// `via`, the inviter's server, the room's own) until one succeeds; a
+/// server outside the allowlist is never tried.
+async fn through_peers<F, Fut>(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    via: &[OwnedServerName],
+    what: &str,
+    mut attempt: F,
+) -> Result<()>
+where
+    F: FnMut(OwnedServerName) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let mut candidates: Vec<OwnedServerName> = via.to_vec();
     // Invited: the inviter's server is in the room.
     if let Some(invite) = services.rooms.membership(user, room_id)?
@@ -43,24 +64,25 @@ pub async fn join_remote(
     candidates.retain(|s| s != services.server_name());
     if candidates.is_empty() {
         return Err(Error::not_found(format!(
-            "This server is not in {room_id} and knows no server to join it through."
+            "This server is not in {room_id} and knows no server to {what} it through."
         )));
     }
     let mut last_error = None;
-    for server in &candidates {
-        if let Err(e) = services.federation.require_peer(server) {
+    for server in candidates {
+        if let Err(e) = services.federation.require_peer(&server) {
             last_error = Some(e);
             continue;
         }
-        match join_through(services, user, room_id, reason, server).await {
+        match attempt(server.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                tracing::info!(%room_id, %server, error = %e, "joining through a peer failed");
+                tracing::info!(%room_id, %server, error = %e, "{what} through a peer failed");
                 last_error = Some(e);
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| Error::not_found("No server could help join the room.")))
+    Err(last_error
+        .unwrap_or_else(|| Error::not_found(format!("No server could help {what} the room."))))
 }
 
 /// A member event made from a peer's template and signed by this server.
@@ -220,29 +242,10 @@ pub async fn leave_remote(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut candidates = Vec::new();
-    if let Some(invite) = services.rooms.membership(user, room_id)? {
-        candidates.push(invite.sender.server_name().to_owned());
-    }
-    if let Some(server) = room_id.server_name() {
-        candidates.push(server.to_owned());
-    }
-    candidates.dedup();
-    let mut last_error = None;
-    for server in candidates {
-        if let Err(e) = services.federation.require_peer(&server) {
-            last_error = Some(e);
-            continue;
-        }
-        match leave_through(services, user, room_id, reason, &server).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::info!(%room_id, %server, error = %e, "leaving through a peer failed");
-                last_error = Some(e);
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| Error::not_found("No server could help leave the room.")))
+    through_peers(services, user, room_id, &[], "leave", |server| async move {
+        leave_through(services, user, room_id, reason, &server).await
+    })
+    .await
 }
 
 async fn leave_through(

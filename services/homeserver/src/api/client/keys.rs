@@ -71,9 +71,9 @@ pub async fn upload(
 /// A local user's device keys (all devices if `devices` is empty) and
 /// public cross-signing keys, as both APIs hand them out.
 pub struct UserKeys {
-    pub devices: BTreeMap<OwnedDeviceId, Value>,
-    pub master: Option<Value>,
-    pub self_signing: Option<Value>,
+    pub devices: BTreeMap<OwnedDeviceId, Raw<ruma::encryption::DeviceKeys>>,
+    pub master: Option<Raw<ruma::encryption::CrossSigningKey>>,
+    pub self_signing: Option<Raw<ruma::encryption::CrossSigningKey>>,
 }
 
 pub fn local_keys(
@@ -89,12 +89,20 @@ pub fn local_keys(
         if let Some(info) = services.users.device(user, &device_id)? {
             keys["unsigned"] = serde_json::json!({ "device_display_name": info.display_name });
         }
-        by_device.insert(device_id, keys);
+        by_device.insert(device_id, raw(&keys));
     }
     Ok(UserKeys {
         devices: by_device,
-        master: services.e2ee.cross_signing_key(user, MASTER)?,
-        self_signing: services.e2ee.cross_signing_key(user, SELF_SIGNING)?,
+        master: services
+            .e2ee
+            .cross_signing_key(user, MASTER)?
+            .as_ref()
+            .map(raw),
+        self_signing: services
+            .e2ee
+            .cross_signing_key(user, SELF_SIGNING)?
+            .as_ref()
+            .map(raw),
     })
 }
 
@@ -183,18 +191,12 @@ pub async fn query(
             continue;
         }
         let keys = local_keys(&services, user, devices)?;
-        response.device_keys.insert(
-            user.clone(),
-            keys.devices
-                .iter()
-                .map(|(id, k)| (id.clone(), raw(k)))
-                .collect(),
-        );
-        if let Some(master) = keys.master {
-            response.master_keys.insert(user.clone(), raw(&master));
+        response.device_keys.insert(user.clone(), keys.devices);
+        if let Some(key) = keys.master {
+            response.master_keys.insert(user.clone(), key);
         }
         if let Some(key) = keys.self_signing {
-            response.self_signing_keys.insert(user.clone(), raw(&key));
+            response.self_signing_keys.insert(user.clone(), key);
         }
         if user == requester
             && let Some(key) = services.e2ee.cross_signing_key(user, USER_SIGNING)?

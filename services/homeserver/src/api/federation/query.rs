@@ -10,7 +10,6 @@ use ruma::{
         keys::{claim_keys, get_keys},
         query::{get_profile_information, get_room_information},
     },
-    serde::Raw,
 };
 use serde_json::Value;
 
@@ -19,10 +18,6 @@ use crate::{
     api::client::keys::{claim_local, local_keys},
     ruma_wrapper::Ruma,
 };
-
-fn raw<T>(value: &Value) -> Raw<T> {
-    crate::service::rooms::pdu::raw(value)
-}
 
 /// Refuses questions about users of other servers.
 fn require_local(services: &Services, user: &UserId) -> Result<()> {
@@ -45,18 +40,12 @@ pub async fn keys_query(
             continue;
         }
         let keys = local_keys(&services, user, devices)?;
-        response.device_keys.insert(
-            user.clone(),
-            keys.devices
-                .iter()
-                .map(|(id, k)| (id.clone(), raw(k)))
-                .collect(),
-        );
+        response.device_keys.insert(user.clone(), keys.devices);
         if let Some(key) = keys.master {
-            response.master_keys.insert(user.clone(), raw(&key));
+            response.master_keys.insert(user.clone(), key);
         }
         if let Some(key) = keys.self_signing {
-            response.self_signing_keys.insert(user.clone(), raw(&key));
+            response.self_signing_keys.insert(user.clone(), key);
         }
     }
     Ok(response)
@@ -84,7 +73,7 @@ pub async fn devices(
     let keys = local_keys(&services, user, &[])?;
     let mut devices = Vec::new();
     for (device_id, device_keys) in keys.devices {
-        let mut device = get_devices::v1::UserDevice::new(device_id.clone(), raw(&device_keys));
+        let mut device = get_devices::v1::UserDevice::new(device_id.clone(), device_keys);
         device.device_display_name = services
             .users
             .device(user, &device_id)?
@@ -94,8 +83,8 @@ pub async fn devices(
     let stream_id = UInt::try_from(services.counter.visible()).unwrap_or_default();
     let mut response = get_devices::v1::Response::new(user.clone(), stream_id);
     response.devices = devices;
-    response.master_key = keys.master.as_ref().map(raw);
-    response.self_signing_key = keys.self_signing.as_ref().map(raw);
+    response.master_key = keys.master;
+    response.self_signing_key = keys.self_signing;
     Ok(response)
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD as B64};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ruma::ServerName;
 
 use crate::{Error, Result, Services, ruma_wrapper::Ruma};
@@ -93,21 +93,13 @@ pub async fn add_checkpoint(
         ));
     };
     let peer = request.origin().to_owned();
-    let keys: Vec<[u8; 32]> = services
-        .federation
-        .server_keys(&peer)
-        .await?
-        .keys
-        .values()
-        .filter_map(|key| B64.decode(key.trim_end_matches('=')).ok()?.try_into().ok())
-        .collect();
+    let keys = services.federation.server_keys(&peer).await?.ed25519_keys();
     let proof = request
         .body
         .consistency_proof
         .iter()
         .map(|hash| {
-            base64::engine::general_purpose::STANDARD
-                .decode(hash)
+            B64.decode(hash)
                 .ok()
                 .and_then(|h| h.try_into().ok())
                 .ok_or_else(|| Error::invalid_param("A proof hash is not a base64 SHA-256 hash."))

@@ -40,6 +40,15 @@ impl ServerKeys {
         self.pinned || self.valid_until_ms > now_ms()
     }
 
+    /// The Ed25519 public keys, as bytes (a key that does not decode is left out).
+    pub fn ed25519_keys(&self) -> Vec<[u8; 32]> {
+        self.keys
+            .values()
+            .filter_map(|key| Base64::<ruma::serde::base64::Standard>::parse(key).ok())
+            .filter_map(|key| <[u8; 32]>::try_from(key.as_bytes()).ok())
+            .collect()
+    }
+
     fn key_set(&self) -> Result<PublicKeySet> {
         self.keys
             .iter()

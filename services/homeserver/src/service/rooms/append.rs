@@ -297,8 +297,13 @@ impl Rooms {
             batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
         }
 
-        // The archive's capture record: the event exactly as created, in the
-        // same atomic batch, so an acknowledged event is never missing from it.
+        self.capture_batch(batch, pdu, count);
+        Ok(())
+    }
+
+    /// The archive's capture record: the event exactly as created, in the
+    /// same atomic batch, so an acknowledged event is never missing from it.
+    pub(super) fn capture_batch(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
         if self.capture {
             batch.put_json(
                 &self.count_vaultcapture,
@@ -306,7 +311,6 @@ impl Rooms {
                 &pdu.to_archive_json(),
             );
         }
-        Ok(())
     }
 }
 

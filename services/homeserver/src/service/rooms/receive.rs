@@ -171,13 +171,7 @@ impl Rooms {
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
             let ticket = self.counter.next()?;
-            if self.capture {
-                batch.put_json(
-                    &self.count_vaultcapture,
-                    ticket.count.to_be_bytes(),
-                    &pdu.to_archive_json(),
-                );
-            }
+            self.capture_batch(&mut batch, &pdu, ticket.count);
             self.store.commit_async(batch).await?;
             drop(ticket);
             let why = e.to_string();
