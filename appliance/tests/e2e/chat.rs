@@ -282,30 +282,34 @@ async fn read_receipts_and_typing_reach_the_other_user() {
         .expect("load bob's receipt");
     assert_eq!(receipt.map(|(event_id, _)| event_id), Some(read));
 
-    // Typing: bob keeps typing (the SDK renews its 4 s notice when needed)
-    // until alice's sync shows it.
-    let bob_room = pair.bob_room();
+    typing_starts_and_stops(&pair.bob_room(), &pair.alice, &room_id, bob.as_str()).await;
+}
+
+/// `typer_room`'s user types until `watcher`'s sync shows it (the SDK
+/// renews its 4 s notice when needed), then stops, until the sync shows
+/// that too.
+pub async fn typing_starts_and_stops(
+    typer_room: &matrix_sdk::Room,
+    watcher: &matrix_sdk::Client,
+    room_id: &RoomId,
+    typer: &str,
+) {
     let give_up = Instant::now() + SYNC_DEADLINE;
     loop {
-        bob_room.typing_notice(true).await.expect("bob types");
-        let response = pair
-            .alice
+        typer_room.typing_notice(true).await.expect("typing notice");
+        let response = watcher
             .sync_once(sync_settings().timeout(Duration::from_secs(2)))
             .await
-            .expect("alice syncs");
-        if typing_users(&response, &room_id).is_some_and(|users| users.contains(&bob.to_string())) {
+            .expect("sync");
+        if typing_users(&response, room_id).is_some_and(|users| users.iter().any(|u| u == typer)) {
             break;
         }
-        assert!(Instant::now() < give_up, "alice never saw bob typing");
+        assert!(Instant::now() < give_up, "{typer} was never seen typing");
     }
-
-    bob_room
-        .typing_notice(false)
-        .await
-        .expect("bob stops typing");
-    sync_until(&pair.alice, "alice to see bob stop typing", |response| {
-        typing_users(response, &room_id)
-            .is_some_and(|users| !users.contains(&bob.to_string()))
+    typer_room.typing_notice(false).await.expect("stop typing");
+    sync_until(watcher, &format!("{typer} to stop typing"), |response| {
+        typing_users(response, room_id)
+            .is_some_and(|users| !users.iter().any(|u| u == typer))
             .then_some(())
     })
     .await;

@@ -253,6 +253,17 @@ pub async fn public_room(client: &Client) -> OwnedRoomId {
         .to_owned()
 }
 
+/// Alice on a.test and bob on b.test, both in a public room made on a.test.
+pub async fn alice_and_bob_across(cluster: &Cluster) -> (Client, Client, OwnedRoomId) {
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let room_id = public_room(&alice).await;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob on b.test joins the room on a.test");
+    (alice, bob, room_id)
+}
+
 /// The bodies of the text messages in a timeline, with their senders.
 fn texts(events: &[Value]) -> Vec<(String, String)> {
     events
@@ -289,13 +300,7 @@ pub async fn wait_for_texts(
 #[tokio::test(flavor = "multi_thread")]
 async fn users_on_two_nodes_chat_in_a_room_created_on_one() {
     let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-
-    let room_id = public_room(&alice).await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob on b.test joins the room on a.test");
+    let (alice, bob, room_id) = alice_and_bob_across(&cluster).await;
 
     let alice_room = alice.get_room(&room_id).expect("alice's room");
     alice_room
@@ -381,12 +386,7 @@ async fn the_federation_is_closed_to_servers_outside_the_allowlist() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation() {
     let mut cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-    let room_id = public_room(&alice).await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob joins");
+    let (alice, bob, room_id) = alice_and_bob_across(&cluster).await;
     let room = alice.get_room(&room_id).expect("alice's room");
     room.send(RoomMessageEventContent::text_plain("voor de storing"))
         .await

@@ -2,8 +2,6 @@
 //! read receipts, presence, profiles, room aliases, and rejecting an
 //! invite to a room that lives on the other node.
 
-use std::time::Duration;
-
 use matrix_sdk::ruma::api::client::alias::create_alias;
 use matrix_sdk::ruma::api::client::presence::set_presence;
 use matrix_sdk::ruma::api::client::receipt::create_receipt;
@@ -12,13 +10,9 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::presence::PresenceState;
 use matrix_sdk::ruma::{RoomAliasId, UserId};
 use serde_json::Value;
-use tokio::time::Instant;
 
-use crate::chat::typing_users;
-use crate::client::{
-    SYNC_DEADLINE, api_for, ephemeral_json, register_client, sync_settings, sync_until,
-    timeline_json,
-};
+use crate::chat::typing_starts_and_stops;
+use crate::client::{api_for, ephemeral_json, register_client, sync_until, timeline_json};
 use crate::federation::{Cluster, public_room, server};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,30 +98,7 @@ async fn typing_receipts_presence_profiles_and_aliases_cross_nodes() {
     .await;
 
     // Typing: bob types until alice's sync shows it, then stops.
-    let give_up = Instant::now() + SYNC_DEADLINE;
-    loop {
-        bob_room.typing_notice(true).await.expect("bob types");
-        let response = alice
-            .sync_once(sync_settings().timeout(Duration::from_secs(2)))
-            .await
-            .expect("alice syncs");
-        if typing_users(&response, &room_id)
-            .is_some_and(|users| users.contains(&bob_id.to_string()))
-        {
-            break;
-        }
-        assert!(Instant::now() < give_up, "alice never saw bob typing");
-    }
-    bob_room
-        .typing_notice(false)
-        .await
-        .expect("bob stops typing");
-    sync_until(&alice, "bob to stop typing on a.test", |response| {
-        typing_users(response, &room_id)
-            .is_some_and(|users| !users.contains(&bob_id.to_string()))
-            .then_some(())
-    })
-    .await;
+    typing_starts_and_stops(&bob_room, &alice, &room_id, bob_id.as_str()).await;
 
     // Presence: bob says he is away with a message; alice sees it.
     let mut request = set_presence::v3::Request::new(bob_id.clone(), PresenceState::Unavailable);

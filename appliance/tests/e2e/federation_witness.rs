@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::client::{SYNC_DEADLINE, login_client, register_client};
-use crate::federation::{Cluster, join_through, public_room};
+use crate::federation::{Cluster, alice_and_bob_across};
 use crate::vault::{open_store, seq_key, vault};
 
 /// `archipel vault verify --json` of the node in `data_dir`.
@@ -51,12 +51,7 @@ fn cosigned_newest(report: &Value, witness: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn peers_cosign_checkpoints_and_flag_a_truncated_log() {
     let mut cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-    let room_id = public_room(&alice).await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob joins");
+    let (alice, _bob, room_id) = alice_and_bob_across(&cluster).await;
     let room = alice.get_room(&room_id).expect("alice's room");
     for n in 0..6 {
         room.send(RoomMessageEventContent::text_plain(format!("bericht {n}")))
@@ -160,13 +155,8 @@ async fn an_erased_message_from_a_peer_is_gone_from_every_file_of_the_node() {
     const MARK: &str = "Pv3Kx8Rm1Tq6Wz0Hn4Bj9Ls2Dc7Fy5Ga3Ue8Io1Nw6Qt4Xe";
     let needle = &MARK.as_bytes()[4..40];
     let mut cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let (alice, bob, room_id) = alice_and_bob_across(&cluster).await;
     let _carol = register_client(cluster.node("a.test"), "carol").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-    let room_id = public_room(&alice).await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob joins");
     let private = bob
         .get_room(&room_id)
         .expect("bob's room")
