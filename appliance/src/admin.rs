@@ -48,6 +48,16 @@ pub enum Request {
         password: Option<String>,
     },
     Token(TokenCommand),
+    /// A snapshot for a backup the CLI writes (`archipel backup create`).
+    BackupSnapshot,
+}
+
+/// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
+/// asker's to read and remove.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotMade {
+    pub dir: PathBuf,
+    pub vault_checkpoint: String,
 }
 
 impl Request {
@@ -70,6 +80,7 @@ impl Request {
                 format!("registration-token create (uses: {uses:?})")
             }
             Self::Token(TokenCommand::List) => "registration-token list".into(),
+            Self::BackupSnapshot => "backup create (snapshot)".into(),
         }
     }
 }
@@ -89,6 +100,14 @@ pub fn socket_path(config: &Config) -> PathBuf {
 /// Sends `request` to the running node, prints what it reports, and fails if
 /// the command failed there.
 pub fn forward(config: &Config, request: &Request) -> Result<()> {
+    let output = ask(config, request)?;
+    print!("{output}");
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// Sends `request` to the running node and returns what it answered.
+pub fn ask(config: &Config, request: &Request) -> Result<String> {
     let path = socket_path(config);
     let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
         format!(
@@ -107,11 +126,13 @@ pub fn forward(config: &Config, request: &Request) -> Result<()> {
         .context("reading the node's answer")?;
     let answer: Answer = serde_json::from_str(&reply)
         .context("the node closed the admin connection without an answer")?;
-    print!("{}", answer.output);
-    std::io::stdout().flush()?;
     match answer.error {
-        Some(error) => Err(anyhow!(error)),
-        None => Ok(()),
+        Some(error) => {
+            print!("{}", answer.output);
+            std::io::stdout().flush()?;
+            Err(anyhow!(error))
+        }
+        None => Ok(answer.output),
     }
 }
 
@@ -132,6 +153,25 @@ impl Admin {
             vault,
             busy: tokio::sync::Mutex::new(()),
         })
+    }
+}
+
+impl Admin {
+    /// A snapshot of the node for a backup. Admin commands (erasures
+    /// among them) wait while it is made: a record erased in one of the
+    /// copied databases is erased in both.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<crate::backup::Snapshot> {
+        let _one_at_a_time = self.busy.lock().await;
+        let admin = self.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::backup::snapshot(&admin.config.node.data_dir, &admin.services, &admin.vault)
+        })
+        .await
+        .map_err(|e| anyhow!("the snapshot stopped unexpectedly: {e}"))?
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 }
 
@@ -249,6 +289,27 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
             users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
         }
         Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
+        Request::BackupSnapshot => {
+            let made = tokio::task::spawn_blocking(move || {
+                let snapshot = crate::backup::snapshot(
+                    &admin.config.node.data_dir,
+                    &admin.services,
+                    &admin.vault,
+                )?;
+                let vault_checkpoint = snapshot.vault_checkpoint.clone();
+                Ok::<_, anyhow::Error>(SnapshotMade {
+                    dir: snapshot.keep(),
+                    vault_checkpoint,
+                })
+            })
+            .await
+            .map_err(|e| anyhow!("the snapshot stopped unexpectedly: {e}"))
+            .and_then(|made| made);
+            made.and_then(|made| {
+                out.extend(serde_json::to_vec(&made)?);
+                Ok(())
+            })
+        }
     };
     (out, done)
 }

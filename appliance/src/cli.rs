@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{config, serve, users, vault_cli};
+use crate::{backup, config, serve, users, vault_cli};
 
 /// Archipel: a sovereign chat-and-archive appliance (Matrix homeserver,
 /// archive vault, encrypted backups, admin console) in one binary.
@@ -51,6 +51,13 @@ enum Command {
         target: Target,
         #[command(subcommand)]
         command: vault_cli::VaultCommand,
+    },
+    /// Encrypted backups: create, list, verify, restore, prune.
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: backup::cli::BackupCommand,
     },
     /// Check a configuration file and print the effective settings.
     CheckConfig {
@@ -135,6 +142,18 @@ pub fn run(cli: Cli) -> Result<()> {
         } => vault_cli::verify_export(&dir, verifier_key.as_deref(), json),
         Command::Vault { target, command } => {
             vault_cli::run(&config::Config::for_target(&target)?, command)
+        }
+        Command::Backup { target, command } => {
+            let config = if target.config.is_some() || target.data_dir.is_some() {
+                Some(config::Config::for_target(&target)?)
+            } else if std::path::Path::new(config::DEFAULT_PATH).exists() {
+                Some(config::Config::load(std::path::Path::new(
+                    config::DEFAULT_PATH,
+                ))?)
+            } else {
+                None
+            };
+            backup::cli::run(config, command)
         }
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;

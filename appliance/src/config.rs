@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::cli::{DevArgs, Target};
 
+/// Where an installed node's configuration lives.
+pub const DEFAULT_PATH: &str = "/etc/archipel/archipel.toml";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -26,6 +29,8 @@ pub struct Config {
     pub federation: FederationConfig,
     #[serde(default)]
     pub vault: VaultConfig,
+    #[serde(default)]
+    pub backup: crate::backup::BackupConfig,
     #[serde(default)]
     pub log: LogConfig,
     /// Where this configuration came from, for messages.
@@ -111,6 +116,9 @@ impl Config {
             );
         }
         self.validate_federation()?;
+        self.backup
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
         if self.homeserver.max_request_size < 65_536 {
             bail!(
                 "{}: `homeserver.max_request_size` must be at least 65536 (the largest event)",
@@ -204,6 +212,7 @@ impl Config {
                 checkpoint_interval_secs: 2,
                 ..VaultConfig::default()
             },
+            backup: crate::backup::BackupConfig::default(),
             log: LogConfig::default(),
             source: PathBuf::from("(dev defaults)"),
             dev: true,

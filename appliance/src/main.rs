@@ -1,6 +1,7 @@
 //! `archipel`: the one binary of the Archipel appliance.
 
 mod admin;
+mod backup;
 mod capture;
 mod cli;
 mod config;

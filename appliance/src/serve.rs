@@ -31,6 +31,8 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let node = node::open(&config)?;
+    // The database lock is ours: no backup of this data runs any more.
+    crate::backup::remove_stale_snapshots(&config.node.data_dir);
     let homeserver = node.homeserver;
     let services = homeserver.services.clone();
     let housekeeping = homeserver.spawn_housekeeping();
@@ -52,11 +54,14 @@ async fn serve(config: Config) -> Result<()> {
     let admin_path = admin::socket_path(&config);
     let admin_listener = admin::bind(&admin_path)?;
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_state = admin::Admin::new(config.clone(), services.clone(), node.vault.clone());
     let admin = tokio::spawn(admin::serve(
-        admin::Admin::new(config.clone(), services.clone(), node.vault.clone()),
+        admin_state.clone(),
         admin_listener,
-        admin_stopped,
+        admin_stopped.clone(),
     ));
+    let backups = (!config.backup.targets.is_empty())
+        .then(|| tokio::spawn(crate::backup::schedule::run(admin_state, admin_stopped)));
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
@@ -131,6 +136,10 @@ async fn serve(config: Config) -> Result<()> {
     }
     let _ = stop_admin.send(true);
     let _ = admin.await;
+    if let Some(backups) = backups {
+        // A backup being written is abandoned: its target keeps nothing of it.
+        backups.abort();
+    }
     let _ = std::fs::remove_file(&admin_path);
     if let Some(capture) = capture {
         tracing::info!("shutting down: archiving the last events");

@@ -100,6 +100,28 @@ impl TestServer {
         server
     }
 
+    /// Starts a server named `server_name` on a data directory that
+    /// `prepare` makes at the path it is given (which does not exist yet),
+    /// e.g. by restoring a backup there.
+    pub async fn start_prepared(server_name: &str, prepare: impl FnOnce(&Path)) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("archipel-e2e-")
+            .tempdir()
+            .expect("create a temporary directory for the server");
+        prepare(&root.path().join("data"));
+        let mut server = Self {
+            root,
+            extra_args: Vec::new(),
+            child: None,
+            url: String::new(),
+            generation: 0,
+            open_registration: true,
+            server_name: server_name.to_owned(),
+        };
+        server.spawn().await;
+        server
+    }
+
     /// The server name in this server's user and room IDs.
     pub fn server_name(&self) -> &str {
         &self.server_name

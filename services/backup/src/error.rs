@@ -114,6 +114,9 @@ pub enum Error {
     #[error("the check of the restored data failed, nothing was switched: {0}")]
     RestoreCheck(String),
 
+    #[error("the backup's content failed its check: {0}")]
+    ContentCheck(String),
+
     #[error("backup pipeline: {0}")]
     Pipeline(String),
 }

@@ -119,4 +119,4 @@ pub use progress::{NoProgress, Phase, Progress};
 pub use restore::{RestoreCheck, restore};
 pub use retention::{KeepReason, PruneReport, RetentionPolicy, prune, retain};
 pub use target::{DirTarget, S3Config, S3Target, Target};
-pub use verify::{read_manifest, verify};
+pub use verify::{PartsCheck, read_manifest, verify, verify_parts};

@@ -47,11 +47,15 @@ pub fn restore(
             source,
         })?;
 
+    // A node's data is private to it: the new folder is too, from the start.
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o700)).map_err(|source| {
+        Error::RestoreWrite {
+            path: staging.path().to_owned(),
+            source,
+        }
+    })?;
     progress.begin(Phase::Restore, backup.opened.manifest.total_bytes);
-    let mut extractor = Extractor {
-        root: staging.path(),
-        placed: Vec::new(),
-    };
+    let mut extractor = Extractor::new(staging.path(), None);
     let checked = check_archive(target, &backup, unlock, &mut extractor, progress)?;
     extractor.settle()?;
     if let Some(check) = check {
@@ -119,19 +123,41 @@ fn check_destination(destination: &Path) -> Result<(PathBuf, OsString)> {
 /// Writes checked entries under the staging directory. Paths were checked
 /// to be plain relative paths before they get here, and the staging
 /// directory is new, so nothing lands outside it.
-struct Extractor<'a> {
+pub(crate) struct Extractor<'a> {
     root: &'a Path,
     placed: Vec<(PathBuf, u32)>,
+    /// Only entries at or under these paths; `None`: all of them.
+    only: Option<&'a [&'a str]>,
 }
 
-impl Extractor<'_> {
+impl<'a> Extractor<'a> {
+    pub(crate) fn new(root: &'a Path, only: Option<&'a [&'a str]>) -> Self {
+        Self {
+            root,
+            placed: Vec::new(),
+            only,
+        }
+    }
+
     fn path(&self, entry: &Entry) -> PathBuf {
         self.root.join(&entry.path)
     }
 
+    fn wanted(&self, entry: &Entry) -> bool {
+        self.only.is_none_or(|parts| {
+            parts.iter().any(|part| {
+                entry.path == *part
+                    || entry
+                        .path
+                        .strip_prefix(part)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+        })
+    }
+
     /// Permissions last (a read-only directory would refuse its own
     /// entries), deepest first; then one sync for the whole file system.
-    fn settle(&mut self) -> Result<()> {
+    pub(crate) fn settle(&mut self) -> Result<()> {
         for (path, mode) in self.placed.iter().rev() {
             fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|source| {
                 Error::RestoreWrite {
@@ -153,6 +179,9 @@ impl Extractor<'_> {
 
 impl EntrySink for Extractor<'_> {
     fn directory(&mut self, entry: &Entry) -> Result<()> {
+        if !self.wanted(entry) {
+            return Ok(());
+        }
         let path = self.path(entry);
         fs::create_dir_all(&path).map_err(|source| Error::RestoreWrite {
             path: path.clone(),
@@ -163,6 +192,9 @@ impl EntrySink for Extractor<'_> {
     }
 
     fn file(&mut self, entry: &Entry) -> Result<Box<dyn Write + '_>> {
+        if !self.wanted(entry) {
+            return Ok(Box::new(io::sink()));
+        }
         let path = self.path(entry);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|source| Error::RestoreWrite {

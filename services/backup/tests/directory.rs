@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 
 use age::secrecy::ExposeSecret as _;
 use archipel_backup::{
-    BackupName, DecryptionKey, DirTarget, Encryption, Error, NoProgress, SecretString, Unlock,
-    create, list, read_manifest, restore, verify,
+    BackupName, DecryptionKey, DirTarget, Encryption, Error, NoProgress, PartsCheck, SecretString,
+    Unlock, create, list, read_manifest, restore, verify, verify_parts,
 };
 use common::*;
 
@@ -119,6 +119,16 @@ fn round_trip_through_a_directory() {
     fs::create_dir(work.path().join("restored")).expect("parent");
     restore(&target, &info.name, &unlock, &restored, None, &NoProgress).expect("restore");
     assert_restored(&sources, &restored);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        fs::metadata(&restored)
+            .expect("restored")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700,
+        "the restored folder is private"
+    );
     assert_eq!(
         dir_names(&work.path().join("restored")),
         ["data"],
@@ -186,6 +196,66 @@ fn restore_refuses_a_non_empty_destination_and_a_failed_check_switches_nothing()
     restore(&target, &info.name, &unlock, &empty, None, &NoProgress)
         .expect("restore into an empty directory");
     assert_restored(&sources, &empty);
+}
+
+#[test]
+fn verify_unpacks_only_the_parts_the_caller_checks_and_removes_them() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let sources = make_node(&work.path().join("node"), 10_000);
+    let store = work.path().join("usb");
+    fs::create_dir(&store).expect("target dir");
+    let target = DirTarget::new(&store).expect("target");
+    let operator = identity();
+    let info = create(
+        &sources,
+        &options(recipients(&[&operator]), "2026-05-12T02:00:00Z"),
+        &target,
+        &NoProgress,
+    )
+    .expect("create");
+    let key = key_for(&operator);
+    let unlock = Unlock::new(&key);
+    let scratch_in = work.path().join("scratch");
+    fs::create_dir(&scratch_in).expect("scratch parent");
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    let check = |dir: &std::path::Path| -> Result<(), String> {
+        seen.lock()
+            .expect("lock")
+            .extend(tree(dir).into_keys().map(|p| p.display().to_string()));
+        Ok(())
+    };
+    let parts = PartsCheck {
+        parts: &["vault/db", "signing.key"],
+        scratch_in: &scratch_in,
+        check: &check,
+    };
+    verify_parts(&target, &info.name, &unlock, &parts, &NoProgress).expect("verify");
+    let mut seen = seen.into_inner().expect("lock");
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "signing.key",
+            "vault",
+            "vault/db",
+            "vault/db/000004.sst",
+            "vault/db/CURRENT"
+        ]
+    );
+    assert!(dir_names(&scratch_in).is_empty(), "the scratch is removed");
+
+    let refuse = |_: &std::path::Path| -> Result<(), String> { Err("log root differs".into()) };
+    let parts = PartsCheck {
+        parts: &["vault/db"],
+        scratch_in: &scratch_in,
+        check: &refuse,
+    };
+    let error = verify_parts(&target, &info.name, &unlock, &parts, &NoProgress)
+        .expect_err("the check refuses");
+    assert!(matches!(error, Error::ContentCheck(_)), "{error}");
+    assert!(error.to_string().contains("log root differs"), "{error}");
+    assert!(dir_names(&scratch_in).is_empty(), "the scratch is removed");
 }
 
 #[test]

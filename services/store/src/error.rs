@@ -21,6 +21,11 @@ pub enum Error {
     Task(String),
     #[error("checkpoint target {0} already exists")]
     CheckpointExists(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

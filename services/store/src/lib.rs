@@ -9,15 +9,18 @@
 //! - atomic write batches across column families ([`Batch`]) that are durable
 //!   (the write-ahead log fsynced) before [`Store::commit`] returns; concurrent
 //!   committers share one fsync (group commit, [`Store::sync`]),
-//! - consistent on-disk checkpoints ([`Store::checkpoint`]) for backups.
+//! - consistent on-disk checkpoints ([`Store::checkpoint`]) for backups,
+//!   and hard-linked copies of file trees to go with them ([`link_tree`]).
 
 mod batch;
 mod error;
+mod files;
 pub mod key;
 mod store;
 mod tree;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
+pub use files::link_tree;
 pub use store::{ColumnSpec, Store, StoreOptions, Written};
 pub use tree::{Row, Tree};

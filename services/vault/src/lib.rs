@@ -96,6 +96,26 @@ pub struct Vault {
     witness_lock: Mutex<()>,
 }
 
+/// The vault with appends held off ([`Vault::frozen`]).
+pub struct Frozen<'a> {
+    vault: &'a Vault,
+    /// The signed checkpoint note over the whole log (empty for an empty log).
+    pub checkpoint: String,
+}
+
+impl Frozen<'_> {
+    /// Writes the vault for a backup: its database under `dest/db` (a
+    /// RocksDB checkpoint) and its sealed media copies under `dest/media`
+    /// (hard links).
+    pub fn copy_to(&self, dest: &Path) -> Result<()> {
+        std::fs::create_dir_all(dest)
+            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        self.vault.store.checkpoint(&dest.join("db"))?;
+        archipel_store::link_tree(&self.vault.media_dir, &dest.join("media"), &|_| true)?;
+        Ok(())
+    }
+}
+
 /// The single writer's state: appends are serialized.
 struct Writer {
     frontier: Frontier,
@@ -320,6 +340,23 @@ impl Vault {
             self.remove_media_copies(seq, &media)?;
         }
         Ok(out)
+    }
+
+    /// Holds appends off while `f` runs, with a checkpoint signed over the
+    /// whole log first: what `f` copies of the vault ([`Frozen::copy_to`])
+    /// is exactly that checkpoint, and whatever `f` copies from elsewhere
+    /// meanwhile (the homeserver's database) is the same point in time or
+    /// later. Keep `f` short: capture waits for it.
+    pub fn frozen<T>(&self, f: impl FnOnce(&Frozen<'_>) -> T) -> Result<T> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_if_due(&mut writer, true)?;
+        let size = writer.frontier.size();
+        // Empty for an empty log: nothing is signed yet.
+        let checkpoint = self.log.checkpoint_at(size)?.unwrap_or_default();
+        Ok(f(&Frozen {
+            vault: self,
+            checkpoint,
+        }))
     }
 
     /// Signs a checkpoint now if anything was appended since the last one.

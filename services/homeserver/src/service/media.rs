@@ -207,6 +207,18 @@ impl Media {
         }
     }
 
+    /// Hard-links every stored file under `dest/files` for a backup (not
+    /// thumbnails: they are made again on demand). Run after the database's
+    /// checkpoint: every file the checkpoint knows was complete before its
+    /// metadata was written, so it is there.
+    pub fn link_files(&self, dest: &Path) -> Result<u64> {
+        Ok(archipel_store::link_tree(
+            &self.dir.join("files"),
+            &dest.join("files"),
+            &|path| path.extension().is_none_or(|e| e != "partial"),
+        )?)
+    }
+
     /// Deletes a file, its thumbnails and its metadata (the archive's
     /// erasure procedure). Idempotent.
     pub fn delete(&self, media_id: &str) -> Result<()> {

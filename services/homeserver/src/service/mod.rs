@@ -95,6 +95,17 @@ impl Services {
         &self.config.server_name
     }
 
+    /// Writes a consistent copy of the homeserver's data for a backup: the
+    /// database under `dest/db` (a RocksDB checkpoint), then the media files
+    /// it refers to under `dest/media` (hard links).
+    pub fn snapshot(&self, dest: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dest)
+            .map_err(|e| crate::Error::internal(format!("creating {}: {e}", dest.display())))?;
+        self.store.checkpoint(&dest.join("db"))?;
+        self.media.link_files(&dest.join("media"))?;
+        Ok(())
+    }
+
     /// Whether a user ID belongs to this server.
     pub fn is_local(&self, user: &ruma::UserId) -> bool {
         user.server_name() == self.config.server_name
