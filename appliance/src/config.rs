@@ -332,6 +332,50 @@ mod tests {
     }
 
     #[test]
+    fn backup_targets_are_checked() {
+        const RECIPIENT: &str = "age1qlv9sa7uevyanlw9lpxw7swdum7wra43y80hqajkzmy0n3wv9c4skte0lw";
+        let ok = parse(&format!(
+            "[backup]\nrecipients = [\"{RECIPIENT}\"]\n[[backup.targets]]\nname = \"usb\"\ndirectory = \"/mnt/usb\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(ok.backup.targets[0].name, "usb");
+        assert_eq!(ok.backup.keep.daily, 7);
+
+        for (text, named) in [
+            (
+                "[[backup.targets]]\nname = \"usb\"\ndirectory = \"/mnt/usb\"\n".to_owned(),
+                "backup.recipients",
+            ),
+            (
+                format!(
+                    "[backup]\nrecipients = [\"{RECIPIENT}\"]\n[[backup.targets]]\nname = \"usb\"\n"
+                ),
+                "exactly one of `directory` and `s3`",
+            ),
+            (
+                "[backup]\nrecipients = [\"age1nope\"]\n".to_owned(),
+                "backup.recipients",
+            ),
+            (
+                "[backup.schedule]\nevery_hours = 5\n".to_owned(),
+                "backup.schedule.every_hours",
+            ),
+            (
+                "[backup.schedule]\nat = \"2am\"\n".to_owned(),
+                "backup.schedule.at",
+            ),
+            (
+                "[backup.schedule]\ntime_zone = \"Europe/Atlantis\"\n".to_owned(),
+                "backup.schedule.time_zone",
+            ),
+            ("[backup.keep]\nhourly = 3\n".to_owned(), "hourly"),
+        ] {
+            let err = parse(&text).expect_err(&text).to_string();
+            assert!(err.contains(named), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn unsupported_room_version_is_refused() {
         let err = parse("[homeserver]\ndefault_room_version = \"9\"\n")
             .expect_err("refused")

@@ -134,10 +134,7 @@ pub fn run(node_config: Option<Config>, command: BackupCommand) -> Result<()> {
             create(&config, &targets, &recipient, json)
         }
         BackupCommand::List { targets, json } => {
-            for target in open_targets(node_config.as_ref(), &targets, false)? {
-                list(&target, json)?;
-            }
-            Ok(())
+            list(&open_targets(node_config.as_ref(), &targets, false)?, json)
         }
         BackupCommand::Verify {
             name,
@@ -471,37 +468,39 @@ fn create(config: &Config, args: &TargetArgs, recipients: &[String], json: bool)
     Ok(())
 }
 
-fn list(target: &OpenTarget, json: bool) -> Result<()> {
-    let backups = archipel_backup::list(target.target.as_ref())?;
-    if json {
-        let rows: Vec<Value> = backups
-            .iter()
-            .map(|b| {
+fn list(targets: &[OpenTarget], json: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for target in targets {
+        let backups = archipel_backup::list(target.target.as_ref())?;
+        if json {
+            rows.extend(backups.iter().map(|b| {
                 json!({
                     "target": target.name, "name": b.name.as_str(),
                     "created": b.created().to_string(), "complete": b.complete,
                     "archive_size": b.archive_size,
                 })
-            })
-            .collect();
+            }));
+            continue;
+        }
+        println!("{} ({}):", target.name, target.target.describe());
+        if backups.is_empty() {
+            println!("  no backups");
+        }
+        for backup in &backups {
+            println!(
+                "  {}  {:>10}  {}",
+                backup.name,
+                backup.archive_size.map_or("-".into(), human_bytes),
+                if backup.complete {
+                    "complete"
+                } else {
+                    "INCOMPLETE (a failed or running backup)"
+                }
+            );
+        }
+    }
+    if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    println!("{} ({}):", target.name, target.target.describe());
-    if backups.is_empty() {
-        println!("  no backups");
-    }
-    for backup in &backups {
-        println!(
-            "  {}  {:>10}  {}",
-            backup.name,
-            backup.archive_size.map_or("-".into(), human_bytes),
-            if backup.complete {
-                "complete"
-            } else {
-                "INCOMPLETE (a failed or running backup)"
-            }
-        );
     }
     Ok(())
 }

@@ -264,6 +264,91 @@ mod tests {
         }
     }
 
+    /// A scheduled run on a node: a backup to each target, a failing target
+    /// reported without stopping the others, pruning, and the status file.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_scheduled_run_backs_up_prunes_and_reports() {
+        let work = tempfile::tempdir().expect("temp dir");
+        let data_dir = work.path().join("data");
+        let mut config = Config::dev(&crate::cli::DevArgs {
+            data_dir: data_dir.clone(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            server_name: "localhost".into(),
+            open_registration: false,
+            rate_limit: false,
+            max_upload_size: None,
+            without_vault: false,
+            federation: None,
+        })
+        .expect("dev config");
+        let identity = age::x25519::Identity::generate();
+        config.backup.recipients = vec![identity.to_public().to_string()];
+        let usb = work.path().join("usb");
+        std::fs::create_dir(&usb).expect("usb");
+        let target = |name: &str, directory: &std::path::Path| super::super::TargetConfig {
+            name: name.into(),
+            directory: Some(directory.to_owned()),
+            s3: None,
+            passphrase_file: None,
+        };
+        config.backup.targets = vec![
+            target("usb", &usb),
+            target("unplugged", &work.path().join("unplugged")),
+        ];
+        // Keep only the newest: the second run prunes the first.
+        config.backup.keep = super::super::KeepConfig {
+            last: 0,
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+        };
+        let node = crate::node::open(&config).expect("node");
+        let admin = Admin::new(
+            config.clone(),
+            node.homeserver.services.clone(),
+            node.vault.clone(),
+        );
+
+        let failed = run_once(&admin, &config)
+            .await
+            .expect_err("one target fails");
+        assert!(failed.to_string().contains("1 of 2"), "{failed}");
+        let status: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(data_dir.join(STATUS_FILE)).expect("status file"),
+        )
+        .expect("status JSON");
+        let targets = status["targets"].as_array().expect("targets");
+        let usb_status = targets.iter().find(|t| t["target"] == "usb").expect("usb");
+        assert_eq!(usb_status["ok"], true, "{status}");
+        let first = usb_status["backup"].as_str().expect("name").to_owned();
+        let unplugged = targets
+            .iter()
+            .find(|t| t["target"] == "unplugged")
+            .expect("unplugged");
+        assert_eq!(unplugged["ok"], false);
+        assert!(
+            unplugged["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("mounted")),
+            "{status}"
+        );
+
+        // Backup names have a resolution of one second.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let _ = run_once(&admin, &config).await;
+        let backups = archipel_backup::list(&archipel_backup::DirTarget::new(&usb).expect("usb"))
+            .expect("list");
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        assert_ne!(backups[0].name.as_str(), first, "the older one was pruned");
+        assert!(
+            std::fs::read_dir(&data_dir)
+                .expect("data dir")
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".backup")),
+            "no snapshot is left behind"
+        );
+    }
+
     #[test]
     fn a_spring_forward_gap_still_runs() {
         // 2027-03-28: clocks go from 02:00 to 03:00 in Amsterdam.

@@ -12,14 +12,21 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::client::{Api, alice_and_bob_in_room, login_client, png, sync_until};
-use crate::harness::{TestServer, run_archipel};
+use crate::harness::{TestServer, run_archipel_with_env};
 use crate::vault::{archived, files_containing, vault};
+
+#[path = "../../../services/backup/tests/common/s3_server.rs"]
+mod s3_server;
 
 /// Runs `archipel backup ARGS`; returns (success, stdout, stderr).
 fn backup(args: &[&str]) -> (bool, String, String) {
+    backup_with_env(args, &[])
+}
+
+fn backup_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut full = vec!["backup"];
     full.extend_from_slice(args);
-    let output = run_archipel(&full);
+    let output = run_archipel_with_env(&full, env);
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -28,7 +35,11 @@ fn backup(args: &[&str]) -> (bool, String, String) {
 }
 
 fn backup_ok(args: &[&str]) -> String {
-    let (ok, out, err) = backup(args);
+    backup_ok_with_env(args, &[])
+}
+
+fn backup_ok_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (ok, out, err) = backup_with_env(args, env);
     assert!(ok, "backup {args:?} failed:\n{out}\n{err}");
     out
 }
@@ -438,4 +449,181 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
         ],
         "not an age X25519 recipient",
     );
+}
+
+/// A production node's `[backup]`: one `archipel backup create` writes to a
+/// directory, to S3-compatible storage (a real server on loopback) and to a
+/// passphrase recovery copy; each verifies with its own key; new hardware
+/// restores from S3 with nothing but the bucket and the identity, and gets
+/// the node's configuration files back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_node_backs_up_to_a_directory_s3_and_a_recovery_copy() {
+    let mut server = TestServer::start().await;
+    let session = Api::new(server.url()).register("alice").await;
+    let alice = Api::new(server.url()).with_token(&session.access_token);
+    let room = alice.create_room().await;
+    alice
+        .send_text_ok(&room, "t1", "kept in three places")
+        .await;
+    server.stop().await;
+
+    let work = tempfile::tempdir().expect("temp dir");
+    let s3 = s3_server::S3Server::start(&work.path().join("s3"));
+    let (identity, recipient) = operator_key(work.path(), "operator");
+    let usb = work.path().join("usb");
+    let recovery = work.path().join("recovery");
+    for dir in [&usb, &recovery] {
+        std::fs::create_dir(dir).expect("target dir");
+    }
+    let secret = work.path().join("s3.secret");
+    std::fs::write(&secret, format!("{}\n", s3_server::SECRET_KEY)).expect("secret");
+    let passphrase = "correct horse battery staple";
+    let passphrase_file = work.path().join("recovery.passphrase");
+    std::fs::write(&passphrase_file, passphrase).expect("passphrase");
+    let data_dir = server.data_dir();
+    let config = work.path().join("archipel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[node]
+data_dir = "{data}"
+[homeserver]
+server_name = "localhost"
+[vault]
+key_file = "{data}/vault.key"
+[backup]
+recipients = ["{recipient}"]
+[[backup.targets]]
+name = "usb"
+directory = "{usb}"
+[[backup.targets]]
+name = "objects"
+s3 = {{ endpoint = "http://127.0.0.1:{port}", bucket = "{bucket}", prefix = "bzk/node-1", access_key_id = "{access}", secret_access_key_file = "{secret}", allow_http = true }}
+[[backup.targets]]
+name = "recovery"
+directory = "{recovery}"
+passphrase_file = "{passphrase}"
+"#,
+            data = path(&data_dir),
+            usb = path(&usb),
+            port = s3.port,
+            bucket = s3_server::BUCKET,
+            access = s3_server::ACCESS_KEY,
+            secret = path(&secret),
+            recovery = path(&recovery),
+            passphrase = path(&passphrase_file),
+        ),
+    )
+    .expect("config");
+    let cfg = path(&config);
+
+    let created = backup_ok(&["create", "--config", cfg, "--json"]);
+    let created: Value = serde_json::from_str(&created).expect("create --json");
+    let targets: Vec<&str> = created
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["ok"], true, "{r}");
+            r["target"].as_str().expect("target")
+        })
+        .collect();
+    assert_eq!(targets, ["usb", "objects", "recovery"]);
+    let listed: Value =
+        serde_json::from_str(&backup_ok(&["list", "--config", cfg, "--json"])).expect("list");
+    assert_eq!(listed.as_array().expect("array").len(), 3, "{listed}");
+    assert!(
+        s3.stored_files()
+            .iter()
+            .any(|f| f.starts_with("backups/bzk/node-1/archipel-")),
+        "{:?}",
+        s3.stored_files()
+    );
+
+    // Each copy opens with its own key only.
+    backup_ok(&[
+        "verify",
+        "--config",
+        cfg,
+        "--target",
+        "objects",
+        "-i",
+        path(&identity),
+    ]);
+    backup_refused(
+        &[
+            "verify",
+            "--config",
+            cfg,
+            "--target",
+            "recovery",
+            "-i",
+            path(&identity),
+        ],
+        "passphrase",
+    );
+    let verified = backup_ok_with_env(
+        &[
+            "verify",
+            "--config",
+            cfg,
+            "--target",
+            "recovery",
+            "--passphrase",
+        ],
+        &[("ARCHIPEL_BACKUP_PASSPHRASE", passphrase)],
+    );
+    assert!(verified.contains(": OK"), "{verified}");
+
+    // New hardware: the bucket, its credentials and the operator's identity.
+    let restored = work.path().join("new-hardware/data");
+    std::fs::create_dir(work.path().join("new-hardware")).expect("parent");
+    let out = backup_ok_with_env(
+        &[
+            "restore",
+            "--target",
+            "s3://backups/bzk/node-1",
+            "--s3-endpoint",
+            &format!("http://127.0.0.1:{}", s3.port),
+            "-i",
+            path(&identity),
+            "--to",
+            path(&restored),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
+        ],
+    );
+    assert!(out.contains("to put back in place"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(restored.join("config/archipel.toml")).expect("config back"),
+        std::fs::read_to_string(&config).expect("config")
+    );
+    assert_eq!(
+        std::fs::read(restored.join("config/vault.key")).expect("vault key back"),
+        std::fs::read(data_dir.join("vault.key")).expect("vault key")
+    );
+    let (ok, out, err) = vault(&restored, &["verify"]);
+    assert!(ok, "the restored vault verifies:\n{out}\n{err}");
+
+    // Pruning keeps the newest; a dry run deletes nothing.
+    let pruned: Value = serde_json::from_str(&backup_ok(&[
+        "prune",
+        "--config",
+        cfg,
+        "--dry-run",
+        "--json",
+    ]))
+    .expect("prune --json");
+    assert_eq!(pruned.as_array().expect("array").len(), 3, "{pruned}");
+    for report in pruned.as_array().expect("array") {
+        assert_eq!(report["report"]["kept"].as_array().expect("kept").len(), 1);
+        assert!(
+            report["report"]["deleted"]
+                .as_array()
+                .expect("deleted")
+                .is_empty()
+        );
+    }
 }

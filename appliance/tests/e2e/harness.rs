@@ -403,8 +403,14 @@ pub fn dir_size(dir: &Path) -> u64 {
 
 /// Runs `archipel ARGS` to completion (for commands that do not serve).
 pub fn run_archipel(args: &[&str]) -> std::process::Output {
+    run_archipel_with_env(args, &[])
+}
+
+/// [`run_archipel`] with extra environment variables.
+pub fn run_archipel_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(archipel_bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|err| panic!("run {} {args:?}: {err}", archipel_bin()))

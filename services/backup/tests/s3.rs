@@ -1,20 +1,10 @@
 //! End to end against a real S3-compatible server on 127.0.0.1: `s3s-fs`
-//! (crates.io). Install it once with
-//!
-//! ```text
-//! cargo install s3s-fs --version 0.14.1 --locked --features binary --root /var/tmp/archipel-tools
-//! ```
-//!
-//! The tests look for it in `$ARCHIPEL_S3S_FS`, then
-//! `/var/tmp/archipel-tools/bin/s3s-fs`, then `$PATH`, and fail (they do
-//! not skip) when it is missing.
+//! (see `common/s3_server.rs` for where it comes from).
 
 mod common;
 
-use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret as _;
@@ -24,119 +14,10 @@ use archipel_backup::{
 };
 use common::*;
 
-const ACCESS_KEY: &str = "archipel-test";
-const SECRET_KEY: &str = "archipel-test-secret";
-const BUCKET: &str = "backups";
+#[path = "common/s3_server.rs"]
+mod s3_server;
 
-fn s3s_fs_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("ARCHIPEL_S3S_FS") {
-        return PathBuf::from(path);
-    }
-    let installed = PathBuf::from("/var/tmp/archipel-tools/bin/s3s-fs");
-    if installed.is_file() {
-        return installed;
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("s3s-fs"))
-            .find(|path| path.is_file())
-    }) {
-        return found;
-    }
-    panic!(
-        "the S3 tests need the s3s-fs server: install it with \
-         `cargo install s3s-fs --version 0.14.1 --locked --features binary --root /var/tmp/archipel-tools` \
-         or point ARCHIPEL_S3S_FS at the binary"
-    );
-}
-
-/// A running s3s-fs on a free loopback port, killed on drop.
-struct S3Server {
-    child: Child,
-    port: u16,
-    root: PathBuf,
-}
-
-impl S3Server {
-    fn start(root: &Path) -> Self {
-        fs::create_dir_all(root.join(BUCKET)).expect("bucket directory");
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("free port")
-            .local_addr()
-            .expect("address")
-            .port();
-        let child = Command::new(s3s_fs_binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                ACCESS_KEY,
-                "--secret-key",
-                SECRET_KEY,
-            ])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        let server = Self {
-            child,
-            port,
-            root: root.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not listen on {address} within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn config(&self, prefix: &str) -> S3Config {
-        config_for(self.port, prefix)
-    }
-
-    /// Every file the server stores: objects, and its own bookkeeping
-    /// (uploaded parts of unfinished multipart uploads, `.upload_id-*`).
-    fn stored_files(&self) -> Vec<String> {
-        stored_files(&self.root)
-    }
-}
-
-fn stored_files(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).expect("read the server's directory") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(
-                    path.strip_prefix(root)
-                        .expect("under root")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use s3_server::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, stored_files};
 
 fn config_for(port: u16, prefix: &str) -> S3Config {
     let mut config = S3Config::new(BUCKET, ACCESS_KEY, SECRET_KEY);
@@ -163,7 +44,7 @@ fn operator() -> (Encryption, DecryptionKey) {
 fn round_trip_and_prune_through_s3() {
     let work = tempfile::tempdir().expect("temp dir");
     let server = S3Server::start(&work.path().join("s3"));
-    let target = S3Target::new(&server.config("ministerie-bzk/node-1")).expect("target");
+    let target = S3Target::new(&config_for(server.port, "ministerie-bzk/node-1")).expect("target");
     assert_eq!(
         archipel_backup::Target::describe(&target),
         "s3://backups/ministerie-bzk/node-1"
@@ -275,7 +156,7 @@ impl Progress for WaitForParts<'_> {
 fn a_failed_backup_leaves_no_object_in_s3() {
     let work = tempfile::tempdir().expect("temp dir");
     let server = S3Server::start(&work.path().join("s3"));
-    let target = S3Target::new(&server.config("")).expect("target");
+    let target = S3Target::new(&config_for(server.port, "")).expect("target");
     let (encryption, _) = operator();
     let mut sources = make_node(&work.path().join("node"), 30 << 20);
     // Reading /proc/self/mem at offset 0 fails with EIO: a disk error after
@@ -336,7 +217,7 @@ fn an_unreachable_target_fails_visibly() {
 fn wrong_credentials_fail_visibly() {
     let work = tempfile::tempdir().expect("temp dir");
     let server = S3Server::start(&work.path().join("s3"));
-    let mut config = server.config("");
+    let mut config = config_for(server.port, "");
     config.secret_access_key = "not-the-secret".to_owned();
     let target = S3Target::new(&config).expect("target");
     let error = list(&target).expect_err("refused");
