@@ -471,6 +471,46 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         leftovers.is_empty(),
         "the erased text is still in {leftovers:?}"
     );
+    // Nor is it in a backup made after the erasure, once restored.
+    let backups = tempfile::tempdir().expect("temp dir");
+    let identity = backups.path().join("operator.age");
+    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
+    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
+    let target = backups.path().join("usb");
+    std::fs::create_dir(&target).expect("target");
+    let restored = backups.path().join("restored");
+    for args in [
+        vec![
+            "create",
+            "--data-dir",
+            dir.to_str().expect("path"),
+            "--recipient",
+            &recipient,
+        ],
+        vec![
+            "restore",
+            "--identity",
+            identity.to_str().expect("path"),
+            "--to",
+            restored.to_str().expect("path"),
+        ],
+    ] {
+        let mut full = vec!["backup"];
+        full.extend(args);
+        full.extend(["--target", target.to_str().expect("path")]);
+        let output = run_archipel(&full);
+        assert!(
+            output.status.success(),
+            "{full:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(restored.join("vault/db").is_dir());
+    let leftovers = files_containing(&restored, needle);
+    assert!(
+        leftovers.is_empty(),
+        "the erased text is in the restored backup: {leftovers:?}"
+    );
 
     // Every step is on record.
     let steps: Vec<Value> = vault_ok(&dir, &["procedure", "--json"])
