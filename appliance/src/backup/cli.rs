@@ -615,7 +615,12 @@ fn verify(
         *vault_result.lock().unwrap_or_else(|p| p.into_inner()) = said;
         Ok(())
     };
-    let scratch_in = std::env::temp_dir();
+    // The vault's database can be large: unpack it beside the node's data
+    // (same encrypted disk) rather than in a memory-backed /tmp.
+    let scratch_in = config
+        .map(|c| c.node.data_dir.clone())
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
     let parts = PartsCheck {
         parts: &["vault/db", "vault/media"],
         scratch_in: &scratch_in,
