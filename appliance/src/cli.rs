@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{backup, config, serve, users, vault_cli};
+use crate::{backup, config, provision, serve, users, vault_cli};
 
 /// Archipel: a sovereign chat-and-archive appliance (Matrix homeserver,
 /// archive vault, encrypted backups, admin console) in one binary.
@@ -58,6 +58,11 @@ enum Command {
         target: Target,
         #[command(subcommand)]
         command: backup::cli::BackupCommand,
+    },
+    /// The provisioning file a new appliance is set up from: check it.
+    Provision {
+        #[command(subcommand)]
+        command: provision::ProvisionCommand,
     },
     /// Check a configuration file and print the effective settings.
     CheckConfig {
@@ -155,6 +160,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             backup::cli::run(config, command)
         }
+        Command::Provision { command } => provision::run(command),
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;
             println!("{}: OK", config.source.display());

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod erasure;
 mod node;
+mod provision;
 mod serve;
 mod users;
 mod vault_cli;

@@ -17,5 +17,6 @@ mod federation_edus;
 mod federation_witness;
 mod lifecycle;
 mod media;
+mod provision;
 mod synapse;
 mod vault;

@@ -466,17 +466,21 @@ fn hashing_permits() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// The argon2id hash (PHC form) this server stores for `password`, with
+/// its parameters; blocking (tens of milliseconds). For provisioning files.
+pub fn password_hash(password: &str) -> std::result::Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+}
+
 async fn hash_password(password: String) -> Result<String> {
     let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(Error::internal)?
-    .map_err(Error::internal)
+    tokio::task::spawn_blocking(move || password_hash(&password))
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
 }
 
 fn token_hash(token: &str) -> String {

@@ -1,0 +1,132 @@
+//! `archipel provision ...`: check a provisioning file (and make password
+//! hashes for it). The file's own schema is `archipel-provisioning`; its
+//! `[backup]` and `[retention]` tables are the node configuration's
+//! `[backup]` and `[vault.retention]`, so they are checked by parsing them
+//! exactly as the node will.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use archipel_provisioning::{Problem, Problems, Provisioning};
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum ProvisionCommand {
+    /// Check a provisioning file: every mistake is named with its field and
+    /// line; exits non-zero if there is any.
+    Check {
+        file: PathBuf,
+        /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the argon2id hash of a password for `admins[].password_hash`
+    /// (reads the password from the terminal, or one line from stdin).
+    HashPassword,
+}
+
+pub fn run(command: ProvisionCommand) -> Result<()> {
+    match command {
+        ProvisionCommand::Check { file, json } => {
+            let checked = check(&file);
+            match (&checked, json) {
+                (Ok(p), false) => println!(
+                    "{}: OK (server {}, {} administrators, {} federation peers)",
+                    file.display(),
+                    p.server.name.get_ref(),
+                    p.admins.len(),
+                    p.federation.peers.len()
+                ),
+                (Ok(_), true) => println!("{}", serde_json::json!({"ok": true, "problems": []})),
+                (Err(problems), true) => {
+                    let list: Vec<_> = problems
+                        .problems
+                        .iter()
+                        .map(|p| serde_json::json!({"field": p.field, "line": p.line, "message": p.message}))
+                        .collect();
+                    println!("{}", serde_json::json!({"ok": false, "problems": list}));
+                }
+                (Err(problems), false) => eprintln!("{problems}"),
+            }
+            match checked {
+                Ok(_) => Ok(()),
+                Err(problems) => bail!(
+                    "{}: {} problem(s); nothing was applied",
+                    file.display(),
+                    problems.problems.len()
+                ),
+            }
+        }
+        ProvisionCommand::HashPassword => {
+            let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                let first = rpassword::prompt_password("Password: ")?;
+                if rpassword::prompt_password("Repeat password: ")? != first {
+                    bail!("the passwords do not match");
+                }
+                first
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\n', '\r']).to_owned()
+            };
+            if password.chars().count() < 12 {
+                bail!("an administrator's password needs at least 12 characters");
+            }
+            let hash = archipel_homeserver::service::users::password_hash(&password)
+                .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            println!("{hash}");
+            Ok(())
+        }
+    }
+}
+
+/// Checks `file` whole: its schema, then its `[backup]` and `[retention]`
+/// as the node's configuration reads them.
+pub fn check(file: &Path) -> Result<Provisioning, Problems> {
+    let provisioning = archipel_provisioning::check(file)?;
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let mut problems = Vec::new();
+    // Each table alone, in the configuration the node will read.
+    for (name, table) in [
+        ("backup", &provisioning.backup),
+        ("retention", &provisioning.retention),
+    ] {
+        let Some(table) = table else { continue };
+        let mut vault = toml::Table::new();
+        vault.insert("key_file".into(), "/etc/archipel/vault.key".into());
+        let mut root = toml::Table::new();
+        if name == "backup" {
+            root.insert("backup".into(), toml::Value::Table(table.get_ref().clone()));
+        } else {
+            vault.insert(
+                "retention".into(),
+                toml::Value::Table(table.get_ref().clone()),
+            );
+        }
+        root.insert("vault".into(), toml::Value::Table(vault));
+        let rendered = toml::to_string(&root).unwrap_or_default();
+        if let Err(e) = Config::parse(&rendered, Path::new(name)) {
+            // The gist is the last line (a parse error first quotes the
+            // rendered text, whose lines mean nothing here).
+            let message = e.to_string();
+            let gist = message.lines().last().unwrap_or_default().trim();
+            let gist = gist.strip_prefix(&format!("{name}: ")).unwrap_or(gist);
+            problems.push(Problem {
+                field: name.to_owned(),
+                line: Some(line_of(table.span().start)),
+                message: gist.replace("vault.retention", "retention"),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(provisioning)
+    } else {
+        Err(Problems {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! The provisioning file's schema (version 1). Every table refuses keys it
+//! does not know; fields whose value is checked beyond its type keep their
+//! place in the file (`Spanned`) so a problem names its line.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provisioning {
+    /// The schema version: 1.
+    pub version: Spanned<u32>,
+    pub machine: Machine,
+    #[serde(default)]
+    pub network: Network,
+    pub server: Server,
+    pub tls: Tls,
+    #[serde(default)]
+    pub federation: Federation,
+    /// The first administrators; at least one.
+    #[serde(default)]
+    pub admins: Vec<Admin>,
+    /// Backups: `[backup]` of the node's configuration, as is.
+    pub backup: Option<Spanned<toml::Table>>,
+    /// The archive's retention: `[vault.retention]` of the node's
+    /// configuration, as is.
+    pub retention: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// The host name (one DNS label or a fully qualified name).
+    pub hostname: Spanned<String>,
+    /// NTP servers (host names or addresses); none: the network's (DHCP).
+    #[serde(default)]
+    pub time_servers: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// `dhcp` (default) or `static`.
+    #[serde(default)]
+    pub mode: NetworkMode,
+    /// For `static`: the address with its prefix length, `10.20.0.5/24`.
+    pub address: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Dhcp,
+    Static,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The Matrix server name: in every user and room ID, fixed for good.
+    pub name: Spanned<String>,
+}
+
+/// TLS for the client and federation APIs: an ACME directory (the
+/// ministry's internal CA), or certificate files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub acme_directory: Option<Spanned<String>>,
+    /// `mailto:` contact for the ACME account.
+    pub acme_contact: Option<Spanned<String>>,
+    /// The CA bundle that signs the ACME server's own certificate, if it is
+    /// not in the system's trust store.
+    pub acme_ca_bundle: Option<Spanned<PathBuf>>,
+    /// PEM certificate chain and its key, instead of ACME.
+    pub certificate: Option<Spanned<PathBuf>>,
+    pub private_key: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    /// PEM bundle of the CAs trusted for federation (peers' certificates).
+    pub ca_bundle: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub server_name: Spanned<String>,
+    /// `host:port` to connect to instead of discovering it.
+    pub address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// The localpart: `beheer` becomes `@beheer:<server name>`.
+    pub user: Spanned<String>,
+    /// An argon2id hash in PHC form (`$argon2id$v=19$...`).
+    pub password_hash: Option<Spanned<String>>,
+    /// A one-time token the administrator signs in with once, to choose a
+    /// password; at least 20 characters.
+    pub setup_token: Option<Spanned<String>>,
+    /// Refused with a clear message: plaintext passwords never belong in a
+    /// file that travels on a USB stick.
+    pub password: Option<Spanned<toml::Value>>,
+}
