@@ -162,6 +162,11 @@ impl Admin {
     /// copied databases is erased in both.
     pub async fn snapshot(self: &Arc<Self>) -> Result<crate::backup::Snapshot> {
         let _one_at_a_time = self.busy.lock().await;
+        self.snapshot_holding_lock().await
+    }
+
+    /// [`Admin::snapshot`] for a caller that holds the admin lock already.
+    async fn snapshot_holding_lock(self: &Arc<Self>) -> Result<crate::backup::Snapshot> {
         let admin = self.clone();
         tokio::task::spawn_blocking(move || {
             crate::backup::snapshot(&admin.config.node.data_dir, &admin.services, &admin.vault)
@@ -290,22 +295,13 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
         }
         Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
         Request::BackupSnapshot => {
-            let made = tokio::task::spawn_blocking(move || {
-                let snapshot = crate::backup::snapshot(
-                    &admin.config.node.data_dir,
-                    &admin.services,
-                    &admin.vault,
-                )?;
+            // `answer` holds the admin lock for the whole request.
+            admin.snapshot_holding_lock().await.and_then(|snapshot| {
                 let vault_checkpoint = snapshot.vault_checkpoint.clone();
-                Ok::<_, anyhow::Error>(SnapshotMade {
+                let made = SnapshotMade {
                     dir: snapshot.keep(),
                     vault_checkpoint,
-                })
-            })
-            .await
-            .map_err(|e| anyhow!("the snapshot stopped unexpectedly: {e}"))
-            .and_then(|made| made);
-            made.and_then(|made| {
+                };
                 out.extend(serde_json::to_vec(&made)?);
                 Ok(())
             })

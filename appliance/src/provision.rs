@@ -87,7 +87,6 @@ pub fn run(command: ProvisionCommand) -> Result<()> {
 pub fn check(file: &Path) -> Result<Provisioning, Problems> {
     let provisioning = archipel_provisioning::check(file)?;
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let mut problems = Vec::new();
     // Each table alone, in the configuration the node will read.
     for (name, table) in [
@@ -116,7 +115,7 @@ pub fn check(file: &Path) -> Result<Provisioning, Problems> {
             let gist = gist.strip_prefix(&format!("{name}: ")).unwrap_or(gist);
             problems.push(Problem {
                 field: name.to_owned(),
-                line: Some(line_of(table.span().start)),
+                line: Some(archipel_provisioning::line_of(&text, table.span().start)),
                 message: gist.replace("vault.retention", "retention"),
             });
         }

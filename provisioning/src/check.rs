@@ -102,8 +102,8 @@ pub fn check_str(text: &str, file: &Path, base: &Path) -> Result<Provisioning, P
     }
 }
 
-/// The 1-based line of byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` (of a `Spanned` value's span) in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 

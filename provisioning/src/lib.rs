@@ -16,5 +16,5 @@ pub mod schema;
 
 mod check;
 
-pub use check::{Problem, Problems, check, check_str};
+pub use check::{Problem, Problems, check, check_str, line_of};
 pub use schema::Provisioning;

@@ -546,6 +546,23 @@ struct Opened {
     node_key: ed25519_dalek::VerifyingKey,
     vault_checkpoint: String,
     server_name: String,
+    /// What [`Opened::check_vault`] found, for the report.
+    vault_said: std::sync::Mutex<String>,
+}
+
+impl Opened {
+    /// The check of the vault unpacked under `root` (by verify or restore).
+    fn check_vault(&self, root: &Path) -> std::result::Result<(), String> {
+        let said = super::check_vault(root, &self.node_key, &self.vault_checkpoint)?;
+        *self.vault_said.lock().unwrap_or_else(|p| p.into_inner()) = said;
+        Ok(())
+    }
+
+    fn vault_said(self) -> String {
+        self.vault_said
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn open_manifest(
@@ -586,6 +603,7 @@ fn open_manifest(
             .cloned()
             .unwrap_or_default(),
         server_name: manifest.server_name,
+        vault_said: std::sync::Mutex::default(),
     })
 }
 
@@ -609,12 +627,7 @@ fn verify(
 ) -> Result<()> {
     let key = decryption_key(key)?;
     let opened = open_manifest(config, target, name, &key)?;
-    let vault_result = std::sync::Mutex::new(String::new());
-    let check = |root: &Path| {
-        let said = super::check_vault(root, &opened.node_key, &opened.vault_checkpoint)?;
-        *vault_result.lock().unwrap_or_else(|p| p.into_inner()) = said;
-        Ok(())
-    };
+    let check = |root: &Path| opened.check_vault(root);
     // The vault's database can be large: unpack it beside the node's data
     // (same encrypted disk) rather than in a memory-backed /tmp.
     let scratch_in = config
@@ -636,7 +649,7 @@ fn verify(
     );
     bar.finish();
     let checked = checked?;
-    let vault = vault_result.into_inner().unwrap_or_else(|p| p.into_inner());
+    let vault = opened.vault_said();
     if json {
         println!(
             "{}",
@@ -665,7 +678,6 @@ fn restore(
 ) -> Result<()> {
     let key = decryption_key(key)?;
     let opened = open_manifest(config, target, name, &key)?;
-    let vault_result = std::sync::Mutex::new(String::new());
     let check = |root: &Path| {
         let server_name = std::fs::read_to_string(root.join("server_name")).unwrap_or_default();
         if server_name.trim() != opened.server_name {
@@ -675,9 +687,7 @@ fn restore(
                 opened.server_name
             ));
         }
-        let said = super::check_vault(root, &opened.node_key, &opened.vault_checkpoint)?;
-        *vault_result.lock().unwrap_or_else(|p| p.into_inner()) = said;
-        Ok(())
+        opened.check_vault(root)
     };
     let bar = Bar::new(json, opened.name.as_str());
     let checked = archipel_backup::restore(
@@ -690,7 +700,7 @@ fn restore(
     );
     bar.finish();
     let checked = checked?;
-    let vault = vault_result.into_inner().unwrap_or_else(|p| p.into_inner());
+    let vault = opened.vault_said();
     let config_files: Vec<(&String, &String)> = checked
         .manifest
         .metadata

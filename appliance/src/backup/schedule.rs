@@ -86,6 +86,19 @@ struct TargetStatus {
     pruned: Option<usize>,
 }
 
+impl TargetStatus {
+    /// Not (yet) written.
+    fn new(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            ok: false,
+            backup: None,
+            error: None,
+            pruned: None,
+        }
+    }
+}
+
 /// Runs the schedule until `stop` turns true.
 pub async fn run(admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
     let config = admin.config().clone();
@@ -119,11 +132,8 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
             match target.open() {
                 Ok(open) => targets.push(open),
                 Err(e) => statuses.push(TargetStatus {
-                    target: target.name.clone(),
-                    ok: false,
-                    backup: None,
                     error: Some(format!("{e:#}")),
-                    pruned: None,
+                    ..TargetStatus::new(&target.name)
                 }),
             }
         }
@@ -136,13 +146,7 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
         );
         drop(snapshot);
         for (target, cli::Written { outcome, .. }) in targets.iter().zip(written) {
-            let mut status = TargetStatus {
-                target: target.name.clone(),
-                ok: false,
-                backup: None,
-                error: None,
-                pruned: None,
-            };
+            let mut status = TargetStatus::new(&target.name);
             match outcome {
                 Ok((info, seconds)) => {
                     tracing::info!(target: "archipel::backup", to = %target.name, backup = %info.name, bytes = info.archive_size, seconds, "backup written");

@@ -341,27 +341,30 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
         "no secret in the message: {err}"
     );
 
+    let restore_refused = |to: &Path, why: &str| {
+        backup_refused(
+            &[
+                "restore",
+                "--target",
+                path(&usb),
+                "-i",
+                path(&identity),
+                "--to",
+                path(to),
+            ],
+            why,
+        );
+    };
+
     // Restoring needs an empty destination, and refuses without touching it.
     let occupied = work.path().join("occupied");
     std::fs::create_dir(&occupied).expect("dir");
     std::fs::write(occupied.join("keep-me"), b"x").expect("file");
-    backup_refused(
-        &[
-            "restore",
-            "--target",
-            path(&usb),
-            "-i",
-            path(&identity),
-            "--to",
-            path(&occupied),
-        ],
-        "not empty",
-    );
+    restore_refused(&occupied, "not empty");
     assert_eq!(std::fs::read(occupied.join("keep-me")).expect("kept"), b"x");
 
     // The node's own data folder knows its key: another node's backup is refused.
-    let other = TestServer::start().await;
-    let mut other = other;
+    let mut other = TestServer::start().await;
     other.stop().await;
     backup_refused(
         &[
@@ -388,18 +391,7 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
         &format!("{name}.tar.zst.age is damaged or was altered"),
     );
     let fresh = work.path().join("fresh");
-    backup_refused(
-        &[
-            "restore",
-            "--target",
-            path(&usb),
-            "-i",
-            path(&identity),
-            "--to",
-            path(&fresh),
-        ],
-        "damaged or was altered",
-    );
+    restore_refused(&fresh, "damaged or was altered");
     assert!(!fresh.exists(), "a failed restore leaves no destination");
     let strays: Vec<_> = std::fs::read_dir(work.path())
         .expect("work dir")
