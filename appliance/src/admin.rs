@@ -50,6 +50,8 @@ pub enum Request {
     Token(TokenCommand),
     /// A snapshot for a backup the CLI writes (`archipel backup create`).
     BackupSnapshot,
+    /// The administrators of a provisioning file (`archipel provision apply`).
+    ProvisionAdmins(Vec<crate::provision::apply::AdminEntry>),
 }
 
 /// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
@@ -81,6 +83,14 @@ impl Request {
             }
             Self::Token(TokenCommand::List) => "registration-token list".into(),
             Self::BackupSnapshot => "backup create (snapshot)".into(),
+            Self::ProvisionAdmins(admins) => format!(
+                "provision apply: administrators {}",
+                admins
+                    .iter()
+                    .map(|a| a.user.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -294,6 +304,17 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
             users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
         }
         Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
+        Request::ProvisionAdmins(admins) => {
+            crate::provision::apply::ensure_admins(&admin.config, &admin.services, admins)
+                .await
+                .and_then(|changes| {
+                    for change in changes {
+                        out.extend(serde_json::to_vec(&change)?);
+                        out.push(b'\n');
+                    }
+                    Ok(())
+                })
+        }
         Request::BackupSnapshot => {
             // `answer` holds the admin lock for the whole request.
             admin.snapshot_holding_lock().await.and_then(|snapshot| {

@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub homeserver: HomeserverConfig,
     #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
+    #[serde(default)]
     pub federation: FederationConfig,
     #[serde(default)]
     pub vault: VaultConfig,
@@ -115,6 +117,9 @@ impl Config {
                 self.source.display()
             );
         }
+        self.tls
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
         self.validate_federation()?;
         self.backup
             .validate()
@@ -140,16 +145,25 @@ impl Config {
             }
             return Ok(());
         };
-        for (key, value) in [
-            ("tls_certificate", &federation.tls_certificate),
-            ("tls_private_key", &federation.tls_private_key),
-            ("ca_bundle", &federation.ca_bundle),
-        ] {
-            if value.is_none() {
-                bail!(
-                    "{source}: `federation.{key}` is required when `federation.listen` ({listen}) is set"
-                );
-            }
+        if federation.ca_bundle.is_none() {
+            bail!(
+                "{source}: `federation.ca_bundle` is required when `federation.listen` ({listen}) is set"
+            );
+        }
+        // Without files of its own, the listener uses the node's [tls] certificate.
+        match (&federation.tls_certificate, &federation.tls_private_key) {
+            (Some(_), Some(_)) => {}
+            (None, None) if self.tls.listen.is_some() => {}
+            (None, None) => bail!(
+                "{source}: `federation.tls_certificate` and `federation.tls_private_key` are required \
+                 when `federation.listen` ({listen}) is set and [tls] is not"
+            ),
+            (Some(_), None) => bail!(
+                "{source}: `federation.tls_private_key` is required with `federation.tls_certificate`"
+            ),
+            (None, Some(_)) => bail!(
+                "{source}: `federation.tls_certificate` is required with `federation.tls_private_key`"
+            ),
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, peer) in federation.peers.iter().enumerate() {
@@ -203,6 +217,7 @@ impl Config {
                 ..NodeConfig::default()
             },
             homeserver,
+            tls: crate::tls::TlsConfig::default(),
             federation: match &args.federation {
                 Some(path) => FederationFile::load(path)?.federation,
                 None => FederationConfig::default(),

@@ -3,6 +3,8 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, Result};
+use archipel_homeserver::tls::TlsListener;
+use axum::serve::ListenerExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -69,8 +71,14 @@ async fn serve(config: Config) -> Result<()> {
     let app = homeserver
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
+    let tls = crate::tls::start(&config)?;
+    let https = match &tls {
+        Some(tls) => Some(tls_listener(tls.listen, tls.server_config.clone(), "HTTPS").await?),
+        None => None,
+    };
+    let https_address = https.as_ref().map(|(_, address)| *address);
     let federation = match config.federation.listen {
-        Some(listen) => Some(federation_listener(&config, listen).await?),
+        Some(listen) => Some(federation_listener(&config, tls.as_ref(), listen).await?),
         None => None,
     };
     let federation_address = federation.as_ref().map(|(_, address)| *address);
@@ -102,20 +110,34 @@ async fn serve(config: Config) -> Result<()> {
                 .await
         })
     });
+    let (stop_https, https_stopped) = tokio::sync::watch::channel(false);
+    let https_server = https.map(|(listener, _)| {
+        let app = homeserver
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let mut stopped = https_stopped;
+        tokio::spawn(async move {
+            // Tapped (with nothing) for the client's address in `ConnectInfo`,
+            // as on the plain listener.
+            axum::serve(listener.tap_io(|_| {}), app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    });
     let sender = homeserver.spawn_federation_sender();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     // The one line scripts and tests wait for.
-    match federation_address {
-        Some(federation) => println!(
-            "archipel ready: client API at http://{address}, federation at https://{federation}, server name {}",
-            config.homeserver.server_name
-        ),
-        None => println!(
-            "archipel ready: client API at http://{address}, server name {}",
-            config.homeserver.server_name
-        ),
+    let mut ready = format!("archipel ready: client API at http://{address}");
+    if let Some(https) = https_address {
+        ready += &format!(" and https://{https}");
     }
+    if let Some(federation) = federation_address {
+        ready += &format!(", federation at https://{federation}");
+    }
+    println!("{ready}, server name {}", config.homeserver.server_name);
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal(term))
@@ -126,6 +148,10 @@ async fn serve(config: Config) -> Result<()> {
     trimming.abort();
     if let Some(sender) = sender {
         sender.abort();
+    }
+    let _ = stop_https.send(true);
+    if let Some(server) = https_server {
+        let _ = server.await;
     }
     let _ = stop_federation.send(true);
     if let Some(server) = federation_server {
@@ -156,27 +182,40 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// The federation listener: TLS with the node's certificate.
+/// The federation listener: TLS with its own certificate files, or else
+/// the node's `[tls]` certificate.
 async fn federation_listener(
     config: &Config,
+    tls: Option<&crate::tls::NodeTls>,
     listen: SocketAddr,
-) -> Result<(archipel_homeserver::tls::TlsListener, SocketAddr)> {
+) -> Result<(TlsListener, SocketAddr)> {
     let federation = &config.federation;
-    let (Some(certificate), Some(key)) = (&federation.tls_certificate, &federation.tls_private_key)
-    else {
-        anyhow::bail!(
-            "federation.listen needs federation.tls_certificate and federation.tls_private_key"
-        );
+    let server_config = match (
+        &federation.tls_certificate,
+        &federation.tls_private_key,
+        tls,
+    ) {
+        (Some(certificate), Some(key), _) => {
+            archipel_homeserver::tls::server_config(certificate, key)?
+        }
+        (_, _, Some(tls)) => tls.server_config.clone(),
+        _ => anyhow::bail!(
+            "federation.listen needs federation.tls_certificate and federation.tls_private_key, or [tls]"
+        ),
     };
-    let tls = archipel_homeserver::tls::server_config(certificate, key)?;
+    tls_listener(listen, server_config, "federation").await
+}
+
+async fn tls_listener(
+    listen: SocketAddr,
+    server_config: Arc<rustls::ServerConfig>,
+    what: &str,
+) -> Result<(TlsListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening for federation on {listen}"))?;
+        .with_context(|| format!("listening for {what} on {listen}"))?;
     let address = listener.local_addr()?;
-    Ok((
-        archipel_homeserver::tls::TlsListener::new(listener, tls)?,
-        address,
-    ))
+    Ok((TlsListener::new(listener, server_config)?, address))
 }
 
 async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {

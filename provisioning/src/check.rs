@@ -384,15 +384,15 @@ impl Checker<'_> {
                 self.problem(&field, &peer.server_name, format!("{name} is listed twice"));
             }
             if let Some(address) = &peer.address
-                && address
-                    .get_ref()
-                    .rsplit_once(':')
-                    .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+                && address.get_ref().parse::<std::net::SocketAddr>().is_err()
             {
                 self.problem(
                     format!("federation.peers[{i}].address"),
                     address,
-                    format!("`{}`: host:port", address.get_ref()),
+                    format!(
+                        "`{}`: an IP address and port, e.g. \"10.30.0.5:8448\"",
+                        address.get_ref()
+                    ),
                 );
             }
         }
@@ -441,7 +441,18 @@ impl Checker<'_> {
                     }
                 }
                 (None, Some(token)) => {
-                    if token.get_ref().chars().count() < 20 {
+                    let text = token.get_ref();
+                    if !text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+                        || text.len() > 64
+                    {
+                        self.problem(
+                            field("setup_token"),
+                            token,
+                            "only A-Z a-z 0-9 . _ ~ - and at most 64 characters (a Matrix registration token)",
+                        );
+                    } else if text.chars().count() < 20 {
                         self.problem(
                             field("setup_token"),
                             token,

@@ -97,7 +97,7 @@ pub struct Federation {
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     pub server_name: Spanned<String>,
-    /// `host:port` to connect to instead of discovering it.
+    /// `ip:port` to connect to instead of discovering it.
     pub address: Option<Spanned<String>>,
 }
 

@@ -48,6 +48,11 @@ pub struct TestServer {
     open_registration: bool,
     /// `--server-name`.
     server_name: String,
+    /// Run as `archipel run --config FILE` (a production node) instead of
+    /// `archipel dev`.
+    config: Option<PathBuf>,
+    /// The client API over HTTPS, when the node serves it.
+    https_url: Option<String>,
 }
 
 impl TestServer {
@@ -72,6 +77,8 @@ impl TestServer {
             generation: 0,
             open_registration: true,
             server_name: "localhost".to_owned(),
+            config: None,
+            https_url: None,
         };
         server.spawn().await;
         server
@@ -95,6 +102,8 @@ impl TestServer {
             generation: 0,
             open_registration: true,
             server_name: server_name.to_owned(),
+            config: None,
+            https_url: None,
         };
         server.spawn().await;
         server
@@ -117,9 +126,47 @@ impl TestServer {
             generation: 0,
             open_registration: true,
             server_name: server_name.to_owned(),
+            config: None,
+            https_url: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts a production node, `archipel run --config FILE`, whose
+    /// configuration `config` writes given the test's folder (the data
+    /// folder is `data` in it and exists, empty).
+    pub async fn start_configured(server_name: &str, config: impl FnOnce(&Path) -> String) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("archipel-e2e-")
+            .tempdir()
+            .expect("create a temporary directory for the server");
+        fs::create_dir(root.path().join("data")).expect("create the data directory");
+        let file = root.path().join("archipel.toml");
+        fs::write(&file, config(root.path())).expect("write the configuration");
+        let mut server = Self {
+            root,
+            extra_args: Vec::new(),
+            child: None,
+            url: String::new(),
+            generation: 0,
+            open_registration: false,
+            server_name: server_name.to_owned(),
+            config: Some(file),
+            https_url: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The client API over HTTPS (`https://127.0.0.1:PORT`), if the node serves it.
+    pub fn https_url(&self) -> Option<&str> {
+        self.https_url.as_deref()
+    }
+
+    /// The test's folder: the data folder, the log and any files the test keeps.
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 
     /// The server name in this server's user and room IDs.
@@ -211,13 +258,17 @@ impl TestServer {
 
         let data_dir = self.data_dir();
         let mut command = Command::new(archipel_bin());
+        match &self.config {
+            Some(config) => command.arg("run").arg("--config").arg(config),
+            None => command
+                .arg("dev")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(["--server-name", &self.server_name])
+                .args(self.open_registration.then_some("--open-registration")),
+        };
         command
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--server-name", &self.server_name])
-            .args(self.open_registration.then_some("--open-registration"))
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
@@ -241,8 +292,9 @@ impl TestServer {
         )
         .await
         {
-            Ok(Ok((url, stdout))) => {
+            Ok(Ok(((url, https_url), stdout))) => {
                 self.url = url;
+                self.https_url = https_url;
                 // Keep draining stdout so the server never blocks on a full pipe.
                 tokio::spawn(drain(stdout));
             }
@@ -321,12 +373,12 @@ fn signal(child: &Child, signal: Signal) {
     kill(pid, signal).unwrap_or_else(|err| panic!("send {signal} to the server: {err}"));
 }
 
-/// Reads stdout until the ready line and returns the client API URL it
-/// announces, with the remaining stdout.
+/// Reads stdout until the ready line and returns the client API URLs it
+/// announces (HTTP, and HTTPS if served), with the remaining stdout.
 async fn wait_for_ready_line(
     stdout: ChildStdout,
     server_name: String,
-) -> Result<(String, BufReader<ChildStdout>), String> {
+) -> Result<((String, Option<String>), BufReader<ChildStdout>), String> {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     loop {
@@ -344,16 +396,18 @@ async fn wait_for_ready_line(
     }
 }
 
-/// `archipel ready: client API at http://127.0.0.1:PORT[, federation at ...], server name NAME`
-/// → `http://127.0.0.1:PORT`.
-fn parse_ready_line(line: &str, server_name: &str) -> Option<String> {
+/// `archipel ready: client API at http://127.0.0.1:PORT[ and https://...][, federation at ...], server name NAME`
+/// → `http://127.0.0.1:PORT` and the HTTPS URL.
+fn parse_ready_line(line: &str, server_name: &str) -> Option<(String, Option<String>)> {
     let rest = line.strip_prefix(READY_PREFIX)?;
-    let (url, _) = rest.split_once(',')?;
+    let (urls, _) = rest.split_once(',')?;
     assert!(
         rest.ends_with(&format!(", server name {server_name}")),
         "unexpected ready line: {line}"
     );
-    Some(url.trim().trim_end_matches('/').to_owned())
+    let mut urls = urls.split(" and ").map(|url| url.trim().to_owned());
+    let http = urls.next()?;
+    Some((http, urls.next()))
 }
 
 async fn drain(mut reader: BufReader<ChildStdout>) {

@@ -5,6 +5,7 @@
 mod client;
 mod harness;
 
+mod acme;
 mod backup;
 mod chat;
 mod cli;

@@ -60,3 +60,300 @@ fn the_example_passes_and_node_tables_are_checked_as_the_node_reads_them() {
         "{report}"
     );
 }
+
+/// A copy of the example (with its CA file) in a folder of its own, to edit.
+fn example_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("ca")).expect("ca");
+    let example = example();
+    std::fs::copy(
+        example.parent().expect("folder").join("ca/rijks-root.pem"),
+        dir.path().join("ca/rijks-root.pem"),
+    )
+    .expect("copy the CA bundle");
+    let file = dir.path().join("provisioning.toml");
+    std::fs::copy(&example, &file).expect("copy the example");
+    (dir, file)
+}
+
+/// `archipel provision apply FILE --root ROOT --json`: its report, or its error.
+fn apply(file: &Path, root: &Path) -> Result<serde_json::Value, String> {
+    let output = run_archipel(&[
+        "provision",
+        "apply",
+        file.to_str().expect("path"),
+        "--root",
+        root.to_str().expect("path"),
+        "--json",
+    ]);
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).expect("a JSON report"))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// What changed, by path or account.
+fn changed(report: &serde_json::Value) -> Vec<String> {
+    report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["outcome"] != "unchanged")
+        .map(|c| c["what"].as_str().expect("what").to_owned())
+        .collect()
+}
+
+/// Every file under `root` with its contents and mode.
+fn tree(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && !path.to_string_lossy().contains("/db/") {
+                let contents = std::fs::read(&path).expect("read");
+                files.insert(path, (contents, meta.permissions().mode() & 0o7777));
+            }
+        }
+    }
+    files
+}
+
+/// A configuration for the node `apply` provisioned under `root`, on loopback.
+fn node_config(root: &Path) -> String {
+    format!(
+        "[node]\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n[homeserver]\nserver_name = \"bzk.rijksoverheid.example\"\n\
+         [vault]\nkey_file = \"{}\"\n",
+        root.join("var/lib/archipel").display(),
+        root.join("etc/archipel/vault.key").display()
+    )
+}
+
+#[test]
+fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, file) = example_copy();
+    let root = dir.path().join("root");
+
+    let first = apply(&file, &root).expect("the example applies");
+    let made = changed(&first);
+    for path in [
+        "/etc/archipel/archipel.toml",
+        "/etc/archipel/tls/acme-ca.pem",
+        "/etc/archipel/tls/peers-ca.pem",
+        "/etc/archipel/vault.key",
+        "/etc/archipel/system/hostname",
+        "/etc/archipel/system/20-archipel.network",
+        "/etc/archipel/system/50-archipel-time.conf",
+        "administrator @beheer:bzk.rijksoverheid.example",
+        "administrator @beheer-nood:bzk.rijksoverheid.example",
+    ] {
+        assert!(made.iter().any(|m| m == path), "{path} not in {made:?}");
+    }
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).expect(path);
+    let config = read("etc/archipel/archipel.toml");
+    for expected in [
+        "server_name = \"bzk.rijksoverheid.example\"",
+        "directory = \"https://acme.bzk.example/directory\"",
+        "ca_bundle = \"/etc/archipel/tls/acme-ca.pem\"",
+        "server_name = \"minbuza.rijksoverheid.example\"",
+        "address = \"10.30.0.5:8448\"",
+        "transfer_years = 20",
+        "every_hours = 24",
+    ] {
+        assert!(config.contains(expected), "{expected} not in\n{config}");
+    }
+    assert_eq!(read("etc/archipel/system/hostname"), "archipel-bzk\n");
+    let network = read("etc/archipel/system/20-archipel.network");
+    assert!(
+        network.contains("Address=10.20.0.5/24")
+            && network.contains("Gateway=10.20.0.1")
+            && network.contains("DNS=10.20.0.3"),
+        "{network}"
+    );
+    assert!(
+        read("etc/archipel/system/50-archipel-time.conf")
+            .contains("NTP=ntp1.bzk.example ntp2.bzk.example")
+    );
+    let key_mode = std::fs::metadata(root.join("etc/archipel/vault.key"))
+        .expect("the vault key")
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    // The written configuration is what the node reads.
+    let output = run_archipel(&[
+        "check-config",
+        "--config",
+        root.join("etc/archipel/archipel.toml")
+            .to_str()
+            .expect("path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Again: nothing changes, not a byte, not a mode.
+    let before = tree(&root);
+    let second = apply(&file, &root).expect("applies again");
+    assert_eq!(second["changed"], 0, "{second}");
+    assert!(changed(&second).is_empty(), "{second}");
+    assert_eq!(tree(&root), before);
+
+    // The administrators: one with the hash's password, one pending setup.
+    let config_file = dir.path().join("node.toml");
+    std::fs::write(&config_file, node_config(&root)).expect("write");
+    let output = run_archipel(&[
+        "user",
+        "list",
+        "--json",
+        "--config",
+        config_file.to_str().expect("path"),
+    ]);
+    let users = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        users.contains("\"user_id\":\"@beheer:bzk.rijksoverheid.example\"")
+            && users.contains("\"admin\":true"),
+        "{users}"
+    );
+    assert!(!users.contains("beheer-nood"), "{users}");
+
+    // One edit: the files it touches change, and only those.
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(
+        &file,
+        text.replace("\"ntp2.bzk.example\"", "\"ntp3.bzk.example\""),
+    )
+    .expect("write");
+    let third = apply(&file, &root).expect("applies the edit");
+    let mut edited = changed(&third);
+    edited.sort();
+    assert_eq!(
+        edited,
+        [
+            "/etc/archipel/archipel.toml",
+            "/etc/archipel/system/50-archipel-time.conf"
+        ],
+        "{third}"
+    );
+}
+
+#[test]
+fn a_bad_file_or_another_server_name_changes_nothing() {
+    let (dir, file) = example_copy();
+    let root = dir.path().join("root");
+    let text = std::fs::read_to_string(&file).expect("read");
+
+    // A mistake: refused with its line, and nothing at all is written.
+    std::fs::write(&file, text.replace("hostname = ", "hostnaem = ")).expect("write");
+    let err = apply(&file, &root).expect_err("refused");
+    assert!(
+        err.contains("hostnaem") && err.contains("nothing was applied"),
+        "{err}"
+    );
+    assert!(!root.exists());
+
+    // A file the node would refuse as a whole: named, nothing written.
+    std::fs::write(
+        &file,
+        text.replace("address = \"10.30.0.5:8448\"", "address = \"minbuza:8448\""),
+    )
+    .expect("write");
+    let err = apply(&file, &root).expect_err("refused");
+    assert!(err.contains("federation.peers[1].address"), "{err}");
+    assert!(!root.exists());
+
+    // Provisioned once; then a file for another server refuses to touch it.
+    std::fs::write(&file, &text).expect("write");
+    apply(&file, &root).expect("applies");
+    let before = tree(&root);
+    std::fs::write(
+        &file,
+        text.replace(
+            "name = \"bzk.rijksoverheid.example\"",
+            "name = \"ezk.rijksoverheid.example\"",
+        )
+        .replace("hostname = \"archipel-bzk\"", "hostname = \"archipel-ezk\""),
+    )
+    .expect("write");
+    let err = apply(&file, &root).expect_err("refused");
+    assert!(
+        err.contains("cannot change") && err.contains("bzk.rijksoverheid.example"),
+        "{err}"
+    );
+    assert_eq!(tree(&root), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setup_token_registers_its_administrator_once() {
+    use crate::client::Api;
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    let (dir, file) = example_copy();
+    let root = dir.path().join("root");
+    apply(&file, &root).expect("the example applies");
+    let applied_root = root.clone();
+    let server = crate::harness::TestServer::start_configured("bzk.rijksoverheid.example", |_| {
+        node_config(&applied_root)
+    })
+    .await;
+    let api = Api::new(server.url());
+    let register = async |name: &str, token: &str| {
+        let body = json!({ "username": name, "password": "a long enough password" });
+        let challenge = api.post("/_matrix/client/v3/register", &body).await;
+        if challenge.status != StatusCode::UNAUTHORIZED {
+            // Registration closed: no valid token left.
+            return challenge;
+        }
+        let mut body = body;
+        body["auth"] = json!({
+            "type": "m.login.registration_token",
+            "token": token,
+            "session": challenge.json()["session"].clone(),
+        });
+        api.post("/_matrix/client/v3/register", &body).await
+    };
+    const TOKEN: &str = "zV8q-3mTw-Lp9x-Rk2d-Hy7c";
+    // The token is for beheer-nood only.
+    register("mallory", TOKEN)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    // Its holder chooses the password and is an administrator.
+    let registered = register("beheer-nood", TOKEN).await.ok();
+    assert_eq!(
+        registered["user_id"],
+        "@beheer-nood:bzk.rijksoverheid.example"
+    );
+    // Once.
+    register("beheer-nood2", TOKEN)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let output = run_archipel(&[
+        "user",
+        "list",
+        "--json",
+        "--config",
+        server.root().join("archipel.toml").to_str().expect("path"),
+    ]);
+    let users = String::from_utf8_lossy(&output.stdout);
+    let line = users
+        .lines()
+        .find(|l| l.contains("@beheer-nood:"))
+        .unwrap_or_else(|| panic!("{users}"));
+    assert!(line.contains("\"admin\":true"), "{line}");
+    // And another apply does not recreate the token or touch the account.
+    let again = apply(&file, &root).expect("applies on the running node");
+    assert_eq!(again["changed"], 0, "{again}");
+    assert!(server.log().contains("provision apply: administrators"));
+    assert!(!server.log().contains(TOKEN), "no token in the log");
+}

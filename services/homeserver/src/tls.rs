@@ -1,4 +1,4 @@
-//! TLS for federation: the listener's certificate, the trust roots for peers
+//! TLS for the client API and federation: the listener's certificate, the trust roots for peers
 //! (a configured CA bundle, never the public web PKI), and a listener that
 //! hands axum finished TLS connections.
 
@@ -69,6 +69,9 @@ pub fn client_config(ca_bundle: &Path) -> Result<ClientConfig> {
     Ok(config)
 }
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -93,7 +96,7 @@ impl TlsListener {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, go on.
-                        tracing::warn!(error = %e, "accepting a federation connection");
+                        tracing::warn!(error = %e, "accepting a TLS connection");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -102,6 +105,11 @@ impl TlsListener {
                 let send = send.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        // An ACME server validating a TLS-ALPN-01
+                        // challenge: the handshake was the answer.
+                        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                            tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 challenge");
+                        }
                         Ok(Ok(tls)) => {
                             let _ = send.send((tls, peer)).await;
                         }

@@ -56,6 +56,10 @@ pub struct RegistrationToken {
     pub uses_allowed: Option<u32>,
     pub completed: u32,
     pub expiry_time: Option<u64>,
+    /// A setup token (from provisioning): it registers only this user, once,
+    /// as a server administrator.
+    #[serde(default)]
+    pub for_user: Option<OwnedUserId>,
 }
 
 impl RegistrationToken {
@@ -115,13 +119,24 @@ impl Users {
         password: Option<String>,
         admin: bool,
     ) -> Result<()> {
-        if self.exists(user_id)? {
-            return Err(Error::user_in_use());
-        }
         let password_hash = match password {
             Some(password) => Some(hash_password(password).await?),
             None => None,
         };
+        self.create_hashed(user_id, password_hash, admin).await
+    }
+
+    /// Creates an account whose password is given as its argon2id hash (PHC
+    /// form), as provisioning hands it over.
+    pub async fn create_hashed(
+        &self,
+        user_id: &UserId,
+        password_hash: Option<String>,
+        admin: bool,
+    ) -> Result<()> {
+        if self.exists(user_id)? {
+            return Err(Error::user_in_use());
+        }
         let account = Account {
             password_hash,
             created_ts: now_ms(),
@@ -408,11 +423,36 @@ impl Users {
             uses_allowed,
             completed: 0,
             expiry_time,
+            for_user: None,
         };
         let mut batch = Batch::new();
         batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
         self.store.commit_async(batch).await?;
         Ok(info)
+    }
+
+    /// Issues a one-time setup token: whoever holds it registers `user_id`
+    /// (choosing the password) as a server administrator.
+    pub async fn create_setup_token(&self, token: &str, user_id: &UserId) -> Result<()> {
+        self.create_registration_token(Some(token.to_owned()), Some(1), None)
+            .await?;
+        let mut info = self
+            .registration_token(token)?
+            .ok_or_else(|| Error::internal("the setup token vanished"))?;
+        info.for_user = Some(user_id.to_owned());
+        let mut batch = Batch::new();
+        batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
+        self.store.commit_async(batch).await?;
+        Ok(())
+    }
+
+    /// The valid setup token that reserves `user_id`, if any.
+    pub fn setup_token_for(&self, user_id: &UserId) -> Result<Option<RegistrationToken>> {
+        let now = now_ms();
+        Ok(self
+            .registration_tokens()?
+            .into_iter()
+            .find(|t| t.for_user.as_deref() == Some(user_id) && t.is_valid(now)))
     }
 
     pub fn registration_token(&self, token: &str) -> Result<Option<RegistrationToken>> {

@@ -82,7 +82,25 @@ pub async fn register(
         .ok_or_else(|| Error::missing_param("A password is required."))?;
     let completed = uiaa::require(&services, body.auth.as_ref(), &flows, None).await?;
 
-    create_user(&services, &user_id, Some(password), false).await?;
+    // A setup token registers its one administrator, and nobody else takes
+    // that name while it is pending.
+    let token = match &completed.registration_token {
+        Some(token) => services.users.registration_token(token)?,
+        None => None,
+    };
+    let admin = match token.as_ref().and_then(|t| t.for_user.as_ref()) {
+        Some(reserved) if *reserved != user_id => {
+            return Err(Error::forbidden(format!(
+                "This setup token is for {reserved} only."
+            )));
+        }
+        Some(_) => true,
+        None if services.users.setup_token_for(&user_id)?.is_some() => {
+            return Err(Error::user_in_use());
+        }
+        None => false,
+    };
+    create_user(&services, &user_id, Some(password), admin).await?;
     if let Some(token) = completed.registration_token {
         services.users.use_registration_token(&token).await?;
     }
@@ -115,6 +133,24 @@ pub async fn create_user(
     admin: bool,
 ) -> Result<()> {
     services.users.create(user_id, password, admin).await?;
+    set_default_push_rules(services, user_id).await
+}
+
+/// Creates an account from a password hash (provisioning's administrators).
+pub async fn create_user_hashed(
+    services: &Services,
+    user_id: &UserId,
+    password_hash: String,
+    admin: bool,
+) -> Result<()> {
+    services
+        .users
+        .create_hashed(user_id, Some(password_hash), admin)
+        .await?;
+    set_default_push_rules(services, user_id).await
+}
+
+async fn set_default_push_rules(services: &Services, user_id: &UserId) -> Result<()> {
     let rules = serde_json::json!({ "global": Ruleset::server_default(user_id) });
     services
         .account_data

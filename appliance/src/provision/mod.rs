@@ -1,5 +1,5 @@
-//! `archipel provision ...`: check a provisioning file (and make password
-//! hashes for it). The file's own schema is `archipel-provisioning`; its
+//! `archipel provision ...`: check a provisioning file, apply it (see
+//! [`apply`]), and make password hashes for it. The file's own schema is `archipel-provisioning`; its
 //! `[backup]` and `[retention]` tables are the node configuration's
 //! `[backup]` and `[vault.retention]`, so they are checked by parsing them
 //! exactly as the node will.
@@ -12,6 +12,8 @@ use clap::Subcommand;
 
 use crate::config::Config;
 
+pub mod apply;
+
 #[derive(Subcommand)]
 pub enum ProvisionCommand {
     /// Check a provisioning file: every mistake is named with its field and
@@ -19,6 +21,20 @@ pub enum ProvisionCommand {
     Check {
         file: PathBuf,
         /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a provisioning file: write the node's configuration, TLS and
+    /// CA files, the host name, network and time servers, make the
+    /// archive's key once, and create the administrators that do not exist
+    /// yet. Checks everything before writing anything; applying the same
+    /// file again changes nothing.
+    Apply {
+        file: PathBuf,
+        /// The root of the system to provision (a folder, for images and tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Print what was done as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +74,33 @@ pub fn run(command: ProvisionCommand) -> Result<()> {
                     problems.problems.len()
                 ),
             }
+        }
+        ProvisionCommand::Apply { file, root, json } => {
+            let changes = apply::apply(&file, &root)?;
+            let changed = changes
+                .iter()
+                .filter(|c| c.outcome != apply::Outcome::Unchanged)
+                .count();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "changed": changed, "changes": changes })
+                );
+            } else {
+                for change in &changes {
+                    let outcome = match change.outcome {
+                        apply::Outcome::Created => "created",
+                        apply::Outcome::Changed => "changed",
+                        apply::Outcome::Unchanged => "unchanged",
+                    };
+                    println!("{outcome:>9}  {}", change.what);
+                }
+                match changed {
+                    0 => println!("{}: applied; nothing to change", file.display()),
+                    n => println!("{}: applied; {n} change(s)", file.display()),
+                }
+            }
+            Ok(())
         }
         ProvisionCommand::HashPassword => {
             let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -119,6 +162,21 @@ pub fn check(file: &Path) -> Result<Provisioning, Problems> {
                 message: gist.replace("vault.retention", "retention"),
             });
         }
+    }
+    // Last, the node's configuration as apply renders it: what the node
+    // would refuse across tables is refused here.
+    if problems.is_empty()
+        && let Err(e) = apply::render(
+            &provisioning,
+            text.as_bytes(),
+            file.parent().unwrap_or(Path::new(".")),
+        )
+    {
+        problems.push(Problem {
+            field: String::new(),
+            line: None,
+            message: format!("{e:#}"),
+        });
     }
     if problems.is_empty() {
         Ok(provisioning)
