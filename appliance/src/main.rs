@@ -9,6 +9,7 @@ mod erasure;
 mod node;
 mod provision;
 mod serve;
+mod systemd;
 mod tls;
 mod users;
 mod vault_cli;

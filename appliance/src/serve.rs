@@ -138,12 +138,24 @@ async fn serve(config: Config) -> Result<()> {
         ready += &format!(", federation at https://{federation}");
     }
     println!("{ready}, server name {}", config.homeserver.server_name);
+    crate::systemd::notify("READY=1");
+    // Pings from the runtime itself: if its workers wedge, systemd restarts the node.
+    let watchdog = crate::systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                crate::systemd::notify("WATCHDOG=1");
+            }
+        })
+    });
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal(term))
         .await
         .context("serving the client API")?;
 
+    crate::systemd::notify("STOPPING=1");
     housekeeping.abort();
     trimming.abort();
     if let Some(sender) = sender {
@@ -178,6 +190,9 @@ async fn serve(config: Config) -> Result<()> {
         .store()
         .flush()
         .context("flushing the vault's database")?;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -49,11 +49,11 @@ pub fn run(command: ProvisionCommand) -> Result<()> {
             let checked = check(&file);
             match (&checked, json) {
                 (Ok(p), false) => println!(
-                    "{}: OK (server {}, {} administrators, {} federation peers)",
+                    "{}: OK (server {}, {}, {})",
                     file.display(),
                     p.server.name.get_ref(),
-                    p.admins.len(),
-                    p.federation.peers.len()
+                    count(p.admins.len(), "administrator"),
+                    count(p.federation.peers.len(), "federation peer")
                 ),
                 (Ok(_), true) => println!("{}", serde_json::json!({"ok": true, "problems": []})),
                 (Err(problems), true) => {
@@ -122,6 +122,15 @@ pub fn run(command: ProvisionCommand) -> Result<()> {
             println!("{hash}");
             Ok(())
         }
+    }
+}
+
+/// `1 administrator`, `2 administrators`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

@@ -81,3 +81,54 @@ async fn data_survives_a_clean_restart() {
         .await
         .expect("send after restart");
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): the node says when it is
+/// ready, pings the watchdog while it runs, and says when it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("a notify socket");
+    let mut child = tokio::process::Command::new(crate::harness::archipel_bin())
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn archipel");
+    let mut buffer = [0u8; 256];
+    let mut next = async || {
+        let n = tokio::time::timeout(Duration::from_secs(60), socket.recv(&mut buffer))
+            .await
+            .expect("a notification in time")
+            .expect("recv");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    assert_eq!(next().await, "READY=1");
+    // Pings at twice the rate asked for: several within a second.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < until {
+        if next().await == "WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 2, "{pings} watchdog pings in a second");
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    loop {
+        match next().await.as_str() {
+            "WATCHDOG=1" => continue,
+            state => {
+                assert_eq!(state, "STOPPING=1");
+                break;
+            }
+        }
+    }
+    let status = child.wait().await.expect("wait");
+    assert!(status.success(), "{status}");
+}
