@@ -241,7 +241,7 @@ impl Config {
         match (&target.config, &target.data_dir) {
             (Some(path), _) => Self::load(path),
             (None, Some(dir)) => {
-                let server_name = read_dev_server_name(dir).unwrap_or_else(|| "localhost".into());
+                let server_name = read_server_name(dir).unwrap_or_else(|| "localhost".into());
                 Self::dev(&DevArgs {
                     data_dir: dir.clone(),
                     listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
@@ -274,8 +274,9 @@ impl FederationFile {
     }
 }
 
-/// A dev node remembers its server name, so management commands need only `--data-dir`.
-pub fn read_dev_server_name(dir: &Path) -> Option<String> {
+/// The server name a data folder belongs to (written at the node's first
+/// start), so management commands need only `--data-dir`.
+pub fn read_server_name(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join("server_name"))
         .ok()
         .map(|s| s.trim().to_owned())

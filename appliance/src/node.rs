@@ -182,16 +182,17 @@ fn restrict_permissions(dir: &Path) -> Result<()> {
 
 /// A node's server name is fixed at its first start: every ID it ever made contains it.
 fn check_server_name(config: &Config, dir: &Path) -> Result<()> {
-    let path = dir.join("server_name");
     let wanted = config.homeserver.server_name.as_str();
-    match std::fs::read_to_string(&path) {
-        Ok(existing) if existing.trim() == wanted => Ok(()),
-        Ok(existing) => anyhow::bail!(
-            "{} belongs to server `{}`, but the configuration says `{wanted}`; a node's server name cannot change",
+    match crate::config::read_server_name(dir) {
+        Some(existing) if existing == wanted => Ok(()),
+        Some(existing) => anyhow::bail!(
+            "{} belongs to server `{existing}`, but the configuration says `{wanted}`; a node's server name cannot change",
             dir.display(),
-            existing.trim()
         ),
-        Err(_) => std::fs::write(&path, format!("{wanted}\n"))
-            .with_context(|| format!("writing {}", path.display())),
+        None => {
+            let path = dir.join("server_name");
+            std::fs::write(&path, format!("{wanted}\n"))
+                .with_context(|| format!("writing {}", path.display()))
+        }
     }
 }

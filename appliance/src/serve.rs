@@ -101,12 +101,9 @@ async fn serve(config: Config) -> Result<()> {
     });
     let federation_server = federation.map(|(listener, _)| {
         let app = homeserver.federation_router().into_make_service();
-        let mut stopped = federation_stopped;
         tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
+                .with_graceful_shutdown(stopped(federation_stopped))
                 .await
         })
     });
@@ -115,14 +112,11 @@ async fn serve(config: Config) -> Result<()> {
         let app = homeserver
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
-        let mut stopped = https_stopped;
         tokio::spawn(async move {
             // Tapped (with nothing) for the client's address in `ConnectInfo`,
             // as on the plain listener.
             axum::serve(listener.tap_io(|_| {}), app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
+                .with_graceful_shutdown(stopped(https_stopped))
                 .await
         })
     });
@@ -231,6 +225,11 @@ async fn tls_listener(
         .with_context(|| format!("listening for {what} on {listen}"))?;
     let address = listener.local_addr()?;
     Ok((TlsListener::new(listener, server_config)?, address))
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {

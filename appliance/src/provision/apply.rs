@@ -71,7 +71,7 @@ pub struct AdminEntry {
 }
 
 /// Everything an apply will make true, rendered before anything is written.
-struct Plan {
+pub(super) struct Plan {
     files: Vec<Planned>,
     hostname: String,
     admins: Vec<AdminEntry>,
@@ -82,17 +82,13 @@ struct Plan {
 
 /// Applies the provisioning file `file` to the system under `root`.
 pub fn apply(file: &Path, root: &Path) -> Result<Vec<Change>> {
-    let provisioning = super::check(file).map_err(|problems| {
+    let (_, plan) = super::checked(file).map_err(|problems| {
         anyhow::anyhow!(
             "{problems}\n{}: {} problem(s); nothing was applied",
             file.display(),
             problems.problems.len()
         )
     })?;
-    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    let plan = plan(&provisioning, &text, base)
-        .with_context(|| format!("{}: nothing was applied", file.display()))?;
     let data_dir = under(root, DATA_DIR);
     check_server_name(&data_dir, &plan.config)
         .with_context(|| format!("{}: nothing was applied", file.display()))?;
@@ -134,12 +130,8 @@ fn under(root: &Path, path: &str) -> PathBuf {
 }
 
 /// Renders what applying `p` (whose text is `text`, its paths relative to
-/// `base`) would write, without writing it: the check of the whole.
-pub fn render(p: &Provisioning, text: &[u8], base: &Path) -> Result<()> {
-    plan(p, text, base).map(drop)
-}
-
-fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
+/// `base`) would write, without writing anything.
+pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
     let mut files = Vec::new();
     let mut copy = |from: &Path, to: &str, mode: u32| -> Result<String> {
         let source = base.join(from);
@@ -246,7 +238,7 @@ fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
     if let Some(backup) = &p.backup {
         root.insert("backup".into(), backup.get_ref().clone().into());
     }
-    let digest = hex(&sha2_digest(text));
+    let digest = archipel_backup::sha256_hex(text);
     let rendered = format!(
         "# Written by `archipel provision apply` from a provisioning file with\n\
          # SHA-256 {digest}.\n\
@@ -331,22 +323,12 @@ fn time_servers(p: &Provisioning) -> String {
     conf
 }
 
-fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A node's server name is fixed once its data exists.
 fn check_server_name(data_dir: &Path, config: &Config) -> Result<()> {
     let wanted = config.homeserver.server_name.as_str();
-    match std::fs::read_to_string(data_dir.join("server_name")) {
-        Ok(existing) if existing.trim() != wanted => bail!(
-            "`server.name` is {wanted}, but this node's data belongs to {}: a server name cannot change",
-            existing.trim()
+    match crate::config::read_server_name(data_dir) {
+        Some(existing) if existing != wanted => bail!(
+            "`server.name` is {wanted}, but this node's data belongs to {existing}: a server name cannot change"
         ),
         _ => Ok(()),
     }

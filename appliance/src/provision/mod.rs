@@ -135,8 +135,14 @@ fn count(n: usize, what: &str) -> String {
 }
 
 /// Checks `file` whole: its schema, then its `[backup]` and `[retention]`
-/// as the node's configuration reads them.
+/// as the node's configuration reads them, then the configuration apply
+/// would write.
 pub fn check(file: &Path) -> Result<Provisioning, Problems> {
+    checked(file).map(|(provisioning, _)| provisioning)
+}
+
+/// [`check`], with what applying the file would write.
+fn checked(file: &Path) -> Result<(Provisioning, apply::Plan), Problems> {
     let provisioning = archipel_provisioning::check(file)?;
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let mut problems = Vec::new();
@@ -174,25 +180,19 @@ pub fn check(file: &Path) -> Result<Provisioning, Problems> {
     }
     // Last, the node's configuration as apply renders it: what the node
     // would refuse across tables is refused here.
-    if problems.is_empty()
-        && let Err(e) = apply::render(
-            &provisioning,
-            text.as_bytes(),
-            file.parent().unwrap_or(Path::new(".")),
-        )
-    {
-        problems.push(Problem {
-            field: String::new(),
-            line: None,
-            message: format!("{e:#}"),
-        });
-    }
     if problems.is_empty() {
-        Ok(provisioning)
-    } else {
-        Err(Problems {
-            file: file.to_owned(),
-            problems,
-        })
+        let base = file.parent().unwrap_or(Path::new("."));
+        match apply::plan(&provisioning, text.as_bytes(), base) {
+            Ok(plan) => return Ok((provisioning, plan)),
+            Err(e) => problems.push(Problem {
+                field: String::new(),
+                line: None,
+                message: format!("{e:#}"),
+            }),
+        }
     }
+    Err(Problems {
+        file: file.to_owned(),
+        problems,
+    })
 }

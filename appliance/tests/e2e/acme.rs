@@ -161,7 +161,7 @@ async fn served_certificate(root: &reqwest::Certificate, port: u16) -> Option<Ve
 
 fn acme_config(root: &Path, tls_port: u16, pebble: &Pebble) -> String {
     let key = root.join("vault.key");
-    write_private(&key, &format!("{}\n", "ab".repeat(32)));
+    archipel_vault::seal::VaultKey::load_or_generate(&key).expect("a vault key");
     format!(
         r#"[node]
 data_dir = "{data}"
@@ -186,12 +186,6 @@ key_file = "{key}"
         bundle = pebble.bundle().display(),
         key = key.display(),
     )
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("write a key file");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +244,7 @@ async fn a_certificate_is_obtained_served_and_renewed_over_acme() {
 
     // A restart serves the cached certificate at once (no new order first).
     node.restart().await;
-    let after_restart = served_certificate(&root, tls_port)
+    served_certificate(&root, tls_port)
         .await
         .expect("the cached certificate is served right after a restart");
     assert!(
@@ -259,7 +253,6 @@ async fn a_certificate_is_obtained_served_and_renewed_over_acme() {
         "{}",
         node.log_tail()
     );
-    drop(after_restart);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +262,7 @@ async fn certificate_files_are_served_and_a_bad_pair_is_refused() {
     let tls_port = free_port();
     let mut node = TestServer::start_configured(DOMAIN, |root| {
         let vault_key = root.join("vault.key");
-        write_private(&vault_key, &format!("{}\n", "cd".repeat(32)));
+        archipel_vault::seal::VaultKey::load_or_generate(&vault_key).expect("a vault key");
         format!(
             "[node]\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n[homeserver]\nserver_name = \"{DOMAIN}\"\n\
              [tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\

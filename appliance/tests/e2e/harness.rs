@@ -64,71 +64,27 @@ impl TestServer {
     /// Starts a server with open registration and the given extra flags,
     /// e.g. `["--rate-limit"]`.
     pub async fn start_with(extra_args: &[&str]) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("archipel-e2e-")
-            .tempdir()
-            .expect("create a temporary directory for the server");
-        fs::create_dir(root.path().join("data")).expect("create the data directory");
-        let mut server = Self {
-            root,
-            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
-            child: None,
-            url: String::new(),
-            generation: 0,
-            open_registration: true,
-            server_name: "localhost".to_owned(),
-            config: None,
-            https_url: None,
-        };
-        server.spawn().await;
-        server
+        let mut server = Self::new("localhost");
+        server.extra_args = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+        server.spawn_with_data().await
     }
 
     /// Starts a server named `server_name` that federates as `federation`
     /// (the text of a file with a `[federation]` table) says.
     pub async fn start_federated(server_name: &str, federation: &str) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("archipel-e2e-")
-            .tempdir()
-            .expect("create a temporary directory for the server");
-        fs::create_dir(root.path().join("data")).expect("create the data directory");
-        let file = root.path().join("federation.toml");
+        let mut server = Self::new(server_name);
+        let file = server.root().join("federation.toml");
         fs::write(&file, federation).expect("write the federation file");
-        let mut server = Self {
-            root,
-            extra_args: vec!["--federation".to_owned(), file.display().to_string()],
-            child: None,
-            url: String::new(),
-            generation: 0,
-            open_registration: true,
-            server_name: server_name.to_owned(),
-            config: None,
-            https_url: None,
-        };
-        server.spawn().await;
-        server
+        server.extra_args = vec!["--federation".to_owned(), file.display().to_string()];
+        server.spawn_with_data().await
     }
 
     /// Starts a server named `server_name` on a data directory that
     /// `prepare` makes at the path it is given (which does not exist yet),
     /// e.g. by restoring a backup there.
     pub async fn start_prepared(server_name: &str, prepare: impl FnOnce(&Path)) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("archipel-e2e-")
-            .tempdir()
-            .expect("create a temporary directory for the server");
-        prepare(&root.path().join("data"));
-        let mut server = Self {
-            root,
-            extra_args: Vec::new(),
-            child: None,
-            url: String::new(),
-            generation: 0,
-            open_registration: true,
-            server_name: server_name.to_owned(),
-            config: None,
-            https_url: None,
-        };
+        let mut server = Self::new(server_name);
+        prepare(&server.data_dir());
         server.spawn().await;
         server
     }
@@ -137,26 +93,41 @@ impl TestServer {
     /// configuration `config` writes given the test's folder (the data
     /// folder is `data` in it and exists, empty).
     pub async fn start_configured(server_name: &str, config: impl FnOnce(&Path) -> String) -> Self {
+        let mut server = Self::new(server_name);
+        fs::create_dir(server.data_dir()).expect("create the data directory");
+        let file = server.root().join("archipel.toml");
+        fs::write(&file, config(server.root())).expect("write the configuration");
+        server.config = Some(file);
+        server.open_registration = false;
+        server.spawn().await;
+        server
+    }
+
+    /// A server named `server_name` in a fresh temporary folder, not started:
+    /// `archipel dev` with open registration unless changed.
+    fn new(server_name: &str) -> Self {
         let root = tempfile::Builder::new()
             .prefix("archipel-e2e-")
             .tempdir()
             .expect("create a temporary directory for the server");
-        fs::create_dir(root.path().join("data")).expect("create the data directory");
-        let file = root.path().join("archipel.toml");
-        fs::write(&file, config(root.path())).expect("write the configuration");
-        let mut server = Self {
+        Self {
             root,
             extra_args: Vec::new(),
             child: None,
             url: String::new(),
             generation: 0,
-            open_registration: false,
+            open_registration: true,
             server_name: server_name.to_owned(),
-            config: Some(file),
+            config: None,
             https_url: None,
-        };
-        server.spawn().await;
-        server
+        }
+    }
+
+    /// Creates the (empty) data folder and starts the server.
+    async fn spawn_with_data(mut self) -> Self {
+        fs::create_dir(self.data_dir()).expect("create the data directory");
+        self.spawn().await;
+        self
     }
 
     /// The client API over HTTPS (`https://127.0.0.1:PORT`), if the node serves it.
@@ -438,6 +409,23 @@ where
         );
         sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every file below `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// Total size in bytes of the regular files below `dir`.

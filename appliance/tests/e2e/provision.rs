@@ -104,27 +104,21 @@ fn changed(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Every file under `root` with its contents and mode.
+/// Every file under `root` (but the databases) with its contents and mode.
 fn tree(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32)> {
     use std::os::unix::fs::PermissionsExt;
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let meta = entry.metadata().expect("metadata");
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() && !path.to_string_lossy().contains("/db/") {
-                let contents = std::fs::read(&path).expect("read");
-                files.insert(path, (contents, meta.permissions().mode() & 0o7777));
-            }
-        }
-    }
-    files
+    crate::harness::files_under(root)
+        .into_iter()
+        .filter(|path| !path.to_string_lossy().contains("/db/"))
+        .map(|path| {
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            let contents = std::fs::read(&path).expect("read");
+            (path, (contents, mode & 0o7777))
+        })
+        .collect()
 }
 
 /// A configuration for the node `apply` provisioned under `root`, on loopback.

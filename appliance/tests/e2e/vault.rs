@@ -283,22 +283,14 @@ async fn verify_names_deleted_altered_and_truncated_records() {
 
 /// Every file under `dir` that contains `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
+    crate::harness::files_under(dir)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path)
                 .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
                 .unwrap_or(false)
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
+        })
+        .collect()
 }
 
 pub fn vault_ok(dir: &Path, args: &[&str]) -> String {

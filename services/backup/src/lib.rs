@@ -112,7 +112,7 @@ pub use age_stream::{DecryptionKey, Encryption, PASSPHRASE_RECIPIENT};
 pub use create::{BackupInfo, CreateOptions, Source, create};
 pub use error::{Error, Result};
 pub use list::{BackupSummary, list};
-pub use manifest::{Entry, EntryKind, MANIFEST_ENTRY, Manifest};
+pub use manifest::{Entry, EntryKind, MANIFEST_ENTRY, Manifest, sha256_hex};
 pub use naming::BackupName;
 pub use open::{CheckedBackup, Unlock};
 pub use progress::{NoProgress, Phase, Progress};

@@ -402,6 +402,18 @@ impl Users {
         uses_allowed: Option<u32>,
         expiry_time: Option<u64>,
     ) -> Result<RegistrationToken> {
+        self.insert_registration_token(token, uses_allowed, expiry_time, None)
+            .await
+    }
+
+    /// Checks and stores a new token, in one write.
+    async fn insert_registration_token(
+        &self,
+        token: Option<String>,
+        uses_allowed: Option<u32>,
+        expiry_time: Option<u64>,
+        for_user: Option<OwnedUserId>,
+    ) -> Result<RegistrationToken> {
         let token = token.unwrap_or_else(|| random_string(16));
         if token.is_empty()
             || token.len() > 64
@@ -423,7 +435,7 @@ impl Users {
             uses_allowed,
             completed: 0,
             expiry_time,
-            for_user: None,
+            for_user,
         };
         let mut batch = Batch::new();
         batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
@@ -434,16 +446,14 @@ impl Users {
     /// Issues a one-time setup token: whoever holds it registers `user_id`
     /// (choosing the password) as a server administrator.
     pub async fn create_setup_token(&self, token: &str, user_id: &UserId) -> Result<()> {
-        self.create_registration_token(Some(token.to_owned()), Some(1), None)
-            .await?;
-        let mut info = self
-            .registration_token(token)?
-            .ok_or_else(|| Error::internal("the setup token vanished"))?;
-        info.for_user = Some(user_id.to_owned());
-        let mut batch = Batch::new();
-        batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
-        self.store.commit_async(batch).await?;
-        Ok(())
+        self.insert_registration_token(
+            Some(token.to_owned()),
+            Some(1),
+            None,
+            Some(user_id.to_owned()),
+        )
+        .await
+        .map(drop)
     }
 
     /// The valid setup token that reserves `user_id`, if any.
