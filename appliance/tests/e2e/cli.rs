@@ -219,6 +219,125 @@ async fn registration_tokens_open_a_closed_node() {
     assert!(listed.contains("used 1/1"), "{listed}");
 }
 
+/// Registers `name` on a closed node with a registration token.
+async fn register_with_token(api: &Api, name: &str, token: &str) -> crate::client::Reply {
+    let body = json!({ "username": name, "password": "long enough password" });
+    let challenge = api.post("/_matrix/client/v3/register", &body).await;
+    if challenge.status != StatusCode::UNAUTHORIZED {
+        return challenge;
+    }
+    let mut body = body;
+    body["auth"] = json!({
+        "type": "m.login.registration_token",
+        "token": token,
+        "session": challenge.json()["session"].clone(),
+    });
+    api.post("/_matrix/client/v3/register", &body).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_issues_registration_tokens_over_the_admin_api() {
+    const NEW: &str = "/_synapse/admin/v1/registration_tokens/new";
+    const LIST: &str = "/_synapse/admin/v1/registration_tokens";
+    let server = TestServer::start_closed().await;
+    let dir = data(&server.data_dir());
+    succeeds(&archipel(
+        &[
+            "user",
+            "create",
+            "boss",
+            "--admin",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("long enough password\n"),
+    ));
+    succeeds(&archipel(
+        &[
+            "user",
+            "create",
+            "eve",
+            "--password-stdin",
+            "--data-dir",
+            &dir,
+        ],
+        Some("long enough password\n"),
+    ));
+    let api = Api::new(server.url());
+    let token_of = async |name: &str| {
+        api.login_reply(name, "long enough password").await.ok()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    };
+    let boss = api.with_token(&token_of("boss").await);
+    let eve = api.with_token(&token_of("eve").await);
+
+    // Only a server administrator, and only signed in.
+    api.post(NEW, &json!({}))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    eve.post(NEW, &json!({}))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    eve.get(LIST)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // Bad input is refused and creates nothing.
+    for bad in [
+        json!({ "length": 0 }),
+        json!({ "length": 65 }),
+        json!({ "token": "abc", "length": 8 }),
+        json!({ "token": "not a token!" }),
+        json!({ "uses_allowed": -1 }),
+        json!({ "expiry_time": 1 }),
+    ] {
+        let reply = boss.post(NEW, &bad).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.json()
+        );
+    }
+    boss.raw_json(http::Method::POST, NEW, b"{not json")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_NOT_JSON");
+    assert_eq!(boss.get(LIST).await.ok()["registration_tokens"], json!([]));
+
+    // One use, made by the administrator, opens the closed node once.
+    let made = boss
+        .post(NEW, &json!({ "uses_allowed": 1, "length": 24 }))
+        .await
+        .ok();
+    let token = made["token"].as_str().expect("token").to_owned();
+    assert_eq!(token.len(), 24);
+    assert_eq!(made["uses_allowed"], 1);
+    assert_eq!(made["completed"], 0);
+    let registered = register_with_token(&api, "frank", &token).await.ok();
+    assert_eq!(registered["user_id"], "@frank:localhost");
+    register_with_token(&api, "grace", &token)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let used = boss.get(&format!("{LIST}?valid=false")).await.ok();
+    assert_eq!(used["registration_tokens"][0]["token"], token.as_str());
+    assert_eq!(used["registration_tokens"][0]["completed"], 1);
+    assert_eq!(
+        boss.get(&format!("{LIST}?valid=true")).await.ok()["registration_tokens"],
+        json!([])
+    );
+
+    // Audited, without the token.
+    let log = server.log();
+    assert!(
+        log.contains("admin API: registration token created") && log.contains("@boss:localhost"),
+        "{log}"
+    );
+    assert!(!log.contains(&token), "the audit log shows no token");
+}
+
 #[test]
 fn configuration_mistakes_name_the_key_and_line() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -2,6 +2,7 @@
 
 mod account;
 mod account_data;
+mod admin;
 mod backup;
 mod devices;
 mod directory;
@@ -43,6 +44,9 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
             get(|State(services): State<Arc<Services>>| discovery::well_known_server(services)),
         )
         .ruma(discovery::capabilities)
+        // Server administration (Synapse's admin API shape).
+        .ruma(admin::new_token)
+        .ruma(admin::list_tokens)
         // Sessions and accounts.
         .ruma(session::login_types)
         .ruma(session::login)
