@@ -288,6 +288,18 @@ impl Checker<'_> {
                 }
             }
         }
+        if let Some(mac) = &network.mac
+            && !valid_mac(mac.get_ref())
+        {
+            self.problem(
+                "network.mac",
+                mac,
+                format!(
+                    "`{}`: a MAC address, six pairs of hex digits, e.g. \"52:54:00:12:34:56\"",
+                    mac.get_ref()
+                ),
+            );
+        }
         for (i, dns) in network.dns.iter().enumerate() {
             if dns.get_ref().parse::<IpAddr>().is_err() {
                 self.problem(
@@ -487,6 +499,14 @@ fn valid_hostname(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+fn valid_mac(text: &str) -> bool {
+    let pairs: Vec<&str> = text.split(':').collect();
+    pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn valid_cidr(text: &str) -> bool {

@@ -46,6 +46,9 @@ pub struct Network {
     /// `dhcp` (default) or `static`.
     #[serde(default)]
     pub mode: NetworkMode,
+    /// The NIC this applies to, by its MAC address (`52:54:00:12:34:56`);
+    /// every wired NIC when absent. The others keep DHCP.
+    pub mac: Option<Spanned<String>>,
     /// For `static`: the address with its prefix length, `10.20.0.5/24`.
     pub address: Option<Spanned<String>>,
     pub gateway: Option<Spanned<String>>,

@@ -115,6 +115,17 @@ fn a_plaintext_password_is_refused() {
 }
 
 #[test]
+fn a_malformed_mac_address_is_named() {
+    let problems = problems_after("# mac = \"52:54:00:12:34:56\"", "mac = \"52:54:00:12:34\"");
+    assert_one(
+        &problems,
+        "network.mac",
+        line_of("# mac = "),
+        "a MAC address",
+    );
+}
+
+#[test]
 fn several_problems_are_all_named_in_file_order() {
     let text = example_text()
         .replacen("hostname = \"archipel-bzk\"", "hostname = \"-bad-\"", 1)

@@ -286,11 +286,15 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
     })
 }
 
-/// The systemd-networkd unit for the wired interfaces.
+/// The systemd-networkd unit for the wired interfaces, or for the one
+/// with `network.mac` (the others keep the image's DHCP default).
 fn network_unit(p: &Provisioning) -> String {
-    let mut unit = String::from(
-        "# Written by `archipel provision apply`.\n[Match]\nName=en* eth*\n\n[Network]\n",
-    );
+    let matching = match &p.network.mac {
+        Some(mac) => format!("MACAddress={}", mac.get_ref().to_ascii_lowercase()),
+        None => "Name=en* eth*".to_owned(),
+    };
+    let mut unit =
+        format!("# Written by `archipel provision apply`.\n[Match]\n{matching}\n\n[Network]\n");
     match p.network.mode {
         NetworkMode::Dhcp => unit.push_str("DHCP=yes\n"),
         NetworkMode::Static => {

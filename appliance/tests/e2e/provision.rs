@@ -239,6 +239,33 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         ],
         "{third}"
     );
+
+    // The network for one NIC only: the others keep the image's DHCP.
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(
+        &file,
+        text.replace(
+            "# mac = \"52:54:00:12:34:56\"",
+            "mac = \"52:54:00:AB:34:56\"",
+        ),
+    )
+    .expect("write");
+    let fourth = apply(&file, &root).expect("applies the edit");
+    let mut edited = changed(&fourth);
+    edited.sort();
+    assert_eq!(
+        edited,
+        [
+            "/etc/archipel/archipel.toml",
+            "/etc/archipel/system/20-archipel.network"
+        ],
+        "{fourth}"
+    );
+    let network = read("etc/archipel/system/20-archipel.network");
+    assert!(
+        network.contains("MACAddress=52:54:00:ab:34:56") && !network.contains("Name="),
+        "{network}"
+    );
 }
 
 #[test]
