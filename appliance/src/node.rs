@@ -190,8 +190,10 @@ fn check_server_name(config: &Config, dir: &Path) -> Result<()> {
             dir.display(),
         ),
         None => {
+            // Durably: an empty file after a power cut would make the node
+            // refuse its own data.
             let path = dir.join("server_name");
-            std::fs::write(&path, format!("{wanted}\n"))
+            archipel_store::create_durably(&path, format!("{wanted}\n").as_bytes(), 0o600)
                 .with_context(|| format!("writing {}", path.display()))
         }
     }

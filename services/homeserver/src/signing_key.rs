@@ -1,6 +1,6 @@
 //! The node's ed25519 signing key: signs every event this server creates.
 
-use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+use std::{fs, path::Path};
 
 use ruma::signatures::Ed25519KeyPair;
 
@@ -13,17 +13,9 @@ pub fn load_or_generate(path: &Path) -> Result<Ed25519KeyPair> {
             .map_err(|e| Error::internal(format!("reading signing key {}: {e}", path.display())))?
     } else {
         let document = Ed25519KeyPair::generate();
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                Error::internal(format!("creating signing key {}: {e}", path.display()))
-            })?;
-        file.write_all(&document)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::internal(format!("writing signing key {}: {e}", path.display())))?;
+        archipel_store::create_durably(path, &document, 0o600).map_err(|e| {
+            Error::internal(format!("creating signing key {}: {e}", path.display()))
+        })?;
         tracing::info!(path = %path.display(), "generated a new server signing key");
         document.to_vec()
     };

@@ -1,6 +1,9 @@
-//! Point-in-time copies of plain files, to go with [`crate::Store::checkpoint`]
-//! in a backup snapshot.
+//! Plain files beside the database: point-in-time copies to go with
+//! [`crate::Store::checkpoint`] in a backup snapshot, and small files made
+//! once.
 
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::{fs, io, path::Path};
 
 use crate::error::{Error, Result};
@@ -48,9 +51,43 @@ pub fn link_tree(from: &Path, to: &Path, include: &dyn Fn(&Path) -> bool) -> Res
     Ok(linked)
 }
 
+/// Creates `path` with `bytes` and `mode`, all or nothing, durably: after a
+/// crash or a power cut it either does not exist or holds every byte (a
+/// synced temporary file, linked into place, the folder synced). Fails with
+/// `AlreadyExists` if `path` exists: what is made once is never replaced.
+pub fn create_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".new-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist_noclobber(path).map_err(|e| e.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_made_once_is_complete_and_never_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("key");
+        create_durably(&path, b"secret\n", 0o600).expect("created");
+        assert_eq!(fs::read(&path).expect("read"), b"secret\n");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = create_durably(&path, b"other\n", 0o600).expect_err("exists");
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).expect("read"), b"secret\n");
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
 
     #[test]
     fn links_survive_removal_of_the_original_and_filtered_files_stay_out() {

@@ -10,7 +10,9 @@
 //!   (the write-ahead log fsynced) before [`Store::commit`] returns; concurrent
 //!   committers share one fsync (group commit, [`Store::sync`]),
 //! - consistent on-disk checkpoints ([`Store::checkpoint`]) for backups,
-//!   and hard-linked copies of file trees to go with them ([`link_tree`]).
+//!   and hard-linked copies of file trees to go with them ([`link_tree`]),
+//! - small files made once (keys, the server name) that a power cut can
+//!   never leave empty or half written ([`create_durably`]).
 
 mod batch;
 mod error;
@@ -21,6 +23,6 @@ mod tree;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
-pub use files::link_tree;
+pub use files::{create_durably, link_tree};
 pub use store::{ColumnSpec, Store, StoreOptions, Written};
 pub use tree::{Row, Tree};

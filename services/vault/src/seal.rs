@@ -9,7 +9,7 @@
 //! Destroying a record's wrapped data key is crypto-shredding: the ciphertext
 //! (and so the Merkle log over it) stays, the content is gone.
 
-use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+use std::path::Path;
 
 use chacha20poly1305::{
     AeadCore, KeyInit, XChaCha20Poly1305, XNonce,
@@ -67,15 +67,8 @@ impl VaultKey {
             hex.push_str(&format!("{byte:02x}"));
         }
         hex.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
+        archipel_store::create_durably(path, hex.as_bytes(), 0o600)
             .map_err(|e| Error::Key(format!("creating the vault key {}: {e}", path.display())))?;
-        file.write_all(hex.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::Key(format!("writing the vault key {}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "generated a new vault key");
         Ok(key)
     }
