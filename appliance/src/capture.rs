@@ -4,11 +4,21 @@
 //! The outbox entry is written in the event's own batch, so an acknowledged
 //! event is durable before the pump ever sees it; a crash anywhere here
 //! only means the entry is read again, and the vault skips what it has.
+//!
+//! The vault's batches are written unsynced and made durable together, at
+//! most every [`SYNC_EVERY`]: the outbox entries are discarded only after
+//! that sync. Each fsync of the vault's log is a disk flush the clients'
+//! own fsyncs queue behind; one for many batches keeps capture further out
+//! of the send path's way.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use archipel_homeserver::{Services, service::rooms::media_references};
+use archipel_store::Written;
 use archipel_vault::{CapturedEvent, MediaBytes, Vault};
 use ruma::MxcUri;
 use tokio::sync::watch;
@@ -19,18 +29,68 @@ const BATCH: usize = 512;
 /// How long the pump lets new events gather after it wakes.
 const COALESCE: Duration = Duration::from_millis(20);
 
+/// How long captured events may wait for the vault's fsync (and their
+/// outbox entries for their discard).
+const SYNC_EVERY: Duration = Duration::from_millis(250);
+
+/// Vault batches written but not yet synced, and the outbox entries they
+/// hold.
+#[derive(Default)]
+struct Unsynced {
+    written: Option<Written>,
+    positions: Vec<u64>,
+    since: Option<Instant>,
+}
+
+impl Unsynced {
+    fn add(&mut self, written: Written, positions: Vec<u64>) {
+        self.written = Some(written);
+        self.positions.extend(positions);
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn due(&self) -> bool {
+        self.since.is_some_and(|t| t.elapsed() >= SYNC_EVERY)
+    }
+
+    /// Syncs the vault, then discards the outbox entries it now holds.
+    async fn sync(&mut self, services: &Services, vault: &Arc<Vault>) -> Result<()> {
+        let Some(written) = self.written.take() else {
+            return Ok(());
+        };
+        self.since = None;
+        let writer = vault.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || writer.sync(written)).await? {
+            // Whatever the vault lost, the outbox still has.
+            self.positions.clear();
+            return Err(e.into());
+        }
+        services
+            .rooms
+            .discard_captured(std::mem::take(&mut self.positions))?;
+        Ok(())
+    }
+}
+
 /// Runs until `stop` turns true, then drains what is visible and signs a
 /// final checkpoint.
 pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Receiver<bool>) {
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut unsynced = Unsynced::default();
     loop {
         // Read before draining: the stop comes only after every request has
         // finished, so a drain that starts after it sees every event. (Read
         // after, a drain that started just before the last commit would end
         // the loop with that event still in the outbox.)
         let stopping = *stop.borrow_and_update();
-        match drain(&services, &vault).await {
+        let drained = drain(&services, &vault, &mut unsynced).await;
+        let synced = if stopping || unsynced.due() {
+            unsynced.sync(&services, &vault).await
+        } else {
+            Ok(())
+        };
+        match drained.and_then(|more| synced.map(|()| more)) {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) if stopping => {
@@ -53,6 +113,9 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
                 tokio::time::sleep(COALESCE).await;
             }
             _ = tick.tick() => {
+                if let Err(e) = unsynced.sync(&services, &vault).await {
+                    tracing::error!(error = %format!("{e:#}"), "syncing the vault; the events stay in the outbox");
+                }
                 let vault = vault.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || vault.tick()).await {
                     tracing::error!(error = %e, "signing a vault checkpoint");
@@ -69,8 +132,9 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
     }
 }
 
-/// Moves one batch. Returns whether there may be more.
-pub async fn drain(services: &Services, vault: &Arc<Vault>) -> Result<bool> {
+/// Moves one batch into the vault, unsynced. Returns whether there may be
+/// more.
+async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced) -> Result<bool> {
     let cursor = vault.log().capture_cursor()?;
     let visible = services.counter.visible();
     let entries = services.rooms.captured(cursor, visible, BATCH)?;
@@ -89,8 +153,9 @@ pub async fn drain(services: &Services, vault: &Arc<Vault>) -> Result<bool> {
         });
     }
     let writer = vault.clone();
-    tokio::task::spawn_blocking(move || writer.capture(events)).await??;
-    services.rooms.discard_captured(positions)?;
+    let (_, written) =
+        tokio::task::spawn_blocking(move || writer.capture_unsynced(events)).await??;
+    unsynced.add(written, positions);
     Ok(full)
 }
 

@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use archipel_store::{Batch, Store};
+use archipel_store::{Batch, Store, Written};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_json::Value;
@@ -188,6 +188,18 @@ impl Vault {
     /// crash appends nothing twice. Returns the new cursor once the batch is
     /// durable: the caller may then discard the outbox entries.
     pub fn capture(&self, events: Vec<CapturedEvent>) -> Result<u64> {
+        let (cursor, written) = self.capture_unsynced(events)?;
+        self.store.sync(written)?;
+        Ok(cursor)
+    }
+
+    /// [`Vault::capture`] without waiting for stable storage: the batch is
+    /// durable once [`Vault::sync`] returns for it (or for a later one, or a
+    /// checkpoint is signed: a checkpoint only ever covers durable records).
+    /// Until then a crash may lose it, cursor and all, and the caller must
+    /// still hold the events to capture them again. Lets the capture pump
+    /// pay one fsync for many batches.
+    pub fn capture_unsynced(&self, events: Vec<CapturedEvent>) -> Result<(u64, Written)> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut cursor = self.log.capture_cursor()?;
         let mut frontier = writer.frontier.clone();
@@ -228,13 +240,18 @@ impl Vault {
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
         sync_files(&self.media_dir, &media_files)?;
-        // Fsynced before the caller discards the outbox entries, which live
-        // in the homeserver's database: one fsync of the vault's own log per
-        // batch, never in a client's way.
-        self.store.commit(batch)?;
+        // The vault's own log, never in a client's way; synced before the
+        // caller discards the outbox entries (in the homeserver's database).
+        let written = self.store.write(batch)?;
         writer.frontier = frontier;
+        // Signing commits, and so syncs, everything written before it.
         self.checkpoint_if_due(&mut writer, false)?;
-        Ok(cursor)
+        Ok((cursor, written))
+    }
+
+    /// Waits until a [`Vault::capture_unsynced`] batch is on stable storage.
+    pub fn sync(&self, written: Written) -> Result<()> {
+        Ok(self.store.sync(written)?)
     }
 
     fn seal_event(
