@@ -257,7 +257,9 @@ impl Rooms {
     ) -> Result<()> {
         let room = pdu.room_id.as_bytes();
         let event_id = pdu.event_id.as_bytes();
-        batch.put_json(&self.eventid_pdu, event_id, pdu);
+        // Serialized once: the same bytes go to the archive's outbox.
+        let pdu_json = serde_json::to_vec(pdu).map_err(Error::internal)?;
+        batch.put(&self.eventid_pdu, event_id, &pdu_json);
         batch.put(
             &self.eventid_position,
             event_id,
@@ -297,19 +299,17 @@ impl Rooms {
             batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
         }
 
-        self.capture_batch(batch, pdu, count);
+        self.capture_batch(batch, &pdu_json, count);
         Ok(())
     }
 
-    /// The archive's capture record: the event exactly as created, in the
-    /// same atomic batch, so an acknowledged event is never missing from it.
-    pub(super) fn capture_batch(&self, batch: &mut Batch, pdu: &Pdu, count: u64) {
+    /// The archive's capture record: the event exactly as created (`pdu_json`:
+    /// the stored PDU's bytes), in the same atomic batch, so an acknowledged
+    /// event is never missing from it. The archive's form of it is made off
+    /// the send path, by [`Rooms::captured`].
+    pub(super) fn capture_batch(&self, batch: &mut Batch, pdu_json: &[u8], count: u64) {
         if self.capture {
-            batch.put_json(
-                &self.count_vaultcapture,
-                count.to_be_bytes(),
-                &pdu.to_archive_json(),
-            );
+            batch.put(&self.count_vaultcapture, count.to_be_bytes(), pdu_json);
         }
     }
 }

@@ -6,7 +6,7 @@ use ruma::{EventId, MxcUri};
 use serde_json::{Map, Value};
 
 use super::{
-    Rooms,
+    Pdu, Rooms,
     append::{room_rules, stripped_copy},
 };
 use crate::Result;
@@ -39,7 +39,12 @@ impl Rooms {
             if position > upto || out.len() >= limit {
                 break;
             }
-            let event = serde_json::from_slice(&v)?;
+            // The stored PDU; an entry written before the outbox held PDUs
+            // already holds the archive's form.
+            let event = match serde_json::from_slice::<Pdu>(&v) {
+                Ok(pdu) => pdu.to_archive_json(),
+                Err(_) => serde_json::from_slice(&v)?,
+            };
             out.push(CapturedEvent { position, event });
         }
         Ok(out)

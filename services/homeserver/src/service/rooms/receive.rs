@@ -167,11 +167,12 @@ impl Rooms {
         if let Err(e) = check_state_dependent_auth_rules(&rules.authorization, &pdu, |k, s| {
             self.pdu_in(&current, k, s)
         }) {
-            batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
+            let pdu_json = serde_json::to_vec(&pdu).map_err(Error::internal)?;
+            batch.put(&self.eventid_pdu, event_id.as_bytes(), &pdu_json);
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
             let ticket = self.counter.next()?;
-            self.capture_batch(&mut batch, &pdu, ticket.count);
+            self.capture_batch(&mut batch, &pdu_json, ticket.count);
             self.store.commit_async(batch).await?;
             drop(ticket);
             let why = e.to_string();
