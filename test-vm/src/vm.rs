@@ -326,14 +326,9 @@ impl Vm {
             .lines()
             .filter_map(|l| l.split_once(REPORT).map(|(_, rest)| rest.to_owned()))
             .collect();
-        let fact = |key: &str| {
-            report
-                .iter()
-                .find(|l| l.starts_with(key))
-                .cloned()
-                .unwrap_or_default()
-        };
-        if !fact("units:").contains(" archipel=active") || !fact("failed=").trim().eq("failed=") {
+        let ready = fact(&report, "units:").is_some_and(|u| u.contains(" archipel=active"))
+            && fact(&report, "failed=").is_some_and(|f| f.trim().is_empty());
+        if !ready {
             bail!(
                 "{}: booted, but not ready:\n{}",
                 self.name,
@@ -408,6 +403,11 @@ impl Vm {
         // swtpm --terminate exits on its own once qemu is gone.
         self.swtpm = None;
     }
+}
+
+/// The value of `key` (e.g. `"ntp="`) in a boot report, if it has one.
+pub fn fact<'a>(report: &'a [String], key: &str) -> Option<&'a str> {
+    report.iter().find_map(|line| line.strip_prefix(key))
 }
 
 /// A free TCP port on the host's loopback (for a forward).

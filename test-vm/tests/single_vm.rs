@@ -20,7 +20,7 @@ use archipel_test_vm::image::Image;
 use archipel_test_vm::matrix::{self, Node};
 use archipel_test_vm::pki::TestCa;
 use archipel_test_vm::provisioning::{self, ADMIN};
-use archipel_test_vm::vm::Vm;
+use archipel_test_vm::vm::{Vm, fact};
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 
@@ -68,10 +68,7 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
     vm.boot(true).await?;
     let report = vm.wait_ready(BOOT).await?;
     let first_boot = vm.since_boot();
-    let keyslots = report
-        .iter()
-        .find(|l| l.starts_with("luks-keyslots="))
-        .context("no keyslots in the report")?;
+    let keyslots = fact(&report, "luks-keyslots=").context("no keyslots in the report")?;
     ensure!(
         keyslots.contains("systemd-recovery") && keyslots.contains("systemd-tpm2"),
         "sealed with a recovery key and the TPM2: {keyslots}"
@@ -80,12 +77,7 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
     eprintln!("first boot ready after {first_boot:.0?}");
     closed_by_default(vm, &report).await?;
     // systemd reads what provisioning wrote (as its own users).
-    let fact = |key: &str| {
-        report
-            .iter()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap_or_default()
-    };
+    let fact = |key: &str| fact(&report, key).unwrap_or_default();
     ensure!(
         fact("network-files=").contains("/etc/systemd/network/20-archipel.network"),
         "the provisioned network is in use: {}",
@@ -190,9 +182,7 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
 /// for the machine itself) does not answer from outside.
 async fn closed_by_default(vm: &Vm, report: &[String]) -> Result<()> {
     let fact = |key: &str| -> Vec<String> {
-        report
-            .iter()
-            .find_map(|l| l.strip_prefix(key))
+        fact(report, key)
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)

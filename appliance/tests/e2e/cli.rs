@@ -219,22 +219,6 @@ async fn registration_tokens_open_a_closed_node() {
     assert!(listed.contains("used 1/1"), "{listed}");
 }
 
-/// Registers `name` on a closed node with a registration token.
-async fn register_with_token(api: &Api, name: &str, token: &str) -> crate::client::Reply {
-    let body = json!({ "username": name, "password": "long enough password" });
-    let challenge = api.post("/_matrix/client/v3/register", &body).await;
-    if challenge.status != StatusCode::UNAUTHORIZED {
-        return challenge;
-    }
-    let mut body = body;
-    body["auth"] = json!({
-        "type": "m.login.registration_token",
-        "token": token,
-        "session": challenge.json()["session"].clone(),
-    });
-    api.post("/_matrix/client/v3/register", &body).await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_administrator_issues_registration_tokens_over_the_admin_api() {
     const NEW: &str = "/_synapse/admin/v1/registration_tokens/new";
@@ -316,9 +300,9 @@ async fn an_administrator_issues_registration_tokens_over_the_admin_api() {
     assert_eq!(token.len(), 24);
     assert_eq!(made["uses_allowed"], 1);
     assert_eq!(made["completed"], 0);
-    let registered = register_with_token(&api, "frank", &token).await.ok();
+    let registered = api.register_with_token("frank", &token).await.ok();
     assert_eq!(registered["user_id"], "@frank:localhost");
-    register_with_token(&api, "grace", &token)
+    api.register_with_token("grace", &token)
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     let used = boss.get(&format!("{LIST}?valid=false")).await.ok();

@@ -501,6 +501,24 @@ impl Api {
     }
 
     /// `POST /login` with a password; returns the raw reply.
+    /// Registers `name` with [`PASSWORD`] through `m.login.registration_token`.
+    /// Answers with the first reply when it is not a UIAA challenge (e.g.
+    /// registration closed: no valid token left).
+    pub async fn register_with_token(&self, name: &str, token: &str) -> Reply {
+        const PATH: &str = "/_matrix/client/v3/register";
+        let mut body = json!({ "username": name, "password": PASSWORD });
+        let challenge = self.post(PATH, &body).await;
+        if challenge.status != StatusCode::UNAUTHORIZED {
+            return challenge;
+        }
+        body["auth"] = json!({
+            "type": "m.login.registration_token",
+            "token": token,
+            "session": challenge.json()["session"].clone(),
+        });
+        self.post(PATH, &body).await
+    }
+
     pub async fn login_reply(&self, name: &str, password: &str) -> Reply {
         let body = json!({
             "type": "m.login.password",

@@ -318,7 +318,6 @@ fn a_bad_file_or_another_server_name_changes_nothing() {
 async fn a_setup_token_registers_its_administrator_once() {
     use crate::client::Api;
     use reqwest::StatusCode;
-    use serde_json::json;
 
     let (dir, file) = example_copy();
     let root = dir.path().join("root");
@@ -329,34 +328,19 @@ async fn a_setup_token_registers_its_administrator_once() {
     })
     .await;
     let api = Api::new(server.url());
-    let register = async |name: &str, token: &str| {
-        let body = json!({ "username": name, "password": "a long enough password" });
-        let challenge = api.post("/_matrix/client/v3/register", &body).await;
-        if challenge.status != StatusCode::UNAUTHORIZED {
-            // Registration closed: no valid token left.
-            return challenge;
-        }
-        let mut body = body;
-        body["auth"] = json!({
-            "type": "m.login.registration_token",
-            "token": token,
-            "session": challenge.json()["session"].clone(),
-        });
-        api.post("/_matrix/client/v3/register", &body).await
-    };
     const TOKEN: &str = "zV8q-3mTw-Lp9x-Rk2d-Hy7c";
     // The token is for beheer-nood only.
-    register("mallory", TOKEN)
+    api.register_with_token("mallory", TOKEN)
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     // Its holder chooses the password and is an administrator.
-    let registered = register("beheer-nood", TOKEN).await.ok();
+    let registered = api.register_with_token("beheer-nood", TOKEN).await.ok();
     assert_eq!(
         registered["user_id"],
         "@beheer-nood:bzk.rijksoverheid.example"
     );
     // Once.
-    register("beheer-nood2", TOKEN)
+    api.register_with_token("beheer-nood2", TOKEN)
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     let output = run_archipel(&[
