@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::client::Api;
-use crate::report::ServerMetrics;
+use crate::report::{OverheadRound, ServerMetrics};
 use crate::scenarios::Sizes;
 use crate::servers::{LaunchOptions, RunningServer, ServerKind};
 
@@ -81,6 +81,19 @@ struct Cli {
     /// costs in send throughput.
     #[arg(long)]
     capture_overhead: bool,
+
+    /// With --capture-overhead: rounds of the send scenarios on Archipel with
+    /// and without the vault (the first round is the full workload), the
+    /// order swapped each round; the overhead is reported per round and as
+    /// the median. One round's figure moves with whatever else the machine
+    /// does.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        requires = "capture_overhead"
+    )]
+    rounds: usize,
 
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
@@ -167,18 +180,36 @@ async fn run(cli: &Cli) -> Result<bool> {
 
     let mut results = Vec::with_capacity(kinds.len());
     for kind in kinds {
-        let mut metrics = ServerMetrics::new(kind);
-        if let Err(err) = bench_server(kind, &opts, &cli.sizes, &mut metrics).await {
-            eprintln!("[{kind}] FAILED: {err:#}");
-            metrics.error = Some(format!("{err:#}"));
+        results.push(bench_server(kind, &opts, &cli.sizes, Workload::All).await);
+    }
+    let mut overhead = Vec::new();
+    if cli.capture_overhead {
+        overhead.extend(OverheadRound::of(&results));
+        for round in 2..=cli.rounds {
+            eprintln!("[capture overhead] round {round} of {}", cli.rounds);
+            let mut order = [ServerKind::Archipel, ServerKind::ArchipelWithoutVault];
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            let mut pair = Vec::with_capacity(2);
+            for kind in order {
+                pair.push(bench_server(kind, &opts, &cli.sizes, Workload::Sends).await);
+            }
+            if let Some(failed) = pair.iter().find(|m| m.error.is_some()) {
+                results.push(failed.clone());
+                break;
+            }
+            overhead.extend(OverheadRound::of(&pair));
         }
-        results.push(metrics);
     }
 
     let output = if cli.json {
-        report::render_json(&cli.sizes, &results)? + "\n"
+        report::render_json(&cli.sizes, &results, &overhead)? + "\n"
     } else {
-        format!("\n{}", report::render_table(&cli.sizes, &results))
+        format!(
+            "\n{}",
+            report::render_table(&cli.sizes, &results, &overhead)
+        )
     };
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -194,11 +225,34 @@ async fn run(cli: &Cli) -> Result<bool> {
     Ok(results.iter().all(|m| m.error.is_none()))
 }
 
-/// Starts one server, runs the workload, samples memory and stops it.
+/// Which scenarios a server run goes through.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    All,
+    Sends,
+}
+
+/// Starts one server, runs the workload, samples memory and stops it. A
+/// failure is recorded in the metrics, next to what was measured before it.
 async fn bench_server(
     kind: ServerKind,
     opts: &LaunchOptions,
     sizes: &Sizes,
+    workload: Workload,
+) -> ServerMetrics {
+    let mut metrics = ServerMetrics::new(kind);
+    if let Err(err) = run_server(kind, opts, sizes, workload, &mut metrics).await {
+        eprintln!("[{kind}] FAILED: {err:#}");
+        metrics.error = Some(format!("{err:#}"));
+    }
+    metrics
+}
+
+async fn run_server(
+    kind: ServerKind,
+    opts: &LaunchOptions,
+    sizes: &Sizes,
+    workload: Workload,
     metrics: &mut ServerMetrics,
 ) -> Result<()> {
     let progress = |msg: &str| eprintln!("[{kind}] {msg}");
@@ -214,7 +268,12 @@ async fn bench_server(
     ));
 
     let api = Api::new(server.base_url().clone())?;
-    let outcome = scenarios::run_all(&api, sizes, metrics, &progress).await;
+    let outcome = match workload {
+        Workload::All => scenarios::run_all(&api, sizes, metrics, &progress).await,
+        Workload::Sends => scenarios::run_sends(&api, sizes, metrics, &progress)
+            .await
+            .map(drop),
+    };
     metrics.rate_limited_retries = api.rate_limited_count();
 
     // Memory is sampled even after a failed scenario: it is still informative.

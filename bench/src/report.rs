@@ -158,35 +158,110 @@ fn find(results: &[ServerMetrics], kind: ServerKind) -> Option<&ServerMetrics> {
     results.iter().find(|m| m.server == kind)
 }
 
-/// What archive capture costs: send throughput with the vault against without.
-fn capture_overhead(with: &ServerMetrics, without: &ServerMetrics) -> String {
+/// One round of the capture overhead: send throughput (msgs/s) of Archipel
+/// with the vault and without, run one after the other.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OverheadRound {
+    pub sequential_with: f64,
+    pub sequential_without: f64,
+    pub concurrent_with: f64,
+    pub concurrent_without: f64,
+}
+
+impl OverheadRound {
+    /// The round in `results`, if both Archipel runs measured both sends.
+    pub fn of(results: &[ServerMetrics]) -> Option<Self> {
+        let with = find(results, ServerKind::Archipel)?;
+        let without = find(results, ServerKind::ArchipelWithoutVault)?;
+        Some(Self {
+            sequential_with: with.sequential_msgs_per_sec?,
+            sequential_without: without.sequential_msgs_per_sec?,
+            concurrent_with: with.concurrent_msgs_per_sec?,
+            concurrent_without: without.concurrent_msgs_per_sec?,
+        })
+    }
+
+    fn sequential_percent(&self) -> f64 {
+        (self.sequential_with / self.sequential_without - 1.0) * 100.0
+    }
+
+    fn concurrent_percent(&self) -> f64 {
+        (self.concurrent_with / self.concurrent_without - 1.0) * 100.0
+    }
+}
+
+/// The median, least and greatest of `values` (not empty).
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    (median, values[0], values[n - 1])
+}
+
+/// What archive capture costs: send throughput with the vault against
+/// without, per round and as the median over the rounds.
+fn capture_overhead(rounds: &[OverheadRound]) -> String {
     let mut out = String::from("\nVault capture overhead (Archipel with the vault vs without):\n");
-    let rows = [
-        (
-            "Sequential send",
-            with.sequential_msgs_per_sec,
-            without.sequential_msgs_per_sec,
-        ),
-        (
-            "Concurrent send",
-            with.concurrent_msgs_per_sec,
-            without.concurrent_msgs_per_sec,
-        ),
-    ];
-    for (label, on, off) in rows {
-        match (on, off) {
-            (Some(on), Some(off)) if off > 0.0 => out.push_str(&format!(
-                "  {label}: {on:.1} msgs/s with, {off:.1} without: {:+.1}% throughput\n",
-                (on / off - 1.0) * 100.0
-            )),
-            _ => out.push_str(&format!("  {label}: not measured\n")),
+    if rounds.is_empty() {
+        out.push_str("  not measured\n");
+        return out;
+    }
+    for (i, round) in rounds.iter().enumerate() {
+        if rounds.len() > 1 {
+            out.push_str(&format!("  Round {}:\n", i + 1));
+        }
+        out.push_str(&format!(
+            "  Sequential send: {:.1} msgs/s with, {:.1} without: {:+.1}% throughput\n",
+            round.sequential_with,
+            round.sequential_without,
+            round.sequential_percent()
+        ));
+        out.push_str(&format!(
+            "  Concurrent send: {:.1} msgs/s with, {:.1} without: {:+.1}% throughput\n",
+            round.concurrent_with,
+            round.concurrent_without,
+            round.concurrent_percent()
+        ));
+    }
+    if rounds.len() > 1 {
+        out.push_str(&format!(
+            "  Over {} rounds, median (least to most):\n",
+            rounds.len()
+        ));
+        let sequential = spread(
+            rounds
+                .iter()
+                .map(OverheadRound::sequential_percent)
+                .collect(),
+        );
+        let concurrent = spread(
+            rounds
+                .iter()
+                .map(OverheadRound::concurrent_percent)
+                .collect(),
+        );
+        for (label, (median, least, most)) in [
+            ("Sequential send", sequential),
+            ("Concurrent send", concurrent),
+        ] {
+            out.push_str(&format!(
+                "  {label}: {median:+.1}% throughput ({least:+.1}% to {most:+.1}%)\n"
+            ));
         }
     }
     out
 }
 
 /// A plain-text table: metric | Archipel | Synapse | ratio.
-pub fn render_table(sizes: &Sizes, results: &[ServerMetrics]) -> String {
+pub fn render_table(
+    sizes: &Sizes,
+    results: &[ServerMetrics],
+    overhead: &[OverheadRound],
+) -> String {
     let archipel = find(results, ServerKind::Archipel);
     let synapse = find(results, ServerKind::Synapse);
 
@@ -241,9 +316,8 @@ pub fn render_table(sizes: &Sizes, results: &[ServerMetrics]) -> String {
          Synapse/Archipel for latency, time and memory.\n",
     );
 
-    if let (Some(with), Some(without)) = (archipel, find(results, ServerKind::ArchipelWithoutVault))
-    {
-        out.push_str(&capture_overhead(with, without));
+    if find(results, ServerKind::ArchipelWithoutVault).is_some() {
+        out.push_str(&capture_overhead(overhead));
     }
 
     for m in results {
@@ -275,6 +349,10 @@ struct JsonReport<'a> {
     sizes: &'a Sizes,
     servers: &'a [ServerMetrics],
     comparison: Vec<JsonRow>,
+    /// With --capture-overhead: each round's send throughput with the vault
+    /// and without.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    capture_overhead: &'a [OverheadRound],
 }
 
 #[derive(Serialize)]
@@ -289,7 +367,11 @@ struct JsonRow {
     ratio: Option<f64>,
 }
 
-pub fn render_json(sizes: &Sizes, results: &[ServerMetrics]) -> Result<String> {
+pub fn render_json(
+    sizes: &Sizes,
+    results: &[ServerMetrics],
+    overhead: &[OverheadRound],
+) -> Result<String> {
     let archipel = find(results, ServerKind::Archipel);
     let synapse = find(results, ServerKind::Synapse);
     let comparison = metrics(sizes)
@@ -312,6 +394,7 @@ pub fn render_json(sizes: &Sizes, results: &[ServerMetrics]) -> Result<String> {
         sizes,
         servers: results,
         comparison,
+        capture_overhead: overhead,
     };
     Ok(serde_json::to_string_pretty(&report)?)
 }
@@ -326,6 +409,31 @@ mod tests {
         assert_eq!(ratio(Better::Lower, Some(5.0), Some(50.0)), Some(10.0));
         assert_eq!(ratio(Better::Lower, None, Some(50.0)), None);
         assert_eq!(ratio(Better::Higher, Some(1.0), Some(0.0)), None);
+    }
+
+    #[test]
+    fn overhead_rounds_report_each_round_and_the_median() {
+        let round = |with: f64, without: f64| OverheadRound {
+            sequential_with: with,
+            sequential_without: without,
+            concurrent_with: with * 2.0,
+            concurrent_without: without * 2.0,
+        };
+        let rounds = [round(90.0, 100.0), round(100.0, 100.0), round(50.0, 100.0)];
+        let text = capture_overhead(&rounds);
+        assert!(text.contains("Round 3:"), "{text}");
+        assert!(text.contains("Over 3 rounds"), "{text}");
+        assert!(
+            text.contains("Concurrent send: -10.0% throughput (-50.0% to +0.0%)"),
+            "{text}"
+        );
+        let one = capture_overhead(&rounds[..1]);
+        assert!(!one.contains("Round") && !one.contains("median"), "{one}");
+        assert!(
+            one.contains("90.0 msgs/s with, 100.0 without: -10.0%"),
+            "{one}"
+        );
+        assert_eq!(spread(vec![4.0, 1.0, 3.0, 2.0]), (2.5, 1.0, 4.0));
     }
 
     #[test]

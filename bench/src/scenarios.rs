@@ -96,7 +96,7 @@ impl Sizes {
 }
 
 /// The accounts every scenario draws from.
-struct Users {
+pub struct Users {
     /// Sends messages (sequential and latency scenarios) and hosts rooms.
     alice: Session,
     /// Long-polls /sync in the latency scenario.
@@ -116,6 +116,17 @@ pub async fn run_all(
     metrics: &mut ServerMetrics,
     progress: &dyn Fn(&str),
 ) -> Result<()> {
+    let users = run_sends(api, sizes, metrics, progress).await?;
+    run_reads(api, sizes, metrics, progress, &users).await
+}
+
+/// The two send scenarios (sequential, then concurrent) on fresh users.
+pub async fn run_sends(
+    api: &Api,
+    sizes: &Sizes,
+    metrics: &mut ServerMetrics,
+    progress: &dyn Fn(&str),
+) -> Result<Users> {
     progress("registering users");
     let users = register_users(api, sizes).await?;
 
@@ -139,12 +150,22 @@ pub async fn run_all(
     let rate = concurrent_send(api, sizes, &users).await?;
     progress(&format!("  {rate:.1} msgs/s"));
     metrics.concurrent_msgs_per_sec = Some(rate);
+    Ok(users)
+}
 
+/// The latency and initial sync scenarios, after [`run_sends`].
+async fn run_reads(
+    api: &Api,
+    sizes: &Sizes,
+    metrics: &mut ServerMetrics,
+    progress: &dyn Fn(&str),
+    users: &Users,
+) -> Result<()> {
     progress(&format!(
         "send-to-sync latency: {} samples",
         sizes.latency_samples
     ));
-    let latency = send_to_sync_latency(api, sizes, &users).await?;
+    let latency = send_to_sync_latency(api, sizes, users).await?;
     let (p50, p99, max) = (
         percentile_ms(&latency, 50.0),
         percentile_ms(&latency, 99.0),
@@ -161,12 +182,12 @@ pub async fn run_all(
         "initial sync: preparing {} rooms x {} messages",
         sizes.rooms, sizes.messages_per_room
     ));
-    prepare_rooms(api, sizes, &users).await?;
+    prepare_rooms(api, sizes, users).await?;
     progress(&format!(
         "initial sync: {} timed repetitions",
         sizes.initial_sync_reps
     ));
-    let (times, bytes) = initial_sync(api, sizes, &users).await?;
+    let (times, bytes) = initial_sync(api, sizes, users).await?;
     let median = percentile_ms(&times, 50.0);
     progress(&format!(
         "  median {median:.1} ms ({} KiB response)",
