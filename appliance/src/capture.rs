@@ -78,6 +78,14 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut unsynced = Unsynced::default();
+    if let Err(e) = vault
+        .log()
+        .capture_cursor()
+        .map_err(anyhow::Error::from)
+        .and_then(|cursor| Ok(services.rooms.discard_captured_through(cursor)?))
+    {
+        tracing::warn!(error = %format!("{e:#}"), "clearing outbox entries the vault already holds");
+    }
     loop {
         // Read before draining: the stop comes only after every request has
         // finished, so a drain that starts after it sees every event. (Read
@@ -117,8 +125,10 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
                     tracing::error!(error = %format!("{e:#}"), "syncing the vault; the events stay in the outbox");
                 }
                 let vault = vault.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || vault.tick()).await {
-                    tracing::error!(error = %e, "signing a vault checkpoint");
+                match tokio::task::spawn_blocking(move || vault.tick()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "signing a vault checkpoint"),
+                    Err(e) => tracing::error!(error = %e, "signing a vault checkpoint"),
                 }
             }
             _ = stop.changed() => {}

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use archipel_store::{Batch, key};
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId,
-    RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    RoomId, RoomVersionId, UserId,
     canonical_json::{redact, try_from_json_map},
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
@@ -257,7 +257,6 @@ impl Rooms {
     ) -> Result<()> {
         let room = pdu.room_id.as_bytes();
         let event_id = pdu.event_id.as_bytes();
-        // Serialized once: the same bytes go to the archive's outbox.
         let pdu_json = serde_json::to_vec(pdu).map_err(Error::internal)?;
         batch.put(&self.eventid_pdu, event_id, &pdu_json);
         batch.put(
@@ -299,17 +298,23 @@ impl Rooms {
             batch.put_json(&self.eventid_pdu, target_id.as_bytes(), &redacted);
         }
 
-        self.capture_batch(batch, &pdu_json, count);
+        self.capture_batch(batch, &pdu.event_id, count);
         Ok(())
     }
 
-    /// The archive's capture record: the event exactly as created (`pdu_json`:
-    /// the stored PDU's bytes), in the same atomic batch, so an acknowledged
-    /// event is never missing from it. The archive's form of it is made off
-    /// the send path, by [`Rooms::captured`].
-    pub(super) fn capture_batch(&self, batch: &mut Batch, pdu_json: &[u8], count: u64) {
+    /// The archive's outbox entry, in the event's own atomic batch, so an
+    /// acknowledged event is never missing from the archive. It names the
+    /// event, stored in the same batch, rather than copying it: a copy would
+    /// double the bytes every send adds to the memtables (and so the
+    /// flushes whose fsyncs the clients' queue behind). [`Rooms::captured`]
+    /// reads the event as created, its original if a redaction came first.
+    pub(super) fn capture_batch(&self, batch: &mut Batch, event_id: &EventId, count: u64) {
         if self.capture {
-            batch.put(&self.count_vaultcapture, count.to_be_bytes(), pdu_json);
+            batch.put(
+                &self.count_vaultcapture,
+                count.to_be_bytes(),
+                event_id.as_bytes(),
+            );
         }
     }
 }

@@ -9,7 +9,7 @@ use super::{
     Pdu, Rooms,
     append::{room_rules, stripped_copy},
 };
-use crate::Result;
+use crate::{Error, Result};
 
 /// An event waiting in the outbox.
 #[derive(Clone, Debug)]
@@ -39,15 +39,51 @@ impl Rooms {
             if position > upto || out.len() >= limit {
                 break;
             }
-            // The stored PDU; an entry written before the outbox held PDUs
-            // already holds the archive's form.
-            let event = match serde_json::from_slice::<Pdu>(&v) {
-                Ok(pdu) => pdu.to_archive_json(),
-                Err(_) => serde_json::from_slice(&v)?,
-            };
-            out.push(CapturedEvent { position, event });
+            out.push(CapturedEvent {
+                position,
+                event: self.outbox_event(&v)?,
+            });
         }
         Ok(out)
+    }
+
+    /// The event an outbox entry stands for, as created. An entry holds the
+    /// event's ID: the event itself is in the same batch, and its original
+    /// is kept if a redaction comes before the vault takes it. Entries of
+    /// older versions hold the stored PDU, or the archive's form itself.
+    fn outbox_event(&self, entry: &[u8]) -> Result<Value> {
+        if entry.first() == Some(&b'{') {
+            return Ok(match serde_json::from_slice::<Pdu>(entry) {
+                Ok(pdu) => pdu.to_archive_json(),
+                Err(_) => serde_json::from_slice(entry)?,
+            });
+        }
+        let event_id = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|id| EventId::parse(id).ok())
+            .ok_or_else(|| Error::internal("an archive outbox entry holds no event ID"))?;
+        let pdu = self.get_original_pdu(&event_id)?.ok_or_else(|| {
+            Error::internal(format!(
+                "the archive outbox names {event_id}, which is not stored"
+            ))
+        })?;
+        Ok(pdu.to_archive_json())
+    }
+
+    /// Drops the outbox entries at or below `through` that are still there:
+    /// discards are not synced, and a crash can leave some behind that the
+    /// vault already holds.
+    pub fn discard_captured_through(&self, through: u64) -> Result<()> {
+        let mut left = Vec::new();
+        for row in self.count_vaultcapture.iter() {
+            let (k, _) = row?;
+            match archipel_store::key::parse_u64(&k) {
+                Some(position) if position <= through => left.push(position),
+                Some(_) => break,
+                None => {}
+            }
+        }
+        self.discard_captured(left)
     }
 
     /// Drops outbox entries the vault has durably taken over (at or below `through`).
@@ -125,7 +161,129 @@ pub fn media_references(event: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use archipel_store::{Batch, Store, StoreOptions};
+    use ruma::{room_id, server_name, signatures::Ed25519KeyPair, user_id};
+    use serde_json::json;
+
     use super::*;
+    use crate::{counter::Counter, service::rooms::PduBuilder};
+
+    fn rooms(dir: &std::path::Path) -> (Rooms, Arc<Counter>, Store) {
+        let options = StoreOptions {
+            durable: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, crate::columns::COLUMNS, &options).expect("open the store");
+        let counter = Arc::new(Counter::open(store.clone()).expect("counter"));
+        let document = Ed25519KeyPair::generate();
+        let key = Ed25519KeyPair::from_der(&document, "0".into()).expect("signing key");
+        let rooms = Rooms::new(
+            store.clone(),
+            counter.clone(),
+            server_name!("a.test").to_owned(),
+            Arc::new(key),
+            true,
+            Default::default(),
+        )
+        .expect("rooms");
+        (rooms, counter, store)
+    }
+
+    #[tokio::test]
+    async fn the_outbox_gives_each_event_as_created_even_if_redacted_before_the_vault_took_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rooms, counter, store) = rooms(dir.path());
+        let room = room_id!("!r:a.test");
+        let alice = user_id!("@alice:a.test");
+        for builder in [
+            PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
+            PduBuilder::state(
+                "m.room.member",
+                alice.as_str(),
+                json!({ "membership": "join" }),
+            ),
+        ] {
+            rooms
+                .append(room, alice, builder)
+                .await
+                .expect("set up the room");
+        }
+        let message = rooms
+            .append(
+                room,
+                alice,
+                PduBuilder::new(
+                    "m.room.message",
+                    json!({ "msgtype": "m.text", "body": "kept" }),
+                ),
+            )
+            .await
+            .expect("send");
+        let event_id = message.pdu.event_id.clone();
+        let mut redaction = PduBuilder::new("m.room.redaction", json!({ "redacts": event_id }));
+        redaction.redacts = Some(event_id.clone());
+        rooms.append(room, alice, redaction).await.expect("redact");
+        let own_copy = rooms.get_pdu(&event_id).expect("read").expect("stored");
+        assert_eq!(
+            own_copy.content_value(),
+            json!({}),
+            "clients see it redacted"
+        );
+
+        let captured = rooms.captured(0, counter.visible(), 100).expect("outbox");
+        assert_eq!(captured.len(), 4, "{captured:?}");
+        let archived = captured
+            .iter()
+            .find(|c| c.position == message.count)
+            .expect("the message is in the outbox");
+        assert_eq!(archived.event["content"]["body"], "kept");
+        assert_eq!(archived.event["event_id"], event_id.as_str());
+        assert_eq!(archived.event["sender"], alice.as_str());
+
+        // Entries written by older versions hold the stored PDU, or the
+        // archive's form itself.
+        let mut older = Batch::new();
+        let pdu_json = serde_json::to_vec(&*message.pdu).expect("json");
+        older.put(&rooms.count_vaultcapture, 1000u64.to_be_bytes(), &pdu_json);
+        let archive_json =
+            serde_json::to_vec(&json!({ "event_id": "$old", "type": "x" })).expect("json");
+        older.put(
+            &rooms.count_vaultcapture,
+            1001u64.to_be_bytes(),
+            &archive_json,
+        );
+        older.put(
+            &rooms.count_vaultcapture,
+            1002u64.to_be_bytes(),
+            b"$missing",
+        );
+        let _ = store.write(older).expect("write");
+        let mut after = rooms.captured(999, 1001, 100).expect("outbox").into_iter();
+        let from_pdu = after.next().expect("the PDU entry");
+        assert_eq!(from_pdu.event["content"]["body"], "kept");
+        assert_eq!(from_pdu.event["event_id"], event_id.as_str());
+        assert_eq!(
+            after.next().expect("the archive-form entry").event["event_id"],
+            "$old"
+        );
+
+        // What the vault holds leaves the outbox.
+        rooms.discard_captured_through(1001).expect("discard");
+        let left: Vec<u64> = rooms
+            .captured(0, 1001, 100)
+            .map(|entries| entries.iter().map(|e| e.position).collect())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(left.is_empty(), "{left:?}");
+
+        // An entry naming an event that is not stored is an error, never a
+        // silent gap in the archive.
+        match rooms.captured(1001, 1002, 100) {
+            Err(error) => assert!(error.to_string().contains("$missing"), "{error}"),
+            Ok(entries) => panic!("read past a missing event: {entries:?}"),
+        }
+    }
 
     #[test]
     fn finds_plain_and_encrypted_attachments() {

@@ -172,7 +172,7 @@ impl Rooms {
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
             let ticket = self.counter.next()?;
-            self.capture_batch(&mut batch, &pdu_json, ticket.count);
+            self.capture_batch(&mut batch, event_id, ticket.count);
             self.store.commit_async(batch).await?;
             drop(ticket);
             let why = e.to_string();
