@@ -78,12 +78,7 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut unsynced = Unsynced::default();
-    if let Err(e) = vault
-        .log()
-        .capture_cursor()
-        .map_err(anyhow::Error::from)
-        .and_then(|cursor| Ok(services.rooms.discard_captured_through(cursor)?))
-    {
+    if let Err(e) = clear_taken(&services, &vault) {
         tracing::warn!(error = %format!("{e:#}"), "clearing outbox entries the vault already holds");
     }
     loop {
@@ -140,6 +135,14 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
         Ok(Err(e)) => tracing::error!(error = %e, "signing the final vault checkpoint"),
         Err(e) => tracing::error!(error = %e, "signing the final vault checkpoint"),
     }
+}
+
+/// Drops the outbox entries a crash left behind after the vault took them
+/// (their discard is not synced).
+fn clear_taken(services: &Services, vault: &Vault) -> Result<()> {
+    let cursor = vault.log().capture_cursor()?;
+    services.rooms.discard_captured_through(cursor)?;
+    Ok(())
 }
 
 /// Moves one batch into the vault, unsynced. Returns whether there may be

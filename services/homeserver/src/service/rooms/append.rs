@@ -257,8 +257,7 @@ impl Rooms {
     ) -> Result<()> {
         let room = pdu.room_id.as_bytes();
         let event_id = pdu.event_id.as_bytes();
-        let pdu_json = serde_json::to_vec(pdu).map_err(Error::internal)?;
-        batch.put(&self.eventid_pdu, event_id, &pdu_json);
+        batch.put_json(&self.eventid_pdu, event_id, pdu);
         batch.put(
             &self.eventid_position,
             event_id,

@@ -86,8 +86,8 @@ impl Rooms {
         self.discard_captured(left)
     }
 
-    /// Drops outbox entries the vault has durably taken over (at or below `through`).
-    /// Not synced: after a crash they are read again and the vault skips them.
+    /// Drops the outbox entries at `positions`, which the vault has durably
+    /// taken over. Not synced: after a crash they are read again and the vault skips them.
     pub fn discard_captured(&self, positions: impl IntoIterator<Item = u64>) -> Result<()> {
         let mut batch = archipel_store::Batch::new();
         for position in positions {

@@ -167,8 +167,7 @@ impl Rooms {
         if let Err(e) = check_state_dependent_auth_rules(&rules.authorization, &pdu, |k, s| {
             self.pdu_in(&current, k, s)
         }) {
-            let pdu_json = serde_json::to_vec(&pdu).map_err(Error::internal)?;
-            batch.put(&self.eventid_pdu, event_id.as_bytes(), &pdu_json);
+            batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
             let ticket = self.counter.next()?;
