@@ -33,19 +33,19 @@ const COALESCE: Duration = Duration::from_millis(20);
 /// outbox entries for their discard).
 const SYNC_EVERY: Duration = Duration::from_millis(250);
 
-/// Vault batches written but not yet synced, and the outbox entries they
-/// hold.
+/// Vault batches written but not yet synced, and the capture cursor they
+/// bring the vault to.
 #[derive(Default)]
 struct Unsynced {
     written: Option<Written>,
-    positions: Vec<u64>,
+    cursor: u64,
     since: Option<Instant>,
 }
 
 impl Unsynced {
-    fn add(&mut self, written: Written, positions: Vec<u64>) {
+    fn add(&mut self, written: Written, cursor: u64) {
         self.written = Some(written);
-        self.positions.extend(positions);
+        self.cursor = cursor;
         self.since.get_or_insert_with(Instant::now);
     }
 
@@ -60,14 +60,9 @@ impl Unsynced {
         };
         self.since = None;
         let writer = vault.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || writer.sync(written)).await? {
-            // Whatever the vault lost, the outbox still has.
-            self.positions.clear();
-            return Err(e.into());
-        }
-        services
-            .rooms
-            .discard_captured(std::mem::take(&mut self.positions))?;
+        // Whatever the vault lost if this fails, the outbox still has.
+        tokio::task::spawn_blocking(move || writer.sync(written)).await??;
+        services.rooms.discard_captured(self.cursor)?;
         Ok(())
     }
 }
@@ -141,7 +136,7 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
 /// (their discard is not synced).
 fn clear_taken(services: &Services, vault: &Vault) -> Result<()> {
     let cursor = vault.log().capture_cursor()?;
-    services.rooms.discard_captured_through(cursor)?;
+    services.rooms.discard_captured(cursor)?;
     Ok(())
 }
 
@@ -155,7 +150,6 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
         return Ok(false);
     }
     let full = entries.len() == BATCH;
-    let positions: Vec<u64> = entries.iter().map(|e| e.position).collect();
     let mut events = Vec::with_capacity(entries.len());
     for entry in entries {
         let media = local_media(services, &entry.event).await?;
@@ -166,9 +160,9 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
         });
     }
     let writer = vault.clone();
-    let (_, written) =
+    let (cursor, written) =
         tokio::task::spawn_blocking(move || writer.capture_unsynced(events)).await??;
-    unsynced.add(written, positions);
+    unsynced.add(written, cursor);
     Ok(full)
 }
 

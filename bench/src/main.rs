@@ -268,11 +268,33 @@ async fn run_server(
     ));
 
     let api = Api::new(server.base_url().clone())?;
-    let outcome = match workload {
-        Workload::All => scenarios::run_all(&api, sizes, metrics, &progress).await,
-        Workload::Sends => scenarios::run_sends(&api, sizes, metrics, &progress)
-            .await
-            .map(drop),
+    let before = server.work();
+    let sent = scenarios::run_sends(&api, sizes, metrics, &progress).await;
+    if sent.is_ok() {
+        // Capture trails the replies by a little (the pump gathers events
+        // for 20 ms and syncs the vault every 250 ms): count its work too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match (before, server.work()) {
+            (Ok(before), Ok(after)) => {
+                let work = after.since(before);
+                progress(&format!(
+                    "send work: {:.2} s of CPU, {:.1} MiB written",
+                    work.cpu_secs,
+                    work.write_bytes as f64 / (1024.0 * 1024.0)
+                ));
+                metrics.send_work = Some(work);
+                metrics.messages_sent = Some(sizes.messages_sent());
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                progress(&format!("could not read CPU time and disk writes: {err:#}"));
+            }
+        }
+    }
+    let outcome = match (workload, sent) {
+        (Workload::All, Ok(users)) => {
+            scenarios::run_reads(&api, sizes, metrics, &progress, &users).await
+        }
+        (_, sent) => sent.map(drop),
     };
     metrics.rate_limited_retries = api.rate_limited_count();
 

@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::scenarios::{RoomLayout, Sizes};
-use crate::servers::{MemoryUsage, ServerKind};
+use crate::servers::{MemoryUsage, ServerKind, Work};
 
 /// Everything measured on one server. `None` means "not measured" (the run
 /// was skipped or failed before reaching that scenario).
@@ -20,6 +20,11 @@ pub struct ServerMetrics {
     pub initial_sync_median_ms: Option<f64>,
     pub initial_sync_bytes: Option<u64>,
     pub memory: Option<MemoryUsage>,
+    /// The server's CPU time and disk writes over the two send scenarios
+    /// (and the second after them, for work that trails the replies).
+    pub send_work: Option<Work>,
+    /// Messages sent in the two send scenarios.
+    pub messages_sent: Option<usize>,
     /// Requests answered with 429 and retried; non-zero means a rate limit
     /// distorted the figures.
     pub rate_limited_retries: u64,
@@ -39,6 +44,8 @@ impl ServerMetrics {
             initial_sync_median_ms: None,
             initial_sync_bytes: None,
             memory: None,
+            send_work: None,
+            messages_sent: None,
             rate_limited_retries: 0,
             error: None,
         }
@@ -159,13 +166,36 @@ fn find(results: &[ServerMetrics], kind: ServerKind) -> Option<&ServerMetrics> {
 }
 
 /// One round of the capture overhead: send throughput (msgs/s) of Archipel
-/// with the vault and without, run one after the other.
+/// with the vault and without, run one after the other, and what the
+/// server spent per message sent.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct OverheadRound {
     pub sequential_with: f64,
     pub sequential_without: f64,
     pub concurrent_with: f64,
     pub concurrent_without: f64,
+    pub per_message_with: Option<PerMessage>,
+    pub per_message_without: Option<PerMessage>,
+}
+
+/// A server's work over the send scenarios, per message sent.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PerMessage {
+    /// CPU time, in microseconds.
+    pub cpu_us: f64,
+    /// Bytes written to storage, in KiB.
+    pub written_kib: f64,
+}
+
+impl PerMessage {
+    fn of(metrics: &ServerMetrics) -> Option<Self> {
+        let work = metrics.send_work?;
+        let messages = metrics.messages_sent? as f64;
+        Some(Self {
+            cpu_us: work.cpu_secs * 1e6 / messages,
+            written_kib: work.write_bytes as f64 / 1024.0 / messages,
+        })
+    }
 }
 
 impl OverheadRound {
@@ -178,6 +208,8 @@ impl OverheadRound {
             sequential_without: without.sequential_msgs_per_sec?,
             concurrent_with: with.concurrent_msgs_per_sec?,
             concurrent_without: without.concurrent_msgs_per_sec?,
+            per_message_with: PerMessage::of(with),
+            per_message_without: PerMessage::of(without),
         })
     }
 
@@ -187,6 +219,11 @@ impl OverheadRound {
 
     fn concurrent_percent(&self) -> f64 {
         (self.concurrent_with / self.concurrent_without - 1.0) * 100.0
+    }
+
+    /// Per message with the vault and without, if both were measured.
+    fn per_message(&self) -> Option<(PerMessage, PerMessage)> {
+        Some((self.per_message_with?, self.per_message_without?))
     }
 }
 
@@ -226,6 +263,20 @@ fn capture_overhead(rounds: &[OverheadRound]) -> String {
             round.concurrent_without,
             round.concurrent_percent()
         ));
+        if let Some((with, without)) = round.per_message() {
+            out.push_str(&format!(
+                "  Server CPU per message: {:.0} µs with, {:.0} without: {:+.1}%\n",
+                with.cpu_us,
+                without.cpu_us,
+                (with.cpu_us / without.cpu_us - 1.0) * 100.0
+            ));
+            out.push_str(&format!(
+                "  Disk writes per message: {:.2} KiB with, {:.2} without: {:+.1}%\n",
+                with.written_kib,
+                without.written_kib,
+                (with.written_kib / without.written_kib - 1.0) * 100.0
+            ));
+        }
     }
     if rounds.len() > 1 {
         out.push_str(&format!(
@@ -251,6 +302,28 @@ fn capture_overhead(rounds: &[OverheadRound]) -> String {
             out.push_str(&format!(
                 "  {label}: {median:+.1}% throughput ({least:+.1}% to {most:+.1}%)\n"
             ));
+        }
+        let measured: Vec<_> = rounds
+            .iter()
+            .filter_map(OverheadRound::per_message)
+            .collect();
+        if measured.len() > 1 {
+            let change = |f: fn(&PerMessage) -> f64| {
+                spread(
+                    measured
+                        .iter()
+                        .map(|(with, without)| (f(with) / f(without) - 1.0) * 100.0)
+                        .collect(),
+                )
+            };
+            for (label, (median, least, most)) in [
+                ("Server CPU per message", change(|m| m.cpu_us)),
+                ("Disk writes per message", change(|m| m.written_kib)),
+            ] {
+                out.push_str(&format!(
+                    "  {label}: {median:+.1}% ({least:+.1}% to {most:+.1}%)\n"
+                ));
+            }
         }
     }
     out
@@ -418,6 +491,14 @@ mod tests {
             sequential_without: without,
             concurrent_with: with * 2.0,
             concurrent_without: without * 2.0,
+            per_message_with: Some(PerMessage {
+                cpu_us: with,
+                written_kib: 2.0,
+            }),
+            per_message_without: Some(PerMessage {
+                cpu_us: without,
+                written_kib: 1.0,
+            }),
         };
         let rounds = [round(90.0, 100.0), round(100.0, 100.0), round(50.0, 100.0)];
         let text = capture_overhead(&rounds);
@@ -431,6 +512,18 @@ mod tests {
         assert!(!one.contains("Round") && !one.contains("median"), "{one}");
         assert!(
             one.contains("90.0 msgs/s with, 100.0 without: -10.0%"),
+            "{one}"
+        );
+        assert!(
+            text.contains("Server CPU per message: -10.0% (-50.0% to +0.0%)"),
+            "{text}"
+        );
+        assert!(
+            one.contains("Server CPU per message: 90 µs with, 100 without: -10.0%"),
+            "{one}"
+        );
+        assert!(
+            one.contains("Disk writes per message: 2.00 KiB with, 1.00 without: +100.0%"),
             "{one}"
         );
         assert_eq!(spread(vec![4.0, 1.0, 3.0, 2.0]), (2.5, 1.0, 4.0));

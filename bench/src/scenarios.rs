@@ -75,6 +75,11 @@ pub enum RoomLayout {
 }
 
 impl Sizes {
+    /// Messages the two send scenarios send.
+    pub fn messages_sent(&self) -> usize {
+        self.sequential_messages + self.clients * self.messages_per_client
+    }
+
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.sequential_messages > 0,
@@ -106,18 +111,6 @@ pub struct Users {
     carol_name: String,
     /// One user per concurrent client.
     senders: Vec<Session>,
-}
-
-/// Runs all scenarios in order, recording each result in `metrics` as soon
-/// as it is known so that a failure keeps the earlier figures.
-pub async fn run_all(
-    api: &Api,
-    sizes: &Sizes,
-    metrics: &mut ServerMetrics,
-    progress: &dyn Fn(&str),
-) -> Result<()> {
-    let users = run_sends(api, sizes, metrics, progress).await?;
-    run_reads(api, sizes, metrics, progress, &users).await
 }
 
 /// The two send scenarios (sequential, then concurrent) on fresh users.
@@ -154,7 +147,7 @@ pub async fn run_sends(
 }
 
 /// The latency and initial sync scenarios, after [`run_sends`].
-async fn run_reads(
+pub async fn run_reads(
     api: &Api,
     sizes: &Sizes,
     metrics: &mut ServerMetrics,

@@ -74,6 +74,26 @@ pub struct MemoryUsage {
     pub processes: usize,
 }
 
+/// CPU time and disk writes of a server's process tree since it started.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Work {
+    /// User and system CPU time, in seconds.
+    pub cpu_secs: f64,
+    /// Bytes the processes caused to be written to storage (`write_bytes`
+    /// in `/proc/PID/io`: files, WALs, flushes and compactions).
+    pub write_bytes: u64,
+}
+
+impl Work {
+    /// What was done between `earlier` and `self`.
+    pub fn since(self, earlier: Work) -> Work {
+        Work {
+            cpu_secs: self.cpu_secs - earlier.cpu_secs,
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+}
+
 pub struct RunningServer {
     kind: ServerKind,
     // Field order matters: the child is killed (on drop) before the data
@@ -165,6 +185,10 @@ impl RunningServer {
     /// Memory of the server process and all its descendants.
     pub fn memory(&self) -> Result<MemoryUsage> {
         process_tree_memory(self.pid)
+    }
+
+    pub fn work(&self) -> Result<Work> {
+        process_tree_work(self.pid)
     }
 
     /// Asks the server to shut down (SIGTERM), killing it if it lingers.
@@ -425,8 +449,8 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Sums `VmRSS` and `VmHWM` over `root` and all its descendants.
-fn process_tree_memory(root: u32) -> Result<MemoryUsage> {
+/// `root` and all its descendants, parents before children.
+fn process_tree(root: u32) -> Result<Vec<u32>> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for entry in std::fs::read_dir("/proc").context("listing /proc")? {
         let Ok(entry) = entry else { continue };
@@ -442,10 +466,21 @@ fn process_tree_memory(root: u32) -> Result<MemoryUsage> {
             children.entry(ppid).or_default().push(pid);
         }
     }
-
-    let mut usage = MemoryUsage::default();
+    let mut tree = Vec::new();
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
+        tree.push(pid);
+        if let Some(kids) = children.get(&pid) {
+            stack.extend(kids);
+        }
+    }
+    Ok(tree)
+}
+
+/// Sums `VmRSS` and `VmHWM` over `root` and all its descendants.
+fn process_tree_memory(root: u32) -> Result<MemoryUsage> {
+    let mut usage = MemoryUsage::default();
+    for pid in process_tree(root)? {
         let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
             Ok(status) => status,
             Err(_) if pid != root => continue,
@@ -454,11 +489,46 @@ fn process_tree_memory(root: u32) -> Result<MemoryUsage> {
         usage.rss_kib += status_kib(&status, "VmRSS:").unwrap_or(0);
         usage.peak_kib += status_kib(&status, "VmHWM:").unwrap_or(0);
         usage.processes += 1;
-        if let Some(kids) = children.get(&pid) {
-            stack.extend(kids);
-        }
     }
     Ok(usage)
+}
+
+/// Sums CPU time (`utime` and `stime`) and `write_bytes` over `root` and
+/// all its descendants.
+fn process_tree_work(root: u32) -> Result<Work> {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .context("reading the clock tick")?
+        .context("the system has no clock tick")? as f64;
+    let mut work = Work::default();
+    for pid in process_tree(root)? {
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+        let (stat, io) = match (read("stat"), read("io")) {
+            (Ok(stat), Ok(io)) => (stat, io),
+            (Err(err), _) | (_, Err(err)) if pid == root => {
+                return Err(err).with_context(|| format!("reading /proc/{pid}"));
+            }
+            _ => continue,
+        };
+        let cpu_ticks =
+            stat_cpu_ticks(&stat).with_context(|| format!("parsing /proc/{pid}/stat"))?;
+        work.cpu_secs += cpu_ticks as f64 / ticks;
+        work.write_bytes += io
+            .lines()
+            .find_map(|line| line.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .with_context(|| format!("parsing /proc/{pid}/io"))?;
+    }
+    Ok(work)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line, in clock ticks.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name is parenthesised and may contain spaces: count
+    // fields after it (state is field 3; utime and stime are 14 and 15).
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn parent_pid(pid: u32) -> Option<u32> {
@@ -511,5 +581,41 @@ mod tests {
         assert!(usage.rss_kib > 0);
         assert!(usage.peak_kib >= usage.rss_kib);
         assert!(usage.processes >= 1);
+    }
+
+    #[test]
+    fn reads_own_work() {
+        let before = process_tree_work(std::process::id()).expect("read /proc");
+        // Spins until the CPU time read grows (on a busy machine, wall time
+        // says little about this process's share).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut x = 0u64;
+        loop {
+            let spin = Instant::now();
+            while spin.elapsed() < Duration::from_millis(10) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            let done = process_tree_work(std::process::id())
+                .expect("read /proc")
+                .since(before);
+            if done.cpu_secs >= 0.1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "CPU time did not grow: {done:?}");
+        }
+        // /var/tmp is on disk where /tmp may be a tmpfs, whose writes are not counted.
+        let file = tempfile::NamedTempFile::new_in("/var/tmp").expect("temp file");
+        std::fs::write(file.path(), vec![7u8; 1 << 20]).expect("write");
+        file.as_file().sync_all().expect("sync");
+        let done = process_tree_work(std::process::id())
+            .expect("read /proc")
+            .since(before);
+        assert!(done.write_bytes >= 1 << 20, "{done:?}");
+    }
+
+    #[test]
+    fn parses_cpu_ticks_after_a_command_name_with_spaces() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 1 0 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(22));
     }
 }

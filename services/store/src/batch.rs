@@ -36,6 +36,13 @@ impl Batch {
         self.inner.delete_cf(tree.handle(), key);
     }
 
+    /// Deletes every key from `from` (inclusive) to `to` (exclusive): one
+    /// range tombstone, however many keys it covers.
+    pub fn delete_range(&mut self, tree: &Tree, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) {
+        self.inner
+            .delete_range_cf(tree.handle(), from.as_ref(), to.as_ref());
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }

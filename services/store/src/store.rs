@@ -19,6 +19,10 @@ pub struct ColumnSpec {
     pub name: &'static str,
     /// Whether reads are mostly point lookups (adds a bloom filter).
     pub point_lookups: bool,
+    /// Whether blocks are compressed (LZ4). Off for values that are
+    /// ciphertext: compressing them costs a flush its CPU time and saves
+    /// nothing (RocksDB stores such blocks uncompressed anyway).
+    pub compressed: bool,
 }
 
 impl ColumnSpec {
@@ -26,13 +30,22 @@ impl ColumnSpec {
         Self {
             name,
             point_lookups: false,
+            compressed: true,
         }
     }
 
     pub const fn lookups(name: &'static str) -> Self {
         Self {
-            name,
             point_lookups: true,
+            ..Self::new(name)
+        }
+    }
+
+    /// The same column family with its blocks stored uncompressed.
+    pub const fn incompressible(self) -> Self {
+        Self {
+            compressed: false,
+            ..self
         }
     }
 }
@@ -137,7 +150,11 @@ impl Store {
                 }
                 let mut cf_opts = Options::default();
                 cf_opts.set_block_based_table_factory(&table);
-                cf_opts.set_compression_type(DBCompressionType::Lz4);
+                cf_opts.set_compression_type(if spec.compressed {
+                    DBCompressionType::Lz4
+                } else {
+                    DBCompressionType::None
+                });
                 cf_opts.set_write_buffer_size((options.cache_bytes / 4).clamp(1 << 20, 64 << 20));
                 cf_opts.set_arena_block_size(ARENA_BLOCK);
                 ColumnFamilyDescriptor::new(spec.name, cf_opts)

@@ -46,8 +46,9 @@ pub const LISTID_DESTRUCTIONLIST: &str = "vault_listid_destructionlist";
 
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
-    ColumnSpec::new(SEQ_RECORD),
-    ColumnSpec::lookups(SEQ_DATAKEY),
+    // Sealed content and wrapped keys: ciphertext, which does not compress.
+    ColumnSpec::new(SEQ_RECORD).incompressible(),
+    ColumnSpec::lookups(SEQ_DATAKEY).incompressible(),
     ColumnSpec::lookups(LEVEL_INDEX_NODE),
     ColumnSpec::new(SIZE_CHECKPOINT),
     ColumnSpec::lookups(EVENTID_SEQ),

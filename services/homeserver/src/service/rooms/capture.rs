@@ -70,32 +70,19 @@ impl Rooms {
         Ok(pdu.to_archive_json())
     }
 
-    /// Drops the outbox entries at or below `through` that are still there:
-    /// discards are not synced, and a crash can leave some behind that the
-    /// vault already holds.
-    pub fn discard_captured_through(&self, through: u64) -> Result<()> {
-        let mut left = Vec::new();
-        for row in self.count_vaultcapture.iter() {
-            let (k, _) = row?;
-            match archipel_store::key::parse_u64(&k) {
-                Some(position) if position <= through => left.push(position),
-                Some(_) => break,
-                None => {}
-            }
-        }
-        self.discard_captured(left)
-    }
-
-    /// Drops the outbox entries at `positions`, which the vault has durably
-    /// taken over. Not synced: after a crash they are read again and the vault skips them.
-    pub fn discard_captured(&self, positions: impl IntoIterator<Item = u64>) -> Result<()> {
+    /// Drops the outbox entries at or below `through`, the vault's capture
+    /// cursor once it is durable: the vault takes entries in order, so it
+    /// holds every one of them. One range tombstone, however many entries.
+    /// Not synced: after a crash they are read again and the vault skips
+    /// them (and the pump clears them again when it starts).
+    pub fn discard_captured(&self, through: u64) -> Result<()> {
         let mut batch = archipel_store::Batch::new();
-        for position in positions {
-            batch.delete(&self.count_vaultcapture, position.to_be_bytes());
-        }
-        if !batch.is_empty() {
-            let _unsynced = self.store.write(batch)?;
-        }
+        batch.delete_range(
+            &self.count_vaultcapture,
+            0u64.to_be_bytes(),
+            through.saturating_add(1).to_be_bytes(),
+        );
+        let _unsynced = self.store.write(batch)?;
         Ok(())
     }
 }
@@ -270,12 +257,16 @@ mod tests {
         );
 
         // What the vault holds leaves the outbox.
-        rooms.discard_captured_through(1001).expect("discard");
+        rooms.discard_captured(1001).expect("discard");
         let left: Vec<u64> = rooms
             .captured(0, 1001, 100)
             .map(|entries| entries.iter().map(|e| e.position).collect())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(left.is_empty(), "{left:?}");
+        assert!(
+            rooms.captured(1001, 1002, 100).is_err(),
+            "an entry above the discarded ones stays"
+        );
 
         // An entry naming an event that is not stored is an error, never a
         // silent gap in the archive.
