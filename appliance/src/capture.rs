@@ -114,21 +114,27 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
                 if let Err(e) = unsynced.sync(&services, &vault).await {
                     tracing::error!(error = %format!("{e:#}"), "syncing the vault; the events stay in the outbox");
                 }
-                let vault = vault.clone();
-                match tokio::task::spawn_blocking(move || vault.tick()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "signing a vault checkpoint"),
-                    Err(e) => tracing::error!(error = %e, "signing a vault checkpoint"),
-                }
+                sign(&vault, Vault::tick, "signing a vault checkpoint").await;
             }
             _ = stop.changed() => {}
         }
     }
+    sign(
+        &vault,
+        Vault::checkpoint,
+        "signing the final vault checkpoint",
+    )
+    .await;
+}
+
+/// Runs a checkpoint step (`Vault::tick` or `Vault::checkpoint`) off the
+/// async threads and logs its failure as `what`.
+async fn sign(vault: &Arc<Vault>, step: fn(&Vault) -> archipel_vault::Result<()>, what: &str) {
     let vault = vault.clone();
-    match tokio::task::spawn_blocking(move || vault.checkpoint()).await {
+    match tokio::task::spawn_blocking(move || step(&vault)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "signing the final vault checkpoint"),
-        Err(e) => tracing::error!(error = %e, "signing the final vault checkpoint"),
+        Ok(Err(e)) => tracing::error!(error = %e, "{what}"),
+        Err(e) => tracing::error!(error = %e, "{what}"),
     }
 }
 

@@ -214,17 +214,22 @@ impl OverheadRound {
     }
 
     fn sequential_percent(&self) -> f64 {
-        (self.sequential_with / self.sequential_without - 1.0) * 100.0
+        percent_change(self.sequential_with, self.sequential_without)
     }
 
     fn concurrent_percent(&self) -> f64 {
-        (self.concurrent_with / self.concurrent_without - 1.0) * 100.0
+        percent_change(self.concurrent_with, self.concurrent_without)
     }
 
     /// Per message with the vault and without, if both were measured.
     fn per_message(&self) -> Option<(PerMessage, PerMessage)> {
         Some((self.per_message_with?, self.per_message_without?))
     }
+}
+
+/// How much `with` differs from `without`, in percent of `without`.
+fn percent_change(with: f64, without: f64) -> f64 {
+    (with / without - 1.0) * 100.0
 }
 
 /// The median, least and greatest of `values` (not empty).
@@ -268,13 +273,13 @@ fn capture_overhead(rounds: &[OverheadRound]) -> String {
                 "  Server CPU per message: {:.0} µs with, {:.0} without: {:+.1}%\n",
                 with.cpu_us,
                 without.cpu_us,
-                (with.cpu_us / without.cpu_us - 1.0) * 100.0
+                percent_change(with.cpu_us, without.cpu_us)
             ));
             out.push_str(&format!(
                 "  Disk writes per message: {:.2} KiB with, {:.2} without: {:+.1}%\n",
                 with.written_kib,
                 without.written_kib,
-                (with.written_kib / without.written_kib - 1.0) * 100.0
+                percent_change(with.written_kib, without.written_kib)
             ));
         }
     }
@@ -312,7 +317,7 @@ fn capture_overhead(rounds: &[OverheadRound]) -> String {
                 spread(
                     measured
                         .iter()
-                        .map(|(with, without)| (f(with) / f(without) - 1.0) * 100.0)
+                        .map(|(with, without)| percent_change(f(with), f(without)))
                         .collect(),
                 )
             };

@@ -305,7 +305,7 @@ impl Rooms {
     /// acknowledged event is never missing from the archive. It names the
     /// event, stored in the same batch, rather than copying it: a copy would
     /// double the bytes every send adds to the memtables (and so the
-    /// flushes whose fsyncs the clients' queue behind). [`Rooms::captured`]
+    /// flushes, whose fsyncs the clients' own fsyncs queue behind). [`Rooms::captured`]
     /// reads the event as created, its original if a redaction came first.
     pub(super) fn capture_batch(&self, batch: &mut Batch, event_id: &EventId, count: u64) {
         if self.capture {
