@@ -21,6 +21,7 @@ use archipel_homeserver::{Services, service::rooms::media_references};
 use archipel_store::Written;
 use archipel_vault::{CapturedEvent, MediaBytes, Vault};
 use ruma::MxcUri;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 /// Events moved per vault batch.
@@ -174,9 +175,16 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
 
 /// Copies of the local media an event references. Media of other servers
 /// arrives with federation.
-async fn local_media(services: &Services, event: &serde_json::Value) -> Result<Vec<MediaBytes>> {
+async fn local_media(services: &Services, event: &RawValue) -> Result<Vec<MediaBytes>> {
     let mut out = Vec::new();
-    for uri in media_references(event) {
+    // Most events reference nothing: parse only those whose text could
+    // (`mxc` written out, or JSON escapes that could spell it).
+    let text = event.get();
+    if !(text.contains("mxc") || text.contains("\\u") || text.contains("\\/")) {
+        return Ok(out);
+    }
+    let event: serde_json::Value = serde_json::from_str(text)?;
+    for uri in media_references(&event) {
         let Ok((server, media_id)) = <&MxcUri>::from(uri.as_str()).parts() else {
             continue;
         };

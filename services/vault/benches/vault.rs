@@ -14,7 +14,7 @@ use archipel_vault::{
     CapturedEvent, CheckpointPolicy, Vault, columns::COLUMNS, seal::VaultKey, verify,
 };
 use ed25519_dalek::SigningKey;
-use serde_json::json;
+use serde_json::{json, value::to_raw_value};
 
 const BATCH: u64 = 1000;
 
@@ -54,7 +54,7 @@ fn main() {
         let batch = (position..(position + BATCH).min(records))
             .map(|n| CapturedEvent {
                 position: n + 1,
-                event: json!({
+                event: to_raw_value(&json!({
                     "event_id": format!("$bench{n:012}"),
                     "room_id": format!("!room{}:bench.example", n % 100),
                     "sender": format!("@user{}:bench.example", n % 50),
@@ -64,7 +64,8 @@ fn main() {
                         "msgtype": "m.text",
                         "body": format!("benchmark message {n}: the quick brown fox jumps over the lazy dog"),
                     },
-                }),
+                }))
+                .expect("JSON"),
                 media: Vec::new(),
             })
             .collect();

@@ -35,7 +35,8 @@ use std::{
 use archipel_store::{Batch, Store, Written};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, value::RawValue};
 use sha2::{Digest, Sha256};
 
 pub use config::VaultConfig;
@@ -68,8 +69,8 @@ impl Default for CheckpointPolicy {
 pub struct CapturedEvent {
     /// The event's position in the homeserver's stream (the outbox key).
     pub position: u64,
-    /// The full event JSON as persisted, with its `event_id`.
-    pub event: Value,
+    /// The full event JSON as persisted, with its `event_id`: sealed as it is.
+    pub event: Box<RawValue>,
     /// The bytes of local media the event references.
     pub media: Vec<MediaBytes>,
 }
@@ -78,6 +79,88 @@ pub struct CapturedEvent {
 pub struct MediaBytes {
     pub mxc: String,
     pub bytes: Vec<u8>,
+}
+
+/// The top-level fields of an event that a record keeps in the clear, read
+/// without parsing the rest (the content is sealed as the text it came in).
+/// A field of an unexpected shape reads as absent.
+#[derive(Default)]
+struct EventFields {
+    event_id: Option<String>,
+    room_id: Option<String>,
+    sender: Option<String>,
+    event_type: Option<String>,
+    origin_server_ts: Option<u64>,
+    /// For a redaction: the event it redacts (top level before room
+    /// version 11, in the content since).
+    redacts: Option<String>,
+}
+
+impl EventFields {
+    fn read(event: &RawValue) -> Self {
+        #[derive(Deserialize)]
+        struct Top<'a> {
+            #[serde(borrow)]
+            event_id: Option<&'a RawValue>,
+            #[serde(borrow)]
+            room_id: Option<&'a RawValue>,
+            #[serde(borrow)]
+            sender: Option<&'a RawValue>,
+            #[serde(borrow, rename = "type")]
+            event_type: Option<&'a RawValue>,
+            #[serde(borrow)]
+            origin_server_ts: Option<&'a RawValue>,
+            #[serde(borrow)]
+            redacts: Option<&'a RawValue>,
+            #[serde(borrow)]
+            content: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Content<'a> {
+            #[serde(borrow)]
+            redacts: Option<&'a RawValue>,
+        }
+        fn text(raw: Option<&RawValue>) -> Option<String> {
+            raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        }
+        let Ok(top) = serde_json::from_str::<Top>(event.get()) else {
+            // Not an object, or one serde will not take field by field
+            // (a repeated field): read it whole, the last of a field wins.
+            return Self::from_value(&serde_json::from_str(event.get()).unwrap_or_default());
+        };
+        let redacts = text(top.redacts).or_else(|| {
+            top.content
+                .and_then(|content| serde_json::from_str::<Content>(content.get()).ok())
+                .and_then(|content| text(content.redacts))
+        });
+        Self {
+            event_id: text(top.event_id),
+            room_id: text(top.room_id),
+            sender: text(top.sender),
+            event_type: text(top.event_type),
+            origin_server_ts: top
+                .origin_server_ts
+                .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+            redacts,
+        }
+    }
+
+    fn from_value(event: &Value) -> Self {
+        let text = |pointer: &str| {
+            event
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Self {
+            event_id: text("/event_id"),
+            room_id: text("/room_id"),
+            sender: text("/sender"),
+            event_type: text("/type"),
+            origin_server_ts: event.get("origin_server_ts").and_then(Value::as_u64),
+            redacts: text("/redacts").or_else(|| text("/content/redacts")),
+        }
+    }
 }
 
 /// The vault of one node: the log plus the keys that write and read it.
@@ -211,14 +294,19 @@ impl Vault {
                 continue;
             }
             cursor = captured.position;
-            if let Some(event_id) = captured.event.get("event_id").and_then(Value::as_str)
-                && self.log.seq_of_event(event_id)?.is_some()
-            {
+            let mut fields = EventFields::read(&captured.event);
+            let event_id = fields.event_id.take().ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "captured event at position {} has no event_id",
+                    captured.position
+                ))
+            })?;
+            if self.log.seq_of_event(&event_id)?.is_some() {
                 tracing::warn!(%event_id, "event captured twice; keeping the first record");
                 continue;
             }
             let seq = frontier.size();
-            let (entry, key, files) = self.seal_event(seq, &captured)?;
+            let (entry, key, files) = self.seal_event(seq, &captured, fields, event_id)?;
             media_files.extend(files);
             batch.put(
                 &self.log.event_index,
@@ -258,24 +346,11 @@ impl Vault {
         &self,
         seq: u64,
         captured: &CapturedEvent,
+        fields: EventFields,
+        event_id: String,
     ) -> Result<(EventEntry, DataKey, Vec<PathBuf>)> {
-        let event = &captured.event;
-        let text = |field: &str| event.get(field).and_then(Value::as_str).map(str::to_owned);
-        let event_id = text("event_id").ok_or_else(|| {
-            Error::Corrupt(format!(
-                "captured event at position {} has no event_id",
-                captured.position
-            ))
-        })?;
-        let redacts = text("redacts").or_else(|| {
-            event
-                .pointer("/content/redacts")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
         let key = DataKey::generate();
-        let plain = serde_json::to_vec(event).expect("JSON values serialize");
-        let sealed = B64.encode(key.seal(&plain, seq, 0));
+        let sealed = B64.encode(key.seal(captured.event.get().as_bytes(), seq, 0));
         let mut media = Vec::new();
         let mut files = Vec::new();
         for (i, copy) in captured.media.iter().enumerate() {
@@ -292,15 +367,12 @@ impl Vault {
             });
         }
         let entry = EventEntry {
-            room_id: text("room_id").unwrap_or_default(),
+            room_id: fields.room_id.unwrap_or_default(),
             event_id,
-            sender: text("sender").unwrap_or_default(),
-            event_type: text("type").unwrap_or_default(),
-            origin_server_ts: event
-                .get("origin_server_ts")
-                .and_then(Value::as_u64)
-                .unwrap_or_default(),
-            redacts,
+            sender: fields.sender.unwrap_or_default(),
+            event_type: fields.event_type.unwrap_or_default(),
+            origin_server_ts: fields.origin_server_ts.unwrap_or_default(),
+            redacts: fields.redacts,
             sealed,
             media,
         };
@@ -602,4 +674,41 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(json: &str) -> EventFields {
+        EventFields::read(&RawValue::from_string(json.to_owned()).expect("JSON"))
+    }
+
+    #[test]
+    fn an_events_clear_fields_are_read_from_its_text() {
+        let read = fields(
+            r#"{"type":"m.room.redaction","event_id":"$r","room_id":"!a:x","sender":"@b:x",
+                "origin_server_ts":17,"content":{"body":{"deep":[1,2]},"redacts":"$old"}}"#,
+        );
+        assert_eq!(read.event_id.as_deref(), Some("$r"));
+        assert_eq!(read.room_id.as_deref(), Some("!a:x"));
+        assert_eq!(read.sender.as_deref(), Some("@b:x"));
+        assert_eq!(read.event_type.as_deref(), Some("m.room.redaction"));
+        assert_eq!(read.origin_server_ts, Some(17));
+        assert_eq!(read.redacts.as_deref(), Some("$old"), "from the content");
+
+        let top = fields(r#"{"event_id":"$r","redacts":"$top","content":{"redacts":"$c"}}"#);
+        assert_eq!(top.redacts.as_deref(), Some("$top"), "the top level first");
+
+        // Odd shapes read as absent; a repeated field reads as its last.
+        let odd = fields(r#"{"event_id":"$a","event_id":"$b","sender":5,"origin_server_ts":-1}"#);
+        assert_eq!(odd.event_id.as_deref(), Some("$b"));
+        assert_eq!((odd.sender, odd.origin_server_ts), (None, None));
+        assert!(fields("[1]").event_id.is_none());
+        assert_eq!(
+            fields(r#"{"event_id":"\u0024e"}"#).event_id.as_deref(),
+            Some("$e"),
+            "escapes decoded"
+        );
+    }
 }

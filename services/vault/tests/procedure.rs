@@ -7,7 +7,7 @@ use archipel_vault::{
     CapturedEvent, Error, MediaBytes, Vault,
     procedure::{Classification, HoldScope, Role},
 };
-use common::{event, open, refused, verifies};
+use common::{event, event_with, open, refused, verifies};
 use serde_json::json;
 
 fn vault_with(events: Vec<CapturedEvent>) -> (tempfile::TempDir, Vault) {
@@ -58,15 +58,15 @@ fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
 #[test]
 fn excluding_a_message_excludes_its_edits() {
     let edit = |n: u64, of: &str, sender: &str| {
-        let mut e = event(n);
-        e.event["sender"] = json!(sender);
-        e.event["content"] = json!({
-            "msgtype": "m.text",
-            "body": "* corrected",
-            "m.new_content": { "msgtype": "m.text", "body": "corrected" },
-            "m.relates_to": { "rel_type": "m.replace", "event_id": of },
-        });
-        e
+        event_with(n, |e| {
+            e["sender"] = json!(sender);
+            e["content"] = json!({
+                "msgtype": "m.text",
+                "body": "* corrected",
+                "m.new_content": { "msgtype": "m.text", "body": "corrected" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": of },
+            });
+        })
     };
     let (dir, vault) = vault_with(vec![
         event(0),
@@ -118,9 +118,10 @@ fn a_rejection_erases_nothing() {
 
 #[test]
 fn procedure_rules_are_enforced() {
-    let mut state = event(1);
-    state.event["type"] = json!("m.room.member");
-    state.event["state_key"] = json!("@alice:test.example");
+    let state = event_with(1, |e| {
+        e["type"] = json!("m.room.member");
+        e["state_key"] = json!("@alice:test.example");
+    });
     let (_dir, vault) = vault_with(vec![event(0), state]);
     refused(
         vault.request_exclusion(&["$event1".into()], "@alice:test.example", "x", None),

@@ -8,7 +8,7 @@ use archipel_vault::{
     procedure::{HoldScope, Role},
     retention::{RetentionPolicy, Rule, Valuation},
 };
-use common::{event, open, refused, verifies};
+use common::{event, event_with, open, refused, verifies};
 use serde_json::json;
 
 /// Capstone officials' records are permanent; everything else goes after a year.
@@ -34,8 +34,7 @@ fn policy() -> RetentionPolicy {
 fn archive() -> (tempfile::TempDir, Vault) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_store, vault) = open(dir.path(), 1000);
-    let mut by_minister = event(1);
-    by_minister.event["sender"] = json!("@minister:test.example");
+    let by_minister = event_with(1, |e| e["sender"] = json!("@minister:test.example"));
     vault.capture(vec![event(0), by_minister]).expect("capture");
     for manager in ["@rm:test.example", "@rm2:test.example"] {
         vault

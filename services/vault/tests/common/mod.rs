@@ -8,7 +8,7 @@ use archipel_vault::{
     CapturedEvent, CheckpointPolicy, Error, Vault, columns::COLUMNS, seal::VaultKey, verify,
 };
 use ed25519_dalek::SigningKey;
-use serde_json::json;
+use serde_json::{Value, json, value::to_raw_value};
 
 pub fn signer() -> SigningKey {
     SigningKey::from_bytes(&[42u8; 32])
@@ -33,16 +33,23 @@ pub fn open(dir: &std::path::Path, every_records: u64) -> (Store, Vault) {
 }
 
 pub fn event(n: u64) -> CapturedEvent {
+    event_with(n, |_| {})
+}
+
+/// Event `n` with its JSON changed by `edit` before capture.
+pub fn event_with(n: u64, edit: impl FnOnce(&mut Value)) -> CapturedEvent {
+    let mut event = json!({
+        "event_id": format!("$event{n}"),
+        "room_id": "!room:test.example",
+        "sender": "@alice:test.example",
+        "type": "m.room.message",
+        "origin_server_ts": 1_700_000_000_000u64 + n,
+        "content": { "msgtype": "m.text", "body": format!("message number {n}") },
+    });
+    edit(&mut event);
     CapturedEvent {
         position: n + 1,
-        event: json!({
-            "event_id": format!("$event{n}"),
-            "room_id": "!room:test.example",
-            "sender": "@alice:test.example",
-            "type": "m.room.message",
-            "origin_server_ts": 1_700_000_000_000u64 + n,
-            "content": { "msgtype": "m.text", "body": format!("message number {n}") },
-        }),
+        event: to_raw_value(&event).expect("JSON"),
         media: Vec::new(),
     }
 }

@@ -2,8 +2,13 @@
 //! `count_vaultcapture` in the event's own batch. The vault drains it in
 //! stream order and the appliance discards what the vault holds.
 
+use std::collections::BTreeMap;
+
 use ruma::{EventId, MxcUri};
-use serde_json::{Map, Value};
+use serde_json::{
+    Map, Value,
+    value::{RawValue, to_raw_value},
+};
 
 use super::{
     Pdu, Rooms,
@@ -16,8 +21,9 @@ use crate::{Error, Result};
 pub struct CapturedEvent {
     /// The event's stream position (the outbox key).
     pub position: u64,
-    /// The event as created (federation form with its `event_id`), before any redaction.
-    pub event: Value,
+    /// The event as created (federation form with its `event_id`), before
+    /// any redaction: JSON text, handed to the vault as it is.
+    pub event: Box<RawValue>,
 }
 
 impl Rooms {
@@ -51,23 +57,35 @@ impl Rooms {
     /// event's ID: the event itself is in the same batch, and its original
     /// is kept if a redaction comes before the vault takes it. Entries of
     /// older versions hold the stored PDU, or the archive's form itself.
-    fn outbox_event(&self, entry: &[u8]) -> Result<Value> {
+    fn outbox_event(&self, entry: &[u8]) -> Result<Box<RawValue>> {
         if entry.first() == Some(&b'{') {
-            return Ok(match serde_json::from_slice::<Pdu>(entry) {
+            let value = match serde_json::from_slice::<Pdu>(entry) {
                 Ok(pdu) => pdu.to_archive_json(),
                 Err(_) => serde_json::from_slice(entry)?,
-            });
+            };
+            return Ok(to_raw_value(&value)?);
         }
         let event_id = std::str::from_utf8(entry)
             .ok()
             .and_then(|id| EventId::parse(id).ok())
             .ok_or_else(|| Error::internal("an archive outbox entry holds no event ID"))?;
-        let pdu = self.get_original_pdu(&event_id)?.ok_or_else(|| {
+        let stored = match self.eventid_originalpdu.get(event_id.as_bytes())? {
+            Some(original) => Some(original),
+            None => self.eventid_pdu.get(event_id.as_bytes())?,
+        };
+        let stored = stored.ok_or_else(|| {
             Error::internal(format!(
                 "the archive outbox names {event_id}, which is not stored"
             ))
         })?;
-        Ok(pdu.to_archive_json())
+        match archive_form(&stored) {
+            Ok(event) => Ok(event),
+            // Stored text the quick form cannot take (escaped field names):
+            // the same form through the typed PDU.
+            Err(_) => Ok(to_raw_value(
+                &serde_json::from_slice::<Pdu>(&stored)?.to_archive_json(),
+            )?),
+        }
     }
 
     /// Drops the outbox entries at or below `through`, the vault's capture
@@ -127,6 +145,16 @@ impl Rooms {
     }
 }
 
+/// A stored PDU's JSON in the archive's form ([`Pdu::to_archive_json`]):
+/// without the fields only this server keeps (`transaction`, `unsigned`),
+/// every other field's text as stored, none of it parsed further.
+fn archive_form(stored: &[u8]) -> serde_json::Result<Box<RawValue>> {
+    let mut fields: BTreeMap<&str, &RawValue> = serde_json::from_slice(stored)?;
+    fields.remove("transaction");
+    fields.remove("unsigned");
+    to_raw_value(&fields)
+}
+
 /// The `mxc://` URIs an event's content references: the file, its
 /// thumbnail, and their encrypted-attachment forms.
 pub fn media_references(event: &Value) -> Vec<String> {
@@ -156,6 +184,22 @@ mod tests {
 
     use super::*;
     use crate::{counter::Counter, service::rooms::PduBuilder};
+
+    #[test]
+    fn the_archive_form_drops_what_only_this_server_keeps() {
+        let stored = br#"{"content":{"body":"hi","z":1,"a":[1,2]},"event_id":"$e","transaction":["DEV","t1"],"type":"m.room.message","unsigned":{"age":5}}"#;
+        let form = archive_form(stored).expect("archive form");
+        assert_eq!(
+            form.get(),
+            r#"{"content":{"body":"hi","z":1,"a":[1,2]},"event_id":"$e","type":"m.room.message"}"#,
+            "local fields dropped, the rest as stored"
+        );
+        assert!(archive_form(b"[1]").is_err(), "not an object");
+    }
+
+    fn parsed(captured: &CapturedEvent) -> Value {
+        serde_json::from_str(captured.event.get()).expect("the outbox hands out JSON")
+    }
 
     fn rooms(dir: &std::path::Path) -> (Rooms, Arc<Counter>, Store) {
         let options = StoreOptions {
@@ -225,9 +269,13 @@ mod tests {
             .iter()
             .find(|c| c.position == message.count)
             .expect("the message is in the outbox");
-        assert_eq!(archived.event["content"]["body"], "kept");
-        assert_eq!(archived.event["event_id"], event_id.as_str());
-        assert_eq!(archived.event["sender"], alice.as_str());
+        let archived = parsed(archived);
+        assert_eq!(archived["content"]["body"], "kept");
+        assert_eq!(archived["event_id"], event_id.as_str());
+        assert_eq!(archived["sender"], alice.as_str());
+        // The stored text, taken apart only at the top, is the typed form.
+        assert_eq!(archived, message.pdu.to_archive_json());
+        assert!(archived.get("unsigned").is_none() && archived.get("transaction").is_none());
 
         // Entries written by older versions hold the stored PDU, or the
         // archive's form itself.
@@ -248,11 +296,11 @@ mod tests {
         );
         let _ = store.write(older).expect("write");
         let mut after = rooms.captured(999, 1001, 100).expect("outbox").into_iter();
-        let from_pdu = after.next().expect("the PDU entry");
-        assert_eq!(from_pdu.event["content"]["body"], "kept");
-        assert_eq!(from_pdu.event["event_id"], event_id.as_str());
+        let from_pdu = parsed(&after.next().expect("the PDU entry"));
+        assert_eq!(from_pdu["content"]["body"], "kept");
+        assert_eq!(from_pdu["event_id"], event_id.as_str());
         assert_eq!(
-            after.next().expect("the archive-form entry").event["event_id"],
+            parsed(&after.next().expect("the archive-form entry"))["event_id"],
             "$old"
         );
 
