@@ -3,7 +3,14 @@
 //! ```sh
 //! cargo bench -p archipel-vault --bench vault            # 1,000,000 records
 //! cargo bench -p archipel-vault --bench vault -- 100000  # fewer
+//! cargo bench -p archipel-vault --bench vault -- 100000 --cache-mib 64
 //! ```
+//!
+//! The store gets the vault's share of a node's default memory budget
+//! (2 MiB) unless `--cache-mib` says otherwise. The events look like the
+//! homeserver's stored ones (hashes, signatures, prev and auth events).
+//! Capture's CPU time counts every thread of the process (RocksDB's
+//! flushes and compactions too) until the last memtable is flushed.
 //!
 //! Prints a table; asserts nothing about speed.
 
@@ -19,16 +26,23 @@ use serde_json::{json, value::to_raw_value};
 const BATCH: u64 = 1000;
 
 fn main() {
-    let records: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let mut records: u64 = 1_000_000;
+    let mut cache_mib: usize = 2;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--cache-mib" {
+            let value = args.next().and_then(|v| v.parse().ok());
+            cache_mib = value.expect("--cache-mib takes a number of MiB");
+        } else if let Ok(n) = arg.parse() {
+            records = n;
+        }
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(
         &dir.path().join("db"),
         COLUMNS,
         &StoreOptions {
-            cache_bytes: 64 << 20,
+            cache_bytes: cache_mib << 20,
             ..StoreOptions::default()
         },
     )
@@ -49,23 +63,13 @@ fn main() {
 
     eprintln!("capturing {records} events in batches of {BATCH}...");
     let started = Instant::now();
+    let cpu_started = cpu_time();
     let mut position = 0;
     while position < records {
         let batch = (position..(position + BATCH).min(records))
             .map(|n| CapturedEvent {
                 position: n + 1,
-                event: to_raw_value(&json!({
-                    "event_id": format!("$bench{n:012}"),
-                    "room_id": format!("!room{}:bench.example", n % 100),
-                    "sender": format!("@user{}:bench.example", n % 50),
-                    "type": "m.room.message",
-                    "origin_server_ts": 1_700_000_000_000u64 + n,
-                    "content": {
-                        "msgtype": "m.text",
-                        "body": format!("benchmark message {n}: the quick brown fox jumps over the lazy dog"),
-                    },
-                }))
-                .expect("JSON"),
+                event: to_raw_value(&event(n)).expect("JSON"),
                 media: Vec::new(),
             })
             .collect();
@@ -75,6 +79,7 @@ fn main() {
     vault.checkpoint().expect("checkpoint");
     let capture = started.elapsed();
     store.flush().expect("flush");
+    let capture_cpu = cpu_time() - cpu_started;
 
     eprintln!("verifying...");
     let started = Instant::now();
@@ -116,13 +121,18 @@ fn main() {
     let export_time = started.elapsed();
 
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
-    println!("Vault, {records} records (one message event each)");
+    println!("Vault, {records} records (one message event each), {cache_mib} MiB cache");
     println!("{:<40} | {:>14}", "Measure", "Result");
     println!("{:-<40}-|-{:->14}", "", "");
     println!(
         "{:<40} | {:>14.0}",
         "capture: seal + append (records/s)",
         rate(records, capture)
+    );
+    println!(
+        "{:<40} | {:>14.1}",
+        "capture: CPU, all threads (µs/record)",
+        capture_cpu.as_secs_f64() * 1e6 / records as f64
     );
     println!(
         "{:<40} | {:>14.0}",
@@ -158,4 +168,35 @@ fn main() {
         "database size (MiB)",
         store.approximate_size() as f64 / (1 << 20) as f64
     );
+}
+
+/// A message event as the homeserver stores it (its archive form).
+fn event(n: u64) -> serde_json::Value {
+    let id = |tag: &str, k: u64| format!("${tag}{k:040}");
+    json!({
+        "auth_events": [id("create", 0), id("power", 0), id("member", n % 50)],
+        "content": {
+            "msgtype": "m.text",
+            "body": format!("benchmark message {n}: the quick brown fox jumps over the lazy dog"),
+        },
+        "depth": n + 10,
+        "event_id": id("bench", n),
+        "hashes": { "sha256": format!("{n:043}") },
+        "origin_server_ts": 1_700_000_000_000u64 + n,
+        "prev_events": [id("bench", n.saturating_sub(1))],
+        "room_id": format!("!room{}:bench.example", n % 100),
+        "sender": format!("@user{}:bench.example", n % 50),
+        "signatures": { "bench.example": { "ed25519:a_1": format!("{n:086}") } },
+        "type": "m.room.message",
+    })
+}
+
+/// CPU time of the whole process so far (every thread, user and system).
+fn cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    time(usage.user_time()) + time(usage.system_time())
 }

@@ -2,7 +2,10 @@
 //! wrapped by the vault key.
 //!
 //! XChaCha20-Poly1305 with random 192-bit nonces, so nonces never need a
-//! counter that could repeat after a restore. The associated data binds each
+//! counter that could repeat after a restore. Data keys and nonces come from
+//! the thread's CSPRNG (`rand::thread_rng`: ChaCha, seeded and reseeded from
+//! the operating system), which costs no system call per record; the vault
+//! key straight from the operating system. The associated data binds each
 //! ciphertext to its record number and purpose: a sealed blob moved to another
 //! record does not open.
 //!
@@ -98,7 +101,7 @@ impl VaultKey {
 impl DataKey {
     pub fn generate() -> Self {
         Self(Zeroizing::new(
-            XChaCha20Poly1305::generate_key(&mut OsRng).into(),
+            XChaCha20Poly1305::generate_key(&mut rand::thread_rng()).into(),
         ))
     }
 
@@ -159,7 +162,7 @@ fn aad(purpose: &str, seq: u64, part: u32) -> Vec<u8> {
 fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Vec<u8> {
     seal_with_nonce(
         cipher,
-        &XChaCha20Poly1305::generate_nonce(&mut OsRng),
+        &XChaCha20Poly1305::generate_nonce(&mut rand::thread_rng()),
         plain,
         aad,
     )
