@@ -69,11 +69,7 @@ impl Rooms {
             .ok()
             .and_then(|id| EventId::parse(id).ok())
             .ok_or_else(|| Error::internal("an archive outbox entry holds no event ID"))?;
-        let stored = match self.eventid_originalpdu.get(event_id.as_bytes())? {
-            Some(original) => Some(original),
-            None => self.eventid_pdu.get(event_id.as_bytes())?,
-        };
-        let stored = stored.ok_or_else(|| {
+        let stored = self.original_pdu_text(&event_id)?.ok_or_else(|| {
             Error::internal(format!(
                 "the archive outbox names {event_id}, which is not stored"
             ))

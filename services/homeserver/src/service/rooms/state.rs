@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use archipel_store::key;
+use archipel_store::{Tree, key};
 use ruma::{EventId, OwnedEventId, RoomId, events::StateEventType};
 
 use super::{Pdu, Rooms, append::state_key_bytes};
@@ -15,9 +15,23 @@ impl Rooms {
 
     /// The event as created, even if it was redacted since.
     pub fn get_original_pdu(&self, event_id: &EventId) -> Result<Option<Pdu>> {
-        match self.eventid_originalpdu.get_json(event_id.as_bytes())? {
-            Some(pdu) => Ok(Some(pdu)),
-            None => self.get_pdu(event_id),
+        self.read_original(|tree| tree.get_json(event_id.as_bytes()))
+    }
+
+    /// The stored JSON of the event as created, even if it was redacted since.
+    pub(super) fn original_pdu_text(&self, event_id: &EventId) -> Result<Option<Vec<u8>>> {
+        self.read_original(|tree| tree.get(event_id.as_bytes()))
+    }
+
+    /// Reads with `read` from the kept original (written when a redaction
+    /// replaced the event), else from the event as stored.
+    fn read_original<T>(
+        &self,
+        read: impl Fn(&Tree) -> archipel_store::Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        match read(&self.eventid_originalpdu)? {
+            Some(original) => Ok(Some(original)),
+            None => Ok(read(&self.eventid_pdu)?),
         }
     }
 
