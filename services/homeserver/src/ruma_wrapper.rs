@@ -253,7 +253,12 @@ where
                 Bytes::from_static(b"{}")
             } else {
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(value) if value.is_object() => {
+                    Ok(mut value) if value.is_object() => {
+                        let bytes = if drop_empty_auth(&mut value) {
+                            Bytes::from(serde_json::to_vec(&value).map_err(Error::internal)?)
+                        } else {
+                            bytes
+                        };
                         json_body = Some(value);
                         bytes
                     }
@@ -282,6 +287,27 @@ where
             origin,
         })
     }
+}
+
+/// Removes an empty `auth` object from a request body; says whether it did.
+///
+/// Clients start user-interactive authentication with `"auth": {}` (Element's
+/// first cross-signing upload, `/delete_devices`, `/account/password`): it
+/// means "not authenticated yet", as an absent `auth` does. ruma reads it as
+/// an incomplete fallback acknowledgement and would refuse the whole body.
+fn drop_empty_auth(body: &mut serde_json::Value) -> bool {
+    let Some(object) = body.as_object_mut() else {
+        return false;
+    };
+    if object
+        .get("auth")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(serde_json::Map::is_empty)
+    {
+        object.remove("auth");
+        return true;
+    }
+    false
 }
 
 /// A ruma response, serialized to HTTP.

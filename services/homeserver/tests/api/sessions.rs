@@ -385,3 +385,114 @@ async fn discovery_endpoints_answer() {
         "stable"
     );
 }
+
+/// matrix-rust-sdk asks for the flows with an empty body before anything
+/// else; the answer is the challenge, not a complaint about the password.
+#[tokio::test]
+async fn registration_without_auth_answers_with_the_flows() {
+    let node = TestNode::start(|_| {});
+    for body in [None, Some(json!({})), Some(json!({ "username": "eve" }))] {
+        let reply = node
+            .request(Method::POST, &format!("{V3}/register"), None, body.clone())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{body:?}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["flows"][0]["stages"][0], "m.login.dummy");
+        assert!(reply.body["session"].is_string(), "{}", reply.body);
+    }
+    // A taken name is still named before the flows, as Synapse does.
+    node.register("alice").await;
+    node.request(
+        Method::POST,
+        &format!("{V3}/register"),
+        None,
+        Some(json!({ "username": "alice" })),
+    )
+    .await
+    .err(StatusCode::BAD_REQUEST, "M_USER_IN_USE");
+}
+
+/// `"auth": {}` starts user-interactive authentication like an absent
+/// `auth` (Element's first cross-signing upload, deleting devices,
+/// changing the password).
+#[tokio::test]
+async fn an_empty_auth_object_is_answered_with_the_flows() {
+    let node = TestNode::start(|_| {});
+    let token = node.register("alice").await;
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "correct horse", "device_id": "PHONE" });
+    node.request(Method::POST, &format!("{V3}/login"), None, Some(login))
+        .await
+        .ok();
+
+    // The first cross-signing upload needs no authentication.
+    let master = json!({ "user_id": "@alice:localhost", "usage": ["master"], "keys": { "ed25519:base64+master+public+key": "base64+master+public+key" } });
+    let upload = json!({ "master_key": master, "auth": {} });
+    node.request(
+        Method::POST,
+        &format!("{V3}/keys/device_signing/upload"),
+        Some(&token),
+        Some(upload.clone()),
+    )
+    .await
+    .ok();
+
+    for (method, path, body) in [
+        (Method::POST, "/keys/device_signing/upload", upload),
+        (
+            Method::POST,
+            "/delete_devices",
+            json!({ "devices": ["PHONE"], "auth": {} }),
+        ),
+        (Method::DELETE, "/devices/PHONE", json!({ "auth": {} })),
+        (
+            Method::POST,
+            "/account/password",
+            json!({ "new_password": "battery staple", "auth": {} }),
+        ),
+    ] {
+        let reply = node
+            .request(method, &format!("{V3}{path}"), Some(&token), Some(body))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["flows"][0]["stages"][0], "m.login.password",
+            "{path}: {}",
+            reply.body
+        );
+    }
+    // Nothing was changed by the unauthenticated attempts.
+    node.request(
+        Method::GET,
+        &format!("{V3}/devices/PHONE"),
+        Some(&token),
+        None,
+    )
+    .await
+    .ok();
+}
+
+/// Element Web reads `threepids.length`: the list is there even when empty.
+#[tokio::test]
+async fn third_party_ids_are_an_empty_list() {
+    let node = TestNode::start(|_| {});
+    let token = node.register("alice").await;
+    let reply = node
+        .request(
+            Method::GET,
+            &format!("{V3}/account/3pid"),
+            Some(&token),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(reply, json!({ "threepids": [] }));
+}

@@ -98,7 +98,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(messages::relating_with_type)
         .ruma(messages::relating_with_type_and_event)
         .ruma(threads::threads)
-        .ruma(threads::third_party_ids)
+        .ruma_raw(threads::third_party_ids)
         .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)

@@ -75,6 +75,11 @@ pub async fn register(
     }
     let flows = flows(&services)?;
     let user_id = new_user_id(&services, body.username.as_deref())?;
+    // A request without `auth` asks which flows there are (matrix-rust-sdk
+    // sends an empty body first): answer with them before anything else.
+    if body.auth.is_none() {
+        return Err(Error::Uiaa(Box::new(services.uiaa.challenge(&flows, None))));
+    }
     let password = body
         .password
         .clone()

@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use axum::response::Response;
 use ruma::{
     OwnedEventId,
     api::client::{account::get_3pids, thirdparty::get_protocols, threads::get_threads},
@@ -10,7 +11,11 @@ use ruma::{
 use serde_json::json;
 
 use super::{membership::visible_upto, messages::parse_token};
-use crate::{Result, Services, ruma_wrapper::Ruma, service::rooms::pdu::raw};
+use crate::{
+    Result, Services,
+    ruma_wrapper::{Ruma, json_response},
+    service::rooms::pdu::raw,
+};
 
 /// How far back a thread listing looks.
 const THREAD_SCAN: usize = 10_000;
@@ -100,11 +105,14 @@ pub async fn threads(
     Ok(response)
 }
 
+/// Accounts here have no third-party identifiers. The list is written out
+/// even when empty: Element Web reads `threepids.length`, and ruma leaves an
+/// empty list out.
 pub async fn third_party_ids(
     _: Arc<Services>,
     _: Ruma<get_3pids::v3::Request>,
-) -> Result<get_3pids::v3::Response> {
-    Ok(get_3pids::v3::Response::new(Vec::new()))
+) -> Result<Response> {
+    Ok(json_response(&json!({ "threepids": [] })))
 }
 
 pub async fn protocols(
