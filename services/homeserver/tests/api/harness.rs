@@ -113,6 +113,15 @@ impl TestNode {
             .to_owned()
     }
 
+    /// Signs `name` (registered with [`TestNode::register`]) in again on
+    /// another device, `device_id`.
+    pub async fn login_device(&self, name: &str, device_id: &str) {
+        let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": "correct horse", "device_id": device_id });
+        self.request(Method::POST, "/_matrix/client/v3/login", None, Some(login))
+            .await
+            .ok();
+    }
+
     pub async fn create_room(&self, token: &str, body: Value) -> String {
         let reply = self
             .request(

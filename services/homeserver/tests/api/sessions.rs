@@ -243,10 +243,7 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_are_soft_logged_out() {
 async fn devices_are_listed_renamed_and_deleted_with_password_confirmation() {
     let node = TestNode::start(|_| {});
     let token = node.register("alice").await;
-    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "correct horse", "device_id": "PHONE" });
-    node.request(Method::POST, &format!("{V3}/login"), None, Some(login))
-        .await
-        .ok();
+    node.login_device("alice", "PHONE").await;
 
     let devices = node
         .request(Method::GET, &format!("{V3}/devices"), Some(&token), None)
@@ -423,10 +420,7 @@ async fn registration_without_auth_answers_with_the_flows() {
 async fn an_empty_auth_object_is_answered_with_the_flows() {
     let node = TestNode::start(|_| {});
     let token = node.register("alice").await;
-    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "correct horse", "device_id": "PHONE" });
-    node.request(Method::POST, &format!("{V3}/login"), None, Some(login))
-        .await
-        .ok();
+    node.login_device("alice", "PHONE").await;
 
     // The first cross-signing upload needs no authentication.
     let master = json!({ "user_id": "@alice:localhost", "usage": ["master"], "keys": { "ed25519:base64+master+public+key": "base64+master+public+key" } });
