@@ -32,6 +32,32 @@ pub struct HomeserverConfig {
     /// key: only a development node started for benchmarking turns it off.
     #[serde(skip, default = "archive_capture_on")]
     pub archive_capture: bool,
+    pub archive_member: ArchiveMemberConfig,
+}
+
+/// The node's archive member (`[homeserver.archive_member]`): an account the
+/// node owns that joins every room with a local member, so that the archive
+/// can hold the keys of encrypted rooms and participants can see that the
+/// conversation is archived.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveMemberConfig {
+    /// Off only on a development node started for benchmarking.
+    pub enabled: bool,
+    /// Its user ID's localpart: `@<localpart>:<server_name>`.
+    pub localpart: String,
+    /// The name participants see in the member list, e.g. "Archief BZK".
+    pub display_name: String,
+}
+
+impl Default for ArchiveMemberConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            localpart: "archive".into(),
+            display_name: "Archive".into(),
+        }
+    }
 }
 
 fn archive_capture_on() -> bool {
@@ -72,6 +98,7 @@ impl Default for HomeserverConfig {
             default_room_version: RoomVersionId::V11,
             rate_limit: RateLimitConfig::default(),
             archive_capture: true,
+            archive_member: ArchiveMemberConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - `archipel_store`: RocksDB, which knows nothing about Matrix.
 
 pub mod api;
+pub mod archive_member;
 pub mod columns;
 pub mod config;
 mod counter;

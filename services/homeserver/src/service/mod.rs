@@ -44,6 +44,8 @@ pub struct Services {
     pub uiaa: uiaa::Uiaa,
     /// The node's witness of peers' vault checkpoints, once installed.
     pub witness: std::sync::OnceLock<Arc<dyn crate::api::federation::witness::Witness>>,
+    /// The node's archive member, unless turned off (see [`crate::archive_member`]).
+    pub archive_member: Option<ruma::OwnedUserId>,
 }
 
 impl Services {
@@ -56,8 +58,26 @@ impl Services {
     ) -> Result<Arc<Self>> {
         let counter = Arc::new(Counter::open(store.clone())?);
         let signing_key = Arc::new(signing_key);
+        let users = users::Users::new(store.clone(), config.refreshable_token_lifetime_secs)?;
+        let archive_member = if config.archive_member.enabled {
+            let user_id = ruma::UserId::parse_with_server_name(
+                config.archive_member.localpart.as_str(),
+                &config.server_name,
+            )
+            .map_err(|e| {
+                crate::Error::internal(format!(
+                    "[homeserver.archive_member] localpart {:?}: {e}",
+                    config.archive_member.localpart
+                ))
+            })?;
+            users.ensure_node_owned(&user_id, &config.archive_member.display_name)?;
+            Some(user_id)
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
-            users: users::Users::new(store.clone(), config.refreshable_token_lifetime_secs)?,
+            users,
+            archive_member,
             rooms: rooms::Rooms::new(
                 store.clone(),
                 counter.clone(),

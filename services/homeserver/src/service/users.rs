@@ -28,6 +28,10 @@ pub struct Account {
     pub displayname: Option<String>,
     #[serde(default)]
     pub avatar_url: Option<OwnedMxcUri>,
+    /// Owned by the node itself (the archive member): it has no password,
+    /// and no API gives it one or deactivates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub node_owned: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +154,51 @@ impl Users {
         Ok(())
     }
 
+    /// Makes the node's own account `user_id` exist with `display_name`
+    /// (created, or renamed when the configuration changed). An ordinary
+    /// account of that name is never taken over.
+    pub fn ensure_node_owned(&self, user_id: &UserId, display_name: &str) -> Result<()> {
+        let mut account = match self.account(user_id)? {
+            Some(account) if !account.node_owned => {
+                return Err(Error::internal(format!(
+                    "{user_id} is an ordinary account; give the node's archive member another name \
+                     ([homeserver.archive_member] localpart)"
+                )));
+            }
+            Some(account) if account.displayname.as_deref() == Some(display_name) => return Ok(()),
+            Some(account) => account,
+            None => Account {
+                created_ts: now_ms(),
+                node_owned: true,
+                ..Account::default()
+            },
+        };
+        account.displayname = Some(display_name.to_owned());
+        let mut batch = Batch::new();
+        batch.put_json(&self.userid_account, user_id.as_bytes(), &account);
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Refuses, before anything else is done, to deactivate or give a
+    /// password to an account the node owns.
+    pub fn refuse_if_node_owned(&self, user_id: &UserId) -> Result<()> {
+        match self.account(user_id)? {
+            Some(account) => Self::refuse_node_owned(&account, user_id),
+            None => Ok(()),
+        }
+    }
+
+    fn refuse_node_owned(account: &Account, user_id: &UserId) -> Result<()> {
+        if account.node_owned {
+            return Err(Error::forbidden(format!(
+                "{user_id} belongs to the node itself (its archive member): it has no password \
+                 and cannot be deactivated."
+            )));
+        }
+        Ok(())
+    }
+
     async fn put_account(&self, user_id: &UserId, account: &Account) -> Result<()> {
         let mut batch = Batch::new();
         batch.put_json(&self.userid_account, user_id.as_bytes(), account);
@@ -182,6 +231,7 @@ impl Users {
         let mut account = self
             .account(user_id)?
             .ok_or_else(|| Error::not_found("Unknown user."))?;
+        Self::refuse_node_owned(&account, user_id)?;
         account.password_hash = Some(hash_password(password).await?);
         self.put_account(user_id, &account).await
     }
@@ -191,6 +241,7 @@ impl Users {
         let mut account = self
             .account(user_id)?
             .ok_or_else(|| Error::not_found("Unknown user."))?;
+        Self::refuse_node_owned(&account, user_id)?;
         account.deactivated = true;
         account.password_hash = None;
         self.put_account(user_id, &account).await?;

@@ -3,6 +3,7 @@
 //! endpoints the matrix-sdk end-to-end suite (in `appliance/tests`) does not
 //! reach, quickly and with exact assertions on status codes and bodies.
 
+mod archive_member;
 mod harness;
 mod rooms;
 mod sessions;

@@ -56,6 +56,7 @@ pub async fn deactivate(
 
 /// Leaves every room, ends every session and locks the account.
 pub async fn deactivate_user(services: &Services, user: &ruma::UserId) -> Result<()> {
+    services.users.refuse_if_node_owned(user)?;
     for room in services.rooms.joined_rooms(user)? {
         membership::leave_room(services, user, &room, None).await?;
     }

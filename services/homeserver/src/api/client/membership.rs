@@ -63,19 +63,21 @@ pub async fn join_room(
             .servers_in_room(room_id)?
             .iter()
             .any(|s| s == services.server_name());
-    if !resident {
-        return super::federation_join::join_remote(services, user, room_id, reason, via).await;
+    if resident {
+        let profile = services.users.account(user)?;
+        let content = member_content("join", profile.as_ref(), reason, false);
+        services
+            .rooms
+            .append(
+                room_id,
+                user,
+                PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
+            )
+            .await?;
+    } else {
+        super::federation_join::join_remote(services, user, room_id, reason, via).await?;
     }
-    let profile = services.users.account(user)?;
-    let content = member_content("join", profile.as_ref(), reason, false);
-    services
-        .rooms
-        .append(
-            room_id,
-            user,
-            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
-        )
-        .await?;
+    crate::archive_member::join_after(services, room_id, user).await;
     Ok(())
 }
 
@@ -282,6 +284,9 @@ pub async fn kick(
         request.body.reason.as_deref(),
     )
     .await?;
+    if services.is_archive_member(&request.body.user_id) {
+        crate::archive_member::rejoin(&services, &request.body.room_id).await;
+    }
     Ok(kick_user::v3::Response::new())
 }
 

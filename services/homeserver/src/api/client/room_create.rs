@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::membership::{invite_user, member_content};
 use crate::{
-    Error, Result, Services,
+    Error, Result, Services, archive_member,
     config::SUPPORTED_ROOM_VERSIONS,
     ruma_wrapper::Ruma,
     service::rooms::{PduBuilder, power_levels},
@@ -181,6 +181,13 @@ pub async fn create_room(
             ),
         )
         .await?;
+
+    // The archive member is in before anything is said or encrypted, and
+    // never leads the room's name.
+    if let Some(hints) = archive_member::member_hints(&services) {
+        rooms.append(&room_id, &sender, hints).await?;
+    }
+    archive_member::join(&services, &room_id, &sender).await?;
 
     for builder in initial_state {
         rooms.append(&room_id, &sender, builder).await?;

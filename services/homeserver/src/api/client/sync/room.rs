@@ -157,7 +157,10 @@ pub fn joined(
 }
 
 fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
-    let members = ctx.services.rooms.members(room_id)?;
+    // The archive member is in every room: counted, it would turn a DM into
+    // "Bob and 1 other" in clients that do not read `m.member_hints`.
+    let mut members = ctx.services.rooms.members(room_id)?;
+    members.retain(|(user, _)| !ctx.services.is_archive_member(user));
     let joined = members
         .iter()
         .filter(|(_, m)| m.membership == "join")
