@@ -52,6 +52,9 @@ pub enum Request {
     BackupSnapshot,
     /// The administrators of a provisioning file (`archipel provision apply`).
     ProvisionAdmins(Vec<crate::provision::apply::AdminEntry>),
+    /// A vault checkpoint over every record so far, signed before an export
+    /// that then follows the node's database.
+    Checkpoint,
 }
 
 /// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
@@ -83,6 +86,7 @@ impl Request {
             }
             Self::Token(TokenCommand::List) => "registration-token list".into(),
             Self::BackupSnapshot => "backup create (snapshot)".into(),
+            Self::Checkpoint => "vault checkpoint (for an export)".into(),
             Self::ProvisionAdmins(admins) => format!(
                 "provision apply: administrators {}",
                 admins
@@ -314,6 +318,13 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
                     }
                     Ok(())
                 })
+        }
+        Request::Checkpoint => {
+            let vault = admin.vault.clone();
+            tokio::task::spawn_blocking(move || vault.checkpoint())
+                .await
+                .map_err(|e| anyhow!("the checkpoint stopped unexpectedly: {e}"))
+                .and_then(|signed| Ok(signed?))
         }
         Request::BackupSnapshot => {
             // `answer` holds the admin lock for the whole request.

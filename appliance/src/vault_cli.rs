@@ -346,6 +346,16 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
         )
     };
     if command.reads_only() {
+        if matches!(command, VaultCommand::Export { .. }) {
+            // An export is proven against a checkpoint of every record so
+            // far, which only the vault's owner can sign.
+            admin::run_or_forward(
+                config,
+                (),
+                |()| admin::Request::Checkpoint,
+                |node, ()| Ok(node.vault.checkpoint()?),
+            )?;
+        }
         execute_here(&node::open_for_reading(config)?, command)
     } else {
         admin::run_or_forward(config, command, admin::Request::Vault, execute_here)

@@ -108,6 +108,7 @@ fn main() {
     eprintln!("exporting one room...");
     let out = dir.path().join("export");
     let started = Instant::now();
+    vault.checkpoint().expect("checkpoint");
     let summary = vault
         .export(
             &archipel_vault::export::ExportScope {

@@ -152,8 +152,10 @@ impl Vault {
         Ok(ErasureProof { seq, record, proof })
     }
 
-    /// Writes an export of `scope` into the new directory `out`, signing a
-    /// checkpoint first so every record in it is covered. `progress` hears
+    /// Writes an export of `scope` into the new directory `out`, proven
+    /// against the newest signed checkpoint: records after it are left out,
+    /// so sign one first ([`Vault::checkpoint`]) to cover everything. A
+    /// follower of a running node cannot sign; it asks the node. `progress` hears
     /// `(records scanned, records in the log)`.
     pub fn export(
         &self,
@@ -172,7 +174,6 @@ impl Vault {
                 out.display()
             )));
         }
-        self.checkpoint()?;
         let stored = self
             .log
             .latest_checkpoint()?
