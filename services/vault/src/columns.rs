@@ -44,6 +44,17 @@ pub const ROOMID_SEQ: &str = "vault_roomid_seq";
 /// Destruction lists, by reference (`DL-000001`).
 pub const LISTID_DESTRUCTIONLIST: &str = "vault_listid_destructionlist";
 
+/// Encrypted events whose room key the archive member does not hold yet,
+/// by sequence number: a visible gap until their decryption record comes.
+pub const SEQ_PENDINGDECRYPTION: &str = "vault_seq_pendingdecryption";
+/// The same, by Megolm session: `room 0xFF session 0xFF seq`.
+pub const ROOMID_SESSIONID_SEQ: &str = "vault_roomid_sessionid_seq";
+/// The decryption record of each decrypted event record.
+pub const SEQ_DECRYPTIONSEQ: &str = "vault_seq_decryptionseq";
+
+/// Rooms the archive member was removed from and has not returned to.
+pub const ROOMID_COVERAGEGAP: &str = "vault_roomid_coveragegap";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
     // Sealed content and wrapped keys: ciphertext, which does not compress.
@@ -64,4 +75,8 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(ROOMID_SEQ),
     ColumnSpec::lookups(ORIGIN_WITNESSED),
     ColumnSpec::new(WITNESS_SIZE_COSIGNATURE),
+    ColumnSpec::new(SEQ_PENDINGDECRYPTION),
+    ColumnSpec::new(ROOMID_SESSIONID_SEQ),
+    ColumnSpec::lookups(SEQ_DECRYPTIONSEQ),
+    ColumnSpec::lookups(ROOMID_COVERAGEGAP),
 ];

@@ -14,9 +14,12 @@
 pub mod checkpoint;
 pub mod columns;
 mod config;
+pub mod coverage;
+pub mod decryption;
 mod error;
 pub mod export;
 pub mod log;
+pub mod megolm;
 pub mod merkle;
 pub mod procedure;
 pub mod record;
@@ -177,6 +180,8 @@ pub struct Vault {
     witnessed: archipel_store::Tree,
     cosignatures: archipel_store::Tree,
     witness_lock: Mutex<()>,
+    /// The node's archive member, once the node says who it is.
+    archive_member: std::sync::OnceLock<String>,
 }
 
 /// The vault with appends held off ([`Vault::frozen`]).
@@ -234,6 +239,7 @@ impl Vault {
             witnessed: store.tree(columns::ORIGIN_WITNESSED)?,
             cosignatures: store.tree(columns::WITNESS_SIZE_COSIGNATURE)?,
             witness_lock: Mutex::new(()),
+            archive_member: std::sync::OnceLock::new(),
             store,
             log,
             key,
@@ -266,6 +272,11 @@ impl Vault {
         self.signer.verifying_key()
     }
 
+    /// A key derived from the vault key for `purpose` ([`VaultKey::derive`]).
+    pub fn derived_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.key.derive(purpose)
+    }
+
     /// Seals and appends captured events in one atomic batch. Events at or
     /// below the capture cursor are skipped, so replaying the outbox after a
     /// crash appends nothing twice. Returns the new cursor once the batch is
@@ -288,6 +299,7 @@ impl Vault {
         let mut frontier = writer.frontier.clone();
         let mut batch = Batch::new();
         let mut media_files = Vec::new();
+        let mut coverage = std::collections::HashMap::new();
         let now = now_ms();
         for captured in events {
             if captured.position <= cursor {
@@ -308,6 +320,7 @@ impl Vault {
             let seq = frontier.size();
             let (entry, key, files) = self.seal_event(seq, &captured, fields, event_id)?;
             media_files.extend(files);
+            decryption::note_pending(self, &mut batch, seq, &entry, captured.event.get());
             batch.put(
                 &self.log.event_index,
                 entry.event_id.as_bytes(),
@@ -324,6 +337,16 @@ impl Vault {
                 entry: Entry::Event(entry),
             };
             self.append(&mut batch, &mut frontier, &record, Some(&key));
+            if let Entry::Event(entry) = &record.entry {
+                self.note_coverage(
+                    &mut batch,
+                    &mut frontier,
+                    now,
+                    entry,
+                    captured.event.get(),
+                    &mut coverage,
+                )?;
+            }
         }
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
@@ -400,6 +423,32 @@ impl Vault {
         for (level, index, hash) in frontier.append(merkle::leaf_hash(&bytes)) {
             batch.put(&self.log.nodes, node_key(level, index), hash);
         }
+    }
+
+    /// Adds a procedure step to `batch` as the next record; its details are
+    /// sealed. Returns its sequence number.
+    fn append_step(
+        &self,
+        batch: &mut Batch,
+        frontier: &mut Frontier,
+        now: u64,
+        step: Step<'_>,
+    ) -> u64 {
+        let seq = frontier.size();
+        let key = DataKey::generate();
+        let plain = serde_json::to_vec(step.details).expect("JSON values serialize");
+        let record = Record {
+            seq,
+            captured_ts: now,
+            entry: Entry::Procedure(record::ProcedureEntry {
+                action: step.action.to_owned(),
+                actor: step.actor.to_owned(),
+                subject: step.subject.to_owned(),
+                sealed: B64.encode(key.seal(&plain, seq, 0)),
+            }),
+        };
+        self.append(batch, frontier, &record, Some(&key));
+        seq
     }
 
     /// Appends procedure records built by `f` in one batch, committed with
@@ -565,6 +614,14 @@ fn index_rooms(store: &Store, log: &Log, size: u64) -> Result<()> {
     Ok(store.commit(batch)?)
 }
 
+/// A procedure step: who did what to what, and the details (sealed).
+pub(crate) struct Step<'a> {
+    pub action: &'a str,
+    pub actor: &'a str,
+    pub subject: &'a str,
+    pub details: &'a Value,
+}
+
 /// Records being added in one procedure batch.
 pub(crate) struct Steps<'a> {
     vault: &'a Vault,
@@ -582,22 +639,14 @@ impl Steps<'_> {
 
     /// Appends a procedure step; `details` are sealed. Returns its sequence number.
     pub fn procedure(&mut self, action: &str, actor: &str, subject: &str, details: &Value) -> u64 {
-        let seq = self.frontier.size();
-        let key = DataKey::generate();
-        let plain = serde_json::to_vec(details).expect("JSON values serialize");
-        let record = Record {
-            seq,
-            captured_ts: self.now,
-            entry: Entry::Procedure(record::ProcedureEntry {
-                action: action.to_owned(),
-                actor: actor.to_owned(),
-                subject: subject.to_owned(),
-                sealed: B64.encode(key.seal(&plain, seq, 0)),
-            }),
+        let step = Step {
+            action,
+            actor,
+            subject,
+            details,
         };
         self.vault
-            .append(&mut self.batch, &mut self.frontier, &record, Some(&key));
-        seq
+            .append_step(&mut self.batch, &mut self.frontier, self.now, step)
     }
 
     /// The next reference of a numbered series (`EX-000001`, ...), taken in

@@ -26,6 +26,10 @@ pub struct Log {
     pub(crate) erasures: Tree,
     pub(crate) room_index: Tree,
     pub(crate) pending_purges: Tree,
+    pub(crate) pending_decryptions: Tree,
+    pub(crate) session_index: Tree,
+    pub(crate) decryptions: Tree,
+    pub(crate) coverage_gaps: Tree,
 }
 
 /// Where the erasure of a record is on record.
@@ -56,6 +60,10 @@ impl Log {
             erasures: store.tree(cf::SEQ_ERASURE)?,
             room_index: store.tree(cf::ROOMID_SEQ)?,
             pending_purges: store.tree(cf::EVENTID_PENDINGPURGE)?,
+            pending_decryptions: store.tree(cf::SEQ_PENDINGDECRYPTION)?,
+            session_index: store.tree(cf::ROOMID_SESSIONID_SEQ)?,
+            decryptions: store.tree(cf::SEQ_DECRYPTIONSEQ)?,
+            coverage_gaps: store.tree(cf::ROOMID_COVERAGEGAP)?,
         })
     }
 

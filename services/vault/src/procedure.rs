@@ -573,7 +573,7 @@ impl Vault {
                     "subject": erasure.reference,
                     "details": { "erased_seq": erasure.erased_seq },
                 })),
-                Entry::Event(_) => {}
+                Entry::Event(_) | Entry::Decryption(_) => {}
             }
         }
         Ok(out)

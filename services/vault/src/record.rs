@@ -28,6 +28,21 @@ pub enum Entry {
     /// The content of record `erased_seq` was destroyed (its data key and
     /// media copies). Holds no personal data: only the decision's reference.
     Erasure(ErasureEntry),
+    /// The plaintext of an encrypted event record, and the Megolm session
+    /// key that decrypts that record's ciphertext to it, both sealed.
+    Decryption(DecryptionEntry),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecryptionEntry {
+    /// The record of the encrypted event, as it was captured.
+    pub ciphertext_seq: u64,
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    /// `{"plaintext": <the decrypted JSON text, exactly>, "session_key":
+    /// <the exported room key>}`, sealed with the record's data key.
+    pub sealed: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +117,7 @@ impl Record {
         match &self.entry {
             Entry::Event(event) => Some(&event.sealed),
             Entry::Procedure(step) => Some(&step.sealed),
+            Entry::Decryption(decryption) => Some(&decryption.sealed),
             Entry::Erasure(_) => None,
         }
     }

@@ -18,6 +18,7 @@ use chacha20poly1305::{
     AeadCore, KeyInit, XChaCha20Poly1305, XNonce,
     aead::{Aead, OsRng, Payload},
 };
+use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{Error, Result};
@@ -78,6 +79,18 @@ impl VaultKey {
 
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_slice().into())
+    }
+
+    /// A key for another store that must open only with the vault key (the
+    /// archive member's crypto store), one per `purpose`. One-way: it tells
+    /// nothing of the vault key.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let mut hash = Sha256::new();
+        hash.update(b"archipel vault key derivation v1\0");
+        hash.update(purpose.as_bytes());
+        hash.update(b"\0");
+        hash.update(self.0.as_slice());
+        Zeroizing::new(hash.finalize().into())
     }
 
     /// Wraps a record's data key, bound to that record.

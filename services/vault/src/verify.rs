@@ -81,6 +81,13 @@ pub enum Finding {
         recorded: u64,
         found: u64,
     },
+    /// A decryption record's plaintext is not what its session key makes of
+    /// the ciphertext record it names.
+    DecryptionMismatch {
+        seq: u64,
+        ciphertext_seq: u64,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -129,6 +136,14 @@ impl fmt::Display for Finding {
                 f,
                 "the log says it holds {recorded} records, {found} were found"
             ),
+            Self::DecryptionMismatch {
+                seq,
+                ciphertext_seq,
+                reason,
+            } => write!(
+                f,
+                "decryption record {seq} does not follow from record {ciphertext_seq}: {reason}"
+            ),
         }
     }
 }
@@ -146,6 +161,10 @@ pub struct Report {
     /// The newest valid checkpoint: size.
     pub latest_checkpoint: Option<u64>,
     pub findings: Vec<Finding>,
+    /// Each decryption record and the ciphertext record it names, for the
+    /// check that needs the vault key ([`crate::Vault::verify_decryptions`]).
+    #[serde(skip)]
+    pub decryptions: Vec<(u64, u64)>,
 }
 
 impl Report {
@@ -200,6 +219,7 @@ pub fn verify(
     // once their erasure entry (later in the log) is read.
     let mut erased = std::collections::HashSet::new();
     let mut deferred: Vec<Finding> = Vec::new();
+    let mut decryptions = Vec::new();
 
     let mut check_checkpoints = |frontier: &Frontier, findings: &mut Vec<Finding>| {
         while let Some(&&(size, root)) = pending_checkpoints.peek() {
@@ -244,8 +264,14 @@ pub fn verify(
                 if record.sealed().is_some() && !log.has_data_key(seq)? {
                     deferred.push(Finding::DataKeyMissing { seq });
                 }
-                if let Entry::Erasure(erasure) = &record.entry {
-                    erased.insert(erasure.erased_seq);
+                match &record.entry {
+                    Entry::Erasure(erasure) => {
+                        erased.insert(erasure.erased_seq);
+                    }
+                    Entry::Decryption(decryption) => {
+                        decryptions.push((seq, decryption.ciphertext_seq));
+                    }
+                    Entry::Event(_) | Entry::Procedure(_) => {}
                 }
             }
             Err(e) => findings.push(Finding::Unreadable {
@@ -299,6 +325,7 @@ pub fn verify(
         checkpoints_checked: signed.len(),
         latest_checkpoint: signed.iter().map(|c| c.0).filter(|&s| s <= found).max(),
         findings,
+        decryptions,
     })
 }
 

@@ -156,7 +156,11 @@ fn check_line(
                     line.seq
                 ));
             }
-            check_attachments(&line, &record, &key, conversation)
+            check_attachments(&line, &record, &key, conversation)?;
+            match &line.decryption {
+                Some(decryption) => check_decryption(line.seq, original, decryption, checkpoint),
+                None => Ok(()),
+            }
         }
         (None, None, Some(reference)) => check_erasure(&line, reference, checkpoint),
         _ => Err(format!(
@@ -248,6 +252,57 @@ fn check_inclusion(
             "record {seq} is not in the signed log (its proof does not reach the checkpoint's root)"
         ))
     }
+}
+
+/// A decryption shown for record `seq`: its record is in the signed log,
+/// names record `seq`, seals exactly the plaintext and session key shown,
+/// and that session key decrypts the archived ciphertext to that plaintext.
+fn check_decryption(
+    seq: u64,
+    ciphertext: Value,
+    decryption: &super::DecryptionProof,
+    checkpoint: &Checkpoint,
+) -> std::result::Result<(), String> {
+    let dseq = decryption.seq;
+    check_inclusion(dseq, &decryption.record, &decryption.proof, checkpoint)?;
+    let record = Record::from_bytes(decryption.record.as_bytes())
+        .map_err(|e| format!("the decryption record of {seq} does not parse: {e}"))?;
+    let Entry::Decryption(entry) = &record.entry else {
+        return Err(format!("record {dseq} is not a decryption record"));
+    };
+    if record.seq != dseq || entry.ciphertext_seq != seq {
+        return Err(format!(
+            "record {dseq} is shown as the decryption of {seq}, but is not"
+        ));
+    }
+    let key: [u8; 32] = B64
+        .decode(&decryption.data_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or("the decryption's data key is not 32 base64 bytes")?;
+    let sealed = B64
+        .decode(&entry.sealed)
+        .map_err(|_| "the sealed decryption is not base64")?;
+    let plain = DataKey::from_bytes(key)
+        .open(&sealed, dseq, 0)
+        .map_err(|_| format!("record {dseq}: the data key does not open the record"))?;
+    let sealed: Value = serde_json::from_slice(&plain)
+        .map_err(|_| format!("record {dseq}: the sealed content is not JSON"))?;
+    if sealed["plaintext"] != decryption.plaintext.as_str()
+        || sealed["session_key"] != decryption.session_key
+    {
+        return Err(format!(
+            "record {dseq}: the plaintext or session key shown differs from the archived one"
+        ));
+    }
+    let derived = crate::megolm::decrypt(&ciphertext, &decryption.session_key.to_string())
+        .map_err(|e| format!("record {dseq}: {e}"))?;
+    if derived != decryption.plaintext {
+        return Err(format!(
+            "record {dseq}: its session key decrypts record {seq} to another plaintext"
+        ));
+    }
+    Ok(())
 }
 
 /// An erased record's line carries the erasure entry, proven in the log,

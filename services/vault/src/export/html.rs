@@ -67,7 +67,7 @@ pub(crate) fn escape(text: &str) -> String {
 }
 
 /// `2026-11-23 14:05:09 CET`, in Europe/Amsterdam.
-pub(crate) fn amsterdam_time(ms: u64) -> String {
+pub fn amsterdam_time(ms: u64) -> String {
     let Ok(timestamp) = jiff::Timestamp::from_millisecond(ms as i64) else {
         return format!("{ms} ms");
     };
@@ -187,9 +187,20 @@ fn replaced(event: &Value) -> Option<&str> {
 }
 
 fn describe(event: &Value, o: &Opened, link: &dyn Fn(&str) -> String) -> String {
+    let kind = event["type"].as_str().unwrap_or(&o.entry.event_type);
+    let mut out = describe_kind(kind, event, o, link);
+    if let Some(record) = o.decrypted_by {
+        out.push_str(&format!(
+            "<div class=\"note\">end-to-end encrypted; decrypted by the archive (record #{record})</div>"
+        ));
+    }
+    out
+}
+
+fn describe_kind(kind: &str, event: &Value, o: &Opened, link: &dyn Fn(&str) -> String) -> String {
     let text = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
     let body = |t: &str| format!("<div class=\"body\">{}</div>", escape(t));
-    match o.entry.event_type.as_str() {
+    match kind {
         "m.room.message" if replaced(event).is_some() => format!(
             "Edit of {}: {}",
             link(replaced(event).unwrap_or_default()),
@@ -221,10 +232,9 @@ fn describe(event: &Value, o: &Opened, link: &dyn Fn(&str) -> String) -> String 
                 .map(|r| format!(": {}", escape(r)))
                 .unwrap_or_default()
         ),
-        "m.room.encrypted" => {
-            "<em>End-to-end encrypted message: only the participants' devices hold its keys.</em>"
-                .into()
-        }
+        "m.room.encrypted" => "<em class=\"erased\">End-to-end encrypted message whose room key \
+             never reached the archive: its content is a gap in the archive.</em>"
+            .into(),
         "m.reaction" => format!(
             "Reacted {} to {}",
             escape(text("/content/m.relates_to/key").unwrap_or_default()),

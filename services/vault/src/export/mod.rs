@@ -21,6 +21,8 @@
 pub mod check;
 mod html;
 
+pub use html::amsterdam_time;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
@@ -66,6 +68,10 @@ pub struct ExportSummary {
     pub conversations: usize,
     pub records: u64,
     pub erased: u64,
+    /// Encrypted events shown with their plaintext...
+    pub decrypted: u64,
+    /// ...and those whose room key never reached the archive.
+    pub undecrypted: u64,
     pub attachments: u64,
     pub checkpoint_size: u64,
 }
@@ -91,6 +97,27 @@ pub struct ExportLine {
     /// For an erased record: the erasure entry, proven in the same log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureProof>,
+    /// For an encrypted event the archive decrypted: the decryption record,
+    /// proven in the same log, opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<DecryptionProof>,
+}
+
+/// The decryption record of an encrypted event, its inclusion proof and
+/// data key, and what it holds: `verify-export` decrypts the line's
+/// ciphertext with the session key and compares the plaintext.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecryptionProof {
+    pub seq: u64,
+    /// The decryption record exactly as hashed into the log.
+    pub record: String,
+    pub proof: Vec<String>,
+    /// Base64 data key of the decryption record.
+    pub data_key: String,
+    /// The decrypted event JSON text, exactly as encrypted.
+    pub plaintext: String,
+    /// The exported room key that decrypts the ciphertext.
+    pub session_key: Value,
 }
 
 /// The erasure entry of an erased record and its inclusion proof: an export
@@ -126,6 +153,9 @@ pub(crate) struct Opened {
     pub display_name: String,
     /// (part, file name in `attachments/`).
     pub attachments: Vec<(u32, String)>,
+    /// The decryption record an encrypted event is shown from; `event` is
+    /// then the decrypted event.
+    pub decrypted_by: Option<u64>,
 }
 
 impl Vault {
@@ -141,6 +171,42 @@ impl Vault {
             .map(|h| B64.encode(h))
             .collect();
         Ok((record, proof))
+    }
+
+    /// The decryption record of event record `seq` within the first `size`
+    /// records, proven and opened; `None` when it has none (or it came later).
+    fn decryption_proof(&self, seq: u64, size: u64) -> Result<Option<DecryptionProof>> {
+        let Some(dseq) = self.decryption_of(seq)?.filter(|&d| d < size) else {
+            return Ok(None);
+        };
+        let key = match self.data_key(dseq) {
+            Ok(key) => key,
+            Err(Error::Erased { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bytes = self
+            .log
+            .record_bytes(dseq)?
+            .ok_or_else(|| Error::NotFound(format!("record {dseq} is not in the vault")))?;
+        let Entry::Decryption(entry) = Record::from_bytes(&bytes)
+            .map_err(|e| Error::Corrupt(format!("record {dseq} does not parse: {e}")))?
+            .entry
+        else {
+            return Err(Error::Corrupt(format!(
+                "record {dseq} is filed as the decryption of {seq} but is none"
+            )));
+        };
+        let opened =
+            crate::decryption::decrypted_from(dseq, open_sealed_with(&key, dseq, &entry.sealed)?)?;
+        let (record, proof) = self.proven(dseq, bytes, size)?;
+        Ok(Some(DecryptionProof {
+            seq: dseq,
+            record,
+            proof,
+            data_key: B64.encode(key.expose()),
+            plaintext: opened.plaintext,
+            session_key: opened.session_key,
+        }))
     }
 
     fn erasure_proof(&self, seq: u64, size: u64) -> Result<ErasureProof> {
@@ -275,6 +341,22 @@ impl Vault {
                         summary.attachments += 1;
                     }
                 }
+                let decryption = match &event {
+                    Some(_) if entry.event_type == "m.room.encrypted" => {
+                        self.decryption_proof(seq, size)?
+                    }
+                    _ => None,
+                };
+                if entry.event_type == "m.room.encrypted" && erased.is_none() {
+                    summary.decrypted += u64::from(decryption.is_some());
+                    summary.undecrypted += u64::from(decryption.is_none());
+                }
+                let shown = match (&event, &decryption) {
+                    (Some(event), Some(decryption)) => {
+                        Some(clear_event(event, &decryption.plaintext))
+                    }
+                    _ => event.clone(),
+                };
                 let (record, proof) = self.proven(seq, bytes, size)?;
                 let line = ExportLine {
                     seq,
@@ -289,6 +371,7 @@ impl Vault {
                         .as_ref()
                         .map(|e| self.erasure_proof(e.record, size))
                         .transpose()?,
+                    decryption: decryption.clone(),
                 };
                 lines.push(serde_json::to_string(&line).expect("lines serialize"));
                 summary.records += 1;
@@ -297,9 +380,10 @@ impl Vault {
                     seq,
                     display_name: context.display_name(&entry.sender),
                     entry,
-                    event,
+                    event: shown,
                     erased,
                     attachments: files,
+                    decrypted_by: decryption.map(|d| d.seq),
                 });
                 done += 1;
                 if done % 1024 == 0 {
@@ -333,6 +417,17 @@ pub fn parse_time(text: &str) -> std::result::Result<u64, String> {
 }
 
 /// A folder name for a room: its ID made safe for file systems.
+/// An encrypted event as its participants saw it: its `type` and
+/// `content` from the plaintext, the rest (sender, time, ID) as logged.
+fn clear_event(event: &Value, plaintext: &str) -> Value {
+    let mut clear = event.clone();
+    if let Ok(mut plain) = serde_json::from_str::<Value>(plaintext) {
+        clear["type"] = plain["type"].take();
+        clear["content"] = plain["content"].take();
+    }
+    clear
+}
+
 fn unique_name(room: &str, taken: &mut BTreeSet<String>) -> String {
     let base: String = room
         .trim_start_matches('!')

@@ -1,0 +1,332 @@
+//! Decryption records: the plaintext of encrypted events, linked to the
+//! ciphertext records they were decrypted from.
+//!
+//! Capture keeps an encrypted event exactly as the server received it, and
+//! notes in the same batch which Megolm session and message index it needs
+//! (a *pending* decryption). When the archive member's device holds that
+//! session's key, [`Vault::record_decryptions`] decrypts the logged
+//! ciphertext with it and appends a decryption record: the plaintext and
+//! the session key, sealed. The pending note goes in the same batch. A
+//! pending decryption that never resolves is a gap, listed by
+//! [`Vault::pending_decryptions`], never a silent one.
+
+use archipel_store::{Batch, key};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{
+    Error, Result, Vault,
+    log::META_SIZE,
+    megolm::{self, SessionRef},
+    now_ms,
+    record::{DecryptionEntry, Entry, EventEntry, Record},
+    seal::DataKey,
+};
+
+/// An encrypted event record still waiting for its room key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDecryption {
+    /// The encrypted event's record.
+    pub seq: u64,
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    /// The sending device, as the event's content names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub origin_server_ts: u64,
+    pub session_id: String,
+    pub message_index: u32,
+}
+
+/// A decryption record, opened.
+#[derive(Clone, Debug)]
+pub struct Decrypted {
+    /// The decryption record's own sequence number.
+    pub seq: u64,
+    /// The decrypted event JSON (`type`, `content`, `room_id`), as text.
+    pub plaintext: String,
+    /// The exported room key that decrypts the ciphertext record.
+    pub session_key: Value,
+}
+
+/// The pending note of an encrypted event being captured, if it is a
+/// Megolm message: written in the capture's own batch.
+pub(crate) fn note_pending(
+    vault: &Vault,
+    batch: &mut Batch,
+    seq: u64,
+    entry: &EventEntry,
+    event: &str,
+) {
+    if entry.event_type != "m.room.encrypted" {
+        return;
+    }
+    let content = serde_json::from_str::<Value>(event)
+        .map(|mut event| event["content"].take())
+        .unwrap_or_default();
+    let Some(SessionRef {
+        session_id,
+        message_index,
+        device_id,
+    }) = megolm::session_of(&content)
+    else {
+        return;
+    };
+    let pending = PendingDecryption {
+        seq,
+        room_id: entry.room_id.clone(),
+        event_id: entry.event_id.clone(),
+        sender: entry.sender.clone(),
+        device_id,
+        origin_server_ts: entry.origin_server_ts,
+        session_id,
+        message_index,
+    };
+    let log = vault.log();
+    batch.put(
+        &log.session_index,
+        session_key(&pending.room_id, &pending.session_id, seq),
+        b"",
+    );
+    batch.put_json(&log.pending_decryptions, seq.to_be_bytes(), &pending);
+}
+
+fn session_key(room_id: &str, session_id: &str, seq: u64) -> Vec<u8> {
+    key::with_u64(key::key([room_id.as_bytes(), session_id.as_bytes()]), seq)
+}
+
+impl Vault {
+    /// Pending decryptions after record `after` (all with `None`), in log
+    /// order, at most `limit`.
+    pub fn pending_decryptions(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<PendingDecryption>> {
+        let from = after.map_or(0, |seq| seq + 1);
+        let mut out = Vec::new();
+        for row in self
+            .log()
+            .pending_decryptions
+            .scan_from(from.to_be_bytes().to_vec(), Vec::new())
+            .take(limit)
+        {
+            let (_, value) = row?;
+            out.push(decode_pending(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// How many encrypted events wait for their key.
+    pub fn pending_decryption_count(&self) -> Result<u64> {
+        let mut count = 0;
+        for row in self.log().pending_decryptions.iter() {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Event record `seq`'s pending decryption, if it waits for its key.
+    pub fn pending_decryption(&self, seq: u64) -> Result<Option<PendingDecryption>> {
+        self.log()
+            .pending_decryptions
+            .get(seq.to_be_bytes())?
+            .map(|value| decode_pending(&value))
+            .transpose()
+    }
+
+    /// How many encrypted events have their decryption record.
+    pub fn decryption_count(&self) -> Result<u64> {
+        let mut count = 0;
+        for row in self.log().decryptions.iter() {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The pending decryptions of one Megolm session.
+    pub fn pending_in_session(
+        &self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<PendingDecryption>> {
+        let prefix = key::prefix([room_id.as_bytes(), session_id.as_bytes()]);
+        let mut out = Vec::new();
+        for row in self.log().session_index.scan_prefix(prefix) {
+            let (k, _) = row?;
+            let Some((_, seq)) = key::split_last_u64(&k) else {
+                continue;
+            };
+            if let Some(value) = self.log().pending_decryptions.get(seq.to_be_bytes())? {
+                out.push(decode_pending(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The decryption record of event record `seq`, if it has one.
+    pub fn decryption_of(&self, seq: u64) -> Result<Option<u64>> {
+        Ok(self.log().decryptions.get_u64(seq.to_be_bytes())?)
+    }
+
+    /// Opens decryption record `seq`. Requires the vault key.
+    pub fn open_decryption(&self, seq: u64) -> Result<Decrypted> {
+        let record = self.log().record(seq)?;
+        let Entry::Decryption(entry) = &record.entry else {
+            return Err(Error::NotFound(format!(
+                "record {seq} is not a decryption record"
+            )));
+        };
+        let sealed = self.open_sealed(seq, &entry.sealed)?;
+        decrypted_from(seq, sealed)
+    }
+
+    /// Appends a decryption record for each `(event record, session key)`
+    /// whose key decrypts the logged ciphertext to a plaintext of its room,
+    /// in one durable batch; each such event is no longer pending. A key
+    /// that does not decrypt its record is logged and leaves it pending.
+    /// Returns the sequence numbers of the records appended.
+    pub fn record_decryptions(&self, found: Vec<(u64, String)>) -> Result<Vec<u64>> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut frontier = writer.frontier.clone();
+        let mut batch = Batch::new();
+        let mut appended = Vec::new();
+        let now = now_ms();
+        for (ciphertext_seq, session_key) in found {
+            let Some(pending) = self.pending_decryption(ciphertext_seq)? else {
+                continue; // decrypted already, or erased meanwhile
+            };
+            let event = match self.open_event(ciphertext_seq) {
+                Ok(event) => event,
+                Err(Error::Erased { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let plaintext = match megolm::decrypt(&event, &session_key) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    tracing::warn!(seq = ciphertext_seq, event_id = %pending.event_id, error = %e,
+                        "a session key did not decrypt an archived event; it stays pending");
+                    continue;
+                }
+            };
+            let session_key: Value = serde_json::from_str(&session_key)
+                .map_err(|e| Error::Corrupt(format!("session key: {e}")))?;
+            let seq = frontier.size();
+            let key = DataKey::generate();
+            let details = json!({ "plaintext": plaintext, "session_key": session_key });
+            let plain = serde_json::to_vec(&details).expect("JSON values serialize");
+            let record = Record {
+                seq,
+                captured_ts: now,
+                entry: Entry::Decryption(DecryptionEntry {
+                    ciphertext_seq,
+                    room_id: pending.room_id.clone(),
+                    event_id: pending.event_id.clone(),
+                    sender: pending.sender.clone(),
+                    sealed: B64.encode(key.seal(&plain, seq, 0)),
+                }),
+            };
+            self.append(&mut batch, &mut frontier, &record, Some(&key));
+            let log = self.log();
+            batch.put(
+                &log.decryptions,
+                ciphertext_seq.to_be_bytes(),
+                seq.to_be_bytes(),
+            );
+            batch.put(
+                &log.room_index,
+                crate::log::Log::room_key(&pending.room_id, seq),
+                b"",
+            );
+            batch.delete(&log.pending_decryptions, ciphertext_seq.to_be_bytes());
+            batch.delete(&log.session_index, session_key_of(&pending));
+            appended.push(seq);
+        }
+        if appended.is_empty() {
+            return Ok(appended);
+        }
+        batch.put(&self.log().meta, META_SIZE, frontier.size().to_be_bytes());
+        self.store().commit(batch)?;
+        writer.frontier = frontier;
+        self.checkpoint_if_due(&mut writer, false)?;
+        Ok(appended)
+    }
+}
+
+impl Vault {
+    /// Decrypts the ciphertext record of each decryption record in
+    /// `decryptions` (from [`crate::verify::verify`]'s report) with the
+    /// session key it holds, and names each whose plaintext differs. Pairs
+    /// with an erased side are skipped: their content is gone on purpose.
+    pub fn verify_decryptions(
+        &self,
+        decryptions: &[(u64, u64)],
+    ) -> Result<Vec<crate::verify::Finding>> {
+        let mut findings = Vec::new();
+        for &(seq, ciphertext_seq) in decryptions {
+            let mismatch = |reason: String| crate::verify::Finding::DecryptionMismatch {
+                seq,
+                ciphertext_seq,
+                reason,
+            };
+            if ciphertext_seq >= seq {
+                findings.push(mismatch("it names a later record".into()));
+                continue;
+            }
+            let decrypted = match self.open_decryption(seq) {
+                Ok(decrypted) => decrypted,
+                Err(Error::Erased { .. }) => continue,
+                Err(e) => {
+                    findings.push(mismatch(e.to_string()));
+                    continue;
+                }
+            };
+            let event = match self.open_event(ciphertext_seq) {
+                Ok(event) => event,
+                Err(Error::Erased { .. }) => continue,
+                Err(e) => {
+                    findings.push(mismatch(e.to_string()));
+                    continue;
+                }
+            };
+            match megolm::decrypt(&event, &decrypted.session_key.to_string()) {
+                Ok(plaintext) if plaintext == decrypted.plaintext => {}
+                Ok(_) => findings.push(mismatch(
+                    "its session key decrypts the ciphertext to another plaintext".into(),
+                )),
+                Err(e) => findings.push(mismatch(e.to_string())),
+            }
+        }
+        Ok(findings)
+    }
+}
+
+fn session_key_of(pending: &PendingDecryption) -> Vec<u8> {
+    session_key(&pending.room_id, &pending.session_id, pending.seq)
+}
+
+fn decode_pending(value: &[u8]) -> Result<PendingDecryption> {
+    serde_json::from_slice(value)
+        .map_err(|e| Error::Corrupt(format!("a pending decryption note: {e}")))
+}
+
+/// A decryption record's sealed details, read.
+pub(crate) fn decrypted_from(seq: u64, mut sealed: Value) -> Result<Decrypted> {
+    let plaintext = match sealed["plaintext"].take() {
+        Value::String(text) => text,
+        _ => {
+            return Err(Error::Corrupt(format!(
+                "decryption record {seq} holds no plaintext"
+            )));
+        }
+    };
+    Ok(Decrypted {
+        seq,
+        plaintext,
+        session_key: sealed["session_key"].take(),
+    })
+}
