@@ -68,9 +68,15 @@ impl Unsynced {
     }
 }
 
-/// Runs until `stop` turns true, then drains what is visible and signs a
-/// final checkpoint.
-pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Receiver<bool>) {
+/// Moves captured events into the vault until `stop` turns true, then
+/// drains what is visible and signs a final checkpoint. `captured` is told
+/// after each batch (the decryption of encrypted events waits on it).
+pub async fn run(
+    services: Arc<Services>,
+    vault: Arc<Vault>,
+    captured: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut unsynced = Unsynced::default();
@@ -84,6 +90,9 @@ pub async fn run(services: Arc<Services>, vault: Arc<Vault>, mut stop: watch::Re
         // the loop with that event still in the outbox.)
         let stopping = *stop.borrow_and_update();
         let drained = drain(&services, &vault, &mut unsynced).await;
+        if drained.is_ok() {
+            captured.notify_one();
+        }
         let synced = if stopping || unsynced.due() {
             unsynced.sync(&services, &vault).await
         } else {

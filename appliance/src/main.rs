@@ -1,10 +1,12 @@
 //! `archipel`: the one binary of the Archipel appliance.
 
 mod admin;
+mod archive_device;
 mod backup;
 mod capture;
 mod cli;
 mod config;
+mod decryption;
 mod erasure;
 mod node;
 mod provision;

@@ -1,4 +1,5 @@
-//! Opening a node's data: one store, and the homeserver and vault over it.
+//! Opening a node's data: the homeserver's database and the vault's, and
+//! the homeserver and vault over them.
 
 use std::{path::Path, sync::Arc};
 
@@ -136,6 +137,9 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
     )
     .context("starting the homeserver")?;
     let vault = open_vault(config, vault_store).context("opening the archive vault")?;
+    if let Some(archive) = &homeserver.services.archive_member {
+        vault.watch_archive_member(archive.as_str());
+    }
     if scratch.is_none() {
         crate::erasure::complete_purges(&homeserver.services, &vault)
             .context("finishing an interrupted erasure")?;

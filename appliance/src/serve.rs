@@ -8,7 +8,7 @@ use axum::serve::ListenerExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::{admin, capture, config::Config, node, witness};
+use crate::{admin, archive_device, capture, config::Config, decryption, node, witness};
 
 pub fn run(config: Config) -> Result<()> {
     // ruma's auth checks narrate every event at info level; keep them for debugging only.
@@ -46,13 +46,54 @@ async fn serve(config: Config) -> Result<()> {
         }
     });
     let (stop_capture, capture_stopped) = tokio::sync::watch::channel(false);
+    let captured = Arc::new(tokio::sync::Notify::new());
     let capture = config.homeserver.archive_capture.then(|| {
         tokio::spawn(capture::run(
             services.clone(),
             node.vault.clone(),
+            captured.clone(),
             capture_stopped,
         ))
     });
+    let archive_device = archive_device::start(
+        &services,
+        homeserver.router(),
+        &node.vault,
+        &config.node.data_dir,
+    )
+    .await
+    .context("starting the archive member's device")?;
+    // The device syncs for room keys; the worker decrypts the vault's
+    // encrypted events with them.
+    let (stop_decryption, decryption_stopped) = tokio::sync::watch::channel(false);
+    let (archive_syncing, decrypting) = match archive_device {
+        Some(device) => {
+            let (keys, received) = tokio::sync::mpsc::unbounded_channel();
+            let syncing = {
+                let device = device.clone();
+                tokio::spawn(async move {
+                    device
+                        .run(|infos| {
+                            let sessions = infos
+                                .into_iter()
+                                .map(|info| (info.room_id, info.session_id))
+                                .collect();
+                            let _ = keys.send(sessions);
+                        })
+                        .await
+                })
+            };
+            let decrypting = tokio::spawn(decryption::run(
+                node.vault.clone(),
+                device,
+                captured.clone(),
+                received,
+                decryption_stopped,
+            ));
+            (Some(syncing), Some(decrypting))
+        }
+        None => (None, None),
+    };
     let admin_path = admin::socket_path(&config);
     let admin_listener = admin::bind(&admin_path)?;
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
@@ -126,10 +167,10 @@ async fn serve(config: Config) -> Result<()> {
     // The one line scripts and tests wait for.
     let mut ready = format!("archipel ready: client API at http://{address}");
     if let Some(https) = https_address {
-        ready += &format!(" and https://{https}");
+        ready.push_str(&format!(" and https://{https}"));
     }
     if let Some(federation) = federation_address {
-        ready += &format!(", federation at https://{federation}");
+        ready.push_str(&format!(", federation at https://{federation}"));
     }
     println!("{ready}, server name {}", config.homeserver.server_name);
     crate::systemd::notify("READY=1");
@@ -152,6 +193,9 @@ async fn serve(config: Config) -> Result<()> {
     crate::systemd::notify("STOPPING=1");
     housekeeping.abort();
     trimming.abort();
+    if let Some(syncing) = archive_syncing {
+        syncing.abort();
+    }
     if let Some(sender) = sender {
         sender.abort();
     }
@@ -177,6 +221,10 @@ async fn serve(config: Config) -> Result<()> {
         tracing::info!("shutting down: archiving the last events");
         let _ = stop_capture.send(true);
         capture.await.context("the capture pump failed")?;
+    }
+    let _ = stop_decryption.send(true);
+    if let Some(decrypting) = decrypting {
+        let _ = decrypting.await;
     }
     tracing::info!("shutting down: flushing the database");
     services.store.flush().context("flushing the database")?;

@@ -390,6 +390,7 @@ pub fn execute(
                         "capture_cursor": log.capture_cursor()?,
                         "latest_checkpoint": checkpoint,
                         "verifier_key": verifier,
+                        "encrypted": encryption_status(vault)?,
                     })
                 );
             } else {
@@ -401,21 +402,27 @@ pub fn execute(
                     None => say!(out, "checkpoint:    none signed yet"),
                 }
                 say!(out, "verifier key:  {verifier}");
+                print_encryption(out, &encryption_status(vault)?)?;
             }
             Ok(())
         }
         VaultCommand::Verify { json } => {
             let media_dir = config.node.data_dir.join("vault").join("media");
-            let report = with_progress(json, "verifying", |progress| {
+            let mut report = with_progress(json, "verifying", |progress| {
                 verify::verify(log, &media_dir, &vault.verifying_key(), progress)
             })?;
+            let mismatches = vault.verify_decryptions(&report.decryptions)?;
+            report.findings.extend(mismatches);
             let witnessing = vault.witness_status()?;
+            let encryption = encryption_status(vault)?;
             if json {
                 let mut value = serde_json::to_value(&report)?;
                 value["witnessing"] = serde_json::to_value(&witnessing)?;
+                value["encrypted"] = serde_json::to_value(&encryption)?;
                 say!(out, "{value}");
             } else {
                 print_report(out, vault.origin(), &report)?;
+                print_encryption(out, &encryption)?;
                 print_witnessing(out, &witnessing)?;
             }
             if report.ok() {
@@ -526,6 +533,21 @@ pub fn execute(
             let seq = resolve(log, &record)?;
             let event = vault.open_event(seq)?;
             say!(out, "{}", serde_json::to_string_pretty(&event)?);
+            if let Some(decryption) = vault.decryption_of(seq)? {
+                let decrypted = vault.open_decryption(decryption)?;
+                let plaintext: serde_json::Value = serde_json::from_str(&decrypted.plaintext)
+                    .context("the decrypted plaintext is not JSON")?;
+                say!(out, "decrypted by record {decryption}:");
+                say!(out, "{}", serde_json::to_string_pretty(&plaintext)?);
+            } else if let Some(gap) = vault.pending_decryption(seq)? {
+                say!(
+                    out,
+                    "not decrypted: the archive member never received the room key \
+                     (session {}, from device {})",
+                    gap.session_id,
+                    gap.device_id.as_deref().unwrap_or("unknown")
+                );
+            }
             Ok(())
         }
         VaultCommand::RecordsManager { command } => match command {
@@ -831,6 +853,74 @@ fn print_report(out: &mut dyn Write, origin: &str, report: &verify::Report) -> R
             out,
             "  ... and {} more (use --json for all)",
             report.findings.len() - SHOWN
+        );
+    }
+    Ok(())
+}
+
+/// Encrypted events in the vault: how many are decrypted, and the ones
+/// whose room key never reached the archive member (the gaps).
+#[derive(serde::Serialize)]
+struct EncryptionStatus {
+    decrypted: u64,
+    undecrypted: u64,
+    /// The first gaps, oldest first.
+    gaps: Vec<archipel_vault::decryption::PendingDecryption>,
+    /// Rooms the archive member was removed from: nothing said there since
+    /// is decrypted.
+    removed_from: Vec<archipel_vault::coverage::CoverageGap>,
+}
+
+/// How many gaps `vault status` and `vault verify` name one by one.
+const GAPS_SHOWN: usize = 50;
+
+fn encryption_status(vault: &archipel_vault::Vault) -> Result<EncryptionStatus> {
+    Ok(EncryptionStatus {
+        decrypted: vault.decryption_count()?,
+        undecrypted: vault.pending_decryption_count()?,
+        gaps: vault.pending_decryptions(None, GAPS_SHOWN)?,
+        removed_from: vault.coverage_gaps()?,
+    })
+}
+
+fn print_encryption(out: &mut dyn Write, status: &EncryptionStatus) -> Result<()> {
+    for gap in &status.removed_from {
+        say!(
+            out,
+            "ALARM: the archive member was removed from {} by {} ({}) at {}: \
+             encrypted messages there since are not decrypted",
+            gap.room_id,
+            gap.by,
+            gap.membership,
+            archipel_vault::export::amsterdam_time(gap.since_ts)
+        );
+    }
+    if status.decrypted == 0 && status.undecrypted == 0 {
+        return Ok(());
+    }
+    say!(
+        out,
+        "encrypted:     {} decrypted, {} without their room key",
+        status.decrypted,
+        status.undecrypted
+    );
+    for gap in &status.gaps {
+        say!(
+            out,
+            "  GAP: record {} ({}) in {} from {} (device {}), sent {}",
+            gap.seq,
+            gap.event_id,
+            gap.room_id,
+            gap.sender,
+            gap.device_id.as_deref().unwrap_or("unknown"),
+            archipel_vault::export::amsterdam_time(gap.origin_server_ts)
+        );
+    }
+    if status.undecrypted > status.gaps.len() as u64 {
+        say!(
+            out,
+            "  ... and {} more (use --json for the first {GAPS_SHOWN})",
+            status.undecrypted - status.gaps.len() as u64
         );
     }
     Ok(())

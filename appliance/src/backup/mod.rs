@@ -14,6 +14,8 @@
 //!   links, no copied bytes) and is removed when the backup is written.
 //!   Erasures wait for it (they take the same admin lock), so a record is
 //!   never erased in one copy and not the other.
+//!   The archive member's crypto store (its room keys) is copied after the
+//!   vault, by SQLite's `VACUUM INTO`.
 //! - **The sources**: the snapshot, the node key (`signing.key`), its
 //!   server name, the vault key of a development node, and on a production
 //!   node the configuration and the files that make the node's identity
@@ -321,6 +323,13 @@ pub fn snapshot(
         Ok(frozen.checkpoint.clone())
     });
     snapshot.vault_checkpoint = made.context("holding the vault still")??;
+    // After the vault: every encrypted event it holds has had its chance to
+    // bring its room key into the device's store first.
+    archipel_archive_member::copy_store(
+        &data_dir.join(crate::archive_device::STORE_DIR),
+        &snapshot.dir().join(crate::archive_device::STORE_DIR),
+    )
+    .context("copying the archive member's crypto store")?;
     Ok(snapshot)
 }
 
@@ -376,6 +385,10 @@ pub fn sources(config: &Config, snapshot: &Snapshot) -> (Vec<Source>, BTreeMap<S
     ];
     if data_dir.join("vault.key").is_file() {
         sources.push(Source::new("vault.key", data_dir.join("vault.key")));
+    }
+    let device_store = snap.join(crate::archive_device::STORE_DIR);
+    if device_store.is_dir() {
+        sources.push(Source::new(crate::archive_device::STORE_DIR, device_store));
     }
     let mut metadata = BTreeMap::new();
     metadata.insert(

@@ -6,6 +6,7 @@ mod client;
 mod harness;
 
 mod acme;
+mod archive_member;
 mod backup;
 mod chat;
 mod cli;

@@ -1,0 +1,79 @@
+//! The archive member's device in a running node: its crypto store (in
+//! `archive-member/` of the data folder, sealed with a key derived from the
+//! vault key), signed in by the node itself, talking to the node's own
+//! router in process.
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::{Context, Result};
+use archipel_archive_member::{ArchiveMember, DeviceStore, Transport, TransportFuture};
+use archipel_homeserver::Services;
+use archipel_vault::Vault;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// What the crypto store's key is derived for.
+const STORE_KEY_PURPOSE: &str = "archive member crypto store";
+/// The device's folder in the data folder.
+pub const STORE_DIR: &str = "archive-member";
+/// Largest response the device reads (a sync full of to-device messages).
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// Starts the archive member's device, or `None` when the node has no
+/// archive member.
+pub async fn start(
+    services: &Arc<Services>,
+    router: axum::Router,
+    vault: &Vault,
+    data_dir: &Path,
+) -> Result<Option<Arc<ArchiveMember>>> {
+    let Some(user) = services.archive_member.clone() else {
+        return Ok(None);
+    };
+    let dir = data_dir.join(STORE_DIR);
+    let store = DeviceStore::open(&dir, &vault.derived_key(STORE_KEY_PURPOSE)).await?;
+    // A fresh token each start, held only in memory: the account has no
+    // password, and nothing outside the process can sign in as it.
+    let session = services
+        .users
+        .login(
+            &user,
+            Some(store.device_id().to_owned()),
+            Some(services.config.archive_member.display_name.clone()),
+            false,
+        )
+        .await
+        .context("signing in the archive member's device")?;
+    let member = ArchiveMember::start(
+        &user,
+        store,
+        session.access_token,
+        Box::new(RouterTransport(router)),
+    )
+    .await?;
+    Ok(Some(Arc::new(member)))
+}
+
+/// Requests go straight into the homeserver's router.
+struct RouterTransport(axum::Router);
+
+impl Transport for RouterTransport {
+    fn send(&self, request: http::Request<bytes::Bytes>) -> TransportFuture<'_> {
+        Box::pin(async move {
+            let response = self
+                .0
+                .clone()
+                .oneshot(request.map(Body::from))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! The archive member, seen by matrix-sdk clients in their default
+//! configuration: in every room, with a device cross-signed by its own
+//! identity, and a DM still named after the other person.
+
+use std::time::Duration;
+
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::{RoomDisplayName, RoomState};
+use serde_json::Value;
+
+use crate::client::{initial_sync_settings, register_client, sync_until, user_id};
+use crate::harness::{TestServer, eventually, files_under, run_archipel};
+use crate::vault::{assert_verifies, vault_ok};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_dm_has_the_archive_device_and_reads_as_a_dm() {
+    let server = TestServer::start().await;
+    let alice = register_client(&server, "alice").await;
+    let bob = register_client(&server, "bob").await;
+    for client in [&alice, &bob] {
+        client
+            .sync_once(initial_sync_settings())
+            .await
+            .expect("initial sync");
+    }
+    let bob_id = user_id("bob");
+    let archive = user_id("archive");
+
+    // matrix-sdk's own DM: trusted private chat, encrypted from the start.
+    let room = alice.create_dm(&bob_id).await.expect("alice opens a DM");
+    let room_id = room.room_id().to_owned();
+    sync_until(&bob, "bob to see the invite", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    let invited = bob.get_room(&room_id).expect("the invited room");
+    invited.join().await.expect("bob joins");
+    sync_until(&alice, "alice to see bob join", |response| {
+        response
+            .rooms
+            .joined
+            .get(&room_id)
+            .is_some_and(|r| !r.timeline.events.is_empty())
+            .then_some(())
+    })
+    .await;
+
+    let room = alice.get_room(&room_id).expect("alice's room");
+    assert_eq!(room.state(), RoomState::Joined);
+    assert!(
+        room.latest_encryption_state()
+            .await
+            .expect("encryption state")
+            .is_encrypted()
+    );
+    // Everyone sees that the conversation is archived...
+    let members = room
+        .members(matrix_sdk::RoomMemberships::JOIN)
+        .await
+        .expect("members");
+    assert!(
+        members.iter().any(|m| m.user_id() == archive),
+        "the archive member is in the member list"
+    );
+    // ...and the DM is still named after bob, and still a DM.
+    assert_eq!(
+        room.display_name().await.expect("display name"),
+        RoomDisplayName::Calculated("bob".into())
+    );
+    assert!(room.is_direct().await.expect("is direct"));
+
+    // The archive's device is cross-signed by its own identity, so clients
+    // that share keys only with owner-verified devices share with it.
+    let devices = alice
+        .encryption()
+        .get_user_devices(&archive)
+        .await
+        .expect("archive's devices");
+    let devices: Vec<_> = devices.devices().collect();
+    assert_eq!(devices.len(), 1, "one archive device");
+    assert!(
+        devices[0].is_cross_signed_by_owner(),
+        "the archive device is signed by its owner's identity"
+    );
+
+    // Both write; the vault keeps the ciphertext and, once the archive's
+    // device has the room keys, the plaintext.
+    let bob_room = bob.get_room(&room_id).expect("bob's room");
+    let mut sent = Vec::new();
+    for (room, text) in [
+        (&room, "the budget is 4.2 million"),
+        (&bob_room, "agreed, send it to the minister"),
+        (&room, "sent at 14:00"),
+    ] {
+        let response = room
+            .send(RoomMessageEventContent::text_plain(text))
+            .await
+            .expect("send an encrypted message");
+        assert!(
+            response.encryption_info.is_some(),
+            "matrix-sdk encrypted it"
+        );
+        sent.push((response.response.event_id.to_string(), text));
+    }
+    let dir = server.data_dir();
+    eventually(
+        "the vault to decrypt every message",
+        Duration::from_secs(30),
+        || {
+            let dir = dir.clone();
+            async move {
+                let status: Value =
+                    serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+                (status["encrypted"]["decrypted"] == 3 && status["encrypted"]["undecrypted"] == 0)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    for (event_id, text) in &sent {
+        let shown = vault_ok(&dir, &["show", "--event", event_id]);
+        assert!(shown.contains("m.room.encrypted"), "{shown}");
+        assert!(shown.contains("decrypted by record"), "{shown}");
+        assert!(shown.contains(text), "{shown}");
+    }
+    assert_verifies(&dir);
+
+    // The export shows the plaintext, and proves it offline.
+    let out = dir.parent().expect("parent").join("export");
+    let summary: Value = serde_json::from_str(&vault_ok(
+        &dir,
+        &[
+            "export",
+            "--room",
+            room_id.as_str(),
+            "--out",
+            out.to_str().expect("path"),
+            "--json",
+        ],
+    ))
+    .expect("JSON");
+    assert_eq!(summary["decrypted"], 3, "{summary}");
+    assert_eq!(summary["undecrypted"], 0, "{summary}");
+    let page = files_under(&out)
+        .into_iter()
+        .find(|p| p.ends_with("conversation.html"))
+        .map(|p| std::fs::read_to_string(p).expect("html"))
+        .expect("a conversation page");
+    for (_, text) in &sent {
+        assert!(page.contains(text), "the page lacks {text:?}");
+    }
+    assert!(page.contains("decrypted by the archive"));
+    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+    let checked = run_archipel(&[
+        "vault",
+        "verify-export",
+        out.to_str().expect("path"),
+        "--verifier-key",
+        status["verifier_key"].as_str().expect("key"),
+    ]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+}
+
+/// Removing the archive member raises an alarm, and what is said after is a
+/// listed gap, never a silent one.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_archive_member_raises_the_alarm_and_leaves_listed_gaps() {
+    let server = TestServer::start().await;
+    let alice = register_client(&server, "alice").await;
+    alice
+        .sync_once(initial_sync_settings())
+        .await
+        .expect("initial sync");
+    let archive = user_id("archive");
+    let mut request = matrix_sdk::ruma::api::client::room::create_room::v3::Request::new();
+    request.name = Some("cabinet".into());
+    request.initial_state = vec![
+        matrix_sdk::ruma::events::InitialStateEvent::with_empty_state_key(
+            matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
+    ];
+    let room = alice.create_room(request).await.expect("create a room");
+    let room_id = room.room_id().to_owned();
+    room.kick_user(&archive, Some("no archive here"))
+        .await
+        .expect("alice removes the archive member");
+    alice
+        .sync_once(initial_sync_settings())
+        .await
+        .expect("sync");
+    let secret = room
+        .send(RoomMessageEventContent::text_plain("off the record"))
+        .await
+        .expect("send")
+        .response
+        .event_id
+        .to_string();
+
+    let dir = server.data_dir();
+    let status = eventually("the gap to be listed", Duration::from_secs(30), || {
+        let (dir, secret) = (dir.clone(), secret.clone());
+        async move {
+            let status = vault_ok(&dir, &["status"]);
+            status.contains(&secret).then_some(status)
+        }
+    })
+    .await;
+    assert!(
+        status.contains(&format!(
+            "ALARM: the archive member was removed from {room_id} by @alice:localhost"
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains("0 decrypted, 1 without their room key"),
+        "{status}"
+    );
+    let verified = vault_ok(&dir, &["verify"]);
+    assert!(verified.contains("ALARM"), "{verified}");
+    assert!(verified.contains("GAP: record"), "{verified}");
+    let shown = vault_ok(&dir, &["show", "--event", &secret]);
+    assert!(shown.contains("not decrypted"), "{shown}");
+}
