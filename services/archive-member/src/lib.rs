@@ -35,6 +35,8 @@ use ruma::{
     api::client::{filter::FilterDefinition, keys::upload_signing_keys, sync::sync_events},
 };
 
+pub use matrix_sdk_crypto;
+pub use requests::Connection;
 pub use transport::{Transport, TransportFuture};
 
 /// What went wrong with the archive member's device.
@@ -122,8 +124,7 @@ pub fn copy_store(dir: &Path, dest: &Path) -> Result<bool> {
 /// The archive member's device, started.
 pub struct ArchiveMember {
     machine: OlmMachine,
-    transport: Box<dyn Transport>,
-    access_token: String,
+    connection: Connection,
 }
 
 /// How long one sync waits for something to arrive.
@@ -147,10 +148,9 @@ impl ArchiveMember {
         let machine = OlmMachine::with_store(user_id, &store.device_id, store.store, None).await?;
         let member = Self {
             machine,
-            transport,
-            access_token,
+            connection: Connection::new(transport, access_token),
         };
-        member.send_outgoing().await?;
+        member.connection.send_outgoing(&member.machine).await?;
         if !member.machine.cross_signing_status().await.has_master {
             member.bootstrap_cross_signing().await?;
         }
@@ -176,15 +176,18 @@ impl ArchiveMember {
     async fn bootstrap_cross_signing(&self) -> Result<()> {
         let requests = self.machine.bootstrap_cross_signing(false).await?;
         if let Some(upload) = requests.upload_keys_req {
-            self.send_request(upload).await?;
+            self.connection.send_request(&self.machine, upload).await?;
         }
         let keys = requests.upload_signing_keys_req;
         let mut upload = upload_signing_keys::v3::Request::new();
         upload.master_key = keys.master_key.map(|key| key.to_raw());
         upload.self_signing_key = keys.self_signing_key.map(|key| key.to_raw());
         upload.user_signing_key = keys.user_signing_key.map(|key| key.to_raw());
-        self.send_ruma("upload signing keys", upload).await?;
-        self.send_ruma("upload signatures", requests.upload_signatures_req)
+        self.connection
+            .send_ruma("upload signing keys", upload)
+            .await?;
+        self.connection
+            .send_ruma("upload signatures", requests.upload_signatures_req)
             .await?;
         tracing::info!(user = %self.user_id(), "archive member's cross-signing identity made");
         Ok(())
@@ -214,7 +217,7 @@ impl ArchiveMember {
         request.filter = Some(sync_events::v3::Filter::FilterDefinition(no_rooms()));
         request.timeout = since.is_some().then_some(SYNC_TIMEOUT);
         request.since = since;
-        let response = self.send_ruma("sync", request).await?;
+        let response = self.connection.send_ruma("sync", request).await?;
         let (_, keys) = self
             .machine
             .receive_sync_changes(
@@ -230,7 +233,7 @@ impl ArchiveMember {
                 },
             )
             .await?;
-        self.send_outgoing().await?;
+        self.connection.send_outgoing(&self.machine).await?;
         Ok(keys)
     }
 
