@@ -2,14 +2,22 @@
 //! configuration: in every room, with a device cross-signed by its own
 //! identity, and a DM still named after the other person.
 
+use std::path::Path;
 use std::time::Duration;
 
+use matrix_sdk::ruma::OwnedRoomId;
+use matrix_sdk::ruma::api::client::room::create_room;
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::{RoomDisplayName, RoomState};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::client::{initial_sync_settings, register_client, sync_until, user_id};
+use crate::client::{
+    Api, initial_sync_settings, register_client, register_identity_based, sync_until, user_id,
+};
 use crate::harness::{TestServer, eventually, files_under, run_archipel};
+use crate::olm_device::OlmDevice;
 use crate::vault::{assert_verifies, vault_ok};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,20 +111,7 @@ async fn an_encrypted_dm_has_the_archive_device_and_reads_as_a_dm() {
         sent.push((response.response.event_id.to_string(), text));
     }
     let dir = server.data_dir();
-    eventually(
-        "the vault to decrypt every message",
-        Duration::from_secs(30),
-        || {
-            let dir = dir.clone();
-            async move {
-                let status: Value =
-                    serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
-                (status["encrypted"]["decrypted"] == 3 && status["encrypted"]["undecrypted"] == 0)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    until_encrypted(&dir, 3, 0).await;
     for (event_id, text) in &sent {
         let shown = vault_ok(&dir, &["show", "--event", event_id]);
         assert!(shown.contains("m.room.encrypted"), "{shown}");
@@ -225,4 +220,150 @@ async fn removing_the_archive_member_raises_the_alarm_and_leaves_listed_gaps() {
     assert!(verified.contains("GAP: record"), "{verified}");
     let shown = vault_ok(&dir, &["show", "--event", &secret]);
     assert!(shown.contains("not decrypted"), "{shown}");
+}
+
+/// Waits until `vault status` counts `decrypted` encrypted events with
+/// their plaintext and `undecrypted` still without their room key.
+async fn until_encrypted(dir: &Path, decrypted: u64, undecrypted: u64) {
+    let what = format!("{decrypted} decrypted and {undecrypted} undecrypted events");
+    eventually(&what, Duration::from_secs(30), || {
+        let dir = dir.to_owned();
+        async move {
+            let status: Value =
+                serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+            (status["encrypted"]["decrypted"] == decrypted
+                && status["encrypted"]["undecrypted"] == undecrypted)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// A group of three in an encrypted private room: every message is
+/// archived readable, also from a client that shares room keys only with
+/// devices their owner signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_group_of_three_is_archived_readable() {
+    let server = TestServer::start().await;
+    let alice = register_client(&server, "alice").await;
+    let bob = register_client(&server, "bob").await;
+    // Carol's client is careful: room keys go to owner-signed devices only.
+    let carol = register_identity_based(&server, "carol").await;
+    for client in [&alice, &bob, &carol] {
+        client
+            .sync_once(initial_sync_settings())
+            .await
+            .expect("initial sync");
+    }
+    let mut request = create_room::v3::Request::new();
+    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    request.invite = vec![user_id("bob"), user_id("carol")];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
+    ];
+    let room_id = alice
+        .create_room(request)
+        .await
+        .expect("alice creates the room")
+        .room_id()
+        .to_owned();
+    for (client, name) in [(&bob, "bob"), (&carol, "carol")] {
+        sync_until(client, &format!("{name} to see the invite"), |response| {
+            response.rooms.invited.contains_key(&room_id).then_some(())
+        })
+        .await;
+        client
+            .get_room(&room_id)
+            .expect("the invited room")
+            .join()
+            .await
+            .expect("join");
+    }
+    // Every sender sees everyone joined before the first message (the
+    // summary's count leaves the archive member out).
+    for client in [&alice, &bob, &carol] {
+        sync_until(client, "all three joined", |_| {
+            let room = client.get_room(&room_id)?;
+            (room.joined_members_count() == 3).then_some(())
+        })
+        .await;
+    }
+
+    let mut sent = Vec::new();
+    for (client, text) in [
+        (&alice, "the draft is attached"),
+        (&bob, "two remarks on page 3"),
+        (&carol, "approved from my side"),
+        (&alice, "then it goes out today"),
+    ] {
+        let room = client.get_room(&room_id).expect("the room");
+        let response = room
+            .send(RoomMessageEventContent::text_plain(text))
+            .await
+            .expect("send");
+        assert!(response.encryption_info.is_some(), "encrypted");
+        sent.push((response.response.event_id.to_string(), text));
+    }
+    let dir = server.data_dir();
+    until_encrypted(&dir, 4, 0).await;
+    for (event_id, text) in &sent {
+        let shown = vault_ok(&dir, &["show", "--event", event_id]);
+        assert!(shown.contains(text), "{shown}");
+    }
+    assert_verifies(&dir);
+}
+
+/// A room key that reaches the archive after its message (a slow or
+/// reordering client, a federation delay) still decrypts it, once it
+/// arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_key_that_arrives_after_its_message_still_decrypts_it() {
+    let server = TestServer::start().await;
+    let api = Api::new(server.url());
+    let session = api.register("dave").await;
+    let dave = api.with_token(&session.access_token);
+    let device = OlmDevice::new(server.url(), &user_id("dave"), &session).await;
+    let room_id: OwnedRoomId = dave
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({
+                "preset": "private_chat",
+                "initial_state": [{ "type": "m.room.encryption", "state_key": "",
+                                    "content": { "algorithm": "m.megolm.v1.aes-sha2" } }],
+            }),
+        )
+        .await
+        .ok()["room_id"]
+        .as_str()
+        .expect("room_id")
+        .try_into()
+        .expect("a room ID");
+
+    // The key is made and addressed to the archive's device, but held back.
+    let archive = user_id("archive");
+    let held = device.room_key_for(&room_id, &[&archive]).await;
+    assert!(!held.is_empty(), "a room key for the archive's device");
+    let event_id = device
+        .send_encrypted(
+            &room_id,
+            "late-1",
+            json!({ "msgtype": "m.text", "body": "said before the key was sent" }),
+        )
+        .await;
+    let dir = server.data_dir();
+    until_encrypted(&dir, 0, 1).await;
+    let shown = vault_ok(&dir, &["show", "--event", &event_id]);
+    assert!(shown.contains("not decrypted"), "{shown}");
+
+    // The key arrives; the decryption record follows.
+    for request in &held {
+        device.send_to_device(request).await;
+    }
+    until_encrypted(&dir, 1, 0).await;
+    let shown = vault_ok(&dir, &["show", "--event", &event_id]);
+    assert!(shown.contains("said before the key was sent"), "{shown}");
+    assert_verifies(&dir);
 }

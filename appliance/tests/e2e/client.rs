@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use archipel_archive_member::matrix_sdk_crypto::CollectStrategy;
 use matrix_sdk::config::{RequestConfig, SyncSettings};
+use matrix_sdk::encryption::EncryptionSettings;
 use matrix_sdk::ruma::api::client::account::register;
 use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::room::{Visibility, create_room};
@@ -14,7 +16,7 @@ use matrix_sdk::ruma::events::AnyInitialStateEvent;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use matrix_sdk::sync::SyncResponse;
-use matrix_sdk::{Client, Room, RoomState};
+use matrix_sdk::{Client, ClientBuilder, Room, RoomState};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -53,16 +55,19 @@ pub async fn new_client(server: &TestServer) -> Client {
 
 /// A matrix-sdk client for the homeserver at `url`, not logged in.
 pub async fn new_client_at(url: &str) -> Client {
-    Client::builder()
-        .homeserver_url(url)
-        .request_config(
-            RequestConfig::new()
-                .disable_retry()
-                .timeout(Duration::from_secs(60)),
-        )
+    client_builder(url)
         .build()
         .await
         .expect("build a matrix-sdk client")
+}
+
+/// The builder of [`new_client_at`], for a client configured otherwise.
+pub fn client_builder(url: &str) -> ClientBuilder {
+    Client::builder().homeserver_url(url).request_config(
+        RequestConfig::new()
+            .disable_retry()
+            .timeout(Duration::from_secs(60)),
+    )
 }
 
 /// Registers `@name:localhost` through the `m.login.dummy` user-interactive
@@ -74,7 +79,29 @@ pub async fn register_client(server: &TestServer, name: &str) -> Client {
 /// Registers `@name:server_name` on the homeserver at `url` (Archipel or
 /// another server) through `m.login.dummy`.
 pub async fn register_at(url: &str, server_name: &str, name: &str) -> Client {
-    let client = new_client_at(url).await;
+    register_as(new_client_at(url).await, server_name, name).await
+}
+
+/// Registers `@name:localhost` with a client that shares room keys only
+/// with devices their owner signed: matrix-sdk's identity-based strategy,
+/// the one Element X and Element Web use to exclude insecure devices. Like
+/// Element X, it sets up its own cross-signing identity at sign-in (the
+/// strategy refuses to send without one).
+pub async fn register_identity_based(server: &TestServer, name: &str) -> Client {
+    let client = client_builder(server.url())
+        .with_room_key_recipient_strategy(CollectStrategy::IdentityBasedStrategy)
+        .with_encryption_settings(EncryptionSettings {
+            auto_enable_cross_signing: true,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("build a matrix-sdk client");
+    register_as(client, server.server_name(), name).await
+}
+
+/// Registers `client` as `@name:server_name` through `m.login.dummy`.
+async fn register_as(client: Client, server_name: &str, name: &str) -> Client {
     let auth = client.matrix_auth();
 
     let mut request = register::v3::Request::new();
@@ -378,6 +405,7 @@ pub struct Api {
 /// A session returned by `/register` or `/login`.
 pub struct Session {
     pub access_token: String,
+    pub device_id: String,
 }
 
 impl Api {
@@ -497,6 +525,7 @@ impl Api {
                 .as_str()
                 .expect("access_token")
                 .to_owned(),
+            device_id: session["device_id"].as_str().expect("device_id").to_owned(),
         }
     }
 
@@ -537,6 +566,7 @@ impl Api {
                 .as_str()
                 .expect("access_token")
                 .to_owned(),
+            device_id: session["device_id"].as_str().expect("device_id").to_owned(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod client;
 mod harness;
+mod olm_device;
 
 mod acme;
 mod archive_member;
