@@ -14,11 +14,14 @@ use matrix_sdk::{RoomDisplayName, RoomState};
 use serde_json::{Value, json};
 
 use crate::client::{
-    Api, initial_sync_settings, register_client, register_identity_based, sync_until, user_id,
+    Api, alice_and_bob_in_room, initial_sync_settings, register_client, register_identity_based,
+    sync_until, user_id,
 };
 use crate::harness::{TestServer, eventually, files_under, run_archipel};
 use crate::olm_device::OlmDevice;
-use crate::vault::{assert_verifies, vault_ok};
+use crate::vault::{
+    assert_verifies, backup_and_restore, files_containing, vault_ok, vault_refused,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_encrypted_dm_has_the_archive_device_and_reads_as_a_dm() {
@@ -366,4 +369,106 @@ async fn a_room_key_that_arrives_after_its_message_still_decrypts_it() {
     let shown = vault_ok(&dir, &["show", "--event", &event_id]);
     assert!(shown.contains("said before the key was sent"), "{shown}");
     assert_verifies(&dir);
+}
+
+/// An exclusion of an encrypted message erases both its records: the
+/// ciphertext and the decryption record. Nothing left on the node, or in a
+/// backup made afterwards, reproduces the text, not even with the vault
+/// key or the session key the archive's device keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(
+        &server,
+        vec![
+            InitialStateEvent::with_empty_state_key(
+                RoomEncryptionEventContent::with_recommended_defaults(),
+            )
+            .to_raw_any(),
+        ],
+    )
+    .await;
+    let private = pair
+        .alice_room()
+        .send(RoomMessageEventContent::text_plain(
+            "the appointment with my doctor",
+        ))
+        .await
+        .expect("send")
+        .response
+        .event_id
+        .to_string();
+    let dir = server.data_dir();
+    until_encrypted(&dir, 1, 0).await;
+    server.stop().await;
+
+    let shown = vault_ok(&dir, &["show", "--event", &private]);
+    assert!(shown.contains("the appointment with my doctor"), "{shown}");
+    let decryption = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("decrypted by record "))
+        .and_then(|rest| rest.strip_suffix(':'))
+        .expect("the decryption record's number")
+        .to_owned();
+    // The ciphertext is in the homeserver's files until the erasure: the
+    // session key would decrypt it.
+    let event: Value = serde_json::from_str(
+        shown
+            .split("\ndecrypted by record")
+            .next()
+            .expect("the ciphertext event"),
+    )
+    .expect("JSON");
+    let ciphertext = event["content"]["ciphertext"]
+        .as_str()
+        .expect("ciphertext")
+        .to_owned();
+    let needle = &ciphertext.as_bytes()[8..44];
+    assert!(!files_containing(&dir, needle).is_empty());
+
+    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
+    let requested = vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@alice:localhost",
+            "--reason",
+            "a private appointment",
+        ],
+    );
+    let reference = requested.split(':').next().expect("a reference").to_owned();
+    vault_ok(
+        &dir,
+        &[
+            "decide",
+            &reference,
+            "--approve",
+            "--by",
+            "@carol:localhost",
+        ],
+    );
+
+    for args in [
+        vec!["show", "--event", private.as_str()],
+        vec!["show", "--seq", decryption.as_str()],
+    ] {
+        vault_refused(&dir, &args, &format!("erased by decision {reference}"));
+    }
+    assert_verifies(&dir);
+    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+    assert_eq!(status["encrypted"]["undecrypted"], 0, "{status}");
+    assert!(
+        files_containing(&dir, needle).is_empty(),
+        "the ciphertext is still on the node"
+    );
+    let (_backups, restored) = backup_and_restore(&dir);
+    assert!(files_containing(&restored, needle).is_empty());
+    vault_refused(
+        &restored,
+        &["show", "--seq", decryption.as_str()],
+        &format!("erased by decision {reference}"),
+    );
 }

@@ -47,7 +47,7 @@ pub fn archived(data_dir: &Path) -> Vec<Value> {
 }
 
 /// The original of an archived event, as `archipel vault show` prints it.
-fn original(data_dir: &Path, event_id: &str) -> Value {
+pub fn original(data_dir: &Path, event_id: &str) -> Value {
     let (ok, out, err) = vault(data_dir, &["show", "--event", event_id]);
     assert!(ok, "vault show {event_id} failed: {err}");
     serde_json::from_str(&out).expect("JSON")
@@ -282,6 +282,46 @@ async fn verify_names_deleted_altered_and_truncated_records() {
 }
 
 /// Every file under `dir` that contains `needle`.
+/// Backs up the stopped node at `dir` to a folder target and restores the
+/// backup into a new folder: the restored data folder, and the folder that
+/// holds it (removed when dropped).
+pub fn backup_and_restore(dir: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    let backups = tempfile::tempdir().expect("temp dir");
+    let identity = backups.path().join("operator.age");
+    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
+    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
+    let target = backups.path().join("usb");
+    std::fs::create_dir(&target).expect("target");
+    let restored = backups.path().join("restored");
+    for args in [
+        vec![
+            "create",
+            "--data-dir",
+            dir.to_str().expect("path"),
+            "--recipient",
+            &recipient,
+        ],
+        vec![
+            "restore",
+            "--identity",
+            identity.to_str().expect("path"),
+            "--to",
+            restored.to_str().expect("path"),
+        ],
+    ] {
+        let mut full = vec!["backup"];
+        full.extend(args);
+        full.extend(["--target", target.to_str().expect("path")]);
+        let output = run_archipel(&full);
+        assert!(
+            output.status.success(),
+            "{full:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    (backups, restored)
+}
+
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     crate::harness::files_under(dir)
         .into_iter()
@@ -299,7 +339,7 @@ pub fn vault_ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
-fn vault_refused(dir: &Path, args: &[&str], why: &str) {
+pub fn vault_refused(dir: &Path, args: &[&str], why: &str) {
     let (ok, out, err) = vault(dir, args);
     assert!(!ok, "vault {args:?} should have been refused:\n{out}");
     assert!(
@@ -464,39 +504,7 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         "the erased text is still in {leftovers:?}"
     );
     // Nor is it in a backup made after the erasure, once restored.
-    let backups = tempfile::tempdir().expect("temp dir");
-    let identity = backups.path().join("operator.age");
-    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
-    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
-    let target = backups.path().join("usb");
-    std::fs::create_dir(&target).expect("target");
-    let restored = backups.path().join("restored");
-    for args in [
-        vec![
-            "create",
-            "--data-dir",
-            dir.to_str().expect("path"),
-            "--recipient",
-            &recipient,
-        ],
-        vec![
-            "restore",
-            "--identity",
-            identity.to_str().expect("path"),
-            "--to",
-            restored.to_str().expect("path"),
-        ],
-    ] {
-        let mut full = vec!["backup"];
-        full.extend(args);
-        full.extend(["--target", target.to_str().expect("path")]);
-        let output = run_archipel(&full);
-        assert!(
-            output.status.success(),
-            "{full:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let (_backups, restored) = backup_and_restore(&dir);
     assert!(restored.join("vault/db").is_dir());
     let leftovers = files_containing(&restored, needle);
     assert!(

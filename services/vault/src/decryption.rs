@@ -93,6 +93,17 @@ pub(crate) fn note_pending(
     batch.put_json(&log.pending_decryptions, seq.to_be_bytes(), &pending);
 }
 
+/// Drops the pending note of event record `seq`, if it has one, in
+/// `batch`: for an erased event, whose key must decrypt nothing later.
+pub(crate) fn forget_pending(vault: &Vault, batch: &mut Batch, seq: u64) -> Result<()> {
+    if let Some(pending) = vault.pending_decryption(seq)? {
+        let log = vault.log();
+        batch.delete(&log.pending_decryptions, seq.to_be_bytes());
+        batch.delete(&log.session_index, session_key_of(&pending));
+    }
+    Ok(())
+}
+
 fn session_key(room_id: &str, session_id: &str, seq: u64) -> Vec<u8> {
     key::with_u64(key::key([room_id.as_bytes(), session_id.as_bytes()]), seq)
 }

@@ -661,7 +661,30 @@ impl Steps<'_> {
     /// Erases event record `erased` by decision `reference`: destroys its
     /// data key, appends the erasure entry, queues the purge of the
     /// homeserver's copies, and removes its media copies once committed.
-    pub fn erase(&mut self, erased: u64, event: &EventEntry, reference: &str) -> u64 {
+    /// An encrypted event's decryption record goes with it (its own
+    /// erasure entry), and one still waiting for its key waits no more: the
+    /// session key alone reproduces nothing. Returns the first erasure
+    /// entry's sequence number.
+    pub fn erase(&mut self, erased: u64, event: &EventEntry, reference: &str) -> Result<u64> {
+        let seq = self.erase_record(erased, reference);
+        self.batch.put_json(
+            &self.vault.log.pending_purges,
+            event.event_id.as_bytes(),
+            &procedure::PendingPurge {
+                event_id: event.event_id.clone(),
+                reference: reference.to_owned(),
+            },
+        );
+        self.erased_media.push((erased, event.media.clone()));
+        if let Some(decryption) = self.vault.decryption_of(erased)? {
+            self.erase_record(decryption, reference);
+        }
+        decryption::forget_pending(self.vault, &mut self.batch, erased)?;
+        Ok(seq)
+    }
+
+    /// Destroys record `erased`'s data key and appends its erasure entry.
+    fn erase_record(&mut self, erased: u64, reference: &str) -> u64 {
         let seq = self.frontier.size();
         let record = Record {
             seq,
@@ -681,15 +704,6 @@ impl Steps<'_> {
                 record: seq,
             },
         );
-        self.batch.put_json(
-            &log.pending_purges,
-            event.event_id.as_bytes(),
-            &procedure::PendingPurge {
-                event_id: event.event_id.clone(),
-                reference: reference.to_owned(),
-            },
-        );
-        self.erased_media.push((erased, event.media.clone()));
         self.vault
             .append(&mut self.batch, &mut self.frontier, &record, None);
         seq

@@ -453,7 +453,7 @@ impl Vault {
                 &json!({ "approved": approve, "note": note }),
             );
             for (seq, event) in &erased {
-                steps.erase(*seq, event, reference);
+                steps.erase(*seq, event, reference)?;
             }
             Ok(request)
         })

@@ -335,7 +335,7 @@ impl Vault {
                 &json!({ "destroyed": destroy.len(), "held_back": list.held_back }),
             );
             for (seq, event) in &destroy {
-                steps.erase(*seq, event, reference);
+                steps.erase(*seq, event, reference)?;
             }
             Ok(list)
         })
