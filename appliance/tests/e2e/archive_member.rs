@@ -5,18 +5,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use matrix_sdk::ruma::{OwnedRoomId, UserId};
 use matrix_sdk::{RoomDisplayName, RoomState};
 use serde_json::{Value, json};
 
 use crate::client::{
     Api, alice_and_bob_in_room, initial_sync_settings, register_client, register_identity_based,
-    sync_until, user_id,
+    sync_until, timeline_json, user_id,
 };
+use crate::federation::{Cluster, join_through};
 use crate::harness::{TestServer, eventually, files_under, run_archipel};
 use crate::olm_device::OlmDevice;
 use crate::vault::{
@@ -471,4 +472,83 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
         &["show", "--seq", decryption.as_str()],
         &format!("erased by decision {reference}"),
     );
+}
+
+/// An encrypted private room between two ministries: each node's archive
+/// member is in it, receives the room keys like any member, and each vault
+/// holds the plaintext of the whole conversation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_federated_encrypted_room_is_archived_readable_on_both_nodes() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    for client in [&alice, &bob] {
+        client
+            .sync_once(initial_sync_settings())
+            .await
+            .expect("first sync");
+    }
+    let bob_id = UserId::parse("@bob:b.test").expect("user ID");
+    let mut request = create_room::v3::Request::new();
+    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    request.invite = vec![bob_id.clone()];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(
+            RoomEncryptionEventContent::with_recommended_defaults(),
+        )
+        .to_raw_any(),
+    ];
+    let room_id = alice
+        .create_room(request)
+        .await
+        .expect("alice creates the room")
+        .room_id()
+        .to_owned();
+    sync_until(&bob, "the invite on b.test", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob joins from b.test");
+    // b.test's archive member follows bob in (invited by him: the room is
+    // private), before anyone speaks.
+    let archive_b = UserId::parse("@archive:b.test").expect("user ID");
+    for client in [&alice, &bob] {
+        sync_until(client, "b.test's archive member to join", |response| {
+            timeline_json(response, &room_id)
+                .iter()
+                .any(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == archive_b.as_str()
+                        && e["content"]["membership"] == "join"
+                })
+                .then_some(())
+        })
+        .await;
+    }
+
+    let mut sent = Vec::new();
+    for (client, text) in [
+        (&alice, "the joint letter is ready for review"),
+        (&bob, "our minister signs on Friday"),
+    ] {
+        let response = client
+            .get_room(&room_id)
+            .expect("the room")
+            .send(RoomMessageEventContent::text_plain(text))
+            .await
+            .expect("send");
+        assert!(response.encryption_info.is_some(), "encrypted");
+        sent.push((response.response.event_id.to_string(), text));
+    }
+    for node in ["a.test", "b.test"] {
+        let dir = cluster.node(node).data_dir();
+        until_encrypted(&dir, 2, 0).await;
+        for (event_id, text) in &sent {
+            let shown = vault_ok(&dir, &["show", "--event", event_id]);
+            assert!(shown.contains(text), "{node}: {shown}");
+        }
+        assert_verifies(&dir);
+    }
 }
