@@ -19,13 +19,18 @@ use std::{
 use anyhow::Result;
 use archipel_homeserver::{Services, service::rooms::media_references};
 use archipel_store::Written;
-use archipel_vault::{CapturedEvent, MediaBytes, Vault};
+use archipel_vault::{CapturedEvent, MediaSource, Vault};
 use ruma::MxcUri;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 /// Events moved per vault batch.
 const BATCH: usize = 512;
+
+/// Bytes of referenced media per vault batch, beyond its first event: the
+/// vault reads each file once, in chunks, but sealing and syncing them is
+/// the batch's time. Files the vault holds already count too.
+const BATCH_MEDIA_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How long the pump lets new events gather after it wakes.
 const COALESCE: Duration = Duration::from_millis(20);
@@ -165,10 +170,17 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
     if entries.is_empty() {
         return Ok(false);
     }
-    let full = entries.len() == BATCH;
+    let mut full = entries.len() == BATCH;
     let mut events = Vec::with_capacity(entries.len());
+    let mut media_bytes = 0;
     for entry in entries {
-        let media = local_media(services, &entry.event).await?;
+        if media_bytes >= BATCH_MEDIA_BYTES {
+            // The rest is read again for the next batch.
+            full = true;
+            break;
+        }
+        let (media, bytes) = local_media(services, &entry.event)?;
+        media_bytes += bytes;
         events.push(CapturedEvent {
             position: entry.position,
             event: entry.event,
@@ -182,30 +194,34 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
     Ok(full)
 }
 
-/// Copies of the local media an event references. Media of other servers
-/// arrives with federation.
-async fn local_media(services: &Services, event: &RawValue) -> Result<Vec<MediaBytes>> {
+/// The local media files an event references, and their total size.
+/// Media of other servers arrives with federation.
+fn local_media(services: &Services, event: &RawValue) -> Result<(Vec<MediaSource>, u64)> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     // Most events reference nothing: parse only those whose text could
     // (`mxc` written out, or JSON escapes that could spell it).
     let text = event.get();
     if !(text.contains("mxc") || text.contains("\\u") || text.contains("\\/")) {
-        return Ok(out);
+        return Ok((out, bytes));
     }
     let event: serde_json::Value = serde_json::from_str(text)?;
     for uri in media_references(&event) {
         let Ok((server, media_id)) = <&MxcUri>::from(uri.as_str()).parts() else {
             continue;
         };
-        if server != services.server_name() {
+        if server != services.server_name() || out.iter().any(|m: &MediaSource| m.mxc == uri) {
             continue;
         }
-        match services.media.read(media_id).await? {
-            Some((_, bytes)) => out.push(MediaBytes { mxc: uri, bytes }),
+        match services.media.file(media_id)? {
+            Some((meta, path)) => {
+                bytes += meta.size;
+                out.push(MediaSource { mxc: uri, path });
+            }
             None => {
                 tracing::warn!(%uri, "an archived event references media this server does not have")
             }
         }
     }
-    Ok(out)
+    Ok((out, bytes))
 }

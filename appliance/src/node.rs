@@ -143,6 +143,9 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
     if scratch.is_none() {
         crate::erasure::complete_purges(&homeserver.services, &vault)
             .context("finishing an interrupted erasure")?;
+        vault
+            .remove_unfinished_media()
+            .context("removing half-sealed media files")?;
     }
     Ok(Node {
         homeserver,

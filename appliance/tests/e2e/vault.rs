@@ -153,7 +153,7 @@ async fn sent_redacted_and_edited_messages_are_all_archived() {
         .find(|r| r["event_id"] == image.as_str())
         .expect("archived");
     assert_eq!(image_record["media"], 1);
-    let copies: Vec<_> = std::fs::read_dir(dir.join("vault/media"))
+    let copies: Vec<_> = std::fs::read_dir(dir.join("vault/media/blobs"))
         .expect("media dir")
         .collect();
     assert_eq!(copies.len(), 1);
@@ -751,7 +751,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     let report = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{report}");
     assert!(
-        report.contains("differs from the archived copy"),
+        report.contains("differs from the archived file"),
         "{report}"
     );
     std::fs::remove_file(&attachment).expect("remove");

@@ -55,6 +55,14 @@ pub const SEQ_DECRYPTIONSEQ: &str = "vault_seq_decryptionseq";
 /// Rooms the archive member was removed from and has not returned to.
 pub const ROOMID_COVERAGEGAP: &str = "vault_roomid_coveragegap";
 
+/// Media files the vault holds once each, by name ([`crate::media`]): the
+/// wrapped key and hashes of each.
+pub const BLOB_BLOB: &str = "vault_blob_blob";
+/// The stored file each `mxc://` URI names.
+pub const MXC_BLOB: &str = "vault_mxc_blob";
+/// The records that reference each stored file: `name 0xFF seq`.
+pub const BLOB_SEQ: &str = "vault_blob_seq";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
     // Sealed content and wrapped keys: ciphertext, which does not compress.
@@ -79,4 +87,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(ROOMID_SESSIONID_SEQ),
     ColumnSpec::lookups(SEQ_DECRYPTIONSEQ),
     ColumnSpec::lookups(ROOMID_COVERAGEGAP),
+    ColumnSpec::lookups(BLOB_BLOB),
+    ColumnSpec::lookups(MXC_BLOB),
+    ColumnSpec::new(BLOB_SEQ),
 ];

@@ -19,6 +19,7 @@ pub mod decryption;
 mod error;
 pub mod export;
 pub mod log;
+pub mod media;
 pub mod megolm;
 pub mod merkle;
 pub mod procedure;
@@ -40,11 +41,11 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
-use sha2::{Digest, Sha256};
 
 pub use config::VaultConfig;
 pub use error::{Error, Result};
 use log::{Log, META_CURSOR, META_SIZE, node_key};
+pub use media::MediaSource;
 use merkle::{Frontier, Hash};
 use record::{Entry, EventEntry, MediaCopy, Record};
 use seal::{DataKey, VaultKey};
@@ -74,14 +75,8 @@ pub struct CapturedEvent {
     pub position: u64,
     /// The full event JSON as persisted, with its `event_id`: sealed as it is.
     pub event: Box<RawValue>,
-    /// The bytes of local media the event references.
-    pub media: Vec<MediaBytes>,
-}
-
-#[derive(Clone, Debug)]
-pub struct MediaBytes {
-    pub mxc: String,
-    pub bytes: Vec<u8>,
+    /// The local media files the event references.
+    pub media: Vec<MediaSource>,
 }
 
 /// The top-level fields of an event that a record keeps in the clear, read
@@ -199,7 +194,9 @@ impl Frozen<'_> {
         std::fs::create_dir_all(dest)
             .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         self.vault.store.checkpoint(&dest.join("db"))?;
-        archipel_store::link_tree(&self.vault.media_dir, &dest.join("media"), &|_| true)?;
+        archipel_store::link_tree(&self.vault.media_dir, &dest.join("media"), &|path| {
+            !media::is_unfinished(path)
+        })?;
         Ok(())
     }
 }
@@ -298,7 +295,7 @@ impl Vault {
         let mut cursor = self.log.capture_cursor()?;
         let mut frontier = writer.frontier.clone();
         let mut batch = Batch::new();
-        let mut media_files = Vec::new();
+        let mut media = media::BatchMedia::default();
         let mut coverage = std::collections::HashMap::new();
         let now = now_ms();
         for captured in events {
@@ -318,8 +315,8 @@ impl Vault {
                 continue;
             }
             let seq = frontier.size();
-            let (entry, key, files) = self.seal_event(seq, &captured, fields, event_id)?;
-            media_files.extend(files);
+            let (entry, key) =
+                self.seal_event(&mut batch, seq, &captured, fields, event_id, &mut media)?;
             decryption::note_pending(self, &mut batch, seq, &entry, captured.event.get());
             batch.put(
                 &self.log.event_index,
@@ -350,7 +347,7 @@ impl Vault {
         }
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
-        sync_files(&self.media_dir, &media_files)?;
+        sync_files(&self.media_dir.join(media::BLOB_DIR), &media.sealed)?;
         // The vault's own log, never in a client's way; synced before the
         // caller discards the outbox entries (in the homeserver's database).
         let written = self.store.write(batch)?;
@@ -367,27 +364,26 @@ impl Vault {
 
     fn seal_event(
         &self,
+        batch: &mut Batch,
         seq: u64,
         captured: &CapturedEvent,
         fields: EventFields,
         event_id: String,
-    ) -> Result<(EventEntry, DataKey, Vec<PathBuf>)> {
+        media: &mut media::BatchMedia,
+    ) -> Result<(EventEntry, DataKey)> {
         let key = DataKey::generate();
         let sealed = B64.encode(key.seal(captured.event.get().as_bytes(), seq, 0));
-        let mut media = Vec::new();
-        let mut files = Vec::new();
-        for (i, copy) in captured.media.iter().enumerate() {
-            let part = i as u32 + 1;
-            let sealed_bytes = key.seal(&copy.bytes, seq, part);
-            let path = self.media_path(seq, part);
-            write_file(&path, &sealed_bytes)?;
-            files.push(path);
-            media.push(MediaCopy {
-                mxc: copy.mxc.clone(),
-                part,
-                size: copy.bytes.len() as u64,
-                sealed_sha256: B64.encode(Sha256::digest(&sealed_bytes)),
-            });
+        let mut copies = Vec::new();
+        for source in &captured.media {
+            match self.store_media(batch, seq, source, media) {
+                Ok(copy) => copies.push(copy),
+                // Gone from the homeserver meanwhile (erased, say): the
+                // record says what it referenced, the vault has no copy.
+                Err(Error::Io(e)) => {
+                    tracing::warn!(mxc = %source.mxc, error = %e, "a referenced media file could not be archived");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let entry = EventEntry {
             room_id: fields.room_id.unwrap_or_default(),
@@ -397,9 +393,9 @@ impl Vault {
             origin_server_ts: fields.origin_server_ts.unwrap_or_default(),
             redacts: fields.redacts,
             sealed,
-            media,
+            media: copies,
         };
-        Ok((entry, key, files))
+        Ok((entry, key))
     }
 
     /// Adds `record` and its Merkle nodes to `batch`, advancing `frontier`.
@@ -461,12 +457,14 @@ impl Vault {
             frontier: writer.frontier.clone(),
             now: now_ms(),
             erased_media: Vec::new(),
+            media: media::BatchMedia::default(),
         };
         let out = f(&mut steps)?;
         let Steps {
             mut batch,
             frontier,
             erased_media,
+            media,
             ..
         } = steps;
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
@@ -477,6 +475,7 @@ impl Vault {
         for (seq, media) in erased_media {
             self.remove_media_copies(seq, &media)?;
         }
+        media::remove_files(&media.released)?;
         Ok(out)
     }
 
@@ -628,8 +627,11 @@ pub(crate) struct Steps<'a> {
     pub batch: Batch,
     frontier: Frontier,
     now: u64,
-    /// Media copies of records erased in this batch, removed once it commits.
+    /// Own media copies of (older) records erased in this batch, removed
+    /// once it commits.
     erased_media: Vec<(u64, Vec<MediaCopy>)>,
+    /// Stored files the batch's erasures release.
+    media: media::BatchMedia,
 }
 
 impl Steps<'_> {
@@ -676,6 +678,8 @@ impl Steps<'_> {
             },
         );
         self.erased_media.push((erased, event.media.clone()));
+        self.vault
+            .release_media(&mut self.batch, erased, &event.media, &mut self.media)?;
         if let Some(decryption) = self.vault.decryption_of(erased)? {
             self.erase_record(decryption, reference);
         }

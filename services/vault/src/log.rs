@@ -30,6 +30,9 @@ pub struct Log {
     pub(crate) session_index: Tree,
     pub(crate) decryptions: Tree,
     pub(crate) coverage_gaps: Tree,
+    pub(crate) blobs: Tree,
+    pub(crate) mxc_blobs: Tree,
+    pub(crate) blob_refs: Tree,
 }
 
 /// Where the erasure of a record is on record.
@@ -64,6 +67,9 @@ impl Log {
             session_index: store.tree(cf::ROOMID_SESSIONID_SEQ)?,
             decryptions: store.tree(cf::SEQ_DECRYPTIONSEQ)?,
             coverage_gaps: store.tree(cf::ROOMID_COVERAGEGAP)?,
+            blobs: store.tree(cf::BLOB_BLOB)?,
+            mxc_blobs: store.tree(cf::MXC_BLOB)?,
+            blob_refs: store.tree(cf::BLOB_SEQ)?,
         })
     }
 

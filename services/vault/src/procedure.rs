@@ -462,7 +462,7 @@ impl Vault {
     /// Deletes the sealed media copies of an erased record (its key is gone
     /// already; this only frees the space).
     pub(crate) fn remove_media_copies(&self, seq: u64, media: &[MediaCopy]) -> Result<()> {
-        for copy in media {
+        for copy in media.iter().filter(|c| c.sha256.is_none()) {
             let path = media_path(&self.media_dir, seq, copy.part);
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound

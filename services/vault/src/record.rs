@@ -84,16 +84,32 @@ pub struct EventEntry {
     pub media: Vec<MediaCopy>,
 }
 
+/// A file an event references, as the vault keeps it.
+///
+/// The vault holds one sealed copy of each file, however many records
+/// reference it ([`crate::media`]); a record names it by its `mxc://` URI
+/// and commits to its bytes through `sha256`. Records written before that
+/// hold a copy of their own instead (`part`, `sealed_sha256`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaCopy {
     /// The `mxc://` URI the event references.
     pub mxc: String,
-    /// Which sealed part of the record holds it (1, 2, ...).
+    /// A record's own copy (older records): which sealed part holds it (1, 2, ...).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub part: u32,
     /// Size of the original bytes.
     pub size: u64,
-    /// SHA-256 (base64) of the sealed file, so the leaf covers the copy.
+    /// A record's own copy (older records): SHA-256 (base64) of the sealed
+    /// file, so the leaf covers the copy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sealed_sha256: String,
+    /// SHA-256 (base64) of the file's bytes: the vault's one copy of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Record {

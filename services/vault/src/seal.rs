@@ -98,6 +98,29 @@ impl VaultKey {
         seal_with(&self.cipher(), key.0.as_slice(), &aad("datakey", seq, 0))
     }
 
+    /// Wraps the data key of a stored media file, bound to its name.
+    pub(crate) fn wrap_named(&self, key: &DataKey, name: &str) -> Vec<u8> {
+        seal_with(
+            &self.cipher(),
+            key.0.as_slice(),
+            &named_aad("mediakey", name),
+        )
+    }
+
+    pub(crate) fn unwrap_named(&self, wrapped: &[u8], name: &str) -> Result<DataKey> {
+        let plain = Zeroizing::new(
+            open_with(&self.cipher(), wrapped, &named_aad("mediakey", name)).map_err(|_| {
+                Error::Key(format!(
+                    "the key of media file {name} does not open with this vault key"
+                ))
+            })?,
+        );
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| {
+            Error::Corrupt(format!("media file {name}: the key has the wrong length"))
+        })?;
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+
     pub fn unwrap(&self, wrapped: &[u8], seq: u64) -> Result<DataKey> {
         let mut plain = open_with(&self.cipher(), wrapped, &aad("datakey", seq, 0))
             .map_err(|_| Error::Key(format!(
@@ -165,6 +188,133 @@ impl DataKey {
             ))
         })
     }
+}
+
+fn named_aad(purpose: &str, name: &str) -> Vec<u8> {
+    format!("archipel-vault/v1 {purpose} {name}").into_bytes()
+}
+
+/// Plaintext bytes per chunk of a sealed stream.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+/// Bytes of nonce prefix in front of a sealed stream (XChaCha20's 24 less
+/// the STREAM construction's 5-byte counter and flag).
+const STREAM_PREFIX: usize = 19;
+/// Bytes a chunk grows by when sealed (its Poly1305 tag).
+const TAG_LEN: usize = 16;
+
+impl DataKey {
+    /// Seals everything `input` yields into `output` in chunks (the STREAM
+    /// construction over XChaCha20-Poly1305: chunks cannot be reordered,
+    /// dropped or cut short unseen), never holding more than one chunk.
+    /// `inspect` sees each plaintext chunk and then its sealed form.
+    pub fn seal_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        output: &mut dyn std::io::Write,
+        inspect: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> std::io::Result<()> {
+        use chacha20poly1305::aead::stream::EncryptorBE32;
+        let mut prefix = [0u8; STREAM_PREFIX];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut prefix);
+        output.write_all(&prefix)?;
+        inspect(&[], &prefix);
+        let mut encryptor = EncryptorBE32::from_aead(self.cipher(), (&prefix).into());
+        let mut chunk = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
+        let mut next = Zeroizing::new(vec![0u8; STREAM_CHUNK]);
+        let mut len = read_full(input, &mut chunk)?;
+        let failed = |_| std::io::Error::other("sealing a chunk");
+        // A full chunk is the last one only if nothing follows it.
+        while len == STREAM_CHUNK {
+            let next_len = read_full(input, &mut next)?;
+            if next_len == 0 {
+                break;
+            }
+            let sealed = encryptor
+                .encrypt_next(Payload {
+                    msg: &chunk[..len],
+                    aad: STREAM_AAD,
+                })
+                .map_err(failed)?;
+            output.write_all(&sealed)?;
+            inspect(&chunk[..len], &sealed);
+            std::mem::swap(&mut chunk, &mut next);
+            len = next_len;
+        }
+        let sealed = encryptor
+            .encrypt_last(Payload {
+                msg: &chunk[..len],
+                aad: STREAM_AAD,
+            })
+            .map_err(failed)?;
+        output.write_all(&sealed)?;
+        inspect(&chunk[..len], &sealed);
+        Ok(())
+    }
+
+    /// Opens a stream [`DataKey::seal_stream`] sealed, writing the
+    /// plaintext to `output` chunk by chunk. Fails, with what was written
+    /// so far to be discarded, if anything was altered, reordered or cut.
+    pub fn open_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        output: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        use chacha20poly1305::aead::stream::DecryptorBE32;
+        let altered = || Error::Corrupt("a sealed media file does not open (altered)".into());
+        let io = |e: std::io::Error| Error::io("reading a sealed media file".to_owned(), e);
+        let mut prefix = [0u8; STREAM_PREFIX];
+        if read_full(input, &mut prefix).map_err(io)? != STREAM_PREFIX {
+            return Err(altered());
+        }
+        let mut decryptor = DecryptorBE32::from_aead(self.cipher(), (&prefix).into());
+        let mut chunk = vec![0u8; STREAM_CHUNK + TAG_LEN];
+        let mut next = vec![0u8; STREAM_CHUNK + TAG_LEN];
+        let mut len = read_full(input, &mut chunk).map_err(io)?;
+        let written = |e| Error::io("writing an opened media file", e);
+        while len == chunk.len() {
+            let next_len = read_full(input, &mut next).map_err(io)?;
+            if next_len == 0 {
+                break;
+            }
+            let plain = Zeroizing::new(
+                decryptor
+                    .decrypt_next(Payload {
+                        msg: &chunk[..len],
+                        aad: STREAM_AAD,
+                    })
+                    .map_err(|_| altered())?,
+            );
+            output.write_all(&plain).map_err(written)?;
+            std::mem::swap(&mut chunk, &mut next);
+            len = next_len;
+        }
+        let plain = Zeroizing::new(
+            decryptor
+                .decrypt_last(Payload {
+                    msg: &chunk[..len],
+                    aad: STREAM_AAD,
+                })
+                .map_err(|_| altered())?,
+        );
+        output.write_all(&plain).map_err(written)
+    }
+}
+
+/// The associated data of every chunk of a sealed media stream.
+const STREAM_AAD: &[u8] = b"archipel-vault/v1 media stream";
+
+/// Reads until `buf` is full or the input ends; returns how much it read.
+fn read_full(input: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn aad(purpose: &str, seq: u64, part: u32) -> Vec<u8> {
@@ -254,6 +404,41 @@ mod tests {
         );
         assert_ne!(key.reseal(b"minutes.pdf", nonce, 9, 2), Some(sealed));
         assert_eq!(key.reseal(b"x", &[0; 3], 9, 1), None);
+    }
+
+    #[test]
+    fn a_sealed_stream_opens_whole_and_only_unaltered() {
+        let key = DataKey::generate();
+        for size in [0, 10, STREAM_CHUNK, 2 * STREAM_CHUNK + 5] {
+            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut sealed = Vec::new();
+            let mut seen = 0;
+            key.seal_stream(&mut plain.as_slice(), &mut sealed, &mut |p, _| {
+                seen += p.len()
+            })
+            .expect("seal");
+            assert_eq!(seen, size);
+            let mut opened = Vec::new();
+            key.open_stream(&mut sealed.as_slice(), &mut opened)
+                .expect("open");
+            assert_eq!(opened, plain, "size {size}");
+            // Cut short at a chunk boundary, or altered: refused.
+            if size > STREAM_CHUNK {
+                let cut = &sealed[..STREAM_PREFIX + STREAM_CHUNK + TAG_LEN];
+                assert!(key.open_stream(&mut &cut[..], &mut Vec::new()).is_err());
+            }
+            let mut altered = sealed.clone();
+            *altered.last_mut().expect("not empty") ^= 1;
+            assert!(
+                key.open_stream(&mut altered.as_slice(), &mut Vec::new())
+                    .is_err()
+            );
+            assert!(
+                DataKey::generate()
+                    .open_stream(&mut sealed.as_slice(), &mut Vec::new())
+                    .is_err()
+            );
+        }
     }
 
     #[test]

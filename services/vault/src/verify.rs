@@ -102,8 +102,14 @@ impl fmt::Display for Finding {
             Self::OutOfPlace { seq, claims } => {
                 write!(f, "record {seq} is out of place: it is record {claims}")
             }
+            Self::MediaMissing { seq, part: 0 } => {
+                write!(f, "record {seq}: a media file it references is missing")
+            }
             Self::MediaMissing { seq, part } => {
                 write!(f, "record {seq}: media copy {part} is missing")
+            }
+            Self::MediaAltered { seq, part: 0 } => {
+                write!(f, "record {seq}: a media file it references was altered")
             }
             Self::MediaAltered { seq, part } => {
                 write!(f, "record {seq}: media copy {part} was altered")
@@ -220,6 +226,7 @@ pub fn verify(
     let mut erased = std::collections::HashSet::new();
     let mut deferred: Vec<Finding> = Vec::new();
     let mut decryptions = Vec::new();
+    let mut media_checked = std::collections::HashSet::new();
 
     let mut check_checkpoints = |frontier: &Frontier, findings: &mut Vec<Finding>| {
         while let Some(&&(size, root)) = pending_checkpoints.peek() {
@@ -260,7 +267,7 @@ pub fn verify(
                         claims: record.seq,
                     });
                 }
-                check_media(media_dir, &record, &mut deferred);
+                check_media(log, media_dir, &record, &mut media_checked, &mut deferred);
                 if record.sealed().is_some() && !log.has_data_key(seq)? {
                     deferred.push(Finding::DataKeyMissing { seq });
                 }
@@ -343,15 +350,43 @@ fn append_checked(log: &Log, frontier: &mut Frontier, leaf: Hash, findings: &mut
     }
 }
 
-fn check_media(media_dir: &std::path::Path, record: &Record, findings: &mut Vec<Finding>) {
+fn check_media(
+    log: &Log,
+    media_dir: &std::path::Path,
+    record: &Record,
+    checked: &mut std::collections::HashSet<std::path::PathBuf>,
+    findings: &mut Vec<Finding>,
+) {
     let Some(event) = record.event() else {
         return;
     };
     for copy in &event.media {
-        let path = crate::media_path(media_dir, record.seq, copy.part);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                if B64.encode(Sha256::digest(&bytes)) != copy.sealed_sha256 {
+        // A file the vault holds once, on record in its media index; or an
+        // older record's own copy, whose sealed hash the record holds.
+        let (path, sealed_sha256) = if copy.sha256.is_some() {
+            match crate::media::sealed_file_of(log, media_dir, copy) {
+                Some(file) => file,
+                None => {
+                    findings.push(Finding::MediaMissing {
+                        seq: record.seq,
+                        part: copy.part,
+                    });
+                    continue;
+                }
+            }
+        } else {
+            (
+                crate::media_path(media_dir, record.seq, copy.part),
+                copy.sealed_sha256.clone(),
+            )
+        };
+        // A file many records reference is read once.
+        if !checked.insert(path.clone()) {
+            continue;
+        }
+        match sha256_of_file(&path) {
+            Ok(hash) => {
+                if hash != sealed_sha256 {
                     findings.push(Finding::MediaAltered {
                         seq: record.seq,
                         part: copy.part,
@@ -364,4 +399,11 @@ fn check_media(media_dir: &std::path::Path, record: &Record, findings: &mut Vec<
             }),
         }
     }
+}
+
+/// SHA-256 (base64) of a file, read as a stream.
+fn sha256_of_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut hash = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hash)?;
+    Ok(B64.encode(hash.finalize()))
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use archipel_vault::{
-    CapturedEvent, Error, MediaBytes, Vault,
+    CapturedEvent, Error, MediaSource, Vault,
     procedure::{Classification, HoldScope, Role},
 };
 use common::{event, event_with, open, refused, verifies};
@@ -22,12 +22,33 @@ fn vault_with(events: Vec<CapturedEvent>) -> (tempfile::TempDir, Vault) {
 
 #[test]
 fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
-    let mut with_media = event(1);
-    with_media.media.push(MediaBytes {
-        mxc: "mxc://test.example/pic".into(),
-        bytes: b"holiday picture".to_vec(),
-    });
-    let (dir, vault) = vault_with(vec![event(0), with_media]);
+    let files = tempfile::tempdir().expect("tempdir");
+    let picture = files.path().join("pic");
+    std::fs::write(&picture, b"holiday picture").expect("write");
+    let shared = files.path().join("agenda");
+    std::fs::write(&shared, b"the agenda, also sent to the team").expect("write");
+    let with = |n, sources: &[(&str, &std::path::Path)]| {
+        let mut captured = event(n);
+        for (mxc, path) in sources {
+            captured.media.push(MediaSource {
+                mxc: (*mxc).into(),
+                path: path.to_path_buf(),
+            });
+        }
+        captured
+    };
+    let (dir, vault) = vault_with(vec![
+        with(0, &[("mxc://test.example/agenda", &shared)]),
+        with(
+            1,
+            &[
+                ("mxc://test.example/pic", &picture),
+                ("mxc://test.example/agenda", &shared),
+            ],
+        ),
+    ]);
+    let blobs = dir.path().join("vault/media/blobs");
+    assert_eq!(std::fs::read_dir(&blobs).expect("blobs").count(), 2);
     vault
         .add_delegate("@alice:test.example", "@secretary:test.example", "operator")
         .expect("delegate");
@@ -46,7 +67,25 @@ fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
         vault.open_event(1),
         Err(Error::Erased { seq: 1, .. })
     ));
-    assert!(matches!(vault.open_media(1, 1), Err(Error::Erased { .. })));
+    // The picture only the erased message referenced is gone, key and
+    // file; the agenda the kept message references too stays.
+    assert_eq!(std::fs::read_dir(&blobs).expect("blobs").count(), 1);
+    let erased = archipel_vault::record::MediaCopy {
+        mxc: "mxc://test.example/pic".into(),
+        part: 0,
+        size: 15,
+        sealed_sha256: String::new(),
+        sha256: Some(String::new()),
+    };
+    assert!(matches!(
+        vault.open_media_to(&erased, &mut Vec::new()),
+        Err(Error::NotFound(_))
+    ));
+    let kept = vault.log().record(0).expect("record 0");
+    let kept = &kept.event().expect("an event").media[0];
+    let mut agenda = Vec::new();
+    vault.open_media_to(kept, &mut agenda).expect("kept");
+    assert_eq!(agenda, b"the agenda, also sent to the team");
     assert_eq!(
         vault.open_event(0).expect("kept")["content"]["body"],
         "message number 0"

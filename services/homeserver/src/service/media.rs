@@ -140,6 +140,15 @@ impl Media {
         Ok(self.tree.get_json(media_id.as_bytes())?)
     }
 
+    /// A stored file's metadata and where its bytes are, for a reader that
+    /// streams them (the archive's capture), or `None` if there is no such
+    /// media.
+    pub fn file(&self, media_id: &str) -> Result<Option<(MediaMeta, PathBuf)>> {
+        Ok(self
+            .meta(media_id)?
+            .map(|meta| (meta, self.file_path(media_id))))
+    }
+
     pub async fn read(&self, media_id: &str) -> Result<Option<(MediaMeta, Vec<u8>)>> {
         let Some(meta) = self.meta(media_id)? else {
             return Ok(None);

@@ -180,11 +180,12 @@ fn check_attachments(
 ) -> std::result::Result<(), String> {
     let seq = line.seq;
     let copies = record.event().map(|e| e.media.as_slice()).unwrap_or(&[]);
-    for copy in copies {
-        let Some(shipped) = line.attachments.iter().find(|a| a.part == copy.part) else {
+    for (i, copy) in copies.iter().enumerate() {
+        let part = i as u32 + 1;
+        let Some(shipped) = line.attachments.iter().find(|a| a.part == part) else {
             return Err(format!(
-                "record {seq}: its attachment {} (part {}) is not in the export",
-                copy.mxc, copy.part
+                "record {seq}: its attachment {} (part {part}) is not in the export",
+                copy.mxc
             ));
         };
         // A name, never a path: an export must not make the checker read
@@ -199,12 +200,27 @@ fn check_attachments(
             ));
         }
         let path = conversation.join("attachments").join(&shipped.file);
-        let bytes = std::fs::read(&path).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             format!(
                 "record {seq}: attachment attachments/{} cannot be read: {e}",
                 shipped.file
             )
-        })?;
+        };
+        // A file the vault holds once: the record names its SHA-256.
+        if let Some(sha256) = &copy.sha256 {
+            let mut hash = Sha256::new();
+            std::fs::File::open(&path)
+                .and_then(|mut file| std::io::copy(&mut file, &mut hash))
+                .map_err(unreadable)?;
+            if &B64.encode(hash.finalize()) != sha256 {
+                return Err(format!(
+                    "record {seq}: attachment attachments/{} differs from the archived file",
+                    shipped.file
+                ));
+            }
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(unreadable)?;
         let nonce = B64
             .decode(&shipped.nonce)
             .map_err(|_| format!("record {seq}: the attachment's nonce is not base64"))?;
@@ -221,7 +237,7 @@ fn check_attachments(
     if let Some(extra) = line
         .attachments
         .iter()
-        .find(|a| !copies.iter().any(|c| c.part == a.part))
+        .find(|a| a.part == 0 || a.part as usize > copies.len())
     {
         return Err(format!(
             "record {seq}: attachment attachments/{} is not one the record archived",

@@ -25,6 +25,7 @@ pub use html::amsterdam_time;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    io::Write,
     path::Path,
 };
 
@@ -36,8 +37,8 @@ use crate::{
     Error, Result, Vault,
     checkpoint::{Checkpoint, verifier_key},
     open_sealed_with,
-    record::{Entry, EventEntry, Record},
-    seal::NONCE_LEN,
+    record::{Entry, EventEntry, MediaCopy, Record},
+    seal::{DataKey, NONCE_LEN},
     write_file as write,
 };
 
@@ -136,10 +137,14 @@ pub struct ErasureProof {
 /// sealed copy's hash in the record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExportAttachment {
+    /// Which of the record's media files (1, 2, ...).
     pub part: u32,
     /// Name of the file in the conversation's `attachments/`.
     pub file: String,
-    /// Base64 of the nonce the copy was sealed with.
+    /// For an older record's own copy: base64 of the nonce it was sealed
+    /// with (the checker reseals the file). Empty for a file the vault holds
+    /// once: the record names its SHA-256.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub nonce: String,
 }
 
@@ -328,16 +333,16 @@ impl Vault {
                 let mut files = Vec::new();
                 let mut shipped = Vec::new();
                 if let Some(key) = &key {
-                    for copy in &entry.media {
-                        let name = attachment_name(seq, copy.part, event.as_ref());
-                        let (bytes, sealed) = self.open_media_sealed(key, seq, copy.part)?;
-                        write(&attachments.join(&name), &bytes)?;
+                    for (i, copy) in entry.media.iter().enumerate() {
+                        let part = i as u32 + 1;
+                        let name = attachment_name(seq, part, event.as_ref());
+                        let nonce = self.export_media(key, seq, copy, &attachments.join(&name))?;
                         shipped.push(ExportAttachment {
-                            part: copy.part,
+                            part,
                             file: name.clone(),
-                            nonce: B64.encode(&sealed[..sealed.len().min(NONCE_LEN)]),
+                            nonce,
                         });
-                        files.push((copy.part, name));
+                        files.push((part, name));
                         summary.attachments += 1;
                     }
                 }
@@ -450,6 +455,32 @@ fn unique_name(room: &str, taken: &mut BTreeSet<String>) -> String {
 }
 
 /// `<seq>-<part>-<the file's own name>`, made safe.
+impl Vault {
+    /// Writes the bytes of media `copy` of record `seq` to `path`. Returns
+    /// the nonce of an older record's own copy (empty for a file the vault
+    /// holds once).
+    fn export_media(
+        &self,
+        key: &DataKey,
+        seq: u64,
+        copy: &MediaCopy,
+        path: &Path,
+    ) -> Result<String> {
+        if copy.sha256.is_some() {
+            let file = std::fs::File::create(path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            let mut out = std::io::BufWriter::new(file);
+            self.open_media_to(copy, &mut out)?;
+            out.flush()
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            return Ok(String::new());
+        }
+        let (bytes, sealed) = self.open_media_sealed(key, seq, copy.part)?;
+        write(path, &bytes)?;
+        Ok(B64.encode(&sealed[..sealed.len().min(NONCE_LEN)]))
+    }
+}
+
 fn attachment_name(seq: u64, part: u32, event: Option<&Value>) -> String {
     let original = event
         .and_then(|e| {
