@@ -17,8 +17,11 @@ use tower::ServiceExt;
 const STORE_KEY_PURPOSE: &str = "archive member crypto store";
 /// The device's folder in the data folder.
 pub const STORE_DIR: &str = "archive-member";
-/// Largest response the device reads (a sync full of to-device messages).
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// Where the decryption worker decrypts attachments before the vault
+/// seals them: plaintext, so emptied at start and after every batch.
+pub fn incoming_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(STORE_DIR).join("incoming")
+}
 
 /// Starts the archive member's device, or `None` when the node has no
 /// archive member.
@@ -49,26 +52,34 @@ pub async fn start(
         &user,
         store,
         session.access_token,
-        Box::new(RouterTransport(router)),
+        Box::new(RouterTransport {
+            router,
+            // A sync full of to-device messages, or an attachment.
+            max_response: (services.config.max_upload_size as usize).max(64 << 20) + (1 << 20),
+        }),
     )
     .await?;
     Ok(Some(Arc::new(member)))
 }
 
 /// Requests go straight into the homeserver's router.
-struct RouterTransport(axum::Router);
+struct RouterTransport {
+    router: axum::Router,
+    /// Largest response body read.
+    max_response: usize,
+}
 
 impl Transport for RouterTransport {
     fn send(&self, request: http::Request<bytes::Bytes>) -> TransportFuture<'_> {
         Box::pin(async move {
             let response = self
-                .0
+                .router
                 .clone()
                 .oneshot(request.map(Body::from))
                 .await
                 .map_err(|e| e.to_string())?;
             let (parts, body) = response.into_parts();
-            let body = http_body_util::Limited::new(body, MAX_RESPONSE)
+            let body = http_body_util::Limited::new(body, self.max_response)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?

@@ -216,7 +216,11 @@ fn local_media(services: &Services, event: &RawValue) -> Result<(Vec<MediaSource
         match services.media.file(media_id)? {
             Some((meta, path)) => {
                 bytes += meta.size;
-                out.push(MediaSource { mxc: uri, path });
+                out.push(MediaSource {
+                    mxc: uri,
+                    path,
+                    decrypted: false,
+                });
             }
             None => {
                 tracing::warn!(%uri, "an archived event references media this server does not have")

@@ -7,13 +7,26 @@
 //! worker looks at new pending events after every capture batch, and at
 //! the pending events of each session whose key arrives. At start it looks
 //! at all of them once: keys may have arrived while the node was down.
+//!
+//! An encrypted message's attachments (its `file`, its thumbnail's) are
+//! fetched, checked against the hash the message names, decrypted into
+//! `incoming` (in the device's folder, emptied at start and after every
+//! batch) and sealed into the vault with the decryption record.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use archipel_archive_member::ArchiveMember;
-use archipel_vault::{Vault, decryption::PendingDecryption};
+use archipel_vault::{
+    MediaSource, Vault,
+    decryption::{FoundKey, PendingDecryption},
+    megolm,
+};
 use ruma::RoomId;
+use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
 /// A session whose key the device just received: `(room, session ID)`.
@@ -27,20 +40,26 @@ const PAGE: usize = 256;
 pub async fn run(
     vault: Arc<Vault>,
     device: Arc<ArchiveMember>,
+    incoming: PathBuf,
     captured: Arc<Notify>,
     mut keys: mpsc::UnboundedReceiver<Vec<Session>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let worker = Worker {
+        vault,
+        device,
+        incoming,
+    };
     // The last pending event looked at: everything after it is new.
     let mut cursor = None;
     loop {
-        if let Err(e) = look_at_new(&vault, &device, &mut cursor).await {
+        if let Err(e) = worker.look_at_new(&mut cursor).await {
             tracing::warn!(error = %format!("{e:#}"), "decrypting archived events");
         }
         tokio::select! {
             _ = captured.notified() => {}
             Some(sessions) = keys.recv() => {
-                if let Err(e) = look_at_sessions(&vault, &device, sessions).await {
+                if let Err(e) = worker.look_at_sessions(sessions).await {
                     tracing::warn!(error = %format!("{e:#}"), "decrypting archived events of new room keys");
                 }
             }
@@ -51,57 +70,110 @@ pub async fn run(
     }
 }
 
-async fn look_at_new(
-    vault: &Arc<Vault>,
-    device: &ArchiveMember,
-    cursor: &mut Option<u64>,
-) -> Result<()> {
-    loop {
-        let page = vault.pending_decryptions(*cursor, PAGE)?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        *cursor = Some(last.seq);
-        decrypt(vault, device, page).await?;
-    }
+struct Worker {
+    vault: Arc<Vault>,
+    device: Arc<ArchiveMember>,
+    /// Where attachments are decrypted before they are sealed.
+    incoming: PathBuf,
 }
 
-async fn look_at_sessions(
-    vault: &Arc<Vault>,
-    device: &ArchiveMember,
-    sessions: Vec<Session>,
-) -> Result<()> {
-    for (room_id, session_id) in sessions {
-        let pending = vault.pending_in_session(room_id.as_str(), &session_id)?;
-        decrypt(vault, device, pending).await?;
-    }
-    Ok(())
-}
-
-/// Asks the device for the key of each pending event and has the vault
-/// append the decryption records of those it holds.
-async fn decrypt(
-    vault: &Arc<Vault>,
-    device: &ArchiveMember,
-    pending: Vec<PendingDecryption>,
-) -> Result<()> {
-    let mut found = Vec::new();
-    for event in pending {
-        let Ok(room_id) = RoomId::parse(&event.room_id) else {
-            continue;
-        };
-        if let Some(key) = device
-            .session_key(&room_id, &event.session_id, event.message_index)
-            .await?
-        {
-            found.push((event.seq, key));
+impl Worker {
+    async fn look_at_new(&self, cursor: &mut Option<u64>) -> Result<()> {
+        loop {
+            let page = self.vault.pending_decryptions(*cursor, PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            *cursor = Some(last.seq);
+            self.decrypt(page).await?;
         }
     }
-    if found.is_empty() {
-        return Ok(());
+
+    async fn look_at_sessions(&self, sessions: Vec<Session>) -> Result<()> {
+        for (room_id, session_id) in sessions {
+            let pending = self
+                .vault
+                .pending_in_session(room_id.as_str(), &session_id)?;
+            self.decrypt(pending).await?;
+        }
+        Ok(())
     }
-    let vault = vault.clone();
-    let appended = tokio::task::spawn_blocking(move || vault.record_decryptions(found)).await??;
-    tracing::debug!(count = appended.len(), "decryption records appended");
-    Ok(())
+
+    /// Asks the device for the key of each pending event and has the vault
+    /// append the decryption records of those it holds, with their
+    /// attachments.
+    async fn decrypt(&self, pending: Vec<PendingDecryption>) -> Result<()> {
+        let mut found = Vec::new();
+        for event in pending {
+            let Ok(room_id) = RoomId::parse(&event.room_id) else {
+                continue;
+            };
+            if let Some(session_key) = self
+                .device
+                .session_key(&room_id, &event.session_id, event.message_index)
+                .await?
+            {
+                let attachments = self.attachments(event.seq, &session_key).await?;
+                found.push(FoundKey {
+                    seq: event.seq,
+                    session_key,
+                    attachments,
+                });
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let vault = self.vault.clone();
+        let appended = tokio::task::spawn_blocking(move || vault.record_decryptions(found)).await?;
+        empty(&self.incoming)?;
+        tracing::debug!(count = appended?.len(), "decryption records appended");
+        Ok(())
+    }
+
+    /// The encrypted attachments of event record `seq`, decrypted into
+    /// `incoming`. One that cannot be fetched or does not match its hash is
+    /// logged and left out: the message's text is archived regardless.
+    async fn attachments(&self, seq: u64, session_key: &str) -> Result<Vec<MediaSource>> {
+        let vault = self.vault.clone();
+        let event = tokio::task::spawn_blocking(move || vault.open_event(seq)).await??;
+        let Ok(plaintext) = megolm::decrypt(&event, session_key) else {
+            // The vault refuses it with its reason when it records.
+            return Ok(Vec::new());
+        };
+        let plain: Value = serde_json::from_str(&plaintext)?;
+        let mut sources = Vec::new();
+        for pointer in ["/content/file", "/content/info/thumbnail_file"] {
+            let Some(file) = plain.pointer(pointer) else {
+                continue;
+            };
+            let Some(mxc) = file["url"].as_str() else {
+                continue;
+            };
+            std::fs::create_dir_all(&self.incoming)
+                .with_context(|| format!("creating {}", self.incoming.display()))?;
+            let path = self.incoming.join(format!("{seq}-{}", sources.len()));
+            match self.device.download_attachment(file, &path).await {
+                Ok(()) => sources.push(MediaSource {
+                    mxc: mxc.to_owned(),
+                    path,
+                    decrypted: true,
+                }),
+                Err(e) => {
+                    tracing::warn!(seq, %mxc, error = %e, "an encrypted attachment could not be archived");
+                }
+            }
+        }
+        Ok(sources)
+    }
+}
+
+/// Removes the decrypted attachments in `dir` (sealed into the vault, or
+/// left by a crash).
+pub fn empty(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
 }

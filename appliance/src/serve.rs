@@ -83,9 +83,12 @@ async fn serve(config: Config) -> Result<()> {
                         .await
                 })
             };
+            let incoming = archive_device::incoming_dir(&config.node.data_dir);
+            decryption::empty(&incoming)?;
             let decrypting = tokio::spawn(decryption::run(
                 node.vault.clone(),
                 device,
+                incoming,
                 captured.clone(),
                 received,
                 decryption_stopped,

@@ -539,6 +539,15 @@ pub fn execute(
                     .context("the decrypted plaintext is not JSON")?;
                 say!(out, "decrypted by record {decryption}:");
                 say!(out, "{}", serde_json::to_string_pretty(&plaintext)?);
+                for copy in vault.log().record(decryption)?.media() {
+                    say!(
+                        out,
+                        "attachment {} decrypted and archived: {} bytes, SHA-256 {}",
+                        copy.mxc,
+                        copy.size,
+                        copy.sha256.as_deref().unwrap_or("-")
+                    );
+                }
             } else if let Some(gap) = vault.pending_decryption(seq)? {
                 say!(
                     out,

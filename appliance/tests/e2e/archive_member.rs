@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use matrix_sdk::attachment::AttachmentConfig;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
@@ -14,8 +15,8 @@ use matrix_sdk::{RoomDisplayName, RoomState};
 use serde_json::{Value, json};
 
 use crate::client::{
-    Api, alice_and_bob_in_room, initial_sync_settings, register_client, register_identity_based,
-    sync_until, timeline_json, user_id,
+    Api, alice_and_bob_in_room, initial_sync_settings, png, register_client,
+    register_identity_based, sync_until, timeline_json, user_id,
 };
 use crate::federation::{Cluster, join_through};
 use crate::harness::{TestServer, eventually, files_under, run_archipel};
@@ -551,4 +552,111 @@ async fn a_federated_encrypted_room_is_archived_readable_on_both_nodes() {
         }
         assert_verifies(&dir);
     }
+}
+
+/// An image sent in an encrypted room: the homeserver holds only its
+/// ciphertext; the archive fetches it, checks its hash, decrypts it and
+/// keeps the picture itself, which the export shows and proves.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_image_is_archived_decrypted() {
+    let server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(
+        &server,
+        vec![
+            InitialStateEvent::with_empty_state_key(
+                RoomEncryptionEventContent::with_recommended_defaults(),
+            )
+            .to_raw_any(),
+        ],
+    )
+    .await;
+    let room_id = pair.room_id.clone();
+    let picture = png(9, 7);
+    let image = pair
+        .alice_room()
+        .send_attachment(
+            "org-chart.png",
+            &mime::IMAGE_PNG,
+            picture.clone(),
+            AttachmentConfig::new(),
+        )
+        .await
+        .expect("send an encrypted image")
+        .event_id
+        .to_string();
+    let dir = server.data_dir();
+    until_encrypted(&dir, 1, 0).await;
+    let shown = eventually("the image to be archived", Duration::from_secs(30), || {
+        let (dir, image) = (dir.clone(), image.clone());
+        async move {
+            let shown = vault_ok(&dir, &["show", "--event", &image]);
+            shown.contains("decrypted and archived").then_some(shown)
+        }
+    })
+    .await;
+    assert!(shown.contains("org-chart.png"), "{shown}");
+    assert!(
+        shown.contains(&format!("{} bytes", picture.len())),
+        "{shown}"
+    );
+    // On the node the picture is sealed, never in the clear.
+    assert!(files_containing(&dir, &picture[16..48]).is_empty());
+    assert_verifies(&dir);
+
+    let out = dir.parent().expect("parent").join("export");
+    let summary: Value = serde_json::from_str(&vault_ok(
+        &dir,
+        &[
+            "export",
+            "--room",
+            room_id.as_str(),
+            "--out",
+            out.to_str().expect("path"),
+            "--json",
+        ],
+    ))
+    .expect("JSON");
+    assert_eq!(summary["attachments"], 1, "{summary}");
+    let exported: Vec<_> = files_under(&out)
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("attachments")))
+        .collect();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_eq!(std::fs::read(&exported[0]).expect("read"), picture);
+    let page = files_under(&out)
+        .into_iter()
+        .find(|p| p.ends_with("conversation.html"))
+        .map(|p| std::fs::read_to_string(p).expect("html"))
+        .expect("a conversation page");
+    let name = exported[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a name");
+    assert!(page.contains(name), "the page links the picture");
+    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+    let checked = run_archipel(&[
+        "vault",
+        "verify-export",
+        out.to_str().expect("path"),
+        "--verifier-key",
+        status["verifier_key"].as_str().expect("key"),
+    ]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    // A picture swapped in the export is caught.
+    let mut swapped = picture.clone();
+    swapped[picture.len() / 2] ^= 0x10;
+    std::fs::write(&exported[0], &swapped).expect("write");
+    let checked = run_archipel(&[
+        "vault",
+        "verify-export",
+        out.to_str().expect("path"),
+        "--verifier-key",
+        status["verifier_key"].as_str().expect("key"),
+    ]);
+    assert!(!checked.status.success());
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("differs from the archived file"));
 }

@@ -53,6 +53,8 @@ pub enum Error {
     Olm(#[from] matrix_sdk_crypto::OlmError),
     #[error("copying the archive member's crypto store {0}")]
     Copy(String),
+    #[error("an encrypted attachment: {0}")]
+    Attachment(String),
     #[error("the archive member's request {endpoint}: {message}")]
     Request {
         endpoint: &'static str,
@@ -262,6 +264,37 @@ impl ArchiveMember {
         Ok(Some(
             serde_json::to_string(&export).expect("key exports serialize"),
         ))
+    }
+}
+
+impl ArchiveMember {
+    /// Downloads the encrypted file `file` (an `EncryptedFile` of a
+    /// decrypted message: its `url`, key, IV and hashes) through the
+    /// homeserver, which fetches a peer's media over federation, checks its
+    /// SHA-256 and decrypts it into `dest` (matrix-sdk-crypto's
+    /// `AttachmentDecryptor`: AES-256-CTR). `dest` holds plaintext: the
+    /// caller seals it and removes it.
+    pub async fn download_attachment(&self, file: &serde_json::Value, dest: &Path) -> Result<()> {
+        use ruma::api::client::authenticated_media::get_content;
+        let failed = |e: &dyn std::fmt::Display| Error::Attachment(e.to_string());
+        let file: ruma::events::room::EncryptedFile =
+            serde_json::from_value(file.clone()).map_err(|e| failed(&e))?;
+        let (server, media_id) = file.url.parts().map_err(|e| failed(&e))?;
+        let request = get_content::v1::Request::new(media_id.to_owned(), server.to_owned());
+        let response = self.connection.send_ruma("media download", request).await?;
+        let dest = dest.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut input = std::io::Cursor::new(response.file);
+            let mut decryptor =
+                matrix_sdk_crypto::AttachmentDecryptor::new(&mut input, file.into())
+                    .map_err(|e| failed(&e))?;
+            let mut output = std::fs::File::create(&dest).map_err(|e| failed(&e))?;
+            // The hash is checked at the end: a mismatch fails the copy.
+            std::io::copy(&mut decryptor, &mut output).map_err(|e| failed(&e))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| failed(&e))?
     }
 }
 

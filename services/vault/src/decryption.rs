@@ -40,6 +40,18 @@ pub struct PendingDecryption {
     pub message_index: u32,
 }
 
+/// The room key of an encrypted event record, found by the archive
+/// member's device, and the message's encrypted attachments decrypted.
+pub struct FoundKey {
+    /// The encrypted event's record.
+    pub seq: u64,
+    /// The exported room key (JSON) that decrypts it.
+    pub session_key: String,
+    /// Its attachments' plaintext, checked against the hashes the message
+    /// names: sealed into the vault with the decryption record.
+    pub attachments: Vec<crate::MediaSource>,
+}
+
 /// A decryption record, opened.
 #[derive(Clone, Debug)]
 pub struct Decrypted {
@@ -201,13 +213,19 @@ impl Vault {
     /// in one durable batch; each such event is no longer pending. A key
     /// that does not decrypt its record is logged and leaves it pending.
     /// Returns the sequence numbers of the records appended.
-    pub fn record_decryptions(&self, found: Vec<(u64, String)>) -> Result<Vec<u64>> {
+    pub fn record_decryptions(&self, found: Vec<FoundKey>) -> Result<Vec<u64>> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut frontier = writer.frontier.clone();
         let mut batch = Batch::new();
+        let mut media = crate::media::BatchMedia::default();
         let mut appended = Vec::new();
         let now = now_ms();
-        for (ciphertext_seq, session_key) in found {
+        for FoundKey {
+            seq: ciphertext_seq,
+            session_key,
+            attachments,
+        } in found
+        {
             let Some(pending) = self.pending_decryption(ciphertext_seq)? else {
                 continue; // decrypted already, or erased meanwhile
             };
@@ -227,6 +245,10 @@ impl Vault {
             let session_key: Value = serde_json::from_str(&session_key)
                 .map_err(|e| Error::Corrupt(format!("session key: {e}")))?;
             let seq = frontier.size();
+            let mut copies = Vec::new();
+            for source in &attachments {
+                copies.push(self.store_media(&mut batch, seq, source, &mut media)?);
+            }
             let key = DataKey::generate();
             let details = json!({ "plaintext": plaintext, "session_key": session_key });
             let plain = serde_json::to_vec(&details).expect("JSON values serialize");
@@ -239,6 +261,7 @@ impl Vault {
                     event_id: pending.event_id.clone(),
                     sender: pending.sender.clone(),
                     sealed: B64.encode(key.seal(&plain, seq, 0)),
+                    media: copies,
                 }),
             };
             self.append(&mut batch, &mut frontier, &record, Some(&key));
@@ -261,6 +284,7 @@ impl Vault {
             return Ok(appended);
         }
         batch.put(&self.log().meta, META_SIZE, frontier.size().to_be_bytes());
+        crate::sync_files(&self.media_dir.join(crate::media::BLOB_DIR), &media.sealed)?;
         self.store().commit(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, false)?;

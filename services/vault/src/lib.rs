@@ -682,6 +682,13 @@ impl Steps<'_> {
             .release_media(&mut self.batch, erased, &event.media, &mut self.media)?;
         if let Some(decryption) = self.vault.decryption_of(erased)? {
             self.erase_record(decryption, reference);
+            let record = self.vault.log.record(decryption)?;
+            self.vault.release_media(
+                &mut self.batch,
+                decryption,
+                record.media(),
+                &mut self.media,
+            )?;
         }
         decryption::forget_pending(self.vault, &mut self.batch, erased)?;
         Ok(seq)
@@ -728,7 +735,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Media copies are on disk before the batch that references them commits.
-fn sync_files(dir: &Path, files: &[PathBuf]) -> Result<()> {
+pub(crate) fn sync_files(dir: &Path, files: &[PathBuf]) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }

@@ -34,8 +34,22 @@ pub const BLOB_DIR: &str = "blobs";
 pub struct MediaSource {
     /// The `mxc://` URI the event references.
     pub mxc: String,
-    /// The homeserver's file, read once when the vault does not hold it yet.
+    /// The file to read, once, when the vault does not hold it yet: the
+    /// homeserver's, or an encrypted attachment decrypted.
     pub path: PathBuf,
+    /// Whether this is the decrypted content of the encrypted file at `mxc`
+    /// (what the homeserver holds there is ciphertext).
+    pub decrypted: bool,
+}
+
+/// How the vault looks up a file: by its URI, and for a decrypted
+/// attachment by what it is the plaintext of.
+fn lookup_key(mxc: &str, decrypted: bool) -> String {
+    if decrypted {
+        format!("decrypted {mxc}")
+    } else {
+        mxc.to_owned()
+    }
 }
 
 /// A stored file: its wrapped key and what verify checks without it.
@@ -49,7 +63,7 @@ pub(crate) struct Blob {
     pub sha256: String,
     /// SHA-256 (base64) of the sealed file.
     pub sealed_sha256: String,
-    /// The `mxc://` URIs that name these bytes.
+    /// What names these bytes: `mxc://` URIs (see [`lookup_key`]).
     pub mxcs: Vec<String>,
 }
 
@@ -80,9 +94,10 @@ impl Vault {
         source: &MediaSource,
         media: &mut BatchMedia,
     ) -> Result<MediaCopy> {
-        let (name, blob) = match self.blob_of(&source.mxc, media)? {
+        let lookup = lookup_key(&source.mxc, source.decrypted);
+        let (name, blob) = match self.blob_of(&lookup, media)? {
             Some(known) => known,
-            None => self.seal_file(batch, source, media)?,
+            None => self.seal_file(batch, source, &lookup, media)?,
         };
         batch.put(
             &self.log.blob_refs,
@@ -95,10 +110,12 @@ impl Vault {
             size: blob.size,
             sealed_sha256: String::new(),
             sha256: Some(blob.sha256),
+            decrypted: source.decrypted,
         })
     }
 
-    /// The stored file `mxc` names, from this batch or the database.
+    /// The stored file `mxc` (a [`lookup_key`]) names, from this batch or
+    /// the database.
     fn blob_of(&self, mxc: &str, media: &BatchMedia) -> Result<Option<(String, Blob)>> {
         if let Some(known) = media.stored.get(mxc) {
             return Ok(Some(known.clone()));
@@ -129,6 +146,7 @@ impl Vault {
         &self,
         batch: &mut Batch,
         source: &MediaSource,
+        lookup: &str,
         media: &mut BatchMedia,
     ) -> Result<(String, Blob)> {
         let dir = self.blob_dir();
@@ -181,9 +199,9 @@ impl Vault {
                 }
             }
         };
-        blob.mxcs.push(source.mxc.clone());
+        blob.mxcs.push(lookup.to_owned());
         batch.put_json(&self.log.blobs, name.as_bytes(), &blob);
-        batch.put(&self.log.mxc_blobs, source.mxc.as_bytes(), name.as_bytes());
+        batch.put(&self.log.mxc_blobs, lookup.as_bytes(), name.as_bytes());
         for (n, b) in media.stored.values_mut() {
             if *n == name {
                 b.mxcs = blob.mxcs.clone();
@@ -191,7 +209,7 @@ impl Vault {
         }
         media
             .stored
-            .insert(source.mxc.clone(), (name.clone(), blob.clone()));
+            .insert(lookup.to_owned(), (name.clone(), blob.clone()));
         Ok((name, blob))
     }
 
@@ -199,7 +217,10 @@ impl Vault {
     /// holds once) to `out`, as they are opened. Requires the vault key.
     pub fn open_media_to(&self, copy: &MediaCopy, out: &mut dyn Write) -> Result<()> {
         let (name, blob) = self
-            .blob_of(&copy.mxc, &BatchMedia::default())?
+            .blob_of(
+                &lookup_key(&copy.mxc, copy.decrypted),
+                &BatchMedia::default(),
+            )?
             .ok_or_else(|| Error::NotFound(format!("the vault holds no copy of {}", copy.mxc)))?;
         if Some(&blob.sha256) != copy.sha256.as_ref() {
             return Err(Error::Corrupt(format!(
@@ -230,7 +251,8 @@ impl Vault {
         media: &mut BatchMedia,
     ) -> Result<()> {
         for copy in copies.iter().filter(|c| c.sha256.is_some()) {
-            let Some((name, blob)) = self.blob_of(&copy.mxc, media)? else {
+            let lookup = lookup_key(&copy.mxc, copy.decrypted);
+            let Some((name, blob)) = self.blob_of(&lookup, media)? else {
                 continue;
             };
             if !media.dropped.insert((name.clone(), seq)) {
@@ -307,7 +329,8 @@ pub(crate) fn sealed_file_of(
     media_dir: &Path,
     copy: &MediaCopy,
 ) -> Option<(PathBuf, String)> {
-    let name = String::from_utf8(log.mxc_blobs.get(copy.mxc.as_bytes()).ok()??).ok()?;
+    let lookup = lookup_key(&copy.mxc, copy.decrypted);
+    let name = String::from_utf8(log.mxc_blobs.get(lookup.as_bytes()).ok()??).ok()?;
     let blob: Blob = serde_json::from_slice(&log.blobs.get(name.as_bytes()).ok()??).ok()?;
     (Some(&blob.sha256) == copy.sha256.as_ref())
         .then(|| (media_dir.join(BLOB_DIR).join(name), blob.sealed_sha256))

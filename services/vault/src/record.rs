@@ -43,6 +43,9 @@ pub struct DecryptionEntry {
     /// `{"plaintext": <the decrypted JSON text, exactly>, "session_key":
     /// <the exported room key>}`, sealed with the record's data key.
     pub sealed: String,
+    /// The encrypted attachments of the message, decrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaCopy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +109,10 @@ pub struct MediaCopy {
     /// SHA-256 (base64) of the file's bytes: the vault's one copy of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Whether these are the decrypted bytes of the encrypted file at `mxc`
+    /// (an attachment of an encrypted message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decrypted: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -125,6 +132,16 @@ impl Record {
         match &self.entry {
             Entry::Event(event) => Some(event),
             _ => None,
+        }
+    }
+
+    /// The media files the record references: an event's, or the
+    /// decrypted attachments of a decryption record.
+    pub fn media(&self) -> &[MediaCopy] {
+        match &self.entry {
+            Entry::Event(event) => &event.media,
+            Entry::Decryption(decryption) => &decryption.media,
+            Entry::Procedure(_) | Entry::Erasure(_) => &[],
         }
     }
 

@@ -357,10 +357,7 @@ fn check_media(
     checked: &mut std::collections::HashSet<std::path::PathBuf>,
     findings: &mut Vec<Finding>,
 ) {
-    let Some(event) = record.event() else {
-        return;
-    };
-    for copy in &event.media {
+    for copy in record.media() {
         // A file the vault holds once, on record in its media index; or an
         // older record's own copy, whose sealed hash the record holds.
         let (path, sealed_sha256) = if copy.sha256.is_some() {

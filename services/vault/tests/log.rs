@@ -282,6 +282,7 @@ fn a_file_is_sealed_once_however_often_it_is_referenced() {
         captured.media.push(MediaSource {
             mxc: mxc.into(),
             path: file.clone(),
+            decrypted: false,
         });
         captured
     };

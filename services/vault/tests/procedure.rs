@@ -33,6 +33,7 @@ fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
             captured.media.push(MediaSource {
                 mxc: (*mxc).into(),
                 path: path.to_path_buf(),
+                decrypted: false,
             });
         }
         captured
@@ -76,6 +77,7 @@ fn a_delegate_may_ask_and_an_approval_erases_content_and_media() {
         size: 15,
         sealed_sha256: String::new(),
         sha256: Some(String::new()),
+        decrypted: false,
     };
     assert!(matches!(
         vault.open_media_to(&erased, &mut Vec::new()),

@@ -15,12 +15,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::ExportLine;
+use super::{ExportAttachment, ExportLine};
 use crate::{
     Error, Result,
     checkpoint::{Checkpoint, parse_verifier_key},
     merkle::{self, Hash},
-    record::{Entry, Record},
+    record::{Entry, MediaCopy, Record},
     seal::DataKey,
 };
 
@@ -156,9 +156,17 @@ fn check_line(
                     line.seq
                 ));
             }
-            check_attachments(&line, &record, &key, conversation)?;
+            check_attachments(
+                line.seq,
+                record.media(),
+                &line.attachments,
+                &key,
+                conversation,
+            )?;
             match &line.decryption {
-                Some(decryption) => check_decryption(line.seq, original, decryption, checkpoint),
+                Some(decryption) => {
+                    check_decryption(line.seq, original, decryption, checkpoint, conversation)
+                }
                 None => Ok(()),
             }
         }
@@ -170,19 +178,19 @@ fn check_line(
     }
 }
 
-/// Each media copy of the record is shipped, and each shipped file is the
-/// copy the record sealed.
+/// Each media file of record `seq` (`copies`) is shipped (`attachments`),
+/// and each shipped file is the one the record archived. `key` is the
+/// record's data key, for older records' own copies.
 fn check_attachments(
-    line: &ExportLine,
-    record: &Record,
+    seq: u64,
+    copies: &[MediaCopy],
+    attachments: &[ExportAttachment],
     key: &DataKey,
     conversation: &Path,
 ) -> std::result::Result<(), String> {
-    let seq = line.seq;
-    let copies = record.event().map(|e| e.media.as_slice()).unwrap_or(&[]);
     for (i, copy) in copies.iter().enumerate() {
         let part = i as u32 + 1;
-        let Some(shipped) = line.attachments.iter().find(|a| a.part == part) else {
+        let Some(shipped) = attachments.iter().find(|a| a.part == part) else {
             return Err(format!(
                 "record {seq}: its attachment {} (part {part}) is not in the export",
                 copy.mxc
@@ -234,8 +242,7 @@ fn check_attachments(
             ));
         }
     }
-    if let Some(extra) = line
-        .attachments
+    if let Some(extra) = attachments
         .iter()
         .find(|a| a.part == 0 || a.part as usize > copies.len())
     {
@@ -278,6 +285,7 @@ fn check_decryption(
     ciphertext: Value,
     decryption: &super::DecryptionProof,
     checkpoint: &Checkpoint,
+    conversation: &Path,
 ) -> std::result::Result<(), String> {
     let dseq = decryption.seq;
     check_inclusion(dseq, &decryption.record, &decryption.proof, checkpoint)?;
@@ -299,7 +307,8 @@ fn check_decryption(
     let sealed = B64
         .decode(&entry.sealed)
         .map_err(|_| "the sealed decryption is not base64")?;
-    let plain = DataKey::from_bytes(key)
+    let key = DataKey::from_bytes(key);
+    let plain = key
         .open(&sealed, dseq, 0)
         .map_err(|_| format!("record {dseq}: the data key does not open the record"))?;
     let sealed: Value = serde_json::from_slice(&plain)
@@ -318,7 +327,13 @@ fn check_decryption(
             "record {dseq}: its session key decrypts record {seq} to another plaintext"
         ));
     }
-    Ok(())
+    check_attachments(
+        dseq,
+        &entry.media,
+        &decryption.attachments,
+        &key,
+        conversation,
+    )
 }
 
 /// An erased record's line carries the erasure entry, proven in the log,

@@ -119,6 +119,10 @@ pub struct DecryptionProof {
     pub plaintext: String,
     /// The exported room key that decrypts the ciphertext.
     pub session_key: Value,
+    /// The message's encrypted attachments, decrypted, as files in
+    /// `attachments/` (the decryption record names their SHA-256).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ExportAttachment>,
 }
 
 /// The erasure entry of an erased record and its inclusion proof: an export
@@ -180,7 +184,11 @@ impl Vault {
 
     /// The decryption record of event record `seq` within the first `size`
     /// records, proven and opened; `None` when it has none (or it came later).
-    fn decryption_proof(&self, seq: u64, size: u64) -> Result<Option<DecryptionProof>> {
+    fn decryption_proof(
+        &self,
+        seq: u64,
+        size: u64,
+    ) -> Result<Option<(DecryptionProof, DataKey, Vec<MediaCopy>)>> {
         let Some(dseq) = self.decryption_of(seq)?.filter(|&d| d < size) else {
             return Ok(None);
         };
@@ -204,14 +212,19 @@ impl Vault {
         let opened =
             crate::decryption::decrypted_from(dseq, open_sealed_with(&key, dseq, &entry.sealed)?)?;
         let (record, proof) = self.proven(dseq, bytes, size)?;
-        Ok(Some(DecryptionProof {
-            seq: dseq,
-            record,
-            proof,
-            data_key: B64.encode(key.expose()),
-            plaintext: opened.plaintext,
-            session_key: opened.session_key,
-        }))
+        Ok(Some((
+            DecryptionProof {
+                seq: dseq,
+                record,
+                proof,
+                data_key: B64.encode(key.expose()),
+                plaintext: opened.plaintext,
+                session_key: opened.session_key,
+                attachments: Vec::new(),
+            },
+            key,
+            entry.media,
+        )))
     }
 
     fn erasure_proof(&self, seq: u64, size: u64) -> Result<ErasureProof> {
@@ -346,12 +359,32 @@ impl Vault {
                         summary.attachments += 1;
                     }
                 }
-                let decryption = match &event {
+                let mut decryption = match &event {
                     Some(_) if entry.event_type == "m.room.encrypted" => {
                         self.decryption_proof(seq, size)?
                     }
                     _ => None,
                 };
+                // The decrypted message's attachments, after the event's own.
+                if let Some((proof, key, media)) = &mut decryption {
+                    let clear = event
+                        .as_ref()
+                        .map(|event| clear_event(event, &proof.plaintext));
+                    for (i, copy) in media.iter().enumerate() {
+                        let part = i as u32 + 1;
+                        let name = attachment_name(seq, files.len() as u32 + 1, clear.as_ref());
+                        let nonce =
+                            self.export_media(key, proof.seq, copy, &attachments.join(&name))?;
+                        proof.attachments.push(ExportAttachment {
+                            part,
+                            file: name.clone(),
+                            nonce,
+                        });
+                        files.push((files.len() as u32 + 1, name));
+                        summary.attachments += 1;
+                    }
+                }
+                let decryption = decryption.map(|(proof, _, _)| proof);
                 if entry.event_type == "m.room.encrypted" && erased.is_none() {
                     summary.decrypted += u64::from(decryption.is_some());
                     summary.undecrypted += u64::from(decryption.is_none());
