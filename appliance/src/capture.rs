@@ -185,6 +185,7 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
             position: entry.position,
             event: entry.event,
             media,
+            soft_failed: entry.soft_failed,
         });
     }
     let writer = vault.clone();

@@ -514,6 +514,7 @@ pub fn execute(
                             "origin_server_ts": event.origin_server_ts,
                             "redacts": event.redacts,
                             "media": event.media.len(),
+                            "soft_failed": event.soft_failed,
                         })
                     );
                 } else {
@@ -741,13 +742,14 @@ pub fn execute(
                     Ok(())
                 }
                 RetentionCommand::Approve { reference, by } => {
-                    let list = vault.approve_destruction(&reference, &by)?;
+                    let list = vault.approve_destruction(&reference, &by, policy)?;
                     let purged = erasure::complete_purges(services, vault)?;
                     say!(
                         out,
-                        "{reference} approved by {by}: {} record(s) destroyed ({purged} homeserver copies purged), {} held back by a legal hold",
-                        list.records.len() - list.held_back.len(),
-                        list.held_back.len()
+                        "{reference} approved by {by}: {} record(s) destroyed ({purged} homeserver copies purged), {} held back by a legal hold, {} kept (no longer expired under the current roles and policy)",
+                        list.records.len() - list.held_back.len() - list.kept.len(),
+                        list.held_back.len(),
+                        list.kept.len()
                     );
                     Ok(())
                 }

@@ -808,15 +808,19 @@ async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes
     }
 
     // The rename that lost (soft-failed on a.test) is still part of the
-    // room's graph, and both vaults keep it.
+    // room's graph, and both vaults keep it; a.test's marks it as shown to
+    // nobody.
     for name in ["a.test", "b.test"] {
         let give_up = tokio::time::Instant::now() + crate::client::SYNC_DEADLINE;
         loop {
             let records = archived(&cluster.node(name).data_dir());
-            if records
+            if let Some(rename) = records
                 .iter()
-                .any(|r| r["type"] == "m.room.name" && r["sender"] == "@bob:b.test")
+                .find(|r| r["type"] == "m.room.name" && r["sender"] == "@bob:b.test")
             {
+                if name == "a.test" {
+                    assert!(rename["soft_failed"].is_string(), "{rename}");
+                }
                 break;
             }
             assert!(

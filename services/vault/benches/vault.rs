@@ -71,6 +71,7 @@ fn main() {
                 position: n + 1,
                 event: to_raw_value(&event(n)).expect("JSON"),
                 media: Vec::new(),
+                soft_failed: None,
             })
             .collect();
         vault.capture(batch).expect("capture");

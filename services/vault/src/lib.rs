@@ -77,6 +77,8 @@ pub struct CapturedEvent {
     pub event: Box<RawValue>,
     /// The local media files the event references.
     pub media: Vec<MediaSource>,
+    /// For a peer's event the homeserver soft-failed: why.
+    pub soft_failed: Option<String>,
 }
 
 /// The top-level fields of an event that a record keeps in the clear, read
@@ -394,6 +396,7 @@ impl Vault {
             redacts: fields.redacts,
             sealed,
             media: copies,
+            soft_failed: captured.soft_failed.clone(),
         };
         Ok((entry, key))
     }

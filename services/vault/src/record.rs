@@ -82,9 +82,13 @@ pub struct EventEntry {
     /// The full event JSON, sealed with the record's data key (base64 of
     /// nonce and ciphertext).
     pub sealed: String,
-    /// Copies of the media the event references, sealed with the same key.
+    /// The media files the event references.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaCopy>,
+    /// For a peer's event the node soft-failed (in the room's graph, shown
+    /// to nobody): why. Kept as evidence, never as a message anyone read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_failed: Option<String>,
 }
 
 /// A file an event references, as the vault keeps it.

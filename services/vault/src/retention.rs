@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::{
     Error, Result, Vault, columns as cf,
     procedure::{Classification, Role},
-    record::Entry,
+    record::{Entry, EventEntry},
 };
 
 /// What happens to a record in the end.
@@ -153,6 +153,10 @@ pub struct DestructionList {
     pub approved_ts: Option<u64>,
     /// Records left out at approval because a hold now covers them.
     pub held_back: Vec<u64>,
+    /// Records left out at approval because the policy no longer has them
+    /// expired (a new role or classification).
+    #[serde(default)]
+    pub kept: Vec<u64>,
 }
 
 /// How the archive stands against the policy.
@@ -171,60 +175,124 @@ pub struct RetentionStatus {
 
 const META_NEXT_LIST: &[u8] = b"next_destruction_list";
 
+/// How far before its capture a peer's event may say it was sent and be
+/// believed, for retention: a peer chooses `origin_server_ts` freely.
+const PEER_CLOCK_TOLERANCE_MS: u64 = 24 * 3600 * 1000;
+
+/// What the policy says of one record at some time.
+enum Standing {
+    Permanent { due_for_transfer: bool },
+    Expired { held: bool },
+    Later,
+}
+
+/// Looks up each sender's role and each room's classification once, and
+/// judges records against a policy.
+struct Judge<'a> {
+    vault: &'a Vault,
+    policy: &'a RetentionPolicy,
+    holds: Vec<crate::procedure::Hold>,
+    roles: HashMap<String, Role>,
+    classifications: HashMap<String, Classification>,
+}
+
+impl<'a> Judge<'a> {
+    fn new(vault: &'a Vault, policy: &'a RetentionPolicy) -> Result<Self> {
+        Ok(Self {
+            vault,
+            policy,
+            holds: vault.holds()?,
+            roles: HashMap::new(),
+            classifications: HashMap::new(),
+        })
+    }
+
+    /// Where record `captured_ts`/`event` stands at `now_ms`, with the
+    /// roles, classifications and holds as they are now.
+    fn standing(&mut self, captured_ts: u64, event: &EventEntry, now_ms: u64) -> Result<Standing> {
+        let role = match self.roles.get(&event.sender) {
+            Some(&role) => role,
+            None => *self
+                .roles
+                .entry(event.sender.clone())
+                .or_insert(self.vault.role(&event.sender)?),
+        };
+        let classification = match self.classifications.get(&event.room_id) {
+            Some(&class) => class,
+            None => *self
+                .classifications
+                .entry(event.room_id.clone())
+                .or_insert(self.vault.classification(&event.room_id)?),
+        };
+        let age = now_ms.saturating_sub(self.vault.made_at(captured_ts, event));
+        Ok(match self.policy.valuation(role, classification) {
+            Valuation::Permanent => Standing::Permanent {
+                due_for_transfer: age >= u64::from(self.policy.transfer_years) * YEAR_MS,
+            },
+            Valuation::DestroyAfter { years } if age >= u64::from(years) * YEAR_MS => {
+                Standing::Expired {
+                    held: self
+                        .holds
+                        .iter()
+                        .any(|h| h.covers(&event.room_id, &event.sender)),
+                }
+            }
+            Valuation::DestroyAfter { .. } => Standing::Later,
+        })
+    }
+}
+
 impl Vault {
+    /// When a record counts as made, for retention: the time the sender's
+    /// server gave it if that is this node (a bridge may give a message its
+    /// original time); a peer's time only as far as
+    /// [`PEER_CLOCK_TOLERANCE_MS`] before the capture. Never after the
+    /// capture.
+    fn made_at(&self, captured_ts: u64, event: &EventEntry) -> u64 {
+        let local = self
+            .origin()
+            .split('/')
+            .next()
+            .is_some_and(|server| event.sender.split_once(':').map(|(_, s)| s) == Some(server));
+        let earliest = if local {
+            0
+        } else {
+            captured_ts.saturating_sub(PEER_CLOCK_TOLERANCE_MS)
+        };
+        event
+            .origin_server_ts
+            .clamp(earliest, captured_ts.max(earliest))
+    }
+
     /// Every event record with what the policy says of it at `now_ms`.
     fn evaluate(
         &self,
         policy: &RetentionPolicy,
         now_ms: u64,
     ) -> Result<(RetentionStatus, Vec<u64>)> {
-        let holds = self.holds()?;
-        // Few senders and rooms, many records: look each up once.
-        let mut roles = HashMap::new();
-        let mut classifications = HashMap::new();
+        let mut judge = Judge::new(self, policy)?;
         let mut status = RetentionStatus::default();
         let mut expired = Vec::new();
         for seq in 0..self.log.size()? {
-            let Entry::Event(event) = self.log.record(seq)?.entry else {
+            let record = self.log.record(seq)?;
+            let Entry::Event(event) = &record.entry else {
                 continue;
             };
             if self.log.erasure_of(seq)?.is_some() {
                 status.erased += 1;
                 continue;
             }
-            let role = match roles.get(&event.sender) {
-                Some(&role) => role,
-                None => *roles
-                    .entry(event.sender.clone())
-                    .or_insert(self.role(&event.sender)?),
-            };
-            let classification = match classifications.get(&event.room_id) {
-                Some(&class) => class,
-                None => *classifications
-                    .entry(event.room_id.clone())
-                    .or_insert(self.classification(&event.room_id)?),
-            };
-            let valuation = policy.valuation(role, classification);
-            let age = now_ms.saturating_sub(event.origin_server_ts);
-            match valuation {
-                Valuation::Permanent => {
+            match judge.standing(record.captured_ts, event, now_ms)? {
+                Standing::Permanent { due_for_transfer } => {
                     status.permanent += 1;
-                    if age >= u64::from(policy.transfer_years) * YEAR_MS {
-                        status.due_for_transfer += 1;
-                    }
+                    status.due_for_transfer += u64::from(due_for_transfer);
                 }
-                Valuation::DestroyAfter { years } if age >= u64::from(years) * YEAR_MS => {
-                    if holds
-                        .iter()
-                        .any(|h| h.covers(&event.room_id, &event.sender))
-                    {
-                        status.held += 1;
-                    } else {
-                        status.expired += 1;
-                        expired.push(seq);
-                    }
+                Standing::Expired { held: true } => status.held += 1,
+                Standing::Expired { held: false } => {
+                    status.expired += 1;
+                    expired.push(seq);
                 }
-                Valuation::DestroyAfter { .. } => status.to_destroy_later += 1,
+                Standing::Later => status.to_destroy_later += 1,
             }
         }
         Ok((status, expired))
@@ -265,6 +333,7 @@ impl Vault {
                 approved_by: None,
                 approved_ts: None,
                 held_back: Vec::new(),
+                kept: Vec::new(),
             };
             steps.batch.put_json(&tree, reference.as_bytes(), &list);
             steps.procedure(
@@ -285,9 +354,16 @@ impl Vault {
     }
 
     /// Approves a destruction list (a records manager other than the one who
-    /// proposed it) and destroys its records, except those a hold placed
-    /// since now covers.
-    pub fn approve_destruction(&self, reference: &str, actor: &str) -> Result<DestructionList> {
+    /// proposed it) and destroys its records, each judged again against
+    /// `policy` with the roles, classifications and holds as they are now:
+    /// one a hold now covers is held back, one no longer expired (its
+    /// sender became a capstone official, say) is kept.
+    pub fn approve_destruction(
+        &self,
+        reference: &str,
+        actor: &str,
+        policy: &RetentionPolicy,
+    ) -> Result<DestructionList> {
         self.require_records_manager(actor)?;
         let mut list = self.destruction_list(reference)?;
         if let Some(by) = &list.approved_by {
@@ -305,22 +381,20 @@ impl Vault {
                 "{reference} lists records as expired at a later date; approve it once that date has passed"
             )));
         }
-        let holds = self.holds()?;
+        let mut judge = Judge::new(self, policy)?;
         let mut destroy = Vec::new();
         for &seq in &list.records {
-            let Some(event) = self.log.record(seq)?.event().cloned() else {
+            let record = self.log.record(seq)?;
+            let Entry::Event(event) = record.entry else {
                 continue;
             };
             if self.log.erasure_of(seq)?.is_some() {
                 continue;
             }
-            if holds
-                .iter()
-                .any(|h| h.covers(&event.room_id, &event.sender))
-            {
-                list.held_back.push(seq);
-            } else {
-                destroy.push((seq, event));
+            match judge.standing(record.captured_ts, &event, list.as_of_ms)? {
+                Standing::Expired { held: false } => destroy.push((seq, event)),
+                Standing::Expired { held: true } => list.held_back.push(seq),
+                Standing::Permanent { .. } | Standing::Later => list.kept.push(seq),
             }
         }
         let lists = self.store.tree(cf::LISTID_DESTRUCTIONLIST)?;
@@ -332,7 +406,11 @@ impl Vault {
                 "approve_destruction",
                 actor,
                 reference,
-                &json!({ "destroyed": destroy.len(), "held_back": list.held_back }),
+                &json!({
+                    "destroyed": destroy.len(),
+                    "held_back": list.held_back,
+                    "kept": list.kept,
+                }),
             );
             for (seq, event) in &destroy {
                 steps.erase(*seq, event, reference)?;

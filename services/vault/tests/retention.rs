@@ -59,11 +59,11 @@ fn expired_records_go_only_through_an_approved_list() {
     assert_eq!(list.records, vec![0]);
     assert!(vault.open_event(0).is_ok(), "a proposal destroys nothing");
     refused(
-        vault.approve_destruction(&list.reference, "@rm:test.example"),
+        vault.approve_destruction(&list.reference, "@rm:test.example", &policy()),
         "cannot also approve it",
     );
     let approved = vault
-        .approve_destruction(&list.reference, "@rm2:test.example")
+        .approve_destruction(&list.reference, "@rm2:test.example", &policy())
         .expect("approved");
     assert!(approved.held_back.is_empty());
     assert!(matches!(vault.open_event(0), Err(Error::Erased { .. })));
@@ -92,7 +92,7 @@ fn a_hold_keeps_records_off_the_list_and_out_of_an_approval() {
         )
         .expect("hold");
     let approved = vault
-        .approve_destruction(&list.reference, "@rm2:test.example")
+        .approve_destruction(&list.reference, "@rm2:test.example", &policy())
         .expect("approved");
     assert_eq!(approved.held_back, vec![0]);
     assert!(vault.open_event(0).is_ok(), "the hold kept it");
@@ -123,7 +123,54 @@ fn a_list_for_a_future_date_waits() {
         .propose_destruction(&policy(), later, "@rm:test.example")
         .expect("a plan for later");
     refused(
-        vault.approve_destruction(&list.reference, "@rm2:test.example"),
+        vault.approve_destruction(&list.reference, "@rm2:test.example", &policy()),
         "once that date has passed",
     );
+}
+
+/// A peer chooses its events' `origin_server_ts`: retention counts from
+/// the capture, believing a peer's time only a day before it, and never
+/// after it. This node's own senders keep their time.
+#[test]
+fn a_peer_cannot_age_or_rejuvenate_its_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, vault) = open(dir.path(), 1000);
+    let from_peer = |n, ts: u64| {
+        event_with(n, |e| {
+            e["sender"] = json!("@eve:peer.example");
+            e["origin_server_ts"] = json!(ts);
+        })
+    };
+    vault
+        .capture(vec![from_peer(0, 0), from_peer(1, u64::MAX / 2), event(2)])
+        .expect("capture");
+    let now = now_ms();
+    let status = vault.retention_status(&policy(), now).expect("status");
+    // Only this node's own 2023 record has expired; the peer's "1970"
+    // record is as young as its capture.
+    assert_eq!((status.expired, status.to_destroy_later), (1, 2));
+    // A year and a bit on, the peer's "far future" record has expired too.
+    let later = now + 370 * 24 * 3600 * 1000;
+    let status = vault.retention_status(&policy(), later).expect("status");
+    assert_eq!((status.expired, status.to_destroy_later), (3, 0));
+}
+
+/// A record whose sender became a capstone official after the list was
+/// proposed is kept when the list is approved.
+#[test]
+fn an_approval_judges_every_record_again() {
+    let (dir, vault) = archive();
+    let list = vault
+        .propose_destruction(&policy(), now_ms(), "@rm:test.example")
+        .expect("proposed");
+    assert_eq!(list.records, vec![0]);
+    vault
+        .set_role("@alice:test.example", Role::Capstone, "@rm:test.example")
+        .expect("alice becomes a capstone official");
+    let approved = vault
+        .approve_destruction(&list.reference, "@rm2:test.example", &policy())
+        .expect("approved");
+    assert_eq!(approved.kept, vec![0]);
+    assert!(vault.open_event(0).is_ok(), "kept");
+    verifies(&dir, &vault);
 }

@@ -194,6 +194,12 @@ fn describe(event: &Value, o: &Opened, link: &dyn Fn(&str) -> String) -> String 
             "<div class=\"note\">end-to-end encrypted; decrypted by the archive (record #{record})</div>"
         ));
     }
+    if let Some(why) = &o.entry.soft_failed {
+        out.push_str(&format!(
+            "<div class=\"note\">soft-failed: kept as evidence, never shown to the room's members ({})</div>",
+            escape(why)
+        ));
+    }
     out
 }
 

@@ -316,6 +316,26 @@ impl Rooms {
             );
         }
     }
+
+    /// [`Rooms::capture_batch`] for a peer's event that failed the checks
+    /// against the room's current state (soft-failed: in the room's graph,
+    /// never shown to anyone): the vault keeps it marked as such, with why.
+    pub(super) fn capture_soft_failed(
+        &self,
+        batch: &mut Batch,
+        event_id: &EventId,
+        count: u64,
+        why: &str,
+    ) {
+        if self.capture {
+            let entry = serde_json::json!([super::capture::SOFT_FAILED, why, event_id]);
+            batch.put(
+                &self.count_vaultcapture,
+                count.to_be_bytes(),
+                entry.to_string().as_bytes(),
+            );
+        }
+    }
 }
 
 impl Rooms {

@@ -24,7 +24,14 @@ pub struct CapturedEvent {
     /// The event as created (federation form with its `event_id`), before
     /// any redaction: JSON text, handed to the vault as it is.
     pub event: Box<RawValue>,
+    /// For a peer's event that was soft-failed (kept out of the timeline,
+    /// shown to nobody): why.
+    pub soft_failed: Option<String>,
 }
+
+/// The first element of a soft-failed event's outbox entry:
+/// `["soft-failed", why, event ID]`.
+pub(super) const SOFT_FAILED: &str = "soft-failed";
 
 impl Rooms {
     /// Outbox entries after `after` and at most `upto`, oldest first.
@@ -45,9 +52,11 @@ impl Rooms {
             if position > upto || out.len() >= limit {
                 break;
             }
+            let (event, soft_failed) = self.outbox_event(&v)?;
             out.push(CapturedEvent {
                 position,
-                event: self.outbox_event(&v)?,
+                event,
+                soft_failed,
             });
         }
         Ok(out)
@@ -57,13 +66,23 @@ impl Rooms {
     /// event's ID: the event itself is in the same batch, and its original
     /// is kept if a redaction comes before the vault takes it. Entries of
     /// older versions hold the stored PDU, or the archive's form itself.
-    fn outbox_event(&self, entry: &[u8]) -> Result<Box<RawValue>> {
+    fn outbox_event(&self, entry: &[u8]) -> Result<(Box<RawValue>, Option<String>)> {
         if entry.first() == Some(&b'{') {
             let value = match serde_json::from_slice::<Pdu>(entry) {
                 Ok(pdu) => pdu.to_archive_json(),
                 Err(_) => serde_json::from_slice(entry)?,
             };
-            return Ok(to_raw_value(&value)?);
+            return Ok((to_raw_value(&value)?, None));
+        }
+        if entry.first() == Some(&b'[') {
+            let (marker, why, event_id): (String, String, String) = serde_json::from_slice(entry)?;
+            if marker != SOFT_FAILED {
+                return Err(Error::internal(
+                    "an archive outbox entry of an unknown kind",
+                ));
+            }
+            let (event, _) = self.outbox_event(event_id.as_bytes())?;
+            return Ok((event, Some(why)));
         }
         let event_id = std::str::from_utf8(entry)
             .ok()
@@ -75,12 +94,13 @@ impl Rooms {
             ))
         })?;
         match archive_form(&stored) {
-            Ok(event) => Ok(event),
+            Ok(event) => Ok((event, None)),
             // Stored text the quick form cannot take (escaped field names):
             // the same form through the typed PDU.
-            Err(_) => Ok(to_raw_value(
-                &serde_json::from_slice::<Pdu>(&stored)?.to_archive_json(),
-            )?),
+            Err(_) => Ok((
+                to_raw_value(&serde_json::from_slice::<Pdu>(&stored)?.to_archive_json())?,
+                None,
+            )),
         }
     }
 

@@ -170,11 +170,11 @@ impl Rooms {
             batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
+            let why = e.to_string();
             let ticket = self.counter.next()?;
-            self.capture_batch(&mut batch, event_id, ticket.count);
+            self.capture_soft_failed(&mut batch, event_id, ticket.count, &why);
             self.store.commit_async(batch).await?;
             drop(ticket);
-            let why = e.to_string();
             tracing::info!(%event_id, %room_id, reason = %why, "soft-failed an event from a peer");
             return Ok(Received::SoftFailed(why));
         }
