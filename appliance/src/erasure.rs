@@ -23,13 +23,16 @@ pub fn complete_purges(services: &Services, vault: &Vault) -> Result<usize> {
             .erase_content(event_id, &purge.reference)
             .with_context(|| format!("erasing the homeserver's copy of {event_id}"))?;
         for uri in media {
-            if let Ok((server, media_id)) = <&MxcUri>::from(uri.as_str()).parts()
-                && server == services.server_name()
-            {
+            let Ok((server, media_id)) = <&MxcUri>::from(uri.as_str()).parts() else {
+                continue;
+            };
+            if server == services.server_name() {
                 services.media.delete(media_id)?;
+            } else {
+                // The copy this node fetched of a peer's file.
+                services.media.delete_remote_copy(server, media_id)?;
             }
         }
-        vault.purge_done(&purge.event_id)?;
     }
     services
         .store
@@ -39,6 +42,11 @@ pub fn complete_purges(services: &Services, vault: &Vault) -> Result<usize> {
         .store()
         .purge_deleted()
         .context("rewriting the vault's database without the destroyed keys")?;
+    // Done only once no file holds the old values: a crash before this
+    // point purges (idempotently) again at the next start.
+    for purge in &pending {
+        vault.purge_done(&purge.event_id)?;
+    }
     tracing::info!(
         events = pending.len(),
         "erased content purged from the homeserver"

@@ -3,6 +3,7 @@
 //! `archipel vault verify` names tampering done behind the node's back.
 
 use std::path::Path;
+use std::time::Duration;
 
 use archipel_store::{Batch, Store, StoreOptions};
 use matrix_sdk::{
@@ -11,7 +12,7 @@ use matrix_sdk::{
 use serde_json::{Value, json};
 
 use crate::client::{alice_and_bob_in_room, png};
-use crate::harness::{TestServer, run_archipel};
+use crate::harness::{TestServer, eventually, run_archipel};
 
 /// Sends a text message with matrix-sdk; returns its event ID.
 async fn send_text(room: &matrix_sdk::Room, text: &str) -> String {
@@ -910,5 +911,150 @@ async fn the_vault_is_read_and_managed_while_the_node_runs() {
     server.stop().await;
     // Stopped, the node's data is opened directly.
     vault_ok(&dir, &["records-manager", "add", "@rm2:localhost"]);
+    assert_verifies(&dir);
+}
+
+/// The state event that replaced an excluded one carried its content for
+/// clients (`unsigned.prev_content`): the exclusion scrubs that copy too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_excluded_state_event_leaves_no_copy_in_the_state_after_it() {
+    const MARK: &str = "Vn4Qa8Zt2Lk6Wp0Ry3Hd7Jm1Xc5Bs9Ge4Tu8Ko2Fi6Nl0Pw";
+    let needle = &MARK.as_bytes()[4..40];
+    let mut server = TestServer::start().await;
+    let api = crate::client::Api::new(server.url());
+    let alice = api.with_token(&api.register("alice").await.access_token);
+    let room = alice.create_room().await;
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/org.example.note/",
+        crate::client::enc(&room)
+    );
+    let first = alice
+        .put(&path, &json!({ "text": format!("my own note {MARK}") }))
+        .await
+        .ok()["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
+    alice
+        .put(&path, &json!({ "text": "nothing to see" }))
+        .await
+        .ok();
+    let dir = server.data_dir();
+    eventually("both notes archived", Duration::from_secs(30), || {
+        let dir = dir.clone();
+        async move {
+            let notes = archived(&dir)
+                .iter()
+                .filter(|r| r["type"] == "org.example.note")
+                .count();
+            (notes == 2).then_some(())
+        }
+    })
+    .await;
+    server.stop().await;
+    assert!(!files_containing(&dir, needle).is_empty());
+
+    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
+    vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &first,
+            "--by",
+            "@alice:localhost",
+            "--reason",
+            "private",
+        ],
+    );
+    vault_ok(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@carol:localhost",
+        ],
+    );
+    let leftovers = files_containing(&dir, needle);
+    assert!(leftovers.is_empty(), "the note is still in {leftovers:?}");
+    assert_verifies(&dir);
+}
+
+/// A node keeps a copy of a peer's file once its users have seen it; the
+/// exclusion of the message that carried it removes that copy.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exclusion_removes_the_copy_of_a_peers_file() {
+    use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+    use matrix_sdk::ruma::events::room::MediaSource;
+
+    let mut cluster =
+        crate::federation::Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])])
+            .await;
+    let (alice, bob, room_id) = crate::federation::alice_and_bob_across(&cluster).await;
+    let picture = crate::client::png(40, 40);
+    let bob_room = bob.get_room(&room_id).expect("bob's room");
+    let image = bob_room
+        .send_attachment(
+            "holiday.png",
+            &mime::IMAGE_PNG,
+            picture.clone(),
+            AttachmentConfig::new(),
+        )
+        .await
+        .expect("bob sends a picture")
+        .event_id
+        .to_string();
+    let dir = cluster.node("a.test").data_dir();
+    eventually("the picture on a.test", Duration::from_secs(60), || {
+        let (dir, image) = (dir.clone(), image.clone());
+        async move {
+            archived(&dir)
+                .iter()
+                .any(|r| r["event_id"] == image.as_str())
+                .then_some(())
+        }
+    })
+    .await;
+    let event = original(&dir, &image);
+    let uri = event["content"]["url"].as_str().expect("url").to_owned();
+    // Alice looks at it: a.test fetches and keeps a copy.
+    let file = MediaRequestParameters {
+        source: MediaSource::Plain(uri.into()),
+        format: MediaFormat::File,
+    };
+    let seen = alice
+        .media()
+        .get_media_content(&file, false)
+        .await
+        .expect("alice sees the picture");
+    assert!(seen == picture);
+    let needle = &picture[picture.len() / 2..picture.len() / 2 + 32];
+    cluster.node_mut("a.test").stop().await;
+    assert!(!files_containing(&dir, needle).is_empty());
+
+    vault_ok(&dir, &["records-manager", "add", "@carol:a.test"]);
+    vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &image,
+            "--by",
+            "@bob:b.test",
+            "--reason",
+            "a private picture",
+        ],
+    );
+    vault_ok(
+        &dir,
+        &["decide", "EX-000001", "--approve", "--by", "@carol:a.test"],
+    );
+    let leftovers = files_containing(&dir, needle);
+    assert!(
+        leftovers.is_empty(),
+        "a.test still has the picture in {leftovers:?}"
+    );
     assert_verifies(&dir);
 }

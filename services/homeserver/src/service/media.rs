@@ -228,6 +228,20 @@ impl Media {
         )?)
     }
 
+    /// Deletes the local copy of a peer's media `mxc://server/media_id`, if
+    /// it was fetched, with its thumbnails (the archive's erasure
+    /// procedure). Idempotent.
+    pub fn delete_remote_copy(&self, server: &ServerName, media_id: &str) -> Result<()> {
+        let Some(copy) = self.remote_copy(server, media_id)? else {
+            return Ok(());
+        };
+        self.delete(&copy)?;
+        let mut batch = Batch::new();
+        batch.delete(&self.tree, remote_key(server, media_id));
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
     /// Deletes a file, its thumbnails and its metadata (the archive's
     /// erasure procedure). Idempotent.
     pub fn delete(&self, media_id: &str) -> Result<()> {

@@ -156,8 +156,44 @@ impl Rooms {
                 .map_err(crate::Error::internal)?;
             batch.put_json(&self.eventid_federationjson, event_id.as_bytes(), &redacted);
         }
+        self.scrub_prev_content(&mut batch, &original)?;
         self.store.commit(batch)?;
         Ok(media)
+    }
+
+    /// For an erased state event: the state event that replaced it carries
+    /// its content as `unsigned.prev_content` for clients; that copy goes
+    /// too (`replaces_state` stays, naming what was erased).
+    fn scrub_prev_content(&self, batch: &mut archipel_store::Batch, erased: &Pdu) -> Result<()> {
+        let Some(state_key) = &erased.state_key else {
+            return Ok(());
+        };
+        let kind = erased.state_event_type().to_string();
+        let prefix = archipel_store::key::prefix([
+            erased.room_id.as_bytes(),
+            kind.as_bytes(),
+            state_key.as_bytes(),
+        ]);
+        for row in self.roomid_statekey_count_eventid.scan_prefix(prefix) {
+            let (_, later) = row?;
+            for tree in [&self.eventid_pdu, &self.eventid_originalpdu] {
+                let Some(mut pdu) = tree.get_json::<Pdu>(&later)? else {
+                    continue;
+                };
+                let Some(unsigned) = pdu.unsigned.as_mut() else {
+                    continue;
+                };
+                if unsigned.get("replaces_state").and_then(Value::as_str)
+                    != Some(erased.event_id.as_str())
+                {
+                    continue;
+                }
+                unsigned.remove("prev_content");
+                unsigned.remove("prev_sender");
+                batch.put_json(tree, &later, &pdu);
+            }
+        }
+        Ok(())
     }
 }
 
