@@ -63,6 +63,8 @@ pub enum Request {
 pub struct SnapshotMade {
     pub dir: PathBuf,
     pub vault_checkpoint: String,
+    #[serde(default)]
+    pub erasures: String,
 }
 
 impl Request {
@@ -330,9 +332,11 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
             // `answer` holds the admin lock for the whole request.
             admin.snapshot_holding_lock().await.and_then(|snapshot| {
                 let vault_checkpoint = snapshot.vault_checkpoint.clone();
+                let erasures = snapshot.erasures.clone();
                 let made = SnapshotMade {
                     dir: snapshot.keep(),
                     vault_checkpoint,
+                    erasures,
                 };
                 out.extend(serde_json::to_vec(&made)?);
                 Ok(())

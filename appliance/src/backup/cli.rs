@@ -349,7 +349,11 @@ fn take_snapshot(config: &Config) -> Result<Snapshot> {
             let answer = admin::ask(config, &admin::Request::BackupSnapshot)?;
             let made: admin::SnapshotMade = serde_json::from_str(&answer)
                 .context("the node's answer to the snapshot request")?;
-            Ok(Snapshot::adopt(made.dir, made.vault_checkpoint))
+            Ok(Snapshot::adopt(
+                made.dir,
+                made.vault_checkpoint,
+                made.erasures,
+            ))
         }
         Err(e) => Err(e),
     }
@@ -700,6 +704,7 @@ fn restore(
     );
     bar.finish();
     let checked = checked?;
+    let reapplied = reapply_newer_erasures(target, &opened, &key, to)?;
     let vault = opened.vault_said();
     let config_files: Vec<(&String, &String)> = checked
         .manifest
@@ -710,6 +715,7 @@ fn restore(
     if json {
         let mut value = checked_json(&checked, target, &vault);
         value["restored_to"] = json!(to.display().to_string());
+        value["erasures_reapplied"] = json!(reapplied);
         value["config_files"] = json!(
             config_files
                 .iter()
@@ -727,6 +733,11 @@ fn restore(
         human_bytes(checked.bytes),
         checked.manifest.server_name
     );
+    if reapplied > 0 {
+        println!(
+            "  {reapplied} record(s) erased after this backup was made: erased again (the homeserver's copies are purged when the node starts)"
+        );
+    }
     if config_files.is_empty() {
         println!(
             "  start it with: archipel dev --data-dir {} --server-name {}",
@@ -740,6 +751,62 @@ fn restore(
         }
     }
     Ok(())
+}
+
+/// Erases again, in the vault restored into `to`, what was erased after
+/// the restored backup was made: the newest complete backup on the target
+/// (made by the same node) carries the ledger of every erasure up to it.
+/// Returns how many records it erased.
+fn reapply_newer_erasures(
+    target: &OpenTarget,
+    restored: &Opened,
+    key: &DecryptionKey,
+    to: &Path,
+) -> Result<usize> {
+    let newest = choose(target, None)?;
+    if newest == restored.name {
+        return Ok(0);
+    }
+    let manifest = archipel_backup::read_manifest(
+        target.target.as_ref(),
+        &newest,
+        &Unlock::new(key).trusting(&restored.node_key),
+    )
+    .with_context(|| format!("reading the erasures of the newest backup {newest}"))?;
+    let ledger: Vec<archipel_vault::procedure::ErasedEvent> =
+        match manifest.metadata.get(super::VAULT_ERASURES) {
+            Some(text) => serde_json::from_str(text)
+                .with_context(|| format!("backup {newest}: its erasure ledger"))?,
+            None => return Ok(0),
+        };
+    if ledger.is_empty() {
+        return Ok(0);
+    }
+    let store = archipel_store::Store::open(
+        &to.join("vault/db"),
+        archipel_vault::columns::COLUMNS,
+        &archipel_store::StoreOptions::default(),
+    )?;
+    let key_file = to.join("vault.key");
+    if !key_file.is_file() {
+        bail!(
+            "{} erasure(s) were decided after backup {}, but the restored data has no vault.key to apply them with: put the vault key at {} and restore again",
+            ledger.len(),
+            restored.name,
+            key_file.display()
+        );
+    }
+    let vault = archipel_vault::Vault::open(
+        store,
+        &to.join("vault"),
+        archipel_vault::seal::VaultKey::load(&key_file)?,
+        node::node_signing_key(to)?,
+        archipel_vault::origin_for(&restored.server_name),
+        archipel_vault::CheckpointPolicy::default(),
+    )?;
+    let reapplied = vault.reapply_erasures(&ledger, &format!("restore (ledger of {newest})"))?;
+    vault.checkpoint()?;
+    Ok(reapplied)
 }
 
 fn prune(config: Option<&Config>, args: &TargetArgs, dry_run: bool, json: bool) -> Result<()> {

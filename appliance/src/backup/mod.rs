@@ -268,14 +268,18 @@ pub struct Snapshot {
     dir: Option<PathBuf>,
     /// The vault's signed checkpoint note the copy holds exactly.
     pub vault_checkpoint: String,
+    /// The vault's erasure ledger as of the copy (JSON): a restore of an
+    /// older backup erases again what this lists.
+    pub erasures: String,
 }
 
 impl Snapshot {
     /// Takes over a snapshot folder made by the running node.
-    pub fn adopt(dir: PathBuf, vault_checkpoint: String) -> Self {
+    pub fn adopt(dir: PathBuf, vault_checkpoint: String, erasures: String) -> Self {
         Self {
             dir: Some(dir),
             vault_checkpoint,
+            erasures,
         }
     }
 
@@ -311,8 +315,8 @@ pub fn snapshot(
         .tempdir_in(data_dir)
         .with_context(|| format!("creating a snapshot folder in {}", data_dir.display()))?
         .keep();
-    let mut snapshot = Snapshot::adopt(dir, String::new());
-    let made = vault.frozen(|frozen| -> Result<String> {
+    let mut snapshot = Snapshot::adopt(dir, String::new(), String::new());
+    let made = vault.frozen(|frozen| -> Result<(String, String)> {
         // Only the errors' own messages: their sources repeat them.
         services
             .snapshot(&snapshot.dir().join("homeserver"))
@@ -320,9 +324,12 @@ pub fn snapshot(
         frozen
             .copy_to(&snapshot.dir().join("vault"))
             .map_err(|e| anyhow::anyhow!("copying the vault: {e}"))?;
-        Ok(frozen.checkpoint.clone())
+        let ledger = vault
+            .erasure_ledger()
+            .map_err(|e| anyhow::anyhow!("reading the vault's erasures: {e}"))?;
+        Ok((frozen.checkpoint.clone(), serde_json::to_string(&ledger)?))
     });
-    snapshot.vault_checkpoint = made.context("holding the vault still")??;
+    (snapshot.vault_checkpoint, snapshot.erasures) = made.context("holding the vault still")??;
     // After the vault: every encrypted event it holds has had its chance to
     // bring its room key into the device's store first.
     archipel_archive_member::copy_store(
@@ -395,6 +402,7 @@ pub fn sources(config: &Config, snapshot: &Snapshot) -> (Vec<Source>, BTreeMap<S
         VAULT_CHECKPOINT.to_owned(),
         snapshot.vault_checkpoint.clone(),
     );
+    metadata.insert(VAULT_ERASURES.to_owned(), snapshot.erasures.clone());
     for (name, path) in config_files(config) {
         let absolute = std::path::absolute(&path).unwrap_or(path);
         metadata.insert(format!("config/{name}"), absolute.display().to_string());
@@ -405,6 +413,9 @@ pub fn sources(config: &Config, snapshot: &Snapshot) -> (Vec<Source>, BTreeMap<S
 
 /// The manifest's record of the vault's signed checkpoint.
 pub const VAULT_CHECKPOINT: &str = "vault_checkpoint";
+/// The manifest's copy of the vault's erasure ledger (JSON: event IDs and
+/// decision references).
+pub const VAULT_ERASURES: &str = "vault_erasures";
 
 /// Checks the vault in a restored or unpacked backup (`root/vault/db`):
 /// its log recomputes and matches every checkpoint signed by `node_key`,

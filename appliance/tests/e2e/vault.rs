@@ -1058,3 +1058,111 @@ async fn an_exclusion_removes_the_copy_of_a_peers_file() {
     );
     assert_verifies(&dir);
 }
+
+/// A backup made before an exclusion still holds the excluded message:
+/// restoring it erases the message again, by the ledger the newest backup
+/// carries, so the shredded text does not come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn restoring_an_older_backup_erases_again_what_was_erased_since() {
+    const MARK: &str = "Tp3Ws7Yb1Dn5Qh9Kc2Mv6Rj0Xf4Lg8Ua3Ez7Ho1Ni5Bq9Ck";
+    let needle = &MARK.as_bytes()[4..40];
+    let mut server = TestServer::start().await;
+    let pair = alice_and_bob_in_room(&server, vec![]).await;
+    let private = send_text(&pair.alice_room(), &format!("my doctor's advice {MARK}")).await;
+    send_text(&pair.alice_room(), "the quarterly figures").await;
+    server.stop().await;
+    let dir = server.data_dir();
+
+    let backups = tempfile::tempdir().expect("temp dir");
+    let identity = backups.path().join("operator.age");
+    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
+    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
+    let target = backups.path().join("usb");
+    std::fs::create_dir(&target).expect("target");
+    let backup = || {
+        let output = run_archipel(&[
+            "backup",
+            "create",
+            "--data-dir",
+            dir.to_str().expect("path"),
+            "--recipient",
+            &recipient,
+            "--target",
+            target.to_str().expect("path"),
+            "--json",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let results: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        results[0]["name"].as_str().expect("a name").to_owned()
+    };
+    let before = backup();
+
+    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
+    vault_ok(
+        &dir,
+        &[
+            "request-exclusion",
+            "--event",
+            &private,
+            "--by",
+            "@alice:localhost",
+            "--reason",
+            "medical",
+        ],
+    );
+    vault_ok(
+        &dir,
+        &[
+            "decide",
+            "EX-000001",
+            "--approve",
+            "--by",
+            "@carol:localhost",
+        ],
+    );
+    // Backups are named by the second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = backup();
+    assert_ne!(before, after);
+
+    let restored = backups.path().join("restored");
+    let output = run_archipel(&[
+        "backup",
+        "restore",
+        &before,
+        "--identity",
+        identity.to_str().expect("path"),
+        "--to",
+        restored.to_str().expect("path"),
+        "--target",
+        target.to_str().expect("path"),
+    ]);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("1 record(s) erased after this backup"),
+        "{said}"
+    );
+    vault_refused(
+        &restored,
+        &["show", "--event", &private],
+        "erased by decision EX-000001",
+    );
+    // Opening the restored node purged the homeserver's copies too.
+    let leftovers = files_containing(&restored, needle);
+    assert!(
+        leftovers.is_empty(),
+        "the erased text came back with the restore: {leftovers:?}"
+    );
+    assert_verifies(&restored);
+    let steps = vault_ok(&restored, &["procedure", "--json"]);
+    assert!(steps.contains("reapply_erasure"), "{steps}");
+}

@@ -125,6 +125,14 @@ impl Hold {
     }
 }
 
+/// An event erased by a decision, as a backup's ledger lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedEvent {
+    pub event_id: String,
+    /// The decision's reference (EX-..., DL-...).
+    pub reference: String,
+}
+
 /// An erased event whose copies outside the vault must be purged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPurge {
@@ -471,6 +479,64 @@ impl Vault {
             }
         }
         Ok(())
+    }
+
+    /// Every event erased by a decision: the ledger a backup carries, so
+    /// that restoring an older backup can erase again what was erased
+    /// after it ([`Vault::reapply_erasures`]). Event IDs and references
+    /// only, nothing of the content.
+    pub fn erasure_ledger(&self) -> Result<Vec<ErasedEvent>> {
+        let mut out = Vec::new();
+        for row in self.log.erasures.iter() {
+            let (k, v) = row?;
+            let Some(seq) = archipel_store::key::parse_u64(&k) else {
+                continue;
+            };
+            let erasure: crate::log::ErasureRef = serde_json::from_slice(&v)
+                .map_err(|e| Error::Corrupt(format!("the erasure of record {seq}: {e}")))?;
+            if let Entry::Event(event) = self.log.record(seq)?.entry {
+                out.push(ErasedEvent {
+                    event_id: event.event_id,
+                    reference: erasure.reference,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Erases again, after a restore of an older backup, every event of
+    /// `ledger` (a newer backup's [`Vault::erasure_ledger`]) this vault
+    /// still holds: by the same decisions, each a `reapply_erasure` step by
+    /// `actor`, the homeserver's copies queued for purging as in the first
+    /// erasure. Returns how many it erased.
+    pub fn reapply_erasures(&self, ledger: &[ErasedEvent], actor: &str) -> Result<usize> {
+        let mut erase = Vec::new();
+        for erased in ledger {
+            let Some(seq) = self.log.seq_of_event(&erased.event_id)? else {
+                continue;
+            };
+            if self.log.erasure_of(seq)?.is_some() {
+                continue;
+            }
+            if let Entry::Event(event) = self.log.record(seq)?.entry {
+                erase.push((seq, event, erased.reference.clone()));
+            }
+        }
+        if erase.is_empty() {
+            return Ok(0);
+        }
+        self.with_steps(|steps| {
+            for (seq, event, reference) in &erase {
+                steps.procedure(
+                    "reapply_erasure",
+                    actor,
+                    reference,
+                    &json!({ "event_id": event.event_id }),
+                );
+                steps.erase(*seq, event, reference)?;
+            }
+            Ok(erase.len())
+        })
     }
 
     /// Erased events whose homeserver copies still await purging.
