@@ -95,6 +95,10 @@ pub struct DevArgs {
     /// capture costs; a node that must keep records never runs like this.
     #[arg(long, hide = true)]
     pub without_vault: bool,
+    /// No archive member: encrypted rooms stay unreadable to the archive.
+    /// Only for measuring what the archive member costs.
+    #[arg(long, hide = true)]
+    pub without_archive_member: bool,
     /// A TOML file with a `[federation]` table (listener, TLS files, peers),
     /// to federate this development node with others.
     #[arg(long, value_name = "FILE")]

@@ -207,6 +207,7 @@ impl Config {
         };
         homeserver.rate_limit.enabled = args.rate_limit;
         homeserver.archive_capture = !args.without_vault;
+        homeserver.archive_member.enabled = !args.without_archive_member;
         if let Some(size) = args.max_upload_size {
             homeserver.max_upload_size = size;
         }
@@ -250,6 +251,7 @@ impl Config {
                     rate_limit: false,
                     max_upload_size: None,
                     without_vault: false,
+                    without_archive_member: false,
                     federation: None,
                 })
             }

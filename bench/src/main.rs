@@ -2,6 +2,7 @@
 //! Matrix client-server API and prints a comparison table.
 
 mod client;
+mod encrypted;
 mod federation;
 mod report;
 mod scenarios;
@@ -117,6 +118,25 @@ struct Cli {
     #[arg(long, default_value_t = 50, value_name = "N")]
     federation_samples: usize,
 
+    /// Instead of the side-by-side workload: matrix-sdk clients in an
+    /// end-to-end encrypted room on Archipel with its archive member and
+    /// without, in rounds: send throughput, server CPU per message, time
+    /// until the vault holds every plaintext, peak memory.
+    #[arg(long)]
+    encrypted: bool,
+
+    /// Concurrent matrix-sdk senders in the encrypted run.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    encrypted_senders: usize,
+
+    /// Messages per sender in the encrypted run.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    encrypted_messages: usize,
+
+    /// Pairs of runs (archive member on and off) in the encrypted run.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    encrypted_rounds: usize,
+
     #[command(flatten)]
     sizes: Sizes,
 }
@@ -154,6 +174,22 @@ async fn run(cli: &Cli) -> Result<bool> {
         keep_data: cli.keep_data,
         startup_timeout: Duration::from_secs(cli.startup_timeout),
     };
+    if cli.encrypted {
+        let runs = encrypted::run(
+            &opts,
+            cli.encrypted_senders,
+            cli.encrypted_messages,
+            cli.encrypted_rounds,
+            &|msg| eprintln!("[encrypted] {msg}"),
+        )
+        .await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+        } else {
+            print!("\n{}", encrypted::render(&runs));
+        }
+        return Ok(true);
+    }
     if cli.federation {
         let metrics = federation::run(
             &opts,

@@ -282,6 +282,7 @@ mod tests {
             rate_limit: false,
             max_upload_size: None,
             without_vault: false,
+            without_archive_member: false,
             federation: None,
         })
         .expect("dev config");
