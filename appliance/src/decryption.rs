@@ -14,6 +14,7 @@
 //! batch) and sealed into the vault with the decryption record.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -22,8 +23,7 @@ use anyhow::{Context, Result};
 use archipel_archive_member::ArchiveMember;
 use archipel_vault::{
     MediaSource, Vault,
-    decryption::{FoundKey, PendingDecryption},
-    megolm,
+    decryption::{Decryption, FoundKey, PendingDecryption},
 };
 use ruma::RoomId;
 use serde_json::Value;
@@ -99,30 +99,53 @@ impl Worker {
         Ok(())
     }
 
-    /// Asks the device for the key of each pending event and has the vault
-    /// append the decryption records of those it holds, with their
-    /// attachments.
+    /// Asks the device for the keys of the pending events (each session read
+    /// once), has the vault decrypt them, fetches their attachments, and has
+    /// the vault append the decryption records.
     async fn decrypt(&self, pending: Vec<PendingDecryption>) -> Result<()> {
-        let mut found = Vec::new();
+        let mut by_session: BTreeMap<(String, String), Vec<PendingDecryption>> = BTreeMap::new();
         for event in pending {
-            let Ok(room_id) = RoomId::parse(&event.room_id) else {
+            by_session
+                .entry((event.room_id.clone(), event.session_id.clone()))
+                .or_default()
+                .push(event);
+        }
+        let mut keyed = Vec::new();
+        for ((room_id, session_id), events) in by_session {
+            let Ok(room_id) = RoomId::parse(&room_id) else {
                 continue;
             };
-            if let Some(session_key) = self
+            let indexes: Vec<u32> = events.iter().map(|e| e.message_index).collect();
+            let keys = self
                 .device
-                .session_key(&room_id, &event.session_id, event.message_index)
-                .await?
-            {
-                let attachments = self.attachments(event.seq, &session_key).await?;
-                found.push(FoundKey {
-                    seq: event.seq,
-                    session_key,
-                    attachments,
-                });
-            }
+                .session_keys(&room_id, &session_id, &indexes)
+                .await?;
+            keyed.extend(
+                events
+                    .into_iter()
+                    .zip(keys)
+                    .filter_map(|(event, key)| Some((event, key?))),
+            );
         }
-        if found.is_empty() {
+        if keyed.is_empty() {
             return Ok(());
+        }
+        let vault = self.vault.clone();
+        let decrypted = tokio::task::spawn_blocking(move || {
+            let mut decrypted = Vec::new();
+            for (event, key) in keyed {
+                decrypted.extend(vault.decrypt_pending(&event, &key)?);
+            }
+            anyhow::Ok(decrypted)
+        })
+        .await??;
+        let mut found = Vec::with_capacity(decrypted.len());
+        for decryption in decrypted {
+            let attachments = self.attachments(&decryption).await?;
+            found.push(FoundKey {
+                decryption,
+                attachments,
+            });
         }
         let vault = self.vault.clone();
         let appended = tokio::task::spawn_blocking(move || vault.record_decryptions(found)).await?;
@@ -131,17 +154,12 @@ impl Worker {
         Ok(())
     }
 
-    /// The encrypted attachments of event record `seq`, decrypted into
+    /// The encrypted attachments of a decrypted message, decrypted into
     /// `incoming`. One that cannot be fetched or does not match its hash is
     /// logged and left out: the message's text is archived regardless.
-    async fn attachments(&self, seq: u64, session_key: &str) -> Result<Vec<MediaSource>> {
-        let vault = self.vault.clone();
-        let event = tokio::task::spawn_blocking(move || vault.open_event(seq)).await??;
-        let Ok(plaintext) = megolm::decrypt(&event, session_key) else {
-            // The vault refuses it with its reason when it records.
-            return Ok(Vec::new());
-        };
-        let plain: Value = serde_json::from_str(&plaintext)?;
+    async fn attachments(&self, decryption: &Decryption) -> Result<Vec<MediaSource>> {
+        let seq = decryption.seq();
+        let plain: Value = serde_json::from_str(decryption.plaintext())?;
         let mut sources = Vec::new();
         for pointer in ["/content/file", "/content/info/thumbnail_file"] {
             let Some(file) = plain.pointer(pointer) else {

@@ -40,13 +40,31 @@ pub struct PendingDecryption {
     pub message_index: u32,
 }
 
-/// The room key of an encrypted event record, found by the archive
-/// member's device, and the message's encrypted attachments decrypted.
-pub struct FoundKey {
+/// An encrypted event record decrypted by the vault with a session key
+/// the archive member's device exported ([`Vault::decrypt_pending`]): what
+/// a decryption record holds. Only the vault makes one, so the plaintext
+/// it carries is the one the logged ciphertext decrypts to.
+pub struct Decryption {
+    pending: PendingDecryption,
+    session_key: Value,
+    plaintext: String,
+}
+
+impl Decryption {
     /// The encrypted event's record.
-    pub seq: u64,
-    /// The exported room key (JSON) that decrypts it.
-    pub session_key: String,
+    pub fn seq(&self) -> u64 {
+        self.pending.seq
+    }
+
+    /// The decrypted event JSON (`type`, `content`, `room_id`), as text.
+    pub fn plaintext(&self) -> &str {
+        &self.plaintext
+    }
+}
+
+/// A decryption, and the message's encrypted attachments decrypted.
+pub struct FoundKey {
+    pub decryption: Decryption,
     /// Its attachments' plaintext, checked against the hashes the message
     /// names: sealed into the vault with the decryption record.
     pub attachments: Vec<crate::MediaSource>,
@@ -208,11 +226,41 @@ impl Vault {
         decrypted_from(seq, sealed)
     }
 
-    /// Appends a decryption record for each `(event record, session key)`
-    /// whose key decrypts the logged ciphertext to a plaintext of its room,
-    /// in one durable batch; each such event is no longer pending. A key
-    /// that does not decrypt its record is logged and leaves it pending.
-    /// Returns the sequence numbers of the records appended.
+    /// Decrypts pending event `pending` with `session_key` (an exported
+    /// room key, JSON), checking that the plaintext belongs to its room.
+    /// `None` when the event is no longer pending (decrypted already,
+    /// erased), or the key does not decrypt it (logged; it stays pending).
+    pub fn decrypt_pending(
+        &self,
+        pending: &PendingDecryption,
+        session_key: &str,
+    ) -> Result<Option<Decryption>> {
+        let event = match self.open_event(pending.seq) {
+            Ok(event) => event,
+            Err(Error::Erased { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let plaintext = match megolm::decrypt(&event, session_key) {
+            Ok(plaintext) => plaintext,
+            Err(e) => {
+                tracing::warn!(seq = pending.seq, event_id = %pending.event_id, error = %e,
+                    "a session key did not decrypt an archived event; it stays pending");
+                return Ok(None);
+            }
+        };
+        let session_key = serde_json::from_str(session_key)
+            .map_err(|e| Error::Corrupt(format!("session key: {e}")))?;
+        Ok(Some(Decryption {
+            pending: pending.clone(),
+            session_key,
+            plaintext,
+        }))
+    }
+
+    /// Appends a decryption record for each of `found`, in one durable
+    /// batch; each such event is no longer pending. One that stopped
+    /// pending meanwhile (erased, say) is skipped. Returns the sequence
+    /// numbers of the records appended.
     pub fn record_decryptions(&self, found: Vec<FoundKey>) -> Result<Vec<u64>> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut frontier = writer.frontier.clone();
@@ -221,29 +269,21 @@ impl Vault {
         let mut appended = Vec::new();
         let now = now_ms();
         for FoundKey {
-            seq: ciphertext_seq,
-            session_key,
+            decryption:
+                Decryption {
+                    pending,
+                    session_key,
+                    plaintext,
+                },
             attachments,
         } in found
         {
-            let Some(pending) = self.pending_decryption(ciphertext_seq)? else {
-                continue; // decrypted already, or erased meanwhile
-            };
-            let event = match self.open_event(ciphertext_seq) {
-                Ok(event) => event,
-                Err(Error::Erased { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            let plaintext = match megolm::decrypt(&event, &session_key) {
-                Ok(plaintext) => plaintext,
-                Err(e) => {
-                    tracing::warn!(seq = ciphertext_seq, event_id = %pending.event_id, error = %e,
-                        "a session key did not decrypt an archived event; it stays pending");
-                    continue;
-                }
-            };
-            let session_key: Value = serde_json::from_str(&session_key)
-                .map_err(|e| Error::Corrupt(format!("session key: {e}")))?;
+            let ciphertext_seq = pending.seq;
+            // Checked under the writer's lock: an erasure comes first or
+            // sees the record.
+            if self.pending_decryption(ciphertext_seq)?.is_none() {
+                continue;
+            }
             let seq = frontier.size();
             let mut copies = Vec::new();
             for source in &attachments {
