@@ -88,3 +88,24 @@ impl Transport for RouterTransport {
         })
     }
 }
+
+/// Rooms the archive member could not join go on record in the vault, as
+/// a gap (`archive_member_refused`).
+pub struct RefusedInVault(pub Arc<Vault>);
+
+impl archipel_homeserver::archive_member::RefusedJoins for RefusedInVault {
+    fn refused(&self, room_id: &ruma::RoomId, by: &ruma::UserId, reason: &str) {
+        let (vault, room, by, reason) = (
+            self.0.clone(),
+            room_id.to_string(),
+            by.to_string(),
+            reason.to_owned(),
+        );
+        // The vault's write syncs: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = vault.note_refused_join(&room, &by, &reason) {
+                tracing::error!(%room, error = %e, "recording a room the archive member could not join");
+            }
+        });
+    }
+}

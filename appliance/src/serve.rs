@@ -63,6 +63,11 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .context("starting the archive member's device")?;
+    if services.archive_member.is_some() {
+        let _ = services
+            .refused_joins
+            .set(Arc::new(archive_device::RefusedInVault(node.vault.clone())));
+    }
     // The device syncs for room keys; the worker decrypts the vault's
     // encrypted events with them.
     let (stop_decryption, decryption_stopped) = tokio::sync::watch::channel(false);

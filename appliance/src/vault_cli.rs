@@ -896,15 +896,25 @@ fn encryption_status(vault: &archipel_vault::Vault) -> Result<EncryptionStatus> 
 
 fn print_encryption(out: &mut dyn Write, status: &EncryptionStatus) -> Result<()> {
     for gap in &status.removed_from {
-        say!(
-            out,
-            "ALARM: the archive member was removed from {} by {} ({}) at {}: \
-             encrypted messages there since are not decrypted",
-            gap.room_id,
-            gap.by,
-            gap.membership,
-            archipel_vault::export::amsterdam_time(gap.since_ts)
-        );
+        let when = archipel_vault::export::amsterdam_time(gap.since_ts);
+        if gap.membership == "refused" {
+            say!(
+                out,
+                "ALARM: the archive member could not join {} after {} did, at {when}: \
+                 encrypted messages there are not decrypted",
+                gap.room_id,
+                gap.by
+            );
+        } else {
+            say!(
+                out,
+                "ALARM: the archive member was removed from {} by {} ({}) at {when}: \
+                 encrypted messages there since are not decrypted",
+                gap.room_id,
+                gap.by,
+                gap.membership
+            );
+        }
     }
     if status.decrypted == 0 && status.undecrypted == 0 {
         return Ok(());

@@ -660,3 +660,60 @@ async fn an_encrypted_image_is_archived_decrypted() {
     assert!(!checked.status.success());
     assert!(String::from_utf8_lossy(&checked.stdout).contains("differs from the archived file"));
 }
+
+/// In a peer's room where only moderators may invite, the archive member
+/// of the joining user's node cannot follow them in: that node's vault
+/// records the room as a gap and raises the alarm.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_room_that_refuses_the_archive_member_is_a_listed_gap() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    for client in [&alice, &bob] {
+        client
+            .sync_once(initial_sync_settings())
+            .await
+            .expect("first sync");
+    }
+    let mut request = create_room::v3::Request::new();
+    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    request.invite = vec![UserId::parse("@bob:b.test").expect("user ID")];
+    request.power_level_content_override = Some(
+        matrix_sdk::ruma::serde::Raw::new(&json!({ "invite": 50 }))
+            .expect("JSON")
+            .cast_unchecked(),
+    );
+    let room_id = alice
+        .create_room(request)
+        .await
+        .expect("alice creates the room")
+        .room_id()
+        .to_owned();
+    sync_until(&bob, "the invite on b.test", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob joins from b.test");
+
+    let dir = cluster.node("b.test").data_dir();
+    let status = eventually("the refusal on record", Duration::from_secs(30), || {
+        let dir = dir.clone();
+        async move {
+            let status = vault_ok(&dir, &["status"]);
+            status.contains("ALARM").then_some(status)
+        }
+    })
+    .await;
+    assert!(
+        status.contains(&format!(
+            "ALARM: the archive member could not join {room_id} after @bob:b.test did"
+        )),
+        "{status}"
+    );
+    let steps = vault_ok(&dir, &["procedure", "--json"]);
+    assert!(steps.contains("archive_member_refused"), "{steps}");
+    let verified = vault_ok(&dir, &["verify"]);
+    assert!(verified.contains("ALARM"), "{verified}");
+}

@@ -33,6 +33,13 @@ use crate::{
 /// MSC4171's `m.member_hints`; Element Web reads only this name.
 pub const MEMBER_HINTS: &str = "io.element.functional_members";
 
+/// Where the node records a room its archive member could not join (the
+/// vault, in the appliance): nothing said there is decrypted, and that
+/// must be on record.
+pub trait RefusedJoins: Send + Sync {
+    fn refused(&self, room_id: &RoomId, by: &UserId, reason: &str);
+}
+
 impl Services {
     /// Whether `user` is the node's archive member.
     pub fn is_archive_member(&self, user: &UserId) -> bool {
@@ -96,12 +103,15 @@ pub async fn join(services: &Services, room_id: &RoomId, local_member: &UserId) 
 }
 
 /// [`join`] after a local user joined a room: a failure (the user may not
-/// invite, the archive member is banned) does not undo their join; it is
-/// logged, and the vault sees the room's membership as it is.
+/// invite, the archive member is banned, a peer refuses) does not undo
+/// their join; it is logged and recorded ([`RefusedJoins`]).
 pub async fn join_after(services: &Services, room_id: &RoomId, local_member: &UserId) {
     if let Err(e) = join(services, room_id, local_member).await {
         tracing::warn!(room = %room_id, user = %local_member, error = %e,
             "the archive member could not join the room");
+        if let Some(record) = services.refused_joins.get() {
+            record.refused(room_id, local_member, &e.to_string());
+        }
     }
 }
 

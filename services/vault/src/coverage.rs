@@ -21,9 +21,9 @@ use crate::{Result, Step, Vault, merkle::Frontier, record::EventEntry};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoverageGap {
     pub room_id: String,
-    /// Who removed it.
+    /// Who removed it; for a refused join, the local user it followed.
     pub by: String,
-    /// `leave` or `ban`.
+    /// `leave` or `ban`; `refused` for a join the room did not allow.
     pub membership: String,
     /// The membership event, and when its sender's server says it was sent.
     pub event_id: String,
@@ -50,6 +50,38 @@ impl Vault {
             );
         }
         Ok(gaps)
+    }
+
+    /// The archive member could not join `room_id` after `by`, a local
+    /// user, joined it (it may not be invited there, it is banned, a peer
+    /// refused it): appends a step `archive_member_refused` and opens a gap
+    /// for the room, unless one is open already. Its join, when it comes,
+    /// closes the gap as after a removal.
+    pub fn note_refused_join(&self, room_id: &str, by: &str, reason: &str) -> Result<()> {
+        let gaps = self.log().coverage_gaps.clone();
+        if gaps.contains(room_id.as_bytes())? {
+            return Ok(());
+        }
+        self.with_steps(|steps| {
+            let record = steps.procedure(
+                "archive_member_refused",
+                by,
+                room_id,
+                &json!({ "reason": reason }),
+            );
+            let gap = CoverageGap {
+                room_id: room_id.to_owned(),
+                by: by.to_owned(),
+                membership: "refused".to_owned(),
+                event_id: String::new(),
+                since_ts: steps.now(),
+                record,
+            };
+            steps.batch.put_json(&gaps, room_id.as_bytes(), &gap);
+            Ok(())
+        })?;
+        tracing::warn!(room = %room_id, %by, %reason, "the archive member could not join a room");
+        Ok(())
     }
 
     /// Notes a change of the archive member's membership in `entry` (an

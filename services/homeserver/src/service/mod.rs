@@ -46,6 +46,8 @@ pub struct Services {
     pub witness: std::sync::OnceLock<Arc<dyn crate::api::federation::witness::Witness>>,
     /// The node's archive member, unless turned off (see [`crate::archive_member`]).
     pub archive_member: Option<ruma::OwnedUserId>,
+    /// Where rooms the archive member could not join are recorded, once installed.
+    pub refused_joins: std::sync::OnceLock<Arc<dyn crate::archive_member::RefusedJoins>>,
 }
 
 impl Services {
@@ -104,6 +106,7 @@ impl Services {
             rate_limit: rate_limit::RateLimiter::new(&config.rate_limit),
             uiaa: uiaa::Uiaa::default(),
             witness: std::sync::OnceLock::new(),
+            refused_joins: std::sync::OnceLock::new(),
             signing_key,
             counter,
             store,
