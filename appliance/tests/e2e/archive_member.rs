@@ -22,7 +22,7 @@ use crate::federation::{Cluster, join_through};
 use crate::harness::{TestServer, eventually, files_under, run_archipel};
 use crate::olm_device::OlmDevice;
 use crate::vault::{
-    assert_verifies, backup_and_restore, files_containing, vault_ok, vault_refused,
+    assert_verifies, backup_and_restore, exclude, files_containing, vault_ok, vault_refused,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,38 +126,14 @@ async fn an_encrypted_dm_has_the_archive_device_and_reads_as_a_dm() {
     assert_verifies(&dir);
 
     // The export shows the plaintext, and proves it offline.
-    let out = dir.parent().expect("parent").join("export");
-    let summary: Value = serde_json::from_str(&vault_ok(
-        &dir,
-        &[
-            "export",
-            "--room",
-            room_id.as_str(),
-            "--out",
-            out.to_str().expect("path"),
-            "--json",
-        ],
-    ))
-    .expect("JSON");
+    let (out, summary, page) = export_room(&dir, room_id.as_str());
     assert_eq!(summary["decrypted"], 3, "{summary}");
     assert_eq!(summary["undecrypted"], 0, "{summary}");
-    let page = files_under(&out)
-        .into_iter()
-        .find(|p| p.ends_with("conversation.html"))
-        .map(|p| std::fs::read_to_string(p).expect("html"))
-        .expect("a conversation page");
     for (_, text) in &sent {
         assert!(page.contains(text), "the page lacks {text:?}");
     }
     assert!(page.contains("decrypted by the archive"));
-    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
-    let checked = run_archipel(&[
-        "vault",
-        "verify-export",
-        out.to_str().expect("path"),
-        "--verifier-key",
-        status["verifier_key"].as_str().expect("key"),
-    ]);
+    let checked = verify_export(&dir, &out);
     assert!(
         checked.status.success(),
         "{}",
@@ -225,6 +201,75 @@ async fn removing_the_archive_member_raises_the_alarm_and_leaves_listed_gaps() {
     assert!(verified.contains("GAP: record"), "{verified}");
     let shown = vault_ok(&dir, &["show", "--event", &secret]);
     assert!(shown.contains("not decrypted"), "{shown}");
+}
+
+/// Two federating nodes: alice on a.test makes a private room with
+/// `request` and invites bob of b.test, who joins.
+async fn bob_of_b_in_a_room_of_alice(
+    mut request: create_room::v3::Request,
+) -> (Cluster, matrix_sdk::Client, matrix_sdk::Client, OwnedRoomId) {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    for client in [&alice, &bob] {
+        client
+            .sync_once(initial_sync_settings())
+            .await
+            .expect("first sync");
+    }
+    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    request.invite = vec![UserId::parse("@bob:b.test").expect("user ID")];
+    let room_id = alice
+        .create_room(request)
+        .await
+        .expect("alice creates the room")
+        .room_id()
+        .to_owned();
+    sync_until(&bob, "the invite on b.test", |response| {
+        response.rooms.invited.contains_key(&room_id).then_some(())
+    })
+    .await;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob joins from b.test");
+    (cluster, alice, bob, room_id)
+}
+
+/// Exports room `room_id` of the node at `dir` into `export/` beside its
+/// data folder: the folder, the summary and the conversation page.
+fn export_room(dir: &Path, room_id: &str) -> (std::path::PathBuf, Value, String) {
+    let out = dir.parent().expect("parent").join("export");
+    let summary: Value = serde_json::from_str(&vault_ok(
+        dir,
+        &[
+            "export",
+            "--room",
+            room_id,
+            "--out",
+            out.to_str().expect("path"),
+            "--json",
+        ],
+    ))
+    .expect("JSON");
+    let page = files_under(&out)
+        .into_iter()
+        .find(|p| p.ends_with("conversation.html"))
+        .map(|p| std::fs::read_to_string(p).expect("html"))
+        .expect("a conversation page");
+    (out, summary, page)
+}
+
+/// `archipel vault verify-export` of `out` with the verifier key of the
+/// node at `dir`.
+fn verify_export(dir: &Path, out: &Path) -> std::process::Output {
+    let status: Value = serde_json::from_str(&vault_ok(dir, &["status", "--json"])).expect("JSON");
+    run_archipel(&[
+        "vault",
+        "verify-export",
+        out.to_str().expect("path"),
+        "--verifier-key",
+        status["verifier_key"].as_str().expect("key"),
+    ])
 }
 
 /// Waits until `vault status` counts `decrypted` encrypted events with
@@ -428,29 +473,12 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
     let needle = &ciphertext.as_bytes()[8..44];
     assert!(!files_containing(&dir, needle).is_empty());
 
-    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
-    let requested = vault_ok(
+    let reference = exclude(
         &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@alice:localhost",
-            "--reason",
-            "a private appointment",
-        ],
-    );
-    let reference = requested.split(':').next().expect("a reference").to_owned();
-    vault_ok(
-        &dir,
-        &[
-            "decide",
-            &reference,
-            "--approve",
-            "--by",
-            "@carol:localhost",
-        ],
+        &private,
+        "@alice:localhost",
+        "a private appointment",
+        "@carol:localhost",
     );
 
     for args in [
@@ -480,38 +508,14 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
 /// holds the plaintext of the whole conversation.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_federated_encrypted_room_is_archived_readable_on_both_nodes() {
-    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-    for client in [&alice, &bob] {
-        client
-            .sync_once(initial_sync_settings())
-            .await
-            .expect("first sync");
-    }
-    let bob_id = UserId::parse("@bob:b.test").expect("user ID");
     let mut request = create_room::v3::Request::new();
-    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
-    request.invite = vec![bob_id.clone()];
     request.initial_state = vec![
         InitialStateEvent::with_empty_state_key(
             RoomEncryptionEventContent::with_recommended_defaults(),
         )
         .to_raw_any(),
     ];
-    let room_id = alice
-        .create_room(request)
-        .await
-        .expect("alice creates the room")
-        .room_id()
-        .to_owned();
-    sync_until(&bob, "the invite on b.test", |response| {
-        response.rooms.invited.contains_key(&room_id).then_some(())
-    })
-    .await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob joins from b.test");
+    let (cluster, alice, bob, room_id) = bob_of_b_in_a_room_of_alice(request).await;
     // b.test's archive member follows bob in (invited by him: the room is
     // private), before anyone speaks.
     let archive_b = UserId::parse("@archive:b.test").expect("user ID");
@@ -603,19 +607,7 @@ async fn an_encrypted_image_is_archived_decrypted() {
     assert!(files_containing(&dir, &picture[16..48]).is_empty());
     assert_verifies(&dir);
 
-    let out = dir.parent().expect("parent").join("export");
-    let summary: Value = serde_json::from_str(&vault_ok(
-        &dir,
-        &[
-            "export",
-            "--room",
-            room_id.as_str(),
-            "--out",
-            out.to_str().expect("path"),
-            "--json",
-        ],
-    ))
-    .expect("JSON");
+    let (out, summary, page) = export_room(&dir, room_id.as_str());
     assert_eq!(summary["attachments"], 1, "{summary}");
     let exported: Vec<_> = files_under(&out)
         .into_iter()
@@ -623,24 +615,12 @@ async fn an_encrypted_image_is_archived_decrypted() {
         .collect();
     assert_eq!(exported.len(), 1, "{exported:?}");
     assert_eq!(std::fs::read(&exported[0]).expect("read"), picture);
-    let page = files_under(&out)
-        .into_iter()
-        .find(|p| p.ends_with("conversation.html"))
-        .map(|p| std::fs::read_to_string(p).expect("html"))
-        .expect("a conversation page");
     let name = exported[0]
         .file_name()
         .and_then(|n| n.to_str())
         .expect("a name");
     assert!(page.contains(name), "the page links the picture");
-    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
-    let checked = run_archipel(&[
-        "vault",
-        "verify-export",
-        out.to_str().expect("path"),
-        "--verifier-key",
-        status["verifier_key"].as_str().expect("key"),
-    ]);
+    let checked = verify_export(&dir, &out);
     assert!(
         checked.status.success(),
         "{}",
@@ -650,13 +630,7 @@ async fn an_encrypted_image_is_archived_decrypted() {
     let mut swapped = picture.clone();
     swapped[picture.len() / 2] ^= 0x10;
     std::fs::write(&exported[0], &swapped).expect("write");
-    let checked = run_archipel(&[
-        "vault",
-        "verify-export",
-        out.to_str().expect("path"),
-        "--verifier-key",
-        status["verifier_key"].as_str().expect("key"),
-    ]);
+    let checked = verify_export(&dir, &out);
     assert!(!checked.status.success());
     assert!(String::from_utf8_lossy(&checked.stdout).contains("differs from the archived file"));
 }
@@ -666,37 +640,13 @@ async fn an_encrypted_image_is_archived_decrypted() {
 /// records the room as a gap and raises the alarm.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_room_that_refuses_the_archive_member_is_a_listed_gap() {
-    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
-    let alice = register_client(cluster.node("a.test"), "alice").await;
-    let bob = register_client(cluster.node("b.test"), "bob").await;
-    for client in [&alice, &bob] {
-        client
-            .sync_once(initial_sync_settings())
-            .await
-            .expect("first sync");
-    }
     let mut request = create_room::v3::Request::new();
-    request.preset = Some(create_room::v3::RoomPreset::PrivateChat);
-    request.invite = vec![UserId::parse("@bob:b.test").expect("user ID")];
     request.power_level_content_override = Some(
         matrix_sdk::ruma::serde::Raw::new(&json!({ "invite": 50 }))
             .expect("JSON")
             .cast_unchecked(),
     );
-    let room_id = alice
-        .create_room(request)
-        .await
-        .expect("alice creates the room")
-        .room_id()
-        .to_owned();
-    sync_until(&bob, "the invite on b.test", |response| {
-        response.rooms.invited.contains_key(&room_id).then_some(())
-    })
-    .await;
-    join_through(&bob, &room_id, "a.test")
-        .await
-        .expect("bob joins from b.test");
-
+    let (cluster, _alice, _bob, room_id) = bob_of_b_in_a_room_of_alice(request).await;
     let dir = cluster.node("b.test").data_dir();
     let status = eventually("the refusal on record", Duration::from_secs(30), || {
         let dir = dir.clone();

@@ -283,44 +283,108 @@ async fn verify_names_deleted_altered_and_truncated_records() {
 }
 
 /// Every file under `dir` that contains `needle`.
-/// Backs up the stopped node at `dir` to a folder target and restores the
-/// backup into a new folder: the restored data folder, and the folder that
-/// holds it (removed when dropped).
-pub fn backup_and_restore(dir: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
-    let backups = tempfile::tempdir().expect("temp dir");
-    let identity = backups.path().join("operator.age");
-    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
-    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
-    let target = backups.path().join("usb");
-    std::fs::create_dir(&target).expect("target");
-    let restored = backups.path().join("restored");
-    for args in [
-        vec![
-            "create",
-            "--data-dir",
-            dir.to_str().expect("path"),
-            "--recipient",
-            &recipient,
-        ],
-        vec![
-            "restore",
-            "--identity",
-            identity.to_str().expect("path"),
-            "--to",
-            restored.to_str().expect("path"),
-        ],
-    ] {
+/// A folder backup target, with an operator's age key, for backups of a
+/// stopped node; removed when dropped.
+pub struct Backups {
+    dir: tempfile::TempDir,
+    identity: std::path::PathBuf,
+    recipient: String,
+    target: std::path::PathBuf,
+}
+
+impl Backups {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let identity = dir.path().join("operator.age");
+        let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
+        let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
+        let target = dir.path().join("usb");
+        std::fs::create_dir(&target).expect("target");
+        Self {
+            dir,
+            identity,
+            recipient,
+            target,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
         let mut full = vec!["backup"];
         full.extend(args);
-        full.extend(["--target", target.to_str().expect("path")]);
+        full.extend(["--target", self.target.to_str().expect("path")]);
         let output = run_archipel(&full);
         assert!(
             output.status.success(),
-            "{full:?}: {}",
+            "{full:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        output
     }
+
+    /// Backs up the stopped node at `data_dir`; returns the backup's name.
+    pub fn create(&self, data_dir: &Path) -> String {
+        let output = self.run(&[
+            "create",
+            "--data-dir",
+            data_dir.to_str().expect("path"),
+            "--recipient",
+            &self.recipient,
+            "--json",
+        ]);
+        let results: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        results[0]["name"].as_str().expect("a name").to_owned()
+    }
+
+    /// Restores backup `name` (the newest without one) into `to`; returns
+    /// what the restore said.
+    pub fn restore(&self, name: Option<&str>, to: &Path) -> String {
+        let mut args = vec!["restore"];
+        args.extend(name);
+        args.extend([
+            "--identity",
+            self.identity.to_str().expect("path"),
+            "--to",
+            to.to_str().expect("path"),
+        ]);
+        String::from_utf8_lossy(&self.run(&args).stdout).into_owned()
+    }
+}
+
+/// Backs up the stopped node at `dir` and restores the backup into a new
+/// folder: the backups (removed when dropped) and the restored data folder.
+pub fn backup_and_restore(dir: &Path) -> (Backups, std::path::PathBuf) {
+    let backups = Backups::new();
+    backups.create(dir);
+    let restored = backups.path().join("restored");
+    backups.restore(None, &restored);
     (backups, restored)
+}
+
+/// Excludes `event` of the stopped node at `dir`: requested by its sender
+/// `by` for `reason`, approved by `approver` (made a records manager
+/// here). Returns the decision's reference.
+pub fn exclude(dir: &Path, event: &str, by: &str, reason: &str, approver: &str) -> String {
+    vault_ok(dir, &["records-manager", "add", approver]);
+    let requested = vault_ok(
+        dir,
+        &[
+            "request-exclusion",
+            "--event",
+            event,
+            "--by",
+            by,
+            "--reason",
+            reason,
+        ],
+    );
+    let reference = requested.split(':').next().expect("a reference").to_owned();
+    vault_ok(dir, &["decide", &reference, "--approve", "--by", approver]);
+    reference
 }
 
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
@@ -594,28 +658,12 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     server.stop().await;
     let dir = server.data_dir();
 
-    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
-    vault_ok(
+    exclude(
         &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@alice:localhost",
-            "--reason",
-            "private",
-        ],
-    );
-    vault_ok(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@carol:localhost",
-        ],
+        &private,
+        "@alice:localhost",
+        "private",
+        "@carol:localhost",
     );
 
     let out = dir.parent().expect("parent").join("export");
@@ -954,28 +1002,12 @@ async fn an_excluded_state_event_leaves_no_copy_in_the_state_after_it() {
     server.stop().await;
     assert!(!files_containing(&dir, needle).is_empty());
 
-    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
-    vault_ok(
+    exclude(
         &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &first,
-            "--by",
-            "@alice:localhost",
-            "--reason",
-            "private",
-        ],
-    );
-    vault_ok(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@carol:localhost",
-        ],
+        &first,
+        "@alice:localhost",
+        "private",
+        "@carol:localhost",
     );
     let leftovers = files_containing(&dir, needle);
     assert!(leftovers.is_empty(), "the note is still in {leftovers:?}");
@@ -1034,22 +1066,12 @@ async fn an_exclusion_removes_the_copy_of_a_peers_file() {
     cluster.node_mut("a.test").stop().await;
     assert!(!files_containing(&dir, needle).is_empty());
 
-    vault_ok(&dir, &["records-manager", "add", "@carol:a.test"]);
-    vault_ok(
+    exclude(
         &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &image,
-            "--by",
-            "@bob:b.test",
-            "--reason",
-            "a private picture",
-        ],
-    );
-    vault_ok(
-        &dir,
-        &["decide", "EX-000001", "--approve", "--by", "@carol:a.test"],
+        &image,
+        "@bob:b.test",
+        "a private picture",
+        "@carol:a.test",
     );
     let leftovers = files_containing(&dir, needle);
     assert!(
@@ -1073,80 +1095,23 @@ async fn restoring_an_older_backup_erases_again_what_was_erased_since() {
     server.stop().await;
     let dir = server.data_dir();
 
-    let backups = tempfile::tempdir().expect("temp dir");
-    let identity = backups.path().join("operator.age");
-    let recipient = run_archipel(&["backup", "keygen", identity.to_str().expect("path")]);
-    let recipient = String::from_utf8_lossy(&recipient.stdout).trim().to_owned();
-    let target = backups.path().join("usb");
-    std::fs::create_dir(&target).expect("target");
-    let backup = || {
-        let output = run_archipel(&[
-            "backup",
-            "create",
-            "--data-dir",
-            dir.to_str().expect("path"),
-            "--recipient",
-            &recipient,
-            "--target",
-            target.to_str().expect("path"),
-            "--json",
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let results: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-        results[0]["name"].as_str().expect("a name").to_owned()
-    };
-    let before = backup();
+    let backups = Backups::new();
+    let before = backups.create(&dir);
 
-    vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
-    vault_ok(
+    exclude(
         &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@alice:localhost",
-            "--reason",
-            "medical",
-        ],
-    );
-    vault_ok(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@carol:localhost",
-        ],
+        &private,
+        "@alice:localhost",
+        "medical",
+        "@carol:localhost",
     );
     // Backups are named by the second.
     std::thread::sleep(Duration::from_millis(1100));
-    let after = backup();
+    let after = backups.create(&dir);
     assert_ne!(before, after);
 
     let restored = backups.path().join("restored");
-    let output = run_archipel(&[
-        "backup",
-        "restore",
-        &before,
-        "--identity",
-        identity.to_str().expect("path"),
-        "--to",
-        restored.to_str().expect("path"),
-        "--target",
-        target.to_str().expect("path"),
-    ]);
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = backups.restore(Some(&before), &restored);
     assert!(
         said.contains("1 record(s) erased after this backup"),
         "{said}"
