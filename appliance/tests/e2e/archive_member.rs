@@ -235,6 +235,38 @@ async fn bob_of_b_in_a_room_of_alice(
     (cluster, alice, bob, room_id)
 }
 
+/// Each client sends its text into encrypted room `room_id`, in order;
+/// returns the event IDs with their texts.
+async fn send_encrypted<'a>(
+    room_id: &matrix_sdk::ruma::RoomId,
+    messages: &[(&matrix_sdk::Client, &'a str)],
+) -> Vec<(String, &'a str)> {
+    let mut sent = Vec::new();
+    for (client, text) in messages {
+        let response = client
+            .get_room(room_id)
+            .expect("the room")
+            .send(RoomMessageEventContent::text_plain(*text))
+            .await
+            .expect("send");
+        assert!(response.encryption_info.is_some(), "encrypted");
+        sent.push((response.response.event_id.to_string(), *text));
+    }
+    sent
+}
+
+/// Waits until the vault at `dir` has decrypted every message of `sent`
+/// (and has no other encrypted event waiting), shows each text, and
+/// verifies.
+async fn assert_all_readable(dir: &Path, sent: &[(String, &str)]) {
+    until_encrypted(dir, sent.len() as u64, 0).await;
+    for (event_id, text) in sent {
+        let shown = vault_ok(dir, &["show", "--event", event_id]);
+        assert!(shown.contains(text), "{}: {shown}", dir.display());
+    }
+    assert_verifies(dir);
+}
+
 /// Exports room `room_id` of the node at `dir` into `export/` beside its
 /// data folder: the folder, the summary and the conversation page.
 fn export_room(dir: &Path, room_id: &str) -> (std::path::PathBuf, Value, String) {
@@ -342,28 +374,17 @@ async fn an_encrypted_group_of_three_is_archived_readable() {
         .await;
     }
 
-    let mut sent = Vec::new();
-    for (client, text) in [
-        (&alice, "the draft is attached"),
-        (&bob, "two remarks on page 3"),
-        (&carol, "approved from my side"),
-        (&alice, "then it goes out today"),
-    ] {
-        let room = client.get_room(&room_id).expect("the room");
-        let response = room
-            .send(RoomMessageEventContent::text_plain(text))
-            .await
-            .expect("send");
-        assert!(response.encryption_info.is_some(), "encrypted");
-        sent.push((response.response.event_id.to_string(), text));
-    }
-    let dir = server.data_dir();
-    until_encrypted(&dir, 4, 0).await;
-    for (event_id, text) in &sent {
-        let shown = vault_ok(&dir, &["show", "--event", event_id]);
-        assert!(shown.contains(text), "{shown}");
-    }
-    assert_verifies(&dir);
+    let sent = send_encrypted(
+        &room_id,
+        &[
+            (&alice, "the draft is attached"),
+            (&bob, "two remarks on page 3"),
+            (&carol, "approved from my side"),
+            (&alice, "then it goes out today"),
+        ],
+    )
+    .await;
+    assert_all_readable(&server.data_dir(), &sent).await;
 }
 
 /// A room key that reaches the archive after its message (a slow or
@@ -533,28 +554,16 @@ async fn a_federated_encrypted_room_is_archived_readable_on_both_nodes() {
         .await;
     }
 
-    let mut sent = Vec::new();
-    for (client, text) in [
-        (&alice, "the joint letter is ready for review"),
-        (&bob, "our minister signs on Friday"),
-    ] {
-        let response = client
-            .get_room(&room_id)
-            .expect("the room")
-            .send(RoomMessageEventContent::text_plain(text))
-            .await
-            .expect("send");
-        assert!(response.encryption_info.is_some(), "encrypted");
-        sent.push((response.response.event_id.to_string(), text));
-    }
+    let sent = send_encrypted(
+        &room_id,
+        &[
+            (&alice, "the joint letter is ready for review"),
+            (&bob, "our minister signs on Friday"),
+        ],
+    )
+    .await;
     for node in ["a.test", "b.test"] {
-        let dir = cluster.node(node).data_dir();
-        until_encrypted(&dir, 2, 0).await;
-        for (event_id, text) in &sent {
-            let shown = vault_ok(&dir, &["show", "--event", event_id]);
-            assert!(shown.contains(text), "{node}: {shown}");
-        }
-        assert_verifies(&dir);
+        assert_all_readable(&cluster.node(node).data_dir(), &sent).await;
     }
 }
 
