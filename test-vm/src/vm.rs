@@ -118,9 +118,13 @@ impl Vm {
         if self.qemu.is_some() {
             bail!("{}: already running", self.name);
         }
+        // One host thread runs both vCPUs: with multi-threaded TCG a vCPU
+        // can still execute an int3 that the other has already patched
+        // away (the kernel's live text patching), and the guest panics
+        // now and then ("Oops: int3" early in boot).
         let mut args: Vec<String> = [
             "-accel",
-            "tcg",
+            "tcg,thread=single",
             "-machine",
             "q35",
             "-m",
