@@ -831,3 +831,68 @@ async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_backfills_joined_only_history_only_redacted() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let alice = register_client(cluster.node("a.test"), "alice").await;
+    let bob = register_client(cluster.node("b.test"), "bob").await;
+    let room_id = public_room(&alice).await;
+    let room = alice.get_room(&room_id).expect("alice's room");
+    room.send_state_event(
+        matrix_sdk::ruma::events::room::history_visibility::RoomHistoryVisibilityEventContent::new(
+            matrix_sdk::ruma::events::room::history_visibility::HistoryVisibility::Joined,
+        ),
+    )
+    .await
+    .expect("make the history visible to members only");
+    let before = room
+        .send(RoomMessageEventContent::text_plain(
+            "voor b.test erbij kwam",
+        ))
+        .await
+        .expect("send")
+        .response
+        .event_id;
+    join_through(&bob, &room_id, "a.test")
+        .await
+        .expect("bob on b.test joins the room on a.test");
+    let after = room
+        .send(RoomMessageEventContent::text_plain("toen b.test erbij was"))
+        .await
+        .expect("send")
+        .response
+        .event_id;
+
+    let a = Peer::new(&cluster, "a.test");
+    let b_key = signing_key(&cluster, "b.test").await;
+    let (status, body) = a
+        .send(
+            "GET",
+            &format!("/_matrix/federation/v1/backfill/{room_id}?v={after}&limit=100"),
+            None,
+            Some(("b.test", &b_key)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let pdus = body["pdus"].as_array().expect("pdus");
+    let find = |id: &str| {
+        let event = pdus
+            .iter()
+            .find(|p| {
+                let object: ruma::CanonicalJsonObject =
+                    serde_json::from_value((*p).clone()).expect("a PDU");
+                let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
+                ruma::signatures::reference_hash(&object, &rules)
+                    .is_ok_and(|hash| format!("${hash}") == id)
+            })
+            .unwrap_or_else(|| panic!("{id} not backfilled: {body}"));
+        event["content"].clone()
+    };
+    assert_eq!(find(before.as_str()), serde_json::json!({}), "{body}");
+    assert_eq!(
+        find(after.as_str())["body"],
+        "toen b.test erbij was",
+        "{body}"
+    );
+}

@@ -9,3 +9,4 @@ mod rooms;
 mod sessions;
 mod state;
 mod user_data;
+mod visibility;

@@ -15,7 +15,6 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::membership::visible_upto;
 use crate::{
     Error, Result, Services,
     ruma_wrapper::Ruma,
@@ -106,16 +105,32 @@ pub async fn send_state(
     ))
 }
 
-fn state_for_viewer(
+/// The room's state as `user` may see it: current while joined, as it was
+/// when they left if they were ever joined, none otherwise.
+pub(super) fn state_for_viewer(
     services: &Services,
     user: &ruma::UserId,
     room_id: &ruma::RoomId,
 ) -> Result<Vec<Pdu>> {
-    let upto = visible_upto(services, user, room_id)?;
-    if upto == u64::MAX {
-        services.rooms.current_state(room_id)
+    match state_position(services, user, room_id)? {
+        None => services.rooms.current_state(room_id),
+        Some(at) => services.rooms.state_at(room_id, at),
+    }
+}
+
+/// `None` for the current state, or the position whose state `user` sees.
+fn state_position(
+    services: &Services,
+    user: &ruma::UserId,
+    room_id: &ruma::RoomId,
+) -> Result<Option<u64>> {
+    let viewer = services.rooms.viewer(user, room_id)?;
+    if viewer.is_joined() {
+        Ok(None)
+    } else if viewer.ever_joined() {
+        Ok(Some(viewer.upto()))
     } else {
-        services.rooms.state_at(room_id, upto)
+        Err(Error::forbidden("You are not in this room."))
     }
 }
 
@@ -134,15 +149,15 @@ pub async fn get_state_for_key(
     request: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Result<get_state_event_for_key::v3::Response> {
     let body = &request.body;
-    let upto = visible_upto(&services, request.user(), &body.room_id)?;
-    let pdu = if upto == u64::MAX {
-        services
+    let pdu = match state_position(&services, request.user(), &body.room_id)? {
+        None => services
             .rooms
-            .state_pdu(&body.room_id, &body.event_type, &body.state_key)?
-    } else {
-        services
-            .rooms
-            .state_pdu_at(&body.room_id, &body.event_type, &body.state_key, upto)?
+            .state_pdu(&body.room_id, &body.event_type, &body.state_key)?,
+        Some(at) => {
+            services
+                .rooms
+                .state_pdu_at(&body.room_id, &body.event_type, &body.state_key, at)?
+        }
     };
     let pdu = pdu.ok_or_else(|| Error::not_found("No such state event."))?;
     let value = match body.format {
@@ -204,15 +219,7 @@ pub fn visible_event(
     room_id: &ruma::RoomId,
     event_id: &ruma::EventId,
 ) -> Result<(u64, Pdu)> {
-    let upto =
-        visible_upto(services, user, room_id).map_err(|_| Error::not_found("Event not found."))?;
-    let (room, count) = services
-        .rooms
-        .position(event_id)?
-        .ok_or_else(|| Error::not_found("Event not found."))?;
-    if room != room_id || count > upto {
-        return Err(Error::not_found("Event not found."));
-    }
+    let count = services.rooms.visible_position(user, room_id, event_id)?;
     let pdu = services
         .rooms
         .get_pdu(event_id)?
@@ -242,7 +249,8 @@ pub async fn context(
     let body = &request.body;
     let device = request.sender_device.as_deref();
     let (count, pdu) = visible_event(&services, request.user(), &body.room_id, &body.event_id)?;
-    let upto = visible_upto(&services, request.user(), &body.room_id)?;
+    let viewer = services.rooms.viewer(request.user(), &body.room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
     let limit = usize::try_from(body.limit.min(UInt::from(100u32))).unwrap_or(10);
     let before_n = limit / 2;
     let after_n = limit - before_n;
@@ -250,13 +258,13 @@ pub async fn context(
         .rooms
         .events_before(&body.room_id, count.saturating_sub(1), before_n)?
         .into_iter()
-        .filter(|(_, p)| super::filter::event_matches(&body.filter, p))
+        .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
         .collect();
     let after: Vec<_> = services
         .rooms
         .events_after(&body.room_id, count, upto, after_n)?
         .into_iter()
-        .filter(|(_, p)| super::filter::event_matches(&body.filter, p))
+        .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
         .collect();
     let mut response = get_context::v3::Response::new();
     response.start = Some(
@@ -273,11 +281,13 @@ pub async fn context(
         .collect();
     response.events_after = after.iter().map(|(_, p)| p.to_room_event(device)).collect();
     response.event = Some(pdu.to_room_event(device));
-    response.state = services
-        .rooms
-        .state_at(&body.room_id, count)?
-        .iter()
-        .map(Pdu::to_state_event)
-        .collect();
+    if viewer.ever_joined() {
+        response.state = services
+            .rooms
+            .state_at(&body.room_id, count)?
+            .iter()
+            .map(Pdu::to_state_event)
+            .collect();
+    }
     Ok(response)
 }

@@ -337,30 +337,12 @@ pub async fn joined(
     ))
 }
 
-/// The last position at which `user` may see the room: now if joined, the
-/// moment they left otherwise. `None` if they never were in it.
-pub fn visible_upto(services: &Services, user: &UserId, room_id: &RoomId) -> Result<u64> {
-    match services.rooms.membership(user, room_id)? {
-        Some(m) if m.is_joined() => Ok(u64::MAX),
-        Some(m) if m.membership == "leave" || m.membership == "ban" => {
-            // Only if they had joined at some point before leaving.
-            Ok(m.count)
-        }
-        _ => Err(Error::forbidden("You are not in this room.")),
-    }
-}
-
 pub async fn members(
     services: Arc<Services>,
     request: Ruma<get_member_events::v3::Request>,
 ) -> Result<get_member_events::v3::Response> {
     let room_id = &request.body.room_id;
-    let upto = visible_upto(&services, request.user(), room_id)?;
-    let state = if upto == u64::MAX {
-        services.rooms.current_state(room_id)?
-    } else {
-        services.rooms.state_at(room_id, upto)?
-    };
+    let state = super::events::state_for_viewer(&services, request.user(), room_id)?;
     let wanted = request.body.membership.as_ref().map(|m| m.to_string());
     let unwanted = request.body.not_membership.as_ref().map(|m| m.to_string());
     let chunk = state

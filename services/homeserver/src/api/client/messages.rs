@@ -21,7 +21,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{events::visible_event, filter::event_matches, membership::visible_upto};
+use super::filter::event_matches;
 use crate::{
     Error, Result, Services,
     ruma_wrapper::Ruma,
@@ -44,7 +44,8 @@ pub async fn messages(
     let body = &request.body;
     let user = request.user();
     let device = request.sender_device.as_deref();
-    let upto = visible_upto(&services, user, &body.room_id)?.min(services.counter.visible());
+    let viewer = services.rooms.viewer(user, &body.room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
     let limit = usize::try_from(body.limit)
         .unwrap_or(10)
         .clamp(1, MAX_LIMIT);
@@ -94,8 +95,8 @@ pub async fn messages(
     }
     let shown: Vec<&Pdu> = events
         .iter()
+        .filter(|(c, p)| viewer.sees(*c) && event_matches(&body.filter, p))
         .map(|(_, p)| p)
-        .filter(|p| event_matches(&body.filter, p))
         .collect();
     if !body.filter.lazy_load_options.is_disabled() {
         let mut senders: Vec<&UserId> = shown.iter().map(|p| &*p.sender).collect();
@@ -126,7 +127,9 @@ fn relations(
     from: Option<&str>,
     limit: Option<UInt>,
 ) -> Result<(Vec<Raw<AnyMessageLikeEvent>>, Option<String>)> {
-    visible_event(services, user, room_id, event_id)?;
+    services.rooms.visible_position(user, room_id, event_id)?;
+    let viewer = services.rooms.viewer(user, room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
     let limit = limit
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(50)
@@ -136,6 +139,10 @@ fn relations(
     let mut chunk = Vec::new();
     let mut next = None;
     for (count, kind, pdu) in related {
+        // The index is keyed by target alone: an event elsewhere may name it.
+        if pdu.room_id != room_id || count > upto || !viewer.sees(count) {
+            continue;
+        }
         if rel_type.as_ref().is_some_and(|r| *r != kind)
             || event_type
                 .as_ref()

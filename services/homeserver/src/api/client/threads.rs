@@ -10,7 +10,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::{membership::visible_upto, messages::parse_token};
+use super::messages::parse_token;
 use crate::{
     Result, Services,
     ruma_wrapper::{Ruma, json_response},
@@ -34,13 +34,14 @@ pub async fn threads(
 ) -> Result<get_threads::v1::Response> {
     let user = request.user();
     let b = &request.body;
-    let upto = visible_upto(&services, user, &b.room_id)?.min(services.counter.visible());
+    let viewer = services.rooms.viewer(user, &b.room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
     let mut summaries: BTreeMap<OwnedEventId, ThreadSummary> = BTreeMap::new();
     for (count, pdu) in services
         .rooms
         .events_before(&b.room_id, upto, THREAD_SCAN)?
     {
-        let Some((rel_type, root)) = pdu.relation() else {
+        let Some((rel_type, root)) = pdu.relation().filter(|_| viewer.sees(count)) else {
             continue;
         };
         if rel_type != "m.thread" {

@@ -44,6 +44,36 @@ pub fn federation_events(
     Ok(out)
 }
 
+/// Timeline events for the peer `origin`: those its users may not see
+/// (history visibility) in their redacted form, which keeps the graph
+/// whole and tells nothing.
+fn events_for(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    ids: impl IntoIterator<Item = OwnedEventId>,
+) -> Result<Vec<Box<RawValue>>> {
+    let viewer = services.rooms.server_viewer(origin, room_id)?;
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(json) = services.rooms.federation_json(&id)? else {
+            continue;
+        };
+        let visible = services
+            .rooms
+            .position(&id)?
+            .is_some_and(|(_, count)| viewer.sees(count));
+        if visible {
+            out.push(to_raw_value(&json)?);
+        } else {
+            out.push(to_raw_value(
+                &services.rooms.redacted_federation_json(room_id, json)?,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
 fn event_room(services: &Services, event_id: &EventId) -> Result<ruma::OwnedRoomId> {
     services
         .rooms
@@ -58,9 +88,14 @@ pub async fn event(
 ) -> Result<get_event::v1::Response> {
     let room_id = event_room(&services, &request.body.event_id)?;
     require_in_room(&services, request.origin(), &room_id)?;
-    let pdu = federation_events(&services, [request.body.event_id.clone()])?
-        .pop()
-        .ok_or_else(|| Error::not_found("Unknown event."))?;
+    let pdu = events_for(
+        &services,
+        request.origin(),
+        &room_id,
+        [request.body.event_id.clone()],
+    )?
+    .pop()
+    .ok_or_else(|| Error::not_found("Unknown event."))?;
     Ok(get_event::v1::Response::new(
         services.server_name().to_owned(),
         MilliSecondsSinceUnixEpoch::now(),
@@ -86,7 +121,12 @@ pub async fn missing_events(
     let found = walk_back(&services, &body.room_id, start, limit, |pdu| {
         !earliest.contains(&*pdu.event_id) && u64::from(pdu.depth) >= min_depth
     })?;
-    let events = federation_events(&services, found.into_iter().map(|(_, id)| id))?;
+    let events = events_for(
+        &services,
+        request.origin(),
+        &body.room_id,
+        found.into_iter().map(|(_, id)| id),
+    )?;
     Ok(get_missing_events::v1::Response::new(events))
 }
 
@@ -150,7 +190,12 @@ pub async fn backfill(
     Ok(get_backfill::v1::Response::new(
         services.server_name().to_owned(),
         MilliSecondsSinceUnixEpoch::now(),
-        federation_events(&services, found.into_iter().map(|(_, id)| id))?,
+        events_for(
+            &services,
+            request.origin(),
+            &body.room_id,
+            found.into_iter().map(|(_, id)| id),
+        )?,
     ))
 }
 

@@ -16,6 +16,7 @@ mod receive;
 pub mod snapshot;
 mod state;
 mod timeline;
+mod visibility;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -34,6 +35,7 @@ pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
 pub use pdu::{Pdu, PduBuilder};
 pub use receive::{JoinedRoom, Received, Relay};
+pub use visibility::{ServerViewer, Viewer};
 
 use crate::{Result, columns as cf, counter::Counter};
 

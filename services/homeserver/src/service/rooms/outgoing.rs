@@ -165,4 +165,19 @@ impl Rooms {
             .map_err(crate::Error::internal)?;
         Ok(Some(serde_json::to_value(stripped)?))
     }
+
+    /// `event` (federation JSON of an event in `room_id`) in its redacted
+    /// form, under the room version's redaction rules.
+    pub fn redacted_federation_json(
+        &self,
+        room_id: &ruma::RoomId,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let version = self.meta(room_id)?.map(|meta| meta.version);
+        let rules = super::room_rules(&version.unwrap_or(ruma::RoomVersionId::V11))?;
+        let object: ruma::CanonicalJsonObject = serde_json::from_value(event)?;
+        let stripped = ruma::canonical_json::redact(object, &rules.redaction, None)
+            .map_err(crate::Error::internal)?;
+        Ok(serde_json::to_value(stripped)?)
+    }
 }

@@ -17,7 +17,7 @@ use super::SyncContext;
 use crate::{
     Result,
     api::client::filter::event_matches,
-    service::rooms::{MembershipRecord, Pdu, pdu::raw},
+    service::rooms::{MembershipRecord, Pdu, Viewer, pdu::raw},
 };
 
 /// Timeline events per room when the filter does not say.
@@ -31,12 +31,16 @@ struct TimelineSection {
 }
 
 /// Timeline in `(after, upto]` plus the state the client needs before it.
+/// With a `viewer`, only the events it sees (history visibility), and no
+/// state unless it was ever joined; without, every event (a joined user's
+/// events after their join).
 fn timeline_and_state(
     ctx: &SyncContext<'_>,
     room_id: &RoomId,
     after: u64,
     upto: u64,
     full: bool,
+    viewer: Option<&Viewer>,
 ) -> Result<TimelineSection> {
     let rooms = &ctx.services.rooms;
     let filter = &ctx.filter.room.timeline;
@@ -45,10 +49,17 @@ fn timeline_and_state(
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(DEFAULT_TIMELINE_LIMIT)
         .clamp(1, MAX_TIMELINE_LIMIT);
-    let (events, limited) = rooms.latest_events(room_id, after, upto, limit)?;
+    let (mut events, mut limited) = rooms.latest_events(room_id, after, upto, limit)?;
+    if let Some(viewer) = viewer {
+        let before = events.len();
+        events.retain(|(c, _)| viewer.sees(*c));
+        limited |= events.len() < before;
+    }
     let first = events.first().map_or(upto + 1, |(c, _)| *c);
 
-    let state = if full {
+    let state = if viewer.is_some_and(|v| !v.ever_joined()) {
+        Vec::new()
+    } else if full {
         rooms.state_at(room_id, first - 1)?
     } else if limited {
         rooms.state_changes(room_id, after, first - 1)?
@@ -104,11 +115,18 @@ pub fn joined(
     let services = ctx.services;
     let newly_joined = membership.count > ctx.since;
     let full = ctx.since == 0 || newly_joined || ctx.full_state;
+    // Events after the join are the member's; only earlier ones need the
+    // history visibility rules.
+    let viewer = if newly_joined {
+        Some(services.rooms.viewer(ctx.user, room_id)?)
+    } else {
+        None
+    };
     let TimelineSection {
         timeline,
         state,
         senders,
-    } = timeline_and_state(ctx, room_id, ctx.since, ctx.upto, full)?;
+    } = timeline_and_state(ctx, room_id, ctx.since, ctx.upto, full, viewer.as_ref())?;
 
     let mut ephemeral = Ephemeral::new();
     if let Some(typing) = services.typing.changes(room_id, ctx.since, ctx.upto) {
@@ -298,6 +316,7 @@ pub fn left(
         ctx.since,
         membership.count,
         ctx.since == 0 || ctx.full_state,
+        Some(&ctx.services.rooms.viewer(ctx.user, room_id)?),
     )?;
     let mut room = LeftRoom::new();
     room.state = state_section(ctx, state, &senders);

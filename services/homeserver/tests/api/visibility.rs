@@ -1,0 +1,283 @@
+//! History visibility: who reads which of a room's events (security review
+//! H2 and H3).
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{TestNode, txn};
+
+const V3: &str = "/_matrix/client/v3";
+
+/// The bodies of the `m.room.message` events in a list of client events.
+fn texts(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn history(node: &TestNode, token: &str, room: &str) -> Vec<String> {
+    let reply = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/messages?dir=b&limit=100"),
+            Some(token),
+            None,
+        )
+        .await
+        .ok();
+    texts(&reply["chunk"])
+}
+
+async fn post(node: &TestNode, token: &str, path: &str, body: Value) -> Value {
+    node.request(
+        Method::POST,
+        &format!("{V3}{path}"),
+        Some(token),
+        Some(body),
+    )
+    .await
+    .ok()
+}
+
+async fn room_with_visibility(node: &TestNode, alice: &str, visibility: &str) -> String {
+    node.create_room(
+        alice,
+        json!({
+            "preset": "public_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": { "history_visibility": visibility }
+            }]
+        }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_member_of_a_joined_only_room_reads_nothing_from_before_their_join() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = room_with_visibility(&node, &alice, "joined").await;
+    let before = node.send_text(&alice, &room, "said before bob came").await;
+    node.join(&bob, &room).await.ok();
+    node.send_text(&alice, &room, "said to bob").await;
+
+    assert_eq!(history(&node, &bob, &room).await, ["said to bob"]);
+    let sync = node.sync(&bob, None).await;
+    assert_eq!(
+        texts(&sync["rooms"]["join"][&room]["timeline"]["events"]),
+        ["said to bob"]
+    );
+    for path in [
+        format!("{V3}/rooms/{room}/event/{before}"),
+        format!("{V3}/rooms/{room}/context/{before}"),
+    ] {
+        node.request(Method::GET, &path, Some(&bob), None)
+            .await
+            .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    }
+    let context = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/context/{before}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(context["event"]["content"]["body"], "said before bob came");
+}
+
+#[tokio::test]
+async fn shared_history_is_read_by_a_member_who_joins_later() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = room_with_visibility(&node, &alice, "shared").await;
+    node.send_text(&alice, &room, "said before bob came").await;
+    node.join(&bob, &room).await.ok();
+    assert_eq!(history(&node, &bob, &room).await, ["said before bob came"]);
+}
+
+#[tokio::test]
+async fn an_invitee_reads_invited_history_only_from_their_invite() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = room_with_visibility(&node, &alice, "invited").await;
+    node.send_text(&alice, &room, "before the invite").await;
+    post(
+        &node,
+        &alice,
+        &format!("/rooms/{room}/invite"),
+        json!({ "user_id": "@bob:localhost" }),
+    )
+    .await;
+    node.send_text(&alice, &room, "after the invite").await;
+    node.join(&bob, &room).await.ok();
+    assert_eq!(history(&node, &bob, &room).await, ["after the invite"]);
+}
+
+#[tokio::test]
+async fn an_invitee_who_declines_reads_nothing_of_the_room() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    node.send_text(&alice, &room, "the secret").await;
+    post(
+        &node,
+        &alice,
+        &format!("/rooms/{room}/invite"),
+        json!({ "user_id": "@bob:localhost" }),
+    )
+    .await;
+    post(&node, &bob, &format!("/rooms/{room}/leave"), json!({})).await;
+    node.send_text(&alice, &room, "after bob declined").await;
+
+    assert!(history(&node, &bob, &room).await.is_empty());
+    for path in ["state", "members"] {
+        node.request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/{path}"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+    let sync = node.sync(&bob, None).await;
+    let left = &sync["rooms"]["leave"][&room];
+    assert!(texts(&left["timeline"]["events"]).is_empty(), "{left}");
+    assert!(
+        left["state"]["events"]
+            .as_array()
+            .is_none_or(|s| s.is_empty()),
+        "{left}"
+    );
+}
+
+#[tokio::test]
+async fn an_outsider_banned_in_advance_reads_nothing_of_the_room() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let mallory = node.register("mallory").await;
+    let room = node
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "name": "Beraad" }),
+        )
+        .await;
+    let secret = node.send_text(&alice, &room, "the secret").await;
+    post(
+        &node,
+        &alice,
+        &format!("/rooms/{room}/ban"),
+        json!({ "user_id": "@mallory:localhost" }),
+    )
+    .await;
+
+    assert!(history(&node, &mallory, &room).await.is_empty());
+    for path in ["state", "members", "state/m.room.name/"] {
+        node.request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/{path}"),
+            Some(&mallory),
+            None,
+        )
+        .await
+        .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+    node.request(
+        Method::GET,
+        &format!("{V3}/rooms/{room}/context/{secret}"),
+        Some(&mallory),
+        None,
+    )
+    .await
+    .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+async fn relations(node: &TestNode, token: &str, room: &str, root: &str) -> Vec<String> {
+    let reply = node
+        .request(
+            Method::GET,
+            &format!("/_matrix/client/v1/rooms/{room}/relations/{root}"),
+            Some(token),
+            None,
+        )
+        .await
+        .ok();
+    texts(&reply["chunk"])
+}
+
+async fn reply_in_thread(node: &TestNode, token: &str, room: &str, root: &str, text: &str) {
+    let content = json!({
+        "msgtype": "m.text",
+        "body": text,
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root }
+    });
+    node.request(
+        Method::PUT,
+        &format!("{V3}/rooms/{room}/send/m.room.message/{}", txn()),
+        Some(token),
+        Some(content),
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
+async fn a_kicked_member_reads_no_thread_replies_after_the_kick() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let root = node.send_text(&alice, &room, "the thread").await;
+    reply_in_thread(&node, &alice, &room, &root, "while bob was in").await;
+    post(
+        &node,
+        &alice,
+        &format!("/rooms/{room}/kick"),
+        json!({ "user_id": "@bob:localhost" }),
+    )
+    .await;
+    reply_in_thread(&node, &alice, &room, &root, "after bob was kicked").await;
+
+    assert_eq!(relations(&node, &alice, &room, &root).await.len(), 2);
+    assert_eq!(
+        relations(&node, &bob, &room, &root).await,
+        ["while bob was in"]
+    );
+}
+
+#[tokio::test]
+async fn relations_list_only_events_of_the_room_asked_about() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let root = node.send_text(&alice, &room, "the thread").await;
+    // Bob's own room names the event of the other room.
+    let elsewhere = node.create_room(&bob, json!({})).await;
+    reply_in_thread(&node, &bob, &elsewhere, &root, "from another room").await;
+
+    assert!(relations(&node, &alice, &room, &root).await.is_empty());
+}
