@@ -40,6 +40,19 @@ impl Reply {
     }
 }
 
+/// Percent-encodes `s` for a query string.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 static TXN: AtomicU64 = AtomicU64::new(0);
 
 pub fn txn() -> String {

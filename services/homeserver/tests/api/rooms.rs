@@ -1,7 +1,7 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::TestNode;
+use crate::harness::{TestNode, urlencode};
 
 const V3: &str = "/_matrix/client/v3";
 
@@ -433,16 +433,4 @@ async fn limited_timelines_give_a_prev_batch_that_paginates() {
             .len(),
         5
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

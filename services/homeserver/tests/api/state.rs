@@ -1,7 +1,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{TestNode, txn};
+use crate::harness::{TestNode, txn, urlencode};
 
 const V3: &str = "/_matrix/client/v3";
 
@@ -389,4 +389,47 @@ async fn threads_are_listed_with_their_summary() {
         .await
         .ok();
     assert_eq!(hers["chunk"].as_array().expect("chunk").len(), 1, "{hers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_of_many_wildcards_answers_at_once_and_long_filters_are_refused() {
+    let node = std::sync::Arc::new(TestNode::start(|_| {}));
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, json!({})).await;
+    node.send_text(&alice, &room, "hallo").await;
+
+    // Forty wildcards and a letter that never comes: a backtracking
+    // matcher never finishes this.
+    let pattern = format!("{}z", "*".repeat(40));
+    let filter = json!({ "types": [pattern], "not_types": [pattern] }).to_string();
+    let path = format!(
+        "{V3}/rooms/{room}/messages?dir=b&limit=50&filter={}",
+        urlencode(&filter)
+    );
+    let (request_node, token) = (node.clone(), alice.clone());
+    let request = tokio::spawn(async move {
+        request_node
+            .request(Method::GET, &path, Some(&token), None)
+            .await
+    });
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(60), request)
+        .await
+        .expect("the request hangs")
+        .expect("the request task");
+    assert!(reply.ok()["chunk"].as_array().expect("chunk").is_empty());
+
+    let many: Vec<String> = (0..101).map(|i| format!("m.type{i}")).collect();
+    let filter = json!({ "room": { "timeline": { "types": many } } });
+    node.request(
+        Method::POST,
+        &format!("{V3}/user/@alice:localhost/filter"),
+        Some(&alice),
+        Some(filter.clone()),
+    )
+    .await
+    .err(StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let path = format!("{V3}/sync?filter={}", urlencode(&filter.to_string()));
+    node.request(Method::GET, &path, Some(&alice), None)
+        .await
+        .err(StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 }

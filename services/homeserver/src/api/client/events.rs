@@ -248,6 +248,7 @@ pub async fn context(
 ) -> Result<get_context::v3::Response> {
     let body = &request.body;
     let device = request.sender_device.as_deref();
+    super::filter::check_room_event_filter(&body.filter)?;
     let (count, pdu) = visible_event(&services, request.user(), &body.room_id, &body.event_id)?;
     let viewer = services.rooms.viewer(request.user(), &body.room_id)?;
     let upto = viewer.upto().min(services.counter.visible());

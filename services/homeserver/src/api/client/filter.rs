@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ruma::api::client::filter::{
-    FilterDefinition, RoomEventFilter, UrlFilter, create_filter, get_filter,
+    Filter, FilterDefinition, RoomEventFilter, UrlFilter, create_filter, get_filter,
 };
 
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::rooms::Pdu};
@@ -17,6 +17,7 @@ pub async fn create(
             "You can only create filters for yourself.",
         ));
     }
+    check(&request.body.filter)?;
     let filter = serde_json::to_value(&request.body.filter)?;
     let id = services.filters.create(request.user(), &filter).await?;
     Ok(create_filter::v3::Response::new(id))
@@ -44,30 +45,111 @@ pub fn resolve_sync_filter(
     user: &ruma::UserId,
     filter: Option<&ruma::api::client::sync::sync_events::v3::Filter>,
 ) -> Result<FilterDefinition> {
-    use ruma::api::client::sync::sync_events::v3::Filter;
-    match filter {
-        None => Ok(FilterDefinition::default()),
-        Some(Filter::FilterDefinition(definition)) => Ok(definition.clone()),
-        Some(Filter::FilterId(id)) => match services.filters.get(user, id)? {
-            Some(value) => Ok(serde_json::from_value(value)?),
-            None => Err(Error::not_found("Unknown filter.")),
+    use ruma::api::client::sync::sync_events::v3::Filter as SyncFilter;
+    let definition = match filter {
+        None => FilterDefinition::default(),
+        Some(SyncFilter::FilterDefinition(definition)) => definition.clone(),
+        Some(SyncFilter::FilterId(id)) => match services.filters.get(user, id)? {
+            Some(value) => serde_json::from_value(value)?,
+            None => return Err(Error::not_found("Unknown filter.")),
         },
-        Some(_) => Ok(FilterDefinition::default()),
+        Some(_) => FilterDefinition::default(),
+    };
+    check(&definition)?;
+    Ok(definition)
+}
+
+/// At most this many entries in each list of a filter (`types`,
+/// `not_types`, `senders`, `rooms`...): every event a request returns is
+/// checked against them.
+pub const MAX_FILTER_ENTRIES: usize = 100;
+/// At most this many bytes in one type pattern (event types have at most 255).
+const MAX_PATTERN_BYTES: usize = 255;
+
+/// Refuses filters whose lists are longer than [`MAX_FILTER_ENTRIES`] or
+/// whose type patterns are longer than an event type can be.
+pub fn check(filter: &FilterDefinition) -> Result<()> {
+    check_event_filter(&filter.presence)?;
+    check_event_filter(&filter.account_data)?;
+    let room = &filter.room;
+    check_list("rooms", room.rooms.as_deref().unwrap_or_default())?;
+    check_list("not_rooms", &room.not_rooms)?;
+    for events in [
+        &room.ephemeral,
+        &room.state,
+        &room.timeline,
+        &room.account_data,
+    ] {
+        check_room_event_filter(events)?;
+    }
+    Ok(())
+}
+
+fn check_event_filter(filter: &Filter) -> Result<()> {
+    check_types(filter.types.as_deref(), &filter.not_types)?;
+    check_list("senders", filter.senders.as_deref().unwrap_or_default())?;
+    check_list("not_senders", &filter.not_senders)
+}
+
+/// Like [`check`], for the filter of `/messages` and `/context`.
+pub fn check_room_event_filter(filter: &RoomEventFilter) -> Result<()> {
+    check_types(filter.types.as_deref(), &filter.not_types)?;
+    check_list("senders", filter.senders.as_deref().unwrap_or_default())?;
+    check_list("not_senders", &filter.not_senders)?;
+    check_list("rooms", filter.rooms.as_deref().unwrap_or_default())?;
+    check_list("not_rooms", &filter.not_rooms)
+}
+
+fn check_types(types: Option<&[String]>, not_types: &[String]) -> Result<()> {
+    let types = types.unwrap_or_default();
+    check_list("types", types)?;
+    check_list("not_types", not_types)?;
+    match types
+        .iter()
+        .chain(not_types)
+        .find(|t| t.len() > MAX_PATTERN_BYTES)
+    {
+        Some(_) => Err(Error::invalid_param(format!(
+            "A type pattern in the filter is longer than {MAX_PATTERN_BYTES} bytes."
+        ))),
+        None => Ok(()),
     }
 }
 
+fn check_list<T>(name: &str, list: &[T]) -> Result<()> {
+    if list.len() > MAX_FILTER_ENTRIES {
+        return Err(Error::invalid_param(format!(
+            "The filter's {name} has {} entries; at most {MAX_FILTER_ENTRIES} are allowed.",
+            list.len()
+        )));
+    }
+    Ok(())
+}
+
 /// `*` matches any run of characters, as the spec's type filters allow.
+///
+/// Linear in the lengths: with `*` the only wildcard, taking each middle
+/// piece at its first occurrence never loses a match.
 fn glob_match(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((head, tail)) => {
-            value.starts_with(head)
-                && (0..=value.len() - head.len()).any(|i| {
-                    let rest = &value[head.len() + i..];
-                    value.is_char_boundary(head.len() + i) && glob_match(tail, rest)
-                })
+    let Some((head_and_middle, last)) = pattern.rsplit_once('*') else {
+        return pattern == value;
+    };
+    let (first, middle) = head_and_middle
+        .split_once('*')
+        .unwrap_or((head_and_middle, ""));
+    let Some(rest) = value.strip_prefix(first) else {
+        return false;
+    };
+    let Some(mut rest) = rest.strip_suffix(last) else {
+        return false;
+    };
+    for piece in middle.split('*') {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
         }
     }
+    true
 }
 
 /// Whether a room event passes a room event filter.
@@ -119,5 +201,13 @@ mod tests {
         assert!(glob_match("m.room.message", "m.room.message"));
         assert!(!glob_match("m.room.member", "m.room.message"));
         assert!(glob_match("m.*.message", "m.room.message"));
+        assert!(glob_match("*.*", "m.room"));
+        assert!(!glob_match("m.*m", "m."));
+        assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("ab*ba", "abba"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*c*b", "acb2"));
+        assert!(glob_match("**", ""));
+        assert!(glob_match("é*", "é.x"));
     }
 }

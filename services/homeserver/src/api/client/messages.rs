@@ -44,6 +44,7 @@ pub async fn messages(
     let body = &request.body;
     let user = request.user();
     let device = request.sender_device.as_deref();
+    super::filter::check_room_event_filter(&body.filter)?;
     let viewer = services.rooms.viewer(user, &body.room_id)?;
     let upto = viewer.upto().min(services.counter.visible());
     let limit = usize::try_from(body.limit)
