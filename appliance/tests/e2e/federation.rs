@@ -896,3 +896,134 @@ async fn a_peer_backfills_joined_only_history_only_redacted() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_user_redacts_only_what_the_room_lets_them() {
+    let cluster = Cluster::start(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let (alice, bob, room_id) = alice_and_bob_across(&cluster).await;
+    let hers = alice
+        .get_room(&room_id)
+        .expect("alice's room")
+        .send(RoomMessageEventContent::text_plain("mijn bericht"))
+        .await
+        .expect("send")
+        .response
+        .event_id;
+    let bobs_room = bob.get_room(&room_id).expect("bob's room");
+    let his = bobs_room
+        .send(RoomMessageEventContent::text_plain("zijn bericht"))
+        .await
+        .expect("send")
+        .response
+        .event_id;
+
+    // Bob, at power level 0, redacts alice's message: b.test signs it, so
+    // it is a valid event of b.test's, but it may not take effect.
+    let api = crate::client::api_for(cluster.node("a.test"), &alice);
+    let state = api
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state"))
+        .await
+        .ok();
+    let id_of = |kind: &str, state_key: &str| {
+        state
+            .as_array()
+            .and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["type"] == kind && e["state_key"] == state_key)
+            })
+            .map(|e| e["event_id"].clone())
+            .expect("a state event")
+    };
+    let latest = api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=1"
+        ))
+        .await
+        .ok()["chunk"][0]["event_id"]
+        .clone();
+    let bob_id = bob.user_id().expect("bob's ID").to_string();
+    let mut redaction: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
+        "room_id": room_id,
+        "sender": bob_id,
+        "type": "m.room.redaction",
+        "content": { "redacts": hers },
+        "origin_server_ts": 1_700_000_000_000u64,
+        "prev_events": [latest],
+        "auth_events": [
+            id_of("m.room.create", ""),
+            id_of("m.room.power_levels", ""),
+            id_of("m.room.member", &bob_id),
+        ],
+        "depth": 1000,
+    }))
+    .expect("canonical JSON");
+    let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
+    let b_key = signing_key(&cluster, "b.test").await;
+    ruma::signatures::hash_and_sign_event("b.test", &b_key, &mut redaction, &rules.redaction)
+        .expect("sign the event");
+    let redaction_id = format!(
+        "${}",
+        ruma::signatures::reference_hash(&redaction, &rules).expect("hash")
+    );
+    let transaction = serde_json::json!({
+        "origin": "b.test",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "pdus": [redaction],
+    });
+    let (status, body) = Peer::new(&cluster, "a.test")
+        .send(
+            "PUT",
+            "/_matrix/federation/v1/send/redact1",
+            Some(&transaction),
+            Some(("b.test", &b_key)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // His own message he may redact, through his own node.
+    bobs_room
+        .redact(&his, Some("typfout"), None)
+        .await
+        .expect("bob redacts his own message");
+    let event = |id: String| {
+        let api = &api;
+        let room_id = &room_id;
+        async move {
+            api.get(&format!("/_matrix/client/v3/rooms/{room_id}/event/{id}"))
+                .await
+                .ok()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while event(his.to_string()).await["content"]["body"].is_string() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's redaction of his own message never reached a.test"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        event(hers.to_string()).await["content"]["body"],
+        "mijn bericht",
+        "a peer's user at power level 0 redacted a local user's message"
+    );
+    let timeline = api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"
+        ))
+        .await
+        .ok();
+    let shown: Vec<&Value> = timeline["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.redaction")
+        .collect();
+    assert_eq!(
+        shown.len(),
+        1,
+        "only bob's own redaction is shown: {shown:?}"
+    );
+    assert_ne!(shown[0]["event_id"], redaction_id.as_str(), "{shown:?}");
+}

@@ -293,6 +293,26 @@ async fn redaction_hides_content_from_clients_but_keeps_the_original() {
     )
     .await
     .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    // Nor as a state event, which only needs the state level (v11 moved
+    // `redacts` into the content).
+    node.request(
+        Method::PUT,
+        &format!("{V3}/rooms/{room}/state/m.room.redaction/x"),
+        Some(&alice),
+        Some(json!({ "redacts": mine })),
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let intact = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/event/{mine}"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(intact["content"]["body"], "mine", "{intact}");
     let redaction = node
         .request(
             Method::PUT,

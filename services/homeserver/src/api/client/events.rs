@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::{
     Error, Result, Services,
     ruma_wrapper::Ruma,
-    service::rooms::{Pdu, PduBuilder, power_levels::PowerLevels},
+    service::rooms::{Pdu, PduBuilder},
 };
 
 fn content_of(raw: &serde_json::value::RawValue) -> Result<Value> {
@@ -183,22 +183,12 @@ pub async fn redact(
     if !services.rooms.is_joined(user, &body.room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
-    let target = services
+    // Who may redact what is the rooms service's to check.
+    services
         .rooms
         .get_pdu(&body.event_id)?
         .filter(|p| p.room_id == body.room_id)
         .ok_or_else(|| Error::not_found("Unknown event."))?;
-    if target.sender != user {
-        let levels = PowerLevels::parse(
-            services
-                .rooms
-                .state_content(&body.room_id, &StateEventType::RoomPowerLevels, "")?
-                .as_deref(),
-        );
-        if levels.user_level(user) < levels.redact {
-            return Err(Error::forbidden("You may only redact your own events."));
-        }
-    }
     let mut content = json!({ "redacts": body.event_id });
     if let Some(reason) = &body.reason {
         content["reason"] = Value::String(reason.clone());

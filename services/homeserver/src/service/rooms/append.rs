@@ -15,7 +15,9 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
-use super::{Pdu, PduBuilder, RoomMeta, Rooms, membership::MembershipRecord};
+use super::{
+    Pdu, PduBuilder, RoomMeta, Rooms, membership::MembershipRecord, power_levels::PowerLevels,
+};
 use crate::{Error, Result};
 
 /// The largest PDU the spec allows, in bytes of canonical JSON.
@@ -149,6 +151,9 @@ impl Rooms {
                 .and_then(|id| self.get_pdu(&id).ok().flatten())
         })
         .map_err(|e| Error::forbidden(format!("Event not allowed: {e}")))?;
+        if let Some(why) = self.redaction_refusal(&pdu)? {
+            return Err(Error::forbidden(why));
+        }
         Ok((pdu, object, version))
     }
 
@@ -286,6 +291,7 @@ impl Rooms {
         }
 
         if let Some(target_id) = pdu.redacts_id()
+            && pdu.state_key.is_none()
             && let Some(target) = self.get_pdu(&target_id)?
             && target.room_id == pdu.room_id
         {
@@ -299,6 +305,37 @@ impl Rooms {
 
         self.capture_batch(batch, &pdu.event_id, count);
         Ok(())
+    }
+
+    /// Why a redaction may not take effect, or `None` when it may (or
+    /// `pdu` is no redaction). The auth rules of room versions 3 and later
+    /// accept every redaction and leave this to the servers that apply
+    /// them: a redaction applies when its sender has the room's `redact`
+    /// power level, or redacts an event of its own server's users (that
+    /// server vouches for them; this server checks its own users here, so
+    /// for them only their own events). Checked against the current state.
+    pub(super) fn redaction_refusal(&self, pdu: &Pdu) -> Result<Option<String>> {
+        if pdu.kind != TimelineEventType::RoomRedaction {
+            return Ok(None);
+        }
+        if pdu.state_key.is_some() {
+            return Ok(Some("A redaction cannot be a state event.".into()));
+        }
+        if let Some(target) = pdu.redacts_id() {
+            if let Some(target) = self.get_pdu(&target)? {
+                let vouched = pdu.sender.server_name() != self.server_name
+                    && target.sender.server_name() == pdu.sender.server_name();
+                if target.sender == pdu.sender || vouched {
+                    return Ok(None);
+                }
+            }
+        }
+        let levels = PowerLevels::parse(
+            self.state_content(&pdu.room_id, &StateEventType::RoomPowerLevels, "")?
+                .as_deref(),
+        );
+        Ok((levels.user_level(&pdu.sender) < levels.redact)
+            .then(|| "Only the sender and moderators may redact an event.".into()))
     }
 
     /// The archive's outbox entry, in the event's own atomic batch, so an

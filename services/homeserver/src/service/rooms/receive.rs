@@ -164,13 +164,18 @@ impl Rooms {
         );
 
         let current = self.load_state(meta.state_id)?;
-        if let Err(e) = check_state_dependent_auth_rules(&rules.authorization, &pdu, |k, s| {
-            self.pdu_in(&current, k, s)
-        }) {
+        let soft_fail =
+            match check_state_dependent_auth_rules(&rules.authorization, &pdu, |k, s| {
+                self.pdu_in(&current, k, s)
+            }) {
+                Err(e) => Some(e.to_string()),
+                // A redaction that may not take effect is not shown either.
+                Ok(()) => self.redaction_refusal(&pdu)?,
+            };
+        if let Some(why) = soft_fail {
             batch.put_json(&self.eventid_pdu, event_id.as_bytes(), &pdu);
             // Kept out of the timeline, but it is in the room's graph: the
             // archive keeps it like any other event.
-            let why = e.to_string();
             let ticket = self.counter.next()?;
             self.capture_soft_failed(&mut batch, event_id, ticket.count, &why);
             self.store.commit_async(batch).await?;
