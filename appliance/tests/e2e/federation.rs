@@ -1027,3 +1027,61 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
     );
     assert_ne!(shown[0]["event_id"], redaction_id.as_str(), "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_to_device_messages_do_not_hold_up_what_follows_them() {
+    let cluster =
+        Cluster::start_with_relays(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
+    let (alice, bob, room_id) = alice_and_bob_across(&cluster).await;
+    bob.sync_once(crate::client::initial_sync_settings())
+        .await
+        .expect("bob's first sync");
+
+    // While b.test is out of reach, five to-device messages of about
+    // 900 KB each queue up: together more than a peer takes in one
+    // transaction, and a message after them.
+    cluster.partition();
+    let api = crate::client::api_for(cluster.node("a.test"), &alice);
+    let pad = "x".repeat(900_000);
+    for i in 0..5 {
+        let body = serde_json::json!({
+            "messages": { bob.user_id().expect("bob").as_str(): { "*": { "n": i, "pad": pad } } }
+        });
+        api.put(
+            &format!("/_matrix/client/v3/sendToDevice/m.test.large/big{i}"),
+            &body,
+        )
+        .await
+        .ok();
+    }
+    alice
+        .get_room(&room_id)
+        .expect("alice's room")
+        .send(RoomMessageEventContent::text_plain("na de grote berichten"))
+        .await
+        .expect("send");
+    cluster.heal();
+
+    let mut large = 0;
+    let mut text = false;
+    sync_until(&bob, "the message and the to-device messages", |response| {
+        large += response
+            .to_device
+            .iter()
+            .filter(|event| {
+                event
+                    .as_raw()
+                    .get_field::<String>("type")
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("m.test.large")
+            })
+            .count();
+        text |= timeline_json(response, &room_id)
+            .iter()
+            .any(|event| event["content"]["body"] == "na de grote berichten");
+        (text && large == 5).then_some(())
+    })
+    .await;
+}

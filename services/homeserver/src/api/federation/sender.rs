@@ -1,5 +1,5 @@
 //! Delivers the outgoing queues: each peer gets its events and EDUs in
-//! stream order, in transactions of at most 50 events and 100 EDUs, retried
+//! stream order, in transactions of at most 50 events, 100 EDUs and 3 MiB, retried
 //! with exponential backoff while it is away. A peer is tried again at once
 //! when it contacts this server.
 
@@ -10,11 +10,14 @@ use ruma::{
     api::federation::transactions::send_transaction_message, serde::Raw,
 };
 
-use super::events::federation_events;
+use serde_json::value::to_raw_value;
+
 use crate::{Result, Services};
 
 const BATCH: usize = 50;
 const EDU_BATCH: usize = 100;
+/// A transaction's size, with room to spare below the 4 MiB a node accepts.
+pub const TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(300);
 
@@ -65,21 +68,65 @@ async fn deliver(services: Arc<Services>, destination: OwnedServerName) {
     }
 }
 
-/// Sends the oldest queued events and EDUs; false when there were none.
+/// Sends the oldest queued events and EDUs, as many as fit in
+/// [`TRANSACTION_BYTES`]; false when there were none. An item too large
+/// for any transaction is set aside (logged) rather than blocking the
+/// queue behind it for ever.
 async fn send_batch(services: &Services, destination: &OwnedServerName) -> Result<bool> {
     let queued = services.rooms.queued_for(destination, BATCH)?;
     let edus = services.federation.queued_edus(destination, EDU_BATCH)?;
+    let mut budget = TRANSACTION_BYTES;
+    let (mut counts, mut pdus, mut too_large) = (Vec::new(), Vec::new(), Vec::new());
+    for (count, event_id) in queued {
+        let json = services.rooms.federation_json(&event_id)?;
+        let Some(raw) = json.map(|json| to_raw_value(&json)).transpose()? else {
+            counts.push(count);
+            continue;
+        };
+        match fits(&mut budget, raw.get().len()) {
+            Fit::Yes => {
+                counts.push(count);
+                pdus.push(raw);
+            }
+            Fit::Never => {
+                tracing::warn!(%destination, %event_id, bytes = raw.get().len(), "an event too large for any transaction is not sent");
+                too_large.push(count);
+            }
+            Fit::NotNow => break,
+        }
+    }
+    let (mut edu_counts, mut all_edus, mut edus_too_large) = (Vec::new(), Vec::new(), Vec::new());
+    for (count, edu) in edus {
+        let bytes = serde_json::to_string(&edu)?.len();
+        match fits(&mut budget, bytes) {
+            Fit::Yes => {
+                edu_counts.push(count);
+                all_edus.push(edu);
+            }
+            Fit::Never => {
+                tracing::warn!(%destination, kind = %edu["edu_type"], bytes, "an EDU too large for any transaction is not sent");
+                edus_too_large.push(count);
+            }
+            Fit::NotNow => break,
+        }
+    }
+    if !too_large.is_empty() || !edus_too_large.is_empty() {
+        services.rooms.dequeue(destination, &too_large).await?;
+        services
+            .federation
+            .dequeue_edus(destination, &edus_too_large)
+            .await?;
+    }
+    // Ephemeral EDUs (typing, receipts, presence) are small; they take what room is left.
     let ephemeral = services
         .federation
-        .take_ephemeral(destination, EDU_BATCH - edus.len());
-    let counts: Vec<u64> = queued.iter().map(|(count, _)| *count).collect();
-    let edu_counts: Vec<u64> = edus.iter().map(|(count, _)| *count).collect();
+        .take_ephemeral(destination, EDU_BATCH - all_edus.len());
     let (Some(first), Some(last)) = (
         counts.iter().chain(&edu_counts).min(),
         counts.iter().chain(&edu_counts).max(),
     ) else {
         if ephemeral.is_empty() {
-            return Ok(false);
+            return Ok(!too_large.is_empty() || !edus_too_large.is_empty());
         }
         send(
             services,
@@ -94,12 +141,7 @@ async fn send_batch(services: &Services, destination: &OwnedServerName) -> Resul
     // The same queue entries always travel under the same ID, so a peer
     // that already applied a transaction recognises its retry.
     let txn_id = format!("{first}-{last}-{}", counts.len() + edu_counts.len());
-    let pdus = federation_events(services, queued.iter().map(|(_, id)| id.clone()))?;
-    let all_edus = edus
-        .into_iter()
-        .map(|(_, edu)| edu)
-        .chain(ephemeral)
-        .collect();
+    all_edus.extend(ephemeral);
     send(services, destination, txn_id, pdus, all_edus).await?;
     services.rooms.dequeue(destination, &counts).await?;
     services
@@ -107,6 +149,29 @@ async fn send_batch(services: &Services, destination: &OwnedServerName) -> Resul
         .dequeue_edus(destination, &edu_counts)
         .await?;
     Ok(true)
+}
+
+enum Fit {
+    Yes,
+    /// Not in this transaction: the next one.
+    NotNow,
+    /// Larger than any transaction may be.
+    Never,
+}
+
+/// Whether an item of `bytes` fits in what is left of a transaction's
+/// `budget`, and takes its share if so.
+fn fits(budget: &mut usize, bytes: usize) -> Fit {
+    // Commas and keys around each item.
+    let bytes = bytes + 64;
+    if bytes > TRANSACTION_BYTES {
+        Fit::Never
+    } else if bytes > *budget {
+        Fit::NotNow
+    } else {
+        *budget -= bytes;
+        Fit::Yes
+    }
 }
 
 /// A fresh ID for a transaction of ephemeral EDUs only.
