@@ -29,10 +29,19 @@ pub struct Media {
     store: Store,
     tree: Tree,
     dir: PathBuf,
+    thumbnailers: tokio::sync::Semaphore,
 }
 
-/// Largest thumbnail edge a client can ask for.
-const MAX_THUMBNAIL_EDGE: u32 = 1600;
+/// The thumbnail sizes made, as the spec suggests; a request gets the
+/// smallest that covers it, or the largest.
+pub const THUMBNAIL_SIZES: [(u32, u32); 5] =
+    [(32, 32), (96, 96), (320, 240), (640, 480), (800, 600)];
+/// Thumbnails made at a time; more requests wait their turn.
+pub const THUMBNAILERS: usize = 2;
+/// Images are scaled only up to this edge, in pixels...
+pub const MAX_IMAGE_EDGE: u32 = 8192;
+/// ... and this decoded size (a 12-megapixel photo takes 48 MiB).
+pub const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Media {
     pub fn new(store: Store, dir: PathBuf) -> Result<Self> {
@@ -44,6 +53,7 @@ impl Media {
             tree: store.tree(cf::MEDIAID_META)?,
             store,
             dir,
+            thumbnailers: tokio::sync::Semaphore::new(THUMBNAILERS),
         })
     }
 
@@ -159,7 +169,11 @@ impl Media {
         Ok(Some((meta, bytes)))
     }
 
-    /// A thumbnail no larger than `width`×`height` (`crop` fills the box), as PNG or JPEG.
+    /// A thumbnail of about `width`×`height` (`crop` fills the box), as PNG;
+    /// the original when it is no image this node scales. The size is
+    /// snapped to one of [`THUMBNAIL_SIZES`], so a file has at most ten
+    /// cached thumbnails; at most [`THUMBNAILERS`] are made at a time, each
+    /// from an image decoded within [`decode_bounded`]'s limits.
     pub async fn thumbnail(
         &self,
         media_id: &str,
@@ -167,13 +181,10 @@ impl Media {
         height: u32,
         crop: bool,
     ) -> Result<Option<(String, Vec<u8>)>> {
-        let Some((meta, bytes)) = self.read(media_id).await? else {
+        let Some(meta) = self.meta(media_id)? else {
             return Ok(None);
         };
-        let (width, height) = (
-            width.clamp(1, MAX_THUMBNAIL_EDGE),
-            height.clamp(1, MAX_THUMBNAIL_EDGE),
-        );
+        let (width, height) = thumbnail_size(width, height);
         let cache = self.dir.join("thumbnails").join(format!(
             "{media_id}-{width}x{height}-{}",
             if crop { "crop" } else { "scale" }
@@ -181,39 +192,33 @@ impl Media {
         if let Ok(cached) = tokio::fs::read(&cache).await {
             return Ok(Some(("image/png".into(), cached)));
         }
-        let result = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-            let image = image::load_from_memory(&bytes).ok()?;
-            let thumb = if crop {
-                image.resize_to_fill(width, height, image::imageops::FilterType::Triangle)
-            } else if image.width() <= width && image.height() <= height {
-                image
-            } else {
-                image.thumbnail(width, height)
-            };
-            let mut out = Cursor::new(Vec::new());
-            thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;
-            Some(out.into_inner())
+        let permit = self.thumbnailers.acquire().await.map_err(Error::internal)?;
+        let Some((_, bytes)) = self.read(media_id).await? else {
+            return Ok(None);
+        };
+        let made = tokio::task::spawn_blocking(move || {
+            let png = scale(&bytes, width, height, crop);
+            if let Some(png) = &png {
+                // A cache file is whole or absent: written aside, then renamed.
+                let aside = cache.with_extension(format!("{}.partial", random_string(8)));
+                if std::fs::write(&aside, png).is_ok() && std::fs::rename(&aside, &cache).is_err() {
+                    let _ = std::fs::remove_file(&aside);
+                }
+            }
+            png.ok_or(bytes)
         })
         .await
         .map_err(Error::internal)?;
-        match result {
-            Some(png) => {
-                let _ = tokio::fs::write(&cache, &png).await;
-                Ok(Some(("image/png".into(), png)))
-            }
-            // Not an image we can scale: serve the original, as other servers do.
-            None => {
-                let (_, bytes) = self
-                    .read(media_id)
-                    .await?
-                    .unwrap_or((meta.clone(), Vec::new()));
-                Ok(Some((
-                    meta.content_type
-                        .unwrap_or_else(|| "application/octet-stream".into()),
-                    bytes,
-                )))
-            }
-        }
+        drop(permit);
+        Ok(Some(match made {
+            Ok(png) => ("image/png".into(), png),
+            // Not an image this node scales: the original, as other servers do.
+            Err(original) => (
+                meta.content_type
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                original,
+            ),
+        }))
     }
 
     /// Hard-links every stored file under `dest/files` for a backup (not
@@ -278,6 +283,49 @@ impl Media {
     }
 }
 
+/// The size of [`THUMBNAIL_SIZES`] that a request for `width`×`height` gets.
+fn thumbnail_size(width: u32, height: u32) -> (u32, u32) {
+    THUMBNAIL_SIZES
+        .into_iter()
+        .find(|&(w, h)| w >= width && h >= height)
+        .unwrap_or(THUMBNAIL_SIZES[THUMBNAIL_SIZES.len() - 1])
+}
+
+/// Decodes an image within [`MAX_IMAGE_EDGE`] and [`MAX_IMAGE_BYTES`]:
+/// a small file that would decode to gigabytes is refused from its header.
+fn decode_bounded(bytes: &[u8]) -> image::ImageResult<image::DynamicImage> {
+    use image::ImageDecoder as _;
+    let mut reader = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_EDGE);
+    limits.max_image_height = Some(MAX_IMAGE_EDGE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let decoder = reader.into_decoder()?;
+    // Not every decoder keeps to `max_alloc`: the size is checked here.
+    if decoder.total_bytes() > MAX_IMAGE_BYTES {
+        return Err(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::InsufficientMemory),
+        ));
+    }
+    image::DynamicImage::from_decoder(decoder)
+}
+
+/// A PNG thumbnail of `bytes`, or `None` if they are no image within bounds.
+fn scale(bytes: &[u8], width: u32, height: u32, crop: bool) -> Option<Vec<u8>> {
+    let image = decode_bounded(bytes).ok()?;
+    let thumb = if crop {
+        image.resize_to_fill(width, height, image::imageops::FilterType::Triangle)
+    } else if image.width() <= width && image.height() <= height {
+        image
+    } else {
+        image.thumbnail(width, height)
+    };
+    let mut out = Cursor::new(Vec::new());
+    thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some(out.into_inner())
+}
+
 /// Where the local copy of a peer's media is recorded: never a media ID
 /// (those have no `/`).
 fn remote_key(server: &ServerName, media_id: &str) -> Vec<u8> {
@@ -302,4 +350,71 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG whose header claims `width`×`height` RGBA pixels, with one
+    /// small data chunk (far too short for them) and the end.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        fn crc(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend(width.to_be_bytes());
+        chunk.extend(height.to_be_bytes());
+        chunk.extend([8, 6, 0, 0, 0]); // 8 bits, RGBA
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut add = |chunk: &[u8]| {
+            png.extend(u32::try_from(chunk.len() - 4).expect("small").to_be_bytes());
+            png.extend(chunk);
+            png.extend(crc(chunk).to_be_bytes());
+        };
+        add(&chunk);
+        // An empty zlib stream.
+        add(b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01");
+        add(b"IEND");
+        png
+    }
+
+    #[test]
+    fn images_that_would_decode_too_large_are_refused_from_their_header() {
+        // 11000² RGBA is 484 MB decoded; 8000² RGBA (244 MB) is within the
+        // edge but over the bytes.
+        for (w, h) in [(11_000, 11_000), (9000, 1), (8000, 8000)] {
+            match decode_bounded(&png_header(w, h)) {
+                Err(image::ImageError::Limits(_)) => {}
+                other => panic!("{w}×{h}: {:?}", other.map(|i| (i.width(), i.height()))),
+            }
+        }
+        let mut small = Cursor::new(Vec::new());
+        image::DynamicImage::new_rgb8(1200, 900)
+            .write_to(&mut small, image::ImageFormat::Png)
+            .expect("encode");
+        let image = decode_bounded(small.get_ref()).expect("a photo decodes");
+        assert_eq!((image.width(), image.height()), (1200, 900));
+    }
+
+    #[test]
+    fn thumbnail_sizes_snap_to_a_few() {
+        assert_eq!(thumbnail_size(1, 1), (32, 32));
+        assert_eq!(thumbnail_size(33, 10), (96, 96));
+        assert_eq!(thumbnail_size(300, 200), (320, 240));
+        assert_eq!(thumbnail_size(321, 100), (640, 480));
+        assert_eq!(thumbnail_size(1600, 1600), (800, 600));
+        assert_eq!(thumbnail_size(u32::MAX, 0), (800, 600));
+    }
 }
