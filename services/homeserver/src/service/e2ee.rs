@@ -21,6 +21,8 @@ pub struct E2ee {
     cross_signing: Tree,
     key_changes: Tree,
     to_device: Tree,
+    /// Claims one at a time: a one-time key goes to one claimer only.
+    claims: tokio::sync::Mutex<()>,
 }
 
 /// Cross-signing key usages, as stored.
@@ -39,6 +41,7 @@ impl E2ee {
             to_device: store.tree(cf::USERDEVICEID_COUNT_TODEVICE)?,
             store,
             counter,
+            claims: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -161,12 +164,11 @@ impl E2ee {
         device: &DeviceId,
         algorithm: &str,
     ) -> Result<Option<(String, Value)>> {
-        let prefix = key::prefix([user.as_bytes(), device.as_bytes(), algorithm.as_bytes()]);
-        // Key IDs are `algorithm:id`; the prefix ends with `algorithm 0xFF`, so look for `algorithm:`.
+        let _one_at_a_time = self.claims.lock().await;
+        // Key IDs are `algorithm:id`: look for `user 0xFF device 0xFF algorithm:`.
         let mut otk_prefix = key::prefix([user.as_bytes(), device.as_bytes()]);
         otk_prefix.extend_from_slice(algorithm.as_bytes());
         otk_prefix.push(b':');
-        let _ = prefix;
         if let Some(row) = self.one_time_keys.scan_prefix(otk_prefix).next() {
             let (k, v) = row?;
             let base = key::prefix([user.as_bytes(), device.as_bytes()]);
@@ -229,52 +231,112 @@ impl E2ee {
         Ok(())
     }
 
-    /// Merges uploaded signatures into a stored device or cross-signing key.
-    /// `key_id` is a device ID or a cross-signing public key.
+    /// Adds `signer`'s signatures of `target`'s key `key_id` (a device ID
+    /// or a cross-signing public key), as `/keys/signatures/upload` allows:
+    /// a user signs their own devices with their self-signing key, their
+    /// own master key with one of their devices, and another user's master
+    /// key with their user-signing key. Each signature is verified against
+    /// the stored key; only `signer`'s own entry changes.
     pub async fn add_signatures(
         &self,
+        signer: &UserId,
         target: &UserId,
         key_id: &str,
         signed: &Value,
     ) -> Result<()> {
-        let Some(new_signatures) = signed.get("signatures").and_then(Value::as_object) else {
-            return Err(Error::invalid_param("No signatures in the signed object."));
-        };
         let device_key = key::key([target.as_bytes(), key_id.as_bytes()]);
-        let (tree, k, mut stored) =
+        let (tree, k, mut stored, usage) =
             if let Some(v) = self.device_keys.get_json::<Value>(&device_key)? {
-                (&self.device_keys, device_key, v)
+                (&self.device_keys, device_key, v, None)
             } else {
                 let mut found = None;
                 for usage in [MASTER, SELF_SIGNING, USER_SIGNING] {
                     let k = key::key([target.as_bytes(), usage.as_bytes()]);
-                    if let Some(v) = self.cross_signing.get_json::<Value>(&k)? {
-                        let matches = v["keys"].as_object().is_some_and(|keys| {
-                            keys.values().any(|pk| pk.as_str() == Some(key_id))
-                        });
-                        if matches {
-                            found = Some((&self.cross_signing, k, v));
-                            break;
-                        }
+                    if let Some(v) = self.cross_signing.get_json::<Value>(&k)?
+                        && public_keys(&v).any(|(_, public)| public == key_id)
+                    {
+                        found = Some((&self.cross_signing, k, v, Some(usage)));
+                        break;
                     }
                 }
                 found.ok_or_else(|| Error::not_found(format!("No key {key_id} for {target}.")))?
             };
+
+        // The keys whose signature this key may carry from `signer`.
+        let signing_keys: Vec<(String, String)> = match (target == signer, usage) {
+            (true, None) => self.cross_signing_public(signer, SELF_SIGNING)?,
+            (true, Some(MASTER)) => self
+                .device_keys
+                .scan_prefix(key::prefix([signer.as_bytes()]))
+                .filter_map(|row| row.ok())
+                .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
+                .flat_map(|device| {
+                    public_keys(&device)
+                        .map(|(id, public)| (id.to_owned(), public.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            (false, Some(MASTER)) => self.cross_signing_public(signer, USER_SIGNING)?,
+            _ => {
+                return Err(Error::forbidden(format!(
+                    "{signer} may not sign {target}'s key {key_id}."
+                )));
+            }
+        };
+        let offered = signed
+            .get("signatures")
+            .and_then(|s| s.get(signer.as_str()))
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::invalid_param(format!("No signature by {signer}.")))?;
+
+        let mut unsigned = stored.clone();
+        let object = unsigned
+            .as_object_mut()
+            .ok_or_else(|| Error::internal("stored key is not an object"))?;
+        object.remove("unsigned");
+        let mut verified = serde_json::Map::new();
+        for (id, signature) in offered {
+            let Some((_, public)) = signing_keys.iter().find(|(key, _)| key == id) else {
+                continue;
+            };
+            object.insert(
+                "signatures".into(),
+                json!({ signer.as_str(): { id: signature } }),
+            );
+            let canonical: ruma::CanonicalJsonObject =
+                serde_json::from_value(Value::Object(object.clone()))
+                    .map_err(|_| Error::invalid_param("The key is not canonical JSON."))?;
+            let mut keys = ruma::signatures::PublicKeyMap::new();
+            let public = ruma::serde::Base64::parse(public.as_bytes())
+                .map_err(|_| Error::internal("a stored public key is not base64"))?;
+            keys.insert(signer.to_string(), [(id.clone(), public)].into());
+            if ruma::signatures::verify_json(&keys, &canonical).is_ok() {
+                verified.insert(id.clone(), signature.clone());
+            }
+        }
+        if verified.is_empty() {
+            return Err(Error::invalid_param(format!(
+                "No valid signature by {signer} of {key_id}."
+            )));
+        }
+
         let signatures = stored
             .as_object_mut()
             .ok_or_else(|| Error::internal("stored key is not an object"))?
             .entry("signatures")
             .or_insert_with(|| json!({}));
-        for (signer, sigs) in new_signatures {
-            if let (Some(existing), Some(sigs)) = (signatures.as_object_mut(), sigs.as_object()) {
-                let entry = existing.entry(signer.clone()).or_insert_with(|| json!({}));
-                if let Some(entry) = entry.as_object_mut() {
-                    for (id, sig) in sigs {
-                        entry.insert(id.clone(), sig.clone());
-                    }
-                }
-            }
+        if !signatures.is_object() {
+            *signatures = json!({});
         }
+        let own = signatures
+            .as_object_mut()
+            .expect("an object")
+            .entry(signer.as_str())
+            .or_insert_with(|| json!({}));
+        if !own.is_object() {
+            *own = json!({});
+        }
+        own.as_object_mut().expect("an object").extend(verified);
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
         batch.put_json(tree, k, &stored);
@@ -285,6 +347,18 @@ impl E2ee {
         );
         self.store.commit_async(batch).await?;
         Ok(())
+    }
+
+    /// `user`'s cross-signing key of `usage`: `(key ID, public key)`.
+    fn cross_signing_public(&self, user: &UserId, usage: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .cross_signing_key(user, usage)?
+            .map(|key| {
+                public_keys(&key)
+                    .map(|(id, public)| (id.to_owned(), public.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Records that a peer's user changed their devices or cross-signing
@@ -399,4 +473,15 @@ impl E2ee {
         }
         Ok(())
     }
+}
+
+/// The ed25519 keys a device or cross-signing key object lists:
+/// `(key ID, public key)`.
+fn public_keys(key: &Value) -> impl Iterator<Item = (&str, &str)> {
+    key.get("keys")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(id, _)| id.starts_with("ed25519:"))
+        .filter_map(|(id, public)| Some((id.as_str(), public.as_str()?)))
 }

@@ -5,6 +5,7 @@
 
 mod archive_member;
 mod harness;
+mod keys;
 mod rooms;
 mod sessions;
 mod state;

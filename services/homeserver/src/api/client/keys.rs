@@ -16,7 +16,7 @@ use ruma::{
     api::federation::keys as federation_keys,
     serde::Raw,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{messages::parse_token, uiaa};
 use crate::api::federation::edu;
@@ -354,14 +354,28 @@ pub async fn upload_sigs(
     let Some(users) = body.as_object() else {
         return Err(Error::bad_json("Expected an object of signed keys."));
     };
+    let signer = request.user();
+    let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, upload_signatures::v3::Failure>> =
+        BTreeMap::new();
     for (user, keys) in users {
         let user: OwnedUserId = user
             .as_str()
             .try_into()
             .map_err(|_| Error::bad_json("Invalid user ID."))?;
         for (key_id, signed) in keys.as_object().into_iter().flatten() {
-            if let Err(e) = services.e2ee.add_signatures(&user, key_id, signed).await {
-                tracing::debug!(error = %e, %user, key_id, "signature not stored");
+            if let Err(e) = services
+                .e2ee
+                .add_signatures(signer, &user, key_id, signed)
+                .await
+            {
+                let failure = serde_json::from_value(json!({
+                    "errcode": "M_INVALID_SIGNATURE",
+                    "error": e.to_string(),
+                }))?;
+                failures
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(key_id.clone(), failure);
                 continue;
             }
             if !services.is_local(&user) {
@@ -376,7 +390,9 @@ pub async fn upload_sigs(
             }
         }
     }
-    Ok(upload_signatures::v3::Response::new())
+    let mut response = upload_signatures::v3::Response::new();
+    response.failures = failures;
+    Ok(response)
 }
 
 pub async fn send_to_device(
