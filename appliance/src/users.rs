@@ -163,9 +163,15 @@ pub async fn execute_user(
     match command {
         UserCommand::Create { user, admin, .. } => {
             let id = user_id(config, &user)?;
-            archipel_homeserver::api::client::create_user(services, &id, Some(password()?), admin)
-                .await
-                .map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
+            archipel_homeserver::api::client::create_user(
+                services,
+                &id,
+                Some(password()?),
+                admin,
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
             writeln!(out, "created {id}")?;
         }
         UserCommand::List { json } => {
@@ -209,7 +215,11 @@ pub async fn execute_user(
                 .set_password(&id, password()?)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            writeln!(out, "password changed for {id}")?;
+            // Whoever signed in with the old password is signed out.
+            archipel_homeserver::api::client::end_sessions(services, &id, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("ending {id}'s sessions: {e}"))?;
+            writeln!(out, "password changed for {id}; its sessions ended")?;
         }
     }
     Ok(())

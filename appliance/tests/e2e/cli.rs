@@ -130,6 +130,13 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
         "a rejected create stored nothing: {list}"
     );
 
+    let session = Api::new(server.url())
+        .login_reply("carol", PASSWORD)
+        .await
+        .ok()["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned();
     succeeds(&archipel(
         &[
             "user",
@@ -146,6 +153,11 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     api.login_reply("carol", "another password").await.ok();
+    // A reset password ends the sessions the old one opened.
+    api.with_token(&session)
+        .get("/_matrix/client/v3/account/whoami")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
 
     // Every command is audited by the node, and no password reaches its log.
     let log = server.log();

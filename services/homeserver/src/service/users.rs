@@ -89,6 +89,10 @@ pub struct Users {
     refreshhash_session: Tree,
     regtoken_info: Tree,
     refreshable_lifetime_ms: u64,
+    /// Serializes what reads a record before it writes it: creating an
+    /// account (its name free, its registration token unused) and changing
+    /// a device's session (sign-in, refresh, sign-out).
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Users {
@@ -101,6 +105,7 @@ impl Users {
             regtoken_info: store.tree(cf::REGTOKEN_INFO)?,
             refreshable_lifetime_ms: refreshable_lifetime_secs * 1000,
             store,
+            writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -122,24 +127,38 @@ impl Users {
         user_id: &UserId,
         password: Option<String>,
         admin: bool,
+        token: Option<&str>,
     ) -> Result<()> {
         let password_hash = match password {
             Some(password) => Some(hash_password(password).await?),
             None => None,
         };
-        self.create_hashed(user_id, password_hash, admin).await
+        self.create_hashed(user_id, password_hash, admin, token)
+            .await
     }
 
     /// Creates an account whose password is given as its argon2id hash (PHC
-    /// form), as provisioning hands it over.
+    /// form), as provisioning hands it over. With a registration token, it
+    /// counts one use of it in the same write, if the token is still valid.
     pub async fn create_hashed(
         &self,
         user_id: &UserId,
         password_hash: Option<String>,
         admin: bool,
+        token: Option<&str>,
     ) -> Result<()> {
+        let _serialized = self.writes.lock().await;
         if self.exists(user_id)? {
             return Err(Error::user_in_use());
+        }
+        let mut batch = Batch::new();
+        if let Some(token) = token {
+            let mut info = self
+                .registration_token(token)?
+                .filter(|info| info.is_valid(now_ms()))
+                .ok_or_else(|| Error::forbidden("The registration token is used up or expired."))?;
+            info.completed += 1;
+            batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
         }
         let account = Account {
             password_hash,
@@ -148,7 +167,6 @@ impl Users {
             displayname: Some(user_id.localpart().to_owned()),
             ..Account::default()
         };
-        let mut batch = Batch::new();
         batch.put_json(&self.userid_account, user_id.as_bytes(), &account);
         self.store.commit_async(batch).await?;
         Ok(())
@@ -290,6 +308,19 @@ impl Users {
         display_name: Option<String>,
         refreshable: bool,
     ) -> Result<NewSession> {
+        let _serialized = self.writes.lock().await;
+        self.login_serialized(user_id, device_id, display_name, refreshable)
+            .await
+    }
+
+    /// [`Users::login`], under the `writes` lock.
+    async fn login_serialized(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        refreshable: bool,
+    ) -> Result<NewSession> {
         let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
         let access_token = random_string(48);
         let refresh_token = refreshable.then(|| random_string(48));
@@ -337,13 +368,24 @@ impl Users {
     }
 
     /// Swaps a refresh token for a new access and refresh token.
+    /// A refresh token is used once: of two refreshes with it, one wins.
     pub async fn refresh(&self, refresh_token: &str) -> Result<(OwnedUserId, NewSession)> {
+        let _serialized = self.writes.lock().await;
+        let hash = token_hash(refresh_token);
         let session: Session = self
             .refreshhash_session
-            .get_json(token_hash(refresh_token).as_bytes())?
+            .get_json(hash.as_bytes())?
             .ok_or_else(|| Error::unknown_token(false))?;
+        let current = self.device(&session.user_id, &session.device_id)?;
+        if current.and_then(|d| d.refresh_hash).as_deref() != Some(&*hash) {
+            // Not the device's current token: left behind, never honoured.
+            let mut batch = Batch::new();
+            batch.delete(&self.refreshhash_session, hash.as_bytes());
+            self.store.commit_async(batch).await?;
+            return Err(Error::unknown_token(false));
+        }
         let new = self
-            .login(
+            .login_serialized(
                 &session.user_id,
                 Some(session.device_id.clone()),
                 None,
@@ -391,6 +433,7 @@ impl Users {
         device_id: &DeviceId,
         name: Option<String>,
     ) -> Result<()> {
+        let _serialized = self.writes.lock().await;
         let mut device = self
             .device(user_id, device_id)?
             .ok_or_else(|| Error::not_found("Unknown device."))?;
@@ -407,6 +450,7 @@ impl Users {
 
     /// Ends the device's session and forgets the device.
     pub async fn remove_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<()> {
+        let _serialized = self.writes.lock().await;
         let Some(device) = self.device(user_id, device_id)? else {
             return Ok(());
         };
@@ -524,18 +568,6 @@ impl Users {
         Ok(self
             .registration_token(token)?
             .is_some_and(|t| t.is_valid(now_ms())))
-    }
-
-    /// Counts one completed registration against the token.
-    pub async fn use_registration_token(&self, token: &str) -> Result<()> {
-        let mut info = self
-            .registration_token(token)?
-            .ok_or_else(|| Error::forbidden("Invalid registration token."))?;
-        info.completed += 1;
-        let mut batch = Batch::new();
-        batch.put_json(&self.regtoken_info, token.as_bytes(), &info);
-        self.store.commit_async(batch).await?;
-        Ok(())
     }
 
     pub fn registration_tokens(&self) -> Result<Vec<RegistrationToken>> {

@@ -490,3 +490,133 @@ async fn third_party_ids_are_an_empty_list() {
         .ok();
     assert_eq!(reply, json!({ "threepids": [] }));
 }
+
+/// Registers `name` with the registration token `token`: the flows, then
+/// the token stage; the final reply.
+async fn register_with_token(node: &TestNode, name: &str, token: &str) -> crate::harness::Reply {
+    let body = json!({ "username": name, "password": "correct horse" });
+    let first = node
+        .request(Method::POST, &format!("{V3}/register"), None, Some(body))
+        .await;
+    let session = first.body["session"].as_str().expect("session").to_owned();
+    let body = json!({ "username": name, "password": "correct horse", "auth": { "type": "m.login.registration_token", "token": token, "session": session } });
+    node.request(Method::POST, &format!("{V3}/register"), None, Some(body))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_use_token_registers_one_account_however_many_ask_at_once() {
+    let node = std::sync::Arc::new(TestNode::start(|c| c.open_registration = false));
+    node.homeserver
+        .services
+        .users
+        .create_registration_token(Some("eenmalig".into()), Some(1), None)
+        .await
+        .expect("token");
+    let attempts: Vec<_> = (0..6)
+        .map(|i| {
+            let node = node.clone();
+            tokio::spawn(async move {
+                register_with_token(&node, &format!("user{i}"), "eenmalig").await
+            })
+        })
+        .collect();
+    let mut registered = 0;
+    for attempt in attempts {
+        let reply = attempt.await.expect("an attempt");
+        if reply.status == StatusCode::OK {
+            registered += 1;
+        } else {
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+        }
+    }
+    assert_eq!(registered, 1, "one use, {registered} accounts");
+
+    // Two at once for one name: one account, with one password.
+    let open = std::sync::Arc::new(TestNode::start(|_| {}));
+    let attempts: Vec<_> = ["first password", "second password"]
+        .into_iter()
+        .map(|password| {
+            let open = open.clone();
+            tokio::spawn(async move {
+                let body = json!({ "username": "carol", "password": password, "auth": { "type": "m.login.dummy" } });
+                open.request(Method::POST, &format!("{V3}/register"), None, Some(body))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.expect("an attempt"));
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::BAD_REQUEST],
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_token_used_twice_at_once_renews_one_session() {
+    let node = std::sync::Arc::new(TestNode::start(|_| {}));
+    node.register("alice").await;
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "correct horse", "refresh_token": true });
+    let session = node
+        .request(Method::POST, &format!("{V3}/login"), None, Some(login))
+        .await
+        .ok();
+    let refresh = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let attempts: Vec<_> = (0..4)
+        .map(|_| {
+            let (node, refresh) = (node.clone(), refresh.clone());
+            tokio::spawn(async move {
+                node.request(
+                    Method::POST,
+                    &format!("{V3}/refresh"),
+                    None,
+                    Some(json!({ "refresh_token": refresh })),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut renewed = Vec::new();
+    for attempt in attempts {
+        let reply = attempt.await.expect("an attempt");
+        if reply.status == StatusCode::OK {
+            renewed.push(reply.body);
+        }
+    }
+    assert_eq!(
+        renewed.len(),
+        1,
+        "one refresh token, {} renewals",
+        renewed.len()
+    );
+    // Logging out ends it: nothing is left that still works.
+    let access = renewed[0]["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    node.request(
+        Method::POST,
+        &format!("{V3}/logout"),
+        Some(&access),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    node.request(
+        Method::GET,
+        &format!("{V3}/account/whoami"),
+        Some(&access),
+        None,
+    )
+    .await
+    .err(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+}

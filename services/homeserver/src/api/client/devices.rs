@@ -24,6 +24,21 @@ pub async fn remove_device(
     services.e2ee.remove_device(user, device).await
 }
 
+/// Ends every session of `user` but `keep`'s: after a password change, so
+/// that only who knows the new password stays signed in.
+pub async fn end_sessions(
+    services: &Services,
+    user: &ruma::UserId,
+    keep: Option<&ruma::DeviceId>,
+) -> Result<()> {
+    for device in services.users.devices(user)? {
+        if Some(&*device.device_id) != keep {
+            remove_device(services, user, &device.device_id).await?;
+        }
+    }
+    Ok(())
+}
+
 fn to_ruma(device: users::Device) -> device::Device {
     let mut out = device::Device::new(device.device_id);
     out.display_name = device.display_name;

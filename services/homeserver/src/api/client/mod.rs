@@ -28,6 +28,7 @@ use std::sync::Arc;
 use axum::{Router, extract::State, routing::get};
 
 pub use account::deactivate_user;
+pub use devices::end_sessions;
 pub use register::{create_user, create_user_hashed};
 
 use crate::{Services, router::RumaRouter};

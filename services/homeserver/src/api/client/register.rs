@@ -105,10 +105,14 @@ pub async fn register(
         }
         None => false,
     };
-    create_user(&services, &user_id, Some(password), admin).await?;
-    if let Some(token) = completed.registration_token {
-        services.users.use_registration_token(&token).await?;
-    }
+    create_user(
+        &services,
+        &user_id,
+        Some(password),
+        admin,
+        completed.registration_token.as_deref(),
+    )
+    .await?;
     tracing::info!(user = %user_id, "registered");
 
     let mut response = register::v3::Response::new(user_id.clone());
@@ -130,14 +134,19 @@ pub async fn register(
     Ok(response)
 }
 
-/// Creates an account with the spec's default push rules.
+/// Creates an account with the spec's default push rules, counting a use
+/// of the registration `token` it registered with.
 pub async fn create_user(
     services: &Services,
     user_id: &UserId,
     password: Option<String>,
     admin: bool,
+    token: Option<&str>,
 ) -> Result<()> {
-    services.users.create(user_id, password, admin).await?;
+    services
+        .users
+        .create(user_id, password, admin, token)
+        .await?;
     set_default_push_rules(services, user_id).await
 }
 
@@ -150,7 +159,7 @@ pub async fn create_user_hashed(
 ) -> Result<()> {
     services
         .users
-        .create_hashed(user_id, Some(password_hash), admin)
+        .create_hashed(user_id, Some(password_hash), admin, None)
         .await?;
     set_default_push_rules(services, user_id).await
 }
