@@ -24,6 +24,9 @@ pub struct HomeserverConfig {
     pub max_request_size: usize,
     /// Lifetime of access tokens issued together with a refresh token, in seconds.
     pub refreshable_token_lifetime_secs: u64,
+    /// How long one request may take, in seconds, before it is answered
+    /// with an error (a `/sync` long-poll waits at most this less 10 s).
+    pub request_timeout_secs: u64,
     /// Room version for rooms created without an explicit one.
     #[serde(deserialize_with = "room_version")]
     pub default_room_version: RoomVersionId,
@@ -95,6 +98,7 @@ impl Default for HomeserverConfig {
             max_upload_size: 50 * 1024 * 1024,
             max_request_size: 1024 * 1024,
             refreshable_token_lifetime_secs: 300,
+            request_timeout_secs: 120,
             default_room_version: RoomVersionId::V11,
             rate_limit: RateLimitConfig::default(),
             archive_capture: true,

@@ -4,6 +4,7 @@
 //! reach, quickly and with exact assertions on status codes and bodies.
 
 mod archive_member;
+mod bounds;
 mod harness;
 mod keys;
 mod rooms;

@@ -133,7 +133,8 @@ fn tags_of(services: &Services, user: &UserId, room_id: &RoomId) -> Result<Value
     Ok(services
         .account_data
         .get(user, Some(room_id), "m.tag")?
-        .filter(|v| v.get("tags").is_some())
+        // Whatever else a client stored as `m.tag` holds no tags.
+        .filter(|v| v.get("tags").is_some_and(Value::is_object))
         .unwrap_or_else(|| json!({ "tags": {} })))
 }
 

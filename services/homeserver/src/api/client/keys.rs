@@ -308,7 +308,7 @@ pub async fn changes(
     for user in services.rooms.key_changes(from, to)? {
         if services.rooms.share_a_room(request.user(), &user)? {
             changed.push(user);
-        } else {
+        } else if services.rooms.shared_a_room_once(request.user(), &user)? {
             left.push(user);
         }
     }

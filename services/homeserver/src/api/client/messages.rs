@@ -30,9 +30,13 @@ use crate::{
 
 const MAX_LIMIT: usize = 1000;
 
+/// The position a pagination or sync token names (a sync token may carry
+/// a to-device position after a `_`).
 pub fn parse_token(token: &str) -> Result<u64> {
+    let token = token.trim_start_matches(['s', 't']);
     token
-        .trim_start_matches(['s', 't'])
+        .split_once('_')
+        .map_or(token, |(position, _)| position)
         .parse()
         .map_err(|_| Error::invalid_param("Invalid pagination token."))
 }
@@ -73,7 +77,8 @@ pub async fn messages(
                 .as_deref()
                 .map(parse_token)
                 .transpose()?
-                .unwrap_or(0);
+                .unwrap_or(0)
+                .min(upto);
             let until = to.unwrap_or(upto).min(upto);
             (
                 from,
@@ -135,7 +140,7 @@ fn relations(
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(50)
         .clamp(1, MAX_LIMIT);
-    let after = from.map(parse_token).transpose()?.unwrap_or(0);
+    let after = from.map(parse_token).transpose()?.unwrap_or(0).min(upto);
     let related = services.rooms.relations(event_id, after, MAX_LIMIT)?;
     let mut chunk = Vec::new();
     let mut next = None;

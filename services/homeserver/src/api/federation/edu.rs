@@ -71,8 +71,16 @@ pub async fn receive(services: &Services, origin: &ServerName, raw: &Raw<Edu>) -
             }
         }
         Edu::Presence(presence) => {
-            for update in presence.push {
-                if speaks_for(&update.user_id) {
+            // Kept only for the peer's users who are in a room with this
+            // node (every sync reads them), and at most a transaction's worth.
+            for update in presence.push.into_iter().take(MAX_PRESENCE) {
+                if speaks_for(&update.user_id)
+                    && services
+                        .rooms
+                        .rooms_of(&update.user_id)?
+                        .iter()
+                        .any(|(_, record)| record.membership == "join")
+                {
                     services
                         .presence
                         .set(
@@ -119,6 +127,9 @@ pub async fn receive(services: &Services, origin: &ServerName, raw: &Raw<Edu>) -
     Ok(())
 }
 
+/// Presence updates taken from one EDU.
+const MAX_PRESENCE: usize = 100;
+
 /// The devices `target` names among `user`'s.
 pub fn local_devices(
     services: &Services,
@@ -126,7 +137,13 @@ pub fn local_devices(
     target: &DeviceIdOrAllDevices,
 ) -> Result<Vec<ruma::OwnedDeviceId>> {
     Ok(match target {
-        DeviceIdOrAllDevices::DeviceId(device) => vec![device.clone()],
+        // Kept only for a device that exists, so nothing waits for ever.
+        DeviceIdOrAllDevices::DeviceId(device) => services
+            .users
+            .device(user, device)?
+            .map(|d| d.device_id)
+            .into_iter()
+            .collect(),
         DeviceIdOrAllDevices::AllDevices => services
             .users
             .devices(user)?

@@ -113,6 +113,21 @@ impl Rooms {
         Ok(false)
     }
 
+    /// Whether two users have ever been in a room together (and one may
+    /// since have left): who may learn that the other's devices are no
+    /// longer theirs to track.
+    pub fn shared_a_room_once(&self, a: &UserId, b: &UserId) -> Result<bool> {
+        let rooms_of_b: std::collections::HashSet<OwnedRoomId> = self
+            .rooms_of(b)?
+            .into_iter()
+            .map(|(room, _)| room)
+            .collect();
+        Ok(self
+            .rooms_of(a)?
+            .into_iter()
+            .any(|(room, _)| rooms_of_b.contains(&room)))
+    }
+
     /// Hides a room the user has left from their sync.
     pub async fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
         let Some(mut record) = self.membership(user_id, room_id)? else {

@@ -28,6 +28,9 @@ pub struct SyncContext<'a> {
     pub user: &'a ruma::UserId,
     pub device: &'a ruma::DeviceId,
     pub since: u64,
+    /// Where the device's to-device messages were delivered up to: behind
+    /// `since` when more were waiting than one response carries.
+    pub to_device_since: u64,
     pub upto: u64,
     pub full_state: bool,
     pub filter: ruma::api::client::filter::FilterDefinition,
@@ -36,14 +39,19 @@ pub struct SyncContext<'a> {
 pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result<v3::Response> {
     let (user, device) = (request.user().to_owned(), request.device().to_owned());
     let body = &request.body;
-    let since = body
-        .since
-        .as_deref()
-        .map(parse_token)
-        .transpose()?
-        .unwrap_or(0);
+    let (since, to_device_since) = match body.since.as_deref() {
+        Some(token) => parse_since(token)?,
+        None => (0, 0),
+    };
+    // A token is never ahead of what the node has handed out.
+    let since = since.min(services.counter.visible());
+    let to_device_since = to_device_since.min(since);
     let filter = resolve_sync_filter(&services, &user, body.filter.as_ref())?;
-    let timeout = body.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    // Answered before the request timeout cuts it.
+    let longest = Duration::from_secs(services.config.request_timeout_secs)
+        .saturating_sub(Duration::from_secs(10))
+        .min(MAX_TIMEOUT);
+    let timeout = body.timeout.unwrap_or_default().min(longest);
     let deadline = tokio::time::Instant::now() + timeout;
 
     match body.set_presence {
@@ -51,9 +59,13 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
         PresenceState::Unavailable => services.presence.set(&user, "unavailable", None).await?,
         _ => services.presence.set(&user, "online", None).await?,
     }
-    // Everything up to `since` reached the device; drop its delivered to-device messages.
-    if since > 0 {
-        services.e2ee.ack_to_device(&user, &device, since).await?;
+    // Everything up to the token reached the device; drop its delivered
+    // to-device messages.
+    if to_device_since > 0 {
+        services
+            .e2ee
+            .ack_to_device(&user, &device, to_device_since)
+            .await?;
     }
 
     let mut watch = services.counter.watch();
@@ -65,6 +77,7 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
             user: &user,
             device: &device,
             since,
+            to_device_since,
             upto,
             full_state: body.full_state,
             filter: filter.clone(),
@@ -84,6 +97,22 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
             return Ok(response);
         }
     }
+}
+
+/// To-device messages in one sync response; the rest follow in the next.
+const MAX_TO_DEVICE: usize = 1000;
+
+/// A sync token: the position every section has reached, then, after a
+/// `_` when it is behind, the to-device position.
+fn parse_since(token: &str) -> Result<(u64, u64)> {
+    let since = parse_token(token)?;
+    let to_device = match token.split_once('_') {
+        Some((_, to_device)) => to_device
+            .parse()
+            .map_err(|_| crate::Error::invalid_param("Invalid sync token."))?,
+        None => since,
+    };
+    Ok((since, to_device))
 }
 
 fn is_empty(response: &v3::Response) -> bool {
@@ -174,9 +203,17 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     }
     response.presence = presence;
 
-    let (messages, _) = services
-        .e2ee
-        .to_device_messages(ctx.user, ctx.device, ctx.since, ctx.upto, 1000)?;
+    let (messages, last) = services.e2ee.to_device_messages(
+        ctx.user,
+        ctx.device,
+        ctx.to_device_since,
+        ctx.upto,
+        MAX_TO_DEVICE,
+    )?;
+    if messages.len() == MAX_TO_DEVICE {
+        // The rest come with the next sync, which acknowledges only these.
+        response.next_batch = format!("{}_{last}", ctx.upto);
+    }
     let mut to_device = ToDevice::new();
     to_device.events = messages.iter().map(raw).collect();
     response.to_device = to_device;
@@ -184,9 +221,10 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     if ctx.since > 0 {
         let mut lists = DeviceLists::new();
         for user in services.rooms.key_changes(ctx.since, ctx.upto)? {
+            // Nobody learns of the devices of people they never met.
             if services.rooms.share_a_room(ctx.user, &user)? {
                 lists.changed.push(user);
-            } else {
+            } else if services.rooms.shared_a_room_once(ctx.user, &user)? {
                 lists.left.push(user);
             }
         }
