@@ -104,11 +104,61 @@ async fn upload_download_and_thumbnail_round_trip() {
         "the raw thumbnail is not an image"
     );
 
-    // Authenticated media requires an access token.
+    // Authenticated media requires an access token, and so do the legacy
+    // endpoints: media is for the node's users.
     api.anonymous()
         .download(mxc.as_str())
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    let legacy_download = format!(
+        "/_matrix/media/v3/download/{}/{}",
+        enc(server_name),
+        enc(media_id)
+    );
+    let legacy_thumbnail = format!(
+        "/_matrix/media/v3/thumbnail/{}/{}?width=32&height=32",
+        enc(server_name),
+        enc(media_id)
+    );
+    for path in [&legacy_download, &legacy_thumbnail] {
+        api.anonymous()
+            .get(path)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+        assert_eq!(api.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    // A path that merely contains `/upload` gets no upload-sized body.
+    let reply = api
+        .request(
+            reqwest::Method::GET,
+            &format!("/_matrix/media/v3/download/{}/upload", enc(server_name)),
+            Some(("application/octet-stream", vec![0; 2 * 1024 * 1024])),
+        )
+        .await;
+    reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
+
+    // Thumbnails come in a few sizes, so asking for every size in turn
+    // caches a few files, not one per size.
+    for edge in 33..=60 {
+        let path = format!(
+            "/_matrix/client/v1/media/thumbnail/{}/{}?width={edge}&height={edge}&method=crop",
+            enc(server_name),
+            enc(media_id)
+        );
+        let reply = api.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+    }
+    let cached = std::fs::read_dir(server.data_dir().join("media").join("thumbnails"))
+        .expect("the thumbnail cache")
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{media_id}-"))
+        })
+        .count();
+    assert!(cached <= 3, "{cached} thumbnails cached for one image");
 
     // Unknown media.
     api.download("mxc://localhost/doesnotexist0000")

@@ -108,6 +108,11 @@ impl Error {
         )
     }
 
+    /// The request took longer than the node lets one take.
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown, message)
+    }
+
     pub fn unrecognized(status: StatusCode, message: impl Into<String>) -> Self {
         Self::matrix(status, ErrorKind::Unrecognized, message)
     }

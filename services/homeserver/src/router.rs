@@ -17,9 +17,38 @@ use crate::{
     ruma_wrapper::{Ruma, RumaResponse},
 };
 
-/// Marks a route as rate-limited regardless of the spec's metadata.
-#[derive(Clone, Copy)]
-pub(crate) struct ForceRateLimit;
+/// What a route requires beyond the spec's metadata, read by the
+/// [`Ruma`] extractor.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Guard {
+    /// Rate-limited, counted in this bucket (per user, or per address
+    /// before login). The spec's rate-limited endpoints count in
+    /// [`Guard::WRITES`].
+    pub rate_limit: Option<&'static str>,
+    /// Whether an access token is read where the spec lets anyone ask.
+    pub token: Token,
+}
+
+/// What a [`Guard`] asks of the access token.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// As the spec's metadata says.
+    #[default]
+    AsSpecified,
+    /// Required.
+    Required,
+}
+
+impl Guard {
+    /// The bucket of the spec's rate-limited endpoints and of writes.
+    pub const WRITES: &'static str = "writes";
+    /// The bucket of lookups: profiles, aliases, the room directory, the
+    /// legacy media endpoints.
+    pub const LOOKUPS: &'static str = "lookups";
+    /// The bucket of reads that cost the node work: history, threads,
+    /// relations, media, keys; with ten times the quota.
+    pub const READS: &'static str = "reads";
+}
 
 /// Adds ruma endpoints to a router.
 pub(crate) trait RumaRouter {
@@ -33,6 +62,33 @@ pub(crate) trait RumaRouter {
     /// Like [`RumaRouter::ruma`], rate-limited even where the spec does not
     /// require it (sending events: a flood is a denial of service).
     fn ruma_limited<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
+
+    /// Like [`RumaRouter::ruma`], for this node's users only and
+    /// rate-limited, where the spec lets anyone ask: what answers reveal
+    /// who works here (profiles, the room directory) or what they share
+    /// (the legacy media endpoints), or makes the node ask its peers.
+    fn ruma_signed_in<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
+
+    /// Like [`RumaRouter::ruma`], rate-limited as a read ([`Guard::READS`]).
+    fn ruma_read<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
+
+    /// Like [`RumaRouter::ruma`], with what `guard` requires.
+    fn ruma_guarded<T, F, Fut>(self, handler: F, guard: Guard) -> Self
     where
         T: IncomingRequest + Send + 'static,
         T::Authentication: 'static,
@@ -84,8 +140,55 @@ impl RumaRouter for Router<Arc<Services>> {
         F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
     {
-        let limited = Router::new().ruma(handler).layer(Extension(ForceRateLimit));
-        self.merge(limited)
+        self.ruma_guarded(
+            handler,
+            Guard {
+                rate_limit: Some(Guard::WRITES),
+                token: Token::AsSpecified,
+            },
+        )
+    }
+
+    fn ruma_signed_in<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+    {
+        self.ruma_guarded(
+            handler,
+            Guard {
+                rate_limit: Some(Guard::LOOKUPS),
+                token: Token::Required,
+            },
+        )
+    }
+
+    fn ruma_read<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+    {
+        self.ruma_guarded(
+            handler,
+            Guard {
+                rate_limit: Some(Guard::READS),
+                token: Token::AsSpecified,
+            },
+        )
+    }
+
+    fn ruma_guarded<T, F, Fut>(self, handler: F, guard: Guard) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+    {
+        self.merge(Router::new().ruma(handler).layer(Extension(guard)))
     }
 
     fn ruma_raw<T, F, Fut>(self, handler: F) -> Self
@@ -130,9 +233,13 @@ pub fn build(services: Arc<Services>) -> Router {
                 "Method not allowed for this endpoint.",
             )
         });
+    let timeout = Duration::from_secs(services.config.request_timeout_secs);
     router
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            within(timeout, request, next)
+        }))
         .layer(CorsLayer::permissive().max_age(Duration::from_secs(86400)))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
             // The path only: query strings can carry access tokens.
@@ -141,8 +248,26 @@ pub fn build(services: Arc<Services>) -> Router {
         .with_state(services)
 }
 
+/// Answers a request that takes longer than `timeout` with an error, so
+/// that a stuck handler does not hold its connection for ever.
+async fn within(
+    timeout: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::timed_out(format!(
+            "The request took longer than {} s.",
+            timeout.as_secs()
+        ))
+        .into_response(),
+    }
+}
+
 /// The federation router: the server-server API and nothing else.
 pub fn build_federation(services: Arc<Services>) -> Router {
+    let timeout = Duration::from_secs(services.config.request_timeout_secs);
     api::federation::routes(Router::new())
         .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
         .method_not_allowed_fallback(|| async {
@@ -153,6 +278,9 @@ pub fn build_federation(services: Arc<Services>) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            within(timeout, request, next)
+        }))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
             tracing::debug_span!("federation", method = %request.method(), path = %request.uri().path())
         }))

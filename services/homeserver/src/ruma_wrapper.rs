@@ -21,7 +21,10 @@ use ruma::{
     },
 };
 
-use crate::{Error, Services};
+use crate::{
+    Error, Services,
+    router::{Guard, Token},
+};
 
 /// A parsed request and who sent it.
 pub struct Ruma<T> {
@@ -36,7 +39,8 @@ pub struct Ruma<T> {
 }
 
 impl<T> Ruma<T> {
-    /// The authenticated user; only call on endpoints that require a token.
+    /// The authenticated user; only call on endpoints that require a token
+    /// (see [`Ruma::signed_in`] for the others).
     pub fn user(&self) -> &ruma::UserId {
         self.sender_user
             .as_deref()
@@ -47,6 +51,15 @@ impl<T> Ruma<T> {
         self.sender_device
             .as_deref()
             .expect("endpoint requires authentication")
+    }
+
+    /// The user and device of an endpoint whose token is optional, or
+    /// `M_MISSING_TOKEN`.
+    pub fn signed_in(&self) -> Result<(&ruma::UserId, &ruma::DeviceId), Error> {
+        match (self.sender_user.as_deref(), self.sender_device.as_deref()) {
+            (Some(user), Some(device)) => Ok((user, device)),
+            _ => Err(Error::missing_token()),
+        }
     }
 
     /// The verified peer; only call on federation endpoints that require a signature.
@@ -114,26 +127,15 @@ fn access_token(parts: &http::request::Parts) -> Option<String> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-fn is_media_upload(path: &str) -> bool {
-    path.starts_with("/_matrix/media/") && path.contains("/upload")
+/// Whether the matched endpoint is a media upload, whose body is the file
+/// (up to `max_upload_size`) rather than JSON.
+fn is_media_upload<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<ruma::api::client::media::create_content::v3::Request>()
 }
 
 impl<T> FromRequest<Arc<Services>> for Ruma<T>
@@ -171,7 +173,11 @@ where
         } else {
             None
         };
-        let (wants_token, requires_token) = token_policy::<T::Authentication>();
+        let guard = parts.extensions.get::<Guard>().copied().unwrap_or_default();
+        let (wants_token, requires_token) = match guard.token {
+            Token::AsSpecified => token_policy::<T::Authentication>(),
+            Token::Required => (true, true),
+        };
         let (mut sender_user, mut sender_device) = (None, None);
         if wants_token {
             match access_token(&parts) {
@@ -188,22 +194,23 @@ where
             }
         }
 
-        if T::RATE_LIMITED
-            || parts
-                .extensions
-                .get::<crate::router::ForceRateLimit>()
-                .is_some()
-        {
-            let key = sender_user
+        let bucket = guard
+            .rate_limit
+            .or(T::RATE_LIMITED.then_some(Guard::WRITES));
+        if let Some(bucket) = bucket {
+            let who = sender_user
                 .as_ref()
                 .map(|u| u.to_string())
                 .unwrap_or(remote);
-            services.rate_limit.check(&key)?;
+            services
+                .rate_limit
+                .check(&format!("{bucket} {who}"), bucket == Guard::READS)?;
         }
 
+        let upload = is_media_upload::<T>();
         let limit = if signed {
             MAX_FEDERATION_BODY
-        } else if is_media_upload(parts.uri.path()) {
+        } else if upload {
             usize::try_from(services.config.max_upload_size).unwrap_or(usize::MAX)
         } else {
             services.config.max_request_size
@@ -246,7 +253,7 @@ where
             origin = Some(xmatrix.origin);
         }
 
-        let takes_json = parts.method != Method::GET && !is_media_upload(parts.uri.path());
+        let takes_json = parts.method != Method::GET && !upload;
         let mut json_body = None;
         let bytes = if takes_json {
             if bytes.is_empty() {

@@ -488,3 +488,67 @@ async fn room_key_backup_round_trip_and_wrong_version() {
         .err(StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION");
     assert_eq!(stale["current_version"], newer["version"]);
 }
+
+#[tokio::test]
+async fn who_works_here_is_for_signed_in_users_only() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let room = node
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "visibility": "public" }),
+        )
+        .await;
+    node.request(
+        Method::PUT,
+        &format!("{V3}/directory/room/%23overleg:localhost"),
+        Some(&alice),
+        Some(json!({ "room_id": room })),
+    )
+    .await
+    .ok();
+
+    for path in [
+        format!("{V3}/profile/@alice:localhost"),
+        format!("{V3}/profile/@alice:localhost/displayname"),
+        format!("{V3}/profile/@alice:localhost/avatar_url"),
+        format!("{V3}/profile/@nobody:localhost"),
+        format!("{V3}/publicRooms"),
+    ] {
+        node.request(Method::GET, &path, None, None)
+            .await
+            .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    }
+    let profile = node
+        .request(
+            Method::GET,
+            &format!("{V3}/profile/@alice:localhost"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(profile["displayname"], "alice", "{profile}");
+    let rooms = node
+        .request(
+            Method::GET,
+            &format!("{V3}/publicRooms"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(rooms["chunk"][0]["room_id"], room.as_str(), "{rooms}");
+    // The node's own aliases resolve for anyone, as clients expect when
+    // they join by alias before they sign in.
+    let resolved = node
+        .request(
+            Method::GET,
+            &format!("{V3}/directory/room/%23overleg:localhost"),
+            None,
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(resolved["room_id"], room.as_str(), "{resolved}");
+}

@@ -14,7 +14,7 @@ pub async fn change_password(
     services: Arc<Services>,
     request: Ruma<change_password::v3::Request>,
 ) -> Result<change_password::v3::Response> {
-    let user = request.user();
+    let (user, own_device) = request.signed_in()?;
     uiaa::require(
         &services,
         request.body.auth.as_ref(),
@@ -27,11 +27,7 @@ pub async fn change_password(
         .set_password(user, request.body.new_password.clone())
         .await?;
     if request.body.logout_devices {
-        for device in services.users.devices(user)? {
-            if device.device_id != request.device() {
-                super::devices::remove_device(&services, user, &device.device_id).await?;
-            }
-        }
+        super::devices::end_sessions(&services, user, Some(own_device)).await?;
     }
     Ok(change_password::v3::Response::new())
 }
@@ -40,7 +36,7 @@ pub async fn deactivate(
     services: Arc<Services>,
     request: Ruma<deactivate::v3::Request>,
 ) -> Result<deactivate::v3::Response> {
-    let user = request.user().to_owned();
+    let user = request.signed_in()?.0.to_owned();
     uiaa::require(
         &services,
         request.body.auth.as_ref(),

@@ -31,7 +31,10 @@ pub use account::deactivate_user;
 pub use devices::end_sessions;
 pub use register::{create_user, create_user_hashed};
 
-use crate::{Services, router::RumaRouter};
+use crate::{
+    Services,
+    router::{Guard, RumaRouter, Token},
+};
 
 /// Registers every client API endpoint.
 #[allow(deprecated)] // The legacy media endpoints stay for older clients.
@@ -76,15 +79,23 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(membership::ban)
         .ruma(membership::unban)
         .ruma(membership::joined)
-        .ruma(membership::members)
+        .ruma_read(membership::members)
         .ruma(membership::joined_members_of)
         .ruma(directory::create)
-        .ruma(directory::resolve)
+        // Clients resolve aliases before they sign in (matrix-sdk sends no
+        // token here): anyone may, within the lookups' rate limit.
+        .ruma_guarded(
+            directory::resolve,
+            Guard {
+                rate_limit: Some(Guard::LOOKUPS),
+                token: Token::AsSpecified,
+            },
+        )
         .ruma(directory::delete)
         .ruma(directory::room_aliases)
         .ruma(directory::get_visibility)
         .ruma(directory::set_visibility)
-        .ruma(directory::list)
+        .ruma_signed_in(directory::list)
         .ruma(directory::list_filtered)
         // Events.
         .ruma_limited(events::send_message)
@@ -93,32 +104,32 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(events::get_state_for_key)
         .ruma_limited(events::redact)
         .ruma(events::get_event)
-        .ruma(events::context)
-        .ruma(messages::messages)
-        .ruma(messages::relating)
-        .ruma(messages::relating_with_type)
-        .ruma(messages::relating_with_type_and_event)
-        .ruma(threads::threads)
+        .ruma_read(events::context)
+        .ruma_read(messages::messages)
+        .ruma_read(messages::relating)
+        .ruma_read(messages::relating_with_type)
+        .ruma_read(messages::relating_with_type_and_event)
+        .ruma_read(threads::threads)
         .ruma_raw(threads::third_party_ids)
         .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)
-        .ruma(filter::create)
+        .ruma_read(filter::create)
         .ruma(filter::get)
         .ruma(ephemeral::receipt)
         .ruma(ephemeral::read_markers)
         .ruma(ephemeral::typing)
         .ruma(ephemeral::get_presence)
         .ruma(ephemeral::set_presence)
-        .ruma(profile::profile)
-        .ruma(profile::displayname)
-        .ruma(profile::avatar_url)
+        .ruma_signed_in(profile::profile)
+        .ruma_signed_in(profile::displayname)
+        .ruma_signed_in(profile::avatar_url)
         .ruma(profile::set_displayname)
         .ruma(profile::set_avatar)
         .ruma(profile::search)
-        .ruma(account_data::set_global)
+        .ruma_read(account_data::set_global)
         .ruma(account_data::get_global)
-        .ruma(account_data::set_room)
+        .ruma_read(account_data::set_room)
         .ruma(account_data::get_room)
         .ruma(account_data::get_room_tags)
         .ruma(account_data::put_tag)
@@ -136,21 +147,21 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(account_data::set_pushers)
         // Media.
         .ruma(media::upload)
-        .ruma(media::download)
-        .ruma(media::download_as)
-        .ruma(media::thumbnail_v1)
+        .ruma_read(media::download)
+        .ruma_read(media::download_as)
+        .ruma_read(media::thumbnail_v1)
         .ruma(media::config_v1)
         .ruma(media::config_v3)
-        .ruma(media::download_v3)
-        .ruma(media::thumbnail_v3)
+        .ruma_signed_in(media::download_v3)
+        .ruma_signed_in(media::thumbnail_v3)
         // End-to-end encryption.
-        .ruma(keys::upload)
-        .ruma(keys::query)
-        .ruma(keys::claim)
+        .ruma_read(keys::upload)
+        .ruma_read(keys::query)
+        .ruma_read(keys::claim)
         .ruma(keys::changes)
         .ruma(keys::upload_signing)
-        .ruma(keys::upload_sigs)
-        .ruma(keys::send_to_device)
+        .ruma_read(keys::upload_sigs)
+        .ruma_limited(keys::send_to_device)
         .ruma(backup::create_version)
         .ruma(backup::update_version)
         .ruma(backup::latest)
