@@ -36,6 +36,8 @@ pub const SOCKET: &str = "admin.sock";
 
 /// The largest request accepted (a command line, not data).
 const MAX_REQUEST: u64 = 64 << 10;
+/// How long a connection may take to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A management command sent to a running node.
 #[derive(Serialize, Deserialize)]
@@ -240,12 +242,16 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
     );
     let (reader, mut writer) = stream.into_split();
     let mut line = Vec::new();
-    let read = tokio::io::BufReader::new(reader)
-        .take(MAX_REQUEST)
-        .read_until(b'\n', &mut line)
-        .await;
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio::io::BufReader::new(reader)
+            .take(MAX_REQUEST)
+            .read_until(b'\n', &mut line),
+    )
+    .await;
     let answer = match read
-        .map_err(anyhow::Error::from)
+        .map_err(|_| anyhow::anyhow!("no request within {} s", REQUEST_TIMEOUT.as_secs()))
+        .and_then(|read| read.map_err(anyhow::Error::from))
         .and_then(|_| serde_json::from_slice::<Request>(&line).map_err(anyhow::Error::from))
     {
         Err(e) => {

@@ -52,6 +52,27 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Memory for the database's block cache and write buffers together, in MiB.
     pub cache_mib: usize,
+    /// Open connections on all listeners together.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to finish its TLS handshake and to send a
+    /// request's headers; an idle keep-alive connection closes after it.
+    pub header_timeout_secs: u64,
+    /// Seconds a stopping node lets open requests finish.
+    pub stop_grace_secs: u64,
+}
+
+impl NodeConfig {
+    /// The bounds of the node's listeners.
+    pub fn bounds(&self) -> archipel_homeserver::listen::Bounds {
+        archipel_homeserver::listen::Bounds {
+            max_connections: self.max_connections.max(1),
+            max_per_address: self.max_connections_per_address.max(1),
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+            stop_grace: std::time::Duration::from_secs(self.stop_grace_secs),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -60,6 +81,10 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("/var/lib/archipel"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
             cache_mib: 8,
+            max_connections: 1024,
+            max_connections_per_address: 256,
+            header_timeout_secs: 30,
+            stop_grace_secs: 10,
         }
     }
 }

@@ -3,9 +3,11 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::{Context, Result};
-use archipel_homeserver::tls::TlsListener;
-use axum::serve::ListenerExt;
-use tokio::signal::unix::{SignalKind, signal};
+use archipel_homeserver::listen;
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
 use tracing_subscriber::EnvFilter;
 
 use crate::{admin, archive_device, capture, config::Config, decryption, node, witness};
@@ -113,27 +115,33 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let backups = (!config.backup.targets.is_empty())
         .then(|| tokio::spawn(crate::backup::schedule::run(admin_state, admin_stopped)));
-    let listener = tokio::net::TcpListener::bind(config.node.listen)
+    let listener = TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
     let address = listener.local_addr()?;
-    let app = homeserver
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
     let tls = crate::tls::start(&config)?;
     let https = match &tls {
-        Some(tls) => Some(tls_listener(tls.listen, tls.server_config.clone(), "HTTPS").await?),
+        Some(tls) => Some((bind(tls.listen, "HTTPS").await?, tls.server_config.clone())),
         None => None,
     };
-    let https_address = https.as_ref().map(|(_, address)| *address);
+    let https_address = https
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let federation = match config.federation.listen {
         Some(listen) => Some(federation_listener(&config, tls.as_ref(), listen).await?),
         None => None,
     };
-    let federation_address = federation.as_ref().map(|(_, address)| *address);
+    let federation_address = federation
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     // Installed before the ready line, so a SIGTERM right after it is a clean stop.
     let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
 
+    // Every listener within the same bounds; one stop for them all.
+    let admission = listen::Admission::new(config.node.bounds());
+    let (stop_listening, listening_stopped) = tokio::sync::watch::channel(false);
     let (stop_federation, federation_stopped) = tokio::sync::watch::channel(false);
     // Peers' checkpoints are co-signed by this node's vault, and this
     // node's by its peers.
@@ -148,27 +156,31 @@ async fn serve(config: Config) -> Result<()> {
             federation_stopped.clone(),
         ))
     });
-    let federation_server = federation.map(|(listener, _)| {
-        let app = homeserver.federation_router().into_make_service();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped(federation_stopped))
-                .await
-        })
-    });
-    let (stop_https, https_stopped) = tokio::sync::watch::channel(false);
-    let https_server = https.map(|(listener, _)| {
-        let app = homeserver
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            // Tapped (with nothing) for the client's address in `ConnectInfo`,
-            // as on the plain listener.
-            axum::serve(listener.tap_io(|_| {}), app)
-                .with_graceful_shutdown(stopped(https_stopped))
-                .await
-        })
-    });
+    let mut servers = vec![tokio::spawn(listen::serve(
+        listener,
+        None,
+        homeserver.router(),
+        admission.clone(),
+        listening_stopped.clone(),
+    ))];
+    if let Some((listener, server_config)) = https {
+        servers.push(tokio::spawn(listen::serve(
+            listener,
+            Some(server_config),
+            homeserver.router(),
+            admission.clone(),
+            listening_stopped.clone(),
+        )));
+    }
+    if let Some((listener, server_config)) = federation {
+        servers.push(tokio::spawn(listen::serve(
+            listener,
+            Some(server_config),
+            homeserver.federation_router(),
+            admission.clone(),
+            listening_stopped.clone(),
+        )));
+    }
     let sender = homeserver.spawn_federation_sender();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
@@ -193,12 +205,14 @@ async fn serve(config: Config) -> Result<()> {
         })
     });
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(term))
-        .await
-        .context("serving the client API")?;
-
+    shutdown_signal(term).await;
     crate::systemd::notify("STOPPING=1");
+    // Open requests get the stop grace to finish, then are cut.
+    let _ = stop_listening.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+
     housekeeping.abort();
     trimming.abort();
     if let Some(syncing) = archive_syncing {
@@ -207,14 +221,7 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(sender) = sender {
         sender.abort();
     }
-    let _ = stop_https.send(true);
-    if let Some(server) = https_server {
-        let _ = server.await;
-    }
     let _ = stop_federation.send(true);
-    if let Some(server) = federation_server {
-        let _ = server.await;
-    }
     if let Some(witnessing) = witnessing {
         let _ = witnessing.await;
     }
@@ -253,7 +260,7 @@ async fn federation_listener(
     config: &Config,
     tls: Option<&crate::tls::NodeTls>,
     listen: SocketAddr,
-) -> Result<(TlsListener, SocketAddr)> {
+) -> Result<(TcpListener, Arc<rustls::ServerConfig>)> {
     let federation = &config.federation;
     let server_config = match (
         &federation.tls_certificate,
@@ -268,24 +275,13 @@ async fn federation_listener(
             "federation.listen needs federation.tls_certificate and federation.tls_private_key, or [tls]"
         ),
     };
-    tls_listener(listen, server_config, "federation").await
+    Ok((bind(listen, "federation").await?, server_config))
 }
 
-async fn tls_listener(
-    listen: SocketAddr,
-    server_config: Arc<rustls::ServerConfig>,
-    what: &str,
-) -> Result<(TlsListener, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(listen)
+async fn bind(listen: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening for {what} on {listen}"))?;
-    let address = listener.local_addr()?;
-    Ok((TlsListener::new(listener, server_config)?, address))
-}
-
-/// Resolves once `stop` says so (or its sender is gone).
-async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
+        .with_context(|| format!("listening for {what} on {listen}"))
 }
 
 async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {

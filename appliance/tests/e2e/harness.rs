@@ -306,6 +306,26 @@ impl TestServer {
         }
     }
 
+    /// The running server's resident memory now and at its peak (VmRSS,
+    /// VmHWM), in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running");
+        let status =
+            fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// The whole server log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()

@@ -19,6 +19,7 @@ mod federation_e2ee;
 mod federation_edus;
 mod federation_witness;
 mod lifecycle;
+mod load;
 mod media;
 mod provision;
 mod synapse;

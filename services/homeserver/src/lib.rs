@@ -15,6 +15,7 @@ pub mod columns;
 pub mod config;
 mod counter;
 mod error;
+pub mod listen;
 pub mod router;
 mod ruma_wrapper;
 pub mod service;
