@@ -20,6 +20,8 @@ use crate::{Error, FederationConfig, Result, tls};
 
 /// A peer's answers are read up to this size.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// Largest `.well-known/matrix/server` or key document read from a peer.
+const MAX_SMALL_RESPONSE: usize = 256 * 1024;
 /// How long a discovered address is used before asking again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
@@ -109,7 +111,8 @@ impl Federation {
         if !response.status().is_success() {
             return None;
         }
-        let body: serde_json::Value = response.json().await.ok()?;
+        let body = read_limited(response, MAX_SMALL_RESPONSE).await.ok()?;
+        let body: serde_json::Value = serde_json::from_slice(&body).ok()?;
         let delegated = body.get("m.server")?.as_str()?.trim().to_owned();
         (!delegated.is_empty()).then_some(delegated)
     }
@@ -129,7 +132,7 @@ impl Federation {
             .await
             .map_err(|e| Error::remote(describe(&e)))?;
         let status = response.status();
-        let body = read_limited(response).await?;
+        let body = read_limited(response, MAX_SMALL_RESPONSE).await?;
         if !status.is_success() {
             return Err(Error::remote(format!("{url} answered {status}")));
         }
@@ -169,7 +172,7 @@ impl Federation {
         if let Some(content_type) = response.headers().get(http::header::CONTENT_TYPE) {
             http_response = http_response.header(http::header::CONTENT_TYPE, content_type);
         }
-        let body = read_limited(response).await?;
+        let body = read_limited(response, MAX_RESPONSE).await?;
         let http_response = http_response
             .body(body)
             .map_err(|e| Error::internal(format!("reading the answer of {destination}: {e}")))?;
@@ -184,15 +187,18 @@ impl Federation {
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Bytes> {
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| Error::remote(format!("reading an answer: {}", describe(&e))))?
     {
-        if body.len() + chunk.len() > MAX_RESPONSE {
-            return Err(Error::remote("an answer exceeded 64 MiB"));
+        if body.len() + chunk.len() > limit {
+            return Err(Error::remote(format!(
+                "an answer exceeded {} KiB",
+                limit / 1024
+            )));
         }
         body.extend_from_slice(&chunk);
     }
