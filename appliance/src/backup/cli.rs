@@ -117,6 +117,12 @@ pub struct KeyArgs {
     /// ARCHIPEL_BACKUP_PASSPHRASE or the terminal.
     #[arg(long)]
     passphrase: bool,
+    /// The node's public key (base64), which the backup must be signed
+    /// with: `backup create` prints it, keep it with the identity. Needed
+    /// where the node's own data is not at hand (new hardware): a backup
+    /// is never trusted on its own word.
+    #[arg(long, value_name = "BASE64")]
+    node_key: Option<String>,
 }
 
 /// Runs a backup command; `node` is the configuration given with
@@ -436,20 +442,24 @@ fn create(config: &Config, args: &TargetArgs, recipients: &[String], json: bool)
                     .filter(|e| e.kind == archipel_backup::EntryKind::File)
                     .count();
                 let bytes = info.manifest.total_bytes;
+                let node_key = info.manifest.metadata.get(NODE_KEY);
                 if json {
                     results.push(json!({
                         "target": target, "ok": true, "name": info.name.as_str(),
                         "files": files, "bytes": bytes, "archive_size": info.archive_size,
                         "seconds": seconds,
                         "vault_checkpoint": info.manifest.metadata.get(VAULT_CHECKPOINT),
+                        "node_key": node_key,
                     }));
                 } else {
                     println!(
-                        "{} written to {target}: {files} files, {} read, {} stored, in {seconds:.1} s ({}/s)",
+                        "{} written to {target}: {files} files, {} read, {} stored, in {seconds:.1} s ({}/s)\n  \
+                         signed by the node key {} (a restore on new hardware needs it: --node-key)",
                         info.name,
                         human_bytes(bytes),
                         human_bytes(info.archive_size),
                         human_bytes((bytes as f64 / seconds.max(1e-3)) as u64),
+                        node_key.map_or("?", String::as_str),
                     );
                 }
             }
@@ -574,6 +584,7 @@ fn open_manifest(
     target: &OpenTarget,
     name: Option<&str>,
     key: &DecryptionKey,
+    pinned: Option<&str>,
 ) -> Result<Opened> {
     let name = choose(target, name)?;
     let manifest =
@@ -585,18 +596,33 @@ fn open_manifest(
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok())
         .ok_or_else(|| anyhow!("backup {name}: the manifest does not name the node's key"))?;
-    // On the node itself (or with its data), the backup must be its own.
-    let known = config
-        .and_then(|c| node::node_signing_key(&c.node.data_dir).ok())
-        .map(|k| k.verifying_key());
-    if let Some(known) = known
-        && known != node_key
-    {
-        bail!(
+    // The backup must be the node's own: the key given, or the one in the
+    // node's data. Anyone who can write to a target can sign a backup and
+    // name their own key in it.
+    let known = match pinned {
+        Some(text) => Some(
+            B64.decode(text.trim())
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok())
+                .ok_or_else(|| anyhow!("--node-key {text}: not an ed25519 public key in base64"))?,
+        ),
+        None => config
+            .and_then(|c| node::node_signing_key(&c.node.data_dir).ok())
+            .map(|k| k.verifying_key()),
+    };
+    match known {
+        Some(known) if known != node_key => bail!(
             "backup {name} was made by another node (key {}), not this one ({})",
             B64.encode(node_key.as_bytes()),
             B64.encode(known.as_bytes())
-        );
+        ),
+        Some(_) => {}
+        None => bail!(
+            "backup {name} says it was signed by the node key {}; without the node's data \
+             here, give the key you trust with --node-key (`backup create` printed it)",
+            B64.encode(node_key.as_bytes())
+        ),
     }
     Ok(Opened {
         name,
@@ -629,8 +655,9 @@ fn verify(
     key: &KeyArgs,
     json: bool,
 ) -> Result<()> {
+    let pinned = key.node_key.as_deref();
     let key = decryption_key(key)?;
-    let opened = open_manifest(config, target, name, &key)?;
+    let opened = open_manifest(config, target, name, &key, pinned)?;
     let check = |root: &Path| opened.check_vault(root);
     // The vault's database can be large: unpack it beside the node's data
     // (same encrypted disk) rather than in a memory-backed /tmp.
@@ -680,8 +707,9 @@ fn restore(
     to: &Path,
     json: bool,
 ) -> Result<()> {
+    let pinned = key.node_key.as_deref();
     let key = decryption_key(key)?;
-    let opened = open_manifest(config, target, name, &key)?;
+    let opened = open_manifest(config, target, name, &key, pinned)?;
     let check = |root: &Path| {
         let server_name = std::fs::read_to_string(root.join("server_name")).unwrap_or_default();
         if server_name.trim() != opened.server_name {

@@ -170,6 +170,20 @@ async fn a_backup_taken_during_chat_restores_onto_a_fresh_node() {
     assert_eq!(listed[0]["name"], name.as_str());
     assert_eq!(listed[0]["complete"], true);
 
+    // Away from the node, the backup is trusted only with the node's key
+    // as `create` printed it, never on its own word.
+    let node_key = created["node_key"].as_str().expect("node_key").to_owned();
+    backup_refused(
+        &[
+            "verify",
+            &name,
+            "--target",
+            path(&usb),
+            "--identity",
+            path(&identity),
+        ],
+        "give the key you trust with --node-key",
+    );
     let verified = backup_ok(&[
         "verify",
         &name,
@@ -177,6 +191,8 @@ async fn a_backup_taken_during_chat_restores_onto_a_fresh_node() {
         path(&usb),
         "--identity",
         path(&identity),
+        "--node-key",
+        &node_key,
         "--json",
     ]);
     let verified: Value = serde_json::from_str(&verified).expect("verify --json");
@@ -202,6 +218,8 @@ async fn a_backup_taken_during_chat_restores_onto_a_fresh_node() {
             path(&usb),
             "--identity",
             path(&identity),
+            "--node-key",
+            &node_key,
             "--to",
             path(data),
             "--json",
@@ -315,6 +333,12 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
     ]);
     assert!(out.contains("written to"), "{out}");
     let name = out.split_whitespace().next().expect("name").to_owned();
+    let node_key = out
+        .split("signed by the node key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the node key")
+        .to_owned();
 
     // Nothing readable is in the target.
     for needle in [&b"a secret plan"[..], b"@alice:localhost", b"ed25519"] {
@@ -349,6 +373,8 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
                 path(&usb),
                 "-i",
                 path(&identity),
+                "--node-key",
+                &node_key,
                 "--to",
                 path(to),
             ],
@@ -387,7 +413,15 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
     flipped[middle] ^= 0x40;
     std::fs::write(&archive, &flipped).expect("flip");
     backup_refused(
-        &["verify", "--target", path(&usb), "-i", path(&identity)],
+        &[
+            "verify",
+            "--target",
+            path(&usb),
+            "-i",
+            path(&identity),
+            "--node-key",
+            &node_key,
+        ],
         &format!("{name}.tar.zst.age is damaged or was altered"),
     );
     let fresh = work.path().join("fresh");
@@ -403,11 +437,27 @@ async fn wrong_keys_damage_and_bad_destinations_are_named() {
     // Truncated: named from its size before anything is decrypted.
     std::fs::write(&archive, &original[..original.len() - 1000]).expect("truncate");
     backup_refused(
-        &["verify", "--target", path(&usb), "-i", path(&identity)],
+        &[
+            "verify",
+            "--target",
+            path(&usb),
+            "-i",
+            path(&identity),
+            "--node-key",
+            &node_key,
+        ],
         "is truncated",
     );
     std::fs::write(&archive, &original).expect("put back");
-    backup_ok(&["verify", "--target", path(&usb), "-i", path(&identity)]);
+    backup_ok(&[
+        "verify",
+        "--target",
+        path(&usb),
+        "-i",
+        path(&identity),
+        "--node-key",
+        &node_key,
+    ]);
 
     // A target that is not there fails the backup visibly and keeps the others.
     backup_refused(
@@ -521,6 +571,10 @@ passphrase_file = "{passphrase}"
         })
         .collect();
     assert_eq!(targets, ["usb", "objects", "recovery"]);
+    let node_key = created[0]["node_key"]
+        .as_str()
+        .expect("node_key")
+        .to_owned();
     let listed: Value =
         serde_json::from_str(&backup_ok(&["list", "--config", cfg, "--json"])).expect("list");
     assert_eq!(listed.as_array().expect("array").len(), 3, "{listed}");
@@ -579,6 +633,8 @@ passphrase_file = "{passphrase}"
             &format!("http://127.0.0.1:{}", s3.port),
             "-i",
             path(&identity),
+            "--node-key",
+            &node_key,
             "--to",
             path(&restored),
         ],

@@ -290,6 +290,8 @@ pub struct Backups {
     identity: std::path::PathBuf,
     recipient: String,
     target: std::path::PathBuf,
+    /// The key of the node backed up, as `create` printed it.
+    node_key: std::sync::Mutex<String>,
 }
 
 impl Backups {
@@ -305,6 +307,7 @@ impl Backups {
             identity,
             recipient,
             target,
+            node_key: std::sync::Mutex::default(),
         }
     }
 
@@ -337,17 +340,24 @@ impl Backups {
             "--json",
         ]);
         let results: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        *self.node_key.lock().expect("lock") = results[0]["node_key"]
+            .as_str()
+            .expect("a node key")
+            .to_owned();
         results[0]["name"].as_str().expect("a name").to_owned()
     }
 
     /// Restores backup `name` (the newest without one) into `to`; returns
     /// what the restore said.
     pub fn restore(&self, name: Option<&str>, to: &Path) -> String {
+        let node_key = self.node_key.lock().expect("lock").clone();
         let mut args = vec!["restore"];
         args.extend(name);
         args.extend([
             "--identity",
             self.identity.to_str().expect("path"),
+            "--node-key",
+            &node_key,
             "--to",
             to.to_str().expect("path"),
         ]);
