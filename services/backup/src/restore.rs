@@ -159,7 +159,10 @@ impl<'a> Extractor<'a> {
     /// entries), deepest first; then one sync for the whole file system.
     pub(crate) fn settle(&mut self) -> Result<()> {
         for (path, mode) in self.placed.iter().rev() {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|source| {
+            // Permission bits only: a manifest cannot make a file setuid,
+            // setgid or sticky.
+            let mode = *mode & 0o777;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
                 Error::RestoreWrite {
                     path: path.clone(),
                     source,

@@ -742,3 +742,44 @@ fn prune_keeps_the_policy_and_removes_leftovers_of_failed_runs() {
         "{report:?}"
     );
 }
+
+#[test]
+fn a_restored_file_is_never_setuid_setgid_or_sticky() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let work = tempfile::tempdir().expect("temp dir");
+    let sources = make_node(&work.path().join("node"), 1 << 10);
+    common::write(
+        &work.path().join("node/media/ab/special"),
+        b"#!/bin/sh\n",
+        0o7755,
+    );
+    let store = work.path().join("usb");
+    fs::create_dir(&store).expect("target dir");
+    let target = DirTarget::new(&store).expect("target");
+    let operator = identity();
+    let info = create(
+        &sources,
+        &options(recipients(&[&operator]), "2026-05-12T02:00:00Z"),
+        &target,
+        &NoProgress,
+    )
+    .expect("create");
+    let key = key_for(&operator);
+    let node = node_key().verifying_key();
+    let unlock = Unlock::new(&key).trusting(&node);
+    let manifest = read_manifest(&target, &info.name, &unlock).expect("manifest");
+    let recorded = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == "media/ab/special")
+        .expect("the file is backed up");
+    assert_eq!(recorded.mode, 0o7755, "the manifest records what was there");
+
+    let restored = work.path().join("restored");
+    restore(&target, &info.name, &unlock, &restored, None, &NoProgress).expect("restore");
+    let mode = fs::metadata(restored.join("media/ab/special"))
+        .expect("restored")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "restored with mode {mode:o}");
+}

@@ -26,8 +26,8 @@ use tokio::runtime::{Handle, Runtime};
 use super::{ObjectInfo, ObjectWriter, Target};
 use crate::error::{Error, Result};
 
-/// Where and how to reach the bucket.
-#[derive(Clone, Debug)]
+/// Where and how to reach the bucket. Its `Debug` shows no secret key.
+#[derive(Clone)]
 pub struct S3Config {
     /// e.g. `https://s3.eu-central-1.amazonaws.com` or `http://127.0.0.1:9000`;
     /// `None` for AWS itself.
@@ -48,6 +48,24 @@ pub struct S3Config {
     pub request_timeout: Duration,
     /// Retries of a failed request before the backup fails.
     pub max_retries: usize,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("allow_http", &self.allow_http)
+            .field("part_size", &self.part_size)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
 }
 
 impl S3Config {
@@ -333,5 +351,16 @@ impl Read for S3Reader {
         let taken = self.current.len().min(out.len());
         out[..taken].copy_from_slice(&self.current.split_to(taken));
         Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_output_hides_the_secret_key() {
+        let config = super::S3Config::new("archief", "AKIAEXAMPLE", "geheim-sleutel-123");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
+        assert!(!shown.contains("geheim-sleutel-123"), "{shown}");
     }
 }
