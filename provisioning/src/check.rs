@@ -5,7 +5,7 @@ use std::{
     fmt,
     net::IpAddr,
     ops::Range,
-    path::{Path, PathBuf},
+    path::{Component, Path, PathBuf},
 };
 
 use toml::Spanned;
@@ -188,6 +188,23 @@ impl Checker<'_> {
     }
 
     fn file(&mut self, field: &str, path: &Spanned<PathBuf>) {
+        // A name in the provisioning file's folder, never a way out of it:
+        // the file is copied where the node reads it.
+        let inside = path
+            .get_ref()
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            self.problem(
+                field,
+                path,
+                format!(
+                    "{}: name a file in the provisioning file's folder (no absolute path, no `..`)",
+                    path.get_ref().display()
+                ),
+            );
+            return;
+        }
         let full = self.base.join(path.get_ref());
         if !full.is_file() {
             self.problem(

@@ -151,6 +151,28 @@ fn several_problems_are_all_named_in_file_order() {
 }
 
 #[test]
+fn files_are_named_inside_the_provisioning_folder() {
+    // Copied to /etc/archipel/tls readable by the node: an absolute path
+    // or `..` would copy any file the root can read (the vault's key).
+    for outside in [
+        "/var/lib/archipel/vault.key",
+        "../../var/lib/archipel/vault.key",
+        "ca/../../secret.pem",
+    ] {
+        let problems = problems_after(
+            "acme_ca_bundle = \"ca/rijks-root.pem\"",
+            &format!("acme_ca_bundle = \"{outside}\""),
+        );
+        assert_one(
+            &problems,
+            "tls.acme_ca_bundle",
+            line_of("acme_ca_bundle = "),
+            "no absolute path",
+        );
+    }
+}
+
+#[test]
 fn files_must_be_there_and_tls_must_be_one_kind() {
     let problems = problems_after(
         "acme_ca_bundle = \"ca/rijks-root.pem\"",
