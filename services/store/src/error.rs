@@ -21,6 +21,13 @@ pub enum Error {
     Task(String),
     #[error("checkpoint target {0} already exists")]
     CheckpointExists(PathBuf),
+    /// A sync of the write-ahead log failed once: what it held may not be on
+    /// disk, and a later sync that succeeds would not prove otherwise. The
+    /// database takes no more writes until it is opened again.
+    #[error(
+        "the disk failed to sync the database's log ({0}); no more writes until the node restarts"
+    )]
+    SyncFailed(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

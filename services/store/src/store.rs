@@ -82,6 +82,9 @@ pub(crate) struct Inner {
 struct WalSync {
     state: Mutex<WalState>,
     synced: Condvar,
+    /// Tests make the disk fail its syncs.
+    #[cfg(test)]
+    fail_syncs: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -91,6 +94,10 @@ struct WalState {
     /// Every write up to this number is on stable storage.
     durable: u64,
     syncing: bool,
+    /// Why a sync failed, once one has: then nothing more is written or
+    /// acknowledged (the "fsyncgate" lesson: a failed fsync may have
+    /// dropped dirty pages, which a later fsync no longer reports).
+    failed: Option<String>,
 }
 
 /// A write that reached the log but may not be durable yet.
@@ -258,6 +265,16 @@ impl Store {
     /// room) write under their lock and [`Store::sync`] after releasing it,
     /// so the fsync is shared instead of serialized.
     pub fn write(&self, batch: Batch) -> Result<Written> {
+        if let Some(why) = &self
+            .inner
+            .wal
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed
+        {
+            return Err(Error::SyncFailed(why.clone()));
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         self.inner.db.write_opt(&batch.inner, &opts)?;
@@ -288,6 +305,9 @@ impl Store {
             if state.durable >= written.0 {
                 return Ok(());
             }
+            if let Some(why) = &state.failed {
+                return Err(Error::SyncFailed(why.clone()));
+            }
             if state.syncing {
                 state = wal.synced.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -295,15 +315,35 @@ impl Store {
             state.syncing = true;
             let target = state.written;
             drop(state);
-            let result = self.inner.db.flush_wal(true);
+            let result = self.sync_wal();
             state = wal.state.lock().unwrap_or_else(|e| e.into_inner());
             state.syncing = false;
-            if result.is_ok() {
-                state.durable = state.durable.max(target);
+            match result {
+                Ok(()) => state.durable = state.durable.max(target),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %self.inner.path.display(), "the disk failed to sync the database's log: no more writes");
+                    state.failed = Some(e.to_string());
+                }
             }
             wal.synced.notify_all();
-            result?;
         }
+    }
+
+    /// Syncs the write-ahead log to stable storage.
+    fn sync_wal(&self) -> Result<()> {
+        #[cfg(test)]
+        if self
+            .inner
+            .wal
+            .fail_syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::Io {
+                path: self.inner.path.clone(),
+                source: std::io::Error::other("an injected I/O error"),
+            });
+        }
+        Ok(self.inner.db.flush_wal(true)?)
     }
 
     pub async fn sync_async(&self, written: Written) -> Result<()> {
@@ -388,6 +428,35 @@ mod tests {
     use crate::key;
 
     const COLUMNS: &[ColumnSpec] = &[ColumnSpec::new("a_b"), ColumnSpec::lookups("c_d")];
+
+    #[test]
+    fn after_a_failed_sync_nothing_more_is_written_or_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+        let ab = store.tree("a_b").expect("a_b");
+        let put = |value: &[u8]| {
+            let mut batch = Batch::new();
+            batch.put(&ab, b"k", value);
+            store.commit(batch)
+        };
+        put(b"1").expect("a healthy disk");
+        store
+            .inner
+            .wal
+            .fail_syncs
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(put(b"2").is_err(), "a failed sync acknowledged a write");
+        // The disk seems fine again; the store does not believe it.
+        store
+            .inner
+            .wal
+            .fail_syncs
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        match put(b"3") {
+            Err(Error::SyncFailed(_)) => {}
+            other => panic!("a write after a failed sync: {other:?}"),
+        }
+    }
 
     #[test]
     fn batch_is_atomic_across_columns_and_survives_reopen() {
