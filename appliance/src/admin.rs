@@ -73,10 +73,12 @@ impl Request {
     /// What the audit log says of the request: never a password or a token.
     fn describe(&self) -> String {
         match self {
-            Self::Vault(command) => format!(
-                "vault {}",
-                serde_json::to_string(command).unwrap_or_default()
-            ),
+            Self::Vault(command) => {
+                // The vault seals reasons and notes; the journal gets none.
+                let mut shown = serde_json::to_value(command).unwrap_or_default();
+                withhold_free_text(&mut shown);
+                format!("vault {shown}")
+            }
             Self::User { command, .. } => match command {
                 UserCommand::Create { user, admin, .. } => {
                     format!("user create {user}{}", if *admin { " (admin)" } else { "" })
@@ -284,6 +286,23 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
     reply.push(b'\n');
     if let Err(e) = writer.write_all(&reply).await {
         tracing::warn!(error = %e, "admin socket: the client left before the answer");
+    }
+}
+
+/// Replaces what a person wrote (reasons, notes) in a command's JSON.
+fn withhold_free_text(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            for (key, value) in object.iter_mut() {
+                if matches!(key.as_str(), "reason" | "note") && !value.is_null() {
+                    *value = serde_json::Value::String("(withheld)".into());
+                } else {
+                    withhold_free_text(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(withhold_free_text),
+        _ => {}
     }
 }
 

@@ -966,6 +966,12 @@ async fn the_vault_is_read_and_managed_while_the_node_runs() {
             server.log_tail()
         );
     }
+    // What people wrote is sealed in the vault, not in the journal.
+    assert!(
+        !log.contains("a private note"),
+        "the exclusion's reason is in the log:\n{}",
+        server.log_tail()
+    );
     server.stop().await;
     // Stopped, the node's data is opened directly.
     vault_ok(&dir, &["records-manager", "add", "@rm2:localhost"]);
