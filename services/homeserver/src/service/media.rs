@@ -49,12 +49,48 @@ impl Media {
             .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
         std::fs::create_dir_all(dir.join("thumbnails"))
             .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-        Ok(Self {
+        let media = Self {
             tree: store.tree(cf::MEDIAID_META)?,
             store,
             dir,
             thumbnailers: tokio::sync::Semaphore::new(THUMBNAILERS),
-        })
+        };
+        media.collect_leftovers()?;
+        Ok(media)
+    }
+
+    /// Removes what an interrupted write or deletion left: files still
+    /// being written (`.partial`), and stored files and thumbnails whose
+    /// metadata is gone (a deletion removes the metadata first). Nothing
+    /// writes media while the node opens.
+    fn collect_leftovers(&self) -> Result<()> {
+        for folder in ["files", "thumbnails"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(folder)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    continue;
+                };
+                // A thumbnail is `{media_id}-{w}x{h}-{crop|scale}`.
+                let media_id = match folder {
+                    "files" => Some(name),
+                    _ => name.rsplitn(3, '-').nth(2),
+                };
+                let leftover = name.ends_with(".partial")
+                    || media_id.is_some_and(|id| {
+                        valid_media_id(id) && !self.tree.contains(id.as_bytes()).unwrap_or(true)
+                    });
+                if leftover {
+                    tracing::info!(file = %entry.path().display(), "removing a media file left by an interrupted write or deletion");
+                    std::fs::remove_file(entry.path()).map_err(|e| {
+                        Error::internal(format!("removing {}: {e}", entry.path().display()))
+                    })?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn file_path(&self, media_id: &str) -> PathBuf {
@@ -259,6 +295,12 @@ impl Media {
             }
             _ => Ok(()),
         };
+        // The metadata first: a file without it is never served and is
+        // collected when the node next opens; metadata without its file
+        // would stop the archive's capture of every event naming it.
+        let mut batch = Batch::new();
+        batch.delete(&self.tree, media_id.as_bytes());
+        self.store.commit(batch)?;
         remove(self.file_path(media_id))?;
         let thumbnails = self.dir.join("thumbnails");
         if let Ok(entries) = std::fs::read_dir(&thumbnails) {
@@ -272,9 +314,6 @@ impl Media {
                 }
             }
         }
-        let mut batch = Batch::new();
-        batch.delete(&self.tree, media_id.as_bytes());
-        self.store.commit(batch)?;
         Ok(())
     }
 
@@ -406,6 +445,46 @@ mod tests {
             .expect("encode");
         let image = decode_bounded(small.get_ref()).expect("a photo decodes");
         assert_eq!((image.width(), image.height()), (1200, 900));
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_interrupted_writes_and_deletions_are_collected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(
+            &dir.path().join("db"),
+            crate::columns::COLUMNS,
+            &archipel_store::StoreOptions::default(),
+        )
+        .expect("store");
+        let media = Media::new(store.clone(), dir.path().join("media")).expect("media");
+        let owner = ruma::user_id!("@alice:localhost");
+        let kept = media
+            .create(owner, None, None, b"kept".to_vec())
+            .await
+            .expect("create");
+        let root = dir.path().join("media");
+        for leftover in [
+            "files/AbC123.partial",
+            "files/NoMetadata42",
+            "thumbnails/NoMetadata42-96x96-crop",
+            "thumbnails/x-32x32-scale.Zz9.partial",
+        ] {
+            std::fs::write(root.join(leftover), b"x").expect("write");
+        }
+        let kept_thumbnail = root.join(format!("thumbnails/{kept}-96x96-crop"));
+        std::fs::write(&kept_thumbnail, b"x").expect("write");
+        drop(media);
+
+        let media = Media::new(store, root.clone()).expect("reopen");
+        let left: Vec<String> = ["files", "thumbnails"]
+            .iter()
+            .flat_map(|folder| std::fs::read_dir(root.join(folder)).expect("read"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(kept_thumbnail.exists(), "{left:?}");
+        assert!(media.meta(&kept).expect("meta").is_some());
     }
 
     #[test]
