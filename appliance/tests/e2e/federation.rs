@@ -920,19 +920,11 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
     // Bob, at power level 0, redacts alice's message: b.test signs it, so
     // it is a valid event of b.test's, but it may not take effect.
     let api = crate::client::api_for(cluster.node("a.test"), &alice);
-    let state = api
-        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state"))
-        .await
-        .ok();
+    let state = state_map(&api, &room_id).await;
     let id_of = |kind: &str, state_key: &str| {
         state
-            .as_array()
-            .and_then(|events| {
-                events
-                    .iter()
-                    .find(|e| e["type"] == kind && e["state_key"] == state_key)
-            })
-            .map(|e| e["event_id"].clone())
+            .get(&(kind.to_owned(), state_key.to_owned()))
+            .cloned()
             .expect("a state event")
     };
     let latest = api

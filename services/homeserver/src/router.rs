@@ -17,70 +17,69 @@ use crate::{
     ruma_wrapper::{Ruma, RumaResponse},
 };
 
+/// A rate-limit bucket: requests count per user (or per address before
+/// login) in their bucket only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bucket {
+    /// The spec's rate-limited endpoints, and writes.
+    Writes,
+    /// Profiles, aliases, the room directory, the legacy media endpoints.
+    Lookups,
+    /// Reads that cost the node work (history, threads, relations, media,
+    /// keys), with ten times the quota.
+    Reads,
+}
+
+impl Bucket {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Writes => "writes",
+            Self::Lookups => "lookups",
+            Self::Reads => "reads",
+        }
+    }
+}
+
 /// What a route requires beyond the spec's metadata, read by the
 /// [`Ruma`] extractor.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Guard {
-    /// Rate-limited, counted in this bucket (per user, or per address
-    /// before login). The spec's rate-limited endpoints count in
-    /// [`Guard::WRITES`].
-    pub rate_limit: Option<&'static str>,
-    /// Whether an access token is read where the spec lets anyone ask.
-    pub token: Token,
-}
-
-/// What a [`Guard`] asks of the access token.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum Token {
-    /// As the spec's metadata says.
-    #[default]
-    AsSpecified,
-    /// Required.
-    Required,
+    /// Rate-limited in this bucket, also where the spec does not say so.
+    /// The spec's rate-limited endpoints count in [`Bucket::Writes`].
+    pub rate_limit: Option<Bucket>,
+    /// An access token is required even where the spec lets anyone ask.
+    pub requires_token: bool,
 }
 
 impl Guard {
-    /// The bucket of the spec's rate-limited endpoints and of writes.
-    pub const WRITES: &'static str = "writes";
-    /// The bucket of lookups: profiles, aliases, the room directory, the
-    /// legacy media endpoints.
-    pub const LOOKUPS: &'static str = "lookups";
-    /// The bucket of reads that cost the node work: history, threads,
-    /// relations, media, keys; with ten times the quota.
-    pub const READS: &'static str = "reads";
+    /// Rate-limited as a write (sending events: a flood is a denial of
+    /// service).
+    pub const WRITE: Self = Self {
+        rate_limit: Some(Bucket::Writes),
+        requires_token: false,
+    };
+    /// A lookup anyone may make, within the lookups' rate limit.
+    pub const LOOKUP: Self = Self {
+        rate_limit: Some(Bucket::Lookups),
+        requires_token: false,
+    };
+    /// For this node's users only and rate-limited as a lookup, where the
+    /// spec lets anyone ask: what answers reveal who works here (profiles,
+    /// the room directory) or what they share (the legacy media endpoints).
+    pub const SIGNED_IN: Self = Self {
+        rate_limit: Some(Bucket::Lookups),
+        requires_token: true,
+    };
+    /// Rate-limited as a read.
+    pub const READ: Self = Self {
+        rate_limit: Some(Bucket::Reads),
+        requires_token: false,
+    };
 }
 
 /// Adds ruma endpoints to a router.
 pub(crate) trait RumaRouter {
     fn ruma<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
-
-    /// Like [`RumaRouter::ruma`], rate-limited even where the spec does not
-    /// require it (sending events: a flood is a denial of service).
-    fn ruma_limited<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
-
-    /// Like [`RumaRouter::ruma`], for this node's users only and
-    /// rate-limited, where the spec lets anyone ask: what answers reveal
-    /// who works here (profiles, the room directory) or what they share
-    /// (the legacy media endpoints), or makes the node ask its peers.
-    fn ruma_signed_in<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static;
-
-    /// Like [`RumaRouter::ruma`], rate-limited as a read ([`Guard::READS`]).
-    fn ruma_read<T, F, Fut>(self, handler: F) -> Self
     where
         T: IncomingRequest + Send + 'static,
         T::Authentication: 'static,
@@ -131,54 +130,6 @@ impl RumaRouter for Router<Arc<Services>> {
                     .map(|r| RumaResponse(r).into_response())
             }
         })
-    }
-
-    fn ruma_limited<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
-    {
-        self.ruma_guarded(
-            handler,
-            Guard {
-                rate_limit: Some(Guard::WRITES),
-                token: Token::AsSpecified,
-            },
-        )
-    }
-
-    fn ruma_signed_in<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
-    {
-        self.ruma_guarded(
-            handler,
-            Guard {
-                rate_limit: Some(Guard::LOOKUPS),
-                token: Token::Required,
-            },
-        )
-    }
-
-    fn ruma_read<T, F, Fut>(self, handler: F) -> Self
-    where
-        T: IncomingRequest + Send + 'static,
-        T::Authentication: 'static,
-        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
-    {
-        self.ruma_guarded(
-            handler,
-            Guard {
-                rate_limit: Some(Guard::READS),
-                token: Token::AsSpecified,
-            },
-        )
     }
 
     fn ruma_guarded<T, F, Fut>(self, handler: F, guard: Guard) -> Self

@@ -23,7 +23,7 @@ use ruma::{
 
 use crate::{
     Error, Services,
-    router::{Guard, Token},
+    router::{Bucket, Guard},
 };
 
 /// A parsed request and who sent it.
@@ -174,9 +174,10 @@ where
             None
         };
         let guard = parts.extensions.get::<Guard>().copied().unwrap_or_default();
-        let (wants_token, requires_token) = match guard.token {
-            Token::AsSpecified => token_policy::<T::Authentication>(),
-            Token::Required => (true, true),
+        let (wants_token, requires_token) = if guard.requires_token {
+            (true, true)
+        } else {
+            token_policy::<T::Authentication>()
         };
         let (mut sender_user, mut sender_device) = (None, None);
         if wants_token {
@@ -196,7 +197,7 @@ where
 
         let bucket = guard
             .rate_limit
-            .or(T::RATE_LIMITED.then_some(Guard::WRITES));
+            .or(T::RATE_LIMITED.then_some(Bucket::Writes));
         if let Some(bucket) = bucket {
             let who = sender_user
                 .as_ref()
@@ -204,7 +205,7 @@ where
                 .unwrap_or(remote);
             services
                 .rate_limit
-                .check(&format!("{bucket} {who}"), bucket == Guard::READS)?;
+                .check(&format!("{} {who}", bucket.name()), bucket == Bucket::Reads)?;
         }
 
         let upload = is_media_upload::<T>();

@@ -229,8 +229,11 @@ impl Media {
             return Ok(Some(("image/png".into(), cached)));
         }
         let permit = self.thumbnailers.acquire().await.map_err(Error::internal)?;
-        let Some((_, bytes)) = self.read(media_id).await? else {
-            return Ok(None);
+        let bytes = match tokio::fs::read(self.file_path(media_id)).await {
+            Ok(bytes) => bytes,
+            // Deleted while this request waited its turn.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::internal(format!("reading media: {e}"))),
         };
         let made = tokio::task::spawn_blocking(move || {
             let png = scale(&bytes, width, height, crop);

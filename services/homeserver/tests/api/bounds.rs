@@ -93,16 +93,7 @@ async fn more_to_device_messages_than_one_sync_carries_all_arrive() {
     let node = TestNode::start(|_| {});
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
-    let whoami = node
-        .request(
-            Method::GET,
-            &format!("{V3}/account/whoami"),
-            Some(&bob),
-            None,
-        )
-        .await
-        .ok();
-    let device = whoami["device_id"].as_str().expect("device_id").to_owned();
+    let device = node.device_id(&bob).await;
     let first = node.sync(&bob, None).await;
     let mut since = first["next_batch"].as_str().expect("next_batch").to_owned();
 
@@ -148,16 +139,7 @@ async fn nobody_learns_of_the_devices_of_people_they_never_met() {
     // Carol and dave, who share no room with alice, set up their devices.
     for name in ["carol", "dave"] {
         let token = node.register(name).await;
-        let whoami = node
-            .request(
-                Method::GET,
-                &format!("{V3}/account/whoami"),
-                Some(&token),
-                None,
-            )
-            .await
-            .ok();
-        let device = whoami["device_id"].as_str().expect("device_id");
+        let device = node.device_id(&token).await;
         let keys = json!({
             "user_id": format!("@{name}:localhost"),
             "device_id": device,

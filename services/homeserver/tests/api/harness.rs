@@ -108,6 +108,20 @@ impl TestNode {
         Reply { status, body }
     }
 
+    /// The device an access token belongs to (`/account/whoami`).
+    pub async fn device_id(&self, token: &str) -> String {
+        let whoami = self
+            .request(
+                Method::GET,
+                "/_matrix/client/v3/account/whoami",
+                Some(token),
+                None,
+            )
+            .await
+            .ok();
+        whoami["device_id"].as_str().expect("device_id").to_owned()
+    }
+
     /// Registers `name` with m.login.dummy and returns its access token.
     pub async fn register(&self, name: &str) -> String {
         let body = json!({ "username": name, "password": "correct horse", "auth": { "type": "m.login.dummy" } });

@@ -47,16 +47,7 @@ async fn only_valid_signatures_of_ones_own_signing_keys_are_stored() {
     let alice = node.register("alice").await;
     let mallory = node.register("mallory").await;
     let me = "@alice:localhost";
-    let whoami = node
-        .request(
-            Method::GET,
-            &format!("{V3}/account/whoami"),
-            Some(&alice),
-            None,
-        )
-        .await
-        .ok();
-    let device = whoami["device_id"].as_str().expect("device_id").to_owned();
+    let device = node.device_id(&alice).await;
 
     let (device_key, device_public) = keypair(Some(&device));
     let keys = json!({
@@ -177,16 +168,7 @@ async fn a_one_time_key_goes_to_one_claimer() {
     let node = std::sync::Arc::new(TestNode::start(|_| {}));
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
-    let whoami = node
-        .request(
-            Method::GET,
-            &format!("{V3}/account/whoami"),
-            Some(&bob),
-            None,
-        )
-        .await
-        .ok();
-    let device = whoami["device_id"].as_str().expect("device_id").to_owned();
+    let device = node.device_id(&bob).await;
     for round in 0..5 {
         node.request(
             Method::POST,

@@ -33,7 +33,7 @@ pub use register::{create_user, create_user_hashed};
 
 use crate::{
     Services,
-    router::{Guard, RumaRouter, Token},
+    router::{Guard, RumaRouter},
 };
 
 /// Registers every client API endpoint.
@@ -69,7 +69,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(devices::delete)
         .ruma(devices::delete_many)
         // Rooms.
-        .ruma_limited(room_create::create_room)
+        .ruma_guarded(room_create::create_room, Guard::WRITE)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)
@@ -79,57 +79,51 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(membership::ban)
         .ruma(membership::unban)
         .ruma(membership::joined)
-        .ruma_read(membership::members)
+        .ruma_guarded(membership::members, Guard::READ)
         .ruma(membership::joined_members_of)
         .ruma(directory::create)
         // Clients resolve aliases before they sign in (matrix-sdk sends no
         // token here): anyone may, within the lookups' rate limit.
-        .ruma_guarded(
-            directory::resolve,
-            Guard {
-                rate_limit: Some(Guard::LOOKUPS),
-                token: Token::AsSpecified,
-            },
-        )
+        .ruma_guarded(directory::resolve, Guard::LOOKUP)
         .ruma(directory::delete)
         .ruma(directory::room_aliases)
         .ruma(directory::get_visibility)
         .ruma(directory::set_visibility)
-        .ruma_signed_in(directory::list)
+        .ruma_guarded(directory::list, Guard::SIGNED_IN)
         .ruma(directory::list_filtered)
         // Events.
-        .ruma_limited(events::send_message)
-        .ruma_limited(events::send_state)
+        .ruma_guarded(events::send_message, Guard::WRITE)
+        .ruma_guarded(events::send_state, Guard::WRITE)
         .ruma(events::get_state)
         .ruma(events::get_state_for_key)
-        .ruma_limited(events::redact)
+        .ruma_guarded(events::redact, Guard::WRITE)
         .ruma(events::get_event)
-        .ruma_read(events::context)
-        .ruma_read(messages::messages)
-        .ruma_read(messages::relating)
-        .ruma_read(messages::relating_with_type)
-        .ruma_read(messages::relating_with_type_and_event)
-        .ruma_read(threads::threads)
+        .ruma_guarded(events::context, Guard::READ)
+        .ruma_guarded(messages::messages, Guard::READ)
+        .ruma_guarded(messages::relating, Guard::READ)
+        .ruma_guarded(messages::relating_with_type, Guard::READ)
+        .ruma_guarded(messages::relating_with_type_and_event, Guard::READ)
+        .ruma_guarded(threads::threads, Guard::READ)
         .ruma_raw(threads::third_party_ids)
         .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)
-        .ruma_read(filter::create)
+        .ruma_guarded(filter::create, Guard::READ)
         .ruma(filter::get)
         .ruma(ephemeral::receipt)
         .ruma(ephemeral::read_markers)
         .ruma(ephemeral::typing)
         .ruma(ephemeral::get_presence)
         .ruma(ephemeral::set_presence)
-        .ruma_signed_in(profile::profile)
-        .ruma_signed_in(profile::displayname)
-        .ruma_signed_in(profile::avatar_url)
+        .ruma_guarded(profile::profile, Guard::SIGNED_IN)
+        .ruma_guarded(profile::displayname, Guard::SIGNED_IN)
+        .ruma_guarded(profile::avatar_url, Guard::SIGNED_IN)
         .ruma(profile::set_displayname)
         .ruma(profile::set_avatar)
         .ruma(profile::search)
-        .ruma_read(account_data::set_global)
+        .ruma_guarded(account_data::set_global, Guard::READ)
         .ruma(account_data::get_global)
-        .ruma_read(account_data::set_room)
+        .ruma_guarded(account_data::set_room, Guard::READ)
         .ruma(account_data::get_room)
         .ruma(account_data::get_room_tags)
         .ruma(account_data::put_tag)
@@ -147,21 +141,21 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(account_data::set_pushers)
         // Media.
         .ruma(media::upload)
-        .ruma_read(media::download)
-        .ruma_read(media::download_as)
-        .ruma_read(media::thumbnail_v1)
+        .ruma_guarded(media::download, Guard::READ)
+        .ruma_guarded(media::download_as, Guard::READ)
+        .ruma_guarded(media::thumbnail_v1, Guard::READ)
         .ruma(media::config_v1)
         .ruma(media::config_v3)
-        .ruma_signed_in(media::download_v3)
-        .ruma_signed_in(media::thumbnail_v3)
+        .ruma_guarded(media::download_v3, Guard::SIGNED_IN)
+        .ruma_guarded(media::thumbnail_v3, Guard::SIGNED_IN)
         // End-to-end encryption.
-        .ruma_read(keys::upload)
-        .ruma_read(keys::query)
-        .ruma_read(keys::claim)
+        .ruma_guarded(keys::upload, Guard::READ)
+        .ruma_guarded(keys::query, Guard::READ)
+        .ruma_guarded(keys::claim, Guard::READ)
         .ruma(keys::changes)
         .ruma(keys::upload_signing)
-        .ruma_read(keys::upload_sigs)
-        .ruma_limited(keys::send_to_device)
+        .ruma_guarded(keys::upload_sigs, Guard::READ)
+        .ruma_guarded(keys::send_to_device, Guard::WRITE)
         .ruma(backup::create_version)
         .ruma(backup::update_version)
         .ruma(backup::latest)
