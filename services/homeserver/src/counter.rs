@@ -84,6 +84,14 @@ impl Counter {
         *self.visible.borrow()
     }
 
+    /// Waits until `count` is visible, at most `timeout`; whether it is.
+    pub async fn wait_visible(&self, count: u64, timeout: std::time::Duration) -> bool {
+        let mut visible = self.watch();
+        tokio::time::timeout(timeout, visible.wait_for(|v| *v >= count))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
     /// A receiver that changes whenever [`Counter::visible`] moves.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.visible.subscribe()

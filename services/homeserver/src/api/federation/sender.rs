@@ -20,6 +20,9 @@ const EDU_BATCH: usize = 100;
 pub const TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(300);
+/// How long a worker waits for an event being written before it leaves the
+/// queue to the next scan.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs until the process ends.
 pub async fn run(services: Arc<Services>) {
@@ -54,7 +57,15 @@ async fn deliver(services: Arc<Services>, destination: OwnedServerName) {
     loop {
         match send_batch(&services, &destination).await {
             Ok(true) => retry = FIRST_RETRY,
-            Ok(false) => return,
+            Ok(false) => match services.rooms.queue_waits_at(&destination) {
+                // The next event is still being written: it goes when it is on disk.
+                Ok(Some(count)) => {
+                    if !services.counter.wait_visible(count, IN_FLIGHT_WAIT).await {
+                        return;
+                    }
+                }
+                _ => return,
+            },
             Err(e) => {
                 tracing::warn!(%destination, error = %e, retry_in = ?retry, "a peer did not take its events");
                 let contact = services.federation.contact(&destination);

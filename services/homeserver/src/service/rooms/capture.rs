@@ -254,24 +254,7 @@ mod tests {
     }
 
     fn rooms(dir: &std::path::Path) -> (Rooms, Arc<Counter>, Store) {
-        let options = StoreOptions {
-            durable: false,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(dir, crate::columns::COLUMNS, &options).expect("open the store");
-        let counter = Arc::new(Counter::open(store.clone()).expect("counter"));
-        let document = Ed25519KeyPair::generate();
-        let key = Ed25519KeyPair::from_der(&document, "0".into()).expect("signing key");
-        let rooms = Rooms::new(
-            store.clone(),
-            counter.clone(),
-            server_name!("a.test").to_owned(),
-            Arc::new(key),
-            true,
-            Default::default(),
-        )
-        .expect("rooms");
-        (rooms, counter, store)
+        super::super::testing::rooms(dir, Default::default())
     }
 
     #[tokio::test]

@@ -168,3 +168,40 @@ impl Rooms {
             .clone()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::{collections::BTreeSet, sync::Arc};
+
+    use archipel_store::{Store, StoreOptions};
+    use ruma::{OwnedServerName, server_name, signatures::Ed25519KeyPair};
+
+    use super::Rooms;
+    use crate::counter::Counter;
+
+    /// The rooms of a server `a.test` with the given peers, on a store that
+    /// skips fsync.
+    pub fn rooms(
+        dir: &std::path::Path,
+        peers: BTreeSet<OwnedServerName>,
+    ) -> (Rooms, Arc<Counter>, Store) {
+        let options = StoreOptions {
+            durable: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, crate::columns::COLUMNS, &options).expect("open the store");
+        let counter = Arc::new(Counter::open(store.clone()).expect("counter"));
+        let document = Ed25519KeyPair::generate();
+        let key = Ed25519KeyPair::from_der(&document, "0".into()).expect("signing key");
+        let rooms = Rooms::new(
+            store.clone(),
+            counter.clone(),
+            server_name!("a.test").to_owned(),
+            Arc::new(key),
+            true,
+            peers,
+        )
+        .expect("rooms");
+        (rooms, counter, store)
+    }
+}

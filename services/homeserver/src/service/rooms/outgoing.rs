@@ -103,7 +103,10 @@ impl Rooms {
         Ok(out)
     }
 
-    /// The oldest `limit` events queued for `destination`, with their positions.
+    /// The oldest `limit` events queued for `destination`, with their
+    /// positions, as far as they are durable: an event whose write has not
+    /// been synced yet (or any before it) stays here, so that no peer ever
+    /// holds an event this server could lose in a crash.
     pub fn queued_for(
         &self,
         destination: &ServerName,
@@ -111,12 +114,16 @@ impl Rooms {
     ) -> Result<Vec<(u64, OwnedEventId)>> {
         let mut prefix = destination.as_bytes().to_vec();
         prefix.push(key::SEP);
+        let durable = self.counter.visible();
         let mut out = Vec::new();
         for row in self.servername_count_eventid.scan_prefix(prefix) {
             let (k, value) = row?;
             if let Some((_, count)) = key::split_last_u64(&k)
                 && let Ok(event_id) = ruma::EventId::parse(String::from_utf8_lossy(&value).as_ref())
             {
+                if count > durable {
+                    break;
+                }
                 out.push((count, event_id));
                 if out.len() == limit {
                     break;
@@ -124,6 +131,20 @@ impl Rooms {
             }
         }
         Ok(out)
+    }
+
+    /// The position of the oldest event queued for `destination` that is
+    /// still being written, if the queue holds nothing older.
+    pub fn queue_waits_at(&self, destination: &ServerName) -> Result<Option<u64>> {
+        let mut prefix = destination.as_bytes().to_vec();
+        prefix.push(key::SEP);
+        let Some(row) = self.servername_count_eventid.scan_prefix(prefix).next() else {
+            return Ok(None);
+        };
+        let (k, _) = row?;
+        Ok(key::split_last_u64(&k)
+            .map(|(_, count)| count)
+            .filter(|count| *count > self.counter.visible()))
     }
 
     /// Removes entries `destination` has acknowledged.
@@ -143,7 +164,15 @@ impl Rooms {
     /// origin, or as this server signed it.
     /// A redacted event is sent in its redacted form, which its signatures
     /// still cover.
+    /// An event still being written is not there yet: a peer could hold it
+    /// after a crash that this server's store lost.
     pub fn federation_json(&self, event_id: &ruma::EventId) -> Result<Option<serde_json::Value>> {
+        if self
+            .position(event_id)?
+            .is_some_and(|(_, count)| count > self.counter.visible())
+        {
+            return Ok(None);
+        }
         let Some(pdu) = self.get_pdu(event_id)? else {
             return Ok(None);
         };
@@ -179,5 +208,74 @@ impl Rooms {
         let stripped = ruma::canonical_json::redact(object, &rules.redaction, None)
             .map_err(crate::Error::internal)?;
         Ok(serde_json::to_value(stripped)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{room_id, server_name, user_id};
+    use serde_json::json;
+
+    use super::super::{PduBuilder, testing};
+
+    #[tokio::test]
+    async fn an_event_leaves_for_peers_only_once_it_is_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peer = server_name!("b.test");
+        let (rooms, counter, _store) = testing::rooms(dir.path(), [peer.to_owned()].into());
+        let room = room_id!("!r:a.test");
+        let alice = user_id!("@alice:a.test");
+        for builder in [
+            PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
+            PduBuilder::state(
+                "m.room.member",
+                alice.as_str(),
+                json!({ "membership": "join" }),
+            ),
+        ] {
+            rooms
+                .append(room, alice, builder)
+                .await
+                .expect("set up the room");
+        }
+
+        // A write that took its position earlier is still on its way to disk.
+        let earlier = counter.next().expect("a position");
+        let invite = rooms
+            .append(
+                room,
+                alice,
+                PduBuilder::state(
+                    "m.room.member",
+                    "@bob:b.test",
+                    json!({ "membership": "invite" }),
+                ),
+            )
+            .await
+            .expect("invite");
+        let event_id = &invite.pdu.event_id;
+        assert!(
+            rooms.queued_for(peer, 50).expect("queue").is_empty(),
+            "nothing goes out past a position still being written"
+        );
+        assert_eq!(
+            rooms.queue_waits_at(peer).expect("queue"),
+            Some(invite.count)
+        );
+        assert!(
+            rooms.federation_json(event_id).expect("read").is_none(),
+            "peers cannot fetch it either"
+        );
+
+        drop(earlier);
+        assert!(
+            counter
+                .wait_visible(invite.count, std::time::Duration::from_secs(1))
+                .await
+        );
+        let queued = rooms.queued_for(peer, 50).expect("queue");
+        assert_eq!(queued, vec![(invite.count, event_id.clone())]);
+        assert_eq!(rooms.queue_waits_at(peer).expect("queue"), None);
+        assert!(rooms.federation_json(event_id).expect("read").is_some());
     }
 }

@@ -189,7 +189,8 @@ impl Rooms {
     }
 
     /// Like [`Rooms::viewer`], for an event: the event's position if the user
-    /// may see it, M_NOT_FOUND otherwise (whether it exists or not).
+    /// may see it and it is durable, M_NOT_FOUND otherwise (whether it
+    /// exists or not).
     pub fn visible_position(
         &self,
         user: &UserId,
@@ -199,7 +200,11 @@ impl Rooms {
         let not_found = || Error::not_found("Event not found.");
         let viewer = self.viewer(user, room_id).map_err(|_| not_found())?;
         match self.position(event_id)? {
-            Some((room, count)) if room == room_id && viewer.sees(count) => Ok(count),
+            Some((room, count))
+                if room == room_id && viewer.sees(count) && count <= self.counter.visible() =>
+            {
+                Ok(count)
+            }
             _ => Err(not_found()),
         }
     }
