@@ -321,13 +321,13 @@ impl Rooms {
         if pdu.state_key.is_some() {
             return Ok(Some("A redaction cannot be a state event.".into()));
         }
-        if let Some(target) = pdu.redacts_id() {
-            if let Some(target) = self.get_pdu(&target)? {
-                let vouched = pdu.sender.server_name() != self.server_name
-                    && target.sender.server_name() == pdu.sender.server_name();
-                if target.sender == pdu.sender || vouched {
-                    return Ok(None);
-                }
+        if let Some(target) = pdu.redacts_id()
+            && let Some(target) = self.get_pdu(&target)?
+        {
+            let vouched = pdu.sender.server_name() != self.server_name
+                && target.sender.server_name() == pdu.sender.server_name();
+            if target.sender == pdu.sender || vouched {
+                return Ok(None);
             }
         }
         let levels = PowerLevels::parse(

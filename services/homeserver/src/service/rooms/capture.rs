@@ -230,8 +230,8 @@ pub fn media_references(event: &Value) -> Vec<String> {
 mod tests {
     use std::sync::Arc;
 
-    use archipel_store::{Batch, Store, StoreOptions};
-    use ruma::{room_id, server_name, signatures::Ed25519KeyPair, user_id};
+    use archipel_store::{Batch, Store};
+    use ruma::{room_id, user_id};
     use serde_json::json;
 
     use super::*;
