@@ -23,6 +23,11 @@ use ruma::{
 use super::{Pdu, PduBuilder, RoomMeta, Rooms, append::room_rules, snapshot::State};
 use crate::{Error, Result};
 
+/// The most events an auth chain is followed through: walking it costs
+/// time and memory in proportion, and a peer chooses how long it is. A
+/// room with tens of thousands of members stays well within it.
+const MAX_AUTH_CHAIN: usize = 100_000;
+
 /// Which servers an event placed by [`Rooms::receive`] is sent on to.
 #[derive(Clone, Copy)]
 pub enum Relay<'a> {
@@ -262,22 +267,8 @@ impl Rooms {
         pdu: &Pdu,
         state_before: &State,
     ) -> std::result::Result<(), String> {
-        check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
-            self.get_pdu(id).ok().flatten()
-        })
-        .map_err(|e| e.to_string())?;
-        let mut auth_state = State::new();
-        for id in &pdu.auth_events {
-            if let Some(auth) = self.get_pdu(id).ok().flatten()
-                && let Some(state_key) = &auth.state_key
-            {
-                auth_state.insert((auth.state_event_type(), state_key.clone()), id.clone());
-            }
-        }
-        check_state_dependent_auth_rules(&rules.authorization, pdu, |k, s| {
-            self.pdu_in(&auth_state, k, s)
-        })
-        .map_err(|e| format!("against its auth events: {e}"))?;
+        let fetch = |id: &EventId| self.get_pdu(id).ok().flatten();
+        authorize_by_auth_events(rules, pdu, &fetch)?;
         check_state_dependent_auth_rules(&rules.authorization, pdu, |k, s| {
             self.pdu_in(state_before, k, s)
         })
@@ -308,7 +299,7 @@ impl Rooms {
                     .iter()
                     .map(|id| self.load_state(*id))
                     .collect::<Result<Vec<_>>>()?;
-                let state = self.resolve_states(rules, &states, pending)?;
+                let state = heavy(|| self.resolve_states(rules, &states, pending))?;
                 let existing = many
                     .iter()
                     .zip(&states)
@@ -377,6 +368,11 @@ impl Rooms {
             if !seen.insert(id.clone()) {
                 continue;
             }
+            if seen.len() > MAX_AUTH_CHAIN {
+                return Err(Error::forbidden(format!(
+                    "The auth chain is longer than this server follows ({MAX_AUTH_CHAIN} events)."
+                )));
+            }
             if let Some(pdu) = fetch(&id)? {
                 todo.extend(pdu.auth_events.iter().cloned());
             }
@@ -400,10 +396,11 @@ impl Rooms {
         let serialized = lock.lock().await;
         let meta = self.meta(room_id)?;
 
-        // The state and auth chain, stored without a place in the timeline
-        // for now; auth checks look them up by ID.
-        let mut outliers = Vec::new();
-        let mut batch = Batch::new();
+        // The state and its auth chain, each event checked against its own
+        // auth events before anything is stored: the resident server chose
+        // them, and a state event that fails (a power level someone gave
+        // themselves) would otherwise become the room's state here.
+        let mut received = Vec::new();
         for (id, object) in events {
             let mut pdu = Pdu::from_signed(id.clone(), object.clone())
                 .map_err(|e| Error::remote(format!("malformed event {id} from the room: {e}")))?;
@@ -413,22 +410,42 @@ impl Rooms {
             if version == RoomVersionId::V11 {
                 pdu.redacts = None;
             }
-            if self.eventid_pdu.contains(id.as_bytes())? {
-                continue;
+            if !self.eventid_pdu.contains(id.as_bytes())? {
+                received.push((pdu, object));
             }
-            let mut original = object;
+        }
+        let (accepted, refused) = heavy(|| self.authorize_outliers(&rules, received));
+        let refused_state: Vec<String> = refused
+            .into_iter()
+            .filter(|(id, _)| state.contains(id))
+            .map(|(id, why)| format!("{id}: {why}"))
+            .collect();
+        if !refused_state.is_empty() {
+            return Err(Error::remote(format!(
+                "the room state fails the auth rules ({})",
+                refused_state.join("; ")
+            )));
+        }
+        let mut batch = Batch::new();
+        let mut outliers = Vec::new();
+        for (pdu, mut original) in accepted {
             original.remove("unsigned");
-            batch.put_json(&self.eventid_federationjson, id.as_bytes(), &original);
-            batch.put_json(&self.eventid_pdu, id.as_bytes(), &pdu);
+            batch.put_json(
+                &self.eventid_federationjson,
+                pdu.event_id.as_bytes(),
+                &original,
+            );
+            batch.put_json(&self.eventid_pdu, pdu.event_id.as_bytes(), &pdu);
             outliers.push(pdu);
         }
-        // Written now: the auth checks below read these events.
-        self.store.commit_async(batch).await?;
 
         let mut state_before = State::new();
         for id in &state {
-            let pdu = self
-                .get_pdu(id)?
+            let pdu = outliers
+                .iter()
+                .find(|pdu| pdu.event_id == *id)
+                .cloned()
+                .map_or_else(|| self.get_pdu(id), |pdu| Ok(Some(pdu)))?
                 .ok_or_else(|| Error::remote(format!("state event {id} was not sent")))?;
             let state_key = pdu.state_key.clone().ok_or_else(|| {
                 Error::remote(format!("{id} in the room state is not a state event"))
@@ -441,19 +458,8 @@ impl Rooms {
         if version == RoomVersionId::V11 {
             join.redacts = None;
         }
-        for pdu in &outliers {
-            if pdu.state_key.is_some() && state.contains(&pdu.event_id) {
-                check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
-                    self.get_pdu(id).ok().flatten()
-                })
-                .map_err(|e| {
-                    Error::remote(format!(
-                        "state event {} fails the auth rules: {e}",
-                        pdu.event_id
-                    ))
-                })?;
-            }
-        }
+        // Written now: the join's auth check below reads these events.
+        self.store.commit_async(batch).await?;
         self.authorize(&rules, &join, &state_before)
             .map_err(|e| Error::remote(format!("the join event fails the auth rules: {e}")))?;
 
@@ -517,6 +523,57 @@ impl Rooms {
             count,
             join: Arc::new(join),
         })
+    }
+
+    /// Checks events a peer sent without their place in the room's graph
+    /// (a room's state and auth chain) each against its auth events, which
+    /// must be among them, stored here, or accepted before it. Returns the
+    /// accepted events and why each other one was refused.
+    #[allow(clippy::type_complexity)]
+    fn authorize_outliers(
+        &self,
+        rules: &RoomVersionRules,
+        mut pending: Vec<(Pdu, CanonicalJsonObject)>,
+    ) -> (Vec<(Pdu, CanonicalJsonObject)>, Vec<(OwnedEventId, String)>) {
+        // Auth events come before the events they authorize in an honest
+        // room; the passes below also accept any other order.
+        pending.sort_by_key(|(pdu, _)| pdu.depth);
+        let mut accepted: std::collections::HashMap<OwnedEventId, (Pdu, CanonicalJsonObject)> =
+            std::collections::HashMap::new();
+        let mut refused = Vec::new();
+        let mut unchecked: HashSet<OwnedEventId> = pending
+            .iter()
+            .map(|(pdu, _)| pdu.event_id.clone())
+            .collect();
+        loop {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for (pdu, object) in pending {
+                if pdu.auth_events.iter().any(|id| unchecked.contains(id)) {
+                    waiting.push((pdu, object));
+                    continue;
+                }
+                unchecked.remove(&pdu.event_id);
+                let fetch = |id: &EventId| match accepted.get(id) {
+                    Some((pdu, _)) => Some(pdu.clone()),
+                    None => self.get_pdu(id).ok().flatten(),
+                };
+                match authorize_by_auth_events(rules, &pdu, &fetch) {
+                    Ok(()) => {
+                        accepted.insert(pdu.event_id.clone(), (pdu, object));
+                    }
+                    Err(why) => refused.push((pdu.event_id.clone(), why)),
+                }
+            }
+            pending = waiting;
+            if pending.is_empty() || pending.len() == before {
+                break;
+            }
+        }
+        for (pdu, _) in pending {
+            refused.push((pdu.event_id, "its auth events form a cycle".into()));
+        }
+        (accepted.into_values().collect(), refused)
     }
 
     /// The state before an event and the auth chain of that state, as a
@@ -611,5 +668,223 @@ impl Rooms {
         self.store.commit_async(batch).await?;
         drop(ticket);
         Ok(count)
+    }
+}
+
+/// The auth rules an event must pass against its own auth events, found
+/// with `fetch`: the state-independent rules, then the state-dependent
+/// ones against the state its auth events make up.
+fn authorize_by_auth_events(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    fetch: &dyn Fn(&EventId) -> Option<Pdu>,
+) -> std::result::Result<(), String> {
+    check_state_independent_auth_rules(&rules.authorization, pdu, fetch)?;
+    let mut auth_state = std::collections::HashMap::new();
+    for id in &pdu.auth_events {
+        if let Some(auth) = fetch(id)
+            && let Some(state_key) = &auth.state_key
+        {
+            auth_state.insert((auth.state_event_type(), state_key.clone()), auth);
+        }
+    }
+    check_state_dependent_auth_rules(&rules.authorization, pdu, |k, s| {
+        auth_state.get(&(k.clone(), s.to_owned())).cloned()
+    })
+    .map_err(|e| format!("against its auth events: {e}"))
+}
+
+/// Runs CPU-heavy work (state resolution, checking a room's state at a
+/// join) on this worker while the runtime hands its other tasks to the
+/// other workers, so that one peer's forks do not hold up every request.
+fn heavy<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use ruma::{
+        CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomVersionId,
+        events::StateEventType, room_id, user_id,
+    };
+    use serde_json::json;
+
+    use super::super::{PduBuilder, Rooms, testing};
+
+    fn signed(rooms: &Rooms, id: &EventId) -> (OwnedEventId, CanonicalJsonObject) {
+        let json = rooms.federation_json(id).expect("read").expect("stored");
+        (
+            id.to_owned(),
+            serde_json::from_value(json).expect("an object"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_join_refuses_room_state_that_fails_the_auth_rules() {
+        // The resident server's room: Alice made it, Eve joined without power.
+        let resident_dir = tempfile::tempdir().expect("tempdir");
+        let (resident, _, _) = testing::rooms(resident_dir.path(), BTreeSet::new());
+        let room = room_id!("!r:a.test");
+        let (alice, eve, carol) = (
+            user_id!("@alice:a.test"),
+            user_id!("@eve:a.test"),
+            user_id!("@carol:a.test"),
+        );
+        let mut state = Vec::new();
+        for (sender, builder) in [
+            (
+                alice,
+                PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
+            ),
+            (
+                alice,
+                PduBuilder::state(
+                    "m.room.member",
+                    alice.as_str(),
+                    json!({ "membership": "join" }),
+                ),
+            ),
+            (
+                alice,
+                PduBuilder::state(
+                    "m.room.power_levels",
+                    "",
+                    json!({ "users": { alice: 100 } }),
+                ),
+            ),
+            (
+                alice,
+                PduBuilder::state("m.room.join_rules", "", json!({ "join_rule": "public" })),
+            ),
+            (
+                eve,
+                PduBuilder::state(
+                    "m.room.member",
+                    eve.as_str(),
+                    json!({ "membership": "join" }),
+                ),
+            ),
+        ] {
+            let appended = resident
+                .append(room, sender, builder)
+                .await
+                .expect("build the room");
+            state.push(appended.pdu.event_id.clone());
+        }
+        let join = resident
+            .append(
+                room,
+                carol,
+                PduBuilder::state(
+                    "m.room.member",
+                    carol.as_str(),
+                    json!({ "membership": "join" }),
+                ),
+            )
+            .await
+            .expect("Carol's join")
+            .pdu
+            .event_id
+            .clone();
+
+        // What a dishonest resident hands the joining server: power levels
+        // by which Eve gave herself 100, in place of Alice's.
+        let (_, mut forged) = signed(&resident, &state[2]);
+        let forged_id = EventId::parse("$forged-power-levels").expect("an event ID");
+        forged.insert("sender".into(), CanonicalJsonValue::String(eve.to_string()));
+        forged.insert(
+            "content".into(),
+            serde_json::from_value(json!({ "users": { alice: 100, eve: 100 } })).expect("content"),
+        );
+        forged.insert(
+            "auth_events".into(),
+            serde_json::from_value(json!([state[0], state[2], state[4]])).expect("ids"),
+        );
+        let mut events: Vec<_> = state.iter().map(|id| signed(&resident, id)).collect();
+        events.push((forged_id.clone(), forged));
+        let mut forged_state = state.clone();
+        forged_state[2] = forged_id.clone();
+
+        let joiner_dir = tempfile::tempdir().expect("tempdir");
+        let (joiner, _, _) = testing::rooms(joiner_dir.path(), BTreeSet::new());
+        let refused = joiner
+            .complete_join(
+                room,
+                RoomVersionId::V11,
+                events.clone(),
+                forged_state,
+                signed(&resident, &join),
+            )
+            .await
+            .err()
+            .expect("the join is refused");
+        assert!(
+            refused.to_string().contains(forged_id.as_str()),
+            "{refused}"
+        );
+        assert!(
+            joiner.meta(room).expect("read").is_none(),
+            "no room is joined"
+        );
+        assert!(
+            joiner.get_pdu(&forged_id).expect("read").is_none(),
+            "nothing is stored"
+        );
+
+        // The room's true state joins, with Eve still without power.
+        joiner
+            .complete_join(
+                room,
+                RoomVersionId::V11,
+                events,
+                state,
+                signed(&resident, &join),
+            )
+            .await
+            .expect("the join");
+        let power = joiner
+            .state_content(room, &StateEventType::RoomPowerLevels, "")
+            .expect("read")
+            .expect("power levels");
+        assert!(!power.contains(eve.as_str()), "{power}");
+    }
+
+    #[test]
+    fn an_auth_chain_longer_than_the_bound_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rooms, _, _) = testing::rooms(dir.path(), BTreeSet::new());
+        // A chain without end: each event is authorized by the next one.
+        let event = |n: usize| -> super::Pdu {
+            serde_json::from_value(json!({
+                "event_id": format!("$e{n}"),
+                "room_id": "!r:a.test",
+                "sender": "@eve:a.test",
+                "origin_server_ts": 0,
+                "type": "m.room.member",
+                "state_key": "@eve:a.test",
+                "content": { "membership": "join" },
+                "prev_events": [],
+                "depth": 1,
+                "auth_events": [format!("$e{}", n + 1)],
+                "hashes": {},
+                "signatures": {},
+            }))
+            .expect("an event")
+        };
+        let fetch = |id: &EventId| -> crate::Result<Option<super::Pdu>> {
+            Ok(Some(event(id.as_str()[2..].parse().expect("a number"))))
+        };
+        let refused = rooms
+            .auth_chain_with([OwnedEventId::try_from("$e0").expect("an ID")], &fetch)
+            .expect_err("the walk stops");
+        assert!(refused.to_string().contains("100000"), "{refused}");
     }
 }
