@@ -163,7 +163,8 @@ pub enum VaultCommand {
     VerifyExport {
         dir: PathBuf,
         /// The node's verifier key (`archipel vault status` prints it), from a
-        /// source you trust; without it the export's own copy is used.
+        /// source you trust. Without it the export is checked against its own
+        /// copy, which proves nothing, and the command fails.
         #[arg(long)]
         verifier_key: Option<String>,
         #[arg(long)]
@@ -267,13 +268,14 @@ pub fn verify_export(dir: &std::path::Path, key: Option<&str>, json: bool) -> Re
             report.records,
             report.checkpoint_size
         );
-        if report.key_from_export {
+        if report.ok() && report.key_from_export {
             println!(
-                "note: checked with the export's own verifier key; pass --verifier-key from a trusted source"
+                "NOT PROVEN: the export is consistent with its own verifier key, which anyone can replace"
             );
-        }
-        if report.ok() {
-            println!("OK: every record is in the signed log and every event is shown as archived");
+        } else if report.ok() {
+            println!(
+                "OK: every record is in the signed log, every event is shown as archived, and nothing was left out or changed"
+            );
         } else {
             println!("FAILED: {} problem(s)", report.problems.len());
             for problem in &report.problems {
@@ -281,14 +283,18 @@ pub fn verify_export(dir: &std::path::Path, key: Option<&str>, json: bool) -> Re
             }
         }
     }
-    if report.ok() {
-        Ok(())
-    } else {
+    if !report.ok() {
         bail!(
             "the export does not verify: {} problem(s)",
             report.problems.len()
         )
     }
+    if report.key_from_export {
+        bail!(
+            "nothing is proven without a trusted key: pass --verifier-key as `archipel vault status` on the node prints it"
+        )
+    }
+    Ok(())
 }
 
 pub fn keygen(file: &std::path::Path) -> Result<()> {

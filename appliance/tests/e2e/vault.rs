@@ -819,6 +819,51 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     std::fs::write(&attachment, &picture).expect("restore");
     assert!(check(&out, &key).status.success());
 
+    // The page people read is the one the vault wrote.
+    let html = conversation.join("conversation.html");
+    std::fs::write(
+        &html,
+        page.replacen("the final draft", "the fatal draft", 1),
+    )
+    .expect("write");
+    let report = String::from_utf8_lossy(&check(&out, &key).stdout).into_owned();
+    assert!(
+        report.contains("conversation.html differs from the page the vault wrote"),
+        "{report}"
+    );
+    std::fs::write(&html, &page).expect("restore");
+
+    // A line left out, or a whole conversation, is missed.
+    let shortened: String = original_lines
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&records, &shortened).expect("write");
+    let bad = check(&out, &key);
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{report}");
+    assert!(report.contains("of the export is missing"), "{report}");
+    std::fs::write(&records, &original_lines).expect("restore");
+    let aside = out.join("set-aside");
+    std::fs::rename(&conversation, &aside).expect("move");
+    let report = String::from_utf8_lossy(&check(&out, &key).stdout).into_owned();
+    assert!(
+        report.contains("is not one of the export's conversations"),
+        "{report}"
+    );
+    std::fs::rename(&aside, &conversation).expect("move back");
+    assert!(check(&out, &key).status.success());
+
+    // Without a trusted key nothing is proven, and the check says so.
+    let untrusted = run_archipel(&["vault", "verify-export", out.to_str().expect("path")]);
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stdout).contains("NOT PROVEN"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stdout)
+    );
+
     let other_key =
         "localhost/archipel-vault+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert!(!check(&out, other_key).status.success());

@@ -33,11 +33,11 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
-    #[error("not a checkpoint note: {0}")]
+    #[error("not a signed note as expected: {0}")]
     Malformed(String),
-    #[error("no signature by {0} on this checkpoint")]
+    #[error("no signature by {0} on this note")]
     Unsigned(String),
-    #[error("the signature by {0} does not verify: the checkpoint was altered")]
+    #[error("the signature by {0} does not verify: the note was altered")]
     BadSignature(String),
 }
 
@@ -54,47 +54,16 @@ impl Checkpoint {
 
     /// The signed note, signed by `key` under the key name `origin`.
     pub fn sign(&self, key: &SigningKey) -> String {
-        let body = self.body();
-        let signature = key.sign(body.as_bytes());
-        let mut blob = key_hash(&self.origin, &key.verifying_key()).to_vec();
-        blob.extend_from_slice(&signature.to_bytes());
-        format!("{body}\n\u{2014} {} {}\n", self.origin, B64.encode(blob))
+        sign_note(&self.origin, &self.body(), key)
     }
 
     /// Parses a signed note and checks the signature by `key` under the key
     /// name equal to the origin. Other signatures (witnesses) are ignored here.
     pub fn open(note: &str, key: &VerifyingKey) -> Result<Self, CheckpointError> {
-        let (body, signatures) = note
-            .split_once("\n\n")
-            .ok_or_else(|| CheckpointError::Malformed("no blank line before signatures".into()))?;
-        let body = format!("{body}\n");
+        let (body, _) = split_note(note)?;
         let checkpoint = Self::parse_body(&body)?;
-        let wanted_hash = key_hash(&checkpoint.origin, key);
-        for line in signatures.lines() {
-            let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                return Err(CheckpointError::Malformed(format!(
-                    "signature line without the em dash: {line:?}"
-                )));
-            };
-            let Some((name, blob)) = rest.rsplit_once(' ') else {
-                return Err(CheckpointError::Malformed(format!(
-                    "signature line without a signature: {line:?}"
-                )));
-            };
-            let blob = B64
-                .decode(blob)
-                .map_err(|e| CheckpointError::Malformed(format!("signature: {e}")))?;
-            if name != checkpoint.origin || blob.len() != 4 + 64 || blob[..4] != wanted_hash {
-                continue;
-            }
-            let signature = Signature::from_slice(&blob[4..])
-                .map_err(|e| CheckpointError::Malformed(format!("signature: {e}")))?;
-            return key
-                .verify(body.as_bytes(), &signature)
-                .map(|()| checkpoint.clone())
-                .map_err(|_| CheckpointError::BadSignature(name.to_owned()));
-        }
-        Err(CheckpointError::Unsigned(checkpoint.origin))
+        open_note(note, &checkpoint.origin, key)?;
+        Ok(checkpoint)
     }
 
     fn parse_body(body: &str) -> Result<Self, CheckpointError> {
@@ -126,6 +95,56 @@ impl Checkpoint {
             root,
         })
     }
+}
+
+/// A signed note (C2SP signed-note) of `body`, which ends in a newline,
+/// signed by `key` under the key name `name`.
+pub fn sign_note(name: &str, body: &str, key: &SigningKey) -> String {
+    let signature = key.sign(body.as_bytes());
+    let mut blob = key_hash(name, &key.verifying_key()).to_vec();
+    blob.extend_from_slice(&signature.to_bytes());
+    format!("{body}\n\u{2014} {name} {}\n", B64.encode(blob))
+}
+
+/// The body of a signed note (with its final newline) once the signature
+/// by `key` under the key name `name` verifies. Other signatures are
+/// ignored.
+pub fn open_note(note: &str, name: &str, key: &VerifyingKey) -> Result<String, CheckpointError> {
+    let (body, signatures) = split_note(note)?;
+    let wanted_hash = key_hash(name, key);
+    for line in signatures.lines() {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            return Err(CheckpointError::Malformed(format!(
+                "signature line without the em dash: {line:?}"
+            )));
+        };
+        let Some((signer, blob)) = rest.rsplit_once(' ') else {
+            return Err(CheckpointError::Malformed(format!(
+                "signature line without a signature: {line:?}"
+            )));
+        };
+        let blob = B64
+            .decode(blob)
+            .map_err(|e| CheckpointError::Malformed(format!("signature: {e}")))?;
+        if signer != name || blob.len() != 4 + 64 || blob[..4] != wanted_hash {
+            continue;
+        }
+        let signature = Signature::from_slice(&blob[4..])
+            .map_err(|e| CheckpointError::Malformed(format!("signature: {e}")))?;
+        return key
+            .verify(body.as_bytes(), &signature)
+            .map(|()| body)
+            .map_err(|_| CheckpointError::BadSignature(name.to_owned()));
+    }
+    Err(CheckpointError::Unsigned(name.to_owned()))
+}
+
+/// A note's body (with its final newline) and its signature lines.
+fn split_note(note: &str) -> Result<(String, &str), CheckpointError> {
+    let (body, signatures) = note
+        .split_once("\n\n")
+        .ok_or_else(|| CheckpointError::Malformed("no blank line before signatures".into()))?;
+    Ok((format!("{body}\n"), signatures))
 }
 
 fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {

@@ -7,6 +7,10 @@
 //! data key); every attachment is the media copy the record sealed (sealed
 //! again with the line's data key and nonce, it hashes to the copy's hash in
 //! the record); an erased record is erased in the log too (no data key).
+//!
+//! The signed `manifest.txt` then shows the export whole: exactly its
+//! folders, each with exactly the records the scope selected, and each
+//! `conversation.html` as the vault wrote it.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +19,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ExportAttachment, ExportLine};
+use super::{ExportAttachment, ExportLine, Manifest};
 use crate::{
     Error, Result,
-    checkpoint::{Checkpoint, parse_verifier_key},
+    checkpoint::{Checkpoint, open_note, parse_verifier_key},
     merkle::{self, Hash},
     record::{Entry, MediaCopy, Record},
     seal::DataKey,
@@ -53,10 +57,14 @@ pub fn verify_export(dir: &Path, key: Option<&str>) -> Result<ExportReport> {
         Some(key) => (key.trim().to_owned(), false),
         None => (read("verifier-key.txt")?.trim().to_owned(), true),
     };
-    let (_, verifying_key) =
+    let (name, verifying_key) =
         parse_verifier_key(&key_text).map_err(|e| Error::Refused(e.to_string()))?;
     let checkpoint = Checkpoint::open(&read("checkpoint.txt")?, &verifying_key)
         .map_err(|e| Error::Refused(format!("checkpoint.txt: {e}")))?;
+    let manifest = open_note(&read("manifest.txt")?, &name, &verifying_key)
+        .map_err(|e| e.to_string())
+        .and_then(|body| Manifest::parse(&body, &name))
+        .map_err(|e| Error::Refused(format!("manifest.txt: {e}")))?;
 
     let mut report = ExportReport {
         checkpoint_size: checkpoint.size,
@@ -65,22 +73,72 @@ pub fn verify_export(dir: &Path, key: Option<&str>) -> Result<ExportReport> {
         records: 0,
         problems: Vec::new(),
     };
-    for file in record_files(dir)? {
-        let text = std::fs::read_to_string(&file)
+    if manifest.checkpoint_size != checkpoint.size {
+        report.problems.push(format!(
+            "manifest.txt is for a checkpoint of {} records, checkpoint.txt signs {}",
+            manifest.checkpoint_size, checkpoint.size
+        ));
+    }
+    let files = record_files(dir)?;
+    for file in &files {
+        let text = std::fs::read_to_string(file)
             .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-        let shown = file
-            .strip_prefix(dir)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+        let conversation = file.parent().unwrap_or(dir);
+        let folder = conversation
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let shown = format!("{folder}/records.jsonl");
+        let mut seqs = Vec::new();
         for (n, line) in text.lines().enumerate() {
             report.records += 1;
-            let conversation = file.parent().unwrap_or(dir);
-            if let Err(problem) = check_line(line, &checkpoint, conversation) {
+            match check_line(line, &checkpoint, conversation) {
+                Ok(seq) => seqs.push(seq),
+                Err(problem) => report
+                    .problems
+                    .push(format!("{shown} line {}: {problem}", n + 1)),
+            }
+        }
+        let Some(listed) = manifest.conversations.iter().find(|c| c.folder == folder) else {
+            report.problems.push(format!(
+                "{folder}/ is not one of the export's conversations (manifest.txt)"
+            ));
+            continue;
+        };
+        for seq in &seqs {
+            if !listed.seqs.contains(seq) {
+                report.problems.push(format!(
+                    "{shown}: record {seq} is not one the export selected for this conversation"
+                ));
+            }
+        }
+        for seq in &listed.seqs {
+            if !seqs.contains(seq) {
                 report
                     .problems
-                    .push(format!("{shown} line {}: {problem}", n + 1));
+                    .push(format!("{shown}: record {seq} of the export is missing"));
             }
+        }
+        let page = conversation.join("conversation.html");
+        match std::fs::read(&page) {
+            Ok(bytes) if B64.encode(Sha256::digest(&bytes)) == listed.html_sha256 => {}
+            Ok(_) => report.problems.push(format!(
+                "{folder}/conversation.html differs from the page the vault wrote"
+            )),
+            Err(e) => report
+                .problems
+                .push(format!("{folder}/conversation.html cannot be read: {e}")),
+        }
+    }
+    for listed in &manifest.conversations {
+        if !files
+            .iter()
+            .any(|f| f.parent().and_then(|p| p.file_name()) == Some(listed.folder.as_ref()))
+        {
+            report.problems.push(format!(
+                "the conversation {}/ of the export is missing",
+                listed.folder
+            ));
         }
     }
     Ok(report)
@@ -109,11 +167,12 @@ fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Checks one line of `records.jsonl`; returns the record's number.
 fn check_line(
     line: &str,
     checkpoint: &Checkpoint,
     conversation: &Path,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<u64, String> {
     let line: ExportLine =
         serde_json::from_str(line).map_err(|e| format!("not an export line: {e}"))?;
     let record = Record::from_bytes(line.record.as_bytes())
@@ -134,7 +193,8 @@ fn check_line(
     let Some(sealed) = record.sealed() else {
         return Err(format!("record {} is not a conversation record", line.seq));
     };
-    match (&line.data_key, &line.event, &line.erased) {
+    let seq = line.seq;
+    let checked = match (&line.data_key, &line.event, &line.erased) {
         (Some(key), Some(event), None) => {
             let key: [u8; 32] = B64
                 .decode(key)
@@ -175,7 +235,8 @@ fn check_line(
             "record {}: a line carries either a data key and its event, or an erasure",
             line.seq
         )),
-    }
+    };
+    checked.map(|()| seq)
 }
 
 /// Each media file of record `seq` (`copies`) is shipped (`attachments`),

@@ -5,6 +5,9 @@
 //!   checkpoint.txt         the signed checkpoint every proof below refers to
 //!   verifier-key.txt       the key that signed it (signed-note text form)
 //!   README.txt             what this is and how to check it
+//!   manifest.txt           a signed note naming every conversation folder,
+//!                          the records the scope selected in it and the
+//!                          SHA-256 of its conversation.html
 //!   <conversation>/
 //!     conversation.html    self-contained, for people
 //!     records.jsonl        one line per record, for machines: the record
@@ -32,10 +35,11 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::{
     Error, Result, Vault,
-    checkpoint::{Checkpoint, verifier_key},
+    checkpoint::{Checkpoint, sign_note, verifier_key},
     open_sealed_with,
     record::{Entry, EventEntry, MediaCopy, Record},
     seal::{DataKey, NONCE_LEN},
@@ -303,9 +307,14 @@ impl Vault {
             ..ExportSummary::default()
         };
         let mut names = BTreeSet::new();
+        let mut manifest = Manifest {
+            checkpoint_size: size,
+            conversations: Vec::new(),
+        };
         let mut done = 0;
         for (room, seqs) in &selected {
-            let dir = out.join(unique_name(room, &mut names));
+            let name = unique_name(room, &mut names);
+            let dir = out.join(&name);
             let attachments = dir.join("attachments");
             std::fs::create_dir_all(&attachments)
                 .map_err(|e| Error::io(format!("creating {}", attachments.display()), e))?;
@@ -433,9 +442,96 @@ impl Vault {
             write(&dir.join("records.jsonl"), jsonl.as_bytes())?;
             let page = html::render(&context, &opened, scope, &checkpoint);
             write(&dir.join("conversation.html"), page.as_bytes())?;
+            manifest.conversations.push(ManifestEntry {
+                folder: name,
+                html_sha256: B64.encode(Sha256::digest(page.as_bytes())),
+                seqs: seqs.iter().copied().collect(),
+            });
         }
+        write(
+            &out.join("manifest.txt"),
+            sign_note(&self.origin, &manifest.body(&self.origin), &self.signer).as_bytes(),
+        )?;
         progress(total * 2, total * 2);
         Ok(summary)
+    }
+}
+
+/// What an export holds, signed by the vault: proof that no conversation,
+/// record or page was left out or changed after the export was made.
+///
+/// ```text
+/// ministerie.example/archipel-vault export
+/// checkpoint 1042
+/// room-abc 3q2+7w...base64 SHA-256 of conversation.html... 17,18,25
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub checkpoint_size: u64,
+    pub conversations: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// The conversation's folder name (letters, digits, `-` and `_`).
+    pub folder: String,
+    pub html_sha256: String,
+    /// The records the export's scope selected, ascending.
+    pub seqs: Vec<u64>,
+}
+
+impl Manifest {
+    /// The note body. Its second line is not a number, so a manifest can
+    /// never pass for a checkpoint signed by the same key.
+    fn body(&self, origin: &str) -> String {
+        let mut body = format!("{origin} export\ncheckpoint {}\n", self.checkpoint_size);
+        for entry in &self.conversations {
+            let seqs: Vec<String> = entry.seqs.iter().map(u64::to_string).collect();
+            body.push_str(&format!(
+                "{} {} {}\n",
+                entry.folder,
+                entry.html_sha256,
+                seqs.join(",")
+            ));
+        }
+        body
+    }
+
+    /// Parses a note body written by [`Manifest::body`] for `origin`.
+    pub fn parse(body: &str, origin: &str) -> std::result::Result<Self, String> {
+        let mut lines = body.lines();
+        if lines.next() != Some(&format!("{origin} export")) {
+            return Err(format!("it is not an export manifest of {origin}"));
+        }
+        let checkpoint_size = lines
+            .next()
+            .and_then(|l| l.strip_prefix("checkpoint "))
+            .and_then(|n| n.parse().ok())
+            .ok_or("its second line does not name the checkpoint's size")?;
+        let mut conversations = Vec::new();
+        for line in lines {
+            let mut parts = line.split(' ');
+            let (Some(folder), Some(html_sha256), Some(seqs), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("the line {line:?} is not `folder hash records`"));
+            };
+            let seqs = seqs
+                .split(',')
+                .filter(|seq| !seq.is_empty())
+                .map(str::parse)
+                .collect::<std::result::Result<Vec<u64>, _>>()
+                .map_err(|_| format!("the records of {folder} are not a list of numbers"))?;
+            conversations.push(ManifestEntry {
+                folder: folder.to_owned(),
+                html_sha256: html_sha256.to_owned(),
+                seqs,
+            });
+        }
+        Ok(Self {
+            checkpoint_size,
+            conversations,
+        })
     }
 }
 
@@ -546,7 +642,9 @@ fn readme(scope: &ExportScope, size: u64, verifier: &str) -> String {
          Each folder is one conversation: conversation.html to read, records.jsonl to check,\n\
          attachments/ for the files. Times are Europe/Amsterdam.\n\n\
          Every record is proven to be in the archive's log as signed in checkpoint.txt\n\
-         (a C2SP signed note over {size} records) by the key in verifier-key.txt:\n  {verifier}\n\n\
+         (a C2SP signed note over {size} records) by the key in verifier-key.txt:\n  {verifier}\n\
+         manifest.txt, signed by the same key, names every folder, the records selected\n\
+         in it and a hash of its conversation.html: nothing can be left out or changed.\n\n\
          Check it offline with:\n  archipel vault verify-export <this folder> --verifier-key '<the key, from a trusted source>'\n"
     )
 }
