@@ -285,8 +285,13 @@ where
         };
 
         let request = Request::from_parts(parts, bytes);
-        let body = T::try_from_http_request(request, &path_args)
-            .map_err(|e| Error::bad_json(format!("Invalid request: {e}")))?;
+        // Some of ruma's request types panic on input they did not expect
+        // (`/login` without a `type`): that is bad input, not a fault here.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::try_from_http_request(request, &path_args)
+        }))
+        .map_err(|_| Error::bad_json("Invalid request: the body does not fit this endpoint."))?;
+        let body = parsed.map_err(|e| Error::bad_json(format!("Invalid request: {e}")))?;
         Ok(Self {
             body,
             sender_user,

@@ -47,6 +47,14 @@ async fn out_of_range_tokens_and_missing_logins_are_answered() {
             .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
     }
 
+    // A login body without a `type` makes ruma's parser panic: it is
+    // answered as bad JSON, not as a fault of the node (found by fuzzing).
+    for body in [json!({}), json!({ "identifier": {} })] {
+        node.request(Method::POST, &format!("{V3}/login"), None, Some(body))
+            .await
+            .err(StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    }
+
     // A malformed percent escape in a query token.
     let reply = node
         .request(
