@@ -69,11 +69,20 @@ fn sessions_json(
         .collect()
 }
 
+/// A backup's algorithm as the spec requires it (`algorithm` and
+/// `auth_data`): what is stored is read back into every answer about the
+/// version, so anything else is refused here.
+fn algorithm(raw: &Raw<ruma::api::client::backup::BackupAlgorithm>) -> Result<Value> {
+    raw.deserialize()
+        .map_err(|e| Error::bad_json(format!("The backup's algorithm is not valid: {e}")))?;
+    Ok(serde_json::from_str(raw.json().get())?)
+}
+
 pub async fn create_version(
     services: Arc<Services>,
     request: Ruma<create_backup_version::v3::Request>,
 ) -> Result<create_backup_version::v3::Response> {
-    let algorithm: Value = serde_json::from_str(request.body.algorithm.json().get())?;
+    let algorithm = algorithm(&request.body.algorithm)?;
     let version = services
         .key_backup
         .create(request.user(), algorithm)
@@ -87,7 +96,7 @@ pub async fn update_version(
     services: Arc<Services>,
     request: Ruma<update_backup_version::v3::Request>,
 ) -> Result<update_backup_version::v3::Response> {
-    let algorithm: Value = serde_json::from_str(request.body.algorithm.json().get())?;
+    let algorithm = algorithm(&request.body.algorithm)?;
     services
         .key_backup
         .update(
