@@ -113,6 +113,8 @@ pub use create::{BackupInfo, CreateOptions, Source, create};
 pub use error::{Error, Result};
 pub use list::{BackupSummary, list};
 pub use manifest::{Entry, EntryKind, MANIFEST_ENTRY, Manifest, sha256_hex};
+/// For tools that build a backup by hand, e.g. the fuzz targets.
+pub use manifest::{Seal, seal_manifest, sign_manifest};
 pub use naming::BackupName;
 pub use open::{CheckedBackup, Unlock};
 pub use progress::{NoProgress, Phase, Progress};
