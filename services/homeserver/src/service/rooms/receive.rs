@@ -439,14 +439,16 @@ impl Rooms {
             outliers.push(pdu);
         }
 
+        let by_id: std::collections::HashMap<&OwnedEventId, &Pdu> =
+            outliers.iter().map(|pdu| (&pdu.event_id, pdu)).collect();
         let mut state_before = State::new();
         for id in &state {
-            let pdu = outliers
-                .iter()
-                .find(|pdu| pdu.event_id == *id)
-                .cloned()
-                .map_or_else(|| self.get_pdu(id), |pdu| Ok(Some(pdu)))?
-                .ok_or_else(|| Error::remote(format!("state event {id} was not sent")))?;
+            let pdu = match by_id.get(id) {
+                Some(pdu) => (*pdu).clone(),
+                None => self
+                    .get_pdu(id)?
+                    .ok_or_else(|| Error::remote(format!("state event {id} was not sent")))?,
+            };
             let state_key = pdu.state_key.clone().ok_or_else(|| {
                 Error::remote(format!("{id} in the room state is not a state event"))
             })?;
@@ -535,42 +537,54 @@ impl Rooms {
         rules: &RoomVersionRules,
         mut pending: Vec<(Pdu, CanonicalJsonObject)>,
     ) -> (Vec<(Pdu, CanonicalJsonObject)>, Vec<(OwnedEventId, String)>) {
-        // Auth events come before the events they authorize in an honest
-        // room; the passes below also accept any other order.
+        // Each event is checked once all of its auth events among these
+        // were (Kahn's order, oldest first as far as it allows), so the
+        // work stays linear in the events whatever order they came in.
         pending.sort_by_key(|(pdu, _)| pdu.depth);
+        let index: std::collections::HashMap<OwnedEventId, usize> = pending
+            .iter()
+            .enumerate()
+            .map(|(i, (pdu, _))| (pdu.event_id.clone(), i))
+            .collect();
+        let mut waiting_on = vec![0_usize; pending.len()];
+        let mut dependents = vec![Vec::new(); pending.len()];
+        for (i, (pdu, _)) in pending.iter().enumerate() {
+            for id in &pdu.auth_events {
+                if let Some(&auth) = index.get(id) {
+                    waiting_on[i] += 1;
+                    dependents[auth].push(i);
+                }
+            }
+        }
+        let mut ready: std::collections::VecDeque<usize> =
+            (0..pending.len()).filter(|&i| waiting_on[i] == 0).collect();
+        let mut pending: Vec<Option<(Pdu, CanonicalJsonObject)>> =
+            pending.into_iter().map(Some).collect();
         let mut accepted: std::collections::HashMap<OwnedEventId, (Pdu, CanonicalJsonObject)> =
             std::collections::HashMap::new();
         let mut refused = Vec::new();
-        let mut unchecked: HashSet<OwnedEventId> = pending
-            .iter()
-            .map(|(pdu, _)| pdu.event_id.clone())
-            .collect();
-        loop {
-            let before = pending.len();
-            let mut waiting = Vec::new();
-            for (pdu, object) in pending {
-                if pdu.auth_events.iter().any(|id| unchecked.contains(id)) {
-                    waiting.push((pdu, object));
-                    continue;
+        while let Some(i) = ready.pop_front() {
+            let Some((pdu, object)) = pending[i].take() else {
+                continue;
+            };
+            let fetch = |id: &EventId| match accepted.get(id) {
+                Some((pdu, _)) => Some(pdu.clone()),
+                None => self.get_pdu(id).ok().flatten(),
+            };
+            match authorize_by_auth_events(rules, &pdu, &fetch) {
+                Ok(()) => {
+                    accepted.insert(pdu.event_id.clone(), (pdu, object));
                 }
-                unchecked.remove(&pdu.event_id);
-                let fetch = |id: &EventId| match accepted.get(id) {
-                    Some((pdu, _)) => Some(pdu.clone()),
-                    None => self.get_pdu(id).ok().flatten(),
-                };
-                match authorize_by_auth_events(rules, &pdu, &fetch) {
-                    Ok(()) => {
-                        accepted.insert(pdu.event_id.clone(), (pdu, object));
-                    }
-                    Err(why) => refused.push((pdu.event_id.clone(), why)),
-                }
+                Err(why) => refused.push((pdu.event_id.clone(), why)),
             }
-            pending = waiting;
-            if pending.is_empty() || pending.len() == before {
-                break;
+            for &dependent in &dependents[i] {
+                waiting_on[dependent] -= 1;
+                if waiting_on[dependent] == 0 {
+                    ready.push_back(dependent);
+                }
             }
         }
-        for (pdu, _) in pending {
+        for (pdu, _) in pending.into_iter().flatten() {
             refused.push((pdu.event_id, "its auth events form a cycle".into()));
         }
         (accepted.into_values().collect(), refused)
