@@ -68,22 +68,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let node = &*NODE;
     let uri = match PATHS.get(usize::from(input.path)) {
-        Some(template) => {
-            let mut parts = input.parts.iter();
-            let mut uri = String::new();
-            let mut pieces = template.split("{}").peekable();
-            while let Some(piece) = pieces.next() {
-                uri.push_str(piece);
-                if pieces.peek().is_some() {
-                    match parts.next().map(String::as_str) {
-                        None | Some("") => uri.push_str(&node.room),
-                        Some("@") => uri.push_str("@fuzz:a.test"),
-                        Some(part) => uri.push_str(part),
-                    }
-                }
-            }
-            uri
-        }
+        Some(template) => node.fill(template, &input.parts),
         None => input.raw,
     };
     let method = METHODS[usize::from(input.method) % METHODS.len()];

@@ -10,6 +10,7 @@ use axum::{Router, body::Body};
 use http_body_util::BodyExt;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, RoomVersionId,
+    api::federation::authentication::{ServerSignaturesInput, XMatrix},
     serde::{Base64, base64::Standard},
     server_name,
     signatures::Ed25519KeyPair,
@@ -182,6 +183,25 @@ impl Node {
         Some(format!("${hash}"))
     }
 
+    /// A path from `template`, each `{}` filled with the next of `parts`:
+    /// the fuzz room when it is empty or missing, `@fuzz:a.test` for `@`.
+    pub fn fill(&self, template: &str, parts: &[String]) -> String {
+        let mut parts = parts.iter();
+        let mut uri = String::new();
+        let mut pieces = template.split("{}").peekable();
+        while let Some(piece) = pieces.next() {
+            uri.push_str(piece);
+            if pieces.peek().is_some() {
+                match parts.next().map(String::as_str) {
+                    None | Some("") => uri.push_str(&self.room),
+                    Some("@") => uri.push_str("@fuzz:a.test"),
+                    Some(part) => uri.push_str(part),
+                }
+            }
+        }
+        uri
+    }
+
     /// One request to the client API: its status and JSON body (null if none).
     pub fn call_client(
         &self,
@@ -190,19 +210,8 @@ impl Node {
         token: Option<&str>,
         body: &[u8],
     ) -> (u16, serde_json::Value) {
-        let Ok(mut request) = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::from(body.to_vec()))
-        else {
-            return (0, serde_json::Value::Null);
-        };
-        if let Some(token) = token
-            && let Ok(value) = format!("Bearer {token}").parse()
-        {
-            request.headers_mut().insert("authorization", value);
-        }
-        self.call(&self.client, request)
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        self.call(&self.client, method, uri, authorization, body)
     }
 
     /// One request to the federation API from `b.test`, signed as the spec
@@ -215,6 +224,39 @@ impl Node {
         sign: bool,
         body: &[u8],
     ) -> (u16, serde_json::Value) {
+        let authorization = if sign {
+            self.x_matrix(method, uri, body)
+        } else {
+            x_matrix.map(str::to_owned)
+        };
+        self.call(&self.federation, method, uri, authorization, body)
+    }
+
+    fn x_matrix(&self, method: &str, uri: &str, body: &[u8]) -> Option<String> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .ok()?;
+        let input = ServerSignaturesInput::new(
+            server_name!("b.test").to_owned(),
+            server_name!("a.test").to_owned(),
+            &self.peer_key,
+        );
+        let header = XMatrix::try_from_http_request(&request, input).ok()?;
+        Some(header.to_string())
+    }
+
+    /// One request to `router`: its status and JSON body (null if none, or
+    /// 0 if the method or URI is not one HTTP can carry).
+    fn call(
+        &self,
+        router: &Router,
+        method: &str,
+        uri: &str,
+        authorization: Option<String>,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         let Ok(mut request) = http::Request::builder()
             .method(method)
             .uri(uri)
@@ -222,44 +264,9 @@ impl Node {
         else {
             return (0, serde_json::Value::Null);
         };
-        let header = if sign {
-            self.x_matrix(method, uri, body)
-        } else {
-            x_matrix.map(str::to_owned)
-        };
-        if let Some(header) = header
-            && let Ok(value) = header.parse()
-        {
+        if let Some(value) = authorization.and_then(|value| value.parse().ok()) {
             request.headers_mut().insert("authorization", value);
         }
-        self.call(&self.federation, request)
-    }
-
-    fn x_matrix(&self, method: &str, uri: &str, body: &[u8]) -> Option<String> {
-        let mut object = CanonicalJsonObject::new();
-        object.insert("method".into(), CanonicalJsonValue::String(method.into()));
-        object.insert("uri".into(), CanonicalJsonValue::String(uri.into()));
-        object.insert("origin".into(), CanonicalJsonValue::String("b.test".into()));
-        object.insert(
-            "destination".into(),
-            CanonicalJsonValue::String("a.test".into()),
-        );
-        if !body.is_empty() {
-            object.insert("content".into(), serde_json::from_slice(body).ok()?);
-        }
-        ruma::signatures::sign_json("b.test", &self.peer_key, &mut object).ok()?;
-        let signature = object
-            .get("signatures")?
-            .as_object()?
-            .get("b.test")?
-            .as_object()?;
-        let signature = signature.get("ed25519:0")?.as_str()?;
-        Some(format!(
-            r#"X-Matrix origin="b.test",destination="a.test",key="ed25519:0",sig="{signature}""#
-        ))
-    }
-
-    fn call(&self, router: &Router, request: http::Request<Body>) -> (u16, serde_json::Value) {
         self.runtime.block_on(async {
             let response = router.clone().oneshot(request).await.expect("infallible");
             let status = response.status().as_u16();
