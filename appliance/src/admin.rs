@@ -20,7 +20,7 @@ use archipel_homeserver::Services;
 use archipel_vault::Vault;
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::{UnixListener, UnixStream},
 };
 
@@ -71,7 +71,7 @@ pub struct SnapshotMade {
 
 impl Request {
     /// What the audit log says of the request: never a password or a token.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::Vault(command) => {
                 // The vault seals reasons and notes; the journal gets none.
@@ -243,19 +243,7 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
         peer.and_then(|p| p.pid()).map(|p| p.to_string()),
     );
     let (reader, mut writer) = stream.into_split();
-    let mut line = Vec::new();
-    let read = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        tokio::io::BufReader::new(reader)
-            .take(MAX_REQUEST)
-            .read_until(b'\n', &mut line),
-    )
-    .await;
-    let answer = match read
-        .map_err(|_| anyhow::anyhow!("no request within {} s", REQUEST_TIMEOUT.as_secs()))
-        .and_then(|read| read.map_err(anyhow::Error::from))
-        .and_then(|_| serde_json::from_slice::<Request>(&line).map_err(anyhow::Error::from))
-    {
+    let answer = match read_request(reader).await {
         Err(e) => {
             tracing::warn!(target: "archipel::audit", uid, pid, error = %e, "admin socket: refused a malformed request");
             Answer {
@@ -287,6 +275,21 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
     if let Err(e) = writer.write_all(&reply).await {
         tracing::warn!(error = %e, "admin socket: the client left before the answer");
     }
+}
+
+/// Reads one request line from `reader`: at most [`MAX_REQUEST`] bytes,
+/// within [`REQUEST_TIMEOUT`].
+pub async fn read_request(reader: impl AsyncRead + Unpin) -> Result<Request> {
+    let mut line = Vec::new();
+    tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio::io::BufReader::new(reader)
+            .take(MAX_REQUEST)
+            .read_until(b'\n', &mut line),
+    )
+    .await
+    .map_err(|_| anyhow!("no request within {} s", REQUEST_TIMEOUT.as_secs()))??;
+    Ok(serde_json::from_slice(&line)?)
 }
 
 /// Replaces what a person wrote (reasons, notes) in a command's JSON.

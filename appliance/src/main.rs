@@ -1,22 +1,6 @@
 //! `archipel`: the one binary of the Archipel appliance.
 
-mod admin;
-mod archive_device;
-mod backup;
-mod capture;
-mod cli;
-mod config;
-mod decryption;
-mod erasure;
-mod node;
-mod provision;
-mod serve;
-mod systemd;
-mod tls;
-mod users;
-mod vault_cli;
-mod witness;
-
+use archipel::cli;
 use clap::Parser;
 
 /// glibc's malloc, tuned to give memory back. By default it gives each
@@ -34,16 +18,6 @@ fn tune_malloc() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
-}
-
-/// Hands the free pages inside glibc's heap back to the system. glibc only
-/// returns memory at the top of its heap on its own; RocksDB's freed blocks
-/// and memtables in the middle stay resident until trimmed.
-#[allow(unsafe_code)]
-pub fn trim_malloc() {
-    // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and
-    // only releases pages no allocation uses.
-    unsafe { libc::malloc_trim(0) };
 }
 
 /// Lets `archipel vault list | head` end quietly: with SIGPIPE ignored (the

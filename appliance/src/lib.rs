@@ -1,0 +1,30 @@
+//! The `archipel` binary's parts: the command line ([`cli`]) and what it
+//! wires together. A library so that the fuzz targets (`appliance/fuzz`)
+//! reach the admin socket's protocol; the binary is `main.rs`.
+
+pub mod admin;
+mod archive_device;
+mod backup;
+mod capture;
+pub mod cli;
+mod config;
+mod decryption;
+mod erasure;
+mod node;
+mod provision;
+mod serve;
+mod systemd;
+mod tls;
+mod users;
+mod vault_cli;
+mod witness;
+
+/// Hands the free pages inside glibc's heap back to the system. glibc only
+/// returns memory at the top of its heap on its own; RocksDB's freed blocks
+/// and memtables in the middle stay resident until trimmed.
+#[allow(unsafe_code)]
+pub fn trim_malloc() {
+    // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and
+    // only releases pages no allocation uses.
+    unsafe { libc::malloc_trim(0) };
+}
