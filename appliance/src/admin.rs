@@ -59,6 +59,56 @@ pub enum Request {
     Checkpoint,
 }
 
+impl Request {
+    /// What the vault's log records of the request, if it changes the
+    /// node's accounts. Vault commands record their own steps; snapshots,
+    /// checkpoints and lists change nothing.
+    pub(crate) fn account_change(&self) -> Option<String> {
+        match self {
+            Self::User {
+                command: UserCommand::List { .. },
+                ..
+            }
+            | Self::Token(TokenCommand::List)
+            | Self::Vault(_)
+            | Self::BackupSnapshot
+            | Self::Checkpoint => None,
+            // Recorded per administrator created (`ensure_admins`).
+            Self::ProvisionAdmins(_) => None,
+            Self::User { .. } | Self::Token(_) => Some(self.describe()),
+        }
+    }
+}
+
+/// The local account a command came from, as the audit trail names it:
+/// `root (uid 0)`.
+pub fn local_actor(uid: Option<u32>) -> String {
+    let Some(uid) = uid else {
+        return "an unknown local account".into();
+    };
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// Records in the vault's log that `command` (a request's
+/// [`Request::account_change`]) was carried out by `actor`, or failed, so
+/// the trail of who created, deactivated or reset whom is as
+/// tamper-evident as the archive. Called by every path that carries out
+/// such a command: the admin socket, and the CLI on a stopped node.
+pub fn record_account_change(
+    vault: &Vault,
+    actor: &str,
+    command: &str,
+    done: &Result<()>,
+) -> Result<()> {
+    let error = done.as_ref().err().map(|e| format!("{e:#}"));
+    vault
+        .record_admin_command(actor, command, error.as_deref())
+        .context("the command ran, but the vault could not record it")
+}
+
 /// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
 /// asker's to read and remove.
 #[derive(Serialize, Deserialize)]
@@ -255,7 +305,23 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
             let what = request.describe();
             let _one_at_a_time = admin.busy.lock().await;
             tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command");
-            let (output, done) = execute(admin.clone(), request).await;
+            let change = request.account_change();
+            let (output, done) = execute(admin.clone(), request, uid).await;
+            let done = match change {
+                None => done,
+                Some(change) => {
+                    let vault = admin.vault.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let recorded =
+                            record_account_change(&vault, &local_actor(uid), &change, &done);
+                        done.and(recorded)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(anyhow!("recording the command stopped unexpectedly: {e}"))
+                    })
+                }
+            };
             match &done {
                 Ok(()) => {
                     tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command done")
@@ -310,7 +376,7 @@ fn withhold_free_text(value: &mut serde_json::Value) {
 }
 
 /// Carries out a request as the CLI would on a stopped node.
-async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
+async fn execute(admin: Arc<Admin>, request: Request, uid: Option<u32>) -> (Vec<u8>, Result<()>) {
     let mut out = Vec::new();
     let done = match request {
         Request::Vault(command) => {
@@ -338,17 +404,21 @@ async fn execute(admin: Arc<Admin>, request: Request) -> (Vec<u8>, Result<()>) {
             users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
         }
         Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
-        Request::ProvisionAdmins(admins) => {
-            crate::provision::apply::ensure_admins(&admin.config, &admin.services, admins)
-                .await
-                .and_then(|changes| {
-                    for change in changes {
-                        out.extend(serde_json::to_vec(&change)?);
-                        out.push(b'\n');
-                    }
-                    Ok(())
-                })
-        }
+        Request::ProvisionAdmins(admins) => crate::provision::apply::ensure_admins(
+            &admin.config,
+            &admin.services,
+            &admin.vault,
+            &local_actor(uid),
+            admins,
+        )
+        .await
+        .and_then(|changes| {
+            for change in changes {
+                out.extend(serde_json::to_vec(&change)?);
+                out.push(b'\n');
+            }
+            Ok(())
+        }),
         Request::Checkpoint => {
             let vault = admin.vault.clone();
             tokio::task::spawn_blocking(move || vault.checkpoint())

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{admin, config::Config};
 
-#[derive(Subcommand, Serialize, Deserialize)]
+#[derive(Clone, Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
     Create {
@@ -39,7 +39,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Subcommand, Serialize, Deserialize)]
+#[derive(Clone, Subcommand, Serialize, Deserialize)]
 pub enum TokenCommand {
     /// Issue a registration token.
     Create {
@@ -133,19 +133,25 @@ pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
 
 /// Runs a command on the node's data with `execute` (printing what it
 /// reports and flushing the database), or on the running node.
-fn on_node<C>(
+/// A change to the accounts is recorded in the vault's log either way.
+fn on_node<C: Clone>(
     config: &Config,
     command: C,
-    request: impl FnOnce(C) -> admin::Request,
+    request: impl Fn(C) -> admin::Request,
     execute: impl AsyncFnOnce(&Services, C, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
-    admin::run_or_forward(config, command, request, |node, command| {
+    admin::run_or_forward(config, command, &request, |node, command| {
+        let change = request(command.clone()).account_change();
         let services = &node.homeserver.services;
         let mut out = Vec::new();
         let done = rt.block_on(execute(services, command, &mut out));
         std::io::stdout().write_all(&out)?;
+        if let Some(change) = change {
+            let actor = admin::local_actor(Some(nix::unistd::getuid().as_raw()));
+            admin::record_account_change(&node.vault, &actor, &change, &done)?;
+        }
         done?;
         Ok(services.store.flush()?)
     })

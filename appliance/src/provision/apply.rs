@@ -25,6 +25,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use archipel_homeserver::Services;
 use archipel_provisioning::{Provisioning, schema::NetworkMode};
+use archipel_vault::Vault;
 use serde::{Deserialize, Serialize};
 
 use crate::{admin, config::Config, node};
@@ -409,7 +410,9 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
     let output = match node::open(config) {
         Ok(node) => {
             let services = &node.homeserver.services;
-            let changes = rt.block_on(ensure_admins(config, services, admins))?;
+            let actor = admin::local_actor(Some(nix::unistd::getuid().as_raw()));
+            let changes =
+                rt.block_on(ensure_admins(config, services, &node.vault, &actor, admins))?;
             services.store.flush()?;
             return Ok(changes);
         }
@@ -426,9 +429,14 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
 
 /// Creates each administrator that does not exist (and has no pending
 /// setup token): from its password hash, or as a one-time setup token.
+/// Each creation, or its failure, is recorded in the vault's log as done
+/// by `actor` (an apply that changes nothing records nothing: it runs at
+/// every boot).
 pub async fn ensure_admins(
     config: &Config,
     services: &Services,
+    vault: &Vault,
+    actor: &str,
     admins: Vec<AdminEntry>,
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
@@ -442,21 +450,28 @@ pub async fn ensure_admins(
         let outcome = if services.users.exists(&id)? || pending {
             Outcome::Unchanged
         } else {
-            match (entry.password_hash, entry.setup_token) {
-                (Some(hash), _) => {
+            let (how, created) = match (entry.password_hash, entry.setup_token) {
+                (Some(hash), _) => (
+                    "with a password hash",
                     archipel_homeserver::api::client::create_user_hashed(services, &id, hash, true)
                         .await
-                        .map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
-                }
-                (None, Some(token)) => {
+                        .map_err(|e| anyhow::anyhow!("creating {id}: {e}")),
+                ),
+                (None, Some(token)) => (
+                    "with a setup token",
                     services
                         .users
                         .create_setup_token(&token, &id)
                         .await
-                        .map_err(|e| anyhow::anyhow!("a setup token for {id}: {e}"))?;
-                }
+                        .map_err(|e| anyhow::anyhow!("a setup token for {id}: {e}")),
+                ),
                 (None, None) => bail!("{id}: neither a password hash nor a setup token"),
-            }
+            };
+            let command = format!("provision apply: administrator {id} created {how}");
+            tokio::task::block_in_place(|| {
+                admin::record_account_change(vault, actor, &command, &created)
+            })?;
+            created?;
             Outcome::Created
         };
         changes.push(Change {

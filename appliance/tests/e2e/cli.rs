@@ -181,6 +181,47 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
     api.login_reply("carol", "another password")
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // The vault's log holds each change to the accounts, whichever way it
+    // was made, with the local account that made it and never a password:
+    // the failed duplicate too; lists change nothing and are not there.
+    let procedure = succeeds(&archipel(
+        &["vault", "procedure", "--json", "--data-dir", &dir],
+        None,
+    ));
+    let me = nix::unistd::getuid().as_raw();
+    let recorded: Vec<(String, String)> = procedure
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+        .filter(|step| step["action"] == "admin_command")
+        .map(|step| {
+            assert!(
+                step["actor"]
+                    .as_str()
+                    .is_some_and(|actor| actor.contains(&format!("(uid {me})"))),
+                "{step}"
+            );
+            (
+                step["subject"].as_str().expect("a subject").to_owned(),
+                step["details"]["outcome"]
+                    .as_str()
+                    .expect("an outcome")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("user create carol", "done"),
+        ("user create carol", "failed"),
+        ("user passwd carol", "done"),
+        ("user deactivate carol", "done"),
+    ];
+    assert_eq!(
+        recorded,
+        expected.map(|(what, outcome)| (what.to_owned(), outcome.to_owned())),
+        "{procedure}"
+    );
+    assert!(!procedure.contains(PASSWORD) && !procedure.contains("another password"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

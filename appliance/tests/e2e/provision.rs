@@ -220,6 +220,30 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "{users}"
     );
     assert!(!users.contains("beheer-nood"), "{users}");
+    // The vault's log records each administrator once: the second apply
+    // created nothing and recorded nothing.
+    let output = run_archipel(&[
+        "vault",
+        "procedure",
+        "--json",
+        "--config",
+        config_file.to_str().expect("path"),
+    ]);
+    let procedure = String::from_utf8_lossy(&output.stdout);
+    let created: Vec<&str> = procedure
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+        .filter(|step| step["action"] == "admin_command")
+        .map(|step| {
+            assert_eq!(step["details"]["outcome"], "done", "{step}");
+            match step["subject"].as_str() {
+                Some(s) if s.contains("@beheer:") => "beheer",
+                Some(s) if s.contains("@beheer-nood:") => "beheer-nood",
+                _ => panic!("an unexpected step: {step}"),
+            }
+        })
+        .collect();
+    assert_eq!(created, ["beheer", "beheer-nood"], "{procedure}");
 
     // One edit: the files it touches change, and only those.
     let text = std::fs::read_to_string(&file).expect("read");

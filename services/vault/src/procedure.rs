@@ -617,6 +617,28 @@ impl Vault {
         Ok(out)
     }
 
+    /// Records a management command carried out on the node's accounts
+    /// (a user created or deactivated, a password set, a registration token
+    /// issued, administrators provisioned): `actor` is the local account
+    /// that ran it, `command` what it did, never a secret; `error` why it
+    /// failed, if it did. Part of the log, so the trail is tamper-evident
+    /// like every other step.
+    pub fn record_admin_command(
+        &self,
+        actor: &str,
+        command: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.with_steps(|steps| {
+            let details = match error {
+                None => json!({ "outcome": "done" }),
+                Some(error) => json!({ "outcome": "failed", "error": error }),
+            };
+            steps.procedure("admin_command", actor, command, &details);
+            Ok(())
+        })
+    }
+
     /// The procedure steps in the log, oldest first, with their details
     /// opened (needs the vault key).
     pub fn procedure_steps(&self) -> Result<Vec<Value>> {
