@@ -20,6 +20,9 @@ use crate::harness::{TestServer, archipel_bin};
 const MAX_CONNECTIONS: usize = 400;
 const MAX_PER_ADDRESS: usize = 150;
 const HEADER_TIMEOUT_SECS: u64 = 3;
+/// Where the idle and slow connections come from.
+const ATTACKERS: [Ipv4Addr; 2] = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+const SLOW_PER_ADDRESS: usize = 20;
 
 fn config(root: &Path) -> String {
     let key = root.join("vault.key");
@@ -100,26 +103,28 @@ async fn idle_and_slow_connections_leave_the_chat_working_and_are_cut() {
         .expect("the client API's address");
     let (rss_before, _) = server.memory_kib();
 
-    // From another address: idle connections that never send a byte, and
-    // slow ones that send their headers a byte at a time.
-    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    // From two other addresses, each up to its cap: idle connections that
+    // never send a byte, and slow ones that send their headers a line at a
+    // time.
     let mut idle = Vec::new();
-    for _ in 0..MAX_PER_ADDRESS - 20 {
-        idle.push(connect_from(attacker, address).await.expect("connect"));
-    }
     let mut slow = Vec::new();
-    for _ in 0..20 {
-        let mut stream = connect_from(attacker, address).await.expect("connect");
-        stream
-            .write_all(b"GET /_matrix/client/versions HTTP/1.1\r\n")
-            .await
-            .expect("write");
-        slow.push(stream);
-    }
-    // Over this address's cap: closed at once.
     let mut over = Vec::new();
-    for _ in 0..10 {
-        over.push(connect_from(attacker, address).await.expect("connect"));
+    for attacker in ATTACKERS {
+        for _ in 0..MAX_PER_ADDRESS - SLOW_PER_ADDRESS {
+            idle.push(connect_from(attacker, address).await.expect("connect"));
+        }
+        for _ in 0..SLOW_PER_ADDRESS {
+            let mut stream = connect_from(attacker, address).await.expect("connect");
+            stream
+                .write_all(b"GET /_matrix/client/versions HTTP/1.1\r\n")
+                .await
+                .expect("write");
+            slow.push(stream);
+        }
+        // Over this address's cap: closed at once.
+        for _ in 0..10 {
+            over.push(connect_from(attacker, address).await.expect("connect"));
+        }
     }
     for stream in &mut over {
         assert!(
@@ -194,13 +199,16 @@ async fn idle_and_slow_connections_leave_the_chat_working_and_are_cut() {
         held_longest = started.elapsed();
     }
     let slow = trickling.await.expect("the slow writers");
-    assert_eq!(slow.len(), 20);
+    assert_eq!(slow.len(), SLOW_PER_ADDRESS * ATTACKERS.len());
     let (rss_after, peak) = server.memory_kib();
     println!(
-        "held {} idle and 20 slow connections from one address (10 more refused), \
+        "held {} idle and {} slow connections from {} addresses ({} more refused), \
          all cut within {held_longest:?} of the chat's end; server RSS {rss_before} KiB \
          before, {rss_during} KiB during, {rss_after} KiB after, peak {peak} KiB",
-        MAX_PER_ADDRESS - 20
+        idle.len(),
+        slow.len(),
+        ATTACKERS.len(),
+        over.len(),
     );
 
     // A client still gets in afterwards, and the chat goes on.
