@@ -113,19 +113,7 @@ pub fn open_note(note: &str, name: &str, key: &VerifyingKey) -> Result<String, C
     let (body, signatures) = split_note(note)?;
     let wanted_hash = key_hash(name, key);
     for line in signatures.lines() {
-        let Some(rest) = line.strip_prefix("\u{2014} ") else {
-            return Err(CheckpointError::Malformed(format!(
-                "signature line without the em dash: {line:?}"
-            )));
-        };
-        let Some((signer, blob)) = rest.rsplit_once(' ') else {
-            return Err(CheckpointError::Malformed(format!(
-                "signature line without a signature: {line:?}"
-            )));
-        };
-        let blob = B64
-            .decode(blob)
-            .map_err(|e| CheckpointError::Malformed(format!("signature: {e}")))?;
+        let (signer, blob) = signature_line(line).map_err(CheckpointError::Malformed)?;
         if signer != name || blob.len() != 4 + 64 || blob[..4] != wanted_hash {
             continue;
         }
@@ -137,6 +125,19 @@ pub fn open_note(note: &str, name: &str, key: &VerifyingKey) -> Result<String, C
             .map_err(|_| CheckpointError::BadSignature(name.to_owned()));
     }
     Err(CheckpointError::Unsigned(name.to_owned()))
+}
+
+/// A note's signature line, `— <signer> <base64>`: the signer's name and
+/// the decoded signature (key hash first), or what is wrong with it.
+pub(crate) fn signature_line(line: &str) -> Result<(&str, Vec<u8>), String> {
+    let rest = line
+        .strip_prefix("\u{2014} ")
+        .ok_or_else(|| format!("signature line without the em dash: {line:?}"))?;
+    let (signer, blob) = rest
+        .rsplit_once(' ')
+        .ok_or_else(|| format!("signature line without a signature: {line:?}"))?;
+    let blob = B64.decode(blob).map_err(|e| format!("signature: {e}"))?;
+    Ok((signer, blob))
 }
 
 /// A note's body (with its final newline) and its signature lines.

@@ -302,14 +302,10 @@ pub fn verify_cosignature(
     key: &VerifyingKey,
     body: &str,
 ) -> std::result::Result<u64, String> {
-    let rest = line
-        .strip_prefix("\u{2014} ")
-        .ok_or("not a signature line")?;
-    let (signer, blob) = rest.rsplit_once(' ').ok_or("no signature on the line")?;
+    let (signer, blob) = crate::checkpoint::signature_line(line)?;
     if signer != name {
         return Err(format!("signed by {signer}, not {name}"));
     }
-    let blob = B64.decode(blob).map_err(|e| e.to_string())?;
     if blob.len() != 4 + 8 + 64 || blob[..4] != key_id(name, key) {
         return Err("not a cosignature by this key".into());
     }
