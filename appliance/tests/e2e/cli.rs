@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::client::Api;
-use crate::harness::{TestServer, archipel_bin};
+use crate::harness::{TestServer, archipel_bin, json_lines};
 
 fn archipel(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(archipel_bin())
@@ -113,10 +113,7 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
         &["user", "list", "--json", "--data-dir", &dir],
         None,
     ));
-    let users: Vec<serde_json::Value> = list
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let users = json_lines(&list);
     assert_eq!(
         users
             .iter()
@@ -190,9 +187,8 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
         None,
     ));
     let me = nix::unistd::getuid().as_raw();
-    let recorded: Vec<(String, String)> = procedure
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+    let recorded: Vec<(String, String)> = json_lines(&procedure)
+        .into_iter()
         .filter(|step| step["action"] == "admin_command")
         .map(|step| {
             assert!(

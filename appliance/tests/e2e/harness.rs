@@ -431,6 +431,14 @@ where
     }
 }
 
+/// Each line of `text` as JSON: the output of a command's `--json`, or a
+/// JSON Lines file.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
 /// Every file below `dir`, at any depth.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::harness::run_archipel;
+use crate::harness::{json_lines, run_archipel};
 
 fn example() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioning/examples/bzk/provisioning.toml")
@@ -230,9 +230,8 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         config_file.to_str().expect("path"),
     ]);
     let procedure = String::from_utf8_lossy(&output.stdout);
-    let created: Vec<&str> = procedure
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json line"))
+    let created: Vec<&str> = json_lines(&procedure)
+        .into_iter()
         .filter(|step| step["action"] == "admin_command")
         .map(|step| {
             assert_eq!(step["details"]["outcome"], "done", "{step}");

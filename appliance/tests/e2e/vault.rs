@@ -12,7 +12,7 @@ use matrix_sdk::{
 use serde_json::{Value, json};
 
 use crate::client::{alice_and_bob_in_room, png};
-use crate::harness::{TestServer, eventually, run_archipel};
+use crate::harness::{TestServer, eventually, json_lines, run_archipel};
 
 /// Sends a text message with matrix-sdk; returns its event ID.
 async fn send_text(room: &matrix_sdk::Room, text: &str) -> String {
@@ -42,9 +42,7 @@ pub fn vault(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
 pub fn archived(data_dir: &Path) -> Vec<Value> {
     let (ok, out, err) = vault(data_dir, &["list", "--json"]);
     assert!(ok, "vault list failed: {err}");
-    out.lines()
-        .map(|line| serde_json::from_str(line).expect("JSON line"))
-        .collect()
+    json_lines(&out)
 }
 
 /// The original of an archived event, as `archipel vault show` prints it.
@@ -588,10 +586,7 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
     );
 
     // Every step is on record.
-    let steps: Vec<Value> = vault_ok(&dir, &["procedure", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
+    let steps = json_lines(&vault_ok(&dir, &["procedure", "--json"]));
     let actions: Vec<&str> = steps.iter().filter_map(|s| s["action"].as_str()).collect();
     assert_eq!(
         actions,
@@ -759,10 +754,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     assert!(report.contains("records.jsonl line "), "{report}");
 
     // So does an altered record, or a checkpoint checked with another key.
-    let mut lines: Vec<Value> = original_lines
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
+    let mut lines = json_lines(&original_lines);
     let last = lines.last_mut().expect("lines");
     let record = last["record"]
         .as_str()
@@ -779,10 +771,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
 
     // A record cannot be passed off as erased: the line must carry the
     // erasure entry, proven in the log.
-    let mut lines: Vec<Value> = original_lines
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect();
+    let mut lines = json_lines(&original_lines);
     assert!(
         lines.iter().any(|l| l["erasure"]["record"].is_string()),
         "the erased record's line carries its erasure entry"
