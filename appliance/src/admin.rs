@@ -92,6 +92,12 @@ pub fn local_actor(uid: Option<u32>) -> String {
     }
 }
 
+/// The local account this process runs as, as [`local_actor`] names it:
+/// the actor of a command the CLI carries out on a stopped node's data.
+pub fn own_actor() -> String {
+    local_actor(Some(nix::unistd::getuid().as_raw()))
+}
+
 /// Records in the vault's log that `command` (a request's
 /// [`Request::account_change`]) was carried out by `actor`, or failed, so
 /// the trail of who created, deactivated or reset whom is as
@@ -305,15 +311,15 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
             let what = request.describe();
             let _one_at_a_time = admin.busy.lock().await;
             tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command");
+            let actor = local_actor(uid);
             let change = request.account_change();
-            let (output, done) = execute(admin.clone(), request, uid).await;
+            let (output, done) = execute(admin.clone(), request, &actor).await;
             let done = match change {
                 None => done,
                 Some(change) => {
                     let vault = admin.vault.clone();
                     tokio::task::spawn_blocking(move || {
-                        let recorded =
-                            record_account_change(&vault, &local_actor(uid), &change, &done);
+                        let recorded = record_account_change(&vault, &actor, &change, &done);
                         done.and(recorded)
                     })
                     .await
@@ -376,7 +382,8 @@ fn withhold_free_text(value: &mut serde_json::Value) {
 }
 
 /// Carries out a request as the CLI would on a stopped node.
-async fn execute(admin: Arc<Admin>, request: Request, uid: Option<u32>) -> (Vec<u8>, Result<()>) {
+/// `actor` is who asked, for what the vault records of it.
+async fn execute(admin: Arc<Admin>, request: Request, actor: &str) -> (Vec<u8>, Result<()>) {
     let mut out = Vec::new();
     let done = match request {
         Request::Vault(command) => {
@@ -408,7 +415,7 @@ async fn execute(admin: Arc<Admin>, request: Request, uid: Option<u32>) -> (Vec<
             &admin.config,
             &admin.services,
             &admin.vault,
-            &local_actor(uid),
+            actor,
             admins,
         )
         .await

@@ -149,8 +149,7 @@ fn on_node<C: Clone>(
         let done = rt.block_on(execute(services, command, &mut out));
         std::io::stdout().write_all(&out)?;
         if let Some(change) = change {
-            let actor = admin::local_actor(Some(nix::unistd::getuid().as_raw()));
-            admin::record_account_change(&node.vault, &actor, &change, &done)?;
+            admin::record_account_change(&node.vault, &admin::own_actor(), &change, &done)?;
         }
         done?;
         Ok(services.store.flush()?)

@@ -410,7 +410,7 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
     let output = match node::open(config) {
         Ok(node) => {
             let services = &node.homeserver.services;
-            let actor = admin::local_actor(Some(nix::unistd::getuid().as_raw()));
+            let actor = admin::own_actor();
             let changes =
                 rt.block_on(ensure_admins(config, services, &node.vault, &actor, admins))?;
             services.store.flush()?;
