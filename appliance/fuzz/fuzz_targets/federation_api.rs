@@ -46,10 +46,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let node = &*NODE;
-    let uri = match PATHS.get(usize::from(input.path)) {
-        Some(template) => node.fill(template, &input.parts),
-        None => input.raw,
-    };
+    let uri = node.uri(PATHS, input.path, &input.parts, input.raw);
     let method = METHODS[usize::from(input.method) % METHODS.len()];
     let (status, _) = node.call_federation(
         method,

@@ -183,9 +183,18 @@ impl Node {
         Some(format!("${hash}"))
     }
 
+    /// A target's URI: template number `index` of `templates` filled with
+    /// `parts`, or `raw` when `index` is past them.
+    pub fn uri(&self, templates: &[&str], index: u8, parts: &[String], raw: String) -> String {
+        match templates.get(usize::from(index)) {
+            Some(template) => self.fill(template, parts),
+            None => raw,
+        }
+    }
+
     /// A path from `template`, each `{}` filled with the next of `parts`:
     /// the fuzz room when it is empty or missing, `@fuzz:a.test` for `@`.
-    pub fn fill(&self, template: &str, parts: &[String]) -> String {
+    fn fill(&self, template: &str, parts: &[String]) -> String {
         let mut parts = parts.iter();
         let mut uri = String::new();
         let mut pieces = template.split("{}").peekable();
