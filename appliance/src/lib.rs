@@ -23,7 +23,7 @@ mod witness;
 /// returns memory at the top of its heap on its own; RocksDB's freed blocks
 /// and memtables in the middle stay resident until trimmed.
 #[allow(unsafe_code)]
-pub fn trim_malloc() {
+fn trim_malloc() {
     // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and
     // only releases pages no allocation uses.
     unsafe { libc::malloc_trim(0) };
