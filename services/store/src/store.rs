@@ -71,6 +71,8 @@ impl Default for StoreOptions {
 pub(crate) struct Inner {
     pub(crate) db: DB,
     durable: bool,
+    /// Opened with [`Store::open_follower`]: reads only.
+    follower: bool,
     path: PathBuf,
     wal: WalSync,
 }
@@ -181,11 +183,18 @@ impl Store {
         (db_opts, all)
     }
 
-    fn over(db: DB, path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Self {
+    fn over(
+        db: DB,
+        path: &Path,
+        columns: &[ColumnSpec],
+        options: &StoreOptions,
+        follower: bool,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 durable: options.durable,
+                follower,
                 path: path.to_owned(),
                 wal: WalSync::default(),
             }),
@@ -214,7 +223,7 @@ impl Store {
         let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, scratch, all)
             .map_err(open_error)?;
         db.try_catch_up_with_primary().map_err(open_error)?;
-        Ok(Self::over(db, path, columns, options))
+        Ok(Self::over(db, path, columns, options, true))
     }
 
     /// Opens (or creates) the database at `path` with the given column families.
@@ -228,7 +237,14 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self::over(db, path, columns, options))
+        Ok(Self::over(db, path, columns, options, false))
+    }
+
+    /// Whether this is a read-only follower of a running node's database:
+    /// what a writer does once at open (an index of older data, say) is
+    /// then its owner's to do.
+    pub fn is_follower(&self) -> bool {
+        self.inner.follower
     }
 
     /// A handle to a declared column family.

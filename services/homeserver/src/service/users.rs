@@ -176,6 +176,11 @@ impl Users {
     /// (created, or renamed when the configuration changed). An ordinary
     /// account of that name is never taken over.
     pub fn ensure_node_owned(&self, user_id: &UserId, display_name: &str) -> Result<()> {
+        if self.store.is_follower() {
+            // A command reading along with the running node, which made
+            // the account when it started (perhaps configured otherwise).
+            return Ok(());
+        }
         let mut account = match self.account(user_id)? {
             Some(account) if !account.node_owned => {
                 return Err(Error::internal(format!(
