@@ -49,6 +49,8 @@ pub const SERVERNAME_COUNT_EDU: &str = "servername_count_edu";
 pub const USERID_ROOMID_TYPE_ACCOUNTDATA: &str = "userid_roomid_type_accountdata";
 pub const ROOMID_USERID_TYPE_RECEIPT: &str = "roomid_userid_type_receipt";
 pub const USERID_PRESENCE: &str = "userid_presence";
+/// Stream position of each user's latest presence change → the user.
+pub const COUNT_USERID_PRESENCE: &str = "count_userid_presence";
 pub const USERID_PUSHKEY_PUSHER: &str = "userid_pushkey_pusher";
 
 // End-to-end encryption.
@@ -99,6 +101,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(USERID_ROOMID_TYPE_ACCOUNTDATA),
     ColumnSpec::new(ROOMID_USERID_TYPE_RECEIPT),
     ColumnSpec::lookups(USERID_PRESENCE),
+    ColumnSpec::new(COUNT_USERID_PRESENCE),
     ColumnSpec::new(USERID_PUSHKEY_PUSHER),
     ColumnSpec::new(USERDEVICEID_KEYS),
     ColumnSpec::new(USERDEVICEID_KEYID_ONETIMEKEY),
