@@ -4,7 +4,10 @@
 //! The server never sees plaintext: it stores and hands out what clients
 //! upload, and tells room members when each other's devices change.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use archipel_store::{Batch, Store, Tree, key};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
@@ -21,6 +24,12 @@ pub struct E2ee {
     cross_signing: Tree,
     key_changes: Tree,
     to_device: Tree,
+    /// Each device's newest queued to-device message since the node
+    /// started, and where the stream stood then: a sync learns without a
+    /// read that nothing waits for its device (most wake-ups of a long
+    /// poll).
+    newest_to_device: parking_lot::Mutex<HashMap<(OwnedUserId, OwnedDeviceId), u64>>,
+    opened_at: u64,
     /// Claims one at a time: a one-time key goes to one claimer only.
     claims: tokio::sync::Mutex<()>,
 }
@@ -39,6 +48,8 @@ impl E2ee {
             cross_signing: store.tree(cf::USERID_USAGE_CROSSSIGNINGKEY)?,
             key_changes: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
             to_device: store.tree(cf::USERDEVICEID_COUNT_TODEVICE)?,
+            newest_to_device: Default::default(),
+            opened_at: counter.visible(),
             store,
             counter,
             claims: tokio::sync::Mutex::new(()),
@@ -407,6 +418,7 @@ impl E2ee {
     ) -> Result<()> {
         let mut tickets = Vec::with_capacity(targets.len());
         let mut batch = Batch::new();
+        let mut queued = Vec::with_capacity(targets.len());
         for (user, device, content) in targets {
             let ticket = self.counter.next()?;
             let event = json!({ "type": event_type, "sender": sender, "content": content });
@@ -415,11 +427,32 @@ impl E2ee {
                 key::with_u64(key::key([user.as_bytes(), device.as_bytes()]), ticket.count),
                 &event,
             );
+            queued.push(((user, device), ticket.count));
             tickets.push(ticket);
         }
         self.store.commit_async(batch).await?;
+        // Noted before the positions become visible, so that no sync that
+        // may see them skips the read.
+        let mut newest = self.newest_to_device.lock();
+        for (device, count) in queued {
+            let entry = newest.entry(device).or_default();
+            *entry = (*entry).max(count);
+        }
+        drop(newest);
         drop(tickets);
         Ok(())
+    }
+
+    /// Whether a message for the device may be queued after `after`.
+    fn may_have_to_device(&self, user: &UserId, device: &DeviceId, after: u64) -> bool {
+        match self
+            .newest_to_device
+            .lock()
+            .get(&(user.to_owned(), device.to_owned()))
+        {
+            Some(&newest) => newest > after,
+            None => after < self.opened_at,
+        }
     }
 
     /// Messages for the device in `(after, upto]`, oldest first.
@@ -431,11 +464,14 @@ impl E2ee {
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<Value>, u64)> {
+        let mut out = Vec::new();
+        let mut last = after;
+        if !self.may_have_to_device(user, device, after) {
+            return Ok((out, last));
+        }
         let base = key::key([user.as_bytes(), device.as_bytes()]);
         let mut prefix = base.clone();
         prefix.push(key::SEP);
-        let mut out = Vec::new();
-        let mut last = after;
         for row in self
             .to_device
             .scan_from(key::with_u64(base, after + 1), prefix)

@@ -1,5 +1,5 @@
 use http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{TestNode, urlencode};
 
@@ -348,6 +348,19 @@ async fn sync_long_polls_until_something_happens() {
         !waiter.is_finished(),
         "sync returned before anything happened"
     );
+    // What alice cannot see wakes her sync, which keeps waiting.
+    let bob = node.register("bob").await;
+    let elsewhere = node.create_room(&bob, json!({})).await;
+    for text in ["not", "for", "alice"] {
+        node.send_text(&bob, &elsewhere, text).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    if waiter.is_finished() {
+        panic!(
+            "sync returned with nothing for alice: {}",
+            waiter.await.expect("sync task")
+        );
+    }
     let event = node.send_text(&alice, &room, "wake up").await;
     let response = waiter.await.expect("sync task");
     let events = response["rooms"]["join"][&room]["timeline"]["events"]
@@ -433,4 +446,44 @@ async fn limited_timelines_give_a_prev_batch_that_paginates() {
             .len(),
         5
     );
+}
+
+#[tokio::test]
+async fn a_sync_filter_naming_rooms_gives_only_those() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let (named, other, empty) = (
+        node.create_room(&alice, json!({})).await,
+        node.create_room(&alice, json!({})).await,
+        node.create_room(&alice, json!({})).await,
+    );
+    let since = node.sync(&alice, None).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    node.send_text(&alice, &named, "in the named room").await;
+    node.send_text(&alice, &other, "in another").await;
+    let sync = |rooms: serde_json::Value| {
+        let filter = json!({ "room": { "rooms": rooms } }).to_string();
+        let path = format!(
+            "{V3}/sync?since={since}&timeout=0&filter={}",
+            urlencode(&filter)
+        );
+        let (node, alice) = (&node, alice.clone());
+        async move {
+            node.request(Method::GET, &path, Some(&alice), None)
+                .await
+                .ok()
+        }
+    };
+    let joined = |sync: &Value| -> Vec<String> {
+        sync["rooms"]["join"]
+            .as_object()
+            .map(|rooms| rooms.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let named_only = sync(json!([named, empty, "!unknown:localhost"])).await;
+    assert_eq!(joined(&named_only), [named.clone()], "{named_only}");
+    let none = sync(json!([])).await;
+    assert!(joined(&none).is_empty(), "{none}");
 }

@@ -583,3 +583,104 @@ async fn who_works_here_is_for_signed_in_users_only() {
         .ok();
     assert_eq!(resolved["room_id"], room.as_str(), "{resolved}");
 }
+
+#[tokio::test]
+async fn sync_gives_presence_and_account_data_changed_since_as_its_filter_asks() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let carol = node.register("carol").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let set_presence = |token: &str, user: &str, presence: &str| {
+        let (token, path) = (token.to_owned(), format!("{V3}/presence/{user}/status"));
+        let body = json!({ "presence": presence });
+        let node = &node;
+        async move {
+            node.request(Method::PUT, &path, Some(&token), Some(body))
+                .await
+                .ok();
+        }
+    };
+    set_presence(&alice, "@alice:localhost", "unavailable").await;
+    let since = node.sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    set_presence(&alice, "@alice:localhost", "online").await;
+    set_presence(&carol, "@carol:localhost", "online").await;
+    for kind in ["org.example.kept", "org.example.dropped"] {
+        node.request(
+            Method::PUT,
+            &format!("{V3}/user/@bob:localhost/account_data/{kind}"),
+            Some(&bob),
+            Some(json!({ "kind": kind })),
+        )
+        .await
+        .ok();
+    }
+    let sync = |filter: serde_json::Value| {
+        let path = format!(
+            "{V3}/sync?since={since}&timeout=0&filter={}",
+            crate::harness::urlencode(&filter.to_string())
+        );
+        let (node, bob) = (&node, bob.clone());
+        async move {
+            node.request(Method::GET, &path, Some(&bob), None)
+                .await
+                .ok()
+        }
+    };
+    let senders = |sync: &serde_json::Value| -> Vec<String> {
+        sync["presence"]["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| e["sender"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let kinds = |sync: &serde_json::Value| -> Vec<String> {
+        sync["account_data"]["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // Only what changed since, and only of people bob shares a room with.
+    let everything = sync(json!({})).await;
+    assert_eq!(senders(&everything), ["@alice:localhost"]);
+    assert_eq!(
+        everything["presence"]["events"][0]["content"]["presence"],
+        "online"
+    );
+    assert_eq!(
+        kinds(&everything),
+        ["org.example.dropped", "org.example.kept"]
+    );
+
+    let filtered = sync(json!({
+        "presence": { "not_types": ["m.presence"] },
+        "account_data": { "types": ["org.example.k*"] },
+    }))
+    .await;
+    assert!(senders(&filtered).is_empty(), "{filtered}");
+    assert_eq!(kinds(&filtered), ["org.example.kept"]);
+
+    let by_sender = sync(json!({
+        "presence": { "not_senders": ["@alice:localhost"] },
+        "account_data": { "not_types": ["*"] },
+    }))
+    .await;
+    assert!(senders(&by_sender).is_empty(), "{by_sender}");
+    assert!(kinds(&by_sender).is_empty(), "{by_sender}");
+}

@@ -152,15 +152,41 @@ fn glob_match(pattern: &str, value: &str) -> bool {
     true
 }
 
+/// Whether an event type passes a filter's `types` and `not_types`.
+pub fn type_allowed(types: Option<&[String]>, not_types: &[String], kind: &str) -> bool {
+    !not_types.iter().any(|t| glob_match(t, kind))
+        && types.is_none_or(|types| types.iter().any(|t| glob_match(t, kind)))
+}
+
+/// Whether an event of type `kind` from `sender` (if it has one) passes a
+/// non-room event filter: presence, and account data.
+pub fn passes(filter: &Filter, kind: &str, sender: Option<&ruma::UserId>) -> bool {
+    type_allowed(filter.types.as_deref(), &filter.not_types, kind)
+        && sender.is_none_or(|sender| {
+            !filter.not_senders.iter().any(|s| s == sender)
+                && filter
+                    .senders
+                    .as_ref()
+                    .is_none_or(|senders| senders.iter().any(|s| s == sender))
+        })
+}
+
+/// Whether a filter lets through no event of type `kind` at all, whoever
+/// sent it: a section the sync need not gather.
+pub fn excludes_type(filter: &Filter, kind: &str) -> bool {
+    !type_allowed(filter.types.as_deref(), &filter.not_types, kind)
+        || filter.senders.as_ref().is_some_and(Vec::is_empty)
+}
+
+/// Whether `types` and `not_types` let no event type through at all.
+pub fn excludes_every_type(types: Option<&[String]>, not_types: &[String]) -> bool {
+    types.is_some_and(<[String]>::is_empty) || not_types.iter().any(|t| t == "*")
+}
+
 /// Whether a room event passes a room event filter.
 pub fn event_matches(filter: &RoomEventFilter, pdu: &Pdu) -> bool {
     let kind = pdu.kind.to_string();
-    if filter.not_types.iter().any(|t| glob_match(t, &kind)) {
-        return false;
-    }
-    if let Some(types) = &filter.types
-        && !types.iter().any(|t| glob_match(t, &kind))
-    {
+    if !type_allowed(filter.types.as_deref(), &filter.not_types, &kind) {
         return false;
     }
     if filter.not_senders.contains(&pdu.sender) {

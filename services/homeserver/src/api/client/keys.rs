@@ -304,14 +304,9 @@ pub async fn changes(
 ) -> Result<get_key_changes::v3::Response> {
     let from = parse_token(&request.body.from)?;
     let to = parse_token(&request.body.to)?.min(services.counter.visible());
-    let (mut changed, mut left) = (Vec::new(), Vec::new());
-    for user in services.rooms.key_changes(from, to)? {
-        if services.rooms.share_a_room(request.user(), &user)? {
-            changed.push(user);
-        } else if services.rooms.shared_a_room_once(request.user(), &user)? {
-            left.push(user);
-        }
-    }
+    let (changed, left) = services
+        .rooms
+        .device_list_changes(request.user(), from, to)?;
     Ok(get_key_changes::v3::Response::new(changed, left))
 }
 

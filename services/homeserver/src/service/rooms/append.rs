@@ -418,11 +418,12 @@ impl Rooms {
             );
             if membership == "join" || membership == "leave" || membership == "ban" {
                 // Room members track each other's devices; a change in
-                // who shares a room is a device-list change.
+                // who shares a room is a device-list change, for the
+                // members of that room.
                 batch.put(
                     &self.count_userid_keychange,
                     count.to_be_bytes(),
-                    user_id.as_bytes(),
+                    key::key([user_id.as_bytes(), room]),
                 );
             }
         }

@@ -158,9 +158,19 @@ impl Rooms {
         Ok(out)
     }
 
-    /// Users whose devices changed, or who joined or left a room, in `(after, upto]`.
-    pub fn key_changes(&self, after: u64, upto: u64) -> Result<Vec<OwnedUserId>> {
-        let mut out = Vec::new();
+    /// Whose device lists `viewer` should fetch again after `(after,
+    /// upto]`: `changed`, people it shares a room with whose devices
+    /// changed or who joined or left a room it is in; `left`, people it
+    /// shares no room with any more, who left one of its rooms. Joining or
+    /// leaving a room concerns that room's members only: the archive
+    /// member joining each new room is no news to everybody else.
+    pub fn device_list_changes(
+        &self,
+        viewer: &UserId,
+        after: u64,
+        upto: u64,
+    ) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
+        let (mut changed, mut left) = (Vec::new(), Vec::new());
         for row in self
             .count_userid_keychange
             .scan_from((after + 1).to_be_bytes().to_vec(), Vec::new())
@@ -172,13 +182,29 @@ impl Rooms {
             if count > upto {
                 break;
             }
-            if let Ok(user) = UserId::parse(String::from_utf8_lossy(&v).as_ref())
-                && !out.contains(&user)
+            let mut parts = key::split(&v);
+            let Ok(user) =
+                UserId::parse(String::from_utf8_lossy(parts.next().unwrap_or_default()).as_ref())
+            else {
+                continue;
+            };
+            if changed.contains(&user) || left.contains(&user) {
+                continue;
+            }
+            if let Some(room) = parts.next()
+                && user != viewer
+                && !RoomId::parse(String::from_utf8_lossy(room).as_ref())
+                    .is_ok_and(|room| self.is_joined(viewer, &room).unwrap_or(false))
             {
-                out.push(user);
+                continue;
+            }
+            if self.share_a_room(viewer, &user)? {
+                changed.push(user);
+            } else if self.shared_a_room_once(viewer, &user)? {
+                left.push(user);
             }
         }
-        Ok(out)
+        Ok((changed, left))
     }
 
     /// Records a device-list change for `user` (keys uploaded, device added or removed).

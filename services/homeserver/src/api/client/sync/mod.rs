@@ -18,7 +18,10 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::{filter::resolve_sync_filter, messages::parse_token};
+use super::{
+    filter::{excludes_every_type, excludes_type, passes, resolve_sync_filter, type_allowed},
+    messages::parse_token,
+};
 use crate::{Result, Services, ruma_wrapper::Ruma, service::rooms::pdu::raw};
 
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
@@ -44,8 +47,8 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
         None => (0, 0),
     };
     // A token is never ahead of what the node has handed out.
-    let since = since.min(services.counter.visible());
-    let to_device_since = to_device_since.min(since);
+    let mut since = since.min(services.counter.visible());
+    let mut to_device_since = to_device_since.min(since);
     let filter = resolve_sync_filter(&services, &user, body.filter.as_ref())?;
     // Answered before the request timeout cuts it.
     let longest = Duration::from_secs(services.config.request_timeout_secs)
@@ -82,18 +85,25 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v3::Request>) -> Result
             full_state: body.full_state,
             filter: filter.clone(),
         };
-        let response = build(&ctx)?;
+        let mut response = build(&ctx)?;
         let wait = since > 0
             && !body.full_state
             && is_empty(&response)
             && tokio::time::Instant::now() < deadline;
         if !wait {
+            add_key_counts(&services, &user, &device, &mut response)?;
             return Ok(response);
         }
+        // Nothing in `(since, upto]` was for this device, so what the next
+        // wake-up brings is all in `(upto, visible]`: look only there,
+        // rather than gather the growing range again on every change.
+        since = upto;
+        to_device_since = upto;
         if tokio::time::timeout_at(deadline, watch.changed())
             .await
             .is_err()
         {
+            add_key_counts(&services, &user, &device, &mut response)?;
             return Ok(response);
         }
     }
@@ -115,6 +125,23 @@ fn parse_since(token: &str) -> Result<(u64, u64)> {
     Ok((since, to_device))
 }
 
+/// The rooms the user has a membership in, with it: only those the filter
+/// names when it names any (the archive member, in every room, names none).
+fn rooms_in_filter(
+    ctx: &SyncContext<'_>,
+) -> Result<Vec<(ruma::OwnedRoomId, crate::service::rooms::MembershipRecord)>> {
+    let Some(named) = &ctx.filter.room.rooms else {
+        return ctx.services.rooms.rooms_of(ctx.user);
+    };
+    let mut rooms = Vec::new();
+    for room_id in named {
+        if let Some(membership) = ctx.services.rooms.membership(ctx.user, room_id)? {
+            rooms.push((room_id.clone(), membership));
+        }
+    }
+    Ok(rooms)
+}
+
 fn is_empty(response: &v3::Response) -> bool {
     response.rooms.is_empty()
         && response.presence.is_empty()
@@ -127,35 +154,46 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     let services = ctx.services;
     let mut response = v3::Response::new(ctx.upto.to_string());
 
-    let account_data = services
-        .account_data
-        .changes(ctx.user, ctx.since, ctx.upto)?;
+    let (global_filter, room_filter) = (&ctx.filter.account_data, &ctx.filter.room.account_data);
+    let no_rooms = ctx.filter.room.rooms.as_ref().is_some_and(Vec::is_empty)
+        || excludes_every_type(room_filter.types.as_deref(), &room_filter.not_types);
+    let account_data = if no_rooms
+        && excludes_every_type(global_filter.types.as_deref(), &global_filter.not_types)
+    {
+        Vec::new()
+    } else {
+        services
+            .account_data
+            .changes(ctx.user, ctx.since, ctx.upto)?
+    };
     let mut room_account_data: BTreeMap<ruma::OwnedRoomId, Vec<(String, serde_json::Value)>> =
         BTreeMap::new();
     let mut global = GlobalAccountData::new();
     for (room, kind, content) in account_data {
         match room {
-            Some(room) => room_account_data
-                .entry(room)
-                .or_default()
-                .push((kind, content)),
-            None => global
-                .events
-                .push(raw(&json!({ "type": kind, "content": content }))),
+            Some(room) => {
+                if type_allowed(room_filter.types.as_deref(), &room_filter.not_types, &kind) {
+                    room_account_data
+                        .entry(room)
+                        .or_default()
+                        .push((kind, content));
+                }
+            }
+            None => {
+                if passes(global_filter, &kind, None) {
+                    global
+                        .events
+                        .push(raw(&json!({ "type": kind, "content": content })));
+                }
+            }
         }
     }
     response.account_data = global;
 
     let mut rooms = Rooms::new();
-    for (room_id, membership) in services.rooms.rooms_of(ctx.user)? {
+    for (room_id, membership) in rooms_in_filter(ctx)? {
         if !super::filter::room_allowed(&ctx.filter.room.timeline, &room_id)
             || ctx.filter.room.not_rooms.contains(&room_id)
-            || ctx
-                .filter
-                .room
-                .rooms
-                .as_ref()
-                .is_some_and(|r| !r.contains(&room_id))
         {
             continue;
         }
@@ -187,8 +225,15 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     response.rooms = rooms;
 
     let mut presence = Presence::new();
-    for (user, record) in services.presence.changes(ctx.since, ctx.upto)? {
-        if services.rooms.share_a_room(ctx.user, &user)? {
+    let changes = if excludes_type(&ctx.filter.presence, "m.presence") {
+        Vec::new()
+    } else {
+        services.presence.changes(ctx.since, ctx.upto)?
+    };
+    for (user, record) in changes {
+        if passes(&ctx.filter.presence, "m.presence", Some(&user))
+            && services.rooms.share_a_room(ctx.user, &user)?
+        {
             let mut content = json!({ "presence": record.presence, "last_active_ago": crate::service::users::now_ms().saturating_sub(record.last_active_ts) });
             if let Some(msg) = &record.status_msg {
                 content["status_msg"] = json!(msg);
@@ -219,19 +264,27 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     response.to_device = to_device;
 
     if ctx.since > 0 {
+        // Nobody learns of the devices of people they never met.
         let mut lists = DeviceLists::new();
-        for user in services.rooms.key_changes(ctx.since, ctx.upto)? {
-            // Nobody learns of the devices of people they never met.
-            if services.rooms.share_a_room(ctx.user, &user)? {
-                lists.changed.push(user);
-            } else if services.rooms.shared_a_room_once(ctx.user, &user)? {
-                lists.left.push(user);
-            }
-        }
+        (lists.changed, lists.left) = services
+            .rooms
+            .device_list_changes(ctx.user, ctx.since, ctx.upto)?;
         response.device_lists = lists;
     }
 
-    let counts = services.e2ee.one_time_key_counts(ctx.user, ctx.device)?;
+    Ok(response)
+}
+
+/// The device's one-time and fallback key counts, which every response
+/// carries but none waits for: added once the response is final, not on
+/// every wake-up of a long poll.
+fn add_key_counts(
+    services: &Services,
+    user: &ruma::UserId,
+    device: &ruma::DeviceId,
+    response: &mut v3::Response,
+) -> Result<()> {
+    let counts = services.e2ee.one_time_key_counts(user, device)?;
     response.device_one_time_keys_count = counts
         .into_iter()
         .map(|(alg, n)| {
@@ -248,10 +301,10 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     response.device_unused_fallback_key_types = Some(
         services
             .e2ee
-            .unused_fallback_key_types(ctx.user, ctx.device)?
+            .unused_fallback_key_types(user, device)?
             .iter()
             .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
             .collect(),
     );
-    Ok(response)
+    Ok(())
 }
