@@ -41,14 +41,25 @@ const SYNC_EVERY: Duration = Duration::from_millis(250);
 
 /// Vault batches written but not yet synced, and the capture cursor they
 /// bring the vault to.
-#[derive(Default)]
 struct Unsynced {
     written: Option<Written>,
     cursor: u64,
     since: Option<Instant>,
+    /// Told after each sync: the decryption of encrypted events follows the
+    /// vault's syncs, so that it too takes many events at a time.
+    synced: Arc<tokio::sync::Notify>,
 }
 
 impl Unsynced {
+    fn new(synced: Arc<tokio::sync::Notify>) -> Self {
+        Self {
+            written: None,
+            cursor: 0,
+            since: None,
+            synced,
+        }
+    }
+
     fn add(&mut self, written: Written, cursor: u64) {
         self.written = Some(written);
         self.cursor = cursor;
@@ -68,6 +79,7 @@ impl Unsynced {
         let writer = vault.clone();
         // Whatever the vault lost if this fails, the outbox still has.
         tokio::task::spawn_blocking(move || writer.sync(written)).await??;
+        self.synced.notify_one();
         services.rooms.discard_captured(self.cursor)?;
         Ok(())
     }
@@ -75,7 +87,8 @@ impl Unsynced {
 
 /// Moves captured events into the vault until `stop` turns true, then
 /// drains what is visible and signs a final checkpoint. `captured` is told
-/// after each batch (the decryption of encrypted events waits on it).
+/// after each sync of the vault (the decryption of encrypted events waits
+/// on it).
 pub async fn run(
     services: Arc<Services>,
     vault: Arc<Vault>,
@@ -84,7 +97,7 @@ pub async fn run(
 ) {
     let mut changes = services.counter.watch();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut unsynced = Unsynced::default();
+    let mut unsynced = Unsynced::new(captured);
     if let Err(e) = clear_taken(&services, &vault) {
         tracing::warn!(error = %format!("{e:#}"), "clearing outbox entries the vault already holds");
     }
@@ -95,9 +108,6 @@ pub async fn run(
         // the loop with that event still in the outbox.)
         let stopping = *stop.borrow_and_update();
         let drained = drain(&services, &vault, &mut unsynced).await;
-        if drained.is_ok() {
-            captured.notify_one();
-        }
         let synced = if stopping || unsynced.due() {
             unsynced.sync(&services, &vault).await
         } else {

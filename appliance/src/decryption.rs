@@ -4,9 +4,11 @@
 //! Either can come first. An event captured before its key waits in the
 //! vault as a pending decryption until the key arrives; a key that arrived
 //! first is in the device's store when the event is captured. So the
-//! worker looks at new pending events after every capture batch, and at
-//! the pending events of each session whose key arrives. At start it looks
-//! at all of them once: keys may have arrived while the node was down.
+//! worker looks at new pending events after every sync of the capture
+//! pump (many batches: it reads each session's key once for many events
+//! and pays one fsync for them), and at the pending events of each session
+//! whose key arrives. At start it looks at all of them once: keys may have
+//! arrived while the node was down.
 //!
 //! An encrypted message's attachments (its `file`, its thumbnail's) are
 //! fetched, checked against the hash the message names, decrypted into
@@ -35,8 +37,8 @@ pub type Session = (ruma::OwnedRoomId, String);
 /// How many pending events one look takes at a time.
 const PAGE: usize = 256;
 
-/// Runs until `stop`: decrypts what it can after each capture batch
-/// (`captured`) and for each session whose key arrives (`keys`).
+/// Runs until `stop`: decrypts what it can after each sync of captured
+/// events (`captured`) and for each session whose key arrives (`keys`).
 pub async fn run(
     vault: Arc<Vault>,
     device: Arc<ArchiveMember>,
