@@ -487,3 +487,57 @@ async fn a_sync_filter_naming_rooms_gives_only_those() {
     let none = sync(json!([])).await;
     assert!(joined(&none).is_empty(), "{none}");
 }
+
+#[tokio::test]
+async fn a_room_joined_since_the_token_comes_with_its_recent_history() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let mut sent = Vec::new();
+    for i in 0..15 {
+        sent.push(node.send_text(&alice, &room, &format!("m{i}")).await);
+    }
+    let since = node.sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    node.join(&bob, &room).await.ok();
+
+    let sync = node.sync(&bob, Some(&since)).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], true, "{sync}");
+    let ids: Vec<_> = timeline["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // The default limit of ten: alice's last nine messages, then bob's join.
+    assert_eq!(ids.len(), 10, "{sync}");
+    assert_eq!(ids[..9], sent[6..]);
+    let prev = timeline["prev_batch"].as_str().expect("prev_batch");
+    let older = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/messages?dir=b&from={prev}&limit=3"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    let older: Vec<_> = older["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(older, [sent[5].clone(), sent[4].clone(), sent[3].clone()]);
+    // The room's state comes with it: bob learns who is there.
+    let state = sync["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .expect("state");
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{sync}");
+}

@@ -122,11 +122,14 @@ pub fn joined(
     } else {
         None
     };
+    // A room joined since the token comes with its recent history, as far
+    // as the new member may see it, not only what happened since.
+    let after = if newly_joined { 0 } else { ctx.since };
     let TimelineSection {
         timeline,
         state,
         senders,
-    } = timeline_and_state(ctx, room_id, ctx.since, ctx.upto, full, viewer.as_ref())?;
+    } = timeline_and_state(ctx, room_id, after, ctx.upto, full, viewer.as_ref())?;
 
     let mut ephemeral = Ephemeral::new();
     if let Some(typing) = services.typing.changes(room_id, ctx.since, ctx.upto) {
