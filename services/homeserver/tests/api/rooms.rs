@@ -541,3 +541,48 @@ async fn a_room_joined_since_the_token_comes_with_its_recent_history() {
         .expect("state");
     assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{sync}");
 }
+
+#[tokio::test]
+async fn deleting_an_alias_removes_it_from_the_canonical_alias() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let room = node
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "room_alias_name": "koffie" }),
+        )
+        .await;
+    node.request(
+        Method::PUT,
+        &format!("{V3}/directory/room/%23thee:localhost"),
+        Some(&alice),
+        Some(json!({ "room_id": room })),
+    )
+    .await
+    .ok();
+    let canonical = format!("{V3}/rooms/{room}/state/m.room.canonical_alias/");
+    node.request(
+        Method::PUT,
+        &canonical,
+        Some(&alice),
+        Some(json!({ "alias": "#koffie:localhost", "alt_aliases": ["#thee:localhost"] })),
+    )
+    .await
+    .ok();
+
+    for alias in ["%23koffie:localhost", "%23thee:localhost"] {
+        node.request(
+            Method::DELETE,
+            &format!("{V3}/directory/room/{alias}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    }
+    let content = node
+        .request(Method::GET, &canonical, Some(&alice), None)
+        .await
+        .ok();
+    assert_eq!(content, json!({ "alt_aliases": [] }));
+}

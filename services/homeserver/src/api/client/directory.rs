@@ -88,7 +88,48 @@ pub async fn delete(
         return Err(Error::forbidden("You may not remove this alias."));
     }
     services.rooms.remove_alias(alias).await?;
+    drop_from_canonical_alias(&services, &room_id, request.user(), alias).await?;
     Ok(delete_alias::v3::Response::new())
+}
+
+/// A deleted alias no longer resolves, so the room stops naming it: its
+/// `m.room.canonical_alias` event is sent again without it (as the
+/// moderator who deleted it), when it named it.
+async fn drop_from_canonical_alias(
+    services: &Services,
+    room_id: &RoomId,
+    sender: &ruma::UserId,
+    alias: &RoomAliasId,
+) -> Result<()> {
+    let Some(content) =
+        services
+            .rooms
+            .state_content(room_id, &StateEventType::RoomCanonicalAlias, "")?
+    else {
+        return Ok(());
+    };
+    let Ok(serde_json::Value::Object(mut content)) = serde_json::from_str(&content) else {
+        return Ok(());
+    };
+    let mut changed = false;
+    if content.get("alias").and_then(|a| a.as_str()) == Some(alias.as_str()) {
+        content.remove("alias");
+        changed = true;
+    }
+    if let Some(serde_json::Value::Array(alt)) = content.get_mut("alt_aliases") {
+        let before = alt.len();
+        alt.retain(|a| a.as_str() != Some(alias.as_str()));
+        changed |= alt.len() != before;
+    }
+    if changed {
+        let builder = crate::service::rooms::PduBuilder::state(
+            ruma::events::TimelineEventType::RoomCanonicalAlias,
+            "",
+            serde_json::Value::Object(content),
+        );
+        services.rooms.append(room_id, sender, builder).await?;
+    }
+    Ok(())
 }
 
 pub async fn room_aliases(
