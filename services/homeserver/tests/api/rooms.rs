@@ -586,3 +586,48 @@ async fn deleting_an_alias_removes_it_from_the_canonical_alias() {
         .ok();
     assert_eq!(content, json!({ "alt_aliases": [] }));
 }
+
+#[tokio::test]
+async fn a_rejected_and_forgotten_invite_shows_once_in_leave() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "invite": ["@bob:localhost"] }))
+        .await;
+    let invited = node.sync(&bob, None).await;
+    assert!(invited["rooms"]["invite"].get(&room).is_some(), "{invited}");
+    let since = invited["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    for step in ["leave", "forget"] {
+        node.request(
+            Method::POST,
+            &format!("{V3}/rooms/{room}/{step}"),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await
+        .ok();
+    }
+
+    let once = node.sync(&bob, Some(&since)).await;
+    let left = &once["rooms"]["leave"][&room];
+    assert!(left.is_object(), "{once}");
+    let next = once["next_batch"].as_str().expect("next_batch");
+    let again = node.sync(&bob, Some(next)).await;
+    assert!(again["rooms"]["leave"].get(&room).is_none(), "{again}");
+    // A first sync, even one that asks for left rooms, shows none forgotten.
+    let filter = json!({ "room": { "include_leave": true } }).to_string();
+    let first = node
+        .request(
+            Method::GET,
+            &format!("{V3}/sync?filter={}", urlencode(&filter)),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert!(first["rooms"]["leave"].get(&room).is_none(), "{first}");
+}

@@ -209,11 +209,15 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
                     .invite
                     .insert(room_id.clone(), room::invited(ctx, &room_id, &membership)?);
             }
+            // A leave shows once in the sync after it, even when the room
+            // was forgotten meanwhile (a rejected invite often is): the
+            // client must learn it is gone. A first sync shows no
+            // forgotten room.
             "leave" | "ban"
                 if membership.count > ctx.since
                     && membership.count <= ctx.upto
-                    && !membership.forgotten
-                    && (ctx.since > 0 || ctx.filter.room.include_leave) =>
+                    && (ctx.since > 0
+                        || (ctx.filter.room.include_leave && !membership.forgotten)) =>
             {
                 rooms
                     .leave
