@@ -281,3 +281,73 @@ async fn relations_list_only_events_of_the_room_asked_about() {
 
     assert!(relations(&node, &alice, &room, &root).await.is_empty());
 }
+
+#[tokio::test]
+async fn anyone_previews_a_world_readable_room_without_joining() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let carol = node.register("carol").await;
+    let room = room_with_visibility(&node, &alice, "shared").await;
+    node.send_text(&alice, &room, "before it was readable")
+        .await;
+    node.request(
+        Method::PUT,
+        &format!("{V3}/rooms/{room}/state/m.room.history_visibility/"),
+        Some(&alice),
+        Some(json!({ "history_visibility": "world_readable" })),
+    )
+    .await
+    .ok();
+    let readable = node.send_text(&alice, &room, "for everyone").await;
+
+    // What was sent while the room was readable, and its current state.
+    assert_eq!(history(&node, &carol, &room).await, ["for everyone"]);
+    let state = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/state"),
+            Some(&carol),
+            None,
+        )
+        .await
+        .ok();
+    assert!(
+        state
+            .as_array()
+            .is_some_and(|s| s.iter().any(|e| e["type"] == "m.room.create")),
+        "{state}"
+    );
+    let members = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/members"),
+            Some(&carol),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(members["chunk"][0]["state_key"], "@alice:localhost");
+    let event = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/event/{readable}"),
+            Some(&carol),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(event["content"]["body"], "for everyone");
+
+    // A room that is not world-readable stays closed.
+    let closed = room_with_visibility(&node, &alice, "shared").await;
+    for path in ["state", "members", "messages?dir=b"] {
+        node.request(
+            Method::GET,
+            &format!("{V3}/rooms/{closed}/{path}"),
+            Some(&carol),
+            None,
+        )
+        .await
+        .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+}

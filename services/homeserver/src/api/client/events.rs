@@ -105,8 +105,9 @@ pub async fn send_state(
     ))
 }
 
-/// The room's state as `user` may see it: current while joined, as it was
-/// when they left if they were ever joined, none otherwise.
+/// The room's state as `user` may see it: current while joined or
+/// previewing a world-readable room, as it was when they left if they were
+/// ever joined, none otherwise.
 pub(super) fn state_for_viewer(
     services: &Services,
     user: &ruma::UserId,
@@ -125,7 +126,7 @@ fn state_position(
     room_id: &ruma::RoomId,
 ) -> Result<Option<u64>> {
     let viewer = services.rooms.viewer(user, room_id)?;
-    if viewer.is_joined() {
+    if viewer.is_joined() || viewer.is_peeking() {
         Ok(None)
     } else if viewer.ever_joined() {
         Ok(Some(viewer.upto()))

@@ -68,6 +68,11 @@ impl Member {
 struct Timeline(Vec<(u64, HistoryVisibility)>);
 
 impl Timeline {
+    /// The visibility now.
+    fn current(&self) -> HistoryVisibility {
+        self.0.last().map_or(HistoryVisibility::Shared, |(_, v)| *v)
+    }
+
     /// The visibility that judges the event at `count`.
     fn at(&self, count: u64) -> HistoryVisibility {
         let before = self.0.partition_point(|(c, _)| *c < count);
@@ -116,6 +121,8 @@ pub struct Viewer {
     memberships: Memberships,
     upto: u64,
     joined: bool,
+    /// No membership: previewing a world-readable room.
+    peeking: bool,
 }
 
 impl Viewer {
@@ -127,6 +134,12 @@ impl Viewer {
 
     pub fn is_joined(&self) -> bool {
         self.joined
+    }
+
+    /// Whether the user previews a world-readable room they have no
+    /// membership in.
+    pub fn is_peeking(&self) -> bool {
+        self.peeking
     }
 
     /// Whether the user was ever joined: only then do they get the room's
@@ -174,17 +187,30 @@ impl ServerViewer {
 
 impl Rooms {
     /// What `user` may see of `room_id`; M_FORBIDDEN if they never had a
-    /// membership in it.
+    /// membership in it, unless the room is world-readable now: then
+    /// anyone may preview it (its current state, and the events that were
+    /// world-readable when sent).
     pub fn viewer(&self, user: &UserId, room_id: &RoomId) -> Result<Viewer> {
-        let record = self
-            .membership(user, room_id)?
-            .ok_or_else(|| Error::forbidden("You are not in this room."))?;
+        let visibility = self.visibility_timeline(room_id)?;
+        let Some(record) = self.membership(user, room_id)? else {
+            if visibility.current() == HistoryVisibility::WorldReadable {
+                return Ok(Viewer {
+                    visibility,
+                    memberships: Memberships(Vec::new()),
+                    upto: u64::MAX,
+                    joined: false,
+                    peeking: true,
+                });
+            }
+            return Err(Error::forbidden("You are not in this room."));
+        };
         let joined = record.is_joined();
         Ok(Viewer {
-            visibility: self.visibility_timeline(room_id)?,
+            visibility,
             memberships: self.member_history(room_id, user.as_str(), |_| true)?,
             upto: if joined { u64::MAX } else { record.count },
             joined,
+            peeking: false,
         })
     }
 
