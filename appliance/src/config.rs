@@ -145,6 +145,10 @@ impl Config {
         self.tls
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
+        self.homeserver
+            .turn
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
         self.validate_federation()?;
         self.backup
             .validate()

@@ -36,6 +36,88 @@ pub struct HomeserverConfig {
     #[serde(skip, default = "archive_capture_on")]
     pub archive_capture: bool,
     pub archive_member: ArchiveMemberConfig,
+    pub turn: TurnConfig,
+}
+
+/// TURN servers for voice and video calls (`[homeserver.turn]`): clients
+/// ask `/voip/turnServer` where to relay call media. None unless `uris` is
+/// set; then either a secret shared with the TURN server (coturn's
+/// `static-auth-secret`), from which each user gets credentials that
+/// expire, or one fixed username and password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// `turn:` and `turns:` URIs handed to clients.
+    pub uris: Vec<String>,
+    pub shared_secret: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// How long credentials from the shared secret are valid, in seconds.
+    pub user_lifetime_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            uris: Vec::new(),
+            shared_secret: None,
+            username: None,
+            password: None,
+            user_lifetime_secs: 86_400,
+        }
+    }
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "<hidden>");
+        f.debug_struct("TurnConfig")
+            .field("uris", &self.uris)
+            .field("shared_secret", &hidden(&self.shared_secret))
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("user_lifetime_secs", &self.user_lifetime_secs)
+            .finish()
+    }
+}
+
+impl TurnConfig {
+    /// What is wrong with the table, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(uri) = self
+            .uris
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return Err(format!(
+                "`homeserver.turn.uris`: {uri:?} is not a turn: or turns: URI"
+            ));
+        }
+        let fixed = (&self.username, &self.password);
+        match (&self.shared_secret, fixed) {
+            (Some(_), (None, None)) | (None, (Some(_), Some(_))) => {}
+            (None, (None, None)) if self.uris.is_empty() => {}
+            (None, (None, None)) => {
+                return Err(
+                    "`homeserver.turn`: `uris` needs `shared_secret`, or `username` and `password`"
+                        .into(),
+                );
+            }
+            (Some(_), _) => {
+                return Err(
+                    "`homeserver.turn`: `shared_secret` or `username` and `password`, not both"
+                        .into(),
+                );
+            }
+            (None, _) => {
+                return Err("`homeserver.turn`: `username` and `password` go together".into());
+            }
+        }
+        if self.shared_secret.is_some() && self.user_lifetime_secs == 0 {
+            return Err("`homeserver.turn.user_lifetime_secs` must be more than 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// The node's archive member (`[homeserver.archive_member]`): an account the
@@ -103,6 +185,7 @@ impl Default for HomeserverConfig {
             rate_limit: RateLimitConfig::default(),
             archive_capture: true,
             archive_member: ArchiveMemberConfig::default(),
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -177,5 +260,48 @@ impl FederationConfig {
 
     pub fn allows(&self, server: &ruma::ServerName) -> bool {
         self.enabled() && self.peer(server).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TurnConfig;
+
+    #[test]
+    fn turn_settings_name_what_is_wrong() {
+        let turn =
+            |uris: &[&str], secret: Option<&str>, user: Option<&str>, password: Option<&str>| {
+                TurnConfig {
+                    uris: uris.iter().map(|u| (*u).to_owned()).collect(),
+                    shared_secret: secret.map(str::to_owned),
+                    username: user.map(str::to_owned),
+                    password: password.map(str::to_owned),
+                    ..TurnConfig::default()
+                }
+                .validate()
+            };
+        let uri = "turns:turn.example.org:5349";
+        assert_eq!(turn(&[], None, None, None), Ok(()));
+        assert_eq!(turn(&[uri], Some("s"), None, None), Ok(()));
+        assert_eq!(turn(&[uri], None, Some("u"), Some("p")), Ok(()));
+        for (wrong, says) in [
+            (
+                turn(&["https://turn.example.org"], Some("s"), None, None),
+                "turn.uris",
+            ),
+            (turn(&[uri], None, None, None), "needs `shared_secret`"),
+            (turn(&[uri], Some("s"), Some("u"), Some("p")), "not both"),
+            (turn(&[uri], None, Some("u"), None), "go together"),
+        ] {
+            assert!(wrong.as_ref().is_err_and(|e| e.contains(says)), "{wrong:?}");
+        }
+        let hidden = format!(
+            "{:?}",
+            TurnConfig {
+                shared_secret: Some("geheim".into()),
+                ..TurnConfig::default()
+            }
+        );
+        assert!(!hidden.contains("geheim"), "{hidden}");
     }
 }

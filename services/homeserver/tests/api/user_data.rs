@@ -684,3 +684,48 @@ async fn sync_gives_presence_and_account_data_changed_since_as_its_filter_asks()
     assert!(senders(&by_sender).is_empty(), "{by_sender}");
     assert!(kinds(&by_sender).is_empty(), "{by_sender}");
 }
+
+#[tokio::test]
+async fn turn_servers_come_with_credentials_or_not_at_all() {
+    let path = format!("{V3}/voip/turnServer");
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let none = node
+        .request(Method::GET, &path, Some(&alice), None)
+        .await
+        .ok();
+    assert_eq!(none, json!({}));
+    node.request(Method::GET, &path, None, None)
+        .await
+        .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+
+    let node = TestNode::start(|config| {
+        config.turn.uris = vec!["turn:turn.example.org:3478?transport=udp".into()];
+        config.turn.shared_secret = Some("geheim".into());
+        config.turn.user_lifetime_secs = 3600;
+    });
+    let alice = node.register("alice").await;
+    let turn = node
+        .request(Method::GET, &path, Some(&alice), None)
+        .await
+        .ok();
+    assert_eq!(
+        turn["uris"],
+        json!(["turn:turn.example.org:3478?transport=udp"])
+    );
+    assert_eq!(turn["ttl"], 3600);
+    let username = turn["username"].as_str().expect("username");
+    let (expiry, user) = username.split_once(':').expect("expiry:user");
+    assert_eq!(user, "@alice:localhost");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expiry: u64 = expiry.parse().expect("expiry");
+    assert!(
+        (now + 3590..=now + 3610).contains(&expiry),
+        "{expiry} vs {now}"
+    );
+    // The base64 of an HMAC-SHA1.
+    assert_eq!(turn["password"].as_str().map(str::len), Some(28));
+}

@@ -22,6 +22,7 @@ mod session;
 mod sync;
 mod threads;
 mod uiaa;
+mod voip;
 
 use std::sync::Arc;
 
@@ -105,6 +106,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma_guarded(messages::relating_with_type_and_event, Guard::READ)
         .ruma_guarded(threads::threads, Guard::READ)
         .ruma_raw(threads::third_party_ids)
+        .ruma_raw(voip::turn_server)
         .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)
