@@ -631,3 +631,57 @@ async fn a_rejected_and_forgotten_invite_shows_once_in_leave() {
         .ok();
     assert!(first["rooms"]["leave"].get(&room).is_none(), "{first}");
 }
+
+#[tokio::test]
+async fn timestamp_to_event_finds_the_nearest_event_either_way() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node.create_room(&alice, json!({})).await;
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let id = node.send_text(&alice, &room, &format!("m{i}")).await;
+        let event = node
+            .request(
+                Method::GET,
+                &format!("{V3}/rooms/{room}/event/{id}"),
+                Some(&alice),
+                None,
+            )
+            .await
+            .ok();
+        sent.push((id, event["origin_server_ts"].as_u64().expect("ts")));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let near = |ts: u64, dir: &'static str| {
+        let path = format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={ts}&dir={dir}");
+        let (node, alice) = (&node, alice.clone());
+        async move { node.request(Method::GET, &path, Some(&alice), None).await }
+    };
+    let (m2, t2) = sent[2].clone();
+    let t3 = sent[3].1;
+    for (ts, dir) in [(t2, "f"), (t2 - 1, "f"), (t2, "b"), (t3 - 1, "b")] {
+        let found = near(ts, dir).await.ok();
+        assert_eq!(found["event_id"], m2.as_str(), "{ts} {dir}: {found}");
+        assert_eq!(found["origin_server_ts"], t2);
+    }
+    let last = sent[5].1;
+    near(last + 60_000, "f")
+        .await
+        .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let first = near(0, "f").await.ok();
+    assert!(first["event_id"].is_string(), "{first}");
+    assert_ne!(
+        first["event_id"],
+        sent[0].0.as_str(),
+        "the room's creation comes first"
+    );
+    node.request(
+        Method::GET,
+        &format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={t2}&dir=f"),
+        Some(&bob),
+        None,
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}

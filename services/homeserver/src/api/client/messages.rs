@@ -15,6 +15,7 @@ use ruma::{
                 get_relating_events, get_relating_events_with_rel_type,
                 get_relating_events_with_rel_type_and_event_type,
             },
+            room::get_event_by_timestamp,
         },
     },
     events::{AnyMessageLikeEvent, StateEventType},
@@ -39,6 +40,40 @@ pub fn parse_token(token: &str) -> Result<u64> {
         .map_or(token, |(position, _)| position)
         .parse()
         .map_err(|_| Error::invalid_param("Invalid pagination token."))
+}
+
+/// How many events past the nearest one `/timestamp_to_event` looks at
+/// for one the user may see.
+const NEAR_TS_SEARCH: usize = 100;
+
+/// `/timestamp_to_event` (jump to a date): the event nearest to a time, in
+/// the asked direction, that the user may see.
+pub async fn event_at_time(
+    services: Arc<Services>,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let body = &request.body;
+    let rooms = &services.rooms;
+    let viewer = rooms.viewer(request.user(), &body.room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
+    let forward = body.dir == Direction::Forward;
+    let not_found = || Error::not_found("No event of this room was found near that time.");
+    let at = rooms
+        .position_near_ts(&body.room_id, u64::from(body.ts.get()), forward, upto)?
+        .ok_or_else(not_found)?;
+    let near = if forward {
+        rooms.events_after(&body.room_id, at - 1, upto, NEAR_TS_SEARCH)?
+    } else {
+        rooms.events_before(&body.room_id, at, NEAR_TS_SEARCH)?
+    };
+    let (_, pdu) = near
+        .into_iter()
+        .find(|(count, _)| viewer.sees(*count))
+        .ok_or_else(not_found)?;
+    Ok(get_event_by_timestamp::v1::Response::new(
+        pdu.event_id.clone(),
+        pdu.origin_server_ts,
+    ))
 }
 
 pub async fn messages(

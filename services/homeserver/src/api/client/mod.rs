@@ -101,6 +101,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(events::get_event)
         .ruma_guarded(events::context, Guard::READ)
         .ruma_guarded(messages::messages, Guard::READ)
+        .ruma_guarded(messages::event_at_time, Guard::READ)
         .ruma_guarded(messages::relating, Guard::READ)
         .ruma_guarded(messages::relating_with_type, Guard::READ)
         .ruma_guarded(messages::relating_with_type_and_event, Guard::READ)

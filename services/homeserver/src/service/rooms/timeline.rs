@@ -116,6 +116,53 @@ impl Rooms {
         Ok((events, limited))
     }
 
+    /// The position of the event nearest to `ts` (milliseconds) among
+    /// positions up to `upto`: with `forward` the first sent at or after it,
+    /// else the last sent at or before it. Found by bisecting positions, one
+    /// seek a step, since send times rise with them; where a peer's clock
+    /// was off the answer is near, not exact (as Synapse's is).
+    pub fn position_near_ts(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        forward: bool,
+        upto: u64,
+    ) -> Result<Option<u64>> {
+        let sent = |pdu: &Pdu| u64::from(pdu.origin_server_ts.get());
+        let (Some((mut lo, _)), Some((mut hi, _))) = (
+            self.events_after(room_id, 0, upto, 1)?.pop(),
+            self.events_before(room_id, upto, 1)?.pop(),
+        ) else {
+            return Ok(None);
+        };
+        let mut found = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            if forward {
+                // The first event in [mid, hi].
+                match self.events_after(room_id, mid - 1, hi, 1)?.pop() {
+                    None => hi = mid - 1,
+                    Some((at, pdu)) if sent(&pdu) >= ts => {
+                        found = Some(at);
+                        hi = mid - 1;
+                    }
+                    Some((at, _)) => lo = at + 1,
+                }
+            } else {
+                // The last event in [lo, mid].
+                match self.events_between_rev(room_id, lo - 1, mid, 1)?.pop() {
+                    None => lo = mid + 1,
+                    Some((at, pdu)) if sent(&pdu) <= ts => {
+                        found = Some(at);
+                        lo = mid + 1;
+                    }
+                    Some((at, _)) => hi = at - 1,
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn pdu_from_id_bytes(&self, bytes: &[u8]) -> Result<Option<Pdu>> {
         match EventId::parse(String::from_utf8_lossy(bytes).as_ref()) {
             Ok(id) => self.get_pdu(&id),
