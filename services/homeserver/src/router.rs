@@ -101,6 +101,14 @@ pub(crate) trait RumaRouter {
         T::Authentication: 'static,
         F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response>> + Send + 'static;
+
+    /// [`RumaRouter::ruma_raw`] behind a guard.
+    fn ruma_raw_guarded<T, F, Fut>(self, handler: F, guard: Guard) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static;
 }
 
 fn method_filter(method: &Method) -> MethodFilter {
@@ -140,6 +148,16 @@ impl RumaRouter for Router<Arc<Services>> {
         Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
     {
         self.merge(Router::new().ruma(handler).layer(Extension(guard)))
+    }
+
+    fn ruma_raw_guarded<T, F, Fut>(self, handler: F, guard: Guard) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: 'static,
+        F: Fn(Arc<Services>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static,
+    {
+        self.merge(Router::new().ruma_raw(handler).layer(Extension(guard)))
     }
 
     fn ruma_raw<T, F, Fut>(self, handler: F) -> Self

@@ -685,3 +685,67 @@ async fn timestamp_to_event_finds_the_nearest_event_either_way() {
     .await
     .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn a_room_summary_shows_what_one_may_join_and_hides_the_rest() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let public = node
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "room_alias_name": "plein", "name": "Plein", "topic": "Voor iedereen" }),
+        )
+        .await;
+    let private = node
+        .create_room(
+            &alice,
+            json!({
+                "preset": "private_chat",
+                "name": "Beraad",
+                "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }]
+            }),
+        )
+        .await;
+    let summary = |token: Option<String>, room: String, unstable: bool| {
+        let path = if unstable {
+            format!("/_matrix/client/unstable/im.nheko.summary/rooms/{room}/summary")
+        } else {
+            format!("/_matrix/client/v1/room_summary/{room}")
+        };
+        let node = &node;
+        async move {
+            node.request(Method::GET, &path, token.as_deref(), None)
+                .await
+        }
+    };
+
+    for unstable in [false, true] {
+        let seen = summary(Some(bob.clone()), "%23plein:localhost".into(), unstable)
+            .await
+            .ok();
+        assert_eq!(seen["room_id"], public.as_str(), "{seen}");
+        assert_eq!(seen["name"], "Plein");
+        assert_eq!(seen["topic"], "Voor iedereen");
+        assert_eq!(seen["canonical_alias"], "#plein:localhost");
+        assert_eq!(seen["join_rule"], "public");
+        assert_eq!(seen["room_version"], "11");
+        assert!(seen["num_joined_members"].as_u64() >= Some(1), "{seen}");
+        assert!(seen.get("membership").is_none(), "{seen}");
+    }
+    summary(Some(bob.clone()), private.clone(), false)
+        .await
+        .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    summary(Some(bob.clone()), "!nowhere:localhost".into(), false)
+        .await
+        .err(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let own = summary(Some(alice.clone()), private.clone(), false)
+        .await
+        .ok();
+    assert_eq!(own["membership"], "join", "{own}");
+    assert_eq!(own["encryption"], "m.megolm.v1.aes-sha2");
+    assert_eq!(own["join_rule"], "invite");
+    summary(None, public.clone(), false)
+        .await
+        .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+}

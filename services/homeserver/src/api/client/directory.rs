@@ -3,21 +3,25 @@
 use std::sync::Arc;
 
 use ruma::{
-    OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UInt,
+    OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId, UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{
             get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
         },
+        room::get_summary,
         room::{Visibility, aliases},
     },
     api::federation::query::get_room_information,
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
     events::StateEventType,
+    room::{JoinRuleKind, RoomSummary},
 };
 
 use crate::{
-    Error, Result, Services, ruma_wrapper::Ruma, service::rooms::power_levels::PowerLevels,
+    Error, Result, Services,
+    ruma_wrapper::{Ruma, json_response},
+    service::rooms::power_levels::PowerLevels,
 };
 
 pub async fn create(
@@ -186,6 +190,68 @@ pub async fn set_visibility(
         .set_published(room_id, request.body.visibility == Visibility::Public)
         .await?;
     Ok(set_room_visibility::v3::Response::new())
+}
+
+/// The room summary (MSC3266, `/room_summary`): what a client shows of a
+/// room before joining it. Given to members and invitees, and to anyone
+/// signed in for a room they could join or read (public, knockable or
+/// world-readable); any other room, or one this node does not hold, is
+/// not found, so that its existence does not leak.
+pub async fn summary(
+    services: Arc<Services>,
+    request: Ruma<get_summary::v1::Request>,
+) -> Result<axum::response::Response> {
+    let room_id = match OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(alias) => resolve_alias(&services, &alias).await?.0,
+    };
+    let not_found = || Error::not_found("No room of this name is known here, or it is private.");
+    let rooms = &services.rooms;
+    let Some(create) = rooms.state_pdu(&room_id, &StateEventType::RoomCreate, "")? else {
+        return Err(not_found());
+    };
+    let membership = rooms.membership(request.user(), &room_id)?;
+    let chunk = chunk(&services, &room_id)?;
+    let open = matches!(
+        chunk.join_rule,
+        JoinRuleKind::Public | JoinRuleKind::Knock | JoinRuleKind::KnockRestricted
+    ) || chunk.world_readable;
+    let member = membership
+        .as_ref()
+        .is_some_and(|m| m.is_joined() || m.membership == "invite");
+    if !open && !member {
+        return Err(not_found());
+    }
+    let create = create.content_value();
+    let encryption = rooms
+        .state_pdu(&room_id, &StateEventType::RoomEncryption, "")?
+        .and_then(|p| p.content_value()["algorithm"].as_str().map(Into::into));
+    let mut summary = RoomSummary::new(
+        room_id.clone(),
+        chunk.join_rule.clone().into(),
+        chunk.guest_can_join,
+        chunk.num_joined_members,
+        chunk.world_readable,
+    );
+    summary.canonical_alias = chunk.canonical_alias;
+    summary.name = chunk.name;
+    summary.topic = chunk.topic;
+    summary.avatar_url = chunk.avatar_url;
+    summary.room_type = create["type"].as_str().map(Into::into);
+    summary.room_version = create["room_version"]
+        .as_str()
+        .and_then(|v| RoomVersionId::try_from(v).ok())
+        .or(Some(RoomVersionId::V1));
+    summary.encryption = encryption;
+    // The summary's `join_rule` is required, but ruma leaves out the
+    // default ("public"): written out here, as `membership` is when the
+    // user has one.
+    let mut body = serde_json::to_value(&summary)?;
+    body["join_rule"] = serde_json::Value::String(chunk.join_rule.as_str().to_owned());
+    if let Some(membership) = membership {
+        body["membership"] = serde_json::Value::String(membership.membership);
+    }
+    Ok(json_response(&body))
 }
 
 fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {

@@ -91,6 +91,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(directory::get_visibility)
         .ruma(directory::set_visibility)
         .ruma_guarded(directory::list, Guard::SIGNED_IN)
+        .ruma_raw_guarded(directory::summary, Guard::SIGNED_IN)
         .ruma(directory::list_filtered)
         // Events.
         .ruma_guarded(events::send_message, Guard::WRITE)
