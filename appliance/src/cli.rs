@@ -59,6 +59,18 @@ enum Command {
         #[command(subcommand)]
         command: backup::cli::BackupCommand,
     },
+    /// What users reported to the operators (events and rooms), newest
+    /// first; on a running node too.
+    Reports {
+        #[command(flatten)]
+        target: Target,
+        /// One JSON object per line instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+    },
     /// The provisioning file a new appliance is set up from: check it.
     Provision {
         #[command(subcommand)]
@@ -165,6 +177,11 @@ pub fn run(cli: Cli) -> Result<()> {
             backup::cli::run(config, command)
         }
         Command::Provision { command } => provision::run(command),
+        Command::Reports {
+            target,
+            json,
+            limit,
+        } => crate::reports::list(&config::Config::for_target(&target)?, json, limit),
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;
             println!("{}: OK", config.source.display());

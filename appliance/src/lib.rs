@@ -12,6 +12,7 @@ mod decryption;
 mod erasure;
 mod node;
 mod provision;
+mod reports;
 mod serve;
 mod systemd;
 mod tls;

@@ -410,3 +410,49 @@ fn help_lists_the_commands() {
         assert!(help.contains(command), "--help lacks {command}: {help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reported_events_and_rooms_reach_the_operators() {
+    use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+
+    let server = TestServer::start().await;
+    let pair = crate::client::alice_and_bob_in_room(&server, Vec::new()).await;
+    let dir = data(&server.data_dir());
+    let sent = pair
+        .alice_room()
+        .send(RoomMessageEventContent::text_plain("iets ongepasts"))
+        .await
+        .expect("alice sends");
+    let event_id = sent.response.event_id;
+    pair.bob_room()
+        .report_content(event_id.clone(), Some("Niet\u{1b}[31m zakelijk".into()))
+        .await
+        .expect("bob reports the event");
+    pair.bob_room()
+        .report_room("De hele kamer".into())
+        .await
+        .expect("bob reports the room");
+    // An event one cannot see is not found; an overlong reason is refused.
+    let unknown = matrix_sdk::ruma::event_id!("$nergens:localhost").to_owned();
+    assert!(pair.bob_room().report_content(unknown, None).await.is_err());
+    assert!(pair.bob_room().report_room("x".repeat(5000)).await.is_err());
+
+    // The operator lists them, newest first, while the node runs.
+    let listed = json_lines(&succeeds(&archipel(
+        &["reports", "--json", "--data-dir", &dir],
+        None,
+    )));
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["event_id"], serde_json::Value::Null);
+    assert_eq!(listed[0]["reason"], "De hele kamer");
+    assert_eq!(listed[1]["event_id"], event_id.as_str());
+    assert_eq!(listed[1]["reporter"], "@bob:localhost");
+    assert_eq!(listed[1]["room_id"], pair.room_id.as_str());
+    let table = succeeds(&archipel(&["reports", "--data-dir", &dir], None));
+    assert!(table.contains("@bob:localhost reported"), "{table}");
+    assert!(table.contains("reason: Niet [31m zakelijk"), "{table}");
+    assert!(
+        !table.contains('\u{1b}'),
+        "control characters reach the terminal"
+    );
+}

@@ -52,6 +52,8 @@ pub const USERID_PRESENCE: &str = "userid_presence";
 /// Stream position of each user's latest presence change → the user.
 pub const COUNT_USERID_PRESENCE: &str = "count_userid_presence";
 pub const USERID_PUSHKEY_PUSHER: &str = "userid_pushkey_pusher";
+/// Reports of content for the operators, by time.
+pub const ID_REPORT: &str = "id_report";
 
 // End-to-end encryption.
 pub const USERDEVICEID_KEYS: &str = "userdeviceid_keys";
@@ -103,6 +105,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(USERID_PRESENCE),
     ColumnSpec::new(COUNT_USERID_PRESENCE),
     ColumnSpec::new(USERID_PUSHKEY_PUSHER),
+    ColumnSpec::new(ID_REPORT),
     ColumnSpec::new(USERDEVICEID_KEYS),
     ColumnSpec::new(USERDEVICEID_KEYID_ONETIMEKEY),
     ColumnSpec::new(USERDEVICEID_ALGORITHM_FALLBACKKEY),

@@ -12,6 +12,7 @@ pub mod media;
 pub mod presence;
 pub mod rate_limit;
 pub mod receipts;
+pub mod reports;
 pub mod rooms;
 pub mod typing;
 pub mod uiaa;
@@ -34,6 +35,7 @@ pub struct Services {
     pub federation: federation::Federation,
     pub account_data: account_data::AccountData,
     pub receipts: receipts::Receipts,
+    pub reports: reports::Reports,
     pub typing: typing::Typing,
     pub presence: presence::Presence,
     pub e2ee: e2ee::E2ee,
@@ -97,6 +99,7 @@ impl Services {
             )?,
             account_data: account_data::AccountData::new(store.clone(), counter.clone())?,
             receipts: receipts::Receipts::new(store.clone(), counter.clone())?,
+            reports: reports::Reports::new(store.clone())?,
             typing: typing::Typing::new(counter.clone()),
             presence: presence::Presence::new(store.clone(), counter.clone())?,
             e2ee: e2ee::E2ee::new(store.clone(), counter.clone())?,

@@ -17,6 +17,7 @@ pub mod membership;
 mod messages;
 mod profile;
 mod register;
+mod reports;
 mod room_create;
 mod session;
 mod sync;
@@ -99,6 +100,8 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(events::get_state)
         .ruma(events::get_state_for_key)
         .ruma_guarded(events::redact, Guard::WRITE)
+        .ruma_guarded(reports::event, Guard::WRITE)
+        .ruma_guarded(reports::room, Guard::WRITE)
         .ruma(events::get_event)
         .ruma_guarded(events::context, Guard::READ)
         .ruma_guarded(messages::messages, Guard::READ)
