@@ -753,3 +753,110 @@ async fn a_room_summary_shows_what_one_may_join_and_hides_the_rest() {
         .await
         .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
 }
+
+#[tokio::test]
+async fn a_space_hierarchy_lists_what_one_may_see_breadth_first() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let public = |name: &str, space: bool| {
+        let mut body = json!({ "preset": "public_chat", "name": name });
+        if space {
+            body["creation_content"] = json!({ "type": "m.space" });
+        }
+        body
+    };
+    let space = node.create_room(&alice, public("Ministerie", true)).await;
+    let general = node.create_room(&alice, public("Algemeen", false)).await;
+    let private = node
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "name": "Beraad" }),
+        )
+        .await;
+    let directorate = node.create_room(&alice, public("Directie", true)).await;
+    let team = node.create_room(&alice, public("Team", false)).await;
+    let add_child = |parent: String, child: String, order: &'static str, suggested: bool| {
+        let path = format!("{V3}/rooms/{parent}/state/m.space.child/{child}");
+        let (node, alice) = (&node, alice.clone());
+        async move {
+            node.request(
+                Method::PUT,
+                &path,
+                Some(&alice),
+                Some(json!({ "via": ["localhost"], "order": order, "suggested": suggested })),
+            )
+            .await
+            .ok();
+        }
+    };
+    add_child(space.clone(), general.clone(), "a", true).await;
+    add_child(space.clone(), private.clone(), "b", false).await;
+    add_child(space.clone(), directorate.clone(), "c", false).await;
+    add_child(directorate.clone(), team.clone(), "a", false).await;
+
+    let hierarchy = |query: String| {
+        let path = format!("/_matrix/client/v1/rooms/{space}/hierarchy{query}");
+        let (node, bob) = (&node, bob.clone());
+        async move {
+            node.request(Method::GET, &path, Some(&bob), None)
+                .await
+                .ok()
+        }
+    };
+    let ids = |reply: &Value| -> Vec<String> {
+        reply["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|r| r["room_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // Bob, in none of them, sees the public rooms, breadth first in order.
+    let all = hierarchy(String::new()).await;
+    assert_eq!(
+        ids(&all),
+        [
+            space.clone(),
+            general.clone(),
+            directorate.clone(),
+            team.clone()
+        ],
+        "{all}"
+    );
+    assert_eq!(all["rooms"][0]["room_type"], "m.space");
+    assert_eq!(all["rooms"][0]["join_rule"], "public");
+    assert_eq!(
+        all["rooms"][0]["children_state"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        all["rooms"][0]["children_state"][0]["state_key"],
+        general.as_str()
+    );
+    assert!(all.get("next_batch").is_none(), "{all}");
+
+    let shallow = hierarchy("?max_depth=1".into()).await;
+    assert_eq!(
+        ids(&shallow),
+        [space.clone(), general.clone(), directorate.clone()]
+    );
+    let suggested = hierarchy("?suggested_only=true".into()).await;
+    assert_eq!(ids(&suggested), [space.clone(), general.clone()]);
+    let first = hierarchy("?limit=2".into()).await;
+    assert_eq!(ids(&first), [space.clone(), general.clone()]);
+    let next = first["next_batch"].as_str().expect("next_batch");
+    let second = hierarchy(format!("?limit=2&from={next}")).await;
+    assert_eq!(ids(&second), [directorate.clone(), team.clone()]);
+    assert!(second.get("next_batch").is_none(), "{second}");
+
+    // A private space is not bob's to walk.
+    node.request(
+        Method::GET,
+        &format!("/_matrix/client/v1/rooms/{private}/hierarchy"),
+        Some(&bob),
+        None,
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}

@@ -205,29 +205,43 @@ pub async fn summary(
         Ok(room_id) => room_id,
         Err(alias) => resolve_alias(&services, &alias).await?.0,
     };
-    let not_found = || Error::not_found("No room of this name is known here, or it is private.");
+    let mut body = previewable_summary(&services, request.user(), &room_id)?
+        .ok_or_else(|| Error::not_found("No room of this name is known here, or it is private."))?;
+    if let Some(membership) = services.rooms.membership(request.user(), &room_id)? {
+        body["membership"] = serde_json::Value::String(membership.membership);
+    }
+    Ok(json_response(&body))
+}
+
+/// A room's summary as JSON, if this node holds the room and `user` may
+/// preview it: a member or invitee, or anyone for a room they could join
+/// or read (public, knockable, world-readable).
+pub(super) fn previewable_summary(
+    services: &Services,
+    user: &ruma::UserId,
+    room_id: &RoomId,
+) -> Result<Option<serde_json::Value>> {
     let rooms = &services.rooms;
-    let Some(create) = rooms.state_pdu(&room_id, &StateEventType::RoomCreate, "")? else {
-        return Err(not_found());
+    let Some(create) = rooms.state_pdu(room_id, &StateEventType::RoomCreate, "")? else {
+        return Ok(None);
     };
-    let membership = rooms.membership(request.user(), &room_id)?;
-    let chunk = chunk(&services, &room_id)?;
+    let chunk = chunk(services, room_id)?;
     let open = matches!(
         chunk.join_rule,
         JoinRuleKind::Public | JoinRuleKind::Knock | JoinRuleKind::KnockRestricted
     ) || chunk.world_readable;
-    let member = membership
-        .as_ref()
+    let member = rooms
+        .membership(user, room_id)?
         .is_some_and(|m| m.is_joined() || m.membership == "invite");
     if !open && !member {
-        return Err(not_found());
+        return Ok(None);
     }
     let create = create.content_value();
     let encryption = rooms
-        .state_pdu(&room_id, &StateEventType::RoomEncryption, "")?
+        .state_pdu(room_id, &StateEventType::RoomEncryption, "")?
         .and_then(|p| p.content_value()["algorithm"].as_str().map(Into::into));
     let mut summary = RoomSummary::new(
-        room_id.clone(),
+        room_id.to_owned(),
         chunk.join_rule.clone().into(),
         chunk.guest_can_join,
         chunk.num_joined_members,
@@ -244,14 +258,10 @@ pub async fn summary(
         .or(Some(RoomVersionId::V1));
     summary.encryption = encryption;
     // The summary's `join_rule` is required, but ruma leaves out the
-    // default ("public"): written out here, as `membership` is when the
-    // user has one.
+    // default ("public"): written out here.
     let mut body = serde_json::to_value(&summary)?;
     body["join_rule"] = serde_json::Value::String(chunk.join_rule.as_str().to_owned());
-    if let Some(membership) = membership {
-        body["membership"] = serde_json::Value::String(membership.membership);
-    }
-    Ok(json_response(&body))
+    Ok(Some(body))
 }
 
 fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {

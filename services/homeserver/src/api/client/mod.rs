@@ -20,6 +20,7 @@ mod register;
 mod reports;
 mod room_create;
 mod session;
+mod space;
 mod sync;
 mod threads;
 mod uiaa;
@@ -93,6 +94,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(directory::set_visibility)
         .ruma_guarded(directory::list, Guard::SIGNED_IN)
         .ruma_raw_guarded(directory::summary, Guard::SIGNED_IN)
+        .ruma_raw_guarded(space::hierarchy, Guard::READ)
         .ruma(directory::list_filtered)
         // Events.
         .ruma_guarded(events::send_message, Guard::WRITE)

@@ -81,11 +81,25 @@ impl Rooms {
 
     /// The room's current state.
     pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
+        self.current_state_under(key::prefix([room_id.as_bytes()]))
+    }
+
+    /// The room's current state events of one type (the children of a
+    /// space, say), without reading the rest.
+    pub fn current_state_of_type(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+    ) -> Result<Vec<Pdu>> {
+        self.current_state_under(key::prefix([
+            room_id.as_bytes(),
+            kind.to_string().as_bytes(),
+        ]))
+    }
+
+    fn current_state_under(&self, prefix: Vec<u8>) -> Result<Vec<Pdu>> {
         let mut out = Vec::new();
-        for row in self
-            .roomid_statekey_eventid
-            .scan_prefix(key::prefix([room_id.as_bytes()]))
-        {
+        for row in self.roomid_statekey_eventid.scan_prefix(prefix) {
             let (_, value) = row?;
             if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
                 && let Some(pdu) = self.get_pdu(&id)?
