@@ -227,6 +227,18 @@ async fn unknown_endpoints_and_methods_are_unrecognized() {
         .get("/_matrix/client/v3/this/endpoint/does/not/exist")
         .await
         .assert_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+    // Element X asks for OAuth metadata first and signs in with a password
+    // when it is unrecognized: this node has no OAuth server.
+    for path in [
+        "/_matrix/client/v1/auth_metadata",
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+    ] {
+        alice
+            .anonymous()
+            .get(path)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+    }
     alice
         .request(Method::DELETE, "/_matrix/client/v3/createRoom", None)
         .await
