@@ -860,3 +860,107 @@ async fn a_space_hierarchy_lists_what_one_may_see_breadth_first() {
     .await
     .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn events_carry_their_latest_edit_and_thread_summary() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let send = |token: String, content: Value| {
+        let path = format!(
+            "{V3}/rooms/{room}/send/m.room.message/{}",
+            crate::harness::txn()
+        );
+        let node = &node;
+        async move {
+            node.request(Method::PUT, &path, Some(&token), Some(content))
+                .await
+                .ok()["event_id"]
+                .as_str()
+                .expect("event_id")
+                .to_owned()
+        }
+    };
+    let edit = |target: &str, text: &str| {
+        json!({
+            "msgtype": "m.text", "body": format!("* {text}"),
+            "m.new_content": { "msgtype": "m.text", "body": text },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": target },
+        })
+    };
+    let reply = |root: &str, text: &str| {
+        json!({
+            "msgtype": "m.text", "body": text,
+            "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+        })
+    };
+    let message = node.send_text(&alice, &room, "versie 1").await;
+    send(alice.clone(), edit(&message, "versie 2")).await;
+    let latest_edit = send(alice.clone(), edit(&message, "versie 3")).await;
+    // Only the sender's own edits count.
+    send(bob.clone(), edit(&message, "niet van bob")).await;
+    let root = node.send_text(&alice, &room, "draad").await;
+    send(bob.clone(), reply(&root, "eerste antwoord")).await;
+    let latest_reply = send(alice.clone(), reply(&root, "tweede antwoord")).await;
+
+    let history = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    let find = |events: &Value, id: &str| -> Value {
+        events
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["event_id"] == id).cloned())
+            .unwrap_or_else(|| panic!("{id} in {events}"))
+    };
+    let bundled = find(&history["chunk"], &message)["unsigned"]["m.relations"].clone();
+    assert_eq!(
+        bundled["m.replace"]["event_id"],
+        latest_edit.as_str(),
+        "{bundled}"
+    );
+    assert_eq!(
+        bundled["m.replace"]["content"]["m.new_content"]["body"],
+        "versie 3"
+    );
+    let thread = find(&history["chunk"], &root)["unsigned"]["m.relations"]["m.thread"].clone();
+    assert_eq!(thread["count"], 2, "{thread}");
+    assert_eq!(thread["latest_event"]["event_id"], latest_reply.as_str());
+    assert_eq!(thread["current_user_participated"], true);
+
+    // The same on a single event and in a sync.
+    let single = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/event/{root}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(single["unsigned"]["m.relations"]["m.thread"]["count"], 2);
+    let filter = json!({ "room": { "timeline": { "limit": 50 } } }).to_string();
+    let sync = node
+        .request(
+            Method::GET,
+            &format!("{V3}/sync?filter={}", urlencode(&filter)),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(
+        find(timeline, &message)["unsigned"]["m.relations"]["m.replace"]["event_id"],
+        latest_edit.as_str()
+    );
+}

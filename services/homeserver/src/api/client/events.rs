@@ -222,12 +222,18 @@ pub async fn get_event(
     services: Arc<Services>,
     request: Ruma<get_room_event::v3::Request>,
 ) -> Result<get_room_event::v3::Response> {
-    let (_, pdu) = visible_event(
+    let user = request.user();
+    let (_, mut pdu) = visible_event(
         &services,
-        request.user(),
+        user,
         &request.body.room_id,
         &request.body.event_id,
     )?;
+    let viewer = services.rooms.viewer(user, &request.body.room_id)?;
+    let upto = viewer.upto().min(services.counter.visible());
+    services
+        .rooms
+        .bundle_relations(&mut pdu, user, upto, &|c| viewer.sees(c))?;
     Ok(get_room_event::v3::Response::new(
         pdu.to_room_event(request.sender_device.as_deref()),
     ))
@@ -258,6 +264,13 @@ pub async fn context(
         .into_iter()
         .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
         .collect();
+    let bundled = |pdu: &Pdu| -> Result<_> {
+        let mut pdu = pdu.clone();
+        services
+            .rooms
+            .bundle_relations(&mut pdu, request.user(), upto, &|c| viewer.sees(c))?;
+        Ok(pdu.to_room_event(device))
+    };
     let mut response = get_context::v3::Response::new();
     response.start = Some(
         before
@@ -269,10 +282,13 @@ pub async fn context(
     response.end = Some(after.last().map_or(count, |(c, _)| *c).to_string());
     response.events_before = before
         .iter()
-        .map(|(_, p)| p.to_room_event(device))
-        .collect();
-    response.events_after = after.iter().map(|(_, p)| p.to_room_event(device)).collect();
-    response.event = Some(pdu.to_room_event(device));
+        .map(|(_, p)| bundled(p))
+        .collect::<Result<_>>()?;
+    response.events_after = after
+        .iter()
+        .map(|(_, p)| bundled(p))
+        .collect::<Result<_>>()?;
+    response.event = Some(bundled(&pdu)?);
     if viewer.ever_joined() {
         response.state = services
             .rooms

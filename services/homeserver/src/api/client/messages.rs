@@ -153,7 +153,15 @@ pub async fn messages(
             }
         }
     }
-    response.chunk = shown.iter().map(|p| p.to_room_event(device)).collect();
+    let mut chunk = Vec::with_capacity(shown.len());
+    for pdu in shown {
+        let mut pdu = pdu.clone();
+        services
+            .rooms
+            .bundle_relations(&mut pdu, user, upto, &|c| viewer.sees(c))?;
+        chunk.push(pdu.to_room_event(device));
+    }
+    response.chunk = chunk;
     Ok(response)
 }
 

@@ -6,6 +6,10 @@ use ruma::{DeviceId, EventId, OwnedEventId, OwnedUserId, RoomId, TransactionId, 
 use super::{Pdu, Rooms};
 use crate::Result;
 
+/// Relations one bundle looks at, at most: a message with more (reactions,
+/// mostly) is summarized from its first ones.
+pub const MAX_BUNDLED_RELATIONS: usize = 1000;
+
 impl Rooms {
     /// The event a client's earlier request with this transaction ID created.
     pub fn txn_event(
@@ -177,6 +181,24 @@ impl Rooms {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String, Pdu)>> {
+        let mut out = Vec::new();
+        for (count, rel_type, id) in self.relation_ids(target, after, limit)? {
+            if let Some(pdu) = self.get_pdu(&id)? {
+                out.push((count, rel_type, pdu));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` relations to `target` after position `after`, oldest
+    /// first, without reading the relating events: `(position, rel_type,
+    /// event ID)`.
+    fn relation_ids(
+        &self,
+        target: &EventId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, OwnedEventId)>> {
         let prefix = key::prefix([target.as_bytes()]);
         let from = key::with_u64(target.as_bytes().to_vec(), after.saturating_add(1));
         let mut out = Vec::new();
@@ -192,17 +214,93 @@ impl Rooms {
                 continue;
             };
             let rel_type = value["rel_type"].as_str().unwrap_or_default().to_owned();
-            let Some(id) = value["event_id"]
+            if let Some(id) = value["event_id"]
                 .as_str()
                 .and_then(|s| EventId::parse(s).ok())
-            else {
-                continue;
-            };
-            if let Some(pdu) = self.get_pdu(&id)? {
-                out.push((count, rel_type, pdu));
+            {
+                out.push((count, rel_type, id));
             }
         }
         Ok(out)
+    }
+
+    /// Adds the bundled aggregations (spec "Aggregations of child events")
+    /// to `pdu`'s `unsigned`, as far as `sees` lets the user see relating
+    /// events up to position `upto`: the latest edit by the event's own
+    /// sender (`m.replace`, the whole edit event), the thread's latest
+    /// reply, size and whether `user` took part (`m.thread`), and the
+    /// events that reference it (`m.reference`). At most
+    /// [`MAX_BUNDLED_RELATIONS`] relations are looked at.
+    pub fn bundle_relations(
+        &self,
+        pdu: &mut Pdu,
+        user: &UserId,
+        upto: u64,
+        sees: &dyn Fn(u64) -> bool,
+    ) -> Result<()> {
+        let relations = self.relation_ids(&pdu.event_id, 0, MAX_BUNDLED_RELATIONS)?;
+        if relations.is_empty() {
+            return Ok(());
+        }
+        let mut latest_edit: Option<Pdu> = None;
+        let (mut thread_count, mut thread_latest, mut participated) =
+            (0u64, None, pdu.sender == user);
+        let mut references = Vec::new();
+        for (count, rel_type, id) in relations {
+            if count > upto || !sees(count) {
+                continue;
+            }
+            match rel_type.as_str() {
+                "m.replace" => {
+                    let Some(edit) = self.get_pdu(&id)? else {
+                        continue;
+                    };
+                    let newer = latest_edit.as_ref().is_none_or(|latest| {
+                        (edit.origin_server_ts, &edit.event_id)
+                            > (latest.origin_server_ts, &latest.event_id)
+                    });
+                    if edit.sender == pdu.sender && newer {
+                        latest_edit = Some(edit);
+                    }
+                }
+                "m.thread" => {
+                    let Some(reply) = self.get_pdu(&id)? else {
+                        continue;
+                    };
+                    thread_count += 1;
+                    participated |= reply.sender == user;
+                    thread_latest = Some(reply);
+                }
+                "m.reference" => references.push(serde_json::json!({ "event_id": id })),
+                _ => {}
+            }
+        }
+        let mut bundled = serde_json::Map::new();
+        if let Some(edit) = latest_edit {
+            bundled.insert("m.replace".into(), edit.to_client_value(None, true));
+        }
+        if let Some(latest) = thread_latest {
+            bundled.insert(
+                "m.thread".into(),
+                serde_json::json!({
+                    "latest_event": latest.to_client_value(None, true),
+                    "count": thread_count,
+                    "current_user_participated": participated,
+                }),
+            );
+        }
+        if !references.is_empty() {
+            bundled.insert(
+                "m.reference".into(),
+                serde_json::json!({ "chunk": references }),
+            );
+        }
+        if !bundled.is_empty() {
+            pdu.unsigned
+                .get_or_insert_with(Default::default)
+                .insert("m.relations".into(), serde_json::Value::Object(bundled));
+        }
+        Ok(())
     }
 
     /// Whose device lists `viewer` should fetch again after `(after,

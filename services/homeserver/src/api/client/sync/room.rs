@@ -76,6 +76,10 @@ fn timeline_and_state(
             if !senders.contains(&pdu.sender) {
                 senders.push(pdu.sender.clone());
             }
+            let mut pdu = pdu.clone();
+            rooms.bundle_relations(&mut pdu, ctx.user, upto, &|c| {
+                viewer.is_none_or(|v| v.sees(c))
+            })?;
             timeline.events.push(pdu.to_sync_event(Some(ctx.device)));
         }
     }
