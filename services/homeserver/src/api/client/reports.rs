@@ -4,21 +4,7 @@ use std::sync::Arc;
 
 use ruma::api::client::room::{report_content, report_room};
 
-use crate::{
-    Error, Result, Services,
-    ruma_wrapper::Ruma,
-    service::reports::{MAX_REASON_BYTES, Report},
-};
-
-fn checked_reason(reason: Option<String>) -> Result<Option<String>> {
-    match reason {
-        Some(reason) if reason.len() > MAX_REASON_BYTES => Err(Error::invalid_param(format!(
-            "The reason is longer than {MAX_REASON_BYTES} bytes."
-        ))),
-        Some(reason) if reason.is_empty() => Ok(None),
-        reason => Ok(reason),
-    }
-}
+use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
 /// Reports an event the user may see; any other is not found.
 pub async fn event(
@@ -27,19 +13,17 @@ pub async fn event(
 ) -> Result<report_content::v3::Response> {
     let user = request.user();
     let body = &request.body;
-    let reason = checked_reason(body.reason.clone())?;
     services
         .rooms
         .visible_position(user, &body.room_id, &body.event_id)?;
     services
         .reports
-        .add(Report {
-            ts: 0,
-            reporter: user.to_owned(),
-            room_id: body.room_id.clone(),
-            event_id: Some(body.event_id.clone()),
-            reason,
-        })
+        .add(
+            user,
+            &body.room_id,
+            Some(&body.event_id),
+            body.reason.as_deref(),
+        )
         .await?;
     tracing::info!(reporter = %user, room = %body.room_id, event = %body.event_id, "an event was reported");
     Ok(report_content::v3::Response::new())
@@ -52,19 +36,12 @@ pub async fn room(
 ) -> Result<report_room::v3::Response> {
     let user = request.user();
     let body = &request.body;
-    let reason = checked_reason(Some(body.reason.clone()))?;
     if services.rooms.meta(&body.room_id)?.is_none() {
         return Err(Error::not_found("No such room is known here."));
     }
     services
         .reports
-        .add(Report {
-            ts: 0,
-            reporter: user.to_owned(),
-            room_id: body.room_id.clone(),
-            event_id: None,
-            reason,
-        })
+        .add(user, &body.room_id, None, Some(&body.reason))
         .await?;
     tracing::info!(reporter = %user, room = %body.room_id, "a room was reported");
     Ok(report_room::v3::Response::new())
