@@ -338,10 +338,14 @@ impl Rooms {
             }
             if let Some(room) = parts.next()
                 && user != viewer
-                && !RoomId::parse(String::from_utf8_lossy(room).as_ref())
-                    .is_ok_and(|room| self.is_joined(viewer, &room).unwrap_or(false))
             {
-                continue;
+                let in_room = match RoomId::parse(String::from_utf8_lossy(room).as_ref()) {
+                    Ok(room) => self.is_joined(viewer, &room)?,
+                    Err(_) => false,
+                };
+                if !in_room {
+                    continue;
+                }
             }
             if self.share_a_room(viewer, &user)? {
                 changed.push(user);
