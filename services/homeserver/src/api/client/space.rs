@@ -48,9 +48,6 @@ pub async fn hierarchy(
             .map_err(|_| Error::invalid_param("Invalid pagination token."))?,
         None => 0,
     };
-    if previewable_summary(&services, user, &body.room_id)?.is_none() {
-        return Err(Error::forbidden("You may not see this space."));
-    }
 
     let mut rooms = Vec::new();
     let mut seen = HashSet::from([body.room_id.clone()]);
@@ -59,6 +56,9 @@ pub async fn hierarchy(
     let mut more = false;
     while let Some((room_id, depth)) = queue.pop_front() {
         let Some(mut summary) = previewable_summary(&services, user, &room_id)? else {
+            if room_id == body.room_id {
+                return Err(Error::forbidden("You may not see this space."));
+            }
             continue;
         };
         let children = children(&services, &room_id, body.suggested_only)?;
