@@ -264,8 +264,7 @@ pub async fn context(
         .into_iter()
         .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
         .collect();
-    let bundled = |pdu: &Pdu| -> Result<_> {
-        let mut pdu = pdu.clone();
+    let bundled = |mut pdu: Pdu| -> Result<_> {
         services
             .rooms
             .bundle_relations(&mut pdu, request.user(), upto, &|c| viewer.sees(c))?;
@@ -281,14 +280,14 @@ pub async fn context(
     );
     response.end = Some(after.last().map_or(count, |(c, _)| *c).to_string());
     response.events_before = before
-        .iter()
+        .into_iter()
         .map(|(_, p)| bundled(p))
         .collect::<Result<_>>()?;
     response.events_after = after
-        .iter()
+        .into_iter()
         .map(|(_, p)| bundled(p))
         .collect::<Result<_>>()?;
-    response.event = Some(bundled(&pdu)?);
+    response.event = Some(bundled(pdu)?);
     if viewer.ever_joined() {
         response.state = services
             .rooms

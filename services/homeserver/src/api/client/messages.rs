@@ -134,8 +134,8 @@ pub async fn messages(
     } else if body.dir == Direction::Forward {
         response.end = events.last().map(|(c, _)| c.to_string());
     }
-    let shown: Vec<&Pdu> = events
-        .iter()
+    let shown: Vec<Pdu> = events
+        .into_iter()
         .filter(|(c, p)| viewer.sees(*c) && event_matches(&body.filter, p))
         .map(|(_, p)| p)
         .collect();
@@ -154,8 +154,7 @@ pub async fn messages(
         }
     }
     let mut chunk = Vec::with_capacity(shown.len());
-    for pdu in shown {
-        let mut pdu = pdu.clone();
+    for mut pdu in shown {
         services
             .rooms
             .bundle_relations(&mut pdu, user, upto, &|c| viewer.sees(c))?;

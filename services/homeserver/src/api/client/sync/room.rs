@@ -71,12 +71,11 @@ fn timeline_and_state(
     timeline.limited = limited;
     timeline.prev_batch = Some(first.saturating_sub(1).to_string());
     let mut senders = Vec::new();
-    for (_, pdu) in &events {
-        if event_matches(filter, pdu) {
+    for (_, mut pdu) in events {
+        if event_matches(filter, &pdu) {
             if !senders.contains(&pdu.sender) {
                 senders.push(pdu.sender.clone());
             }
-            let mut pdu = pdu.clone();
             rooms.bundle_relations(&mut pdu, ctx.user, upto, &|c| {
                 viewer.is_none_or(|v| v.sees(c))
             })?;
