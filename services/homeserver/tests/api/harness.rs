@@ -55,6 +55,16 @@ pub fn urlencode(s: &str) -> String {
 
 static TXN: AtomicU64 = AtomicU64::new(0);
 
+/// The event IDs in a list of client events (a timeline, a chunk).
+pub fn event_ids(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .expect("a list of events")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 pub fn txn() -> String {
     format!("t{}", TXN.fetch_add(1, Ordering::Relaxed))
 }

@@ -1,7 +1,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{TestNode, urlencode};
+use crate::harness::{TestNode, event_ids, urlencode};
 
 const V3: &str = "/_matrix/client/v3";
 
@@ -392,12 +392,7 @@ async fn limited_timelines_give_a_prev_batch_that_paginates() {
         .ok();
     let timeline = &sync["rooms"]["join"][&room]["timeline"];
     assert_eq!(timeline["limited"], true);
-    let ids: Vec<_> = timeline["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let ids = event_ids(&timeline["events"]);
     assert_eq!(ids, sent[10..].to_vec());
     let prev = timeline["prev_batch"].as_str().expect("prev_batch");
     let older = node
@@ -409,12 +404,7 @@ async fn limited_timelines_give_a_prev_batch_that_paginates() {
         )
         .await
         .ok();
-    let older: Vec<_> = older["chunk"]
-        .as_array()
-        .expect("chunk")
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let older = event_ids(&older["chunk"]);
     let mut expected = sent[5..10].to_vec();
     expected.reverse();
     assert_eq!(older, expected);
@@ -513,12 +503,7 @@ async fn a_room_joined_since_the_token_comes_with_its_recent_history() {
     let sync = node.sync(&bob, Some(&since)).await;
     let timeline = &sync["rooms"]["join"][&room]["timeline"];
     assert_eq!(timeline["limited"], true, "{sync}");
-    let ids: Vec<_> = timeline["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let ids = event_ids(&timeline["events"]);
     // The default limit of ten: alice's last nine messages, then bob's join.
     assert_eq!(ids.len(), 10, "{sync}");
     assert_eq!(ids[..9], sent[6..]);
@@ -532,12 +517,7 @@ async fn a_room_joined_since_the_token_comes_with_its_recent_history() {
         )
         .await
         .ok();
-    let older: Vec<_> = older["chunk"]
-        .as_array()
-        .expect("chunk")
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let older = event_ids(&older["chunk"]);
     assert_eq!(older, [sent[5].clone(), sent[4].clone(), sent[3].clone()]);
     // The room's state comes with it: bob learns who is there.
     let state = sync["rooms"]["join"][&room]["state"]["events"]

@@ -1,18 +1,9 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{TestNode, txn, urlencode};
+use crate::harness::{TestNode, event_ids as ids, txn, urlencode};
 
 const V3: &str = "/_matrix/client/v3";
-
-fn ids(chunk: &Value) -> Vec<String> {
-    chunk
-        .as_array()
-        .expect("chunk")
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn state_put_get_and_power_levels() {
