@@ -54,6 +54,8 @@ pub const COUNT_USERID_PRESENCE: &str = "count_userid_presence";
 pub const USERID_PUSHKEY_PUSHER: &str = "userid_pushkey_pusher";
 /// Reports of content for the operators, by time.
 pub const ID_REPORT: &str = "id_report";
+/// Sliding sync connections: what each position of a connection was sent.
+pub const USERDEVICECONN_POS_SLIDINGSYNC: &str = "userdeviceconn_pos_slidingsync";
 
 // End-to-end encryption.
 pub const USERDEVICEID_KEYS: &str = "userdeviceid_keys";
@@ -106,6 +108,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(COUNT_USERID_PRESENCE),
     ColumnSpec::new(USERID_PUSHKEY_PUSHER),
     ColumnSpec::new(ID_REPORT),
+    ColumnSpec::new(USERDEVICECONN_POS_SLIDINGSYNC),
     ColumnSpec::new(USERDEVICEID_KEYS),
     ColumnSpec::new(USERDEVICEID_KEYID_ONETIMEKEY),
     ColumnSpec::new(USERDEVICEID_ALGORITHM_FALLBACKKEY),

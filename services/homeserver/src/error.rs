@@ -159,6 +159,15 @@ impl Error {
         )
     }
 
+    /// A sliding sync position the connection does not know (any more).
+    pub fn unknown_pos() -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UnknownPos,
+            "Unknown position: start the connection over.",
+        )
+    }
+
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message)
     }

@@ -14,6 +14,7 @@ pub mod rate_limit;
 pub mod receipts;
 pub mod reports;
 pub mod rooms;
+pub mod sliding_sync;
 pub mod typing;
 pub mod uiaa;
 pub mod users;
@@ -37,6 +38,7 @@ pub struct Services {
     pub receipts: receipts::Receipts,
     pub reports: reports::Reports,
     pub typing: typing::Typing,
+    pub sliding_sync: sliding_sync::Connections,
     pub presence: presence::Presence,
     pub e2ee: e2ee::E2ee,
     pub key_backup: key_backup::KeyBackup,
@@ -101,6 +103,7 @@ impl Services {
             receipts: receipts::Receipts::new(store.clone(), counter.clone())?,
             reports: reports::Reports::new(store.clone())?,
             typing: typing::Typing::new(counter.clone()),
+            sliding_sync: sliding_sync::Connections::new(store.clone())?,
             presence: presence::Presence::new(store.clone(), counter.clone())?,
             e2ee: e2ee::E2ee::new(store.clone(), counter.clone())?,
             key_backup: key_backup::KeyBackup::new(store.clone())?,

@@ -9,6 +9,7 @@ mod harness;
 mod keys;
 mod rooms;
 mod sessions;
+mod sliding_sync;
 mod state;
 mod user_data;
 mod visibility;

@@ -58,6 +58,10 @@ pub async fn deactivate_user(services: &Services, user: &ruma::UserId) -> Result
     }
     for device in services.users.devices(user)? {
         services.e2ee.remove_device(user, &device.device_id).await?;
+        services
+            .sliding_sync
+            .remove_device(user, &device.device_id)
+            .await?;
     }
     services.users.deactivate(user).await?;
     tracing::info!(user = %user, "deactivated");

@@ -21,6 +21,7 @@ pub async fn remove_device(
 ) -> Result<()> {
     crate::api::federation::edu::send_device_update(services, user, device, true).await?;
     services.users.remove_device(user, device).await?;
+    services.sliding_sync.remove_device(user, device).await?;
     services.e2ee.remove_device(user, device).await
 }
 

@@ -117,6 +117,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(threads::protocols)
         // Sync and what it carries.
         .ruma(sync::sync)
+        .ruma(sync::sliding_sync)
         .ruma_guarded(filter::create, Guard::READ)
         .ruma(filter::get)
         .ruma(ephemeral::receipt)

@@ -120,6 +120,40 @@ impl Rooms {
         Ok((events, limited))
     }
 
+    /// The position of the room's newest event at or before `upto`: one
+    /// seek, no event read.
+    pub fn latest_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
+        let prefix = key::prefix([room_id.as_bytes()]);
+        let from = key::with_u64(room_id.as_bytes().to_vec(), upto);
+        for row in self.roomid_count_eventid.scan_rev_from(from, prefix) {
+            let (k, _) = row?;
+            if let Some((_, count)) = key::split_last_u64(&k)
+                && count <= upto
+            {
+                return Ok(Some(count));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The position of the newest event at or before `upto` that `bumps`
+    /// the room (moves it up a room list), looking at most at `within`
+    /// events back; past those, the newest event's position.
+    pub fn bump_position(
+        &self,
+        room_id: &RoomId,
+        upto: u64,
+        within: usize,
+        bumps: impl Fn(&Pdu) -> bool,
+    ) -> Result<Option<u64>> {
+        let events = self.events_between_rev(room_id, 0, upto, within)?;
+        Ok(events
+            .iter()
+            .find(|(_, pdu)| bumps(pdu))
+            .or(events.first())
+            .map(|(count, _)| *count))
+    }
+
     /// The position of the event nearest to `ts` (milliseconds) among
     /// positions up to `upto`: with `forward` the first sent at or after it,
     /// else the last sent at or before it. Found by bisecting positions, one

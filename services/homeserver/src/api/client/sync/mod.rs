@@ -5,6 +5,9 @@
 //! highest position below every change still being committed.
 
 mod room;
+mod sliding;
+
+pub use sliding::sync as sliding_sync;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -288,8 +291,25 @@ fn add_key_counts(
     device: &ruma::DeviceId,
     response: &mut v3::Response,
 ) -> Result<()> {
-    let counts = services.e2ee.one_time_key_counts(user, device)?;
-    response.device_one_time_keys_count = counts
+    let (counts, fallback) = key_counts(services, user, device)?;
+    response.device_one_time_keys_count = counts;
+    response.device_unused_fallback_key_types = Some(fallback);
+    Ok(())
+}
+
+/// The device's one-time key counts (`signed_curve25519` always, so that
+/// the client knows to upload) and its unused fallback key types.
+pub fn key_counts(
+    services: &Services,
+    user: &ruma::UserId,
+    device: &ruma::DeviceId,
+) -> Result<(
+    BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    Vec<OneTimeKeyAlgorithm>,
+)> {
+    let mut counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = services
+        .e2ee
+        .one_time_key_counts(user, device)?
         .into_iter()
         .map(|(alg, n)| {
             (
@@ -298,17 +318,14 @@ fn add_key_counts(
             )
         })
         .collect();
-    response
-        .device_one_time_keys_count
+    counts
         .entry(OneTimeKeyAlgorithm::SignedCurve25519)
         .or_insert_with(|| UInt::from(0u32));
-    response.device_unused_fallback_key_types = Some(
-        services
-            .e2ee
-            .unused_fallback_key_types(user, device)?
-            .iter()
-            .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
-            .collect(),
-    );
-    Ok(())
+    let fallback = services
+        .e2ee
+        .unused_fallback_key_types(user, device)?
+        .iter()
+        .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
+        .collect();
+    Ok((counts, fallback))
 }

@@ -1,7 +1,7 @@
 //! The per-room sections of a sync response.
 
 use ruma::{
-    OwnedUserId, RoomId, UInt,
+    OwnedUserId, RoomId, UInt, UserId,
     api::client::sync::sync_events::{
         UnreadNotificationsCount,
         v3::{
@@ -9,13 +9,14 @@ use ruma::{
             RoomSummary, State, StateEvents, Timeline,
         },
     },
-    events::{StateEventType, TimelineEventType},
+    events::{AnyStrippedStateEvent, StateEventType, TimelineEventType},
+    serde::Raw,
 };
 use serde_json::{Value, json};
 
 use super::SyncContext;
 use crate::{
-    Result,
+    Result, Services,
     api::client::filter::event_matches,
     service::rooms::{MembershipRecord, Pdu, Viewer, pdu::raw},
 };
@@ -173,7 +174,8 @@ pub fn joined(
     room.timeline = timeline;
     room.ephemeral = ephemeral;
     room.account_data = room_account_data;
-    room.unread_notifications = unread_counts(ctx, room_id, membership)?;
+    room.unread_notifications =
+        unread_counts(ctx.services, ctx.user, room_id, membership, ctx.upto)?;
     if state_changed_members {
         room.summary = summary(ctx, room_id)?;
     }
@@ -218,23 +220,25 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
 }
 
 /// Messages from others since the user's read receipt.
-fn unread_counts(
-    ctx: &SyncContext<'_>,
+pub fn unread_counts(
+    services: &Services,
+    user: &UserId,
     room_id: &RoomId,
     membership: &MembershipRecord,
+    upto: u64,
 ) -> Result<UnreadNotificationsCount> {
-    let rooms = &ctx.services.rooms;
+    let rooms = &services.rooms;
     let mut read_upto = membership.count;
-    for event_id in ctx.services.receipts.read_up_to(room_id, ctx.user)? {
+    for event_id in services.receipts.read_up_to(room_id, user)? {
         if let Some((_, count)) = rooms.position(&event_id)? {
             read_upto = read_upto.max(count);
         }
     }
     let mut notifications = 0u64;
     let mut highlights = 0u64;
-    let localpart = ctx.user.localpart();
-    for (_, pdu) in rooms.events_after(room_id, read_upto, ctx.upto, 1000)? {
-        if pdu.sender == ctx.user || pdu.is_state() {
+    let localpart = user.localpart();
+    for (_, pdu) in rooms.events_after(room_id, read_upto, upto, 1000)? {
+        if pdu.sender == user || pdu.is_state() {
             continue;
         }
         if matches!(
@@ -248,7 +252,7 @@ fn unread_counts(
                 .as_str()
                 .unwrap_or_default()
                 .to_lowercase();
-            if body.contains(localpart) || pdu.content.get().contains(ctx.user.as_str()) {
+            if body.contains(localpart) || pdu.content.get().contains(user.as_str()) {
                 highlights += 1;
             }
         }
@@ -264,19 +268,30 @@ pub fn invited(
     room_id: &RoomId,
     membership: &MembershipRecord,
 ) -> Result<InvitedRoom> {
-    let rooms = &ctx.services.rooms;
+    let mut state = InviteState::new();
+    state.events = invite_state(ctx.services, room_id, membership)?;
+    Ok(InvitedRoom::from(state))
+}
+
+/// What an invitee sees of the room before joining: the stripped state the
+/// inviting server sent along, or the room's own state at the invite, with
+/// the inviter's and the invite's member events.
+pub fn invite_state(
+    services: &Services,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+) -> Result<Vec<Raw<AnyStrippedStateEvent>>> {
+    let rooms = &services.rooms;
     let mut events = Vec::new();
     if let Some(stripped) = &membership.invite_state {
         // An invite from a peer: the room's state is what the peer sent.
         for event in stripped {
-            events.push(crate::service::rooms::pdu::raw(event));
+            events.push(raw(event));
         }
         if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
             events.push(invite.to_stripped_state_event());
         }
-        let mut state = InviteState::new();
-        state.events = events;
-        return Ok(InvitedRoom::from(state));
+        return Ok(events);
     }
     for kind in [
         StateEventType::RoomCreate,
@@ -302,9 +317,7 @@ pub fn invited(
     if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
         events.push(invite.to_stripped_state_event());
     }
-    let mut state = InviteState::new();
-    state.events = events;
-    Ok(InvitedRoom::from(state))
+    Ok(events)
 }
 
 pub fn left(

@@ -1,0 +1,227 @@
+//! Which rooms a request selects: the user's rooms that may appear in a
+//! list, sorted newest first, the lists' filters and ranges, and the room
+//! subscriptions, with the settings each selected room is sent with.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use ruma::{
+    OwnedRoomId, RoomId, UInt,
+    api::client::sync::sync_events::v5::{self, request::ListFilters},
+    directory::RoomTypeFilter,
+    events::StateEventType,
+};
+use serde_json::Value;
+
+use super::{Ctx, MAX_TIMELINE_LIMIT};
+use crate::{Result, service::rooms::MembershipRecord};
+
+/// The user's rooms that may appear in the lists.
+pub struct Candidates {
+    pub memberships: BTreeMap<OwnedRoomId, MembershipRecord>,
+    /// Newest first: by the position of the latest event the user may
+    /// see (for a room not joined, their membership event).
+    pub order: Vec<OwnedRoomId>,
+    /// The rooms `m.direct` names.
+    pub direct: HashSet<OwnedRoomId>,
+}
+
+/// How a selected room is sent: the widest of the settings of the lists
+/// and subscription that select it.
+#[derive(Clone, Debug, Default)]
+pub struct RoomConfig {
+    pub timeline_limit: u64,
+    pub required_state: BTreeSet<(String, String)>,
+}
+
+impl RoomConfig {
+    fn widen(&mut self, timeline_limit: UInt, required_state: &[(StateEventType, String)]) {
+        self.timeline_limit = self
+            .timeline_limit
+            .max(u64::from(timeline_limit).min(MAX_TIMELINE_LIMIT));
+        self.required_state.extend(
+            required_state
+                .iter()
+                .map(|(kind, key)| (kind.to_string(), key.clone())),
+        );
+    }
+}
+
+pub struct Selection {
+    /// Every selected room with its settings.
+    pub rooms: BTreeMap<OwnedRoomId, RoomConfig>,
+    /// The rooms in each list's ranges.
+    pub by_list: BTreeMap<String, Vec<OwnedRoomId>>,
+}
+
+/// The rooms the user is in, invited to, knocking on or banned from, and
+/// those they left since the connection's position (so the client sees its
+/// own leave); never rooms left earlier.
+pub fn candidates(ctx: &Ctx<'_>) -> Result<Candidates> {
+    let rooms = &ctx.services.rooms;
+    let since = ctx.since();
+    let mut memberships = BTreeMap::new();
+    let mut keyed = Vec::new();
+    for (room_id, membership) in rooms.rooms_of(ctx.user)? {
+        let listed = match membership.membership.as_str() {
+            "join" | "invite" | "knock" => true,
+            "ban" => !membership.forgotten,
+            "leave" => ctx.previous.is_some() && membership.count > since,
+            _ => false,
+        };
+        if !listed {
+            continue;
+        }
+        let latest = if membership.is_joined() {
+            rooms
+                .latest_position(&room_id, ctx.upto)?
+                .unwrap_or(membership.count)
+        } else {
+            membership.count
+        };
+        keyed.push((latest, room_id.clone()));
+        memberships.insert(room_id, membership);
+    }
+    keyed.sort_by(|a, b| b.cmp(a));
+    let direct = match ctx.services.account_data.get(ctx.user, None, "m.direct")? {
+        Some(Value::Object(by_user)) => by_user
+            .values()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|r| r.as_str().and_then(|r| RoomId::parse(r).ok()))
+            .collect(),
+        _ => HashSet::new(),
+    };
+    Ok(Candidates {
+        memberships,
+        order: keyed.into_iter().map(|(_, room)| room).collect(),
+        direct,
+    })
+}
+
+/// The rooms the lists' ranges and the subscriptions select; fills in each
+/// list's count.
+pub fn select(
+    ctx: &Ctx<'_>,
+    candidates: &Candidates,
+    response: &mut v5::Response,
+) -> Result<Selection> {
+    let mut selection = Selection {
+        rooms: BTreeMap::new(),
+        by_list: BTreeMap::new(),
+    };
+    for (name, list) in &ctx.request.lists {
+        let mut matching = Vec::new();
+        for room_id in &candidates.order {
+            if let Some(filters) = &list.filters
+                && !passes(ctx, candidates, room_id, filters)?
+            {
+                continue;
+            }
+            matching.push(room_id);
+        }
+        let mut in_range = Vec::new();
+        for (start, end) in &list.ranges {
+            let start = usize::try_from(u64::from(*start)).unwrap_or(usize::MAX);
+            let end = usize::try_from(u64::from(*end)).unwrap_or(usize::MAX);
+            if start >= matching.len() || start > end {
+                continue;
+            }
+            for room_id in &matching[start..=end.min(matching.len() - 1)] {
+                if !in_range.contains(*room_id) {
+                    in_range.push((*room_id).clone());
+                }
+            }
+        }
+        for room_id in &in_range {
+            selection.rooms.entry(room_id.clone()).or_default().widen(
+                list.room_details.timeline_limit,
+                &list.room_details.required_state,
+            );
+        }
+        let mut count = v5::response::List::default();
+        count.count = UInt::try_from(matching.len()).unwrap_or(UInt::MAX);
+        response.lists.insert(name.clone(), count);
+        selection.by_list.insert(name.clone(), in_range);
+    }
+    // Subscriptions name rooms the user has a part in; others are ignored.
+    for (room_id, subscription) in &ctx.request.room_subscriptions {
+        let Some(membership) = candidates.memberships.get(room_id) else {
+            continue;
+        };
+        if !matches!(membership.membership.as_str(), "join" | "invite" | "knock") {
+            continue;
+        }
+        selection
+            .rooms
+            .entry(room_id.clone())
+            .or_default()
+            .widen(subscription.timeline_limit, &subscription.required_state);
+    }
+    Ok(selection)
+}
+
+fn passes(
+    ctx: &Ctx<'_>,
+    candidates: &Candidates,
+    room_id: &RoomId,
+    filters: &ListFilters,
+) -> Result<bool> {
+    let membership = &candidates.memberships[room_id];
+    if let Some(is_dm) = filters.is_dm
+        && candidates.direct.contains(room_id) != is_dm
+    {
+        return Ok(false);
+    }
+    if let Some(is_invite) = filters.is_invite
+        && (membership.membership == "invite") != is_invite
+    {
+        return Ok(false);
+    }
+    if let Some(is_encrypted) = filters.is_encrypted
+        && state_of(ctx, room_id, membership, &StateEventType::RoomEncryption)?.is_some()
+            != is_encrypted
+    {
+        return Ok(false);
+    }
+    if !filters.room_types.is_empty() || !filters.not_room_types.is_empty() {
+        let create = state_of(ctx, room_id, membership, &StateEventType::RoomCreate)?;
+        let kind = create
+            .as_ref()
+            .and_then(|c| c["type"].as_str())
+            .map(str::to_owned);
+        let is = |filter: &RoomTypeFilter| match (filter, &kind) {
+            (RoomTypeFilter::Default, None) => true,
+            (RoomTypeFilter::Default, Some(_)) => false,
+            (filter, Some(kind)) => filter.as_str() == Some(kind.as_str()),
+            (_, None) => false,
+        };
+        if !filters.room_types.is_empty() && !filters.room_types.iter().any(is) {
+            return Ok(false);
+        }
+        if filters.not_room_types.iter().any(is) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The content of a room's state event `kind`: from the invite's stripped
+/// state when the node is not in the room, else from the room.
+fn state_of(
+    ctx: &Ctx<'_>,
+    room_id: &RoomId,
+    membership: &MembershipRecord,
+    kind: &StateEventType,
+) -> Result<Option<Value>> {
+    if let Some(stripped) = &membership.invite_state {
+        return Ok(stripped
+            .iter()
+            .find(|e| e["type"].as_str() == Some(&kind.to_string()))
+            .map(|e| e["content"].clone()));
+    }
+    Ok(ctx
+        .services
+        .rooms
+        .state_content(room_id, kind, "")?
+        .and_then(|c| serde_json::from_str(&c).ok()))
+}
