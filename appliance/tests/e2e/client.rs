@@ -101,7 +101,7 @@ pub async fn register_identity_based(server: &TestServer, name: &str) -> Client 
 }
 
 /// Registers `client` as `@name:server_name` through `m.login.dummy`.
-async fn register_as(client: Client, server_name: &str, name: &str) -> Client {
+pub async fn register_as(client: Client, server_name: &str, name: &str) -> Client {
     let auth = client.matrix_auth();
 
     let mut request = register::v3::Request::new();

@@ -53,6 +53,8 @@ pub struct TestServer {
     config: Option<PathBuf>,
     /// The client API over HTTPS, when the node serves it.
     https_url: Option<String>,
+    /// `--listen` of `archipel dev`: a free port unless a restart keeps one.
+    listen: String,
 }
 
 impl TestServer {
@@ -120,6 +122,7 @@ impl TestServer {
             server_name: server_name.to_owned(),
             config: None,
             https_url: None,
+            listen: "127.0.0.1:0".to_owned(),
         }
     }
 
@@ -206,6 +209,20 @@ impl TestServer {
         );
     }
 
+    /// Like [`TestServer::restart`], on the same port: for clients that
+    /// keep their homeserver URL (a matrix-sdk client) across the restart.
+    pub async fn restart_on_same_port(&mut self) {
+        if self.child.is_some() {
+            self.stop().await;
+        }
+        self.listen = self
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        self.spawn().await;
+    }
+
     /// Starts the server again on the same data directory, stopping it with
     /// SIGTERM first if it is still running. The URL changes.
     pub async fn restart(&mut self) {
@@ -235,7 +252,7 @@ impl TestServer {
                 .arg("dev")
                 .arg("--data-dir")
                 .arg(&data_dir)
-                .args(["--listen", "127.0.0.1:0"])
+                .args(["--listen", &self.listen])
                 .args(["--server-name", &self.server_name])
                 .args(self.open_registration.then_some("--open-registration")),
         };

@@ -22,5 +22,6 @@ mod lifecycle;
 mod load;
 mod media;
 mod provision;
+mod sliding_sync;
 mod synapse;
 mod vault;
