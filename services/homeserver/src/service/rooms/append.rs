@@ -273,6 +273,7 @@ impl Rooms {
             key::with_u64(room.to_vec(), count),
             event_id,
         );
+        self.raise_newest(&pdu.room_id, count);
         if let Some((device, txn)) = &pdu.transaction {
             batch.put(
                 &self.txn_eventid,
@@ -411,6 +412,7 @@ impl Rooms {
                 key::key([user_id.as_bytes(), room]),
                 &record,
             );
+            self.raise_membership_changed(&user_id, count);
             batch.put_json(
                 &self.roomid_userid_membership,
                 key::key([room, user_id.as_bytes()]),

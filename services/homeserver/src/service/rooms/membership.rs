@@ -1,5 +1,7 @@
 //! Who is in which room.
 
+use std::sync::Arc;
+
 use archipel_store::key;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,46 @@ impl Rooms {
 
     /// Every room the user has a membership in, with that membership.
     pub fn rooms_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
+        Ok(self.rooms_of_shared(user_id)?.as_ref().clone())
+    }
+
+    /// [`Rooms::rooms_of`], shared: a syncing user's list is read once and
+    /// kept until a membership of theirs changes, rather than decoded
+    /// again on every wake-up of their long poll.
+    pub fn rooms_of_shared(&self, user_id: &UserId) -> Result<super::RoomList> {
+        let changed = self
+            .membership_changed
+            .lock()
+            .get(user_id)
+            .copied()
+            .unwrap_or(0);
+        if let Some((read_at, list)) = self.room_lists.lock().get(user_id)
+            && *read_at >= changed
+        {
+            return Ok(list.clone());
+        }
+        // Every change at or below the visible position is written, so a
+        // list read after it holds them; one raised above it is read again.
+        let read_at = self.counter.visible();
+        let list = Arc::new(self.read_rooms_of(user_id)?);
+        let mut lists = self.room_lists.lock();
+        if lists.len() >= MAX_KEPT_ROOM_LISTS {
+            lists.clear();
+        }
+        lists.insert(user_id.to_owned(), (read_at, list.clone()));
+        Ok(list)
+    }
+
+    /// Notes a change of the user's membership at `count`, as it is
+    /// indexed (before its batch is written): their kept room list is read
+    /// again once a reader's visible position could include it.
+    pub(super) fn raise_membership_changed(&self, user_id: &UserId, count: u64) {
+        let mut changed = self.membership_changed.lock();
+        let entry = changed.entry(user_id.to_owned()).or_default();
+        *entry = (*entry).max(count);
+    }
+
+    fn read_rooms_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, MembershipRecord)>> {
         let prefix = key::prefix([user_id.as_bytes()]);
         let mut out = Vec::new();
         for row in self.userid_roomid_membership.scan_prefix(prefix.clone()) {
@@ -139,6 +181,9 @@ impl Rooms {
             ));
         }
         record.forgotten = true;
+        // A position of its own, so that the kept room list is read again.
+        let ticket = self.counter.next()?;
+        self.raise_membership_changed(user_id, ticket.count);
         let mut batch = archipel_store::Batch::new();
         batch.put_json(
             &self.userid_roomid_membership,
@@ -146,6 +191,10 @@ impl Rooms {
             &record,
         );
         self.store.commit_async(batch).await?;
+        drop(ticket);
         Ok(())
     }
 }
+
+/// Users whose room lists are kept at once; past it, all are read afresh.
+const MAX_KEPT_ROOM_LISTS: usize = 1024;

@@ -26,7 +26,8 @@ use std::{
 use archipel_store::{Store, Tree};
 use parking_lot::Mutex;
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, signatures::Ed25519KeyPair,
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId,
+    signatures::Ed25519KeyPair,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,9 @@ pub struct RoomMeta {
     /// The current state: the extremities' states, resolved.
     pub state_id: u64,
 }
+
+/// A user's rooms with their membership in each (see [`Rooms::rooms_of_shared`]).
+pub type RoomList = Arc<Vec<(OwnedRoomId, MembershipRecord)>>;
 
 pub struct Rooms {
     store: Store,
@@ -89,6 +93,15 @@ pub struct Rooms {
     capture: bool,
     count_userid_keychange: Tree,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The newest timeline position of each room looked up so far, raised
+    /// as events are indexed: a room list sorts by it without a seek per
+    /// room (see [`Rooms::latest_position`]).
+    newest: Mutex<HashMap<OwnedRoomId, u64>>,
+    /// Users' room lists as last read (see [`Rooms::rooms_of_shared`]).
+    room_lists: Mutex<HashMap<OwnedUserId, (u64, RoomList)>>,
+    /// The position of each user's latest membership change, raised as it
+    /// is indexed.
+    membership_changed: Mutex<HashMap<OwnedUserId, u64>>,
 }
 
 impl Rooms {
@@ -133,6 +146,9 @@ impl Rooms {
             server_name,
             keypair,
             locks: Mutex::new(HashMap::new()),
+            newest: Mutex::new(HashMap::new()),
+            room_lists: Mutex::new(HashMap::new()),
+            membership_changed: Mutex::new(HashMap::new()),
         })
     }
 

@@ -677,6 +677,7 @@ impl Rooms {
         };
         let key = archipel_store::key::key([invitee.as_bytes(), pdu.room_id.as_bytes()]);
         batch.put_json(&self.userid_roomid_membership, key, &record);
+        self.raise_membership_changed(&invitee, count);
         let key = archipel_store::key::key([pdu.room_id.as_bytes(), invitee.as_bytes()]);
         batch.put_json(&self.roomid_userid_membership, key, &record);
         self.store.commit_async(batch).await?;

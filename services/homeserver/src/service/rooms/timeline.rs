@@ -120,9 +120,38 @@ impl Rooms {
         Ok((events, limited))
     }
 
-    /// The position of the room's newest event at or before `upto`: one
-    /// seek, no event read.
+    /// The position of the room's newest event at or before `upto`: from
+    /// memory when the newest known is that old, else one seek.
     pub fn latest_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
+        let known = self.newest.lock().get(room_id).copied();
+        match known {
+            Some(newest) if newest <= upto => return Ok(Some(newest)),
+            Some(_) => {}
+            None => {
+                // Learn the room's newest once; indexing keeps it after.
+                if let Some(newest) = self.seek_latest_position(room_id, u64::MAX)? {
+                    self.raise_newest(room_id, newest);
+                    if newest <= upto {
+                        return Ok(Some(newest));
+                    }
+                }
+            }
+        }
+        self.seek_latest_position(room_id, upto)
+    }
+
+    /// Notes an event at `count` in the room's timeline. Raised as the
+    /// event is indexed, before its batch is written: a reader asking up to
+    /// a position below it seeks, and no reader asks beyond the visible
+    /// position, which passes it only once the write is done. (A failed
+    /// write leaves it ahead, which only moves the room up a room list.)
+    pub(super) fn raise_newest(&self, room_id: &RoomId, count: u64) {
+        let mut newest = self.newest.lock();
+        let entry = newest.entry(room_id.to_owned()).or_default();
+        *entry = (*entry).max(count);
+    }
+
+    fn seek_latest_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
         let prefix = key::prefix([room_id.as_bytes()]);
         let from = key::with_u64(room_id.as_bytes().to_vec(), upto);
         for row in self.roomid_count_eventid.scan_rev_from(from, prefix) {

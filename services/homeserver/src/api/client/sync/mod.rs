@@ -132,9 +132,9 @@ fn parse_since(token: &str) -> Result<(u64, u64)> {
 /// names when it names any (the archive member, in every room, names none).
 fn rooms_in_filter(
     ctx: &SyncContext<'_>,
-) -> Result<Vec<(ruma::OwnedRoomId, crate::service::rooms::MembershipRecord)>> {
+) -> Result<Arc<Vec<(ruma::OwnedRoomId, crate::service::rooms::MembershipRecord)>>> {
     let Some(named) = &ctx.filter.room.rooms else {
-        return ctx.services.rooms.rooms_of(ctx.user);
+        return ctx.services.rooms.rooms_of_shared(ctx.user);
     };
     let mut rooms = Vec::new();
     for room_id in named {
@@ -142,7 +142,7 @@ fn rooms_in_filter(
             rooms.push((room_id.clone(), membership));
         }
     }
-    Ok(rooms)
+    Ok(Arc::new(rooms))
 }
 
 fn is_empty(response: &v3::Response) -> bool {
@@ -194,23 +194,23 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
     response.account_data = global;
 
     let mut rooms = Rooms::new();
-    for (room_id, membership) in rooms_in_filter(ctx)? {
-        if !super::filter::room_allowed(&ctx.filter.room.timeline, &room_id)
-            || ctx.filter.room.not_rooms.contains(&room_id)
+    for (room_id, membership) in rooms_in_filter(ctx)?.iter() {
+        if !super::filter::room_allowed(&ctx.filter.room.timeline, room_id)
+            || ctx.filter.room.not_rooms.contains(room_id)
         {
             continue;
         }
-        let account_data = room_account_data.remove(&room_id).unwrap_or_default();
+        let account_data = room_account_data.remove(room_id).unwrap_or_default();
         match membership.membership.as_str() {
             "join" => {
-                if let Some(joined) = room::joined(ctx, &room_id, &membership, account_data)? {
-                    rooms.join.insert(room_id, joined);
+                if let Some(joined) = room::joined(ctx, room_id, membership, account_data)? {
+                    rooms.join.insert(room_id.clone(), joined);
                 }
             }
             "invite" if membership.count > ctx.since && membership.count <= ctx.upto => {
                 rooms
                     .invite
-                    .insert(room_id.clone(), room::invited(ctx, &room_id, &membership)?);
+                    .insert(room_id.clone(), room::invited(ctx, room_id, membership)?);
             }
             // A leave shows once in the sync after it, even when the room
             // was forgotten meanwhile (a rejected invite often is): the
@@ -224,7 +224,7 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
             {
                 rooms
                     .leave
-                    .insert(room_id.clone(), room::left(ctx, &room_id, &membership)?);
+                    .insert(room_id.clone(), room::left(ctx, room_id, membership)?);
             }
             _ => {}
         }

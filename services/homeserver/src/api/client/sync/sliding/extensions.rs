@@ -33,7 +33,7 @@ pub fn enabled(flag: Option<bool>) -> bool {
 pub fn build(
     ctx: &Ctx<'_>,
     selection: &Selection,
-    candidates: &Candidates,
+    candidates: &Candidates<'_>,
     fresh: &BTreeMap<OwnedRoomId, Vec<String>>,
 ) -> Result<Extensions> {
     let requested = &ctx.request.extensions;
@@ -75,7 +75,7 @@ pub fn build(
         for room_id in rooms_for(selection, typing.lists.as_deref(), typing.rooms.as_deref()) {
             if !candidates
                 .memberships
-                .get(&room_id)
+                .get(&*room_id)
                 .is_some_and(|m| m.is_joined())
             {
                 continue;
@@ -215,14 +215,14 @@ fn account_data(
 fn receipts(
     ctx: &Ctx<'_>,
     rooms: &BTreeSet<OwnedRoomId>,
-    candidates: &Candidates,
+    candidates: &Candidates<'_>,
     fresh: &BTreeMap<OwnedRoomId, Vec<String>>,
 ) -> Result<Receipts> {
     let mut section = Receipts::default();
     for room_id in rooms {
         if !candidates
             .memberships
-            .get(room_id)
+            .get(&**room_id)
             .is_some_and(|m| m.is_joined())
         {
             continue;

@@ -2,7 +2,7 @@
 //! list, sorted newest first, the lists' filters and ranges, and the room
 //! subscriptions, with the settings each selected room is sent with.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::{
     OwnedRoomId, RoomId, UInt,
@@ -15,12 +15,13 @@ use serde_json::Value;
 use super::{Ctx, MAX_TIMELINE_LIMIT};
 use crate::{Result, service::rooms::MembershipRecord};
 
-/// The user's rooms that may appear in the lists.
-pub struct Candidates {
-    pub memberships: BTreeMap<OwnedRoomId, MembershipRecord>,
+/// The user's rooms that may appear in the lists, borrowed from their
+/// room list.
+pub struct Candidates<'a> {
+    pub memberships: HashMap<&'a RoomId, &'a MembershipRecord>,
     /// Newest first: by the position of the latest event the user may
     /// see (for a room not joined, their membership event).
-    pub order: Vec<OwnedRoomId>,
+    pub order: Vec<&'a RoomId>,
     /// The rooms `m.direct` names.
     pub direct: HashSet<OwnedRoomId>,
 }
@@ -56,12 +57,15 @@ pub struct Selection {
 /// The rooms the user is in, invited to, knocking on or banned from, and
 /// those they left since the connection's position (so the client sees its
 /// own leave); never rooms left earlier.
-pub fn candidates(ctx: &Ctx<'_>) -> Result<Candidates> {
+pub fn candidates<'a>(
+    ctx: &Ctx<'_>,
+    room_list: &'a [(OwnedRoomId, MembershipRecord)],
+) -> Result<Candidates<'a>> {
     let rooms = &ctx.services.rooms;
     let since = ctx.since();
-    let mut memberships = BTreeMap::new();
-    let mut keyed = Vec::new();
-    for (room_id, membership) in rooms.rooms_of(ctx.user)? {
+    let mut memberships = HashMap::with_capacity(room_list.len());
+    let mut keyed = Vec::with_capacity(room_list.len());
+    for (room_id, membership) in room_list {
         let listed = match membership.membership.as_str() {
             "join" | "invite" | "knock" => true,
             "ban" => !membership.forgotten,
@@ -73,13 +77,13 @@ pub fn candidates(ctx: &Ctx<'_>) -> Result<Candidates> {
         }
         let latest = if membership.is_joined() {
             rooms
-                .latest_position(&room_id, ctx.upto)?
+                .latest_position(room_id, ctx.upto)?
                 .unwrap_or(membership.count)
         } else {
             membership.count
         };
-        keyed.push((latest, room_id.clone()));
-        memberships.insert(room_id, membership);
+        keyed.push((latest, &**room_id));
+        memberships.insert(&**room_id, membership);
     }
     keyed.sort_by(|a, b| b.cmp(a));
     let direct = match ctx.services.account_data.get(ctx.user, None, "m.direct")? {
@@ -102,7 +106,7 @@ pub fn candidates(ctx: &Ctx<'_>) -> Result<Candidates> {
 /// list's count.
 pub fn select(
     ctx: &Ctx<'_>,
-    candidates: &Candidates,
+    candidates: &Candidates<'_>,
     response: &mut v5::Response,
 ) -> Result<Selection> {
     let mut selection = Selection {
@@ -117,7 +121,7 @@ pub fn select(
             {
                 continue;
             }
-            matching.push(room_id);
+            matching.push(*room_id);
         }
         let mut in_range = Vec::new();
         for (start, end) in &list.ranges {
@@ -127,8 +131,8 @@ pub fn select(
                 continue;
             }
             for room_id in &matching[start..=end.min(matching.len() - 1)] {
-                if !in_range.contains(*room_id) {
-                    in_range.push((*room_id).clone());
+                if !in_range.iter().any(|r| r == room_id) {
+                    in_range.push((*room_id).to_owned());
                 }
             }
         }
@@ -145,7 +149,7 @@ pub fn select(
     }
     // Subscriptions name rooms the user has a part in; others are ignored.
     for (room_id, subscription) in &ctx.request.room_subscriptions {
-        let Some(membership) = candidates.memberships.get(room_id) else {
+        let Some(membership) = candidates.memberships.get(&**room_id) else {
             continue;
         };
         if !matches!(membership.membership.as_str(), "join" | "invite" | "knock") {
@@ -162,11 +166,11 @@ pub fn select(
 
 fn passes(
     ctx: &Ctx<'_>,
-    candidates: &Candidates,
+    candidates: &Candidates<'_>,
     room_id: &RoomId,
     filters: &ListFilters,
 ) -> Result<bool> {
-    let membership = &candidates.memberships[room_id];
+    let membership = candidates.memberships[room_id];
     if let Some(is_dm) = filters.is_dm
         && candidates.direct.contains(room_id) != is_dm
     {

@@ -156,7 +156,8 @@ fn parse_pos(pos: &str) -> Result<u64> {
 /// what the connection will have been sent once the client has it.
 fn build(ctx: &Ctx<'_>) -> Result<(v5::Response, Snapshot)> {
     let mut response = v5::Response::new(String::new());
-    let candidates = lists::candidates(ctx)?;
+    let room_list = ctx.services.rooms.rooms_of_shared(ctx.user)?;
+    let candidates = lists::candidates(ctx, &room_list)?;
     let selection = lists::select(ctx, &candidates, &mut response)?;
 
     let mut snapshot = Snapshot {
@@ -166,11 +167,11 @@ fn build(ctx: &Ctx<'_>) -> Result<(v5::Response, Snapshot)> {
     // Rooms the user no longer has (and was told so) are forgotten.
     snapshot
         .rooms
-        .retain(|room_id, _| candidates.memberships.contains_key(room_id));
+        .retain(|room_id, _| candidates.memberships.contains_key(&**room_id));
 
     let mut sent_fresh = Vec::new();
     for (room_id, config) in &selection.rooms {
-        let Some(membership) = candidates.memberships.get(room_id) else {
+        let Some(membership) = candidates.memberships.get(&**room_id) else {
             continue;
         };
         let previously = snapshot.rooms.get(room_id).copied();

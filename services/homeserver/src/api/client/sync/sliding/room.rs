@@ -311,6 +311,15 @@ fn required_state(
             .filter(|pdu| wants(config, ctx.user, senders, pdu))
             .collect());
     }
+    // A member's state is the current one (one lookup); a room left is
+    // seen as it was when they left.
+    let one = |kind: &StateEventType, key: &str| {
+        if joined {
+            rooms.state_pdu(room_id, kind, key)
+        } else {
+            rooms.state_pdu_at(room_id, kind, key, at)
+        }
+    };
     let mut out: BTreeMap<(String, String), Pdu> = BTreeMap::new();
     let mut add = |pdu: Pdu| {
         let key = (
@@ -336,16 +345,14 @@ fn required_state(
             }
             "$LAZY" => {
                 for sender in senders {
-                    if let Some(pdu) =
-                        rooms.state_pdu_at(room_id, &kind_type, sender.as_str(), at)?
-                    {
+                    if let Some(pdu) = one(&kind_type, sender.as_str())? {
                         add(pdu);
                     }
                 }
             }
             key => {
                 let key = if key == "$ME" { ctx.user.as_str() } else { key };
-                if let Some(pdu) = rooms.state_pdu_at(room_id, &kind_type, key, at)? {
+                if let Some(pdu) = one(&kind_type, key)? {
                     add(pdu);
                 }
             }
