@@ -275,6 +275,36 @@ impl Api {
         Ok(bytes)
     }
 
+    /// `POST` simplified sliding sync (MSC4186) with `body`, from `pos`,
+    /// long-polling up to `timeout_ms`; the raw body.
+    pub async fn sliding_sync_raw(
+        &self,
+        who: &Session,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+    ) -> Result<Bytes> {
+        let mut url = self.url(&[
+            "_matrix",
+            "client",
+            "unstable",
+            "org.matrix.simplified_msc3575",
+            "sync",
+        ])?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(pos) = pos {
+                query.append_pair("pos", pos);
+            }
+            query.append_pair("timeout", &timeout_ms.to_string());
+        }
+        let (status, bytes) = self.call(Method::POST, url, Some(who), Some(body)).await?;
+        if !status.is_success() {
+            bail!("sliding sync: {}", describe_error(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
     fn url(&self, segments: &[&str]) -> Result<Url> {
         let mut url = self.base.clone();
         url.path_segments_mut()

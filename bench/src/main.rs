@@ -7,6 +7,7 @@ mod federation;
 mod report;
 mod scenarios;
 mod servers;
+mod sliding;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -125,6 +126,19 @@ struct Cli {
     #[arg(long)]
     encrypted: bool,
 
+    /// Instead of the default workload: simplified sliding sync (MSC4186)
+    /// as Element X uses it, for one user in `--sliding-rooms` rooms.
+    #[arg(long)]
+    sliding: bool,
+
+    /// Rooms of the user in the sliding sync run.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    sliding_rooms: usize,
+
+    /// Send-to-sync latency samples in the sliding sync run.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    sliding_samples: usize,
+
     /// Concurrent matrix-sdk senders in the encrypted run.
     #[arg(long, default_value_t = 4, value_name = "N")]
     encrypted_senders: usize,
@@ -187,6 +201,26 @@ async fn run(cli: &Cli) -> Result<bool> {
             println!("{}", serde_json::to_string_pretty(&runs)?);
         } else {
             print!("\n{}", encrypted::render(&runs));
+        }
+        return Ok(true);
+    }
+    if cli.sliding {
+        let kinds = match cli.only {
+            Some(kind) => vec![kind],
+            None => ServerKind::ALL.to_vec(),
+        };
+        let metrics = sliding::run(
+            &opts,
+            &kinds,
+            cli.sliding_rooms,
+            cli.sliding_samples,
+            &|msg| eprintln!("[sliding] {msg}"),
+        )
+        .await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&metrics)?);
+        } else {
+            print!("\n{}", sliding::render(&metrics));
         }
         return Ok(true);
     }
