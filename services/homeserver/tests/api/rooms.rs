@@ -880,6 +880,9 @@ async fn events_carry_their_latest_edit_and_thread_summary() {
     };
     let message = node.send_text(&alice, &room, "versie 1").await;
     send(alice.clone(), edit(&message, "versie 2")).await;
+    // The latest edit is the one sent last by the clock (ties go by event
+    // ID, as the spec says): a millisecond apart, the order is certain.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let latest_edit = send(alice.clone(), edit(&message, "versie 3")).await;
     // Only the sender's own edits count.
     send(bob.clone(), edit(&message, "niet van bob")).await;
