@@ -273,7 +273,7 @@ impl Rooms {
             key::with_u64(room.to_vec(), count),
             event_id,
         );
-        self.raise_newest(&pdu.room_id, count);
+        self.raise_newest(&pdu.room_id, count, super::timeline::bumps(pdu));
         if let Some((device, txn)) = &pdu.transaction {
             batch.put(
                 &self.txn_eventid,

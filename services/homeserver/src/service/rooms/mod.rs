@@ -36,6 +36,7 @@ pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
 pub use pdu::{Pdu, PduBuilder};
 pub use receive::{JoinedRoom, Received, Relay};
+pub use timeline::bumps;
 pub use visibility::{ServerViewer, Viewer};
 
 use crate::{Result, columns as cf, counter::Counter};
@@ -93,10 +94,10 @@ pub struct Rooms {
     capture: bool,
     count_userid_keychange: Tree,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
-    /// The newest timeline position of each room looked up so far, raised
-    /// as events are indexed: a room list sorts by it without a seek per
-    /// room (see [`Rooms::latest_position`]).
-    newest: Mutex<HashMap<OwnedRoomId, u64>>,
+    /// The newest timeline positions of each room looked up so far, raised
+    /// as events are indexed: a room list sorts and stamps rooms by them
+    /// without reading each room (see [`Rooms::latest_position`]).
+    newest: Mutex<HashMap<OwnedRoomId, timeline::Newest>>,
     /// Users' room lists as last read (see [`Rooms::rooms_of_shared`]).
     room_lists: Mutex<HashMap<OwnedUserId, (u64, RoomList)>>,
     /// The position of each user's latest membership change, raised as it

@@ -6,6 +6,32 @@ use ruma::{DeviceId, EventId, OwnedEventId, OwnedUserId, RoomId, TransactionId, 
 use super::{Pdu, Rooms};
 use crate::Result;
 
+/// Events looked at, newest first, to find the one that last bumped a room.
+const BUMP_LOOKBACK: usize = 100;
+
+/// A room's newest timeline positions: of any event, and of one that
+/// bumps it (0: not known).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Newest {
+    pub any: u64,
+    pub bump: u64,
+}
+
+/// Events that move a room up a room list: what people say, not what
+/// changes around it (MSC4186's default bump types).
+pub fn bumps(pdu: &Pdu) -> bool {
+    matches!(
+        pdu.kind.to_string().as_str(),
+        "m.room.create"
+            | "m.room.message"
+            | "m.room.encrypted"
+            | "m.sticker"
+            | "m.call.invite"
+            | "m.poll.start"
+            | "m.beacon_info"
+    )
+}
+
 /// Relations one bundle looks at, at most: a message with more (reactions,
 /// mostly) is summarized from its first ones.
 pub const MAX_BUNDLED_RELATIONS: usize = 1000;
@@ -123,32 +149,58 @@ impl Rooms {
     /// The position of the room's newest event at or before `upto`: from
     /// memory when the newest known is that old, else one seek.
     pub fn latest_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
-        let known = self.newest.lock().get(room_id).copied();
-        match known {
-            Some(newest) if newest <= upto => return Ok(Some(newest)),
-            Some(_) => {}
-            None => {
-                // Learn the room's newest once; indexing keeps it after.
-                if let Some(newest) = self.seek_latest_position(room_id, u64::MAX)? {
-                    self.raise_newest(room_id, newest);
-                    if newest <= upto {
-                        return Ok(Some(newest));
-                    }
-                }
-            }
+        if let Some(newest) = self.known_newest(room_id)?
+            && newest.any <= upto
+        {
+            return Ok(Some(newest.any).filter(|n| *n > 0));
         }
         self.seek_latest_position(room_id, upto)
     }
 
-    /// Notes an event at `count` in the room's timeline. Raised as the
-    /// event is indexed, before its batch is written: a reader asking up to
-    /// a position below it seeks, and no reader asks beyond the visible
-    /// position, which passes it only once the write is done. (A failed
-    /// write leaves it ahead, which only moves the room up a room list.)
-    pub(super) fn raise_newest(&self, room_id: &RoomId, count: u64) {
+    /// The position of the newest event at or before `upto` that moves the
+    /// room up a room list ([`bumps`]), looking at most [`BUMP_LOOKBACK`]
+    /// events back; past those, the newest event's position.
+    pub fn bump_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
+        if let Some(newest) = self.known_newest(room_id)?
+            && newest.bump > 0
+            && newest.bump <= upto
+        {
+            return Ok(Some(newest.bump));
+        }
+        let events = self.events_between_rev(room_id, 0, upto, BUMP_LOOKBACK)?;
+        let found = events.iter().find(|(_, pdu)| bumps(pdu));
+        if let Some((count, _)) = found {
+            self.raise_newest(room_id, *count, true);
+        }
+        Ok(found.or(events.first()).map(|(count, _)| *count))
+    }
+
+    /// What memory holds of the room's newest positions, learnt with one
+    /// seek the first time (indexing keeps it after).
+    fn known_newest(&self, room_id: &RoomId) -> Result<Option<Newest>> {
+        if let Some(known) = self.newest.lock().get(room_id).copied() {
+            return Ok(Some(known));
+        }
+        let Some(newest) = self.seek_latest_position(room_id, u64::MAX)? else {
+            return Ok(None);
+        };
+        self.raise_newest(room_id, newest, false);
+        Ok(self.newest.lock().get(room_id).copied())
+    }
+
+    /// Notes an event at `count` in the room's timeline (one that `bumps`
+    /// the room, or not). Raised as the event is indexed, before its batch
+    /// is written: a reader asking up to a position below it reads the
+    /// store, and no reader asks beyond the visible position, which passes
+    /// it only once the write is done. (A failed write leaves it ahead,
+    /// which only moves the room up a room list.)
+    pub(super) fn raise_newest(&self, room_id: &RoomId, count: u64, bumps: bool) {
         let mut newest = self.newest.lock();
         let entry = newest.entry(room_id.to_owned()).or_default();
-        *entry = (*entry).max(count);
+        entry.any = entry.any.max(count);
+        if bumps {
+            entry.bump = entry.bump.max(count);
+        }
     }
 
     fn seek_latest_position(&self, room_id: &RoomId, upto: u64) -> Result<Option<u64>> {
@@ -163,24 +215,6 @@ impl Rooms {
             }
         }
         Ok(None)
-    }
-
-    /// The position of the newest event at or before `upto` that `bumps`
-    /// the room (moves it up a room list), looking at most at `within`
-    /// events back; past those, the newest event's position.
-    pub fn bump_position(
-        &self,
-        room_id: &RoomId,
-        upto: u64,
-        within: usize,
-        bumps: impl Fn(&Pdu) -> bool,
-    ) -> Result<Option<u64>> {
-        let events = self.events_between_rev(room_id, 0, upto, within)?;
-        Ok(events
-            .iter()
-            .find(|(_, pdu)| bumps(pdu))
-            .or(events.first())
-            .map(|(count, _)| *count))
     }
 
     /// The position of the event nearest to `ts` (milliseconds) among

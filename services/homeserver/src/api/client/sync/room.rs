@@ -234,6 +234,16 @@ pub fn unread_counts(
             read_upto = read_upto.max(count);
         }
     }
+    let mut counts = UnreadNotificationsCount::new();
+    if rooms
+        .latest_position(room_id, upto)?
+        .is_none_or(|newest| newest <= read_upto)
+    {
+        // Nothing since the receipt: nothing to read.
+        counts.notification_count = Some(UInt::MIN);
+        counts.highlight_count = Some(UInt::MIN);
+        return Ok(counts);
+    }
     let mut notifications = 0u64;
     let mut highlights = 0u64;
     let localpart = user.localpart();
@@ -257,7 +267,6 @@ pub fn unread_counts(
             }
         }
     }
-    let mut counts = UnreadNotificationsCount::new();
     counts.notification_count = UInt::try_from(notifications).ok();
     counts.highlight_count = UInt::try_from(highlights).ok();
     Ok(counts)

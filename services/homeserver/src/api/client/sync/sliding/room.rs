@@ -16,13 +16,11 @@ use super::{Ctx, lists::RoomConfig};
 use crate::{
     Result,
     service::{
-        rooms::{MembershipRecord, Pdu},
+        rooms::{MembershipRecord, Pdu, bumps},
         sliding_sync::{SentRoom, fingerprint},
     },
 };
 
-/// Events looked at, newest first, to find the one that last bumped a room.
-const BUMP_LOOKBACK: usize = 100;
 /// Heroes named for a room without a name.
 const MAX_HEROES: usize = 5;
 
@@ -108,7 +106,10 @@ pub fn build(
     };
     let limit = usize::try_from(config.timeline_limit).unwrap_or(usize::MAX);
     let (mut events, mut limited) = rooms.latest_events(room_id, after, upto, limit)?;
-    if fresh || !joined {
+    // What a member sees since joining needs no history rules; anything
+    // older or after leaving does.
+    let before_join = |(count, _): &(u64, Pdu)| *count <= membership.count;
+    if !joined || (fresh && events.iter().any(before_join)) {
         let viewer = rooms.viewer(ctx.user, room_id)?;
         let before = events.len();
         events.retain(|(c, _)| viewer.sees(*c));
@@ -197,7 +198,7 @@ pub fn build(
         match bump {
             Some(bump) => UInt::try_from(bump).ok(),
             None => rooms
-                .bump_position(room_id, upto, BUMP_LOOKBACK, bumps)?
+                .bump_position(room_id, upto)?
                 .and_then(|b| UInt::try_from(b).ok()),
         }
     } else {
@@ -240,21 +241,6 @@ pub fn event_ids(timeline: &[Raw<AnySyncTimelineEvent>]) -> Vec<String> {
         .iter()
         .filter_map(|e| e.get_field::<String>("event_id").ok().flatten())
         .collect()
-}
-
-/// Events that move a room up a room list: what people say, not what
-/// changes around it (MSC4186's default bump types).
-fn bumps(pdu: &Pdu) -> bool {
-    matches!(
-        pdu.kind.to_string().as_str(),
-        "m.room.create"
-            | "m.room.message"
-            | "m.room.encrypted"
-            | "m.sticker"
-            | "m.call.invite"
-            | "m.poll.start"
-            | "m.beacon_info"
-    )
 }
 
 fn member_target(pdu: &Pdu) -> Option<&str> {
