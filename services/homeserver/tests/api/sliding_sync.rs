@@ -485,3 +485,49 @@ async fn bad_requests_are_refused() {
     let reply = sliding(&node, &alice, None, body).await.ok();
     assert_eq!(reply["lists"]["all_rooms"]["count"], 0);
 }
+
+#[tokio::test]
+async fn unread_counts_run_from_the_receipt_or_the_users_own_message() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "invite": ["@bob:localhost"] }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let count = |reply: &Value| reply["rooms"][&room]["notification_count"].clone();
+
+    node.send_text(&bob, &room, "een").await;
+    let read = node.send_text(&bob, &room, "twee @alice:localhost").await;
+    let reply = sliding(&node, &alice, None, room_list(9, 1)).await.ok();
+    assert_eq!(count(&reply), 2);
+    assert_eq!(reply["rooms"][&room]["highlight_count"], 1);
+
+    // What alice says herself, she has read up to.
+    node.send_text(&alice, &room, "gelezen").await;
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert_eq!(count(&reply), 0);
+
+    node.send_text(&bob, &room, "drie").await;
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert_eq!(count(&reply), 1);
+
+    // A receipt on an older message leaves the newer one unread.
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/receipt/m.read/{read}"),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    node.send_text(&bob, &room, "vier").await;
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert_eq!(count(&reply), 2);
+}

@@ -124,6 +124,42 @@ impl Rooms {
         Ok(out)
     }
 
+    /// Visits at most `limit` events in `(after, upto]`, newest first, as
+    /// long as `visit` returns true.
+    pub fn visit_newest(
+        &self,
+        room_id: &RoomId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+        mut visit: impl FnMut(&Pdu) -> bool,
+    ) -> Result<()> {
+        let prefix = key::prefix([room_id.as_bytes()]);
+        let from = key::with_u64(room_id.as_bytes().to_vec(), upto);
+        for row in self
+            .roomid_count_eventid
+            .scan_rev_from(from, prefix)
+            .take(limit)
+        {
+            let (k, v) = row?;
+            let Some((_, count)) = key::split_last_u64(&k) else {
+                continue;
+            };
+            if count > upto {
+                continue;
+            }
+            if count <= after {
+                break;
+            }
+            if let Some(pdu) = self.pdu_from_id_bytes(&v)?
+                && !visit(&pdu)
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The newest `limit` events in `(after, upto]`, oldest first, and
     /// whether older ones in that range were left out.
     pub fn latest_events(

@@ -219,7 +219,9 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
     Ok(summary)
 }
 
-/// Messages from others since the user's read receipt.
+/// Messages from others since the user's read receipt, or since their
+/// own latest message when that is newer: what they sent, they have read
+/// up to (as matrix-sdk counts it). At most 1,000 events are looked at.
 pub fn unread_counts(
     services: &Services,
     user: &UserId,
@@ -235,28 +237,30 @@ pub fn unread_counts(
         }
     }
     let mut counts = UnreadNotificationsCount::new();
+    counts.notification_count = Some(UInt::MIN);
+    counts.highlight_count = Some(UInt::MIN);
     if rooms
         .latest_position(room_id, upto)?
         .is_none_or(|newest| newest <= read_upto)
     {
         // Nothing since the receipt: nothing to read.
-        counts.notification_count = Some(UInt::MIN);
-        counts.highlight_count = Some(UInt::MIN);
         return Ok(counts);
     }
     let mut notifications = 0u64;
     let mut highlights = 0u64;
     let localpart = user.localpart();
-    for (_, pdu) in rooms.events_after(room_id, read_upto, upto, 1000)? {
-        if pdu.sender == user || pdu.is_state() {
-            continue;
+    rooms.visit_newest(room_id, read_upto, upto, 1000, |pdu| {
+        if pdu.sender == user {
+            return false;
         }
-        if matches!(
-            pdu.kind,
-            TimelineEventType::RoomMessage
-                | TimelineEventType::RoomEncrypted
-                | TimelineEventType::Sticker
-        ) {
+        if !pdu.is_state()
+            && matches!(
+                pdu.kind,
+                TimelineEventType::RoomMessage
+                    | TimelineEventType::RoomEncrypted
+                    | TimelineEventType::Sticker
+            )
+        {
             notifications += 1;
             let body = pdu.content_value()["body"]
                 .as_str()
@@ -266,7 +270,8 @@ pub fn unread_counts(
                 highlights += 1;
             }
         }
-    }
+        true
+    })?;
     counts.notification_count = UInt::try_from(notifications).ok();
     counts.highlight_count = UInt::try_from(highlights).ok();
     Ok(counts)
