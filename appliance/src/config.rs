@@ -149,6 +149,10 @@ impl Config {
             .turn
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
+        self.homeserver
+            .push
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
         self.validate_federation()?;
         self.backup
             .validate()

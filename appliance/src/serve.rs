@@ -182,6 +182,7 @@ async fn serve(config: Config) -> Result<()> {
         )));
     }
     let sender = homeserver.spawn_federation_sender();
+    let pusher = homeserver.spawn_pusher();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     // The one line scripts and tests wait for.
@@ -217,6 +218,9 @@ async fn serve(config: Config) -> Result<()> {
     trimming.abort();
     if let Some(syncing) = archive_syncing {
         syncing.abort();
+    }
+    if let Some(pusher) = pusher {
+        pusher.abort();
     }
     if let Some(sender) = sender {
         sender.abort();

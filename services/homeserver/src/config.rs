@@ -37,6 +37,50 @@ pub struct HomeserverConfig {
     pub archive_capture: bool,
     pub archive_member: ArchiveMemberConfig,
     pub turn: TurnConfig,
+    pub push: PushConfig,
+}
+
+/// Push gateways (`[homeserver.push]`): the only URLs the node sends push
+/// notifications to. Closed by default: a pusher whose URL is not listed
+/// is refused, so that no user can make the node post to an address of
+/// their choosing.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Full URLs of push gateways, each ending in `/_matrix/push/v1/notify`.
+    pub gateways: Vec<String>,
+    /// The roots an `https` gateway's certificate must chain to.
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+/// The path every push gateway serves (push gateway API).
+pub const PUSH_GATEWAY_PATH: &str = "/_matrix/push/v1/notify";
+
+impl PushConfig {
+    /// What is wrong with the table, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for gateway in &self.gateways {
+            let url = reqwest::Url::parse(gateway)
+                .map_err(|e| format!("`homeserver.push.gateways`: {gateway:?}: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.path() != PUSH_GATEWAY_PATH {
+                return Err(format!(
+                    "`homeserver.push.gateways`: {gateway:?} is not an http(s) URL with the \
+                     path {PUSH_GATEWAY_PATH}"
+                ));
+            }
+            if url.scheme() == "https" && self.ca_bundle.is_none() {
+                return Err(format!(
+                    "`homeserver.push.ca_bundle` is required for the https gateway {gateway:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the node may send notifications to `url`.
+    pub fn allows(&self, url: &str) -> bool {
+        self.gateways.iter().any(|g| g == url)
+    }
 }
 
 /// TURN servers for voice and video calls (`[homeserver.turn]`): clients
@@ -186,6 +230,7 @@ impl Default for HomeserverConfig {
             archive_capture: true,
             archive_member: ArchiveMemberConfig::default(),
             turn: TurnConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }

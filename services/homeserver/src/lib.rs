@@ -16,6 +16,7 @@ pub mod config;
 mod counter;
 mod error;
 pub mod listen;
+pub mod push;
 pub mod router;
 mod ruma_wrapper;
 pub mod service;
@@ -68,6 +69,13 @@ impl Homeserver {
             .federation
             .enabled()
             .then(|| tokio::spawn(api::federation::sender::run(self.services.clone())))
+    }
+
+    /// Delivers push notifications to the configured gateways (only with
+    /// at least one gateway in `[homeserver.push]`).
+    pub fn spawn_pusher(&self) -> Option<tokio::task::JoinHandle<()>> {
+        (!self.services.config.push.gateways.is_empty())
+            .then(|| tokio::spawn(push::run(self.services.clone())))
     }
 
     /// Background housekeeping: typing expiry, rate limiter cleanup.

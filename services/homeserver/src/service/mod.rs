@@ -10,6 +10,7 @@ pub mod filters;
 pub mod key_backup;
 pub mod media;
 pub mod presence;
+pub mod pushers;
 pub mod rate_limit;
 pub mod receipts;
 pub mod reports;
@@ -40,6 +41,7 @@ pub struct Services {
     pub typing: typing::Typing,
     pub sliding_sync: sliding_sync::Connections,
     pub presence: presence::Presence,
+    pub pushers: pushers::Pushers,
     pub e2ee: e2ee::E2ee,
     pub key_backup: key_backup::KeyBackup,
     pub media: media::Media,
@@ -105,6 +107,7 @@ impl Services {
             typing: typing::Typing::new(counter.clone()),
             sliding_sync: sliding_sync::Connections::new(store.clone())?,
             presence: presence::Presence::new(store.clone(), counter.clone())?,
+            pushers: pushers::Pushers::new(store.clone())?,
             e2ee: e2ee::E2ee::new(store.clone(), counter.clone())?,
             key_backup: key_backup::KeyBackup::new(store.clone())?,
             media: media::Media::new(store.clone(), media_dir)?,

@@ -7,6 +7,7 @@ mod archive_member;
 mod bounds;
 mod harness;
 mod keys;
+mod push;
 mod rooms;
 mod sessions;
 mod sliding_sync;

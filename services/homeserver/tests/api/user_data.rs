@@ -116,7 +116,10 @@ async fn account_data_global_and_per_room_and_tags_sync() {
 
 #[tokio::test]
 async fn push_rules_default_ruleset_and_changes() {
-    let node = TestNode::start(|_| {});
+    // The gateway the pusher below names is one the operator listed.
+    let node = TestNode::start(|config| {
+        config.push.gateways = vec!["https://push.example.org/_matrix/push/v1/notify".into()];
+    });
     let alice = node.register("alice").await;
     let rules = node
         .request(Method::GET, &format!("{V3}/pushrules/"), Some(&alice), None)

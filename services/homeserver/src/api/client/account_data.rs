@@ -310,48 +310,69 @@ pub async fn set_push_rule_actions(
     Ok(set_pushrule_actions::v3::Response::new())
 }
 
-/// Pushers are stored so clients see what they registered; this closed
-/// appliance does not contact push gateways.
+/// The user's pushers.
 pub async fn pushers(
     services: Arc<Services>,
     request: Ruma<get_pushers::v3::Request>,
 ) -> Result<get_pushers::v3::Response> {
-    let stored = services
-        .account_data
-        .get(request.user(), None, "archipel.pushers")?
-        .unwrap_or_else(|| json!({ "pushers": [] }));
-    let pushers = serde_json::from_value(stored["pushers"].clone()).unwrap_or_default();
+    let pushers = services
+        .pushers
+        .list(request.user())?
+        .into_iter()
+        .filter_map(|p| serde_json::from_value(p).ok())
+        .collect();
     Ok(get_pushers::v3::Response::new(pushers))
 }
 
+/// Adds, replaces or (with `kind: null`) removes a pusher. Only HTTP
+/// pushers to a gateway the operator listed in `[homeserver.push]` are
+/// taken: the node posts to no other address.
 pub async fn set_pushers(
     services: Arc<Services>,
     request: Ruma<set_pusher::v3::Request>,
 ) -> Result<set_pusher::v3::Response> {
+    let user = request.user();
     let body = request.json_body.clone().unwrap_or_default();
-    let mut stored = services
-        .account_data
-        .get(request.user(), None, "archipel.pushers")?
-        .unwrap_or_else(|| json!({ "pushers": [] }));
-    let list = stored["pushers"]
-        .as_array_mut()
-        .ok_or_else(|| Error::internal("stored pushers are not a list"))?;
-    let pushkey = body["pushkey"].as_str().unwrap_or_default().to_owned();
-    let app_id = body["app_id"].as_str().unwrap_or_default().to_owned();
-    let append = body["append"].as_bool().unwrap_or(false);
-    if !append {
-        list.retain(|p| p["pushkey"] != pushkey.as_str() || p["app_id"] != app_id.as_str());
-    }
-    if body["kind"].is_string() {
-        let mut pusher = body.clone();
-        if let Some(map) = pusher.as_object_mut() {
-            map.remove("append");
+    let text = |field: &str, longest: usize| -> Result<String> {
+        let value = body[field]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::missing_param(format!("`{field}` is required.")))?;
+        if value.len() > longest {
+            return Err(Error::invalid_param(format!(
+                "`{field}` is longer than {longest} bytes."
+            )));
         }
-        list.push(pusher);
+        Ok(value.to_owned())
+    };
+    let (app_id, pushkey) = (text("app_id", 64)?, text("pushkey", 512)?);
+    match body["kind"].as_str() {
+        None if body["kind"].is_null() => {
+            services.pushers.remove(user, &app_id, &pushkey).await?;
+        }
+        Some("http") => {
+            let url = body["data"]["url"].as_str().unwrap_or_default();
+            if !services.config.push.allows(url) {
+                return Err(Error::invalid_param(format!(
+                    "This server sends push notifications only to the gateways its operator \
+                     configured; {url:?} is not one of them."
+                )));
+            }
+            let mut pusher = body.clone();
+            if let Some(map) = pusher.as_object_mut() {
+                map.remove("append");
+            }
+            let append = body["append"].as_bool().unwrap_or(false);
+            services
+                .pushers
+                .set(user, pusher, append, services.counter.visible())
+                .await?;
+        }
+        _ => {
+            return Err(Error::invalid_param(
+                "Only pushers of kind `http` are supported.",
+            ));
+        }
     }
-    services
-        .account_data
-        .set(request.user(), None, "archipel.pushers", stored)
-        .await?;
     Ok(set_pusher::v3::Response::new())
 }

@@ -21,7 +21,7 @@ mod reports;
 mod room_create;
 mod session;
 mod space;
-mod sync;
+pub(crate) mod sync;
 mod threads;
 mod uiaa;
 mod voip;
