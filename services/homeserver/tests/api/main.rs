@@ -9,6 +9,7 @@ mod harness;
 mod keys;
 mod push;
 mod rooms;
+mod search;
 mod sessions;
 mod sliding_sync;
 mod state;

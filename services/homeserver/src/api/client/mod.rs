@@ -19,6 +19,7 @@ mod profile;
 mod register;
 mod reports;
 mod room_create;
+mod search;
 mod session;
 mod space;
 pub(crate) mod sync;
@@ -118,6 +119,8 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         // Sync and what it carries.
         .ruma(sync::sync)
         .ruma(sync::sliding_sync)
+        // Costly (thousands of events read): counted with the writes.
+        .ruma_guarded(search::search, Guard::WRITE)
         .ruma_guarded(filter::create, Guard::READ)
         .ruma(filter::get)
         .ruma(ephemeral::receipt)

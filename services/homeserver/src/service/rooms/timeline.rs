@@ -132,7 +132,7 @@ impl Rooms {
         after: u64,
         upto: u64,
         limit: usize,
-        mut visit: impl FnMut(&Pdu) -> bool,
+        mut visit: impl FnMut(u64, &Pdu) -> bool,
     ) -> Result<()> {
         let prefix = key::prefix([room_id.as_bytes()]);
         let from = key::with_u64(room_id.as_bytes().to_vec(), upto);
@@ -152,7 +152,7 @@ impl Rooms {
                 break;
             }
             if let Some(pdu) = self.pdu_from_id_bytes(&v)?
-                && !visit(&pdu)
+                && !visit(count, &pdu)
             {
                 break;
             }

@@ -249,7 +249,7 @@ pub fn unread_counts(
     let mut notifications = 0u64;
     let mut highlights = 0u64;
     let localpart = user.localpart();
-    rooms.visit_newest(room_id, read_upto, upto, 1000, |pdu| {
+    rooms.visit_newest(room_id, read_upto, upto, 1000, |_, pdu| {
         if pdu.sender == user {
             return false;
         }
