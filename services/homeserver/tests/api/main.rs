@@ -7,6 +7,7 @@ mod archive_member;
 mod bounds;
 mod harness;
 mod keys;
+mod knocking;
 mod push;
 mod rooms;
 mod search;

@@ -4,11 +4,14 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
     OwnedRoomId, OwnedServerName, RoomId, UserId,
-    api::client::membership::{
-        ban_user, forget_room, get_member_events,
-        invite_user::{self, v3::InvitationRecipient},
-        join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user,
-        leave_room, unban_user,
+    api::client::{
+        knock::knock_room,
+        membership::{
+            ban_user, forget_room, get_member_events,
+            invite_user::{self, v3::InvitationRecipient},
+            join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user,
+            leave_room, unban_user,
+        },
     },
     events::{StateEventType, TimelineEventType},
 };
@@ -65,7 +68,10 @@ pub async fn join_room(
             .any(|s| s == services.server_name());
     if resident {
         let profile = services.users.account(user)?;
-        let content = member_content("join", profile.as_ref(), reason, false);
+        let mut content = member_content("join", profile.as_ref(), reason, false);
+        if let Some(authoriser) = restricted_join_authoriser(services, user, room_id)? {
+            content["join_authorised_via_users_server"] = Value::String(authoriser.to_string());
+        }
         services
             .rooms
             .append(
@@ -79,6 +85,115 @@ pub async fn join_room(
     }
     crate::archive_member::join_after(services, room_id, user).await;
     Ok(())
+}
+
+/// For a restricted room (join rule `restricted` or `knock_restricted`)
+/// that `user` may join without an invite, because they are in one of the
+/// rooms it allows: a local member who may invite, to vouch for the join
+/// (`join_authorised_via_users_server`, spec "Restricted rooms"). None
+/// when the room is not restricted, the user is invited, or nothing
+/// allows them (the auth rules then refuse the join).
+fn restricted_join_authoriser(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+) -> Result<Option<ruma::OwnedUserId>> {
+    let rooms = &services.rooms;
+    let Some(rule) = rooms
+        .state_content(room_id, &StateEventType::RoomJoinRules, "")?
+        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+    else {
+        return Ok(None);
+    };
+    if !matches!(
+        rule["join_rule"].as_str(),
+        Some("restricted" | "knock_restricted")
+    ) || rooms
+        .membership(user, room_id)?
+        .is_some_and(|m| m.membership == "invite")
+    {
+        return Ok(None);
+    }
+    let allowed = rule["allow"].as_array().is_some_and(|allow| {
+        allow.iter().any(|a| {
+            a["type"] == "m.room_membership"
+                && a["room_id"]
+                    .as_str()
+                    .and_then(|r| RoomId::parse(r).ok())
+                    .is_some_and(|r| rooms.is_joined(user, &r).unwrap_or(false))
+        })
+    });
+    if !allowed {
+        return Ok(None);
+    }
+    let levels = crate::service::rooms::power_levels::PowerLevels::parse(
+        rooms
+            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
+            .as_deref(),
+    );
+    Ok(rooms
+        .joined_members(room_id)?
+        .into_iter()
+        .filter(|member| services.is_local(member) && !services.is_archive_member(member))
+        .find(|member| levels.user_level(member) >= levels.invite))
+}
+
+/// Asks to join `room_id` (join rule `knock` or `knock_restricted`); a
+/// member who may invite then lets the user in with an invite.
+pub async fn knock_room(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
+    let membership = services.rooms.membership(user, room_id)?;
+    match membership.as_ref().map(|m| m.membership.as_str()) {
+        Some("join") => return Err(Error::forbidden("You are already in this room.")),
+        Some("invite") => return Err(Error::forbidden("You are invited: join instead.")),
+        Some("ban") => return Err(Error::forbidden("You are banned from this room.")),
+        Some("knock") => return Ok(()),
+        _ => {}
+    }
+    let resident = services.rooms.exists(room_id)?
+        && services
+            .rooms
+            .servers_in_room(room_id)?
+            .iter()
+            .any(|s| s == services.server_name());
+    if !resident {
+        return Err(Error::forbidden(
+            "Knocking on a room this server has no members in is not supported yet.",
+        ));
+    }
+    let profile = services.users.account(user)?;
+    let content = member_content("knock", profile.as_ref(), reason, false);
+    services
+        .rooms
+        .append(
+            room_id,
+            user,
+            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn knock(
+    services: Arc<Services>,
+    request: Ruma<knock_room::v3::Request>,
+) -> Result<knock_room::v3::Response> {
+    let room_id: OwnedRoomId = match OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(alias) => super::directory::resolve_alias(&services, &alias).await?.0,
+    };
+    knock_room(
+        &services,
+        request.user(),
+        &room_id,
+        request.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(knock_room::v3::Response::new(room_id))
 }
 
 pub async fn invite_user(

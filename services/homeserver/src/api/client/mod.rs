@@ -117,8 +117,9 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma_raw(voip::turn_server)
         .ruma(threads::protocols)
         // Sync and what it carries.
-        .ruma(sync::sync)
+        .ruma_raw(sync::sync)
         .ruma(sync::sliding_sync)
+        .ruma_guarded(membership::knock, Guard::WRITE)
         // Costly (thousands of events read): counted with the writes.
         .ruma_guarded(search::search, Guard::WRITE)
         .ruma_guarded(filter::create, Guard::READ)
