@@ -9,6 +9,7 @@ mod harness;
 mod keys;
 mod knocking;
 mod push;
+mod room_upgrade;
 mod rooms;
 mod search;
 mod sessions;

@@ -19,6 +19,7 @@ mod profile;
 mod register;
 mod reports;
 mod room_create;
+mod room_upgrade;
 mod search;
 mod session;
 mod space;
@@ -74,6 +75,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(devices::delete_many)
         // Rooms.
         .ruma_guarded(room_create::create_room, Guard::WRITE)
+        .ruma_guarded(room_upgrade::upgrade, Guard::WRITE)
         .ruma(membership::join_by_id)
         .ruma(membership::join_by_id_or_alias)
         .ruma(membership::invite)
