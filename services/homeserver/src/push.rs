@@ -193,15 +193,27 @@ fn new_events(
     Ok((events, complete))
 }
 
-/// The tweaks of the notification `pdu` makes for `user` by their push
-/// rules, or none when it does not notify.
-async fn notifies(services: &Services, user: &UserId, pdu: &Pdu) -> Result<Option<Vec<Tweak>>> {
+/// The user's push rules: theirs, or the server's defaults.
+pub fn ruleset(services: &Services, user: &UserId) -> Result<Ruleset> {
+    Ok(
+        match services.account_data.get(user, None, "m.push_rules")? {
+            Some(value) => serde_json::from_value(value["global"].clone())
+                .unwrap_or_else(|_| Ruleset::server_default(user)),
+            None => Ruleset::server_default(user),
+        },
+    )
+}
+
+/// What `ruleset` says to do for `pdu`, for `user`: the room's member
+/// count (the archive member not counted), the user's display name there
+/// and the room's power levels go into the conditions.
+pub async fn actions(
+    services: &Services,
+    ruleset: &Ruleset,
+    user: &UserId,
+    pdu: &Pdu,
+) -> Result<Vec<Action>> {
     let rooms = &services.rooms;
-    let ruleset = match services.account_data.get(user, None, "m.push_rules")? {
-        Some(value) => serde_json::from_value(value["global"].clone())
-            .unwrap_or_else(|_| Ruleset::server_default(user)),
-        None => Ruleset::server_default(user),
-    };
     let member_count = rooms
         .joined_members(&pdu.room_id)?
         .into_iter()
@@ -227,7 +239,14 @@ async fn notifies(services: &Services, user: &UserId, pdu: &Pdu) -> Result<Optio
         context.power_levels = Some(levels.into());
     }
     let event = pdu.to_sync_event(None);
-    let actions = ruleset.get_actions(&event, &context).await;
+    Ok(ruleset.get_actions(&event, &context).await.to_vec())
+}
+
+/// The tweaks of the notification `pdu` makes for `user` by their push
+/// rules, or none when it does not notify.
+async fn notifies(services: &Services, user: &UserId, pdu: &Pdu) -> Result<Option<Vec<Tweak>>> {
+    let ruleset = ruleset(services, user)?;
+    let actions = actions(services, &ruleset, user, pdu).await?;
     if !actions.iter().any(Action::should_notify) {
         return Ok(None);
     }

@@ -267,3 +267,113 @@ async fn only_http_pushers_to_a_configured_gateway_are_taken() {
     assert_eq!(listed["pushers"], json!([]));
     drop(gateway);
 }
+
+#[tokio::test]
+async fn the_notifications_list_shows_what_notified_newest_first() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node
+        .create_room(&alice, json!({ "invite": ["@bob:localhost"] }))
+        .await;
+    node.join(&bob, &room).await.ok();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(node.send_text(&bob, &room, &format!("bericht {i}")).await);
+    }
+    let mention = node
+        .request(
+            Method::PUT,
+            &format!(
+                "{V3}/rooms/{room}/send/m.room.message/{}",
+                crate::harness::txn()
+            ),
+            Some(&bob),
+            Some(json!({
+                "msgtype": "m.text", "body": "alice?",
+                "m.mentions": { "user_ids": ["@alice:localhost"] },
+            })),
+        )
+        .await
+        .ok()["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
+    sent.push(mention.clone());
+    // Alice read up to the second message.
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/receipt/m.read/{}", sent[1]),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+
+    let ids = |reply: &Value| -> Vec<String> {
+        reply["notifications"]
+            .as_array()
+            .expect("notifications")
+            .iter()
+            .map(|n| {
+                n["event"]["event_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // Pages of two, newest first, until the list ends.
+    let mut seen = Vec::new();
+    let mut from: Option<String> = None;
+    let mut read = Vec::new();
+    for _ in 0..10 {
+        let path = match &from {
+            Some(from) => format!("{V3}/notifications?limit=2&from={from}"),
+            None => format!("{V3}/notifications?limit=2"),
+        };
+        let reply = node
+            .request(Method::GET, &path, Some(&alice), None)
+            .await
+            .ok();
+        seen.extend(ids(&reply));
+        read.extend(
+            reply["notifications"]
+                .as_array()
+                .expect("notifications")
+                .iter()
+                .map(|n| n["read"].as_bool().expect("read")),
+        );
+        from = reply["next_token"].as_str().map(str::to_owned);
+        if from.is_none() {
+            break;
+        }
+    }
+    let mut expected = sent.clone();
+    expected.reverse();
+    // The invite and join of bob do not notify alice; messages do.
+    assert_eq!(seen, expected);
+    assert_eq!(read, vec![false, false, false, false, true, true]);
+
+    let highlights = node
+        .request(
+            Method::GET,
+            &format!("{V3}/notifications?only=highlight"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(ids(&highlights), vec![mention]);
+    // Bob sent them all: nothing notified him.
+    let bobs = node
+        .request(
+            Method::GET,
+            &format!("{V3}/notifications"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(ids(&bobs), Vec::<String>::new());
+}

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 mod messages;
+mod notifications;
 mod profile;
 mod register;
 mod reports;
@@ -124,6 +125,7 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma_guarded(membership::knock, Guard::WRITE)
         // Costly (thousands of events read): counted with the writes.
         .ruma_guarded(search::search, Guard::WRITE)
+        .ruma_guarded(notifications::notifications, Guard::WRITE)
         .ruma_guarded(filter::create, Guard::READ)
         .ruma(filter::get)
         .ruma(ephemeral::receipt)
