@@ -113,7 +113,7 @@ async fn pass(
         };
         let mut removed = false;
         for (count, pdu) in &events {
-            let Some(tweaks) = notifies(services, &user, pdu).await? else {
+            let Some(tweaks) = notifies(services, &user, pdu)? else {
                 continue;
             };
             match deliver(services, client, &user, &stored, pdu, &tweaks).await {
@@ -204,49 +204,80 @@ pub fn ruleset(services: &Services, user: &UserId) -> Result<Ruleset> {
     )
 }
 
-/// What `ruleset` says to do for `pdu`, for `user`: the room's member
+/// The user's push rules, read once and only when first needed (a sync
+/// response asks only for rooms with something unread).
+#[derive(Default)]
+pub struct RulesetOnce(std::cell::OnceCell<Ruleset>);
+
+impl RulesetOnce {
+    pub fn get(&self, services: &Services, user: &UserId) -> Result<&Ruleset> {
+        if let Some(rules) = self.0.get() {
+            return Ok(rules);
+        }
+        let loaded = ruleset(services, user)?;
+        Ok(self.0.get_or_init(|| loaded))
+    }
+}
+
+/// The room the push rules' conditions look at, for `user`: its member
 /// count (the archive member not counted), the user's display name there
-/// and the room's power levels go into the conditions.
-pub async fn actions(
+/// and its power levels.
+pub fn room_context(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+) -> Result<PushConditionRoomCtx> {
+    let rooms = &services.rooms;
+    let member_count = rooms
+        .joined_members(room_id)?
+        .into_iter()
+        .filter(|u| !services.is_archive_member(u))
+        .count();
+    let display_name = member_field(services, room_id, user, "displayname")?
+        .unwrap_or_else(|| user.localpart().to_owned());
+    let mut context = PushConditionRoomCtx::new(
+        room_id.to_owned(),
+        UInt::try_from(member_count).unwrap_or_default(),
+        user.to_owned(),
+        display_name,
+    );
+    if let Some(meta) = rooms.meta(room_id)? {
+        let rules = crate::service::rooms::room_rules(&meta.version)?;
+        let content = rooms
+            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
+            .and_then(|c| serde_json::from_str::<RoomPowerLevelsEventContent>(&c).ok());
+        let creator = rooms
+            .state_pdu(room_id, &StateEventType::RoomCreate, "")?
+            .map(|create| create.sender);
+        let levels = RoomPowerLevels::new(content.into(), &rules.authorization, creator);
+        context.power_levels = Some(levels.into());
+    }
+    Ok(context)
+}
+
+/// What `ruleset` says to do for `pdu` in `context`. The rules await
+/// nothing here (no thread subscriptions), so this runs them to the end.
+pub fn actions_in(ruleset: &Ruleset, context: &PushConditionRoomCtx, pdu: &Pdu) -> Vec<Action> {
+    let event = pdu.to_sync_event(None);
+    futures::executor::block_on(ruleset.get_actions(&event, context)).to_vec()
+}
+
+/// What `ruleset` says to do for `pdu`, for `user`.
+pub fn actions(
     services: &Services,
     ruleset: &Ruleset,
     user: &UserId,
     pdu: &Pdu,
 ) -> Result<Vec<Action>> {
-    let rooms = &services.rooms;
-    let member_count = rooms
-        .joined_members(&pdu.room_id)?
-        .into_iter()
-        .filter(|u| !services.is_archive_member(u))
-        .count();
-    let display_name = member_field(services, &pdu.room_id, user, "displayname")?
-        .unwrap_or_else(|| user.localpart().to_owned());
-    let mut context = PushConditionRoomCtx::new(
-        pdu.room_id.clone(),
-        UInt::try_from(member_count).unwrap_or_default(),
-        user.to_owned(),
-        display_name,
-    );
-    if let Some(meta) = rooms.meta(&pdu.room_id)? {
-        let rules = crate::service::rooms::room_rules(&meta.version)?;
-        let content = rooms
-            .state_content(&pdu.room_id, &StateEventType::RoomPowerLevels, "")?
-            .and_then(|c| serde_json::from_str::<RoomPowerLevelsEventContent>(&c).ok());
-        let creator = rooms
-            .state_pdu(&pdu.room_id, &StateEventType::RoomCreate, "")?
-            .map(|create| create.sender);
-        let levels = RoomPowerLevels::new(content.into(), &rules.authorization, creator);
-        context.power_levels = Some(levels.into());
-    }
-    let event = pdu.to_sync_event(None);
-    Ok(ruleset.get_actions(&event, &context).await.to_vec())
+    let context = room_context(services, user, &pdu.room_id)?;
+    Ok(actions_in(ruleset, &context, pdu))
 }
 
 /// The tweaks of the notification `pdu` makes for `user` by their push
 /// rules, or none when it does not notify.
-async fn notifies(services: &Services, user: &UserId, pdu: &Pdu) -> Result<Option<Vec<Tweak>>> {
+fn notifies(services: &Services, user: &UserId, pdu: &Pdu) -> Result<Option<Vec<Tweak>>> {
     let ruleset = ruleset(services, user)?;
-    let actions = actions(services, &ruleset, user, pdu).await?;
+    let actions = actions(services, &ruleset, user, pdu)?;
     if !actions.iter().any(Action::should_notify) {
         return Ok(None);
     }
@@ -299,6 +330,7 @@ async fn deliver(
             &pdu.room_id,
             membership,
             services.counter.visible(),
+            &RulesetOnce::default(),
         )?
         .notification_count
         .unwrap_or_default(),

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use archipel_store::{Batch, Store, Tree, key};
-use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -23,7 +26,23 @@ pub struct Receipts {
     store: Store,
     counter: Arc<Counter>,
     tree: Tree,
+    /// Unread counts as last counted, per user and room, so that the next
+    /// count reads only what came since (see [`Receipts::counted`]).
+    counted: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Counted>>,
 }
+
+/// A room's unread counts for a user as counted up to a position, from
+/// their read position then.
+#[derive(Clone, Copy, Debug)]
+pub struct Counted {
+    pub read_upto: u64,
+    pub counted_upto: u64,
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
+/// Counts kept at most; past it, all are counted afresh.
+const MAX_COUNTED: usize = 65_536;
 
 impl Receipts {
     pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
@@ -31,6 +50,7 @@ impl Receipts {
             tree: store.tree(cf::ROOMID_USERID_TYPE_RECEIPT)?,
             store,
             counter,
+            counted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -112,6 +132,33 @@ impl Receipts {
             }
         }
         Ok((!content.is_empty()).then_some(Value::Object(content)))
+    }
+
+    /// The counts last kept for the user in the room.
+    pub fn counted(&self, user: &UserId, room: &RoomId) -> Option<Counted> {
+        self.counted
+            .lock()
+            .get(&(user.to_owned(), room.to_owned()))
+            .copied()
+    }
+
+    /// Keeps counts, unless newer ones are kept already.
+    pub fn keep_counted(&self, user: &UserId, room: &RoomId, counted: Counted) {
+        let mut kept = self.counted.lock();
+        if kept.len() >= MAX_COUNTED {
+            kept.clear();
+        }
+        let entry = kept
+            .entry((user.to_owned(), room.to_owned()))
+            .or_insert(counted);
+        if counted.counted_upto >= entry.counted_upto {
+            *entry = counted;
+        }
+    }
+
+    /// Forgets the user's kept counts (their push rules changed).
+    pub fn forget_counted(&self, user: &UserId) {
+        self.counted.lock().retain(|(u, _), _| u != user);
     }
 
     /// The event the user last marked read (public or private, unthreaded or main).

@@ -487,7 +487,7 @@ async fn bad_requests_are_refused() {
 }
 
 #[tokio::test]
-async fn unread_counts_run_from_the_receipt_or_the_users_own_message() {
+async fn unread_counts_follow_push_rules_from_the_receipt_or_own_message() {
     let node = TestNode::start(|_| {});
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
@@ -498,7 +498,22 @@ async fn unread_counts_run_from_the_receipt_or_the_users_own_message() {
     let count = |reply: &Value| reply["rooms"][&room]["notification_count"].clone();
 
     node.send_text(&bob, &room, "een").await;
-    let read = node.send_text(&bob, &room, "twee @alice:localhost").await;
+    // A mention, as clients make it: a highlight by alice's push rules.
+    let read = node
+        .request(
+            Method::PUT,
+            &format!("{V3}/rooms/{room}/send/m.room.message/{}", txn()),
+            Some(&bob),
+            Some(json!({
+                "msgtype": "m.text", "body": "twee",
+                "m.mentions": { "user_ids": ["@alice:localhost"] },
+            })),
+        )
+        .await
+        .ok()["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
     let reply = sliding(&node, &alice, None, room_list(9, 1)).await.ok();
     assert_eq!(count(&reply), 2);
     assert_eq!(reply["rooms"][&room]["highlight_count"], 1);
@@ -530,4 +545,19 @@ async fn unread_counts_run_from_the_receipt_or_the_users_own_message() {
         .await
         .ok();
     assert_eq!(count(&reply), 2);
+
+    // Muted by a room rule without actions: nothing notifies.
+    node.request(
+        Method::PUT,
+        &format!("{V3}/pushrules/global/room/{room}"),
+        Some(&alice),
+        Some(json!({ "actions": [] })),
+    )
+    .await
+    .ok();
+    node.send_text(&bob, &room, "vijf").await;
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert_eq!(count(&reply), 0);
 }

@@ -196,6 +196,8 @@ async fn save_ruleset(services: &Services, user: &UserId, ruleset: &Ruleset) -> 
         .account_data
         .set(user, None, "m.push_rules", json!({ "global": ruleset }))
         .await?;
+    // Counts made by the old rules are counted again.
+    services.receipts.forget_counted(user);
     Ok(())
 }
 

@@ -89,7 +89,7 @@ pub async fn notifications(
     let mut notifications = Vec::new();
     let mut next_token = (stopped_at > 0).then_some(stopped_at + 1);
     for (count, pdu, unread) in candidates {
-        let actions = crate::push::actions(&services, &ruleset, user, &pdu).await?;
+        let actions = crate::push::actions(&services, &ruleset, user, &pdu)?;
         if !actions.iter().any(Action::should_notify) {
             continue;
         }

@@ -41,6 +41,8 @@ pub struct SyncContext<'a> {
     pub upto: u64,
     pub full_state: bool,
     pub filter: ruma::api::client::filter::FilterDefinition,
+    /// The user's push rules, for the unread counts.
+    pub push_rules: crate::push::RulesetOnce,
 }
 
 pub async fn sync(
@@ -116,6 +118,7 @@ async fn sync_response(
             upto,
             full_state: body.full_state,
             filter: filter.clone(),
+            push_rules: Default::default(),
         };
         let mut response = build(&ctx)?;
         let wait = since > 0

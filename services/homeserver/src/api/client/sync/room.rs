@@ -10,6 +10,7 @@ use ruma::{
         },
     },
     events::{AnyStrippedStateEvent, StateEventType, TimelineEventType},
+    push::Action,
     serde::Raw,
 };
 use serde_json::{Value, json};
@@ -174,8 +175,14 @@ pub fn joined(
     room.timeline = timeline;
     room.ephemeral = ephemeral;
     room.account_data = room_account_data;
-    room.unread_notifications =
-        unread_counts(ctx.services, ctx.user, room_id, membership, ctx.upto)?;
+    room.unread_notifications = unread_counts(
+        ctx.services,
+        ctx.user,
+        room_id,
+        membership,
+        ctx.upto,
+        &ctx.push_rules,
+    )?;
     if state_changed_members {
         room.summary = summary(ctx, room_id)?;
     }
@@ -219,15 +226,17 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
     Ok(summary)
 }
 
-/// Messages from others since the user's read receipt, or since their
-/// own latest message when that is newer: what they sent, they have read
-/// up to (as matrix-sdk counts it). At most 1,000 events are looked at.
+/// What notifies the user since their read receipt, or since their own
+/// latest event when that is newer (what they sent, they have read up to,
+/// as matrix-sdk counts it), by their push rules: the notification and
+/// highlight counts. At most 1,000 events are looked at.
 pub fn unread_counts(
     services: &Services,
     user: &UserId,
     room_id: &RoomId,
     membership: &MembershipRecord,
     upto: u64,
+    push_rules: &crate::push::RulesetOnce,
 ) -> Result<UnreadNotificationsCount> {
     let rooms = &services.rooms;
     let mut read_upto = membership.count;
@@ -246,32 +255,50 @@ pub fn unread_counts(
         // Nothing since the receipt: nothing to read.
         return Ok(counts);
     }
-    let mut notifications = 0u64;
-    let mut highlights = 0u64;
-    let localpart = user.localpart();
-    rooms.visit_newest(room_id, read_upto, upto, 1000, |_, pdu| {
+    // Counted before from the same read position: only what came since.
+    let kept = services
+        .receipts
+        .counted(user, room_id)
+        .filter(|k| k.read_upto == read_upto && k.counted_upto <= upto);
+    let from = kept.map_or(read_upto, |k| k.counted_upto);
+    let mut unread = Vec::new();
+    let mut own = false;
+    rooms.visit_newest(room_id, from, upto, 1000, |_, pdu| {
         if pdu.sender == user {
+            own = true;
             return false;
         }
-        if !pdu.is_state()
-            && matches!(
-                pdu.kind,
-                TimelineEventType::RoomMessage
-                    | TimelineEventType::RoomEncrypted
-                    | TimelineEventType::Sticker
-            )
-        {
-            notifications += 1;
-            let body = pdu.content_value()["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_lowercase();
-            if body.contains(localpart) || pdu.content.get().contains(user.as_str()) {
+        unread.push(pdu.clone());
+        true
+    })?;
+    // An own event among the new ones: only what follows it counts.
+    let (mut notifications, mut highlights) = match kept {
+        Some(k) if !own => (k.notifications, k.highlights),
+        _ => (0, 0),
+    };
+    if !unread.is_empty() {
+        let ruleset = push_rules.get(services, user)?;
+        let context = crate::push::room_context(services, user, room_id)?;
+        for pdu in &unread {
+            let actions = crate::push::actions_in(ruleset, &context, pdu);
+            if actions.iter().any(Action::should_notify) {
+                notifications += 1;
+            }
+            if actions.iter().any(Action::is_highlight) {
                 highlights += 1;
             }
         }
-        true
-    })?;
+    }
+    services.receipts.keep_counted(
+        user,
+        room_id,
+        crate::service::receipts::Counted {
+            read_upto,
+            counted_upto: upto,
+            notifications,
+            highlights,
+        },
+    );
     counts.notification_count = UInt::try_from(notifications).ok();
     counts.highlight_count = UInt::try_from(highlights).ok();
     Ok(counts)

@@ -47,6 +47,8 @@ pub struct Ctx<'a> {
     pub upto: u64,
     /// Where the to-device messages this response carries start.
     pub to_device_since: u64,
+    /// The user's push rules, for the unread counts.
+    pub push_rules: crate::push::RulesetOnce,
 }
 
 impl Ctx<'_> {
@@ -115,6 +117,7 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v5::Request>) -> Result
             previous: previous.as_ref(),
             upto,
             to_device_since,
+            push_rules: Default::default(),
         })?;
         let quiet = is_empty(&response);
         let wait = pos.is_some() && quiet && tokio::time::Instant::now() < deadline;

@@ -230,6 +230,7 @@ pub fn build(
             room_id,
             membership,
             upto,
+            &ctx.push_rules,
         )?;
     }
     Ok(Some(Built { room, sent, fresh }))
