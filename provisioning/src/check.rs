@@ -256,6 +256,7 @@ impl Checker<'_> {
         }
         self.tls(p);
         self.federation(p);
+        self.push(p);
         self.admins(p);
     }
 
@@ -422,6 +423,34 @@ impl Checker<'_> {
                         "`{}`: an IP address and port, e.g. \"10.30.0.5:8448\"",
                         address.get_ref()
                     ),
+                );
+            }
+        }
+    }
+
+    fn push(&mut self, p: &Provisioning) {
+        let push = &p.push;
+        if let Some(bundle) = &push.ca_bundle {
+            self.file("push.ca_bundle", bundle);
+        }
+        for (i, gateway) in push.gateways.iter().enumerate() {
+            let url = gateway.get_ref();
+            let field = format!("push.gateways[{i}]");
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let host = rest.and_then(|r| r.strip_suffix("/_matrix/push/v1/notify"));
+            if host.is_none_or(|h| h.is_empty() || h.contains(['/', ' ', '?', '#'])) {
+                self.problem(
+                    &field,
+                    gateway,
+                    format!("`{url}`: a gateway's http(s) URL ending in /_matrix/push/v1/notify"),
+                );
+            } else if url.starts_with("https://") && push.ca_bundle.is_none() {
+                self.problem(
+                    &field,
+                    gateway,
+                    "an https gateway needs `push.ca_bundle`: the CAs its certificate chains to",
                 );
             }
         }

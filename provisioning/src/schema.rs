@@ -20,6 +20,8 @@ pub struct Provisioning {
     pub tls: Tls,
     #[serde(default)]
     pub federation: Federation,
+    #[serde(default)]
+    pub push: Push,
     /// The first administrators; at least one.
     #[serde(default)]
     pub admins: Vec<Admin>,
@@ -94,6 +96,18 @@ pub struct Federation {
     pub ca_bundle: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub peers: Vec<Peer>,
+}
+
+/// Push gateways: the only places the node sends push notifications to
+/// (`[homeserver.push]` of the node's configuration).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    /// Full URLs, each ending in `/_matrix/push/v1/notify`.
+    #[serde(default)]
+    pub gateways: Vec<Spanned<String>>,
+    /// PEM bundle of the CAs an https gateway's certificate chains to.
+    pub ca_bundle: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,6 +50,35 @@ fn the_example_passes() {
     );
     assert_eq!(provisioning.admins.len(), 2);
     assert_eq!(provisioning.federation.peers.len(), 2);
+    assert_eq!(provisioning.push.gateways.len(), 1);
+}
+
+#[test]
+fn a_push_gateway_must_be_a_notify_url_with_its_roots() {
+    let gateway = "https://push.rijksoverheid.example/_matrix/push/v1/notify";
+    for wrong in [
+        "https://push.rijksoverheid.example/notify",
+        "ftp://push.rijksoverheid.example/_matrix/push/v1/notify",
+        "https:///_matrix/push/v1/notify",
+    ] {
+        let problems = problems_after(gateway, wrong);
+        assert_one(
+            &problems,
+            "push.gateways[0]",
+            line_of(gateway),
+            "ending in /_matrix/push/v1/notify",
+        );
+    }
+    let problems = problems_after(
+        "ca_bundle = \"ca/rijks-root.pem\"\n\n# The first administrators",
+        "\n# The first administrators",
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "push.gateways[0]" && p.message.contains("push.ca_bundle")),
+        "{problems:#?}"
+    );
 }
 
 #[test]

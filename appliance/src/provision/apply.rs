@@ -227,6 +227,24 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         root.insert("federation".into(), federation.into());
     }
 
+    if !p.push.gateways.is_empty() {
+        let mut push = toml::Table::new();
+        let gateways: Vec<toml::Value> = p
+            .push
+            .gateways
+            .iter()
+            .map(|g| g.get_ref().as_str().into())
+            .collect();
+        push.insert("gateways".into(), gateways.into());
+        if let Some(bundle) = &p.push.ca_bundle {
+            push.insert(
+                "ca_bundle".into(),
+                copy(bundle.get_ref(), "push-ca.pem", 0o644)?.into(),
+            );
+        }
+        homeserver.insert("push".into(), push.into());
+    }
+
     let mut vault = toml::Table::new();
     vault.insert("key_file".into(), format!("/{ETC}/vault.key").into());
     if let Some(retention) = &p.retention {

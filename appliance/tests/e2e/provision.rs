@@ -143,6 +143,7 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "/etc/archipel/archipel.toml",
         "/etc/archipel/tls/acme-ca.pem",
         "/etc/archipel/tls/peers-ca.pem",
+        "/etc/archipel/tls/push-ca.pem",
         "/etc/archipel/vault.key",
         "/etc/archipel/system/hostname",
         "/etc/archipel/system/20-archipel.network",
@@ -162,6 +163,8 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "address = \"10.30.0.5:8448\"",
         "transfer_years = 20",
         "every_hours = 24",
+        "gateways = [\"https://push.rijksoverheid.example/_matrix/push/v1/notify\"]",
+        "ca_bundle = \"/etc/archipel/tls/push-ca.pem\"",
     ] {
         assert!(config.contains(expected), "{expected} not in\n{config}");
     }
