@@ -300,8 +300,7 @@ fn member_field(
 ) -> Result<Option<String>> {
     Ok(services
         .rooms
-        .state_content(room_id, &StateEventType::RoomMember, user.as_str())?
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .state_json(room_id, &StateEventType::RoomMember, user.as_str())?
         .and_then(|c| c[field].as_str().map(str::to_owned)))
 }
 
@@ -397,8 +396,7 @@ async fn deliver(
 fn room_name(services: &Services, room_id: &RoomId) -> Result<Option<String>> {
     Ok(services
         .rooms
-        .state_content(room_id, &StateEventType::RoomName, "")?
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .state_json(room_id, &StateEventType::RoomName, "")?
         .and_then(|c| c["name"].as_str().map(str::to_owned))
         .filter(|n| !n.is_empty()))
 }

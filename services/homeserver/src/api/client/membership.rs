@@ -99,10 +99,7 @@ fn restricted_join_authoriser(
     room_id: &RoomId,
 ) -> Result<Option<ruma::OwnedUserId>> {
     let rooms = &services.rooms;
-    let Some(rule) = rooms
-        .state_content(room_id, &StateEventType::RoomJoinRules, "")?
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
-    else {
+    let Some(rule) = rooms.state_json(room_id, &StateEventType::RoomJoinRules, "")? else {
         return Ok(None);
     };
     if !matches!(

@@ -58,7 +58,7 @@ pub async fn upgrade(
     {
         return Err(Error::forbidden("This room has already been replaced."));
     }
-    let old_levels_content = content(&services, old, &StateEventType::RoomPowerLevels)?;
+    let old_levels_content = rooms.state_json(old, &StateEventType::RoomPowerLevels, "")?;
     let levels = PowerLevels::parse(old_levels_content.as_ref().map(Value::to_string).as_deref());
     let own = levels.user_level(user);
     if own < levels.event_level("m.room.tombstone", true) {
@@ -76,7 +76,8 @@ pub async fn upgrade(
 
     // The create event: the old one's content (a space stays a space),
     // this version, and where the room came from.
-    let mut create = content(&services, old, &StateEventType::RoomCreate)?
+    let mut create = rooms
+        .state_json(old, &StateEventType::RoomCreate, "")?
         .and_then(|c| c.as_object().cloned())
         .unwrap_or_default();
     create.remove("predecessor");
@@ -128,7 +129,7 @@ pub async fn upgrade(
     }
     append(&new, TimelineEventType::RoomPowerLevels, "", new_levels).await?;
     for kind in CARRIED_OVER {
-        if let Some(state) = content(&services, old, kind)? {
+        if let Some(state) = rooms.state_json(old, kind, "")? {
             append(&new, kind.to_string().into(), "", state).await?;
         }
     }
@@ -157,7 +158,8 @@ pub async fn upgrade(
         rooms.remove_alias(&alias).await?;
         rooms.set_alias(&alias, &new).await?;
     }
-    if let Some(canonical) = content(&services, old, &StateEventType::RoomCanonicalAlias)?
+    if let Some(canonical) = rooms
+        .state_json(old, &StateEventType::RoomCanonicalAlias, "")?
         .filter(|c| c.as_object().is_some_and(|c| !c.is_empty()))
     {
         append(&new, TimelineEventType::RoomCanonicalAlias, "", canonical).await?;
@@ -188,12 +190,4 @@ pub async fn upgrade(
     }
     tracing::info!(old = %old, new = %new, version = %version, by = %user, "room upgraded");
     Ok(upgrade_room::v3::Response::new(new))
-}
-
-/// The content of a room's current state event `kind` (empty state key).
-fn content(services: &Services, room: &RoomId, kind: &StateEventType) -> Result<Option<Value>> {
-    Ok(services
-        .rooms
-        .state_content(room, kind, "")?
-        .and_then(|c| serde_json::from_str(&c).ok()))
 }

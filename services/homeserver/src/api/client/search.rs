@@ -251,12 +251,11 @@ fn add_profile(
     }
     let content = services
         .rooms
-        .state_content(
+        .state_json(
             &pdu.room_id,
             &StateEventType::RoomMember,
             pdu.sender.as_str(),
         )?
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
         .unwrap_or_default();
     let mut profile = UserProfile::new();
     profile.displayname = content["displayname"].as_str().map(str::to_owned);

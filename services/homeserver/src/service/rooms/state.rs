@@ -79,6 +79,18 @@ impl Rooms {
             .map(|pdu| pdu.content.get().to_owned()))
     }
 
+    /// The content of a state event, as JSON.
+    pub fn state_json(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        Ok(self
+            .state_pdu(room_id, kind, state_key)?
+            .map(|pdu| pdu.content_value()))
+    }
+
     /// The room's current state.
     pub fn current_state(&self, room_id: &RoomId) -> Result<Vec<Pdu>> {
         self.current_state_under(key::prefix([room_id.as_bytes()]))

@@ -223,9 +223,5 @@ fn state_of(
             .find(|e| e["type"].as_str() == Some(&kind.to_string()))
             .map(|e| e["content"].clone()));
     }
-    Ok(ctx
-        .services
-        .rooms
-        .state_content(room_id, kind, "")?
-        .and_then(|c| serde_json::from_str(&c).ok()))
+    ctx.services.rooms.state_json(room_id, kind, "")
 }

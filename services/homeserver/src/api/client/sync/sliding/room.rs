@@ -10,7 +10,6 @@ use ruma::{
     events::{AnySyncTimelineEvent, StateEventType, TimelineEventType},
     serde::Raw,
 };
-use serde_json::Value;
 
 use super::{Ctx, lists::RoomConfig};
 use crate::{
@@ -212,12 +211,11 @@ pub fn build(
             .iter()
             .any(|p| p.kind == TimelineEventType::RoomAvatar)
     {
-        room.avatar = match rooms.state_content(room_id, &StateEventType::RoomAvatar, "")? {
+        room.avatar = match rooms.state_json(room_id, &StateEventType::RoomAvatar, "")? {
             None => JsOption::Undefined,
-            Some(content) => serde_json::from_str::<Value>(&content)
-                .ok()
-                .and_then(|c| c["url"].as_str().map(OwnedMxcUri::from))
-                .map_or(JsOption::Null, JsOption::Some),
+            Some(content) => content["url"]
+                .as_str()
+                .map_or(JsOption::Null, |url| JsOption::Some(OwnedMxcUri::from(url))),
         };
     }
     if members_changed {
@@ -358,8 +356,7 @@ fn state_string(
     Ok(ctx
         .services
         .rooms
-        .state_content(room_id, kind, "")?
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+        .state_json(room_id, kind, "")?
         .and_then(|c| c[field].as_str().map(str::to_owned)))
 }
 
@@ -386,8 +383,7 @@ fn add_members(ctx: &Ctx<'_>, room_id: &RoomId, unnamed: bool, room: &mut Room) 
                 continue;
             }
             let content = rooms
-                .state_content(room_id, &StateEventType::RoomMember, user.as_str())?
-                .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+                .state_json(room_id, &StateEventType::RoomMember, user.as_str())?
                 .unwrap_or_default();
             let mut hero = Hero::new(user.clone());
             hero.name = content["displayname"].as_str().map(str::to_owned);
