@@ -48,6 +48,17 @@ pub fn member_content(
     content
 }
 
+/// Whether this server has members in the room, so that a membership
+/// change is made here rather than through a peer.
+fn is_resident(services: &Services, room_id: &RoomId) -> Result<bool> {
+    Ok(services.rooms.exists(room_id)?
+        && services
+            .rooms
+            .servers_in_room(room_id)?
+            .iter()
+            .any(|s| s == services.server_name()))
+}
+
 /// Joins `user` to `room_id`: locally when this server has members in the
 /// room, otherwise through one of the peers in `via` (or the room's creator's).
 pub async fn join_room(
@@ -60,13 +71,7 @@ pub async fn join_room(
     if services.rooms.is_joined(user, room_id)? {
         return Ok(());
     }
-    let resident = services.rooms.exists(room_id)?
-        && services
-            .rooms
-            .servers_in_room(room_id)?
-            .iter()
-            .any(|s| s == services.server_name());
-    if resident {
+    if is_resident(services, room_id)? {
         let profile = services.users.account(user)?;
         let mut content = member_content("join", profile.as_ref(), reason, false);
         if let Some(authoriser) = restricted_join_authoriser(services, user, room_id)? {
@@ -151,13 +156,7 @@ pub async fn knock_room(
         Some("knock") => return Ok(()),
         _ => {}
     }
-    let resident = services.rooms.exists(room_id)?
-        && services
-            .rooms
-            .servers_in_room(room_id)?
-            .iter()
-            .any(|s| s == services.server_name());
-    if !resident {
+    if !is_resident(services, room_id)? {
         return Err(Error::forbidden(
             "Knocking on a room this server has no members in is not supported yet.",
         ));
