@@ -7,7 +7,7 @@
 mod room;
 mod sliding;
 
-pub use room::unread_counts;
+pub use room::{read_position, unread_counts};
 pub use sliding::sync as sliding_sync;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};

@@ -239,12 +239,7 @@ pub fn unread_counts(
     push_rules: &crate::push::RulesetOnce,
 ) -> Result<UnreadNotificationsCount> {
     let rooms = &services.rooms;
-    let mut read_upto = membership.count;
-    for event_id in services.receipts.read_up_to(room_id, user)? {
-        if let Some((_, count)) = rooms.position(&event_id)? {
-            read_upto = read_upto.max(count);
-        }
-    }
+    let read_upto = read_position(services, user, room_id, membership.count)?;
     let mut counts = UnreadNotificationsCount::new();
     counts.notification_count = Some(UInt::MIN);
     counts.highlight_count = Some(UInt::MIN);
@@ -302,6 +297,23 @@ pub fn unread_counts(
     counts.notification_count = UInt::try_from(notifications).ok();
     counts.highlight_count = UInt::try_from(highlights).ok();
     Ok(counts)
+}
+
+/// The position the user has read the room up to by their receipts (the
+/// unthreaded or main-thread ones), or `joined_at` when it is later.
+pub fn read_position(
+    services: &Services,
+    user: &UserId,
+    room_id: &RoomId,
+    joined_at: u64,
+) -> Result<u64> {
+    let mut read_upto = joined_at;
+    for event_id in services.receipts.read_up_to(room_id, user)? {
+        if let Some((_, count)) = services.rooms.position(&event_id)? {
+            read_upto = read_upto.max(count);
+        }
+    }
+    Ok(read_upto)
 }
 
 pub fn invited(
