@@ -173,17 +173,19 @@ impl TestNode {
     }
 
     pub async fn send_text(&self, token: &str, room: &str, text: &str) -> String {
+        self.send_message(token, room, json!({ "msgtype": "m.text", "body": text }))
+            .await
+    }
+
+    /// Sends an `m.room.message` with `content` (a mention, a reply, an
+    /// edit); its event ID.
+    pub async fn send_message(&self, token: &str, room: &str, content: Value) -> String {
         let path = format!(
             "/_matrix/client/v3/rooms/{room}/send/m.room.message/{}",
             txn()
         );
         let reply = self
-            .request(
-                Method::PUT,
-                &path,
-                Some(token),
-                Some(json!({ "msgtype": "m.text", "body": text })),
-            )
+            .request(Method::PUT, &path, Some(token), Some(content))
             .await
             .ok();
         reply["event_id"].as_str().expect("event_id").to_owned()

@@ -153,20 +153,15 @@ async fn a_message_from_someone_else_is_pushed_by_event_id_only() {
 async fn a_full_notification_carries_the_message_and_a_mention_is_urgent() {
     let (node, gateway, _alice, bob, room) = node_with_pusher(None).await;
     // A mention as clients make it (intentional mentions).
-    node.request(
-        Method::PUT,
-        &format!(
-            "{V3}/rooms/{room}/send/m.room.message/{}",
-            crate::harness::txn()
-        ),
-        Some(&bob),
-        Some(json!({
+    node.send_message(
+        &bob,
+        &room,
+        json!({
             "msgtype": "m.text", "body": "alice, kijk even",
             "m.mentions": { "user_ids": ["@alice:localhost"] },
-        })),
+        }),
     )
-    .await
-    .ok();
+    .await;
     let notification = gateway.until(1).await[0]["notification"].clone();
     assert_eq!(notification["content"]["body"], "alice, kijk even");
     assert_eq!(notification["sender"], "@bob:localhost");
@@ -282,23 +277,15 @@ async fn the_notifications_list_shows_what_notified_newest_first() {
         sent.push(node.send_text(&bob, &room, &format!("bericht {i}")).await);
     }
     let mention = node
-        .request(
-            Method::PUT,
-            &format!(
-                "{V3}/rooms/{room}/send/m.room.message/{}",
-                crate::harness::txn()
-            ),
-            Some(&bob),
-            Some(json!({
+        .send_message(
+            &bob,
+            &room,
+            json!({
                 "msgtype": "m.text", "body": "alice?",
                 "m.mentions": { "user_ids": ["@alice:localhost"] },
-            })),
+            }),
         )
-        .await
-        .ok()["event_id"]
-        .as_str()
-        .expect("event_id")
-        .to_owned();
+        .await;
     sent.push(mention.clone());
     // Alice read up to the second message.
     node.request(

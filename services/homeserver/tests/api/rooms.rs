@@ -850,21 +850,6 @@ async fn events_carry_their_latest_edit_and_thread_summary() {
         .create_room(&alice, json!({ "preset": "public_chat" }))
         .await;
     node.join(&bob, &room).await.ok();
-    let send = |token: String, content: Value| {
-        let path = format!(
-            "{V3}/rooms/{room}/send/m.room.message/{}",
-            crate::harness::txn()
-        );
-        let node = &node;
-        async move {
-            node.request(Method::PUT, &path, Some(&token), Some(content))
-                .await
-                .ok()["event_id"]
-                .as_str()
-                .expect("event_id")
-                .to_owned()
-        }
-    };
     let edit = |target: &str, text: &str| {
         json!({
             "msgtype": "m.text", "body": format!("* {text}"),
@@ -879,16 +864,23 @@ async fn events_carry_their_latest_edit_and_thread_summary() {
         })
     };
     let message = node.send_text(&alice, &room, "versie 1").await;
-    send(alice.clone(), edit(&message, "versie 2")).await;
+    node.send_message(&alice, &room, edit(&message, "versie 2"))
+        .await;
     // The latest edit is the one sent last by the clock (ties go by event
     // ID, as the spec says): a millisecond apart, the order is certain.
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    let latest_edit = send(alice.clone(), edit(&message, "versie 3")).await;
+    let latest_edit = node
+        .send_message(&alice, &room, edit(&message, "versie 3"))
+        .await;
     // Only the sender's own edits count.
-    send(bob.clone(), edit(&message, "niet van bob")).await;
+    node.send_message(&bob, &room, edit(&message, "niet van bob"))
+        .await;
     let root = node.send_text(&alice, &room, "draad").await;
-    send(bob.clone(), reply(&root, "eerste antwoord")).await;
-    let latest_reply = send(alice.clone(), reply(&root, "tweede antwoord")).await;
+    node.send_message(&bob, &room, reply(&root, "eerste antwoord"))
+        .await;
+    let latest_reply = node
+        .send_message(&alice, &room, reply(&root, "tweede antwoord"))
+        .await;
 
     let history = node
         .request(

@@ -500,20 +500,15 @@ async fn unread_counts_follow_push_rules_from_the_receipt_or_own_message() {
     node.send_text(&bob, &room, "een").await;
     // A mention, as clients make it: a highlight by alice's push rules.
     let read = node
-        .request(
-            Method::PUT,
-            &format!("{V3}/rooms/{room}/send/m.room.message/{}", txn()),
-            Some(&bob),
-            Some(json!({
+        .send_message(
+            &bob,
+            &room,
+            json!({
                 "msgtype": "m.text", "body": "twee",
                 "m.mentions": { "user_ids": ["@alice:localhost"] },
-            })),
+            }),
         )
-        .await
-        .ok()["event_id"]
-        .as_str()
-        .expect("event_id")
-        .to_owned();
+        .await;
     let reply = sliding(&node, &alice, None, room_list(9, 1)).await.ok();
     assert_eq!(count(&reply), 2);
     assert_eq!(reply["rooms"][&room]["highlight_count"], 1);

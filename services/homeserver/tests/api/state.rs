@@ -353,11 +353,8 @@ async fn threads_are_listed_with_their_summary() {
     let root = node.send_text(&alice, &room, "thread root").await;
     let other_root = node.send_text(&alice, &room, "quiet root").await;
     for (who, text) in [(&bob, "reply 1"), (&bob, "reply 2")] {
-        let path = format!("{V3}/rooms/{room}/send/m.room.message/{}", txn());
         let content = json!({ "msgtype": "m.text", "body": text, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
-        node.request(Method::PUT, &path, Some(who), Some(content))
-            .await
-            .ok();
+        node.send_message(who, &room, content).await;
     }
     let listed = node
         .request(

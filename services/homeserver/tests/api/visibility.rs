@@ -4,7 +4,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{TestNode, txn};
+use crate::harness::TestNode;
 
 const V3: &str = "/_matrix/client/v3";
 
@@ -228,14 +228,7 @@ async fn reply_in_thread(node: &TestNode, token: &str, room: &str, root: &str, t
         "body": text,
         "m.relates_to": { "rel_type": "m.thread", "event_id": root }
     });
-    node.request(
-        Method::PUT,
-        &format!("{V3}/rooms/{room}/send/m.room.message/{}", txn()),
-        Some(token),
-        Some(content),
-    )
-    .await
-    .ok();
+    node.send_message(token, room, content).await;
 }
 
 #[tokio::test]
