@@ -239,6 +239,27 @@ pub async fn get_event(
     ))
 }
 
+/// Events with their stream positions.
+type Positioned = Vec<(u64, Pdu)>;
+
+/// The events around the one at `count`: up to `n.0` before it (newest
+/// first) and `n.1` after it up to `upto`, of those `keep` lets through.
+pub fn around(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    count: u64,
+    upto: u64,
+    n: (usize, usize),
+    keep: impl Fn(u64, &Pdu) -> bool,
+) -> Result<(Positioned, Positioned)> {
+    let rooms = &services.rooms;
+    let mut before = rooms.events_before(room_id, count.saturating_sub(1), n.0)?;
+    before.retain(|(c, p)| keep(*c, p));
+    let mut after = rooms.events_after(room_id, count, upto, n.1)?;
+    after.retain(|(c, p)| keep(*c, p));
+    Ok((before, after))
+}
+
 pub async fn context(
     services: Arc<Services>,
     request: Ruma<get_context::v3::Request>,
@@ -252,18 +273,14 @@ pub async fn context(
     let limit = usize::try_from(body.limit.min(UInt::from(100u32))).unwrap_or(10);
     let before_n = limit / 2;
     let after_n = limit - before_n;
-    let before: Vec<_> = services
-        .rooms
-        .events_before(&body.room_id, count.saturating_sub(1), before_n)?
-        .into_iter()
-        .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
-        .collect();
-    let after: Vec<_> = services
-        .rooms
-        .events_after(&body.room_id, count, upto, after_n)?
-        .into_iter()
-        .filter(|(c, p)| viewer.sees(*c) && super::filter::event_matches(&body.filter, p))
-        .collect();
+    let (before, after) = around(
+        &services,
+        &body.room_id,
+        count,
+        upto,
+        (before_n, after_n),
+        |c, p| viewer.sees(c) && super::filter::event_matches(&body.filter, p),
+    )?;
     let bundled = |mut pdu: Pdu| -> Result<_> {
         services
             .rooms

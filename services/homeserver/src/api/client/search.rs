@@ -148,16 +148,14 @@ fn run(services: &Services, request: &Ruma<v3::Request>) -> Result<v3::Response>
         let mut context_result = EventContextResult::new();
         if before_n > 0 || after_n > 0 {
             let upto = viewer.upto().min(services.counter.visible());
-            let earlier: Vec<_> = rooms
-                .events_before(&pdu.room_id, count.saturating_sub(1), before_n)?
-                .into_iter()
-                .filter(|(c, _)| viewer.sees(*c))
-                .collect();
-            let later: Vec<_> = rooms
-                .events_after(&pdu.room_id, count, upto, after_n)?
-                .into_iter()
-                .filter(|(c, _)| viewer.sees(*c))
-                .collect();
+            let (earlier, later) = super::events::around(
+                services,
+                &pdu.room_id,
+                count,
+                upto,
+                (before_n, after_n),
+                |c, _| viewer.sees(c),
+            )?;
             context_result.start = earlier.last().map(|(c, _)| c.saturating_sub(1).to_string());
             context_result.end = later.last().map(|(c, _)| c.to_string());
             if context.include_profile {
