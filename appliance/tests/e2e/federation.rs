@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use matrix_sdk::Client;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName};
+use matrix_sdk::ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomVersionId, ServerName};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -592,6 +592,11 @@ async fn bad_federation_requests_get_the_right_error_and_change_nothing() {
         .await
         .ok()["chunk"][0]["event_id"]
         .clone();
+    let rules = version_rules(&api, &room_id).await;
+    let mut auth_events = vec![id_of("m.room.power_levels")];
+    if rules.event_format.allow_room_create_in_auth_events {
+        auth_events.push(id_of("m.room.create"));
+    }
     let mut intruder: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
         "room_id": room_id,
         "sender": "@mallory:b.test",
@@ -599,11 +604,10 @@ async fn bad_federation_requests_get_the_right_error_and_change_nothing() {
         "content": { "msgtype": "m.text", "body": "ongevraagd" },
         "origin_server_ts": 1_700_000_000_000u64,
         "prev_events": [latest],
-        "auth_events": [id_of("m.room.create"), id_of("m.room.power_levels")],
+        "auth_events": auth_events,
         "depth": 100,
     }))
     .expect("canonical JSON");
-    let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
     ruma::signatures::hash_and_sign_event("b.test", &b_key, &mut intruder, &rules.redaction)
         .expect("sign the event");
     let intruder_id = format!(
@@ -678,6 +682,24 @@ async fn bad_federation_requests_get_the_right_error_and_change_nothing() {
 
 /// The room's current state as a server's client API reports it:
 /// `(type, state_key) -> event_id`.
+/// The rules of `room_id`'s version, as its create event names it.
+async fn version_rules(
+    api: &crate::client::Api,
+    room_id: &RoomId,
+) -> ruma::room_version_rules::RoomVersionRules {
+    let create = api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/state/m.room.create/"
+        ))
+        .await
+        .ok();
+    let version = create["room_version"].as_str().expect("room_version");
+    ruma::RoomVersionId::try_from(version)
+        .expect("a room version")
+        .rules()
+        .expect("rules of a known version")
+}
+
 async fn state_map(
     api: &crate::client::Api,
     room_id: &RoomId,
@@ -704,20 +726,37 @@ async fn state_map(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes() {
+    conflicting_state_changes_during_a_partition(RoomVersionId::V11).await;
+}
+
+/// Room version 12: the room is named by its create event, its creator
+/// outranks every level, and state resolution v2.1 settles the fork.
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicting_state_changes_in_a_version_12_room_end_the_same_on_both_nodes() {
+    conflicting_state_changes_during_a_partition(RoomVersionId::V12).await;
+}
+
+async fn conflicting_state_changes_during_a_partition(version: RoomVersionId) {
     let cluster =
         Cluster::start_with_relays(&[("a.test", &["b.test"]), ("b.test", &["a.test"])]).await;
     let alice = register_client(cluster.node("a.test"), "alice").await;
     let bob = register_client(cluster.node("b.test"), "bob").await;
     let dave = register_client(cluster.node("b.test"), "dave").await;
 
-    // Alice (100) may ban bob (50); bob may change the room's name.
+    // Alice (100, or as creator above all) may ban bob (50); bob may
+    // change the room's name.
+    let creator_listed = version != RoomVersionId::V12;
+    let mut users = serde_json::json!({ "@bob:b.test": 50 });
+    if creator_listed {
+        users["@alice:a.test"] = serde_json::json!(100);
+    }
     let mut request = CreateRoom::new();
+    request.room_version = Some(version.clone());
     request.preset = Some(RoomPreset::PublicChat);
     request.name = Some("Overleg".to_owned());
     request.power_level_content_override = Some(
         serde_json::from_value(serde_json::json!({
-            "users": { "@alice:a.test": 100, "@bob:b.test": 50 },
-            "ban": 50, "kick": 50, "state_default": 50,
+            "users": users, "ban": 50, "kick": 50, "state_default": 50,
         }))
         .expect("power levels"),
     );
@@ -727,6 +766,13 @@ async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes
         .expect("alice creates the room")
         .room_id()
         .to_owned();
+    if version == RoomVersionId::V12 {
+        assert_eq!(
+            room_id.server_name(),
+            None,
+            "a hash names the room: {room_id}"
+        );
+    }
     for client in [&bob, &dave] {
         join_through(client, &room_id, "a.test")
             .await
@@ -830,6 +876,15 @@ async fn conflicting_state_changes_during_a_partition_end_the_same_on_both_nodes
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
+
+    // The room goes on after the fork: dave on b.test is heard on a.test.
+    dave.get_room(&room_id)
+        .expect("dave's room")
+        .send(RoomMessageEventContent::text_plain("Na de storing"))
+        .await
+        .expect("dave sends");
+    let expected = [("@dave:b.test".to_owned(), "Na de storing".to_owned())];
+    wait_for_texts(&alice, &room_id, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -875,6 +930,8 @@ async fn a_peer_backfills_joined_only_history_only_redacted() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let api = crate::client::api_for(cluster.node("a.test"), &alice);
+    let rules = version_rules(&api, &room_id).await;
     let pdus = body["pdus"].as_array().expect("pdus");
     let find = |id: &str| {
         let event = pdus
@@ -882,7 +939,6 @@ async fn a_peer_backfills_joined_only_history_only_redacted() {
             .find(|p| {
                 let object: ruma::CanonicalJsonObject =
                     serde_json::from_value((*p).clone()).expect("a PDU");
-                let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
                 ruma::signatures::reference_hash(&object, &rules)
                     .is_ok_and(|hash| format!("${hash}") == id)
             })
@@ -935,6 +991,14 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
         .ok()["chunk"][0]["event_id"]
         .clone();
     let bob_id = bob.user_id().expect("bob's ID").to_string();
+    let rules = version_rules(&api, &room_id).await;
+    let mut auth_events = vec![
+        id_of("m.room.power_levels", ""),
+        id_of("m.room.member", &bob_id),
+    ];
+    if rules.event_format.allow_room_create_in_auth_events {
+        auth_events.push(id_of("m.room.create", ""));
+    }
     let mut redaction: ruma::CanonicalJsonObject = serde_json::from_value(serde_json::json!({
         "room_id": room_id,
         "sender": bob_id,
@@ -942,15 +1006,10 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
         "content": { "redacts": hers },
         "origin_server_ts": 1_700_000_000_000u64,
         "prev_events": [latest],
-        "auth_events": [
-            id_of("m.room.create", ""),
-            id_of("m.room.power_levels", ""),
-            id_of("m.room.member", &bob_id),
-        ],
+        "auth_events": auth_events,
         "depth": 1000,
     }))
     .expect("canonical JSON");
-    let rules = ruma::RoomVersionId::V11.rules().expect("v11 rules");
     let b_key = signing_key(&cluster, "b.test").await;
     ruma::signatures::hash_and_sign_event("b.test", &b_key, &mut redaction, &rules.redaction)
         .expect("sign the event");
@@ -972,6 +1031,11 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["pdus"][&redaction_id],
+        serde_json::json!({}),
+        "the redaction is a valid event of the room's"
+    );
 
     // His own message he may redact, through his own node.
     bobs_room

@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
-use matrix_sdk::ruma::RoomVersionId;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
@@ -314,18 +313,21 @@ async fn users_on_archipel_and_synapse_chat_in_rooms_created_on_either() {
     };
     assert!(crate::client::looks_like_image(&thumb), "not an image");
 
-    // And the other way round: a room on Synapse, joined from Archipel
-    // through Synapse. Version 11: Synapse's default, 12, is not one
-    // Archipel supports yet.
+    // And the other way round: a room on Synapse, of Synapse's default
+    // version (12), joined from Archipel through Synapse.
     let mut request = CreateRoom::new();
     request.preset = Some(RoomPreset::PublicChat);
-    request.room_version = Some(RoomVersionId::V11);
     let synapse_room = sam
         .create_room(request)
         .await
         .expect("sam creates a room on Synapse")
         .room_id()
         .to_owned();
+    assert_eq!(
+        synapse_room.server_name(),
+        None,
+        "Synapse made a room of version 12: {synapse_room}"
+    );
     if let Err(e) = join_through(&alice, &synapse_room, &synapse.server_name).await {
         panic!(
             "alice on Archipel could not join through Synapse: {e}\n{}",

@@ -236,7 +236,8 @@ impl Default for HomeserverConfig {
 }
 
 /// Room versions this server creates and joins.
-pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] = &[RoomVersionId::V10, RoomVersionId::V11];
+pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] =
+    &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
 
 fn room_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomVersionId, D::Error> {
     let raw = String::deserialize(d)?;

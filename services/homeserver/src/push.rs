@@ -15,10 +15,7 @@ use std::{
 
 use ruma::{
     OwnedUserId, RoomId, UInt, UserId,
-    events::{
-        StateEventType,
-        room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent},
-    },
+    events::StateEventType,
     push::{Action, PushConditionRoomCtx, Ruleset, Tweak},
 };
 use serde_json::{Value, json};
@@ -241,16 +238,8 @@ pub fn room_context(
         user.to_owned(),
         display_name,
     );
-    if let Some(meta) = rooms.meta(room_id)? {
-        let rules = crate::service::rooms::room_rules(&meta.version)?;
-        let content = rooms
-            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
-            .and_then(|c| serde_json::from_str::<RoomPowerLevelsEventContent>(&c).ok());
-        let creator = rooms
-            .state_pdu(room_id, &StateEventType::RoomCreate, "")?
-            .map(|create| create.sender);
-        let levels = RoomPowerLevels::new(content.into(), &rules.authorization, creator);
-        context.power_levels = Some(levels.into());
+    if rooms.meta(room_id)?.is_some() {
+        context.power_levels = Some(rooms.power_levels(room_id)?.into());
     }
     Ok(context)
 }

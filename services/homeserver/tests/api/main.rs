@@ -10,6 +10,7 @@ mod keys;
 mod knocking;
 mod push;
 mod room_upgrade;
+mod room_version_12;
 mod rooms;
 mod search;
 mod sessions;

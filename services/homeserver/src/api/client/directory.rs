@@ -21,7 +21,6 @@ use ruma::{
 use crate::{
     Error, Result, Services,
     ruma_wrapper::{Ruma, json_response},
-    service::rooms::power_levels::PowerLevels,
 };
 
 pub async fn create(
@@ -80,14 +79,11 @@ pub async fn delete(
         .rooms
         .resolve_alias(alias)?
         .ok_or_else(|| Error::not_found("Room alias not found."))?;
-    let levels = PowerLevels::parse(
-        services
-            .rooms
-            .state_content(&room_id, &StateEventType::RoomPowerLevels, "")?
-            .as_deref(),
-    );
     let is_moderator = services.rooms.is_joined(request.user(), &room_id)?
-        && levels.user_level(request.user()) >= levels.event_level("m.room.canonical_alias", true);
+        && services
+            .rooms
+            .power_levels(&room_id)?
+            .user_can_send_state(request.user(), StateEventType::RoomCanonicalAlias);
     if !is_moderator {
         return Err(Error::forbidden("You may not remove this alias."));
     }
@@ -174,14 +170,9 @@ pub async fn set_visibility(
     if !services.rooms.exists(room_id)? {
         return Err(Error::not_found("Unknown room."));
     }
-    let levels = PowerLevels::parse(
-        services
-            .rooms
-            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
-            .as_deref(),
-    );
+    let levels = services.rooms.power_levels(room_id)?;
     if !services.rooms.is_joined(request.user(), room_id)?
-        || levels.user_level(request.user()) < levels.state_default
+        || levels.for_user(request.user()) < levels.state_default
     {
         return Err(Error::forbidden("Only room moderators may publish a room."));
     }

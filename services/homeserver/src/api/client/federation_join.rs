@@ -258,7 +258,10 @@ async fn leave_through(
     let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
     let template = services.federation.send(server, request).await?;
     let Signed {
-        event_id, event, ..
+        event_id,
+        event,
+        rules,
+        ..
     } = sign_template(
         services,
         user,
@@ -274,7 +277,10 @@ async fn leave_through(
         to_raw_value(&event)?,
     );
     services.federation.send(server, request).await?;
-    services.rooms.store_remote_leave(&event_id, event).await?;
+    services
+        .rooms
+        .store_remote_leave(&event_id, event, &rules)
+        .await?;
     Ok(())
 }
 

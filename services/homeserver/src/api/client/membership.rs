@@ -128,16 +128,12 @@ fn restricted_join_authoriser(
     if !allowed {
         return Ok(None);
     }
-    let levels = crate::service::rooms::power_levels::PowerLevels::parse(
-        rooms
-            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
-            .as_deref(),
-    );
+    let levels = rooms.power_levels(room_id)?;
     Ok(rooms
         .joined_members(room_id)?
         .into_iter()
         .filter(|member| services.is_local(member) && !services.is_archive_member(member))
-        .find(|member| levels.user_level(member) >= levels.invite))
+        .find(|member| levels.user_can_invite(member)))
 }
 
 /// Asks to join `room_id` (join rule `knock` or `knock_restricted`); a

@@ -1,9 +1,9 @@
-//! `POST /createRoom`: presets, initial state, invites, room versions 10 and 11.
+//! `POST /createRoom`: presets, initial state, invites, room versions 10 to 12.
 
 use std::sync::Arc;
 
 use ruma::{
-    RoomAliasId, RoomId,
+    RoomAliasId,
     api::client::room::{
         Visibility,
         create_room::{self, v3::RoomPreset},
@@ -17,7 +17,7 @@ use crate::{
     Error, Result, Services, archive_member,
     config::SUPPORTED_ROOM_VERSIONS,
     ruma_wrapper::Ruma,
-    service::rooms::{PduBuilder, power_levels},
+    service::rooms::{PduBuilder, power_levels, room_rules},
 };
 
 pub async fn create_room(
@@ -32,7 +32,7 @@ pub async fn create_room(
         .unwrap_or_else(|| services.config.default_room_version.clone());
     if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
         return Err(Error::unsupported_room_version(format!(
-            "Room version {version} is not supported; use 10 or 11."
+            "Room version {version} is not supported; use 10, 11 or 12."
         )));
     }
     // A peer's user is invited through federation: refuse one of another
@@ -60,11 +60,12 @@ pub async fn create_room(
             .map_err(|e| Error::bad_json(format!("Invalid creation_content: {e}")))?,
         None => serde_json::Map::new(),
     };
+    let rules = room_rules(&version)?.authorization;
     create_content.insert("room_version".into(), Value::String(version.to_string()));
-    if version == ruma::RoomVersionId::V10 {
-        create_content.insert("creator".into(), Value::String(sender.to_string()));
-    } else {
+    if rules.use_room_create_sender {
         create_content.remove("creator");
+    } else {
+        create_content.insert("creator".into(), Value::String(sender.to_string()));
     }
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
@@ -93,19 +94,30 @@ pub async fn create_room(
         _ => ("invite", "can_join", false),
     };
 
-    let room_id = RoomId::new_v1(services.server_name());
+    // A trusted private chat makes its invitees admins: from room version
+    // 12 on, creators beside the one who creates it.
+    if trusted && rules.additional_room_creators && !body.invite.is_empty() {
+        let mut creators: Vec<Value> = match create_content.remove("additional_creators") {
+            Some(Value::Array(listed)) => listed,
+            Some(_) => return Err(Error::bad_json("additional_creators must be a list.")),
+            None => Vec::new(),
+        };
+        for invitee in &body.invite {
+            let invitee = Value::String(invitee.to_string());
+            if !creators.contains(&invitee) {
+                creators.push(invitee);
+            }
+        }
+        create_content.insert("additional_creators".into(), Value::Array(creators));
+    }
+
     let rooms = &services.rooms;
-    rooms
-        .append(
-            &room_id,
-            &sender,
-            PduBuilder::state(
-                TimelineEventType::RoomCreate,
-                "",
-                Value::Object(create_content),
-            ),
-        )
-        .await?;
+    let room_id = rooms
+        .create_room(&sender, Value::Object(create_content))
+        .await?
+        .pdu
+        .room_id
+        .clone();
 
     let profile = services.users.account(&sender)?;
     let join = member_content("join", profile.as_ref(), None, body.is_direct);
@@ -117,12 +129,11 @@ pub async fn create_room(
         )
         .await?;
 
-    let extra_admins = if trusted {
-        body.invite.clone()
-    } else {
-        Vec::new()
-    };
-    let mut power_levels = power_levels::initial_content(&sender, &extra_admins);
+    let mut admins = vec![&*sender];
+    if trusted {
+        admins.extend(body.invite.iter().map(|invitee| &**invitee));
+    }
+    let mut power_levels = power_levels::initial_content(&admins, &rules);
     if let Some(overrides) = &body.power_level_content_override {
         let overrides: Value = serde_json::from_str(overrides.json().get())?;
         merge(&mut power_levels, overrides);

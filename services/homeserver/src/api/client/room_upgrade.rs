@@ -5,14 +5,16 @@
 //! visibility, guest access, name, topic, avatar, encryption, server ACL,
 //! power levels), its bans and its local aliases, and names the old room
 //! as its predecessor; the old room gets a tombstone naming the new one,
-//! and only moderators may speak in it from then on.
+//! and only moderators may speak in it from then on. From room version 12
+//! on the upgrader, and any `additional_creators` asked for, are the new
+//! room's creators.
 
 use std::sync::Arc;
 
 use ruma::{
     Int, RoomId,
     api::client::room::upgrade_room,
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::power_levels::UserPowerLevel},
 };
 use serde_json::{Value, json};
 
@@ -21,7 +23,7 @@ use crate::{
     Error, Result, Services, archive_member,
     config::SUPPORTED_ROOM_VERSIONS,
     ruma_wrapper::Ruma,
-    service::rooms::{PduBuilder, power_levels::PowerLevels},
+    service::rooms::{PduBuilder, power_levels, room_rules},
 };
 
 /// The state a new room takes over from the old one.
@@ -45,7 +47,7 @@ pub async fn upgrade(
     let version = &request.body.new_version;
     if !SUPPORTED_ROOM_VERSIONS.contains(version) {
         return Err(Error::unsupported_room_version(format!(
-            "Room version {version} is not supported; use 10 or 11."
+            "Room version {version} is not supported; use 10, 11 or 12."
         )));
     }
     let rooms = &services.rooms;
@@ -59,15 +61,20 @@ pub async fn upgrade(
         return Err(Error::forbidden("This room has already been replaced."));
     }
     let old_levels_content = rooms.state_json(old, &StateEventType::RoomPowerLevels, "")?;
-    let levels = PowerLevels::parse(old_levels_content.as_ref().map(Value::to_string).as_deref());
-    let own = levels.user_level(user);
-    if own < levels.event_level("m.room.tombstone", true) {
+    let levels = rooms.power_levels(old)?;
+    if !levels.user_can_send_state(user, StateEventType::RoomTombstone) {
         return Err(Error::forbidden(
             "Your power level is too low to replace this room.",
         ));
     }
+    let rules = room_rules(version)?.authorization;
+    let additional_creators = &request.body.additional_creators;
+    if !additional_creators.is_empty() && !rules.additional_room_creators {
+        return Err(Error::invalid_param(format!(
+            "Room version {version} has no additional creators."
+        )));
+    }
 
-    let new = RoomId::new_v1(services.server_name());
     let append = |room: &RoomId, kind: TimelineEventType, key: &str, content: Value| {
         let (room, services) = (room.to_owned(), services.clone());
         let builder = PduBuilder::state(kind, key, content);
@@ -81,11 +88,15 @@ pub async fn upgrade(
         .and_then(|c| c.as_object().cloned())
         .unwrap_or_default();
     create.remove("predecessor");
+    create.remove("additional_creators");
     create.insert("room_version".into(), json!(version));
-    if version == &ruma::RoomVersionId::V10 {
-        create.insert("creator".into(), json!(user));
-    } else {
+    if rules.use_room_create_sender {
         create.remove("creator");
+    } else {
+        create.insert("creator".into(), json!(user));
+    }
+    if !additional_creators.is_empty() {
+        create.insert("additional_creators".into(), json!(additional_creators));
     }
     let last_event = rooms
         .events_before(old, services.counter.visible(), 1)?
@@ -96,13 +107,12 @@ pub async fn upgrade(
         "predecessor".into(),
         json!({ "room_id": old, "event_id": last_event }),
     );
-    append(
-        &new,
-        TimelineEventType::RoomCreate,
-        "",
-        Value::Object(create),
-    )
-    .await?;
+    let new = rooms
+        .create_room(user, Value::Object(create))
+        .await?
+        .pdu
+        .room_id
+        .clone();
     let profile = services.users.account(user)?;
     append(
         &new,
@@ -113,19 +123,36 @@ pub async fn upgrade(
     .await?;
 
     // The old power levels, with the upgrader raised for as long as the
-    // settings and bans are copied, when they would not be allowed to.
+    // settings and bans are copied, when they would not be allowed to. The
+    // creators of a room of version 12 or later outrank every level and are
+    // not listed.
     let mut new_levels = old_levels_content
         .clone()
-        .unwrap_or_else(|| crate::service::rooms::power_levels::initial_content(user, &[]));
+        .unwrap_or_else(|| power_levels::initial_content(&[user], &rules));
     let needed = CARRIED_OVER
         .iter()
-        .map(|kind| levels.event_level(&kind.to_string(), true))
-        .chain([levels.ban, levels.event_level("m.room.power_levels", true)])
+        .map(|kind| levels.for_state(kind.clone()))
+        .chain([
+            levels.ban,
+            levels.for_state(StateEventType::RoomPowerLevels),
+        ])
         .max()
         .unwrap_or_default();
-    let raised = own < needed;
+    let own = levels.for_user(user);
+    let raised = !rules.explicitly_privilege_room_creators && own < needed;
     if raised {
         new_levels["users"][user.as_str()] = json!(needed);
+    } else if !rules.explicitly_privilege_room_creators && own == UserPowerLevel::Infinite {
+        // A creator of the old room keeps the lead in one without creators' rank.
+        new_levels["users"][user.as_str()] = json!(levels.max().max(Int::from(100)));
+    }
+    if rules.explicitly_privilege_room_creators
+        && let Some(users) = new_levels["users"].as_object_mut()
+    {
+        users.remove(user.as_str());
+        for creator in additional_creators {
+            users.remove(creator.as_str());
+        }
     }
     append(&new, TimelineEventType::RoomPowerLevels, "", new_levels).await?;
     for kind in CARRIED_OVER {
@@ -182,7 +209,7 @@ pub async fn upgrade(
         let floor = Int::from(50).max(levels.users_default + Int::from(1));
         restricted["events_default"] = json!(levels.events_default.max(floor));
         restricted["invite"] = json!(levels.invite.max(floor));
-        if own >= levels.event_level("m.room.power_levels", true)
+        if levels.user_can_send_state(user, StateEventType::RoomPowerLevels)
             && let Err(e) = append(old, TimelineEventType::RoomPowerLevels, "", restricted).await
         {
             tracing::warn!(room = %old, error = %e, "restricting the replaced room");

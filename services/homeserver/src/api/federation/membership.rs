@@ -201,7 +201,7 @@ pub async fn invite(
             .collect();
         services
             .rooms
-            .store_remote_invite(&pdu.event_id, signed.clone(), stripped)
+            .store_remote_invite(&pdu.event_id, signed.clone(), stripped, &rules)
             .await?;
     }
     Ok(create_invite::v2::Response::new(to_raw_value(&signed)?))

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Error, Result, Services,
-    service::rooms::{Received, Relay},
+    service::rooms::{Received, Relay, room_id_of_create},
 };
 
 /// A peer's event whose signatures and hash were checked.
@@ -53,8 +53,14 @@ pub async fn verify_pdu(
 ) -> Result<VerifiedPdu> {
     let mut object: CanonicalJsonObject = serde_json::from_str(raw.get())
         .map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
+    // From room version 12 on a room's create event names no room: the
+    // room's ID is the event's own.
+    let implied = rules.authorization.room_create_event_id_as_room_id
+        && !object.contains_key("room_id")
+        && matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create");
     match object.get("room_id") {
         Some(CanonicalJsonValue::String(id)) if id == room_id.as_str() => {}
+        None if implied => {}
         _ => {
             return Err(Error::bad_json(format!(
                 "The event does not belong to {room_id}."
@@ -67,6 +73,11 @@ pub async fn verify_pdu(
     object.remove("unsigned");
     object.remove("event_id");
     let event_id = event_id_of(&object, rules)?;
+    if implied && room_id_of_create(&event_id) != room_id {
+        return Err(Error::bad_json(format!(
+            "The create event {event_id} is not the one of {room_id}."
+        )));
+    }
     let signers = required_server_signatures_to_verify_event(&object, &rules.signatures)
         .map_err(|e| Error::bad_json(format!("Event {event_id}: {e}")))?;
     for signer in &signers {

@@ -15,9 +15,7 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
-use super::{
-    Pdu, PduBuilder, RoomMeta, Rooms, membership::MembershipRecord, power_levels::PowerLevels,
-};
+use super::{Pdu, PduBuilder, RoomMeta, Rooms, membership::MembershipRecord};
 use crate::{Error, Result};
 
 /// The largest PDU the spec allows, in bytes of canonical JSON.
@@ -45,10 +43,67 @@ impl Rooms {
         let lock = self.room_lock(room_id);
         let serialized = lock.lock().await;
 
-        let meta = self.meta(room_id)?;
-        let (mut pdu, _, version) = self.sign_new(room_id, sender, &builder, meta.as_ref())?;
+        let meta = self
+            .meta(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room."))?;
+        let (mut pdu, _, version) = self.sign_new(room_id, sender, &builder, &meta)?;
         pdu.transaction = builder.transaction.clone();
         self.add_prev_content(&mut pdu)?;
+        self.commit_new(pdu, version, Some(meta), serialized).await
+    }
+
+    /// Creates a room: `sender`'s `m.room.create` event with `content`,
+    /// whose `room_version` says the room's version. Up to room version 11
+    /// the room gets a random ID of this server; from version 12 on its ID
+    /// is the create event's reference hash.
+    pub async fn create_room(&self, sender: &UserId, content: Value) -> Result<Appended> {
+        let version = create_event_version(&content)?;
+        let rules = room_rules(&version)?;
+        let mut timestamp = MilliSecondsSinceUnixEpoch::now();
+        // Two identical create events of one millisecond would name one
+        // room: the later one moves on a millisecond.
+        for _ in 0..16 {
+            let room_id = (!rules.authorization.room_create_event_id_as_room_id)
+                .then(|| RoomId::new_v1(&self.server_name));
+            let mut object = Map::new();
+            if let Some(room_id) = &room_id {
+                object.insert("room_id".into(), Value::String(room_id.to_string()));
+            }
+            object.insert("sender".into(), Value::String(sender.to_string()));
+            object.insert("origin_server_ts".into(), serde_json::to_value(timestamp)?);
+            object.insert("type".into(), Value::String("m.room.create".into()));
+            object.insert("content".into(), content.clone());
+            object.insert("state_key".into(), Value::String(String::new()));
+            object.insert("prev_events".into(), Value::Array(Vec::new()));
+            object.insert("auth_events".into(), Value::Array(Vec::new()));
+            object.insert("depth".into(), Value::from(1));
+            let object = canonical(object)?;
+            let (pdu, _) = self.sign(object, &rules)?;
+            check_state_independent_auth_rules(&rules.authorization, &pdu, |_| None::<Pdu>)
+                .map_err(|e| Error::bad_json(format!("Invalid creation content: {e}")))?;
+
+            let lock = self.room_lock(&pdu.room_id);
+            let serialized = lock.lock().await;
+            if self.meta(&pdu.room_id)?.is_some() {
+                timestamp = MilliSecondsSinceUnixEpoch(timestamp.0 + ruma::uint!(1));
+                continue;
+            }
+            return self.commit_new(pdu, version, None, serialized).await;
+        }
+        Err(Error::internal("no free room ID for a new room"))
+    }
+
+    /// Stores a new event of this server's, signed and authorized, under
+    /// its room's lock (`serialized`): its indexes, the room's state and
+    /// metadata, the archive's and the peers' queues.
+    async fn commit_new(
+        &self,
+        pdu: Pdu,
+        version: RoomVersionId,
+        meta: Option<RoomMeta>,
+        serialized: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Appended> {
+        let room_id = pdu.room_id.clone();
 
         let ticket = self.counter.next()?;
         let count = ticket.count;
@@ -88,7 +143,7 @@ impl Rooms {
 
         let written = self.store.write_async(batch).await?;
         if pdu.kind == TimelineEventType::RoomMember {
-            self.forget_servers(room_id);
+            self.forget_servers(&room_id);
         }
         // The next event of this room may be built now; its fsync will cover
         // this one too if ours has not run yet.
@@ -113,8 +168,10 @@ impl Rooms {
         sender: &UserId,
         builder: &PduBuilder,
     ) -> Result<(OwnedEventId, CanonicalJsonObject, RoomVersionId)> {
-        let meta = self.meta(room_id)?;
-        let (pdu, object, version) = self.sign_new(room_id, sender, builder, meta.as_ref())?;
+        let meta = self
+            .meta(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room."))?;
+        let (pdu, object, version) = self.sign_new(room_id, sender, builder, &meta)?;
         Ok((pdu.event_id, object, version))
     }
 
@@ -123,23 +180,10 @@ impl Rooms {
         room_id: &RoomId,
         sender: &UserId,
         builder: &PduBuilder,
-        meta: Option<&RoomMeta>,
+        meta: &RoomMeta,
     ) -> Result<(Pdu, CanonicalJsonObject, RoomVersionId)> {
-        let (mut object, version, rules) = self.build_event(room_id, sender, builder, meta)?;
-        ruma::signatures::hash_and_sign_event(
-            self.server_name.as_str(),
-            &*self.keypair,
-            &mut object,
-            &rules.redaction,
-        )
-        .map_err(Error::internal)?;
-        let event_id =
-            ruma::signatures::reference_hash(&object, &rules).map_err(Error::internal)?;
-        let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
-        let mut pdu = Pdu::from_signed(event_id, object.clone()).map_err(Error::internal)?;
-        if version == RoomVersionId::V11 {
-            pdu.redacts = None;
-        }
+        let (object, version, rules) = self.build_event(room_id, sender, builder, meta)?;
+        let (pdu, object) = self.sign(object, &rules)?;
         check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
             self.get_pdu(id).ok().flatten()
         })
@@ -157,22 +201,41 @@ impl Rooms {
         Ok((pdu, object, version))
     }
 
+    /// Hashes and signs an event of this server's; its event ID is the
+    /// reference hash.
+    fn sign(
+        &self,
+        mut object: CanonicalJsonObject,
+        rules: &RoomVersionRules,
+    ) -> Result<(Pdu, CanonicalJsonObject)> {
+        ruma::signatures::hash_and_sign_event(
+            self.server_name.as_str(),
+            &*self.keypair,
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id = ruma::signatures::reference_hash(&object, rules).map_err(Error::internal)?;
+        let event_id = OwnedEventId::try_from(format!("${event_id}")).map_err(Error::internal)?;
+        let pdu = Pdu::from_signed(event_id, object.clone(), rules).map_err(Error::internal)?;
+        Ok((pdu, object))
+    }
+
     /// The event `sender` would create now, unsigned: on top of every
     /// forward extremity, with the auth events the current state gives it.
-    /// Also the template a joining peer signs (make_join).
+    /// Also the template a joining peer signs (make_join). A room's create
+    /// event is [`Rooms::create_room`]'s.
     pub(super) fn build_event(
         &self,
         room_id: &RoomId,
         sender: &UserId,
         builder: &PduBuilder,
-        meta: Option<&RoomMeta>,
+        meta: &RoomMeta,
     ) -> Result<(CanonicalJsonObject, RoomVersionId, RoomVersionRules)> {
-        let version = match (meta, builder.kind == TimelineEventType::RoomCreate) {
-            (Some(_), true) => return Err(Error::forbidden("The room already exists.")),
-            (Some(meta), false) => meta.version.clone(),
-            (None, true) => create_event_version(&builder.content)?,
-            (None, false) => return Err(Error::not_found("Unknown room.")),
-        };
+        if builder.kind == TimelineEventType::RoomCreate {
+            return Err(Error::forbidden("The room already exists."));
+        }
+        let version = meta.version.clone();
         let rules = room_rules(&version)?;
 
         let content_raw = serde_json::value::to_raw_value(&builder.content)?;
@@ -193,17 +256,12 @@ impl Rooms {
             }
         }
 
-        let (prev_events, depth) = match meta {
-            Some(meta) => (
-                meta.extremities
-                    .iter()
-                    .take(MAX_PREV_EVENTS)
-                    .cloned()
-                    .collect(),
-                meta.depth + 1,
-            ),
-            None => (Vec::new(), 1),
-        };
+        let prev_events: Vec<OwnedEventId> = meta
+            .extremities
+            .iter()
+            .take(MAX_PREV_EVENTS)
+            .cloned()
+            .collect();
         let timestamp = builder
             .timestamp
             .unwrap_or_else(MilliSecondsSinceUnixEpoch::now);
@@ -219,19 +277,13 @@ impl Rooms {
         }
         object.insert("prev_events".into(), serde_json::to_value(&prev_events)?);
         object.insert("auth_events".into(), serde_json::to_value(&auth_events)?);
-        object.insert("depth".into(), Value::from(depth));
-        if let Some(redacts) = &builder.redacts {
-            // Room version 11 moved `redacts` into the content.
-            if version == RoomVersionId::V10 {
-                object.insert("redacts".into(), Value::String(redacts.to_string()));
-            }
+        object.insert("depth".into(), Value::from(meta.depth + 1));
+        if let Some(redacts) = &builder.redacts
+            && !rules.redaction.content_field_redacts
+        {
+            object.insert("redacts".into(), Value::String(redacts.to_string()));
         }
-        let object: CanonicalJsonObject = try_from_json_map(object)
-            .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
-        if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
-            return Err(Error::too_large("Events may be at most 65536 bytes."));
-        }
-        Ok((object, version, rules))
+        Ok((canonical(object)?, version, rules))
     }
 
     /// State events carry what they replace, for clients.
@@ -331,11 +383,8 @@ impl Rooms {
                 return Ok(None);
             }
         }
-        let levels = PowerLevels::parse(
-            self.state_content(&pdu.room_id, &StateEventType::RoomPowerLevels, "")?
-                .as_deref(),
-        );
-        Ok((levels.user_level(&pdu.sender) < levels.redact)
+        let levels = self.power_levels(&pdu.room_id)?;
+        Ok((!levels.user_can_redact_event_of_other(&pdu.sender))
             .then(|| "Only the sender and moderators may redact an event.".into()))
     }
 
@@ -469,6 +518,16 @@ pub fn room_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
     version.rules().ok_or_else(|| {
         Error::unsupported_room_version(format!("Room version {version} is not supported."))
     })
+}
+
+/// `object` as canonical JSON within the spec's size limit.
+fn canonical(object: Map<String, Value>) -> Result<CanonicalJsonObject> {
+    let object: CanonicalJsonObject = try_from_json_map(object)
+        .map_err(|e| Error::bad_json(format!("Event is not canonical JSON: {e}")))?;
+    if serde_json::to_vec(&object)?.len() > MAX_PDU_BYTES {
+        return Err(Error::too_large("Events may be at most 65536 bytes."));
+    }
+    Ok(object)
 }
 
 fn create_event_version(content: &Value) -> Result<RoomVersionId> {

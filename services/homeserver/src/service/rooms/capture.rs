@@ -231,7 +231,7 @@ mod tests {
     use std::sync::Arc;
 
     use archipel_store::{Batch, Store};
-    use ruma::{room_id, user_id};
+    use ruma::user_id;
     use serde_json::json;
 
     use super::*;
@@ -261,21 +261,8 @@ mod tests {
     async fn the_outbox_gives_each_event_as_created_even_if_redacted_before_the_vault_took_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (rooms, counter, store) = rooms(dir.path());
-        let room = room_id!("!r:a.test");
         let alice = user_id!("@alice:a.test");
-        for builder in [
-            PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
-            PduBuilder::state(
-                "m.room.member",
-                alice.as_str(),
-                json!({ "membership": "join" }),
-            ),
-        ] {
-            rooms
-                .append(room, alice, builder)
-                .await
-                .expect("set up the room");
-        }
+        let room = &*super::super::testing::room_of(&rooms, alice).await;
         let message = rooms
             .append(
                 room,

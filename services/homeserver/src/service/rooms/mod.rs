@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use append::room_rules;
 pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
-pub use pdu::{Pdu, PduBuilder};
+pub use pdu::{Pdu, PduBuilder, room_id_of_create};
 pub use receive::{JoinedRoom, Received, Relay};
 pub use timeline::bumps;
 pub use visibility::{ServerViewer, Viewer};
@@ -220,5 +220,24 @@ pub(crate) mod testing {
         )
         .expect("rooms");
         (rooms, counter, store)
+    }
+
+    /// A new room of `creator`'s, who has joined it.
+    pub async fn room_of(rooms: &Rooms, creator: &ruma::UserId) -> ruma::OwnedRoomId {
+        let created = rooms
+            .create_room(creator, serde_json::json!({ "room_version": "12" }))
+            .await
+            .expect("create the room");
+        let room_id = created.pdu.room_id.clone();
+        let join = super::PduBuilder::state(
+            "m.room.member",
+            creator.as_str(),
+            serde_json::json!({ "membership": "join" }),
+        );
+        rooms
+            .append(&room_id, creator, join)
+            .await
+            .expect("join the room");
+        room_id
     }
 }

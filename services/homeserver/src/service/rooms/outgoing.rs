@@ -213,7 +213,7 @@ impl Rooms {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{room_id, server_name, user_id};
+    use ruma::{server_name, user_id};
     use serde_json::json;
 
     use super::super::{PduBuilder, testing};
@@ -223,21 +223,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let peer = server_name!("b.test");
         let (rooms, counter, _store) = testing::rooms(dir.path(), [peer.to_owned()].into());
-        let room = room_id!("!r:a.test");
         let alice = user_id!("@alice:a.test");
-        for builder in [
-            PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
-            PduBuilder::state(
-                "m.room.member",
-                alice.as_str(),
-                json!({ "membership": "join" }),
-            ),
-        ] {
-            rooms
-                .append(room, alice, builder)
-                .await
-                .expect("set up the room");
-        }
+        let room = &*testing::room_of(&rooms, alice).await;
 
         // A write that took its position earlier is still on its way to disk.
         let earlier = counter.next().expect("a position");

@@ -1,12 +1,13 @@
 //! A persisted data unit: one room event as this server stores it.
 
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId,
-    OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId,
+    OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, UInt, UserId,
     events::{
         AnyStrippedStateEvent, AnySyncTimelineEvent, AnyTimelineEvent, StateEventType,
         TimelineEventType,
     },
+    room_version_rules::RoomVersionRules,
     serde::Raw,
 };
 use serde::{Deserialize, Serialize};
@@ -40,17 +41,41 @@ pub struct Pdu {
 }
 
 impl Pdu {
-    /// Builds the stored form from a signed federation PDU.
+    /// Builds the stored form from a signed federation PDU of a room under
+    /// `rules`. Since room version 12 a room's `m.room.create` event carries
+    /// no `room_id`: the room's ID is the event's, with `!` for `$`.
     pub fn from_signed(
         event_id: OwnedEventId,
         mut object: CanonicalJsonObject,
+        rules: &RoomVersionRules,
     ) -> serde_json::Result<Self> {
+        if rules.authorization.room_create_event_id_as_room_id
+            && !object.contains_key("room_id")
+            && matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create")
+        {
+            object.insert(
+                "room_id".into(),
+                CanonicalJsonValue::String(room_id_of_create(&event_id).to_string()),
+            );
+        }
         object.insert(
             "event_id".into(),
-            ruma::CanonicalJsonValue::String(event_id.to_string()),
+            CanonicalJsonValue::String(event_id.to_string()),
         );
         // Through text: `content` is kept as raw JSON, which only a text deserializer yields.
-        serde_json::from_str(&serde_json::to_string(&object)?)
+        let mut pdu: Self = serde_json::from_str(&serde_json::to_string(&object)?)?;
+        // Since room version 11 a redaction names its target in its content only.
+        if rules.redaction.content_field_redacts {
+            pdu.redacts = None;
+        }
+        Ok(pdu)
+    }
+
+    /// Whether this is a room's create event whose room ID is its own event
+    /// ID (room version 12 on): the event itself names no room.
+    pub fn room_id_is_implied(&self) -> bool {
+        self.kind == TimelineEventType::RoomCreate
+            && self.room_id.as_str().get(1..) == self.event_id.as_str().get(1..)
     }
 
     /// The PDU as federation sends it: no event ID, no local fields.
@@ -60,6 +85,9 @@ impl Pdu {
             map.remove("event_id");
             map.remove("transaction");
             map.remove("unsigned");
+            if self.room_id_is_implied() {
+                map.remove("room_id");
+            }
         }
         value
     }
@@ -214,7 +242,7 @@ impl ruma::state_res::Event for Pdu {
     }
 
     fn room_id(&self) -> Option<&RoomId> {
-        Some(&self.room_id)
+        (!self.room_id_is_implied()).then_some(&*self.room_id)
     }
 
     fn sender(&self) -> &UserId {
@@ -287,6 +315,18 @@ impl PduBuilder {
             ..Self::new(kind, content)
         }
     }
+}
+
+/// The ID of the room a create event of room version 12 or later makes.
+pub fn room_id_of_create(event_id: &EventId) -> OwnedRoomId {
+    let hash = event_id.as_str().trim_start_matches('$');
+    OwnedRoomId::try_from(format!("!{hash}")).expect("an event ID hash is a valid room ID")
+}
+
+/// The create event's ID of a room of version 12 or later.
+pub fn create_event_id_of(room_id: &RoomId) -> Option<OwnedEventId> {
+    let hash = room_id.as_str().strip_prefix('!')?;
+    EventId::parse(format!("${hash}")).ok()
 }
 
 /// Looks up the stored event ID by its string form.

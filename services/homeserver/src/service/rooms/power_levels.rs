@@ -1,81 +1,75 @@
-//! Reading `m.room.power_levels` for checks the auth rules leave to the server.
+//! The power levels of a room, as the auth rules read them, for the checks
+//! they leave to the server.
 
-use std::collections::BTreeMap;
+use ruma::{
+    OwnedUserId, RoomId, UserId,
+    events::{
+        StateEventType,
+        room::{
+            create::RoomCreateEventContent,
+            power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent},
+        },
+    },
+    room_version_rules::AuthorizationRules,
+};
 
-use ruma::{Int, OwnedUserId, UserId};
-use serde::Deserialize;
+use super::Rooms;
+use crate::Result;
 
-/// The parts of the power levels content this server consults directly.
-#[derive(Debug, Deserialize)]
-pub struct PowerLevels {
-    #[serde(default)]
-    pub users: BTreeMap<OwnedUserId, Int>,
-    #[serde(default)]
-    pub users_default: Int,
-    #[serde(default)]
-    pub events: BTreeMap<String, Int>,
-    #[serde(default)]
-    pub events_default: Int,
-    #[serde(default = "fifty")]
-    pub state_default: Int,
-    #[serde(default = "fifty")]
-    pub redact: Int,
-    #[serde(default = "fifty")]
-    pub kick: Int,
-    #[serde(default = "fifty")]
-    pub ban: Int,
-    #[serde(default)]
-    pub invite: Int,
-}
-
-fn fifty() -> Int {
-    Int::from(50)
-}
-
-impl PowerLevels {
-    /// Without a power levels event the creator has 100 and everyone else 0.
-    pub fn parse(content: Option<&str>) -> Self {
-        content
-            .and_then(|c| serde_json::from_str(c).ok())
-            .unwrap_or_default()
+impl Rooms {
+    /// The room's current power levels: its power levels event (the
+    /// defaults without one) and its creators, whom room version 12 on
+    /// ranks above every level.
+    pub fn power_levels(&self, room_id: &RoomId) -> Result<RoomPowerLevels> {
+        let (_, rules) = self.rules(room_id)?;
+        let content = self
+            .state_content(room_id, &StateEventType::RoomPowerLevels, "")?
+            .and_then(|c| serde_json::from_str::<RoomPowerLevelsEventContent>(&c).ok());
+        let creators = self.creators(room_id, &rules.authorization)?;
+        Ok(RoomPowerLevels::new(
+            content.into(),
+            &rules.authorization,
+            creators,
+        ))
     }
 
-    pub fn user_level(&self, user: &UserId) -> Int {
-        self.users.get(user).copied().unwrap_or(self.users_default)
-    }
-
-    pub fn event_level(&self, event_type: &str, is_state: bool) -> Int {
-        self.events.get(event_type).copied().unwrap_or(if is_state {
-            self.state_default
-        } else {
-            self.events_default
-        })
+    /// The room's creators: the create event's sender, and from room
+    /// version 12 on its `additional_creators`.
+    pub fn creators(
+        &self,
+        room_id: &RoomId,
+        rules: &AuthorizationRules,
+    ) -> Result<Vec<OwnedUserId>> {
+        let Some(create) = self.state_pdu(room_id, &StateEventType::RoomCreate, "")? else {
+            return Ok(Vec::new());
+        };
+        let mut creators = vec![create.sender.clone()];
+        if rules.additional_room_creators
+            && let Ok(content) =
+                serde_json::from_str::<RoomCreateEventContent>(create.content.get())
+        {
+            creators.extend(content.additional_creators);
+        }
+        Ok(creators)
     }
 }
 
-impl Default for PowerLevels {
-    fn default() -> Self {
-        PowerLevels {
-            users: BTreeMap::new(),
-            users_default: Int::from(0),
-            events: BTreeMap::new(),
-            events_default: Int::from(0),
-            state_default: fifty(),
-            redact: fifty(),
-            kick: fifty(),
-            ban: fifty(),
-            invite: Int::from(0),
+/// The power levels a new room starts with (as Synapse and the spec's
+/// presets do). `admins` get 100, unless the room's creators outrank every
+/// level (room version 12 on): then they are not listed, as the auth rules
+/// require, and replacing the room takes more than 100.
+pub fn initial_content(admins: &[&UserId], rules: &AuthorizationRules) -> serde_json::Value {
+    let mut users = serde_json::Map::new();
+    if !rules.explicitly_privilege_room_creators {
+        for admin in admins {
+            users.insert(admin.to_string(), 100.into());
         }
     }
-}
-
-/// The power levels a new room starts with (as Synapse and the spec's presets do).
-pub fn initial_content(creator: &UserId, extra_admins: &[OwnedUserId]) -> serde_json::Value {
-    let mut users = serde_json::Map::new();
-    users.insert(creator.to_string(), 100.into());
-    for admin in extra_admins {
-        users.insert(admin.to_string(), 100.into());
-    }
+    let tombstone = if rules.explicitly_privilege_room_creators {
+        150
+    } else {
+        100
+    };
     serde_json::json!({
         "users": users,
         "users_default": 0,
@@ -85,7 +79,7 @@ pub fn initial_content(creator: &UserId, extra_admins: &[OwnedUserId]) -> serde_
             "m.room.history_visibility": 100,
             "m.room.canonical_alias": 50,
             "m.room.avatar": 50,
-            "m.room.tombstone": 100,
+            "m.room.tombstone": tombstone,
             "m.room.server_acl": 100,
             "m.room.encryption": 100,
         },

@@ -7,7 +7,10 @@
 //! either rejects it), then against the current state (failing that
 //! soft-fails it: stored, but never shown to clients or built upon).
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use archipel_store::Batch;
 use ruma::{
@@ -15,7 +18,7 @@ use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
     state_res::{
-        check_state_dependent_auth_rules, check_state_independent_auth_rules, resolve,
+        StateMap, check_state_dependent_auth_rules, check_state_independent_auth_rules, resolve,
         utils::event_id_set::EventIdSet,
     },
 };
@@ -94,7 +97,7 @@ impl Rooms {
             user_id.as_str(),
             serde_json::json!({ "membership": membership }),
         );
-        let (object, version, _) = self.build_event(room_id, user_id, &builder, Some(&meta))?;
+        let (object, version, _) = self.build_event(room_id, user_id, &builder, &meta)?;
         Ok((version, object))
     }
 
@@ -106,9 +109,12 @@ impl Rooms {
         object: CanonicalJsonObject,
         relay: Relay<'_>,
     ) -> Result<Received> {
-        let mut pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
-            .map_err(|e| Error::bad_json(format!("Malformed event {event_id}: {e}")))?;
-        let room_id = pdu.room_id.clone();
+        let room_id = match object.get("room_id") {
+            Some(ruma::CanonicalJsonValue::String(id)) => ruma::OwnedRoomId::try_from(id.as_str())
+                .map_err(|e| Error::bad_json(format!("Malformed event {event_id}: {e}")))?,
+            // Only a create event names no room (room version 12 on).
+            _ => super::pdu::room_id_of_create(event_id),
+        };
         let lock = self.room_lock(&room_id);
         let serialized = lock.lock().await;
         if self.is_known(event_id)? {
@@ -119,8 +125,12 @@ impl Rooms {
             .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}.")))?;
         let version = meta.version.clone();
         let rules = room_rules(&version)?;
-        if version == RoomVersionId::V11 {
-            pdu.redacts = None;
+        let mut pdu = Pdu::from_signed(event_id.to_owned(), object.clone(), &rules)
+            .map_err(|e| Error::bad_json(format!("Malformed event {event_id}: {e}")))?;
+        if pdu.room_id != room_id {
+            return Err(Error::bad_json(format!(
+                "Event {event_id} names another room."
+            )));
         }
 
         let mut missing = Vec::new();
@@ -339,7 +349,7 @@ impl Rooms {
             states.iter().map(|s| &**s),
             chains,
             |id| fetch(id).ok().flatten(),
-            |_| None,
+            |conflicted| conflicted_subgraph(conflicted, &fetch).ok(),
         )
         .map_err(|e| Error::internal(format!("state resolution failed: {e}")))
     }
@@ -402,13 +412,10 @@ impl Rooms {
         // themselves) would otherwise become the room's state here.
         let mut received = Vec::new();
         for (id, object) in events {
-            let mut pdu = Pdu::from_signed(id.clone(), object.clone())
+            let pdu = Pdu::from_signed(id.clone(), object.clone(), &rules)
                 .map_err(|e| Error::remote(format!("malformed event {id} from the room: {e}")))?;
             if pdu.room_id != room_id {
                 return Err(Error::remote(format!("event {id} belongs to another room")));
-            }
-            if version == RoomVersionId::V11 {
-                pdu.redacts = None;
             }
             if !self.eventid_pdu.contains(id.as_bytes())? {
                 received.push((pdu, object));
@@ -455,11 +462,8 @@ impl Rooms {
             state_before.insert((pdu.state_event_type(), state_key), id.clone());
         }
         let (join_id, join_object) = join;
-        let mut join = Pdu::from_signed(join_id.clone(), join_object.clone())
+        let join = Pdu::from_signed(join_id.clone(), join_object.clone(), &rules)
             .map_err(|e| Error::remote(format!("malformed join event: {e}")))?;
-        if version == RoomVersionId::V11 {
-            join.redacts = None;
-        }
         // Written now: the join's auth check below reads these events.
         self.store.commit_async(batch).await?;
         self.authorize(&rules, &join, &state_before)
@@ -624,8 +628,9 @@ impl Rooms {
         &self,
         event_id: &EventId,
         object: CanonicalJsonObject,
+        rules: &RoomVersionRules,
     ) -> Result<u64> {
-        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
+        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone(), rules)
             .map_err(|e| Error::bad_json(format!("Malformed leave: {e}")))?;
         self.store_outlier_membership(pdu, object, None).await
     }
@@ -636,8 +641,9 @@ impl Rooms {
         event_id: &EventId,
         object: CanonicalJsonObject,
         invite_state: Vec<serde_json::Value>,
+        rules: &RoomVersionRules,
     ) -> Result<u64> {
-        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone())
+        let pdu = Pdu::from_signed(event_id.to_owned(), object.clone(), rules)
             .map_err(|e| Error::bad_json(format!("Malformed invite: {e}")))?;
         self.store_outlier_membership(pdu, object, Some(invite_state))
             .await
@@ -686,6 +692,45 @@ impl Rooms {
     }
 }
 
+/// The conflicted state subgraph of state resolution v2.1 (room version
+/// 12 on): every event on an auth chain path from one conflicted state
+/// event to another, the conflicted events included. Found in two passes:
+/// down the conflicted events' auth chains, noting which events each one
+/// authorizes, then up from the conflicted events along those notes.
+fn conflicted_subgraph(
+    conflicted: &StateMap<Vec<OwnedEventId>>,
+    fetch: &dyn Fn(&EventId) -> Result<Option<Pdu>>,
+) -> Result<EventIdSet<OwnedEventId>> {
+    let targets: Vec<OwnedEventId> = conflicted.values().flatten().cloned().collect();
+    let mut authorizes: HashMap<OwnedEventId, Vec<OwnedEventId>> = HashMap::new();
+    let mut seen: HashSet<OwnedEventId> = targets.iter().cloned().collect();
+    let mut todo = targets.clone();
+    while let Some(id) = todo.pop() {
+        let Some(pdu) = fetch(&id)? else { continue };
+        for auth in &pdu.auth_events {
+            authorizes.entry(auth.clone()).or_default().push(id.clone());
+            if seen.insert(auth.clone()) {
+                if seen.len() > MAX_AUTH_CHAIN {
+                    return Err(Error::forbidden(format!(
+                        "The auth chain is longer than this server follows ({MAX_AUTH_CHAIN} events)."
+                    )));
+                }
+                todo.push(auth.clone());
+            }
+        }
+    }
+    let mut subgraph: HashSet<OwnedEventId> = targets.iter().cloned().collect();
+    let mut todo = targets;
+    while let Some(id) = todo.pop() {
+        for child in authorizes.get(&id).into_iter().flatten() {
+            if subgraph.insert(child.clone()) {
+                todo.push(child.clone());
+            }
+        }
+    }
+    Ok(subgraph.into_iter().collect())
+}
+
 /// The auth rules an event must pass against its own auth events, found
 /// with `fetch`: the state-independent rules, then the state-dependent
 /// ones against the state its auth events make up.
@@ -696,7 +741,13 @@ fn authorize_by_auth_events(
 ) -> std::result::Result<(), String> {
     check_state_independent_auth_rules(&rules.authorization, pdu, fetch)?;
     let mut auth_state = std::collections::HashMap::new();
-    for id in &pdu.auth_events {
+    // From room version 12 on the create event is no auth event: the
+    // room's ID names it.
+    let create = (rules.authorization.room_create_event_id_as_room_id
+        && pdu.kind != TimelineEventType::RoomCreate)
+        .then(|| super::pdu::create_event_id_of(&pdu.room_id))
+        .flatten();
+    for id in pdu.auth_events.iter().chain(&create) {
         if let Some(auth) = fetch(id)
             && let Some(state_key) = &auth.state_key
         {
@@ -728,7 +779,7 @@ mod tests {
 
     use ruma::{
         CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomVersionId,
-        events::StateEventType, room_id, user_id,
+        events::StateEventType, user_id,
     };
     use serde_json::json;
 
@@ -747,18 +798,18 @@ mod tests {
         // The resident server's room: Alice made it, Eve joined without power.
         let resident_dir = tempfile::tempdir().expect("tempdir");
         let (resident, _, _) = testing::rooms(resident_dir.path(), BTreeSet::new());
-        let room = room_id!("!r:a.test");
         let (alice, eve, carol) = (
             user_id!("@alice:a.test"),
             user_id!("@eve:a.test"),
             user_id!("@carol:a.test"),
         );
-        let mut state = Vec::new();
+        let created = resident
+            .create_room(alice, json!({ "room_version": "11" }))
+            .await
+            .expect("create the room");
+        let room = &*created.pdu.room_id;
+        let mut state = vec![created.pdu.event_id.clone()];
         for (sender, builder) in [
-            (
-                alice,
-                PduBuilder::state("m.room.create", "", json!({ "room_version": "11" })),
-            ),
             (
                 alice,
                 PduBuilder::state(
@@ -901,5 +952,55 @@ mod tests {
             .auth_chain_with([OwnedEventId::try_from("$e0").expect("an ID")], &fetch)
             .expect_err("the walk stops");
         assert!(refused.to_string().contains("100000"), "{refused}");
+    }
+
+    #[test]
+    fn the_conflicted_subgraph_holds_the_paths_between_conflicted_events() {
+        // c <- p1 <- p2 <- x, and c <- y: each event names its auth events.
+        let graph: [(&str, &[&str]); 5] = [
+            ("c", &[]),
+            ("p1", &["c"]),
+            ("p2", &["p1"]),
+            ("x", &["p2"]),
+            ("y", &["c"]),
+        ];
+        let event = |name: &str, auth: &[&str]| -> super::Pdu {
+            serde_json::from_value(json!({
+                "event_id": format!("${name}"),
+                "room_id": "!r:a.test",
+                "sender": "@alice:a.test",
+                "origin_server_ts": 0,
+                "type": "m.room.topic",
+                "state_key": "",
+                "content": { "topic": name },
+                "prev_events": [],
+                "depth": 1,
+                "auth_events": auth.iter().map(|a| format!("${a}")).collect::<Vec<_>>(),
+                "hashes": {},
+                "signatures": {},
+            }))
+            .expect("an event")
+        };
+        let fetch = |id: &EventId| -> crate::Result<Option<super::Pdu>> {
+            Ok(graph
+                .iter()
+                .find(|(name, _)| id.as_str()[1..] == **name)
+                .map(|(name, auth)| event(name, auth)))
+        };
+        let id = |name: &str| OwnedEventId::try_from(format!("${name}")).expect("an ID");
+        let mut conflicted = super::StateMap::new();
+        conflicted.insert(
+            (StateEventType::RoomTopic, String::new()),
+            vec![id("x"), id("p1"), id("y")],
+        );
+        let subgraph = super::conflicted_subgraph(&conflicted, &fetch).expect("found");
+        let mut names: Vec<String> = subgraph
+            .iter()
+            .map(|id| id.as_str()[1..].to_owned())
+            .collect();
+        names.sort();
+        // p2 lies between x and p1; c lies below every conflicted event
+        // but between none of them.
+        assert_eq!(names, ["p1", "p2", "x", "y"]);
     }
 }
