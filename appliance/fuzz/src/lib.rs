@@ -118,7 +118,7 @@ impl Node {
             "POST",
             "/_matrix/client/v3/createRoom",
             Some(&token),
-            br#"{"name":"fuzz","preset":"public_chat"}"#,
+            br#"{"name":"fuzz","preset":"public_chat","room_version":"12"}"#,
         );
         node.room = created.1["room_id"].as_str().expect("a room").to_owned();
         node.join_peer();
@@ -173,10 +173,10 @@ impl Node {
         self.known_events.push(event_id);
     }
 
-    /// Hashes and signs `event` as `b.test` (room version 11) and returns
-    /// its event ID.
+    /// Hashes and signs `event` as `b.test` (room version 12, the fuzz
+    /// room's) and returns its event ID.
     pub fn sign_pdu(&self, event: &mut CanonicalJsonObject) -> Option<String> {
-        let rules = RoomVersionId::V11.rules()?;
+        let rules = RoomVersionId::V12.rules()?;
         ruma::signatures::hash_and_sign_event("b.test", &self.peer_key, event, &rules.redaction)
             .ok()?;
         let hash = ruma::signatures::reference_hash(event, &rules).ok()?;

@@ -225,7 +225,7 @@ impl Default for HomeserverConfig {
             max_request_size: 1024 * 1024,
             refreshable_token_lifetime_secs: 300,
             request_timeout_secs: 120,
-            default_room_version: RoomVersionId::V11,
+            default_room_version: RoomVersionId::V12,
             rate_limit: RateLimitConfig::default(),
             archive_capture: true,
             archive_member: ArchiveMemberConfig::default(),

@@ -713,7 +713,7 @@ async fn a_room_summary_shows_what_one_may_join_and_hides_the_rest() {
         assert_eq!(seen["topic"], "Voor iedereen");
         assert_eq!(seen["canonical_alias"], "#plein:localhost");
         assert_eq!(seen["join_rule"], "public");
-        assert_eq!(seen["room_version"], "11");
+        assert_eq!(seen["room_version"], "12");
         assert!(seen["num_joined_members"].as_u64() >= Some(1), "{seen}");
         assert!(seen.get("membership").is_none(), "{seen}");
     }

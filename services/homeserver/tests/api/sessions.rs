@@ -376,7 +376,7 @@ async fn discovery_endpoints_answer() {
         )
         .await
         .ok();
-    assert_eq!(caps["capabilities"]["m.room_versions"]["default"], "11");
+    assert_eq!(caps["capabilities"]["m.room_versions"]["default"], "12");
     assert_eq!(
         caps["capabilities"]["m.room_versions"]["available"]["10"],
         "stable"
