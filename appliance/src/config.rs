@@ -153,6 +153,10 @@ impl Config {
             .push
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
+        self.homeserver
+            .url_previews
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
         self.validate_federation()?;
         self.backup
             .validate()

@@ -38,6 +38,58 @@ pub struct HomeserverConfig {
     pub archive_member: ArchiveMemberConfig,
     pub turn: TurnConfig,
     pub push: PushConfig,
+    pub url_previews: UrlPreviewConfig,
+}
+
+/// URL previews (`[homeserver.url_previews]`): whether the node fetches
+/// the pages users link to for their clients' previews. Off by default: a
+/// preview makes the node fetch an address a user chose. When on, only
+/// public addresses are fetched, and those of `allowed_ranges`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlPreviewConfig {
+    pub enabled: bool,
+    /// Address ranges (CIDR) previews may reach although they are not
+    /// public, such as an intranet's: `["10.20.0.0/16"]`.
+    pub allowed_ranges: Vec<String>,
+    /// The most of a page read, in bytes; its head comes first.
+    pub max_bytes: usize,
+    /// The roots an `https` page's certificate must chain to.
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+impl Default for UrlPreviewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allowed_ranges: Vec::new(),
+            max_bytes: 1024 * 1024,
+            ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+        }
+    }
+}
+
+impl UrlPreviewConfig {
+    /// The allowed ranges, parsed.
+    pub fn ranges(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.allowed_ranges
+            .iter()
+            .map(|range| {
+                range.parse().map_err(|e| {
+                    format!("`homeserver.url_previews.allowed_ranges`: {range:?}: {e}")
+                })
+            })
+            .collect()
+    }
+
+    /// What is wrong with the table, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.ranges()?;
+        if self.max_bytes < 1024 {
+            return Err("`homeserver.url_previews.max_bytes` must be at least 1024".into());
+        }
+        Ok(())
+    }
 }
 
 /// Push gateways (`[homeserver.push]`): the only URLs the node sends push
@@ -231,6 +283,7 @@ impl Default for HomeserverConfig {
             archive_member: ArchiveMemberConfig::default(),
             turn: TurnConfig::default(),
             push: PushConfig::default(),
+            url_previews: UrlPreviewConfig::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ mod ruma_wrapper;
 pub mod service;
 pub mod signing_key;
 pub mod tls;
+pub mod url_preview;
 
 use std::{path::Path, sync::Arc, time::Duration};
 

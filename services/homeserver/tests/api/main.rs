@@ -16,5 +16,6 @@ mod search;
 mod sessions;
 mod sliding_sync;
 mod state;
+mod url_preview;
 mod user_data;
 mod visibility;

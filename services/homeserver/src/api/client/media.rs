@@ -310,3 +310,28 @@ pub async fn thumbnail_v3(
         d,
     ))
 }
+
+/// A preview of the page at a URL (off unless the node's configuration
+/// turns previews on; see [`crate::url_preview`]).
+pub async fn preview_v1(
+    services: Arc<Services>,
+    request: Ruma<auth::get_media_preview::v1::Request>,
+) -> Result<auth::get_media_preview::v1::Response> {
+    let data =
+        crate::url_preview::preview(&services.config.url_previews, &request.body.url).await?;
+    Ok(auth::get_media_preview::v1::Response::from_serialize(
+        &data,
+    )?)
+}
+
+#[allow(deprecated)] // Served for clients older than Matrix 1.11.
+pub async fn preview_v3(
+    services: Arc<Services>,
+    request: Ruma<media::get_media_preview::v3::Request>,
+) -> Result<media::get_media_preview::v3::Response> {
+    let data =
+        crate::url_preview::preview(&services.config.url_previews, &request.body.url).await?;
+    Ok(media::get_media_preview::v3::Response::from_serialize(
+        &data,
+    )?)
+}

@@ -164,6 +164,8 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma_guarded(media::thumbnail_v1, Guard::READ)
         .ruma(media::config_v1)
         .ruma(media::config_v3)
+        .ruma_guarded(media::preview_v1, Guard::READ)
+        .ruma_guarded(media::preview_v3, Guard::SIGNED_IN)
         .ruma_guarded(media::download_v3, Guard::SIGNED_IN)
         .ruma_guarded(media::thumbnail_v3, Guard::SIGNED_IN)
         // End-to-end encryption.

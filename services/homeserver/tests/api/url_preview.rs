@@ -1,0 +1,178 @@
+//! URL previews: off by default, and when on, never to an address that is
+//! not public unless the configuration allows its range.
+
+use axum::{
+    Router,
+    http::{HeaderMap, header},
+    response::{IntoResponse, Redirect},
+    routing::get,
+};
+use http::{Method, StatusCode};
+
+use crate::harness::{TestNode, urlencode};
+
+const PAGE: &str = r#"<!doctype html><html><head>
+<title>Rijksoverheid</title>
+<script>document.write("<meta property='og:title' content='nep'>")</script>
+<meta property="og:title" content="Kabinet presenteert begroting">
+<meta property="og:description" content="De plannen voor 2027.">
+<meta property="og:site_name" content="Rijksoverheid.nl">
+</head><body><p>Tekst</p></body></html>"#;
+
+/// A web server on `ip` with a page, a redirect to `elsewhere`, a very
+/// long page and a file that is no page.
+async fn web_server(ip: &str, elsewhere: Option<String>) -> String {
+    let long = format!(
+        "<html><head><title>Lang</title></head><body>{}</body></html>",
+        "<div>".repeat(1_000_000)
+    );
+    let mut app = Router::new()
+        .route("/page", get(|| async { html(PAGE.to_owned()) }))
+        .route("/long", get(move || async move { html(long) }))
+        .route(
+            "/file",
+            get(|| async { ([(header::CONTENT_TYPE, "application/pdf")], "%PDF-1.7") }),
+        );
+    if let Some(target) = elsewhere {
+        app = app.route(
+            "/redirect",
+            get(move || async move { Redirect::temporary(&target) }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind((ip, 0))
+        .await
+        .expect("bind the web server");
+    let address = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn html(body: String) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "text/html; charset=utf-8".parse().expect("a header"),
+    );
+    (headers, body)
+}
+
+async fn preview(node: &TestNode, token: Option<&str>, url: &str) -> crate::harness::Reply {
+    node.request(
+        Method::GET,
+        &format!(
+            "/_matrix/client/v1/media/preview_url?url={}",
+            urlencode(url)
+        ),
+        token,
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn previews_are_off_by_default() {
+    let site = web_server("127.0.0.1", None).await;
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    preview(&node, Some(&alice), &format!("{site}/page"))
+        .await
+        .err(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+    node.request(
+        Method::GET,
+        &format!(
+            "/_matrix/media/v3/preview_url?url={}",
+            urlencode(&format!("{site}/page"))
+        ),
+        Some(&alice),
+        None,
+    )
+    .await
+    .err(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+}
+
+#[tokio::test]
+async fn an_address_that_is_not_public_is_refused_unless_allowed() {
+    let site = web_server("127.0.0.1", None).await;
+    let node = TestNode::start(|config| config.url_previews.enabled = true);
+    let alice = node.register("alice").await;
+    for url in [
+        format!("{site}/page"),
+        "http://localhost:9/page".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://[::1]:9/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ] {
+        let body = preview(&node, Some(&alice), &url)
+            .await
+            .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a public address")),
+            "{url}: {body}"
+        );
+    }
+    for url in ["file:///etc/passwd", "gopher://example.org/", "geen url"] {
+        preview(&node, Some(&alice), url)
+            .await
+            .err(StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    }
+    preview(&node, None, &format!("{site}/page"))
+        .await
+        .err(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
+    // 127.0.0.2 is allowed; 127.0.0.1 is not.
+    let hidden = web_server("127.0.0.1", None).await;
+    let site = web_server("127.0.0.2", Some(format!("{hidden}/page"))).await;
+    let node = TestNode::start(|config| {
+        config.url_previews.enabled = true;
+        config.url_previews.allowed_ranges = vec!["127.0.0.2/32".to_owned()];
+    });
+    let alice = node.register("alice").await;
+
+    let data = preview(&node, Some(&alice), &format!("{site}/page"))
+        .await
+        .ok();
+    assert_eq!(data["og:title"], "Kabinet presenteert begroting", "{data}");
+    assert_eq!(data["og:description"], "De plannen voor 2027.");
+    assert_eq!(data["og:site_name"], "Rijksoverheid.nl");
+    assert_eq!(data["og:url"], format!("{site}/page"));
+
+    // The legacy path answers the same.
+    let legacy = node
+        .request(
+            Method::GET,
+            &format!(
+                "/_matrix/media/v3/preview_url?url={}",
+                urlencode(&format!("{site}/page"))
+            ),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(legacy["og:title"], "Kabinet presenteert begroting");
+
+    // A redirect to an address that is not allowed is not followed.
+    preview(&node, Some(&alice), &format!("{site}/redirect"))
+        .await
+        .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // A page of megabytes is read only as far as the limit: its head.
+    let data = preview(&node, Some(&alice), &format!("{site}/long"))
+        .await
+        .ok();
+    assert_eq!(data["og:title"], "Lang");
+
+    // What is no page is named by its URL only.
+    let data = preview(&node, Some(&alice), &format!("{site}/file"))
+        .await
+        .ok();
+    assert_eq!(
+        data,
+        serde_json::json!({ "og:url": format!("{site}/file") })
+    );
+}
