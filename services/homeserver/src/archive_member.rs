@@ -16,6 +16,7 @@
 //!
 //! This module spans the users and rooms services; handlers call it.
 
+use ruma::events::room::member::MembershipState;
 use ruma::{
     RoomId, UserId,
     events::{
@@ -79,14 +80,14 @@ pub async fn join(services: &Services, room_id: &RoomId, local_member: &UserId) 
         _ => {}
     }
     let profile = services.users.account(archive)?;
-    let invited = current.is_some_and(|m| m.membership == "invite");
+    let invited = current.is_some_and(|m| m.membership == MembershipState::Invite);
     if !invited && !anyone_may_join(services, room_id)? {
         services
             .rooms
             .append(
                 room_id,
                 local_member,
-                membership_of(archive, "invite", profile.as_ref()),
+                membership_of(archive, MembershipState::Invite, profile.as_ref()),
             )
             .await?;
     }
@@ -95,7 +96,7 @@ pub async fn join(services: &Services, room_id: &RoomId, local_member: &UserId) 
         .append(
             room_id,
             archive,
-            membership_of(archive, "join", profile.as_ref()),
+            membership_of(archive, MembershipState::Join, profile.as_ref()),
         )
         .await?;
     tracing::info!(room = %room_id, "archive member joined");
@@ -137,7 +138,7 @@ pub async fn rejoin(services: &Services, room_id: &RoomId) {
         .append(
             room_id,
             archive,
-            membership_of(archive, "join", profile.as_ref()),
+            membership_of(archive, MembershipState::Join, profile.as_ref()),
         )
         .await;
     match joined {
@@ -151,7 +152,7 @@ pub async fn rejoin(services: &Services, room_id: &RoomId) {
 /// The archive member's own membership event.
 fn membership_of(
     archive: &UserId,
-    membership: &str,
+    membership: MembershipState,
     profile: Option<&crate::service::users::Account>,
 ) -> PduBuilder {
     PduBuilder::state(

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use archipel_store::{Batch, Store, Tree};
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedUserId, UserId, presence::PresenceState};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, columns as cf, counter::Counter, service::users::now_ms};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PresenceRecord {
-    pub presence: String,
+    pub presence: PresenceState,
     #[serde(default)]
     pub status_msg: Option<String>,
     pub last_active_ts: u64,
@@ -65,7 +65,7 @@ impl Presence {
     pub async fn set(
         &self,
         user: &UserId,
-        presence: &str,
+        presence: PresenceState,
         status_msg: Option<Option<String>>,
     ) -> Result<()> {
         let previous = self.get(user)?;
@@ -81,7 +81,7 @@ impl Presence {
         }
         let ticket = self.counter.next()?;
         let record = PresenceRecord {
-            presence: presence.to_owned(),
+            presence,
             status_msg,
             last_active_ts: now_ms(),
             count: ticket.count,
@@ -142,7 +142,7 @@ mod tests {
         let counter = Arc::new(Counter::open(store.clone()).expect("counter"));
         // A record written before the index existed.
         let older = PresenceRecord {
-            presence: "unavailable".into(),
+            presence: PresenceState::Unavailable,
             status_msg: None,
             last_active_ts: 1,
             count: counter.next().expect("ticket").count,
@@ -157,10 +157,13 @@ mod tests {
 
         let presence = Presence::new(store, counter.clone()).expect("presence");
         let alice = UserId::parse("@alice:localhost").expect("user");
-        presence.set(&alice, "online", None).await.expect("set");
+        presence
+            .set(&alice, PresenceState::Online, None)
+            .await
+            .expect("set");
         let first = counter.visible();
         presence
-            .set(&alice, "unavailable", None)
+            .set(&alice, PresenceState::Unavailable, None)
             .await
             .expect("set");
         let upto = counter.visible();
@@ -170,7 +173,7 @@ mod tests {
                 .changes(after, upto)
                 .expect("changes")
                 .into_iter()
-                .map(|(user, record)| (user.to_string(), record.presence))
+                .map(|(user, record)| (user.to_string(), record.presence.to_string()))
                 .collect()
         };
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Room aliases and the public room directory.
 
+use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -199,7 +200,7 @@ pub async fn summary(
     let mut body = previewable_summary(&services, request.user(), &room_id)?
         .ok_or_else(|| Error::not_found("No room of this name is known here, or it is private."))?;
     if let Some(membership) = services.rooms.membership(request.user(), &room_id)? {
-        body["membership"] = serde_json::Value::String(membership.membership);
+        body["membership"] = serde_json::Value::String(membership.membership.to_string());
     }
     Ok(json_response(&body))
 }
@@ -223,7 +224,7 @@ pub(super) fn previewable_summary(
     ) || chunk.world_readable;
     let member = rooms
         .membership(user, room_id)?
-        .is_some_and(|m| m.is_joined() || m.membership == "invite");
+        .is_some_and(|m| m.is_joined() || m.membership == MembershipState::Invite);
     if !open && !member {
         return Ok(None);
     }

@@ -145,13 +145,12 @@ pub async fn get_presence(
         .presence
         .get(target)?
         .ok_or_else(|| Error::not_found("No presence for that user."))?;
-    let mut response =
-        get_presence::v3::Response::new(PresenceState::from(record.presence.as_str()));
+    let mut response = get_presence::v3::Response::new(record.presence.clone());
     response.status_msg = record.status_msg;
     response.last_active_ago = Some(Duration::from_millis(
         now_ms().saturating_sub(record.last_active_ts),
     ));
-    response.currently_active = Some(record.presence == "online");
+    response.currently_active = Some(record.presence == PresenceState::Online);
     Ok(response)
 }
 
@@ -166,7 +165,7 @@ pub async fn set_presence(
         .presence
         .set(
             request.user(),
-            request.body.presence.as_str(),
+            request.body.presence.clone(),
             Some(request.body.status_msg.clone()),
         )
         .await?;

@@ -1,6 +1,7 @@
 //! Joining a room that lives on a peer: make_join, sign, send_join, and
 //! take in the room's state after checking every event's signatures.
 
+use ruma::events::room::member::MembershipState;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId,
     OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
@@ -53,7 +54,7 @@ where
     let mut candidates: Vec<OwnedServerName> = via.to_vec();
     // Invited: the inviter's server is in the room.
     if let Some(invite) = services.rooms.membership(user, room_id)?
-        && invite.membership == "invite"
+        && invite.membership == MembershipState::Invite
     {
         candidates.push(invite.sender.server_name().to_owned());
     }
@@ -101,7 +102,7 @@ fn sign_template(
     room_id: &RoomId,
     server: &ServerName,
     template: (&serde_json::value::RawValue, Option<RoomVersionId>),
-    membership: &str,
+    membership: MembershipState,
     reason: Option<&str>,
 ) -> Result<Signed> {
     let (template, version) = template;
@@ -129,7 +130,7 @@ fn sign_template(
         )));
     }
     let profile = services.users.account(user)?;
-    let profile = if membership == "join" {
+    let profile = if membership == MembershipState::Join {
         profile.as_ref()
     } else {
         None
@@ -184,7 +185,7 @@ async fn join_through(
         room_id,
         server,
         (&template.event, template.room_version),
-        "join",
+        MembershipState::Join,
         reason,
     )?;
 
@@ -268,7 +269,7 @@ async fn leave_through(
         room_id,
         server,
         (&template.event, template.room_version),
-        "leave",
+        MembershipState::Leave,
         reason,
     )?;
     let request = create_leave_event::v2::Request::new(
@@ -295,7 +296,7 @@ pub async fn invite_remote(
     is_direct: bool,
 ) -> Result<()> {
     let server = invitee.server_name();
-    let content = member_content("invite", None, reason, is_direct);
+    let content = member_content(MembershipState::Invite, None, reason, is_direct);
     let builder = PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content);
     let (event_id, event, version) = services.rooms.prepare_event(room_id, sender, &builder)?;
     let rules = room_rules(&version)?;

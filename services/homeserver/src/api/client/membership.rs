@@ -1,5 +1,6 @@
 //! Joining, inviting, leaving, kicking, banning; member lists.
 
+use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
@@ -25,27 +26,19 @@ use crate::{
 
 /// The content of an `m.room.member` event, with the user's profile.
 pub fn member_content(
-    membership: &str,
+    membership: MembershipState,
     profile: Option<&Account>,
     reason: Option<&str>,
     is_direct: bool,
 ) -> Value {
-    let mut content = json!({ "membership": membership });
+    let mut content = RoomMemberEventContent::new(membership);
     if let Some(profile) = profile {
-        if let Some(name) = &profile.displayname {
-            content["displayname"] = Value::String(name.clone());
-        }
-        if let Some(url) = &profile.avatar_url {
-            content["avatar_url"] = Value::String(url.to_string());
-        }
+        content.displayname = profile.displayname.clone();
+        content.avatar_url = profile.avatar_url.clone();
     }
-    if let Some(reason) = reason {
-        content["reason"] = Value::String(reason.to_owned());
-    }
-    if is_direct {
-        content["is_direct"] = Value::Bool(true);
-    }
-    content
+    content.reason = reason.map(ToOwned::to_owned);
+    content.is_direct = is_direct.then_some(true);
+    serde_json::to_value(content).unwrap_or_else(|_| json!({}))
 }
 
 /// Whether this server has members in the room, so that a membership
@@ -73,7 +66,7 @@ pub async fn join_room(
     }
     if is_resident(services, room_id)? {
         let profile = services.users.account(user)?;
-        let mut content = member_content("join", profile.as_ref(), reason, false);
+        let mut content = member_content(MembershipState::Join, profile.as_ref(), reason, false);
         if let Some(authoriser) = restricted_join_authoriser(services, user, room_id)? {
             content["join_authorised_via_users_server"] = Value::String(authoriser.to_string());
         }
@@ -112,7 +105,7 @@ fn restricted_join_authoriser(
         Some("restricted" | "knock_restricted")
     ) || rooms
         .membership(user, room_id)?
-        .is_some_and(|m| m.membership == "invite")
+        .is_some_and(|m| m.membership == MembershipState::Invite)
     {
         return Ok(None);
     }
@@ -158,7 +151,7 @@ pub async fn knock_room(
         ));
     }
     let profile = services.users.account(user)?;
-    let content = member_content("knock", profile.as_ref(), reason, false);
+    let content = member_content(MembershipState::Knock, profile.as_ref(), reason, false);
     services
         .rooms
         .append(
@@ -207,7 +200,7 @@ pub async fn invite_user(
         return Err(Error::not_found(format!("{invitee} does not exist.")));
     }
     let profile = services.users.account(invitee)?;
-    let content = member_content("invite", profile.as_ref(), reason, is_direct);
+    let content = member_content(MembershipState::Invite, profile.as_ref(), reason, is_direct);
     services
         .rooms
         .append(
@@ -227,7 +220,10 @@ pub async fn leave_room(
 ) -> Result<()> {
     let current = services.rooms.membership(user, room_id)?;
     if !current.as_ref().is_some_and(|m| {
-        m.membership == "join" || m.membership == "invite" || m.membership == "knock"
+        matches!(
+            m.membership,
+            MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+        )
     }) {
         return Err(Error::forbidden("You are not in this room."));
     }
@@ -235,7 +231,7 @@ pub async fn leave_room(
         // Invited to a peer's room this server is not in.
         return super::federation_join::leave_remote(services, user, room_id, reason).await;
     }
-    let content = member_content("leave", None, reason, false);
+    let content = member_content(MembershipState::Leave, None, reason, false);
     services
         .rooms
         .append(
@@ -253,7 +249,7 @@ async fn set_membership(
     sender: &UserId,
     room_id: &RoomId,
     target: &UserId,
-    membership: &str,
+    membership: MembershipState,
     reason: Option<&str>,
 ) -> Result<()> {
     let profile = services
@@ -379,7 +375,12 @@ pub async fn kick(
     let current = services
         .rooms
         .membership(&request.body.user_id, &request.body.room_id)?;
-    if !current.is_some_and(|m| m.membership == "join" || m.membership == "invite") {
+    if !current.is_some_and(|m| {
+        matches!(
+            m.membership,
+            MembershipState::Join | MembershipState::Invite
+        )
+    }) {
         return Err(Error::forbidden("That user is not in the room."));
     }
     set_membership(
@@ -387,7 +388,7 @@ pub async fn kick(
         request.user(),
         &request.body.room_id,
         &request.body.user_id,
-        "leave",
+        MembershipState::Leave,
         request.body.reason.as_deref(),
     )
     .await?;
@@ -406,7 +407,7 @@ pub async fn ban(
         request.user(),
         &request.body.room_id,
         &request.body.user_id,
-        "ban",
+        MembershipState::Ban,
         request.body.reason.as_deref(),
     )
     .await?;
@@ -420,7 +421,7 @@ pub async fn unban(
     let current = services
         .rooms
         .membership(&request.body.user_id, &request.body.room_id)?;
-    if current.is_none_or(|m| m.membership != "ban") {
+    if current.is_none_or(|m| m.membership != MembershipState::Ban) {
         return Err(Error::forbidden("That user is not banned."));
     }
     set_membership(
@@ -428,7 +429,7 @@ pub async fn unban(
         request.user(),
         &request.body.room_id,
         &request.body.user_id,
-        "leave",
+        MembershipState::Leave,
         request.body.reason.as_deref(),
     )
     .await?;

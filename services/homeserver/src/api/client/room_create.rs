@@ -1,5 +1,6 @@
 //! `POST /createRoom`: presets, initial state, invites, room versions 10 to 12.
 
+use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -120,7 +121,12 @@ pub async fn create_room(
         .clone();
 
     let profile = services.users.account(&sender)?;
-    let join = member_content("join", profile.as_ref(), None, body.is_direct);
+    let join = member_content(
+        MembershipState::Join,
+        profile.as_ref(),
+        None,
+        body.is_direct,
+    );
     rooms
         .append(
             &room_id,

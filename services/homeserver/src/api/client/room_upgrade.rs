@@ -9,6 +9,7 @@
 //! on the upgrader, and any `additional_creators` asked for, are the new
 //! room's creators.
 
+use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -118,7 +119,7 @@ pub async fn upgrade(
         &new,
         TimelineEventType::RoomMember,
         user.as_str(),
-        member_content("join", profile.as_ref(), None, false),
+        member_content(MembershipState::Join, profile.as_ref(), None, false),
     )
     .await?;
 
@@ -166,7 +167,7 @@ pub async fn upgrade(
     }
     archive_member::join(&services, &new, user).await?;
     for (member, record) in rooms.members(old)? {
-        if record.membership == "ban" {
+        if record.membership == MembershipState::Ban {
             append(
                 &new,
                 TimelineEventType::RoomMember,

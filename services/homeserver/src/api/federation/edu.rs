@@ -4,6 +4,7 @@
 //! A peer speaks only for its own users: an EDU about a user of another
 //! server, or about a room the user is not in, is dropped.
 
+use ruma::events::room::member::MembershipState;
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
@@ -79,13 +80,13 @@ pub async fn receive(services: &Services, origin: &ServerName, raw: &Raw<Edu>) -
                         .rooms
                         .rooms_of(&update.user_id)?
                         .iter()
-                        .any(|(_, record)| record.membership == "join")
+                        .any(|(_, record)| record.membership == MembershipState::Join)
                 {
                     services
                         .presence
                         .set(
                             &update.user_id,
-                            update.presence.as_str(),
+                            update.presence.clone(),
                             Some(update.status_msg),
                         )
                         .await?;
@@ -232,7 +233,7 @@ pub fn send_presence(services: &Services, user: &UserId) -> Result<()> {
         "user_id": user,
         "presence": record.presence,
         "last_active_ago": crate::service::users::now_ms().saturating_sub(record.last_active_ts),
-        "currently_active": record.presence == "online",
+        "currently_active": record.presence == ruma::presence::PresenceState::Online,
     });
     if let Some(msg) = &record.status_msg {
         update["status_msg"] = json!(msg);

@@ -2,6 +2,7 @@
 //! out a template, send_join and send_leave take the signed event (send_join
 //! answers with the room's state); invites from peers are countersigned.
 
+use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -43,7 +44,7 @@ pub async fn make_join(
     let (version, template) =
         services
             .rooms
-            .member_template(&body.room_id, &body.user_id, "join")?;
+            .member_template(&body.room_id, &body.user_id, MembershipState::Join)?;
     if !body.ver.contains(&version) {
         return Err(Error::incompatible_room_version(version));
     }
@@ -61,7 +62,7 @@ pub async fn make_leave(
     let (version, template) =
         services
             .rooms
-            .member_template(&body.room_id, &body.user_id, "leave")?;
+            .member_template(&body.room_id, &body.user_id, MembershipState::Leave)?;
     Ok(prepare_leave_event::v1::Response::new(
         Some(version),
         to_raw_value(&template)?,
@@ -76,7 +77,7 @@ async fn take_member_event(
     room_id: &ruma::RoomId,
     event_id: &EventId,
     raw: &serde_json::value::RawValue,
-    membership: &str,
+    membership: MembershipState,
 ) -> Result<()> {
     let (_, rules) = services.rooms.rules(room_id)?;
     let pdu = verify_pdu(services, raw, room_id, &rules).await?;
@@ -115,7 +116,7 @@ pub async fn send_join(
         &body.room_id,
         &body.event_id,
         &body.pdu,
-        "join",
+        MembershipState::Join,
     )
     .await?;
     let (state, chain) = services.rooms.state_and_auth_chain(&body.event_id)?;
@@ -145,7 +146,7 @@ pub async fn send_leave(
         &body.room_id,
         &body.event_id,
         &body.pdu,
-        "leave",
+        MembershipState::Leave,
     )
     .await?;
     Ok(create_leave_event::v2::Response::new())
@@ -163,7 +164,8 @@ pub async fn invite(
     }
     let rules = crate::service::rooms::room_rules(&body.room_version)?;
     let pdu = verify_pdu(&services, &body.event, &body.room_id, &rules).await?;
-    let Some(member) = member_event(&pdu, &body.event_id)?.filter(|m| m.membership == "invite")
+    let Some(member) =
+        member_event(&pdu, &body.event_id)?.filter(|m| m.membership == MembershipState::Invite)
     else {
         return Err(Error::bad_json("The event is not an invite."));
     };
@@ -209,7 +211,7 @@ pub async fn invite(
 
 /// What send_join and invite check of a peer's member event.
 struct MemberEvent {
-    membership: String,
+    membership: MembershipState,
     sender: OwnedUserId,
     /// The user the event is about (`state_key`), if it names one.
     target: Option<OwnedUserId>,
@@ -241,7 +243,7 @@ fn member_event(pdu: &VerifiedPdu, event_id: &EventId) -> Result<Option<MemberEv
     };
     let target = string(pdu.object.get("state_key")).and_then(|s| UserId::parse(s).ok());
     Ok(Some(MemberEvent {
-        membership,
+        membership: MembershipState::from(membership.as_str()),
         sender,
         target,
     }))

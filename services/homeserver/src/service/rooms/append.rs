@@ -7,7 +7,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
     RoomId, RoomVersionId, UserId,
     canonical_json::{redact, try_from_json_map},
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     state_res::{
         auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules,
@@ -467,7 +467,10 @@ impl Rooms {
                 key::key([room, user_id.as_bytes()]),
                 &record,
             );
-            if membership == "join" || membership == "leave" || membership == "ban" {
+            if matches!(
+                membership,
+                MembershipState::Join | MembershipState::Leave | MembershipState::Ban
+            ) {
                 // Room members track each other's devices; a change in
                 // who shares a room is a device-list change, for the
                 // members of that room.
@@ -504,14 +507,14 @@ fn redacted_copy(target: &Pdu, redaction: &Pdu, rules: &RoomVersionRules) -> Res
     Ok(pdu)
 }
 
-pub(super) fn membership_of(pdu: &Pdu) -> String {
+/// The membership a member event sets; one without is a custom, empty one.
+pub(super) fn membership_of(pdu: &Pdu) -> MembershipState {
     #[derive(serde::Deserialize)]
     struct Membership {
-        membership: String,
+        membership: MembershipState,
     }
     serde_json::from_str::<Membership>(pdu.content.get())
-        .map(|m| m.membership)
-        .unwrap_or_default()
+        .map_or_else(|_| MembershipState::from(""), |m| m.membership)
 }
 
 pub fn room_rules(version: &RoomVersionId) -> Result<RoomVersionRules> {

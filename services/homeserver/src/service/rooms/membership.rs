@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use archipel_store::key;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Rooms;
@@ -12,8 +14,7 @@ use crate::Result;
 /// A user's latest membership in a room.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MembershipRecord {
-    /// `join`, `invite`, `leave`, `ban` or `knock`.
-    pub membership: String,
+    pub membership: MembershipState,
     /// Stream position of the member event.
     pub count: u64,
     pub event_id: OwnedEventId,
@@ -29,7 +30,7 @@ pub struct MembershipRecord {
 
 impl MembershipRecord {
     pub fn is_joined(&self) -> bool {
-        self.membership == "join"
+        self.membership == MembershipState::Join
     }
 }
 
@@ -175,7 +176,7 @@ impl Rooms {
         let Some(mut record) = self.membership(user_id, room_id)? else {
             return Ok(());
         };
-        if record.is_joined() || record.membership == "invite" {
+        if record.is_joined() || record.membership == MembershipState::Invite {
             return Err(crate::Error::unknown(
                 "Leave the room before forgetting it.",
             ));

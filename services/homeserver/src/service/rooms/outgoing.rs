@@ -5,6 +5,7 @@
 //! client was told is stored is never lost for a peer that is down. The
 //! sender deletes an entry once the peer has acknowledged it.
 
+use ruma::events::room::member::MembershipState;
 use std::{collections::BTreeSet, sync::Arc};
 
 use archipel_store::{Batch, key};
@@ -26,7 +27,7 @@ impl Rooms {
         {
             let (k, value) = row?;
             let record: super::MembershipRecord = serde_json::from_slice(&value)?;
-            if record.membership == "join"
+            if record.membership == MembershipState::Join
                 && let Some(user) = k.rsplit(|b| *b == key::SEP).next()
                 && let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref())
             {

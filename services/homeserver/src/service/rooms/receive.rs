@@ -7,6 +7,7 @@
 //! either rejects it), then against the current state (failing that
 //! soft-fails it: stored, but never shown to clients or built upon).
 
+use ruma::events::room::member::MembershipState;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -87,7 +88,7 @@ impl Rooms {
         &self,
         room_id: &RoomId,
         user_id: &UserId,
-        membership: &str,
+        membership: MembershipState,
     ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
         let meta = self
             .meta(room_id)?

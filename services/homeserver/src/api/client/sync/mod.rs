@@ -93,8 +93,18 @@ async fn sync_response(
 
     match body.set_presence {
         PresenceState::Offline => {}
-        PresenceState::Unavailable => services.presence.set(&user, "unavailable", None).await?,
-        _ => services.presence.set(&user, "online", None).await?,
+        PresenceState::Unavailable => {
+            services
+                .presence
+                .set(&user, PresenceState::Unavailable, None)
+                .await?
+        }
+        _ => {
+            services
+                .presence
+                .set(&user, PresenceState::Online, None)
+                .await?
+        }
     }
     // Everything up to the token reached the device; drop its delivered
     // to-device messages.
@@ -285,7 +295,7 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
             if let Some(msg) = &record.status_msg {
                 content["status_msg"] = json!(msg);
             }
-            if record.presence == "online" {
+            if record.presence == PresenceState::Online {
                 content["currently_active"] = json!(true);
             }
             presence.events.push(raw(

@@ -1,5 +1,6 @@
 //! The per-room sections of a sync response.
 
+use ruma::events::room::member::MembershipState;
 use ruma::{
     OwnedUserId, RoomId, UInt, UserId,
     api::client::sync::sync_events::{
@@ -196,11 +197,11 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
     members.retain(|(user, _)| !ctx.services.is_archive_member(user));
     let joined = members
         .iter()
-        .filter(|(_, m)| m.membership == "join")
+        .filter(|(_, m)| m.membership == MembershipState::Join)
         .count();
     let invited = members
         .iter()
-        .filter(|(_, m)| m.membership == "invite")
+        .filter(|(_, m)| m.membership == MembershipState::Invite)
         .count();
     let mut summary = RoomSummary::new();
     summary.joined_member_count = UInt::try_from(joined as u64).ok();
@@ -218,7 +219,13 @@ fn summary(ctx: &SyncContext<'_>, room_id: &RoomId) -> Result<RoomSummary> {
     if !has_name {
         summary.heroes = members
             .into_iter()
-            .filter(|(u, m)| u != ctx.user && (m.membership == "join" || m.membership == "invite"))
+            .filter(|(u, m)| {
+                u != ctx.user
+                    && matches!(
+                        m.membership,
+                        MembershipState::Join | MembershipState::Invite
+                    )
+            })
             .map(|(u, _)| u)
             .take(5)
             .collect();

@@ -2,6 +2,7 @@
 //! list, sorted newest first, the lists' filters and ranges, and the room
 //! subscriptions, with the settings each selected room is sent with.
 
+use ruma::events::room::member::MembershipState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::{
@@ -177,7 +178,7 @@ fn passes(
         return Ok(false);
     }
     if let Some(is_invite) = filters.is_invite
-        && (membership.membership == "invite") != is_invite
+        && (membership.membership == MembershipState::Invite) != is_invite
     {
         return Ok(false);
     }

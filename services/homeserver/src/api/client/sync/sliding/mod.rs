@@ -92,8 +92,18 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v5::Request>) -> Result
     }
     match body.set_presence {
         PresenceState::Offline => {}
-        PresenceState::Unavailable => services.presence.set(&user, "unavailable", None).await?,
-        _ => services.presence.set(&user, "online", None).await?,
+        PresenceState::Unavailable => {
+            services
+                .presence
+                .set(&user, PresenceState::Unavailable, None)
+                .await?
+        }
+        _ => {
+            services
+                .presence
+                .set(&user, PresenceState::Online, None)
+                .await?
+        }
     }
 
     // A missing timeout means an answer at once (as Synapse reads it).

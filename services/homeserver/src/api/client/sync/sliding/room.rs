@@ -1,6 +1,7 @@
 //! One room of a sliding sync response: its timeline, the state the
 //! request asked for, its name, heroes, counts and bump stamp.
 
+use ruma::events::room::member::MembershipState;
 use std::collections::BTreeMap;
 
 use js_option::JsOption;
@@ -367,14 +368,18 @@ fn add_members(ctx: &Ctx<'_>, room_id: &RoomId, unnamed: bool, room: &mut Room) 
     let rooms = &ctx.services.rooms;
     let mut members = rooms.members(room_id)?;
     members.retain(|(user, _)| !ctx.services.is_archive_member(user));
-    let count = |m: &str| members.iter().filter(|(_, r)| r.membership == m).count();
-    room.joined_count = UInt::try_from(count("join")).ok();
-    room.invited_count = UInt::try_from(count("invite")).ok();
+    let count = |m: MembershipState| members.iter().filter(|(_, r)| r.membership == m).count();
+    room.joined_count = UInt::try_from(count(MembershipState::Join)).ok();
+    room.invited_count = UInt::try_from(count(MembershipState::Invite)).ok();
     if !unnamed {
         return Ok(());
     }
     let mut heroes = Vec::new();
-    for wanted in ["join", "invite", "leave"] {
+    for wanted in [
+        MembershipState::Join,
+        MembershipState::Invite,
+        MembershipState::Leave,
+    ] {
         for (user, record) in &members {
             if heroes.len() == MAX_HEROES {
                 break;
