@@ -60,6 +60,17 @@ impl Presence {
         Ok(self.tree.get_json(user.as_bytes())?)
     }
 
+    /// What a sync's `set_presence` says: `offline` leaves the user's
+    /// presence as it is, `unavailable` sets it, anything else makes the
+    /// user online.
+    pub async fn syncing(&self, user: &UserId, set_presence: &PresenceState) -> Result<()> {
+        match set_presence {
+            PresenceState::Offline => Ok(()),
+            PresenceState::Unavailable => self.set(user, PresenceState::Unavailable, None).await,
+            _ => self.set(user, PresenceState::Online, None).await,
+        }
+    }
+
     /// Records the user's presence. Only a change of state or message is a
     /// sync-visible change; activity alone just refreshes `last_active_ts`.
     pub async fn set(

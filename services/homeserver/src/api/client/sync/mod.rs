@@ -91,21 +91,7 @@ async fn sync_response(
     let timeout = body.timeout.unwrap_or_default().min(longest);
     let deadline = tokio::time::Instant::now() + timeout;
 
-    match body.set_presence {
-        PresenceState::Offline => {}
-        PresenceState::Unavailable => {
-            services
-                .presence
-                .set(&user, PresenceState::Unavailable, None)
-                .await?
-        }
-        _ => {
-            services
-                .presence
-                .set(&user, PresenceState::Online, None)
-                .await?
-        }
-    }
+    services.presence.syncing(&user, &body.set_presence).await?;
     // Everything up to the token reached the device; drop its delivered
     // to-device messages.
     if to_device_since > 0 {

@@ -20,9 +20,7 @@ mod room;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use ruma::{
-    DeviceId, OwnedRoomId, UserId, api::client::sync::sync_events::v5, presence::PresenceState,
-};
+use ruma::{DeviceId, OwnedRoomId, UserId, api::client::sync::sync_events::v5};
 
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::sliding_sync::Snapshot};
 
@@ -90,21 +88,7 @@ pub async fn sync(services: Arc<Services>, request: Ruma<v5::Request>) -> Result
                 .await?;
         }
     }
-    match body.set_presence {
-        PresenceState::Offline => {}
-        PresenceState::Unavailable => {
-            services
-                .presence
-                .set(&user, PresenceState::Unavailable, None)
-                .await?
-        }
-        _ => {
-            services
-                .presence
-                .set(&user, PresenceState::Online, None)
-                .await?
-        }
-    }
+    services.presence.syncing(&user, &body.set_presence).await?;
 
     // A missing timeout means an answer at once (as Synapse reads it).
     let longest = Duration::from_secs(services.config.request_timeout_secs)
