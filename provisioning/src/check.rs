@@ -257,6 +257,7 @@ impl Checker<'_> {
         self.tls(p);
         self.federation(p);
         self.push(p);
+        self.url_previews(p);
         self.admins(p);
     }
 
@@ -456,6 +457,25 @@ impl Checker<'_> {
         }
     }
 
+    fn url_previews(&mut self, p: &Provisioning) {
+        let previews = &p.url_previews;
+        if let Some(bundle) = &previews.ca_bundle {
+            self.file("url_previews.ca_bundle", bundle);
+        }
+        for (i, range) in previews.allowed_ranges.iter().enumerate() {
+            if !is_cidr(range.get_ref()) {
+                self.problem(
+                    format!("url_previews.allowed_ranges[{i}]"),
+                    range,
+                    format!(
+                        "`{}`: an address range with its prefix length, such as 10.20.0.0/16",
+                        range.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
     fn admins(&mut self, p: &Provisioning) {
         if p.admins.is_empty() {
             self.problem_at_line(
@@ -563,5 +583,21 @@ fn valid_cidr(text: &str) -> bool {
         (Ok(IpAddr::V4(_)), Ok(prefix)) => prefix <= 32,
         (Ok(IpAddr::V6(_)), Ok(prefix)) => prefix <= 128,
         _ => false,
+    }
+}
+
+/// Whether `text` is an IPv4 or IPv6 range: an address, `/` and a prefix
+/// length the address family allows.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, length)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(length) = length.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => length <= 32,
+        Ok(std::net::IpAddr::V6(_)) => length <= 128,
+        Err(_) => false,
     }
 }

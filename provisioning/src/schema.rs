@@ -22,6 +22,8 @@ pub struct Provisioning {
     pub federation: Federation,
     #[serde(default)]
     pub push: Push,
+    #[serde(default)]
+    pub url_previews: UrlPreviews,
     /// The first administrators; at least one.
     #[serde(default)]
     pub admins: Vec<Admin>,
@@ -107,6 +109,23 @@ pub struct Push {
     #[serde(default)]
     pub gateways: Vec<Spanned<String>>,
     /// PEM bundle of the CAs an https gateway's certificate chains to.
+    pub ca_bundle: Option<Spanned<PathBuf>>,
+}
+
+/// URL previews (`[homeserver.url_previews]` of the node's configuration):
+/// off unless `enabled`; then only public addresses, and those of
+/// `allowed_ranges`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlPreviews {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address ranges previews may reach although they are not public,
+    /// such as the intranet's: `10.20.0.0/16`.
+    #[serde(default)]
+    pub allowed_ranges: Vec<Spanned<String>>,
+    /// PEM bundle of the CAs https pages' certificates chain to; the
+    /// system's when absent.
     pub ca_bundle: Option<Spanned<PathBuf>>,
 }
 

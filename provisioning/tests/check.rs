@@ -70,8 +70,8 @@ fn a_push_gateway_must_be_a_notify_url_with_its_roots() {
         );
     }
     let problems = problems_after(
-        "ca_bundle = \"ca/rijks-root.pem\"\n\n# The first administrators",
-        "\n# The first administrators",
+        "ca_bundle = \"ca/rijks-root.pem\"\n\n# Previews",
+        "\n# Previews",
     );
     assert!(
         problems
@@ -79,6 +79,20 @@ fn a_push_gateway_must_be_a_notify_url_with_its_roots() {
             .any(|p| p.field == "push.gateways[0]" && p.message.contains("push.ca_bundle")),
         "{problems:#?}"
     );
+}
+
+#[test]
+fn a_preview_range_must_be_an_address_range() {
+    let range = "allowed_ranges = [\"10.40.0.0/16\"]";
+    for wrong in ["10.40.0.0", "10.40.0.0/33", "intranet/16", "::1/129"] {
+        let problems = problems_after(range, &format!("allowed_ranges = [\"{wrong}\"]"));
+        assert_one(
+            &problems,
+            "url_previews.allowed_ranges[0]",
+            line_of(range),
+            "an address range with its prefix length",
+        );
+    }
 }
 
 #[test]

@@ -245,6 +245,25 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         homeserver.insert("push".into(), push.into());
     }
 
+    let previews = &p.url_previews;
+    if previews.enabled {
+        let mut table = toml::Table::new();
+        table.insert("enabled".into(), true.into());
+        let ranges: Vec<toml::Value> = previews
+            .allowed_ranges
+            .iter()
+            .map(|r| r.get_ref().as_str().into())
+            .collect();
+        table.insert("allowed_ranges".into(), ranges.into());
+        if let Some(bundle) = &previews.ca_bundle {
+            table.insert(
+                "ca_bundle".into(),
+                copy(bundle.get_ref(), "preview-ca.pem", 0o644)?.into(),
+            );
+        }
+        homeserver.insert("url_previews".into(), table.into());
+    }
+
     let mut vault = toml::Table::new();
     vault.insert("key_file".into(), format!("/{ETC}/vault.key").into());
     if let Some(retention) = &p.retention {

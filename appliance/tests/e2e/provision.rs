@@ -165,6 +165,7 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "every_hours = 24",
         "gateways = [\"https://push.rijksoverheid.example/_matrix/push/v1/notify\"]",
         "ca_bundle = \"/etc/archipel/tls/push-ca.pem\"",
+        "allowed_ranges = [\"10.40.0.0/16\"]",
     ] {
         assert!(config.contains(expected), "{expected} not in\n{config}");
     }
