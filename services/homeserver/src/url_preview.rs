@@ -1,6 +1,7 @@
 //! URL previews (`/media/preview_url`): the node fetches a page for its
 //! user and answers with the page's OpenGraph title, description, site
-//! name and URL.
+//! name and URL, and the page's image, fetched under the same rules and
+//! kept as the user's media.
 //!
 //! Off unless `[homeserver.url_previews] enabled`: a preview makes the node
 //! fetch an address a user chose. When on, it never reaches an address that
@@ -35,8 +36,22 @@ const MAX_REDIRECTS: usize = 5;
 /// The longest text kept of a title or description, in characters.
 const MAX_TEXT_CHARS: usize = 500;
 
-/// The OpenGraph data of the page at `url`.
-pub async fn preview(config: &UrlPreviewConfig, url: &str) -> Result<Value> {
+/// A page's preview: its OpenGraph data, and the image it names, fetched.
+pub struct Preview {
+    pub data: Map<String, Value>,
+    pub image: Option<Image>,
+}
+
+/// A page's image, read whole and decodable.
+pub struct Image {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The preview of the page at `url`.
+pub async fn preview(config: &UrlPreviewConfig, url: &str) -> Result<Preview> {
     if !config.enabled {
         return Err(Error::unrecognized(
             http::StatusCode::NOT_FOUND,
@@ -44,14 +59,89 @@ pub async fn preview(config: &UrlPreviewConfig, url: &str) -> Result<Value> {
         ));
     }
     let allowed = config.ranges().map_err(Error::internal)?;
-    tokio::time::timeout(FETCH_TIMEOUT, fetch(config, &allowed, url))
+    let url =
+        reqwest::Url::parse(url).map_err(|e| Error::invalid_param(format!("Not a URL: {e}")))?;
+    tokio::time::timeout(FETCH_TIMEOUT, page_preview(config, &allowed, url.clone()))
         .await
         .map_err(|_| Error::remote(format!("{url} did not answer in time")))?
 }
 
-async fn fetch(config: &UrlPreviewConfig, allowed: &[IpNet], url: &str) -> Result<Value> {
-    let mut url =
-        reqwest::Url::parse(url).map_err(|e| Error::invalid_param(format!("Not a URL: {e}")))?;
+async fn page_preview(
+    config: &UrlPreviewConfig,
+    allowed: &[IpNet],
+    url: reqwest::Url,
+) -> Result<Preview> {
+    let page = get(config, allowed, url, "text/html").await?;
+    let is_html = page.content_type.starts_with("text/html")
+        || page.content_type.starts_with("application/xhtml");
+    if !is_html {
+        // Nothing to read but where it is.
+        let mut data = Map::new();
+        data.insert("og:url".into(), Value::String(page.url.to_string()));
+        return Ok(Preview { data, image: None });
+    }
+    let mut data = open_graph(&String::from_utf8_lossy(&page.body), &page.url);
+    let image = match data.remove("og:image") {
+        Some(Value::String(source)) => match image_at(config, allowed, &page.url, &source).await {
+            Ok(image) => image,
+            Err(e) => {
+                tracing::debug!(page = %page.url, error = %e, "the page's image is left out");
+                None
+            }
+        },
+        _ => None,
+    };
+    Ok(Preview { data, image })
+}
+
+/// The image at `source` (relative to the page), if it is one this node
+/// decodes and no larger than `max_bytes`. SVG is left out: it is a
+/// document, not a picture.
+async fn image_at(
+    config: &UrlPreviewConfig,
+    allowed: &[IpNet],
+    page: &reqwest::Url,
+    source: &str,
+) -> Result<Option<Image>> {
+    let url = page
+        .join(source)
+        .map_err(|e| Error::remote(format!("the image URL {source:?}: {e}")))?;
+    let fetched = get(config, allowed, url, "image/*").await?;
+    if !fetched.complete
+        || !fetched.content_type.starts_with("image/")
+        || fetched.content_type.starts_with("image/svg")
+    {
+        return Ok(None);
+    }
+    let dimensions = image::ImageReader::new(std::io::Cursor::new(&fetched.body))
+        .with_guessed_format()
+        .ok()
+        .and_then(|reader| reader.into_dimensions().ok());
+    Ok(dimensions.map(|(width, height)| Image {
+        content_type: fetched.content_type,
+        bytes: fetched.body,
+        width,
+        height,
+    }))
+}
+
+/// What one fetch brought: where it ended up after redirects, its type,
+/// and its body up to `max_bytes` (`complete` when that was all of it).
+struct Fetched {
+    url: reqwest::Url,
+    content_type: String,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+/// Fetches `url`, following redirects by hand, each hop to a checked
+/// address only.
+async fn get(
+    config: &UrlPreviewConfig,
+    allowed: &[IpNet],
+    mut url: reqwest::Url,
+    accept: &str,
+) -> Result<Fetched> {
     for _ in 0..=MAX_REDIRECTS {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::invalid_param(
@@ -71,7 +161,7 @@ async fn fetch(config: &UrlPreviewConfig, allowed: &[IpNet], url: &str) -> Resul
         let client = client(config, &url, &host, address)?;
         let response = client
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, "text/html")
+            .header(reqwest::header::ACCEPT, accept)
             .send()
             .await
             .map_err(|e| Error::remote(format!("fetching {url}: {e}")))?;
@@ -92,19 +182,19 @@ async fn fetch(config: &UrlPreviewConfig, allowed: &[IpNet], url: &str) -> Resul
                 response.status()
             )));
         }
-        let is_html = response
+        let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|t| t.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml"));
-        if !is_html {
-            // Nothing to read but where it is.
-            let mut data = Map::new();
-            data.insert("og:url".into(), Value::String(url.to_string()));
-            return Ok(Value::Object(data));
-        }
-        let page = read_limited(response, config.max_bytes).await?;
-        return Ok(open_graph(&String::from_utf8_lossy(&page), &url));
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (body, complete) = read_limited(response, config.max_bytes).await?;
+        return Ok(Fetched {
+            url,
+            content_type,
+            body,
+            complete,
+        });
     }
     Err(Error::remote(format!(
         "{url}: more than {MAX_REDIRECTS} redirects"
@@ -198,9 +288,12 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// The body, or its first `max_bytes`: a page that is longer is previewed
-/// from its beginning, where its head is.
-async fn read_limited(mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>> {
+/// The body, or its first `max_bytes`, and whether that was all of it: a
+/// page that is longer is previewed from its beginning, where its head is.
+async fn read_limited(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, bool)> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -208,19 +301,20 @@ async fn read_limited(mut response: reqwest::Response, max_bytes: usize) -> Resu
         .map_err(|e| Error::remote(format!("reading the page: {e}")))?
     {
         let room = max_bytes.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= max_bytes {
-            break;
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
         }
+        body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok((body, true))
 }
 
 /// The OpenGraph properties of a page (`og:title`, `og:description`,
-/// `og:site_name`, `og:url`), with the `<title>` and the `description`
+/// `og:site_name`, `og:url`, `og:image` as the page gives it), with the `<title>` and the `description`
 /// meta tag where the page has no OpenGraph ones. Read with html5ever's
 /// tokenizer, which builds no tree: a hostile page's nesting costs nothing.
-pub fn open_graph(page: &str, url: &reqwest::Url) -> Value {
+pub fn open_graph(page: &str, url: &reqwest::Url) -> Map<String, Value> {
     let tokenizer = Tokenizer::new(Found::default(), TokenizerOpts::default());
     let input = BufferQueue::default();
     input.push_back(StrTendril::from_slice(page));
@@ -229,7 +323,13 @@ pub fn open_graph(page: &str, url: &reqwest::Url) -> Value {
     let found = tokenizer.sink;
     let properties = found.properties.into_inner();
     let mut data = Map::new();
-    for key in ["og:title", "og:description", "og:site_name", "og:url"] {
+    for key in [
+        "og:title",
+        "og:description",
+        "og:site_name",
+        "og:url",
+        "og:image",
+    ] {
         if let Some((_, value)) = properties.iter().find(|(k, _)| k == key) {
             data.insert(key.into(), Value::String(value.clone()));
         }
@@ -245,7 +345,7 @@ pub fn open_graph(page: &str, url: &reqwest::Url) -> Value {
     }
     data.entry("og:url")
         .or_insert_with(|| Value::String(url.to_string()));
-    Value::Object(data)
+    data
 }
 
 /// What the tokenizer found of a page so far.
@@ -378,6 +478,6 @@ mod tests {
         assert_eq!(data["og:title"], "Alleen een titel");
         // A hostile page: deep nesting costs neither stack nor an error.
         let deep = "<div>".repeat(100_000) + "<title>diep</title>";
-        assert!(open_graph(&deep, &url).is_object());
+        assert_eq!(open_graph(&deep, &url)["og:title"], "diep");
     }
 }

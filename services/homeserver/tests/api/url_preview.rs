@@ -17,10 +17,21 @@ const PAGE: &str = r#"<!doctype html><html><head>
 <meta property="og:title" content="Kabinet presenteert begroting">
 <meta property="og:description" content="De plannen voor 2027.">
 <meta property="og:site_name" content="Rijksoverheid.nl">
+<meta property="og:image" content="/logo.png">
 </head><body><p>Tekst</p></body></html>"#;
 
-/// A web server on `ip` with a page, a redirect to `elsewhere`, a very
-/// long page and a file that is no page.
+/// A PNG of 4 by 3 pixels.
+fn logo() -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(4, 3, image::Rgb([21, 66, 115]))
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode a PNG");
+    bytes.into_inner()
+}
+
+/// A web server on `ip` with a page and its logo, a redirect to
+/// `elsewhere` and a page whose image is there, a very long page and a
+/// file that is no page.
 async fn web_server(ip: &str, elsewhere: Option<String>) -> String {
     let long = format!(
         "<html><head><title>Lang</title></head><body>{}</body></html>",
@@ -28,16 +39,25 @@ async fn web_server(ip: &str, elsewhere: Option<String>) -> String {
     );
     let mut app = Router::new()
         .route("/page", get(|| async { html(PAGE.to_owned()) }))
+        .route(
+            "/logo.png",
+            get(|| async { ([(header::CONTENT_TYPE, "image/png")], logo()) }),
+        )
         .route("/long", get(move || async move { html(long) }))
         .route(
             "/file",
             get(|| async { ([(header::CONTENT_TYPE, "application/pdf")], "%PDF-1.7") }),
         );
     if let Some(target) = elsewhere {
-        app = app.route(
-            "/redirect",
-            get(move || async move { Redirect::temporary(&target) }),
+        let page = format!(
+            "<html><head><title>Elders</title><meta property=\"og:image\" content=\"{target}\"></head></html>"
         );
+        app = app
+            .route(
+                "/redirect",
+                get(move || async move { Redirect::temporary(&target) }),
+            )
+            .route("/image-elsewhere", get(move || async move { html(page) }));
     }
     let listener = tokio::net::TcpListener::bind((ip, 0))
         .await
@@ -126,7 +146,7 @@ async fn an_address_that_is_not_public_is_refused_unless_allowed() {
 async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
     // 127.0.0.2 is allowed; 127.0.0.1 is not.
     let hidden = web_server("127.0.0.1", None).await;
-    let site = web_server("127.0.0.2", Some(format!("{hidden}/page"))).await;
+    let site = web_server("127.0.0.2", Some(format!("{hidden}/logo.png"))).await;
     let node = TestNode::start(|config| {
         config.url_previews.enabled = true;
         config.url_previews.allowed_ranges = vec!["127.0.0.2/32".to_owned()];
@@ -140,6 +160,26 @@ async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
     assert_eq!(data["og:description"], "De plannen voor 2027.");
     assert_eq!(data["og:site_name"], "Rijksoverheid.nl");
     assert_eq!(data["og:url"], format!("{site}/page"));
+
+    // The page's image, fetched and kept as Alice's media.
+    let mxc = data["og:image"].as_str().expect("og:image");
+    let media = mxc
+        .strip_prefix("mxc://localhost/")
+        .expect("an mxc URI of this node");
+    assert_eq!(data["og:image:width"], 4);
+    assert_eq!(data["og:image:height"], 3);
+    assert_eq!(data["og:image:type"], "image/png");
+    assert_eq!(data["matrix:image:size"], logo().len());
+    let (meta, bytes) = node
+        .homeserver
+        .services
+        .media
+        .read(media)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(bytes, logo());
+    assert_eq!(meta.content_type.as_deref(), Some("image/png"));
 
     // The legacy path answers the same.
     let legacy = node
@@ -156,10 +196,16 @@ async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
         .ok();
     assert_eq!(legacy["og:title"], "Kabinet presenteert begroting");
 
-    // A redirect to an address that is not allowed is not followed.
+    // A redirect to an address that is not allowed is not followed, and
+    // an image there is left out of the page's preview.
     preview(&node, Some(&alice), &format!("{site}/redirect"))
         .await
         .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let data = preview(&node, Some(&alice), &format!("{site}/image-elsewhere"))
+        .await
+        .ok();
+    assert_eq!(data["og:title"], "Elders");
+    assert!(data.get("og:image").is_none(), "{data}");
 
     // A page of megabytes is read only as far as the limit: its head.
     let data = preview(&node, Some(&alice), &format!("{site}/long"))

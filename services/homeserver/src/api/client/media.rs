@@ -312,13 +312,37 @@ pub async fn thumbnail_v3(
 }
 
 /// A preview of the page at a URL (off unless the node's configuration
-/// turns previews on; see [`crate::url_preview`]).
+/// turns previews on; see [`crate::url_preview`]). The page's image is
+/// stored as the user's media and named by its mxc URI.
+async fn preview_data(
+    services: &Services,
+    user: &ruma::UserId,
+    url: &str,
+) -> Result<serde_json::Value> {
+    let preview = crate::url_preview::preview(&services.config.url_previews, url).await?;
+    let mut data = preview.data;
+    if let Some(image) = preview.image {
+        data.insert("matrix:image:size".into(), image.bytes.len().into());
+        data.insert("og:image:width".into(), image.width.into());
+        data.insert("og:image:height".into(), image.height.into());
+        data.insert("og:image:type".into(), image.content_type.clone().into());
+        let media_id = services
+            .media
+            .create(user, Some(image.content_type), None, image.bytes)
+            .await?;
+        data.insert(
+            "og:image".into(),
+            format!("mxc://{}/{media_id}", services.server_name()).into(),
+        );
+    }
+    Ok(serde_json::Value::Object(data))
+}
+
 pub async fn preview_v1(
     services: Arc<Services>,
     request: Ruma<auth::get_media_preview::v1::Request>,
 ) -> Result<auth::get_media_preview::v1::Response> {
-    let data =
-        crate::url_preview::preview(&services.config.url_previews, &request.body.url).await?;
+    let data = preview_data(&services, request.user(), &request.body.url).await?;
     Ok(auth::get_media_preview::v1::Response::from_serialize(
         &data,
     )?)
@@ -329,8 +353,7 @@ pub async fn preview_v3(
     services: Arc<Services>,
     request: Ruma<media::get_media_preview::v3::Request>,
 ) -> Result<media::get_media_preview::v3::Response> {
-    let data =
-        crate::url_preview::preview(&services.config.url_previews, &request.body.url).await?;
+    let data = preview_data(&services, request.user(), &request.body.url).await?;
     Ok(media::get_media_preview::v3::Response::from_serialize(
         &data,
     )?)
