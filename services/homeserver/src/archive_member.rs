@@ -16,12 +16,12 @@
 //!
 //! This module spans the users and rooms services; handlers call it.
 
-use ruma::events::room::member::MembershipState;
 use ruma::{
     RoomId, UserId,
     events::{
         StateEventType, TimelineEventType,
         room::join_rules::{JoinRule, RoomJoinRulesEventContent},
+        room::member::MembershipState,
     },
 };
 use serde_json::json;

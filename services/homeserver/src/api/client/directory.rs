@@ -1,6 +1,5 @@
 //! Room aliases and the public room directory.
 
-use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -15,7 +14,7 @@ use ruma::{
     },
     api::federation::query::get_room_information,
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
-    events::StateEventType,
+    events::{StateEventType, room::member::MembershipState},
     room::{JoinRuleKind, RoomSummary},
 };
 

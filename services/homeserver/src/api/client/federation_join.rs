@@ -1,7 +1,6 @@
 //! Joining a room that lives on a peer: make_join, sign, send_join, and
 //! take in the room's state after checking every event's signatures.
 
-use ruma::events::room::member::MembershipState;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId,
     OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
@@ -9,7 +8,7 @@ use ruma::{
         create_invite, create_join_event, create_leave_event, prepare_join_event,
         prepare_leave_event,
     },
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     signatures::hash_and_sign_event,
 };

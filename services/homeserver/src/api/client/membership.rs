@@ -1,6 +1,5 @@
 //! Joining, inviting, leaving, kicking, banning; member lists.
 
-use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
@@ -14,7 +13,10 @@ use ruma::{
             leave_room, unban_user,
         },
     },
-    events::{StateEventType, TimelineEventType},
+    events::{
+        StateEventType, TimelineEventType,
+        room::member::{MembershipState, RoomMemberEventContent},
+    },
 };
 use serde_json::{Value, json};
 

@@ -1,6 +1,5 @@
 //! `POST /createRoom`: presets, initial state, invites, room versions 10 to 12.
 
-use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -9,7 +8,7 @@ use ruma::{
         Visibility,
         create_room::{self, v3::RoomPreset},
     },
-    events::TimelineEventType,
+    events::{TimelineEventType, room::member::MembershipState},
 };
 use serde_json::{Value, json};
 

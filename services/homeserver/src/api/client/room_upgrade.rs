@@ -9,13 +9,15 @@
 //! on the upgrader, and any `additional_creators` asked for, are the new
 //! room's creators.
 
-use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
     Int, RoomId,
     api::client::room::upgrade_room,
-    events::{StateEventType, TimelineEventType, room::power_levels::UserPowerLevel},
+    events::{
+        StateEventType, TimelineEventType, room::member::MembershipState,
+        room::power_levels::UserPowerLevel,
+    },
 };
 use serde_json::{Value, json};
 

@@ -4,7 +4,6 @@
 //! A peer speaks only for its own users: an EDU about a user of another
 //! server, or about a room the user is not in, is dropped.
 
-use ruma::events::room::member::MembershipState;
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
@@ -12,7 +11,8 @@ use std::{
 
 use ruma::{
     DeviceId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId,
-    api::federation::transactions::edu::Edu, serde::Raw, to_device::DeviceIdOrAllDevices,
+    api::federation::transactions::edu::Edu, events::room::member::MembershipState, serde::Raw,
+    to_device::DeviceIdOrAllDevices,
 };
 use serde_json::{Value, json};
 

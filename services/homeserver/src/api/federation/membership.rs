@@ -2,7 +2,6 @@
 //! out a template, send_join and send_leave take the signed event (send_join
 //! answers with the room's state); invites from peers are countersigned.
 
-use ruma::events::room::member::MembershipState;
 use std::sync::Arc;
 
 use ruma::{
@@ -11,6 +10,7 @@ use ruma::{
         create_invite, create_join_event, create_leave_event, prepare_join_event,
         prepare_leave_event,
     },
+    events::room::member::MembershipState,
 };
 use serde_json::value::to_raw_value;
 

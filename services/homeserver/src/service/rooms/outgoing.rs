@@ -5,11 +5,13 @@
 //! client was told is stored is never lost for a peer that is down. The
 //! sender deletes an entry once the peer has acknowledged it.
 
-use ruma::events::room::member::MembershipState;
 use std::{collections::BTreeSet, sync::Arc};
 
 use archipel_store::{Batch, key};
-use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId, events::TimelineEventType};
+use ruma::{
+    OwnedEventId, OwnedServerName, RoomId, ServerName, UserId,
+    events::{TimelineEventType, room::member::MembershipState},
+};
 
 use super::{Pdu, Rooms};
 use crate::Result;

@@ -7,7 +7,6 @@
 //! either rejects it), then against the current state (failing that
 //! soft-fails it: stored, but never shown to clients or built upon).
 
-use ruma::events::room::member::MembershipState;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -16,7 +15,7 @@ use std::{
 use archipel_store::Batch;
 use ruma::{
     CanonicalJsonObject, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     state_res::{
         StateMap, check_state_dependent_auth_rules, check_state_independent_auth_rules, resolve,

@@ -1,6 +1,5 @@
 //! The per-room sections of a sync response.
 
-use ruma::events::room::member::MembershipState;
 use ruma::{
     OwnedUserId, RoomId, UInt, UserId,
     api::client::sync::sync_events::{
@@ -10,7 +9,9 @@ use ruma::{
             RoomSummary, State, StateEvents, Timeline,
         },
     },
-    events::{AnyStrippedStateEvent, StateEventType, TimelineEventType},
+    events::{
+        AnyStrippedStateEvent, StateEventType, TimelineEventType, room::member::MembershipState,
+    },
     push::Action,
     serde::Raw,
 };

@@ -2,14 +2,13 @@
 //! list, sorted newest first, the lists' filters and ranges, and the room
 //! subscriptions, with the settings each selected room is sent with.
 
-use ruma::events::room::member::MembershipState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ruma::{
     OwnedRoomId, RoomId, UInt,
     api::client::sync::sync_events::v5::{self, request::ListFilters},
     directory::RoomTypeFilter,
-    events::StateEventType,
+    events::{StateEventType, room::member::MembershipState},
 };
 use serde_json::Value;
 

@@ -1,14 +1,15 @@
 //! One room of a sliding sync response: its timeline, the state the
 //! request asked for, its name, heroes, counts and bump stamp.
 
-use ruma::events::room::member::MembershipState;
 use std::collections::BTreeMap;
 
 use js_option::JsOption;
 use ruma::{
     OwnedMxcUri, OwnedUserId, RoomId, UInt,
     api::client::sync::sync_events::v5::response::{Hero, Room},
-    events::{AnySyncTimelineEvent, StateEventType, TimelineEventType},
+    events::{
+        AnySyncTimelineEvent, StateEventType, TimelineEventType, room::member::MembershipState,
+    },
     serde::Raw,
 };
 
