@@ -13,8 +13,9 @@
 //! read, in at most [`FETCH_TIMEOUT`].
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use std::cell::{Cell, RefCell};
@@ -35,6 +36,40 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 /// The longest text kept of a title or description, in characters.
 const MAX_TEXT_CHARS: usize = 500;
+
+/// How long a preview is reused.
+const CACHE_FOR: Duration = Duration::from_secs(3600);
+/// Previews kept at most; past that the oldest goes.
+const CACHE_ENTRIES: usize = 1_000;
+
+/// Previews made in the last hour, by URL: a link posted in a busy room is
+/// fetched once, not once per member whose client previews it.
+#[derive(Default)]
+pub struct Cache {
+    entries: parking_lot::Mutex<HashMap<String, (Instant, Value)>>,
+}
+
+impl Cache {
+    pub fn get(&self, url: &str) -> Option<Value> {
+        let entries = self.entries.lock();
+        let (made, preview) = entries.get(url)?;
+        (made.elapsed() < CACHE_FOR).then(|| preview.clone())
+    }
+
+    pub fn put(&self, url: &str, preview: Value) {
+        let mut entries = self.entries.lock();
+        entries.retain(|_, (made, _)| made.elapsed() < CACHE_FOR);
+        if entries.len() >= CACHE_ENTRIES
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (made, _))| *made)
+                .map(|(url, _)| url.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(url.to_owned(), (Instant::now(), preview));
+    }
+}
 
 /// A page's preview: its OpenGraph data, and the image it names, fetched.
 pub struct Preview {

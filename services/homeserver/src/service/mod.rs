@@ -48,6 +48,7 @@ pub struct Services {
     pub filters: filters::Filters,
     pub rate_limit: rate_limit::RateLimiter,
     pub uiaa: uiaa::Uiaa,
+    pub previews: crate::url_preview::Cache,
     /// The node's witness of peers' vault checkpoints, once installed.
     pub witness: std::sync::OnceLock<Arc<dyn crate::api::federation::witness::Witness>>,
     /// The node's archive member, unless turned off (see [`crate::archive_member`]).
@@ -114,6 +115,7 @@ impl Services {
             filters: filters::Filters::new(store.clone())?,
             rate_limit: rate_limit::RateLimiter::new(&config.rate_limit),
             uiaa: uiaa::Uiaa::default(),
+            previews: Default::default(),
             witness: std::sync::OnceLock::new(),
             refused_joins: std::sync::OnceLock::new(),
             signing_key,

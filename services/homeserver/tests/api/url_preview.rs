@@ -33,12 +33,27 @@ fn logo() -> Vec<u8> {
 /// `elsewhere` and a page whose image is there, a very long page and a
 /// file that is no page.
 async fn web_server(ip: &str, elsewhere: Option<String>) -> String {
+    web_server_counting(ip, elsewhere, Default::default()).await
+}
+
+/// [`web_server`], counting the requests for its page in `hits`.
+async fn web_server_counting(
+    ip: &str,
+    elsewhere: Option<String>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
     let long = format!(
         "<html><head><title>Lang</title></head><body>{}</body></html>",
         "<div>".repeat(1_000_000)
     );
     let mut app = Router::new()
-        .route("/page", get(|| async { html(PAGE.to_owned()) }))
+        .route(
+            "/page",
+            get(move || async move {
+                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                html(PAGE.to_owned())
+            }),
+        )
         .route(
             "/logo.png",
             get(|| async { ([(header::CONTENT_TYPE, "image/png")], logo()) }),
@@ -221,4 +236,24 @@ async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
         data,
         serde_json::json!({ "og:url": format!("{site}/file") })
     );
+}
+
+#[tokio::test]
+async fn a_preview_is_made_once_and_given_again() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let site = web_server_counting("127.0.0.3", None, hits.clone()).await;
+    let node = TestNode::start(|config| {
+        config.url_previews.enabled = true;
+        config.url_previews.allowed_ranges = vec!["127.0.0.3/32".to_owned()];
+    });
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let first = preview(&node, Some(&alice), &format!("{site}/page"))
+        .await
+        .ok();
+    let second = preview(&node, Some(&bob), &format!("{site}/page"))
+        .await
+        .ok();
+    assert_eq!(first, second);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
 }

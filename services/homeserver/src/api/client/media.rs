@@ -313,12 +313,18 @@ pub async fn thumbnail_v3(
 
 /// A preview of the page at a URL (off unless the node's configuration
 /// turns previews on; see [`crate::url_preview`]). The page's image is
-/// stored as the user's media and named by its mxc URI.
+/// stored as the user's media and named by its mxc URI. A preview made in
+/// the last hour is given again.
 async fn preview_data(
     services: &Services,
     user: &ruma::UserId,
     url: &str,
 ) -> Result<serde_json::Value> {
+    if services.config.url_previews.enabled
+        && let Some(cached) = services.previews.get(url)
+    {
+        return Ok(cached);
+    }
     let preview = crate::url_preview::preview(&services.config.url_previews, url).await?;
     let mut data = preview.data;
     if let Some(image) = preview.image {
@@ -335,7 +341,9 @@ async fn preview_data(
             format!("mxc://{}/{media_id}", services.server_name()).into(),
         );
     }
-    Ok(serde_json::Value::Object(data))
+    let data = serde_json::Value::Object(data);
+    services.previews.put(url, data.clone());
+    Ok(data)
 }
 
 pub async fn preview_v1(
