@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Error, Result, Services,
-    service::rooms::{Received, Relay, room_id_of_create},
+    service::rooms::{Received, Relay, implies_room_id, room_id_of_create},
 };
 
 /// A peer's event whose signatures and hash were checked.
@@ -55,9 +55,7 @@ pub async fn verify_pdu(
         .map_err(|e| Error::bad_json(format!("The event is not canonical JSON: {e}")))?;
     // From room version 12 on a room's create event names no room: the
     // room's ID is the event's own.
-    let implied = rules.authorization.room_create_event_id_as_room_id
-        && !object.contains_key("room_id")
-        && matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create");
+    let implied = implies_room_id(&object, rules);
     match object.get("room_id") {
         Some(CanonicalJsonValue::String(id)) if id == room_id.as_str() => {}
         None if implied => {}

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use append::room_rules;
 pub use capture::{CapturedEvent, media_references};
 pub use membership::MembershipRecord;
-pub use pdu::{Pdu, PduBuilder, room_id_of_create};
+pub use pdu::{Pdu, PduBuilder, implies_room_id, room_id_of_create};
 pub use receive::{JoinedRoom, Received, Relay};
 pub use timeline::bumps;
 pub use visibility::{ServerViewer, Viewer};

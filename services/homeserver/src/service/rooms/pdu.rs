@@ -49,10 +49,7 @@ impl Pdu {
         mut object: CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> serde_json::Result<Self> {
-        if rules.authorization.room_create_event_id_as_room_id
-            && !object.contains_key("room_id")
-            && matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create")
-        {
+        if implies_room_id(&object, rules) {
             object.insert(
                 "room_id".into(),
                 CanonicalJsonValue::String(room_id_of_create(&event_id).to_string()),
@@ -315,6 +312,14 @@ impl PduBuilder {
             ..Self::new(kind, content)
         }
     }
+}
+
+/// Whether `object` is a create event that names no room because, under
+/// `rules` (room version 12 on), the room's ID is its own.
+pub fn implies_room_id(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> bool {
+    rules.authorization.room_create_event_id_as_room_id
+        && !object.contains_key("room_id")
+        && matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create")
 }
 
 /// The ID of the room a create event of room version 12 or later makes.
