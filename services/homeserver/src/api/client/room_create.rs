@@ -62,11 +62,6 @@ pub async fn create_room(
     };
     let rules = room_rules(&version)?.authorization;
     create_content.insert("room_version".into(), Value::String(version.to_string()));
-    if rules.use_room_create_sender {
-        create_content.remove("creator");
-    } else {
-        create_content.insert("creator".into(), Value::String(sender.to_string()));
-    }
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
         let event: Value = serde_json::from_str(raw.json().get())

@@ -93,11 +93,6 @@ pub async fn upgrade(
     create.remove("predecessor");
     create.remove("additional_creators");
     create.insert("room_version".into(), json!(version));
-    if rules.use_room_create_sender {
-        create.remove("creator");
-    } else {
-        create.insert("creator".into(), json!(user));
-    }
     if !additional_creators.is_empty() {
         create.insert("additional_creators".into(), json!(additional_creators));
     }

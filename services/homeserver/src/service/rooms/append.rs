@@ -55,10 +55,18 @@ impl Rooms {
     /// Creates a room: `sender`'s `m.room.create` event with `content`,
     /// whose `room_version` says the room's version. Up to room version 11
     /// the room gets a random ID of this server; from version 12 on its ID
-    /// is the create event's reference hash.
-    pub async fn create_room(&self, sender: &UserId, content: Value) -> Result<Appended> {
+    /// is the create event's reference hash. The content names the creator
+    /// where the version wants it (up to 10) and nowhere else.
+    pub async fn create_room(&self, sender: &UserId, mut content: Value) -> Result<Appended> {
         let version = create_event_version(&content)?;
         let rules = room_rules(&version)?;
+        if let Some(content) = content.as_object_mut() {
+            if rules.authorization.use_room_create_sender {
+                content.remove("creator");
+            } else {
+                content.insert("creator".into(), Value::String(sender.to_string()));
+            }
+        }
         let mut timestamp = MilliSecondsSinceUnixEpoch::now();
         // Two identical create events of one millisecond would name one
         // room: the later one moves on a millisecond.
