@@ -367,27 +367,7 @@ impl Rooms {
         start: impl IntoIterator<Item = OwnedEventId>,
         fetch: &dyn Fn(&EventId) -> Result<Option<Pdu>>,
     ) -> Result<HashSet<OwnedEventId>> {
-        let mut seen = HashSet::new();
-        let mut todo: Vec<OwnedEventId> = Vec::new();
-        for id in start {
-            if let Some(pdu) = fetch(&id)? {
-                todo.extend(pdu.auth_events.iter().cloned());
-            }
-        }
-        while let Some(id) = todo.pop() {
-            if !seen.insert(id.clone()) {
-                continue;
-            }
-            if seen.len() > MAX_AUTH_CHAIN {
-                return Err(Error::forbidden(format!(
-                    "The auth chain is longer than this server follows ({MAX_AUTH_CHAIN} events)."
-                )));
-            }
-            if let Some(pdu) = fetch(&id)? {
-                todo.extend(pdu.auth_events.iter().cloned());
-            }
-        }
-        Ok(seen)
+        walk_auth_chain(start, fetch, &mut |_, _| {})
     }
 
     /// Finishes joining a room through a peer (after send_join): stores the
@@ -692,6 +672,43 @@ impl Rooms {
     }
 }
 
+/// Every event reachable through `auth_events` from `start`, excluding
+/// `start`, followed through at most [`MAX_AUTH_CHAIN`] events. `on_edge`
+/// sees each event read and each of its auth events.
+fn walk_auth_chain(
+    start: impl IntoIterator<Item = OwnedEventId>,
+    fetch: &dyn Fn(&EventId) -> Result<Option<Pdu>>,
+    on_edge: &mut dyn FnMut(&OwnedEventId, &OwnedEventId),
+) -> Result<HashSet<OwnedEventId>> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<OwnedEventId> = Vec::new();
+    let mut follow = |pdu: Pdu, todo: &mut Vec<OwnedEventId>| {
+        for auth in &pdu.auth_events {
+            on_edge(&pdu.event_id, auth);
+        }
+        todo.extend(pdu.auth_events);
+    };
+    for id in start {
+        if let Some(pdu) = fetch(&id)? {
+            follow(pdu, &mut todo);
+        }
+    }
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_AUTH_CHAIN {
+            return Err(Error::forbidden(format!(
+                "The auth chain is longer than this server follows ({MAX_AUTH_CHAIN} events)."
+            )));
+        }
+        if let Some(pdu) = fetch(&id)? {
+            follow(pdu, &mut todo);
+        }
+    }
+    Ok(seen)
+}
+
 /// The conflicted state subgraph of state resolution v2.1 (room version
 /// 12 on): every event on an auth chain path from one conflicted state
 /// event to another, the conflicted events included. Found in two passes:
@@ -703,22 +720,12 @@ fn conflicted_subgraph(
 ) -> Result<EventIdSet<OwnedEventId>> {
     let targets: Vec<OwnedEventId> = conflicted.values().flatten().cloned().collect();
     let mut authorizes: HashMap<OwnedEventId, Vec<OwnedEventId>> = HashMap::new();
-    let mut seen: HashSet<OwnedEventId> = targets.iter().cloned().collect();
-    let mut todo = targets.clone();
-    while let Some(id) = todo.pop() {
-        let Some(pdu) = fetch(&id)? else { continue };
-        for auth in &pdu.auth_events {
-            authorizes.entry(auth.clone()).or_default().push(id.clone());
-            if seen.insert(auth.clone()) {
-                if seen.len() > MAX_AUTH_CHAIN {
-                    return Err(Error::forbidden(format!(
-                        "The auth chain is longer than this server follows ({MAX_AUTH_CHAIN} events)."
-                    )));
-                }
-                todo.push(auth.clone());
-            }
-        }
-    }
+    walk_auth_chain(targets.iter().cloned(), fetch, &mut |event, auth| {
+        authorizes
+            .entry(auth.clone())
+            .or_default()
+            .push(event.clone());
+    })?;
     let mut subgraph: HashSet<OwnedEventId> = targets.iter().cloned().collect();
     let mut todo = targets;
     while let Some(id) = todo.pop() {
