@@ -238,7 +238,7 @@ pub fn room_context(
         user.to_owned(),
         display_name,
     );
-    if rooms.meta(room_id)?.is_some() {
+    if rooms.exists(room_id)? {
         context.power_levels = Some(rooms.power_levels(room_id)?.into());
     }
     Ok(context)
