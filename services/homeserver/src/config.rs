@@ -51,7 +51,7 @@ pub struct UrlPreviewConfig {
     pub enabled: bool,
     /// Address ranges (CIDR) previews may reach although they are not
     /// public, such as an intranet's: `["10.20.0.0/16"]`.
-    pub allowed_ranges: Vec<String>,
+    pub allowed_ranges: Vec<ipnet::IpNet>,
     /// The most of a page read, in bytes; its head comes first.
     pub max_bytes: usize,
     /// The roots an `https` page's certificate must chain to.
@@ -70,21 +70,8 @@ impl Default for UrlPreviewConfig {
 }
 
 impl UrlPreviewConfig {
-    /// The allowed ranges, parsed.
-    pub fn ranges(&self) -> Result<Vec<ipnet::IpNet>, String> {
-        self.allowed_ranges
-            .iter()
-            .map(|range| {
-                range.parse().map_err(|e| {
-                    format!("`homeserver.url_previews.allowed_ranges`: {range:?}: {e}")
-                })
-            })
-            .collect()
-    }
-
     /// What is wrong with the table, naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        self.ranges()?;
         if self.max_bytes < 1024 {
             return Err("`homeserver.url_previews.max_bytes` must be at least 1024".into());
         }
@@ -402,5 +389,22 @@ mod tests {
             }
         );
         assert!(!hidden.contains("geheim"), "{hidden}");
+    }
+
+    #[test]
+    fn preview_ranges_are_read_as_address_ranges() {
+        let read = |ranges: serde_json::Value| {
+            serde_json::from_value::<super::UrlPreviewConfig>(
+                serde_json::json!({ "enabled": true, "allowed_ranges": ranges }),
+            )
+        };
+        let config = read(serde_json::json!(["10.40.0.0/16", "fd00::/8"])).expect("ranges");
+        assert!(
+            config.allowed_ranges[0]
+                .contains(&"10.40.3.4".parse::<std::net::IpAddr>().expect("an address"))
+        );
+        for wrong in ["10.40.0.0", "10.40.0.0/33", "intranet/16"] {
+            assert!(read(serde_json::json!([wrong])).is_err(), "{wrong}");
+        }
     }
 }

@@ -93,20 +93,15 @@ pub async fn preview(config: &UrlPreviewConfig, url: &str) -> Result<Preview> {
             "URL previews are off on this server.",
         ));
     }
-    let allowed = config.ranges().map_err(Error::internal)?;
     let url =
         reqwest::Url::parse(url).map_err(|e| Error::invalid_param(format!("Not a URL: {e}")))?;
-    tokio::time::timeout(FETCH_TIMEOUT, page_preview(config, &allowed, url.clone()))
+    tokio::time::timeout(FETCH_TIMEOUT, page_preview(config, url.clone()))
         .await
         .map_err(|_| Error::remote(format!("{url} did not answer in time")))?
 }
 
-async fn page_preview(
-    config: &UrlPreviewConfig,
-    allowed: &[IpNet],
-    url: reqwest::Url,
-) -> Result<Preview> {
-    let page = get(config, allowed, url, "text/html").await?;
+async fn page_preview(config: &UrlPreviewConfig, url: reqwest::Url) -> Result<Preview> {
+    let page = get(config, url, "text/html").await?;
     let is_html = page.content_type.starts_with("text/html")
         || page.content_type.starts_with("application/xhtml");
     if !is_html {
@@ -117,7 +112,7 @@ async fn page_preview(
     }
     let mut data = open_graph(&String::from_utf8_lossy(&page.body), &page.url);
     let image = match data.remove("og:image") {
-        Some(Value::String(source)) => match image_at(config, allowed, &page.url, &source).await {
+        Some(Value::String(source)) => match image_at(config, &page.url, &source).await {
             Ok(image) => image,
             Err(e) => {
                 tracing::debug!(page = %page.url, error = %e, "the page's image is left out");
@@ -134,14 +129,13 @@ async fn page_preview(
 /// document, not a picture.
 async fn image_at(
     config: &UrlPreviewConfig,
-    allowed: &[IpNet],
     page: &reqwest::Url,
     source: &str,
 ) -> Result<Option<Image>> {
     let url = page
         .join(source)
         .map_err(|e| Error::remote(format!("the image URL {source:?}: {e}")))?;
-    let fetched = get(config, allowed, url, "image/*").await?;
+    let fetched = get(config, url, "image/*").await?;
     if !fetched.complete
         || !fetched.content_type.starts_with("image/")
         || fetched.content_type.starts_with("image/svg")
@@ -171,12 +165,7 @@ struct Fetched {
 
 /// Fetches `url`, following redirects by hand, each hop to a checked
 /// address only.
-async fn get(
-    config: &UrlPreviewConfig,
-    allowed: &[IpNet],
-    mut url: reqwest::Url,
-    accept: &str,
-) -> Result<Fetched> {
+async fn get(config: &UrlPreviewConfig, mut url: reqwest::Url, accept: &str) -> Result<Fetched> {
     for _ in 0..=MAX_REDIRECTS {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::invalid_param(
@@ -192,7 +181,7 @@ async fn get(
         let port = url
             .port_or_known_default()
             .ok_or_else(|| Error::invalid_param("The URL names no port."))?;
-        let address = public_address(&host, port, allowed).await?;
+        let address = public_address(&host, port, &config.allowed_ranges).await?;
         let client = client(config, &url, &host, address)?;
         let response = client
             .get(url.clone())

@@ -11,6 +11,9 @@ use http::{Method, StatusCode};
 
 use crate::harness::{TestNode, urlencode};
 
+/// The media endpoints before Matrix 1.11.
+const LEGACY: &str = "/_matrix/media/v3";
+
 const PAGE: &str = r#"<!doctype html><html><head>
 <title>Rijksoverheid</title>
 <script>document.write("<meta property='og:title' content='nep'>")</script>
@@ -92,12 +95,20 @@ fn html(body: String) -> impl IntoResponse {
 }
 
 async fn preview(node: &TestNode, token: Option<&str>, url: &str) -> crate::harness::Reply {
+    preview_at(node, "/_matrix/client/v1/media", token, url).await
+}
+
+/// A preview through the media endpoints under `base` (the current ones
+/// or the legacy `/_matrix/media/v3`).
+async fn preview_at(
+    node: &TestNode,
+    base: &str,
+    token: Option<&str>,
+    url: &str,
+) -> crate::harness::Reply {
     node.request(
         Method::GET,
-        &format!(
-            "/_matrix/client/v1/media/preview_url?url={}",
-            urlencode(url)
-        ),
+        &format!("{base}/preview_url?url={}", urlencode(url)),
         token,
         None,
     )
@@ -112,17 +123,9 @@ async fn previews_are_off_by_default() {
     preview(&node, Some(&alice), &format!("{site}/page"))
         .await
         .err(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
-    node.request(
-        Method::GET,
-        &format!(
-            "/_matrix/media/v3/preview_url?url={}",
-            urlencode(&format!("{site}/page"))
-        ),
-        Some(&alice),
-        None,
-    )
-    .await
-    .err(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+    preview_at(&node, LEGACY, Some(&alice), &format!("{site}/page"))
+        .await
+        .err(StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
 }
 
 #[tokio::test]
@@ -164,7 +167,7 @@ async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
     let site = web_server("127.0.0.2", Some(format!("{hidden}/logo.png"))).await;
     let node = TestNode::start(|config| {
         config.url_previews.enabled = true;
-        config.url_previews.allowed_ranges = vec!["127.0.0.2/32".to_owned()];
+        config.url_previews.allowed_ranges = vec!["127.0.0.2/32".parse().expect("a range")];
     });
     let alice = node.register("alice").await;
 
@@ -197,16 +200,7 @@ async fn an_allowed_range_is_previewed_and_each_redirect_is_checked() {
     assert_eq!(meta.content_type.as_deref(), Some("image/png"));
 
     // The legacy path answers the same.
-    let legacy = node
-        .request(
-            Method::GET,
-            &format!(
-                "/_matrix/media/v3/preview_url?url={}",
-                urlencode(&format!("{site}/page"))
-            ),
-            Some(&alice),
-            None,
-        )
+    let legacy = preview_at(&node, LEGACY, Some(&alice), &format!("{site}/page"))
         .await
         .ok();
     assert_eq!(legacy["og:title"], "Kabinet presenteert begroting");
@@ -244,7 +238,7 @@ async fn a_preview_is_made_once_and_given_again() {
     let site = web_server_counting("127.0.0.3", None, hits.clone()).await;
     let node = TestNode::start(|config| {
         config.url_previews.enabled = true;
-        config.url_previews.allowed_ranges = vec!["127.0.0.3/32".to_owned()];
+        config.url_previews.allowed_ranges = vec!["127.0.0.3/32".parse().expect("a range")];
     });
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;

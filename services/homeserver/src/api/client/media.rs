@@ -320,9 +320,7 @@ async fn preview_data(
     user: &ruma::UserId,
     url: &str,
 ) -> Result<serde_json::Value> {
-    if services.config.url_previews.enabled
-        && let Some(cached) = services.previews.get(url)
-    {
+    if let Some(cached) = services.previews.get(url) {
         return Ok(cached);
     }
     let preview = crate::url_preview::preview(&services.config.url_previews, url).await?;
