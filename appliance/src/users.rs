@@ -168,7 +168,7 @@ pub async fn execute_user(
     match command {
         UserCommand::Create { user, admin, .. } => {
             let id = user_id(config, &user)?;
-            archipel_homeserver::api::client::create_user(
+            archipel_homeserver::ops::users::create_user(
                 services,
                 &id,
                 Some(password()?),
@@ -205,7 +205,7 @@ pub async fn execute_user(
             if !services.users.exists(&id)? {
                 bail!("{id} does not exist");
             }
-            archipel_homeserver::api::client::deactivate_user(services, &id)
+            archipel_homeserver::ops::users::deactivate_user(services, &id)
                 .await
                 .map_err(|e| anyhow::anyhow!("deactivating {id}: {e}"))?;
             writeln!(out, "deactivated {id}")?;
@@ -221,7 +221,7 @@ pub async fn execute_user(
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             // Whoever signed in with the old password is signed out.
-            archipel_homeserver::api::client::end_sessions(services, &id, None)
+            archipel_homeserver::ops::users::end_sessions(services, &id, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("ending {id}'s sessions: {e}"))?;
             writeln!(out, "password changed for {id}; its sessions ended")?;

@@ -7,7 +7,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use archipel_homeserver::{
     Error as HsError, Services,
-    api::federation::witness::{Witness, Witnessed, add_checkpoint},
+    api::federation::witness::add_checkpoint,
+    service::federation::witness::{Witness, Witnessed},
 };
 use archipel_vault::{Vault, origin_for, witness::Refusal};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};

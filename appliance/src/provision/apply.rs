@@ -490,7 +490,7 @@ pub async fn ensure_admins(
             let (how, created) = match (entry.password_hash, entry.setup_token) {
                 (Some(hash), _) => (
                     "with a password hash",
-                    archipel_homeserver::api::client::create_user_hashed(services, &id, hash, true)
+                    archipel_homeserver::ops::users::create_user_hashed(services, &id, hash, true)
                         .await
                         .map_err(|e| anyhow::anyhow!("creating {id}: {e}")),
                 ),

@@ -26,9 +26,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::{
-    Error, Result, Services, api::client::membership::member_content, service::rooms::PduBuilder,
-};
+use crate::{Error, Result, Services, ops::membership::member_content, service::rooms::PduBuilder};
 
 /// The state event that lists a room's service members. ruma reads it as
 /// MSC4171's `m.member_hints`; Element Web reads only this name.

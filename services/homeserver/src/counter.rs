@@ -16,7 +16,7 @@ use archipel_store::{Batch, Store, Tree};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::Result;
+use crate::{Error, Result};
 
 const RESERVE_KEY: &[u8] = b"counter_reserved";
 const BLOCK: u64 = 4096;
@@ -120,6 +120,17 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.counter.finish(self.count);
     }
+}
+
+/// The position a pagination or sync token names (a sync token may carry
+/// a to-device position after a `_`).
+pub fn parse_token(token: &str) -> Result<u64> {
+    let token = token.trim_start_matches(['s', 't']);
+    token
+        .split_once('_')
+        .map_or(token, |(position, _)| position)
+        .parse()
+        .map_err(|_| Error::invalid_param("Invalid pagination token."))
 }
 
 #[cfg(test)]

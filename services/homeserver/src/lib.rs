@@ -16,9 +16,11 @@ pub mod config;
 mod counter;
 mod error;
 pub mod listen;
+pub mod ops;
 pub mod push;
 pub mod router;
 mod ruma_wrapper;
+mod sender;
 pub mod service;
 pub mod signing_key;
 pub mod tls;
@@ -69,7 +71,7 @@ impl Homeserver {
         self.services
             .federation
             .enabled()
-            .then(|| tokio::spawn(api::federation::sender::run(self.services.clone())))
+            .then(|| tokio::spawn(sender::run(self.services.clone())))
     }
 
     /// Delivers push notifications to the configured gateways (only with

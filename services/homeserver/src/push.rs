@@ -312,7 +312,7 @@ async fn deliver(
     }
     let membership = services.rooms.membership(user, &pdu.room_id)?;
     let unread = match &membership {
-        Some(membership) => crate::api::client::sync::unread_counts(
+        Some(membership) => crate::ops::unread::unread_counts(
             services,
             user,
             &pdu.room_id,

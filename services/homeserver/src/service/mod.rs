@@ -50,7 +50,7 @@ pub struct Services {
     pub uiaa: uiaa::Uiaa,
     pub previews: crate::url_preview::Cache,
     /// The node's witness of peers' vault checkpoints, once installed.
-    pub witness: std::sync::OnceLock<Arc<dyn crate::api::federation::witness::Witness>>,
+    pub witness: std::sync::OnceLock<Arc<dyn federation::witness::Witness>>,
     /// The node's archive member, unless turned off (see [`crate::archive_member`]).
     pub archive_member: Option<ruma::OwnedUserId>,
     /// Where rooms the archive member could not join are recorded, once installed.

@@ -100,7 +100,7 @@ async fn the_archive_member_cannot_be_signed_in_to_deactivated_or_registered() {
 
     let services = &node.homeserver.services;
     let archive = ruma::UserId::parse(ARCHIVE).expect("user id");
-    let refused = archipel_homeserver::api::client::deactivate_user(services, &archive)
+    let refused = archipel_homeserver::ops::users::deactivate_user(services, &archive)
         .await
         .expect_err("deactivating the archive member");
     assert!(refused.to_string().contains("archive member"), "{refused}");

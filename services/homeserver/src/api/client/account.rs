@@ -7,8 +7,8 @@ use ruma::api::client::{
     uiaa::AuthType,
 };
 
-use super::{membership, uiaa};
-use crate::{Result, Services, ruma_wrapper::Ruma};
+use super::uiaa;
+use crate::{Result, Services, ops::users, ruma_wrapper::Ruma};
 
 pub async fn change_password(
     services: Arc<Services>,
@@ -27,7 +27,7 @@ pub async fn change_password(
         .set_password(user, request.body.new_password.clone())
         .await?;
     if request.body.logout_devices {
-        super::devices::end_sessions(&services, user, Some(own_device)).await?;
+        users::end_sessions(&services, user, Some(own_device)).await?;
     }
     Ok(change_password::v3::Response::new())
 }
@@ -44,26 +44,8 @@ pub async fn deactivate(
         Some(&user),
     )
     .await?;
-    deactivate_user(&services, &user).await?;
+    users::deactivate_user(&services, &user).await?;
     Ok(deactivate::v3::Response::new(
         ThirdPartyIdRemovalStatus::NoSupport,
     ))
-}
-
-/// Leaves every room, ends every session and locks the account.
-pub async fn deactivate_user(services: &Services, user: &ruma::UserId) -> Result<()> {
-    services.users.refuse_if_node_owned(user)?;
-    for room in services.rooms.joined_rooms(user)? {
-        membership::leave_room(services, user, &room, None).await?;
-    }
-    for device in services.users.devices(user)? {
-        services.e2ee.remove_device(user, &device.device_id).await?;
-        services
-            .sliding_sync
-            .remove_device(user, &device.device_id)
-            .await?;
-    }
-    services.users.deactivate(user).await?;
-    tracing::info!(user = %user, "deactivated");
-    Ok(())
 }

@@ -11,34 +11,9 @@ use ruma::{
 };
 
 use super::uiaa;
-use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users};
-
-/// Ends a device's session and forgets its keys; its contacts see a device-list change.
-pub async fn remove_device(
-    services: &Services,
-    user: &ruma::UserId,
-    device: &ruma::DeviceId,
-) -> Result<()> {
-    crate::api::federation::edu::send_device_update(services, user, device, true).await?;
-    services.users.remove_device(user, device).await?;
-    services.sliding_sync.remove_device(user, device).await?;
-    services.e2ee.remove_device(user, device).await
-}
-
-/// Ends every session of `user` but `keep`'s: after a password change, so
-/// that only who knows the new password stays signed in.
-pub async fn end_sessions(
-    services: &Services,
-    user: &ruma::UserId,
-    keep: Option<&ruma::DeviceId>,
-) -> Result<()> {
-    for device in services.users.devices(user)? {
-        if Some(&*device.device_id) != keep {
-            remove_device(services, user, &device.device_id).await?;
-        }
-    }
-    Ok(())
-}
+use crate::{
+    Error, Result, Services, ops::users::remove_device, ruma_wrapper::Ruma, service::users,
+};
 
 fn to_ruma(device: users::Device) -> device::Device {
     let mut out = device::Device::new(device.device_id);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ruma::{
-    OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId, UInt,
+    OwnedRoomId, RoomAliasId, RoomId, UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{
@@ -12,14 +12,13 @@ use ruma::{
         room::get_summary,
         room::{Visibility, aliases},
     },
-    api::federation::query::get_room_information,
-    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
-    events::{StateEventType, room::member::MembershipState},
-    room::{JoinRuleKind, RoomSummary},
+    directory::PublicRoomsChunk,
+    events::StateEventType,
 };
 
 use crate::{
     Error, Result, Services,
+    ops::directory::{chunk, previewable_summary, resolve_alias},
     ruma_wrapper::{Ruma, json_response},
 };
 
@@ -36,30 +35,6 @@ pub async fn create(
         .set_alias(&body.room_alias, &body.room_id)
         .await?;
     Ok(create_alias::v3::Response::new())
-}
-
-/// The room `alias` names and servers to join it through. A peer's alias
-/// is asked of the peer.
-pub async fn resolve_alias(
-    services: &Services,
-    alias: &RoomAliasId,
-) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
-    if alias.server_name() != services.server_name() {
-        services.federation.require_peer(alias.server_name())?;
-        let answer = services
-            .federation
-            .send(
-                alias.server_name(),
-                get_room_information::v1::Request::new(alias.to_owned()),
-            )
-            .await?;
-        return Ok((answer.room_id, answer.servers));
-    }
-    let room_id = services
-        .rooms
-        .resolve_alias(alias)?
-        .ok_or_else(|| Error::not_found("Room alias not found."))?;
-    Ok((room_id, vec![services.server_name().to_owned()]))
 }
 
 pub async fn resolve(
@@ -202,93 +177,6 @@ pub async fn summary(
         body["membership"] = serde_json::Value::String(membership.membership.to_string());
     }
     Ok(json_response(&body))
-}
-
-/// A room's summary as JSON, if this node holds the room and `user` may
-/// preview it: a member or invitee, or anyone for a room they could join
-/// or read (public, knockable, world-readable).
-pub(super) fn previewable_summary(
-    services: &Services,
-    user: &ruma::UserId,
-    room_id: &RoomId,
-) -> Result<Option<serde_json::Value>> {
-    let rooms = &services.rooms;
-    let Some(create) = rooms.state_pdu(room_id, &StateEventType::RoomCreate, "")? else {
-        return Ok(None);
-    };
-    let chunk = chunk(services, room_id)?;
-    let open = matches!(
-        chunk.join_rule,
-        JoinRuleKind::Public | JoinRuleKind::Knock | JoinRuleKind::KnockRestricted
-    ) || chunk.world_readable;
-    let member = rooms
-        .membership(user, room_id)?
-        .is_some_and(|m| m.is_joined() || m.membership == MembershipState::Invite);
-    if !open && !member {
-        return Ok(None);
-    }
-    let create = create.content_value();
-    let encryption = rooms
-        .state_pdu(room_id, &StateEventType::RoomEncryption, "")?
-        .and_then(|p| p.content_value()["algorithm"].as_str().map(Into::into));
-    let mut summary = RoomSummary::new(
-        room_id.to_owned(),
-        chunk.join_rule.clone().into(),
-        chunk.guest_can_join,
-        chunk.num_joined_members,
-        chunk.world_readable,
-    );
-    summary.canonical_alias = chunk.canonical_alias;
-    summary.name = chunk.name;
-    summary.topic = chunk.topic;
-    summary.avatar_url = chunk.avatar_url;
-    summary.room_type = create["type"].as_str().map(Into::into);
-    summary.room_version = create["room_version"]
-        .as_str()
-        .and_then(|v| RoomVersionId::try_from(v).ok())
-        .or(Some(RoomVersionId::V1));
-    summary.encryption = encryption;
-    // The summary's `join_rule` is required, but ruma leaves out the
-    // default ("public"): written out here.
-    let mut body = serde_json::to_value(&summary)?;
-    body["join_rule"] = serde_json::Value::String(chunk.join_rule.as_str().to_owned());
-    Ok(Some(body))
-}
-
-fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> {
-    let rooms = &services.rooms;
-    let content = |kind: StateEventType| -> Result<serde_json::Value> {
-        Ok(rooms
-            .state_pdu(room_id, &kind, "")?
-            .map(|p| p.content_value())
-            .unwrap_or_default())
-    };
-    let joined = rooms.joined_members(room_id)?.len() as u64;
-    let history = content(StateEventType::RoomHistoryVisibility)?;
-    let guest = content(StateEventType::RoomGuestAccess)?;
-    let mut chunk: PublicRoomsChunk = PublicRoomsChunkInit {
-        num_joined_members: UInt::try_from(joined).unwrap_or_default(),
-        room_id: room_id.to_owned(),
-        world_readable: history["history_visibility"] == "world_readable",
-        guest_can_join: guest["guest_access"] == "can_join",
-    }
-    .into();
-    chunk.name = content(StateEventType::RoomName)?["name"]
-        .as_str()
-        .map(str::to_owned);
-    chunk.topic = content(StateEventType::RoomTopic)?["topic"]
-        .as_str()
-        .map(str::to_owned);
-    chunk.canonical_alias = content(StateEventType::RoomCanonicalAlias)?["alias"]
-        .as_str()
-        .and_then(|a| a.try_into().ok());
-    chunk.avatar_url = content(StateEventType::RoomAvatar)?["url"]
-        .as_str()
-        .map(Into::into);
-    if let Some(rule) = content(StateEventType::RoomJoinRules)?["join_rule"].as_str() {
-        chunk.join_rule = rule.into();
-    }
-    Ok(chunk)
 }
 
 /// One page of the directory.

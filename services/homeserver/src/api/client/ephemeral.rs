@@ -14,8 +14,8 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::events::visible_event;
-use crate::api::federation::edu;
+use crate::ops::edu;
+use crate::ops::events::visible_event;
 use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users::now_ms};
 
 pub async fn receipt(

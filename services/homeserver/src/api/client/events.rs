@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Error, Result, Services,
+    ops::events::{around, state_for_viewer, state_position, visible_event},
     ruma_wrapper::Ruma,
     service::rooms::{Pdu, PduBuilder},
 };
@@ -105,36 +106,6 @@ pub async fn send_state(
     ))
 }
 
-/// The room's state as `user` may see it: current while joined or
-/// previewing a world-readable room, as it was when they left if they were
-/// ever joined, none otherwise.
-pub(super) fn state_for_viewer(
-    services: &Services,
-    user: &ruma::UserId,
-    room_id: &ruma::RoomId,
-) -> Result<Vec<Pdu>> {
-    match state_position(services, user, room_id)? {
-        None => services.rooms.current_state(room_id),
-        Some(at) => services.rooms.state_at(room_id, at),
-    }
-}
-
-/// `None` for the current state, or the position whose state `user` sees.
-fn state_position(
-    services: &Services,
-    user: &ruma::UserId,
-    room_id: &ruma::RoomId,
-) -> Result<Option<u64>> {
-    let viewer = services.rooms.viewer(user, room_id)?;
-    if viewer.is_joined() || viewer.is_peeking() {
-        Ok(None)
-    } else if viewer.ever_joined() {
-        Ok(Some(viewer.upto()))
-    } else {
-        Err(Error::forbidden("You are not in this room."))
-    }
-}
-
 pub async fn get_state(
     services: Arc<Services>,
     request: Ruma<get_state_events::v3::Request>,
@@ -203,21 +174,6 @@ pub async fn redact(
     ))
 }
 
-/// An event the user may see, with its position, or M_NOT_FOUND.
-pub fn visible_event(
-    services: &Services,
-    user: &ruma::UserId,
-    room_id: &ruma::RoomId,
-    event_id: &ruma::EventId,
-) -> Result<(u64, Pdu)> {
-    let count = services.rooms.visible_position(user, room_id, event_id)?;
-    let pdu = services
-        .rooms
-        .get_pdu(event_id)?
-        .ok_or_else(|| Error::not_found("Event not found."))?;
-    Ok((count, pdu))
-}
-
 pub async fn get_event(
     services: Arc<Services>,
     request: Ruma<get_room_event::v3::Request>,
@@ -239,34 +195,13 @@ pub async fn get_event(
     ))
 }
 
-/// Events with their stream positions.
-type Positioned = Vec<(u64, Pdu)>;
-
-/// The events around the one at `count`: up to `n.0` before it (newest
-/// first) and `n.1` after it up to `upto`, of those `keep` lets through.
-pub fn around(
-    services: &Services,
-    room_id: &ruma::RoomId,
-    count: u64,
-    upto: u64,
-    n: (usize, usize),
-    keep: impl Fn(u64, &Pdu) -> bool,
-) -> Result<(Positioned, Positioned)> {
-    let rooms = &services.rooms;
-    let mut before = rooms.events_before(room_id, count.saturating_sub(1), n.0)?;
-    before.retain(|(c, p)| keep(*c, p));
-    let mut after = rooms.events_after(room_id, count, upto, n.1)?;
-    after.retain(|(c, p)| keep(*c, p));
-    Ok((before, after))
-}
-
 pub async fn context(
     services: Arc<Services>,
     request: Ruma<get_context::v3::Request>,
 ) -> Result<get_context::v3::Response> {
     let body = &request.body;
     let device = request.sender_device.as_deref();
-    super::filter::check_room_event_filter(&body.filter)?;
+    crate::ops::filter::check_room_event_filter(&body.filter)?;
     let (count, pdu) = visible_event(&services, request.user(), &body.room_id, &body.event_id)?;
     let viewer = services.rooms.viewer(request.user(), &body.room_id)?;
     let upto = viewer.upto().min(services.counter.visible());
@@ -279,7 +214,7 @@ pub async fn context(
         count,
         upto,
         (before_n, after_n),
-        |c, p| viewer.sees(c) && super::filter::event_matches(&body.filter, p),
+        |c, p| viewer.sees(c) && crate::ops::filter::event_matches(&body.filter, p),
     )?;
     let bundled = |mut pdu: Pdu| -> Result<_> {
         services

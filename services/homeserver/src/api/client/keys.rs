@@ -18,12 +18,18 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{messages::parse_token, uiaa};
-use crate::api::federation::edu;
+use super::uiaa;
 use crate::{
     Error, Result, Services,
     ruma_wrapper::Ruma,
     service::e2ee::{MASTER, SELF_SIGNING, USER_SIGNING},
+};
+use crate::{
+    counter::parse_token,
+    ops::{
+        edu,
+        keys::{claim_local, local_keys},
+    },
 };
 
 fn raw<T>(value: &Value) -> Raw<T> {
@@ -66,69 +72,6 @@ pub async fn upload(
         .map(|(alg, n)| (alg.as_str().into(), UInt::try_from(n).unwrap_or_default()))
         .collect();
     Ok(upload_keys::v3::Response::new(counts))
-}
-
-/// A local user's device keys (all devices if `devices` is empty) and
-/// public cross-signing keys, as both APIs hand them out.
-pub struct UserKeys {
-    pub devices: BTreeMap<OwnedDeviceId, Raw<ruma::encryption::DeviceKeys>>,
-    pub master: Option<Raw<ruma::encryption::CrossSigningKey>>,
-    pub self_signing: Option<Raw<ruma::encryption::CrossSigningKey>>,
-}
-
-pub fn local_keys(
-    services: &Services,
-    user: &UserId,
-    devices: &[OwnedDeviceId],
-) -> Result<UserKeys> {
-    let mut by_device = BTreeMap::new();
-    for (device_id, mut keys) in services.e2ee.all_device_keys(user)? {
-        if !devices.is_empty() && !devices.contains(&device_id) {
-            continue;
-        }
-        if let Some(info) = services.users.device(user, &device_id)? {
-            keys["unsigned"] = serde_json::json!({ "device_display_name": info.display_name });
-        }
-        by_device.insert(device_id, raw(&keys));
-    }
-    Ok(UserKeys {
-        devices: by_device,
-        master: services
-            .e2ee
-            .cross_signing_key(user, MASTER)?
-            .as_ref()
-            .map(raw),
-        self_signing: services
-            .e2ee
-            .cross_signing_key(user, SELF_SIGNING)?
-            .as_ref()
-            .map(raw),
-    })
-}
-
-/// One-time (or fallback) keys claimed for local devices.
-pub async fn claim_local(
-    services: &Services,
-    user: &UserId,
-    devices: &BTreeMap<OwnedDeviceId, ruma::OneTimeKeyAlgorithm>,
-) -> Result<
-    BTreeMap<OwnedDeviceId, BTreeMap<ruma::OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>,
-> {
-    let mut by_device = BTreeMap::new();
-    for (device, algorithm) in devices {
-        if let Some((key_id, key)) = services
-            .e2ee
-            .claim(user, device, algorithm.as_str())
-            .await?
-        {
-            let id = key_id
-                .as_str()
-                .try_into()
-                .map_err(|_| Error::internal("stored key ID is invalid"))?;
-            by_device.insert(device.clone(), BTreeMap::from([(id, raw(&key))]));
-        }
-    }
-    Ok(by_device)
 }
 
 /// How long a peer may take to answer a key query or claim.

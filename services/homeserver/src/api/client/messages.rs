@@ -22,25 +22,15 @@ use ruma::{
     serde::Raw,
 };
 
-use super::filter::event_matches;
+use crate::ops::filter::event_matches;
 use crate::{
     Error, Result, Services,
+    counter::parse_token,
     ruma_wrapper::Ruma,
     service::rooms::{Pdu, pdu::raw},
 };
 
 const MAX_LIMIT: usize = 1000;
-
-/// The position a pagination or sync token names (a sync token may carry
-/// a to-device position after a `_`).
-pub fn parse_token(token: &str) -> Result<u64> {
-    let token = token.trim_start_matches(['s', 't']);
-    token
-        .split_once('_')
-        .map_or(token, |(position, _)| position)
-        .parse()
-        .map_err(|_| Error::invalid_param("Invalid pagination token."))
-}
 
 /// How many events past the nearest one `/timestamp_to_event` looks at
 /// for one the user may see.
@@ -83,7 +73,7 @@ pub async fn messages(
     let body = &request.body;
     let user = request.user();
     let device = request.sender_device.as_deref();
-    super::filter::check_room_event_filter(&body.filter)?;
+    crate::ops::filter::check_room_event_filter(&body.filter)?;
     let viewer = services.rooms.viewer(user, &body.room_id)?;
     let upto = viewer.upto().min(services.counter.visible());
     let limit = usize::try_from(body.limit)

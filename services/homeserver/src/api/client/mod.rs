@@ -9,11 +9,10 @@ mod directory;
 mod discovery;
 mod ephemeral;
 mod events;
-mod federation_join;
-pub mod filter;
-pub mod keys;
+mod filter;
+mod keys;
 pub mod media;
-pub mod membership;
+mod membership;
 mod messages;
 mod notifications;
 mod profile;
@@ -32,10 +31,6 @@ mod voip;
 use std::sync::Arc;
 
 use axum::{Router, extract::State, routing::get};
-
-pub use account::deactivate_user;
-pub use devices::end_sessions;
-pub use register::{create_user, create_user_hashed};
 
 use crate::{
     Services,

@@ -52,7 +52,7 @@ pub async fn notifications(
     let mut stopped_at = 0u64;
     for (room_id, joined_at) in &joined {
         // Read up to the receipt, or to the user's own latest message.
-        let read_upto = super::sync::read_position(&services, user, room_id, *joined_at)?;
+        let read_upto = crate::ops::unread::read_position(&services, user, room_id, *joined_at)?;
         let (mut scanned, mut taken, mut oldest, mut own_seen) = (0, 0, 0, false);
         let mut events = Vec::new();
         rooms.visit_newest(

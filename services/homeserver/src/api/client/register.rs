@@ -12,11 +12,12 @@ use ruma::{
         },
         uiaa::AuthType,
     },
-    push::Ruleset,
 };
 
 use super::uiaa;
-use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::users::random_string};
+use crate::{
+    Error, Result, Services, ops::users, ruma_wrapper::Ruma, service::users::random_string,
+};
 
 fn flows(services: &Services) -> Result<Vec<Vec<AuthType>>> {
     if services.config.open_registration {
@@ -105,7 +106,7 @@ pub async fn register(
         }
         None => false,
     };
-    create_user(
+    users::create_user(
         &services,
         &user_id,
         Some(password),
@@ -132,45 +133,6 @@ pub async fn register(
         response.expires_in = session.expires_in_ms.map(Duration::from_millis);
     }
     Ok(response)
-}
-
-/// Creates an account with the spec's default push rules, counting a use
-/// of the registration `token` it registered with.
-pub async fn create_user(
-    services: &Services,
-    user_id: &UserId,
-    password: Option<String>,
-    admin: bool,
-    token: Option<&str>,
-) -> Result<()> {
-    services
-        .users
-        .create(user_id, password, admin, token)
-        .await?;
-    set_default_push_rules(services, user_id).await
-}
-
-/// Creates an account from a password hash (provisioning's administrators).
-pub async fn create_user_hashed(
-    services: &Services,
-    user_id: &UserId,
-    password_hash: String,
-    admin: bool,
-) -> Result<()> {
-    services
-        .users
-        .create_hashed(user_id, Some(password_hash), admin, None)
-        .await?;
-    set_default_push_rules(services, user_id).await
-}
-
-async fn set_default_push_rules(services: &Services, user_id: &UserId) -> Result<()> {
-    let rules = serde_json::json!({ "global": Ruleset::server_default(user_id) });
-    services
-        .account_data
-        .set(user_id, None, "m.push_rules", rules)
-        .await?;
-    Ok(())
 }
 
 pub async fn available(

@@ -21,7 +21,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::membership::member_content;
+use crate::ops::membership::member_content;
 use crate::{
     Error, Result, Services, archive_member,
     config::SUPPORTED_ROOM_VERSIONS,

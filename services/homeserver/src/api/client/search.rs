@@ -43,7 +43,7 @@ fn run(services: &Services, request: &Ruma<v3::Request>) -> Result<v3::Response>
     let Some(criteria) = &request.body.search_categories.room_events else {
         return Ok(v3::Response::new(Default::default()));
     };
-    super::filter::check_room_event_filter(&criteria.filter)?;
+    crate::ops::filter::check_room_event_filter(&criteria.filter)?;
     if criteria.search_term.len() > MAX_TERM_BYTES {
         return Err(Error::invalid_param(format!(
             "The search term is longer than {MAX_TERM_BYTES} bytes."
@@ -81,7 +81,7 @@ fn run(services: &Services, request: &Ruma<v3::Request>) -> Result<v3::Response>
         .rooms_of_shared(user)?
         .iter()
         .filter(|(room_id, m)| {
-            m.is_joined() && super::filter::room_allowed(&criteria.filter, room_id)
+            m.is_joined() && crate::ops::filter::room_allowed(&criteria.filter, room_id)
         })
         .map(|(room_id, _)| room_id.clone())
         .collect();
@@ -104,7 +104,7 @@ fn run(services: &Services, request: &Ruma<v3::Request>) -> Result<v3::Response>
                 scanned += 1;
                 oldest = count;
                 if viewer.sees(count)
-                    && super::filter::event_matches(&criteria.filter, pdu)
+                    && crate::ops::filter::event_matches(&criteria.filter, pdu)
                     && let Some(rank) = rank(pdu, &keys, &terms)
                 {
                     found.push((count, rank, pdu.clone()));
@@ -148,7 +148,7 @@ fn run(services: &Services, request: &Ruma<v3::Request>) -> Result<v3::Response>
         let mut context_result = EventContextResult::new();
         if before_n > 0 || after_n > 0 {
             let upto = viewer.upto().min(services.counter.visible());
-            let (earlier, later) = super::events::around(
+            let (earlier, later) = crate::ops::events::around(
                 services,
                 &pdu.room_id,
                 count,

@@ -2,23 +2,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ruma::{
-    OwnedUserId, UserId,
-    api::client::{
-        account::whoami,
-        session::{
-            get_login_types::{
-                self,
-                v3::{LoginType, PasswordLoginType},
-            },
-            login::{self, v3::LoginInfo},
-            logout, logout_all, refresh_token,
+use ruma::api::client::{
+    account::whoami,
+    session::{
+        get_login_types::{
+            self,
+            v3::{LoginType, PasswordLoginType},
         },
-        uiaa::UserIdentifier,
+        login::{self, v3::LoginInfo},
+        logout, logout_all, refresh_token,
     },
 };
 
-use crate::{Error, Result, Services, ruma_wrapper::Ruma};
+use crate::{Error, Result, Services, ops::users, ruma_wrapper::Ruma};
 
 pub async fn login_types(
     _: Arc<Services>,
@@ -27,26 +23,6 @@ pub async fn login_types(
     Ok(get_login_types::v3::Response::new(vec![
         LoginType::Password(PasswordLoginType::default()),
     ]))
-}
-
-/// Resolves a login identifier (`alice` or `@alice:server`) to a local user ID.
-pub(crate) fn identify(
-    services: &Services,
-    identifier: Option<&UserIdentifier>,
-    user: Option<&str>,
-) -> Result<OwnedUserId> {
-    let name = match (identifier, user) {
-        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
-        (Some(_), _) => return Err(Error::unknown("Only user identifiers are supported.")),
-        (None, Some(user)) => user.to_owned(),
-        (None, None) => return Err(Error::missing_param("Missing identifier.")),
-    };
-    let user_id = UserId::parse_with_server_name(name.to_lowercase(), services.server_name())
-        .map_err(|_| Error::invalid_username("That is not a valid user ID."))?;
-    if !services.is_local(&user_id) {
-        return Err(Error::unknown("That user is not on this server."));
-    }
-    Ok(user_id)
 }
 
 #[allow(deprecated)] // `user` is accepted from older clients.
@@ -58,7 +34,7 @@ pub async fn login(
     let LoginInfo::Password(password) = &body.login_info else {
         return Err(Error::unknown("Unsupported login type."));
     };
-    let user_id = identify(
+    let user_id = users::identify(
         &services,
         password.identifier.as_ref(),
         password.user.as_deref(),
@@ -102,7 +78,7 @@ pub async fn logout(
     services: Arc<Services>,
     request: Ruma<logout::v3::Request>,
 ) -> Result<logout::v3::Response> {
-    super::devices::remove_device(&services, request.user(), request.device()).await?;
+    users::remove_device(&services, request.user(), request.device()).await?;
     Ok(logout::v3::Response::new())
 }
 
@@ -111,7 +87,7 @@ pub async fn logout_all(
     request: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
     for device in services.users.devices(request.user())? {
-        super::devices::remove_device(&services, request.user(), &device.device_id).await?;
+        users::remove_device(&services, request.user(), &device.device_id).await?;
     }
     Ok(logout_all::v3::Response::new())
 }

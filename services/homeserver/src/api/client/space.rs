@@ -9,7 +9,7 @@ use axum::response::Response;
 use ruma::{OwnedRoomId, RoomId, api::client::space::get_hierarchy, events::StateEventType};
 use serde_json::{Value, json};
 
-use super::directory::previewable_summary;
+use crate::ops::directory::previewable_summary;
 use crate::{
     Error, Result, Services,
     ruma_wrapper::{Ruma, json_response},

@@ -10,7 +10,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::messages::parse_token;
+use crate::counter::parse_token;
 use crate::{
     Result, Services,
     ruma_wrapper::{Ruma, json_response},

@@ -5,7 +5,7 @@ use ruma::{
     api::client::uiaa::{AuthData, AuthType},
 };
 
-use super::session::identify;
+use crate::ops::users::identify;
 use crate::{Error, Result, Services};
 
 /// What a completed authentication proved.

@@ -30,20 +30,6 @@ pub fn require_in_room(services: &Services, origin: &ServerName, room_id: &RoomI
     }
 }
 
-/// Events as federation sends them.
-pub fn federation_events(
-    services: &Services,
-    ids: impl IntoIterator<Item = OwnedEventId>,
-) -> Result<Vec<Box<RawValue>>> {
-    let mut out = Vec::new();
-    for id in ids {
-        if let Some(json) = services.rooms.federation_json(&id)? {
-            out.push(to_raw_value(&json)?);
-        }
-    }
-    Ok(out)
-}
-
 /// Timeline events for the peer `origin`: those its users may not see
 /// (history visibility) in their redacted form, which keeps the graph
 /// whole and tells nothing.
@@ -146,8 +132,8 @@ pub async fn state(
     require_in_room(&services, request.origin(), &request.body.room_id)?;
     let (state, chain) = state_at(&services, &request.body.room_id, &request.body.event_id)?;
     Ok(get_room_state::v1::Response::new(
-        federation_events(&services, chain)?,
-        federation_events(&services, state)?,
+        services.rooms.federation_events(chain)?,
+        services.rooms.federation_events(state)?,
     ))
 }
 
@@ -174,7 +160,7 @@ pub async fn event_auth(
     }
     let chain = services.rooms.auth_chain([body.event_id.clone()])?;
     Ok(get_event_authorization::v1::Response::new(
-        federation_events(&services, chain)?,
+        services.rooms.federation_events(chain)?,
     ))
 }
 

@@ -14,12 +14,9 @@ use ruma::{
 };
 use serde_json::value::to_raw_value;
 
-use super::{
-    events::federation_events,
-    pdu::{VerifiedPdu, verify_pdu},
-};
 use crate::{
     Error, Result, Services,
+    ops::peer_event::{VerifiedPdu, verify_pdu},
     ruma_wrapper::Ruma,
     service::rooms::{Received, Relay},
 };
@@ -121,8 +118,8 @@ pub async fn send_join(
     .await?;
     let (state, chain) = services.rooms.state_and_auth_chain(&body.event_id)?;
     let mut room_state = create_join_event::v2::RoomState::new();
-    room_state.state = federation_events(&services, state)?;
-    room_state.auth_chain = federation_events(&services, chain)?;
+    room_state.state = services.rooms.federation_events(state)?;
+    room_state.auth_chain = services.rooms.federation_events(chain)?;
     room_state.servers_in_room = Some(
         services
             .rooms

@@ -3,13 +3,10 @@
 //! signature from an allowlisted peer (checked by the extractor before the
 //! body is read).
 
-pub mod edu;
 mod events;
 mod membership;
-pub mod pdu;
 mod query;
 mod send;
-pub mod sender;
 pub mod witness;
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     Error, Result, Services,
-    api::client::keys::{claim_local, local_keys},
+    ops::keys::{claim_local, local_keys},
     ruma_wrapper::Ruma,
 };
 

@@ -4,7 +4,8 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::api::federation::transactions::send_transaction_message;
 
-use super::{edu, pdu::ingest};
+use crate::ops::edu;
+use crate::ops::peer_event::ingest;
 use crate::{Error, Result, Services, ruma_wrapper::Ruma};
 
 /// The spec's limits on one transaction.

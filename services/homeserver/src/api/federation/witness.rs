@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use ruma::ServerName;
 
-use crate::{Error, Result, Services, ruma_wrapper::Ruma};
+use crate::{Error, Result, Services, ruma_wrapper::Ruma, service::federation::witness::Witnessed};
 
 /// `POST /_archipel/witness/v1/add-checkpoint`
 pub mod add_checkpoint {
@@ -58,28 +57,6 @@ pub mod add_checkpoint {
             }
         }
     }
-}
-
-/// What a witness answers.
-pub enum Witnessed {
-    Cosigned(String),
-    /// Prove consistency from this size, the last one co-signed.
-    FromSize(u64),
-}
-
-/// The node's witness (its vault), installed at startup.
-pub trait Witness: Send + Sync {
-    /// Co-signs `peer`'s checkpoint `note` if it is signed by one of `keys`
-    /// (the peer's Ed25519 server keys) and extends what was co-signed
-    /// before. A log that does not is refused with [`Error::forbidden`].
-    fn add_checkpoint(
-        &self,
-        peer: &ServerName,
-        keys: &[[u8; 32]],
-        note: &str,
-        old_size: u64,
-        proof: &[[u8; 32]],
-    ) -> Result<Witnessed>;
 }
 
 pub async fn add_checkpoint(

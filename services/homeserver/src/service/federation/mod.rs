@@ -9,6 +9,7 @@
 mod client;
 mod edus;
 mod keys;
+pub mod witness;
 
 use std::{collections::HashMap, sync::Arc};
 

@@ -163,6 +163,21 @@ impl Rooms {
         Ok(())
     }
 
+    /// The events `ids` names that federation may send, as it sends them
+    /// (see [`Self::federation_json`]); the others are left out.
+    pub fn federation_events(
+        &self,
+        ids: impl IntoIterator<Item = ruma::OwnedEventId>,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(json) = self.federation_json(&id)? {
+                out.push(serde_json::value::to_raw_value(&json)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// An event as federation sends it: exactly as received from its
     /// origin, or as this server signed it.
     /// A redacted event is sent in its redacted form, which its signatures

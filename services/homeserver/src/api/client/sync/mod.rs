@@ -7,7 +7,6 @@
 mod room;
 mod sliding;
 
-pub use room::{read_position, unread_counts};
 pub use sliding::sync as sliding_sync;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -22,11 +21,13 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::{
-    filter::{excludes_every_type, excludes_type, passes, resolve_sync_filter, type_allowed},
-    messages::parse_token,
+use crate::{
+    Result, Services,
+    counter::parse_token,
+    ops::filter::{excludes_every_type, excludes_type, passes, resolve_sync_filter, type_allowed},
+    ruma_wrapper::Ruma,
+    service::rooms::pdu::raw,
 };
-use crate::{Result, Services, ruma_wrapper::Ruma, service::rooms::pdu::raw};
 
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -224,7 +225,7 @@ fn build(ctx: &SyncContext<'_>) -> Result<v3::Response> {
 
     let mut rooms = Rooms::new();
     for (room_id, membership) in rooms_in_filter(ctx)?.iter() {
-        if !super::filter::room_allowed(&ctx.filter.room.timeline, room_id)
+        if !crate::ops::filter::room_allowed(&ctx.filter.room.timeline, room_id)
             || ctx.filter.room.not_rooms.contains(room_id)
         {
             continue;

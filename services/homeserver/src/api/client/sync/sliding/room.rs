@@ -224,7 +224,7 @@ pub fn build(
         add_members(ctx, room_id, room.name.is_none(), &mut room)?;
     }
     if joined {
-        room.unread_notifications = crate::api::client::sync::room::unread_counts(
+        room.unread_notifications = crate::ops::unread::unread_counts(
             ctx.services,
             ctx.user,
             room_id,

@@ -1,5 +1,6 @@
 //! EDUs both ways: typing, receipts, presence, device-list and
-//! cross-signing updates, and to-device messages.
+//! cross-signing updates, and to-device messages. Each goes out to the
+//! servers that share a room with the user (or hold the recipient).
 //!
 //! A peer speaks only for its own users: an EDU about a user of another
 //! server, or about a room the user is not in, is dropped.

@@ -17,8 +17,8 @@ use serde_json::value::to_raw_value;
 use super::membership::member_content;
 use crate::{
     Error, Result, Services,
-    api::federation::pdu::{event_id_of, verify_pdu},
     config::SUPPORTED_ROOM_VERSIONS,
+    ops::peer_event::{event_id_of, verify_pdu},
     service::rooms::{PduBuilder, Received, Relay, room_rules},
 };
 
