@@ -60,11 +60,6 @@ pub fn split_last_u64(key: &[u8]) -> Option<(&[u8], u64)> {
     Some((head, parse_u64(&tail[1..])?))
 }
 
-/// The part of `key` after `prefix`, as UTF-8.
-pub fn suffix_str<'a>(key: &'a [u8], prefix: &[u8]) -> Option<&'a str> {
-    std::str::from_utf8(key.strip_prefix(prefix)?).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

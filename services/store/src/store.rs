@@ -475,6 +475,39 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_row_fails_a_scan_as_it_fails_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+        let ab = store.tree("a_b").expect("a_b");
+        let mut batch = Batch::new();
+        batch.put_json(&ab, key::key([b"room", b"1"]), &1u32);
+        batch.put(&ab, key::key([b"room", b"2"]), b"{not json");
+        batch.put(&ab, b"\xff\xfe", b"2");
+        store.commit(batch).expect("commit");
+
+        let read: Vec<Result<(Box<[u8]>, u32)>> =
+            ab.scan_prefix_json(key::prefix([b"room"])).collect();
+        assert_eq!(read.len(), 2, "the damaged row is not skipped");
+        assert!(matches!(read[0], Ok((_, 1))));
+        assert!(
+            matches!(&read[1], Err(Error::Corrupt { column: "a_b", .. })),
+            "{:?}",
+            read[1]
+        );
+        assert!(matches!(
+            ab.get_json::<u32>(key::key([b"room", b"2"])),
+            Err(Error::Corrupt { .. })
+        ));
+
+        let id: String = ab.decode_str(b"!room:a.test").expect("a string");
+        assert_eq!(id, "!room:a.test");
+        assert!(matches!(
+            ab.decode_str::<String>(b"\xff\xfe"),
+            Err(Error::Corrupt { column: "a_b", .. })
+        ));
+    }
+
+    #[test]
     fn batch_is_atomic_across_columns_and_survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {

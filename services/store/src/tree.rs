@@ -40,12 +40,33 @@ impl Tree {
     pub fn get_json<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
         match self.db.db.get_pinned_cf(self.handle(), key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    column: self.name,
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => self.decode_json(&bytes).map(Some),
+        }
+    }
+
+    /// Decodes a value of this column family as JSON. A value that does
+    /// not decode is [`Error::Corrupt`], whether it was read alone or in a
+    /// scan: no reader skips a damaged row without saying so.
+    pub fn decode_json<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| self.corrupt(e))
+    }
+
+    /// Decodes a string stored in this column family (a key, a part of
+    /// one, or a value) as `T`: a user, room or event ID, or a `String`.
+    /// Anything else is [`Error::Corrupt`].
+    pub fn decode_str<T>(&self, bytes: &[u8]) -> Result<T>
+    where
+        T: for<'a> TryFrom<&'a str>,
+        for<'a> <T as TryFrom<&'a str>>::Error: std::fmt::Display,
+    {
+        let text = std::str::from_utf8(bytes).map_err(|e| self.corrupt(e))?;
+        T::try_from(text).map_err(|e| self.corrupt(format!("{text:?}: {e}")))
+    }
+
+    fn corrupt(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            column: self.name,
+            reason: reason.to_string(),
         }
     }
 
@@ -55,10 +76,7 @@ impl Tree {
             None => Ok(None),
             Some(bytes) => crate::key::parse_u64(&bytes)
                 .map(Some)
-                .ok_or(Error::Corrupt {
-                    column: self.name,
-                    reason: "expected an 8-byte integer".into(),
-                }),
+                .ok_or_else(|| self.corrupt("expected an 8-byte integer")),
         }
     }
 
@@ -101,6 +119,24 @@ impl Tree {
             .iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Reverse));
         iter.map(|r| r.map_err(Error::from))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+    }
+
+    /// Entries whose key starts with `prefix`, in key order, with their
+    /// values decoded as JSON (see [`Self::decode_json`]).
+    pub fn scan_prefix_json<T: DeserializeOwned>(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, T)>> + '_ {
+        self.scan_prefix(prefix)
+            .map(|row| row.and_then(|(k, v)| Ok((k, self.decode_json(&v)?))))
+    }
+
+    /// Every entry, in key order, with its value decoded as JSON.
+    pub fn iter_json<T: DeserializeOwned>(
+        &self,
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, T)>> + '_ {
+        self.iter()
+            .map(|row| row.and_then(|(k, v)| Ok((k, self.decode_json(&v)?))))
     }
 
     /// The entry with the greatest key in the column family.

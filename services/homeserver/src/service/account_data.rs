@@ -83,9 +83,7 @@ impl AccountData {
         let mut out = Vec::new();
         for row in self.tree.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Ok(entry) = serde_json::from_slice::<Entry>(&v) else {
-                continue;
-            };
+            let entry: Entry = self.tree.decode_json(&v)?;
             if entry.count <= after || entry.count > upto {
                 continue;
             }
@@ -96,13 +94,9 @@ impl AccountData {
             let room = if room.is_empty() {
                 None
             } else {
-                RoomId::parse(String::from_utf8_lossy(room).as_ref()).ok()
+                Some(self.tree.decode_str(room)?)
             };
-            out.push((
-                room,
-                String::from_utf8_lossy(kind).into_owned(),
-                entry.content,
-            ));
+            out.push((room, self.tree.decode_str(kind)?, entry.content));
         }
         Ok(out)
     }

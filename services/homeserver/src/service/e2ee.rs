@@ -122,7 +122,7 @@ impl E2ee {
         let mut counts = BTreeMap::new();
         for row in self.one_time_keys.scan_prefix(prefix.clone()) {
             let (k, _) = row?;
-            let key_id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let key_id: String = self.one_time_keys.decode_str(&k[prefix.len()..])?;
             let algorithm = key_id.split(':').next().unwrap_or_default().to_owned();
             *counts.entry(algorithm).or_insert(0) += 1;
         }
@@ -139,9 +139,9 @@ impl E2ee {
         let mut out = Vec::new();
         for row in self.fallback_keys.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let stored: Value = serde_json::from_slice(&v).unwrap_or_default();
+            let stored: Value = self.fallback_keys.decode_json(&v)?;
             if stored["used"] == Value::Bool(false) {
-                out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+                out.push(self.fallback_keys.decode_str(&k[prefix.len()..])?);
             }
         }
         Ok(out)
@@ -159,10 +159,8 @@ impl E2ee {
         let mut out = BTreeMap::new();
         for row in self.device_keys.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let device: OwnedDeviceId = String::from_utf8_lossy(&k[prefix.len()..]).as_ref().into();
-            if let Ok(value) = serde_json::from_slice(&v) {
-                out.insert(device, value);
-            }
+            let device: OwnedDeviceId = self.device_keys.decode_str(&k[prefix.len()..])?;
+            out.insert(device, self.device_keys.decode_json(&v)?);
         }
         Ok(out)
     }
@@ -183,8 +181,8 @@ impl E2ee {
         if let Some(row) = self.one_time_keys.scan_prefix(otk_prefix).next() {
             let (k, v) = row?;
             let base = key::prefix([user.as_bytes(), device.as_bytes()]);
-            let key_id = String::from_utf8_lossy(&k[base.len()..]).into_owned();
-            let value: Value = serde_json::from_slice(&v).unwrap_or_default();
+            let key_id: String = self.one_time_keys.decode_str(&k[base.len()..])?;
+            let value: Value = self.one_time_keys.decode_json(&v)?;
             let mut batch = Batch::new();
             batch.delete(&self.one_time_keys, &k);
             self.store.commit_async(batch).await?;
@@ -278,14 +276,16 @@ impl E2ee {
             (true, None) => self.cross_signing_public(signer, SELF_SIGNING)?,
             (true, Some(MASTER)) => self
                 .device_keys
-                .scan_prefix(key::prefix([signer.as_bytes()]))
-                .filter_map(|row| row.ok())
-                .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
-                .flat_map(|device| {
-                    public_keys(&device)
+                .scan_prefix_json::<Value>(key::prefix([signer.as_bytes()]))
+                .map(|row| {
+                    let (_, device) = row?;
+                    Ok(public_keys(&device)
                         .map(|(id, public)| (id.to_owned(), public.to_owned()))
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>())
                 })
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
                 .collect(),
             (false, Some(MASTER)) => self.cross_signing_public(signer, USER_SIGNING)?,
             _ => {
@@ -483,9 +483,7 @@ impl E2ee {
             if count > upto || out.len() >= limit {
                 break;
             }
-            if let Ok(value) = serde_json::from_slice(&v) {
-                out.push(value);
-            }
+            out.push(self.to_device.decode_json(&v)?);
             last = count;
         }
         Ok((out, last))

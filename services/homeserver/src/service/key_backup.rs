@@ -40,7 +40,7 @@ impl KeyBackup {
             let Some((_, version)) = key::split_last_u64(&k) else {
                 continue;
             };
-            let value: Value = serde_json::from_slice(&v).unwrap_or_default();
+            let value: Value = self.versions.decode_json(&v)?;
             if value["deleted"] != Value::Bool(true) {
                 return Ok(Some((version, value)));
             }
@@ -159,10 +159,11 @@ impl KeyBackup {
             let (Some(r), Some(s)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let value = serde_json::from_slice(&val).unwrap_or_default();
-            out.entry(String::from_utf8_lossy(r).into_owned())
+            let tree = &self.keys;
+            let value = tree.decode_json(&val)?;
+            out.entry(tree.decode_str(r)?)
                 .or_default()
-                .insert(String::from_utf8_lossy(s).into_owned(), value);
+                .insert(tree.decode_str(s)?, value);
         }
         Ok(out)
     }

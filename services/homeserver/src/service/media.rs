@@ -154,7 +154,8 @@ impl Media {
         Ok(self
             .tree
             .get(remote_key(server, media_id))?
-            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+            .map(|id| self.tree.decode_str(&id))
+            .transpose()?)
     }
 
     /// Keeps a copy of a peer's media; returns the copy's local media ID.

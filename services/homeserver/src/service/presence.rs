@@ -46,9 +46,8 @@ impl Presence {
         let mut batch = Batch::new();
         for row in self.tree.iter() {
             let (user, value) = row?;
-            if let Ok(record) = serde_json::from_slice::<PresenceRecord>(&value) {
-                batch.put(&self.by_count, record.count.to_be_bytes(), &user);
-            }
+            let record: PresenceRecord = self.tree.decode_json(&value)?;
+            batch.put(&self.by_count, record.count.to_be_bytes(), &user);
         }
         if !batch.is_empty() {
             self.store.commit(batch)?;
@@ -121,9 +120,7 @@ impl Presence {
             if count > upto {
                 break;
             }
-            let Ok(user) = UserId::parse(String::from_utf8_lossy(&user).as_ref()) else {
-                continue;
-            };
+            let user: OwnedUserId = self.by_count.decode_str(&user)?;
             // Two changes of one user at once can leave an older entry
             // behind: only the one the record names counts.
             if let Some(record) = self.get(&user)?

@@ -49,13 +49,10 @@ impl Pushers {
 
     /// The user's pushers, as their clients set them.
     pub fn list(&self, user: &UserId) -> Result<Vec<Value>> {
-        let mut out = Vec::new();
-        for row in self.tree.scan_prefix(key::prefix([user.as_bytes()])) {
-            if let Ok(stored) = serde_json::from_slice::<StoredPusher>(&row?.1) {
-                out.push(stored.pusher);
-            }
-        }
-        Ok(out)
+        self.tree
+            .scan_prefix_json::<StoredPusher>(key::prefix([user.as_bytes()]))
+            .map(|row| Ok(row?.1.pusher))
+            .collect()
     }
 
     /// Every pusher on the node, with its user.
@@ -64,12 +61,7 @@ impl Pushers {
         for row in self.tree.iter() {
             let (k, v) = row?;
             let user = key::split(&k).next().unwrap_or_default();
-            if let (Ok(user), Ok(stored)) = (
-                UserId::parse(String::from_utf8_lossy(user).as_ref()),
-                serde_json::from_slice::<StoredPusher>(&v),
-            ) {
-                out.push((user, stored));
-            }
+            out.push((self.tree.decode_str(user)?, self.tree.decode_json(&v)?));
         }
         Ok(out)
     }

@@ -89,12 +89,7 @@ impl Receipts {
         for row in self.tree.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
             let user = key::split(&k[prefix.len()..]).next().unwrap_or_default();
-            let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref()) else {
-                continue;
-            };
-            if let Ok(receipt) = serde_json::from_slice(&v) {
-                out.push((user, receipt));
-            }
+            out.push((self.tree.decode_str(user)?, self.tree.decode_json(&v)?));
         }
         Ok(out)
     }
@@ -167,9 +162,8 @@ impl Receipts {
         let mut out = Vec::new();
         for row in self.tree.scan_prefix(prefix) {
             let (_, v) = row?;
-            if let Ok(receipt) = serde_json::from_slice::<Receipt>(&v)
-                && receipt.thread_id.as_deref().is_none_or(|t| t == "main")
-            {
+            let receipt: Receipt = self.tree.decode_json(&v)?;
+            if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
                 out.push(receipt.event_id);
             }
         }

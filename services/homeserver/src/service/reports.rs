@@ -75,9 +75,7 @@ impl Reports {
             .take(limit)
         {
             let (_, value) = row?;
-            if let Ok(report) = serde_json::from_slice(&value) {
-                out.push(report);
-            }
+            out.push(self.tree.decode_json(&value)?);
         }
         Ok(out)
     }

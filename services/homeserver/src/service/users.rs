@@ -292,17 +292,13 @@ impl Users {
 
     /// Every local account, in user ID order.
     pub fn list(&self) -> Result<Vec<(OwnedUserId, Account)>> {
-        let mut out = Vec::new();
-        for row in self.userid_account.iter() {
-            let (k, v) = row?;
-            let Ok(user) = UserId::parse(String::from_utf8_lossy(&k).as_ref()) else {
-                continue;
-            };
-            if let Ok(account) = serde_json::from_slice(&v) {
-                out.push((user, account));
-            }
-        }
-        Ok(out)
+        self.userid_account
+            .iter_json()
+            .map(|row| {
+                let (k, account) = row?;
+                Ok((self.userid_account.decode_str(&k)?, account))
+            })
+            .collect()
     }
 
     /// Starts a session on a new or existing device.
@@ -419,17 +415,10 @@ impl Users {
     }
 
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
-        let mut out = Vec::new();
-        for row in self
-            .userdeviceid_device
-            .scan_prefix(key::prefix([user_id.as_bytes()]))
-        {
-            let (_, v) = row?;
-            if let Ok(device) = serde_json::from_slice(&v) {
-                out.push(device);
-            }
-        }
-        Ok(out)
+        self.userdeviceid_device
+            .scan_prefix_json(key::prefix([user_id.as_bytes()]))
+            .map(|row| Ok(row?.1))
+            .collect()
     }
 
     pub async fn set_device_display_name(
@@ -576,14 +565,10 @@ impl Users {
     }
 
     pub fn registration_tokens(&self) -> Result<Vec<RegistrationToken>> {
-        let mut out = Vec::new();
-        for row in self.regtoken_info.iter() {
-            let (_, v) = row?;
-            if let Ok(info) = serde_json::from_slice(&v) {
-                out.push(info);
-            }
-        }
-        Ok(out)
+        self.regtoken_info
+            .iter_json()
+            .map(|row| Ok(row?.1))
+            .collect()
     }
 }
 

@@ -96,7 +96,7 @@ impl Federation {
         {
             let (k, value) = row?;
             if let Some((_, count)) = key::split_last_u64(&k) {
-                out.push((count, serde_json::from_slice(&value)?));
+                out.push((count, self.servername_count_edu.decode_json(&value)?));
             }
         }
         Ok(out)

@@ -9,7 +9,9 @@ use crate::{Error, Result};
 impl Rooms {
     pub fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
         let bytes = self.alias_roomid.get(alias.as_bytes())?;
-        Ok(bytes.and_then(|b| RoomId::parse(String::from_utf8_lossy(&b).as_ref()).ok()))
+        Ok(bytes
+            .map(|b| self.alias_roomid.decode_str(&b))
+            .transpose()?)
     }
 
     pub async fn set_alias(&self, alias: &RoomAliasId, room_id: &RoomId) -> Result<()> {
@@ -40,10 +42,8 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.alias_roomid.iter() {
             let (k, v) = row?;
-            if &*v == room_id.as_bytes()
-                && let Ok(alias) = RoomAliasId::parse(String::from_utf8_lossy(&k).as_ref())
-            {
-                out.push(alias);
+            if &*v == room_id.as_bytes() {
+                out.push(self.alias_roomid.decode_str(&k)?);
             }
         }
         Ok(out)
@@ -68,9 +68,7 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.roomid_published.scan_prefix(key::key::<0>([])) {
             let (k, _) = row?;
-            if let Ok(room) = RoomId::parse(String::from_utf8_lossy(&k).as_ref()) {
-                out.push(room);
-            }
+            out.push(self.roomid_published.decode_str(&k)?);
         }
         Ok(out)
     }

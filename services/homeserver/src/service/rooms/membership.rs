@@ -97,13 +97,8 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.userid_roomid_membership.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Some(room) = key::suffix_str(&k, &prefix).and_then(|s| RoomId::parse(s).ok())
-            else {
-                continue;
-            };
-            if let Ok(record) = serde_json::from_slice(&v) {
-                out.push((room, record));
-            }
+            let tree = &self.userid_roomid_membership;
+            out.push((tree.decode_str(&k[prefix.len()..])?, tree.decode_json(&v)?));
         }
         Ok(out)
     }
@@ -123,13 +118,8 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.roomid_userid_membership.scan_prefix(prefix.clone()) {
             let (k, v) = row?;
-            let Some(user) = key::suffix_str(&k, &prefix).and_then(|s| UserId::parse(s).ok())
-            else {
-                continue;
-            };
-            if let Ok(record) = serde_json::from_slice(&v) {
-                out.push((user, record));
-            }
+            let tree = &self.roomid_userid_membership;
+            out.push((tree.decode_str(&k[prefix.len()..])?, tree.decode_json(&v)?));
         }
         Ok(out)
     }

@@ -170,9 +170,7 @@ impl Rooms {
         let mut rooms = Vec::new();
         for row in self.roomid_meta.iter() {
             let (key, _) = row?;
-            if let Ok(room_id) = RoomId::parse(String::from_utf8_lossy(&key).as_ref()) {
-                rooms.push(room_id);
-            }
+            rooms.push(self.roomid_meta.decode_str(&key)?);
         }
         Ok(rooms)
     }

@@ -31,8 +31,8 @@ impl Rooms {
             let record: super::MembershipRecord = serde_json::from_slice(&value)?;
             if record.membership == MembershipState::Join
                 && let Some(user) = k.rsplit(|b| *b == key::SEP).next()
-                && let Ok(user) = UserId::parse(String::from_utf8_lossy(user).as_ref())
             {
+                let user: ruma::OwnedUserId = self.roomid_userid_membership.decode_str(user)?;
                 servers.insert(user.server_name().to_owned());
             }
         }
@@ -121,9 +121,9 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.servername_count_eventid.scan_prefix(prefix) {
             let (k, value) = row?;
-            if let Some((_, count)) = key::split_last_u64(&k)
-                && let Ok(event_id) = ruma::EventId::parse(String::from_utf8_lossy(&value).as_ref())
-            {
+            if let Some((_, count)) = key::split_last_u64(&k) {
+                let event_id: ruma::OwnedEventId =
+                    self.servername_count_eventid.decode_str(&value)?;
                 if count > durable {
                     break;
                 }

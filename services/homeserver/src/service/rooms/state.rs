@@ -52,7 +52,9 @@ impl Rooms {
         let bytes = self
             .roomid_statekey_eventid
             .get(state_key_bytes(room_id, kind, state_key))?;
-        Ok(bytes.and_then(|b| EventId::parse(String::from_utf8_lossy(&b).as_ref()).ok()))
+        Ok(bytes
+            .map(|b| self.roomid_statekey_eventid.decode_str(&b))
+            .transpose()?)
     }
 
     pub fn state_pdu(
@@ -113,9 +115,8 @@ impl Rooms {
         let mut out = Vec::new();
         for row in self.roomid_statekey_eventid.scan_prefix(prefix) {
             let (_, value) = row?;
-            if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
-                && let Some(pdu) = self.get_pdu(&id)?
-            {
+            let id: OwnedEventId = self.roomid_statekey_eventid.decode_str(&value)?;
+            if let Some(pdu) = self.get_pdu(&id)? {
                 out.push(pdu);
             }
         }
@@ -138,10 +139,8 @@ impl Rooms {
             let Some((state, count)) = key::split_last_u64(&k) else {
                 continue;
             };
-            if count > after
-                && count <= upto
-                && let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
-            {
+            if count > after && count <= upto {
+                let id: OwnedEventId = self.roomid_statekey_count_eventid.decode_str(&value)?;
                 latest.insert(state.to_vec(), id);
             }
         }
@@ -172,9 +171,8 @@ impl Rooms {
             .next()
         {
             let (_, value) = row?;
-            if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref()) {
-                return self.get_pdu(&id);
-            }
+            let id: OwnedEventId = self.roomid_statekey_count_eventid.decode_str(&value)?;
+            return self.get_pdu(&id);
         }
         Ok(None)
     }

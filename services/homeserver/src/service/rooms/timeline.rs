@@ -49,7 +49,7 @@ impl Rooms {
             device.as_bytes(),
             txn.as_bytes(),
         ]))?;
-        Ok(bytes.and_then(|b| EventId::parse(String::from_utf8_lossy(&b).as_ref()).ok()))
+        Ok(bytes.map(|b| self.txn_eventid.decode_str(&b)).transpose()?)
     }
 
     /// Up to `limit` events with position in `(after, upto]`, oldest first.
@@ -300,11 +300,10 @@ impl Rooms {
         Ok(found)
     }
 
+    /// The event a timeline entry (`roomid_count_eventid`) names.
     fn pdu_from_id_bytes(&self, bytes: &[u8]) -> Result<Option<Pdu>> {
-        match EventId::parse(String::from_utf8_lossy(bytes).as_ref()) {
-            Ok(id) => self.get_pdu(&id),
-            Err(_) => Ok(None),
-        }
+        let id: OwnedEventId = self.roomid_count_eventid.decode_str(bytes)?;
+        self.get_pdu(&id)
     }
 
     /// Events relating to `target`, oldest first: `(rel_type, event)`.
@@ -461,22 +460,17 @@ impl Rooms {
                 break;
             }
             let mut parts = key::split(&v);
-            let Ok(user) =
-                UserId::parse(String::from_utf8_lossy(parts.next().unwrap_or_default()).as_ref())
-            else {
-                continue;
-            };
+            let user: OwnedUserId = self
+                .count_userid_keychange
+                .decode_str(parts.next().unwrap_or_default())?;
             if changed.contains(&user) || left.contains(&user) {
                 continue;
             }
             if let Some(room) = parts.next()
                 && user != viewer
             {
-                let in_room = match RoomId::parse(String::from_utf8_lossy(room).as_ref()) {
-                    Ok(room) => self.is_joined(viewer, &room)?,
-                    Err(_) => false,
-                };
-                if !in_room {
+                let room: ruma::OwnedRoomId = self.count_userid_keychange.decode_str(room)?;
+                if !self.is_joined(viewer, &room)? {
                     continue;
                 }
             }

@@ -290,9 +290,8 @@ impl Rooms {
             let Some((_, count)) = key::split_last_u64(&k) else {
                 continue;
             };
-            if let Ok(id) = EventId::parse(String::from_utf8_lossy(&value).as_ref())
-                && let Some(pdu) = self.get_pdu(&id)?
-            {
+            let id: ruma::OwnedEventId = self.roomid_statekey_count_eventid.decode_str(&value)?;
+            if let Some(pdu) = self.get_pdu(&id)? {
                 out.push((count, pdu));
             }
         }
