@@ -169,4 +169,19 @@ impl Receipts {
         }
         Ok(out)
     }
+
+    /// The stream position of the user's latest read receipt in the room
+    /// (public or private, unthreaded or main): where their unread counts
+    /// last started over.
+    pub fn read_moved_at(&self, room: &RoomId, user: &UserId) -> Result<Option<u64>> {
+        let prefix = key::prefix([room.as_bytes(), user.as_bytes()]);
+        let mut latest = None;
+        for row in self.tree.scan_prefix_json::<Receipt>(prefix) {
+            let (_, receipt) = row?;
+            if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
+                latest = latest.max(Some(receipt.count));
+            }
+        }
+        Ok(latest)
+    }
 }

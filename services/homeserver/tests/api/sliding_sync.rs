@@ -535,11 +535,31 @@ async fn unread_counts_follow_push_rules_from_the_receipt_or_own_message() {
     )
     .await
     .ok();
-    node.send_text(&bob, &room, "vier").await;
+    let vier = node.send_text(&bob, &room, "vier").await;
     let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
         .await
         .ok();
     assert_eq!(count(&reply), 2);
+
+    // Reading everything, with nothing new said: the room comes again,
+    // with its counts back at 0.
+    node.request(
+        Method::POST,
+        &format!("{V3}/rooms/{room}/receipt/m.read/{vier}"),
+        Some(&alice),
+        Some(json!({})),
+    )
+    .await
+    .ok();
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert_eq!(count(&reply), 0, "{reply}");
+    assert_eq!(reply["rooms"][&room]["highlight_count"], 0);
+    let reply = sliding(&node, &alice, Some(&pos(&reply)), room_list(9, 1))
+        .await
+        .ok();
+    assert!(reply["rooms"].get(&room).is_none(), "sent again: {reply}");
 
     // Muted by a room rule without actions: nothing notifies.
     node.request(

@@ -90,10 +90,21 @@ pub fn build(
         _ => (false, false),
     };
     let newest = rooms.latest_position(room_id, upto)?.unwrap_or(0);
+    // The user's own read receipt starts the room's unread counts over:
+    // the room is sent again with them, if nothing else.
+    let read_moved = match previously {
+        Some(p) if joined => ctx
+            .services
+            .receipts
+            .read_moved_at(room_id, ctx.user)?
+            .is_some_and(|at| at > p.upto && at <= upto),
+        _ => false,
+    };
     if !fresh
         && !wider
         && !new_state
         && !membership_changed
+        && !read_moved
         && previously.is_some_and(|p| newest <= p.upto)
     {
         return Ok(None);
