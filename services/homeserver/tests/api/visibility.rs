@@ -108,6 +108,99 @@ async fn shared_history_is_read_by_a_member_who_joins_later() {
     assert_eq!(history(&node, &bob, &room).await, ["said before bob came"]);
 }
 
+/// Each message's `unsigned.membership` (MSC4115) by its body, in `events`.
+fn memberships(events: &Value) -> Vec<(String, String)> {
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| {
+            (
+                e["content"]["body"].as_str().unwrap_or_default().to_owned(),
+                e["unsigned"]["membership"]
+                    .as_str()
+                    .unwrap_or("(none)")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_say_what_the_reader_was_when_they_were_sent() {
+    let node = TestNode::start(|_| {});
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = room_with_visibility(&node, &alice, "shared").await;
+    let before = node.send_text(&alice, &room, "before").await;
+    node.join(&bob, &room).await.ok();
+    let after = node.send_text(&alice, &room, "after").await;
+    let pair = |body: &str, membership: &str| (body.to_owned(), membership.to_owned());
+
+    // A newly joined room in /sync comes with its history.
+    let sync = node.sync(&bob, None).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(
+        memberships(timeline),
+        [pair("before", "leave"), pair("after", "join")]
+    );
+    let since = sync["next_batch"].as_str().expect("next_batch").to_owned();
+    node.send_text(&alice, &room, "later").await;
+    let sync = node.sync(&bob, Some(&since)).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(memberships(timeline), [pair("later", "join")]);
+
+    let messages = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/messages?dir=f&limit=100"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(
+        memberships(&messages["chunk"]),
+        [
+            pair("before", "leave"),
+            pair("after", "join"),
+            pair("later", "join")
+        ]
+    );
+    let event = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/event/{before}"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(event["unsigned"]["membership"], "leave");
+    let context = node
+        .request(
+            Method::GET,
+            &format!("{V3}/rooms/{room}/context/{after}?limit=4"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(context["event"]["unsigned"]["membership"], "join");
+    assert_eq!(
+        memberships(&context["events_before"]),
+        [pair("before", "leave")]
+    );
+    // The sender's own view: joined throughout.
+    let sync = node.sync(&alice, None).await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert!(
+        memberships(timeline).iter().all(|(_, m)| m == "join"),
+        "{timeline}"
+    );
+}
+
 #[tokio::test]
 async fn an_invitee_reads_invited_history_only_from_their_invite() {
     let node = TestNode::start(|_| {});

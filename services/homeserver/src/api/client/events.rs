@@ -179,7 +179,7 @@ pub async fn get_event(
     request: Ruma<get_room_event::v3::Request>,
 ) -> Result<get_room_event::v3::Response> {
     let user = request.user();
-    let (_, mut pdu) = visible_event(
+    let (count, mut pdu) = visible_event(
         &services,
         user,
         &request.body.room_id,
@@ -190,6 +190,7 @@ pub async fn get_event(
     services
         .rooms
         .bundle_relations(&mut pdu, user, upto, &|c| viewer.sees(c))?;
+    viewer.annotate(count, &mut pdu);
     Ok(get_room_event::v3::Response::new(
         pdu.to_room_event(request.sender_device.as_deref()),
     ))
@@ -216,10 +217,11 @@ pub async fn context(
         (before_n, after_n),
         |c, p| viewer.sees(c) && crate::ops::filter::event_matches(&body.filter, p),
     )?;
-    let bundled = |mut pdu: Pdu| -> Result<_> {
+    let bundled = |(at, mut pdu): (u64, Pdu)| -> Result<_> {
         services
             .rooms
             .bundle_relations(&mut pdu, request.user(), upto, &|c| viewer.sees(c))?;
+        viewer.annotate(at, &mut pdu);
         Ok(pdu.to_room_event(device))
     };
     let mut response = get_context::v3::Response::new();
@@ -231,15 +233,9 @@ pub async fn context(
             .to_string(),
     );
     response.end = Some(after.last().map_or(count, |(c, _)| *c).to_string());
-    response.events_before = before
-        .into_iter()
-        .map(|(_, p)| bundled(p))
-        .collect::<Result<_>>()?;
-    response.events_after = after
-        .into_iter()
-        .map(|(_, p)| bundled(p))
-        .collect::<Result<_>>()?;
-    response.event = Some(bundled(pdu)?);
+    response.events_before = before.into_iter().map(bundled).collect::<Result<_>>()?;
+    response.events_after = after.into_iter().map(bundled).collect::<Result<_>>()?;
+    response.event = Some(bundled((count, pdu))?);
     if viewer.ever_joined() {
         response.state = services
             .rooms

@@ -124,13 +124,12 @@ pub async fn messages(
     } else if body.dir == Direction::Forward {
         response.end = events.last().map(|(c, _)| c.to_string());
     }
-    let shown: Vec<Pdu> = events
+    let shown: Vec<(u64, Pdu)> = events
         .into_iter()
         .filter(|(c, p)| viewer.sees(*c) && event_matches(&body.filter, p))
-        .map(|(_, p)| p)
         .collect();
     if !body.filter.lazy_load_options.is_disabled() {
-        let mut senders: Vec<&UserId> = shown.iter().map(|p| &*p.sender).collect();
+        let mut senders: Vec<&UserId> = shown.iter().map(|(_, p)| &*p.sender).collect();
         senders.sort();
         senders.dedup();
         for sender in senders {
@@ -144,10 +143,11 @@ pub async fn messages(
         }
     }
     let mut chunk = Vec::with_capacity(shown.len());
-    for mut pdu in shown {
+    for (count, mut pdu) in shown {
         services
             .rooms
             .bundle_relations(&mut pdu, user, upto, &|c| viewer.sees(c))?;
+        viewer.annotate(count, &mut pdu);
         chunk.push(pdu.to_room_event(device));
     }
     response.chunk = chunk;

@@ -170,6 +170,17 @@ impl Pdu {
         Value::Object(map)
     }
 
+    /// Tells the user an event is served to what their membership was when
+    /// it was sent (`unsigned.membership`, MSC4115).
+    pub fn set_viewer_membership(
+        &mut self,
+        membership: &ruma::events::room::member::MembershipState,
+    ) {
+        self.unsigned
+            .get_or_insert_default()
+            .insert("membership".into(), Value::String(membership.to_string()));
+    }
+
     pub fn to_sync_event(
         &self,
         viewer_device: Option<&ruma::DeviceId>,

@@ -20,7 +20,10 @@
 use std::collections::BTreeMap;
 
 use archipel_store::key;
-use ruma::{EventId, OwnedUserId, RoomId, ServerName, UserId, events::StateEventType};
+use ruma::{
+    EventId, OwnedUserId, RoomId, ServerName, UserId,
+    events::{StateEventType, room::member::MembershipState},
+};
 
 use super::{Rooms, append::state_key_bytes};
 use crate::{Error, Result};
@@ -47,23 +50,6 @@ impl HistoryVisibility {
 }
 
 /// A membership as far as visibility cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Member {
-    Join,
-    Invite,
-    Other,
-}
-
-impl Member {
-    fn parse(value: &serde_json::Value) -> Self {
-        match value["membership"].as_str() {
-            Some("join") => Self::Join,
-            Some("invite") => Self::Invite,
-            _ => Self::Other,
-        }
-    }
-}
-
 /// The room's visibility changes, oldest first.
 struct Timeline(Vec<(u64, HistoryVisibility)>);
 
@@ -87,23 +73,33 @@ impl Timeline {
 }
 
 /// One user's (or one server's users') membership changes, oldest first.
-struct Memberships(Vec<(u64, OwnedUserId, Member)>);
+struct Memberships(Vec<(u64, OwnedUserId, MembershipState)>);
 
 impl Memberships {
     /// Whether anyone here had `member` right before `count` (or set it at
     /// `count`, their own membership event).
-    fn any_at(&self, count: u64, member: Member) -> bool {
-        let mut latest: BTreeMap<&UserId, Member> = BTreeMap::new();
+    fn any_at(&self, count: u64, member: MembershipState) -> bool {
+        let mut latest: BTreeMap<&UserId, &MembershipState> = BTreeMap::new();
         for (_, user, m) in self.0.iter().take_while(|(c, _, _)| *c <= count) {
-            latest.insert(user, *m);
+            latest.insert(user, m);
         }
-        latest.values().any(|m| *m == member)
+        latest.values().any(|m| **m == member)
+    }
+
+    /// The one user's membership at `count` (their own membership event
+    /// included): `leave` before they had any.
+    fn at(&self, count: u64) -> MembershipState {
+        self.0
+            .iter()
+            .take_while(|(c, _, _)| *c <= count)
+            .last()
+            .map_or(MembershipState::Leave, |(_, _, m)| m.clone())
     }
 
     fn joined_after(&self, count: u64) -> bool {
         self.0
             .iter()
-            .any(|(c, _, m)| *c >= count && *m == Member::Join)
+            .any(|(c, _, m)| *c >= count && *m == MembershipState::Join)
     }
 
     fn changed_at(&self, count: u64) -> bool {
@@ -111,7 +107,7 @@ impl Memberships {
     }
 
     fn ever_joined(&self) -> bool {
-        self.0.iter().any(|(_, _, m)| *m == Member::Join)
+        self.0.iter().any(|(_, _, m)| *m == MembershipState::Join)
     }
 }
 
@@ -148,6 +144,18 @@ impl Viewer {
         self.memberships.ever_joined()
     }
 
+    /// The user's membership when the event at `count` was sent: what
+    /// clients read as `unsigned.membership` (MSC4115) to tell a message
+    /// sent before they joined from one they should have keys for.
+    pub fn membership_at(&self, count: u64) -> MembershipState {
+        self.memberships.at(count)
+    }
+
+    /// Adds `unsigned.membership` to an event at `count` for this user.
+    pub fn annotate(&self, count: u64, pdu: &mut super::Pdu) {
+        pdu.set_viewer_membership(&self.membership_at(count));
+    }
+
     /// Whether the user may see the event at position `count`.
     pub fn sees(&self, count: u64) -> bool {
         if count > self.upto {
@@ -158,9 +166,9 @@ impl Viewer {
         }
         match self.visibility.at(count) {
             HistoryVisibility::WorldReadable => true,
-            _ if self.memberships.any_at(count, Member::Join) => true,
+            _ if self.memberships.any_at(count, MembershipState::Join) => true,
             HistoryVisibility::Shared => self.memberships.joined_after(count),
-            HistoryVisibility::Invited => self.memberships.any_at(count, Member::Invite),
+            HistoryVisibility::Invited => self.memberships.any_at(count, MembershipState::Invite),
             HistoryVisibility::Joined => false,
         }
     }
@@ -177,10 +185,10 @@ impl ServerViewer {
         match self.visibility.at(count) {
             HistoryVisibility::WorldReadable | HistoryVisibility::Shared => true,
             HistoryVisibility::Invited => {
-                self.memberships.any_at(count, Member::Join)
-                    || self.memberships.any_at(count, Member::Invite)
+                self.memberships.any_at(count, MembershipState::Join)
+                    || self.memberships.any_at(count, MembershipState::Invite)
             }
-            HistoryVisibility::Joined => self.memberships.any_at(count, Member::Join),
+            HistoryVisibility::Joined => self.memberships.any_at(count, MembershipState::Join),
         }
     }
 }
@@ -275,7 +283,10 @@ impl Rooms {
                 continue;
             };
             if wanted(&user) {
-                out.push((count, user, Member::parse(&pdu.content_value())));
+                let membership = pdu.content_value()["membership"]
+                    .as_str()
+                    .map_or(MembershipState::Leave, MembershipState::from);
+                out.push((count, user, membership));
             }
         }
         out.sort_by_key(|(count, _, _)| *count);

@@ -34,7 +34,7 @@ struct TimelineSection {
 /// Timeline in `(after, upto]` plus the state the client needs before it.
 /// With a `viewer`, only the events it sees (history visibility), and no
 /// state unless it was ever joined; without, every event (a joined user's
-/// events after their join).
+/// events after their join, each marked as seen by a member).
 fn timeline_and_state(
     ctx: &SyncContext<'_>,
     room_id: &RoomId,
@@ -72,7 +72,7 @@ fn timeline_and_state(
     timeline.limited = limited;
     timeline.prev_batch = Some(first.saturating_sub(1).to_string());
     let mut senders = Vec::new();
-    for (_, mut pdu) in events {
+    for (count, mut pdu) in events {
         if event_matches(filter, &pdu) {
             if !senders.contains(&pdu.sender) {
                 senders.push(pdu.sender.clone());
@@ -80,6 +80,10 @@ fn timeline_and_state(
             rooms.bundle_relations(&mut pdu, ctx.user, upto, &|c| {
                 viewer.is_none_or(|v| v.sees(c))
             })?;
+            match viewer {
+                Some(viewer) => viewer.annotate(count, &mut pdu),
+                None => pdu.set_viewer_membership(&MembershipState::Join),
+            }
             timeline.events.push(pdu.to_sync_event(Some(ctx.device)));
         }
     }

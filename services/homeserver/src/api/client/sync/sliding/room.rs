@@ -121,8 +121,12 @@ pub fn build(
     // What a member sees since joining needs no history rules; anything
     // older or after leaving does.
     let before_join = |(count, _): &(u64, Pdu)| *count <= membership.count;
-    if !joined || (fresh && events.iter().any(before_join)) {
-        let viewer = rooms.viewer(ctx.user, room_id)?;
+    let viewer = if !joined || (fresh && events.iter().any(before_join)) {
+        Some(rooms.viewer(ctx.user, room_id)?)
+    } else {
+        None
+    };
+    if let Some(viewer) = &viewer {
         let before = events.len();
         events.retain(|(c, _)| viewer.sees(*c));
         limited |= events.len() < before;
@@ -198,8 +202,13 @@ pub fn build(
             .any(|(_, p)| p.kind == TimelineEventType::RoomMember);
 
     room.timeline = Vec::with_capacity(events.len());
-    for (_, mut pdu) in events {
+    for (count, mut pdu) in events {
         rooms.bundle_relations(&mut pdu, ctx.user, upto, &|_| true)?;
+        // Without a viewer, every event came after the user's join.
+        match &viewer {
+            Some(viewer) => viewer.annotate(count, &mut pdu),
+            None => pdu.set_viewer_membership(&MembershipState::Join),
+        }
         room.timeline.push(pdu.to_sync_event(Some(ctx.device)));
     }
     room.required_state = state.iter().map(Pdu::to_sync_state_event).collect();
