@@ -19,7 +19,7 @@
 use ruma::{
     RoomId, UserId,
     events::{
-        StateEventType, TimelineEventType,
+        StateEventType,
         room::join_rules::{JoinRule, RoomJoinRulesEventContent},
         room::member::MembershipState,
     },
@@ -153,11 +153,7 @@ fn membership_of(
     membership: MembershipState,
     profile: Option<&crate::service::users::Account>,
 ) -> PduBuilder {
-    PduBuilder::state(
-        TimelineEventType::RoomMember,
-        archive.as_str(),
-        member_content(membership, profile, None, false),
-    )
+    PduBuilder::member(archive, member_content(membership, profile, None, false))
 }
 
 fn anyone_may_join(services: &Services, room_id: &RoomId) -> Result<bool> {

@@ -9,7 +9,7 @@ use crate::{
 use ruma::{
     OwnedServerName, RoomId, UserId,
     events::{
-        StateEventType, TimelineEventType,
+        StateEventType,
         room::member::{MembershipState, RoomMemberEventContent},
     },
 };
@@ -63,11 +63,7 @@ pub async fn join_room(
         }
         services
             .rooms
-            .append(
-                room_id,
-                user,
-                PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
-            )
+            .append(room_id, user, PduBuilder::member(user, content))
             .await?;
     } else {
         super::remote_membership::join_remote(services, user, room_id, reason, via).await?;
@@ -145,11 +141,7 @@ pub async fn knock_room(
     let content = member_content(MembershipState::Knock, profile.as_ref(), reason, false);
     services
         .rooms
-        .append(
-            room_id,
-            user,
-            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
-        )
+        .append(room_id, user, PduBuilder::member(user, content))
         .await?;
     Ok(())
 }
@@ -176,11 +168,7 @@ pub async fn invite_user(
     let content = member_content(MembershipState::Invite, profile.as_ref(), reason, is_direct);
     services
         .rooms
-        .append(
-            room_id,
-            sender,
-            PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content),
-        )
+        .append(room_id, sender, PduBuilder::member(invitee, content))
         .await?;
     Ok(())
 }
@@ -207,11 +195,7 @@ pub async fn leave_room(
     let content = member_content(MembershipState::Leave, None, reason, false);
     services
         .rooms
-        .append(
-            room_id,
-            user,
-            PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content),
-        )
+        .append(room_id, user, PduBuilder::member(user, content))
         .await?;
     Ok(())
 }
@@ -241,11 +225,7 @@ pub async fn set_membership(
     }
     services
         .rooms
-        .append(
-            room_id,
-            sender,
-            PduBuilder::state(TimelineEventType::RoomMember, target.as_str(), content),
-        )
+        .append(room_id, sender, PduBuilder::member(target, content))
         .await?;
     Ok(())
 }

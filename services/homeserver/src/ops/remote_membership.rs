@@ -8,7 +8,7 @@ use ruma::{
         create_invite, create_join_event, create_leave_event, prepare_join_event,
         prepare_leave_event,
     },
-    events::{StateEventType, TimelineEventType, room::member::MembershipState},
+    events::{StateEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     signatures::hash_and_sign_event,
 };
@@ -296,7 +296,7 @@ pub async fn invite_remote(
 ) -> Result<()> {
     let server = invitee.server_name();
     let content = member_content(MembershipState::Invite, None, reason, is_direct);
-    let builder = PduBuilder::state(TimelineEventType::RoomMember, invitee.as_str(), content);
+    let builder = PduBuilder::member(invitee, content);
     let (event_id, event, version) = services.rooms.prepare_event(room_id, sender, &builder)?;
     let rules = room_rules(&version)?;
 

@@ -11,7 +11,7 @@ use ruma::{
         user_directory::search_users,
     },
     api::federation::query::get_profile_information,
-    events::{StateEventType, TimelineEventType},
+    events::StateEventType,
 };
 use serde_json::{Value, json};
 
@@ -118,7 +118,7 @@ async fn propagate(
         if content == current.content_value() {
             continue;
         }
-        let builder = PduBuilder::state(TimelineEventType::RoomMember, user.as_str(), content);
+        let builder = PduBuilder::member(user, content);
         if let Err(e) = services.rooms.append(&room_id, user, builder).await {
             tracing::warn!(room = %room_id, error = %e, "could not update member event after a profile change");
         }

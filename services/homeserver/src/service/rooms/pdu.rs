@@ -323,6 +323,11 @@ impl PduBuilder {
             ..Self::new(kind, content)
         }
     }
+
+    /// The `m.room.member` event that sets `target`'s membership.
+    pub fn member(target: &ruma::UserId, content: Value) -> Self {
+        Self::state(TimelineEventType::RoomMember, target.as_str(), content)
+    }
 }
 
 /// Whether `object` is a create event that names no room because, under

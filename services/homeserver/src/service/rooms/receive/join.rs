@@ -8,8 +8,7 @@ use std::sync::Arc;
 use archipel_store::Batch;
 use ruma::{
     CanonicalJsonObject, EventId, OwnedEventId, RoomId, RoomVersionId, UserId,
-    events::{TimelineEventType, room::member::MembershipState},
-    room_version_rules::RoomVersionRules,
+    events::room::member::MembershipState, room_version_rules::RoomVersionRules,
 };
 
 use super::{
@@ -37,11 +36,7 @@ impl Rooms {
         let meta = self
             .meta(room_id)?
             .ok_or_else(|| Error::not_found(format!("This server is not in {room_id}.")))?;
-        let builder = PduBuilder::state(
-            TimelineEventType::RoomMember,
-            user_id.as_str(),
-            serde_json::json!({ "membership": membership }),
-        );
+        let builder = PduBuilder::member(user_id, serde_json::json!({ "membership": membership }));
         let (object, version, _) = self.build_event(room_id, user_id, &builder, &meta)?;
         Ok((version, object))
     }
