@@ -120,11 +120,7 @@ pub async fn create_room(
         body.is_direct,
     );
     rooms
-        .append(
-            &room_id,
-            sender,
-            PduBuilder::state(TimelineEventType::RoomMember, sender.as_str(), join),
-        )
+        .append(&room_id, sender, PduBuilder::member(sender, join))
         .await?;
 
     let mut admins = vec![sender];
@@ -136,60 +132,34 @@ pub async fn create_room(
         let overrides: Value = serde_json::from_str(overrides.json().get())?;
         merge(&mut power_levels, overrides);
     }
-    rooms
-        .append(
-            &room_id,
-            sender,
-            PduBuilder::state(TimelineEventType::RoomPowerLevels, "", power_levels),
-        )
-        .await?;
-
-    if let Some(alias) = &alias {
-        rooms
-            .append(
-                &room_id,
-                sender,
-                PduBuilder::state(
-                    TimelineEventType::RoomCanonicalAlias,
-                    "",
-                    json!({ "alias": alias }),
-                ),
+    // The room's own state events (state key ""), in the order they are
+    // sent; the archive member joins after the presets, before the
+    // client's initial state.
+    let room_state = |kind: TimelineEventType, content: Value| PduBuilder::state(kind, "", content);
+    let presets = [
+        Some(room_state(TimelineEventType::RoomPowerLevels, power_levels)),
+        alias.as_ref().map(|alias| {
+            room_state(
+                TimelineEventType::RoomCanonicalAlias,
+                json!({ "alias": alias }),
             )
-            .await?;
+        }),
+        Some(room_state(
+            TimelineEventType::RoomJoinRules,
+            json!({ "join_rule": join_rule }),
+        )),
+        Some(room_state(
+            TimelineEventType::RoomHistoryVisibility,
+            json!({ "history_visibility": "shared" }),
+        )),
+        Some(room_state(
+            TimelineEventType::RoomGuestAccess,
+            json!({ "guest_access": guest_access }),
+        )),
+    ];
+    for builder in presets.into_iter().flatten() {
+        rooms.append(&room_id, sender, builder).await?;
     }
-    rooms
-        .append(
-            &room_id,
-            sender,
-            PduBuilder::state(
-                TimelineEventType::RoomJoinRules,
-                "",
-                json!({ "join_rule": join_rule }),
-            ),
-        )
-        .await?;
-    rooms
-        .append(
-            &room_id,
-            sender,
-            PduBuilder::state(
-                TimelineEventType::RoomHistoryVisibility,
-                "",
-                json!({ "history_visibility": "shared" }),
-            ),
-        )
-        .await?;
-    rooms
-        .append(
-            &room_id,
-            sender,
-            PduBuilder::state(
-                TimelineEventType::RoomGuestAccess,
-                "",
-                json!({ "guest_access": guest_access }),
-            ),
-        )
-        .await?;
 
     // The archive member is in before anything is said or encrypted, and
     // never leads the room's name.
@@ -198,26 +168,16 @@ pub async fn create_room(
     }
     archive_member::join(services, &room_id, sender).await?;
 
-    for builder in initial_state {
+    let named = [
+        body.name
+            .as_ref()
+            .map(|name| room_state(TimelineEventType::RoomName, json!({ "name": name }))),
+        body.topic
+            .as_ref()
+            .map(|topic| room_state(TimelineEventType::RoomTopic, json!({ "topic": topic }))),
+    ];
+    for builder in initial_state.into_iter().chain(named.into_iter().flatten()) {
         rooms.append(&room_id, sender, builder).await?;
-    }
-    if let Some(name) = &body.name {
-        rooms
-            .append(
-                &room_id,
-                sender,
-                PduBuilder::state(TimelineEventType::RoomName, "", json!({ "name": name })),
-            )
-            .await?;
-    }
-    if let Some(topic) = &body.topic {
-        rooms
-            .append(
-                &room_id,
-                sender,
-                PduBuilder::state(TimelineEventType::RoomTopic, "", json!({ "topic": topic })),
-            )
-            .await?;
     }
     for invitee in &body.invite {
         invite_user(services, sender, &room_id, invitee, None, body.is_direct).await?;
