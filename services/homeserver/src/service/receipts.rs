@@ -156,32 +156,36 @@ impl Receipts {
         self.counted.lock().retain(|(u, _), _| u != user);
     }
 
-    /// The event the user last marked read (public or private, unthreaded or main).
-    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Vec<OwnedEventId>> {
+    /// The user's read receipts in the room that count for the room as a
+    /// whole: public or private, unthreaded or on the main timeline.
+    fn read_receipts(&self, room: &RoomId, user: &UserId) -> Result<Vec<Receipt>> {
         let prefix = key::prefix([room.as_bytes(), user.as_bytes()]);
         let mut out = Vec::new();
-        for row in self.tree.scan_prefix(prefix) {
-            let (_, v) = row?;
-            let receipt: Receipt = self.tree.decode_json(&v)?;
+        for row in self.tree.scan_prefix_json::<Receipt>(prefix) {
+            let (_, receipt) = row?;
             if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
-                out.push(receipt.event_id);
+                out.push(receipt);
             }
         }
         Ok(out)
     }
 
-    /// The stream position of the user's latest read receipt in the room
-    /// (public or private, unthreaded or main): where their unread counts
-    /// last started over.
+    /// The events the user last marked read.
+    pub fn read_up_to(&self, room: &RoomId, user: &UserId) -> Result<Vec<OwnedEventId>> {
+        Ok(self
+            .read_receipts(room, user)?
+            .into_iter()
+            .map(|receipt| receipt.event_id)
+            .collect())
+    }
+
+    /// The stream position of the user's latest read receipt in the room:
+    /// where their unread counts last started over.
     pub fn read_moved_at(&self, room: &RoomId, user: &UserId) -> Result<Option<u64>> {
-        let prefix = key::prefix([room.as_bytes(), user.as_bytes()]);
-        let mut latest = None;
-        for row in self.tree.scan_prefix_json::<Receipt>(prefix) {
-            let (_, receipt) = row?;
-            if receipt.thread_id.as_deref().is_none_or(|t| t == "main") {
-                latest = latest.max(Some(receipt.count));
-            }
-        }
-        Ok(latest)
+        Ok(self
+            .read_receipts(room, user)?
+            .iter()
+            .map(|receipt| receipt.count)
+            .max())
     }
 }

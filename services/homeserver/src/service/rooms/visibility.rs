@@ -144,16 +144,20 @@ impl Viewer {
         self.memberships.ever_joined()
     }
 
-    /// The user's membership when the event at `count` was sent: what
-    /// clients read as `unsigned.membership` (MSC4115) to tell a message
-    /// sent before they joined from one they should have keys for.
-    pub fn membership_at(&self, count: u64) -> MembershipState {
-        self.memberships.at(count)
+    /// Adds `unsigned.membership` to the event at `count`: the user's
+    /// membership when it was sent, which clients read (MSC4115) to tell a
+    /// message sent before they joined from one they should have keys for.
+    pub fn annotate(&self, count: u64, pdu: &mut super::Pdu) {
+        pdu.set_viewer_membership(&self.memberships.at(count));
     }
 
-    /// Adds `unsigned.membership` to an event at `count` for this user.
-    pub fn annotate(&self, count: u64, pdu: &mut super::Pdu) {
-        pdu.set_viewer_membership(&self.membership_at(count));
+    /// [`Self::annotate`] with a viewer when there is one; without, the
+    /// user was joined throughout (a sync's events after their join).
+    pub fn annotate_or_joined(viewer: Option<&Self>, count: u64, pdu: &mut super::Pdu) {
+        match viewer {
+            Some(viewer) => viewer.annotate(count, pdu),
+            None => pdu.set_viewer_membership(&MembershipState::Join),
+        }
     }
 
     /// Whether the user may see the event at position `count`.

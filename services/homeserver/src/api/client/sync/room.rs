@@ -80,10 +80,7 @@ fn timeline_and_state(
             rooms.bundle_relations(&mut pdu, ctx.user, upto, &|c| {
                 viewer.is_none_or(|v| v.sees(c))
             })?;
-            match viewer {
-                Some(viewer) => viewer.annotate(count, &mut pdu),
-                None => pdu.set_viewer_membership(&MembershipState::Join),
-            }
+            Viewer::annotate_or_joined(viewer, count, &mut pdu);
             timeline.events.push(pdu.to_sync_event(Some(ctx.device)));
         }
     }

@@ -17,7 +17,7 @@ use super::{Ctx, lists::RoomConfig};
 use crate::{
     Result,
     service::{
-        rooms::{MembershipRecord, Pdu, bumps},
+        rooms::{MembershipRecord, Pdu, Viewer, bumps},
         sliding_sync::{SentRoom, fingerprint},
     },
 };
@@ -204,11 +204,7 @@ pub fn build(
     room.timeline = Vec::with_capacity(events.len());
     for (count, mut pdu) in events {
         rooms.bundle_relations(&mut pdu, ctx.user, upto, &|_| true)?;
-        // Without a viewer, every event came after the user's join.
-        match &viewer {
-            Some(viewer) => viewer.annotate(count, &mut pdu),
-            None => pdu.set_viewer_membership(&MembershipState::Join),
-        }
+        Viewer::annotate_or_joined(viewer.as_ref(), count, &mut pdu);
         room.timeline.push(pdu.to_sync_event(Some(ctx.device)));
     }
     room.required_state = state.iter().map(Pdu::to_sync_state_event).collect();
