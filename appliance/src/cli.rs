@@ -1,11 +1,14 @@
 //! The command line.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{backup, config, provision, serve, users, vault_cli};
+use crate::{
+    args::{TokenCommand, UserCommand, VaultCommand},
+    backup, config, provision, serve, users, vault_cli,
+};
 
 /// Archipel: a sovereign chat-and-archive appliance (Matrix homeserver,
 /// archive vault, encrypted backups, admin console) in one binary.
@@ -30,27 +33,27 @@ enum Command {
         config: PathBuf,
     },
     /// Run a local development node: plain HTTP on loopback, data in a folder, no configuration needed.
-    Dev(DevArgs),
+    Dev(config::DevOptions),
     /// Manage local user accounts (on a running node too).
     User {
         #[command(flatten)]
         target: Target,
         #[command(subcommand)]
-        command: users::UserCommand,
+        command: UserCommand,
     },
     /// Issue and list registration tokens (m.login.registration_token).
     RegistrationToken {
         #[command(flatten)]
         target: Target,
         #[command(subcommand)]
-        command: users::TokenCommand,
+        command: TokenCommand,
     },
     /// The archive vault: status, verification, proofs, originals.
     Vault {
         #[command(flatten)]
         target: Target,
         #[command(subcommand)]
-        command: vault_cli::VaultCommand,
+        command: VaultCommand,
     },
     /// Encrypted backups: create, list, verify, restore, prune.
     Backup {
@@ -83,40 +86,6 @@ enum Command {
     },
 }
 
-#[derive(Args, Clone)]
-pub struct DevArgs {
-    /// Folder for the node's data (created if missing).
-    #[arg(long, default_value = "archipel-data")]
-    pub data_dir: PathBuf,
-    /// Address for the client API (plain HTTP: keep it on loopback).
-    #[arg(long, default_value = "127.0.0.1:8008")]
-    pub listen: SocketAddr,
-    /// The server name in user and room IDs.
-    #[arg(long, default_value = "localhost")]
-    pub server_name: String,
-    /// Let anyone register with m.login.dummy (for test clients).
-    #[arg(long)]
-    pub open_registration: bool,
-    /// Enforce the spec's rate limits (off by default in dev).
-    #[arg(long)]
-    pub rate_limit: bool,
-    /// Largest accepted media upload, in bytes.
-    #[arg(long)]
-    pub max_upload_size: Option<u64>,
-    /// Archive nothing: no capture into the vault. Only for measuring what
-    /// capture costs; a node that must keep records never runs like this.
-    #[arg(long, hide = true)]
-    pub without_vault: bool,
-    /// No archive member: encrypted rooms stay unreadable to the archive.
-    /// Only for measuring what the archive member costs.
-    #[arg(long, hide = true)]
-    pub without_archive_member: bool,
-    /// A TOML file with a `[federation]` table (listener, TLS files, peers),
-    /// to federate this development node with others.
-    #[arg(long, value_name = "FILE")]
-    pub federation: Option<PathBuf>,
-}
-
 /// Which node's data a management command works on.
 #[derive(Args, Clone)]
 pub struct Target {
@@ -126,6 +95,17 @@ pub struct Target {
     /// Data folder of a development node.
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+}
+
+impl Target {
+    /// The configuration of the node the command works on.
+    fn load(&self) -> Result<config::Config> {
+        match (&self.config, &self.data_dir) {
+            (Some(path), _) => config::Config::load(path),
+            (None, Some(dir)) => config::Config::for_data_dir(dir),
+            (None, None) => config::Config::load(std::path::Path::new(config::DEFAULT_PATH)),
+        }
+    }
 }
 
 impl Cli {
@@ -142,31 +122,27 @@ pub fn run(cli: Cli) -> Result<()> {
             serve::run(config)
         }
         Command::Dev(args) => serve::run(config::Config::dev(&args)?),
-        Command::User { target, command } => {
-            users::user_command(&config::Config::for_target(&target)?, command)
-        }
+        Command::User { target, command } => users::user_command(&target.load()?, command),
         Command::RegistrationToken { target, command } => {
-            users::token_command(&config::Config::for_target(&target)?, command)
+            users::token_command(&target.load()?, command)
         }
         Command::Vault {
-            command: vault_cli::VaultCommand::Keygen { file },
+            command: VaultCommand::Keygen { file },
             ..
         } => vault_cli::keygen(&file),
         Command::Vault {
             command:
-                vault_cli::VaultCommand::VerifyExport {
+                VaultCommand::VerifyExport {
                     dir,
                     verifier_key,
                     json,
                 },
             ..
         } => vault_cli::verify_export(&dir, verifier_key.as_deref(), json),
-        Command::Vault { target, command } => {
-            vault_cli::run(&config::Config::for_target(&target)?, command)
-        }
+        Command::Vault { target, command } => vault_cli::run(&target.load()?, command),
         Command::Backup { target, command } => {
             let config = if target.config.is_some() || target.data_dir.is_some() {
-                Some(config::Config::for_target(&target)?)
+                Some(target.load()?)
             } else if std::path::Path::new(config::DEFAULT_PATH).exists() {
                 Some(config::Config::load(std::path::Path::new(
                     config::DEFAULT_PATH,
@@ -181,7 +157,7 @@ pub fn run(cli: Cli) -> Result<()> {
             target,
             json,
             limit,
-        } => crate::reports::list(&config::Config::for_target(&target)?, json, limit),
+        } => crate::reports::list(&target.load()?, json, limit),
         Command::CheckConfig { config } => {
             let config = config::Config::load(&config)?;
             println!("{}: OK", config.source.display());

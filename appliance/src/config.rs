@@ -13,8 +13,6 @@ use archipel_homeserver::{FederationConfig, HomeserverConfig};
 use archipel_vault::VaultConfig;
 use serde::Deserialize;
 
-use crate::cli::{DevArgs, Target};
-
 /// Where an installed node's configuration lives.
 pub const DEFAULT_PATH: &str = "/etc/archipel/archipel.toml";
 
@@ -231,7 +229,7 @@ impl Config {
     }
 
     /// The embedded default: a local node on loopback with its data in a folder.
-    pub fn dev(args: &DevArgs) -> Result<Self> {
+    pub fn dev(args: &DevOptions) -> Result<Self> {
         let mut homeserver = HomeserverConfig {
             server_name: args.server_name.as_str().try_into().with_context(|| {
                 format!(
@@ -274,27 +272,56 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration a management command works on.
-    pub fn for_target(target: &Target) -> Result<Self> {
-        match (&target.config, &target.data_dir) {
-            (Some(path), _) => Self::load(path),
-            (None, Some(dir)) => {
-                let server_name = read_server_name(dir).unwrap_or_else(|| "localhost".into());
-                Self::dev(&DevArgs {
-                    data_dir: dir.clone(),
-                    listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
-                    server_name,
-                    open_registration: false,
-                    rate_limit: false,
-                    max_upload_size: None,
-                    without_vault: false,
-                    without_archive_member: false,
-                    federation: None,
-                })
-            }
-            (None, None) => Self::load(Path::new("/etc/archipel/archipel.toml")),
-        }
+    /// The development defaults over an existing development node's data
+    /// folder (its server name as the node recorded it).
+    pub fn for_data_dir(dir: &Path) -> Result<Self> {
+        Self::dev(&DevOptions {
+            data_dir: dir.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            server_name: read_server_name(dir).unwrap_or_else(|| "localhost".into()),
+            open_registration: false,
+            rate_limit: false,
+            max_upload_size: None,
+            without_vault: false,
+            without_archive_member: false,
+            federation: None,
+        })
     }
+}
+
+/// How `archipel dev` runs a development node: its command-line options.
+#[derive(clap::Args, Clone)]
+pub struct DevOptions {
+    /// Folder for the node's data (created if missing).
+    #[arg(long, default_value = "archipel-data")]
+    pub data_dir: PathBuf,
+    /// Address for the client API (plain HTTP: keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:8008")]
+    pub listen: SocketAddr,
+    /// The server name in user and room IDs.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// Let anyone register with m.login.dummy (for test clients).
+    #[arg(long)]
+    pub open_registration: bool,
+    /// Enforce the spec's rate limits (off by default in dev).
+    #[arg(long)]
+    pub rate_limit: bool,
+    /// Largest accepted media upload, in bytes.
+    #[arg(long)]
+    pub max_upload_size: Option<u64>,
+    /// Archive nothing: no capture into the vault. Only for measuring what
+    /// capture costs; a node that must keep records never runs like this.
+    #[arg(long, hide = true)]
+    pub without_vault: bool,
+    /// No archive member: encrypted rooms stay unreadable to the archive.
+    /// Only for measuring what the archive member costs.
+    #[arg(long, hide = true)]
+    pub without_archive_member: bool,
+    /// A TOML file with a `[federation]` table (listener, TLS files, peers),
+    /// to federate this development node with others.
+    #[arg(long, value_name = "FILE")]
+    pub federation: Option<PathBuf>,
 }
 
 /// `archipel dev --federation FILE`: a file holding only a `[federation]` table.

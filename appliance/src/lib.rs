@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod archive_device;
+mod args;
 mod backup;
 mod capture;
 pub mod cli;

@@ -104,11 +104,12 @@ async fn serve(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
-    let admin_path = admin::socket_path(&config);
-    let admin_listener = admin::bind(&admin_path)?;
+    let admin_path = admin::protocol::socket_path(&config);
+    let admin_listener = admin::server::bind(&admin_path)?;
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
-    let admin_state = admin::Admin::new(config.clone(), services.clone(), node.vault.clone());
-    let admin = tokio::spawn(admin::serve(
+    let admin_state =
+        admin::server::Admin::new(config.clone(), services.clone(), node.vault.clone());
+    let admin = tokio::spawn(admin::server::serve(
         admin_state.clone(),
         admin_listener,
         admin_stopped.clone(),

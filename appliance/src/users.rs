@@ -4,55 +4,16 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 use archipel_homeserver::Services;
-use clap::Subcommand;
 use ruma::{OwnedUserId, UserId};
-use serde::{Deserialize, Serialize};
 
-use crate::{admin, config::Config};
-
-#[derive(Clone, Subcommand, Serialize, Deserialize)]
-pub enum UserCommand {
-    /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
-    Create {
-        /// Localpart (`alice`) or full user ID (`@alice:example.org`).
-        user: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-        /// Make the user a server administrator.
-        #[arg(long)]
-        admin: bool,
+use crate::{
+    admin::{
+        audit::{own_actor, record_account_change},
+        protocol as admin,
     },
-    /// List local users.
-    List {
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Deactivate a user: leaves all rooms, ends all sessions, keeps their history.
-    Deactivate { user: String },
-    /// Set a user's password (prompt, or --password-stdin).
-    Passwd {
-        user: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
-}
-
-#[derive(Clone, Subcommand, Serialize, Deserialize)]
-pub enum TokenCommand {
-    /// Issue a registration token.
-    Create {
-        /// The token text (random if omitted).
-        #[arg(long)]
-        token: Option<String>,
-        /// How many registrations it allows (unlimited if omitted).
-        #[arg(long)]
-        uses: Option<u32>,
-    },
-    /// List registration tokens.
-    List,
-}
+    args::{TokenCommand, UserCommand},
+    config::Config,
+};
 
 fn user_id(config: &Config, user: &str) -> Result<OwnedUserId> {
     let id = UserId::parse_with_server_name(user.to_lowercase(), &config.homeserver.server_name)
@@ -149,7 +110,7 @@ fn on_node<C: Clone>(
         let done = rt.block_on(execute(services, command, &mut out));
         std::io::stdout().write_all(&out)?;
         if let Some(change) = change {
-            admin::record_account_change(&node.vault, &admin::own_actor(), &change, &done)?;
+            record_account_change(&node.vault, &own_actor(), &change, &done)?;
         }
         done?;
         Ok(services.store.flush()?)

@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod schedule;
+mod write;
 
 use std::{
     collections::BTreeMap,

@@ -11,8 +11,11 @@ use jiff::{Timestamp, tz::TimeZone};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{ScheduleConfig, cli};
-use crate::{admin::Admin, config::Config};
+use super::{
+    ScheduleConfig,
+    write::{Written, write_backups},
+};
+use crate::{admin::server::Admin, config::Config};
 
 /// The status file's name in the data folder.
 pub const STATUS_FILE: &str = "backup-status.json";
@@ -137,7 +140,7 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
                 }),
             }
         }
-        let written = cli::write_backups(
+        let written = write_backups(
             &config,
             &snapshot,
             &targets,
@@ -145,7 +148,7 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
             &|_| Box::new(archipel_backup::NoProgress),
         );
         drop(snapshot);
-        for (target, cli::Written { outcome, .. }) in targets.iter().zip(written) {
+        for (target, Written { outcome, .. }) in targets.iter().zip(written) {
             let mut status = TargetStatus::new(&target.name);
             match outcome {
                 Ok((info, seconds)) => {
@@ -274,7 +277,7 @@ mod tests {
     async fn a_scheduled_run_backs_up_prunes_and_reports() {
         let work = tempfile::tempdir().expect("temp dir");
         let data_dir = work.path().join("data");
-        let mut config = Config::dev(&crate::cli::DevArgs {
+        let mut config = Config::dev(&crate::config::DevOptions {
             data_dir: data_dir.clone(),
             listen: "127.0.0.1:0".parse().expect("address"),
             server_name: "localhost".into(),

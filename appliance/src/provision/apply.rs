@@ -28,7 +28,14 @@ use archipel_provisioning::{Provisioning, schema::NetworkMode};
 use archipel_vault::Vault;
 use serde::{Deserialize, Serialize};
 
-use crate::{admin, config::Config, node};
+use crate::{
+    admin::{
+        audit::{own_actor, record_account_change},
+        protocol::{self as admin, AdminEntry},
+    },
+    config::Config,
+    node,
+};
 
 /// Where the node's configuration and identity live (a link to the data
 /// partition on the appliance).
@@ -61,14 +68,6 @@ struct Planned {
     path: String,
     contents: Vec<u8>,
     mode: u32,
-}
-
-/// One administrator from the file, as the node creates it.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct AdminEntry {
-    pub user: String,
-    pub password_hash: Option<String>,
-    pub setup_token: Option<String>,
 }
 
 /// Everything an apply will make true, rendered before anything is written.
@@ -447,7 +446,7 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
     let output = match node::open(config) {
         Ok(node) => {
             let services = &node.homeserver.services;
-            let actor = admin::own_actor();
+            let actor = own_actor();
             let changes =
                 rt.block_on(ensure_admins(config, services, &node.vault, &actor, admins))?;
             services.store.flush()?;
@@ -506,7 +505,7 @@ pub async fn ensure_admins(
             };
             let command = format!("provision apply: administrator {id} created {how}");
             tokio::task::block_in_place(|| {
-                admin::record_account_change(vault, actor, &command, &created)
+                record_account_change(vault, actor, &command, &created)
             })?;
             created?;
             Outcome::Created

@@ -1,0 +1,310 @@
+//! The management commands' arguments: data only. The command line parses
+//! them (clap), and a command sent to a running node crosses its admin
+//! socket as them (serde); what each command does lives with its group
+//! (`vault_cli/`, `users.rs`).
+
+use std::path::PathBuf;
+
+use archipel_vault::{
+    export,
+    procedure::{Classification, Role},
+};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultCommand {
+    /// Show the log's size, newest checkpoint and the key that signs it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute the log from the stored records and check every signed
+    /// checkpoint. Names every missing, altered or misplaced record and any
+    /// truncation; exits non-zero if anything is wrong.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List archived records (metadata only: the content stays sealed).
+    List {
+        /// Only records of this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the inclusion proof of one record against the newest checkpoint.
+    Prove {
+        #[command(flatten)]
+        record: RecordRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the original of an archived event (needs the vault key).
+    Show {
+        #[command(flatten)]
+        record: RecordRef,
+    },
+    /// Make a user a records manager (who decides on requests), or stop them
+    /// being one. An action of the node's operator.
+    RecordsManager {
+        #[command(subcommand)]
+        command: ManagerCommand,
+    },
+    /// Let DELEGATE request exclusions on USER's behalf (operator action).
+    Delegate { user: String, delegate: String },
+    /// Set a user's role: capstone (minister, state secretary,
+    /// secretary-general: kept permanently), official, external.
+    Role {
+        user: String,
+        role: Role,
+        /// The records manager doing this.
+        #[arg(long)]
+        by: String,
+    },
+    /// Classify a room: business (the default), private, party-political.
+    Classify {
+        room: String,
+        classification: Classification,
+        #[arg(long)]
+        by: String,
+    },
+    /// Ask for messages to be excluded from the archive as private or
+    /// party-political. Only their sender (or a delegate) may ask.
+    RequestExclusion {
+        /// An event to exclude; repeat for several.
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        /// The sender, or their delegate.
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        /// A Woo ground code, e.g. 5.1.2e.
+        #[arg(long)]
+        ground: Option<String>,
+    },
+    /// List exclusion requests and their decisions.
+    Requests {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide on an exclusion request (a records manager who is neither the
+    /// requester nor the sender). Approval erases the content for good.
+    Decide {
+        /// The request's reference, e.g. EX-000001.
+        reference: String,
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Legal holds: while one covers a room or user, nothing of it is erased.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// Retention: what the policy (`[vault.retention]`) says of the archive,
+    /// and destruction lists of expired records.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Every procedure step in the log (needs the vault key).
+    Procedure {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export conversations: one HTML page per conversation to read, JSON
+    /// Lines with each record's inclusion proof to check, attachments.
+    Export {
+        /// Every record of this room.
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        room: Option<String>,
+        /// Every record this user sent.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this date or time (dates are midnight, Europe/Amsterdam).
+        #[arg(long, value_parser = export::parse_time)]
+        from: Option<u64>,
+        /// Until (not including) this date or time.
+        #[arg(long, value_parser = export::parse_time)]
+        until: Option<u64>,
+        /// A new folder for the export.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an export offline: every record proven in the signed log, every
+    /// event shown exactly as archived. Exits non-zero on any problem.
+    VerifyExport {
+        dir: PathBuf,
+        /// The node's verifier key (`archipel vault status` prints it), from a
+        /// source you trust. Without it the export is checked against its own
+        /// copy, which proves nothing, and the command fails.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new vault key file (mode 0600) for provisioning.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManagerCommand {
+    Add { user: String },
+    Remove { user: String },
+    List,
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldCommand {
+    /// Place a hold on a room or on a user.
+    Place {
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        room: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Release a hold.
+    Release {
+        reference: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// List holds.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetentionCommand {
+    /// Count records by valuation: permanent (and due for transfer), expired,
+    /// held, to be destroyed later.
+    Status {
+        /// Evaluate as of this date instead of now (for planning).
+        #[arg(long, value_parser = export::parse_time)]
+        as_of: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose a destruction list of every expired record not under a hold.
+    Propose {
+        #[arg(long)]
+        by: String,
+        /// Propose as of a later date (the list can be approved from then on).
+        #[arg(long, value_parser = export::parse_time)]
+        as_of: Option<u64>,
+    },
+    /// Approve a destruction list (another records manager than the proposer)
+    /// and destroy its records.
+    Approve {
+        reference: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Show a destruction list.
+    Show { reference: String },
+}
+
+#[derive(Args, Serialize, Deserialize)]
+#[group(required = true, multiple = false)]
+pub struct RecordRef {
+    /// The Matrix event ID (`$...`).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// The record's sequence number in the log.
+    #[arg(long)]
+    pub seq: Option<u64>,
+}
+
+impl VaultCommand {
+    /// Commands that only read, and so also work while the node runs.
+    pub(crate) fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Self::Status { .. }
+                | Self::Verify { .. }
+                | Self::List { .. }
+                | Self::Prove { .. }
+                | Self::Show { .. }
+                | Self::Requests { .. }
+                | Self::Procedure { .. }
+                | Self::Hold {
+                    command: HoldCommand::List { .. }
+                }
+                | Self::Retention {
+                    command: RetentionCommand::Status { .. } | RetentionCommand::Show { .. }
+                }
+                | Self::RecordsManager {
+                    command: ManagerCommand::List
+                }
+                | Self::Export { .. }
+        )
+    }
+}
+
+#[derive(Clone, Subcommand, Serialize, Deserialize)]
+pub enum UserCommand {
+    /// Create a user. The password is read from a prompt, or from stdin with --password-stdin.
+    Create {
+        /// Localpart (`alice`) or full user ID (`@alice:example.org`).
+        user: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a server administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List local users.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate a user: leaves all rooms, ends all sessions, keeps their history.
+    Deactivate { user: String },
+    /// Set a user's password (prompt, or --password-stdin).
+    Passwd {
+        user: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Clone, Subcommand, Serialize, Deserialize)]
+pub enum TokenCommand {
+    /// Issue a registration token.
+    Create {
+        /// The token text (random if omitted).
+        #[arg(long)]
+        token: Option<String>,
+        /// How many registrations it allows (unlimited if omitted).
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// List registration tokens.
+    List,
+}

@@ -1,0 +1,171 @@
+//! `archipel vault ...`: the archive from the command line. One file per
+//! group of commands; [`execute`] dispatches, the same on a stopped node's
+//! data and on a running node (over its admin socket).
+
+use std::{io::IsTerminal, io::Write};
+
+use anyhow::{Result, bail};
+use archipel_homeserver::Services;
+use archipel_vault::{Vault, seal::VaultKey};
+
+use crate::{admin::protocol as admin, args::VaultCommand, config::Config, node};
+
+/// `println!` into a command's output: the terminal, or the answer a running
+/// node sends back over its admin socket.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => { writeln!($out, $($arg)*)? };
+}
+
+mod export;
+mod procedure;
+mod records;
+mod retention;
+mod status;
+
+pub use export::verify_export;
+
+pub fn keygen(file: &std::path::Path) -> Result<()> {
+    if file.exists() {
+        bail!(
+            "{} exists; a vault key is never overwritten",
+            file.display()
+        );
+    }
+    VaultKey::load_or_generate(file)?;
+    println!(
+        "wrote a new vault key to {} (mode 0600); keep an offline copy: without it nothing archived can be read",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Runs a vault command on the node's data. A command that changes the
+/// vault goes to the node itself when it is running (over its admin socket);
+/// one that only reads follows the running node's database.
+pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
+    let execute_here = |node: &node::Node, command| {
+        execute(
+            config,
+            &node.homeserver.services,
+            &node.vault,
+            command,
+            &mut std::io::stdout().lock(),
+        )
+    };
+    if command.reads_only() {
+        if matches!(command, VaultCommand::Export { .. }) {
+            // An export is proven against a checkpoint of every record so
+            // far, which only the vault's owner can sign.
+            admin::run_or_forward(
+                config,
+                (),
+                |()| admin::Request::Checkpoint,
+                |node, ()| Ok(node.vault.checkpoint()?),
+            )?;
+        }
+        execute_here(&node::open_for_reading(config)?, command)
+    } else {
+        admin::run_or_forward(config, command, admin::Request::Vault, execute_here)
+    }
+}
+
+/// Carries out a vault command, writing what it reports to `out`.
+pub fn execute(
+    config: &Config,
+    services: &Services,
+    vault: &Vault,
+    command: VaultCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        VaultCommand::Status { json } => status::status(vault, json, out),
+        VaultCommand::Verify { json } => status::verify(config, vault, json, out),
+        VaultCommand::List { room, json } => records::list(vault, room, json, out),
+        VaultCommand::Prove { record, json } => records::prove(vault, &record, json, out),
+        VaultCommand::Show { record } => records::show(vault, &record, out),
+        VaultCommand::RecordsManager { command } => procedure::managers(vault, command, out),
+        VaultCommand::Delegate { user, delegate } => {
+            procedure::delegate(vault, &user, &delegate, out)
+        }
+        VaultCommand::Role { user, role, by } => procedure::role(vault, &user, role, &by, out),
+        VaultCommand::Classify {
+            room,
+            classification,
+            by,
+        } => procedure::classify(vault, &room, classification, &by, out),
+        VaultCommand::RequestExclusion {
+            events,
+            by,
+            reason,
+            ground,
+        } => procedure::request_exclusion(vault, &events, &by, &reason, ground.as_deref(), out),
+        VaultCommand::Requests { json } => procedure::requests(vault, json, out),
+        VaultCommand::Decide {
+            reference,
+            approve,
+            reject: _,
+            by,
+            note,
+        } => procedure::decide(
+            services,
+            vault,
+            &reference,
+            approve,
+            &by,
+            note.as_deref(),
+            out,
+        ),
+        VaultCommand::Hold { command } => procedure::hold(vault, command, out),
+        VaultCommand::Procedure { json } => procedure::steps(vault, json, out),
+        VaultCommand::Retention { command } => {
+            retention::retention(config, services, vault, command, out)
+        }
+        VaultCommand::Export {
+            room,
+            user,
+            from,
+            until,
+            out: folder,
+            json,
+        } => {
+            let scope = archipel_vault::export::ExportScope {
+                room,
+                user,
+                from_ms: from,
+                until_ms: until,
+            };
+            export::export(vault, scope, &folder, json, out)
+        }
+        VaultCommand::VerifyExport {
+            dir,
+            verifier_key,
+            json,
+        } => verify_export(&dir, verifier_key.as_deref(), json),
+        VaultCommand::Keygen { file } => keygen(&file),
+    }
+}
+
+/// Runs `work`, showing its `(done, total)` reports as a progress bar on a
+/// terminal (not with `--json`).
+fn with_progress<T>(
+    json: bool,
+    what: &str,
+    work: impl FnOnce(&mut dyn FnMut(u64, u64)) -> archipel_vault::Result<T>,
+) -> archipel_vault::Result<T> {
+    if json || !std::io::stderr().is_terminal() {
+        return work(&mut |_, _| {});
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} records ({{per_sec}}, {{eta}} left)"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let out = work(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    out
+}
