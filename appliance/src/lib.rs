@@ -12,6 +12,7 @@ mod config;
 mod decryption;
 mod erasure;
 mod node;
+mod ops;
 mod provision;
 mod reports;
 mod serve;

@@ -3,29 +3,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
-use archipel_homeserver::Services;
-use ruma::{OwnedUserId, UserId};
 
 use crate::{
-    admin::{
-        audit::{own_actor, record_account_change},
-        protocol as admin,
-    },
+    admin::protocol as admin,
     args::{TokenCommand, UserCommand},
     config::Config,
+    ops::{Actor, Node, Origin, accounts},
 };
-
-fn user_id(config: &Config, user: &str) -> Result<OwnedUserId> {
-    let id = UserId::parse_with_server_name(user.to_lowercase(), &config.homeserver.server_name)
-        .with_context(|| format!("`{user}` is not a valid user ID or localpart"))?;
-    if id.server_name() != config.homeserver.server_name {
-        bail!(
-            "{id} is not a user of this server ({})",
-            config.homeserver.server_name
-        );
-    }
-    Ok(id)
-}
 
 fn read_password(from_stdin: bool) -> Result<String> {
     let password = if from_stdin {
@@ -74,7 +58,8 @@ pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
             user,
             password_stdin,
         } => {
-            user_id(config, user)?;
+            // A bad name fails before the password is asked for.
+            accounts::user_id(config, user)?;
             Some(read_password(*password_stdin)?)
         }
         UserCommand::List { .. } | UserCommand::Deactivate { .. } => None,
@@ -86,41 +71,43 @@ pub fn user_command(config: &Config, command: UserCommand) -> Result<()> {
             command,
             password: password.clone(),
         },
-        async |services, command, out| {
-            execute_user(config, services, command, password.clone(), out).await
+        async |node, actor, command, out| {
+            execute_user(node, actor, command, password.clone(), out).await
         },
     )
 }
 
 /// Runs a command on the node's data with `execute` (printing what it
-/// reports and flushing the database), or on the running node.
-/// A change to the accounts is recorded in the vault's log either way.
-fn on_node<C: Clone>(
+/// reports and flushing the database), or on the running node. Either way
+/// the operations record what they change in the vault's log.
+fn on_node<C>(
     config: &Config,
     command: C,
     request: impl Fn(C) -> admin::Request,
-    execute: impl AsyncFnOnce(&Services, C, &mut Vec<u8>) -> Result<()>,
+    execute: impl AsyncFnOnce(Node<'_>, &Actor, C, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
     admin::run_or_forward(config, command, &request, |node, command| {
-        let change = request(command.clone()).account_change();
         let services = &node.homeserver.services;
+        let here = Node {
+            config,
+            services,
+            vault: &node.vault,
+        };
+        let actor = Actor::this_process(Origin::CommandLine);
         let mut out = Vec::new();
-        let done = rt.block_on(execute(services, command, &mut out));
+        let done = rt.block_on(execute(here, &actor, command, &mut out));
         std::io::stdout().write_all(&out)?;
-        if let Some(change) = change {
-            record_account_change(&node.vault, &own_actor(), &change, &done)?;
-        }
         done?;
         Ok(services.store.flush()?)
     })
 }
 
-/// Carries out a user command, writing what it reports to `out`.
+/// Carries out a user command as `actor`, writing what it reports to `out`.
 pub async fn execute_user(
-    config: &Config,
-    services: &Services,
+    node: Node<'_>,
+    actor: &Actor,
     command: UserCommand,
     password: Option<String>,
     out: &mut Vec<u8>,
@@ -128,20 +115,11 @@ pub async fn execute_user(
     let password = || password.clone().context("no password given");
     match command {
         UserCommand::Create { user, admin, .. } => {
-            let id = user_id(config, &user)?;
-            archipel_homeserver::ops::users::create_user(
-                services,
-                &id,
-                Some(password()?),
-                admin,
-                None,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("creating {id}: {e}"))?;
+            let id = accounts::create_user(node, actor, &user, password()?, admin).await?;
             writeln!(out, "created {id}")?;
         }
         UserCommand::List { json } => {
-            for (id, account) in services.users.list()? {
+            for (id, account) in accounts::list_users(node)? {
                 if json {
                     writeln!(
                         out,
@@ -162,29 +140,11 @@ pub async fn execute_user(
             }
         }
         UserCommand::Deactivate { user } => {
-            let id = user_id(config, &user)?;
-            if !services.users.exists(&id)? {
-                bail!("{id} does not exist");
-            }
-            archipel_homeserver::ops::users::deactivate_user(services, &id)
-                .await
-                .map_err(|e| anyhow::anyhow!("deactivating {id}: {e}"))?;
+            let id = accounts::deactivate_user(node, actor, &user).await?;
             writeln!(out, "deactivated {id}")?;
         }
         UserCommand::Passwd { user, .. } => {
-            let id = user_id(config, &user)?;
-            if !services.users.is_active(&id)? {
-                bail!("{id} does not exist or is deactivated");
-            }
-            services
-                .users
-                .set_password(&id, password()?)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            // Whoever signed in with the old password is signed out.
-            archipel_homeserver::ops::users::end_sessions(services, &id, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("ending {id}'s sessions: {e}"))?;
+            let id = accounts::set_password(node, actor, &user, password()?).await?;
             writeln!(out, "password changed for {id}; its sessions ended")?;
         }
     }
@@ -197,27 +157,25 @@ pub fn token_command(config: &Config, command: TokenCommand) -> Result<()> {
         config,
         command,
         admin::Request::Token,
-        async |services, command, out| execute_token(services, command, out).await,
+        async |node, actor, command, out| execute_token(node, actor, command, out).await,
     )
 }
 
-/// Carries out a registration token command, writing what it reports to `out`.
+/// Carries out a registration token command as `actor`, writing what it
+/// reports to `out`.
 pub async fn execute_token(
-    services: &Services,
+    node: Node<'_>,
+    actor: &Actor,
     command: TokenCommand,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     match command {
         TokenCommand::Create { token, uses } => {
-            let token = services
-                .users
-                .create_registration_token(token, uses, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = accounts::create_token(node, actor, token, uses).await?;
             writeln!(out, "{}", token.token)?;
         }
         TokenCommand::List => {
-            for token in services.users.registration_tokens()? {
+            for token in accounts::list_tokens(node)? {
                 let uses = token
                     .uses_allowed
                     .map_or("unlimited".to_owned(), |n| n.to_string());

@@ -11,10 +11,9 @@
 
 //!
 //! `protocol` is what both ends share (the request, the answer, asking);
-//! `server` is the node's end; `audit` names the actor and records account
-//! changes in the vault's log.
+//! `server` is the node's end, which carries commands out through the
+//! operations layer (`ops`) as the asking local account.
 
-pub mod audit;
 pub mod protocol;
 pub mod server;
 

@@ -45,27 +45,6 @@ pub enum Request {
     Checkpoint,
 }
 
-impl Request {
-    /// What the vault's log records of the request, if it changes the
-    /// node's accounts. Vault commands record their own steps; snapshots,
-    /// checkpoints and lists change nothing.
-    pub(crate) fn account_change(&self) -> Option<String> {
-        match self {
-            Self::User {
-                command: UserCommand::List { .. },
-                ..
-            }
-            | Self::Token(TokenCommand::List)
-            | Self::Vault(_)
-            | Self::BackupSnapshot
-            | Self::Checkpoint => None,
-            // Recorded per administrator created (`ensure_admins`).
-            Self::ProvisionAdmins(_) => None,
-            Self::User { .. } | Self::Token(_) => Some(self.describe()),
-        }
-    }
-}
-
 /// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
 /// asker's to read and remove.
 #[derive(Serialize, Deserialize)]

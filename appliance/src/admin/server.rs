@@ -11,11 +11,12 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 
-use super::{
-    audit::{local_actor, record_account_change},
-    protocol::{Answer, Request, SnapshotMade, read_request},
+use super::protocol::{Answer, Request, SnapshotMade, read_request};
+use crate::{
+    config::Config,
+    ops::{Actor, Node, Origin},
+    users, vault_cli,
 };
-use crate::{config::Config, users, vault_cli};
 
 /// What a running node needs to carry out admin commands.
 pub struct Admin {
@@ -116,23 +117,8 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
             let what = request.describe();
             let _one_at_a_time = admin.busy.lock().await;
             tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command");
-            let actor = local_actor(uid);
-            let change = request.account_change();
-            let (output, done) = execute(admin.clone(), request, &actor).await;
-            let done = match change {
-                None => done,
-                Some(change) => {
-                    let vault = admin.vault.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let recorded = record_account_change(&vault, &actor, &change, &done);
-                        done.and(recorded)
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(anyhow!("recording the command stopped unexpectedly: {e}"))
-                    })
-                }
-            };
+            let pid_number = peer.and_then(|p| p.pid());
+            let (output, done) = execute(admin.clone(), request, uid, pid_number).await;
             match &done {
                 Ok(()) => {
                     tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command done")
@@ -154,10 +140,21 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
     }
 }
 
-/// Carries out a request as the CLI would on a stopped node.
-/// `actor` is who asked, for what the vault records of it.
-async fn execute(admin: Arc<Admin>, request: Request, actor: &str) -> (Vec<u8>, Result<()>) {
+/// Carries out a request as the CLI would on a stopped node, for the
+/// local account `uid` (process `pid`): the actor the operations record.
+async fn execute(
+    admin: Arc<Admin>,
+    request: Request,
+    uid: Option<u32>,
+    pid: Option<i32>,
+) -> (Vec<u8>, Result<()>) {
     let mut out = Vec::new();
+    let node = Node {
+        config: &admin.config,
+        services: &admin.services,
+        vault: &admin.vault,
+    };
+    let actor = Actor::local(uid, Origin::AdminSocket { pid });
     let done = match request {
         Request::Vault(command) => {
             // The vault's work is blocking (RocksDB, file I/O, fsync).
@@ -181,14 +178,12 @@ async fn execute(admin: Arc<Admin>, request: Request, actor: &str) -> (Vec<u8>, 
             });
         }
         Request::User { command, password } => {
-            users::execute_user(&admin.config, &admin.services, command, password, &mut out).await
+            users::execute_user(node, &actor, command, password, &mut out).await
         }
-        Request::Token(command) => users::execute_token(&admin.services, command, &mut out).await,
+        Request::Token(command) => users::execute_token(node, &actor, command, &mut out).await,
         Request::ProvisionAdmins(admins) => crate::provision::apply::ensure_admins(
-            &admin.config,
-            &admin.services,
-            &admin.vault,
-            actor,
+            node,
+            &Actor::local(uid, Origin::Provisioning),
             admins,
         )
         .await

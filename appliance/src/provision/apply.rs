@@ -23,18 +23,14 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use archipel_homeserver::Services;
 use archipel_provisioning::{Provisioning, schema::NetworkMode};
-use archipel_vault::Vault;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    admin::{
-        audit::{own_actor, record_account_change},
-        protocol::{self as admin, AdminEntry},
-    },
+    admin::protocol::{self as admin, AdminEntry},
     config::Config,
     node,
+    ops::{Actor, Node, Origin, accounts},
 };
 
 /// Where the node's configuration and identity live (a link to the data
@@ -446,9 +442,13 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
     let output = match node::open(config) {
         Ok(node) => {
             let services = &node.homeserver.services;
-            let actor = own_actor();
-            let changes =
-                rt.block_on(ensure_admins(config, services, &node.vault, &actor, admins))?;
+            let here = Node {
+                config,
+                services,
+                vault: &node.vault,
+            };
+            let actor = Actor::this_process(Origin::Provisioning);
+            let changes = rt.block_on(ensure_admins(here, &actor, admins))?;
             services.store.flush()?;
             return Ok(changes);
         }
@@ -469,45 +469,28 @@ fn admins(config: &Config, admins: Vec<AdminEntry>) -> Result<Vec<Change>> {
 /// by `actor` (an apply that changes nothing records nothing: it runs at
 /// every boot).
 pub async fn ensure_admins(
-    config: &Config,
-    services: &Services,
-    vault: &Vault,
-    actor: &str,
+    node: Node<'_>,
+    actor: &Actor,
     admins: Vec<AdminEntry>,
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     for entry in admins {
         let id = ruma::UserId::parse_with_server_name(
             entry.user.as_str(),
-            &config.homeserver.server_name,
+            &node.config.homeserver.server_name,
         )
         .with_context(|| format!("`{}` is not a valid user name", entry.user))?;
-        let pending = services.users.setup_token_for(&id)?.is_some();
-        let outcome = if services.users.exists(&id)? || pending {
+        let users = &node.services.users;
+        let outcome = if users.exists(&id)? || users.setup_token_for(&id)?.is_some() {
             Outcome::Unchanged
         } else {
-            let (how, created) = match (entry.password_hash, entry.setup_token) {
-                (Some(hash), _) => (
-                    "with a password hash",
-                    archipel_homeserver::ops::users::create_user_hashed(services, &id, hash, true)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("creating {id}: {e}")),
-                ),
-                (None, Some(token)) => (
-                    "with a setup token",
-                    services
-                        .users
-                        .create_setup_token(&token, &id)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("a setup token for {id}: {e}")),
-                ),
+            match (entry.password_hash, entry.setup_token) {
+                (Some(hash), _) => accounts::create_admin_hashed(node, actor, &id, hash).await?,
+                (None, Some(token)) => {
+                    accounts::create_setup_token(node, actor, &id, &token).await?
+                }
                 (None, None) => bail!("{id}: neither a password hash nor a setup token"),
-            };
-            let command = format!("provision apply: administrator {id} created {how}");
-            tokio::task::block_in_place(|| {
-                record_account_change(vault, actor, &command, &created)
-            })?;
-            created?;
+            }
             Outcome::Created
         };
         changes.push(Change {

@@ -187,7 +187,7 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
         None,
     ));
     let me = nix::unistd::getuid().as_raw();
-    let recorded: Vec<(String, String)> = json_lines(&procedure)
+    let recorded: Vec<(String, String, bool)> = json_lines(&procedure)
         .into_iter()
         .filter(|step| step["action"] == "admin_command")
         .map(|step| {
@@ -197,24 +197,27 @@ async fn user_commands_manage_accounts_on_a_running_node_and_a_stopped_one() {
                     .is_some_and(|actor| actor.contains(&format!("(uid {me})"))),
                 "{step}"
             );
+            let origin = step["details"]["origin"].as_str().expect("an origin");
             (
                 step["subject"].as_str().expect("a subject").to_owned(),
                 step["details"]["outcome"]
                     .as_str()
                     .expect("an outcome")
                     .to_owned(),
+                // Through the running node's socket, or on its data.
+                origin.starts_with("admin socket (pid "),
             )
         })
         .collect();
     let expected = [
-        ("user create carol", "done"),
-        ("user create carol", "failed"),
-        ("user passwd carol", "done"),
-        ("user deactivate carol", "done"),
+        ("user create @carol:localhost", "done", true),
+        ("user create @carol:localhost", "failed", true),
+        ("user passwd @carol:localhost", "done", true),
+        ("user deactivate @carol:localhost", "done", false),
     ];
     assert_eq!(
         recorded,
-        expected.map(|(what, outcome)| (what.to_owned(), outcome.to_owned())),
+        expected.map(|(what, outcome, socket)| (what.to_owned(), outcome.to_owned(), socket)),
         "{procedure}"
     );
     assert!(!procedure.contains(PASSWORD) && !procedure.contains("another password"));
@@ -266,6 +269,23 @@ async fn registration_tokens_open_a_closed_node() {
         None,
     ));
     assert!(listed.contains("used 1/1"), "{listed}");
+
+    // The vault's log records the token's issue, never the token.
+    let procedure = succeeds(&archipel(
+        &["vault", "procedure", "--json", "--data-dir", &dir],
+        None,
+    ));
+    let issued: Vec<String> = json_lines(&procedure)
+        .into_iter()
+        .filter(|step| step["action"] == "admin_command")
+        .map(|step| step["subject"].as_str().expect("a subject").to_owned())
+        .collect();
+    assert_eq!(
+        issued,
+        ["registration-token create for 1 registration(s)"],
+        "{procedure}"
+    );
+    assert!(!procedure.contains(&token), "{procedure}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -151,6 +151,20 @@ fn excludable(event_type: &str) -> bool {
 const META_NEXT_REQUEST: &[u8] = b"next_request";
 const META_NEXT_HOLD: &[u8] = b"next_hold";
 
+/// An administrative action as the vault's log records it.
+pub struct AdminAction<'a> {
+    /// Who acted: a local account (`root (uid 0)`) or a signed-in person.
+    pub actor: &'a str,
+    /// Where from: the command line, the admin socket, a console.
+    pub origin: &'a str,
+    /// What was done: `user create`, `registration-token create`, ...
+    pub action: &'a str,
+    /// To what: a user ID, a token's use limit, ...
+    pub object: &'a str,
+    /// Why it failed, if it did.
+    pub error: Option<&'a str>,
+}
+
 impl Vault {
     fn tree(&self, name: &'static str) -> Result<archipel_store::Tree> {
         Ok(self.store.tree(name)?)
@@ -617,24 +631,25 @@ impl Vault {
         Ok(out)
     }
 
-    /// Records a management command carried out on the node's accounts
-    /// (a user created or deactivated, a password set, a registration token
-    /// issued, administrators provisioned): `actor` is the local account
-    /// that ran it, `command` what it did, never a secret; `error` why it
-    /// failed, if it did. Part of the log, so the trail is tamper-evident
-    /// like every other step.
-    pub fn record_admin_command(
-        &self,
-        actor: &str,
-        command: &str,
-        error: Option<&str>,
-    ) -> Result<()> {
+    /// Records an administrative action carried out on the node (a user
+    /// created or deactivated, a password set, a registration token
+    /// issued, administrators provisioned), whether it succeeded or not.
+    /// Part of the log, so the trail is tamper-evident like every other
+    /// step. Nothing in it is a secret: the caller names the action and
+    /// its object, never a password or token.
+    pub fn record_admin_action(&self, action: &AdminAction<'_>) -> Result<()> {
         self.with_steps(|steps| {
-            let details = match error {
-                None => json!({ "outcome": "done" }),
-                Some(error) => json!({ "outcome": "failed", "error": error }),
-            };
-            steps.procedure("admin_command", actor, command, &details);
+            let mut details = json!({
+                "action": action.action,
+                "object": action.object,
+                "origin": action.origin,
+                "outcome": if action.error.is_some() { "failed" } else { "done" },
+            });
+            if let Some(error) = action.error {
+                details["error"] = json!(error);
+            }
+            let subject = format!("{} {}", action.action, action.object);
+            steps.procedure("admin_command", action.actor, &subject, &details);
             Ok(())
         })
     }

@@ -1,0 +1,104 @@
+//! The operations layer: each administrative action is one function here,
+//! called with who is acting. The command line (on a stopped node's data,
+//! or through the admin socket of a running one) calls these functions,
+//! and so will the consoles; none of them changes the node another way.
+//!
+//! An operation that changes something records it in the vault's log,
+//! done or failed ([`audited`]): the actor, the action, its object and
+//! where the request came from, never a secret. Reads are not recorded.
+//! Operations return what they did as data; their callers render it.
+
+use std::{fmt, sync::Arc};
+
+use anyhow::{Context, Result};
+use archipel_homeserver::Services;
+use archipel_vault::{Vault, procedure::AdminAction};
+
+use crate::config::Config;
+
+pub mod accounts;
+
+/// The node an operation works on: open here (its data) or running (the
+/// admin socket's end).
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    pub config: &'a Config,
+    pub services: &'a Arc<Services>,
+    pub vault: &'a Arc<Vault>,
+}
+
+/// Who carries out an action, as the audit trail names them.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// The person or account: `root (uid 0)`.
+    name: String,
+    origin: Origin,
+}
+
+/// Where an action was asked for.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// The command line, working on a stopped node's data.
+    CommandLine,
+    /// The command line, through a running node's admin socket.
+    AdminSocket { pid: Option<i32> },
+    /// The provisioning file, applied at boot or by hand.
+    Provisioning,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CommandLine => f.write_str("command line on the node's data"),
+            Self::AdminSocket { pid: Some(pid) } => write!(f, "admin socket (pid {pid})"),
+            Self::AdminSocket { pid: None } => f.write_str("admin socket"),
+            Self::Provisioning => f.write_str("provisioning file"),
+        }
+    }
+}
+
+impl Actor {
+    /// The local account `uid`, as the audit trail names it:
+    /// `root (uid 0)`.
+    pub fn local(uid: Option<u32>, origin: Origin) -> Self {
+        let name = match uid {
+            None => "an unknown local account".to_owned(),
+            Some(uid) => match nix::unistd::User::from_uid(uid.into()) {
+                Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+                _ => format!("uid {uid}"),
+            },
+        };
+        Self { name, origin }
+    }
+
+    /// The local account this process runs as.
+    pub fn this_process(origin: Origin) -> Self {
+        Self::local(Some(nix::unistd::getuid().as_raw()), origin)
+    }
+}
+
+/// Records in the vault's log that `actor` did `action` to `object`, with
+/// the outcome of `done`, and returns `done`. A failure to record fails
+/// the operation too: an action the trail does not show must not look
+/// done.
+pub fn audited<T>(
+    node: Node<'_>,
+    actor: &Actor,
+    action: &str,
+    object: &str,
+    done: Result<T>,
+) -> Result<T> {
+    let error = done.as_ref().err().map(|e| format!("{e:#}"));
+    let origin = actor.origin.to_string();
+    let record = AdminAction {
+        actor: &actor.name,
+        origin: &origin,
+        action,
+        object,
+        error: error.as_deref(),
+    };
+    // RocksDB and an fsync: off the async workers.
+    tokio::task::block_in_place(|| node.vault.record_admin_action(&record))
+        .context("the action ran, but the vault could not record it")?;
+    done
+}
