@@ -33,6 +33,8 @@ pub struct Config {
     pub backup: crate::backup::BackupConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -84,6 +86,31 @@ impl Default for NodeConfig {
             header_timeout_secs: 30,
             stop_grace_secs: 10,
         }
+    }
+}
+
+/// The management listener: the operators' side of the node (Prometheus
+/// metrics now; the web console will be served here too). Off unless
+/// `listen` is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Address of the management listener: HTTPS with the node's
+    /// certificate (`[tls]`), or plain HTTP on loopback. The image's
+    /// firewall admits only the management network to it.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token Prometheus presents for `/metrics`
+    /// (made, mode 0600, at the first start when missing). Default:
+    /// `metrics.token` in the data folder.
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+impl ConsoleConfig {
+    /// Where the metrics token is kept.
+    pub fn metrics_token_path(&self, data_dir: &Path) -> PathBuf {
+        self.metrics_token_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("metrics.token"))
     }
 }
 
@@ -143,6 +170,16 @@ impl Config {
         self.tls
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.source.display()))?;
+        if let Some(listen) = self.console.listen
+            && !listen.ip().is_loopback()
+            && self.tls.listen.is_none()
+        {
+            bail!(
+                "{}: `console.listen` = {listen}: the management listener serves HTTPS with the node's \
+                 certificate, so it needs `[tls]`, or it must listen on loopback",
+                self.source.display()
+            );
+        }
         self.homeserver
             .turn
             .validate()
@@ -265,6 +302,10 @@ impl Config {
             },
             backup: crate::backup::BackupConfig::default(),
             log: LogConfig::default(),
+            console: ConsoleConfig {
+                listen: Some(args.console_listen),
+                metrics_token_file: None,
+            },
             source: PathBuf::from("(dev defaults)"),
             dev: true,
         };
@@ -284,6 +325,7 @@ impl Config {
             max_upload_size: None,
             without_vault: false,
             without_archive_member: false,
+            console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             federation: None,
         })
     }
@@ -318,6 +360,10 @@ pub struct DevOptions {
     /// Only for measuring what the archive member costs.
     #[arg(long, hide = true)]
     pub without_archive_member: bool,
+    /// Address of the management listener (metrics; plain HTTP, keep it on
+    /// loopback). Port 0 picks a free one; the ready line names it.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub console_listen: SocketAddr,
     /// A TOML file with a `[federation]` table (listener, TLS files, peers),
     /// to federate this development node with others.
     #[arg(long, value_name = "FILE")]

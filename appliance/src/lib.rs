@@ -9,6 +9,7 @@ mod backup;
 mod capture;
 pub mod cli;
 mod config;
+mod console;
 mod decryption;
 mod erasure;
 mod node;

@@ -10,7 +10,12 @@ use tokio::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::{admin, archive_device, capture, config::Config, decryption, node, witness};
+use crate::{
+    admin, archive_device, capture,
+    config::Config,
+    console::{Console, metrics::Metrics},
+    decryption, node, witness,
+};
 
 pub fn run(config: Config) -> Result<()> {
     // ruma's auth checks narrate every event at info level; keep them for debugging only.
@@ -157,10 +162,17 @@ async fn serve(config: Config) -> Result<()> {
             federation_stopped.clone(),
         ))
     });
+    // Every request the APIs answer is counted for `/metrics`.
+    let metrics = Metrics::new();
+    let client_router = || {
+        homeserver
+            .router()
+            .layer(axum::middleware::from_fn(metrics.count("client")))
+    };
     let mut servers = vec![tokio::spawn(listen::serve(
         listener,
         None,
-        homeserver.router(),
+        client_router(),
         admission.clone(),
         listening_stopped.clone(),
     ))];
@@ -168,7 +180,7 @@ async fn serve(config: Config) -> Result<()> {
         servers.push(tokio::spawn(listen::serve(
             listener,
             Some(server_config),
-            homeserver.router(),
+            client_router(),
             admission.clone(),
             listening_stopped.clone(),
         )));
@@ -177,11 +189,40 @@ async fn serve(config: Config) -> Result<()> {
         servers.push(tokio::spawn(listen::serve(
             listener,
             Some(server_config),
-            homeserver.federation_router(),
+            homeserver
+                .federation_router()
+                .layer(axum::middleware::from_fn(metrics.count("federation"))),
             admission.clone(),
             listening_stopped.clone(),
         )));
     }
+    let console_address = match config.console.listen {
+        Some(listen) => {
+            let listener = bind(listen, "management").await?;
+            let address = listener.local_addr()?;
+            let server_config = tls.as_ref().map(|tls| tls.server_config.clone());
+            let scheme = if server_config.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let console = Console::new(
+                config.clone(),
+                services.clone(),
+                node.vault.clone(),
+                metrics.clone(),
+            )?;
+            servers.push(tokio::spawn(listen::serve(
+                listener,
+                server_config,
+                crate::console::router(console),
+                admission.clone(),
+                listening_stopped.clone(),
+            )));
+            Some(format!("{scheme}://{address}"))
+        }
+        None => None,
+    };
     let sender = homeserver.spawn_federation_sender();
     let pusher = homeserver.spawn_pusher();
 
@@ -193,6 +234,9 @@ async fn serve(config: Config) -> Result<()> {
     }
     if let Some(federation) = federation_address {
         ready.push_str(&format!(", federation at https://{federation}"));
+    }
+    if let Some(console) = &console_address {
+        ready.push_str(&format!(", console at {console}"));
     }
     println!("{ready}, server name {}", config.homeserver.server_name);
     crate::systemd::notify("READY=1");

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
 use jiff::{Timestamp, tz::TimeZone};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{
@@ -70,17 +70,21 @@ pub fn next_run(
     next
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Status {
     started: String,
     finished: String,
     targets: Vec<TargetStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct TargetStatus {
     target: String,
     ok: bool,
+    /// When a backup to this target last succeeded, in this run or an
+    /// earlier one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_success: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backup: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,11 +99,27 @@ impl TargetStatus {
         Self {
             target: target.to_owned(),
             ok: false,
+            last_success: None,
             backup: None,
             error: None,
             pruned: None,
         }
     }
+}
+
+fn read_status(data_dir: &std::path::Path) -> Option<Status> {
+    let bytes = std::fs::read(data_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// When a scheduled backup to each target last succeeded, in seconds since
+/// the epoch, as the newest run recorded it.
+pub fn last_successes(data_dir: &std::path::Path) -> Vec<(String, i64)> {
+    read_status(data_dir)
+        .into_iter()
+        .flat_map(|status| status.targets)
+        .filter_map(|t| Some((t.target, t.last_success?.as_second())))
+        .collect()
 }
 
 /// Runs the schedule until `stop` turns true.
@@ -154,6 +174,7 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
                 Ok((info, seconds)) => {
                     tracing::info!(target: "archipel::backup", to = %target.name, backup = %info.name, bytes = info.archive_size, seconds, "backup written");
                     status.ok = true;
+                    status.last_success = Some(Timestamp::now());
                     status.backup = Some(info.name.to_string());
                     match archipel_backup::prune(
                         target.target.as_ref(),
@@ -176,6 +197,14 @@ pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
                 }
             }
             statuses.push(status);
+        }
+        let previous = read_status(&config.node.data_dir);
+        for status in statuses.iter_mut().filter(|s| s.last_success.is_none()) {
+            status.last_success = previous
+                .iter()
+                .flat_map(|p| &p.targets)
+                .find(|p| p.target == status.target)
+                .and_then(|p| p.last_success);
         }
         let status = Status {
             started: started.to_string(),
@@ -286,6 +315,7 @@ mod tests {
             max_upload_size: None,
             without_vault: false,
             without_archive_member: false,
+            console_listen: "127.0.0.1:0".parse().expect("address"),
             federation: None,
         })
         .expect("dev config");

@@ -55,6 +55,8 @@ pub struct TestServer {
     https_url: Option<String>,
     /// `--listen` of `archipel dev`: a free port unless a restart keeps one.
     listen: String,
+    /// The management listener, when the node serves one.
+    console_url: Option<String>,
 }
 
 impl TestServer {
@@ -122,6 +124,7 @@ impl TestServer {
             server_name: server_name.to_owned(),
             config: None,
             https_url: None,
+            console_url: None,
             listen: "127.0.0.1:0".to_owned(),
         }
     }
@@ -134,6 +137,11 @@ impl TestServer {
     }
 
     /// The client API over HTTPS (`https://127.0.0.1:PORT`), if the node serves it.
+    /// The management listener (`/metrics`), as the ready line names it.
+    pub fn console_url(&self) -> Option<&str> {
+        self.console_url.as_deref()
+    }
+
     pub fn https_url(&self) -> Option<&str> {
         self.https_url.as_deref()
     }
@@ -280,9 +288,10 @@ impl TestServer {
         )
         .await
         {
-            Ok(Ok(((url, https_url), stdout))) => {
-                self.url = url;
-                self.https_url = https_url;
+            Ok(Ok((ready, stdout))) => {
+                self.url = ready.url;
+                self.https_url = ready.https_url;
+                self.console_url = ready.console_url;
                 // Keep draining stdout so the server never blocks on a full pipe.
                 tokio::spawn(drain(stdout));
             }
@@ -386,7 +395,7 @@ fn signal(child: &Child, signal: Signal) {
 async fn wait_for_ready_line(
     stdout: ChildStdout,
     server_name: String,
-) -> Result<((String, Option<String>), BufReader<ChildStdout>), String> {
+) -> Result<(Ready, BufReader<ChildStdout>), String> {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     loop {
@@ -398,24 +407,39 @@ async fn wait_for_ready_line(
         if read == 0 {
             return Err("stdout closed before the ready line (the process exited?)".to_owned());
         }
-        if let Some(url) = parse_ready_line(line.trim_end(), &server_name) {
-            return Ok((url, reader));
+        if let Some(ready) = parse_ready_line(line.trim_end(), &server_name) {
+            return Ok((ready, reader));
         }
     }
 }
 
-/// `archipel ready: client API at http://127.0.0.1:PORT[ and https://...][, federation at ...], server name NAME`
-/// → `http://127.0.0.1:PORT` and the HTTPS URL.
-fn parse_ready_line(line: &str, server_name: &str) -> Option<(String, Option<String>)> {
+/// What the ready line says the node serves.
+struct Ready {
+    url: String,
+    https_url: Option<String>,
+    console_url: Option<String>,
+}
+
+/// `archipel ready: client API at http://127.0.0.1:PORT[ and https://...][, federation at ...][, console at ...], server name NAME`
+fn parse_ready_line(line: &str, server_name: &str) -> Option<Ready> {
     let rest = line.strip_prefix(READY_PREFIX)?;
-    let (urls, _) = rest.split_once(',')?;
     assert!(
         rest.ends_with(&format!(", server name {server_name}")),
         "unexpected ready line: {line}"
     );
-    let mut urls = urls.split(" and ").map(|url| url.trim().to_owned());
-    let http = urls.next()?;
-    Some((http, urls.next()))
+    let mut parts = rest.split(", ");
+    let mut urls = parts
+        .next()?
+        .split(" and ")
+        .map(|url| url.trim().to_owned());
+    let console_url = parts
+        .find_map(|part| part.strip_prefix("console at "))
+        .map(str::to_owned);
+    Some(Ready {
+        url: urls.next()?,
+        https_url: urls.next(),
+        console_url,
+    })
 }
 
 async fn drain(mut reader: BufReader<ChildStdout>) {

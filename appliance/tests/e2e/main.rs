@@ -21,6 +21,7 @@ mod federation_witness;
 mod lifecycle;
 mod load;
 mod media;
+mod metrics;
 mod provision;
 mod sliding_sync;
 mod synapse;

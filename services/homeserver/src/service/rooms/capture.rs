@@ -62,6 +62,17 @@ impl Rooms {
         Ok(out)
     }
 
+    /// How many events wait in the outbox for the vault (until the vault
+    /// has them durably), counting at most `limit`.
+    pub fn outbox_len(&self, limit: usize) -> Result<usize> {
+        let mut count = 0;
+        for row in self.count_vaultcapture.iter().take(limit) {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The event an outbox entry stands for, as created. An entry holds the
     /// event's ID: the event itself is in the same batch, and its original
     /// is kept if a redaction comes before the vault takes it. Entries of

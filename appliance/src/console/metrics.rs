@@ -1,0 +1,216 @@
+//! The node's metrics in Prometheus' text format: what the listeners
+//! served, counted as requests pass, and what the node holds, read when
+//! Prometheus scrapes.
+//!
+//! Every label takes values from a small fixed set (a listener's name, a
+//! known HTTP method or `other`, a status code, a configured backup
+//! target), so no client can grow the set of series.
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{extract::Request, middleware::Next, response::Response};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::ops::Node;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: &'static str,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// How many outbox entries a scrape counts at most: it stays cheap
+/// however far capture has fallen behind.
+const LAG_COUNTED: usize = 100_000;
+
+/// The node's metrics, shared by the listeners (which count) and the
+/// management listener (which renders).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<ListenerLabels, Histogram>,
+    users: Family<StateLabels, Gauge>,
+    vault_records: Gauge,
+    capture_lag: Gauge,
+    backup_success: Family<TargetLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("archipel");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by listener, method and status",
+            requests.clone(),
+        );
+        let durations = Family::<ListenerLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.001, 2.0, 16))) as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response's head, by listener (a long poll counts its wait)",
+            durations.clone(),
+        );
+        let users = Family::<StateLabels, Gauge>::default();
+        registry.register("users", "Local accounts, by state", users.clone());
+        let vault_records = Gauge::default();
+        registry.register(
+            "vault_records",
+            "Records in the vault's log",
+            vault_records.clone(),
+        );
+        let capture_lag = Gauge::default();
+        registry.register(
+            "vault_capture_lag_events",
+            "Events acknowledged to clients and not yet durable in the vault",
+            capture_lag.clone(),
+        );
+        let backup_success = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the newest scheduled backup to each target was written",
+            backup_success.clone(),
+        );
+        let started = Gauge::<i64>::default();
+        started.set(unix_seconds(SystemTime::now()));
+        registry.register(
+            "start_time_seconds",
+            "When the node started, in seconds since the epoch",
+            started,
+        );
+        let build = Family::<VersionLabels, Gauge>::default();
+        build
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The running version", build);
+        Arc::new(Self {
+            registry,
+            requests,
+            durations,
+            users,
+            vault_records,
+            capture_lag,
+            backup_success,
+        })
+    }
+
+    /// Middleware that counts each request `listener` answers.
+    pub fn count(
+        self: &Arc<Self>,
+        listener: &'static str,
+    ) -> impl Fn(Request, Next) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
+        let metrics = self.clone();
+        move |request: Request, next: Next| {
+            let metrics = metrics.clone();
+            Box::pin(async move {
+                let method = known_method(request.method());
+                let started = Instant::now();
+                let response = next.run(request).await;
+                metrics
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        listener,
+                        method,
+                        status: response.status().as_u16(),
+                    })
+                    .inc();
+                metrics
+                    .durations
+                    .get_or_create(&ListenerLabels { listener })
+                    .observe(started.elapsed().as_secs_f64());
+                response
+            })
+        }
+    }
+
+    /// The metrics now, in Prometheus' text format. Reads the node's
+    /// stores: call off the async workers.
+    pub fn render(&self, node: Node<'_>) -> anyhow::Result<String> {
+        let (mut active, mut deactivated) = (0, 0);
+        for (_, account) in crate::ops::accounts::list_users(node)? {
+            if account.deactivated {
+                deactivated += 1;
+            } else {
+                active += 1;
+            }
+        }
+        self.users
+            .get_or_create(&StateLabels { state: "active" })
+            .set(active);
+        self.users
+            .get_or_create(&StateLabels {
+                state: "deactivated",
+            })
+            .set(deactivated);
+        self.vault_records
+            .set(i64::try_from(node.vault.log().size()?).unwrap_or(i64::MAX));
+        let lag = node.services.rooms.outbox_len(LAG_COUNTED)?;
+        self.capture_lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        for (target, at) in crate::backup::schedule::last_successes(&node.config.node.data_dir) {
+            self.backup_success
+                .get_or_create(&TargetLabels { target })
+                .set(at);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// A method's label: one of the methods the APIs use, or `other`.
+fn known_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,124 @@
+//! The management listener: the operators' side of the node, on its own
+//! address (`[console] listen`), with the node's certificate or as plain
+//! HTTP on loopback. It serves `/metrics` to Prometheus, which presents
+//! the node's metrics token as a bearer token; every other path is
+//! refused until the web console is served here.
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::{Context, Result};
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
+use sha2::{Digest, Sha256};
+
+use crate::{config::Config, ops::Node};
+
+pub mod metrics;
+
+use metrics::Metrics;
+
+/// What the management listener's handlers share.
+pub struct Console {
+    config: Config,
+    services: Arc<archipel_homeserver::Services>,
+    vault: Arc<archipel_vault::Vault>,
+    metrics: Arc<Metrics>,
+    /// SHA-256 of the metrics token: a presented token is compared by its
+    /// hash, so the comparison's timing says nothing about the token.
+    token_hash: [u8; 32],
+}
+
+impl Console {
+    pub fn new(
+        config: Config,
+        services: Arc<archipel_homeserver::Services>,
+        vault: Arc<archipel_vault::Vault>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
+        let path = config.console.metrics_token_path(&config.node.data_dir);
+        let token = metrics_token(&path)?;
+        Ok(Arc::new(Self {
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+            config,
+            services,
+            vault,
+            metrics,
+        }))
+    }
+
+    fn node(&self) -> Node<'_> {
+        Node {
+            config: &self.config,
+            services: &self.services,
+            vault: &self.vault,
+        }
+    }
+}
+
+/// The management listener's routes.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(console)
+}
+
+/// `GET /metrics`: the node's metrics for the bearer of the metrics token.
+async fn scrape(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let authorized = presented.is_some_and(|token| {
+        <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())) == console.token_hash
+    });
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "the metrics need the node's metrics token as a bearer token\n",
+        )
+            .into_response();
+    }
+    let rendered =
+        tokio::task::spawn_blocking(move || console.metrics.render(console.node())).await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "reading the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the metrics stopped unexpectedly");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The metrics token in `path`, made (32 random bytes, mode 0600) if the
+/// file does not exist yet.
+fn metrics_token(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{}: the metrics token file is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let token = B64URL.encode(rand::random::<[u8; 32]>());
+    archipel_store::create_durably(path, format!("{token}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
