@@ -48,13 +48,19 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
 
-/// How many outbox entries a scrape counts at most: it stays cheap
-/// however far capture has fallen behind.
-const LAG_COUNTED: usize = 100_000;
+/// How many entries of a queue (the capture outbox, a peer's federation
+/// queue) a scrape counts at most: it stays cheap however far the queue
+/// has fallen behind.
+const QUEUE_COUNTED: usize = 100_000;
 
 /// The node's metrics, shared by the listeners (which count) and the
 /// management listener (which renders).
@@ -63,6 +69,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<ListenerLabels, Histogram>,
     users: Family<StateLabels, Gauge>,
+    rooms: Gauge,
+    syncing: Gauge,
+    federation_queues: Family<PeerLabels, Gauge>,
     vault_records: Gauge,
     capture_lag: Gauge,
     backup_success: Family<TargetLabels, Gauge>,
@@ -87,6 +96,20 @@ impl Metrics {
         );
         let users = Family::<StateLabels, Gauge>::default();
         registry.register("users", "Local accounts, by state", users.clone());
+        let rooms = Gauge::default();
+        registry.register("rooms", "Rooms this server knows", rooms.clone());
+        let syncing = Gauge::default();
+        registry.register(
+            "sync_requests_in_flight",
+            "Sync requests being answered now, long polls included",
+            syncing.clone(),
+        );
+        let federation_queues = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "federation_queue_events",
+            "Events waiting to be sent to each federation peer",
+            federation_queues.clone(),
+        );
         let vault_records = Gauge::default();
         registry.register(
             "vault_records",
@@ -124,6 +147,9 @@ impl Metrics {
             requests,
             durations,
             users,
+            rooms,
+            syncing,
+            federation_queues,
             vault_records,
             capture_lag,
             backup_success,
@@ -182,9 +208,24 @@ impl Metrics {
                 state: "deactivated",
             })
             .set(deactivated);
+        let rooms = node.services.rooms.room_count()?;
+        self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+        let syncing = node.services.syncing.now();
+        self.syncing.set(i64::try_from(syncing).unwrap_or(i64::MAX));
+        for peer in &node.config.federation.peers {
+            let queued = node
+                .services
+                .rooms
+                .queue_len(&peer.server_name, QUEUE_COUNTED)?;
+            self.federation_queues
+                .get_or_create(&PeerLabels {
+                    peer: peer.server_name.to_string(),
+                })
+                .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        }
         self.vault_records
             .set(i64::try_from(node.vault.log().size()?).unwrap_or(i64::MAX));
-        let lag = node.services.rooms.outbox_len(LAG_COUNTED)?;
+        let lag = node.services.rooms.outbox_len(QUEUE_COUNTED)?;
         self.capture_lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
         for (target, at) in crate::backup::schedule::last_successes(&node.config.node.data_dir) {
             self.backup_success

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use matrix_sdk::Client;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::client::{login_client, register_client, sync_until, timeline_json};
-use crate::harness::TestServer;
+use crate::harness::{TestServer, eventually};
 use crate::vault::{archived, assert_verifies};
 
 /// A certificate authority made for one test, and certificates it issued.
@@ -403,6 +404,16 @@ async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation()
             .expect("alice sends while b.test is down");
         expected.push(("@alice:a.test".to_owned(), body));
     }
+    // A's metrics show what waits for B.
+    let queued = |scrape: &prometheus_parse::Scrape| {
+        crate::metrics::value(
+            scrape,
+            "archipel_federation_queue_events",
+            &[("peer", "b.test")],
+        )
+    };
+    let waiting = queued(&crate::metrics::scrape(cluster.node("a.test")).await);
+    assert!(waiting >= Some(5.0), "{waiting:?}");
 
     // B comes back and receives what it missed, in order.
     cluster.node_mut("b.test").restart().await;
@@ -415,6 +426,15 @@ async fn a_peer_that_was_down_catches_up_and_both_vaults_keep_the_conversation()
         expected.iter().collect::<Vec<_>>(),
         "B received the messages out of order"
     );
+    eventually(
+        "a.test's queue for b.test to empty",
+        Duration::from_secs(20),
+        || async {
+            (queued(&crate::metrics::scrape(cluster.node("a.test")).await) == Some(0.0))
+                .then_some(())
+        },
+    )
+    .await;
 
     // Both vaults hold the whole conversation, remote senders included, and verify.
     for name in ["a.test", "b.test"] {

@@ -17,8 +17,24 @@ fn parse(text: &str) -> prometheus_parse::Scrape {
         .unwrap_or_else(|e| panic!("not Prometheus' text format ({e}):\n{text}"))
 }
 
+/// The node's metrics now, with its own token.
+pub async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
+    let token = std::fs::read_to_string(server.data_dir().join("metrics.token"))
+        .expect("the metrics token");
+    let reply = Api::new(server.console_url().expect("a management listener"))
+        .with_token(token.trim())
+        .get("/metrics")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    parse(&reply.text())
+}
+
 /// The value of the sample `name` whose labels include `labels`.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     scrape
         .samples
         .iter()
@@ -33,6 +49,12 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
             }
             prometheus_parse::Value::Summary(_) => f64::NAN,
         })
+}
+
+async fn scrape_with(scraper: &Api) -> prometheus_parse::Scrape {
+    let reply = scraper.get("/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    parse(&reply.text())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,6 +129,35 @@ async fn metrics_are_served_to_the_bearer_of_the_metrics_token() {
         },
     )
     .await;
+
+    assert_eq!(value(&scrape, "archipel_rooms", &[]), Some(1.0));
+
+    // A long poll waiting is a sync in flight.
+    let waiting = {
+        let alice = api.with_token(&alice.access_token);
+        tokio::spawn(async move {
+            let first = alice.get("/_matrix/client/v3/sync").await.json();
+            let since = first["next_batch"]
+                .as_str()
+                .expect("a since token")
+                .to_owned();
+            alice
+                .get(&format!(
+                    "/_matrix/client/v3/sync?since={since}&timeout=30000"
+                ))
+                .await
+        })
+    };
+    eventually("a sync in flight", Duration::from_secs(10), || async {
+        (value(
+            &scrape_with(&scraper).await,
+            "archipel_sync_requests_in_flight",
+            &[],
+        ) >= Some(1.0))
+        .then_some(())
+    })
+    .await;
+    waiting.abort();
 
     // The accounts: alice, bob and the archive member.
     assert_eq!(

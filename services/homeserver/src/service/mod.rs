@@ -55,6 +55,33 @@ pub struct Services {
     pub archive_member: Option<ruma::OwnedUserId>,
     /// Where rooms the archive member could not join are recorded, once installed.
     pub refused_joins: std::sync::OnceLock<Arc<dyn crate::archive_member::RefusedJoins>>,
+    /// Sync requests being answered now, long polls included.
+    pub syncing: InFlight,
+}
+
+/// How many requests of a kind are being answered now, for the node's
+/// metrics: each holds an [`InFlightGuard`] while it runs.
+#[derive(Default)]
+pub struct InFlight(std::sync::atomic::AtomicUsize);
+
+/// One request counted in an [`InFlight`] until it is dropped.
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+
+    pub fn now(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Services {
@@ -118,6 +145,7 @@ impl Services {
             previews: Default::default(),
             witness: std::sync::OnceLock::new(),
             refused_joins: std::sync::OnceLock::new(),
+            syncing: InFlight::default(),
             signing_key,
             counter,
             store,

@@ -175,6 +175,16 @@ impl Rooms {
         Ok(rooms)
     }
 
+    /// How many rooms this server knows.
+    pub fn room_count(&self) -> Result<usize> {
+        let mut count = 0;
+        for row in self.roomid_meta.iter() {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn room_lock(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()

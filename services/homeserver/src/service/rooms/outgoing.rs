@@ -136,6 +136,22 @@ impl Rooms {
         Ok(out)
     }
 
+    /// How many events wait for `destination`, counting at most `limit`.
+    pub fn queue_len(&self, destination: &ServerName, limit: usize) -> Result<usize> {
+        let mut prefix = destination.as_bytes().to_vec();
+        prefix.push(key::SEP);
+        let mut count = 0;
+        for row in self
+            .servername_count_eventid
+            .scan_prefix(prefix)
+            .take(limit)
+        {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The position of the oldest event queued for `destination` that is
     /// still being written, if the queue holds nothing older.
     pub fn queue_waits_at(&self, destination: &ServerName) -> Result<Option<u64>> {

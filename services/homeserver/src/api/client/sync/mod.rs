@@ -50,7 +50,8 @@ pub async fn sync(
     services: Arc<Services>,
     request: Ruma<v3::Request>,
 ) -> Result<axum::response::Response> {
-    serialize(sync_response(services, request).await?)
+    let _syncing = services.syncing.enter();
+    serialize(sync_response(services.clone(), request).await?)
 }
 
 /// The response as JSON. ruma leaves `rooms` out when only `knock` holds

@@ -57,6 +57,7 @@ impl Ctx<'_> {
 }
 
 pub async fn sync(services: Arc<Services>, request: Ruma<v5::Request>) -> Result<v5::Response> {
+    let _syncing = services.syncing.enter();
     let (user, device) = (request.user().to_owned(), request.device().to_owned());
     let body = &request.body;
     let conn_id = body.conn_id.as_deref().unwrap_or_default();
