@@ -95,9 +95,9 @@ impl Default for NodeConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
-    /// Address of the management listener: HTTPS with the node's
-    /// certificate (`[tls]`), or plain HTTP on loopback. The image's
-    /// firewall admits only the management network to it.
+    /// Address of the management listener: plain HTTP on loopback,
+    /// anywhere else HTTPS with the node's certificate (`[tls]`). The
+    /// image's firewall admits only the management network to it.
     pub listen: Option<SocketAddr>,
     /// A file holding the bearer token Prometheus presents for `/metrics`
     /// (made, mode 0600, at the first start when missing). Default:

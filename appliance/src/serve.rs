@@ -200,7 +200,11 @@ async fn serve(config: Config) -> Result<()> {
         Some(listen) => {
             let listener = bind(listen, "management").await?;
             let address = listener.local_addr()?;
-            let server_config = tls.as_ref().map(|tls| tls.server_config.clone());
+            // On loopback plain HTTP (a tunnel or a local scraper);
+            // anywhere else HTTPS with the node's certificate.
+            let server_config = (!listen.ip().is_loopback())
+                .then(|| tls.as_ref().map(|tls| tls.server_config.clone()))
+                .flatten();
             let scheme = if server_config.is_some() {
                 "https"
             } else {

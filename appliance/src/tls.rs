@@ -4,7 +4,11 @@
 //! in the data folder. The federation listener uses the same certificate
 //! unless it has its own files.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -126,6 +130,59 @@ pub fn start(config: &Config) -> Result<Option<NodeTls>> {
         listen,
         acme: None,
     }))
+}
+
+/// When the certificate the node serves expires, in seconds since the
+/// epoch: the one in `tls.certificate`, or the newest cached from ACME.
+/// `None` without `[tls]`, or before ACME issued one.
+pub fn certificate_expiry(config: &Config) -> Result<Option<i64>> {
+    let tls = &config.tls;
+    let path = match (&tls.certificate, &tls.acme) {
+        (Some(certificate), _) => Some(certificate.clone()),
+        (None, Some(_)) => newest_cached_certificate(&config.node.data_dir.join("acme"))?,
+        (None, None) => None,
+    };
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    // A cached ACME entry holds the private key before the chain: the
+    // first certificate is the node's own.
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        let pem = pem.with_context(|| format!("{}: not PEM", path.display()))?;
+        if pem.label == "CERTIFICATE" {
+            let certificate = pem
+                .parse_x509()
+                .map_err(|e| anyhow::anyhow!("{}: not a certificate: {e}", path.display()))?;
+            return Ok(Some(certificate.validity().not_after.timestamp()));
+        }
+    }
+    bail!("{}: holds no certificate", path.display())
+}
+
+/// The most recently written `cached_cert_*` file in rustls-acme's cache.
+fn newest_cached_certificate(cache: &Path) -> Result<Option<PathBuf>> {
+    let entries = match std::fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", cache.display())),
+    };
+    let mut newest = None;
+    for entry in entries {
+        let entry = entry?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("cached_cert_")
+        {
+            continue;
+        }
+        let modified = entry.metadata()?.modified()?;
+        if newest.as_ref().is_none_or(|(at, _)| modified > *at) {
+            newest = Some((modified, entry.path()));
+        }
+    }
+    Ok(newest.map(|(_, path)| path))
 }
 
 fn start_acme(config: &Config, acme: &AcmeSettings, listen: SocketAddr) -> Result<NodeTls> {

@@ -75,6 +75,7 @@ pub struct Metrics {
     vault_records: Gauge,
     capture_lag: Gauge,
     backup_success: Family<TargetLabels, Gauge>,
+    certificate_expiry: Gauge,
 }
 
 impl Metrics {
@@ -128,6 +129,12 @@ impl Metrics {
             "When the newest scheduled backup to each target was written",
             backup_success.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate the node serves expires (0 without [tls], or before ACME issued one)",
+            certificate_expiry.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(unix_seconds(SystemTime::now()));
         registry.register(
@@ -153,6 +160,7 @@ impl Metrics {
             vault_records,
             capture_lag,
             backup_success,
+            certificate_expiry,
         })
     }
 
@@ -231,6 +239,13 @@ impl Metrics {
             self.backup_success
                 .get_or_create(&TargetLabels { target })
                 .set(at);
+        }
+        match crate::tls::certificate_expiry(node.config) {
+            Ok(expiry) => {
+                self.certificate_expiry.set(expiry.unwrap_or(0));
+            }
+            // A scrape still answers; the log says why the figure is stale.
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading the certificate's expiry"),
         }
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;

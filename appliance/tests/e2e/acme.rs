@@ -159,6 +159,24 @@ async fn served_certificate(root: &reqwest::Certificate, port: u16) -> Option<Ve
     info.peer_certificate().map(<[u8]>::to_vec)
 }
 
+/// The served certificate's expiry, from the node's metrics.
+async fn expires(node: &TestServer) -> f64 {
+    let scrape = crate::metrics::scrape(node).await;
+    crate::metrics::value(
+        &scrape,
+        "archipel_tls_certificate_expiry_timestamp_seconds",
+        &[],
+    )
+    .expect("the certificate's expiry")
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs_f64()
+}
+
 fn acme_config(root: &Path, tls_port: u16, pebble: &Pebble) -> String {
     let key = root.join("vault.key");
     archipel_vault::seal::VaultKey::load_or_generate(&key).expect("a vault key");
@@ -180,6 +198,9 @@ ca_bundle = "{bundle}"
 
 [vault]
 key_file = "{key}"
+
+[console]
+listen = "127.0.0.1:0"
 "#,
         data = root.join("data").display(),
         directory = pebble.directory,
@@ -224,6 +245,10 @@ async fn a_certificate_is_obtained_served_and_renewed_over_acme() {
         cached.iter().any(|name| name.starts_with("cached_cert_")),
         "{cached:?}"
     );
+    // The metrics tell when it expires: Pebble's certificates last 30 s.
+    let expiry = expires(&node).await;
+    let now = unix_now();
+    assert!(now < expiry && expiry <= now + 60.0, "{expiry} vs {now}");
 
     // Renewed before it expires: another certificate is served, without a restart.
     let renewed = eventually(
@@ -266,7 +291,7 @@ async fn certificate_files_are_served_and_a_bad_pair_is_refused() {
         format!(
             "[node]\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n[homeserver]\nserver_name = \"{DOMAIN}\"\n\
              [tls]\nlisten = \"127.0.0.1:{tls_port}\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\
-             [vault]\nkey_file = \"{}\"\n",
+             [vault]\nkey_file = \"{}\"\n[console]\nlisten = \"127.0.0.1:0\"\n",
             root.join("data").display(),
             certificate.display(),
             key.display(),
@@ -280,6 +305,9 @@ async fn certificate_files_are_served_and_a_bad_pair_is_refused() {
         .await
         .expect("the client API over HTTPS");
     assert!(!served.is_empty());
+    // The metrics tell when the file's certificate expires: the test CA
+    // issues until rcgen's default end, 4096-01-01.
+    assert_eq!(expires(&node).await, 67_090_118_400.0);
 
     // Another key than the certificate's: the node refuses to start, naming both files.
     let (_, other_key) = ca.issue("other.archipel.test");
