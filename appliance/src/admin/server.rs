@@ -160,13 +160,12 @@ async fn execute(
             // The vault's work is blocking (RocksDB, file I/O, fsync).
             let ran = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
-                let done = vault_cli::execute(
-                    &admin.config,
-                    &admin.services,
-                    &admin.vault,
-                    command,
-                    &mut out,
-                );
+                let node = Node {
+                    config: &admin.config,
+                    services: &admin.services,
+                    vault: &admin.vault,
+                };
+                let done = vault_cli::execute(node, &actor, command, &mut out);
                 (out, done)
             })
             .await;

@@ -17,6 +17,7 @@ use archipel_vault::{Vault, procedure::AdminAction};
 use crate::config::Config;
 
 pub mod accounts;
+pub mod vault;
 
 /// The node an operation works on: open here (its data) or running (the
 /// admin socket's end).
@@ -74,6 +75,11 @@ impl Actor {
     /// The local account this process runs as.
     pub fn this_process(origin: Origin) -> Self {
         Self::local(Some(nix::unistd::getuid().as_raw()), origin)
+    }
+
+    /// Who acted, without where from.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

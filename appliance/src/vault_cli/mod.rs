@@ -5,10 +5,15 @@
 use std::{io::IsTerminal, io::Write};
 
 use anyhow::{Result, bail};
-use archipel_homeserver::Services;
-use archipel_vault::{Vault, seal::VaultKey};
+use archipel_vault::seal::VaultKey;
 
-use crate::{admin::protocol as admin, args::VaultCommand, config::Config, node};
+use crate::{
+    admin::protocol as admin,
+    args::VaultCommand,
+    config::Config,
+    node,
+    ops::{Actor, Node, Origin},
+};
 
 /// `println!` into a command's output: the terminal, or the answer a running
 /// node sends back over its admin socket.
@@ -43,14 +48,14 @@ pub fn keygen(file: &std::path::Path) -> Result<()> {
 /// vault goes to the node itself when it is running (over its admin socket);
 /// one that only reads follows the running node's database.
 pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
+    let actor = Actor::this_process(Origin::CommandLine);
     let execute_here = |node: &node::Node, command| {
-        execute(
+        let here = Node {
             config,
-            &node.homeserver.services,
-            &node.vault,
-            command,
-            &mut std::io::stdout().lock(),
-        )
+            services: &node.homeserver.services,
+            vault: &node.vault,
+        };
+        execute(here, &actor, command, &mut std::io::stdout().lock())
     };
     if command.reads_only() {
         if matches!(command, VaultCommand::Export { .. }) {
@@ -69,36 +74,41 @@ pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
     }
 }
 
-/// Carries out a vault command, writing what it reports to `out`.
+/// Carries out a vault command as `actor`, writing what it reports to
+/// `out`.
 pub fn execute(
-    config: &Config,
-    services: &Services,
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     command: VaultCommand,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let vault = node.vault;
     match command {
         VaultCommand::Status { json } => status::status(vault, json, out),
-        VaultCommand::Verify { json } => status::verify(config, vault, json, out),
+        VaultCommand::Verify { json } => status::verify(node.config, vault, json, out),
         VaultCommand::List { room, json } => records::list(vault, room, json, out),
         VaultCommand::Prove { record, json } => records::prove(vault, &record, json, out),
         VaultCommand::Show { record } => records::show(vault, &record, out),
-        VaultCommand::RecordsManager { command } => procedure::managers(vault, command, out),
+        VaultCommand::RecordsManager { command } => procedure::managers(node, actor, command, out),
         VaultCommand::Delegate { user, delegate } => {
-            procedure::delegate(vault, &user, &delegate, out)
+            procedure::delegate(node, actor, &user, &delegate, out)
         }
-        VaultCommand::Role { user, role, by } => procedure::role(vault, &user, role, &by, out),
+        VaultCommand::Role { user, role, by } => {
+            procedure::role(node, actor, &user, role, &by, out)
+        }
         VaultCommand::Classify {
             room,
             classification,
             by,
-        } => procedure::classify(vault, &room, classification, &by, out),
+        } => procedure::classify(node, actor, &room, classification, &by, out),
         VaultCommand::RequestExclusion {
             events,
             by,
             reason,
             ground,
-        } => procedure::request_exclusion(vault, &events, &by, &reason, ground.as_deref(), out),
+        } => {
+            procedure::request_exclusion(node, actor, &events, &by, &reason, ground.as_deref(), out)
+        }
         VaultCommand::Requests { json } => procedure::requests(vault, json, out),
         VaultCommand::Decide {
             reference,
@@ -106,20 +116,10 @@ pub fn execute(
             reject: _,
             by,
             note,
-        } => procedure::decide(
-            services,
-            vault,
-            &reference,
-            approve,
-            &by,
-            note.as_deref(),
-            out,
-        ),
-        VaultCommand::Hold { command } => procedure::hold(vault, command, out),
+        } => procedure::decide(node, actor, &reference, approve, &by, note.as_deref(), out),
+        VaultCommand::Hold { command } => procedure::hold(node, actor, command, out),
         VaultCommand::Procedure { json } => procedure::steps(vault, json, out),
-        VaultCommand::Retention { command } => {
-            retention::retention(config, services, vault, command, out)
-        }
+        VaultCommand::Retention { command } => retention::retention(node, actor, command, out),
         VaultCommand::Export {
             room,
             user,

@@ -4,35 +4,36 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
-use archipel_homeserver::Services;
+use anyhow::Result;
 use archipel_vault::{
     Vault,
-    procedure::{Classification, HoldScope, Role},
+    procedure::{Classification, Role},
 };
 
 use crate::{
     args::{HoldCommand, ManagerCommand},
-    erasure,
+    ops::{Actor, Node, vault as ops},
 };
 
-/// The actor of actions taken by whoever administers the node.
-const OPERATOR: &str = "operator";
-
-pub(super) fn managers(vault: &Vault, command: ManagerCommand, out: &mut dyn Write) -> Result<()> {
+pub(super) fn managers(
+    node: Node<'_>,
+    actor: &Actor,
+    command: ManagerCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
     match command {
         ManagerCommand::Add { user } => {
-            vault.set_records_manager(&user, true, OPERATOR)?;
+            ops::set_records_manager(node, actor, &user, true)?;
             say!(out, "{user} is a records manager");
             Ok(())
         }
         ManagerCommand::Remove { user } => {
-            vault.set_records_manager(&user, false, OPERATOR)?;
+            ops::set_records_manager(node, actor, &user, false)?;
             say!(out, "{user} is no longer a records manager");
             Ok(())
         }
         ManagerCommand::List => {
-            for user in vault.records_managers()? {
+            for user in node.vault.records_managers()? {
                 say!(out, "{user}");
             }
             Ok(())
@@ -41,49 +42,53 @@ pub(super) fn managers(vault: &Vault, command: ManagerCommand, out: &mut dyn Wri
 }
 
 pub(super) fn delegate(
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     user: &str,
     delegate: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    vault.add_delegate(user, delegate, OPERATOR)?;
+    ops::add_delegate(node, actor, user, delegate)?;
     say!(out, "{delegate} may now request exclusions for {user}");
     Ok(())
 }
 
 pub(super) fn role(
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     user: &str,
     role: Role,
     by: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    vault.set_role(user, role, by)?;
+    ops::set_role(node, actor, user, role, by)?;
     say!(out, "{user} is now {role}");
     Ok(())
 }
 
 pub(super) fn classify(
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     room: &str,
     classification: Classification,
     by: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    vault.classify_room(room, classification, by)?;
+    ops::classify_room(node, actor, room, classification, by)?;
     say!(out, "{room} is now classified {classification}");
     Ok(())
 }
 
 pub(super) fn request_exclusion(
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     events: &[String],
     by: &str,
     reason: &str,
     ground: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let request = vault.request_exclusion(events, by, reason, ground)?;
+    let request = ops::request_exclusion(node, actor, events, by, reason, ground)?;
     say!(
         out,
         "{}: exclusion of {} record(s) requested by {by}; a records manager must decide",
@@ -92,7 +97,6 @@ pub(super) fn request_exclusion(
     );
     Ok(())
 }
-
 pub(super) fn requests(vault: &Vault, json: bool, out: &mut dyn Write) -> Result<()> {
     for request in vault.requests()? {
         if json {
@@ -117,17 +121,16 @@ pub(super) fn requests(vault: &Vault, json: bool, out: &mut dyn Write) -> Result
 }
 
 pub(super) fn decide(
-    services: &Services,
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     reference: &str,
     approve: bool,
     by: &str,
     note: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let request = vault.decide(reference, approve, by, note)?;
+    let (request, purged) = ops::decide(node, actor, reference, approve, by, note)?;
     if approve {
-        let purged = erasure::complete_purges(services, vault)?;
         say!(
             out,
             "{reference} approved by {by}: {} record(s) erased ({purged} homeserver copies purged); the log still verifies",
@@ -139,7 +142,12 @@ pub(super) fn decide(
     Ok(())
 }
 
-pub(super) fn hold(vault: &Vault, command: HoldCommand, out: &mut dyn Write) -> Result<()> {
+pub(super) fn hold(
+    node: Node<'_>,
+    actor: &Actor,
+    command: HoldCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
     match command {
         HoldCommand::Place {
             room,
@@ -147,12 +155,8 @@ pub(super) fn hold(vault: &Vault, command: HoldCommand, out: &mut dyn Write) -> 
             reason,
             by,
         } => {
-            let scope = match (room, user) {
-                (Some(room), _) => HoldScope::Room(room),
-                (None, Some(user)) => HoldScope::User(user),
-                (None, None) => bail!("name a --room or a --user"),
-            };
-            let hold = vault.place_hold(scope, &reason, &by)?;
+            let scope = ops::hold_scope(room, user)?;
+            let hold = ops::place_hold(node, actor, scope, &reason, &by)?;
             say!(
                 out,
                 "{}: legal hold on {} placed by {by}",
@@ -162,7 +166,7 @@ pub(super) fn hold(vault: &Vault, command: HoldCommand, out: &mut dyn Write) -> 
             Ok(())
         }
         HoldCommand::Release { reference, by } => {
-            let hold = vault.release_hold(&reference, &by)?;
+            let hold = ops::release_hold(node, actor, &reference, &by)?;
             say!(
                 out,
                 "{}: legal hold on {} released by {by}",
@@ -172,7 +176,7 @@ pub(super) fn hold(vault: &Vault, command: HoldCommand, out: &mut dyn Write) -> 
             Ok(())
         }
         HoldCommand::List { json } => {
-            for hold in vault.holds()? {
+            for hold in node.vault.holds()? {
                 if json {
                     say!(out, "{}", serde_json::to_string(&hold)?);
                 } else {

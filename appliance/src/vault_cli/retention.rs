@@ -5,19 +5,19 @@
 use std::io::Write;
 
 use anyhow::Result;
-use archipel_homeserver::Services;
-use archipel_vault::Vault;
 
-use crate::{args::RetentionCommand, config::Config, erasure};
+use crate::{
+    args::RetentionCommand,
+    ops::{Actor, Node, vault as ops},
+};
 
 pub(super) fn retention(
-    config: &Config,
-    services: &Services,
-    vault: &Vault,
+    node: Node<'_>,
+    actor: &Actor,
     command: RetentionCommand,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let policy = &config.vault.retention;
+    let (vault, policy) = (node.vault, &node.config.vault.retention);
     match command {
         RetentionCommand::Status { as_of, json } => {
             let status =
@@ -40,11 +40,8 @@ pub(super) fn retention(
             Ok(())
         }
         RetentionCommand::Propose { by, as_of } => {
-            let list = vault.propose_destruction(
-                policy,
-                as_of.unwrap_or_else(archipel_vault::now_ms),
-                &by,
-            )?;
+            let as_of = as_of.unwrap_or_else(archipel_vault::now_ms);
+            let list = ops::propose_destruction(node, actor, as_of, &by)?;
             say!(
                 out,
                 "{}: {} expired record(s) proposed for destruction by {by}; another records manager must approve",
@@ -54,8 +51,7 @@ pub(super) fn retention(
             Ok(())
         }
         RetentionCommand::Approve { reference, by } => {
-            let list = vault.approve_destruction(&reference, &by, policy)?;
-            let purged = erasure::complete_purges(services, vault)?;
+            let (list, purged) = ops::approve_destruction(node, actor, &reference, &by)?;
             say!(
                 out,
                 "{reference} approved by {by}: {} record(s) destroyed ({purged} homeserver copies purged), {} held back by a legal hold, {} kept (no longer expired under the current roles and policy)",

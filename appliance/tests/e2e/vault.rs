@@ -585,8 +585,11 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         "the erased text is in the restored backup: {leftovers:?}"
     );
 
-    // Every step is on record.
-    let steps = json_lines(&vault_ok(&dir, &["procedure", "--json"]));
+    // Every step is on record: the procedure's, with the people it names,
+    let all = json_lines(&vault_ok(&dir, &["procedure", "--json"]));
+    let (commands, steps): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|s| s["action"] == "admin_command");
     let actions: Vec<&str> = steps.iter().filter_map(|s| s["action"].as_str()).collect();
     assert_eq!(
         actions,
@@ -602,6 +605,71 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
     );
     assert_eq!(steps[2]["details"]["reason"], "a private appointment");
     assert_eq!(steps[6]["subject"], "EX-000001");
+    // and each command, refused ones too, with the local account that ran
+    // it: one account acting as several records managers shows as one.
+    let me = format!("(uid {})", nix::unistd::getuid().as_raw());
+    assert!(
+        commands
+            .iter()
+            .all(|c| c["actor"].as_str().is_some_and(|a| a.contains(&me))),
+        "{commands:?}"
+    );
+    let recorded: Vec<(&str, &str)> = commands
+        .iter()
+        .map(|c| {
+            (
+                c["subject"].as_str().expect("a subject"),
+                c["details"]["outcome"].as_str().expect("an outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("vault records-manager add @alice:localhost", "done"),
+            ("vault records-manager add @carol:localhost", "done"),
+            (
+                "vault request-exclusion 1 event(s) (as @bob:localhost)",
+                "failed"
+            ),
+            (
+                "vault request-exclusion EX-000001 of 1 event(s) (as @alice:localhost)",
+                "done"
+            ),
+            (
+                "vault decide approve EX-000001 (as @alice:localhost)",
+                "failed"
+            ),
+            (
+                "vault decide approve EX-000001 (as @bob:localhost)",
+                "failed"
+            ),
+            (
+                "vault hold place user @alice:localhost (as @carol:localhost)",
+                "done"
+            ),
+            (
+                "vault decide approve EX-000001 (as @carol:localhost)",
+                "failed"
+            ),
+            ("vault hold release LH-000001 (as @carol:localhost)", "done"),
+            (
+                "vault decide approve EX-000001 (as @carol:localhost)",
+                "done"
+            ),
+            (
+                "vault decide reject EX-000001 (as @carol:localhost)",
+                "failed"
+            ),
+        ]
+    );
+    // What people wrote stays sealed in the procedure's own steps.
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.to_string().contains("a private appointment")),
+        "{commands:?}"
+    );
 
     // Clients see the message erased, with the decision's reference.
     server.restart().await;

@@ -1,0 +1,201 @@
+//! The vault's procedures: records managers and delegates, roles, room
+//! classification, exclusion requests and decisions, legal holds, and
+//! destruction lists.
+//!
+//! The vault records each step with the records manager or sender it
+//! names (`by`). Until records managers sign in themselves, that name is
+//! only what the command said; so each step is also recorded as the
+//! action of the local account that carried it out, from where, and a
+//! person acting as two records managers shows in the trail as one
+//! account. Reasons and notes are sealed in the vault's own step and not
+//! repeated here.
+
+use anyhow::{Result, bail};
+use archipel_vault::{
+    procedure::{Classification, ExclusionRequest, Hold, HoldScope, Role},
+    retention::DestructionList,
+};
+
+use super::{Actor, Node, audited};
+use crate::erasure;
+
+/// Makes `user` a records manager, or stops them being one.
+pub fn set_records_manager(node: Node<'_>, actor: &Actor, user: &str, manager: bool) -> Result<()> {
+    let done = node
+        .vault
+        .set_records_manager(user, manager, actor.name())
+        .map_err(Into::into);
+    let action = if manager {
+        "vault records-manager add"
+    } else {
+        "vault records-manager remove"
+    };
+    audited(node, actor, action, user, done)
+}
+
+/// Lets `delegate` request exclusions on `user`'s behalf.
+pub fn add_delegate(node: Node<'_>, actor: &Actor, user: &str, delegate: &str) -> Result<()> {
+    let done = node
+        .vault
+        .add_delegate(user, delegate, actor.name())
+        .map_err(Into::into);
+    let object = format!("{delegate} for {user}");
+    audited(node, actor, "vault delegate", &object, done)
+}
+
+/// Sets `user`'s role, as the records manager `by`.
+pub fn set_role(node: Node<'_>, actor: &Actor, user: &str, role: Role, by: &str) -> Result<()> {
+    let done = node.vault.set_role(user, role, by).map_err(Into::into);
+    let object = format!("{user} {role} (as {by})");
+    audited(node, actor, "vault role", &object, done)
+}
+
+/// Classifies `room`, as the records manager `by`.
+pub fn classify_room(
+    node: Node<'_>,
+    actor: &Actor,
+    room: &str,
+    classification: Classification,
+    by: &str,
+) -> Result<()> {
+    let done = node
+        .vault
+        .classify_room(room, classification, by)
+        .map_err(Into::into);
+    let object = format!("{room} {classification} (as {by})");
+    audited(node, actor, "vault classify", &object, done)
+}
+
+/// Asks for `events` to be excluded, as their sender (or a delegate) `by`.
+pub fn request_exclusion(
+    node: Node<'_>,
+    actor: &Actor,
+    events: &[String],
+    by: &str,
+    reason: &str,
+    ground: Option<&str>,
+) -> Result<ExclusionRequest> {
+    let done = node
+        .vault
+        .request_exclusion(events, by, reason, ground)
+        .map_err(Into::into);
+    let object = match &done {
+        Ok(request) => format!(
+            "{} of {} event(s) (as {by})",
+            request.reference,
+            events.len()
+        ),
+        Err(_) => format!("{} event(s) (as {by})", events.len()),
+    };
+    audited(node, actor, "vault request-exclusion", &object, done)
+}
+
+/// Decides on an exclusion request, as the records manager `by`; an
+/// approval erases the records and then every copy outside the vault.
+/// Returns the request and how many homeserver copies were purged.
+pub fn decide(
+    node: Node<'_>,
+    actor: &Actor,
+    reference: &str,
+    approve: bool,
+    by: &str,
+    note: Option<&str>,
+) -> Result<(ExclusionRequest, usize)> {
+    let done = (|| {
+        let request = node.vault.decide(reference, approve, by, note)?;
+        let purged = if approve {
+            erasure::complete_purges(node.services, node.vault)?
+        } else {
+            0
+        };
+        Ok((request, purged))
+    })();
+    let action = if approve {
+        "vault decide approve"
+    } else {
+        "vault decide reject"
+    };
+    audited(node, actor, action, &format!("{reference} (as {by})"), done)
+}
+
+/// Places a legal hold on a room or a user, as the records manager `by`.
+pub fn place_hold(
+    node: Node<'_>,
+    actor: &Actor,
+    scope: HoldScope,
+    reason: &str,
+    by: &str,
+) -> Result<Hold> {
+    let object = format!("{scope} (as {by})");
+    let done = node.vault.place_hold(scope, reason, by).map_err(Into::into);
+    audited(node, actor, "vault hold place", &object, done)
+}
+
+/// Releases a legal hold, as the records manager `by`.
+pub fn release_hold(node: Node<'_>, actor: &Actor, reference: &str, by: &str) -> Result<Hold> {
+    let done = node.vault.release_hold(reference, by).map_err(Into::into);
+    audited(
+        node,
+        actor,
+        "vault hold release",
+        &format!("{reference} (as {by})"),
+        done,
+    )
+}
+
+/// Proposes a destruction list of what has expired as of `as_of_ms`, as
+/// the records manager `by`.
+pub fn propose_destruction(
+    node: Node<'_>,
+    actor: &Actor,
+    as_of_ms: u64,
+    by: &str,
+) -> Result<DestructionList> {
+    let done = node
+        .vault
+        .propose_destruction(&node.config.vault.retention, as_of_ms, by)
+        .map_err(Into::into);
+    let object = match &done {
+        Ok(list) => format!(
+            "{} of {} record(s) (as {by})",
+            list.reference,
+            list.records.len()
+        ),
+        Err(_) => format!("(as {by})"),
+    };
+    audited(node, actor, "vault retention propose", &object, done)
+}
+
+/// Approves a destruction list, as the records manager `by`, and destroys
+/// its records and every copy outside the vault. Returns the list and how
+/// many homeserver copies were purged.
+pub fn approve_destruction(
+    node: Node<'_>,
+    actor: &Actor,
+    reference: &str,
+    by: &str,
+) -> Result<(DestructionList, usize)> {
+    let done = (|| {
+        let list = node
+            .vault
+            .approve_destruction(reference, by, &node.config.vault.retention)?;
+        let purged = erasure::complete_purges(node.services, node.vault)?;
+        Ok((list, purged))
+    })();
+    audited(
+        node,
+        actor,
+        "vault retention approve",
+        &format!("{reference} (as {by})"),
+        done,
+    )
+}
+
+/// A hold's scope from the command line's `--room` or `--user`.
+pub fn hold_scope(room: Option<String>, user: Option<String>) -> Result<HoldScope> {
+    Ok(match (room, user) {
+        (Some(room), _) => HoldScope::Room(room),
+        (None, Some(user)) => HoldScope::User(user),
+        (None, None) => bail!("name a --room or a --user"),
+    })
+}
