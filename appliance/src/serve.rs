@@ -70,6 +70,9 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await
     .context("starting the archive member's device")?;
+    let _ = services
+        .admin_trail
+        .set(Arc::new(crate::ops::VaultTrail(node.vault.clone())));
     if services.archive_member.is_some() {
         let _ = services
             .refused_joins

@@ -45,6 +45,9 @@ pub enum Origin {
     AdminSocket { pid: Option<i32> },
     /// The provisioning file, applied at boot or by hand.
     Provisioning,
+    /// The Matrix admin API on the client listener, by a signed-in server
+    /// administrator.
+    MatrixAdminApi,
 }
 
 impl fmt::Display for Origin {
@@ -54,6 +57,7 @@ impl fmt::Display for Origin {
             Self::AdminSocket { pid: Some(pid) } => write!(f, "admin socket (pid {pid})"),
             Self::AdminSocket { pid: None } => f.write_str("admin socket"),
             Self::Provisioning => f.write_str("provisioning file"),
+            Self::MatrixAdminApi => f.write_str("Matrix admin API"),
         }
     }
 }
@@ -107,4 +111,30 @@ pub fn audited<T>(
     tokio::task::block_in_place(|| node.vault.record_admin_action(&record))
         .context("the action ran, but the vault could not record it")?;
     done
+}
+
+/// The vault as the homeserver's trail of admin API actions: a server
+/// administrator's action there is recorded as the operations' are, with
+/// their Matrix user ID as the actor.
+pub struct VaultTrail(pub Arc<Vault>);
+
+impl archipel_homeserver::service::AdminTrail for VaultTrail {
+    fn record(
+        &self,
+        admin: &ruma::UserId,
+        action: &str,
+        object: &str,
+        error: Option<&str>,
+    ) -> std::result::Result<(), String> {
+        let origin = Origin::MatrixAdminApi.to_string();
+        self.0
+            .record_admin_action(&AdminAction {
+                actor: admin.as_str(),
+                origin: &origin,
+                action,
+                object,
+                error,
+            })
+            .map_err(|e| e.to_string())
+    }
 }

@@ -389,6 +389,33 @@ async fn an_administrator_issues_registration_tokens_over_the_admin_api() {
         "{log}"
     );
     assert!(!log.contains(&token), "the audit log shows no token");
+    // And in the vault's log, with the administrator as the actor.
+    let procedure = succeeds(&archipel(
+        &["vault", "procedure", "--json", "--data-dir", &dir],
+        None,
+    ));
+    // The token the store refused (`not a token!`) is there as refused.
+    let by_api: Vec<String> = json_lines(&procedure)
+        .into_iter()
+        .filter(|step| step["details"]["origin"] == "Matrix admin API")
+        .map(|step| {
+            format!(
+                "{} {} {}",
+                step["actor"].as_str().expect("an actor"),
+                step["subject"].as_str().expect("a subject"),
+                step["details"]["outcome"].as_str().expect("an outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_api,
+        [
+            "@boss:localhost registration-token create for unlimited registrations failed",
+            "@boss:localhost registration-token create for 1 registration(s) done",
+        ],
+        "{procedure}"
+    );
+    assert!(!procedure.contains(&token), "{procedure}");
 }
 
 #[test]

@@ -57,6 +57,23 @@ pub struct Services {
     pub refused_joins: std::sync::OnceLock<Arc<dyn crate::archive_member::RefusedJoins>>,
     /// Sync requests being answered now, long polls included.
     pub syncing: InFlight,
+    /// Where actions through the admin API are recorded, once installed
+    /// (the node's vault).
+    pub admin_trail: std::sync::OnceLock<Arc<dyn AdminTrail>>,
+}
+
+/// Where the node records what a server administrator did through the
+/// admin API (the vault's log, in the appliance), beside the audit log.
+pub trait AdminTrail: Send + Sync {
+    /// `admin` did `action` to `object` (never a secret); `error` says why
+    /// it failed, if it did. Blocking: the record is written durably.
+    fn record(
+        &self,
+        admin: &ruma::UserId,
+        action: &str,
+        object: &str,
+        error: Option<&str>,
+    ) -> std::result::Result<(), String>;
 }
 
 /// How many requests of a kind are being answered now, for the node's
@@ -146,6 +163,7 @@ impl Services {
             witness: std::sync::OnceLock::new(),
             refused_joins: std::sync::OnceLock::new(),
             syncing: InFlight::default(),
+            admin_trail: std::sync::OnceLock::new(),
             signing_key,
             counter,
             store,

@@ -119,6 +119,26 @@ fn require_admin(services: &Services, user: &ruma::UserId) -> Result<()> {
     }
 }
 
+/// Records an admin API action in the node's trail, if one is installed.
+/// A failure to record fails the request: an action the trail does not
+/// show must not look done.
+async fn record(
+    services: &Arc<Services>,
+    admin: &ruma::UserId,
+    action: &'static str,
+    object: String,
+    error: Option<String>,
+) -> Result<()> {
+    let Some(trail) = services.admin_trail.get().cloned() else {
+        return Ok(());
+    };
+    let admin = admin.to_owned();
+    tokio::task::spawn_blocking(move || trail.record(&admin, action, &object, error.as_deref()))
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
+}
+
 pub async fn new_token(
     services: Arc<Services>,
     request: Ruma<new_token::v1::Request>,
@@ -160,6 +180,20 @@ pub async fn new_token(
             tracing::warn!(target: "archipel::audit", admin = %admin, error = %e, "admin API: registration token refused")
         }
     }
+    // The token is a secret: the trail names only what it allows.
+    let object = match uses {
+        Some(n) => format!("for {n} registration(s)"),
+        None => "for unlimited registrations".to_owned(),
+    };
+    let error = made.as_ref().err().map(ToString::to_string);
+    record(
+        &services,
+        &admin,
+        "registration-token create",
+        object,
+        error,
+    )
+    .await?;
     Ok(new_token::v1::Response {
         token: made?.into(),
     })
