@@ -170,7 +170,10 @@ async fn serve(config: Config) -> Result<()> {
     let client_router = || {
         homeserver
             .router()
-            .layer(axum::middleware::from_fn(metrics.count("client")))
+            .layer(axum::middleware::from_fn_with_state(
+                (metrics.clone(), "client"),
+                crate::console::metrics::count,
+            ))
     };
     let mut servers = vec![tokio::spawn(listen::serve(
         listener,
@@ -194,7 +197,10 @@ async fn serve(config: Config) -> Result<()> {
             Some(server_config),
             homeserver
                 .federation_router()
-                .layer(axum::middleware::from_fn(metrics.count("federation"))),
+                .layer(axum::middleware::from_fn_with_state(
+                    (metrics.clone(), "federation"),
+                    crate::console::metrics::count,
+                )),
             admission.clone(),
             listening_stopped.clone(),
         )));

@@ -57,6 +57,15 @@ impl Admin {
         .map_err(|e| anyhow!("the snapshot stopped unexpectedly: {e}"))?
     }
 
+    /// The node the operations work on.
+    fn node(&self) -> Node<'_> {
+        Node {
+            config: &self.config,
+            services: &self.services,
+            vault: &self.vault,
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -149,23 +158,14 @@ async fn execute(
     pid: Option<i32>,
 ) -> (Vec<u8>, Result<()>) {
     let mut out = Vec::new();
-    let node = Node {
-        config: &admin.config,
-        services: &admin.services,
-        vault: &admin.vault,
-    };
+    let node = admin.node();
     let actor = Actor::local(uid, Origin::AdminSocket { pid });
     let done = match request {
         Request::Vault(command) => {
             // The vault's work is blocking (RocksDB, file I/O, fsync).
             let ran = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
-                let node = Node {
-                    config: &admin.config,
-                    services: &admin.services,
-                    vault: &admin.vault,
-                };
-                let done = vault_cli::execute(node, &actor, command, &mut out);
+                let done = vault_cli::execute(admin.node(), &actor, command, &mut out);
                 (out, done)
             })
             .await;

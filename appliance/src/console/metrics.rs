@@ -11,7 +11,11 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use axum::{extract::Request, middleware::Next, response::Response};
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -164,39 +168,6 @@ impl Metrics {
         })
     }
 
-    /// Middleware that counts each request `listener` answers.
-    pub fn count(
-        self: &Arc<Self>,
-        listener: &'static str,
-    ) -> impl Fn(Request, Next) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
-    + Clone
-    + Send
-    + Sync
-    + 'static {
-        let metrics = self.clone();
-        move |request: Request, next: Next| {
-            let metrics = metrics.clone();
-            Box::pin(async move {
-                let method = known_method(request.method());
-                let started = Instant::now();
-                let response = next.run(request).await;
-                metrics
-                    .requests
-                    .get_or_create(&RequestLabels {
-                        listener,
-                        method,
-                        status: response.status().as_u16(),
-                    })
-                    .inc();
-                metrics
-                    .durations
-                    .get_or_create(&ListenerLabels { listener })
-                    .observe(started.elapsed().as_secs_f64());
-                response
-            })
-        }
-    }
-
     /// The metrics now, in Prometheus' text format. Reads the node's
     /// stores: call off the async workers.
     pub fn render(&self, node: Node<'_>) -> anyhow::Result<String> {
@@ -251,6 +222,32 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// Middleware that counts and times each request the listener named in
+/// its state answers:
+/// `axum::middleware::from_fn_with_state((metrics, "client"), count)`.
+pub async fn count(
+    State((metrics, listener)): State<(Arc<Metrics>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = known_method(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            listener,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    metrics
+        .durations
+        .get_or_create(&ListenerLabels { listener })
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// A method's label: one of the methods the APIs use, or `other`.

@@ -10,7 +10,7 @@
 //! account. Reasons and notes are sealed in the vault's own step and not
 //! repeated here.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use archipel_vault::{
     procedure::{Classification, ExclusionRequest, Hold, HoldScope, Role},
     retention::DestructionList,
@@ -189,13 +189,4 @@ pub fn approve_destruction(
         &format!("{reference} (as {by})"),
         done,
     )
-}
-
-/// A hold's scope from the command line's `--room` or `--user`.
-pub fn hold_scope(room: Option<String>, user: Option<String>) -> Result<HoldScope> {
-    Ok(match (room, user) {
-        (Some(room), _) => HoldScope::Room(room),
-        (None, Some(user)) => HoldScope::User(user),
-        (None, None) => bail!("name a --room or a --user"),
-    })
 }

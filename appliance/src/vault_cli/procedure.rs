@@ -4,10 +4,10 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use archipel_vault::{
     Vault,
-    procedure::{Classification, Role},
+    procedure::{Classification, HoldScope, Role},
 };
 
 use crate::{
@@ -155,7 +155,11 @@ pub(super) fn hold(
             reason,
             by,
         } => {
-            let scope = ops::hold_scope(room, user)?;
+            let scope = match (room, user) {
+                (Some(room), _) => HoldScope::Room(room),
+                (None, Some(user)) => HoldScope::User(user),
+                (None, None) => bail!("name a --room or a --user"),
+            };
             let hold = ops::place_hold(node, actor, scope, &reason, &by)?;
             say!(
                 out,

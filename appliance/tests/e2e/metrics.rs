@@ -21,12 +21,9 @@ fn parse(text: &str) -> prometheus_parse::Scrape {
 pub async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
     let token = std::fs::read_to_string(server.data_dir().join("metrics.token"))
         .expect("the metrics token");
-    let reply = Api::new(server.console_url().expect("a management listener"))
-        .with_token(token.trim())
-        .get("/metrics")
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    parse(&reply.text())
+    let scraper =
+        Api::new(server.console_url().expect("a management listener")).with_token(token.trim());
+    scrape_with(&scraper).await
 }
 
 /// The value of the sample `name` whose labels include `labels`.
