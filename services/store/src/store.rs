@@ -415,17 +415,23 @@ impl Store {
         Ok(())
     }
 
-    /// Approximate live data size in bytes, for status displays.
+    /// Approximate bytes the database holds, for status displays: its
+    /// table files and what its memtables hold that is not in them yet.
     pub fn approximate_size(&self) -> u64 {
+        let property = |cf, name| {
+            self.inner
+                .db
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
         self.names
             .iter()
             .filter_map(|name| self.inner.db.cf_handle(name))
-            .filter_map(|cf| {
-                self.inner
-                    .db
-                    .property_int_value_cf(cf, "rocksdb.estimate-live-data-size")
-                    .ok()
-                    .flatten()
+            .map(|cf| {
+                property(cf, "rocksdb.total-sst-files-size")
+                    + property(cf, "rocksdb.cur-size-all-mem-tables")
             })
             .sum()
     }
