@@ -89,10 +89,9 @@ impl Default for NodeConfig {
     }
 }
 
-/// The management listener: the operators' side of the node (Prometheus
-/// metrics now; the web console will be served here too). Off unless
-/// `listen` is set.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The management listener: the web console and Prometheus metrics. Off
+/// unless `listen` is set.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
     /// Address of the management listener: plain HTTP on loopback,
@@ -103,6 +102,23 @@ pub struct ConsoleConfig {
     /// (made, mode 0600, at the first start when missing). Default:
     /// `metrics.token` in the data folder.
     pub metrics_token_file: Option<PathBuf>,
+    /// A console session ends after this many seconds without a request
+    /// (default 15 minutes)...
+    pub session_idle_secs: u64,
+    /// ...and this many seconds after sign-in in any case (default 8
+    /// hours).
+    pub session_max_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            metrics_token_file: None,
+            session_idle_secs: 15 * 60,
+            session_max_secs: 8 * 60 * 60,
+        }
+    }
 }
 
 impl ConsoleConfig {
@@ -177,6 +193,14 @@ impl Config {
             bail!(
                 "{}: `console.listen` = {listen}: the management listener serves HTTPS with the node's \
                  certificate, so it needs `[tls]`, or it must listen on loopback",
+                self.source.display()
+            );
+        }
+        if self.console.session_idle_secs == 0
+            || self.console.session_max_secs < self.console.session_idle_secs
+        {
+            bail!(
+                "{}: `console.session_idle_secs` must be at least 1 and at most `console.session_max_secs`",
                 self.source.display()
             );
         }
@@ -304,7 +328,11 @@ impl Config {
             log: LogConfig::default(),
             console: ConsoleConfig {
                 listen: Some(args.console_listen),
-                metrics_token_file: None,
+                session_idle_secs: args.console_session_idle_secs,
+                session_max_secs: ConsoleConfig::default()
+                    .session_max_secs
+                    .max(args.console_session_idle_secs),
+                ..ConsoleConfig::default()
             },
             source: PathBuf::from("(dev defaults)"),
             dev: true,
@@ -326,6 +354,7 @@ impl Config {
             without_vault: false,
             without_archive_member: false,
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            console_session_idle_secs: ConsoleConfig::default().session_idle_secs,
             federation: None,
         })
     }
@@ -364,6 +393,9 @@ pub struct DevOptions {
     /// loopback). Port 0 picks a free one; the ready line names it.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub console_listen: SocketAddr,
+    /// A console session ends after this many seconds without a request.
+    #[arg(long, default_value_t = 15 * 60, value_name = "SECONDS")]
+    pub console_session_idle_secs: u64,
     /// A TOML file with a `[federation]` table (listener, TLS files, peers),
     /// to federate this development node with others.
     #[arg(long, value_name = "FILE")]

@@ -17,11 +17,14 @@ mod ops;
 mod provision;
 mod reports;
 mod serve;
+mod sessions;
 mod systemd;
 mod tls;
 mod users;
 mod vault_cli;
 mod witness;
+
+pub use console::web::{Route as ConsoleRoute, route_table as console_routes};
 
 /// Hands the free pages inside glibc's heap back to the system. glibc only
 /// returns memory at the top of its heap on its own; RocksDB's freed blocks

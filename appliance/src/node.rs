@@ -110,10 +110,16 @@ fn open_with(config: &Config, may_follow: bool) -> Result<Node> {
         ..StoreOptions::default()
     };
     let mut scratch = None;
+    // The console keeps its sessions beside the accounts they sign in.
+    let columns = [
+        archipel_homeserver::columns::COLUMNS,
+        crate::sessions::COLUMNS,
+    ]
+    .concat();
     let store = open_store(
         data_dir,
         &data_dir.join("db"),
-        archipel_homeserver::columns::COLUMNS,
+        &columns,
         &homeserver_options,
         may_follow,
         &mut scratch,

@@ -224,15 +224,25 @@ async fn serve(config: Config) -> Result<()> {
                 services.clone(),
                 node.vault.clone(),
                 metrics.clone(),
+                server_config.is_some(),
             )?;
             servers.push(tokio::spawn(listen::serve(
                 listener,
                 server_config,
-                crate::console::router(console),
+                crate::console::router(console.clone()),
                 admission.clone(),
                 listening_stopped.clone(),
             )));
-            Some(format!("{scheme}://{address}"))
+            let url = format!("{scheme}://{address}");
+            // A development node prints a way in for its first operator.
+            let setup = if config.dev {
+                console
+                    .first_operator_link()?
+                    .map(|token| format!("{url}/setup/{token}"))
+            } else {
+                None
+            };
+            Some((url, setup))
         }
         None => None,
     };
@@ -248,8 +258,13 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(federation) = federation_address {
         ready.push_str(&format!(", federation at https://{federation}"));
     }
-    if let Some(console) = &console_address {
+    if let Some((console, _)) = &console_address {
         ready.push_str(&format!(", console at {console}"));
+    }
+    if let Some((_, Some(setup))) = &console_address {
+        println!(
+            "first operator: open {setup} (once, within a day) to create the console's operator account"
+        );
     }
     println!("{ready}, server name {}", config.homeserver.server_name);
     crate::systemd::notify("READY=1");

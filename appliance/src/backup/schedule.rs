@@ -306,19 +306,7 @@ mod tests {
     async fn a_scheduled_run_backs_up_prunes_and_reports() {
         let work = tempfile::tempdir().expect("temp dir");
         let data_dir = work.path().join("data");
-        let mut config = Config::dev(&crate::config::DevOptions {
-            data_dir: data_dir.clone(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            server_name: "localhost".into(),
-            open_registration: false,
-            rate_limit: false,
-            max_upload_size: None,
-            without_vault: false,
-            without_archive_member: false,
-            console_listen: "127.0.0.1:0".parse().expect("address"),
-            federation: None,
-        })
-        .expect("dev config");
+        let mut config = Config::for_data_dir(&data_dir).expect("dev config");
         let identity = age::x25519::Identity::generate();
         config.backup.recipients = vec![identity.to_public().to_string()];
         let usb = work.path().join("usb");

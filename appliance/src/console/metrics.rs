@@ -47,6 +47,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatabaseLabels {
+    database: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
     target: String,
 }
@@ -64,8 +69,6 @@ struct VersionLabels {
 /// How many entries of a queue (the capture outbox, a peer's federation
 /// queue) a scrape counts at most: it stays cheap however far the queue
 /// has fallen behind.
-const QUEUE_COUNTED: usize = 100_000;
-
 /// The node's metrics, shared by the listeners (which count) and the
 /// management listener (which renders).
 pub struct Metrics {
@@ -78,6 +81,7 @@ pub struct Metrics {
     federation_queues: Family<PeerLabels, Gauge>,
     vault_records: Gauge,
     capture_lag: Gauge,
+    database_bytes: Family<DatabaseLabels, Gauge>,
     backup_success: Family<TargetLabels, Gauge>,
     certificate_expiry: Gauge,
 }
@@ -127,6 +131,12 @@ impl Metrics {
             "Events acknowledged to clients and not yet durable in the vault",
             capture_lag.clone(),
         );
+        let database_bytes = Family::<DatabaseLabels, Gauge>::default();
+        registry.register(
+            "database_bytes",
+            "Approximate size on disk of the homeserver's and the vault's databases",
+            database_bytes.clone(),
+        );
         let backup_success = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "backup_last_success_timestamp_seconds",
@@ -163,6 +173,7 @@ impl Metrics {
             federation_queues,
             vault_records,
             capture_lag,
+            database_bytes,
             backup_success,
             certificate_expiry,
         })
@@ -171,53 +182,40 @@ impl Metrics {
     /// The metrics now, in Prometheus' text format. Reads the node's
     /// stores: call off the async workers.
     pub fn render(&self, node: Node<'_>) -> anyhow::Result<String> {
-        let (mut active, mut deactivated) = (0, 0);
-        for (_, account) in crate::ops::accounts::list_users(node)? {
-            if account.deactivated {
-                deactivated += 1;
-            } else {
-                active += 1;
-            }
-        }
+        let status = crate::ops::status::node_status(node)?;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.users
             .get_or_create(&StateLabels { state: "active" })
-            .set(active);
+            .set(gauge(status.users_active));
         self.users
             .get_or_create(&StateLabels {
                 state: "deactivated",
             })
-            .set(deactivated);
-        let rooms = node.services.rooms.room_count()?;
-        self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
-        let syncing = node.services.syncing.now();
-        self.syncing.set(i64::try_from(syncing).unwrap_or(i64::MAX));
-        for peer in &node.config.federation.peers {
-            let queued = node
-                .services
-                .rooms
-                .queue_len(&peer.server_name, QUEUE_COUNTED)?;
+            .set(gauge(status.users_deactivated));
+        self.rooms.set(gauge(status.rooms));
+        self.syncing.set(gauge(status.syncing));
+        for (peer, queued) in status.peers {
             self.federation_queues
-                .get_or_create(&PeerLabels {
-                    peer: peer.server_name.to_string(),
-                })
-                .set(i64::try_from(queued).unwrap_or(i64::MAX));
+                .get_or_create(&PeerLabels { peer })
+                .set(gauge(queued));
         }
-        self.vault_records
-            .set(i64::try_from(node.vault.log().size()?).unwrap_or(i64::MAX));
-        let lag = node.services.rooms.outbox_len(QUEUE_COUNTED)?;
-        self.capture_lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
-        for (target, at) in crate::backup::schedule::last_successes(&node.config.node.data_dir) {
+        self.vault_records.set(gauge(status.vault_records));
+        self.capture_lag.set(gauge(status.capture_lag));
+        self.database_bytes
+            .get_or_create(&DatabaseLabels {
+                database: "homeserver",
+            })
+            .set(gauge(status.database_bytes));
+        self.database_bytes
+            .get_or_create(&DatabaseLabels { database: "vault" })
+            .set(gauge(status.vault_bytes));
+        for (target, at) in status.backups {
             self.backup_success
                 .get_or_create(&TargetLabels { target })
                 .set(at);
         }
-        match crate::tls::certificate_expiry(node.config) {
-            Ok(expiry) => {
-                self.certificate_expiry.set(expiry.unwrap_or(0));
-            }
-            // A scrape still answers; the log says why the figure is stale.
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading the certificate's expiry"),
-        }
+        self.certificate_expiry
+            .set(status.certificate_expiry.unwrap_or(0));
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -1,8 +1,8 @@
 //! The management listener: the operators' side of the node, on its own
 //! address (`[console] listen`), with the node's certificate or as plain
-//! HTTP on loopback. It serves `/metrics` to Prometheus, which presents
-//! the node's metrics token as a bearer token; every other path is
-//! refused until the web console is served here.
+//! HTTP on loopback. It serves the web console ([`web`]) to people
+//! signed in (`crate::sessions`), and `/metrics` to Prometheus, which presents
+//! the node's metrics token as a bearer token.
 
 use std::{path::Path, sync::Arc};
 
@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::{config::Config, ops::Node};
 
 pub mod metrics;
+pub mod web;
 
+use crate::sessions::Sessions;
 use metrics::Metrics;
 
 /// What the management listener's handlers share.
@@ -32,6 +34,12 @@ pub struct Console {
     /// SHA-256 of the metrics token: a presented token is compared by its
     /// hash, so the comparison's timing says nothing about the token.
     token_hash: [u8; 32],
+    sessions: Sessions,
+    /// Served over HTTPS: the session cookie is `Secure`.
+    secure: bool,
+    /// Failed sign-ins, to slow down guessing.
+    failures: web::Failures,
+    started: std::time::Instant,
 }
 
 impl Console {
@@ -40,16 +48,49 @@ impl Console {
         services: Arc<archipel_homeserver::Services>,
         vault: Arc<archipel_vault::Vault>,
         metrics: Arc<Metrics>,
+        secure: bool,
     ) -> Result<Arc<Self>> {
         let path = config.console.metrics_token_path(&config.node.data_dir);
         let token = metrics_token(&path)?;
+        let sessions = Sessions::new(
+            &services.store,
+            config.console.session_idle_secs,
+            config.console.session_max_secs,
+        )?;
         Ok(Arc::new(Self {
             token_hash: Sha256::digest(token.as_bytes()).into(),
+            sessions,
+            secure,
+            failures: web::Failures::default(),
+            started: std::time::Instant::now(),
             config,
             services,
             vault,
             metrics,
         }))
+    }
+
+    /// The session cookie's name: on HTTPS with the `__Host-` prefix, so
+    /// that no other origin can set it.
+    fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-archipel"
+        } else {
+            "archipel"
+        }
+    }
+
+    /// A one-time link that lets its holder create the first operator,
+    /// if the node has no server administrator yet.
+    pub fn first_operator_link(&self) -> Result<Option<String>> {
+        let node = self.node();
+        let has_operator = crate::ops::accounts::list_users(node)?
+            .iter()
+            .any(|(_, account)| account.admin && !account.deactivated);
+        if has_operator {
+            return Ok(None);
+        }
+        Ok(Some(self.sessions.create_setup_link()?))
     }
 
     fn node(&self) -> Node<'_> {
@@ -63,7 +104,7 @@ impl Console {
 
 /// The management listener's routes.
 pub fn router(console: Arc<Console>) -> Router {
-    Router::new()
+    web::router()
         .route("/metrics", get(scrape))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(console)

@@ -86,8 +86,8 @@ pub fn list_users(node: Node<'_>) -> Result<Vec<(OwnedUserId, Account)>> {
     Ok(node.services.users.list()?)
 }
 
-/// Deactivates `user`: they leave every room, their sessions end, their
-/// history stays.
+/// Deactivates `user`: they leave every room, their sessions end (the
+/// console's too), their history stays.
 pub async fn deactivate_user(node: Node<'_>, actor: &Actor, user: &str) -> Result<OwnedUserId> {
     let id = user_id(node.config, user)?;
     let done = async {
@@ -96,7 +96,8 @@ pub async fn deactivate_user(node: Node<'_>, actor: &Actor, user: &str) -> Resul
         }
         users::deactivate_user(node.services, &id)
             .await
-            .map_err(|e| anyhow!("deactivating {id}: {e}"))
+            .map_err(|e| anyhow!("deactivating {id}: {e}"))?;
+        tokio::task::block_in_place(|| super::console::end_sessions(node, &id))
     }
     .await;
     audited(
@@ -108,8 +109,8 @@ pub async fn deactivate_user(node: Node<'_>, actor: &Actor, user: &str) -> Resul
     )
 }
 
-/// Sets `user`'s password and ends their sessions: whoever signed in with
-/// the old one is signed out.
+/// Sets `user`'s password and ends their sessions (the console's too):
+/// whoever signed in with the old one is signed out.
 pub async fn set_password(
     node: Node<'_>,
     actor: &Actor,
@@ -128,7 +129,8 @@ pub async fn set_password(
             .map_err(|e| anyhow!("{e}"))?;
         users::end_sessions(node.services, &id, None)
             .await
-            .map_err(|e| anyhow!("ending {id}'s sessions: {e}"))
+            .map_err(|e| anyhow!("ending {id}'s sessions: {e}"))?;
+        tokio::task::block_in_place(|| super::console::end_sessions(node, &id))
     }
     .await;
     audited(

@@ -1,7 +1,7 @@
 //! The operations layer: each administrative action is one function here,
 //! called with who is acting. The command line (on a stopped node's data,
-//! or through the admin socket of a running one) calls these functions,
-//! and so will the consoles; none of them changes the node another way.
+//! or through the admin socket of a running one) and the web console call
+//! these functions; none of them changes the node another way.
 //!
 //! An operation that changes something records it in the vault's log,
 //! done or failed ([`audited`]): the actor, the action, its object and
@@ -17,6 +17,8 @@ use archipel_vault::{Vault, procedure::AdminAction};
 use crate::config::Config;
 
 pub mod accounts;
+pub mod console;
+pub mod status;
 pub mod vault;
 
 /// The node an operation works on: open here (its data) or running (the
@@ -48,6 +50,8 @@ pub enum Origin {
     /// The Matrix admin API on the client listener, by a signed-in server
     /// administrator.
     MatrixAdminApi,
+    /// The web console, by a person signed in from `address`.
+    WebConsole { address: String },
 }
 
 impl fmt::Display for Origin {
@@ -58,6 +62,7 @@ impl fmt::Display for Origin {
             Self::AdminSocket { pid: None } => f.write_str("admin socket"),
             Self::Provisioning => f.write_str("provisioning file"),
             Self::MatrixAdminApi => f.write_str("Matrix admin API"),
+            Self::WebConsole { address } => write!(f, "web console from {address}"),
         }
     }
 }
@@ -74,6 +79,14 @@ impl Actor {
             },
         };
         Self { name, origin }
+    }
+
+    /// A person signed in with their account (`@alice:example.org`).
+    pub fn person(user: &str, origin: Origin) -> Self {
+        Self {
+            name: user.to_owned(),
+            origin,
+        }
     }
 
     /// The local account this process runs as.

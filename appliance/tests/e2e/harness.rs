@@ -57,6 +57,8 @@ pub struct TestServer {
     listen: String,
     /// The management listener, when the node serves one.
     console_url: Option<String>,
+    /// The first operator's setup link, if the node printed one.
+    setup_link: Option<String>,
 }
 
 impl TestServer {
@@ -125,6 +127,7 @@ impl TestServer {
             config: None,
             https_url: None,
             console_url: None,
+            setup_link: None,
             listen: "127.0.0.1:0".to_owned(),
         }
     }
@@ -140,6 +143,12 @@ impl TestServer {
     /// The management listener (`/metrics`), as the ready line names it.
     pub fn console_url(&self) -> Option<&str> {
         self.console_url.as_deref()
+    }
+
+    /// The link for the console's first operator, as the node printed it
+    /// at its last start (none once the node has an operator).
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
     }
 
     pub fn https_url(&self) -> Option<&str> {
@@ -292,6 +301,7 @@ impl TestServer {
                 self.url = ready.url;
                 self.https_url = ready.https_url;
                 self.console_url = ready.console_url;
+                self.setup_link = ready.setup_link;
                 // Keep draining stdout so the server never blocks on a full pipe.
                 tokio::spawn(drain(stdout));
             }
@@ -398,6 +408,7 @@ async fn wait_for_ready_line(
 ) -> Result<(Ready, BufReader<ChildStdout>), String> {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
+    let mut setup_link = None;
     loop {
         line.clear();
         let read = reader
@@ -407,7 +418,11 @@ async fn wait_for_ready_line(
         if read == 0 {
             return Err("stdout closed before the ready line (the process exited?)".to_owned());
         }
-        if let Some(ready) = parse_ready_line(line.trim_end(), &server_name) {
+        if let Some(rest) = line.strip_prefix("first operator: open ") {
+            setup_link = rest.split_whitespace().next().map(ToOwned::to_owned);
+        }
+        if let Some(mut ready) = parse_ready_line(line.trim_end(), &server_name) {
+            ready.setup_link = setup_link;
             return Ok((ready, reader));
         }
     }
@@ -418,6 +433,7 @@ struct Ready {
     url: String,
     https_url: Option<String>,
     console_url: Option<String>,
+    setup_link: Option<String>,
 }
 
 /// `archipel ready: client API at http://127.0.0.1:PORT[ and https://...][, federation at ...][, console at ...], server name NAME`
@@ -439,6 +455,7 @@ fn parse_ready_line(line: &str, server_name: &str) -> Option<Ready> {
         url: urls.next()?,
         https_url: urls.next(),
         console_url,
+        setup_link: None,
     })
 }
 

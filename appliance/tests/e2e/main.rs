@@ -2,6 +2,7 @@
 //! data directory and port, and drives it over HTTP with the matrix-sdk crate
 //! (and, where exact status codes or stored state matter, with raw requests).
 
+mod browser;
 mod client;
 mod harness;
 mod olm_device;
@@ -11,6 +12,7 @@ mod archive_member;
 mod backup;
 mod chat;
 mod cli;
+mod console;
 mod crash;
 mod encryption;
 mod errors;

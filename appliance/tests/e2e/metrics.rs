@@ -75,8 +75,11 @@ async fn metrics_are_served_to_the_bearer_of_the_metrics_token() {
             .status,
         StatusCode::UNAUTHORIZED
     );
-    // Nothing else is served there yet.
-    assert_eq!(anonymous.get("/").await.status, StatusCode::NOT_FOUND);
+    // A path neither the console nor the metrics know.
+    assert_eq!(
+        anonymous.get("/no-such-page").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // The token is made at the first start, readable only by the node.
     let token_file = server.data_dir().join("metrics.token");
@@ -128,6 +131,18 @@ async fn metrics_are_served_to_the_bearer_of_the_metrics_token() {
     .await;
 
     assert_eq!(value(&scrape, "archipel_rooms", &[]), Some(1.0));
+    // Both databases have a size on disk.
+    for database in ["homeserver", "vault"] {
+        let size = value(
+            &scrape,
+            "archipel_database_bytes",
+            &[("database", database)],
+        );
+        assert!(
+            size.is_some_and(|bytes| bytes > 0.0),
+            "{database}: {size:?}"
+        );
+    }
 
     // A long poll waiting is a sync in flight.
     let waiting = {

@@ -1,0 +1,460 @@
+//! The operators' pages: the dashboard, accounts and registration
+//! tokens. Counts and accounts only: nothing archived is shown here.
+
+use std::sync::Arc;
+
+use archipel_homeserver::service::users::Account;
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    response::Response,
+};
+use ruma::OwnedUserId;
+use serde::Deserialize;
+
+use super::{Nav, Posted, Refusal, Role, Signed, blocking, render, when};
+use crate::{
+    console::Console,
+    ops::{self, status::NodeStatus},
+};
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage {
+    nav: Option<Nav>,
+    status: NodeStatus,
+    database: String,
+    vault: String,
+    uptime: String,
+    certificate: String,
+    backups: Vec<(String, String)>,
+}
+
+/// `GET /dashboard`.
+pub async fn dashboard(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let status = blocking(|| ops::status::node_status(console.node()))?;
+    let certificate = match status.certificate_expiry {
+        Some(expiry) => format!("expires {}", when(expiry)),
+        None => "none served (no [tls], or not issued yet)".to_owned(),
+    };
+    let backups = status
+        .backups
+        .iter()
+        .map(|(target, at)| (target.clone(), when(*at)))
+        .collect();
+    let elapsed = console.started.elapsed().as_secs();
+    let uptime = format!(
+        "{} d {} h {} min",
+        elapsed / 86_400,
+        elapsed % 86_400 / 3600,
+        elapsed % 3600 / 60
+    );
+    Ok(render(&DashboardPage {
+        nav: Some(signed.nav()),
+        database: indicatif::HumanBytes(status.database_bytes).to_string(),
+        vault: indicatif::HumanBytes(status.vault_bytes).to_string(),
+        status,
+        uptime,
+        certificate,
+        backups,
+    }))
+}
+
+/// An account as the users pages show it.
+struct UserRow {
+    id: String,
+    name: String,
+    admin: bool,
+    deactivated: bool,
+    records_manager: bool,
+    auditor: bool,
+    authenticator: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/users.html")]
+struct UsersPage {
+    nav: Option<Nav>,
+    query: String,
+    users: Vec<UserRow>,
+    more: bool,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+const USERS_SHOWN: usize = 200;
+
+fn user_row(console: &Console, id: &OwnedUserId, account: &Account) -> anyhow::Result<UserRow> {
+    Ok(UserRow {
+        id: id.to_string(),
+        name: account.displayname.clone().unwrap_or_default(),
+        admin: account.admin,
+        deactivated: account.deactivated,
+        records_manager: console.vault.is_records_manager(id.as_str())?,
+        auditor: console.sessions.is_auditor(id)?,
+        authenticator: console.sessions.has_factor(id)?,
+    })
+}
+
+/// `GET /users?q=`: the accounts, found by ID or display name.
+pub async fn users(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+    Query(search): Query<Search>,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let page = blocking(|| users_page(&console, &signed, &search.q, None))?;
+    Ok(render(&page))
+}
+
+fn users_page(
+    console: &Console,
+    signed: &Signed,
+    query: &str,
+    notice: Option<String>,
+) -> anyhow::Result<UsersPage> {
+    let needle = query.trim().to_lowercase();
+    let mut users = Vec::new();
+    let mut more = false;
+    for (id, account) in ops::accounts::list_users(console.node())? {
+        let name = account.displayname.as_deref().unwrap_or_default();
+        if !needle.is_empty()
+            && !id.as_str().contains(&needle)
+            && !name.to_lowercase().contains(&needle)
+        {
+            continue;
+        }
+        if users.len() == USERS_SHOWN {
+            more = true;
+            break;
+        }
+        users.push(user_row(console, &id, &account)?);
+    }
+    Ok(UsersPage {
+        nav: Some(signed.nav()),
+        query: query.to_owned(),
+        users,
+        more,
+        notice,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    user: String,
+}
+
+/// `POST /users`: creates an account with a one-time password, shown
+/// once for the operator to hand over.
+pub async fn create_user(
+    State(console): State<Arc<Console>>,
+    posted: Posted<NewUser>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::Operator)?;
+    let password = archipel_homeserver::service::users::random_string(20);
+    let created = ops::accounts::create_user(
+        console.node(),
+        &signed.actor(),
+        form.user.trim(),
+        password.clone(),
+        false,
+    )
+    .await;
+    let notice = match created {
+        Ok(id) => format!(
+            "Created {id}. Its password, shown only now: {password} — hand it over in person; \
+             they choose their own at their first sign-in in a Matrix client."
+        ),
+        Err(e) => format!("Not created: {e:#}"),
+    };
+    let page = blocking(|| users_page(&console, &signed, "", Some(notice)))?;
+    Ok(render(&page))
+}
+
+struct DeviceRow {
+    id: String,
+    name: String,
+    last_seen: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+struct UserPage {
+    nav: Option<Nav>,
+    user: UserRow,
+    devices: Vec<DeviceRow>,
+    notice: Option<String>,
+    myself: bool,
+}
+
+/// `GET /users/{user}`: one account, its devices and roles, and what an
+/// operator can do to it.
+pub async fn user(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+    Path(user): Path<String>,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let page = blocking(|| user_page(&console, &signed, &user, None))?;
+    Ok(render(&page))
+}
+
+fn user_page(
+    console: &Console,
+    signed: &Signed,
+    user: &str,
+    notice: Option<String>,
+) -> anyhow::Result<UserPage> {
+    let node = console.node();
+    let id = ops::accounts::user_id(node.config, user)?;
+    let account = node
+        .services
+        .users
+        .account(&id)?
+        .ok_or_else(|| anyhow::anyhow!("{id} does not exist"))?;
+    let devices = node
+        .services
+        .users
+        .devices(&id)?
+        .into_iter()
+        .map(|device| DeviceRow {
+            id: device.device_id.to_string(),
+            name: device.display_name.unwrap_or_default(),
+            last_seen: match (device.last_seen_ts, device.last_seen_ip) {
+                (Some(ts), Some(ip)) => {
+                    format!("{} from {ip}", when(i64::try_from(ts / 1000).unwrap_or(0)))
+                }
+                (Some(ts), None) => when(i64::try_from(ts / 1000).unwrap_or(0)),
+                (None, _) => "never".to_owned(),
+            },
+        })
+        .collect();
+    Ok(UserPage {
+        nav: Some(signed.nav()),
+        myself: id == signed.user,
+        user: user_row(console, &id, &account)?,
+        devices,
+        notice,
+    })
+}
+
+/// The user page again after an action, with what it did.
+fn after(
+    console: &Console,
+    signed: &Signed,
+    user: &str,
+    done: anyhow::Result<String>,
+) -> Result<Response, Refusal> {
+    let notice = match done {
+        Ok(notice) => notice,
+        Err(e) => format!("Not done: {e:#}"),
+    };
+    let page = blocking(|| user_page(console, signed, user, Some(notice)))?;
+    Ok(render(&page))
+}
+
+/// An operator's dangerous action on `user`'s account: the role, and a
+/// fresh code (else to enter one, then back to the account's page).
+fn account_action<T>(posted: Posted<T>, user: &str) -> Result<(Signed, T), Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::Operator)?;
+    signed.require_privilege(&format!("/users/{user}"))?;
+    Ok((signed, form))
+}
+
+#[derive(Deserialize)]
+pub struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /users/{user}/deactivate`: with the user ID typed to confirm, and
+/// a fresh code; never one's own account.
+pub async fn deactivate(
+    State(console): State<Arc<Console>>,
+    Path(user): Path<String>,
+    posted: Posted<Confirm>,
+) -> Result<Response, Refusal> {
+    let (signed, form) = account_action(posted, &user)?;
+    let node = console.node();
+    let id = ops::accounts::user_id(node.config, &user)
+        .map_err(|e| Refusal::BadRequest(format!("{e:#}")))?;
+    let done = if id == signed.user {
+        Err(anyhow::anyhow!("you cannot deactivate your own account"))
+    } else if form.confirm.trim() != id.as_str() {
+        Err(anyhow::anyhow!("type the user ID ({id}) to confirm"))
+    } else {
+        ops::accounts::deactivate_user(node, &signed.actor(), id.as_str())
+            .await
+            .map(|id| format!("{id} is deactivated: signed out everywhere, out of every room."))
+    };
+    after(&console, &signed, &user, done)
+}
+
+/// `POST /users/{user}/password`: a new one-time password, shown once;
+/// every session of the account ends.
+pub async fn reset_password(
+    State(console): State<Arc<Console>>,
+    Path(user): Path<String>,
+    posted: Posted<Confirm>,
+) -> Result<Response, Refusal> {
+    let (signed, _) = account_action(posted, &user)?;
+    let password = archipel_homeserver::service::users::random_string(20);
+    let done = ops::accounts::set_password(console.node(), &signed.actor(), &user, password.clone())
+        .await
+        .map(|id| {
+            format!(
+                "{id}'s new password, shown only now: {password} — every session of the account has ended."
+            )
+        });
+    after(&console, &signed, &user, done)
+}
+
+#[derive(Deserialize)]
+pub struct AuditorForm {
+    auditor: String,
+}
+
+/// `POST /users/{user}/auditor`: makes the account an auditor, or not.
+pub async fn set_auditor(
+    State(console): State<Arc<Console>>,
+    Path(user): Path<String>,
+    posted: Posted<AuditorForm>,
+) -> Result<Response, Refusal> {
+    let (signed, form) = account_action(posted, &user)?;
+    let node = console.node();
+    let auditor = form.auditor == "yes";
+    let done = ops::accounts::user_id(node.config, &user).and_then(|id| {
+        tokio::task::block_in_place(|| {
+            ops::console::set_auditor(node, &console.sessions, &signed.actor(), &id, auditor)
+        })
+        .map(|()| {
+            if auditor {
+                format!("{id} is an auditor.")
+            } else {
+                format!("{id} is no longer an auditor.")
+            }
+        })
+    });
+    after(&console, &signed, &user, done)
+}
+
+/// `POST /users/{user}/authenticator`: forgets the account's
+/// authenticator (a lost phone); they enrol a new one at their next
+/// sign-in.
+pub async fn reset_authenticator(
+    State(console): State<Arc<Console>>,
+    Path(user): Path<String>,
+    posted: Posted<Confirm>,
+) -> Result<Response, Refusal> {
+    let (signed, _) = account_action(posted, &user)?;
+    let node = console.node();
+    let done = ops::accounts::user_id(node.config, &user).and_then(|id| {
+        tokio::task::block_in_place(|| {
+            ops::console::reset_authenticator(node, &console.sessions, &signed.actor(), &id)
+        })
+        .map(|()| {
+            format!(
+                "{id}'s authenticator is forgotten; they enrol a new one at their next sign-in."
+            )
+        })
+    });
+    after(&console, &signed, &user, done)
+}
+
+struct TokenRow {
+    /// The first characters only: the token is a secret.
+    start: String,
+    uses: String,
+    expires: String,
+    valid: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/tokens.html")]
+struct TokensPage {
+    nav: Option<Nav>,
+    tokens: Vec<TokenRow>,
+    notice: Option<String>,
+}
+
+fn tokens_page(
+    console: &Console,
+    signed: &Signed,
+    notice: Option<String>,
+) -> anyhow::Result<TokensPage> {
+    let now = archipel_homeserver::service::users::now_ms();
+    let tokens = ops::accounts::list_tokens(console.node())?
+        .into_iter()
+        .map(|token| TokenRow {
+            start: token.token.chars().take(4).collect(),
+            uses: match token.uses_allowed {
+                Some(allowed) => format!("{} of {allowed}", token.completed),
+                None => format!("{} (unlimited)", token.completed),
+            },
+            expires: token
+                .expiry_time
+                .map(|ms| when(i64::try_from(ms / 1000).unwrap_or(0)))
+                .unwrap_or_else(|| "never".to_owned()),
+            valid: token.is_valid(now),
+        })
+        .collect();
+    Ok(TokensPage {
+        nav: Some(signed.nav()),
+        tokens,
+        notice,
+    })
+}
+
+/// `GET /tokens`: the registration tokens.
+pub async fn tokens(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let page = blocking(|| tokens_page(&console, &signed, None))?;
+    Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    #[serde(default)]
+    uses: String,
+}
+
+/// `POST /tokens`: a new registration token, shown once.
+pub async fn create_token(
+    State(console): State<Arc<Console>>,
+    posted: Posted<NewToken>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::Operator)?;
+    let uses = match form.uses.trim() {
+        "" => None,
+        n => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(Refusal::BadRequest(
+                    "The number of uses is a whole number above 0, or empty for unlimited.".into(),
+                ));
+            }
+        },
+    };
+    let notice =
+        match ops::accounts::create_token(console.node(), &signed.actor(), None, uses).await {
+            Ok(token) => format!("New registration token, shown only now: {}", token.token),
+            Err(e) => format!("Not created: {e:#}"),
+        };
+    let page = blocking(|| tokens_page(&console, &signed, Some(notice)))?;
+    Ok(render(&page))
+}
