@@ -5,10 +5,7 @@
 
 use std::path::PathBuf;
 
-use archipel_vault::{
-    export,
-    procedure::{Classification, Role},
-};
+use archipel_vault::export;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
@@ -56,55 +53,10 @@ pub enum VaultCommand {
     },
     /// Let DELEGATE request exclusions on USER's behalf (operator action).
     Delegate { user: String, delegate: String },
-    /// Set a user's role: capstone (minister, state secretary,
-    /// secretary-general: kept permanently), official, external.
-    Role {
-        user: String,
-        role: Role,
-        /// The records manager doing this.
-        #[arg(long)]
-        by: String,
-    },
-    /// Classify a room: business (the default), private, party-political.
-    Classify {
-        room: String,
-        classification: Classification,
-        #[arg(long)]
-        by: String,
-    },
-    /// Ask for messages to be excluded from the archive as private or
-    /// party-political. Only their sender (or a delegate) may ask.
-    RequestExclusion {
-        /// An event to exclude; repeat for several.
-        #[arg(long = "event", required = true)]
-        events: Vec<String>,
-        /// The sender, or their delegate.
-        #[arg(long)]
-        by: String,
-        #[arg(long)]
-        reason: String,
-        /// A Woo ground code, e.g. 5.1.2e.
-        #[arg(long)]
-        ground: Option<String>,
-    },
     /// List exclusion requests and their decisions.
     Requests {
         #[arg(long)]
         json: bool,
-    },
-    /// Decide on an exclusion request (a records manager who is neither the
-    /// requester nor the sender). Approval erases the content for good.
-    Decide {
-        /// The request's reference, e.g. EX-000001.
-        reference: String,
-        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
-        approve: bool,
-        #[arg(long)]
-        reject: bool,
-        #[arg(long)]
-        by: String,
-        #[arg(long)]
-        note: Option<String>,
     },
     /// Legal holds: while one covers a room or user, nothing of it is erased.
     Hold {
@@ -173,23 +125,6 @@ pub enum ManagerCommand {
 #[derive(Subcommand, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HoldCommand {
-    /// Place a hold on a room or on a user.
-    Place {
-        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
-        room: Option<String>,
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        by: String,
-    },
-    /// Release a hold.
-    Release {
-        reference: String,
-        #[arg(long)]
-        by: String,
-    },
     /// List holds.
     List {
         #[arg(long)]
@@ -208,21 +143,6 @@ pub enum RetentionCommand {
         as_of: Option<u64>,
         #[arg(long)]
         json: bool,
-    },
-    /// Propose a destruction list of every expired record not under a hold.
-    Propose {
-        #[arg(long)]
-        by: String,
-        /// Propose as of a later date (the list can be approved from then on).
-        #[arg(long, value_parser = export::parse_time)]
-        as_of: Option<u64>,
-    },
-    /// Approve a destruction list (another records manager than the proposer)
-    /// and destroy its records.
-    Approve {
-        reference: String,
-        #[arg(long)]
-        by: String,
     },
     /// Show a destruction list.
     Show { reference: String },

@@ -3,12 +3,11 @@
 //! destruction lists.
 //!
 //! The vault records each step with the records manager or sender it
-//! names (`by`). Until records managers sign in themselves, that name is
-//! only what the command said; so each step is also recorded as the
-//! action of the local account that carried it out, from where, and a
-//! person acting as two records managers shows in the trail as one
-//! account. Reasons and notes are sealed in the vault's own step and not
-//! repeated here.
+//! names (`by`): the person signed in to the web console, the only place
+//! these steps are taken (appointing records managers and delegates is
+//! the operator's, from the command line too). Each step is also recorded
+//! as the action of who carried it out and from where. Reasons and notes
+//! are sealed in the vault's own step and not repeated here.
 
 use anyhow::Result;
 use archipel_vault::{

@@ -93,33 +93,10 @@ pub fn execute(
         VaultCommand::Delegate { user, delegate } => {
             procedure::delegate(node, actor, &user, &delegate, out)
         }
-        VaultCommand::Role { user, role, by } => {
-            procedure::role(node, actor, &user, role, &by, out)
-        }
-        VaultCommand::Classify {
-            room,
-            classification,
-            by,
-        } => procedure::classify(node, actor, &room, classification, &by, out),
-        VaultCommand::RequestExclusion {
-            events,
-            by,
-            reason,
-            ground,
-        } => {
-            procedure::request_exclusion(node, actor, &events, &by, &reason, ground.as_deref(), out)
-        }
         VaultCommand::Requests { json } => procedure::requests(vault, json, out),
-        VaultCommand::Decide {
-            reference,
-            approve,
-            reject: _,
-            by,
-            note,
-        } => procedure::decide(node, actor, &reference, approve, &by, note.as_deref(), out),
-        VaultCommand::Hold { command } => procedure::hold(node, actor, command, out),
+        VaultCommand::Hold { command } => procedure::hold(vault, command, out),
         VaultCommand::Procedure { json } => procedure::steps(vault, json, out),
-        VaultCommand::Retention { command } => retention::retention(node, actor, command, out),
+        VaultCommand::Retention { command } => retention::retention(node, command, out),
         VaultCommand::Export {
             room,
             user,

@@ -1,14 +1,13 @@
-//! The procedures that need a person's decision: records managers and
-//! delegates, roles, room classification, exclusion requests and their
-//! four-eyes decisions, and legal holds.
+//! The vault's procedures from the command line: the operator appoints
+//! records managers and delegates, and anyone on the node reads the
+//! requests, holds and steps. What records managers decide (roles,
+//! classification, exclusions, holds) they decide signed in to the web
+//! console, never here.
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
-use archipel_vault::{
-    Vault,
-    procedure::{Classification, HoldScope, Role},
-};
+use anyhow::Result;
+use archipel_vault::Vault;
 
 use crate::{
     args::{HoldCommand, ManagerCommand},
@@ -53,50 +52,6 @@ pub(super) fn delegate(
     Ok(())
 }
 
-pub(super) fn role(
-    node: Node<'_>,
-    actor: &Actor,
-    user: &str,
-    role: Role,
-    by: &str,
-    out: &mut dyn Write,
-) -> Result<()> {
-    ops::set_role(node, actor, user, role, by)?;
-    say!(out, "{user} is now {role}");
-    Ok(())
-}
-
-pub(super) fn classify(
-    node: Node<'_>,
-    actor: &Actor,
-    room: &str,
-    classification: Classification,
-    by: &str,
-    out: &mut dyn Write,
-) -> Result<()> {
-    ops::classify_room(node, actor, room, classification, by)?;
-    say!(out, "{room} is now classified {classification}");
-    Ok(())
-}
-
-pub(super) fn request_exclusion(
-    node: Node<'_>,
-    actor: &Actor,
-    events: &[String],
-    by: &str,
-    reason: &str,
-    ground: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let request = ops::request_exclusion(node, actor, events, by, reason, ground)?;
-    say!(
-        out,
-        "{}: exclusion of {} record(s) requested by {by}; a records manager must decide",
-        request.reference,
-        request.records.len()
-    );
-    Ok(())
-}
 pub(super) fn requests(vault: &Vault, json: bool, out: &mut dyn Write) -> Result<()> {
     for request in vault.requests()? {
         if json {
@@ -120,67 +75,10 @@ pub(super) fn requests(vault: &Vault, json: bool, out: &mut dyn Write) -> Result
     Ok(())
 }
 
-pub(super) fn decide(
-    node: Node<'_>,
-    actor: &Actor,
-    reference: &str,
-    approve: bool,
-    by: &str,
-    note: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let (request, purged) = ops::decide(node, actor, reference, approve, by, note)?;
-    if approve {
-        say!(
-            out,
-            "{reference} approved by {by}: {} record(s) erased ({purged} homeserver copies purged); the log still verifies",
-            request.records.len()
-        );
-    } else {
-        say!(out, "{reference} rejected by {by}: nothing erased");
-    }
-    Ok(())
-}
-
-pub(super) fn hold(
-    node: Node<'_>,
-    actor: &Actor,
-    command: HoldCommand,
-    out: &mut dyn Write,
-) -> Result<()> {
+pub(super) fn hold(vault: &Vault, command: HoldCommand, out: &mut dyn Write) -> Result<()> {
     match command {
-        HoldCommand::Place {
-            room,
-            user,
-            reason,
-            by,
-        } => {
-            let scope = match (room, user) {
-                (Some(room), _) => HoldScope::Room(room),
-                (None, Some(user)) => HoldScope::User(user),
-                (None, None) => bail!("name a --room or a --user"),
-            };
-            let hold = ops::place_hold(node, actor, scope, &reason, &by)?;
-            say!(
-                out,
-                "{}: legal hold on {} placed by {by}",
-                hold.reference,
-                hold.scope
-            );
-            Ok(())
-        }
-        HoldCommand::Release { reference, by } => {
-            let hold = ops::release_hold(node, actor, &reference, &by)?;
-            say!(
-                out,
-                "{}: legal hold on {} released by {by}",
-                hold.reference,
-                hold.scope
-            );
-            Ok(())
-        }
         HoldCommand::List { json } => {
-            for hold in node.vault.holds()? {
+            for hold in vault.holds()? {
                 if json {
                     say!(out, "{}", serde_json::to_string(&hold)?);
                 } else {

@@ -495,12 +495,13 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
     assert!(!files_containing(&dir, needle).is_empty());
 
     let reference = exclude(
-        &dir,
+        &mut server,
         &private,
-        "@alice:localhost",
+        "alice",
         "a private appointment",
-        "@carol:localhost",
-    );
+        "carol",
+    )
+    .await;
 
     for args in [
         vec!["show", "--event", private.as_str()],

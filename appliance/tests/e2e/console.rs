@@ -445,6 +445,35 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
     assert!(shown.contains(&format!("{reference} approved")), "{shown}");
     assert!(!shown.contains("dinner with my sister on friday"));
 
+    // rm2's other pages; none of them is the operator's.
+    for page in ["/holds", "/classification", "/retention"] {
+        goto(&rm2, &console, page).await;
+        screenshot(&rm2, &page[1..]).await;
+        goto(&operator, &console, page).await;
+        assert!(
+            text(&operator)
+                .await
+                .contains("This page is for records managers"),
+            "{page} as the operator"
+        );
+    }
+    goto(&rm2, &console, "/holds").await;
+    fill(
+        &rm2,
+        &[
+            ("subject", "@alice:localhost"),
+            ("reason", "Woo request 2026-3"),
+        ],
+        "place",
+    )
+    .await;
+    assert!(
+        text(&rm2)
+            .await
+            .contains("LH-000001 placed on user @alice:localhost.")
+    );
+    screenshot(&rm2, "holds").await;
+
     // The trail names the people who signed in, and where from.
     goto(&operator, &console, "/audit").await;
     let trail = text(&operator).await;

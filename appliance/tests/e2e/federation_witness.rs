@@ -182,23 +182,16 @@ async fn an_erased_message_from_a_peer_is_gone_from_every_file_of_the_node() {
         !crate::vault::files_containing(&dir, needle).is_empty(),
         "a.test holds the message before the erasure"
     );
-    crate::vault::vault_ok(&dir, &["records-manager", "add", "@carol:a.test"]);
-    crate::vault::vault_ok(
-        &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@bob:b.test",
-            "--reason",
-            "a private appointment",
-        ],
-    );
-    crate::vault::vault_ok(
-        &dir,
-        &["decide", "EX-000001", "--approve", "--by", "@carol:a.test"],
-    );
+    // Bob is on another server: alice asks for him, as his delegate.
+    crate::vault::vault_ok(&dir, &["delegate", "@bob:b.test", "@alice:a.test"]);
+    crate::vault::exclude(
+        cluster.node_mut("a.test"),
+        &private,
+        "alice",
+        "a private appointment",
+        "carol",
+    )
+    .await;
     let leftovers = crate::vault::files_containing(&dir, needle);
     assert!(
         leftovers.is_empty(),

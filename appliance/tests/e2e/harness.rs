@@ -161,6 +161,10 @@ impl TestServer {
     }
 
     /// The server name in this server's user and room IDs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn server_name(&self) -> &str {
         &self.server_name
     }

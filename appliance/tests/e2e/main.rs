@@ -13,6 +13,7 @@ mod backup;
 mod chat;
 mod cli;
 mod console;
+mod console_client;
 mod crash;
 mod encryption;
 mod errors;

@@ -12,6 +12,7 @@ use matrix_sdk::{
 use serde_json::{Value, json};
 
 use crate::client::{alice_and_bob_in_room, png};
+use crate::console_client::ConsoleClient;
 use crate::harness::{TestServer, eventually, json_lines, run_archipel};
 
 /// Sends a text message with matrix-sdk; returns its event ID.
@@ -373,25 +374,49 @@ pub fn backup_and_restore(dir: &Path) -> (Backups, std::path::PathBuf) {
     (backups, restored)
 }
 
-/// Excludes `event` of the stopped node at `dir`: requested by its sender
-/// `by` for `reason`, approved by `approver` (made a records manager
-/// here). Returns the decision's reference.
-pub fn exclude(dir: &Path, event: &str, by: &str, reason: &str, approver: &str) -> String {
-    vault_ok(dir, &["records-manager", "add", approver]);
-    let requested = vault_ok(
-        dir,
-        &[
-            "request-exclusion",
-            "--event",
-            event,
-            "--by",
-            by,
-            "--reason",
-            reason,
-        ],
+/// Excludes `event` through the web console: requested by `requester`
+/// (its sender, or their delegate), approved by `approver` (made a records
+/// manager, with an account if it has none); both local names, each
+/// signing in for the first time. A stopped node is started for it and
+/// stopped again. Returns the decision's reference.
+pub async fn exclude(
+    server: &mut TestServer,
+    event: &str,
+    requester: &str,
+    reason: &str,
+    approver: &str,
+) -> String {
+    let stopped = !server.is_running();
+    if stopped {
+        server.restart().await;
+    }
+    let api = crate::client::Api::new(server.url());
+    let available = api
+        .get(&format!(
+            "/_matrix/client/v3/register/available?username={approver}"
+        ))
+        .await;
+    if available.status == reqwest::StatusCode::OK {
+        crate::client::register_at(server.url(), server.server_name(), approver).await;
+    }
+    let approver_id = format!("@{approver}:{}", server.server_name());
+    vault_ok(
+        &server.data_dir(),
+        &["records-manager", "add", &approver_id],
     );
-    let reference = requested.split(':').next().expect("a reference").to_owned();
-    vault_ok(dir, &["decide", &reference, "--approve", "--by", approver]);
+    let reference = ConsoleClient::sign_in(server, requester)
+        .await
+        .request_exclusion(&[event], reason, None)
+        .await
+        .expect("the exclusion is requested");
+    let decided = ConsoleClient::sign_in(server, approver)
+        .await
+        .decide(&reference, true, "")
+        .await;
+    assert!(decided.contains("approved"), "{decided}");
+    if stopped {
+        server.stop().await;
+    }
     reference
 }
 
@@ -448,117 +473,61 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         );
     }
 
+    // The records managers act in the web console, each signed in.
+    server.restart().await;
+    crate::client::Api::new(server.url())
+        .register("carol")
+        .await;
     vault_ok(&dir, &["records-manager", "add", "@alice:localhost"]);
     vault_ok(&dir, &["records-manager", "add", "@carol:localhost"]);
-    vault_refused(
-        &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@bob:localhost",
-            "--reason",
-            "not mine",
-        ],
-        "only its sender (@alice:localhost) or their delegate",
+    let mut alice = ConsoleClient::sign_in(&server, "alice").await;
+    let mut bob = ConsoleClient::sign_in(&server, "bob").await;
+    let mut carol = ConsoleClient::sign_in(&server, "carol").await;
+    let refused = bob
+        .request_exclusion(&[&private], "not mine", None)
+        .await
+        .expect_err("bob did not send it");
+    assert!(
+        refused.contains("only its sender (@alice:localhost) or their delegate"),
+        "{refused}"
     );
-    let requested = vault_ok(
-        &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &private,
-            "--by",
-            "@alice:localhost",
-            "--reason",
-            "a private appointment",
-            "--ground",
-            "5.1.2e",
-        ],
-    );
-    assert!(requested.starts_with("EX-000001:"), "{requested}");
+    let requested = alice
+        .request_exclusion(&[&private], "a private appointment", Some("5.1.2e"))
+        .await
+        .expect("alice asks");
+    assert_eq!(requested, "EX-000001");
 
-    // Four eyes: the requester (a records manager herself) cannot approve.
-    vault_refused(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@alice:localhost",
-        ],
-        "cannot also decide on it",
-    );
-    vault_refused(
-        &dir,
-        &["decide", "EX-000001", "--approve", "--by", "@bob:localhost"],
-        "is not a records manager",
-    );
+    // Four eyes: the requester (a records manager herself) cannot approve,
+    // and bob is no records manager at all.
+    let refused = alice.decide("EX-000001", true, "").await;
+    assert!(refused.contains("cannot also decide on it"), "{refused}");
+    let (status, _) = bob
+        .try_post("/requests/EX-000001/decide", &[("decision", "approve")])
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
 
     // A legal hold on the sender blocks the erasure, and nothing changes.
-    let placed = vault_ok(
-        &dir,
-        &[
-            "hold",
-            "place",
-            "--user",
-            "@alice:localhost",
-            "--reason",
-            "Woo request 2026-17",
-            "--by",
-            "@carol:localhost",
-        ],
-    );
-    assert!(placed.starts_with("LH-000001:"), "{placed}");
-    vault_refused(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@carol:localhost",
-        ],
-        "legal hold LH-000001",
-    );
+    let placed = carol
+        .place_hold("user", "@alice:localhost", "Woo request 2026-17")
+        .await;
+    assert!(placed.starts_with("LH-000001 placed"), "{placed}");
+    let refused = carol.decide("EX-000001", true, "").await;
+    assert!(refused.contains("legal hold LH-000001"), "{refused}");
     assert_eq!(original(&dir, &private)["content"]["body"], secret.as_str());
     // The homeserver keeps the text in its files until the erasure (which
     // is what makes the search for it below meaningful).
+    server.stop().await;
     assert!(!files_containing(&dir, needle).is_empty());
-    vault_ok(
-        &dir,
-        &["hold", "release", "LH-000001", "--by", "@carol:localhost"],
-    );
+    server.restart().await;
+    carol.follow(&server);
+    let released = carol.release_hold("LH-000001").await;
+    assert!(released.contains("LH-000001 released"), "{released}");
 
-    let decided = vault_ok(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--approve",
-            "--by",
-            "@carol:localhost",
-            "--note",
-            "private",
-        ],
-    );
-    assert!(
-        decided.contains("approved by @carol:localhost"),
-        "{decided}"
-    );
-    vault_refused(
-        &dir,
-        &[
-            "decide",
-            "EX-000001",
-            "--reject",
-            "--by",
-            "@carol:localhost",
-        ],
-        "already approved",
-    );
+    let decided = carol.decide("EX-000001", true, "private").await;
+    assert!(decided.contains("EX-000001 approved"), "{decided}");
+    let refused = carol.decide("EX-000001", false, "").await;
+    assert!(refused.contains("already approved"), "{refused}");
+    server.stop().await;
 
     // Gone from the vault, gone from every file of the node; the log verifies.
     vault_refused(
@@ -604,65 +573,93 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         ]
     );
     assert_eq!(steps[2]["details"]["reason"], "a private appointment");
+    assert_eq!(steps[2]["actor"], "@alice:localhost");
+    assert_eq!(steps[5]["actor"], "@carol:localhost");
     assert_eq!(steps[6]["subject"], "EX-000001");
-    // and each command, refused ones too, with the local account that ran
-    // it: one account acting as several records managers shows as one.
+    // and each action, refused ones too, with who carried it out and from
+    // where: the local account on the command line, the signed-in person
+    // in the console.
     let me = format!("(uid {})", nix::unistd::getuid().as_raw());
-    assert!(
-        commands
-            .iter()
-            .all(|c| c["actor"].as_str().is_some_and(|a| a.contains(&me))),
-        "{commands:?}"
-    );
-    let recorded: Vec<(&str, &str)> = commands
+    let recorded: Vec<(String, &str, &str)> = commands
         .iter()
+        .filter(|c| {
+            c["details"]["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("vault"))
+        })
         .map(|c| {
+            let actor = c["actor"].as_str().expect("an actor");
+            let origin = c["details"]["origin"].as_str().expect("an origin");
+            let who = if actor.contains(&me) {
+                "command line".to_owned()
+            } else {
+                assert!(origin.starts_with("web console from 127.0.0.1"), "{c}");
+                actor.to_owned()
+            };
             (
+                who,
                 c["subject"].as_str().expect("a subject"),
                 c["details"]["outcome"].as_str().expect("an outcome"),
             )
         })
         .collect();
-    assert_eq!(
-        recorded,
-        [
-            ("vault records-manager add @alice:localhost", "done"),
-            ("vault records-manager add @carol:localhost", "done"),
-            (
-                "vault request-exclusion 1 event(s) (as @bob:localhost)",
-                "failed"
-            ),
-            (
-                "vault request-exclusion EX-000001 of 1 event(s) (as @alice:localhost)",
-                "done"
-            ),
-            (
-                "vault decide approve EX-000001 (as @alice:localhost)",
-                "failed"
-            ),
-            (
-                "vault decide approve EX-000001 (as @bob:localhost)",
-                "failed"
-            ),
-            (
-                "vault hold place user @alice:localhost (as @carol:localhost)",
-                "done"
-            ),
-            (
-                "vault decide approve EX-000001 (as @carol:localhost)",
-                "failed"
-            ),
-            ("vault hold release LH-000001 (as @carol:localhost)", "done"),
-            (
-                "vault decide approve EX-000001 (as @carol:localhost)",
-                "done"
-            ),
-            (
-                "vault decide reject EX-000001 (as @carol:localhost)",
-                "failed"
-            ),
-        ]
-    );
+    let expected = [
+        (
+            "command line",
+            "vault records-manager add @alice:localhost",
+            "done",
+        ),
+        (
+            "command line",
+            "vault records-manager add @carol:localhost",
+            "done",
+        ),
+        (
+            "@bob:localhost",
+            "vault request-exclusion 1 event(s) (as @bob:localhost)",
+            "failed",
+        ),
+        (
+            "@alice:localhost",
+            "vault request-exclusion EX-000001 of 1 event(s) (as @alice:localhost)",
+            "done",
+        ),
+        (
+            "@alice:localhost",
+            "vault decide approve EX-000001 (as @alice:localhost)",
+            "failed",
+        ),
+        (
+            "@carol:localhost",
+            "vault hold place user @alice:localhost (as @carol:localhost)",
+            "done",
+        ),
+        (
+            "@carol:localhost",
+            "vault decide approve EX-000001 (as @carol:localhost)",
+            "failed",
+        ),
+        (
+            "@carol:localhost",
+            "vault hold release LH-000001 (as @carol:localhost)",
+            "done",
+        ),
+        (
+            "@carol:localhost",
+            "vault decide approve EX-000001 (as @carol:localhost)",
+            "done",
+        ),
+        (
+            "@carol:localhost",
+            "vault decide reject EX-000001 (as @carol:localhost)",
+            "failed",
+        ),
+    ];
+    let recorded: Vec<(&str, &str, &str)> = recorded
+        .iter()
+        .map(|(w, s, o)| (w.as_str(), *s, *o))
+        .collect();
+    assert_eq!(recorded, expected);
     // What people wrote stays sealed in the procedure's own steps.
     assert!(
         !commands
@@ -731,13 +728,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
     server.stop().await;
     let dir = server.data_dir();
 
-    exclude(
-        &dir,
-        &private,
-        "@alice:localhost",
-        "private",
-        "@carol:localhost",
-    );
+    exclude(&mut server, &private, "alice", "private", "carol").await;
 
     let out = dir.parent().expect("parent").join("export");
     let out_str = out.to_str().expect("path");
@@ -954,40 +945,40 @@ async fn retention_is_planned_by_lists_that_wait_for_their_date() {
     .expect("JSON");
     assert_eq!(later["expired"], status["to_destroy_later"]);
 
-    vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
-    vault_ok(&dir, &["records-manager", "add", "@rm2:localhost"]);
-    vault_refused(
-        &dir,
-        &["retention", "propose", "--by", "@rm:localhost"],
-        "nothing to destroy",
+    // Records managers plan in the web console.
+    server.restart().await;
+    for name in ["rm", "rm2"] {
+        crate::client::Api::new(server.url()).register(name).await;
+        vault_ok(
+            &dir,
+            &["records-manager", "add", &format!("@{name}:localhost")],
+        );
+    }
+    let mut rm = ConsoleClient::sign_in(&server, "rm").await;
+    let mut rm2 = ConsoleClient::sign_in(&server, "rm2").await;
+    let refused = rm.propose_destruction("").await;
+    assert!(refused.contains("nothing to destroy"), "{refused}");
+    let proposed = rm.propose_destruction("2040-01-01").await;
+    assert!(proposed.starts_with("DL-000001 proposes"), "{proposed}");
+    let refused = rm.approve_destruction("DL-000001").await;
+    assert!(refused.contains("cannot also approve it"), "{refused}");
+    let refused = rm2.approve_destruction("DL-000001").await;
+    assert!(refused.contains("once that date has passed"), "{refused}");
+    // Alice becomes a capstone official: her business records are kept
+    // for good.
+    let classified = rm2.classify(&room, "business").await;
+    assert!(
+        classified.ends_with("is classified business."),
+        "{classified}"
     );
-    let proposed = vault_ok(
-        &dir,
-        &[
-            "retention",
-            "propose",
-            "--by",
-            "@rm:localhost",
-            "--as-of",
-            "2040-01-01",
-        ],
-    );
-    assert!(proposed.starts_with("DL-000001:"), "{proposed}");
-    vault_refused(
-        &dir,
-        &["retention", "approve", "DL-000001", "--by", "@rm:localhost"],
-        "cannot also approve it",
-    );
-    vault_refused(
-        &dir,
-        &[
-            "retention",
-            "approve",
-            "DL-000001",
-            "--by",
-            "@rm2:localhost",
-        ],
-        "once that date has passed",
+    let set = rm2.set_role("@alice:localhost", "capstone").await;
+    assert_eq!(set, "@alice:localhost's role is capstone.");
+    server.stop().await;
+    let status: Value =
+        serde_json::from_str(&vault_ok(&dir, &["retention", "status", "--json"])).expect("JSON");
+    assert!(
+        status["permanent"].as_u64().expect("count") >= 3,
+        "{status}"
     );
     assert_verifies(&dir);
 }
@@ -1026,32 +1017,29 @@ async fn the_vault_is_read_and_managed_while_the_node_runs() {
         original(&dir, &sent)["content"]["body"],
         "archived while running"
     );
-    // Changing commands go to the running node over its admin socket: the
-    // whole procedure, erasure included, without stopping it.
+    // Changing commands go to the running node over its admin socket (the
+    // operator's: records managers and delegates); the records managers'
+    // procedure, erasure included, runs in the web console, without
+    // stopping the node.
+    crate::client::Api::new(server.url()).register("rm").await;
     vault_ok(&dir, &["records-manager", "add", "@rm:localhost"]);
-    let requested = vault_ok(
-        &dir,
-        &[
-            "request-exclusion",
-            "--event",
-            &sent,
-            "--by",
-            &alice_id,
-            "--reason",
-            "a private note",
-        ],
-    );
-    assert!(requested.starts_with("EX-000001:"), "{requested}");
-    // The node's refusals reach the command line, and change nothing.
-    vault_refused(
-        &dir,
-        &["decide", "EX-000001", "--approve", "--by", &alice_id],
-        "is not a records manager",
-    );
-    vault_ok(
-        &dir,
-        &["decide", "EX-000001", "--approve", "--by", "@rm:localhost"],
-    );
+    vault_ok(&dir, &["delegate", &alice_id, "@rm:localhost"]);
+    let mut alice_console = ConsoleClient::sign_in(&server, "alice").await;
+    let requested = alice_console
+        .request_exclusion(&[&sent], "a private note", None)
+        .await;
+    assert_eq!(requested.as_deref(), Ok("EX-000001"));
+    // Alice is no records manager: the console refuses her, and nothing
+    // changes.
+    let (status, _) = alice_console
+        .try_post("/requests/EX-000001/decide", &[("decision", "approve")])
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    let decided = ConsoleClient::sign_in(&server, "rm")
+        .await
+        .decide("EX-000001", true, "")
+        .await;
+    assert!(decided.contains("EX-000001 approved"), "{decided}");
     // Clients see it erased at once.
     let event = alice.event(&room, &sent).await.ok();
     assert_eq!(event["content"], json!({}), "{event}");
@@ -1060,7 +1048,7 @@ async fn the_vault_is_read_and_managed_while_the_node_runs() {
     assert_verifies(&dir);
     // The node audited each command.
     let log = server.log();
-    for audited in ["records-manager", "request-exclusion", "decide"] {
+    for audited in ["records-manager", "delegate"] {
         assert!(
             log.contains("admin command")
                 && log.contains(&format!("command=vault {{\"{audited}\"")),
@@ -1120,13 +1108,7 @@ async fn an_excluded_state_event_leaves_no_copy_in_the_state_after_it() {
     server.stop().await;
     assert!(!files_containing(&dir, needle).is_empty());
 
-    exclude(
-        &dir,
-        &first,
-        "@alice:localhost",
-        "private",
-        "@carol:localhost",
-    );
+    exclude(&mut server, &first, "alice", "private", "carol").await;
     let leftovers = files_containing(&dir, needle);
     assert!(leftovers.is_empty(), "the note is still in {leftovers:?}");
     assert_verifies(&dir);
@@ -1184,13 +1166,16 @@ async fn an_exclusion_removes_the_copy_of_a_peers_file() {
     cluster.node_mut("a.test").stop().await;
     assert!(!files_containing(&dir, needle).is_empty());
 
+    // Bob is on another server: alice asks for him, as his delegate.
+    vault_ok(&dir, &["delegate", "@bob:b.test", "@alice:a.test"]);
     exclude(
-        &dir,
+        cluster.node_mut("a.test"),
         &image,
-        "@bob:b.test",
+        "alice",
         "a private picture",
-        "@carol:a.test",
-    );
+        "carol",
+    )
+    .await;
     let leftovers = files_containing(&dir, needle);
     assert!(
         leftovers.is_empty(),
@@ -1216,13 +1201,7 @@ async fn restoring_an_older_backup_erases_again_what_was_erased_since() {
     let backups = Backups::new();
     let before = backups.create(&dir);
 
-    exclude(
-        &dir,
-        &private,
-        "@alice:localhost",
-        "medical",
-        "@carol:localhost",
-    );
+    exclude(&mut server, &private, "alice", "medical", "carol").await;
     // Backups are named by the second.
     std::thread::sleep(Duration::from_millis(1100));
     let after = backups.create(&dir);

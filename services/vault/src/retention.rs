@@ -346,6 +346,14 @@ impl Vault {
         })
     }
 
+    /// Every destruction list, oldest first.
+    pub fn destruction_lists(&self) -> Result<Vec<DestructionList>> {
+        let tree = self.store.tree(cf::LISTID_DESTRUCTIONLIST)?;
+        tree.iter()
+            .map(|row| Ok(tree.decode_json(&row?.1)?))
+            .collect()
+    }
+
     pub fn destruction_list(&self, reference: &str) -> Result<DestructionList> {
         self.store
             .tree(cf::LISTID_DESTRUCTIONLIST)?

@@ -40,6 +40,7 @@ use crate::sessions::{Session, now};
 mod operator;
 mod records;
 mod sign_in;
+mod vault;
 
 /// A route of the console, as the route table lists it.
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +137,16 @@ fn routes() -> Routes {
         .get("/requests", false, records::requests)
         .post("/requests", false, records::request)
         .post("/requests/{reference}/decide", false, records::decide)
+        // Records managers.
+        .get("/holds", false, vault::holds)
+        .post("/holds", false, vault::place_hold)
+        .post("/holds/{reference}/release", false, vault::release_hold)
+        .get("/classification", false, vault::classification)
+        .post("/classification/room", false, vault::classify_room)
+        .post("/classification/role", false, vault::set_role)
+        .get("/retention", false, vault::retention)
+        .post("/retention", false, vault::propose)
+        .post("/retention/{reference}/approve", false, vault::approve)
 }
 
 /// Every route the web console serves: method, path and whether it needs
@@ -415,6 +426,10 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
         })
     }
 }
+
+/// A form with nothing in it but its CSRF token.
+#[derive(Deserialize)]
+pub struct Nothing {}
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

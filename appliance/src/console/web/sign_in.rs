@@ -15,8 +15,8 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    Client, Nav, Posted, Refusal, Signed, blocking, clear_cookie, cookie_value, local_path, render,
-    set_cookie,
+    Client, Nav, Nothing, Posted, Refusal, Signed, blocking, clear_cookie, cookie_value,
+    local_path, render, set_cookie,
 };
 use crate::{
     console::Console,
@@ -411,9 +411,6 @@ pub async fn setup(
     )
         .into_response())
 }
-
-#[derive(Deserialize)]
-pub struct Nothing {}
 
 /// `POST /sign-out`.
 pub async fn sign_out(

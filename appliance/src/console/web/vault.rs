@@ -1,0 +1,400 @@
+//! The records managers' pages for the vault's procedures: legal holds,
+//! room classification and people's roles, and retention with its
+//! destruction lists (proposed by one records manager, approved by
+//! another). Each step names the signed-in records manager.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    response::Response,
+};
+use serde::Deserialize;
+
+use super::{Nav, Nothing, Posted, Refusal, Role, Signed, blocking, render, when};
+use crate::{console::Console, ops};
+
+fn ms(ms: u64) -> String {
+    when(i64::try_from(ms / 1000).unwrap_or(0))
+}
+
+/// What a records manager's action did, for the page that follows it.
+fn notice<T>(done: anyhow::Result<T>, said: impl FnOnce(T) -> String) -> String {
+    match done {
+        Ok(value) => said(value),
+        Err(e) => format!("Not done: {e:#}"),
+    }
+}
+
+struct HoldRow {
+    reference: String,
+    scope: String,
+    reason: String,
+    placed: String,
+    released: String,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/holds.html")]
+struct HoldsPage {
+    nav: Option<Nav>,
+    holds: Vec<HoldRow>,
+    notice: Option<String>,
+}
+
+fn holds_page(
+    console: &Console,
+    signed: &Signed,
+    notice: Option<String>,
+) -> anyhow::Result<HoldsPage> {
+    let holds = console
+        .vault
+        .holds()?
+        .into_iter()
+        .rev()
+        .map(|hold| HoldRow {
+            active: hold.active(),
+            reference: hold.reference,
+            scope: hold.scope.to_string(),
+            reason: hold.reason,
+            placed: format!("{} by {}", ms(hold.placed_ts), hold.placed_by),
+            released: match (hold.released_ts, hold.released_by) {
+                (Some(ts), Some(by)) => format!("{} by {by}", ms(ts)),
+                _ => String::new(),
+            },
+        })
+        .collect();
+    Ok(HoldsPage {
+        nav: Some(signed.nav()),
+        holds,
+        notice,
+    })
+}
+
+/// `GET /holds`: the legal holds, and the form to place one.
+pub async fn holds(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::RecordsManager)?;
+    Ok(render(&blocking(|| holds_page(&console, &signed, None))?))
+}
+
+#[derive(Deserialize)]
+pub struct NewHold {
+    scope: String,
+    subject: String,
+    reason: String,
+}
+
+/// `POST /holds`: places a legal hold on a room or a person: nothing
+/// they cover is erased or destroyed until it is released.
+pub async fn place_hold(
+    State(console): State<Arc<Console>>,
+    posted: Posted<NewHold>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::RecordsManager)?;
+    let subject = form.subject.trim().to_owned();
+    let scope = match form.scope.as_str() {
+        "room" => archipel_vault::procedure::HoldScope::Room(subject),
+        "user" => archipel_vault::procedure::HoldScope::User(subject),
+        _ => {
+            return Err(Refusal::BadRequest(
+                "A hold covers a room or a user.".into(),
+            ));
+        }
+    };
+    let done = tokio::task::block_in_place(|| {
+        ops::vault::place_hold(
+            console.node(),
+            &signed.actor(),
+            scope,
+            &form.reason,
+            signed.user.as_str(),
+        )
+    });
+    let notice = notice(done, |hold| {
+        format!("{} placed on {}.", hold.reference, hold.scope)
+    });
+    Ok(render(&blocking(|| {
+        holds_page(&console, &signed, Some(notice))
+    })?))
+}
+
+/// `POST /holds/{reference}/release`: needs a fresh code.
+pub async fn release_hold(
+    State(console): State<Arc<Console>>,
+    Path(reference): Path<String>,
+    posted: Posted<Nothing>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, .. } = posted;
+    signed.require(Role::RecordsManager)?;
+    signed.require_privilege("/holds")?;
+    let done = tokio::task::block_in_place(|| {
+        ops::vault::release_hold(
+            console.node(),
+            &signed.actor(),
+            &reference,
+            signed.user.as_str(),
+        )
+    });
+    let notice = notice(done, |hold| format!("{} released.", hold.reference));
+    Ok(render(&blocking(|| {
+        holds_page(&console, &signed, Some(notice))
+    })?))
+}
+
+#[derive(Template)]
+#[template(path = "console/classification.html")]
+struct ClassificationPage {
+    nav: Option<Nav>,
+    records_managers: Vec<String>,
+    notice: Option<String>,
+}
+
+fn classification_page(
+    console: &Console,
+    signed: &Signed,
+    notice: Option<String>,
+) -> anyhow::Result<ClassificationPage> {
+    Ok(ClassificationPage {
+        nav: Some(signed.nav()),
+        records_managers: console.vault.records_managers()?,
+        notice,
+    })
+}
+
+/// `GET /classification`: the forms that classify a room and give a
+/// person their role, which decide how long their records are kept.
+pub async fn classification(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::RecordsManager)?;
+    Ok(render(&blocking(|| {
+        classification_page(&console, &signed, None)
+    })?))
+}
+
+#[derive(Deserialize)]
+pub struct RoomClass {
+    room: String,
+    classification: String,
+}
+
+/// `POST /classification/room`.
+pub async fn classify_room(
+    State(console): State<Arc<Console>>,
+    posted: Posted<RoomClass>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::RecordsManager)?;
+    let room = form.room.trim();
+    let done = form
+        .classification
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .and_then(|class| {
+            tokio::task::block_in_place(|| {
+                ops::vault::classify_room(
+                    console.node(),
+                    &signed.actor(),
+                    room,
+                    class,
+                    signed.user.as_str(),
+                )
+            })
+            .map(|()| class)
+        });
+    let notice = notice(done, |class| format!("{room} is classified {class}."));
+    Ok(render(&blocking(|| {
+        classification_page(&console, &signed, Some(notice))
+    })?))
+}
+
+#[derive(Deserialize)]
+pub struct PersonRole {
+    user: String,
+    role: String,
+}
+
+/// `POST /classification/role`.
+pub async fn set_role(
+    State(console): State<Arc<Console>>,
+    posted: Posted<PersonRole>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::RecordsManager)?;
+    let user = form.user.trim();
+    let done = form
+        .role
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .and_then(|role| {
+            tokio::task::block_in_place(|| {
+                ops::vault::set_role(
+                    console.node(),
+                    &signed.actor(),
+                    user,
+                    role,
+                    signed.user.as_str(),
+                )
+            })
+            .map(|()| role)
+        });
+    let notice = notice(done, |role| format!("{user}'s role is {role}."));
+    Ok(render(&blocking(|| {
+        classification_page(&console, &signed, Some(notice))
+    })?))
+}
+
+struct ListRow {
+    reference: String,
+    records: usize,
+    as_of: String,
+    proposed: String,
+    approved: String,
+    /// The person signed in may approve it.
+    approvable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/retention.html")]
+struct RetentionPage {
+    nav: Option<Nav>,
+    status: archipel_vault::retention::RetentionStatus,
+    transfer_years: u32,
+    lists: Vec<ListRow>,
+    notice: Option<String>,
+}
+
+fn retention_page(
+    console: &Console,
+    signed: &Signed,
+    notice: Option<String>,
+) -> anyhow::Result<RetentionPage> {
+    let policy = &console.config.vault.retention;
+    let status = console
+        .vault
+        .retention_status(policy, archipel_vault::now_ms())?;
+    let lists = console
+        .vault
+        .destruction_lists()?
+        .into_iter()
+        .rev()
+        .map(|list| ListRow {
+            approvable: list.approved_by.is_none() && list.proposed_by != signed.user.as_str(),
+            reference: list.reference,
+            records: list.records.len(),
+            as_of: ms(list.as_of_ms),
+            proposed: format!("{} by {}", ms(list.proposed_ts), list.proposed_by),
+            approved: match (list.approved_ts, list.approved_by) {
+                (Some(ts), Some(by)) => format!(
+                    "{} by {by}: {} held back, {} kept",
+                    ms(ts),
+                    list.held_back.len(),
+                    list.kept.len()
+                ),
+                _ => String::new(),
+            },
+        })
+        .collect();
+    Ok(RetentionPage {
+        nav: Some(signed.nav()),
+        status,
+        transfer_years: policy.transfer_years,
+        lists,
+        notice,
+    })
+}
+
+/// `GET /retention`: how the archive stands against the retention policy,
+/// and the destruction lists.
+pub async fn retention(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::RecordsManager)?;
+    Ok(render(&blocking(|| {
+        retention_page(&console, &signed, None)
+    })?))
+}
+
+#[derive(Deserialize)]
+pub struct Proposal {
+    /// `YYYY-MM-DD`: what will have expired by then; empty for today. A
+    /// list for a later date waits for it before it can be approved.
+    #[serde(default)]
+    as_of: String,
+}
+
+/// `POST /retention`: proposes the destruction of what has expired.
+pub async fn propose(
+    State(console): State<Arc<Console>>,
+    posted: Posted<Proposal>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::RecordsManager)?;
+    let as_of = match form.as_of.trim() {
+        "" => archipel_vault::now_ms(),
+        date => date
+            .parse::<jiff::civil::Date>()
+            .ok()
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .and_then(|z| u64::try_from(z.timestamp().as_millisecond()).ok())
+            .ok_or_else(|| Refusal::BadRequest(format!("`{date}` is not a date (YYYY-MM-DD).")))?,
+    };
+    let done = tokio::task::block_in_place(|| {
+        ops::vault::propose_destruction(
+            console.node(),
+            &signed.actor(),
+            as_of,
+            signed.user.as_str(),
+        )
+    });
+    let notice = notice(done, |list| {
+        format!(
+            "{} proposes {} expired record(s) for destruction; another records manager must approve it.",
+            list.reference,
+            list.records.len()
+        )
+    });
+    Ok(render(&blocking(|| {
+        retention_page(&console, &signed, Some(notice))
+    })?))
+}
+
+/// `POST /retention/{reference}/approve`: destroys the list's records.
+/// Needs a fresh code.
+pub async fn approve(
+    State(console): State<Arc<Console>>,
+    Path(reference): Path<String>,
+    posted: Posted<Nothing>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, .. } = posted;
+    signed.require(Role::RecordsManager)?;
+    signed.require_privilege("/retention")?;
+    let done = tokio::task::block_in_place(|| {
+        ops::vault::approve_destruction(
+            console.node(),
+            &signed.actor(),
+            &reference,
+            signed.user.as_str(),
+        )
+    });
+    let notice = notice(done, |(list, purged)| {
+        format!(
+            "{} approved: {} record(s) destroyed ({purged} copies on the node purged), {} held back by a legal hold, {} kept.",
+            list.reference,
+            list.records.len() - list.held_back.len() - list.kept.len(),
+            list.held_back.len(),
+            list.kept.len()
+        )
+    });
+    Ok(render(&blocking(|| {
+        retention_page(&console, &signed, Some(notice))
+    })?))
+}
