@@ -179,6 +179,25 @@ pub async fn classification(
     })?))
 }
 
+/// A classification page's change: `value` parsed, `change` carried out
+/// with it, the page again with what `said` of it (or why not).
+fn classification_change<T: std::str::FromStr<Err = String> + Copy>(
+    console: &Console,
+    signed: &Signed,
+    value: &str,
+    change: impl FnOnce(T) -> anyhow::Result<()>,
+    said: impl FnOnce(T) -> String,
+) -> Result<Response, Refusal> {
+    let done = value
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .and_then(|value| tokio::task::block_in_place(|| change(value)).map(|()| value));
+    let notice = notice(done, said);
+    Ok(render(&blocking(|| {
+        classification_page(console, signed, Some(notice))
+    })?))
+}
+
 #[derive(Deserialize)]
 pub struct RoomClass {
     room: String,
@@ -193,26 +212,16 @@ pub async fn classify_room(
     let Posted { signed, form } = posted;
     signed.require(Role::RecordsManager)?;
     let room = form.room.trim();
-    let done = form
-        .classification
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .and_then(|class| {
-            tokio::task::block_in_place(|| {
-                ops::vault::classify_room(
-                    console.node(),
-                    &signed.actor(),
-                    room,
-                    class,
-                    signed.user.as_str(),
-                )
-            })
-            .map(|()| class)
-        });
-    let notice = notice(done, |class| format!("{room} is classified {class}."));
-    Ok(render(&blocking(|| {
-        classification_page(&console, &signed, Some(notice))
-    })?))
+    classification_change(
+        &console,
+        &signed,
+        &form.classification,
+        |class| {
+            let by = signed.user.as_str();
+            ops::vault::classify_room(console.node(), &signed.actor(), room, class, by)
+        },
+        |class: archipel_vault::procedure::Classification| format!("{room} is classified {class}."),
+    )
 }
 
 #[derive(Deserialize)]
@@ -229,26 +238,16 @@ pub async fn set_role(
     let Posted { signed, form } = posted;
     signed.require(Role::RecordsManager)?;
     let user = form.user.trim();
-    let done = form
-        .role
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .and_then(|role| {
-            tokio::task::block_in_place(|| {
-                ops::vault::set_role(
-                    console.node(),
-                    &signed.actor(),
-                    user,
-                    role,
-                    signed.user.as_str(),
-                )
-            })
-            .map(|()| role)
-        });
-    let notice = notice(done, |role| format!("{user}'s role is {role}."));
-    Ok(render(&blocking(|| {
-        classification_page(&console, &signed, Some(notice))
-    })?))
+    classification_change(
+        &console,
+        &signed,
+        &form.role,
+        |role| {
+            let by = signed.user.as_str();
+            ops::vault::set_role(console.node(), &signed.actor(), user, role, by)
+        },
+        |role: archipel_vault::procedure::Role| format!("{user}'s role is {role}."),
+    )
 }
 
 struct ListRow {
