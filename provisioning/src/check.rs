@@ -258,6 +258,7 @@ impl Checker<'_> {
         self.federation(p);
         self.push(p);
         self.url_previews(p);
+        self.management(p);
         self.admins(p);
     }
 
@@ -474,6 +475,35 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    fn management(&mut self, p: &Provisioning) {
+        let management = &p.management;
+        for (i, network) in management.networks.iter().enumerate() {
+            // The console listens on IPv4, as the client API does.
+            if network.get_ref().parse::<ipnet::Ipv4Net>().is_err() {
+                self.problem(
+                    format!("management.networks[{i}]"),
+                    network,
+                    format!(
+                        "`{}`: an IPv4 address range with its prefix length, such as 10.20.0.0/24",
+                        network.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(port) = &management.port
+            && [0, 80, 443, 8008, 8448].contains(port.get_ref())
+        {
+            self.problem(
+                "management.port",
+                port,
+                format!(
+                    "{}: the management port must be free; 443 and 8448 serve clients and peers, 8008 the node itself",
+                    port.get_ref()
+                ),
+            );
         }
     }
 

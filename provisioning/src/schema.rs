@@ -24,6 +24,8 @@ pub struct Provisioning {
     pub push: Push,
     #[serde(default)]
     pub url_previews: UrlPreviews,
+    #[serde(default)]
+    pub management: Management,
     /// The first administrators; at least one.
     #[serde(default)]
     pub admins: Vec<Admin>,
@@ -127,6 +129,30 @@ pub struct UrlPreviews {
     /// PEM bundle of the CAs https pages' certificates chain to; the
     /// system's when absent.
     pub ca_bundle: Option<Spanned<PathBuf>>,
+}
+
+/// The management network: the only addresses from which the web console
+/// and the metrics (`[console]` of the node's configuration) are reached,
+/// on their own port, over HTTPS. Closed when `networks` is empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// Address ranges with their prefix length: `10.20.0.0/24`.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    /// The port (default 9443); not 443 or 8448, which serve clients and
+    /// peers.
+    pub port: Option<Spanned<u16>>,
+}
+
+impl Management {
+    pub const DEFAULT_PORT: u16 = 9443;
+
+    pub fn port(&self) -> u16 {
+        self.port
+            .as_ref()
+            .map_or(Self::DEFAULT_PORT, |p| *p.get_ref())
+    }
 }
 
 #[derive(Debug, Deserialize)]

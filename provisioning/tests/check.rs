@@ -96,6 +96,29 @@ fn a_preview_range_must_be_an_address_range() {
 }
 
 #[test]
+fn the_management_network_is_an_address_range_on_a_free_port() {
+    let networks = "networks = [\"10.20.0.0/24\"]";
+    for wrong in ["10.20.0.0", "beheer/24", "10.20.0.0/40", "fd00::/64"] {
+        let problems = problems_after(networks, &format!("networks = [\"{wrong}\"]"));
+        assert_one(
+            &problems,
+            "management.networks[0]",
+            line_of(networks),
+            "an IPv4 address range with its prefix length",
+        );
+    }
+    for taken in ["443", "8448", "8008"] {
+        let problems = problems_after("port = 9443", &format!("port = {taken}"));
+        assert_one(
+            &problems,
+            "management.port",
+            line_of("port = 9443"),
+            "the management port must be free",
+        );
+    }
+}
+
+#[test]
 fn an_unknown_key_is_named() {
     let problems = problems_after("hostname = ", "hostnaam = ");
     assert_one(

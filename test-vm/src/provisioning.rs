@@ -24,6 +24,8 @@ pub struct Spec<'a> {
     /// Federation peers: server name and `ip:port`.
     pub peers: &'a [(&'a str, &'a str)],
     pub time_servers: &'a [&'a str],
+    /// The management network that reaches the web console on 9443.
+    pub management: Option<&'a str>,
 }
 
 /// Writes `provisioning.toml`, the machine's certificate and the CA bundle
@@ -56,6 +58,9 @@ pub fn write(dir: &Path, ca: &TestCa, spec: &Spec) -> Result<()> {
                 "\n[[federation.peers]]\nserver_name = \"{server_name}\"\naddress = \"{address}\""
             )?;
         }
+    }
+    if let Some(network) = spec.management {
+        writeln!(text, "\n[management]\nnetworks = [\"{network}\"]")?;
     }
     writeln!(
         text,

@@ -46,6 +46,8 @@ async fn an_appliance_boots_serves_and_keeps_its_messages() -> Result<()> {
             static_nic: None,
             peers: &[],
             time_servers: &["ntp1.archipel.test", "ntp2.archipel.test"],
+            // qemu's user network: the host reaches the guest from 10.0.2.2.
+            management: Some("10.0.2.0/24"),
         },
     )?;
     let disk = scratch.path().join("archipel.raw");
@@ -54,7 +56,7 @@ async fn an_appliance_boots_serves_and_keeps_its_messages() -> Result<()> {
         "single",
         &scratch.path().join("vm"),
         &disk,
-        &[443, 8008],
+        &[443, 8008, 9443],
         None,
     )?;
     archipel_test_vm::keep_on_error(scratch, scenario(&mut vm, &ca, started).await)
@@ -104,6 +106,35 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
         versions.status().is_success(),
         "/versions: {}",
         versions.status()
+    );
+
+    // The web console, from the management network: its own port, over
+    // TLS with the node's certificate; the metrics want their token.
+    let console = Node {
+        server_name: SERVER_NAME.to_owned(),
+        port: vm.port(9443),
+        ca_pem: ca.pem().to_owned(),
+    };
+    let sign_in = console
+        .http()?
+        .get(format!("{}/sign-in", console.url()))
+        .send()
+        .await?;
+    ensure!(
+        sign_in.status().is_success() && sign_in.headers().contains_key("content-security-policy"),
+        "the console's sign-in page: {} {:?}",
+        sign_in.status(),
+        sign_in.headers()
+    );
+    let metrics = console
+        .http()?
+        .get(format!("{}/metrics", console.url()))
+        .send()
+        .await?;
+    ensure!(
+        metrics.status() == reqwest::StatusCode::UNAUTHORIZED,
+        "/metrics without its token: {}",
+        metrics.status()
     );
 
     // The administrator uses the provisioning's setup token; the user a
@@ -188,7 +219,7 @@ async fn closed_by_default(vm: &Vm, report: &[String]) -> Result<()> {
             .map(str::to_owned)
             .collect()
     };
-    let allowed = ["tcp:443", "tcp:8448", "udp:68", "udp:546"];
+    let allowed = ["tcp:443", "tcp:8448", "tcp:9443", "udp:68", "udp:546"];
     let listening = fact("listening=");
     ensure!(
         listening.contains(&"tcp:443".to_owned())
@@ -199,7 +230,13 @@ async fn closed_by_default(vm: &Vm, report: &[String]) -> Result<()> {
     open.sort();
     ensure!(
         open == ["tcp:443", "tcp:8448", "udp:546", "udp:68"],
-        "the firewall opens: {open:?}"
+        "the firewall opens to all: {open:?}"
+    );
+    // The web console's port only to the management network.
+    let management = fact("management=");
+    ensure!(
+        management == ["10.0.2.0/24", "port:9443"],
+        "the firewall opens to the management network: {management:?}"
     );
     let inside_only = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -68,6 +68,7 @@ async fn two_appliances_federate_on_a_private_network() -> Result<()> {
                 static_nic: Some((me.mac, &format!("{}/24", me.address))),
                 peers: &[(peer.server_name, &peer_address)],
                 time_servers: &[],
+                management: None,
             },
         )?;
         let disk = scratch.path().join(me.hostname).join("archipel.raw");

@@ -7,11 +7,13 @@
 //! - `etc/archipel/archipel.toml`: the node's configuration;
 //! - `etc/archipel/tls/`: the CA bundles and certificate files it names;
 //! - `etc/archipel/vault.key`: the archive's key, generated once, never replaced;
-//! - `etc/archipel/system/`: the host name, the systemd-networkd network and
+//! - `etc/archipel/system/`: the host name, the systemd-networkd network,
 //!   the systemd-timesyncd servers (the image links `/etc/hostname`'s
 //!   successors to these: its root file system is read-only, and
-//!   `/etc/archipel` lives on the data partition);
-//! - on the running system (`--root /`) also the kernel's host name;
+//!   `/etc/archipel` lives on the data partition) and the firewall's
+//!   management network (`management.nft`);
+//! - on the running system (`--root /`) also the kernel's host name, and
+//!   the management network in the image's firewall;
 //! - the administrators, in the node's database: those missing are created
 //!   from their password hash, or get their one-time setup token. Existing
 //!   accounts are never touched.
@@ -38,6 +40,8 @@ use crate::{
 pub const ETC: &str = "etc/archipel";
 /// The node's data folder.
 pub const DATA_DIR: &str = "/var/lib/archipel";
+/// The firewall's management sets, under [`ETC`].
+const MANAGEMENT_RULES: &str = "system/management.nft";
 /// The client API over HTTPS and the federation listener.
 pub const HTTPS_LISTEN: &str = "0.0.0.0:443";
 pub const FEDERATION_LISTEN: &str = "0.0.0.0:8448";
@@ -107,6 +111,10 @@ pub fn apply(file: &Path, root: &Path) -> Result<Vec<Change>> {
         changes.push(Change {
             what: "host name".into(),
             outcome: set_hostname(&plan.hostname)?,
+        });
+        changes.push(Change {
+            what: "firewall: the management network".into(),
+            outcome: load_management_rules(&under(root, &format!("/{ETC}/{MANAGEMENT_RULES}")))?,
         });
     }
     // The node's data under `root`, for its accounts only: listeners,
@@ -264,6 +272,15 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
     if let Some(retention) = &p.retention {
         vault.insert("retention".into(), retention.get_ref().clone().into());
     }
+    let management = &p.management;
+    if !management.networks.is_empty() {
+        let mut console = toml::Table::new();
+        console.insert(
+            "listen".into(),
+            format!("0.0.0.0:{}", management.port()).into(),
+        );
+        root.insert("console".into(), console.into());
+    }
     root.insert("node".into(), node.into());
     root.insert("homeserver".into(), homeserver.into());
     root.insert("tls".into(), tls.into());
@@ -299,6 +316,11 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         mode: 0o644,
     });
     files.push(Planned {
+        path: format!("/{ETC}/{MANAGEMENT_RULES}"),
+        contents: management_rules(p).into_bytes(),
+        mode: 0o644,
+    });
+    files.push(Planned {
         path: format!("/{ETC}/system/50-archipel-time.conf"),
         contents: time_servers(p).into_bytes(),
         mode: 0o644,
@@ -317,6 +339,59 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
             .collect(),
         config,
     })
+}
+
+/// The firewall's management sets (declared in the image's
+/// `nftables.conf`), filled with the management network and port: the
+/// only addresses that reach the console. Empty, the console is closed.
+fn management_rules(p: &Provisioning) -> String {
+    let management = &p.management;
+    let mut rules = String::from(
+        "# Written by `archipel provision apply`: the management network, which\n\
+         # alone reaches the web console (the image's nftables.conf declares the sets).\n\
+         flush set inet archipel management\n\
+         flush set inet archipel management_port\n",
+    );
+    if !management.networks.is_empty() {
+        let networks: Vec<&str> = management
+            .networks
+            .iter()
+            .map(|n| n.get_ref().as_str())
+            .collect();
+        rules.push_str(&format!(
+            "add element inet archipel management {{ {} }}\n\
+             add element inet archipel management_port {{ {} }}\n",
+            networks.join(", "),
+            management.port()
+        ));
+    }
+    rules
+}
+
+/// Loads the management rules into the running firewall, if it is the
+/// image's (a machine without Archipel's nftables table keeps its own).
+/// At every boot: the firewall starts with the sets empty.
+fn load_management_rules(path: &Path) -> Result<Outcome> {
+    let ours = std::process::Command::new("nft")
+        .args(["list", "set", "inet", "archipel", "management"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !ours {
+        return Ok(Outcome::Unchanged);
+    }
+    let loaded = std::process::Command::new("nft")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .context("running nft")?;
+    if !loaded.status.success() {
+        bail!(
+            "loading {} into the firewall: {}",
+            path.display(),
+            String::from_utf8_lossy(&loaded.stderr).trim()
+        );
+    }
+    Ok(Outcome::Changed)
 }
 
 /// The systemd-networkd unit for the wired interfaces, or for the one

@@ -148,6 +148,7 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "/etc/archipel/system/hostname",
         "/etc/archipel/system/20-archipel.network",
         "/etc/archipel/system/50-archipel-time.conf",
+        "/etc/archipel/system/management.nft",
         "administrator @beheer:bzk.rijksoverheid.example",
         "administrator @beheer-nood:bzk.rijksoverheid.example",
     ] {
@@ -166,8 +167,18 @@ fn apply_provisions_the_system_and_a_second_apply_changes_nothing() {
         "gateways = [\"https://push.rijksoverheid.example/_matrix/push/v1/notify\"]",
         "ca_bundle = \"/etc/archipel/tls/push-ca.pem\"",
         "allowed_ranges = [\"10.40.0.0/16\"]",
+        "[console]\nlisten = \"0.0.0.0:9443\"",
     ] {
         assert!(config.contains(expected), "{expected} not in\n{config}");
+    }
+    // The firewall admits the management network to the console's port.
+    let rules = read("etc/archipel/system/management.nft");
+    for expected in [
+        "flush set inet archipel management\n",
+        "add element inet archipel management { 10.20.0.0/24 }",
+        "add element inet archipel management_port { 9443 }",
+    ] {
+        assert!(rules.contains(expected), "{expected} not in\n{rules}");
     }
     assert_eq!(read("etc/archipel/system/hostname"), "archipel-bzk\n");
     let network = read("etc/archipel/system/20-archipel.network");
