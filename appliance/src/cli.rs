@@ -62,6 +62,14 @@ enum Command {
         #[command(subcommand)]
         command: backup::cli::BackupCommand,
     },
+    /// The console on the machine's own screen (tty1 on the appliance):
+    /// the node's status and log without signing in, and an operator's
+    /// actions (a setup link, verifying the vault, restart, reboot) behind
+    /// their password and authenticator code.
+    LocalConsole {
+        #[command(flatten)]
+        target: Target,
+    },
     /// What users reported to the operators (events and rooms), newest
     /// first; on a running node too.
     Reports {
@@ -153,6 +161,7 @@ pub fn run(cli: Cli) -> Result<()> {
             backup::cli::run(config, command)
         }
         Command::Provision { command } => provision::run(command),
+        Command::LocalConsole { target } => crate::local_console::run(target.load()?),
         Command::Reports {
             target,
             json,

@@ -12,6 +12,7 @@ mod config;
 mod console;
 mod decryption;
 mod erasure;
+mod local_console;
 mod node;
 mod ops;
 mod provision;

@@ -112,6 +112,18 @@ async fn serve(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
+    // The management listener is bound first: the admin socket names its
+    // address (a setup link from the local console), port 0 included.
+    let mut config = config;
+    let console_listener = match config.console.listen {
+        Some(listen) => {
+            let listener = bind(listen, "management").await?;
+            config.console.listen = Some(listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    let config = config;
     let admin_path = admin::protocol::socket_path(&config);
     let admin_listener = admin::server::bind(&admin_path)?;
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
@@ -205,9 +217,8 @@ async fn serve(config: Config) -> Result<()> {
             listening_stopped.clone(),
         )));
     }
-    let console_address = match config.console.listen {
-        Some(listen) => {
-            let listener = bind(listen, "management").await?;
+    let console_address = match (config.console.listen, console_listener) {
+        (Some(listen), Some(listener)) => {
             let address = listener.local_addr()?;
             // On loopback plain HTTP (a tunnel or a local scraper);
             // anywhere else HTTPS with the node's certificate.
@@ -244,12 +255,13 @@ async fn serve(config: Config) -> Result<()> {
             };
             Some((url, setup))
         }
-        None => None,
+        _ => None,
     };
     let sender = homeserver.spawn_federation_sender();
     let pusher = homeserver.spawn_pusher();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
+    crate::ops::status::started();
     // The one line scripts and tests wait for.
     let mut ready = format!("archipel ready: client API at http://{address}");
     if let Some(https) = https_address {

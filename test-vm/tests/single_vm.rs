@@ -77,6 +77,12 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
     );
     let recovery_key = recovery_key(&vm.console()).context("the recovery key was shown")?;
     eprintln!("first boot ready after {first_boot:.0?}");
+    // The local console keeps the recovery key on the screen until Enter.
+    let screen = fact(&report, "tty1=").unwrap_or_default();
+    ensure!(
+        screen.contains("Press Enter once the recovery key above is written down"),
+        "tty1 at the first boot: {screen}"
+    );
     closed_by_default(vm, &report).await?;
     // systemd reads what provisioning wrote (as its own users).
     let fact = |key: &str| fact(&report, key).unwrap_or_default();
@@ -168,8 +174,16 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
     // data partition with the TPM2, and the message is there.
     vm.pull_plug().await?;
     vm.boot(true).await?;
-    vm.wait_ready(BOOT).await?;
+    let report = vm.wait_ready(BOOT).await?;
     eprintln!("boot after a power cut ready after {:.0?}", vm.since_boot());
+    // With no recovery key to keep on the screen, the local console shows
+    // the node on tty1.
+    let screen = archipel_test_vm::vm::fact(&report, "tty1=").unwrap_or_default();
+    ensure!(
+        screen.contains("Archipel")
+            && screen.contains(&format!("Web console https://{SERVER_NAME}:9443")),
+        "the local console on tty1: {screen}"
+    );
     ensure!(
         !vm.console().contains("RECOVERY KEY"),
         "the recovery key is shown once"

@@ -43,6 +43,37 @@ pub enum Request {
     /// A vault checkpoint over every record so far, signed before an export
     /// that then follows the node's database.
     Checkpoint,
+    /// How the node is doing, for the local console's status screen: a
+    /// [`crate::ops::status::NodeStatus`] as JSON.
+    Status,
+    /// An operator signs in at the machine's own screen with their
+    /// password and a code from their authenticator; the answer is a
+    /// session for [`Request::Local`].
+    LocalSignIn {
+        user: String,
+        password: String,
+        code: String,
+    },
+    /// An action from the local console, by the operator its session
+    /// names.
+    Local {
+        session: String,
+        action: LocalAction,
+    },
+}
+
+/// What an operator does from the local console.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalAction {
+    /// A one-time link for a new operator's account in the web console.
+    SetupLink,
+    /// Check every record and checkpoint of the vault.
+    VerifyVault,
+    /// Restart the node (recorded here; the local console asks systemd).
+    Restart,
+    /// Reboot the machine (likewise).
+    Reboot,
 }
 
 /// The answer to [`Request::BackupSnapshot`]: the snapshot folder, now the
@@ -79,6 +110,9 @@ impl Request {
             Self::Token(TokenCommand::List) => "registration-token list".into(),
             Self::BackupSnapshot => "backup create (snapshot)".into(),
             Self::Checkpoint => "vault checkpoint (for an export)".into(),
+            Self::Status => "status".into(),
+            Self::LocalSignIn { user, .. } => format!("local console sign-in {user}"),
+            Self::Local { action, .. } => format!("local console {action:?}"),
             Self::ProvisionAdmins(admins) => format!(
                 "provision apply: administrators {}",
                 admins

@@ -14,7 +14,7 @@ use tokio::{
 use super::protocol::{Answer, Request, SnapshotMade, read_request};
 use crate::{
     config::Config,
-    ops::{Actor, Node, Origin},
+    ops::{self, Actor, Node, Origin},
     users, vault_cli,
 };
 
@@ -199,6 +199,23 @@ async fn execute(
                 .await
                 .map_err(|e| anyhow!("the checkpoint stopped unexpectedly: {e}"))
                 .and_then(|signed| Ok(signed?))
+        }
+        Request::Status => {
+            tokio::task::block_in_place(|| ops::status::node_status(node)).and_then(|status| {
+                out.extend(serde_json::to_vec(&status)?);
+                Ok(())
+            })
+        }
+        Request::LocalSignIn {
+            user,
+            password,
+            code,
+        } => ops::console::local_sign_in(node, &user, &password, &code)
+            .await
+            .map(|session| out.extend(session.into_bytes())),
+        Request::Local { session, action } => {
+            tokio::task::block_in_place(|| ops::console::local_action(node, &session, action))
+                .map(|said| out.extend(said.into_bytes()))
         }
         Request::BackupSnapshot => {
             // `answer` holds the admin lock for the whole request.

@@ -39,7 +39,6 @@ pub struct Console {
     secure: bool,
     /// Failed sign-ins, to slow down guessing.
     failures: web::Failures,
-    started: std::time::Instant,
 }
 
 impl Console {
@@ -62,7 +61,6 @@ impl Console {
             sessions,
             secure,
             failures: web::Failures::default(),
-            started: std::time::Instant::now(),
             config,
             services,
             vault,

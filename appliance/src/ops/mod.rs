@@ -52,6 +52,8 @@ pub enum Origin {
     MatrixAdminApi,
     /// The web console, by a person signed in from `address`.
     WebConsole { address: String },
+    /// The console on the machine's own screen, by a signed-in operator.
+    LocalConsole,
 }
 
 impl fmt::Display for Origin {
@@ -63,6 +65,7 @@ impl fmt::Display for Origin {
             Self::Provisioning => f.write_str("provisioning file"),
             Self::MatrixAdminApi => f.write_str("Matrix admin API"),
             Self::WebConsole { address } => write!(f, "web console from {address}"),
+            Self::LocalConsole => f.write_str("local console"),
         }
     }
 }

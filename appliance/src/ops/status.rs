@@ -1,19 +1,35 @@
 //! How the node is doing, read for the metrics, the web console's
 //! dashboard and the local console: one reading, three renderings.
 
+use std::sync::OnceLock;
+
 use anyhow::Result;
 use archipel_vault::witness::CosignedBy;
+use serde::{Deserialize, Serialize};
 
 use super::Node;
 
 /// Queues are counted up to this many: beyond it, "at least".
 pub const QUEUE_COUNTED: usize = 100_000;
 
+/// When this process started serving (Unix seconds).
+static STARTED: OnceLock<i64> = OnceLock::new();
+
+/// Notes that the node started serving now.
+pub fn started() {
+    STARTED.get_or_init(|| jiff::Timestamp::now().as_second());
+}
+
 /// One reading of the node's state. Counts, not content: an operator
 /// sees nothing archived here.
+#[derive(Serialize, Deserialize)]
 pub struct NodeStatus {
-    pub version: &'static str,
+    pub version: String,
     pub server_name: String,
+    /// When the node started (Unix seconds).
+    pub started: i64,
+    /// Where the web console is reached, if it is on.
+    pub console_url: Option<String>,
     pub users_active: u64,
     pub users_deactivated: u64,
     pub server_admins: u64,
@@ -68,8 +84,10 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         }
     };
     Ok(NodeStatus {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         server_name: node.config.homeserver.server_name.to_string(),
+        started: STARTED.get().copied().unwrap_or_default(),
+        console_url: super::console::console_url(node),
         users_active,
         users_deactivated,
         server_admins,

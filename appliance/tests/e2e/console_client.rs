@@ -13,6 +13,8 @@ pub struct ConsoleClient {
     console: String,
     cookie: String,
     csrf: String,
+    /// The person's authenticator app.
+    pub authenticator: Authenticator,
 }
 
 /// The text between `start` and `end` after `start` in `html`.
@@ -67,21 +69,68 @@ impl ConsoleClient {
         );
         assert_eq!(response.headers()["location"], "/sign-in/enrol");
         let cookie = set_cookie(&response).expect("a session cookie");
+        Self::enrol(http, console, cookie).await
+    }
+
+    /// Creates the first operator, `name` with [`PASSWORD`], through the
+    /// setup link the node printed, and enrols their authenticator.
+    pub async fn first_operator(server: &TestServer, name: &str) -> Self {
+        let console = server.console_url().expect("a console").to_owned();
+        let link = server.setup_link().expect("a new node prints a setup link");
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .expect("a client");
+        let opened = http.get(link).send().await.expect("open the setup link");
+        assert_eq!(opened.headers()["location"], "/setup");
+        let cookie = set_cookie(&opened).expect("a session cookie");
+        let page = http
+            .get(format!("{console}/setup"))
+            .header("cookie", format!("archipel={cookie}"))
+            .send()
+            .await
+            .expect("the setup page")
+            .text()
+            .await
+            .expect("a page");
+        let csrf = between(&page, "name=\"csrf\" value=\"", "\"").expect("a token");
+        let created = http
+            .post(format!("{console}/setup"))
+            .header("cookie", format!("archipel={cookie}"))
+            .header("origin", &console)
+            .form(&[
+                ("csrf", csrf),
+                ("user", name),
+                ("password", PASSWORD),
+                ("repeat", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("create the operator");
+        assert_eq!(created.headers()["location"], "/sign-in/enrol");
+        let cookie = set_cookie(&created).expect("a new session cookie");
+        Self::enrol(http, console, cookie).await
+    }
+
+    /// On the enrolment step: reads the secret, confirms it with a code.
+    async fn enrol(http: reqwest::Client, console: String, cookie: String) -> Self {
         let mut client = Self {
             http,
             console,
             cookie,
             csrf: String::new(),
+            authenticator: Authenticator::new(""),
         };
         let page = client.get("/sign-in/enrol").await;
         let secret = between(&page, "<code id=\"secret\">", "</code>")
             .expect("the authenticator's secret")
             .to_owned();
-        let code = Authenticator::new(&secret).code().await;
+        client.authenticator = Authenticator::new(&secret);
+        let code = client.authenticator.code().await;
         let response = client
             .send("/sign-in/enrol", &[("code", code.as_str())])
             .await;
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name}'s code");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "the first code");
         client.cookie = set_cookie(&response).expect("a new session cookie");
         client.get("/").await;
         client

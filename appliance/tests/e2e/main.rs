@@ -23,6 +23,7 @@ mod federation_edus;
 mod federation_witness;
 mod lifecycle;
 mod load;
+mod local_console;
 mod media;
 mod metrics;
 mod provision;

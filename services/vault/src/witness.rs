@@ -325,7 +325,7 @@ pub struct Status {
     pub witnessed: Vec<Witnessed>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CosignedBy {
     pub witness: String,
     pub size: u64,

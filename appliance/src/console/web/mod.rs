@@ -571,6 +571,17 @@ pub fn local_path(path: &str) -> &str {
     }
 }
 
+/// A span of seconds as people read it: `3 d 4 h 12 min`.
+pub fn duration(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    format!(
+        "{} d {} h {} min",
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60
+    )
+}
+
 /// Formats Unix seconds as UTC.
 pub fn when(seconds: i64) -> String {
     jiff::Timestamp::from_second(seconds)

@@ -46,13 +46,7 @@ pub async fn dashboard(
         .iter()
         .map(|(target, at)| (target.clone(), when(*at)))
         .collect();
-    let elapsed = console.started.elapsed().as_secs();
-    let uptime = format!(
-        "{} d {} h {} min",
-        elapsed / 86_400,
-        elapsed % 86_400 / 3600,
-        elapsed % 3600 / 60
-    );
+    let uptime = super::duration(jiff::Timestamp::now().as_second() - status.started);
     Ok(render(&DashboardPage {
         nav: Some(signed.nav()),
         database: indicatif::HumanBytes(status.database_bytes).to_string(),

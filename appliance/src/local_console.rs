@@ -1,0 +1,522 @@
+//! `archipel local-console`: the console on the machine's own screen
+//! (tty1 on the appliance). Without signing in it shows where the node is
+//! reached and how it is doing, and the node's log; behind an operator's
+//! password and authenticator code it offers a few actions, each carried
+//! out and recorded by the node through its admin socket (the operations
+//! layer, with the operator as the actor).
+//!
+//! Built for a bare Linux console: it redraws the whole screen at every
+//! refresh (boot messages written over it are gone within seconds), uses
+//! the 16 colours and plain characters a VT has, and neither Ctrl-C nor a
+//! keyboard that goes away stops it: without a keyboard it keeps showing
+//! the status.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ratatui::{
+    DefaultTerminal, Frame,
+    crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
+    layout::{Constraint, Layout},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Paragraph, Wrap},
+};
+
+use crate::{
+    admin::protocol::{self as admin, LocalAction, Request},
+    config::Config,
+    ops::status::NodeStatus,
+};
+
+/// How often the status is read again.
+const REFRESH: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    Status,
+    Log,
+    Actions,
+}
+
+/// The sign-in form's fields.
+#[derive(Default)]
+struct SignIn {
+    user: String,
+    password: String,
+    code: String,
+    field: usize,
+}
+
+struct App {
+    config: Config,
+    screen: Screen,
+    status: Result<NodeStatus, String>,
+    read_at: Instant,
+    log: Vec<String>,
+    sign_in: SignIn,
+    /// The node's session for the signed-in operator, and who they are.
+    session: Option<(String, String)>,
+    /// What the last action said.
+    said: Option<Result<String, String>>,
+    /// An action waiting for "y".
+    confirming: Option<LocalAction>,
+}
+
+/// Runs the local console until the process is stopped.
+pub fn run(config: Config) -> Result<()> {
+    let mut terminal = ratatui::try_init().context("opening the terminal")?;
+    let result = App::new(config).run(&mut terminal);
+    ratatui::restore();
+    result
+}
+
+impl App {
+    fn new(config: Config) -> Self {
+        let mut app = Self {
+            config,
+            screen: Screen::Status,
+            status: Err("reading…".into()),
+            read_at: Instant::now(),
+            log: Vec::new(),
+            sign_in: SignIn::default(),
+            session: None,
+            said: None,
+            confirming: None,
+        };
+        app.refresh();
+        app
+    }
+
+    fn refresh(&mut self) {
+        self.status = admin::ask(&self.config, &Request::Status)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()));
+        if self.screen == Screen::Log {
+            self.log = journal();
+        }
+        self.read_at = Instant::now();
+    }
+
+    fn run(mut self, terminal: &mut DefaultTerminal) -> Result<()> {
+        loop {
+            // Everything again: whatever the kernel wrote over the screen
+            // is gone at the next refresh.
+            terminal.clear()?;
+            terminal.draw(|frame| self.draw(frame))?;
+            let deadline = self.read_at + REFRESH;
+            while Instant::now() < deadline {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                // A keyboard that is gone (or a terminal that closed) is
+                // no reason to stop showing the status.
+                match event::poll(wait) {
+                    Ok(true) => match event::read() {
+                        Ok(Event::Key(key)) if key.kind == KeyEventKind::Press => {
+                            self.key(key);
+                            terminal.draw(|frame| self.draw(frame))?;
+                        }
+                        Ok(Event::Resize(..)) => {
+                            terminal.clear()?;
+                            terminal.draw(|frame| self.draw(frame))?;
+                        }
+                        Ok(_) => {}
+                        Err(_) => std::thread::sleep(wait),
+                    },
+                    Ok(false) => {}
+                    Err(_) => std::thread::sleep(wait),
+                }
+            }
+            self.refresh();
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) {
+        let screen = match key.code {
+            KeyCode::F(1) => Some(Screen::Status),
+            KeyCode::F(2) => Some(Screen::Log),
+            KeyCode::F(3) => Some(Screen::Actions),
+            _ => None,
+        };
+        if let Some(screen) = screen {
+            self.screen = screen;
+            self.said = None;
+            self.confirming = None;
+            if screen == Screen::Log {
+                self.log = journal();
+            }
+            return;
+        }
+        if self.screen != Screen::Actions {
+            return;
+        }
+        match &self.session {
+            None => self.sign_in_key(key),
+            Some(_) => self.action_key(key),
+        }
+    }
+
+    fn sign_in_key(&mut self, key: KeyEvent) {
+        let form = &mut self.sign_in;
+        let field = match form.field {
+            0 => &mut form.user,
+            1 => &mut form.password,
+            _ => &mut form.code,
+        };
+        match key.code {
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => field.push(c),
+            KeyCode::Backspace => {
+                field.pop();
+            }
+            KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % 3,
+            KeyCode::BackTab | KeyCode::Up => form.field = (form.field + 2) % 3,
+            KeyCode::Enter if form.field < 2 => form.field += 1,
+            KeyCode::Enter => {
+                let request = Request::LocalSignIn {
+                    user: form.user.clone(),
+                    password: std::mem::take(&mut form.password),
+                    code: std::mem::take(&mut form.code),
+                };
+                form.field = 1;
+                match admin::ask(&self.config, &request) {
+                    Ok(session) => {
+                        self.session = Some((session, form.user.clone()));
+                        self.said = None;
+                    }
+                    Err(e) => self.said = Some(Err(format!("{e:#}"))),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn action_key(&mut self, key: KeyEvent) {
+        if let Some(action) = self.confirming.take() {
+            if key.code == KeyCode::Char('y') {
+                self.act(action);
+            }
+            return;
+        }
+        let action = match key.code {
+            KeyCode::Char('1') => LocalAction::SetupLink,
+            KeyCode::Char('2') => LocalAction::VerifyVault,
+            KeyCode::Char('3') => LocalAction::Restart,
+            KeyCode::Char('4') => LocalAction::Reboot,
+            KeyCode::Char('0') => {
+                self.session = None;
+                self.said = None;
+                return;
+            }
+            _ => return,
+        };
+        if matches!(action, LocalAction::Restart | LocalAction::Reboot) {
+            self.confirming = Some(action);
+        } else {
+            self.act(action);
+        }
+    }
+
+    fn act(&mut self, action: LocalAction) {
+        let Some((session, _)) = &self.session else {
+            return;
+        };
+        let request = Request::Local {
+            session: session.clone(),
+            action,
+        };
+        let said = admin::ask(&self.config, &request).map_err(|e| format!("{e:#}"));
+        if said.as_ref().is_err_and(|e| e.contains("sign in again")) {
+            self.session = None;
+        }
+        if said.is_ok() {
+            // Recorded by the node; systemd carries it out.
+            let systemctl = match action {
+                LocalAction::Restart => Some(["restart", "archipel.service"].as_slice()),
+                LocalAction::Reboot => Some(["reboot"].as_slice()),
+                _ => None,
+            };
+            if let Some(args) = systemctl {
+                let _ = std::process::Command::new("systemctl").args(args).status();
+            }
+        }
+        self.said = Some(said);
+    }
+
+    fn draw(&self, frame: &mut Frame<'_>) {
+        let [top, body, bottom] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(1),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
+        let title = match &self.status {
+            Ok(s) => format!(" Archipel {} - {} ", s.version, s.server_name),
+            Err(_) => format!(" Archipel - {} ", self.config.homeserver.server_name),
+        };
+        frame.render_widget(
+            Paragraph::new(title).style(Style::new().bg(Color::Blue).fg(Color::White)),
+            top,
+        );
+        let keys = " F1 Status   F2 Log   F3 Actions";
+        frame.render_widget(
+            Paragraph::new(keys).style(Style::new().bg(Color::Blue).fg(Color::White)),
+            bottom,
+        );
+        let lines = match self.screen {
+            Screen::Status => self.status_lines(),
+            Screen::Log => self.log.iter().map(|l| Line::raw(l.clone())).collect(),
+            Screen::Actions => self.action_lines(),
+        };
+        let name = match self.screen {
+            Screen::Status => " Status ",
+            Screen::Log => " Log (journal of archipel.service) ",
+            Screen::Actions => " Actions ",
+        };
+        let scroll = match self.screen {
+            // The newest lines of the log.
+            Screen::Log => u16::try_from(lines.len().saturating_sub(usize::from(body.height) - 2))
+                .unwrap_or(u16::MAX),
+            _ => 0,
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(Block::new().borders(Borders::ALL).title(name))
+                .wrap(Wrap { trim: false })
+                .scroll((scroll, 0)),
+            body,
+        );
+    }
+
+    fn status_lines(&self) -> Vec<Line<'static>> {
+        let status = match &self.status {
+            Ok(status) => status,
+            Err(e) => {
+                return vec![
+                    alarm("The node does not answer."),
+                    Line::raw(e.clone()),
+                    Line::raw(""),
+                    Line::raw("It may be starting, or stopped: see F2 (log)."),
+                ];
+            }
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let mut lines = vec![
+            field(
+                "Web console",
+                status.console_url.as_deref().unwrap_or("off"),
+            ),
+            field("Addresses", &addresses()),
+            field(
+                "Running for",
+                &crate::console::web::duration(now - status.started),
+            ),
+            Line::raw(""),
+            field(
+                "Users",
+                &format!(
+                    "{} active, {} operator(s)",
+                    status.users_active, status.server_admins
+                ),
+            ),
+            field("Rooms", &status.rooms.to_string()),
+            field(
+                "Vault",
+                &format!(
+                    "{} records, checkpoint {}",
+                    status.vault_records,
+                    status
+                        .checkpoint
+                        .map_or("not signed yet".to_owned(), |size| format!(
+                            "signed at {size}"
+                        ))
+                ),
+            ),
+        ];
+        for c in &status.cosigned {
+            lines.push(field(
+                "  co-signed by",
+                &format!(
+                    "{} at {}{}",
+                    c.witness,
+                    c.size,
+                    if c.verifies { "" } else { " (does not verify)" }
+                ),
+            ));
+        }
+        for (peer, queued) in &status.peers {
+            lines.push(field("Peer", &format!("{peer}: {queued} event(s) queued")));
+        }
+        for (target, at) in &status.backups {
+            lines.push(field(
+                "Last backup",
+                &format!("{target}: {}", crate::console::web::when(*at)),
+            ));
+        }
+        lines.push(field(
+            "Certificate",
+            &status
+                .certificate_expiry
+                .map_or("none served".to_owned(), |at| {
+                    format!("expires {}", crate::console::web::when(at))
+                }),
+        ));
+        lines.push(Line::raw(""));
+        let alarms = alarms(status, now, !self.config.backup.targets.is_empty());
+        if alarms.is_empty() {
+            lines.push(Line::styled("No alarms.", Style::new().fg(Color::Green)));
+        }
+        lines.extend(alarms.into_iter().map(|a| alarm(&a)));
+        lines
+    }
+
+    fn action_lines(&self) -> Vec<Line<'static>> {
+        let mut lines = Vec::new();
+        match &self.session {
+            None => {
+                lines.push(Line::raw(
+                    "Sign in as an operator: user name, password, and the code of your authenticator.",
+                ));
+                lines.push(Line::raw("Tab moves between fields, Enter signs in."));
+                lines.push(Line::raw(""));
+                let form = &self.sign_in;
+                let masked = "*".repeat(form.password.chars().count());
+                for (i, (label, value)) in [
+                    ("User", form.user.as_str()),
+                    ("Password", masked.as_str()),
+                    ("Code", form.code.as_str()),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let marker = if i == form.field { "> " } else { "  " };
+                    lines.push(Line::from(vec![
+                        Span::raw(format!("{marker}{label:<10}")),
+                        Span::styled(
+                            format!("{value}_"),
+                            Style::new().add_modifier(Modifier::BOLD),
+                        ),
+                    ]));
+                }
+            }
+            Some((_, user)) => {
+                lines.push(Line::raw(format!("Signed in as {user}.")));
+                lines.push(Line::raw(""));
+                for entry in [
+                    "1  Create a one-time setup link for a new operator",
+                    "2  Verify the vault",
+                    "3  Restart the node",
+                    "4  Reboot the machine",
+                    "0  Sign out",
+                ] {
+                    lines.push(Line::raw(entry));
+                }
+                if let Some(action) = self.confirming {
+                    lines.push(Line::raw(""));
+                    lines.push(alarm(&format!(
+                        "{action:?}: press y to confirm, any other key to cancel."
+                    )));
+                }
+            }
+        }
+        match &self.said {
+            Some(Ok(said)) => {
+                lines.push(Line::raw(""));
+                lines.push(Line::styled(said.clone(), Style::new().fg(Color::Green)));
+            }
+            Some(Err(e)) => {
+                lines.push(Line::raw(""));
+                lines.push(alarm(e));
+            }
+            None => {}
+        }
+        lines
+    }
+}
+
+fn field(name: &str, value: &str) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{name:<14}"), Style::new().fg(Color::Cyan)),
+        Span::raw(value.to_owned()),
+    ])
+}
+
+fn alarm(text: &str) -> Line<'static> {
+    Line::styled(
+        format!("! {text}"),
+        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+    )
+}
+
+/// What needs an operator's attention.
+fn alarms(status: &NodeStatus, now: i64, backups_configured: bool) -> Vec<String> {
+    let mut alarms = Vec::new();
+    if status.capture_lag > 0 {
+        alarms.push(format!(
+            "{} event(s) are waiting to be archived",
+            status.capture_lag
+        ));
+    }
+    if status.cosigned.iter().any(|c| !c.verifies) {
+        alarms.push("a peer's co-signature does not verify".into());
+    }
+    if let Some(expiry) = status.certificate_expiry
+        && expiry - now < 14 * 86_400
+    {
+        alarms.push("the certificate expires within 14 days".into());
+    }
+    if backups_configured && status.backups.iter().all(|(_, at)| now - at > 2 * 86_400) {
+        alarms.push("no backup succeeded in the last two days".into());
+    }
+    for (peer, queued) in &status.peers {
+        if *queued > 1000 {
+            alarms.push(format!("{queued} events wait for {peer}"));
+        }
+    }
+    alarms
+}
+
+/// The machine's IPv4 addresses, other than loopback.
+fn addresses() -> String {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-br", "addr", "show", "scope", "global"])
+        .output();
+    let Ok(output) = output else {
+        return "unknown".into();
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let found: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let name = parts.next()?;
+            let address = parts.nth(1)?;
+            Some(format!("{address} ({name})"))
+        })
+        .collect();
+    if found.is_empty() {
+        "none".into()
+    } else {
+        found.join(", ")
+    }
+}
+
+/// The newest lines of the node's journal.
+fn journal() -> Vec<String> {
+    match std::process::Command::new("journalctl")
+        .args([
+            "-u",
+            "archipel.service",
+            "-n",
+            "200",
+            "--no-pager",
+            "-o",
+            "short",
+        ])
+        .output()
+    {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(ToOwned::to_owned)
+            .collect(),
+        Err(e) => vec![format!("the journal cannot be read here: {e}")],
+    }
+}
