@@ -31,6 +31,9 @@ use crate::{
 
 /// How often the status is read again.
 const REFRESH: Duration = Duration::from_secs(5);
+/// How long the status may take before the screen says the node does not
+/// answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Screen {
@@ -89,7 +92,7 @@ impl App {
     }
 
     fn refresh(&mut self) {
-        self.status = admin::ask(&self.config, &Request::Status)
+        self.status = admin::ask_within(&self.config, &Request::Status, Some(ASK_TIMEOUT))
             .map_err(|e| format!("{e:#}"))
             .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()));
         if self.screen == Screen::Log {

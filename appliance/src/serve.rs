@@ -237,6 +237,7 @@ async fn serve(config: Config) -> Result<()> {
                 metrics.clone(),
                 server_config.is_some(),
             )?;
+            console.spawn_sweeper();
             servers.push(tokio::spawn(listen::serve(
                 listener,
                 server_config,

@@ -177,6 +177,33 @@ impl Sessions {
         Ok(Some(session))
     }
 
+    /// Removes the sessions and setup links that have expired; returns how
+    /// many. A session is also removed when it is next presented expired;
+    /// this finds those nobody presents again.
+    pub fn sweep(&self) -> Result<usize> {
+        let now = now();
+        let mut batch = Batch::new();
+        for row in self.sessions.iter() {
+            let (key, value) = row?;
+            let session: Session = self.sessions.decode_json(&value)?;
+            if now >= session.last_seen + self.idle_secs || now >= session.created + self.max_secs {
+                batch.delete(&self.sessions, &key);
+            }
+        }
+        for row in self.setup_links.iter() {
+            let (key, value) = row?;
+            let link: SetupLink = self.setup_links.decode_json(&value)?;
+            if now >= link.expires {
+                batch.delete(&self.setup_links, &key);
+            }
+        }
+        let removed = batch.len();
+        if removed > 0 {
+            self.store.commit(batch)?;
+        }
+        Ok(removed)
+    }
+
     /// Moves the session the cookie names to its next stage under a new
     /// cookie (a name known before sign-in is worth nothing after it);
     /// returns the new cookie.
@@ -358,5 +385,87 @@ pub fn otpauth_uri(secret: &str, user: &UserId, issuer: &str) -> Result<String> 
     match totp_for(secret, Some((user.localpart(), issuer)))?.to_url() {
         Ok(url) => Ok(url),
         Err(e) => bail!("making the authenticator link: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use archipel_store::{Store, StoreOptions};
+
+    use super::*;
+
+    fn sessions(idle_secs: u64, max_secs: u64) -> (tempfile::TempDir, Sessions) {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("a store");
+        let sessions = Sessions::new(&store, idle_secs, max_secs).expect("sessions");
+        (dir, sessions)
+    }
+
+    fn alice() -> OwnedUserId {
+        "@alice:example.org".try_into().expect("a user ID")
+    }
+
+    #[test]
+    fn a_session_ends_when_idle_and_a_swept_one_is_gone() {
+        let (_dir, sessions) = sessions(1, 60);
+        let (cookie, _) = sessions
+            .start(Some(alice()), Stage::SignedIn)
+            .expect("started");
+        assert!(sessions.touch(&cookie).expect("read").is_some());
+        let (idle, _) = sessions
+            .start(Some(alice()), Stage::SignedIn)
+            .expect("started");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(sessions.sweep().expect("swept"), 2);
+        assert!(sessions.touch(&idle).expect("read").is_none());
+        assert!(sessions.touch(&cookie).expect("read").is_none());
+    }
+
+    #[test]
+    fn a_code_is_accepted_once_and_a_wrong_one_never() {
+        let (_dir, sessions) = sessions(60, 600);
+        let secret = new_secret();
+        let code = totp(&secret)
+            .expect("a TOTP")
+            .generate_current()
+            .to_string();
+        assert!(
+            !sessions
+                .enrol(&alice(), &secret, "000000x")
+                .expect("checked")
+        );
+        assert!(sessions.enrol(&alice(), &secret, &code).expect("enrolled"));
+        // The enrolment used this code's time step.
+        assert!(!sessions.check_code(&alice(), &code).expect("checked"));
+        sessions.remove_factor(&alice()).expect("removed");
+        assert!(!sessions.has_factor(&alice()).expect("read"));
+    }
+
+    #[test]
+    fn a_setup_link_opens_once() {
+        let (_dir, sessions) = sessions(60, 600);
+        let token = sessions.create_setup_link().expect("a link");
+        let (_, session) = sessions
+            .open_setup_link(&token)
+            .expect("opened")
+            .expect("a session");
+        assert!(matches!(session.stage, Stage::Setup { .. }));
+        assert!(sessions.open_setup_link(&token).expect("read").is_none());
+        assert!(sessions.open_setup_link("made-up").expect("read").is_none());
+    }
+
+    #[test]
+    fn advancing_a_session_changes_its_cookie() {
+        let (_dir, sessions) = sessions(60, 600);
+        let (cookie, mut session) = sessions.start(Some(alice()), Stage::Code).expect("started");
+        assert!(session.signed_in().is_none());
+        session.stage = Stage::SignedIn;
+        let (fresh, session) = sessions.advance(&cookie, session).expect("advanced");
+        assert_ne!(fresh, cookie);
+        assert!(sessions.touch(&cookie).expect("read").is_none());
+        assert_eq!(session.signed_in(), Some(alice().as_ref()));
+        assert!(session.privileged(now()));
+        assert_eq!(sessions.end_all(&alice()).expect("ended"), 1);
+        assert!(sessions.touch(&fresh).expect("read").is_none());
     }
 }

@@ -148,6 +148,15 @@ pub fn forward(config: &Config, request: &Request) -> Result<()> {
 
 /// Sends `request` to the running node and returns what it answered.
 pub fn ask(config: &Config, request: &Request) -> Result<String> {
+    ask_within(config, request, None)
+}
+
+/// [`ask`], giving up after `timeout` if the node has not answered.
+pub fn ask_within(
+    config: &Config,
+    request: &Request,
+    timeout: Option<std::time::Duration>,
+) -> Result<String> {
     let path = socket_path(config);
     let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
         format!(
@@ -155,6 +164,7 @@ pub fn ask(config: &Config, request: &Request) -> Result<String> {
             path.display()
         )
     })?;
+    stream.set_read_timeout(timeout)?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream

@@ -124,7 +124,12 @@ async fn answer(admin: Arc<Admin>, stream: UnixStream) {
         }
         Ok(request) => {
             let what = request.describe();
-            let _one_at_a_time = admin.busy.lock().await;
+            // Reading the status waits for nothing: the local console asks
+            // for it every few seconds, a long command or not.
+            let _one_at_a_time = match request {
+                Request::Status => None,
+                _ => Some(admin.busy.lock().await),
+            };
             tracing::info!(target: "archipel::audit", uid, pid, command = %what, "admin command");
             let pid_number = peer.and_then(|p| p.pid());
             let (output, done) = execute(admin.clone(), request, uid, pid_number).await;

@@ -91,6 +91,28 @@ impl Console {
         Ok(Some(self.sessions.create_setup_link()?))
     }
 
+    /// Removes expired sessions and setup links every ten minutes, for as
+    /// long as the node runs.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let console = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let sweeping = console.clone();
+                match tokio::task::spawn_blocking(move || sweeping.sessions.sweep()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %format!("{e:#}"), "removing expired console sessions")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "removing expired console sessions stopped")
+                    }
+                }
+            }
+        });
+    }
+
     fn node(&self) -> Node<'_> {
         Node {
             config: &self.config,

@@ -15,10 +15,21 @@ use tokio::process::{Child, Command};
 use crate::harness::eventually;
 
 /// One chromedriver; each [`Browser::session`] is a separate Chromium with
-/// its own cookies, as two people on two computers.
+/// its own cookies, as two people on two computers. Chromedriver runs in a
+/// process group of its own, with every Chromium it starts: dropped, the
+/// whole group is killed, so no browser outlives its test.
 pub struct Browser {
-    _driver: Child,
+    driver: Child,
     url: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let group = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Browser {
@@ -29,6 +40,7 @@ impl Browser {
             .port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -46,10 +58,7 @@ impl Browser {
             }
         })
         .await;
-        Self {
-            _driver: driver,
-            url,
-        }
+        Self { driver, url }
     }
 
     /// A new Chromium window with no cookies.

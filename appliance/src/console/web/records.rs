@@ -191,7 +191,17 @@ fn requests_page(
 }
 
 fn message(console: &Console, seq: u64) -> anyhow::Result<Message> {
-    let event = console.vault.open_event(seq)?;
+    // Erased since the request (by another one), say: shown as such.
+    let event = match console.vault.open_event(seq) {
+        Ok(event) => event,
+        Err(e) => {
+            return Ok(Message {
+                sender: String::new(),
+                time: String::new(),
+                body: format!("(record {seq}: {e})"),
+            });
+        }
+    };
     let content = &event["content"];
     let body = content["body"]
         .as_str()
