@@ -142,6 +142,30 @@ pub async fn set_password(
     )
 }
 
+/// Makes `user` a server administrator (an operator of the node and its
+/// console), or not.
+pub async fn set_admin(
+    node: Node<'_>,
+    actor: &Actor,
+    user: &str,
+    admin: bool,
+) -> Result<OwnedUserId> {
+    let id = user_id(node.config, user)?;
+    let done = node
+        .services
+        .users
+        .set_admin(&id, admin)
+        .await
+        .map(|()| id.clone())
+        .map_err(|e| anyhow!("{e}"));
+    let action = if admin {
+        "user admin grant"
+    } else {
+        "user admin revoke"
+    };
+    audited(node, actor, action, id.as_str(), done)
+}
+
 /// Issues a registration token: `token` (random if `None`), for `uses`
 /// registrations (unlimited if `None`).
 pub async fn create_token(

@@ -18,6 +18,7 @@ use crate::config::Config;
 
 pub mod accounts;
 pub mod console;
+pub mod rooms;
 pub mod status;
 pub mod vault;
 

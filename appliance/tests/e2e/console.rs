@@ -79,8 +79,38 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
     }
 
     // Alice and carol are chat users; the operator makes alice an auditor.
-    user(&server, "alice").await;
+    let alice_api = user(&server, "alice").await;
     user(&server, "carol").await;
+    let room = alice_api
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &serde_json::json!({ "name": "Budget 2027" }),
+        )
+        .await
+        .ok()["room_id"]
+        .as_str()
+        .expect("a room")
+        .to_owned();
+    alice_api
+        .send_text_ok(&room, "t1", "the figures are in")
+        .await;
+    // The operator sees the room, its metadata and members, not what is said.
+    goto(&operator, &console, "/rooms").await;
+    assert!(text(&operator).await.contains("Budget 2027"));
+    goto(&operator, &console, &format!("/rooms/{room}")).await;
+    screenshot(&operator, "room").await;
+    let shown = text(&operator).await;
+    assert!(
+        shown.contains("@alice:localhost") && shown.contains("join"),
+        "{shown}"
+    );
+    assert!(
+        !operator
+            .source()
+            .await
+            .expect("source")
+            .contains("the figures are in")
+    );
     goto(&operator, &console, "/users").await;
     screenshot(&operator, "users").await;
     assert!(text(&operator).await.contains("@alice:localhost"));
@@ -113,6 +143,7 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
         ("/users", "operators"),
         ("/users/@alice:localhost", "operators"),
         ("/tokens", "operators"),
+        ("/rooms", "operators"),
         ("/audit", "auditors"),
     ] {
         goto(&carol, &console, page).await;
@@ -163,6 +194,24 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
     assert!(!trail.contains(OPERATOR_PASSWORD));
     goto(&alice, &console, "/users").await;
     assert!(text(&alice).await.contains("This page is for operators"));
+    // Made an operator, she sees it at her next click; and no longer.
+    for (now, then) in [
+        ("is an operator.", true),
+        ("is no longer an operator.", false),
+    ] {
+        goto(&operator, &console, "/users/@alice:localhost").await;
+        fill(&operator, &[], "admin").await;
+        assert!(
+            text(&operator)
+                .await
+                .contains(&format!("@alice:localhost {now}"))
+        );
+        goto(&alice, &console, "/users").await;
+        assert_eq!(
+            text(&alice).await.contains("This page is for operators"),
+            !then
+        );
+    }
 
     // Signed out, the operator signs in again: a wrong code is refused,
     // the right one lets them in.
@@ -245,7 +294,7 @@ fn http() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_from_another_site_and_an_expired_session_are_refused() {
-    let server = TestServer::start_with(&["--console-session-idle-secs", "6"]).await;
+    let server = TestServer::start_with(&["--console-session-idle-secs", "10"]).await;
     let console = server.console_url().expect("a console").to_owned();
     let browser = Browser::start().await;
     let operator = browser.session().await;
@@ -311,7 +360,7 @@ async fn a_form_from_another_site_and_an_expired_session_are_refused() {
     assert_eq!(tokens.len(), 1, "{}", text(&operator).await);
 
     // Idle past its limit, the session is over.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     goto(&operator, &console, "/dashboard").await;
     assert_eq!(path(&operator).await, "/sign-in");
     let gone = http()
@@ -517,7 +566,8 @@ async fn every_console_route_refuses_a_request_without_a_session() {
         let path = route
             .path
             .replace("{user}", "@boss:localhost")
-            .replace("{reference}", "EX-1");
+            .replace("{reference}", "EX-1")
+            .replace("{room}", "!room:localhost");
         for cookie in [None, Some("archipel=made-up")] {
             let request = match route.method {
                 "GET" => client.get(format!("{console}{path}")),

@@ -123,12 +123,15 @@ fn routes() -> Routes {
         .get("/users/{user}", false, operator::user)
         .post("/users/{user}/deactivate", false, operator::deactivate)
         .post("/users/{user}/password", false, operator::reset_password)
+        .post("/users/{user}/admin", false, operator::set_admin)
         .post("/users/{user}/auditor", false, operator::set_auditor)
         .post(
             "/users/{user}/authenticator",
             false,
             operator::reset_authenticator,
         )
+        .get("/rooms", false, operator::rooms)
+        .get("/rooms/{room}", false, operator::room)
         .get("/tokens", false, operator::tokens)
         .post("/tokens", false, operator::create_token)
         // Auditors, operators and records managers.

@@ -315,6 +315,39 @@ pub async fn reset_password(
 }
 
 #[derive(Deserialize)]
+pub struct AdminForm {
+    admin: String,
+}
+
+/// `POST /users/{user}/admin`: makes the account an operator (a server
+/// administrator), or not; never takes one's own.
+pub async fn set_admin(
+    State(console): State<Arc<Console>>,
+    Path(user): Path<String>,
+    posted: Posted<AdminForm>,
+) -> Result<Response, Refusal> {
+    let (signed, form) = account_action(posted, &user)?;
+    let admin = form.admin == "yes";
+    let node = console.node();
+    let done = match ops::accounts::user_id(node.config, &user) {
+        Ok(id) if id == signed.user && !admin => {
+            Err(anyhow::anyhow!("you cannot take your own operator role"))
+        }
+        Ok(_) => ops::accounts::set_admin(node, &signed.actor(), &user, admin)
+            .await
+            .map(|id| {
+                if admin {
+                    format!("{id} is an operator.")
+                } else {
+                    format!("{id} is no longer an operator.")
+                }
+            }),
+        Err(e) => Err(e),
+    };
+    after(&console, &signed, &user, done)
+}
+
+#[derive(Deserialize)]
 pub struct AuditorForm {
     auditor: String,
 }
@@ -451,4 +484,54 @@ pub async fn create_token(
         };
     let page = blocking(|| tokens_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
+}
+
+#[derive(Template)]
+#[template(path = "console/rooms.html")]
+struct RoomsPage {
+    nav: Option<Nav>,
+    query: String,
+    rooms: Vec<ops::rooms::RoomSummary>,
+    more: bool,
+}
+
+const ROOMS_SHOWN: usize = 200;
+
+/// `GET /rooms?q=`: the rooms this server knows, by ID or name: their
+/// metadata, never their messages.
+pub async fn rooms(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+    Query(search): Query<Search>,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let (rooms, more) = blocking(|| ops::rooms::find(console.node(), &search.q, ROOMS_SHOWN))?;
+    Ok(render(&RoomsPage {
+        nav: Some(signed.nav()),
+        query: search.q,
+        rooms,
+        more,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "console/room.html")]
+struct RoomPage {
+    nav: Option<Nav>,
+    room: ops::rooms::RoomDetails,
+}
+
+/// `GET /rooms/{room}`: one room's metadata and members.
+pub async fn room(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+    Path(room): Path<String>,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let room = blocking(|| ops::rooms::details(console.node(), &room))
+        .map_err(|_| Refusal::NotFound("This server does not know that room.".into()))?;
+    Ok(render(&RoomPage {
+        nav: Some(signed.nav()),
+        room,
+    }))
 }

@@ -259,6 +259,20 @@ impl Users {
         self.put_account(user_id, &account).await
     }
 
+    /// Makes the account a server administrator, or not.
+    pub async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<()> {
+        let _serial = self.writes.lock().await;
+        let mut account = self
+            .account(user_id)?
+            .ok_or_else(|| Error::not_found("Unknown user."))?;
+        Self::refuse_node_owned(&account, user_id)?;
+        if account.deactivated {
+            return Err(Error::forbidden(format!("{user_id} is deactivated.")));
+        }
+        account.admin = admin;
+        self.put_account(user_id, &account).await
+    }
+
     /// Marks the account deactivated and ends all its sessions.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
         let mut account = self
