@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 
+/// How many days the messages-per-day figures cover.
+pub const CHART_DAYS: u64 = 30;
+
 /// Queues are counted up to this many: beyond it, "at least".
 pub const QUEUE_COUNTED: usize = 100_000;
 
@@ -38,6 +41,9 @@ pub struct NodeStatus {
     /// Each configured peer and the events queued for it.
     pub peers: Vec<(String, u64)>,
     pub vault_records: u64,
+    /// Messages archived on each of the last [`CHART_DAYS`] days, oldest
+    /// first.
+    pub messages_per_day: Vec<u64>,
     /// Events acknowledged to clients, not yet durable in the vault.
     pub capture_lag: u64,
     /// The newest signed checkpoint's size, and who co-signed which size.
@@ -95,6 +101,7 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         syncing: node.services.syncing.now() as u64,
         peers,
         vault_records: log.size()?,
+        messages_per_day: node.vault.messages_per_day(CHART_DAYS)?,
         capture_lag: node.services.rooms.outbox_len(QUEUE_COUNTED)? as u64,
         checkpoint: log.latest_checkpoint()?.map(|c| c.size),
         cosigned: node.vault.witness_status()?.cosigned,

@@ -69,7 +69,6 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
 
     let operator = browser.session().await;
     let mut boss = first_operator(&server, &operator).await;
-    screenshot(&operator, "dashboard").await;
     let dashboard = text(&operator).await;
     for shown in ["localhost", "Users", "Vault", "Backups", "Certificate"] {
         assert!(
@@ -111,6 +110,19 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
             .expect("source")
             .contains("the figures are in")
     );
+    // The dashboard counts it among the messages archived today.
+    eventually("the message counted", Duration::from_secs(20), || {
+        let (operator, console) = (operator.clone(), console.clone());
+        async move {
+            goto(&operator, &console, "/dashboard").await;
+            text(&operator)
+                .await
+                .contains("1 message(s) in the last 30 days")
+                .then_some(())
+        }
+    })
+    .await;
+    screenshot(&operator, "dashboard").await;
     goto(&operator, &console, "/users").await;
     screenshot(&operator, "users").await;
     assert!(text(&operator).await.contains("@alice:localhost"));

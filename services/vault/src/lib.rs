@@ -81,6 +81,18 @@ pub struct CapturedEvent {
     pub soft_failed: Option<String>,
 }
 
+/// The event types counted as messages in [`Vault::messages_per_day`].
+const MESSAGE_TYPES: &[&str] = &["m.room.message", "m.room.encrypted", "m.sticker"];
+const DAY_MS: u64 = 86_400_000;
+
+/// The log's metadata key counting the messages archived on `day` (days
+/// since the epoch).
+fn day_key(day: u64) -> Vec<u8> {
+    let mut key = b"messages_on_day_".to_vec();
+    key.extend_from_slice(&day.to_be_bytes());
+    key
+}
+
 /// The top-level fields of an event that a record keeps in the clear, read
 /// without parsing the rest (the content is sealed as the text it came in).
 /// A field of an unexpected shape reads as absent.
@@ -300,6 +312,7 @@ impl Vault {
         let mut media = media::BatchMedia::default();
         let mut coverage = std::collections::HashMap::new();
         let now = now_ms();
+        let mut messages = 0u64;
         for captured in events {
             if captured.position <= cursor {
                 continue;
@@ -330,6 +343,9 @@ impl Vault {
                 Log::room_key(&entry.room_id, seq),
                 b"",
             );
+            if MESSAGE_TYPES.contains(&entry.event_type.as_str()) {
+                messages += 1;
+            }
             let record = Record {
                 seq,
                 captured_ts: now,
@@ -349,6 +365,12 @@ impl Vault {
         }
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
+        if messages > 0 {
+            // The writer lock makes this read and write one step.
+            let key = day_key(now / DAY_MS);
+            let before = self.log.meta.get_u64(&key)?.unwrap_or(0);
+            batch.put(&self.log.meta, key, (before + messages).to_be_bytes());
+        }
         sync_files(&self.media_dir.join(media::BLOB_DIR), &media.sealed)?;
         // The vault's own log, never in a client's way; synced before the
         // caller discards the outbox entries (in the homeserver's database).
@@ -357,6 +379,15 @@ impl Vault {
         // Signing commits, and so syncs, everything written before it.
         self.checkpoint_if_due(&mut writer, false)?;
         Ok((cursor, written))
+    }
+
+    /// How many messages were archived on each of the last `days` days
+    /// (UTC), oldest first, today last.
+    pub fn messages_per_day(&self, days: u64) -> Result<Vec<u64>> {
+        let today = now_ms() / DAY_MS;
+        (today.saturating_sub(days.saturating_sub(1))..=today)
+            .map(|day| Ok(self.log.meta.get_u64(day_key(day))?.unwrap_or(0)))
+            .collect()
     }
 
     /// Waits until a [`Vault::capture_unsynced`] batch is on stable storage.

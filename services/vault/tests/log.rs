@@ -339,3 +339,24 @@ fn a_file_is_sealed_once_however_often_it_is_referenced() {
         vec![Finding::MediaAltered { seq: 0, part: 0 }]
     );
 }
+
+#[test]
+fn messages_are_counted_per_day_and_state_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, vault) = open(dir.path(), 1000);
+    assert_eq!(vault.messages_per_day(3).expect("read"), [0, 0, 0]);
+    vault.capture((0..5).map(event).collect()).expect("capture");
+    vault
+        .capture(vec![
+            common::event_with(5, |e| e["type"] = "m.room.encrypted".into()),
+            common::event_with(6, |e| {
+                e["type"] = "m.room.topic".into();
+                e["state_key"] = "".into();
+            }),
+        ])
+        .expect("capture");
+    let days = vault.messages_per_day(30).expect("read");
+    assert_eq!(days.len(), 30);
+    assert_eq!(days[29], 6, "today's: five messages and an encrypted one");
+    assert!(days[..29].iter().all(|&n| n == 0));
+}

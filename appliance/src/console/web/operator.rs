@@ -18,10 +18,51 @@ use crate::{
     ops::{self, status::NodeStatus},
 };
 
+/// One day's bar in the dashboard's chart.
+struct Bar {
+    x: u64,
+    y: u64,
+    height: u64,
+    title: String,
+}
+
+const CHART_HEIGHT: u64 = 100;
+const BAR_WIDTH: u64 = 18;
+
+/// The bars of messages per day, oldest left, scaled to the busiest day.
+fn bars(counts: &[u64]) -> Vec<Bar> {
+    let busiest = counts.iter().copied().max().unwrap_or(0).max(1);
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date();
+    let days = counts.len();
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &count)| {
+            let height = count * CHART_HEIGHT / busiest;
+            let ago = i64::try_from(days - 1 - i).unwrap_or(0);
+            let day = today
+                .checked_sub(jiff::Span::new().days(ago))
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            Bar {
+                x: i as u64 * (BAR_WIDTH + 2),
+                y: CHART_HEIGHT - height,
+                height,
+                title: format!("{day}: {count} message(s)"),
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "console/dashboard.html")]
 struct DashboardPage {
     nav: Option<Nav>,
+    bars: Vec<Bar>,
+    messages_total: u64,
+    chart_width: u64,
     status: NodeStatus,
     database: String,
     vault: String,
@@ -47,8 +88,12 @@ pub async fn dashboard(
         .map(|(target, at)| (target.clone(), when(*at)))
         .collect();
     let uptime = super::duration(jiff::Timestamp::now().as_second() - status.started);
+    let bars = bars(&status.messages_per_day);
     Ok(render(&DashboardPage {
         nav: Some(signed.nav()),
+        messages_total: status.messages_per_day.iter().sum(),
+        chart_width: bars.len() as u64 * (BAR_WIDTH + 2),
+        bars,
         database: indicatif::HumanBytes(status.database_bytes).to_string(),
         vault: indicatif::HumanBytes(status.vault_bytes).to_string(),
         status,
