@@ -503,7 +503,7 @@ fn addresses() -> String {
 }
 
 /// The newest lines of the node's journal.
-fn journal() -> Vec<String> {
+pub(crate) fn journal() -> Vec<String> {
     match std::process::Command::new("journalctl")
         .args([
             "-u",

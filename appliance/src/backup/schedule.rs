@@ -70,27 +70,28 @@ pub fn next_run(
     next
 }
 
+/// The outcome of the newest scheduled run, as `backup-status.json` keeps it.
 #[derive(Serialize, Deserialize)]
-struct Status {
-    started: String,
-    finished: String,
-    targets: Vec<TargetStatus>,
+pub struct Status {
+    pub started: String,
+    pub finished: String,
+    pub targets: Vec<TargetStatus>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TargetStatus {
-    target: String,
-    ok: bool,
+pub struct TargetStatus {
+    pub target: String,
+    pub ok: bool,
     /// When a backup to this target last succeeded, in this run or an
     /// earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_success: Option<Timestamp>,
+    pub last_success: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    backup: Option<String>,
+    pub backup: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pruned: Option<usize>,
+    pub pruned: Option<usize>,
 }
 
 impl TargetStatus {
@@ -107,7 +108,8 @@ impl TargetStatus {
     }
 }
 
-fn read_status(data_dir: &std::path::Path) -> Option<Status> {
+/// The newest scheduled run's outcome, if one ran.
+pub fn read_status(data_dir: &std::path::Path) -> Option<Status> {
     let bytes = std::fs::read(data_dir.join(STATUS_FILE)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -123,6 +123,25 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
     })
     .await;
     screenshot(&operator, "dashboard").await;
+    // Alice reports the room; the operator reads it, and the other pages.
+    alice_api
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/report"),
+            &serde_json::json!({ "reason": "spam about the budget" }),
+        )
+        .await
+        .ok();
+    goto(&operator, &console, "/reports").await;
+    screenshot(&operator, "reports").await;
+    assert!(text(&operator).await.contains("spam about the budget"));
+    for (page, shown) in [
+        ("/backups", "No backup targets are configured"),
+        ("/log", "The newest lines of the journal"),
+    ] {
+        goto(&operator, &console, page).await;
+        screenshot(&operator, &page[1..]).await;
+        assert!(text(&operator).await.contains(shown), "{page}");
+    }
     goto(&operator, &console, "/users").await;
     screenshot(&operator, "users").await;
     assert!(text(&operator).await.contains("@alice:localhost"));
@@ -156,6 +175,9 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
         ("/users/@alice:localhost", "operators"),
         ("/tokens", "operators"),
         ("/rooms", "operators"),
+        ("/reports", "operators"),
+        ("/backups", "operators"),
+        ("/log", "operators"),
         ("/audit", "auditors"),
     ] {
         goto(&carol, &console, page).await;

@@ -132,6 +132,9 @@ fn routes() -> Routes {
         )
         .get("/rooms", false, operator::rooms)
         .get("/rooms/{room}", false, operator::room)
+        .get("/reports", false, operator::reports)
+        .get("/backups", false, operator::backups)
+        .get("/log", false, operator::log)
         .get("/tokens", false, operator::tokens)
         .post("/tokens", false, operator::create_token)
         // Auditors, operators and records managers.

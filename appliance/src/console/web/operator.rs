@@ -580,3 +580,138 @@ pub async fn room(
         room,
     }))
 }
+
+/// A backup target as the backups page shows it.
+struct TargetRow {
+    name: String,
+    place: String,
+    last: String,
+    last_success: String,
+    backup: String,
+    problem: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/backups.html")]
+struct BackupsPage {
+    nav: Option<Nav>,
+    schedule: String,
+    last_run: String,
+    targets: Vec<TargetRow>,
+}
+
+/// `GET /backups`: the targets, the schedule, and the newest run's
+/// outcome for each target.
+pub async fn backups(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let config = &console.config;
+    let status = crate::backup::schedule::read_status(&config.node.data_dir);
+    let schedule = &config.backup.schedule;
+    let schedule = if schedule.every_hours == 0 || config.backup.targets.is_empty() {
+        "No scheduled backups.".to_owned()
+    } else {
+        format!(
+            "Every {} hour(s) from {} ({}).",
+            schedule.every_hours, schedule.at, schedule.time_zone
+        )
+    };
+    let targets = config
+        .backup
+        .targets
+        .iter()
+        .map(|target| {
+            let outcome = status
+                .as_ref()
+                .and_then(|s| s.targets.iter().find(|t| t.target == target.name));
+            TargetRow {
+                name: target.name.clone(),
+                place: match (&target.directory, &target.s3) {
+                    (Some(dir), _) => dir.display().to_string(),
+                    (None, Some(s3)) => format!("S3 bucket {}", s3.bucket),
+                    (None, None) => String::new(),
+                },
+                last: match outcome {
+                    Some(t) if t.ok => "written".to_owned(),
+                    Some(_) => "failed".to_owned(),
+                    None => "not yet".to_owned(),
+                },
+                last_success: outcome
+                    .and_then(|t| t.last_success)
+                    .map(|at| when(at.as_second()))
+                    .unwrap_or_else(|| "never".to_owned()),
+                backup: outcome.and_then(|t| t.backup.clone()).unwrap_or_default(),
+                problem: outcome.and_then(|t| t.error.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(render(&BackupsPage {
+        nav: Some(signed.nav()),
+        schedule,
+        last_run: status
+            .map(|s| format!("from {} to {}", s.started, s.finished))
+            .unwrap_or_else(|| "none yet".to_owned()),
+        targets,
+    }))
+}
+
+struct ReportRow {
+    time: String,
+    reporter: String,
+    room: String,
+    event: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/reports.html")]
+struct ReportsPage {
+    nav: Option<Nav>,
+    reports: Vec<ReportRow>,
+}
+
+const REPORTS_SHOWN: usize = 200;
+
+/// `GET /reports`: what users reported to the operators (Element's
+/// "Report"), newest first.
+pub async fn reports(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let reports = blocking(|| Ok(console.services.reports.newest(REPORTS_SHOWN)?))?
+        .into_iter()
+        .map(|report| ReportRow {
+            time: when(i64::try_from(report.ts / 1000).unwrap_or(0)),
+            reporter: report.reporter.to_string(),
+            room: report.room_id.to_string(),
+            event: report.event_id.map(|e| e.to_string()).unwrap_or_default(),
+            reason: report.reason.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&ReportsPage {
+        nav: Some(signed.nav()),
+        reports,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "console/log.html")]
+struct LogPage {
+    nav: Option<Nav>,
+    lines: Vec<String>,
+}
+
+/// `GET /log`: the newest lines of the node's journal.
+pub async fn log(signed: Signed) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let lines = tokio::task::spawn_blocking(crate::local_console::journal)
+        .await
+        .map_err(|e| Refusal::Internal(e.into()))?;
+    Ok(render(&LogPage {
+        nav: Some(signed.nav()),
+        lines,
+    }))
+}
