@@ -16,10 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Secret, Totp};
 
+use crate::console::web::Lang;
+
 const SESSIONS: &str = "console_session";
 const FACTORS: &str = "console_factor";
 const AUDITORS: &str = "console_auditor";
 const SETUP_LINKS: &str = "console_setup";
+const LANGUAGES: &str = "console_language";
 
 /// The column families the console keeps in the homeserver's database.
 pub const COLUMNS: &[ColumnSpec] = &[
@@ -27,6 +30,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(FACTORS),
     ColumnSpec::lookups(AUDITORS),
     ColumnSpec::lookups(SETUP_LINKS),
+    ColumnSpec::lookups(LANGUAGES),
 ];
 
 /// How long after signing in (or signing in again) dangerous actions need
@@ -99,6 +103,7 @@ pub struct Sessions {
     factors: Tree,
     auditors: Tree,
     setup_links: Tree,
+    languages: Tree,
     idle_secs: u64,
     max_secs: u64,
     /// Checking and advancing a factor's last step is one step.
@@ -125,6 +130,7 @@ impl Sessions {
             factors: store.tree(FACTORS)?,
             auditors: store.tree(AUDITORS)?,
             setup_links: store.tree(SETUP_LINKS)?,
+            languages: store.tree(LANGUAGES)?,
             store: store.clone(),
             idle_secs,
             max_secs,
@@ -320,6 +326,17 @@ impl Sessions {
         } else {
             batch.delete(&self.auditors, user.as_bytes());
         }
+        Ok(self.store.commit(batch)?)
+    }
+
+    /// The language `user` chose for the console, if they chose one.
+    pub fn language(&self, user: &UserId) -> Result<Option<Lang>> {
+        Ok(self.languages.get_json(user.as_bytes())?)
+    }
+
+    pub fn set_language(&self, user: &UserId, lang: Lang) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put_json(&self.languages, user.as_bytes(), &lang);
         Ok(self.store.commit(batch)?)
     }
 

@@ -518,11 +518,19 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
         .expect("post");
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
-    // rm2 approves alice's request.
+    // rm2 reads Dutch, chosen once and kept, and approves alice's request.
     let rm2 = browser.session().await;
     sign_in(&rm2, &console, "rm2", PASSWORD, None).await;
     goto(&rm2, &console, "/requests").await;
-    screenshot(&rm2, "requests-records-manager").await;
+    fill(&rm2, &[], "language").await;
+    assert_eq!(path(&rm2).await, "/requests");
+    goto(&rm2, &console, "/requests").await;
+    let shown = text(&rm2).await;
+    assert!(
+        shown.contains("Uitzonderingsverzoeken") && shown.contains("Te beslissen"),
+        "{shown}"
+    );
+    screenshot(&rm2, "requests-nl").await;
     fill(&rm2, &[], &format!("approve-{reference}")).await;
     let shown = text(&rm2).await;
     assert!(shown.contains(&format!("{reference} approved")), "{shown}");
@@ -647,6 +655,26 @@ async fn every_console_route_refuses_a_request_without_a_session() {
         .await
         .expect("get");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // In the browser's language, Dutch or English, error pages too.
+    for (page, language, shown) in [
+        ("/sign-in", "nl-NL,nl;q=0.9", "Inloggen"),
+        ("/sign-in", "en-GB", "Sign in"),
+        ("/setup/not-a-link", "nl", "Niet gevonden"),
+    ] {
+        let html = client
+            .get(format!("{console}{page}"))
+            .header("accept-language", language)
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("a page");
+        assert!(
+            html.contains(&format!("<h1>{shown}</h1>")),
+            "{page} in {language}: {html}"
+        );
+    }
     // Every page comes with a policy that runs no script at all.
     let response = client
         .get(format!("{console}/sign-in"))

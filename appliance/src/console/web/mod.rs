@@ -36,7 +36,9 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::Console;
 use crate::ops::{Actor, Origin};
 use crate::sessions::{Session, now};
+pub use i18n::{Lang, Texts};
 
+mod i18n;
 mod operator;
 mod records;
 mod sign_in;
@@ -113,6 +115,7 @@ fn routes() -> Routes {
         .post("/setup", true, sign_in::setup)
         // Everyone signed in.
         .post("/sign-out", false, sign_in::sign_out)
+        .post("/language", false, choose_language)
         .get("/reauth", false, sign_in::reauth_form)
         .post("/reauth", false, sign_in::reauth)
         .get("/", false, home)
@@ -167,11 +170,26 @@ pub fn router() -> Router<Arc<Console>> {
     routes()
         .router
         .layer(axum::middleware::from_fn(same_origin))
+        .layer(axum::middleware::from_fn(language))
         .layer(axum::middleware::from_fn(headers))
 }
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+tokio::task_local! {
+    /// The language of the request being answered, for its error pages:
+    /// the browser's, then the signed-in person's.
+    static LANG: std::cell::Cell<Lang>;
+}
+
+/// Answers the request in the browser's language until a session says
+/// the person's.
+async fn language(request: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(request.headers());
+    LANG.scope(std::cell::Cell::new(lang), next.run(request))
+        .await
+}
 
 /// Headers on every response: no scripts, no framing, no caching, no
 /// referrer to other sites.
@@ -232,6 +250,8 @@ async fn style_sheet() -> impl IntoResponse {
 /// What every signed-in page shows around its content.
 pub struct Nav {
     pub user: String,
+    /// The page itself, to come back to after choosing a language.
+    pub page: String,
     pub operator: bool,
     pub records_manager: bool,
     pub auditor: bool,
@@ -261,12 +281,17 @@ pub struct Signed {
     pub cookie: String,
     /// Where the request came from, for the audit trail.
     pub address: String,
+    /// The person's language.
+    pub texts: Texts,
+    /// The page asked for.
+    pub page: String,
 }
 
 impl Signed {
     pub fn nav(&self) -> Nav {
         Nav {
             user: self.user.to_string(),
+            page: self.page.clone(),
             operator: self.operator,
             records_manager: self.records_manager,
             auditor: self.auditor,
@@ -386,7 +411,16 @@ impl FromRequestParts<Arc<Console>> for Signed {
             .sessions
             .is_auditor(&user)
             .map_err(Refusal::Internal)?;
+        let lang = console
+            .sessions
+            .language(&user)
+            .map_err(Refusal::Internal)?
+            .unwrap_or_else(|| Lang::from_headers(&parts.headers));
+        // Error pages of this request speak it too.
+        let _ = LANG.try_with(|current| current.set(lang));
         Ok(Self {
+            texts: Texts(lang),
+            page: parts.uri.path().to_owned(),
             operator: account.admin,
             records_manager,
             auditor,
@@ -471,6 +505,7 @@ impl From<anyhow::Error> for Refusal {
 #[template(path = "console/message.html")]
 struct MessagePage<'a> {
     nav: Option<Nav>,
+    t: Texts,
     title: &'a str,
     message: &'a str,
 }
@@ -497,6 +532,7 @@ impl IntoResponse for Refusal {
         };
         let page = MessagePage {
             nav: None,
+            t: Texts(LANG.try_with(std::cell::Cell::get).unwrap_or_default()),
             title,
             message: &message,
         };
@@ -527,6 +563,25 @@ pub fn urlencode(value: &str) -> String {
         }
     }
     out
+}
+
+#[derive(Deserialize)]
+pub struct LanguageForm {
+    lang: String,
+    #[serde(default)]
+    then: String,
+}
+
+/// `POST /language`: the person's language, kept for their next visits.
+async fn choose_language(
+    axum::extract::State(console): axum::extract::State<Arc<Console>>,
+    posted: Posted<LanguageForm>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    let lang =
+        Lang::parse(&form.lang).ok_or_else(|| Refusal::BadRequest("Choose nl or en.".into()))?;
+    blocking(|| console.sessions.set_language(&signed.user, lang))?;
+    Ok(Redirect::to(local_path(&form.then)).into_response())
 }
 
 /// The page a person lands on after sign-in: their role's first page.

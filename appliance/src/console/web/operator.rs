@@ -12,7 +12,7 @@ use axum::{
 use ruma::OwnedUserId;
 use serde::Deserialize;
 
-use super::{Nav, Posted, Refusal, Role, Signed, blocking, render, when};
+use super::{Nav, Posted, Refusal, Role, Signed, Texts, blocking, render, when};
 use crate::{
     console::Console,
     ops::{self, status::NodeStatus},
@@ -60,6 +60,7 @@ fn bars(counts: &[u64]) -> Vec<Bar> {
 #[template(path = "console/dashboard.html")]
 struct DashboardPage {
     nav: Option<Nav>,
+    t: Texts,
     bars: Vec<Bar>,
     messages_total: u64,
     chart_width: u64,
@@ -91,6 +92,7 @@ pub async fn dashboard(
     let bars = bars(&status.messages_per_day);
     Ok(render(&DashboardPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         messages_total: status.messages_per_day.iter().sum(),
         chart_width: bars.len() as u64 * (BAR_WIDTH + 2),
         bars,
@@ -118,6 +120,7 @@ struct UserRow {
 #[template(path = "console/users.html")]
 struct UsersPage {
     nav: Option<Nav>,
+    t: Texts,
     query: String,
     users: Vec<UserRow>,
     more: bool,
@@ -180,6 +183,7 @@ fn users_page(
     }
     Ok(UsersPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         query: query.to_owned(),
         users,
         more,
@@ -230,6 +234,7 @@ struct DeviceRow {
 #[template(path = "console/user.html")]
 struct UserPage {
     nav: Option<Nav>,
+    t: Texts,
     user: UserRow,
     devices: Vec<DeviceRow>,
     notice: Option<String>,
@@ -280,6 +285,7 @@ fn user_page(
         .collect();
     Ok(UserPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         myself: id == signed.user,
         user: user_row(console, &id, &account)?,
         devices,
@@ -456,6 +462,7 @@ struct TokenRow {
 #[template(path = "console/tokens.html")]
 struct TokensPage {
     nav: Option<Nav>,
+    t: Texts,
     tokens: Vec<TokenRow>,
     notice: Option<String>,
 }
@@ -483,6 +490,7 @@ fn tokens_page(
         .collect();
     Ok(TokensPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         tokens,
         notice,
     })
@@ -535,6 +543,7 @@ pub async fn create_token(
 #[template(path = "console/rooms.html")]
 struct RoomsPage {
     nav: Option<Nav>,
+    t: Texts,
     query: String,
     rooms: Vec<ops::rooms::RoomSummary>,
     more: bool,
@@ -553,6 +562,7 @@ pub async fn rooms(
     let (rooms, more) = blocking(|| ops::rooms::find(console.node(), &search.q, ROOMS_SHOWN))?;
     Ok(render(&RoomsPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         query: search.q,
         rooms,
         more,
@@ -563,6 +573,7 @@ pub async fn rooms(
 #[template(path = "console/room.html")]
 struct RoomPage {
     nav: Option<Nav>,
+    t: Texts,
     room: ops::rooms::RoomDetails,
 }
 
@@ -577,12 +588,14 @@ pub async fn room(
         .map_err(|_| Refusal::NotFound("This server does not know that room.".into()))?;
     Ok(render(&RoomPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         room,
     }))
 }
 
 /// A backup target as the backups page shows it.
 struct TargetRow {
+    failed: bool,
     name: String,
     place: String,
     last: String,
@@ -595,6 +608,7 @@ struct TargetRow {
 #[template(path = "console/backups.html")]
 struct BackupsPage {
     nav: Option<Nav>,
+    t: Texts,
     schedule: String,
     last_run: String,
     targets: Vec<TargetRow>,
@@ -627,6 +641,7 @@ pub async fn backups(
                 .as_ref()
                 .and_then(|s| s.targets.iter().find(|t| t.target == target.name));
             TargetRow {
+                failed: outcome.is_some_and(|t| !t.ok),
                 name: target.name.clone(),
                 place: match (&target.directory, &target.s3) {
                     (Some(dir), _) => dir.display().to_string(),
@@ -649,6 +664,7 @@ pub async fn backups(
         .collect();
     Ok(render(&BackupsPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         schedule,
         last_run: status
             .map(|s| format!("from {} to {}", s.started, s.finished))
@@ -669,6 +685,7 @@ struct ReportRow {
 #[template(path = "console/reports.html")]
 struct ReportsPage {
     nav: Option<Nav>,
+    t: Texts,
     reports: Vec<ReportRow>,
 }
 
@@ -693,6 +710,7 @@ pub async fn reports(
         .collect();
     Ok(render(&ReportsPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         reports,
     }))
 }
@@ -701,6 +719,7 @@ pub async fn reports(
 #[template(path = "console/log.html")]
 struct LogPage {
     nav: Option<Nav>,
+    t: Texts,
     lines: Vec<String>,
 }
 
@@ -712,6 +731,7 @@ pub async fn log(signed: Signed) -> Result<Response, Refusal> {
         .map_err(|e| Refusal::Internal(e.into()))?;
     Ok(render(&LogPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         lines,
     }))
 }

@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Nav, Posted, Refusal, Role, Signed, blocking, render, when};
+use super::{Nav, Posted, Refusal, Role, Signed, Texts, blocking, render, when};
 use crate::{console::Console, ops};
 
 /// One step of the audit trail.
@@ -29,6 +29,7 @@ struct Step {
 #[template(path = "console/audit.html")]
 struct AuditPage {
     nav: Option<Nav>,
+    t: Texts,
     steps: Vec<Step>,
 }
 
@@ -78,6 +79,7 @@ pub async fn audit(
         .collect();
     Ok(render(&AuditPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         steps,
     }))
 }
@@ -112,6 +114,7 @@ struct OpenRequest {
 #[template(path = "console/requests.html")]
 struct RequestsPage {
     nav: Option<Nav>,
+    t: Texts,
     records_manager: bool,
     open: Vec<OpenRequest>,
     mine: Vec<RequestRow>,
@@ -182,6 +185,7 @@ fn requests_page(
     }
     Ok(RequestsPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         records_manager: signed.records_manager,
         open,
         mine,

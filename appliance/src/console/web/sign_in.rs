@@ -15,7 +15,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    Client, Nav, Nothing, Posted, Refusal, Signed, blocking, clear_cookie, cookie_value,
+    Client, Nav, Nothing, Posted, Refusal, Signed, Texts, blocking, clear_cookie, cookie_value,
     local_path, render, set_cookie,
 };
 use crate::{
@@ -28,6 +28,7 @@ use crate::{
 #[template(path = "console/sign_in.html")]
 struct SignInPage {
     nav: Option<Nav>,
+    t: Texts,
     error: Option<String>,
     user: String,
 }
@@ -36,6 +37,7 @@ struct SignInPage {
 #[template(path = "console/code.html")]
 struct CodePage {
     nav: Option<Nav>,
+    t: Texts,
     error: Option<String>,
     csrf: String,
     user: String,
@@ -45,6 +47,7 @@ struct CodePage {
 #[template(path = "console/enrol.html")]
 struct EnrolPage {
     nav: Option<Nav>,
+    t: Texts,
     error: Option<String>,
     csrf: String,
     user: String,
@@ -57,6 +60,7 @@ struct EnrolPage {
 #[template(path = "console/setup.html")]
 struct SetupPage {
     nav: Option<Nav>,
+    t: Texts,
     error: Option<String>,
     csrf: String,
     user: String,
@@ -66,6 +70,7 @@ struct SetupPage {
 #[template(path = "console/reauth.html")]
 struct ReauthPage {
     nav: Option<Nav>,
+    t: Texts,
     error: Option<String>,
     then: String,
 }
@@ -99,13 +104,14 @@ impl FromRequestParts<Arc<Console>> for Pending {
 }
 
 /// `GET /sign-in`.
-pub async fn form(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+pub async fn form(State(console): State<Arc<Console>>, t: Texts, headers: HeaderMap) -> Response {
     match pending(&console, &headers) {
         Ok(Some((_, session))) if session.signed_in().is_some() => {
             Redirect::to("/").into_response()
         }
         _ => render(&SignInPage {
             nav: None,
+            t,
             error: None,
             user: String::new(),
         }),
@@ -122,12 +128,14 @@ pub struct PasswordForm {
 /// for the code (or for a new authenticator).
 pub async fn password(
     State(console): State<Arc<Console>>,
+    t: Texts,
     client: Client,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, Refusal> {
     let refused = |error: String| {
         render(&SignInPage {
             nav: None,
+            t,
             error: Some(error),
             user: form.user.clone(),
         })
@@ -177,12 +185,13 @@ fn locked(wait: u64) -> String {
 }
 
 /// `GET /sign-in/code`.
-pub async fn code_form(Pending { session, .. }: Pending) -> Result<Response, Refusal> {
+pub async fn code_form(t: Texts, Pending { session, .. }: Pending) -> Result<Response, Refusal> {
     if session.stage != Stage::Code {
         return Err(Refusal::SignIn);
     }
     Ok(render(&CodePage {
         nav: None,
+        t,
         error: None,
         user: display_user(&session),
         csrf: session.csrf,
@@ -207,6 +216,7 @@ pub struct CodeForm {
 /// signed in, under a new cookie.
 pub async fn code(
     State(console): State<Arc<Console>>,
+    t: Texts,
     client: Client,
     Pending { cookie, session }: Pending,
     Form(form): Form<CodeForm>,
@@ -218,6 +228,7 @@ pub async fn code(
     let again = |error: String| {
         render(&CodePage {
             nav: None,
+            t,
             error: Some(error),
             csrf: session.csrf.clone(),
             user: user.to_string(),
@@ -266,14 +277,16 @@ fn check_token(sent: &str, session: &Session) -> Result<(), Refusal> {
 /// and as text.
 pub async fn enrol_form(
     State(console): State<Arc<Console>>,
+    t: Texts,
     Pending { session, .. }: Pending,
 ) -> Result<Response, Refusal> {
-    let page = enrol_page(&console, &session, None)?.ok_or(Refusal::SignIn)?;
+    let page = enrol_page(&console, t, &session, None)?.ok_or(Refusal::SignIn)?;
     Ok(render(&page))
 }
 
 fn enrol_page(
     console: &Console,
+    t: Texts,
     session: &Session,
     error: Option<String>,
 ) -> Result<Option<EnrolPage>, Refusal> {
@@ -289,6 +302,7 @@ fn enrol_page(
         .build();
     Ok(Some(EnrolPage {
         nav: None,
+        t,
         error,
         csrf: session.csrf.clone(),
         user: user.to_string(),
@@ -302,6 +316,7 @@ fn enrol_page(
 /// the authenticator is kept and the session signed in.
 pub async fn enrol(
     State(console): State<Arc<Console>>,
+    t: Texts,
     client: Client,
     Pending { cookie, session }: Pending,
     Form(form): Form<CodeForm>,
@@ -312,7 +327,7 @@ pub async fn enrol(
     };
     check_token(&form.csrf, &session)?;
     if !blocking(|| console.sessions.enrol(&user, &secret, &form.code))? {
-        let page = enrol_page(&console, &session, Some(WRONG_CODE.to_owned()))?;
+        let page = enrol_page(&console, t, &session, Some(WRONG_CODE.to_owned()))?;
         return Ok(render(&page.ok_or(Refusal::SignIn)?));
     }
     let actor = Actor::person(user.as_str(), client.origin());
@@ -337,12 +352,13 @@ pub async fn open_setup_link(
 }
 
 /// `GET /setup`: the form for the new operator's account.
-pub async fn setup_form(Pending { session, .. }: Pending) -> Result<Response, Refusal> {
+pub async fn setup_form(t: Texts, Pending { session, .. }: Pending) -> Result<Response, Refusal> {
     if !matches!(session.stage, Stage::Setup { .. }) {
         return Err(Refusal::SignIn);
     }
     Ok(render(&SetupPage {
         nav: None,
+        t,
         error: None,
         csrf: session.csrf,
         user: String::new(),
@@ -361,6 +377,7 @@ pub struct SetupForm {
 /// administrator); their authenticator is next.
 pub async fn setup(
     State(console): State<Arc<Console>>,
+    t: Texts,
     client: Client,
     Pending {
         cookie,
@@ -375,6 +392,7 @@ pub async fn setup(
     let again = |error: &str| {
         render(&SetupPage {
             nav: None,
+            t,
             error: Some(error.to_owned()),
             csrf: session.csrf.clone(),
             user: form.user.clone(),
@@ -432,6 +450,7 @@ pub struct Then {
 pub async fn reauth_form(signed: Signed, Query(query): Query<Then>) -> Response {
     render(&ReauthPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         error: None,
         then: local_path(&query.then).to_owned(),
     })
@@ -455,6 +474,7 @@ pub async fn reauth(
     if let Some(wait) = console.failures.locked(signed.user.as_str()) {
         return Ok(render(&ReauthPage {
             nav: Some(signed.nav()),
+            t: signed.texts,
             error: Some(locked(wait)),
             then,
         }));
@@ -463,6 +483,7 @@ pub async fn reauth(
         console.failures.failed(signed.user.as_str());
         return Ok(render(&ReauthPage {
             nav: Some(signed.nav()),
+            t: signed.texts,
             error: Some(WRONG_CODE.to_owned()),
             then,
         }));

@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Nav, Nothing, Posted, Refusal, Role, Signed, blocking, render, when};
+use super::{Nav, Nothing, Posted, Refusal, Role, Signed, Texts, blocking, render, when};
 use crate::{console::Console, ops};
 
 fn ms(ms: u64) -> String {
@@ -40,6 +40,7 @@ struct HoldRow {
 #[template(path = "console/holds.html")]
 struct HoldsPage {
     nav: Option<Nav>,
+    t: Texts,
     holds: Vec<HoldRow>,
     notice: Option<String>,
 }
@@ -68,6 +69,7 @@ fn holds_page(
         .collect();
     Ok(HoldsPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         holds,
         notice,
     })
@@ -151,6 +153,7 @@ pub async fn release_hold(
 #[template(path = "console/classification.html")]
 struct ClassificationPage {
     nav: Option<Nav>,
+    t: Texts,
     records_managers: Vec<String>,
     notice: Option<String>,
 }
@@ -162,6 +165,7 @@ fn classification_page(
 ) -> anyhow::Result<ClassificationPage> {
     Ok(ClassificationPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         records_managers: console.vault.records_managers()?,
         notice,
     })
@@ -264,6 +268,7 @@ struct ListRow {
 #[template(path = "console/retention.html")]
 struct RetentionPage {
     nav: Option<Nav>,
+    t: Texts,
     status: archipel_vault::retention::RetentionStatus,
     transfer_years: u32,
     lists: Vec<ListRow>,
@@ -303,6 +308,7 @@ fn retention_page(
         .collect();
     Ok(RetentionPage {
         nav: Some(signed.nav()),
+        t: signed.texts,
         status,
         transfer_years: policy.transfer_years,
         lists,

@@ -1,0 +1,511 @@
+//! Dutch and English, chosen per person: each text of the pages is
+//! written in English in its template (`{{ t.t("Sign in") }}`) and looked
+//! up in [`DUTCH`] for a person who reads Dutch. A text without a Dutch
+//! entry shows in English; a test keeps the table complete for every
+//! template.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use serde::{Deserialize, Serialize};
+
+/// A language the console speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    En,
+    Nl,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Nl => "nl",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        match code {
+            "en" => Some(Self::En),
+            "nl" => Some(Self::Nl),
+            _ => None,
+        }
+    }
+
+    /// The browser's first choice of the two (`Accept-Language`).
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        let accepted = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        accepted
+            .split(',')
+            .map(|tag| {
+                tag.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_lowercase()
+            })
+            .find_map(|tag| {
+                if tag.starts_with("nl") {
+                    Some(Self::Nl)
+                } else if tag.starts_with("en") {
+                    Some(Self::En)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The texts of one language.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Texts(pub Lang);
+
+impl Texts {
+    /// `english` in this language (as it is when the table lacks it).
+    pub fn t<'a>(&self, english: &'a str) -> &'a str {
+        match self.0 {
+            Lang::En => english,
+            Lang::Nl => DUTCH
+                .iter()
+                .find(|(en, _)| *en == english)
+                .map_or(english, |(_, nl)| nl),
+        }
+    }
+
+    pub fn lang(&self) -> &'static str {
+        self.0.code()
+    }
+
+    pub fn is_dutch(&self) -> bool {
+        self.0 == Lang::Nl
+    }
+}
+
+/// Before sign-in: the browser's language.
+impl<S: Sync> FromRequestParts<S> for Texts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Lang::from_headers(&parts.headers)))
+    }
+}
+
+/// Every text of the pages, in English and Dutch.
+pub static DUTCH: &[(&str, &str)] = &[
+    // Around every page.
+    ("Dashboard", "Overzicht"),
+    ("Users", "Gebruikers"),
+    ("Rooms", "Kamers"),
+    ("Reports", "Meldingen"),
+    ("Tokens", "Registratiecodes"),
+    ("Backups", "Back-ups"),
+    ("Log", "Logboek"),
+    ("Exclusion requests", "Uitzonderingsverzoeken"),
+    ("Legal holds", "Bewaarplichten"),
+    ("Classification", "Classificatie"),
+    ("Retention", "Bewaartermijnen"),
+    ("Audit trail", "Audittrail"),
+    ("Sign out", "Uitloggen"),
+    ("Language", "Taal"),
+    ("Back to the console", "Terug naar de console"),
+    // Signing in.
+    ("Sign in", "Inloggen"),
+    ("User name", "Gebruikersnaam"),
+    ("Password", "Wachtwoord"),
+    ("Next", "Volgende"),
+    (
+        "Sign in with your chat account. You will be asked for a code from your authenticator app.",
+        "Log in met uw chataccount. Daarna vraagt de console een code uit uw authenticator-app.",
+    ),
+    ("Code", "Code"),
+    ("Code from your authenticator", "Code uit uw authenticator"),
+    ("Signing in as", "Inloggen als"),
+    ("Set up your authenticator", "Uw authenticator instellen"),
+    (
+        "has no authenticator yet. Scan this code with an authenticator app (FreeOTP, Google Authenticator, Microsoft Authenticator, a password manager), or type the key.",
+        "heeft nog geen authenticator. Scan deze code met een authenticator-app (FreeOTP, Google Authenticator, Microsoft Authenticator, een wachtwoordmanager) of typ de sleutel over.",
+    ),
+    ("Key", "Sleutel"),
+    (
+        "Open in an authenticator app on this device",
+        "Openen in een authenticator-app op dit apparaat",
+    ),
+    ("The code it shows now", "De code die hij nu toont"),
+    ("Confirm and sign in", "Bevestigen en inloggen"),
+    (
+        "Create the operator's account",
+        "Het account van de beheerder aanmaken",
+    ),
+    (
+        "This account administers the node: its accounts, backups and health. It cannot read archived messages.",
+        "Dit account beheert de node: de accounts, back-ups en gezondheid. Het kan geen gearchiveerde berichten lezen.",
+    ),
+    (
+        "Password (at least 12 characters)",
+        "Wachtwoord (minstens 12 tekens)",
+    ),
+    ("The same password again", "Hetzelfde wachtwoord nogmaals"),
+    (
+        "Create and set up the authenticator",
+        "Aanmaken en de authenticator instellen",
+    ),
+    ("Confirm it is you", "Bevestig dat u het bent"),
+    (
+        "This action changes accounts or the archive. Enter a code from your authenticator; then do it again. For ten minutes no new code is needed.",
+        "Deze handeling wijzigt accounts of het archief. Voer een code uit uw authenticator in en doe het daarna opnieuw. Tien minuten lang is geen nieuwe code nodig.",
+    ),
+    ("Confirm", "Bevestigen"),
+    (
+        "Wrong user name or password.",
+        "Onjuiste gebruikersnaam of wachtwoord.",
+    ),
+    (
+        "Wrong or already used code. Enter the code your authenticator shows now.",
+        "Onjuiste of al gebruikte code. Voer de code in die uw authenticator nu toont.",
+    ),
+    ("Not allowed", "Niet toegestaan"),
+    ("Not done", "Niet gedaan"),
+    ("Not found", "Niet gevonden"),
+    ("Something went wrong", "Er ging iets mis"),
+    // The dashboard.
+    ("Node", "Node"),
+    ("Up", "Actief sinds"),
+    ("active", "actief"),
+    ("deactivated", "gedeactiveerd"),
+    ("operator(s)", "beheerder(s)"),
+    ("client(s) syncing", "app(s) verbonden"),
+    ("Storage", "Opslag"),
+    ("Homeserver", "Homeserver"),
+    ("Vault", "Kluis"),
+    ("records", "records"),
+    ("Checkpoint signed at", "Checkpoint getekend bij"),
+    ("No checkpoint signed yet", "Nog geen checkpoint getekend"),
+    (
+        "event(s) waiting to be archived",
+        "gebeurtenis(sen) wachten op archivering",
+    ),
+    ("Archive up to date", "Archief bijgewerkt"),
+    ("Certificate", "Certificaat"),
+    (
+        "Messages archived per day",
+        "Gearchiveerde berichten per dag",
+    ),
+    ("30 days ago", "30 dagen geleden"),
+    ("today", "vandaag"),
+    (
+        "message(s) in the last 30 days (UTC days; encrypted ones included).",
+        "bericht(en) in de laatste 30 dagen (UTC-dagen; versleutelde meegeteld).",
+    ),
+    ("Checkpoint witnesses", "Getuigen van het checkpoint"),
+    (
+        "No peer has co-signed a checkpoint.",
+        "Geen peer heeft een checkpoint medeondertekend.",
+    ),
+    ("Witness", "Getuige"),
+    ("Co-signed size", "Medeondertekende omvang"),
+    ("Verifies", "Klopt"),
+    ("yes", "ja"),
+    ("no", "nee"),
+    ("Federation peers", "Federatiepartners"),
+    (
+        "This node federates with no one.",
+        "Deze node federeert met niemand.",
+    ),
+    ("Peer", "Partner"),
+    ("Events queued", "Gebeurtenissen in de wachtrij"),
+    (
+        "No scheduled backup has been written.",
+        "Er is nog geen geplande back-up geschreven.",
+    ),
+    ("Target", "Doel"),
+    ("Last success", "Laatst gelukt"),
+    // Users.
+    ("Search", "Zoeken"),
+    ("User ID or name", "Gebruikers-ID of naam"),
+    ("User", "Gebruiker"),
+    ("Name", "Naam"),
+    ("Roles", "Rollen"),
+    ("Authenticator", "Authenticator"),
+    ("State", "Status"),
+    ("operator", "beheerder"),
+    ("records manager", "informatiebeheerder"),
+    ("auditor", "auditor"),
+    ("enrolled", "ingesteld"),
+    ("none", "geen"),
+    (
+        "More accounts match: search to narrow the list.",
+        "Er zijn meer accounts: zoek om de lijst in te perken.",
+    ),
+    ("New user", "Nieuwe gebruiker"),
+    ("user name", "gebruikersnaam"),
+    (
+        "Create with a one-time password",
+        "Aanmaken met een eenmalig wachtwoord",
+    ),
+    ("Devices", "Apparaten"),
+    ("No devices.", "Geen apparaten."),
+    ("Device", "Apparaat"),
+    ("Last seen", "Laatst gezien"),
+    ("Actions", "Handelingen"),
+    ("roles", "rollen"),
+    ("authenticator", "authenticator"),
+    (
+        "Reset the password and end every session",
+        "Wachtwoord opnieuw instellen en alle sessies beëindigen",
+    ),
+    ("Make operator", "Beheerder maken"),
+    ("Stop being an operator", "Geen beheerder meer"),
+    ("Make auditor", "Auditor maken"),
+    ("Stop being an auditor", "Geen auditor meer"),
+    (
+        "Forget the authenticator (lost phone)",
+        "Authenticator vergeten (telefoon kwijt)",
+    ),
+    (
+        "Deactivating signs the account out everywhere and takes it out of every room. It cannot be undone. Its archived messages stay.",
+        "Deactiveren logt het account overal uit en haalt het uit elke kamer. Dit is niet terug te draaien. De gearchiveerde berichten blijven.",
+    ),
+    (
+        "Type the user ID to confirm",
+        "Typ het gebruikers-ID ter bevestiging",
+    ),
+    ("Deactivate", "Deactiveren"),
+    // Rooms.
+    (
+        "What each room is, not what is said in it: messages are for their members, and archived ones for records managers.",
+        "Wat elke kamer is, niet wat er gezegd wordt: berichten zijn voor de leden, gearchiveerde voor informatiebeheerders.",
+    ),
+    ("Room ID or name", "Kamer-ID of naam"),
+    ("Room", "Kamer"),
+    ("Members", "Leden"),
+    ("Encrypted", "Versleuteld"),
+    ("Join rule", "Toegangsregel"),
+    ("Created by", "Aangemaakt door"),
+    (
+        "More rooms match: search to narrow the list.",
+        "Er zijn meer kamers: zoek om de lijst in te perken.",
+    ),
+    ("Room ID", "Kamer-ID"),
+    ("Version", "Versie"),
+    (
+        "yes (the archive member keeps a readable copy)",
+        "ja (het archieflid bewaart een leesbare kopie)",
+    ),
+    ("Membership", "Lidmaatschap"),
+    // Reports, tokens, backups, log.
+    ("Reports from users", "Meldingen van gebruikers"),
+    (
+        "What users reported with “Report” in their app, newest first.",
+        "Wat gebruikers met “Melden” in hun app meldden, nieuwste eerst.",
+    ),
+    ("No reports.", "Geen meldingen."),
+    ("When", "Wanneer"),
+    ("By", "Door"),
+    ("Event", "Gebeurtenis"),
+    ("Reason", "Reden"),
+    ("Registration tokens", "Registratiecodes"),
+    ("No registration tokens.", "Geen registratiecodes."),
+    ("Token", "Code"),
+    ("Used", "Gebruikt"),
+    ("Expires", "Verloopt"),
+    ("Valid", "Geldig"),
+    ("New token", "Nieuwe code"),
+    ("Registrations", "Registraties"),
+    ("unlimited", "onbeperkt"),
+    ("Create", "Aanmaken"),
+    ("Newest run", "Laatste ronde"),
+    ("written", "geschreven"),
+    ("failed", "mislukt"),
+    ("not yet", "nog niet"),
+    ("never", "nooit"),
+    (
+        "No backup targets are configured",
+        "Er zijn geen back-updoelen ingesteld",
+    ),
+    ("Where", "Waar"),
+    ("Backup", "Back-up"),
+    ("Problem", "Probleem"),
+    (
+        "A backup by hand, a check of one, and a restore are on the node's command line:",
+        "Een back-up met de hand, een controle ervan en een herstel staan op de opdrachtregel van de node:",
+    ),
+    (
+        "The newest lines of the journal of archipel.service.",
+        "De nieuwste regels van het journaal van archipel.service.",
+    ),
+    // The audit trail.
+    (
+        "Every administrative action and every step of the vault's procedures, newest first, as the vault's tamper-evident log holds them",
+        "Elke beheerhandeling en elke stap van de procedures van de kluis, nieuwste eerst, zoals het manipulatiebestendige logboek van de kluis ze bewaart",
+    ),
+    ("checks it", "controleert het"),
+    ("Time", "Tijd"),
+    ("Who", "Wie"),
+    ("Action", "Handeling"),
+    ("Object", "Object"),
+    ("From", "Vanaf"),
+    ("Outcome", "Uitkomst"),
+    // Exclusion requests.
+    ("To decide", "Te beslissen"),
+    (
+        "No open requests from others.",
+        "Geen openstaande verzoeken van anderen.",
+    ),
+    ("from", "van"),
+    ("message(s)", "bericht(en)"),
+    ("requested", "aangevraagd"),
+    ("ground", "grond"),
+    ("Sender", "Afzender"),
+    ("Sent", "Verstuurd"),
+    ("Message", "Bericht"),
+    ("note (optional)", "toelichting (optioneel)"),
+    (
+        "Approve: erase from the archive",
+        "Goedkeuren: uit het archief wissen",
+    ),
+    ("Reject: keep", "Afwijzen: bewaren"),
+    ("My requests", "Mijn verzoeken"),
+    (
+        "You have made no exclusion requests.",
+        "U hebt geen uitzonderingsverzoeken gedaan.",
+    ),
+    ("Reference", "Kenmerk"),
+    ("Messages", "Berichten"),
+    ("Requested", "Aangevraagd"),
+    ("Status", "Status"),
+    (
+        "Ask for messages to be excluded",
+        "Vragen om berichten uit te zonderen",
+    ),
+    (
+        "Private or party-political messages are not business records. Name your messages by their event IDs (in Element: ⋯ › View source), one per line. A records manager other than you decides.",
+        "Privé- en partijpolitieke berichten zijn geen zakelijke archiefstukken. Noem uw berichten bij hun event-ID (in Element: ⋯ › Bron bekijken), één per regel. Een andere informatiebeheerder dan u beslist.",
+    ),
+    ("Event IDs", "Event-ID's"),
+    ("Woo ground (optional)", "Woo-grond (optioneel)"),
+    ("Request exclusion", "Uitzondering aanvragen"),
+    ("Decided", "Besloten"),
+    ("Requester", "Aanvrager"),
+    // Holds, classification, retention.
+    (
+        "While a hold covers a room or a person, none of their records is erased or destroyed: not by an exclusion, not by a destruction list.",
+        "Zolang een bewaarplicht een kamer of persoon dekt, wordt geen van hun records gewist of vernietigd: niet door een uitzondering, niet door een vernietigingslijst.",
+    ),
+    ("No legal holds.", "Geen bewaarplichten."),
+    ("Covers", "Geldt voor"),
+    ("Placed", "Ingesteld"),
+    ("Released", "Opgeheven"),
+    ("Release", "Opheffen"),
+    ("Place a hold", "Een bewaarplicht instellen"),
+    ("a person (user ID)", "een persoon (gebruikers-ID)"),
+    ("a room (room ID)", "een kamer (kamer-ID)"),
+    ("User or room ID", "Gebruikers- of kamer-ID"),
+    (
+        "Reason (e.g. the Woo request or the inquiry)",
+        "Reden (bijv. het Woo-verzoek of de enquête)",
+    ),
+    ("Place the hold", "Bewaarplicht instellen"),
+    ("Classification and roles", "Classificatie en rollen"),
+    (
+        "A room's classification and its members' roles decide how long their records are kept: a capstone official's business records permanently, private and party-political rooms not as business records.",
+        "De classificatie van een kamer en de rollen van de leden bepalen hoe lang hun records bewaard blijven: de zakelijke records van een capstone-functionaris permanent, privé- en partijpolitieke kamers niet als zakelijke records.",
+    ),
+    ("Classify a room", "Een kamer classificeren"),
+    ("Classify", "Classificeren"),
+    ("A person's role", "De rol van een persoon"),
+    ("Role", "Rol"),
+    ("Set the role", "Rol instellen"),
+    ("Records managers", "Informatiebeheerders"),
+    ("Kept permanently", "Permanent bewaard"),
+    (
+        "of which past the transfer term of",
+        "waarvan voorbij de overbrengingstermijn van",
+    ),
+    ("years", "jaar"),
+    ("To be destroyed later", "Later te vernietigen"),
+    ("Expired", "Verlopen"),
+    (
+        "Expired, under a legal hold",
+        "Verlopen, onder bewaarplicht",
+    ),
+    ("Erased", "Gewist"),
+    ("Destruction lists", "Vernietigingslijsten"),
+    ("No destruction lists.", "Geen vernietigingslijsten."),
+    ("Records", "Records"),
+    ("As of", "Per"),
+    ("Proposed", "Voorgesteld"),
+    ("Approved", "Goedgekeurd"),
+    ("Approve: destroy", "Goedkeuren: vernietigen"),
+    (
+        "Propose a destruction list",
+        "Een vernietigingslijst voorstellen",
+    ),
+    (
+        "Expired as of (empty: today; a later date waits for it)",
+        "Verlopen per (leeg: vandaag; een latere datum wacht daarop)",
+    ),
+    ("Propose", "Voorstellen"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts the templates look up: `t.t("...")`.
+    fn template_texts() -> Vec<(String, String)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/console");
+        let mut texts = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("the templates") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_none_or(|e| e != "html") {
+                continue;
+            }
+            let template = std::fs::read_to_string(&path).expect("a template");
+            for piece in template.split("t.t(\"").skip(1) {
+                let text = piece.split("\")").next().expect("a closing quote");
+                texts.push((path.display().to_string(), text.to_owned()));
+            }
+        }
+        texts
+    }
+
+    #[test]
+    fn every_text_of_the_templates_has_a_dutch_translation() {
+        let texts = template_texts();
+        assert!(texts.len() > 150, "{} texts", texts.len());
+        let missing: Vec<_> = texts
+            .iter()
+            .filter(|(_, text)| !DUTCH.iter().any(|(en, _)| en == text))
+            .collect();
+        assert!(missing.is_empty(), "no Dutch for {missing:#?}");
+        let mut keys: Vec<&str> = DUTCH.iter().map(|(en, _)| *en).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "a text is in the table twice");
+    }
+
+    #[test]
+    fn a_person_reads_their_language() {
+        let nl = Texts(Lang::Nl);
+        assert_eq!(nl.t("Sign in"), "Inloggen");
+        assert_eq!(nl.t("a text nobody wrote"), "a text nobody wrote");
+        assert_eq!(Texts(Lang::En).t("Sign in"), "Sign in");
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(Lang::from_headers(&headers), Lang::En);
+        headers.insert(
+            "accept-language",
+            "de-DE,nl-NL;q=0.8,en;q=0.5".parse().expect("a header"),
+        );
+        assert_eq!(Lang::from_headers(&headers), Lang::Nl);
+        headers.insert(
+            "accept-language",
+            "en-GB,nl;q=0.5".parse().expect("a header"),
+        );
+        assert_eq!(Lang::from_headers(&headers), Lang::En);
+    }
+}
