@@ -41,6 +41,9 @@ pub const WITNESS_SIZE_COSIGNATURE: &str = "vault_witness_size_cosignature";
 
 /// The records of each room, in log order: `room 0xFF seq`.
 pub const ROOMID_SEQ: &str = "vault_roomid_seq";
+/// The procedure steps and erasures of the log, by sequence number: the
+/// audit trail, read without walking every record.
+pub const SEQ_STEP: &str = "vault_seq_step";
 /// Destruction lists, by reference (`DL-000001`).
 pub const LISTID_DESTRUCTIONLIST: &str = "vault_listid_destructionlist";
 
@@ -81,6 +84,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(EVENTID_PENDINGPURGE),
     ColumnSpec::new(LISTID_DESTRUCTIONLIST),
     ColumnSpec::new(ROOMID_SEQ),
+    ColumnSpec::new(SEQ_STEP),
     ColumnSpec::lookups(ORIGIN_WITNESSED),
     ColumnSpec::new(WITNESS_SIZE_COSIGNATURE),
     ColumnSpec::new(SEQ_PENDINGDECRYPTION),

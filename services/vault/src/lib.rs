@@ -246,6 +246,7 @@ impl Vault {
         let frontier = Frontier::load(&log, size)?;
         let checkpointed_size = log.latest_checkpoint()?.map_or(0, |c| c.size);
         index_rooms(&store, &log, size)?;
+        index_steps(&store, &log, size)?;
         Ok(Self {
             witnessed: store.tree(columns::ORIGIN_WITNESSED)?,
             cosignatures: store.tree(columns::WITNESS_SIZE_COSIGNATURE)?,
@@ -478,6 +479,7 @@ impl Vault {
             }),
         };
         self.append(batch, frontier, &record, Some(&key));
+        batch.put(&self.log.step_index, seq.to_be_bytes(), b"");
         seq
     }
 
@@ -647,6 +649,26 @@ fn index_rooms(store: &Store, log: &Log, size: u64) -> Result<()> {
     Ok(store.commit(batch)?)
 }
 
+/// Builds the index of procedure steps and erasures once, for a log kept
+/// before there was one.
+fn index_steps(store: &Store, log: &Log, size: u64) -> Result<()> {
+    const INDEXED: &[u8] = b"step_index_built";
+    if log.meta.contains(INDEXED)? {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for seq in 0..size {
+        if matches!(
+            log.record(seq)?.entry,
+            Entry::Procedure(_) | Entry::Erasure(_)
+        ) {
+            batch.put(&log.step_index, seq.to_be_bytes(), b"");
+        }
+    }
+    batch.put(&log.meta, INDEXED, b"");
+    Ok(store.commit(batch)?)
+}
+
 /// A procedure step: who did what to what, and the details (sealed).
 pub(crate) struct Step<'a> {
     pub action: &'a str,
@@ -751,6 +773,7 @@ impl Steps<'_> {
         );
         self.vault
             .append(&mut self.batch, &mut self.frontier, &record, None);
+        self.batch.put(&log.step_index, seq.to_be_bytes(), b"");
         seq
     }
 }

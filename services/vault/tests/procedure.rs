@@ -246,3 +246,45 @@ fn a_room_hold_blocks_until_released() {
         .expect("approved once released");
     assert!(vault.open_event(0).is_err());
 }
+
+#[test]
+fn the_audit_trail_reads_its_index_and_an_older_log_gets_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, vault) = open(dir.path(), 1000);
+    vault.capture((0..3).map(event).collect()).expect("capture");
+    vault
+        .set_records_manager("@rm:test.example", true, "operator")
+        .expect("records manager");
+    vault.capture((3..6).map(event).collect()).expect("capture");
+    vault
+        .set_role("@alice:test.example", Role::Capstone, "@rm:test.example")
+        .expect("role");
+    let newest: Vec<_> = vault
+        .newest_procedure_steps(10)
+        .expect("steps")
+        .iter()
+        .map(|s| s["action"].as_str().expect("an action").to_owned())
+        .collect();
+    assert_eq!(newest, ["set_role", "add_records_manager"]);
+    assert_eq!(vault.newest_procedure_steps(1).expect("steps").len(), 1);
+    let all = vault.procedure_steps().expect("steps");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["seq"], 3);
+
+    // A log written before the index: it is built at the next open.
+    drop(vault);
+    {
+        let index = store.tree(archipel_vault::columns::SEQ_STEP).expect("tree");
+        let meta = store
+            .tree(archipel_vault::columns::VAULT_META)
+            .expect("tree");
+        let mut batch = archipel_store::Batch::new();
+        batch.delete_range(&index, [0u8; 8], [0xff; 8]);
+        batch.delete(&meta, b"step_index_built");
+        store.commit(batch).expect("forget the index");
+        assert!(index.iter().next().is_none());
+    }
+    drop(store);
+    let (_store, vault) = open(dir.path(), 1000);
+    assert_eq!(vault.procedure_steps().expect("steps"), all);
+}

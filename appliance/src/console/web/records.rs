@@ -35,7 +35,7 @@ struct AuditPage {
 
 const STEPS_SHOWN: usize = 500;
 
-/// `GET /audit`: who did what, newest first: each administrative action
+/// `GET /audit`: who did what, newest first (the newest 500): each administrative action
 /// (from every console, the command line, provisioning and the Matrix
 /// admin API) and each step of the vault's procedures, as the vault's
 /// log holds them. Reasons and notes stay sealed in the log.
@@ -46,11 +46,9 @@ pub async fn audit(
     if !(signed.auditor || signed.operator || signed.records_manager) {
         signed.require(Role::Auditor)?;
     }
-    let steps = blocking(|| Ok(console.vault.procedure_steps()?))?;
+    let steps = blocking(|| Ok(console.vault.newest_procedure_steps(STEPS_SHOWN)?))?;
     let steps = steps
         .iter()
-        .rev()
-        .take(STEPS_SHOWN)
         .map(|step| {
             let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
             let details = &step["details"];
