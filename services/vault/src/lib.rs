@@ -633,40 +633,54 @@ pub(crate) fn open_sealed_with(key: &DataKey, seq: u64, sealed: &str) -> Result<
         .map_err(|e| Error::Corrupt(format!("record {seq}: sealed content: {e}")))
 }
 
-/// Builds the room index of a log written before it existed.
-fn index_rooms(store: &Store, log: &Log, size: u64) -> Result<()> {
-    const INDEXED: &[u8] = b"room_index_built";
-    if log.meta.contains(INDEXED)? {
+/// Builds an index once over every record of a log kept before the index
+/// existed (`built` marks it done): `put` adds one record's entries.
+fn index_once(
+    store: &Store,
+    log: &Log,
+    size: u64,
+    built: &[u8],
+    mut put: impl FnMut(&mut Batch, u64, &Record),
+) -> Result<()> {
+    if log.meta.contains(built)? {
         return Ok(());
     }
     let mut batch = Batch::new();
     for seq in 0..size {
-        if let Some(event) = log.record(seq)?.event() {
-            batch.put(&log.room_index, Log::room_key(&event.room_id, seq), b"");
-        }
+        put(&mut batch, seq, &log.record(seq)?);
     }
-    batch.put(&log.meta, INDEXED, b"");
+    batch.put(&log.meta, built, b"");
     Ok(store.commit(batch)?)
 }
 
-/// Builds the index of procedure steps and erasures once, for a log kept
-/// before there was one.
+/// The records of each room.
+fn index_rooms(store: &Store, log: &Log, size: u64) -> Result<()> {
+    index_once(
+        store,
+        log,
+        size,
+        b"room_index_built",
+        |batch, seq, record| {
+            if let Some(event) = record.event() {
+                batch.put(&log.room_index, Log::room_key(&event.room_id, seq), b"");
+            }
+        },
+    )
+}
+
+/// The procedure steps and erasures.
 fn index_steps(store: &Store, log: &Log, size: u64) -> Result<()> {
-    const INDEXED: &[u8] = b"step_index_built";
-    if log.meta.contains(INDEXED)? {
-        return Ok(());
-    }
-    let mut batch = Batch::new();
-    for seq in 0..size {
-        if matches!(
-            log.record(seq)?.entry,
-            Entry::Procedure(_) | Entry::Erasure(_)
-        ) {
-            batch.put(&log.step_index, seq.to_be_bytes(), b"");
-        }
-    }
-    batch.put(&log.meta, INDEXED, b"");
-    Ok(store.commit(batch)?)
+    index_once(
+        store,
+        log,
+        size,
+        b"step_index_built",
+        |batch, seq, record| {
+            if matches!(record.entry, Entry::Procedure(_) | Entry::Erasure(_)) {
+                batch.put(&log.step_index, seq.to_be_bytes(), b"");
+            }
+        },
+    )
 }
 
 /// A procedure step: who did what to what, and the details (sealed).
