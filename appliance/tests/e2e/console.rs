@@ -179,6 +179,7 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
         ("/backups", "operators"),
         ("/log", "operators"),
         ("/audit", "auditors"),
+        ("/rights", "auditors"),
     ] {
         goto(&carol, &console, page).await;
         let shown = text(&carol).await;
@@ -226,6 +227,14 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
         assert!(trail.contains(shown), "the trail lacks {shown}:\n{trail}");
     }
     assert!(!trail.contains(OPERATOR_PASSWORD));
+    // and who holds which role.
+    goto(&alice, &console, "/rights").await;
+    screenshot(&alice, "rights").await;
+    let rights = text(&alice).await;
+    assert!(
+        rights.contains("@boss:localhost") && rights.contains("@alice:localhost"),
+        "{rights}"
+    );
     goto(&alice, &console, "/users").await;
     assert!(text(&alice).await.contains("This page is for operators"));
     // Made an operator, she sees it at her next click; and no longer.

@@ -343,6 +343,11 @@ pub static DUTCH: &[(&str, &str)] = &[
         "Elke beheerhandeling en elke stap van de procedures van de kluis, nieuwste eerst, zoals het manipulatiebestendige logboek van de kluis ze bewaart",
     ),
     ("checks it", "controleert het"),
+    ("Rights", "Rechten"),
+    (
+        "Everyone who holds a role in the console, for the periodic review of special rights. The audit trail shows who gave each.",
+        "Iedereen met een rol in de console, voor de periodieke controle van bijzondere rechten. De audittrail toont wie elke rol gaf.",
+    ),
     ("Time", "Tijd"),
     ("Who", "Wie"),
     ("Action", "Handeling"),

@@ -142,6 +142,7 @@ fn routes() -> Routes {
         .post("/tokens", false, operator::create_token)
         // Auditors, operators and records managers.
         .get("/audit", false, records::audit)
+        .get("/rights", false, records::rights)
         // Senders and records managers.
         .get("/requests", false, records::requests)
         .post("/requests", false, records::request)

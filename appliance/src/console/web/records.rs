@@ -307,3 +307,55 @@ pub async fn decide(
     let page = blocking(|| requests_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
 }
+
+/// A person who holds a role, as the rights overview lists them.
+struct Holder {
+    user: String,
+    operator: bool,
+    records_manager: bool,
+    auditor: bool,
+    authenticator: bool,
+    deactivated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/rights.html")]
+struct RightsPage {
+    nav: Option<Nav>,
+    t: Texts,
+    holders: Vec<Holder>,
+}
+
+/// `GET /rights`: everyone who holds a role in the console, for the
+/// periodic review of special rights (BIO2 8.02.01).
+pub async fn rights(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    if !(signed.auditor || signed.operator || signed.records_manager) {
+        signed.require(Role::Auditor)?;
+    }
+    let holders = blocking(|| {
+        let managers = console.vault.records_managers()?;
+        let mut holders = Vec::new();
+        for (id, account) in ops::accounts::list_users(console.node())? {
+            let holder = Holder {
+                operator: account.admin,
+                records_manager: managers.iter().any(|m| m == id.as_str()),
+                auditor: console.sessions.is_auditor(&id)?,
+                authenticator: console.sessions.has_factor(&id)?,
+                deactivated: account.deactivated,
+                user: id.to_string(),
+            };
+            if holder.operator || holder.records_manager || holder.auditor {
+                holders.push(holder);
+            }
+        }
+        Ok(holders)
+    })?;
+    Ok(render(&RightsPage {
+        nav: Some(signed.nav()),
+        t: signed.texts,
+        holders,
+    }))
+}
