@@ -322,6 +322,17 @@ impl Signed {
         }
     }
 
+    /// Refuses the request unless the person holds a role: the audit
+    /// trail and the rights are for auditors, operators and records
+    /// managers alike.
+    pub fn require_any_role(&self) -> Result<(), Refusal> {
+        if self.operator || self.records_manager {
+            Ok(())
+        } else {
+            self.require(Role::Auditor)
+        }
+    }
+
     /// Refuses a dangerous action unless the person entered a code in the
     /// last ten minutes; they are sent to enter one, then back to `page`.
     pub fn require_privilege(&self, page: &str) -> Result<(), Refusal> {

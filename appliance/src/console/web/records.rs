@@ -43,9 +43,7 @@ pub async fn audit(
     State(console): State<Arc<Console>>,
     signed: Signed,
 ) -> Result<Response, Refusal> {
-    if !(signed.auditor || signed.operator || signed.records_manager) {
-        signed.require(Role::Auditor)?;
-    }
+    signed.require_any_role()?;
     let steps = blocking(|| Ok(console.vault.newest_procedure_steps(STEPS_SHOWN)?))?;
     let steps = steps
         .iter()
@@ -332,9 +330,7 @@ pub async fn rights(
     State(console): State<Arc<Console>>,
     signed: Signed,
 ) -> Result<Response, Refusal> {
-    if !(signed.auditor || signed.operator || signed.records_manager) {
-        signed.require(Role::Auditor)?;
-    }
+    signed.require_any_role()?;
     let holders = blocking(|| {
         let managers = console.vault.records_managers()?;
         let mut holders = Vec::new();
