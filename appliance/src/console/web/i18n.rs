@@ -60,6 +60,12 @@ impl Lang {
     }
 }
 
+tokio::task_local! {
+    /// The language of the request being answered: the browser's, then
+    /// the signed-in person's.
+    pub(super) static LANG: std::cell::Cell<Lang>;
+}
+
 /// The texts of one language.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Texts(pub Lang);
@@ -74,6 +80,21 @@ impl Texts {
                 .find(|(en, _)| *en == english)
                 .map_or(english, |(_, nl)| nl),
         }
+    }
+
+    /// The language of the request being answered (English outside one).
+    pub fn current() -> Self {
+        Self(LANG.try_with(std::cell::Cell::get).unwrap_or_default())
+    }
+
+    /// `english` in this language, with each `{name}` replaced by its
+    /// value.
+    pub fn f(&self, english: &'static str, values: &[(&str, &dyn std::fmt::Display)]) -> String {
+        let mut text = self.t(english).to_owned();
+        for (name, value) in values {
+            text = text.replace(&format!("{{{name}}}"), &value.to_string());
+        }
+        text
     }
 
     pub fn lang(&self) -> &'static str {
@@ -454,6 +475,107 @@ pub static DUTCH: &[(&str, &str)] = &[
         "Verlopen per (leeg: vandaag; een latere datum wacht daarop)",
     ),
     ("Propose", "Voorstellen"),
+    // What actions report.
+    (
+        "Created {id}. Its password, shown only now: {password} — hand it over in person; they choose their own at their first sign-in in a Matrix client.",
+        "{id} is aangemaakt. Het wachtwoord, alleen nu getoond: {password} — geef het persoonlijk door; de gebruiker kiest een eigen wachtwoord bij de eerste keer inloggen in een Matrix-app.",
+    ),
+    ("Not created: {error}", "Niet aangemaakt: {error}"),
+    ("Not done: {error}", "Niet gedaan: {error}"),
+    ("Not requested: {error}", "Niet aangevraagd: {error}"),
+    ("Not decided: {error}", "Niet besloten: {error}"),
+    (
+        "you cannot deactivate your own account",
+        "u kunt uw eigen account niet deactiveren",
+    ),
+    (
+        "type the user ID ({id}) to confirm",
+        "typ het gebruikers-ID ({id}) ter bevestiging",
+    ),
+    (
+        "{id} is deactivated: signed out everywhere, out of every room.",
+        "{id} is gedeactiveerd: overal uitgelogd, uit elke kamer.",
+    ),
+    (
+        "{id}'s new password, shown only now: {password} — every session of the account has ended.",
+        "Het nieuwe wachtwoord van {id}, alleen nu getoond: {password} — elke sessie van het account is beëindigd.",
+    ),
+    (
+        "you cannot take your own operator role",
+        "u kunt uw eigen beheerdersrol niet intrekken",
+    ),
+    ("{id} is an operator.", "{id} is beheerder."),
+    (
+        "{id} is no longer an operator.",
+        "{id} is geen beheerder meer.",
+    ),
+    ("{id} is an auditor.", "{id} is auditor."),
+    (
+        "{id} is no longer an auditor.",
+        "{id} is geen auditor meer.",
+    ),
+    (
+        "{id}'s authenticator is forgotten; they enrol a new one at their next sign-in.",
+        "De authenticator van {id} is vergeten; bij de volgende keer inloggen wordt een nieuwe ingesteld.",
+    ),
+    (
+        "The number of uses is a whole number above 0, or empty for unlimited.",
+        "Het aantal keren is een geheel getal boven 0, of leeg voor onbeperkt.",
+    ),
+    (
+        "New registration token, shown only now: {token}",
+        "Nieuwe registratiecode, alleen nu getoond: {token}",
+    ),
+    (
+        "This server does not know that room.",
+        "Deze server kent die kamer niet.",
+    ),
+    (
+        "Requested as {reference}. A records manager other than you decides on it.",
+        "Aangevraagd als {reference}. Een andere informatiebeheerder dan u beslist erover.",
+    ),
+    (
+        "{reference} approved: {count} message(s) erased from the archive, {purged} copy(ies) on the node purged.",
+        "{reference} goedgekeurd: {count} bericht(en) uit het archief gewist, {purged} kopie(ën) op de node verwijderd.",
+    ),
+    ("{reference} rejected.", "{reference} afgewezen."),
+    (
+        "{reference} placed on {scope}.",
+        "{reference} ingesteld voor {scope}.",
+    ),
+    ("{reference} released.", "{reference} opgeheven."),
+    (
+        "{room} is classified {class}.",
+        "{room} is geclassificeerd als {class}.",
+    ),
+    ("{user}'s role is {role}.", "De rol van {user} is {role}."),
+    (
+        "{reference} proposes {count} expired record(s) for destruction; another records manager must approve it.",
+        "{reference} stelt {count} verlopen record(s) voor ter vernietiging; een andere informatiebeheerder moet de lijst goedkeuren.",
+    ),
+    (
+        "{reference} approved: {destroyed} record(s) destroyed ({purged} copies on the node purged), {held} held back by a legal hold, {kept} kept.",
+        "{reference} goedgekeurd: {destroyed} record(s) vernietigd ({purged} kopieën op de node verwijderd), {held} tegengehouden door een bewaarplicht, {kept} bewaard.",
+    ),
+    (
+        "This page is for {whom}. You are signed in as {user}.",
+        "Deze pagina is voor {whom}. U bent ingelogd als {user}.",
+    ),
+    ("operators", "beheerders"),
+    ("records managers", "informatiebeheerders"),
+    ("auditors", "auditors"),
+    (
+        "This form was sent from another site. Open the console and try again.",
+        "Dit formulier kwam van een andere site. Open de console en probeer het opnieuw.",
+    ),
+    (
+        "This form is from an earlier session. Open the page again and retry.",
+        "Dit formulier hoort bij een eerdere sessie. Open de pagina opnieuw en probeer het nog eens.",
+    ),
+    (
+        "Too many failed attempts for this account. Try again in {minutes} minute(s).",
+        "Te veel mislukte pogingen voor dit account. Probeer het over {minutes} minuut/minuten opnieuw.",
+    ),
 ];
 
 #[cfg(test)]
@@ -478,9 +600,35 @@ mod tests {
         texts
     }
 
+    /// The texts the pages' code looks up: `.t("...")` and `.f("...", ...)`.
+    fn code_texts() -> Vec<(String, String)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/console/web");
+        let mut texts = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("the code") {
+            let path = entry.expect("an entry").path();
+            if path.file_name().is_some_and(|n| n == "i18n.rs") {
+                continue;
+            }
+            let code = std::fs::read_to_string(&path).expect("a file");
+            for call in [".t(", ".f("] {
+                for piece in code.split(call).skip(1) {
+                    let Some(literal) = piece.trim_start().strip_prefix('"') else {
+                        continue;
+                    };
+                    let text = literal.split('"').next().expect("a closing quote");
+                    texts.push((path.display().to_string(), text.to_owned()));
+                }
+            }
+        }
+        texts
+    }
+
     #[test]
     fn every_text_of_the_templates_has_a_dutch_translation() {
-        let texts = template_texts();
+        let mut texts = template_texts();
+        let code = code_texts();
+        assert!(code.len() > 25, "{} texts in the code", code.len());
+        texts.extend(code);
         assert!(texts.len() > 150, "{} texts", texts.len());
         let missing: Vec<_> = texts
             .iter()

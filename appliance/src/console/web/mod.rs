@@ -178,17 +178,12 @@ pub fn router() -> Router<Arc<Console>> {
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-tokio::task_local! {
-    /// The language of the request being answered, for its error pages:
-    /// the browser's, then the signed-in person's.
-    static LANG: std::cell::Cell<Lang>;
-}
-
 /// Answers the request in the browser's language until a session says
 /// the person's.
 async fn language(request: Request, next: Next) -> Response {
     let lang = Lang::from_headers(request.headers());
-    LANG.scope(std::cell::Cell::new(lang), next.run(request))
+    i18n::LANG
+        .scope(std::cell::Cell::new(lang), next.run(request))
         .await
 }
 
@@ -234,7 +229,9 @@ async fn same_origin(request: Request, next: Next) -> Response {
     };
     if !own || site.is_some_and(|site| site != "same-origin") {
         return Refusal::Forbidden(
-            "This form was sent from another site. Open the console and try again.".into(),
+            Texts::current()
+                .t("This form was sent from another site. Open the console and try again.")
+                .into(),
         )
         .into_response();
     }
@@ -310,14 +307,14 @@ impl Signed {
         if has {
             Ok(())
         } else {
-            Err(Refusal::Forbidden(format!(
-                "This page is for {}. You are signed in as {}.",
-                match role {
-                    Role::Operator => "operators",
-                    Role::RecordsManager => "records managers",
-                    Role::Auditor => "auditors",
-                },
-                self.user
+            let whom = match role {
+                Role::Operator => "operators",
+                Role::RecordsManager => "records managers",
+                Role::Auditor => "auditors",
+            };
+            Err(Refusal::Forbidden(self.texts.f(
+                "This page is for {whom}. You are signed in as {user}.",
+                &[("whom", &self.texts.t(whom)), ("user", &self.user)],
             )))
         }
     }
@@ -429,7 +426,7 @@ impl FromRequestParts<Arc<Console>> for Signed {
             .map_err(Refusal::Internal)?
             .unwrap_or_else(|| Lang::from_headers(&parts.headers));
         // Error pages of this request speak it too.
-        let _ = LANG.try_with(|current| current.set(lang));
+        let _ = i18n::LANG.try_with(|current| current.set(lang));
         Ok(Self {
             texts: Texts(lang),
             page: parts.uri.path().to_owned(),
@@ -469,7 +466,10 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
             .map_err(|e| Refusal::BadRequest(format!("The form could not be read: {e}")))?;
         if !constant_time_eq(sent.csrf.as_bytes(), signed.session.csrf.as_bytes()) {
             return Err(Refusal::Forbidden(
-                "This form is from an earlier session. Open the page again and retry.".into(),
+                signed
+                    .texts
+                    .t("This form is from an earlier session. Open the page again and retry.")
+                    .into(),
             ));
         }
         Ok(Self {
@@ -544,7 +544,7 @@ impl IntoResponse for Refusal {
         };
         let page = MessagePage {
             nav: None,
-            t: Texts(LANG.try_with(std::cell::Cell::get).unwrap_or_default()),
+            t: Texts::current(),
             title,
             message: &message,
         };

@@ -214,11 +214,13 @@ pub async fn create_user(
     )
     .await;
     let notice = match created {
-        Ok(id) => format!(
-            "Created {id}. Its password, shown only now: {password} — hand it over in person; \
-             they choose their own at their first sign-in in a Matrix client."
+        Ok(id) => signed.texts.f(
+            "Created {id}. Its password, shown only now: {password} — hand it over in person; they choose their own at their first sign-in in a Matrix client.",
+            &[("id", &id), ("password", &password)],
         ),
-        Err(e) => format!("Not created: {e:#}"),
+        Err(e) => signed
+            .texts
+            .f("Not created: {error}", &[("error", &format!("{e:#}"))]),
     };
     let page = blocking(|| users_page(&console, &signed, "", Some(notice)))?;
     Ok(render(&page))
@@ -302,7 +304,9 @@ fn after(
 ) -> Result<Response, Refusal> {
     let notice = match done {
         Ok(notice) => notice,
-        Err(e) => format!("Not done: {e:#}"),
+        Err(e) => signed
+            .texts
+            .f("Not done: {error}", &[("error", &format!("{e:#}"))]),
     };
     let page = blocking(|| user_page(console, signed, user, Some(notice)))?;
     Ok(render(&page))
@@ -335,13 +339,27 @@ pub async fn deactivate(
     let id = ops::accounts::user_id(node.config, &user)
         .map_err(|e| Refusal::BadRequest(format!("{e:#}")))?;
     let done = if id == signed.user {
-        Err(anyhow::anyhow!("you cannot deactivate your own account"))
+        Err(anyhow::anyhow!(
+            signed
+                .texts
+                .t("you cannot deactivate your own account")
+                .to_owned()
+        ))
     } else if form.confirm.trim() != id.as_str() {
-        Err(anyhow::anyhow!("type the user ID ({id}) to confirm"))
+        Err(anyhow::anyhow!(
+            signed
+                .texts
+                .f("type the user ID ({id}) to confirm", &[("id", &id)])
+        ))
     } else {
         ops::accounts::deactivate_user(node, &signed.actor(), id.as_str())
             .await
-            .map(|id| format!("{id} is deactivated: signed out everywhere, out of every room."))
+            .map(|id| {
+                signed.texts.f(
+                    "{id} is deactivated: signed out everywhere, out of every room.",
+                    &[("id", &id)],
+                )
+            })
     };
     after(&console, &signed, &user, done)
 }
@@ -358,8 +376,9 @@ pub async fn reset_password(
     let done = ops::accounts::set_password(console.node(), &signed.actor(), &user, password.clone())
         .await
         .map(|id| {
-            format!(
-                "{id}'s new password, shown only now: {password} — every session of the account has ended."
+            signed.texts.f(
+                "{id}'s new password, shown only now: {password} — every session of the account has ended.",
+                &[("id", &id), ("password", &password)],
             )
         });
     after(&console, &signed, &user, done)
@@ -381,16 +400,21 @@ pub async fn set_admin(
     let admin = form.admin == "yes";
     let node = console.node();
     let done = match ops::accounts::user_id(node.config, &user) {
-        Ok(id) if id == signed.user && !admin => {
-            Err(anyhow::anyhow!("you cannot take your own operator role"))
-        }
+        Ok(id) if id == signed.user && !admin => Err(anyhow::anyhow!(
+            signed
+                .texts
+                .t("you cannot take your own operator role")
+                .to_owned()
+        )),
         Ok(_) => ops::accounts::set_admin(node, &signed.actor(), &user, admin)
             .await
             .map(|id| {
                 if admin {
-                    format!("{id} is an operator.")
+                    signed.texts.f("{id} is an operator.", &[("id", &id)])
                 } else {
-                    format!("{id} is no longer an operator.")
+                    signed
+                        .texts
+                        .f("{id} is no longer an operator.", &[("id", &id)])
                 }
             }),
         Err(e) => Err(e),
@@ -418,9 +442,11 @@ pub async fn set_auditor(
         })
         .map(|()| {
             if auditor {
-                format!("{id} is an auditor.")
+                signed.texts.f("{id} is an auditor.", &[("id", &id)])
             } else {
-                format!("{id} is no longer an auditor.")
+                signed
+                    .texts
+                    .f("{id} is no longer an auditor.", &[("id", &id)])
             }
         })
     });
@@ -442,8 +468,9 @@ pub async fn reset_authenticator(
             ops::console::reset_authenticator(node, &console.sessions, &signed.actor(), &id)
         })
         .map(|()| {
-            format!(
-                "{id}'s authenticator is forgotten; they enrol a new one at their next sign-in."
+            signed.texts.f(
+                "{id}'s authenticator is forgotten; they enrol a new one at their next sign-in.",
+                &[("id", &id)],
             )
         })
     });
@@ -525,15 +552,23 @@ pub async fn create_token(
             Ok(n) if n > 0 => Some(n),
             _ => {
                 return Err(Refusal::BadRequest(
-                    "The number of uses is a whole number above 0, or empty for unlimited.".into(),
+                    signed
+                        .texts
+                        .t("The number of uses is a whole number above 0, or empty for unlimited.")
+                        .into(),
                 ));
             }
         },
     };
     let notice =
         match ops::accounts::create_token(console.node(), &signed.actor(), None, uses).await {
-            Ok(token) => format!("New registration token, shown only now: {}", token.token),
-            Err(e) => format!("Not created: {e:#}"),
+            Ok(token) => signed.texts.f(
+                "New registration token, shown only now: {token}",
+                &[("token", &token.token)],
+            ),
+            Err(e) => signed
+                .texts
+                .f("Not created: {error}", &[("error", &format!("{e:#}"))]),
         };
     let page = blocking(|| tokens_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
@@ -584,8 +619,14 @@ pub async fn room(
     Path(room): Path<String>,
 ) -> Result<Response, Refusal> {
     signed.require(Role::Operator)?;
-    let room = blocking(|| ops::rooms::details(console.node(), &room))
-        .map_err(|_| Refusal::NotFound("This server does not know that room.".into()))?;
+    let room = blocking(|| ops::rooms::details(console.node(), &room)).map_err(|_| {
+        Refusal::NotFound(
+            signed
+                .texts
+                .t("This server does not know that room.")
+                .into(),
+        )
+    })?;
     Ok(render(&RoomPage {
         nav: Some(signed.nav()),
         t: signed.texts,

@@ -249,11 +249,13 @@ pub async fn request(
         )
     });
     let notice = match done {
-        Ok(request) => format!(
-            "Requested as {}. A records manager other than you decides on it.",
-            request.reference
+        Ok(request) => signed.texts.f(
+            "Requested as {reference}. A records manager other than you decides on it.",
+            &[("reference", &request.reference)],
         ),
-        Err(e) => format!("Not requested: {e:#}"),
+        Err(e) => signed
+            .texts
+            .f("Not requested: {error}", &[("error", &format!("{e:#}"))]),
     };
     let page = blocking(|| requests_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
@@ -294,13 +296,20 @@ pub async fn decide(
         )
     });
     let notice = match done {
-        Ok((request, purged)) if approve => format!(
-            "{} approved: {} message(s) erased from the archive, {purged} copy(ies) on the node purged.",
-            request.reference,
-            request.records.len()
+        Ok((request, purged)) if approve => signed.texts.f(
+            "{reference} approved: {count} message(s) erased from the archive, {purged} copy(ies) on the node purged.",
+            &[
+                ("reference", &request.reference),
+                ("count", &request.records.len()),
+                ("purged", &purged),
+            ],
         ),
-        Ok((request, _)) => format!("{} rejected.", request.reference),
-        Err(e) => format!("Not decided: {e:#}"),
+        Ok((request, _)) => signed
+            .texts
+            .f("{reference} rejected.", &[("reference", &request.reference)]),
+        Err(e) => signed
+            .texts
+            .f("Not decided: {error}", &[("error", &format!("{e:#}"))]),
     };
     let page = blocking(|| requests_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))

@@ -178,9 +178,9 @@ pub async fn password(
 const WRONG_PASSWORD: &str = "Wrong user name or password.";
 
 fn locked(wait: u64) -> String {
-    format!(
-        "Too many failed attempts for this account. Try again in {} minute(s).",
-        wait.div_ceil(60)
+    Texts::current().f(
+        "Too many failed attempts for this account. Try again in {minutes} minute(s).",
+        &[("minutes", &wait.div_ceil(60))],
     )
 }
 

@@ -23,7 +23,7 @@ fn ms(ms: u64) -> String {
 fn notice<T>(done: anyhow::Result<T>, said: impl FnOnce(T) -> String) -> String {
     match done {
         Ok(value) => said(value),
-        Err(e) => format!("Not done: {e:#}"),
+        Err(e) => Texts::current().f("Not done: {error}", &[("error", &format!("{e:#}"))]),
     }
 }
 
@@ -119,7 +119,10 @@ pub async fn place_hold(
         )
     });
     let notice = notice(done, |hold| {
-        format!("{} placed on {}.", hold.reference, hold.scope)
+        signed.texts.f(
+            "{reference} placed on {scope}.",
+            &[("reference", &hold.reference), ("scope", &hold.scope)],
+        )
     });
     Ok(render(&blocking(|| {
         holds_page(&console, &signed, Some(notice))
@@ -143,7 +146,11 @@ pub async fn release_hold(
             signed.user.as_str(),
         )
     });
-    let notice = notice(done, |hold| format!("{} released.", hold.reference));
+    let notice = notice(done, |hold| {
+        signed
+            .texts
+            .f("{reference} released.", &[("reference", &hold.reference)])
+    });
     Ok(render(&blocking(|| {
         holds_page(&console, &signed, Some(notice))
     })?))
@@ -224,7 +231,12 @@ pub async fn classify_room(
             let by = signed.user.as_str();
             ops::vault::classify_room(console.node(), &signed.actor(), room, class, by)
         },
-        |class: archipel_vault::procedure::Classification| format!("{room} is classified {class}."),
+        |class: archipel_vault::procedure::Classification| {
+            signed.texts.f(
+                "{room} is classified {class}.",
+                &[("room", &room), ("class", &class)],
+            )
+        },
     )
 }
 
@@ -250,7 +262,12 @@ pub async fn set_role(
             let by = signed.user.as_str();
             ops::vault::set_role(console.node(), &signed.actor(), user, role, by)
         },
-        |role: archipel_vault::procedure::Role| format!("{user}'s role is {role}."),
+        |role: archipel_vault::procedure::Role| {
+            signed.texts.f(
+                "{user}'s role is {role}.",
+                &[("user", &user), ("role", &role)],
+            )
+        },
     )
 }
 
@@ -361,10 +378,9 @@ pub async fn propose(
         )
     });
     let notice = notice(done, |list| {
-        format!(
-            "{} proposes {} expired record(s) for destruction; another records manager must approve it.",
-            list.reference,
-            list.records.len()
+        signed.texts.f(
+            "{reference} proposes {count} expired record(s) for destruction; another records manager must approve it.",
+            &[("reference", &list.reference), ("count", &list.records.len())],
         )
     });
     Ok(render(&blocking(|| {
@@ -391,12 +407,15 @@ pub async fn approve(
         )
     });
     let notice = notice(done, |(list, purged)| {
-        format!(
-            "{} approved: {} record(s) destroyed ({purged} copies on the node purged), {} held back by a legal hold, {} kept.",
-            list.reference,
-            list.records.len() - list.held_back.len() - list.kept.len(),
-            list.held_back.len(),
-            list.kept.len()
+        signed.texts.f(
+            "{reference} approved: {destroyed} record(s) destroyed ({purged} copies on the node purged), {held} held back by a legal hold, {kept} kept.",
+            &[
+                ("reference", &list.reference),
+                ("destroyed", &(list.records.len() - list.held_back.len() - list.kept.len())),
+                ("purged", &purged),
+                ("held", &list.held_back.len()),
+                ("kept", &list.kept.len()),
+            ],
         )
     });
     Ok(render(&blocking(|| {
