@@ -112,18 +112,6 @@ async fn serve(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
-    // The management listener is bound first: the admin socket names its
-    // address (a setup link from the local console), port 0 included.
-    let mut config = config;
-    let console_listener = match config.console.listen {
-        Some(listen) => {
-            let listener = bind(listen, "management").await?;
-            config.console.listen = Some(listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
-    };
-    let config = config;
     let admin_path = admin::protocol::socket_path(&config);
     let admin_listener = admin::server::bind(&admin_path)?;
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
@@ -217,9 +205,12 @@ async fn serve(config: Config) -> Result<()> {
             listening_stopped.clone(),
         )));
     }
-    let console_address = match (config.console.listen, console_listener) {
-        (Some(listen), Some(listener)) => {
+    let console_address = match config.console.listen {
+        Some(listen) => {
+            let listener = bind(listen, "management").await?;
             let address = listener.local_addr()?;
+            // Setup links name the address it got (port 0 included).
+            crate::ops::console::console_bound(address);
             // On loopback plain HTTP (a tunnel or a local scraper);
             // anywhere else HTTPS with the node's certificate.
             let server_config = (!listen.ip().is_loopback())
@@ -256,7 +247,7 @@ async fn serve(config: Config) -> Result<()> {
             };
             Some((url, setup))
         }
-        _ => None,
+        None => None,
     };
     let sender = homeserver.spawn_federation_sender();
     let pusher = homeserver.spawn_pusher();

@@ -206,10 +206,19 @@ pub fn local_action(node: Node<'_>, session: &str, action: LocalAction) -> Resul
     }
 }
 
+/// The address the management listener got, once bound.
+static BOUND: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+
+/// Notes the address the management listener got.
+pub fn console_bound(address: std::net::SocketAddr) {
+    let _ = BOUND.set(address);
+}
+
 /// Where the web console is reached: on loopback plain HTTP, elsewhere
 /// HTTPS by the server's name (the name its certificate carries).
 pub fn console_url(node: Node<'_>) -> Option<String> {
-    let listen = node.config.console.listen?;
+    let configured = node.config.console.listen?;
+    let listen = BOUND.get().copied().unwrap_or(configured);
     Some(if listen.ip().is_loopback() {
         format!("http://{listen}")
     } else {
