@@ -542,7 +542,10 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
     screenshot(&rm2, "requests-nl").await;
     fill(&rm2, &[], &format!("approve-{reference}")).await;
     let shown = text(&rm2).await;
-    assert!(shown.contains(&format!("{reference} goedgekeurd")), "{shown}");
+    assert!(
+        shown.contains(&format!("{reference} goedgekeurd")),
+        "{shown}"
+    );
     assert!(!shown.contains("dinner with my sister on friday"));
 
     // rm2's other pages; none of them is the operator's.
