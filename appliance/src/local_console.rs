@@ -96,7 +96,7 @@ impl App {
             .map_err(|e| format!("{e:#}"))
             .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string()));
         if self.screen == Screen::Log {
-            self.log = journal();
+            self.log = crate::ops::status::journal();
         }
         self.read_at = Instant::now();
     }
@@ -145,7 +145,7 @@ impl App {
             self.said = None;
             self.confirming = None;
             if screen == Screen::Log {
-                self.log = journal();
+                self.log = crate::ops::status::journal();
             }
             return;
         }
@@ -499,27 +499,5 @@ fn addresses() -> String {
         "none".into()
     } else {
         found.join(", ")
-    }
-}
-
-/// The newest lines of the node's journal.
-pub(crate) fn journal() -> Vec<String> {
-    match std::process::Command::new("journalctl")
-        .args([
-            "-u",
-            "archipel.service",
-            "-n",
-            "200",
-            "--no-pager",
-            "-o",
-            "short",
-        ])
-        .output()
-    {
-        Ok(output) => String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(ToOwned::to_owned)
-            .collect(),
-        Err(e) => vec![format!("the journal cannot be read here: {e}")],
     }
 }

@@ -106,9 +106,12 @@ pub struct Sessions {
     languages: Tree,
     idle_secs: u64,
     max_secs: u64,
-    /// Checking and advancing a factor's last step is one step.
-    factor_writes: std::sync::Mutex<()>,
 }
+
+/// Checking a code and advancing its factor's last step is one step, for
+/// every `Sessions` of the process: the web console's and the local
+/// console's (through the admin socket) alike.
+static FACTOR_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub fn now() -> u64 {
     jiff::Timestamp::now().as_second().max(0) as u64
@@ -134,7 +137,6 @@ impl Sessions {
             store: store.clone(),
             idle_secs,
             max_secs,
-            factor_writes: std::sync::Mutex::new(()),
         })
     }
 
@@ -270,7 +272,7 @@ impl Sessions {
     /// Whether `code` is `user`'s current code, not accepted before. An
     /// accepted code's time step is kept, so it is refused next time.
     pub fn check_code(&self, user: &UserId, code: &str) -> Result<bool> {
-        let _serial = self.factor_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = FACTOR_WRITES.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mut factor) = self.factors.get_json::<Factor>(user.as_bytes())? else {
             return Ok(false);
         };
@@ -290,7 +292,7 @@ impl Sessions {
     /// Keeps `secret` as `user`'s authenticator if `code` is its current
     /// code; returns whether it was.
     pub fn enrol(&self, user: &UserId, secret: &str, code: &str) -> Result<bool> {
-        let _serial = self.factor_writes.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = FACTOR_WRITES.lock().unwrap_or_else(|e| e.into_inner());
         let Some(step) = totp(secret)?.check(code.trim(), now()) else {
             return Ok(false);
         };

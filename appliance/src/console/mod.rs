@@ -51,11 +51,11 @@ impl Console {
     ) -> Result<Arc<Self>> {
         let path = config.console.metrics_token_path(&config.node.data_dir);
         let token = metrics_token(&path)?;
-        let sessions = Sessions::new(
-            &services.store,
-            config.console.session_idle_secs,
-            config.console.session_max_secs,
-        )?;
+        let sessions = crate::ops::console::sessions(Node {
+            config: &config,
+            services: &services,
+            vault: &vault,
+        })?;
         Ok(Arc::new(Self {
             token_hash: Sha256::digest(token.as_bytes()).into(),
             sessions,

@@ -30,18 +30,12 @@ pub fn enrolled(node: Node<'_>, actor: &Actor, user: &UserId) -> Result<()> {
 
 /// Makes `user` an auditor (read-only: the audit trail and the rights),
 /// or stops them being one.
-pub fn set_auditor(
-    node: Node<'_>,
-    sessions: &Sessions,
-    actor: &Actor,
-    user: &UserId,
-    auditor: bool,
-) -> Result<()> {
+pub fn set_auditor(node: Node<'_>, actor: &Actor, user: &UserId, auditor: bool) -> Result<()> {
     let done = (|| {
         if !node.services.users.is_active(user)? {
             anyhow::bail!("{user} does not exist or is deactivated");
         }
-        sessions.set_auditor(user, auditor)
+        sessions(node)?.set_auditor(user, auditor)
     })();
     let action = if auditor {
         "console auditor add"
@@ -53,13 +47,8 @@ pub fn set_auditor(
 
 /// Forgets `user`'s authenticator and ends their console sessions: they
 /// enrol a new one at their next sign-in (a lost phone).
-pub fn reset_authenticator(
-    node: Node<'_>,
-    sessions: &Sessions,
-    actor: &Actor,
-    user: &UserId,
-) -> Result<()> {
-    let done = sessions.remove_factor(user);
+pub fn reset_authenticator(node: Node<'_>, actor: &Actor, user: &UserId) -> Result<()> {
+    let done = sessions(node).and_then(|sessions| sessions.remove_factor(user));
     audited(
         node,
         actor,
@@ -168,25 +157,18 @@ pub fn local_action(node: Node<'_>, session: &str, action: LocalAction) -> Resul
             )
         }
         LocalAction::VerifyVault => {
-            let media = node.config.node.data_dir.join("vault").join("media");
-            let vault = node.vault;
-            let checked = archipel_vault::verify::verify(
-                vault.log(),
-                &media,
-                &vault.verifying_key(),
-                |_, _| {},
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|report| {
-                if report.ok() {
-                    Ok(format!("the vault verifies: {} records", report.records))
-                } else {
-                    Err(anyhow!(
-                        "the vault does not verify: {} problem(s)",
-                        report.findings.len()
-                    ))
-                }
-            });
+            let checked = super::vault::verify(node, &mut |_, _| {})
+                .map_err(anyhow::Error::from)
+                .and_then(|report| {
+                    if report.ok() {
+                        Ok(format!("the vault verifies: {} records", report.records))
+                    } else {
+                        Err(anyhow!(
+                            "the vault does not verify: {} problem(s)",
+                            report.findings.len()
+                        ))
+                    }
+                });
             audited(node, &actor, "vault verify", "the whole log", checked)
         }
         LocalAction::Restart => audited(

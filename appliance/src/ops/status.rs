@@ -111,3 +111,26 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         vault_bytes: node.vault.store().approximate_size(),
     })
 }
+
+/// The newest lines of the node's journal (archipel.service), for both
+/// consoles' log pages.
+pub fn journal() -> Vec<String> {
+    match std::process::Command::new("journalctl")
+        .args([
+            "-u",
+            "archipel.service",
+            "-n",
+            "200",
+            "--no-pager",
+            "-o",
+            "short",
+        ])
+        .output()
+    {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(ToOwned::to_owned)
+            .collect(),
+        Err(e) => vec![format!("the journal cannot be read here: {e}")],
+    }
+}

@@ -18,6 +18,22 @@ use archipel_vault::{
 use super::{Actor, Node, audited};
 use crate::erasure;
 
+/// Checks the whole vault: every record, checkpoint and media copy
+/// against the log, and every decryption record against its ciphertext.
+/// `progress` hears `(records done, records expected)`.
+pub fn verify(
+    node: Node<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> archipel_vault::Result<archipel_vault::verify::Report> {
+    let vault = node.vault;
+    let media_dir = node.config.node.data_dir.join("vault").join("media");
+    let mut report =
+        archipel_vault::verify::verify(vault.log(), &media_dir, &vault.verifying_key(), progress)?;
+    let mismatches = vault.verify_decryptions(&report.decryptions)?;
+    report.findings.extend(mismatches);
+    Ok(report)
+}
+
 /// Makes `user` a records manager, or stops them being one.
 pub fn set_records_manager(node: Node<'_>, actor: &Actor, user: &str, manager: bool) -> Result<()> {
     let done = node

@@ -85,7 +85,7 @@ pub fn execute(
     let vault = node.vault;
     match command {
         VaultCommand::Status { json } => status::status(vault, json, out),
-        VaultCommand::Verify { json } => status::verify(node.config, vault, json, out),
+        VaultCommand::Verify { json } => status::verify(node, json, out),
         VaultCommand::List { room, json } => records::list(vault, room, json, out),
         VaultCommand::Prove { record, json } => records::prove(vault, &record, json, out),
         VaultCommand::Show { record } => records::show(vault, &record, out),

@@ -9,7 +9,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde_json::json;
 
 use super::with_progress;
-use crate::config::Config;
+use crate::ops::Node;
 
 pub(super) fn status(vault: &Vault, json: bool, out: &mut dyn Write) -> Result<()> {
     let log = vault.log();
@@ -47,19 +47,11 @@ pub(super) fn status(vault: &Vault, json: bool, out: &mut dyn Write) -> Result<(
     Ok(())
 }
 
-pub(super) fn verify(
-    config: &Config,
-    vault: &Vault,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let log = vault.log();
-    let media_dir = config.node.data_dir.join("vault").join("media");
-    let mut report = with_progress(json, "verifying", |progress| {
-        verify::verify(log, &media_dir, &vault.verifying_key(), progress)
+pub(super) fn verify(node: Node<'_>, json: bool, out: &mut dyn Write) -> Result<()> {
+    let vault = node.vault;
+    let report = with_progress(json, "verifying", |progress| {
+        crate::ops::vault::verify(node, progress)
     })?;
-    let mismatches = vault.verify_decryptions(&report.decryptions)?;
-    report.findings.extend(mismatches);
     let witnessing = vault.witness_status()?;
     let encryption = encryption_status(vault)?;
     if json {

@@ -483,7 +483,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
 #[derive(Deserialize)]
 pub struct Nothing {}
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

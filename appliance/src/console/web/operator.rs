@@ -105,15 +105,22 @@ pub async fn dashboard(
     }))
 }
 
-/// An account as the users pages show it.
-struct UserRow {
-    id: String,
-    name: String,
-    admin: bool,
-    deactivated: bool,
-    records_manager: bool,
-    auditor: bool,
-    authenticator: bool,
+/// An account as the users pages and the rights overview show it.
+pub(super) struct UserRow {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) admin: bool,
+    pub(super) deactivated: bool,
+    pub(super) records_manager: bool,
+    pub(super) auditor: bool,
+    pub(super) authenticator: bool,
+}
+
+impl UserRow {
+    /// Holds a role in the console.
+    pub(super) fn has_role(&self) -> bool {
+        self.admin || self.records_manager || self.auditor
+    }
 }
 
 #[derive(Template)]
@@ -135,7 +142,11 @@ pub struct Search {
 
 const USERS_SHOWN: usize = 200;
 
-fn user_row(console: &Console, id: &OwnedUserId, account: &Account) -> anyhow::Result<UserRow> {
+pub(super) fn user_row(
+    console: &Console,
+    id: &OwnedUserId,
+    account: &Account,
+) -> anyhow::Result<UserRow> {
     Ok(UserRow {
         id: id.to_string(),
         name: account.displayname.clone().unwrap_or_default(),
@@ -438,7 +449,7 @@ pub async fn set_auditor(
     let auditor = form.auditor == "yes";
     let done = ops::accounts::user_id(node.config, &user).and_then(|id| {
         tokio::task::block_in_place(|| {
-            ops::console::set_auditor(node, &console.sessions, &signed.actor(), &id, auditor)
+            ops::console::set_auditor(node, &signed.actor(), &id, auditor)
         })
         .map(|()| {
             if auditor {
@@ -465,7 +476,7 @@ pub async fn reset_authenticator(
     let node = console.node();
     let done = ops::accounts::user_id(node.config, &user).and_then(|id| {
         tokio::task::block_in_place(|| {
-            ops::console::reset_authenticator(node, &console.sessions, &signed.actor(), &id)
+            ops::console::reset_authenticator(node, &signed.actor(), &id)
         })
         .map(|()| {
             signed.texts.f(
@@ -767,7 +778,7 @@ struct LogPage {
 /// `GET /log`: the newest lines of the node's journal.
 pub async fn log(signed: Signed) -> Result<Response, Refusal> {
     signed.require(Role::Operator)?;
-    let lines = tokio::task::spawn_blocking(crate::local_console::journal)
+    let lines = tokio::task::spawn_blocking(ops::status::journal)
         .await
         .map_err(|e| Refusal::Internal(e.into()))?;
     Ok(render(&LogPage {

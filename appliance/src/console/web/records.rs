@@ -315,22 +315,12 @@ pub async fn decide(
     Ok(render(&page))
 }
 
-/// A person who holds a role, as the rights overview lists them.
-struct Holder {
-    user: String,
-    operator: bool,
-    records_manager: bool,
-    auditor: bool,
-    authenticator: bool,
-    deactivated: bool,
-}
-
 #[derive(Template)]
 #[template(path = "console/rights.html")]
 struct RightsPage {
     nav: Option<Nav>,
     t: Texts,
-    holders: Vec<Holder>,
+    holders: Vec<super::operator::UserRow>,
 }
 
 /// `GET /rights`: everyone who holds a role in the console, for the
@@ -341,19 +331,11 @@ pub async fn rights(
 ) -> Result<Response, Refusal> {
     signed.require_any_role()?;
     let holders = blocking(|| {
-        let managers = console.vault.records_managers()?;
         let mut holders = Vec::new();
         for (id, account) in ops::accounts::list_users(console.node())? {
-            let holder = Holder {
-                operator: account.admin,
-                records_manager: managers.iter().any(|m| m == id.as_str()),
-                auditor: console.sessions.is_auditor(&id)?,
-                authenticator: console.sessions.has_factor(&id)?,
-                deactivated: account.deactivated,
-                user: id.to_string(),
-            };
-            if holder.operator || holder.records_manager || holder.auditor {
-                holders.push(holder);
+            let row = super::operator::user_row(&console, &id, &account)?;
+            if row.has_role() {
+                holders.push(row);
             }
         }
         Ok(holders)

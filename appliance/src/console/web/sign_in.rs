@@ -15,8 +15,8 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    Client, Nav, Nothing, Posted, Refusal, Signed, Texts, blocking, clear_cookie, cookie_value,
-    local_path, render, set_cookie,
+    Client, Nav, Nothing, Posted, Refusal, Signed, Texts, blocking, clear_cookie, constant_time_eq,
+    cookie_value, local_path, render, set_cookie,
 };
 use crate::{
     console::Console,
@@ -264,7 +264,7 @@ fn signed_in(
 }
 
 fn check_token(sent: &str, session: &Session) -> Result<(), Refusal> {
-    if sent == session.csrf {
+    if constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
         Ok(())
     } else {
         Err(Refusal::Forbidden(
