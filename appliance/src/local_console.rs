@@ -66,12 +66,37 @@ struct App {
     confirming: Option<LocalAction>,
 }
 
+/// Left by the first boot's sealing (`seal-data`) once it has shown the
+/// data partition's recovery key on the screen.
+const RECOVERY_KEY_SHOWN: &str = "/run/archipel/recovery-key-shown";
+
 /// Runs the local console until the process is stopped.
 pub fn run(config: Config) -> Result<()> {
+    keep_recovery_key_shown(std::path::Path::new(RECOVERY_KEY_SHOWN));
     let mut terminal = ratatui::try_init().context("opening the terminal")?;
     let result = App::new(config).run(&mut terminal);
     ratatui::restore();
     result
+}
+
+/// At the boot that showed the recovery key, leaves it on the screen
+/// until someone presses Enter there: drawing the console would wipe it.
+/// Part of the console itself rather than of its unit's start, so that the
+/// boot does not wait for that person.
+fn keep_recovery_key_shown(marker: &std::path::Path) {
+    if !marker.exists() {
+        return;
+    }
+    println!("\n Press Enter once the recovery key above is written down.");
+    let mut line = String::new();
+    // End of input (Ctrl-D, a terminal that closed) is not a yes: the key
+    // stays until Enter.
+    while !matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0) {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if let Err(e) = std::fs::remove_file(marker) {
+        eprintln!("the recovery key marker stays: {e}");
+    }
 }
 
 impl App {
