@@ -17,10 +17,12 @@ use crate::harness::eventually;
 /// One chromedriver; each [`Browser::session`] is a separate Chromium with
 /// its own cookies, as two people on two computers. Chromedriver runs in a
 /// process group of its own, with every Chromium it starts: dropped, the
-/// whole group is killed, so no browser outlives its test.
+/// whole group is killed, so no browser outlives its test; their profiles
+/// live in a temporary folder of the Browser's own, removed with it.
 pub struct Browser {
     driver: Child,
     url: String,
+    _profiles: tempfile::TempDir,
 }
 
 impl Drop for Browser {
@@ -38,8 +40,11 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let profiles = tempfile::tempdir().expect("a folder for the profiles");
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Where chromedriver makes each Chromium's profile.
+            .env("TMPDIR", profiles.path())
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -58,7 +63,11 @@ impl Browser {
             }
         })
         .await;
-        Self { driver, url }
+        Self {
+            driver,
+            url,
+            _profiles: profiles,
+        }
     }
 
     /// A new Chromium window with no cookies.
@@ -71,8 +80,12 @@ impl Browser {
             "goog:chromeOptions".to_owned(),
             json!({
                 "binary": "/usr/bin/chromium",
+                // No connections of Chromium's own: this machine reaches
+                // only loopback.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000"],
+                         "--disable-dev-shm-usage", "--window-size=1280,1000",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync"],
             }),
         );
         ClientBuilder::rustls()
