@@ -64,6 +64,8 @@ struct App {
     said: Option<Result<String, String>>,
     /// An action waiting for "y".
     confirming: Option<LocalAction>,
+    /// How the data partition is locked, read at the start.
+    seal: String,
 }
 
 /// Left by the first boot's sealing (`seal-data`) once it has shown the
@@ -111,6 +113,7 @@ impl App {
             session: None,
             said: None,
             confirming: None,
+            seal: seal_state(),
         };
         app.refresh();
         app
@@ -227,8 +230,9 @@ impl App {
         let action = match key.code {
             KeyCode::Char('1') => LocalAction::SetupLink,
             KeyCode::Char('2') => LocalAction::VerifyVault,
-            KeyCode::Char('3') => LocalAction::Restart,
-            KeyCode::Char('4') => LocalAction::Reboot,
+            KeyCode::Char('3') => LocalAction::BackupNow,
+            KeyCode::Char('4') => LocalAction::Restart,
+            KeyCode::Char('5') => LocalAction::Reboot,
             KeyCode::Char('0') => {
                 self.session = None;
                 self.said = None;
@@ -333,6 +337,7 @@ impl App {
                 status.console_url.as_deref().unwrap_or("off"),
             ),
             field("Addresses", &addresses()),
+            field("Data disk", &self.seal),
             field(
                 "Running for",
                 &crate::console::web::duration(now - status.started),
@@ -388,11 +393,11 @@ impl App {
                 }),
         ));
         lines.push(Line::raw(""));
-        let alarms = alarms(status, now, !self.config.backup.targets.is_empty());
+        let alarms = status.alarms(now);
         if alarms.is_empty() {
             lines.push(Line::styled("No alarms.", Style::new().fg(Color::Green)));
         }
-        lines.extend(alarms.into_iter().map(|a| alarm(&a)));
+        lines.extend(alarms.iter().map(|a| alarm(&a.english())));
         lines
     }
 
@@ -431,8 +436,9 @@ impl App {
                 for entry in [
                     "1  Create a one-time setup link for a new operator",
                     "2  Verify the vault",
-                    "3  Restart the node",
-                    "4  Reboot the machine",
+                    "3  Back up now",
+                    "4  Restart the node",
+                    "5  Reboot the machine",
                     "0  Sign out",
                 ] {
                     lines.push(Line::raw(entry));
@@ -474,34 +480,6 @@ fn alarm(text: &str) -> Line<'static> {
     )
 }
 
-/// What needs an operator's attention.
-fn alarms(status: &NodeStatus, now: i64, backups_configured: bool) -> Vec<String> {
-    let mut alarms = Vec::new();
-    if status.capture_lag > 0 {
-        alarms.push(format!(
-            "{} event(s) are waiting to be archived",
-            status.capture_lag
-        ));
-    }
-    if status.cosigned.iter().any(|c| !c.verifies) {
-        alarms.push("a peer's co-signature does not verify".into());
-    }
-    if let Some(expiry) = status.certificate_expiry
-        && expiry - now < 14 * 86_400
-    {
-        alarms.push("the certificate expires within 14 days".into());
-    }
-    if backups_configured && status.backups.iter().all(|(_, at)| now - at > 2 * 86_400) {
-        alarms.push("no backup succeeded in the last two days".into());
-    }
-    for (peer, queued) in &status.peers {
-        if *queued > 1000 {
-            alarms.push(format!("{queued} events wait for {peer}"));
-        }
-    }
-    alarms
-}
-
 /// The machine's IPv4 addresses, other than loopback.
 fn addresses() -> String {
     let output = std::process::Command::new("ip")
@@ -524,5 +502,65 @@ fn addresses() -> String {
         "none".into()
     } else {
         found.join(", ")
+    }
+}
+
+/// The appliance's encrypted data partition.
+const DATA_PARTITION: &str = "/dev/disk/by-partlabel/archipel-data";
+
+/// How the data partition is locked, as its LUKS2 key slots say.
+fn seal_state() -> String {
+    if !std::path::Path::new(DATA_PARTITION).exists() {
+        return "no encrypted data partition on this machine".into();
+    }
+    match std::process::Command::new("systemd-cryptenroll")
+        .arg(DATA_PARTITION)
+        .output()
+    {
+        Ok(output) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            // SLOT TYPE, then one line per slot.
+            let kinds: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().nth(1))
+                .collect();
+            seal_description(&kinds)
+        }
+        Ok(output) => format!(
+            "unknown: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// What key slots of these kinds mean for the person at the machine.
+fn seal_description(kinds: &[&str]) -> String {
+    let has = |kind: &str| kinds.contains(&kind);
+    if has("password") {
+        "encrypted, NOT sealed yet: an empty passphrase opens it".into()
+    } else if has("tpm2") && has("recovery") {
+        "encrypted, sealed to this machine's TPM2 (PCR 7), recovery key enrolled".into()
+    } else if has("tpm2") {
+        "encrypted, sealed to this machine's TPM2 (PCR 7), NO recovery key".into()
+    } else if has("recovery") {
+        "encrypted, no TPM2: the recovery key is asked at every boot".into()
+    } else {
+        format!("encrypted, key slots: {}", kinds.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seal_description;
+
+    #[test]
+    fn the_seal_is_told_from_the_key_slots() {
+        assert!(seal_description(&["recovery", "tpm2"]).contains("sealed to this machine's TPM2"));
+        assert!(seal_description(&["recovery", "tpm2"]).contains("recovery key enrolled"));
+        assert!(seal_description(&["password"]).contains("NOT sealed"));
+        assert!(seal_description(&["recovery"]).contains("asked at every boot"));
+        assert!(seal_description(&["tpm2"]).contains("NO recovery key"));
     }
 }

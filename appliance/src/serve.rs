@@ -122,8 +122,12 @@ async fn serve(config: Config) -> Result<()> {
         admin_listener,
         admin_stopped.clone(),
     ));
-    let backups = (!config.backup.targets.is_empty())
-        .then(|| tokio::spawn(crate::backup::schedule::run(admin_state, admin_stopped)));
+    let backups = (!config.backup.targets.is_empty()).then(|| {
+        tokio::spawn(crate::backup::schedule::run(
+            admin_state.clone(),
+            admin_stopped,
+        ))
+    });
     let listener = TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("listening on {}", config.node.listen))?;
@@ -222,9 +226,7 @@ async fn serve(config: Config) -> Result<()> {
                 "http"
             };
             let console = Console::new(
-                config.clone(),
-                services.clone(),
-                node.vault.clone(),
+                admin_state.clone(),
                 metrics.clone(),
                 server_config.is_some(),
             )?;

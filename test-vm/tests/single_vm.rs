@@ -181,7 +181,8 @@ async fn scenario(vm: &mut Vm, ca: &TestCa, started: Instant) -> Result<()> {
     let screen = archipel_test_vm::vm::fact(&report, "tty1=").unwrap_or_default();
     ensure!(
         screen.contains("Archipel")
-            && screen.contains(&format!("Web console https://{SERVER_NAME}:9443")),
+            && screen.contains(&format!("Web console https://{SERVER_NAME}:9443"))
+            && screen.contains("Data disk encrypted, sealed to this machine's TPM2"),
         "the local console on tty1: {screen}"
     );
     ensure!(

@@ -70,6 +70,8 @@ pub enum LocalAction {
     SetupLink,
     /// Check every record and checkpoint of the vault.
     VerifyVault,
+    /// A backup to every target, now.
+    BackupNow,
     /// Restart the node (recorded here; the local console asks systemd).
     Restart,
     /// Reboot the machine (likewise).

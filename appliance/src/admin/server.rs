@@ -58,7 +58,7 @@ impl Admin {
     }
 
     /// The node the operations work on.
-    fn node(&self) -> Node<'_> {
+    pub(crate) fn node(&self) -> Node<'_> {
         Node {
             config: &self.config,
             services: &self.services,
@@ -219,7 +219,7 @@ async fn execute(
             .await
             .map(|session| out.extend(session.into_bytes())),
         Request::Local { session, action } => {
-            tokio::task::block_in_place(|| ops::console::local_action(node, &session, action))
+            tokio::task::block_in_place(|| ops::console::local_action(&admin, &session, action))
                 .map(|said| out.extend(said.into_bytes()))
         }
         Request::BackupSnapshot => {

@@ -124,6 +124,42 @@ pub fn last_successes(data_dir: &std::path::Path) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// When the backup run in progress started, if one runs: one run at a
+/// time, scheduled or asked for.
+static RUNNING: std::sync::Mutex<Option<Timestamp>> = std::sync::Mutex::new(None);
+
+/// When the backup run in progress started, if one runs.
+pub fn running_since() -> Option<Timestamp> {
+    *RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The one backup run in progress, until dropped.
+pub struct Running(());
+
+impl Running {
+    /// Claims the run, or says since when another one runs.
+    pub fn claim() -> Result<Self> {
+        let mut running = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(since) = *running {
+            anyhow::bail!("a backup run is in progress already (since {since})");
+        }
+        *running = Some(Timestamp::now());
+        Ok(Self(()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        *RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
 /// Runs the schedule until `stop` turns true.
 pub async fn run(admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
     let config = admin.config().clone();
@@ -139,14 +175,19 @@ pub async fn run(admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
             () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = run_once(&admin, &config).await {
+        let done = match Running::claim() {
+            Ok(running) => run_once(&admin, &config, running).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
             tracing::error!(target: "archipel::backup", error = %format!("{e:#}"), "scheduled backup failed");
         }
     }
 }
 
-/// One scheduled run: snapshot, a backup to every target, prune each.
-pub async fn run_once(admin: &Arc<Admin>, config: &Config) -> Result<()> {
+/// One run, scheduled or asked for: snapshot, a backup to every target,
+/// prune each.
+pub async fn run_once(admin: &Arc<Admin>, config: &Config, _running: Running) -> Result<()> {
     let started = Timestamp::now();
     let snapshot = admin.snapshot().await?;
     let config = config.clone();
@@ -251,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn one_backup_run_at_a_time() {
+        let first = Running::claim().expect("the first run");
+        let refused = Running::claim().err().expect("a second run is refused");
+        assert!(
+            refused.to_string().contains("in progress already"),
+            "{refused}"
+        );
+        assert!(running_since().is_some());
+        drop(first);
+        assert!(running_since().is_none());
+        Running::claim().expect("a run once the first ended");
+    }
+
+    #[test]
     fn daily_runs_at_the_local_time() {
         // 02:00 in Amsterdam is 01:00 UTC in winter, 00:00 UTC in summer.
         let s = schedule(24, "02:00");
@@ -337,7 +392,7 @@ mod tests {
             node.vault.clone(),
         );
 
-        let failed = run_once(&admin, &config)
+        let failed = run_once(&admin, &config, Running::claim().expect("no run yet"))
             .await
             .expect_err("one target fails");
         assert!(failed.to_string().contains("1 of 2"), "{failed}");
@@ -363,7 +418,12 @@ mod tests {
 
         // Backup names have a resolution of one second.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let _ = run_once(&admin, &config).await;
+        let _ = run_once(
+            &admin,
+            &config,
+            Running::claim().expect("one run at a time"),
+        )
+        .await;
         let backups = archipel_backup::list(&archipel_backup::DirTarget::new(&usb).expect("usb"))
             .expect("list");
         assert_eq!(backups.len(), 1, "{backups:?}");

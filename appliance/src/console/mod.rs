@@ -17,7 +17,7 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
 use sha2::{Digest, Sha256};
 
-use crate::{config::Config, ops::Node};
+use crate::{admin::server::Admin, ops::Node};
 
 pub mod metrics;
 pub mod web;
@@ -27,9 +27,9 @@ use metrics::Metrics;
 
 /// What the management listener's handlers share.
 pub struct Console {
-    config: Config,
-    services: Arc<archipel_homeserver::Services>,
-    vault: Arc<archipel_vault::Vault>,
+    /// The running node, shared with the admin socket and the backup
+    /// schedule.
+    admin: Arc<Admin>,
     metrics: Arc<Metrics>,
     /// SHA-256 of the metrics token: a presented token is compared by its
     /// hash, so the comparison's timing says nothing about the token.
@@ -42,28 +42,17 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(
-        config: Config,
-        services: Arc<archipel_homeserver::Services>,
-        vault: Arc<archipel_vault::Vault>,
-        metrics: Arc<Metrics>,
-        secure: bool,
-    ) -> Result<Arc<Self>> {
+    pub fn new(admin: Arc<Admin>, metrics: Arc<Metrics>, secure: bool) -> Result<Arc<Self>> {
+        let config = admin.config();
         let path = config.console.metrics_token_path(&config.node.data_dir);
         let token = metrics_token(&path)?;
-        let sessions = crate::ops::console::sessions(Node {
-            config: &config,
-            services: &services,
-            vault: &vault,
-        })?;
+        let sessions = crate::ops::console::sessions(admin.node())?;
         Ok(Arc::new(Self {
             token_hash: Sha256::digest(token.as_bytes()).into(),
             sessions,
             secure,
             failures: web::Failures::default(),
-            config,
-            services,
-            vault,
+            admin,
             metrics,
         }))
     }
@@ -91,14 +80,21 @@ impl Console {
         Ok(Some(self.sessions.create_setup_link()?))
     }
 
-    /// Removes expired sessions and setup links every ten minutes, for as
-    /// long as the node runs.
+    /// Removes expired sessions, setup links and exports every ten
+    /// minutes, for as long as the node runs.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let console = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
             loop {
                 tick.tick().await;
+                let sweeping = console.clone();
+                let exports = tokio::task::spawn_blocking(move || {
+                    crate::ops::exports::sweep(sweeping.node())
+                });
+                if let Ok(Err(e)) = exports.await {
+                    tracing::warn!(error = %format!("{e:#}"), "removing old exports");
+                }
                 let sweeping = console.clone();
                 match tokio::task::spawn_blocking(move || sweeping.sessions.sweep()).await {
                     Ok(Ok(_)) => {}
@@ -114,11 +110,11 @@ impl Console {
     }
 
     fn node(&self) -> Node<'_> {
-        Node {
-            config: &self.config,
-            services: &self.services,
-            vault: &self.vault,
-        }
+        self.admin.node()
+    }
+
+    fn admin(&self) -> &Arc<Admin> {
+        &self.admin
     }
 }
 

@@ -142,6 +142,34 @@ pub async fn set_password(
     )
 }
 
+/// Signs one of `user`'s devices out and forgets it (its keys too): a
+/// lost phone. The account stays.
+pub async fn remove_device(
+    node: Node<'_>,
+    actor: &Actor,
+    user: &str,
+    device: &str,
+) -> Result<OwnedUserId> {
+    let id = user_id(node.config, user)?;
+    let done = async {
+        let device = <&ruma::DeviceId>::from(device);
+        if node.services.users.device(&id, device)?.is_none() {
+            bail!("{id} has no device {device}");
+        }
+        users::remove_device(node.services, &id, device)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+    .await;
+    audited(
+        node,
+        actor,
+        "device remove",
+        &format!("{id} {device}"),
+        done.map(|()| id.clone()),
+    )
+}
+
 /// Makes `user` a server administrator (an operator of the node and its
 /// console), or not.
 pub async fn set_admin(

@@ -130,7 +130,12 @@ fn operator(node: Node<'_>, user: &UserId) -> Result<bool> {
 
 /// Carries out `action` for the operator signed in with `session` at the
 /// machine's screen; returns what to show them.
-pub fn local_action(node: Node<'_>, session: &str, action: LocalAction) -> Result<String> {
+pub fn local_action(
+    admin: &std::sync::Arc<crate::admin::server::Admin>,
+    session: &str,
+    action: LocalAction,
+) -> Result<String> {
+    let node = admin.node();
     let sessions = sessions(node)?;
     let user: OwnedUserId = sessions
         .touch(session)?
@@ -171,6 +176,7 @@ pub fn local_action(node: Node<'_>, session: &str, action: LocalAction) -> Resul
                 });
             audited(node, &actor, "vault verify", "the whole log", checked)
         }
+        LocalAction::BackupNow => super::backups::start(admin, &actor),
         LocalAction::Restart => audited(
             node,
             &actor,

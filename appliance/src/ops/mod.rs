@@ -17,7 +17,9 @@ use archipel_vault::{Vault, procedure::AdminAction};
 use crate::config::Config;
 
 pub mod accounts;
+pub mod backups;
 pub mod console;
+pub mod exports;
 pub mod rooms;
 pub mod status;
 pub mod vault;

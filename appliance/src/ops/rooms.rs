@@ -1,11 +1,18 @@
 //! The rooms as an operator sees them: their metadata and members, never
 //! their messages.
 
-use anyhow::{Context, Result};
-use ruma::{RoomId, events::StateEventType};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use archipel_homeserver::service::rooms::PduBuilder;
+use ruma::{
+    Int, RoomId, UserId,
+    events::{
+        StateEventType,
+        room::power_levels::{RoomPowerLevelsEventContent, UserPowerLevel},
+    },
+};
 use serde_json::Value;
 
-use super::Node;
+use super::{Actor, Node, audited};
 
 /// A room's metadata.
 pub struct RoomSummary {
@@ -101,4 +108,72 @@ pub fn details(node: Node<'_>, room: &str) -> Result<RoomDetails> {
         summary: summary(node, room)?,
         members,
     })
+}
+
+/// The level of a room's admin.
+const ADMIN_LEVEL: i64 = 100;
+
+/// Hands admin of `room` to `user`, a member from this node who is in the
+/// room: when its admins left or lost their accounts. The power levels
+/// change as a member of this node who may change them would change them
+/// (the one with the most power), and `user` gets 100, or as much as that
+/// member has. Rooms where no member of this node has that power stay as
+/// they are: a server cannot take power in a room, only use its members'.
+pub async fn make_admin(node: Node<'_>, actor: &Actor, room: &str, user: &str) -> Result<String> {
+    let done = hand_admin(node, room, user).await;
+    audited(
+        node,
+        actor,
+        "room make-admin",
+        &format!("{room}: {user}"),
+        done,
+    )
+}
+
+async fn hand_admin(node: Node<'_>, room: &str, user: &str) -> Result<String> {
+    let rooms = &node.services.rooms;
+    let room = <&RoomId>::try_from(room).with_context(|| format!("`{room}` is not a room ID"))?;
+    let user = <&UserId>::try_from(user).with_context(|| format!("`{user}` is not a user ID"))?;
+    let ours: &ruma::ServerName = &node.config.homeserver.server_name;
+    ensure!(
+        user.server_name() == ours,
+        "{user} is not a user of this server"
+    );
+    ensure!(
+        rooms.is_joined(user, room)?,
+        "{user} is not in the room: someone in it invites them first"
+    );
+    let mut levels = rooms.power_levels(room)?;
+    let admin = UserPowerLevel::Int(Int::from(ADMIN_LEVEL as i32));
+    if levels.for_user(user) >= admin {
+        bail!("{user} is an admin of the room already");
+    }
+    let granter = rooms
+        .joined_members(room)?
+        .into_iter()
+        .filter(|member| member.server_name() == ours && member != user)
+        .filter(|member| levels.user_can_change_user_power_level(member, user))
+        .max_by_key(|member| levels.for_user(member))
+        .ok_or_else(|| {
+            anyhow!("no member of this server in the room may change its power levels")
+        })?;
+    let level = match levels.for_user(&granter) {
+        UserPowerLevel::Int(level) => level.min(Int::from(ADMIN_LEVEL as i32)),
+        _ => Int::from(ADMIN_LEVEL as i32),
+    };
+    levels.users.insert(user.to_owned(), level);
+    let content = RoomPowerLevelsEventContent::try_from(levels)
+        .map_err(|e| anyhow!("the room's power levels: {e}"))?;
+    let builder = PduBuilder::state(
+        StateEventType::RoomPowerLevels.to_string(),
+        "",
+        serde_json::to_value(content)?,
+    );
+    rooms
+        .append(room, &granter, builder)
+        .await
+        .map_err(|e| anyhow!("changing the power levels as {granter}: {e}"))?;
+    Ok(format!(
+        "{user} is now an admin of the room (power level {level}), set with the power of {granter}"
+    ))
 }

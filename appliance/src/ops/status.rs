@@ -49,6 +49,16 @@ pub struct NodeStatus {
     /// The newest signed checkpoint's size, and who co-signed which size.
     pub checkpoint: Option<u64>,
     pub cosigned: Vec<CosignedBy>,
+    /// Peers caught showing a log that does not extend the one this node
+    /// co-signed.
+    #[serde(default)]
+    pub peers_rewrote: Vec<String>,
+    /// Rooms the archive member was removed from (or could not join).
+    #[serde(default)]
+    pub coverage_gaps: u64,
+    /// Whether backups are configured at all.
+    #[serde(default)]
+    pub backups_configured: bool,
     /// Each backup target and when its newest scheduled backup was
     /// written (Unix seconds).
     pub backups: Vec<(String, i64)>,
@@ -81,6 +91,7 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         peers.push((peer.server_name.to_string(), queued as u64));
     }
     let log = node.vault.log();
+    let witnessing = node.vault.witness_status()?;
     let certificate_expiry = match crate::tls::certificate_expiry(node.config) {
         Ok(expiry) => expiry,
         // The reading still answers; the log says why this figure is missing.
@@ -104,12 +115,125 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         messages_per_day: node.vault.messages_per_day(CHART_DAYS)?,
         capture_lag: node.services.rooms.outbox_len(QUEUE_COUNTED)? as u64,
         checkpoint: log.latest_checkpoint()?.map(|c| c.size),
-        cosigned: node.vault.witness_status()?.cosigned,
+        peers_rewrote: witnessing
+            .alarms()
+            .map(|(origin, _)| {
+                // A log's origin is `<server name>/archipel-vault`.
+                origin
+                    .strip_suffix(&archipel_vault::origin_for(""))
+                    .unwrap_or(origin)
+                    .to_owned()
+            })
+            .collect(),
+        cosigned: witnessing.cosigned,
+        coverage_gaps: node.vault.coverage_gaps()?.len() as u64,
+        backups_configured: !node.config.backup.targets.is_empty(),
         backups: crate::backup::schedule::last_successes(&node.config.node.data_dir),
         certificate_expiry,
         database_bytes: node.services.store.approximate_size(),
         vault_bytes: node.vault.store().approximate_size(),
     })
+}
+
+/// Events waiting for the vault from which on capture is an alarm: the
+/// pump moves 512 at a time, within milliseconds.
+const CAPTURE_LAG_ALARM: u64 = 1000;
+
+/// Something an operator must look at, as both consoles show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Alarm {
+    /// Many events acknowledged to clients, not yet in the vault: capture
+    /// does not keep up, or is stuck. (A few wait for the vault's next
+    /// sync, within a second, all the time.)
+    CaptureLag(u64),
+    /// A witness's co-signature over this node's checkpoint does not
+    /// verify.
+    CosignatureFails(String),
+    /// A peer showed a log that does not extend the one co-signed.
+    PeerRewroteLog(String),
+    /// Rooms whose encrypted messages the archive cannot read since.
+    CoverageGaps(u64),
+    /// The served certificate expires within 14 days.
+    CertificateExpires(i64),
+    /// Backups are configured, and none succeeded in two days.
+    NoRecentBackup,
+    /// More than 1000 events wait for a peer.
+    PeerQueue(String, u64),
+}
+
+impl Alarm {
+    /// The alarm in English, with its figures: the text the web console
+    /// translates and the local console shows.
+    pub fn text(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self {
+            Self::CaptureLag(n) => (
+                "{count} event(s) are waiting to be archived",
+                vec![("count", n.to_string())],
+            ),
+            Self::CosignatureFails(witness) => (
+                "the co-signature of {peer} does not verify",
+                vec![("peer", witness.clone())],
+            ),
+            Self::PeerRewroteLog(peer) => (
+                "{peer} showed a log that does not extend the one this node co-signed",
+                vec![("peer", peer.clone())],
+            ),
+            Self::CoverageGaps(n) => (
+                "the archive member is out of {count} room(s): their encrypted messages are not decrypted",
+                vec![("count", n.to_string())],
+            ),
+            Self::CertificateExpires(at) => (
+                "the certificate expires {at}",
+                vec![("at", crate::console::web::when(*at))],
+            ),
+            Self::NoRecentBackup => ("no backup succeeded in the last two days", Vec::new()),
+            Self::PeerQueue(peer, n) => (
+                "{count} events wait for {peer}",
+                vec![("count", n.to_string()), ("peer", peer.clone())],
+            ),
+        }
+    }
+
+    /// The alarm in English.
+    pub fn english(&self) -> String {
+        let (text, values) = self.text();
+        values.iter().fold(text.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{name}}}"), value)
+        })
+    }
+}
+
+impl NodeStatus {
+    /// What needs looking at, at `now` (Unix seconds).
+    pub fn alarms(&self, now: i64) -> Vec<Alarm> {
+        let mut alarms = Vec::new();
+        if self.capture_lag >= CAPTURE_LAG_ALARM {
+            alarms.push(Alarm::CaptureLag(self.capture_lag));
+        }
+        for cosigned in self.cosigned.iter().filter(|c| !c.verifies) {
+            alarms.push(Alarm::CosignatureFails(cosigned.witness.clone()));
+        }
+        for peer in &self.peers_rewrote {
+            alarms.push(Alarm::PeerRewroteLog(peer.clone()));
+        }
+        if self.coverage_gaps > 0 {
+            alarms.push(Alarm::CoverageGaps(self.coverage_gaps));
+        }
+        if let Some(expiry) = self.certificate_expiry
+            && expiry - now < 14 * 86_400
+        {
+            alarms.push(Alarm::CertificateExpires(expiry));
+        }
+        if self.backups_configured && self.backups.iter().all(|(_, at)| now - at > 2 * 86_400) {
+            alarms.push(Alarm::NoRecentBackup);
+        }
+        for (peer, queued) in &self.peers {
+            if *queued > 1000 {
+                alarms.push(Alarm::PeerQueue(peer.clone(), *queued));
+            }
+        }
+        alarms
+    }
 }
 
 /// The newest lines of the node's journal (archipel.service), for both

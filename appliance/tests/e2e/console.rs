@@ -137,6 +137,9 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
     for (page, shown) in [
         ("/backups", "No backup targets are configured"),
         ("/log", "The newest lines of the journal"),
+        ("/federation", "Federation is off"),
+        ("/configuration", "session_idle_secs"),
+        ("/gaps", "No alarms."),
     ] {
         goto(&operator, &console, page).await;
         screenshot(&operator, &page[1..]).await;
@@ -177,7 +180,12 @@ async fn sign_in_takes_an_authenticator_code_and_roles_guard_each_page() {
         ("/rooms", "operators"),
         ("/reports", "operators"),
         ("/backups", "operators"),
+        ("/backups/contents", "operators"),
         ("/log", "operators"),
+        ("/federation", "operators"),
+        ("/configuration", "operators"),
+        ("/exports", "records managers"),
+        ("/gaps", "auditors"),
         ("/audit", "auditors"),
         ("/rights", "auditors"),
     ] {
@@ -576,6 +584,15 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
             .contains("LH-000001 ingesteld voor user @alice:localhost.")
     );
     screenshot(&rm2, "holds").await;
+    // An export of the room, in Dutch as rm2 reads the console.
+    goto(&rm2, &console, "/exports").await;
+    fill(&rm2, &[("room", room.as_str())], "export").await;
+    assert!(
+        text(&rm2).await.contains("geëxporteerd"),
+        "{}",
+        text(&rm2).await
+    );
+    screenshot(&rm2, "exports").await;
 
     // The trail names the people who signed in, and where from.
     goto(&operator, &console, "/audit").await;

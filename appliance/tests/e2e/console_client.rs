@@ -181,6 +181,20 @@ impl ConsoleClient {
         }
     }
 
+    /// A response's status and body as bytes, without following
+    /// redirects: a download.
+    pub async fn download(&mut self, page: &str) -> (StatusCode, Vec<u8>) {
+        let response = self
+            .http
+            .get(format!("{}{page}", self.console))
+            .header("cookie", format!("archipel={}", self.cookie))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {page}: {e}"));
+        let status = response.status();
+        (status, response.bytes().await.expect("a body").to_vec())
+    }
+
     /// Sends a form of `page`'s; returns the status and the page that
     /// answers.
     pub async fn try_post(&mut self, page: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {

@@ -78,6 +78,18 @@ async fn peers_cosign_checkpoints_and_flag_a_truncated_log() {
         text.contains("witness b.test: co-signed the checkpoint at"),
         "{text}"
     );
+    // b.test's operator sees the peer on the federation page, co-signed
+    // both ways. (Not a.test's: its actions would be records in the log
+    // cut below.)
+    let mut operator =
+        crate::console_client::ConsoleClient::first_operator(cluster.node("b.test"), "boss").await;
+    let page = operator.get("/federation").await;
+    assert!(page.contains("<td>a.test</td>"), "{page}");
+    assert_eq!(
+        page.matches("records,").count(),
+        2,
+        "co-signed each way:\n{page}"
+    );
     let size = report_a["latest_checkpoint"]
         .as_u64()
         .expect("a checkpoint size");
@@ -146,6 +158,14 @@ async fn peers_cosign_checkpoints_and_flag_a_truncated_log() {
     assert!(
         text.contains("ALARM witnessing a.test/archipel-vault"),
         "{text}"
+    );
+    // b.test's operator sees it on the federation page and the dashboard.
+    let page = operator.get("/federation").await;
+    assert!(page.contains("truncated"), "{page}");
+    let page = operator.get("/dashboard").await;
+    assert!(
+        page.contains("a.test showed a log that does not extend the one this node co-signed"),
+        "{page}"
     );
 }
 

@@ -109,6 +109,37 @@ impl TestServer {
         server
     }
 
+    /// Creates `name` with [`crate::client::PASSWORD`] (a server
+    /// administrator if `admin`) through the admin socket of this node,
+    /// started with [`TestServer::start_configured`].
+    pub fn create_user(&self, name: &str, admin: bool) {
+        let config = self.config.as_ref().expect("a configured node");
+        let mut command = std::process::Command::new(archipel_bin());
+        command.args(["user", "create", name, "--password-stdin", "--config"]);
+        command.arg(config);
+        if admin {
+            command.arg("--admin");
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn archipel");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{}\n", crate::client::PASSWORD).as_bytes())
+            .expect("write the password");
+        let output = child.wait_with_output().expect("archipel exits");
+        assert!(
+            output.status.success(),
+            "user create {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// A server named `server_name` in a fresh temporary folder, not started:
     /// `archipel dev` with open registration unless changed.
     fn new(server_name: &str) -> Self {

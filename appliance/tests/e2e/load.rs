@@ -2,10 +2,8 @@
 //! connection bounds, cuts clients that send no request in time, goes on
 //! chatting, and stops on SIGTERM while a request still waits.
 
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoom;
@@ -13,8 +11,8 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::client::{PASSWORD, api_for, login_client, sync_until, timeline_json, user_id};
-use crate::harness::{TestServer, archipel_bin};
+use crate::client::{api_for, login_client, sync_until, timeline_json, user_id};
+use crate::harness::TestServer;
 
 /// The bounds the test node keeps: small, so that a test reaches them.
 const MAX_CONNECTIONS: usize = 400;
@@ -49,31 +47,6 @@ key_file = "{key}"
     )
 }
 
-/// Creates `name` with [`PASSWORD`] through the running node's admin socket.
-fn create_user(server: &TestServer, name: &str) {
-    let config = server.root().join("archipel.toml");
-    let mut child = Command::new(archipel_bin())
-        .args(["user", "create", name, "--password-stdin", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn archipel");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("write the password");
-    let output = child.wait_with_output().expect("archipel exits");
-    assert!(
-        output.status.success(),
-        "user create {name}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A TCP connection to `server` from the loopback address `from`.
 async fn connect_from(from: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -94,8 +67,8 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_and_slow_connections_leave_the_chat_working_and_are_cut() {
     let mut server = TestServer::start_configured("localhost", config).await;
-    create_user(&server, "alice");
-    create_user(&server, "bob");
+    server.create_user("alice", false);
+    server.create_user("bob", false);
     let address: SocketAddr = server
         .url()
         .trim_start_matches("http://")

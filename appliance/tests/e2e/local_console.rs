@@ -150,11 +150,13 @@ async fn the_local_console_shows_the_node_and_acts_for_a_signed_in_operator() {
         .expect("open the link");
     assert_eq!(opened.headers()["location"], "/setup");
 
-    // The vault verifies; a restart waits for a confirmation that does not
-    // come.
+    // The vault verifies; a backup needs a target; a restart waits for a
+    // confirmation that does not come.
     screen.press(&["2"]);
     screen.shows("the vault verifies").await;
     screen.press(&["3"]);
+    screen.shows("no backup targets are configured").await;
+    screen.press(&["4"]);
     screen.shows("press y to confirm").await;
     screen.press(&["n"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -165,6 +167,7 @@ async fn the_local_console_shows_the_node_and_acts_for_a_signed_in_operator() {
     for expected in [
         "console setup-link create",
         "vault verify",
+        "backup now",
         "local console",
         "wrong or already used code",
     ] {

@@ -14,6 +14,8 @@ mod chat;
 mod cli;
 mod console;
 mod console_client;
+mod console_exports;
+mod console_operator;
 mod crash;
 mod encryption;
 mod errors;

@@ -351,9 +351,176 @@ pub static DUTCH: &[(&str, &str)] = &[
     ("Backup", "Back-up"),
     ("Problem", "Probleem"),
     (
-        "A backup by hand, a check of one, and a restore are on the node's command line:",
-        "Een back-up met de hand, een controle ervan en een herstel staan op de opdrachtregel van de node:",
+        "A check that decrypts a backup, and a restore, need the backup key and are on the node's command line:",
+        "Een controle die een back-up ontsleutelt, en een herstel, hebben de back-upsleutel nodig en staan op de opdrachtregel van de node:",
     ),
+    ("Configuration", "Configuratie"),
+    (
+        "The settings the node runs with, defaults included. It reads them from",
+        "De instellingen waarmee de node draait, standaardwaarden inbegrepen. De node leest ze uit",
+    ),
+    (
+        "On the appliance that file is made from the provisioning file at every boot: change provisioning, not this.",
+        "Op de appliance wordt dat bestand bij elke start gemaakt uit het provisioningbestand: wijzig de provisioning, niet dit.",
+    ),
+    (
+        "Hand room admin to a member",
+        "Kamerbeheer aan een lid geven",
+    ),
+    (
+        "When the room's admins are gone: a member of this server who may change the power levels gives it, and the change shows in the room as theirs.",
+        "Als de beheerders van de kamer weg zijn: een lid van deze server dat de machtsniveaus mag wijzigen geeft het, en de wijziging staat in de kamer op diens naam.",
+    ),
+    ("Make admin", "Beheerder maken"),
+    ("Not changed: {error}", "Niet gewijzigd: {error}"),
+    ("Sign out and forget", "Afmelden en vergeten"),
+    (
+        "{id}'s device {device} is signed out and forgotten.",
+        "Apparaat {device} van {id} is afgemeld en vergeten.",
+    ),
+    // Exports.
+    ("Exports", "Exports"),
+    (
+        "A room's or a person's conversations over a period, to read in a browser and to verify: a ZIP archive with the conversations as web pages, every record, the proofs and the vault's verifier key.",
+        "De gesprekken van een kamer of een persoon over een periode, om in een browser te lezen en te controleren: een ZIP-archief met de gesprekken als webpagina's, elk record, de bewijzen en de verificatiesleutel van de kluis.",
+    ),
+    ("Room ID (empty: every room)", "Kamer-ID (leeg: elke kamer)"),
+    ("Sender (empty: everyone)", "Afzender (leeg: iedereen)"),
+    ("From (YYYY-MM-DD)", "Vanaf (JJJJ-MM-DD)"),
+    (
+        "Until (YYYY-MM-DD, not included)",
+        "Tot (JJJJ-MM-DD, niet inbegrepen)",
+    ),
+    ("Export", "Exporteren"),
+    (
+        "Exports stay on the node for {hours} hours; making and downloading each is in the audit trail.",
+        "Exports blijven {hours} uur op de node; het maken en downloaden van elk staat in de audittrail.",
+    ),
+    ("No exports.", "Geen exports."),
+    ("Made", "Gemaakt"),
+    ("Download", "Downloaden"),
+    ("Download the export", "Download de export"),
+    (
+        "Exported {records} record(s) in {conversations} conversation(s).",
+        "{records} record(s) in {conversations} gesprek(ken) geëxporteerd.",
+    ),
+    ("Not exported: {error}", "Niet geëxporteerd: {error}"),
+    (
+        "{day} is not a date (YYYY-MM-DD).",
+        "{day} is geen datum (JJJJ-MM-DD).",
+    ),
+    ("No such export.", "Die export bestaat niet."),
+    // Gaps and alarms.
+    ("Gaps and alarms", "Hiaten en alarmen"),
+    ("No alarms.", "Geen alarmen."),
+    (
+        "Where the archive is incomplete, or cannot vouch for a peer. Senders, rooms and times only: never content.",
+        "Waar het archief onvolledig is, of niet voor een partner kan instaan. Alleen afzenders, kamers en tijden: nooit inhoud.",
+    ),
+    ("Encrypted messages", "Versleutelde berichten"),
+    ("decrypted", "ontsleuteld"),
+    ("without their room key", "zonder hun kamersleutel"),
+    (
+        "The archive member holds the room keys of encrypted rooms; a message whose key never reached it stays ciphertext in the vault. Oldest first:",
+        "Het archieflid bewaart de kamersleutels van versleutelde kamers; een bericht waarvan de sleutel het nooit bereikte blijft versleuteld in de kluis. Oudste eerst:",
+    ),
+    ("Record", "Record"),
+    ("Capture", "Vastlegging"),
+    (
+        "The archive member could not join {room} after {by} did ({at}): encrypted messages there are not decrypted.",
+        "Het archieflid kon {room} niet binnenkomen nadat {by} dat deed ({at}): versleutelde berichten daar worden niet ontsleuteld.",
+    ),
+    (
+        "The archive member was removed from {room} by {by} ({at}): encrypted messages there since are not decrypted.",
+        "Het archieflid is uit {room} verwijderd door {by} ({at}): versleutelde berichten daar sindsdien worden niet ontsleuteld.",
+    ),
+    (
+        "{peer} showed a log that does not extend the one this node co-signed ({at}): {reason}",
+        "{peer} toonde een logboek dat niet voortbouwt op het logboek dat deze node medeondertekende ({at}): {reason}",
+    ),
+    (
+        "The co-signature of {witness} over this node's checkpoint at {size} records does not verify.",
+        "De medeondertekening van {witness} van het controlepunt van deze node bij {size} records klopt niet.",
+    ),
+    // Alarms (ops::status::Alarm).
+    (
+        "{count} event(s) are waiting to be archived",
+        "{count} event(s) wachten om gearchiveerd te worden",
+    ),
+    (
+        "the co-signature of {peer} does not verify",
+        "de medeondertekening van {peer} klopt niet",
+    ),
+    (
+        "{peer} showed a log that does not extend the one this node co-signed",
+        "{peer} toonde een logboek dat niet voortbouwt op het logboek dat deze node medeondertekende",
+    ),
+    (
+        "the archive member is out of {count} room(s): their encrypted messages are not decrypted",
+        "het archieflid is uit {count} kamer(s): hun versleutelde berichten worden niet ontsleuteld",
+    ),
+    (
+        "the certificate expires {at}",
+        "het certificaat verloopt {at}",
+    ),
+    (
+        "no backup succeeded in the last two days",
+        "de laatste twee dagen is geen back-up gelukt",
+    ),
+    (
+        "{count} events wait for {peer}",
+        "{count} events wachten op {peer}",
+    ),
+    // Federation.
+    ("Federation", "Federatie"),
+    ("Federation listener", "Federatie-listener"),
+    (
+        "Only the peers below are let in, and only they are sent to.",
+        "Alleen de partners hieronder worden toegelaten, en alleen naar hen wordt verzonden.",
+    ),
+    (
+        "Federation is off: this node talks to no other node.",
+        "Federatie staat uit: deze node praat met geen andere node.",
+    ),
+    ("No peers are allowed.", "Er zijn geen partners toegestaan."),
+    ("Address", "Adres"),
+    ("Pinned keys", "Vastgepinde sleutels"),
+    ("Queued events", "Events in de wachtrij"),
+    (
+        "Co-signed our checkpoint",
+        "Heeft ons controlepunt medeondertekend",
+    ),
+    ("We co-signed theirs", "Wij ondertekenden het hunne"),
+    ("Alarm", "Alarm"),
+    ("does not verify", "klopt niet"),
+    ("found through .well-known", "gevonden via .well-known"),
+    ("records,", "records,"),
+    (
+        "Peers are set in provisioning ([federation] peers); the appliance applies it at boot.",
+        "Partners staan in de provisioning ([federation] peers); de appliance past die toe bij het opstarten.",
+    ),
+    ("No scheduled backups.", "Geen geplande back-ups."),
+    (
+        "Every {hours} hour(s) from {at} ({zone}).",
+        "Elke {hours} uur vanaf {at} ({zone}).",
+    ),
+    ("none yet", "nog geen"),
+    ("A backup is running, since", "Er loopt een back-up, sinds"),
+    ("Back up now", "Nu back-uppen"),
+    ("What the targets hold", "Wat de doelen bevatten"),
+    (
+        "The backup has started; this page shows its outcome once it is done.",
+        "De back-up is gestart; deze pagina toont de uitkomst zodra hij klaar is.",
+    ),
+    ("Not started: {error}", "Niet gestart: {error}"),
+    (
+        "From each target's listing: no key is needed, nothing is decrypted.",
+        "Uit de inhoudsopgave van elk doel: er is geen sleutel nodig, niets wordt ontsleuteld.",
+    ),
+    ("Complete backups", "Volledige back-ups"),
+    ("Newest", "Nieuwste"),
+    ("Size", "Grootte"),
+    ("Unfinished", "Onvoltooid"),
     (
         "The newest lines of the journal of archipel.service.",
         "De nieuwste regels van het journaal van archipel.service.",

@@ -38,6 +38,7 @@ use crate::ops::{Actor, Origin};
 use crate::sessions::{Session, now};
 pub use i18n::{Lang, Texts};
 
+mod exports;
 mod i18n;
 mod operator;
 mod records;
@@ -126,6 +127,11 @@ fn routes() -> Routes {
         .get("/users/{user}", false, operator::user)
         .post("/users/{user}/deactivate", false, operator::deactivate)
         .post("/users/{user}/password", false, operator::reset_password)
+        .post(
+            "/users/{user}/devices/{device}/remove",
+            false,
+            operator::remove_device,
+        )
         .post("/users/{user}/admin", false, operator::set_admin)
         .post("/users/{user}/auditor", false, operator::set_auditor)
         .post(
@@ -135,19 +141,28 @@ fn routes() -> Routes {
         )
         .get("/rooms", false, operator::rooms)
         .get("/rooms/{room}", false, operator::room)
+        .post("/rooms/{room}/admin", false, operator::make_room_admin)
         .get("/reports", false, operator::reports)
+        .get("/federation", false, operator::federation)
+        .get("/configuration", false, operator::configuration)
         .get("/backups", false, operator::backups)
+        .post("/backups/run", false, operator::run_backup)
+        .get("/backups/contents", false, operator::backup_contents)
         .get("/log", false, operator::log)
         .get("/tokens", false, operator::tokens)
         .post("/tokens", false, operator::create_token)
         // Auditors, operators and records managers.
         .get("/audit", false, records::audit)
         .get("/rights", false, records::rights)
+        .get("/gaps", false, vault::gaps)
         // Senders and records managers.
         .get("/requests", false, records::requests)
         .post("/requests", false, records::request)
         .post("/requests/{reference}/decide", false, records::decide)
         // Records managers.
+        .get("/exports", false, exports::exports)
+        .post("/exports", false, exports::create)
+        .get("/exports/{name}", false, exports::download)
         .get("/holds", false, vault::holds)
         .post("/holds", false, vault::place_hold)
         .post("/holds/{reference}/release", false, vault::release_hold)

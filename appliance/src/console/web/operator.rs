@@ -70,6 +70,7 @@ struct DashboardPage {
     uptime: String,
     certificate: String,
     backups: Vec<(String, String)>,
+    alarms: Vec<String>,
 }
 
 /// `GET /dashboard`.
@@ -90,6 +91,18 @@ pub async fn dashboard(
         .collect();
     let uptime = super::duration(jiff::Timestamp::now().as_second() - status.started);
     let bars = bars(&status.messages_per_day);
+    let alarms = status
+        .alarms(jiff::Timestamp::now().as_second())
+        .iter()
+        .map(|alarm| {
+            let (text, values) = alarm.text();
+            let values: Vec<(&str, &dyn std::fmt::Display)> = values
+                .iter()
+                .map(|(name, value)| (*name, value as &dyn std::fmt::Display))
+                .collect();
+            signed.texts.f(text, &values)
+        })
+        .collect();
     Ok(render(&DashboardPage {
         nav: Some(signed.nav()),
         t: signed.texts,
@@ -102,6 +115,7 @@ pub async fn dashboard(
         uptime,
         certificate,
         backups,
+        alarms,
     }))
 }
 
@@ -152,7 +166,7 @@ pub(super) fn user_row(
         name: account.displayname.clone().unwrap_or_default(),
         admin: account.admin,
         deactivated: account.deactivated,
-        records_manager: console.vault.is_records_manager(id.as_str())?,
+        records_manager: console.node().vault.is_records_manager(id.as_str())?,
         auditor: console.sessions.is_auditor(id)?,
         authenticator: console.sessions.has_factor(id)?,
     })
@@ -395,6 +409,25 @@ pub async fn reset_password(
     after(&console, &signed, &user, done)
 }
 
+/// `POST /users/{user}/devices/{device}/remove`: signs the device out and
+/// forgets it (a lost phone), with a fresh code.
+pub async fn remove_device(
+    State(console): State<Arc<Console>>,
+    Path((user, device)): Path<(String, String)>,
+    posted: Posted<super::Nothing>,
+) -> Result<Response, Refusal> {
+    let (signed, _) = account_action(posted, &user)?;
+    let done = ops::accounts::remove_device(console.node(), &signed.actor(), &user, &device)
+        .await
+        .map(|id| {
+            signed.texts.f(
+                "{id}'s device {device} is signed out and forgotten.",
+                &[("id", &id), ("device", &device)],
+            )
+        });
+    after(&console, &signed, &user, done)
+}
+
 #[derive(Deserialize)]
 pub struct AdminForm {
     admin: String,
@@ -621,6 +654,9 @@ struct RoomPage {
     nav: Option<Nav>,
     t: Texts,
     room: ops::rooms::RoomDetails,
+    /// The room's members from this server, who can be made its admin.
+    local_members: Vec<String>,
+    notice: Option<String>,
 }
 
 /// `GET /rooms/{room}`: one room's metadata and members.
@@ -630,7 +666,17 @@ pub async fn room(
     Path(room): Path<String>,
 ) -> Result<Response, Refusal> {
     signed.require(Role::Operator)?;
-    let room = blocking(|| ops::rooms::details(console.node(), &room)).map_err(|_| {
+    Ok(render(&room_page(&console, &signed, &room, None)?))
+}
+
+fn room_page(
+    console: &Console,
+    signed: &Signed,
+    room: &str,
+    notice: Option<String>,
+) -> Result<RoomPage, Refusal> {
+    let node = console.node();
+    let room = blocking(|| ops::rooms::details(node, room)).map_err(|_| {
         Refusal::NotFound(
             signed
                 .texts
@@ -638,11 +684,46 @@ pub async fn room(
                 .into(),
         )
     })?;
-    Ok(render(&RoomPage {
+    let ours = format!(":{}", node.config.homeserver.server_name);
+    let local_members = room
+        .members
+        .iter()
+        .filter(|(user, membership)| membership == "join" && user.ends_with(&ours))
+        .map(|(user, _)| user.clone())
+        .collect();
+    Ok(RoomPage {
         nav: Some(signed.nav()),
         t: signed.texts,
         room,
-    }))
+        local_members,
+        notice,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NewRoomAdmin {
+    user: String,
+}
+
+/// `POST /rooms/{room}/admin`: hands admin of the room to one of its
+/// members, with a fresh code.
+pub async fn make_room_admin(
+    State(console): State<Arc<Console>>,
+    Path(room): Path<String>,
+    posted: Posted<NewRoomAdmin>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::Operator)?;
+    signed.require_privilege(&format!("/rooms/{room}"))?;
+    let node = console.node();
+    let notice = match ops::rooms::make_admin(node, &signed.actor(), &room, form.user.trim()).await
+    {
+        Ok(said) => said,
+        Err(e) => signed
+            .texts
+            .f("Not changed: {error}", &[("error", &format!("{e:#}"))]),
+    };
+    Ok(render(&room_page(&console, &signed, &room, Some(notice))?))
 }
 
 /// A backup target as the backups page shows it.
@@ -663,7 +744,10 @@ struct BackupsPage {
     t: Texts,
     schedule: String,
     last_run: String,
+    /// When the run in progress started, if one runs.
+    running: Option<String>,
     targets: Vec<TargetRow>,
+    notice: Option<String>,
 }
 
 /// `GET /backups`: the targets, the schedule, and the newest run's
@@ -673,15 +757,44 @@ pub async fn backups(
     signed: Signed,
 ) -> Result<Response, Refusal> {
     signed.require(Role::Operator)?;
-    let config = &console.config;
+    Ok(render(&backups_page(&console, &signed, None)))
+}
+
+/// `POST /backups/run`: a backup to every target now, in the background.
+pub async fn run_backup(
+    State(console): State<Arc<Console>>,
+    posted: Posted<super::Nothing>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, .. } = posted;
+    signed.require(Role::Operator)?;
+    let started =
+        tokio::task::block_in_place(|| ops::backups::start(console.admin(), &signed.actor()));
+    let notice = match started {
+        Ok(_) => signed
+            .texts
+            .t("The backup has started; this page shows its outcome once it is done.")
+            .to_owned(),
+        Err(e) => signed
+            .texts
+            .f("Not started: {error}", &[("error", &format!("{e:#}"))]),
+    };
+    Ok(render(&backups_page(&console, &signed, Some(notice))))
+}
+
+fn backups_page(console: &Console, signed: &Signed, notice: Option<String>) -> BackupsPage {
+    let config = &console.node().config;
     let status = crate::backup::schedule::read_status(&config.node.data_dir);
     let schedule = &config.backup.schedule;
     let schedule = if schedule.every_hours == 0 || config.backup.targets.is_empty() {
-        "No scheduled backups.".to_owned()
+        signed.texts.t("No scheduled backups.").to_owned()
     } else {
-        format!(
-            "Every {} hour(s) from {} ({}).",
-            schedule.every_hours, schedule.at, schedule.time_zone
+        signed.texts.f(
+            "Every {hours} hour(s) from {at} ({zone}).",
+            &[
+                ("hours", &schedule.every_hours.to_string()),
+                ("at", &schedule.at),
+                ("zone", &schedule.time_zone),
+            ],
         )
     };
     let targets = config
@@ -695,11 +808,7 @@ pub async fn backups(
             TargetRow {
                 failed: outcome.is_some_and(|t| !t.ok),
                 name: target.name.clone(),
-                place: match (&target.directory, &target.s3) {
-                    (Some(dir), _) => dir.display().to_string(),
-                    (None, Some(s3)) => format!("S3 bucket {}", s3.bucket),
-                    (None, None) => String::new(),
-                },
+                place: target_place(target),
                 last: match outcome {
                     Some(t) if t.ok => "written".to_owned(),
                     Some(_) => "failed".to_owned(),
@@ -714,14 +823,97 @@ pub async fn backups(
             }
         })
         .collect();
-    Ok(render(&BackupsPage {
+    BackupsPage {
         nav: Some(signed.nav()),
         t: signed.texts,
         schedule,
         last_run: status
-            .map(|s| format!("from {} to {}", s.started, s.finished))
-            .unwrap_or_else(|| "none yet".to_owned()),
+            .map(|s| format!("{} – {}", s.started, s.finished))
+            .unwrap_or_else(|| signed.texts.t("none yet").to_owned()),
+        running: crate::backup::schedule::running_since().map(|at| when(at.as_second())),
         targets,
+        notice,
+    }
+}
+
+/// Where a backup target is, for people.
+fn target_place(target: &crate::backup::TargetConfig) -> String {
+    match (&target.directory, &target.s3) {
+        (Some(dir), _) => dir.display().to_string(),
+        (None, Some(s3)) => format!("S3 {} / {}", s3.bucket, s3.prefix),
+        (None, None) => String::new(),
+    }
+}
+
+struct ContentsRow {
+    target: String,
+    place: String,
+    complete: usize,
+    newest: String,
+    newest_size: String,
+    incomplete: usize,
+    problem: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/backup_contents.html")]
+struct ContentsPage {
+    nav: Option<Nav>,
+    t: Texts,
+    rows: Vec<ContentsRow>,
+}
+
+/// `GET /backups/contents`: what each target holds, from its listing (no
+/// key: a full check decrypts, on the command line).
+pub async fn backup_contents(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let admin = console.admin().clone();
+    let listed = tokio::task::spawn_blocking(move || ops::backups::contents(&admin))
+        .await
+        .map_err(|e| Refusal::Internal(anyhow::anyhow!("listing the targets stopped: {e}")))?;
+    let targets = &console.node().config.backup.targets;
+    let rows = listed
+        .into_iter()
+        .zip(targets)
+        .map(|(contents, target)| {
+            let place = target_place(target);
+            match contents.listed {
+                Ok(backups) => {
+                    let newest = backups.iter().rev().find(|b| b.complete);
+                    ContentsRow {
+                        target: contents.target,
+                        place,
+                        complete: backups.iter().filter(|b| b.complete).count(),
+                        newest: newest
+                            .map(|b| when(b.created().as_second()))
+                            .unwrap_or_else(|| signed.texts.t("none").to_owned()),
+                        newest_size: newest
+                            .and_then(|b| b.archive_size)
+                            .map(|size| indicatif::HumanBytes(size).to_string())
+                            .unwrap_or_default(),
+                        incomplete: backups.iter().filter(|b| !b.complete).count(),
+                        problem: String::new(),
+                    }
+                }
+                Err(e) => ContentsRow {
+                    target: contents.target,
+                    place,
+                    complete: 0,
+                    newest: String::new(),
+                    newest_size: String::new(),
+                    incomplete: 0,
+                    problem: format!("{e:#}"),
+                },
+            }
+        })
+        .collect();
+    Ok(render(&ContentsPage {
+        nav: Some(signed.nav()),
+        t: signed.texts,
+        rows,
     }))
 }
 
@@ -743,6 +935,132 @@ struct ReportsPage {
 
 const REPORTS_SHOWN: usize = 200;
 
+struct PeerRow {
+    name: String,
+    address: String,
+    pinned_keys: usize,
+    queued: String,
+    /// This node's newest checkpoint the peer co-signed.
+    cosigned: String,
+    cosigned_verifies: bool,
+    /// The peer's newest checkpoint this node co-signed.
+    witnessed: String,
+    alarm: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/federation.html")]
+struct FederationPage {
+    nav: Option<Nav>,
+    t: Texts,
+    listener: Option<String>,
+    peers: Vec<PeerRow>,
+}
+
+/// `GET /federation`: the allowlisted peers, their queues, and the
+/// checkpoints witnessed each way.
+pub async fn federation(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let node = console.node();
+    let federation = &node.config.federation;
+    let (queues, witnessing) = blocking(|| {
+        let mut queues = Vec::new();
+        for peer in &federation.peers {
+            queues.push(
+                node.services
+                    .rooms
+                    .queue_len(&peer.server_name, ops::status::QUEUE_COUNTED)?,
+            );
+        }
+        Ok((queues, node.vault.witness_status()?))
+    })?;
+    let texts = signed.texts;
+    let peers = federation
+        .peers
+        .iter()
+        .zip(queues)
+        .map(|(peer, queued)| {
+            let name = peer.server_name.to_string();
+            let cosigned = witnessing.cosigned.iter().find(|c| c.witness == name);
+            let origin = archipel_vault::origin_for(&name);
+            let witnessed = witnessing.witnessed.iter().find(|w| w.origin == origin);
+            PeerRow {
+                address: peer.address.map_or_else(
+                    || texts.t("found through .well-known").to_owned(),
+                    |a| a.to_string(),
+                ),
+                pinned_keys: peer.keys.len(),
+                queued: if queued >= ops::status::QUEUE_COUNTED {
+                    format!("{queued}+")
+                } else {
+                    queued.to_string()
+                },
+                cosigned: cosigned.map_or_else(
+                    || texts.t("not yet").to_owned(),
+                    |c| {
+                        let at = c
+                            .time
+                            .map(|t| when(i64::try_from(t).unwrap_or(i64::MAX)))
+                            .unwrap_or_default();
+                        format!("{} {} {at}", c.size, texts.t("records,"))
+                    },
+                ),
+                cosigned_verifies: cosigned.is_none_or(|c| c.verifies),
+                witnessed: witnessed.map_or_else(
+                    || texts.t("not yet").to_owned(),
+                    |w| {
+                        let at = when(i64::try_from(w.at / 1000).unwrap_or(i64::MAX));
+                        format!("{} {} {at}", w.size, texts.t("records,"))
+                    },
+                ),
+                alarm: witnessed.and_then(|w| w.alarm.as_ref()).map(|a| {
+                    format!(
+                        "{} ({})",
+                        a.reason,
+                        when(i64::try_from(a.at / 1000).unwrap_or(i64::MAX))
+                    )
+                }),
+                name,
+            }
+        })
+        .collect();
+    Ok(render(&FederationPage {
+        nav: Some(signed.nav()),
+        t: texts,
+        listener: federation.listen.map(|l| l.to_string()),
+        peers,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "console/configuration.html")]
+struct ConfigurationPage {
+    nav: Option<Nav>,
+    t: Texts,
+    source: String,
+    effective: String,
+}
+
+/// `GET /configuration`: the settings the node runs with, defaults filled
+/// in, read-only. Secrets written inline (a TURN secret) show as hidden;
+/// the others live in files named here.
+pub async fn configuration(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    let config = console.node().config;
+    Ok(render(&ConfigurationPage {
+        nav: Some(signed.nav()),
+        t: signed.texts,
+        source: config.source.display().to_string(),
+        effective: format!("{config:#?}"),
+    }))
+}
+
 /// `GET /reports`: what users reported to the operators (Element's
 /// "Report"), newest first.
 pub async fn reports(
@@ -750,7 +1068,7 @@ pub async fn reports(
     signed: Signed,
 ) -> Result<Response, Refusal> {
     signed.require(Role::Operator)?;
-    let reports = blocking(|| Ok(console.services.reports.newest(REPORTS_SHOWN)?))?
+    let reports = blocking(|| Ok(console.node().services.reports.newest(REPORTS_SHOWN)?))?
         .into_iter()
         .map(|report| ReportRow {
             time: when(i64::try_from(report.ts / 1000).unwrap_or(0)),

@@ -44,7 +44,7 @@ pub async fn audit(
     signed: Signed,
 ) -> Result<Response, Refusal> {
     signed.require_any_role()?;
-    let steps = blocking(|| Ok(console.vault.newest_procedure_steps(STEPS_SHOWN)?))?;
+    let steps = blocking(|| Ok(console.node().vault.newest_procedure_steps(STEPS_SHOWN)?))?;
     let steps = steps
         .iter()
         .map(|step| {
@@ -138,7 +138,7 @@ fn requests_page(
     let mut open = Vec::new();
     let mut mine = Vec::new();
     let mut decided = Vec::new();
-    for request in console.vault.requests()?.into_iter().rev() {
+    for request in console.node().vault.requests()?.into_iter().rev() {
         let row = RequestRow {
             reference: request.reference.clone(),
             requester: request.requester.clone(),
@@ -192,7 +192,7 @@ fn requests_page(
 
 fn message(console: &Console, seq: u64) -> anyhow::Result<Message> {
     // Erased since the request (by another one), say: shown as such.
-    let event = match console.vault.open_event(seq) {
+    let event = match console.node().vault.open_event(seq) {
         Ok(event) => event,
         Err(e) => {
             return Ok(Message {

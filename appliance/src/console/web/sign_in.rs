@@ -293,7 +293,7 @@ fn enrol_page(
     let (Stage::Enrol { secret }, Some(user)) = (&session.stage, &session.user) else {
         return Ok(None);
     };
-    let issuer = format!("Archipel {}", console.config.homeserver.server_name);
+    let issuer = format!("Archipel {}", console.node().config.homeserver.server_name);
     let uri = sessions::otpauth_uri(secret, user, &issuer)?;
     let qr = qrcode::QrCode::new(uri.as_bytes())
         .map_err(|e| Refusal::Internal(anyhow::anyhow!("making the QR code: {e}")))?

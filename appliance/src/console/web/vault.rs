@@ -51,6 +51,7 @@ fn holds_page(
     notice: Option<String>,
 ) -> anyhow::Result<HoldsPage> {
     let holds = console
+        .node()
         .vault
         .holds()?
         .into_iter()
@@ -173,7 +174,7 @@ fn classification_page(
     Ok(ClassificationPage {
         nav: Some(signed.nav()),
         t: signed.texts,
-        records_managers: console.vault.records_managers()?,
+        records_managers: console.node().vault.records_managers()?,
         notice,
     })
 }
@@ -297,11 +298,13 @@ fn retention_page(
     signed: &Signed,
     notice: Option<String>,
 ) -> anyhow::Result<RetentionPage> {
-    let policy = &console.config.vault.retention;
+    let policy = &console.node().config.vault.retention;
     let status = console
+        .node()
         .vault
         .retention_status(policy, archipel_vault::now_ms())?;
     let lists = console
+        .node()
         .vault
         .destruction_lists()?
         .into_iter()
@@ -421,4 +424,103 @@ pub async fn approve(
     Ok(render(&blocking(|| {
         retention_page(&console, &signed, Some(notice))
     })?))
+}
+
+struct GapRow {
+    record: u64,
+    room: String,
+    sender: String,
+    device: String,
+    sent: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/gaps.html")]
+struct GapsPage {
+    nav: Option<Nav>,
+    t: Texts,
+    /// What the archive does not hold readable, or cannot vouch for.
+    alarms: Vec<String>,
+    decrypted: u64,
+    undecrypted: u64,
+    gaps: Vec<GapRow>,
+    capture_lag: u64,
+}
+
+/// How many undecrypted events the page names one by one.
+const GAPS_SHOWN: usize = 100;
+
+/// `GET /gaps`: where the archive is incomplete or cannot vouch for a
+/// peer: rooms the archive member was removed from, encrypted events whose
+/// room key never reached it, peers caught rewriting their logs, and
+/// events still waiting to be archived. Senders, rooms and times only,
+/// never content.
+pub async fn gaps(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require_any_role()?;
+    let node = console.node();
+    let texts = signed.texts;
+    let (coverage, witnessing, decrypted, undecrypted, pending, capture_lag) = blocking(|| {
+        let vault = node.vault;
+        Ok((
+            vault.coverage_gaps()?,
+            vault.witness_status()?,
+            vault.decryption_count()?,
+            vault.pending_decryption_count()?,
+            vault.pending_decryptions(None, GAPS_SHOWN)?,
+            node.services.rooms.outbox_len(ops::status::QUEUE_COUNTED)? as u64,
+        ))
+    })?;
+    let mut alarms = Vec::new();
+    for gap in coverage {
+        let at = ms(gap.since_ts);
+        alarms.push(if gap.membership == "refused" {
+            texts.f(
+                "The archive member could not join {room} after {by} did ({at}): encrypted messages there are not decrypted.",
+                &[("room", &gap.room_id), ("by", &gap.by), ("at", &at)],
+            )
+        } else {
+            texts.f(
+                "The archive member was removed from {room} by {by} ({at}): encrypted messages there since are not decrypted.",
+                &[("room", &gap.room_id), ("by", &gap.by), ("at", &at)],
+            )
+        });
+    }
+    for (peer, alarm) in witnessing.alarms() {
+        alarms.push(texts.f(
+            "{peer} showed a log that does not extend the one this node co-signed ({at}): {reason}",
+            &[
+                ("peer", &peer),
+                ("at", &ms(alarm.at)),
+                ("reason", &alarm.reason),
+            ],
+        ));
+    }
+    for cosigned in witnessing.cosigned.iter().filter(|c| !c.verifies) {
+        alarms.push(texts.f(
+            "The co-signature of {witness} over this node's checkpoint at {size} records does not verify.",
+            &[("witness", &cosigned.witness), ("size", &cosigned.size)],
+        ));
+    }
+    let gaps = pending
+        .into_iter()
+        .map(|gap| GapRow {
+            record: gap.seq,
+            sent: ms(gap.origin_server_ts),
+            room: gap.room_id,
+            sender: gap.sender,
+            device: gap.device_id.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&GapsPage {
+        nav: Some(signed.nav()),
+        t: texts,
+        alarms,
+        decrypted,
+        undecrypted,
+        gaps,
+        capture_lag,
+    }))
 }
