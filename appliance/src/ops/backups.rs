@@ -59,3 +59,47 @@ pub fn contents(admin: &Admin) -> Vec<TargetContents> {
         })
         .collect()
 }
+
+/// Checks the newest complete backup in the target named `target` end to
+/// end (decrypted, every file's hash, the manifest's signature by this
+/// node, the vault against its checkpoint), as `archipel backup verify`
+/// does. Only for a recovery-copy target, whose passphrase the node holds:
+/// the others open with the backup key, which is kept off the node.
+pub fn verify(admin: &Admin, actor: &Actor, target: &str) -> Result<String> {
+    let node = admin.node();
+    let checked = (|| {
+        let config = node
+            .config
+            .backup
+            .targets
+            .iter()
+            .find(|t| t.name == target)
+            .ok_or_else(|| anyhow::anyhow!("no backup target is called {target}"))?;
+        let Some(passphrase_file) = &config.passphrase_file else {
+            anyhow::bail!(
+                "{target}'s backups open only with the backup key, kept off the node: \
+                 `archipel backup verify --target {target} --identity FILE` where the key is"
+            );
+        };
+        let passphrase = crate::backup::read_secret(passphrase_file)?;
+        let key = archipel_backup::DecryptionKey::from_passphrase(
+            archipel_backup::SecretString::from(passphrase),
+        );
+        let open = config.open()?;
+        let (checked, vault) = crate::backup::cli::check_backup(
+            Some(node.config),
+            &open,
+            None,
+            &key,
+            None,
+            &archipel_backup::NoProgress,
+        )?;
+        Ok(format!(
+            "{} in {target}: OK, {} files, {} (every hash checked), signed by this node; {vault}",
+            checked.name,
+            checked.files,
+            indicatif::HumanBytes(checked.bytes)
+        ))
+    })();
+    audited(node, actor, "backup verify", target, checked)
+}

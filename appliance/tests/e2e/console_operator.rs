@@ -84,6 +84,13 @@ async fn an_operator_backs_up_from_the_console_and_sees_what_the_target_holds() 
         "{backups:?}"
     );
 
+    // A recovery copy (the node holds its passphrase) is checked end to end.
+    let said = boss.post("/backups/usb/verify", &[]).await;
+    assert!(
+        said.contains("in usb: OK") && said.contains("signed by this node"),
+        "{said}"
+    );
+
     // What the target holds, from its listing.
     let contents = boss.get("/backups/contents").await;
     assert!(
@@ -94,6 +101,7 @@ async fn an_operator_backs_up_from_the_console_and_sees_what_the_target_holds() 
     // Recorded with the operator as the actor.
     let trail = boss.get("/audit").await;
     assert!(trail.contains("backup now"), "{trail}");
+    assert!(trail.contains("backup verify"), "{trail}");
     assert!(trail.contains("@boss:localhost"), "{trail}");
 }
 

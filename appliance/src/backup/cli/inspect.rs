@@ -86,6 +86,42 @@ pub(super) fn decryption_key(args: &KeyArgs) -> Result<DecryptionKey> {
     DecryptionKey::parse_identity_file(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// Opens the backup `name` (default: the newest complete) in `target` with
+/// `key` and checks all of it: the manifest's signatures by the node's key
+/// (`pinned`, or the node's own from `config`), every file's hash, and the
+/// vault it holds against its checkpoint. Returns the check and what the
+/// vault said. What `archipel backup verify` and the web console run.
+pub(crate) fn check(
+    config: Option<&Config>,
+    target: &OpenTarget,
+    name: Option<&str>,
+    key: &DecryptionKey,
+    pinned: Option<&str>,
+    progress: &dyn archipel_backup::Progress,
+) -> Result<(CheckedBackup, String)> {
+    let opened = open_manifest(config, target, name, key, pinned)?;
+    let check = |root: &Path| opened.check_vault(root);
+    // The vault's database can be large: unpack it beside the node's data
+    // (same encrypted disk) rather than in a memory-backed /tmp.
+    let scratch_in = config
+        .map(|c| c.node.data_dir.clone())
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let parts = PartsCheck {
+        parts: &["vault/db", "vault/media"],
+        scratch_in: &scratch_in,
+        check: &check,
+    };
+    let checked = archipel_backup::verify_parts(
+        target.target.as_ref(),
+        &opened.name,
+        &Unlock::new(key).trusting(&opened.node_key),
+        &parts,
+        progress,
+    )?;
+    Ok((checked, opened.vault_said()))
+}
+
 /// What the manifest says about the node, checked against what this
 /// machine knows of it.
 pub(super) struct Opened {
@@ -190,30 +226,11 @@ pub(super) fn verify(
 ) -> Result<()> {
     let pinned = key.node_key.as_deref();
     let key = decryption_key(key)?;
-    let opened = open_manifest(config, target, name, &key, pinned)?;
-    let check = |root: &Path| opened.check_vault(root);
-    // The vault's database can be large: unpack it beside the node's data
-    // (same encrypted disk) rather than in a memory-backed /tmp.
-    let scratch_in = config
-        .map(|c| c.node.data_dir.clone())
-        .filter(|dir| dir.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let parts = PartsCheck {
-        parts: &["vault/db", "vault/media"],
-        scratch_in: &scratch_in,
-        check: &check,
-    };
-    let bar = Bar::new(json, opened.name.as_str());
-    let checked = archipel_backup::verify_parts(
-        target.target.as_ref(),
-        &opened.name,
-        &Unlock::new(&key).trusting(&opened.node_key),
-        &parts,
-        &bar,
-    );
+    let bar_name = choose(target, name)?;
+    let bar = Bar::new(json, bar_name.as_str());
+    let checked = check(config, target, Some(bar_name.as_str()), &key, pinned, &bar);
     bar.finish();
-    let checked = checked?;
-    let vault = opened.vault_said();
+    let (checked, vault) = checked?;
     if json {
         println!(
             "{}",

@@ -12,6 +12,7 @@ use crate::config::Config;
 
 mod create;
 mod inspect;
+pub(crate) use inspect::check as check_backup;
 mod progress;
 mod prune;
 mod restore;

@@ -499,6 +499,15 @@ pub static DUTCH: &[(&str, &str)] = &[
         "Peers are set in provisioning ([federation] peers); the appliance applies it at boot.",
         "Partners staan in de provisioning ([federation] peers); de appliance past die toe bij het opstarten.",
     ),
+    ("Check the newest", "Controleer de nieuwste"),
+    (
+        "{target} does not verify: {error}",
+        "{target} klopt niet: {error}",
+    ),
+    (
+        "The console checks the backups of a recovery copy, whose passphrase the node holds. The others open only with the backup key, kept off the node; check them, and restore, on the command line:",
+        "De console controleert de back-ups van een herstelkopie, waarvan de node de wachtzin heeft. De andere openen alleen met de back-upsleutel, die niet op de node staat; controleer en herstel die op de opdrachtregel:",
+    ),
     ("No scheduled backups.", "Geen geplande back-ups."),
     (
         "Every {hours} hour(s) from {at} ({zone}).",

@@ -147,6 +147,7 @@ fn routes() -> Routes {
         .get("/configuration", false, operator::configuration)
         .get("/backups", false, operator::backups)
         .post("/backups/run", false, operator::run_backup)
+        .post("/backups/{target}/verify", false, operator::verify_backup)
         .get("/backups/contents", false, operator::backup_contents)
         .get("/log", false, operator::log)
         .get("/tokens", false, operator::tokens)

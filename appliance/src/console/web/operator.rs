@@ -729,6 +729,9 @@ pub async fn make_room_admin(
 /// A backup target as the backups page shows it.
 struct TargetRow {
     failed: bool,
+    /// A recovery copy, whose passphrase the node holds: the console can
+    /// check its backups.
+    verifiable: bool,
     name: String,
     place: String,
     last: String,
@@ -781,6 +784,33 @@ pub async fn run_backup(
     Ok(render(&backups_page(&console, &signed, Some(notice))))
 }
 
+/// `POST /backups/{target}/verify`: the newest backup of a recovery-copy
+/// target, decrypted and checked end to end (it takes as long as reading
+/// the backup).
+pub async fn verify_backup(
+    State(console): State<Arc<Console>>,
+    Path(target): Path<String>,
+    posted: Posted<super::Nothing>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, .. } = posted;
+    signed.require(Role::Operator)?;
+    let admin = console.admin().clone();
+    let actor = signed.actor();
+    let checking = target.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || ops::backups::verify(&admin, &actor, &checking))
+            .await
+            .map_err(|e| Refusal::Internal(anyhow::anyhow!("the check stopped: {e}")))?;
+    let notice = match checked {
+        Ok(said) => said,
+        Err(e) => signed.texts.f(
+            "{target} does not verify: {error}",
+            &[("target", &target), ("error", &format!("{e:#}"))],
+        ),
+    };
+    Ok(render(&backups_page(&console, &signed, Some(notice))))
+}
+
 fn backups_page(console: &Console, signed: &Signed, notice: Option<String>) -> BackupsPage {
     let config = &console.node().config;
     let status = crate::backup::schedule::read_status(&config.node.data_dir);
@@ -807,6 +837,7 @@ fn backups_page(console: &Console, signed: &Signed, notice: Option<String>) -> B
                 .and_then(|s| s.targets.iter().find(|t| t.target == target.name));
             TargetRow {
                 failed: outcome.is_some_and(|t| !t.ok),
+                verifiable: target.passphrase_file.is_some(),
                 name: target.name.clone(),
                 place: target_place(target),
                 last: match outcome {
