@@ -364,6 +364,24 @@ impl App {
                 ),
             ),
         ];
+        lines.push(field(
+            "Last verify",
+            &status.last_verify.as_ref().map_or_else(
+                || "never (Actions, 2)".to_owned(),
+                |last| {
+                    let outcome = if last.problems == 0 {
+                        "verified".to_owned()
+                    } else {
+                        format!("{} problem(s)", last.problems)
+                    };
+                    format!(
+                        "{}: {outcome}, {} records",
+                        crate::console::web::when(last.at),
+                        last.records
+                    )
+                },
+            ),
+        ));
         for c in &status.cosigned {
             lines.push(field(
                 "  co-signed by",

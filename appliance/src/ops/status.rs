@@ -48,6 +48,9 @@ pub struct NodeStatus {
     pub capture_lag: u64,
     /// The newest signed checkpoint's size, and who co-signed which size.
     pub checkpoint: Option<u64>,
+    /// The newest complete verification of the vault.
+    #[serde(default)]
+    pub last_verify: Option<super::vault::LastVerify>,
     pub cosigned: Vec<CosignedBy>,
     /// Peers caught showing a log that does not extend the one this node
     /// co-signed.
@@ -115,6 +118,7 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
         messages_per_day: node.vault.messages_per_day(CHART_DAYS)?,
         capture_lag: node.services.rooms.outbox_len(QUEUE_COUNTED)? as u64,
         checkpoint: log.latest_checkpoint()?.map(|c| c.size),
+        last_verify: super::vault::last_verify(&node.config.node.data_dir),
         peers_rewrote: witnessing
             .alarms()
             .map(|(origin, _)| {
@@ -153,6 +157,8 @@ pub enum Alarm {
     PeerRewroteLog(String),
     /// Rooms whose encrypted messages the archive cannot read since.
     CoverageGaps(u64),
+    /// The newest verification of the vault found problems.
+    VaultDoesNotVerify(usize),
     /// The served certificate expires within 14 days.
     CertificateExpires(i64),
     /// Backups are configured, and none succeeded in two days.
@@ -180,6 +186,10 @@ impl Alarm {
             ),
             Self::CoverageGaps(n) => (
                 "the archive member is out of {count} room(s): their encrypted messages are not decrypted",
+                vec![("count", n.to_string())],
+            ),
+            Self::VaultDoesNotVerify(n) => (
+                "the vault's newest verification found {count} problem(s)",
                 vec![("count", n.to_string())],
             ),
             Self::CertificateExpires(at) => (
@@ -218,6 +228,11 @@ impl NodeStatus {
         }
         if self.coverage_gaps > 0 {
             alarms.push(Alarm::CoverageGaps(self.coverage_gaps));
+        }
+        if let Some(last) = &self.last_verify
+            && last.problems > 0
+        {
+            alarms.push(Alarm::VaultDoesNotVerify(last.problems));
         }
         if let Some(expiry) = self.certificate_expiry
             && expiry - now < 14 * 86_400

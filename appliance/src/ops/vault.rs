@@ -31,7 +31,47 @@ pub fn verify(
         archipel_vault::verify::verify(vault.log(), &media_dir, &vault.verifying_key(), progress)?;
     let mismatches = vault.verify_decryptions(&report.decryptions)?;
     report.findings.extend(mismatches);
+    let last = LastVerify {
+        at: jiff::Timestamp::now().as_second(),
+        records: report.records,
+        problems: report.findings.len(),
+    };
+    if let Err(e) = keep_last_verify(&node.config.node.data_dir, &last) {
+        tracing::warn!(error = %e, "keeping the outcome of the vault's verification");
+    }
     Ok(report)
+}
+
+/// The file in the data folder that keeps the newest verification's
+/// outcome, for the consoles.
+const LAST_VERIFY: &str = "vault-verify.json";
+
+/// The outcome of the newest complete verification of the vault.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LastVerify {
+    /// When it finished (Unix seconds).
+    pub at: i64,
+    pub records: u64,
+    /// Findings: none means the vault verified.
+    pub problems: usize,
+}
+
+fn keep_last_verify(data_dir: &std::path::Path, last: &LastVerify) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::PermissionsExt};
+    let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
+    // Written by `archipel vault verify` as root too: the node (its own
+    // user) reads it. Counts and a time, nothing secret.
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.write_all(&serde_json::to_vec(last)?)?;
+    file.persist(data_dir.join(LAST_VERIFY))
+        .map(|_| ())
+        .map_err(|e| e.error)
+}
+
+/// The newest verification's outcome, if the vault was ever verified.
+pub fn last_verify(data_dir: &std::path::Path) -> Option<LastVerify> {
+    serde_json::from_slice(&std::fs::read(data_dir.join(LAST_VERIFY)).ok()?).ok()
 }
 
 /// Makes `user` a records manager, or stops them being one.

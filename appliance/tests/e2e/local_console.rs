@@ -154,6 +154,10 @@ async fn the_local_console_shows_the_node_and_acts_for_a_signed_in_operator() {
     // confirmation that does not come.
     screen.press(&["2"]);
     screen.shows("the vault verifies").await;
+    // The status screen shows when, and how it went.
+    screen.press(&["F1"]);
+    screen.shows("verified,").await;
+    screen.press(&["F3"]);
     screen.press(&["3"]);
     screen.shows("no backup targets are configured").await;
     screen.press(&["4"]);

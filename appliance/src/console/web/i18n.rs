@@ -500,6 +500,15 @@ pub static DUTCH: &[(&str, &str)] = &[
         "Partners staan in de provisioning ([federation] peers); de appliance past die toe bij het opstarten.",
     ),
     ("Check the newest", "Controleer de nieuwste"),
+    ("Last verified", "Laatst gecontroleerd"),
+    (
+        "{at}: verified, {records} records",
+        "{at}: klopt, {records} records",
+    ),
+    (
+        "{at}: {count} problem(s)",
+        "{at}: {count} probleem/problemen",
+    ),
     (
         "{target} does not verify: {error}",
         "{target} klopt niet: {error}",

@@ -71,6 +71,7 @@ struct DashboardPage {
     certificate: String,
     backups: Vec<(String, String)>,
     alarms: Vec<String>,
+    last_verify: String,
 }
 
 /// `GET /dashboard`.
@@ -103,7 +104,19 @@ pub async fn dashboard(
             signed.texts.f(text, &values)
         })
         .collect();
+    let last_verify = match &status.last_verify {
+        None => signed.texts.t("never").to_owned(),
+        Some(last) if last.problems == 0 => signed.texts.f(
+            "{at}: verified, {records} records",
+            &[("at", &when(last.at)), ("records", &last.records)],
+        ),
+        Some(last) => signed.texts.f(
+            "{at}: {count} problem(s)",
+            &[("at", &when(last.at)), ("count", &last.problems)],
+        ),
+    };
     Ok(render(&DashboardPage {
+        last_verify,
         nav: Some(signed.nav()),
         t: signed.texts,
         messages_total: status.messages_per_day.iter().sum(),
