@@ -18,6 +18,7 @@ pub mod coverage;
 pub mod decryption;
 mod error;
 pub mod export;
+pub mod import;
 pub mod log;
 pub mod media;
 pub mod megolm;
