@@ -438,6 +438,91 @@ mod tests {
         );
     }
 
+    /// One message as each of four apps writes it.
+    fn render(format: usize, time: DateTime, author: &str, body: &str) -> String {
+        let (y, mo, d) = (time.year(), time.month(), time.day());
+        let (h, mi, s) = (time.hour(), time.minute(), time.second());
+        match format {
+            // Android, Dutch.
+            0 => format!("{d:02}-{mo:02}-{y} {h:02}:{mi:02} - {author}: {body}"),
+            // iOS, Dutch.
+            1 => format!("[{d:02}-{mo:02}-{y} {h:02}:{mi:02}:{s:02}] {author}: {body}"),
+            // Android, American English: the month first, a 12-hour clock.
+            2 => {
+                let (h12, half) = match h {
+                    0 => (12, "AM"),
+                    1..=11 => (h, "AM"),
+                    12 => (12, "PM"),
+                    _ => (h - 12, "PM"),
+                };
+                format!(
+                    "{mo}/{d}/{:02}, {h12}:{mi:02}\u{202f}{half} - {author}: {body}",
+                    y % 100
+                )
+            }
+            // iOS, British English.
+            _ => format!("[{d:02}/{mo:02}/{y}, {h:02}:{mi:02}:{s:02}] {author}: {body}"),
+        }
+    }
+
+    #[test]
+    fn messages_written_in_each_format_read_back() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(2026);
+        let authors = ["Jan de Vries", "Piet", "Anne-Marie Öz"];
+        let words = [
+            "budget",
+            "nota:",
+            "Zie",
+            "14:05",
+            "- ok",
+            "[1]",
+            "één",
+            "12-03-2024",
+        ];
+        for format in 0..4 {
+            let mut export = String::new();
+            let mut expected = Vec::new();
+            // Fifty messages: some day above 12 tells the date order.
+            for _ in 0..50 {
+                let time = DateTime::new(
+                    2024,
+                    rng.gen_range(1..=12),
+                    rng.gen_range(1..=28),
+                    rng.gen_range(0..24),
+                    rng.gen_range(0..60),
+                    if format % 2 == 1 {
+                        rng.gen_range(0..60)
+                    } else {
+                        0
+                    },
+                    0,
+                )
+                .expect("a time");
+                let author = authors[rng.gen_range(0..authors.len())];
+                let lines: Vec<String> = (0..rng.gen_range(1..=3))
+                    .map(|_| {
+                        (0..rng.gen_range(1..=5))
+                            .map(|_| words[rng.gen_range(0..words.len())])
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                let body = lines.join("\n");
+                export.push_str(&render(format, time, author, &body));
+                export.push('\n');
+                expected.push((time, author, body));
+            }
+            let messages = parse(&export).expect("readable");
+            assert_eq!(messages.len(), expected.len(), "format {format}");
+            for (message, (time, author, body)) in messages.iter().zip(&expected) {
+                assert_eq!(message.time, *time, "format {format}");
+                assert_eq!(message.author.as_deref(), Some(*author), "format {format}");
+                assert_eq!(&message.text, body, "format {format}");
+            }
+        }
+    }
+
     #[test]
     fn hostile_headers_do_not_panic() {
         for text in [
