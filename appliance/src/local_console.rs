@@ -415,7 +415,8 @@ impl App {
         if alarms.is_empty() {
             lines.push(Line::styled("No alarms.", Style::new().fg(Color::Green)));
         }
-        lines.extend(alarms.iter().map(|a| alarm(&a.english())));
+        let english = crate::console::web::Texts(crate::console::web::Lang::En);
+        lines.extend(alarms.iter().map(|a| alarm(&a.text(english))));
         lines
     }
 

@@ -128,11 +128,15 @@ pub fn last_successes(data_dir: &std::path::Path) -> Vec<(String, i64)> {
 /// time, scheduled or asked for.
 static RUNNING: std::sync::Mutex<Option<Timestamp>> = std::sync::Mutex::new(None);
 
-/// When the backup run in progress started, if one runs.
-pub fn running_since() -> Option<Timestamp> {
-    *RUNNING
+fn running() -> std::sync::MutexGuard<'static, Option<Timestamp>> {
+    RUNNING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// When the backup run in progress started, if one runs.
+pub fn running_since() -> Option<Timestamp> {
+    *running()
 }
 
 /// The one backup run in progress, until dropped.
@@ -141,9 +145,7 @@ pub struct Running(());
 impl Running {
     /// Claims the run, or says since when another one runs.
     pub fn claim() -> Result<Self> {
-        let mut running = RUNNING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut running = running();
         if let Some(since) = *running {
             anyhow::bail!("a backup run is in progress already (since {since})");
         }
@@ -154,9 +156,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        *RUNNING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *running() = None;
     }
 }
 

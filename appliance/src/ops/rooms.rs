@@ -111,7 +111,7 @@ pub fn details(node: Node<'_>, room: &str) -> Result<RoomDetails> {
 }
 
 /// The level of a room's admin.
-const ADMIN_LEVEL: i64 = 100;
+const ADMIN_LEVEL: i32 = 100;
 
 /// Hands admin of `room` to `user`, a member from this node who is in the
 /// room: when its admins left or lost their accounts. The power levels
@@ -144,8 +144,8 @@ async fn hand_admin(node: Node<'_>, room: &str, user: &str) -> Result<String> {
         "{user} is not in the room: someone in it invites them first"
     );
     let mut levels = rooms.power_levels(room)?;
-    let admin = UserPowerLevel::Int(Int::from(ADMIN_LEVEL as i32));
-    if levels.for_user(user) >= admin {
+    let admin_level = Int::from(ADMIN_LEVEL);
+    if levels.for_user(user) >= UserPowerLevel::Int(admin_level) {
         bail!("{user} is an admin of the room already");
     }
     let granter = rooms
@@ -158,8 +158,8 @@ async fn hand_admin(node: Node<'_>, room: &str, user: &str) -> Result<String> {
             anyhow!("no member of this server in the room may change its power levels")
         })?;
     let level = match levels.for_user(&granter) {
-        UserPowerLevel::Int(level) => level.min(Int::from(ADMIN_LEVEL as i32)),
-        _ => Int::from(ADMIN_LEVEL as i32),
+        UserPowerLevel::Int(level) => level.min(admin_level),
+        _ => admin_level,
     };
     levels.users.insert(user.to_owned(), level);
     let content = RoomPowerLevelsEventContent::try_from(levels)

@@ -8,6 +8,7 @@ use archipel_vault::witness::CosignedBy;
 use serde::{Deserialize, Serialize};
 
 use super::Node;
+use crate::console::web::Texts;
 
 /// How many days the messages-per-day figures cover.
 pub const CHART_DAYS: u64 = 30;
@@ -73,6 +74,23 @@ pub struct NodeStatus {
     pub vault_bytes: u64,
 }
 
+/// Each configured peer, in the configuration's order, and the events
+/// queued for it (counted up to [`QUEUE_COUNTED`]).
+pub fn peer_queues(node: Node<'_>) -> Result<Vec<(String, u64)>> {
+    node.config
+        .federation
+        .peers
+        .iter()
+        .map(|peer| {
+            let queued = node
+                .services
+                .rooms
+                .queue_len(&peer.server_name, QUEUE_COUNTED)?;
+            Ok((peer.server_name.to_string(), queued as u64))
+        })
+        .collect()
+}
+
 /// Reads the node's state. Blocking (RocksDB): call it off the async
 /// workers.
 pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
@@ -85,14 +103,7 @@ pub fn node_status(node: Node<'_>) -> Result<NodeStatus> {
             server_admins += u64::from(account.admin);
         }
     }
-    let mut peers = Vec::new();
-    for peer in &node.config.federation.peers {
-        let queued = node
-            .services
-            .rooms
-            .queue_len(&peer.server_name, QUEUE_COUNTED)?;
-        peers.push((peer.server_name.to_string(), queued as u64));
-    }
+    let peers = peer_queues(node)?;
     let log = node.vault.log();
     let witnessing = node.vault.witness_status()?;
     let certificate_expiry = match crate::tls::certificate_expiry(node.config) {
@@ -168,48 +179,42 @@ pub enum Alarm {
 }
 
 impl Alarm {
-    /// The alarm in English, with its figures: the text the web console
-    /// translates and the local console shows.
-    pub fn text(&self) -> (&'static str, Vec<(&'static str, String)>) {
+    /// The alarm in `texts`' language, with its figures: the web console
+    /// shows it in the person's, the local console in English.
+    pub fn text(&self, texts: Texts) -> String {
         match self {
-            Self::CaptureLag(n) => (
+            Self::CaptureLag(n) => texts.f(
                 "{count} event(s) are waiting to be archived",
-                vec![("count", n.to_string())],
+                &[("count", n)],
             ),
-            Self::CosignatureFails(witness) => (
+            Self::CosignatureFails(witness) => texts.f(
                 "the co-signature of {peer} does not verify",
-                vec![("peer", witness.clone())],
+                &[("peer", witness)],
             ),
-            Self::PeerRewroteLog(peer) => (
+            Self::PeerRewroteLog(peer) => texts.f(
                 "{peer} showed a log that does not extend the one this node co-signed",
-                vec![("peer", peer.clone())],
+                &[("peer", peer)],
             ),
-            Self::CoverageGaps(n) => (
+            Self::CoverageGaps(n) => texts.f(
                 "the archive member is out of {count} room(s): their encrypted messages are not decrypted",
-                vec![("count", n.to_string())],
+                &[("count", n)],
             ),
-            Self::VaultDoesNotVerify(n) => (
+            Self::VaultDoesNotVerify(n) => texts.f(
                 "the vault's newest verification found {count} problem(s)",
-                vec![("count", n.to_string())],
+                &[("count", n)],
             ),
-            Self::CertificateExpires(at) => (
+            Self::CertificateExpires(at) => texts.f(
                 "the certificate expires {at}",
-                vec![("at", crate::console::web::when(*at))],
+                &[("at", &crate::console::web::when(*at))],
             ),
-            Self::NoRecentBackup => ("no backup succeeded in the last two days", Vec::new()),
-            Self::PeerQueue(peer, n) => (
+            Self::NoRecentBackup => texts
+                .t("no backup succeeded in the last two days")
+                .to_owned(),
+            Self::PeerQueue(peer, n) => texts.f(
                 "{count} events wait for {peer}",
-                vec![("count", n.to_string()), ("peer", peer.clone())],
+                &[("count", n), ("peer", peer)],
             ),
         }
-    }
-
-    /// The alarm in English.
-    pub fn english(&self) -> String {
-        let (text, values) = self.text();
-        values.iter().fold(text.to_owned(), |text, (name, value)| {
-            text.replace(&format!("{{{name}}}"), value)
-        })
     }
 }
 

@@ -155,17 +155,21 @@ impl ConsoleClient {
             .unwrap_or_else(|e| panic!("POST {page}: {e}"))
     }
 
+    /// `GET page` with the session's cookie, redirects not followed.
+    async fn fetch(&self, page: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{page}", self.console))
+            .header("cookie", format!("archipel={}", self.cookie))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {page}: {e}"))
+    }
+
     /// A page (following the redirects of the console's own pages).
     pub async fn get(&mut self, page: &str) -> String {
         let mut page = page.to_owned();
         loop {
-            let response = self
-                .http
-                .get(format!("{}{page}", self.console))
-                .header("cookie", format!("archipel={}", self.cookie))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {page}: {e}"));
+            let response = self.fetch(&page).await;
             if response.status() == StatusCode::SEE_OTHER {
                 page = response.headers()["location"]
                     .to_str()
@@ -184,13 +188,7 @@ impl ConsoleClient {
     /// A response's status and body as bytes, without following
     /// redirects: a download.
     pub async fn download(&mut self, page: &str) -> (StatusCode, Vec<u8>) {
-        let response = self
-            .http
-            .get(format!("{}{page}", self.console))
-            .header("cookie", format!("archipel={}", self.cookie))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {page}: {e}"));
+        let response = self.fetch(page).await;
         let status = response.status();
         (status, response.bytes().await.expect("a body").to_vec())
     }

@@ -95,14 +95,7 @@ pub async fn dashboard(
     let alarms = status
         .alarms(jiff::Timestamp::now().as_second())
         .iter()
-        .map(|alarm| {
-            let (text, values) = alarm.text();
-            let values: Vec<(&str, &dyn std::fmt::Display)> = values
-                .iter()
-                .map(|(name, value)| (*name, value as &dyn std::fmt::Display))
-                .collect();
-            signed.texts.f(text, &values)
-        })
+        .map(|alarm| alarm.text(signed.texts))
         .collect();
     let last_verify = match &status.last_verify {
         None => signed.texts.t("never").to_owned(),
@@ -1011,22 +1004,17 @@ pub async fn federation(
     let node = console.node();
     let federation = &node.config.federation;
     let (queues, witnessing) = blocking(|| {
-        let mut queues = Vec::new();
-        for peer in &federation.peers {
-            queues.push(
-                node.services
-                    .rooms
-                    .queue_len(&peer.server_name, ops::status::QUEUE_COUNTED)?,
-            );
-        }
-        Ok((queues, node.vault.witness_status()?))
+        Ok((
+            ops::status::peer_queues(node)?,
+            node.vault.witness_status()?,
+        ))
     })?;
     let texts = signed.texts;
     let peers = federation
         .peers
         .iter()
         .zip(queues)
-        .map(|(peer, queued)| {
+        .map(|(peer, (_, queued))| {
             let name = peer.server_name.to_string();
             let cosigned = witnessing.cosigned.iter().find(|c| c.witness == name);
             let origin = archipel_vault::origin_for(&name);
@@ -1037,7 +1025,7 @@ pub async fn federation(
                     |a| a.to_string(),
                 ),
                 pinned_keys: peer.keys.len(),
-                queued: if queued >= ops::status::QUEUE_COUNTED {
+                queued: if queued >= ops::status::QUEUE_COUNTED as u64 {
                     format!("{queued}+")
                 } else {
                     queued.to_string()
