@@ -11,12 +11,14 @@
 //!   certificates and the federation CA bundle.
 //! - [`vm`]: one machine under qemu (software emulation: KVM does not work
 //!   on these hosts), its serial console on a pipe, power off over QMP.
+//! - [`ports`]: loopback ports reserved across concurrent test processes.
 //! - [`matrix`]: matrix-sdk clients that reach a machine through qemu's
 //!   port forwarding, over TLS, by its server name.
 
 pub mod image;
 pub mod matrix;
 pub mod pki;
+pub mod ports;
 pub mod provisioning;
 pub mod vm;
 

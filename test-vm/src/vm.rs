@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -78,7 +78,7 @@ impl Vm {
             .with_context(|| format!("copying {OVMF_VARS} (apt-get install ovmf)"))?;
         let forwards = ports
             .iter()
-            .map(|&guest| Ok((guest, free_port()?)))
+            .map(|&guest| Ok((guest, crate::ports::reserve()?)))
             .collect::<Result<_>>()?;
         // The firmware's UUID becomes the machine ID (systemd.machine_id=firmware).
         let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid")?
@@ -412,11 +412,4 @@ impl Vm {
 /// The value of `key` (e.g. `"ntp="`) in a boot report, if it has one.
 pub fn fact<'a>(report: &'a [String], key: &str) -> Option<&'a str> {
     report.iter().find_map(|line| line.strip_prefix(key))
-}
-
-/// A free TCP port on the host's loopback (for a forward).
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }

@@ -36,10 +36,7 @@ impl Drop for Browser {
 
 impl Browser {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::federation::free_port();
         let profiles = tempfile::tempdir().expect("a folder for the profiles");
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))

@@ -58,12 +58,10 @@ impl TestCa {
     }
 }
 
-/// A free loopback port for a federation listener.
+/// A loopback port for a listener a test configures before the process
+/// that binds it starts (a node's federation port, Synapse, Pebble).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    archipel_test_vm::ports::reserve().expect("a free loopback port")
 }
 
 /// A TCP relay in front of a node's federation port. Cutting it drops
