@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    archipel_test_vm::package_dir()
         .parent()
         .expect("the appliance crate is inside the workspace")
         .to_owned()
@@ -109,7 +109,7 @@ fn nix_files_parse_and_name_existing_files() {
 
 #[test]
 fn the_tarballs_extra_files_exist() {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = archipel_test_vm::package_dir().join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).expect("read appliance/Cargo.toml");
     let manifest_toml: toml::Table = toml::from_str(&text).expect("appliance/Cargo.toml parses");
     let include = manifest_toml["package"]["metadata"]["dist"]["include"]

@@ -4,8 +4,14 @@ use std::path::{Path, PathBuf};
 
 use archipel_provisioning::{Problem, check, check_str};
 
+/// Read from the folder cargo or nextest names at run time, not the one
+/// the binary was compiled in (a shared target folder may hold a binary
+/// compiled in another checkout).
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bzk/provisioning.toml")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .expect("run under cargo or nextest")
+        .join("examples/bzk/provisioning.toml")
 }
 
 fn example_text() -> String {

@@ -22,11 +22,21 @@ pub mod ports;
 pub mod provisioning;
 pub mod vm;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+/// The folder of the package whose test runs, as cargo and nextest tell a
+/// test at run time. Not `env!("CARGO_MANIFEST_DIR")`: a shared target
+/// folder may hold a test binary compiled in another checkout of the
+/// workspace, and that would be its path.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .expect("tests run under cargo or nextest, which set CARGO_MANIFEST_DIR")
+}
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    package_dir()
         .parent()
         .expect("test-vm lives in the workspace")
         .to_owned()

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::harness::{json_lines, run_archipel};
 
 fn example() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioning/examples/bzk/provisioning.toml")
+    archipel_test_vm::package_dir().join("../provisioning/examples/bzk/provisioning.toml")
 }
 
 #[test]

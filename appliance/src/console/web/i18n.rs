@@ -769,7 +769,7 @@ mod tests {
 
     /// The texts the templates look up: `t.t("...")`.
     fn template_texts() -> Vec<(String, String)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/console");
+        let dir = archipel_test_vm::package_dir().join("templates/console");
         let mut texts = Vec::new();
         for entry in std::fs::read_dir(dir).expect("the templates") {
             let path = entry.expect("an entry").path();
@@ -787,7 +787,7 @@ mod tests {
 
     /// The texts the pages' code looks up: `.t("...")` and `.f("...", ...)`.
     fn code_texts() -> Vec<(String, String)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/console/web");
+        let dir = archipel_test_vm::package_dir().join("src/console/web");
         let mut texts = Vec::new();
         for entry in std::fs::read_dir(dir).expect("the code") {
             let path = entry.expect("an entry").path();
