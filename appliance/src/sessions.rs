@@ -426,7 +426,9 @@ mod tests {
 
     #[test]
     fn a_session_ends_when_idle_and_a_swept_one_is_gone() {
-        let (_dir, sessions) = sessions(1, 60);
+        // Times are whole seconds: with 2 s, a touch in the same or the
+        // next second as the start finds the session alive.
+        let (_dir, sessions) = sessions(2, 60);
         let (cookie, _) = sessions
             .start(Some(alice()), Stage::SignedIn)
             .expect("started");
@@ -434,7 +436,7 @@ mod tests {
         let (idle, _) = sessions
             .start(Some(alice()), Stage::SignedIn)
             .expect("started");
-        std::thread::sleep(std::time::Duration::from_millis(2100));
+        std::thread::sleep(std::time::Duration::from_millis(3100));
         assert_eq!(sessions.sweep().expect("swept"), 2);
         assert!(sessions.touch(&idle).expect("read").is_none());
         assert!(sessions.touch(&cookie).expect("read").is_none());
