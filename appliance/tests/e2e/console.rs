@@ -555,6 +555,21 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
         "{shown}"
     );
     assert!(!shown.contains("dinner with my sister on friday"));
+    // The vault's refusals read Dutch too.
+    let again = post_as(
+        &rm2,
+        &console,
+        &format!("/requests/{reference}/decide"),
+        &[("decision", "approve")],
+    )
+    .await;
+    let refused = again.text().await.expect("body");
+    assert!(
+        refused.contains(&format!(
+            "Over {reference} is al beslist: goedgekeurd door @rm2:localhost."
+        )),
+        "{refused}"
+    );
 
     // rm2's other pages; none of them is the operator's.
     for page in ["/holds", "/classification", "/retention"] {

@@ -44,7 +44,7 @@ use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
 pub use config::VaultConfig;
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Result};
 use log::{Log, META_CURSOR, META_SIZE, node_key};
 pub use media::MediaSource;
 use merkle::{Frontier, Hash};

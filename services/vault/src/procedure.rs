@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    Error, Result, Vault, columns as cf, media_path,
+    Error, Refusal, Result, Vault, columns as cf, media_path,
     record::{Entry, EventEntry, MediaCopy},
 };
 
@@ -202,9 +202,10 @@ impl Vault {
         if self.is_records_manager(actor)? {
             Ok(())
         } else {
-            Err(Error::Refused(format!(
-                "{actor} is not a records manager (add one with `archipel vault records-manager add`)"
-            )))
+            Err(Refusal::NotRecordsManager {
+                actor: actor.to_owned(),
+            }
+            .into())
         }
     }
 
@@ -312,10 +313,10 @@ impl Vault {
         ground: Option<&str>,
     ) -> Result<ExclusionRequest> {
         if events.is_empty() {
-            return Err(Error::Refused("name at least one event to exclude".into()));
+            return Err(Refusal::NothingToExclude.into());
         }
         if reason.trim().is_empty() {
-            return Err(Error::Refused("an exclusion request needs a reason".into()));
+            return Err(Refusal::ExclusionWithoutReason.into());
         }
         let mut records = Vec::new();
         for event_id in events {
@@ -328,21 +329,26 @@ impl Vault {
                 return Err(Error::Corrupt(format!("record {seq} is not an event")));
             };
             if !excludable(&event.event_type) {
-                return Err(Error::Refused(format!(
-                    "{event_id} is a {} event: room state cannot be excluded, only messages",
-                    event.event_type
-                )));
+                return Err(Refusal::StateNotExcludable {
+                    event_id: event_id.to_string(),
+                    event_type: event.event_type.clone(),
+                }
+                .into());
             }
             if event.sender != requester && !self.is_delegate(&event.sender, requester)? {
-                return Err(Error::Refused(format!(
-                    "{requester} may not request the exclusion of {event_id}: only its sender ({}) or their delegate may",
-                    event.sender
-                )));
+                return Err(Refusal::NotSenderOrDelegate {
+                    requester: requester.to_owned(),
+                    event_id: event_id.to_string(),
+                    sender: event.sender.clone(),
+                }
+                .into());
             }
             if let Some(reference) = self.log.erasure_of(seq)? {
-                return Err(Error::Refused(format!(
-                    "{event_id} was already erased by {reference}"
-                )));
+                return Err(Refusal::AlreadyErased {
+                    event_id: event_id.to_string(),
+                    reference,
+                }
+                .into());
             }
             records.push(seq);
             // An edit repeats the text it replaces: excluding a message
@@ -415,21 +421,20 @@ impl Vault {
     ) -> Result<ExclusionRequest> {
         let mut request = self.request(reference)?;
         if let Some(decision) = &request.decision {
-            return Err(Error::Refused(format!(
-                "{reference} was already {} by {}",
-                if decision.approved {
-                    "approved"
-                } else {
-                    "rejected"
-                },
-                decision.by
-            )));
+            return Err(Refusal::AlreadyDecided {
+                reference: reference.to_owned(),
+                approved: decision.approved,
+                by: decision.by.clone(),
+            }
+            .into());
         }
         self.require_records_manager(decider)?;
         if decider == request.requester {
-            return Err(Error::Refused(format!(
-                "{decider} requested {reference} and cannot also decide on it: another records manager must (four eyes)"
-            )));
+            return Err(Refusal::RequesterDecides {
+                decider: decider.to_owned(),
+                reference: reference.to_owned(),
+            }
+            .into());
         }
         let holds = if approve { self.holds()? } else { Vec::new() };
         let mut erased = Vec::new();
@@ -439,20 +444,23 @@ impl Vault {
                 continue;
             };
             if decider == event.sender {
-                return Err(Error::Refused(format!(
-                    "{decider} sent {} and cannot decide on its exclusion (four eyes)",
-                    event.event_id
-                )));
+                return Err(Refusal::SenderDecides {
+                    decider: decider.to_owned(),
+                    event_id: event.event_id.clone(),
+                }
+                .into());
             }
             if approve {
                 if let Some(hold) = holds
                     .iter()
                     .find(|h| h.covers(&event.room_id, &event.sender))
                 {
-                    return Err(Error::Refused(format!(
-                        "legal hold {} on {} blocks the erasure of {}",
-                        hold.reference, hold.scope, event.event_id
-                    )));
+                    return Err(Refusal::Held {
+                        hold: hold.reference.clone(),
+                        scope: hold.scope.to_string(),
+                        event_id: event.event_id.clone(),
+                    }
+                    .into());
                 }
                 erased.push((seq, event.clone()));
             }
@@ -576,7 +584,7 @@ impl Vault {
     pub fn place_hold(&self, scope: HoldScope, reason: &str, actor: &str) -> Result<Hold> {
         self.require_records_manager(actor)?;
         if reason.trim().is_empty() {
-            return Err(Error::Refused("a legal hold needs a reason".into()));
+            return Err(Refusal::HoldWithoutReason.into());
         }
         let tree = self.tree(cf::HOLDID_HOLD)?;
         self.with_steps(|steps| {
@@ -608,7 +616,10 @@ impl Vault {
             .get_json(reference.as_bytes())?
             .ok_or_else(|| Error::NotFound(format!("no legal hold {reference}")))?;
         if !hold.active() {
-            return Err(Error::Refused(format!("{reference} was already released")));
+            return Err(Refusal::AlreadyReleased {
+                reference: reference.to_owned(),
+            }
+            .into());
         }
         self.with_steps(|steps| {
             hold.released_by = Some(actor.to_owned());

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    Error, Result, Vault, columns as cf,
+    Error, Refusal, Result, Vault, columns as cf,
     procedure::{Classification, Role},
     record::{Entry, EventEntry},
 };
@@ -317,9 +317,7 @@ impl Vault {
         self.require_records_manager(actor)?;
         let (_, records) = self.evaluate(policy, now_ms)?;
         if records.is_empty() {
-            return Err(Error::Refused(
-                "no record has expired: nothing to destroy".into(),
-            ));
+            return Err(Refusal::NothingExpired.into());
         }
         let tree = self.store.tree(cf::LISTID_DESTRUCTIONLIST)?;
         self.with_steps(|steps| {
@@ -375,19 +373,24 @@ impl Vault {
         self.require_records_manager(actor)?;
         let mut list = self.destruction_list(reference)?;
         if let Some(by) = &list.approved_by {
-            return Err(Error::Refused(format!(
-                "{reference} was already approved by {by}"
-            )));
+            return Err(Refusal::AlreadyApproved {
+                reference: reference.to_owned(),
+                by: by.clone(),
+            }
+            .into());
         }
         if list.proposed_by == actor {
-            return Err(Error::Refused(format!(
-                "{actor} proposed {reference} and cannot also approve it: another records manager must (four eyes)"
-            )));
+            return Err(Refusal::ProposerApproves {
+                actor: actor.to_owned(),
+                reference: reference.to_owned(),
+            }
+            .into());
         }
         if list.as_of_ms > crate::now_ms() {
-            return Err(Error::Refused(format!(
-                "{reference} lists records as expired at a later date; approve it once that date has passed"
-            )));
+            return Err(Refusal::NotYetDue {
+                reference: reference.to_owned(),
+            }
+            .into());
         }
         let mut judge = Judge::new(self, policy)?;
         let mut destroy = Vec::new();

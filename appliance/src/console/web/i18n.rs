@@ -97,12 +97,87 @@ impl Texts {
         text
     }
 
+    /// Why an action was not done, in this language: a vault procedure's
+    /// refusal is said in the reader's language, anything else as the
+    /// error chain reads.
+    pub fn error(&self, error: &anyhow::Error) -> String {
+        match error.downcast_ref::<archipel_vault::Error>() {
+            Some(archipel_vault::Error::Rule(refusal)) if self.is_dutch() => dutch(refusal),
+            Some(archipel_vault::Error::Rule(refusal)) => refusal.to_string(),
+            _ => format!("{error:#}"),
+        }
+    }
+
     pub fn lang(&self) -> &'static str {
         self.0.code()
     }
 
     pub fn is_dutch(&self) -> bool {
         self.0 == Lang::Nl
+    }
+}
+
+/// A vault procedure's refusal in Dutch (the vault says it in English).
+fn dutch(refusal: &archipel_vault::Refusal) -> String {
+    use archipel_vault::Refusal as R;
+    match refusal {
+        R::NotRecordsManager { actor } => format!("{actor} is geen informatiebeheerder."),
+        R::NothingToExclude => "Noem ten minste één bericht om uit te zonderen.".to_owned(),
+        R::ExclusionWithoutReason => "Een uitzonderingsverzoek heeft een reden nodig.".to_owned(),
+        R::StateNotExcludable {
+            event_id,
+            event_type,
+        } => format!(
+            "{event_id} is een {event_type}-gebeurtenis: de toestand van een kamer kan niet worden uitgezonderd, alleen berichten."
+        ),
+        R::NotSenderOrDelegate {
+            requester,
+            event_id,
+            sender,
+        } => format!(
+            "{requester} mag de uitzondering van {event_id} niet aanvragen: alleen de afzender ({sender}) of diens gemachtigde."
+        ),
+        R::AlreadyErased {
+            event_id,
+            reference,
+        } => format!("{event_id} is al gewist door {reference}."),
+        R::AlreadyDecided {
+            reference,
+            approved,
+            by,
+        } => format!(
+            "Over {reference} is al beslist: {} door {by}.",
+            if *approved {
+                "goedgekeurd"
+            } else {
+                "afgewezen"
+            }
+        ),
+        R::RequesterDecides { decider, reference } => format!(
+            "{decider} heeft {reference} aangevraagd en kan er niet ook over beslissen: een andere informatiebeheerder moet dat doen (vier ogen)."
+        ),
+        R::SenderDecides { decider, event_id } => format!(
+            "{decider} heeft {event_id} verstuurd en kan niet over de uitzondering ervan beslissen (vier ogen)."
+        ),
+        R::Held {
+            hold,
+            scope,
+            event_id,
+        } => format!("Bewaarplicht {hold} op {scope} verhindert het wissen van {event_id}."),
+        R::HoldWithoutReason => "Een bewaarplicht heeft een reden nodig.".to_owned(),
+        R::AlreadyReleased { reference } => format!("{reference} is al opgeheven."),
+        R::NothingExpired => {
+            "Geen enkel record is verlopen: er is niets te vernietigen.".to_owned()
+        }
+        R::AlreadyApproved { reference, by } => {
+            format!("{reference} is al goedgekeurd door {by}.")
+        }
+        R::ProposerApproves { actor, reference } => format!(
+            "{actor} heeft {reference} voorgesteld en kan die niet ook goedkeuren: een andere informatiebeheerder moet dat doen (vier ogen)."
+        ),
+        R::NotYetDue { reference } => format!(
+            "{reference} noemt records die pas later verlopen; keur de lijst goed als die datum voorbij is."
+        ),
     }
 }
 

@@ -251,7 +251,7 @@ pub async fn create_user(
         ),
         Err(e) => signed
             .texts
-            .f("Not created: {error}", &[("error", &format!("{e:#}"))]),
+            .f("Not created: {error}", &[("error", &signed.texts.error(&e))]),
     };
     let page = blocking(|| users_page(&console, &signed, "", Some(notice)))?;
     Ok(render(&page))
@@ -337,7 +337,7 @@ fn after(
         Ok(notice) => notice,
         Err(e) => signed
             .texts
-            .f("Not done: {error}", &[("error", &format!("{e:#}"))]),
+            .f("Not done: {error}", &[("error", &signed.texts.error(&e))]),
     };
     let page = blocking(|| user_page(console, signed, user, Some(notice)))?;
     Ok(render(&page))
@@ -616,9 +616,10 @@ pub async fn create_token(
                 "New registration token, shown only now: {token}",
                 &[("token", &token.token)],
             ),
-            Err(e) => signed
-                .texts
-                .f("Not created: {error}", &[("error", &format!("{e:#}"))]),
+            Err(e) => signed.texts.f(
+                "Not created: {error}",
+                &[("error", &signed.texts.error(&e))],
+            ),
         };
     let page = blocking(|| tokens_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
@@ -725,9 +726,10 @@ pub async fn make_room_admin(
     let notice = match ops::rooms::make_admin(node, &signed.actor(), &room, form.user.trim()).await
     {
         Ok(said) => said,
-        Err(e) => signed
-            .texts
-            .f("Not changed: {error}", &[("error", &format!("{e:#}"))]),
+        Err(e) => signed.texts.f(
+            "Not changed: {error}",
+            &[("error", &signed.texts.error(&e))],
+        ),
     };
     Ok(render(&room_page(&console, &signed, &room, Some(notice))?))
 }
@@ -783,9 +785,10 @@ pub async fn run_backup(
             .texts
             .t("The backup has started; this page shows its outcome once it is done.")
             .to_owned(),
-        Err(e) => signed
-            .texts
-            .f("Not started: {error}", &[("error", &format!("{e:#}"))]),
+        Err(e) => signed.texts.f(
+            "Not started: {error}",
+            &[("error", &signed.texts.error(&e))],
+        ),
     };
     Ok(render(&backups_page(&console, &signed, Some(notice))))
 }
@@ -811,7 +814,7 @@ pub async fn verify_backup(
         Ok(said) => said,
         Err(e) => signed.texts.f(
             "{target} does not verify: {error}",
-            &[("target", &target), ("error", &format!("{e:#}"))],
+            &[("target", &target), ("error", &signed.texts.error(&e))],
         ),
     };
     Ok(render(&backups_page(&console, &signed, Some(notice))))

@@ -253,9 +253,10 @@ pub async fn request(
             "Requested as {reference}. A records manager other than you decides on it.",
             &[("reference", &request.reference)],
         ),
-        Err(e) => signed
-            .texts
-            .f("Not requested: {error}", &[("error", &format!("{e:#}"))]),
+        Err(e) => signed.texts.f(
+            "Not requested: {error}",
+            &[("error", &signed.texts.error(&e))],
+        ),
     };
     let page = blocking(|| requests_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))
@@ -309,7 +310,7 @@ pub async fn decide(
             .f("{reference} rejected.", &[("reference", &request.reference)]),
         Err(e) => signed
             .texts
-            .f("Not decided: {error}", &[("error", &format!("{e:#}"))]),
+            .f("Not decided: {error}", &[("error", &signed.texts.error(&e))]),
     };
     let page = blocking(|| requests_page(&console, &signed, Some(notice)))?;
     Ok(render(&page))

@@ -23,7 +23,10 @@ fn ms(ms: u64) -> String {
 fn notice<T>(done: anyhow::Result<T>, said: impl FnOnce(T) -> String) -> String {
     match done {
         Ok(value) => said(value),
-        Err(e) => Texts::current().f("Not done: {error}", &[("error", &format!("{e:#}"))]),
+        Err(e) => {
+            let texts = Texts::current();
+            texts.f("Not done: {error}", &[("error", &texts.error(&e))])
+        }
     }
 }
 

@@ -58,7 +58,7 @@ pub fn event_with(n: u64, edit: impl FnOnce(&mut Value)) -> CapturedEvent {
 /// Asserts that a procedure step was refused for the reason `why`.
 pub fn refused<T: std::fmt::Debug>(result: Result<T, Error>, why: &str) {
     match result {
-        Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
+        Err(Error::Rule(rule)) => assert!(rule.to_string().contains(why), "{rule}"),
         other => panic!("expected a refusal ({why}), got {other:?}"),
     }
 }
