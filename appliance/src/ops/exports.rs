@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use archipel_vault::export::{ExportScope, ExportSummary};
 use jiff::Timestamp;
 
@@ -192,14 +192,31 @@ fn made_at(name: &str) -> Option<i64> {
     Some(text.parse::<Timestamp>().ok()?.as_second())
 }
 
+/// The refusal of [`open`] for a name that is no export kept on the node
+/// (never made, swept, or not an export's name).
+#[derive(Debug)]
+pub struct NoSuchExport;
+
+impl std::fmt::Display for NoSuchExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no such export")
+    }
+}
+
+impl std::error::Error for NoSuchExport {}
+
 /// Opens the export `name` for `actor` to download, recording it.
+/// Refused with [`NoSuchExport`] if there is none by that name.
 pub fn open(node: Node<'_>, actor: &Actor, name: &str) -> Result<(std::fs::File, u64)> {
     let opened = (|| {
         if made_at(name).is_none() {
-            bail!("no such export");
+            return Err(NoSuchExport.into());
         }
         let path = folder(node).join(name);
-        let file = std::fs::File::open(&path).map_err(|_| anyhow!("no such export"))?;
+        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::Error::new(NoSuchExport),
+            _ => anyhow!("opening {}: {e}", path.display()),
+        })?;
         let bytes = file.metadata()?.len();
         Ok((file, bytes))
     })();

@@ -136,7 +136,7 @@ pub async fn create(
             Some(file.name),
         ),
         Err(e) => (
-            texts.f("Not exported: {error}", &[("error", &format!("{e:#}"))]),
+            texts.f("Not exported: {error}", &[("error", &texts.error(&e))]),
             None,
         ),
     };
@@ -153,8 +153,15 @@ pub async fn download(
 ) -> Result<Response, Refusal> {
     signed.require(Role::RecordsManager)?;
     let (file, bytes) =
-        blocking(|| Ok(ops::exports::open(console.node(), &signed.actor(), &name)))?
-            .map_err(|_| Refusal::NotFound(signed.texts.t("No such export.").into()))?;
+        blocking(|| Ok(ops::exports::open(console.node(), &signed.actor(), &name)))?.map_err(
+            |e| {
+                if e.downcast_ref::<ops::exports::NoSuchExport>().is_some() {
+                    Refusal::NotFound(signed.texts.t("No such export.").into())
+                } else {
+                    Refusal::Internal(e)
+                }
+            },
+        )?;
     let file = tokio::fs::File::from_std(file);
     let body = futures::stream::try_unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;
