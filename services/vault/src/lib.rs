@@ -320,49 +320,20 @@ impl Vault {
                 continue;
             }
             cursor = captured.position;
-            let mut fields = EventFields::read(&captured.event);
-            let event_id = fields.event_id.take().ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "captured event at position {} has no event_id",
-                    captured.position
-                ))
-            })?;
-            if self.log.seq_of_event(&event_id)?.is_some() {
+            let appended = self.append_event(
+                &mut batch,
+                &mut frontier,
+                &mut media,
+                &mut coverage,
+                now,
+                &captured,
+            )?;
+            if let Some((_, entry)) = appended {
+                if MESSAGE_TYPES.contains(&entry.event_type.as_str()) {
+                    messages += 1;
+                }
+            } else if let Some(event_id) = EventFields::read(&captured.event).event_id {
                 tracing::warn!(%event_id, "event captured twice; keeping the first record");
-                continue;
-            }
-            let seq = frontier.size();
-            let (entry, key) =
-                self.seal_event(&mut batch, seq, &captured, fields, event_id, &mut media)?;
-            decryption::note_pending(self, &mut batch, seq, &entry, captured.event.get());
-            batch.put(
-                &self.log.event_index,
-                entry.event_id.as_bytes(),
-                seq.to_be_bytes(),
-            );
-            batch.put(
-                &self.log.room_index,
-                Log::room_key(&entry.room_id, seq),
-                b"",
-            );
-            if MESSAGE_TYPES.contains(&entry.event_type.as_str()) {
-                messages += 1;
-            }
-            let record = Record {
-                seq,
-                captured_ts: now,
-                entry: Entry::Event(entry),
-            };
-            self.append(&mut batch, &mut frontier, &record, Some(&key));
-            if let Entry::Event(entry) = &record.entry {
-                self.note_coverage(
-                    &mut batch,
-                    &mut frontier,
-                    now,
-                    entry,
-                    captured.event.get(),
-                    &mut coverage,
-                )?;
             }
         }
         batch.put(&self.log.meta, META_CURSOR, cursor.to_be_bytes());
@@ -381,6 +352,51 @@ impl Vault {
         // Signing commits, and so syncs, everything written before it.
         self.checkpoint_if_due(&mut writer, false)?;
         Ok((cursor, written))
+    }
+
+    /// Adds `captured` to `batch` as the next record, with its indexes and
+    /// what it says of the archive member's coverage; returns its sequence
+    /// number and entry. Nothing if the vault holds that event already.
+    fn append_event(
+        &self,
+        batch: &mut Batch,
+        frontier: &mut Frontier,
+        media: &mut media::BatchMedia,
+        coverage: &mut std::collections::HashMap<String, bool>,
+        now: u64,
+        captured: &CapturedEvent,
+    ) -> Result<Option<(u64, EventEntry)>> {
+        let mut fields = EventFields::read(&captured.event);
+        let event_id = fields.event_id.take().ok_or_else(|| {
+            Error::Corrupt(format!(
+                "captured event at position {} has no event_id",
+                captured.position
+            ))
+        })?;
+        if self.log.seq_of_event(&event_id)?.is_some() {
+            return Ok(None);
+        }
+        let seq = frontier.size();
+        let (entry, key) = self.seal_event(batch, seq, captured, fields, event_id, media)?;
+        decryption::note_pending(self, batch, seq, &entry, captured.event.get());
+        batch.put(
+            &self.log.event_index,
+            entry.event_id.as_bytes(),
+            seq.to_be_bytes(),
+        );
+        batch.put(
+            &self.log.room_index,
+            Log::room_key(&entry.room_id, seq),
+            b"",
+        );
+        let record = Record {
+            seq,
+            captured_ts: now,
+            entry: Entry::Event(entry.clone()),
+        };
+        self.append(batch, frontier, &record, Some(&key));
+        self.note_coverage(batch, frontier, now, &entry, captured.event.get(), coverage)?;
+        Ok(Some((seq, entry)))
     }
 
     /// How many messages were archived on each of the last `days` days
@@ -505,6 +521,7 @@ impl Vault {
             ..
         } = steps;
         batch.put(&self.log.meta, META_SIZE, frontier.size().to_be_bytes());
+        sync_files(&self.media_dir.join(media::BLOB_DIR), &media.sealed)?;
         self.store.commit(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, true)?;
@@ -708,6 +725,21 @@ pub(crate) struct Steps<'a> {
 impl Steps<'_> {
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// Appends an event from outside the homeserver (an import) as the next
+    /// record, as capture would; returns its sequence number, or nothing if
+    /// the vault holds it already.
+    pub fn event(&mut self, event: &CapturedEvent) -> Result<Option<u64>> {
+        let appended = self.vault.append_event(
+            &mut self.batch,
+            &mut self.frontier,
+            &mut self.media,
+            &mut std::collections::HashMap::new(),
+            self.now,
+            event,
+        )?;
+        Ok(appended.map(|(seq, _)| seq))
     }
 
     /// Appends a procedure step; `details` are sealed. Returns its sequence number.
