@@ -107,10 +107,53 @@ pub enum VaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bring chats kept outside the homeserver into the archive, as
+    /// records like its own, with where they came from.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Create a new vault key file (mode 0600) for provisioning.
     Keygen {
         /// Where to write the key; refuses to overwrite.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportCommand {
+    /// A WhatsApp chat export ("Export chat", with or without media): the
+    /// ZIP archive, or the chat's .txt, from Android or iOS, in Dutch or
+    /// English. A line that cannot be read refuses the whole file, with
+    /// its line number; importing the same file again adds nothing.
+    #[command(
+        after_help = "Example:\n  archipel vault import whatsapp 'WhatsApp Chat with Piet.zip' \\\n    --owner @jan:bzk.example --owner-name 'Jan de Vries' \\\n    --declaration 'Exported from my work phone on 2026-12-01; complete and unaltered.'"
+    )]
+    Whatsapp {
+        /// The export: `WhatsApp Chat with ….zip` or its `.txt`.
+        export: PathBuf,
+        /// Whose phone the chat comes from: a user of this node.
+        #[arg(long)]
+        owner: String,
+        /// The owner's name as the chat shows it; their messages are then
+        /// archived as sent by the owner. Without it every author is only
+        /// a name.
+        #[arg(long)]
+        owner_name: Option<String>,
+        /// What the owner declared of the export (that it is theirs,
+        /// complete, unaltered), kept with it.
+        #[arg(long)]
+        declaration: String,
+        /// The chat's name, if not the one in the export's file name.
+        #[arg(long)]
+        chat: Option<String>,
+        /// The time zone of the owner's phone (the export has local times).
+        #[arg(long, default_value = "Europe/Amsterdam")]
+        time_zone: String,
+        /// Print what was imported as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod backups;
 pub mod console;
 pub mod exports;
+pub mod imports;
 pub mod rooms;
 pub mod status;
 pub mod vault;

@@ -4,7 +4,7 @@
 
 use std::{io::IsTerminal, io::Write};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use archipel_vault::seal::VaultKey;
 
 use crate::{
@@ -22,6 +22,7 @@ macro_rules! say {
 }
 
 mod export;
+mod import;
 mod procedure;
 mod records;
 mod retention;
@@ -47,8 +48,16 @@ pub fn keygen(file: &std::path::Path) -> Result<()> {
 /// Runs a vault command on the node's data. A command that changes the
 /// vault goes to the node itself when it is running (over its admin socket);
 /// one that only reads follows the running node's database.
-pub fn run(config: &Config, command: VaultCommand) -> Result<()> {
+pub fn run(config: &Config, mut command: VaultCommand) -> Result<()> {
     let actor = Actor::this_process(Origin::CommandLine);
+    // The running node reads the file: name it from the root.
+    if let VaultCommand::Import {
+        command: crate::args::ImportCommand::Whatsapp { export, .. },
+    } = &mut command
+    {
+        *export = std::fs::canonicalize(&*export)
+            .with_context(|| format!("{}: cannot be read", export.display()))?;
+    }
     let execute_here = |node: &node::Node, command| {
         let here = Node {
             config,
@@ -118,6 +127,7 @@ pub fn execute(
             verifier_key,
             json,
         } => verify_export(&dir, verifier_key.as_deref(), json),
+        VaultCommand::Import { command } => import::import(node, actor, command, out),
         VaultCommand::Keygen { file } => keygen(&file),
     }
 }

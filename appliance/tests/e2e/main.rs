@@ -23,6 +23,7 @@ mod federation;
 mod federation_e2ee;
 mod federation_edus;
 mod federation_witness;
+mod imports;
 mod lifecycle;
 mod load;
 mod local_console;

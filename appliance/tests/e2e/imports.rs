@@ -1,0 +1,144 @@
+//! `archipel vault import whatsapp` on a running node: an export comes in
+//! once with its media and provenance, reads back in an export that checks
+//! offline, and a file with a line that cannot be read brings in nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::client::{png, register_client};
+use crate::harness::{TestServer, json_lines, run_archipel};
+use crate::vault::{archived, vault_ok, vault_refused};
+
+/// An iOS export in English: `_chat.txt` with the marks iOS inserts, and
+/// the photo it attached.
+fn ios_export(dir: &Path, photo: &[u8]) -> PathBuf {
+    let chat = "\u{200e}[12/03/2024, 14:05:33] Piet: Messages and calls are end-to-end encrypted.\r\n\
+                [12/03/2024, 14:05:40] Jan: Can you send the board?\r\n\
+                [12/03/2024, 14:06:01] Piet: \u{200e}<attached: 00000003-PHOTO-2024-03-12-14-06-01.jpg>\r\n\
+                [12/03/2024, 14:07:12] Piet: The budget line is on the left:\r\n\
+                three million for 2025\r\n";
+    let path = dir.join("WhatsApp Chat - Piet.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("_chat.txt", options).expect("entry");
+    zip.write_all(chat.as_bytes()).expect("write");
+    zip.start_file("00000003-PHOTO-2024-03-12-14-06-01.jpg", options)
+        .expect("entry");
+    zip.write_all(photo).expect("write");
+    zip.finish().expect("finish");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whatsapp_export_is_imported_once_and_exported_like_a_room() {
+    let server = TestServer::start().await;
+    register_client(&server, "jan").await;
+    let dir = server.data_dir();
+    let files = tempfile::tempdir().expect("a folder");
+    let photo = png(4, 4);
+    let export = ios_export(files.path(), &photo);
+    let export = export.to_str().expect("path");
+    fn import(file: &str) -> Vec<&str> {
+        vec![
+            "import",
+            "whatsapp",
+            file,
+            "--owner",
+            "jan",
+            "--owner-name",
+            "Jan",
+            "--declaration",
+            "Exported from my work phone; complete and unaltered.",
+        ]
+    }
+    vault_refused(
+        &dir,
+        &[
+            "import",
+            "whatsapp",
+            export,
+            "--owner",
+            "nobody",
+            "--declaration",
+            "mine",
+        ],
+        "is not a user of this node",
+    );
+
+    let mut args = import(export);
+    args.push("--json");
+    let imported: Value = serde_json::from_str(&vault_ok(&dir, &args)).expect("JSON");
+    // The chat's name and four messages.
+    assert_eq!(imported["added"], 5, "{imported}");
+    let room = imported["room_id"].as_str().expect("a room").to_owned();
+    assert!(room.ends_with(":localhost"), "{room}");
+    let again = vault_ok(&dir, &import(export));
+    assert!(again.contains("nothing new"), "{again}");
+
+    // A file with a line that cannot be read: refused with the line,
+    // nothing of it imported.
+    let before = archived(&dir).len();
+    let broken = files.path().join("WhatsApp Chat with Ann.txt");
+    std::fs::write(
+        &broken,
+        "12-03-2024 14:05 - Ann: hoi\n31-02-2024 09:00 - Ann: een dag die niet bestaat\n",
+    )
+    .expect("write");
+    vault_refused(
+        &dir,
+        &import(broken.to_str().expect("path")),
+        "WhatsApp Chat with Ann.txt: line 2: a date that does not exist",
+    );
+    assert_eq!(archived(&dir).len(), before, "nothing of it is archived");
+
+    // Who imported what, from which file, on whose declaration.
+    let steps = json_lines(&vault_ok(&dir, &["procedure", "--json"]));
+    let step = steps
+        .iter()
+        .find(|step| step["action"] == "import")
+        .expect("an import step");
+    assert_eq!(step["subject"], room.as_str());
+    let provenance = &step["details"]["provenance"];
+    assert_eq!(provenance["owner"], "@jan:localhost");
+    assert_eq!(provenance["file_name"], "WhatsApp Chat - Piet.zip");
+    assert_eq!(provenance["file_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        provenance["declaration"],
+        "Exported from my work phone; complete and unaltered."
+    );
+    let audited = steps
+        .iter()
+        .filter(|step| step["details"]["action"] == "vault import whatsapp")
+        .count();
+    assert_eq!(audited, 4, "each attempt is in the audit trail");
+
+    // Exported like any room, and checked offline.
+    let out = files.path().join("export");
+    let out_str = out.to_str().expect("path");
+    vault_ok(&dir, &["export", "--room", &room, "--out", out_str]);
+    let conversation = std::fs::read_dir(&out)
+        .expect("export dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a conversation folder");
+    let page = std::fs::read_to_string(conversation.join("conversation.html")).expect("html");
+    for expected in [
+        "WhatsApp: Piet",
+        "Can you send the board?",
+        "three million for 2025",
+        "<img src=\"attachments/",
+    ] {
+        assert!(page.contains(expected), "the page lacks {expected:?}");
+    }
+    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
+    let key = status["verifier_key"].as_str().expect("key");
+    let checked = run_archipel(&["vault", "verify-export", out_str, "--verifier-key", key]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+}
