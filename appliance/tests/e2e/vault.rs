@@ -488,7 +488,9 @@ async fn an_exclusion_takes_four_eyes_respects_holds_and_erases_everywhere() {
         .await
         .expect_err("bob did not send it");
     assert!(
-        refused.contains("only its sender (@alice:localhost) or their delegate"),
+        refused.contains(
+            "only its sender (@alice:localhost), the owner of an imported chat, or their delegate"
+        ),
         "{refused}"
     );
     let requested = alice

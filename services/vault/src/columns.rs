@@ -58,6 +58,10 @@ pub const SEQ_DECRYPTIONSEQ: &str = "vault_seq_decryptionseq";
 /// Rooms the archive member was removed from and has not returned to.
 pub const ROOMID_COVERAGEGAP: &str = "vault_roomid_coveragegap";
 
+/// Rooms an import made ([`crate::import`]), and whose chat each holds:
+/// its owner stands for the chat's other authors in exclusion requests.
+pub const ROOMID_IMPORTOWNER: &str = "vault_roomid_importowner";
+
 /// Media files the vault holds once each, by name ([`crate::media`]): the
 /// wrapped key and hashes of each.
 pub const BLOB_BLOB: &str = "vault_blob_blob";
@@ -91,6 +95,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(ROOMID_SESSIONID_SEQ),
     ColumnSpec::lookups(SEQ_DECRYPTIONSEQ),
     ColumnSpec::lookups(ROOMID_COVERAGEGAP),
+    ColumnSpec::lookups(ROOMID_IMPORTOWNER),
     ColumnSpec::lookups(BLOB_BLOB),
     ColumnSpec::lookups(MXC_BLOB),
     ColumnSpec::new(BLOB_SEQ),

@@ -46,7 +46,7 @@ pub enum Refusal {
         event_type: String,
     },
     #[error(
-        "{requester} may not request the exclusion of {event_id}: only its sender ({sender}) or their delegate may"
+        "{requester} may not request the exclusion of {event_id}: only its sender ({sender}), the owner of an imported chat, or their delegate may"
     )]
     NotSenderOrDelegate {
         requester: String,
@@ -67,6 +67,10 @@ pub enum Refusal {
     RequesterDecides { decider: String, reference: String },
     #[error("{decider} sent {event_id} and cannot decide on its exclusion (four eyes)")]
     SenderDecides { decider: String, event_id: String },
+    #[error(
+        "{decider} imported {event_id} as their own chat and cannot decide on its exclusion (four eyes)"
+    )]
+    OwnerDecides { decider: String, event_id: String },
     #[error("legal hold {hold} on {scope} blocks the erasure of {event_id}")]
     Held {
         hold: String,

@@ -335,7 +335,11 @@ impl Vault {
                 }
                 .into());
             }
-            if event.sender != requester && !self.is_delegate(&event.sender, requester)? {
+            let may = |who: &str| -> Result<bool> {
+                Ok(who == requester || self.is_delegate(who, requester)?)
+            };
+            let owner = self.import_owner(&event.room_id)?;
+            if !may(&event.sender)? && !owner.as_deref().map(may).transpose()?.unwrap_or(false) {
                 return Err(Refusal::NotSenderOrDelegate {
                     requester: requester.to_owned(),
                     event_id: event_id.to_string(),
@@ -445,6 +449,13 @@ impl Vault {
             };
             if decider == event.sender {
                 return Err(Refusal::SenderDecides {
+                    decider: decider.to_owned(),
+                    event_id: event.event_id.clone(),
+                }
+                .into());
+            }
+            if self.import_owner(&event.room_id)?.as_deref() == Some(decider) {
+                return Err(Refusal::OwnerDecides {
                     decider: decider.to_owned(),
                     event_id: event.event_id.clone(),
                 }

@@ -154,6 +154,38 @@ fn an_export_is_imported_once_with_its_media_and_provenance() {
         .import(&provenance(&later), &room, &later.events(&owner, SERVER))
         .expect("imported");
     assert_eq!((imported.added, imported.known), (1, 7));
+
+    // The owner stands for the chat's other authors: they (or their
+    // delegate) may ask for Piet's message to go, and may not decide on
+    // it; another records manager does.
+    vault
+        .set_records_manager("@rm:test.example", true, "operator")
+        .expect("a records manager");
+    let piets = opened[3]["event_id"]
+        .as_str()
+        .expect("an event ID")
+        .to_owned();
+    common::refused(
+        vault.request_exclusion(&[piets.clone()], "@eve:test.example", "private", None),
+        "may not request the exclusion",
+    );
+    vault
+        .add_delegate(JAN, "@sec:test.example", "operator")
+        .expect("a delegate");
+    let request = vault
+        .request_exclusion(&[piets], "@sec:test.example", "a private chat", None)
+        .expect("requested for the owner");
+    vault
+        .set_records_manager(JAN, true, "operator")
+        .expect("a records manager");
+    common::refused(
+        vault.decide(&request.reference, true, JAN, None),
+        "imported",
+    );
+    vault
+        .decide(&request.reference, true, "@rm:test.example", None)
+        .expect("decided");
+    assert!(vault.open_event(records[3]).is_err(), "erased");
     verifies(&dir, &vault);
     drop((export, again, later));
     assert_eq!(

@@ -135,7 +135,7 @@ fn dutch(refusal: &archipel_vault::Refusal) -> String {
             event_id,
             sender,
         } => format!(
-            "{requester} mag de uitzondering van {event_id} niet aanvragen: alleen de afzender ({sender}) of diens gemachtigde."
+            "{requester} mag de uitzondering van {event_id} niet aanvragen: alleen de afzender ({sender}), de eigenaar van een geïmporteerde chat, of diens gemachtigde."
         ),
         R::AlreadyErased {
             event_id,
@@ -158,6 +158,9 @@ fn dutch(refusal: &archipel_vault::Refusal) -> String {
         ),
         R::SenderDecides { decider, event_id } => format!(
             "{decider} heeft {event_id} verstuurd en kan niet over de uitzondering ervan beslissen (vier ogen)."
+        ),
+        R::OwnerDecides { decider, event_id } => format!(
+            "{decider} heeft {event_id} als eigen chat geïmporteerd en kan niet over de uitzondering ervan beslissen (vier ogen)."
         ),
         R::Held {
             hold,

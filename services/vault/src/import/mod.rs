@@ -12,7 +12,7 @@ pub mod whatsapp;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{CapturedEvent, Result, Vault};
+use crate::{CapturedEvent, Result, Vault, columns as cf};
 
 /// Where an import came from and who vouches for it.
 #[derive(Clone, Debug, Serialize)]
@@ -45,6 +45,15 @@ pub struct Imported {
 }
 
 impl Vault {
+    /// Whose chat the room `room_id` holds, if an import made it.
+    pub fn import_owner(&self, room_id: &str) -> Result<Option<String>> {
+        let owner = self
+            .store()
+            .tree(cf::ROOMID_IMPORTOWNER)?
+            .get(room_id.as_bytes())?;
+        Ok(owner.map(|o| String::from_utf8_lossy(&o).into_owned()))
+    }
+
     /// Adds `events` (of `room_id`) from outside the homeserver in one
     /// batch, with a step recording `provenance`, committed and covered by
     /// a checkpoint before it returns. Events the vault holds are skipped;
@@ -55,6 +64,7 @@ impl Vault {
         room_id: &str,
         events: &[CapturedEvent],
     ) -> Result<Imported> {
+        let owners = self.store().tree(cf::ROOMID_IMPORTOWNER)?;
         self.with_steps(|steps| {
             let mut seqs = Vec::new();
             let mut known = 0;
@@ -63,6 +73,11 @@ impl Vault {
                     Some(seq) => seqs.push(seq),
                     None => known += 1,
                 }
+            }
+            if !seqs.is_empty() {
+                steps
+                    .batch
+                    .put(&owners, room_id.as_bytes(), provenance.owner.as_bytes());
             }
             let step = match (seqs.first(), seqs.last()) {
                 (Some(first), Some(last)) => Some(steps.procedure(
