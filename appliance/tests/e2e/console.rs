@@ -572,7 +572,7 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
     );
 
     // rm2's other pages; none of them is the operator's.
-    for page in ["/holds", "/classification", "/retention"] {
+    for page in ["/holds", "/classification", "/retention", "/imports"] {
         goto(&rm2, &console, page).await;
         screenshot(&rm2, &page[1..]).await;
         goto(&operator, &console, page).await;
@@ -608,6 +608,34 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
         text(&rm2).await
     );
     screenshot(&rm2, "exports").await;
+    // A WhatsApp chat alice kept on her phone, uploaded by rm2: imported
+    // once, and the same file again adds nothing.
+    let files = tempfile::tempdir().expect("a folder");
+    let export = crate::imports::ios_export(files.path(), &crate::client::png(4, 4));
+    let export = export.to_str().expect("a path");
+    for expected in ["record(s) geïmporteerd in !whatsapp_", "Niets nieuws"] {
+        goto(&rm2, &console, "/imports").await;
+        rm2.find(Locator::Id("export"))
+            .await
+            .expect("the file field")
+            .send_keys(export)
+            .await
+            .expect("choose the file");
+        fill(
+            &rm2,
+            &[
+                ("owner", "alice"),
+                ("owner_name", "Jan"),
+                ("declaration", "Van mijn werktelefoon; volledig."),
+            ],
+            "import",
+        )
+        .await;
+        let shown = text(&rm2).await;
+        assert!(shown.contains(expected), "{shown}");
+    }
+    assert!(text(&rm2).await.contains("@alice:localhost"));
+    screenshot(&rm2, "imports").await;
 
     // The trail names the people who signed in, and where from.
     goto(&operator, &console, "/audit").await;

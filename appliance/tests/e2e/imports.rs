@@ -13,7 +13,7 @@ use crate::vault::{archived, vault_ok, vault_refused};
 
 /// An iOS export in English: `_chat.txt` with the marks iOS inserts, and
 /// the photo it attached.
-fn ios_export(dir: &Path, photo: &[u8]) -> PathBuf {
+pub fn ios_export(dir: &Path, photo: &[u8]) -> PathBuf {
     let chat = "\u{200e}[12/03/2024, 14:05:33] Piet: Messages and calls are end-to-end encrypted.\r\n\
                 [12/03/2024, 14:05:40] Jan: Can you send the board?\r\n\
                 [12/03/2024, 14:06:01] Piet: \u{200e}<attached: 00000003-PHOTO-2024-03-12-14-06-01.jpg>\r\n\

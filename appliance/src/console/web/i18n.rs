@@ -456,6 +456,45 @@ pub static DUTCH: &[(&str, &str)] = &[
         "{id}'s device {device} is signed out and forgotten.",
         "Apparaat {device} van {id} is afgemeld en vergeten.",
     ),
+    // Imports.
+    ("Imports", "Importen"),
+    (
+        "A WhatsApp chat someone kept on their phone, brought into the archive: the app's “Export chat” (with media: the ZIP archive), from Android or iOS, in Dutch or English. Its messages are archived like a room's, with the file's fingerprint, who imported it and what the owner declared of it. A file with a line that cannot be read is refused whole; the same file again adds nothing.",
+        "Een WhatsApp-chat die iemand op de telefoon bewaarde, in het archief gebracht: „Chat exporteren” van de app (met media: het ZIP-archief), van Android of iOS, in het Nederlands of Engels. De berichten worden gearchiveerd als die van een kamer, met de vingerafdruk van het bestand, wie het importeerde en wat de eigenaar erover verklaarde. Een bestand met een regel die niet te lezen is, wordt in zijn geheel geweigerd; hetzelfde bestand nog eens voegt niets toe.",
+    ),
+    ("Export (.zip or .txt)", "Export (.zip of .txt)"),
+    (
+        "Owner: whose phone it comes from (a user of this node)",
+        "Eigenaar: van wiens telefoon het komt (een gebruiker van deze node)",
+    ),
+    (
+        "The owner's name as the chat shows it (optional)",
+        "De naam van de eigenaar zoals de chat die toont (optioneel)",
+    ),
+    (
+        "What the owner declared of the export",
+        "Wat de eigenaar over de export verklaarde",
+    ),
+    ("Time zone of the phone", "Tijdzone van de telefoon"),
+    ("Import", "Importeren"),
+    ("Imported chats", "Geïmporteerde chats"),
+    ("No imported chats.", "Geen geïmporteerde chats."),
+    ("Owner", "Eigenaar"),
+    (
+        "Export an imported chat by its room ID on the Exports page.",
+        "Exporteer een geïmporteerde chat met zijn kamer-ID op de pagina Exports.",
+    ),
+    ("{field} is too long.", "{field} is te lang."),
+    ("Choose the export file.", "Kies het exportbestand."),
+    (
+        "Nothing new: the vault holds all {known} message(s) of this export already.",
+        "Niets nieuws: de kluis bevat alle {known} bericht(en) van deze export al.",
+    ),
+    (
+        "Imported {added} record(s) into {room} ({known} already in the vault).",
+        "{added} record(s) geïmporteerd in {room} ({known} al in de kluis).",
+    ),
+    ("Not imported: {error}", "Niet geïmporteerd: {error}"),
     // Exports.
     ("Exports", "Exports"),
     (

@@ -40,6 +40,7 @@ pub use i18n::{Lang, Texts};
 
 mod exports;
 mod i18n;
+mod imports;
 mod operator;
 mod records;
 mod sign_in;
@@ -164,6 +165,14 @@ fn routes() -> Routes {
         .get("/exports", false, exports::exports)
         .post("/exports", false, exports::create)
         .get("/exports/{name}", false, exports::download)
+        .get("/imports", false, imports::imports)
+        .add(
+            "POST",
+            "/imports",
+            false,
+            axum::routing::post(imports::import)
+                .layer(axum::extract::DefaultBodyLimit::max(imports::MAX_UPLOAD)),
+        )
         .get("/holds", false, vault::holds)
         .post("/holds", false, vault::place_hold)
         .post("/holds/{reference}/release", false, vault::release_hold)

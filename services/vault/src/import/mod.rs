@@ -54,6 +54,19 @@ impl Vault {
         Ok(owner.map(|o| String::from_utf8_lossy(&o).into_owned()))
     }
 
+    /// Every room an import made, with whose chat it holds.
+    pub fn imported_rooms(&self) -> Result<Vec<(String, String)>> {
+        let mut rooms = Vec::new();
+        for row in self.store().tree(cf::ROOMID_IMPORTOWNER)?.iter() {
+            let (room, owner) = row?;
+            rooms.push((
+                String::from_utf8_lossy(&room).into_owned(),
+                String::from_utf8_lossy(&owner).into_owned(),
+            ));
+        }
+        Ok(rooms)
+    }
+
     /// Adds `events` (of `room_id`) from outside the homeserver in one
     /// batch, with a step recording `provenance`, committed and covered by
     /// a checkpoint before it returns. Events the vault holds are skipped;
