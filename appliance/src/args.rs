@@ -107,6 +107,45 @@ pub enum VaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Search the archive's messages (recorded in the audit trail):
+    /// words, found by their Dutch stem, `"a phrase"`, `-without`; and
+    /// filters. Prints each message's record, time, room, sender and the
+    /// start of its text.
+    #[command(
+        after_help = "Examples:\n  archipel vault search besluit begroting --from 2026-01-01\n  archipel vault search --source whatsapp --sender @jan:bzk.example\n  archipel vault search '\"kabinet besluit\"' --classification business --json"
+    )]
+    Search {
+        /// The words to look for; none: every message of the filters,
+        /// newest first.
+        words: Vec<String>,
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Only messages of this sender.
+        #[arg(long)]
+        sender: Option<String>,
+        /// From this date or time (dates are midnight, Europe/Amsterdam).
+        #[arg(long, value_parser = export::parse_time)]
+        from: Option<u64>,
+        /// Until (not including) this date or time.
+        #[arg(long, value_parser = export::parse_time)]
+        until: Option<u64>,
+        /// Only this message type: m.text, m.image, m.file, m.audio, m.video, m.notice.
+        #[arg(long = "type")]
+        msgtype: Option<String>,
+        /// Only messages from this source: matrix, or an import's (whatsapp).
+        #[arg(long)]
+        source: Option<String>,
+        /// Only rooms of this classification: business, private, party-political.
+        #[arg(long)]
+        classification: Option<String>,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring chats kept outside the homeserver into the archive, as
     /// records like its own, with where they came from.
     Import {

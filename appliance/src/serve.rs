@@ -122,6 +122,26 @@ async fn serve(config: Config) -> Result<()> {
         admin_listener,
         admin_stopped.clone(),
     ));
+    // The search index follows the vault in the background, so that a
+    // search has little to catch up on.
+    let indexing = {
+        let admin = admin_state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let admin = admin.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    crate::ops::search::catch_up(admin.node(), |_, _| {})
+                })
+                .await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(error = %format!("{e:#}"), "indexing the archive for search");
+                }
+            }
+        })
+    };
     let backups = (!config.backup.targets.is_empty()).then(|| {
         tokio::spawn(crate::backup::schedule::run(
             admin_state.clone(),
@@ -295,6 +315,7 @@ async fn serve(config: Config) -> Result<()> {
 
     housekeeping.abort();
     trimming.abort();
+    indexing.abort();
     if let Some(syncing) = archive_syncing {
         syncing.abort();
     }

@@ -22,6 +22,7 @@ pub mod console;
 pub mod exports;
 pub mod imports;
 pub mod rooms;
+pub mod search;
 pub mod status;
 pub mod vault;
 

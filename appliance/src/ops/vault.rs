@@ -158,11 +158,7 @@ pub fn decide(
 ) -> Result<(ExclusionRequest, usize)> {
     let done = (|| {
         let request = node.vault.decide(reference, approve, by, note)?;
-        let purged = if approve {
-            erasure::complete_purges(node.services, node.vault)?
-        } else {
-            0
-        };
+        let purged = if approve { purge_copies(node)? } else { 0 };
         Ok((request, purged))
     })();
     let action = if approve {
@@ -171,6 +167,14 @@ pub fn decide(
         "vault decide reject"
     };
     audited(node, actor, action, &format!("{reference} (as {by})"), done)
+}
+
+/// After an erasure: removes the erased records' copies outside the vault,
+/// the homeserver's (returns how many) and the search index's.
+fn purge_copies(node: Node<'_>) -> Result<usize> {
+    let purged = erasure::complete_purges(node.services, node.vault)?;
+    super::search::catch_up(node, |_, _| {})?;
+    Ok(purged)
 }
 
 /// Places a legal hold on a room or a user, as the records manager `by`.
@@ -234,7 +238,7 @@ pub fn approve_destruction(
         let list = node
             .vault
             .approve_destruction(reference, by, &node.config.vault.retention)?;
-        let purged = erasure::complete_purges(node.services, node.vault)?;
+        let purged = purge_copies(node)?;
         Ok((list, purged))
     })();
     audited(

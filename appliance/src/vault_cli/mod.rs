@@ -26,6 +26,7 @@ mod import;
 mod procedure;
 mod records;
 mod retention;
+mod search;
 mod status;
 
 pub use export::verify_export;
@@ -128,6 +129,7 @@ pub fn execute(
             json,
         } => verify_export(&dir, verifier_key.as_deref(), json),
         VaultCommand::Import { command } => import::import(node, actor, command, out),
+        command @ VaultCommand::Search { .. } => search::search(node, actor, command, out),
         VaultCommand::Keygen { file } => keygen(&file),
     }
 }

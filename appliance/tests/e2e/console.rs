@@ -572,7 +572,13 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
     );
 
     // rm2's other pages; none of them is the operator's.
-    for page in ["/holds", "/classification", "/retention", "/imports"] {
+    for page in [
+        "/holds",
+        "/classification",
+        "/retention",
+        "/imports",
+        "/search",
+    ] {
         goto(&rm2, &console, page).await;
         screenshot(&rm2, &page[1..]).await;
         goto(&operator, &console, page).await;
@@ -636,6 +642,17 @@ async fn an_exclusion_is_decided_by_another_signed_in_records_manager() {
     }
     assert!(text(&rm2).await.contains("@alice:localhost"));
     screenshot(&rm2, "imports").await;
+    // Search finds the imported chat's words, and not alice's erased
+    // message.
+    goto(&rm2, &console, "/search").await;
+    fill(&rm2, &[("words", "board")], "search").await;
+    let shown = text(&rm2).await;
+    assert!(shown.contains("Can you send the board?"), "{shown}");
+    screenshot(&rm2, "search").await;
+    goto(&rm2, &console, "/search").await;
+    fill(&rm2, &[("words", "sister")], "search").await;
+    let shown = text(&rm2).await;
+    assert!(shown.contains("Geen bericht gevonden."), "{shown}");
 
     // The trail names the people who signed in, and where from.
     goto(&operator, &console, "/audit").await;

@@ -114,6 +114,41 @@ async fn a_whatsapp_export_is_imported_once_and_exported_like_a_room() {
         .count();
     assert_eq!(audited, 4, "each attempt is in the audit trail");
 
+    // Found by search like any message: by its words, its sender, its
+    // source and type.
+    let found = json_lines(&vault_ok(&dir, &["search", "budget", "left", "--json"]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["room"], room.as_str());
+    assert_eq!(found[0]["source"], "whatsapp");
+    assert_eq!(found[0]["sender"], "whatsapp:Piet");
+    assert!(
+        found[0]["excerpt"]
+            .as_str()
+            .is_some_and(|text| text.ends_with("three million for 2025")),
+        "{}",
+        found[0]
+    );
+    let from_jan = json_lines(&vault_ok(
+        &dir,
+        &["search", "--sender", "@jan:localhost", "--json"],
+    ));
+    assert_eq!(from_jan.len(), 1, "{from_jan:?}");
+    let images = vault_ok(
+        &dir,
+        &["search", "--source", "whatsapp", "--type", "m.image"],
+    );
+    assert!(images.contains("1 message(s)"), "{images}");
+    let steps = json_lines(&vault_ok(&dir, &["procedure", "--json"]));
+    assert!(
+        steps
+            .iter()
+            .any(|step| step["details"]["action"] == "vault search"
+                && step["details"]["object"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("budget left"))),
+        "each search is in the audit trail"
+    );
+
     // Exported like any room, and checked offline.
     let out = files.path().join("export");
     let out_str = out.to_str().expect("path");

@@ -184,6 +184,19 @@ impl Vault {
             .unwrap_or(Classification::Business))
     }
 
+    /// Every room classified, with its classification (a room not listed
+    /// is business).
+    pub fn classified_rooms(&self) -> Result<Vec<(String, Classification)>> {
+        let mut rooms = Vec::new();
+        for row in self.tree(cf::ROOMID_CLASSIFICATION)?.iter() {
+            let (room, value) = row?;
+            let classification = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corrupt(format!("a room's classification: {e}")))?;
+            rooms.push((String::from_utf8_lossy(&room).into_owned(), classification));
+        }
+        Ok(rooms)
+    }
+
     pub fn is_records_manager(&self, user: &str) -> Result<bool> {
         Ok(self
             .tree(cf::USERID_RECORDSMANAGER)?

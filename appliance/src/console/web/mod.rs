@@ -43,6 +43,7 @@ mod i18n;
 mod imports;
 mod operator;
 mod records;
+mod search;
 mod sign_in;
 mod vault;
 
@@ -165,6 +166,8 @@ fn routes() -> Routes {
         .get("/exports", false, exports::exports)
         .post("/exports", false, exports::create)
         .get("/exports/{name}", false, exports::download)
+        .get("/search", false, search::form)
+        .post("/search", false, search::search)
         .get("/imports", false, imports::imports)
         .add(
             "POST",
