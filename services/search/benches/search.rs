@@ -26,11 +26,46 @@ const DAY: u64 = 86_400_000;
 const START: u64 = 1_767_225_600_000; // 2026-01-01
 
 const WORDS: &[&str] = &[
-    "het", "de", "een", "besluit", "begroting", "minister", "overleg", "vergadering", "kabinet",
-    "nota", "brief", "kamervragen", "woo-verzoek", "afspraak", "morgen", "vandaag", "graag",
-    "bellen", "stuk", "versie", "concept", "advies", "directie", "beleid", "uitvoering", "planning",
-    "budget", "risico", "juridisch", "communicatie", "persbericht", "reactie", "termijn",
-    "besluiten", "besproken", "akkoord", "wijziging", "voorstel", "agenda", "notulen",
+    "het",
+    "de",
+    "een",
+    "besluit",
+    "begroting",
+    "minister",
+    "overleg",
+    "vergadering",
+    "kabinet",
+    "nota",
+    "brief",
+    "kamervragen",
+    "woo-verzoek",
+    "afspraak",
+    "morgen",
+    "vandaag",
+    "graag",
+    "bellen",
+    "stuk",
+    "versie",
+    "concept",
+    "advies",
+    "directie",
+    "beleid",
+    "uitvoering",
+    "planning",
+    "budget",
+    "risico",
+    "juridisch",
+    "communicatie",
+    "persbericht",
+    "reactie",
+    "termijn",
+    "besluiten",
+    "besproken",
+    "akkoord",
+    "wijziging",
+    "voorstel",
+    "agenda",
+    "notulen",
 ];
 
 /// A deterministic generator (SplitMix64): the same messages every run.
@@ -78,6 +113,9 @@ fn message(n: u64, numbers: &mut Numbers) -> CapturedEvent {
     }
 }
 
+/// Makes one query of a kind, drawing what varies.
+type MakeQuery = Box<dyn Fn(&mut Numbers) -> Query>;
+
 fn folder_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -100,7 +138,8 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default()).expect("store");
+    let store =
+        Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default()).expect("store");
     let vault = Vault::open(
         store,
         &dir.path().join("vault"),
@@ -134,7 +173,7 @@ fn main() {
     assert_eq!(caught.indexed, records);
     let index_bytes = folder_bytes(&index);
 
-    let kinds: Vec<(&str, Box<dyn Fn(&mut Numbers) -> Query>)> = vec![
+    let kinds: Vec<(&str, MakeQuery)> = vec![
         (
             "one common word",
             Box::new(|_| Query {
@@ -146,7 +185,10 @@ fn main() {
         (
             "two words",
             Box::new(|n: &mut Numbers| Query {
-                text: format!("begroting {}", WORDS[usize::try_from(n.below(40)).expect("small")]),
+                text: format!(
+                    "begroting {}",
+                    WORDS[usize::try_from(n.below(40)).expect("small")]
+                ),
                 limit: 50,
                 ..Query::default()
             }),

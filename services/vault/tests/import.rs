@@ -166,7 +166,12 @@ fn an_export_is_imported_once_with_its_media_and_provenance() {
         .expect("an event ID")
         .to_owned();
     common::refused(
-        vault.request_exclusion(&[piets.clone()], "@eve:test.example", "private", None),
+        vault.request_exclusion(
+            std::slice::from_ref(&piets),
+            "@eve:test.example",
+            "private",
+            None,
+        ),
         "may not request the exclusion",
     );
     vault
