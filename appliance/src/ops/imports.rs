@@ -50,6 +50,15 @@ pub fn whatsapp(node: Node<'_>, actor: &Actor, import: &WhatsappImport<'_>) -> R
                 import.time_zone
             )
         })?;
+        // The node reads the file as its own user, not the caller's.
+        if let Err(e) = std::fs::File::open(import.export)
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            bail!(
+                "the node may not read {}: it reads imports as its own user; make the file readable to it",
+                import.export.display()
+            );
+        }
         let scratch = node.config.node.data_dir.join("imports");
         let mut export = Export::read(import.export, &scratch)?;
         if let Some(chat) = import.chat {
