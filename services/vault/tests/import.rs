@@ -237,6 +237,23 @@ fn a_file_that_cannot_be_read_is_refused_with_its_line() {
     std::fs::write(&latin1, b"12-03-2024 14:05 - Jan: caf\xe9\n").expect("write");
     assert!(refused(Export::read(&latin1, &scratch)).contains("not UTF-8"));
 
+    // A chat's text is read up to its bound, and no further.
+    let huge = dir.path().join("huge.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&huge).expect("create"));
+    zip.start_file(
+        "_chat.txt",
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true),
+    )
+    .expect("an entry");
+    let line = "12-03-2024 14:05 - Jan: ".to_owned() + &"a".repeat(1000) + "\n";
+    for _ in 0..(65 << 20) / line.len() + 1 {
+        zip.write_all(line.as_bytes()).expect("write");
+    }
+    zip.finish().expect("finish");
+    assert!(refused(Export::read(&huge, &scratch)).contains("larger than 64 MB"));
+
     let broken = dir.path().join("broken.zip");
     std::fs::write(&broken, b"PK\x03\x04 and then nothing a ZIP archive needs").expect("write");
     assert!(refused(Export::read(&broken, &scratch)).contains("not a readable ZIP archive"));
