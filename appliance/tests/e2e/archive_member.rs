@@ -19,10 +19,11 @@ use crate::client::{
     register_identity_based, sync_until, timeline_json, user_id,
 };
 use crate::federation::{Cluster, join_through};
-use crate::harness::{TestServer, eventually, files_under, run_archipel};
+use crate::harness::{TestServer, eventually, files_under};
 use crate::olm_device::OlmDevice;
 use crate::vault::{
     assert_verifies, backup_and_restore, exclude, files_containing, vault_ok, vault_refused,
+    verify_export,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,19 +290,6 @@ fn export_room(dir: &Path, room_id: &str) -> (std::path::PathBuf, Value, String)
         .map(|p| std::fs::read_to_string(p).expect("html"))
         .expect("a conversation page");
     (out, summary, page)
-}
-
-/// `archipel vault verify-export` of `out` with the verifier key of the
-/// node at `dir`.
-fn verify_export(dir: &Path, out: &Path) -> std::process::Output {
-    let status: Value = serde_json::from_str(&vault_ok(dir, &["status", "--json"])).expect("JSON");
-    run_archipel(&[
-        "vault",
-        "verify-export",
-        out.to_str().expect("path"),
-        "--verifier-key",
-        status["verifier_key"].as_str().expect("key"),
-    ])
 }
 
 /// Waits until `vault status` counts `decrypted` encrypted events with

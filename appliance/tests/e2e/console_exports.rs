@@ -5,12 +5,11 @@
 use std::io::Read as _;
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::client::Api;
 use crate::console_client::ConsoleClient;
-use crate::harness::{TestServer, run_archipel};
-use crate::vault::vault_ok;
+use crate::harness::TestServer;
+use crate::vault::{vault_ok, verify_export};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_records_manager_downloads_an_export_that_verifies() {
@@ -87,15 +86,7 @@ async fn a_records_manager_downloads_an_export_that_verifies() {
     assert!(!pages.contains("Iets anders"), "only the room asked for");
     archive.extract(work.path()).expect("unpack");
     let folder = work.path().join(name.trim_end_matches(".zip"));
-    let status: Value =
-        serde_json::from_str(&vault_ok(&server.data_dir(), &["status", "--json"])).expect("JSON");
-    let verified = run_archipel(&[
-        "vault",
-        "verify-export",
-        folder.to_str().expect("path"),
-        "--verifier-key",
-        status["verifier_key"].as_str().expect("key"),
-    ]);
+    let verified = verify_export(&server.data_dir(), &folder);
     assert!(
         verified.status.success(),
         "{}{}",

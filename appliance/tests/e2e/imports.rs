@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::client::{png, register_client};
-use crate::harness::{TestServer, json_lines, run_archipel};
-use crate::vault::{archived, vault_ok, vault_refused};
+use crate::harness::{TestServer, json_lines};
+use crate::vault::{archived, conversation_folder, vault_ok, vault_refused, verify_export};
 
 /// An iOS export in English: `_chat.txt` with the marks iOS inserts, and
 /// the photo it attached.
@@ -153,13 +153,8 @@ async fn a_whatsapp_export_is_imported_once_and_exported_like_a_room() {
     let out = files.path().join("export");
     let out_str = out.to_str().expect("path");
     vault_ok(&dir, &["export", "--room", &room, "--out", out_str]);
-    let conversation = std::fs::read_dir(&out)
-        .expect("export dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a conversation folder");
-    let page = std::fs::read_to_string(conversation.join("conversation.html")).expect("html");
+    let page =
+        std::fs::read_to_string(conversation_folder(&out).join("conversation.html")).expect("html");
     for expected in [
         "WhatsApp: Piet",
         "Can you send the board?",
@@ -168,9 +163,7 @@ async fn a_whatsapp_export_is_imported_once_and_exported_like_a_room() {
     ] {
         assert!(page.contains(expected), "the page lacks {expected:?}");
     }
-    let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
-    let key = status["verifier_key"].as_str().expect("key");
-    let checked = run_archipel(&["vault", "verify-export", out_str, "--verifier-key", key]);
+    let checked = verify_export(&dir, &out);
     assert!(
         checked.status.success(),
         "{}",

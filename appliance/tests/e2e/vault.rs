@@ -431,6 +431,29 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The folder of the (first) conversation an export at `out` holds.
+pub fn conversation_folder(out: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(out)
+        .expect("export dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a conversation folder")
+}
+
+/// `archipel vault verify-export` of `out` with the verifier key of the
+/// node at `dir`.
+pub fn verify_export(dir: &Path, out: &Path) -> std::process::Output {
+    let status: Value = serde_json::from_str(&vault_ok(dir, &["status", "--json"])).expect("JSON");
+    run_archipel(&[
+        "vault",
+        "verify-export",
+        out.to_str().expect("path"),
+        "--verifier-key",
+        status["verifier_key"].as_str().expect("key"),
+    ])
+}
+
 pub fn vault_ok(dir: &Path, args: &[&str]) -> String {
     let (ok, out, err) = vault(dir, args);
     assert!(ok, "vault {args:?} failed:\n{out}\n{err}");
@@ -749,12 +772,7 @@ async fn an_export_reads_well_and_verifies_offline_and_tampering_shows() {
         "not empty",
     );
 
-    let conversation = std::fs::read_dir(&out)
-        .expect("export dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
-        .expect("a conversation folder");
+    let conversation = conversation_folder(&out);
     let page = std::fs::read_to_string(conversation.join("conversation.html")).expect("html");
     for expected in [
         "Alice Minister",
