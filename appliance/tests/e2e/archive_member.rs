@@ -19,7 +19,7 @@ use crate::client::{
     register_identity_based, sync_until, timeline_json, user_id,
 };
 use crate::federation::{Cluster, join_through};
-use crate::harness::{TestServer, eventually, files_under};
+use crate::harness::{TestServer, eventually, files_under, json_lines};
 use crate::olm_device::OlmDevice;
 use crate::vault::{
     assert_verifies, backup_and_restore, exclude, files_containing, vault_ok, vault_refused,
@@ -481,6 +481,12 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
         .to_owned();
     let needle = &ciphertext.as_bytes()[8..44];
     assert!(!files_containing(&dir, needle).is_empty());
+    // Search reads the decrypted text, and files it under the ciphertext's
+    // record.
+    let found = json_lines(&vault_ok(&dir, &["search", "doctor", "--json"]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["excerpt"], "the appointment with my doctor");
+    assert_eq!(found[0]["msgtype"], "m.text");
 
     let reference = exclude(
         &mut server,
@@ -498,6 +504,10 @@ async fn an_excluded_encrypted_message_leaves_no_readable_trace() {
         vault_refused(&dir, &args, &format!("erased by decision {reference}"));
     }
     assert_verifies(&dir);
+    assert!(
+        json_lines(&vault_ok(&dir, &["search", "doctor", "--json"])).is_empty(),
+        "an erased message is found by no search"
+    );
     let status: Value = serde_json::from_str(&vault_ok(&dir, &["status", "--json"])).expect("JSON");
     assert_eq!(status["encrypted"]["undecrypted"], 0, "{status}");
     assert!(

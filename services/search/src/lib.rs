@@ -276,13 +276,9 @@ impl Search {
         let Some(event) = record.event() else {
             return Ok(None);
         };
-        let Some(sealed) = open(vault, at)? else {
+        let Some(plaintext) = decrypted(vault, at)? else {
             return Ok(None);
         };
-        let plaintext: Value = sealed["plaintext"]
-            .as_str()
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or_default();
         if !matches!(
             plaintext["type"].as_str(),
             Some("m.room.message" | "m.sticker")
@@ -298,11 +294,7 @@ impl Search {
 
     fn document(&self, seq: u64, event: &EventEntry, content: &Value) -> TantivyDocument {
         let f = self.fields;
-        // An edit is found by its new text.
-        let body = content["m.new_content"]["body"]
-            .as_str()
-            .or_else(|| content["body"].as_str())
-            .unwrap_or_default();
+        let body = body(content).unwrap_or_default();
         let mut text = body.to_owned();
         if let Some(name) = content["filename"].as_str().filter(|n| *n != body) {
             text.push('\n');
@@ -443,24 +435,42 @@ pub fn message_text(vault: &Vault, seq: u64) -> Result<Option<String>> {
         let Some(decryption) = vault.decryption_of(seq)? else {
             return Ok(None);
         };
-        let Some(sealed) = open(vault, decryption)? else {
+        let Some(plaintext) = decrypted(vault, decryption)? else {
             return Ok(None);
         };
-        event = sealed["plaintext"]
-            .as_str()
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or_default();
+        event = plaintext;
     }
-    let content = &event["content"];
-    Ok(content["m.new_content"]["body"]
+    Ok(body(&event["content"]).map(str::to_owned))
+}
+
+/// What a person reads of a message's content: an edit's new text, else
+/// its body.
+fn body(content: &Value) -> Option<&str> {
+    content["m.new_content"]["body"]
         .as_str()
         .or_else(|| content["body"].as_str())
-        .map(str::to_owned))
+}
+
+/// The event decryption record `seq` holds, as its participants saw it;
+/// none if it was erased.
+fn decrypted(vault: &Vault, seq: u64) -> Result<Option<Value>> {
+    Ok(opened(vault, seq, || vault.open_decryption(seq))?
+        .map(|decrypted| serde_json::from_str(&decrypted.plaintext).unwrap_or_default()))
 }
 
 /// A record's sealed content, opened; none if it was erased.
 fn open(vault: &Vault, seq: u64) -> Result<Option<Value>> {
-    match vault.open_event(seq) {
+    opened(vault, seq, || vault.open_event(seq))
+}
+
+/// What `open` opened of record `seq`; none if the record's content is
+/// gone (erased, or its key destroyed).
+fn opened<T>(
+    vault: &Vault,
+    seq: u64,
+    open: impl FnOnce() -> archipel_vault::Result<T>,
+) -> Result<Option<T>> {
+    match open() {
         Ok(value) => Ok(Some(value)),
         Err(VaultError::Erased { .. }) => Ok(None),
         Err(e) if !vault.log().has_data_key(seq)? => {
