@@ -34,6 +34,9 @@ pub struct Provisioning {
     /// The archive's retention: `[vault.retention]` of the node's
     /// configuration, as is.
     pub retention: Option<Spanned<toml::Table>>,
+    /// Whose archive this is (name and TOOI URI): `[vault.organisation]`
+    /// of the node's configuration, as is.
+    pub organisation: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Deserialize)]

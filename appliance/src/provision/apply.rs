@@ -272,6 +272,9 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
     if let Some(retention) = &p.retention {
         vault.insert("retention".into(), retention.get_ref().clone().into());
     }
+    if let Some(organisation) = &p.organisation {
+        vault.insert("organisation".into(), organisation.get_ref().clone().into());
+    }
     let management = &p.management;
     if !management.networks.is_empty() {
         let mut console = toml::Table::new();

@@ -150,6 +150,7 @@ fn checked(file: &Path) -> Result<(Provisioning, apply::Plan), Problems> {
     for (name, table) in [
         ("backup", &provisioning.backup),
         ("retention", &provisioning.retention),
+        ("organisation", &provisioning.organisation),
     ] {
         let Some(table) = table else { continue };
         let mut vault = toml::Table::new();
@@ -158,10 +159,7 @@ fn checked(file: &Path) -> Result<(Provisioning, apply::Plan), Problems> {
         if name == "backup" {
             root.insert("backup".into(), toml::Value::Table(table.get_ref().clone()));
         } else {
-            vault.insert(
-                "retention".into(),
-                toml::Value::Table(table.get_ref().clone()),
-            );
+            vault.insert(name.into(), toml::Value::Table(table.get_ref().clone()));
         }
         root.insert("vault".into(), toml::Value::Table(vault));
         let rendered = toml::to_string(&root).unwrap_or_default();
@@ -174,7 +172,7 @@ fn checked(file: &Path) -> Result<(Provisioning, apply::Plan), Problems> {
             problems.push(Problem {
                 field: name.to_owned(),
                 line: Some(archipel_provisioning::line_of(&text, table.span().start)),
-                message: gist.replace("vault.retention", "retention"),
+                message: gist.replace(&format!("vault.{name}"), name),
             });
         }
     }
