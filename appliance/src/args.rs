@@ -146,6 +146,25 @@ pub enum VaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Woo requests: the documents a selection holds, and the package
+    /// for the decision (redacted PDFs, productierapport, redaction log,
+    /// DiWoo metadata, a signed manifest).
+    Woo {
+        #[command(subcommand)]
+        command: WooCommand,
+    },
+    /// Check a Woo package offline: every document and list as made, every
+    /// record it shows proven in the signed log. Exits non-zero on any
+    /// problem.
+    VerifyWoo {
+        dir: PathBuf,
+        /// The node's verifier key (`archipel vault status` prints it), from a
+        /// source you trust.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring chats kept outside the homeserver into the archive, as
     /// records like its own, with where they came from.
     Import {
@@ -156,6 +175,46 @@ pub enum VaultCommand {
     Keygen {
         /// Where to write the key; refuses to overwrite.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WooCommand {
+    /// Print a plan for a Woo request: the documents the selection holds
+    /// (one per conversation per day), for the Woo officer to assess. Fill
+    /// in each document's judgement and redactions, then run `woo package`.
+    #[command(
+        after_help = "Examples:\n  archipel vault woo plan --matter WOO-2026-014 --room '!abc:bzk.example' --from 2026-01-01 --until 2026-04-01 > plan.toml\n  archipel vault woo plan --matter WOO-2026-014 stikstof --from 2026-01-01 > plan.toml"
+    )]
+    Plan {
+        /// The request's matter number (the productierapport's `Matter`).
+        #[arg(long)]
+        matter: String,
+        /// Only days holding a message with these words (a search; recorded
+        /// in the audit trail).
+        words: Vec<String>,
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Days from this date or time (dates are midnight, Europe/Amsterdam).
+        #[arg(long, value_parser = export::parse_time)]
+        from: Option<u64>,
+        /// Until (not including) this date or time.
+        #[arg(long, value_parser = export::parse_time)]
+        until: Option<u64>,
+    },
+    /// Make the package a plan describes into a new folder. The plan is
+    /// checked whole first: an unknown document, a judgement without its
+    /// grounds or a passage that is not in its document refuses it all.
+    Package {
+        /// The plan, as `woo plan` printed it and the Woo officer filled in.
+        plan: PathBuf,
+        /// A new folder for the package.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 

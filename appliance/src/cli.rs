@@ -147,6 +147,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             ..
         } => vault_cli::verify_export(&dir, verifier_key.as_deref(), json),
+        Command::Vault {
+            command:
+                VaultCommand::VerifyWoo {
+                    dir,
+                    verifier_key,
+                    json,
+                },
+            ..
+        } => vault_cli::verify_woo(&dir, verifier_key.as_deref(), json),
         Command::Vault { target, command } => vault_cli::run(&target.load()?, command),
         Command::Backup { target, command } => {
             let config = if target.config.is_some() || target.data_dir.is_some() {

@@ -322,6 +322,12 @@ impl Config {
             // Frequent checkpoints: tools and witnesses see the tail soon.
             vault: VaultConfig {
                 checkpoint_interval_secs: 2,
+                // Woo packages and transfers need an organisation; a
+                // development node's is plainly not a real one.
+                organisation: Some(archipel_vault::Organisation {
+                    name: format!("Archipel development node {}", args.server_name),
+                    identifier: format!("https://{}/organisation", args.server_name),
+                }),
                 ..VaultConfig::default()
             },
             backup: crate::backup::BackupConfig::default(),

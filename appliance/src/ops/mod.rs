@@ -25,6 +25,7 @@ pub mod rooms;
 pub mod search;
 pub mod status;
 pub mod vault;
+pub mod woo;
 
 /// The node an operation works on: open here (its data) or running (the
 /// admin socket's end).

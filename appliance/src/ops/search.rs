@@ -77,7 +77,7 @@ impl Asked {
 }
 
 /// A time in ms since the Unix epoch, as UTC.
-fn utc(ms: u64) -> String {
+pub(super) fn utc(ms: u64) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())

@@ -28,8 +28,10 @@ mod records;
 mod retention;
 mod search;
 mod status;
+mod woo;
 
 pub use export::verify_export;
+pub use woo::verify as verify_woo;
 
 pub fn keygen(file: &std::path::Path) -> Result<()> {
     if file.exists() {
@@ -51,13 +53,26 @@ pub fn keygen(file: &std::path::Path) -> Result<()> {
 /// one that only reads follows the running node's database.
 pub fn run(config: &Config, mut command: VaultCommand) -> Result<()> {
     let actor = Actor::this_process(Origin::CommandLine);
-    // The running node reads the file: name it from the root.
-    if let VaultCommand::Import {
-        command: crate::args::ImportCommand::Whatsapp { export, .. },
+    // The running node reads the files and writes the folder: name them
+    // from the root.
+    match &mut command {
+        VaultCommand::Import {
+            command: crate::args::ImportCommand::Whatsapp { export: file, .. },
+        }
+        | VaultCommand::Woo {
+            command: crate::args::WooCommand::Package { plan: file, .. },
+        } => {
+            *file = std::fs::canonicalize(&*file)
+                .with_context(|| format!("{}: cannot be read", file.display()))?;
+        }
+        _ => {}
+    }
+    if let VaultCommand::Woo {
+        command: crate::args::WooCommand::Package { out, .. },
     } = &mut command
     {
-        *export = std::fs::canonicalize(&*export)
-            .with_context(|| format!("{}: cannot be read", export.display()))?;
+        *out = std::path::absolute(&*out)
+            .with_context(|| format!("{}: not a usable folder name", out.display()))?;
     }
     let execute_here = |node: &node::Node, command| {
         let here = Node {
@@ -129,6 +144,12 @@ pub fn execute(
             json,
         } => verify_export(&dir, verifier_key.as_deref(), json),
         VaultCommand::Import { command } => import::import(node, actor, command, out),
+        VaultCommand::Woo { command } => woo::woo(node, actor, command, out),
+        VaultCommand::VerifyWoo {
+            dir,
+            verifier_key,
+            json,
+        } => woo::verify(&dir, verifier_key.as_deref(), json),
         command @ VaultCommand::Search { .. } => search::search(node, actor, command, out),
         VaultCommand::Keygen { file } => keygen(&file),
     }

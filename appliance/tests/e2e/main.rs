@@ -33,3 +33,4 @@ mod provision;
 mod sliding_sync;
 mod synapse;
 mod vault;
+mod woo;

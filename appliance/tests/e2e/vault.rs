@@ -16,7 +16,7 @@ use crate::console_client::ConsoleClient;
 use crate::harness::{TestServer, eventually, json_lines, run_archipel};
 
 /// Sends a text message with matrix-sdk; returns its event ID.
-async fn send_text(room: &matrix_sdk::Room, text: &str) -> String {
+pub async fn send_text(room: &matrix_sdk::Room, text: &str) -> String {
     room.send(RoomMessageEventContent::text_plain(text))
         .await
         .expect("send")

@@ -19,6 +19,21 @@ pub struct VaultConfig {
     pub checkpoint_interval_secs: u64,
     /// What is kept, for how long, and when it is transferred.
     pub retention: RetentionPolicy,
+    /// Whose archive this is: the publisher of Woo packages and the
+    /// archive creator (archiefvormer) in e-Depot transfers. Both are
+    /// refused until it is set.
+    pub organisation: Option<Organisation>,
+}
+
+/// A government organisation, as the Woo and e-Depot metadata name it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organisation {
+    /// Its name, e.g. "ministerie van Binnenlandse Zaken en Koninkrijksrelaties".
+    pub name: String,
+    /// Its TOOI URI, e.g.
+    /// `https://identifier.overheid.nl/tooi/id/ministerie/mnre1034`.
+    pub identifier: String,
 }
 
 impl Default for VaultConfig {
@@ -28,6 +43,7 @@ impl Default for VaultConfig {
             checkpoint_every_records: 1000,
             checkpoint_interval_secs: 60,
             retention: RetentionPolicy::default(),
+            organisation: None,
         }
     }
 }

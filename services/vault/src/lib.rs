@@ -43,7 +43,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
-pub use config::VaultConfig;
+pub use config::{Organisation, VaultConfig};
 pub use error::{Error, Refusal, Result};
 use log::{Log, META_CURSOR, META_SIZE, node_key};
 pub use media::MediaSource;

@@ -28,6 +28,48 @@ use crate::{
     seal::DataKey,
 };
 
+/// What a package's signatures vouch for: its checkpoint, and the body of
+/// its signed `manifest.txt`.
+pub(crate) struct Signed {
+    pub key_text: String,
+    /// Whether the key came from the package itself (untrusted).
+    pub key_from_export: bool,
+    /// The vault's name, from the key.
+    pub name: String,
+    pub checkpoint: Checkpoint,
+    pub manifest: String,
+}
+
+impl Signed {
+    /// Opens `checkpoint.txt` and `manifest.txt` in `dir` with `key` (the
+    /// verifier key in signed-note text form from a trusted source), or
+    /// else with the package's own `verifier-key.txt`.
+    pub fn open(dir: &Path, key: Option<&str>) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+        };
+        let (key_text, key_from_export) = match key {
+            Some(key) => (key.trim().to_owned(), false),
+            None => (read("verifier-key.txt")?.trim().to_owned(), true),
+        };
+        let (name, verifying_key) =
+            parse_verifier_key(&key_text).map_err(|e| Error::Refused(e.to_string()))?;
+        let checkpoint = Checkpoint::open(&read("checkpoint.txt")?, &verifying_key)
+            .map_err(|e| Error::Refused(format!("checkpoint.txt: {e}")))?;
+        let manifest = open_note(&read("manifest.txt")?, &name, &verifying_key)
+            .map_err(|e| Error::Refused(format!("manifest.txt: {e}")))?;
+        Ok(Self {
+            key_text,
+            key_from_export,
+            name,
+            checkpoint,
+            manifest,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportReport {
     pub checkpoint_size: u64,
@@ -48,22 +90,14 @@ impl ExportReport {
 /// text form from a trusted source; without it the export's own
 /// `verifier-key.txt` is used (and the report says so).
 pub fn verify_export(dir: &Path, key: Option<&str>) -> Result<ExportReport> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))
-    };
-    let (key_text, key_from_export) = match key {
-        Some(key) => (key.trim().to_owned(), false),
-        None => (read("verifier-key.txt")?.trim().to_owned(), true),
-    };
-    let (name, verifying_key) =
-        parse_verifier_key(&key_text).map_err(|e| Error::Refused(e.to_string()))?;
-    let checkpoint = Checkpoint::open(&read("checkpoint.txt")?, &verifying_key)
-        .map_err(|e| Error::Refused(format!("checkpoint.txt: {e}")))?;
-    let manifest = open_note(&read("manifest.txt")?, &name, &verifying_key)
-        .map_err(|e| e.to_string())
-        .and_then(|body| Manifest::parse(&body, &name))
+    let Signed {
+        key_text,
+        key_from_export,
+        name,
+        checkpoint,
+        manifest,
+    } = Signed::open(dir, key)?;
+    let manifest = Manifest::parse(&manifest, &name)
         .map_err(|e| Error::Refused(format!("manifest.txt: {e}")))?;
 
     let mut report = ExportReport {
@@ -323,13 +357,28 @@ fn check_inclusion(
     proof: &[String],
     checkpoint: &Checkpoint,
 ) -> std::result::Result<(), String> {
+    check_leaf(
+        seq,
+        &merkle::leaf_hash(record.as_bytes()),
+        proof,
+        checkpoint,
+    )
+}
+
+/// `leaf` is the leaf hash of record `seq` of the checkpoint's tree, by
+/// `proof` (base64 hashes).
+pub(crate) fn check_leaf(
+    seq: u64,
+    leaf: &Hash,
+    proof: &[String],
+    checkpoint: &Checkpoint,
+) -> std::result::Result<(), String> {
     let proof: Vec<Hash> = proof
         .iter()
         .map(|h| B64.decode(h).ok().and_then(|b| b.try_into().ok()))
         .collect::<Option<_>>()
         .ok_or("the proof is not a list of base64 SHA-256 hashes")?;
-    let leaf = merkle::leaf_hash(record.as_bytes());
-    if merkle::verify_inclusion(seq, checkpoint.size, &leaf, &proof, &checkpoint.root) {
+    if merkle::verify_inclusion(seq, checkpoint.size, leaf, &proof, &checkpoint.root) {
         Ok(())
     } else {
         Err(format!(

@@ -42,6 +42,10 @@ impl RoomContext {
         }
     }
 
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     pub fn display_name(&self, user: &str) -> String {
         self.display_names
             .get(user)

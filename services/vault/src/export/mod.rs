@@ -23,6 +23,7 @@
 
 pub mod check;
 mod html;
+pub mod woo;
 
 pub use html::amsterdam_time;
 
@@ -251,17 +252,7 @@ impl Vault {
         out: &Path,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ExportSummary> {
-        if out.exists()
-            && std::fs::read_dir(out)
-                .map_err(|e| Error::io(format!("reading {}", out.display()), e))?
-                .next()
-                .is_some()
-        {
-            return Err(Error::Refused(format!(
-                "{} exists and is not empty; export into a new folder",
-                out.display()
-            )));
-        }
+        refuse_non_empty(out)?;
         let stored = self
             .log
             .latest_checkpoint()?
@@ -455,6 +446,23 @@ impl Vault {
         progress(total * 2, total * 2);
         Ok(summary)
     }
+}
+
+/// Refuses to write into `out` if it holds anything: an export goes into a
+/// new folder.
+fn refuse_non_empty(out: &Path) -> Result<()> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| Error::io(format!("reading {}", out.display()), e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::Refused(format!(
+            "{} exists and is not empty; export into a new folder",
+            out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// What an export holds, signed by the vault: proof that no conversation,
