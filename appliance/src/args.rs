@@ -146,6 +146,14 @@ pub enum VaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Transfers to the archive service (the Nationaal Archief's
+    /// e-Depot): a SIP with MDTO metadata, and the transfers made. A
+    /// records manager records the archive service's receipt in the web
+    /// console; the records may then go on a destruction list.
+    Transfer {
+        #[command(subcommand)]
+        command: TransferCommand,
+    },
     /// Woo requests: the documents a selection holds, and the package
     /// for the decision (redacted PDFs, productierapport, redaction log,
     /// DiWoo metadata, a signed manifest).
@@ -175,6 +183,47 @@ pub enum VaultCommand {
     Keygen {
         /// Where to write the key; refuses to overwrite.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferCommand {
+    /// Make a SIP of the selected messages into a new folder: a tar
+    /// container (a folder per archive, conversation and message, each
+    /// with its MDTO sidecar; every file with its own, with PRONOM format
+    /// and SHA-256) and its pakbon. Valuation and retention period come
+    /// from the retention policy; a legal hold is a restriction on use.
+    #[command(
+        after_help = "Examples:\n  archipel vault transfer sip --due --out /var/lib/archipel/transfer-2026\n  archipel vault transfer sip --room '!abc:bzk.example' --until 2006-01-01 --out sip"
+    )]
+    Sip {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Messages from this date or time (dates are midnight, Europe/Amsterdam).
+        #[arg(long, value_parser = export::parse_time)]
+        from: Option<u64>,
+        /// Until (not including) this date or time.
+        #[arg(long, value_parser = export::parse_time)]
+        until: Option<u64>,
+        /// Only permanent records past the policy's transfer term.
+        #[arg(long)]
+        due: bool,
+        /// The top aggregation at the archive service the delivery goes to,
+        /// as agreed with it (named in the pakbon).
+        #[arg(long)]
+        target: Option<String>,
+        /// A new folder for the SIP and its pakbon.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The transfers made, and whether the archive service confirmed them.
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -287,6 +336,11 @@ pub enum RetentionCommand {
     },
     /// Show a destruction list.
     Show { reference: String },
+    /// Print the signed statement of destruction (verklaring van
+    /// vernietiging) of an approved destruction list: what was destroyed,
+    /// by category with its period and count, proposed and approved by
+    /// whom. Recorded in the audit trail.
+    Statement { reference: String },
 }
 
 #[derive(Args, Serialize, Deserialize)]
@@ -322,6 +376,9 @@ impl VaultCommand {
                     command: ManagerCommand::List
                 }
                 | Self::Export { .. }
+                | Self::Transfer {
+                    command: TransferCommand::List { .. }
+                }
         )
     }
 }

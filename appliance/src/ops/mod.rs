@@ -24,6 +24,7 @@ pub mod imports;
 pub mod rooms;
 pub mod search;
 pub mod status;
+pub mod transfers;
 pub mod vault;
 pub mod woo;
 

@@ -28,6 +28,7 @@ mod records;
 mod retention;
 mod search;
 mod status;
+mod transfer;
 mod woo;
 
 pub use export::verify_export;
@@ -69,6 +70,9 @@ pub fn run(config: &Config, mut command: VaultCommand) -> Result<()> {
     }
     if let VaultCommand::Woo {
         command: crate::args::WooCommand::Package { out, .. },
+    }
+    | VaultCommand::Transfer {
+        command: crate::args::TransferCommand::Sip { out, .. },
     } = &mut command
     {
         *out = std::path::absolute(&*out)
@@ -121,7 +125,7 @@ pub fn execute(
         VaultCommand::Requests { json } => procedure::requests(vault, json, out),
         VaultCommand::Hold { command } => procedure::hold(vault, command, out),
         VaultCommand::Procedure { json } => procedure::steps(vault, json, out),
-        VaultCommand::Retention { command } => retention::retention(node, command, out),
+        VaultCommand::Retention { command } => retention::retention(node, actor, command, out),
         VaultCommand::Export {
             room,
             user,
@@ -145,6 +149,7 @@ pub fn execute(
         } => verify_export(&dir, verifier_key.as_deref(), json),
         VaultCommand::Import { command } => import::import(node, actor, command, out),
         VaultCommand::Woo { command } => woo::woo(node, actor, command, out),
+        VaultCommand::Transfer { command } => transfer::transfer(node, actor, command, out),
         VaultCommand::VerifyWoo {
             dir,
             verifier_key,

@@ -6,10 +6,14 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::{args::RetentionCommand, ops::Node};
+use crate::{
+    args::RetentionCommand,
+    ops::{self, Actor, Node},
+};
 
 pub(super) fn retention(
     node: Node<'_>,
+    actor: &Actor,
     command: RetentionCommand,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -32,7 +36,16 @@ pub(super) fn retention(
                 say!(out, "expired:               {}", status.expired);
                 say!(out, "expired but held:      {}", status.held);
                 say!(out, "erased:                {}", status.erased);
+                say!(out, "transferred:           {}", status.transferred);
             }
+            Ok(())
+        }
+        RetentionCommand::Statement { reference } => {
+            write!(
+                out,
+                "{}",
+                ops::transfers::statement(node, actor, &reference)?
+            )?;
             Ok(())
         }
         RetentionCommand::Show { reference } => {

@@ -32,5 +32,6 @@ mod metrics;
 mod provision;
 mod sliding_sync;
 mod synapse;
+mod transfers;
 mod vault;
 mod woo;

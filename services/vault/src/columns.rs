@@ -70,6 +70,12 @@ pub const MXC_BLOB: &str = "vault_mxc_blob";
 /// The records that reference each stored file: `name 0xFF seq`.
 pub const BLOB_SEQ: &str = "vault_blob_seq";
 
+/// Transfers to the archive service (e-Depot): reference -> transfer.
+pub const TRANSFERID_TRANSFER: &str = "vault_transferid_transfer";
+/// Records the archive service confirmed it received: seq -> the
+/// transfer's reference.
+pub const SEQ_TRANSFER: &str = "vault_seq_transfer";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(VAULT_META),
     // Sealed content and wrapped keys: ciphertext, which does not compress.
@@ -99,4 +105,6 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(BLOB_BLOB),
     ColumnSpec::lookups(MXC_BLOB),
     ColumnSpec::new(BLOB_SEQ),
+    ColumnSpec::new(TRANSFERID_TRANSFER),
+    ColumnSpec::lookups(SEQ_TRANSFER),
 ];

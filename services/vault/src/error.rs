@@ -93,4 +93,6 @@ pub enum Refusal {
         "{reference} lists records as expired at a later date; approve it once that date has passed"
     )]
     NotYetDue { reference: String },
+    #[error("{reference} was already confirmed by {by}")]
+    AlreadyConfirmed { reference: String, by: String },
 }

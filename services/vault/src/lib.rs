@@ -27,6 +27,7 @@ pub mod procedure;
 pub mod record;
 pub mod retention;
 pub mod seal;
+pub mod transfer;
 pub mod verify;
 pub mod witness;
 

@@ -171,6 +171,8 @@ pub struct RetentionStatus {
     /// Expired but under a legal hold.
     pub held: u64,
     pub erased: u64,
+    /// Of the expired: confirmed received by the archive service.
+    pub transferred: u64,
 }
 
 const META_NEXT_LIST: &[u8] = b"next_destruction_list";
@@ -188,7 +190,7 @@ enum Standing {
 
 /// Looks up each sender's role and each room's classification once, and
 /// judges records against a policy.
-struct Judge<'a> {
+pub(crate) struct Judge<'a> {
     vault: &'a Vault,
     policy: &'a RetentionPolicy,
     holds: Vec<crate::procedure::Hold>,
@@ -197,7 +199,7 @@ struct Judge<'a> {
 }
 
 impl<'a> Judge<'a> {
-    fn new(vault: &'a Vault, policy: &'a RetentionPolicy) -> Result<Self> {
+    pub(crate) fn new(vault: &'a Vault, policy: &'a RetentionPolicy) -> Result<Self> {
         Ok(Self {
             vault,
             policy,
@@ -207,9 +209,52 @@ impl<'a> Judge<'a> {
         })
     }
 
-    /// Where record `captured_ts`/`event` stands at `now_ms`, with the
-    /// roles, classifications and holds as they are now.
-    fn standing(&mut self, captured_ts: u64, event: &EventEntry, now_ms: u64) -> Result<Standing> {
+    /// Where record `seq` (`captured_ts`, `event`) stands at `now_ms`,
+    /// with the roles, classifications, holds and transfers as they are
+    /// now: a record the archive service confirmed it received counts as
+    /// expired.
+    fn standing(
+        &mut self,
+        seq: u64,
+        captured_ts: u64,
+        event: &EventEntry,
+        now_ms: u64,
+    ) -> Result<Standing> {
+        let age = now_ms.saturating_sub(self.vault.made_at(captured_ts, event));
+        // A record the archive service holds may go from here.
+        if self.vault.transferred(seq)?.is_some() {
+            return Ok(Standing::Expired {
+                held: self.held(event),
+            });
+        }
+        Ok(match self.valuation(event)? {
+            Valuation::Permanent => Standing::Permanent {
+                due_for_transfer: age >= u64::from(self.policy.transfer_years) * YEAR_MS,
+            },
+            Valuation::DestroyAfter { years } if age >= u64::from(years) * YEAR_MS => {
+                Standing::Expired {
+                    held: self.held(event),
+                }
+            }
+            Valuation::DestroyAfter { .. } => Standing::Later,
+        })
+    }
+
+    /// Whether a legal hold covers the record.
+    pub(crate) fn held(&self, event: &EventEntry) -> bool {
+        self.hold(event).is_some()
+    }
+
+    /// The legal hold that covers the record, if one does.
+    pub(crate) fn hold(&self, event: &EventEntry) -> Option<&crate::procedure::Hold> {
+        self.holds
+            .iter()
+            .find(|h| h.covers(&event.room_id, &event.sender))
+    }
+
+    /// What the policy makes of the record, by its sender's role and its
+    /// room's classification now.
+    pub(crate) fn valuation(&mut self, event: &EventEntry) -> Result<Valuation> {
         let role = match self.roles.get(&event.sender) {
             Some(&role) => role,
             None => *self
@@ -224,21 +269,7 @@ impl<'a> Judge<'a> {
                 .entry(event.room_id.clone())
                 .or_insert(self.vault.classification(&event.room_id)?),
         };
-        let age = now_ms.saturating_sub(self.vault.made_at(captured_ts, event));
-        Ok(match self.policy.valuation(role, classification) {
-            Valuation::Permanent => Standing::Permanent {
-                due_for_transfer: age >= u64::from(self.policy.transfer_years) * YEAR_MS,
-            },
-            Valuation::DestroyAfter { years } if age >= u64::from(years) * YEAR_MS => {
-                Standing::Expired {
-                    held: self
-                        .holds
-                        .iter()
-                        .any(|h| h.covers(&event.room_id, &event.sender)),
-                }
-            }
-            Valuation::DestroyAfter { .. } => Standing::Later,
-        })
+        Ok(self.policy.valuation(role, classification))
     }
 }
 
@@ -248,7 +279,7 @@ impl Vault {
     /// original time); a peer's time only as far as
     /// [`PEER_CLOCK_TOLERANCE_MS`] before the capture. Never after the
     /// capture.
-    fn made_at(&self, captured_ts: u64, event: &EventEntry) -> u64 {
+    pub(crate) fn made_at(&self, captured_ts: u64, event: &EventEntry) -> u64 {
         let local = self
             .origin()
             .split('/')
@@ -282,7 +313,7 @@ impl Vault {
                 status.erased += 1;
                 continue;
             }
-            match judge.standing(record.captured_ts, event, now_ms)? {
+            match judge.standing(seq, record.captured_ts, event, now_ms)? {
                 Standing::Permanent { due_for_transfer } => {
                     status.permanent += 1;
                     status.due_for_transfer += u64::from(due_for_transfer);
@@ -290,6 +321,7 @@ impl Vault {
                 Standing::Expired { held: true } => status.held += 1,
                 Standing::Expired { held: false } => {
                     status.expired += 1;
+                    status.transferred += u64::from(self.transferred(seq)?.is_some());
                     expired.push(seq);
                 }
                 Standing::Later => status.to_destroy_later += 1,
@@ -402,7 +434,7 @@ impl Vault {
             if self.log.erasure_of(seq)?.is_some() {
                 continue;
             }
-            match judge.standing(record.captured_ts, &event, list.as_of_ms)? {
+            match judge.standing(seq, record.captured_ts, &event, list.as_of_ms)? {
                 Standing::Expired { held: false } => destroy.push((seq, event)),
                 Standing::Expired { held: true } => list.held_back.push(seq),
                 Standing::Permanent { .. } | Standing::Later => list.kept.push(seq),

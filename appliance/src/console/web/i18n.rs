@@ -181,6 +181,9 @@ fn dutch(refusal: &archipel_vault::Refusal) -> String {
         R::NotYetDue { reference } => format!(
             "{reference} noemt records die pas later verlopen; keur de lijst goed als die datum voorbij is."
         ),
+        R::AlreadyConfirmed { reference, by } => {
+            format!("{reference} is al bevestigd door {by}.")
+        }
     }
 }
 
@@ -794,6 +797,30 @@ pub static DUTCH: &[(&str, &str)] = &[
     ("Proposed", "Voorgesteld"),
     ("Approved", "Goedgekeurd"),
     ("Approve: destroy", "Goedkeuren: vernietigen"),
+    (
+        "Transferred to the archive service, not yet destroyed",
+        "Overgebracht naar de archiefdienst, nog niet vernietigd",
+    ),
+    ("Statement of destruction", "Verklaring van vernietiging"),
+    (
+        "Transfers to the archive service",
+        "Overbrengingen naar de archiefdienst",
+    ),
+    (
+        "A transfer is made with `archipel vault transfer sip`. Once the archive service confirms receipt, record it here: its records then count as expired and may go on a destruction list.",
+        "Een overbrenging maakt u met `archipel vault transfer sip`. Zodra de archiefdienst de ontvangst bevestigt, legt u dat hier vast: de records gelden dan als verlopen en kunnen op een vernietigingslijst.",
+    ),
+    ("No transfers.", "Geen overbrengingen."),
+    ("Receipt", "Ontvangstbevestiging"),
+    (
+        "The archive service's receipt",
+        "Ontvangstbevestiging van de archiefdienst",
+    ),
+    ("Record receipt", "Ontvangst vastleggen"),
+    (
+        "{reference} confirmed: the archive service holds its {count} record(s); they may now go on a destruction list.",
+        "{reference} bevestigd: de archiefdienst heeft de {count} record(s); die kunnen nu op een vernietigingslijst.",
+    ),
     (
         "Propose a destruction list",
         "Een vernietigingslijst voorstellen",

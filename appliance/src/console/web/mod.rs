@@ -185,6 +185,12 @@ fn routes() -> Routes {
         .get("/retention", false, vault::retention)
         .post("/retention", false, vault::propose)
         .post("/retention/{reference}/approve", false, vault::approve)
+        .get("/retention/{reference}/statement", false, vault::statement)
+        .post(
+            "/retention/transfers/{reference}/confirm",
+            false,
+            vault::confirm_transfer,
+        )
 }
 
 /// Every route the web console serves: method, path and whether it needs

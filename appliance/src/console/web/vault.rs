@@ -285,6 +285,14 @@ struct ListRow {
     approvable: bool,
 }
 
+struct TransferRow {
+    reference: String,
+    records: usize,
+    made: String,
+    /// Empty while the archive service's receipt is awaited.
+    confirmed: String,
+}
+
 #[derive(Template)]
 #[template(path = "console/retention.html")]
 struct RetentionPage {
@@ -293,6 +301,7 @@ struct RetentionPage {
     status: archipel_vault::retention::RetentionStatus,
     transfer_years: u32,
     lists: Vec<ListRow>,
+    transfers: Vec<TransferRow>,
     notice: Option<String>,
 }
 
@@ -329,12 +338,35 @@ fn retention_page(
             },
         })
         .collect();
+    let transfers = console
+        .node()
+        .vault
+        .transfers()?
+        .into_iter()
+        .rev()
+        .map(|transfer| TransferRow {
+            reference: transfer.reference,
+            records: transfer.records.len(),
+            made: format!("{} by {}", ms(transfer.made_ts), transfer.made_by),
+            confirmed: match (
+                transfer.confirmed_ts,
+                transfer.confirmed_by,
+                transfer.receipt,
+            ) {
+                (Some(ts), Some(by), Some(receipt)) => {
+                    format!("{} by {by}: {receipt}", ms(ts))
+                }
+                _ => String::new(),
+            },
+        })
+        .collect();
     Ok(RetentionPage {
         nav: Some(signed.nav()),
         t: signed.texts,
         status,
         transfer_years: policy.transfer_years,
         lists,
+        transfers,
         notice,
     })
 }
@@ -526,4 +558,82 @@ pub async fn gaps(
         gaps,
         capture_lag,
     }))
+}
+
+#[derive(Deserialize)]
+pub struct Receipt {
+    /// The archive service's receipt: its reference or message.
+    #[serde(default)]
+    receipt: String,
+}
+
+/// `POST /retention/transfers/{reference}/confirm`: records that the
+/// archive service confirmed receipt of a transfer; its records may then
+/// be destroyed here. Needs a fresh code.
+pub async fn confirm_transfer(
+    State(console): State<Arc<Console>>,
+    Path(reference): Path<String>,
+    posted: Posted<Receipt>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, form } = posted;
+    signed.require(Role::RecordsManager)?;
+    signed.require_privilege("/retention")?;
+    let done = tokio::task::block_in_place(|| {
+        ops::transfers::confirm(
+            console.node(),
+            &signed.actor(),
+            &reference,
+            &form.receipt,
+            signed.user.as_str(),
+        )
+    });
+    let notice = notice(done, |transfer| {
+        signed.texts.f(
+            "{reference} confirmed: the archive service holds its {count} record(s); they may now go on a destruction list.",
+            &[
+                ("reference", &transfer.reference),
+                ("count", &transfer.records.len()),
+            ],
+        )
+    });
+    Ok(render(&blocking(|| {
+        retention_page(&console, &signed, Some(notice))
+    })?))
+}
+
+/// `GET /retention/{reference}/statement`: the signed statement of
+/// destruction of an approved list, as a text file.
+pub async fn statement(
+    State(console): State<Arc<Console>>,
+    Path(reference): Path<String>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    use axum::response::IntoResponse;
+    signed.require(Role::RecordsManager)?;
+    let text = blocking(|| {
+        Ok(ops::transfers::statement(
+            console.node(),
+            &signed.actor(),
+            &reference,
+        ))
+    })?
+    .map_err(|e| Refusal::BadRequest(signed.texts.error(&e)))?;
+    let name: String = reference
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"verklaring-van-vernietiging-{name}.txt\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }

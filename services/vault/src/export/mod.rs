@@ -23,6 +23,7 @@
 
 pub mod check;
 mod html;
+pub mod sip;
 pub mod woo;
 
 pub use html::amsterdam_time;
@@ -446,6 +447,25 @@ impl Vault {
         progress(total * 2, total * 2);
         Ok(summary)
     }
+}
+
+/// Text for XML content and attribute values: escaped, and without the
+/// characters XML 1.0 cannot hold.
+pub(crate) fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Refuses to write into `out` if it holds anything: an export goes into a

@@ -4,7 +4,7 @@
 use rust_xlsxwriter::{Format, Workbook};
 
 use super::{Document, Judgement, pdf::PlacedBox};
-use crate::{Error, Organisation, Result};
+use crate::{Error, Organisation, Result, export::xml};
 
 /// The productierapport's columns, as the Rijksoverheid Woo platform
 /// (`minvws/nl-rdo-woo-web`) reads them: `ID` is also the PDF's name,
@@ -150,25 +150,6 @@ pub(crate) fn diwoo(documents: &[Document], organisation: &Organisation, now_ms:
         ));
     }
     out.push_str("</urlset>\n");
-    out
-}
-
-/// Text for XML content and attribute values: escaped, and without the
-/// characters XML 1.0 cannot hold.
-pub(crate) fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
     out
 }
 

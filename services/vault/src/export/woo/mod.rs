@@ -314,7 +314,7 @@ impl Vault {
     }
 
     /// The content of record `seq`, none if it was erased.
-    fn open_unerased(&self, seq: u64) -> Result<Option<Value>> {
+    pub(crate) fn open_unerased(&self, seq: u64) -> Result<Option<Value>> {
         match self.open_event(seq) {
             Ok(event) => Ok(Some(event)),
             Err(Error::Erased { .. }) => Ok(None),
@@ -572,12 +572,12 @@ impl Vault {
     }
 }
 
-fn is_message(event: &EventEntry) -> bool {
+pub(crate) fn is_message(event: &EventEntry) -> bool {
     MESSAGE_TYPES.contains(&event.event_type.as_str()) && event.soft_failed.is_none()
 }
 
 /// The Europe/Amsterdam day of a time.
-fn day_of(ms: u64) -> Date {
+pub(crate) fn day_of(ms: u64) -> Date {
     let timestamp = jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
         .unwrap_or_default();
     match jiff::tz::TimeZone::get("Europe/Amsterdam") {
