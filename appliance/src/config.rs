@@ -299,6 +299,7 @@ impl Config {
                 )
             })?,
             open_registration: args.open_registration,
+            appservices: args.appservices.clone(),
             ..HomeserverConfig::default()
         };
         homeserver.rate_limit.enabled = args.rate_limit;
@@ -362,6 +363,7 @@ impl Config {
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             console_session_idle_secs: ConsoleConfig::default().session_idle_secs,
             federation: None,
+            appservices: Vec::new(),
         })
     }
 }
@@ -406,6 +408,10 @@ pub struct DevOptions {
     /// to federate this development node with others.
     #[arg(long, value_name = "FILE")]
     pub federation: Option<PathBuf>,
+    /// A bridge's registration file (the YAML it generates), to serve it
+    /// as an application service. Repeatable.
+    #[arg(long = "appservice", value_name = "FILE")]
+    pub appservices: Vec<PathBuf>,
 }
 
 /// `archipel dev --federation FILE`: a file holding only a `[federation]` table.

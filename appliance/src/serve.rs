@@ -44,6 +44,7 @@ async fn serve(config: Config) -> Result<()> {
     crate::backup::remove_stale_snapshots(&config.node.data_dir);
     let homeserver = node.homeserver;
     let services = homeserver.services.clone();
+    homeserver.register_appservice_senders().await?;
     let housekeeping = homeserver.spawn_housekeeping();
     let trimming = tokio::spawn(async {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -273,6 +274,7 @@ async fn serve(config: Config) -> Result<()> {
     };
     let sender = homeserver.spawn_federation_sender();
     let pusher = homeserver.spawn_pusher();
+    let bridges = homeserver.spawn_appservice_sender();
 
     tracing::info!(%address, server_name = %config.homeserver.server_name, data_dir = %config.node.data_dir.display(), "archipel started");
     crate::ops::status::started();
@@ -318,6 +320,9 @@ async fn serve(config: Config) -> Result<()> {
     indexing.abort();
     if let Some(syncing) = archive_syncing {
         syncing.abort();
+    }
+    if let Some(bridges) = bridges {
+        bridges.abort();
     }
     if let Some(pusher) = pusher {
         pusher.abort();

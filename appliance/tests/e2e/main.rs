@@ -10,6 +10,7 @@ mod olm_device;
 mod acme;
 mod archive_member;
 mod backup;
+mod bridges;
 mod chat;
 mod cli;
 mod console;

@@ -74,6 +74,13 @@ pub const MEDIAID_META: &str = "mediaid_meta";
 pub const COUNT_VAULTCAPTURE: &str = "count_vaultcapture";
 
 /// The table the store opens.
+/// Every event since the bridges last took theirs, in stream order (count
+/// -> event ID), written in the event's own batch while any bridge is
+/// installed.
+pub const COUNT_APPSERVICE: &str = "count_appservice";
+/// Per bridge: how far it has been sent, and the transaction in flight.
+pub const APPSERVICEID_STATE: &str = "appserviceid_state";
+
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::lookups(GLOBAL),
     ColumnSpec::lookups(USERID_ACCOUNT),
@@ -119,4 +126,6 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(USERID_VERSION_ROOM_SESSION_BACKUPKEY),
     ColumnSpec::lookups(MEDIAID_META),
     ColumnSpec::new(COUNT_VAULTCAPTURE),
+    ColumnSpec::new(COUNT_APPSERVICE),
+    ColumnSpec::lookups(APPSERVICEID_STATE),
 ];

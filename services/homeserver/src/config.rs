@@ -39,6 +39,9 @@ pub struct HomeserverConfig {
     pub turn: TurnConfig,
     pub push: PushConfig,
     pub url_previews: UrlPreviewConfig,
+    /// Registration files of the bridges (application services) this node
+    /// serves, as each bridge generates it.
+    pub appservices: Vec<std::path::PathBuf>,
 }
 
 /// URL previews (`[homeserver.url_previews]`): whether the node fetches
@@ -271,6 +274,7 @@ impl Default for HomeserverConfig {
             turn: TurnConfig::default(),
             push: PushConfig::default(),
             url_previews: UrlPreviewConfig::default(),
+            appservices: Vec::new(),
         }
     }
 }

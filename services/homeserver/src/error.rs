@@ -151,6 +151,56 @@ impl Error {
         )
     }
 
+    /// A user ID or alias in a bridge's exclusive namespace.
+    pub fn exclusive(message: impl Into<String>) -> Self {
+        Self::matrix(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message)
+    }
+
+    /// `M_UNKNOWN_DEVICE`: a bridge named a device its user does not have.
+    pub fn unknown_device(message: impl Into<String>) -> Self {
+        let kind = serde_json::from_value(serde_json::json!({ "errcode": "M_UNKNOWN_DEVICE" }))
+            .unwrap_or(ErrorKind::Unknown);
+        Self::matrix(StatusCode::BAD_REQUEST, kind, message)
+    }
+
+    /// A bridge's ping, answered by the bridge with an error status.
+    pub fn bad_status(status: StatusCode, body: String) -> Self {
+        let mut data = ruma::api::error::BadStatusErrorData::new();
+        data.status = Some(status);
+        data.body = Some(body);
+        Self::matrix(
+            StatusCode::BAD_GATEWAY,
+            ErrorKind::BadStatus(data),
+            "The application service answered with an error.",
+        )
+    }
+
+    /// A bridge's ping that reached nothing, or nothing in time.
+    pub fn connection_failed(timed_out: bool, message: impl Into<String>) -> Self {
+        if timed_out {
+            Self::matrix(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorKind::ConnectionTimeout,
+                message,
+            )
+        } else {
+            Self::matrix(
+                StatusCode::BAD_GATEWAY,
+                ErrorKind::ConnectionFailed,
+                message,
+            )
+        }
+    }
+
+    /// A bridge's ping with no URL to ping.
+    pub fn url_not_set() -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::UrlNotSet,
+            "The application service has no URL.",
+        )
+    }
+
     pub fn user_deactivated() -> Self {
         Self::matrix(
             StatusCode::FORBIDDEN,

@@ -10,6 +10,7 @@
 //! - `archipel_store`: RocksDB, which knows nothing about Matrix.
 
 pub mod api;
+pub mod appservice;
 pub mod archive_member;
 pub mod columns;
 pub mod config;
@@ -79,6 +80,27 @@ impl Homeserver {
     pub fn spawn_pusher(&self) -> Option<tokio::task::JoinHandle<()>> {
         (!self.services.config.push.gateways.is_empty())
             .then(|| tokio::spawn(push::run(self.services.clone())))
+    }
+
+    /// Makes each bridge's own user (`sender_localpart`), which bridges
+    /// act as without registering it, as Synapse does.
+    pub async fn register_appservice_senders(&self) -> Result<()> {
+        for registration in self.services.appservices.all() {
+            if !self.services.users.exists(&registration.sender)? {
+                self.services
+                    .users
+                    .create_hashed(&registration.sender, None, false, None)
+                    .await?;
+                tracing::info!(appservice = %registration.id, user = %registration.sender, "registered a bridge's own user");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the bridges their transactions (only with a bridge installed).
+    pub fn spawn_appservice_sender(&self) -> Option<tokio::task::JoinHandle<()>> {
+        (!self.services.appservices.is_empty())
+            .then(|| tokio::spawn(appservice::sender::run(self.services.clone())))
     }
 
     /// Background housekeeping: typing expiry, rate limiter cleanup.

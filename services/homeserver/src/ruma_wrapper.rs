@@ -23,8 +23,64 @@ use ruma::{
 
 use crate::{
     Error, Services,
+    appservice::Registration,
     router::{Bucket, Guard},
 };
+
+/// The device of a bridge's request that names none: handlers see a
+/// device, and nothing is kept under it.
+pub const APPSERVICE_DEVICE: &str = "_appservice";
+
+/// Who a bridge acts as: `?user_id=` (or its own user), which must be one
+/// of its users and, except to register it, exist; and `?device_id=`, which
+/// must be one of that user's devices.
+fn masquerade(
+    parts: &http::request::Parts,
+    services: &Services,
+    registration: &Registration,
+    registering: bool,
+) -> Result<(Option<OwnedUserId>, OwnedDeviceId), Error> {
+    let query = |name: &str| {
+        parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(percent_decode))
+        })
+    };
+    let user = match query("user_id") {
+        Some(user) => ruma::UserId::parse(user.as_str())
+            .map_err(|e| Error::invalid_param(format!("`user_id` is not a user ID: {e}")))?,
+        None => registration.sender.clone(),
+    };
+    if !registration.is_user(&user) || user.server_name() != services.server_name() {
+        return Err(Error::forbidden(
+            "Application service cannot masquerade as this user.",
+        ));
+    }
+    if registering {
+        return Ok((None, OwnedDeviceId::from(APPSERVICE_DEVICE)));
+    }
+    if !services.users.exists(&user)? {
+        return Err(Error::forbidden(
+            "Application service has not registered this user.",
+        ));
+    }
+    if !services.users.is_active(&user)? {
+        return Err(Error::user_deactivated());
+    }
+    let device = match query("device_id").or_else(|| query("org.matrix.msc3202.device_id")) {
+        Some(device) => {
+            let device = OwnedDeviceId::from(device.as_str());
+            if services.users.device(&user, &device)?.is_none() {
+                return Err(Error::unknown_device(format!(
+                    "{device} is not a device of {user}."
+                )));
+            }
+            device
+        }
+        None => OwnedDeviceId::from(APPSERVICE_DEVICE),
+    };
+    Ok((Some(user), device))
+}
 
 /// A parsed request and who sent it.
 pub struct Ruma<T> {
@@ -36,6 +92,9 @@ pub struct Ruma<T> {
     pub json_body: Option<serde_json::Value>,
     /// Set on federation endpoints: the peer whose signature verified.
     pub origin: Option<OwnedServerName>,
+    /// Set when a bridge sent the request with its `as_token` (acting as
+    /// `sender_user`, one of its users).
+    pub appservice: Option<Arc<Registration>>,
 }
 
 impl<T> Ruma<T> {
@@ -180,8 +239,20 @@ where
             token_policy::<T::Authentication>()
         };
         let (mut sender_user, mut sender_device) = (None, None);
-        if wants_token {
-            match access_token(&parts) {
+        let token = access_token(&parts);
+        // A bridge's token is looked at on every endpoint: `/versions` too
+        // tells a bridge whose user is not registered yet (as Synapse does).
+        let appservice = token
+            .as_deref()
+            .and_then(|token| services.appservices.by_token(token));
+        if let Some(registration) = &appservice {
+            let registering = TypeId::of::<T>()
+                == TypeId::of::<ruma::api::client::account::register::v3::Request>();
+            let (user, device) = masquerade(&parts, services, registration, registering)?;
+            sender_user = user;
+            sender_device = Some(device);
+        } else if wants_token {
+            match token {
                 Some(token) => {
                     let (user, device) = services.users.authenticate(&token)?;
                     if !services.users.is_active(&user)? {
@@ -198,7 +269,11 @@ where
         let bucket = guard
             .rate_limit
             .or(T::RATE_LIMITED.then_some(Bucket::Writes));
-        if let Some(bucket) = bucket {
+        // A bridge registered as not rate limited, and its own user, are not.
+        let exempt = appservice.as_ref().is_some_and(|registration| {
+            !registration.rate_limited || sender_user.as_ref() == Some(&registration.sender)
+        });
+        if let Some(bucket) = bucket.filter(|_| !exempt) {
             let who = sender_user
                 .as_ref()
                 .map(|u| u.to_string())
@@ -298,6 +373,7 @@ where
             sender_device,
             json_body,
             origin,
+            appservice,
         })
     }
 }

@@ -119,3 +119,21 @@ pub fn chunk(services: &Services, room_id: &RoomId) -> Result<PublicRoomsChunk> 
     }
     Ok(chunk)
 }
+
+/// Refuses an alias in a bridge's exclusive namespace to anyone but that
+/// bridge (`by`: the bridge asking, if one is).
+pub fn refuse_exclusive_alias(
+    services: &Services,
+    alias: &ruma::RoomAliasId,
+    by: Option<&crate::appservice::Registration>,
+) -> Result<()> {
+    match services.appservices.exclusive_alias(alias) {
+        Some(owner) if by.is_none_or(|by| by.id != owner.id) => {
+            Err(crate::Error::exclusive(format!(
+                "{alias} is reserved by the application service {}.",
+                owner.id
+            )))
+        }
+        _ => Ok(()),
+    }
+}

@@ -4,6 +4,7 @@
 //! calls both. The dependency graph stays a tree.
 
 pub mod account_data;
+pub mod appservice_state;
 pub mod e2ee;
 pub mod federation;
 pub mod filters;
@@ -29,6 +30,10 @@ use crate::{FederationConfig, HomeserverConfig, Result, counter::Counter};
 /// Everything a request handler can use.
 pub struct Services {
     pub config: HomeserverConfig,
+    /// The installed bridges, from their registration files.
+    pub appservices: crate::appservice::Appservices,
+    /// How far each bridge has been sent.
+    pub appservice_state: appservice_state::AppserviceState,
     pub store: Store,
     pub counter: Arc<Counter>,
     pub signing_key: Arc<ruma::signatures::Ed25519KeyPair>,
@@ -128,6 +133,9 @@ impl Services {
         } else {
             None
         };
+        let appservices =
+            crate::appservice::Appservices::load(&config.appservices, &config.server_name)
+                .map_err(crate::Error::internal)?;
         Ok(Arc::new(Self {
             users,
             archive_member,
@@ -137,8 +145,11 @@ impl Services {
                 config.server_name.clone(),
                 signing_key.clone(),
                 config.archive_capture,
+                !appservices.is_empty(),
                 federation.peer_names(),
             )?,
+            appservice_state: appservice_state::AppserviceState::new(&store)?,
+            appservices,
             federation: federation::Federation::new(
                 federation,
                 &store,

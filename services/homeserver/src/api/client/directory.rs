@@ -18,7 +18,7 @@ use ruma::{
 
 use crate::{
     Error, Result, Services,
-    ops::directory::{chunk, previewable_summary, resolve_alias},
+    ops::directory::{chunk, previewable_summary, refuse_exclusive_alias, resolve_alias},
     ruma_wrapper::{Ruma, json_response},
 };
 
@@ -30,6 +30,7 @@ pub async fn create(
     if !services.rooms.is_joined(request.user(), &body.room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
+    refuse_exclusive_alias(&services, &body.room_alias, request.appservice.as_deref())?;
     services
         .rooms
         .set_alias(&body.room_alias, &body.room_id)

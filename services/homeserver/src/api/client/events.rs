@@ -51,6 +51,8 @@ pub async fn send_message(
     }
     let mut builder = PduBuilder::new(kind, content_of(body.body.json())?);
     builder.transaction = Some((device.to_owned(), body.txn_id.clone()));
+    // A bridge gives a message the time it was sent on the other network.
+    builder.timestamp = body.timestamp.filter(|_| request.appservice.is_some());
     let appended = services.rooms.append(&body.room_id, user, builder).await?;
     Ok(send_message_event::v3::Response::new(
         appended.pdu.event_id.clone(),
@@ -99,7 +101,9 @@ pub async fn send_state(
     {
         return Ok(send_state_event::v3::Response::new(current.event_id));
     }
-    let builder = PduBuilder::state(body.event_type.to_string(), body.state_key.clone(), content);
+    let mut builder =
+        PduBuilder::state(body.event_type.to_string(), body.state_key.clone(), content);
+    builder.timestamp = body.timestamp.filter(|_| request.appservice.is_some());
     let appended = services.rooms.append(&body.room_id, user, builder).await?;
     Ok(send_state_event::v3::Response::new(
         appended.pdu.event_id.clone(),

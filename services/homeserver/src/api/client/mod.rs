@@ -3,6 +3,7 @@
 mod account;
 mod account_data;
 mod admin;
+mod appservice;
 mod backup;
 mod devices;
 mod directory;
@@ -53,6 +54,8 @@ pub fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma(admin::new_token)
         .ruma(admin::list_tokens)
         // Sessions and accounts.
+        // Bridges.
+        .ruma(appservice::ping)
         .ruma(session::login_types)
         .ruma(session::login)
         .ruma(session::refresh)

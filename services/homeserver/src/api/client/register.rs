@@ -8,7 +8,7 @@ use ruma::{
     api::client::{
         account::{
             check_registration_token_validity, get_username_availability,
-            register::{self, RegistrationKind},
+            register::{self, LoginType, RegistrationKind},
         },
         uiaa::AuthType,
     },
@@ -64,11 +64,63 @@ fn new_user_id(services: &Services, username: Option<&str>) -> Result<ruma::Owne
     Ok(user_id)
 }
 
+/// Refuses a user ID in a bridge's exclusive namespace to anyone but it.
+fn refuse_exclusive(services: &Services, user_id: &UserId) -> Result<()> {
+    match services.appservices.exclusive_user(user_id) {
+        Some(owner) => Err(Error::exclusive(format!(
+            "{user_id} is reserved by the application service {}.",
+            owner.id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A bridge registers one of its users: with its `as_token`, inside its
+/// namespaces, whether registration is open or not, without interactive
+/// authentication and without a password.
+async fn register_appservice(
+    services: &Services,
+    appservice: Option<&crate::appservice::Registration>,
+    body: register::v3::Request,
+) -> Result<register::v3::Response> {
+    let Some(registration) = appservice else {
+        return Err(Error::missing_token());
+    };
+    let user_id = new_user_id(services, body.username.as_deref())?;
+    if !registration.is_user(&user_id) {
+        return Err(Error::exclusive(format!(
+            "{user_id} is not in the namespaces of the application service {}.",
+            registration.id
+        )));
+    }
+    users::create_user(services, &user_id, None, false, None).await?;
+    tracing::info!(user = %user_id, appservice = %registration.id, "registered by a bridge");
+    let mut response = register::v3::Response::new(user_id.clone());
+    if !body.inhibit_login {
+        let session = services
+            .users
+            .login(
+                &user_id,
+                body.device_id,
+                body.initial_device_display_name,
+                false,
+            )
+            .await?;
+        response.access_token = Some(session.access_token);
+        response.device_id = Some(session.device_id);
+    }
+    Ok(response)
+}
+
 pub async fn register(
     services: Arc<Services>,
     request: Ruma<register::v3::Request>,
 ) -> Result<register::v3::Response> {
+    let appservice = request.appservice;
     let body = request.body;
+    if body.login_type == Some(LoginType::ApplicationService) {
+        return register_appservice(&services, appservice.as_deref(), body).await;
+    }
     if body.kind == RegistrationKind::Guest {
         return Err(Error::forbidden(
             "Guest access is not enabled on this server.",
@@ -76,6 +128,7 @@ pub async fn register(
     }
     let flows = flows(&services)?;
     let user_id = new_user_id(&services, body.username.as_deref())?;
+    refuse_exclusive(&services, &user_id)?;
     // A request without `auth` asks which flows there are (matrix-rust-sdk
     // sends an empty body first): answer with them before anything else.
     if body.auth.is_none() {
@@ -139,7 +192,8 @@ pub async fn available(
     services: Arc<Services>,
     request: Ruma<get_username_availability::v3::Request>,
 ) -> Result<get_username_availability::v3::Response> {
-    new_user_id(&services, Some(&request.body.username))?;
+    let user_id = new_user_id(&services, Some(&request.body.username))?;
+    refuse_exclusive(&services, &user_id)?;
     Ok(get_username_availability::v3::Response::new(true))
 }
 

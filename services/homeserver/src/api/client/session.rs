@@ -7,7 +7,7 @@ use ruma::api::client::{
     session::{
         get_login_types::{
             self,
-            v3::{LoginType, PasswordLoginType},
+            v3::{ApplicationServiceLoginType, LoginType, PasswordLoginType},
         },
         login::{self, v3::LoginInfo},
         logout, logout_all, refresh_token,
@@ -17,12 +17,17 @@ use ruma::api::client::{
 use crate::{Error, Result, Services, ops::users, ruma_wrapper::Ruma};
 
 pub async fn login_types(
-    _: Arc<Services>,
+    services: Arc<Services>,
     _: Ruma<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![
-        LoginType::Password(PasswordLoginType::default()),
-    ]))
+    let mut types = vec![LoginType::Password(PasswordLoginType::default())];
+    // Bridges log their users in to encrypt (their default "sync mode").
+    if !services.appservices.is_empty() {
+        types.push(LoginType::ApplicationService(
+            ApplicationServiceLoginType::default(),
+        ));
+    }
+    Ok(get_login_types::v3::Response::new(types))
 }
 
 #[allow(deprecated)] // `user` is accepted from older clients.
@@ -30,23 +35,46 @@ pub async fn login(
     services: Arc<Services>,
     request: Ruma<login::v3::Request>,
 ) -> Result<login::v3::Response> {
+    let appservice = request.appservice;
     let body = request.body;
-    let LoginInfo::Password(password) = &body.login_info else {
-        return Err(Error::unknown("Unsupported login type."));
+    let user_id = match &body.login_info {
+        LoginInfo::Password(password) => {
+            let user_id = users::identify(
+                &services,
+                password.identifier.as_ref(),
+                password.user.as_deref(),
+            )?;
+            if !services
+                .users
+                .check_password(&user_id, &password.password)
+                .await?
+            {
+                tracing::info!(user = %user_id, "failed login");
+                return Err(Error::forbidden("Invalid username or password."));
+            }
+            user_id
+        }
+        // A bridge logs in one of its users, with its `as_token`.
+        LoginInfo::ApplicationService(login) => {
+            let Some(registration) = appservice else {
+                return Err(Error::missing_token());
+            };
+            let user_id =
+                users::identify(&services, login.identifier.as_ref(), login.user.as_deref())?;
+            if !registration.is_user(&user_id) {
+                return Err(Error::forbidden(
+                    "Application service cannot log in as this user.",
+                ));
+            }
+            if !services.users.exists(&user_id)? {
+                return Err(Error::forbidden(
+                    "Application service has not registered this user.",
+                ));
+            }
+            user_id
+        }
+        _ => return Err(Error::unknown("Unsupported login type.")),
     };
-    let user_id = users::identify(
-        &services,
-        password.identifier.as_ref(),
-        password.user.as_deref(),
-    )?;
-    if !services
-        .users
-        .check_password(&user_id, &password.password)
-        .await?
-    {
-        tracing::info!(user = %user_id, "failed login");
-        return Err(Error::forbidden("Invalid username or password."));
-    }
     let session = services
         .users
         .login(
@@ -97,6 +125,9 @@ pub async fn whoami(
     request: Ruma<whoami::v3::Request>,
 ) -> Result<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(request.user().to_owned(), false);
-    response.device_id = request.sender_device.clone();
+    response.device_id = request
+        .sender_device
+        .clone()
+        .filter(|device| device.as_str() != crate::ruma_wrapper::APPSERVICE_DEVICE);
     Ok(response)
 }

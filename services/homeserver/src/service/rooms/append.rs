@@ -402,10 +402,20 @@ impl Rooms {
     /// double the bytes every send adds to the memtables (and so the
     /// flushes, whose fsyncs the clients' own fsyncs queue behind). [`Rooms::captured`]
     /// reads the event as created, its original if a redaction came first.
+    ///
+    /// The bridges' outbox entry goes in the same batch, while a bridge is
+    /// installed: a bridge is sent every event it is interested in.
     pub(super) fn capture_batch(&self, batch: &mut Batch, event_id: &EventId, count: u64) {
         if self.capture {
             batch.put(
                 &self.count_vaultcapture,
+                count.to_be_bytes(),
+                event_id.as_bytes(),
+            );
+        }
+        if self.bridged {
+            batch.put(
+                &self.count_appservice,
                 count.to_be_bytes(),
                 event_id.as_bytes(),
             );

@@ -7,6 +7,7 @@
 
 mod alias;
 mod append;
+mod bridges;
 mod capture;
 mod membership;
 mod outgoing;
@@ -77,6 +78,8 @@ pub struct Rooms {
     roomid_published: Tree,
     targetid_count_relation: Tree,
     count_vaultcapture: Tree,
+    /// The bridges' outbox (see [`Rooms::appservice_outbox`]).
+    count_appservice: Tree,
     eventid_stateid: Tree,
     stateid_snapshot: Tree,
     eventid_federationjson: Tree,
@@ -92,6 +95,8 @@ pub struct Rooms {
     pub outgoing: Arc<tokio::sync::Notify>,
     /// Whether events go to the archive outbox (off only on benchmark dev nodes).
     capture: bool,
+    /// Whether events go to the bridges' outbox (only while one is installed).
+    bridged: bool,
     count_userid_keychange: Tree,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The newest timeline positions of each room looked up so far, raised
@@ -112,6 +117,7 @@ impl Rooms {
         server_name: OwnedServerName,
         keypair: Arc<Ed25519KeyPair>,
         capture: bool,
+        bridged: bool,
         peers: BTreeSet<OwnedServerName>,
     ) -> Result<Self> {
         let stateid_snapshot = store.tree(cf::STATEID_SNAPSHOT)?;
@@ -140,8 +146,10 @@ impl Rooms {
             roomid_published: store.tree(cf::ROOMID_PUBLISHED)?,
             targetid_count_relation: store.tree(cf::TARGETID_COUNT_RELATION)?,
             count_vaultcapture: store.tree(cf::COUNT_VAULTCAPTURE)?,
+            count_appservice: store.tree(cf::COUNT_APPSERVICE)?,
             count_userid_keychange: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
             capture,
+            bridged,
             store,
             counter,
             server_name,
@@ -224,6 +232,7 @@ pub(crate) mod testing {
             server_name!("a.test").to_owned(),
             Arc::new(key),
             true,
+            false,
             peers,
         )
         .expect("rooms");

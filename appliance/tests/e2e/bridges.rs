@@ -1,0 +1,515 @@
+//! Application services (bridges) on a development node, spoken to over
+//! raw HTTP as a bridge does, with a bridge's own HTTP server on the other
+//! side receiving what the node sends: registration and masquerading
+//! inside the namespaces and the spec's errors outside them, the ping,
+//! transactions in order with their retries under the same ID (across a
+//! restart too), `?ts=`, exclusive namespaces, and login.
+
+use std::net::SocketAddr;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{post, put},
+};
+use serde_json::{Value, json};
+
+use crate::client::{Api, enc};
+use crate::harness::{TestServer, eventually};
+use crate::vault::archived;
+
+const AS_TOKEN: &str = "as_token_0123456789abcdef0123456789abcdef";
+const HS_TOKEN: &str = "hs_token_0123456789abcdef0123456789abcdef";
+
+/// What the bridge's side saw.
+#[derive(Default)]
+struct Seen {
+    /// (transaction ID, its events), in the order they arrived, refused
+    /// ones included.
+    transactions: Vec<(String, Vec<Value>)>,
+    pings: Vec<Value>,
+    /// Requests with a wrong or no `hs_token`.
+    unauthorized: usize,
+}
+
+#[derive(Clone, Default)]
+struct Bridge {
+    seen: Arc<Mutex<Seen>>,
+    /// While set, transactions are answered with 500.
+    refuse: Arc<AtomicBool>,
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {HS_TOKEN}"))
+}
+
+async fn transaction(
+    State(bridge): State<Bridge>,
+    Path(txn_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut seen = bridge.seen.lock().expect("lock");
+    if !authorized(&headers) {
+        seen.unauthorized += 1;
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"errcode": "M_FORBIDDEN"})),
+        );
+    }
+    let events = body["events"].as_array().cloned().unwrap_or_default();
+    seen.transactions.push((txn_id, events));
+    if bridge.refuse.load(Ordering::SeqCst) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
+    }
+    (StatusCode::OK, Json(json!({})))
+}
+
+async fn ping(
+    State(bridge): State<Bridge>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut seen = bridge.seen.lock().expect("lock");
+    if !authorized(&headers) {
+        seen.unauthorized += 1;
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"errcode": "M_FORBIDDEN"})),
+        );
+    }
+    seen.pings.push(body);
+    (StatusCode::OK, Json(json!({})))
+}
+
+/// Serves the bridge's side on a free loopback port; returns its address.
+async fn serve(bridge: Bridge) -> SocketAddr {
+    let port = archipel_test_vm::ports::reserve().expect("a free loopback port");
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("the bridge listens");
+    let app = Router::new()
+        .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
+        .route("/_matrix/app/v1/ping", post(ping))
+        .with_state(bridge);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+fn registration(address: SocketAddr) -> String {
+    format!(
+        "id: bridge\n\
+         url: http://{address}\n\
+         as_token: {AS_TOKEN}\n\
+         hs_token: {HS_TOKEN}\n\
+         sender_localpart: bridgesender0123456789\n\
+         rate_limited: false\n\
+         namespaces:\n\
+         \x20 users:\n\
+         \x20 - exclusive: true\n\
+         \x20   regex: '@bridge_.*:localhost'\n\
+         \x20 - exclusive: true\n\
+         \x20   regex: '@bridgebot:localhost'\n\
+         \x20 aliases:\n\
+         \x20 - exclusive: true\n\
+         \x20   regex: '#bridge_.*:localhost'\n"
+    )
+}
+
+/// The bridge's events of type `kind` so far, across accepted and refused
+/// transactions, by event ID (first sighting).
+fn events_seen(bridge: &Bridge) -> Vec<Value> {
+    let seen = bridge.seen.lock().expect("lock");
+    let mut out: Vec<Value> = Vec::new();
+    for (_, events) in &seen.transactions {
+        for event in events {
+            if !out.iter().any(|e| e["event_id"] == event["event_id"]) {
+                out.push(event.clone());
+            }
+        }
+    }
+    out
+}
+
+async fn wait_for_body(bridge: &Bridge, body: &str) -> Value {
+    let (bridge, body) = (bridge.clone(), body.to_owned());
+    eventually(
+        &format!("the bridge to get {body:?}"),
+        Duration::from_secs(30),
+        || {
+            let (bridge, body) = (bridge.clone(), body.clone());
+            async move {
+                events_seen(&bridge)
+                    .into_iter()
+                    .find(|e| e["content"]["body"] == body.as_str())
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
+    let bridge = Bridge::default();
+    let address = serve(bridge.clone()).await;
+    let files = tempfile::tempdir().expect("a folder");
+    let file = files.path().join("bridge.yaml");
+    std::fs::write(&file, registration(address)).expect("write");
+    let mut server = TestServer::start_with(&["--appservice", file.to_str().expect("path")]).await;
+    let api = Api::new(server.url());
+    let bridge_api = api.with_token(AS_TOKEN);
+    let bot = "@bridgebot:localhost";
+    let as_bot = |path: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}user_id={}", enc(bot))
+    };
+
+    // Before its bot is registered, the bridge hears so (and registers it).
+    bridge_api
+        .get(&as_bot("/_matrix/client/versions"))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let registered = bridge_api
+        .post(
+            &as_bot("/_matrix/client/v3/register"),
+            &json!({"type": "m.login.application_service", "username": "bridgebot", "inhibit_login": true}),
+        )
+        .await
+        .ok();
+    assert_eq!(registered["user_id"], bot);
+    assert!(registered.get("access_token").is_none(), "{registered}");
+    bridge_api
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({"type": "m.login.application_service", "username": "bridgebot"}),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_USER_IN_USE");
+    bridge_api
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({"type": "m.login.application_service", "username": "mallory"}),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_EXCLUSIVE");
+    api.post(
+        "/_matrix/client/v3/register",
+        &json!({"type": "m.login.application_service", "username": "bridge_1"}),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    let whoami = bridge_api
+        .get(&as_bot("/_matrix/client/v3/account/whoami"))
+        .await
+        .ok();
+    assert_eq!(whoami["user_id"], bot);
+    assert!(whoami.get("device_id").is_none(), "{whoami}");
+    // Its own user, without `user_id`.
+    let own = bridge_api
+        .get("/_matrix/client/v3/account/whoami")
+        .await
+        .ok();
+    assert_eq!(own["user_id"], "@bridgesender0123456789:localhost");
+
+    // Ordinary users: not inside the exclusive namespaces, and not
+    // masqueraded as.
+    let alice = api.register("alice").await;
+    let alice_api = api.with_token(&alice.access_token);
+    api.post(
+        "/_matrix/client/v3/register",
+        &json!({"username": "bridge_mallory", "password": "a long password", "auth": {"type": "m.login.dummy"}}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "M_EXCLUSIVE");
+    bridge_api
+        .get(&format!(
+            "/_matrix/client/v3/account/whoami?user_id={}",
+            enc("@alice:localhost")
+        ))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    bridge_api
+        .get(&format!(
+            "/_matrix/client/v3/account/whoami?user_id={}",
+            enc("@bridge_9:localhost")
+        ))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    bridge_api
+        .get(&as_bot(
+            "/_matrix/client/v3/account/whoami?device_id=NOSUCH",
+        ))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_UNKNOWN_DEVICE");
+    api.with_token("as_token_wrong_0123456789abcdef0123456789")
+        .get(&as_bot("/_matrix/client/v3/account/whoami"))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    // The ping reaches the bridge with its hs_token; others may not ping.
+    let pinged = bridge_api
+        .post(
+            &as_bot("/_matrix/client/v1/appservice/bridge/ping"),
+            &json!({"transaction_id": "ping-1"}),
+        )
+        .await
+        .ok();
+    assert!(pinged["duration_ms"].is_u64(), "{pinged}");
+    assert_eq!(
+        bridge.seen.lock().expect("lock").pings,
+        vec![json!({"transaction_id": "ping-1"})]
+    );
+    bridge_api
+        .post("/_matrix/client/v1/appservice/other/ping", &json!({}))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    alice_api
+        .post("/_matrix/client/v1/appservice/bridge/ping", &json!({}))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // Alice invites the bot: the bridge hears of it, the bot joins, and the
+    // room's messages follow in order.
+    let room = alice_api
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"invite": [bot], "is_direct": true, "name": "Telegram"}),
+        )
+        .await
+        .ok()["room_id"]
+        .as_str()
+        .expect("a room")
+        .to_owned();
+    let invite = eventually(
+        "the bridge to hear of the invite",
+        Duration::from_secs(30),
+        || {
+            let bridge = bridge.clone();
+            async move {
+                events_seen(&bridge)
+                    .into_iter()
+                    .find(|e| e["type"] == "m.room.member" && e["state_key"] == bot)
+            }
+        },
+    )
+    .await;
+    assert_eq!(invite["content"]["membership"], "invite");
+    assert_eq!(invite["room_id"], room.as_str());
+    bridge_api
+        .post(
+            &as_bot(&format!("/_matrix/client/v3/join/{}", enc(&room))),
+            &json!({}),
+        )
+        .await
+        .ok();
+    for n in 1..=3 {
+        alice_api
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/t{n}",
+                    enc(&room)
+                ),
+                &json!({"msgtype": "m.text", "body": format!("hello {n}")}),
+            )
+            .await
+            .ok();
+    }
+    wait_for_body(&bridge, "hello 3").await;
+    let bodies: Vec<String> = events_seen(&bridge)
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(bodies, ["hello 1", "hello 2", "hello 3"]);
+
+    // The bot sends with the other network's time; an ordinary user's
+    // `ts` is ignored.
+    let sent = bridge_api
+        .put(
+            &as_bot(&format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/b1?ts=1600000000000",
+                enc(&room)
+            )),
+            &json!({"msgtype": "m.text", "body": "from telegram"}),
+        )
+        .await
+        .ok();
+    let event_id = sent["event_id"].as_str().expect("an event").to_owned();
+    let event = alice_api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&room),
+            enc(&event_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(event["origin_server_ts"], 1_600_000_000_000u64);
+    assert_eq!(event["sender"], bot);
+    let mine = alice_api
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/a9?ts=1600000000000",
+                enc(&room)
+            ),
+            &json!({"msgtype": "m.text", "body": "mine"}),
+        )
+        .await
+        .ok();
+    let mine = alice_api
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&room),
+            enc(mine["event_id"].as_str().expect("an event"))
+        ))
+        .await
+        .ok();
+    assert!(mine["origin_server_ts"].as_u64().expect("a time") > 1_700_000_000_000);
+
+    // Exclusive aliases: the bridge's own, nobody else's.
+    alice_api
+        .put(
+            &format!(
+                "/_matrix/client/v3/directory/room/{}",
+                enc("#bridge_chat:localhost")
+            ),
+            &json!({"room_id": room}),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_EXCLUSIVE");
+    bridge_api
+        .put(
+            &as_bot(&format!(
+                "/_matrix/client/v3/directory/room/{}",
+                enc("#bridge_chat:localhost")
+            )),
+            &json!({"room_id": room}),
+        )
+        .await
+        .ok();
+
+    // A bridge that fails gets the same transaction again, under the same
+    // ID, after the node restarts too; nothing acknowledged is lost.
+    bridge.refuse.store(true, Ordering::SeqCst);
+    alice_api
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t4",
+                enc(&room)
+            ),
+            &json!({"msgtype": "m.text", "body": "while the bridge is down"}),
+        )
+        .await
+        .ok();
+    wait_for_body(&bridge, "while the bridge is down").await;
+    let refused_txn = {
+        let seen = bridge.seen.lock().expect("lock");
+        seen.transactions.last().expect("a transaction").clone()
+    };
+    server.stop().await;
+    bridge.refuse.store(false, Ordering::SeqCst);
+    server.restart_on_same_port().await;
+    eventually(
+        "the refused transaction again",
+        Duration::from_secs(30),
+        || {
+            let (bridge, refused) = (bridge.clone(), refused_txn.clone());
+            async move {
+                let seen = bridge.seen.lock().expect("lock");
+                (seen.transactions.iter().filter(|t| **t == refused).count() >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    {
+        let seen = bridge.seen.lock().expect("lock");
+        assert_eq!(seen.unauthorized, 0);
+        // Transaction IDs only grow: no ID was used for other events.
+        let mut ids: Vec<(String, Vec<Value>)> = Vec::new();
+        for (txn, events) in &seen.transactions {
+            if let Some((_, before)) = ids.iter().find(|(id, _)| id == txn) {
+                assert_eq!(
+                    before, events,
+                    "transaction {txn} was sent with other events"
+                );
+            } else {
+                ids.push((txn.clone(), events.clone()));
+            }
+        }
+    }
+
+    // A bridge's bot logs in to encrypt, with its as_token.
+    let flows = api.get("/_matrix/client/v3/login").await.ok();
+    assert!(
+        flows["flows"]
+            .as_array()
+            .expect("flows")
+            .iter()
+            .any(|f| f["type"] == "m.login.application_service"),
+        "{flows}"
+    );
+    let login = bridge_api
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": bot}}),
+        )
+        .await
+        .ok();
+    assert_eq!(login["user_id"], bot);
+    assert!(login["access_token"].is_string());
+    api.post(
+        "/_matrix/client/v3/login",
+        &json!({"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": bot}}),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+
+    // Bridged messages are archived like any other.
+    let dir = server.data_dir();
+    eventually(
+        "the bridged message archived",
+        Duration::from_secs(30),
+        || {
+            let (dir, event_id) = (dir.clone(), event_id.clone());
+            async move {
+                archived(&dir)
+                    .iter()
+                    .any(|r| r["event_id"] == event_id.as_str())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_registration_file_stops_the_node_naming_the_field() {
+    let files = tempfile::tempdir().expect("a folder");
+    let file = files.path().join("bridge.yaml");
+    let broken = registration(SocketAddr::from(([127, 0, 0, 1], 9)))
+        .replace("'@bridge_.*:localhost'", "'@bridge_(:localhost'");
+    std::fs::write(&file, broken).expect("write");
+    let output = crate::harness::run_archipel(&[
+        "dev",
+        "--data-dir",
+        files.path().join("data").to_str().expect("path"),
+        "--listen",
+        "127.0.0.1:0",
+        "--appservice",
+        file.to_str().expect("path"),
+    ]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("namespaces.users[0].regex"), "{said}");
+    assert!(said.contains("bridge.yaml"), "{said}");
+    assert!(
+        !said.contains(AS_TOKEN) && !said.contains(HS_TOKEN),
+        "no token in: {said}"
+    );
+}
