@@ -212,6 +212,18 @@ pub async fn joined(
     ))
 }
 
+/// The archive member, to leave out of the member lists a bridge reads: a
+/// bridge counts a room's members to tell a direct chat with its bot (two)
+/// from a portal, and a direct chat must still read as one (as room
+/// summaries leave it out of heroes). Clients see it as a member.
+fn archive_member_hidden<'a, T>(services: &'a Services, request: &Ruma<T>) -> Option<&'a str> {
+    request
+        .appservice
+        .as_ref()
+        .and(services.archive_member.as_deref())
+        .map(ruma::UserId::as_str)
+}
+
 pub async fn members(
     services: Arc<Services>,
     request: Ruma<get_member_events::v3::Request>,
@@ -220,9 +232,11 @@ pub async fn members(
     let state = state_for_viewer(&services, request.user(), room_id)?;
     let wanted = request.body.membership.as_ref().map(|m| m.to_string());
     let unwanted = request.body.not_membership.as_ref().map(|m| m.to_string());
+    let hidden = archive_member_hidden(&services, &request);
     let chunk = state
         .iter()
         .filter(|pdu| pdu.kind == TimelineEventType::RoomMember)
+        .filter(|pdu| pdu.state_key.as_deref() != hidden)
         .filter(|pdu| {
             let membership = pdu.content_value()["membership"]
                 .as_str()
@@ -244,8 +258,12 @@ pub async fn joined_members_of(
     if !services.rooms.is_joined(request.user(), room_id)? {
         return Err(Error::forbidden("You are not in this room."));
     }
+    let hidden = archive_member_hidden(&services, &request);
     let mut joined = BTreeMap::new();
     for user in services.rooms.joined_members(room_id)? {
+        if Some(user.as_str()) == hidden {
+            continue;
+        }
         let content = services
             .rooms
             .state_pdu(room_id, &StateEventType::RoomMember, user.as_str())?
