@@ -1,6 +1,7 @@
 //! `archipel-bench`: measures Archipel and Synapse side by side through the
 //! Matrix client-server API and prints a comparison table.
 
+mod appservice;
 mod client;
 mod encrypted;
 mod federation;
@@ -126,6 +127,20 @@ struct Cli {
     #[arg(long)]
     encrypted: bool,
 
+    /// Instead of the side-by-side workload: a bridge (application
+    /// service) on loopback, played by the bench: events per second
+    /// delivered to it in transactions, and send-to-transaction latency.
+    #[arg(long)]
+    appservice: bool,
+    /// Messages sent in the application service throughput run.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    appservice_messages: usize,
+    /// Concurrent senders in the application service throughput run.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    appservice_senders: usize,
+    /// Latency samples in the application service run.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    appservice_samples: usize,
     /// Instead of the default workload: simplified sliding sync (MSC4186)
     /// as Element X uses it, for one user in `--sliding-rooms` rooms.
     #[arg(long)]
@@ -221,6 +236,22 @@ async fn run(cli: &Cli) -> Result<bool> {
             println!("{}", serde_json::to_string_pretty(&metrics)?);
         } else {
             print!("\n{}", sliding::render(&metrics));
+        }
+        return Ok(true);
+    }
+    if cli.appservice {
+        let metrics = appservice::run(
+            &opts,
+            cli.appservice_messages,
+            cli.appservice_senders,
+            cli.appservice_samples,
+            &|msg| eprintln!("[appservice] {msg}"),
+        )
+        .await?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&metrics)?);
+        } else {
+            print!("\n{}", appservice::render(&metrics));
         }
         return Ok(true);
     }

@@ -452,6 +452,20 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
                 ids.push((txn.clone(), events.clone()));
             }
         }
+        // No event went out under two transaction IDs: nothing is
+        // delivered twice.
+        let mut delivered: Vec<&Value> = ids
+            .iter()
+            .flat_map(|(_, events)| events.iter().map(|e| &e["event_id"]))
+            .collect();
+        let all = delivered.len();
+        delivered.sort_by_key(|id| id.to_string());
+        delivered.dedup();
+        assert_eq!(
+            delivered.len(),
+            all,
+            "an event was sent in two transactions"
+        );
     }
 
     // A bridge's bot logs in to encrypt, with its as_token.
