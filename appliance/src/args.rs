@@ -133,7 +133,8 @@ pub enum VaultCommand {
         /// Only this message type: m.text, m.image, m.file, m.audio, m.video, m.notice.
         #[arg(long = "type")]
         msgtype: Option<String>,
-        /// Only messages from this source: matrix, or an import's (whatsapp).
+        /// Only messages from this source: matrix, an import's (whatsapp), or
+        /// a bridge's ID (telegram).
         #[arg(long)]
         source: Option<String>,
         /// Only rooms of this classification: business, private, party-political.

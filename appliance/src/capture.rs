@@ -171,6 +171,25 @@ fn clear_taken(services: &Services, vault: &Vault) -> Result<()> {
     Ok(())
 }
 
+/// The bridge whose user sent `event`, if one did: its provenance in the
+/// vault.
+fn bridge_of(services: &Services, event: &serde_json::value::RawValue) -> Option<String> {
+    if services.appservices.is_empty() {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Sender {
+        sender: ruma::OwnedUserId,
+    }
+    let sender = serde_json::from_str::<Sender>(event.get()).ok()?.sender;
+    services
+        .appservices
+        .all()
+        .iter()
+        .find(|registration| registration.is_user(&sender))
+        .map(|registration| registration.id.clone())
+}
+
 /// Moves one batch into the vault, unsynced. Returns whether there may be
 /// more.
 async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced) -> Result<bool> {
@@ -191,11 +210,13 @@ async fn drain(services: &Services, vault: &Arc<Vault>, unsynced: &mut Unsynced)
         }
         let (media, bytes) = local_media(services, &entry.event)?;
         media_bytes += bytes;
+        let bridge = bridge_of(services, &entry.event);
         events.push(CapturedEvent {
             position: entry.position,
             event: entry.event,
             media,
             soft_failed: entry.soft_failed,
+            bridge,
         });
     }
     let writer = vault.clone();

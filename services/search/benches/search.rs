@@ -110,6 +110,7 @@ fn message(n: u64, numbers: &mut Numbers) -> CapturedEvent {
         event: to_raw_value(&event).expect("JSON"),
         media: Vec::new(),
         soft_failed: None,
+        bridge: None,
     }
 }
 

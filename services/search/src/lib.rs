@@ -3,8 +3,8 @@
 //! A [`Search`] is a tantivy index of the vault's messages, kept in a folder
 //! beside the vault: one document per message record (an encrypted
 //! message's text comes from its decryption record), with its room,
-//! sender, time, message type and source (`matrix`, or the export format
-//! of an import) to filter on, and its text analysed for Dutch (lower
+//! sender, time, message type and source (`matrix`, the export format of
+//! an import, or the ID of the bridge that brought it) to filter on, and its text analysed for Dutch (lower
 //! case, Snowball stemming: "besluiten" finds "besluit"). The text is
 //! indexed, never stored: a hit names its record, whose content the vault
 //! opens.
@@ -300,7 +300,10 @@ impl Search {
             text.push('\n');
             text.push_str(name);
         }
-        let source = content[IMPORT_KEY]["source"].as_str().unwrap_or("matrix");
+        let source = content[IMPORT_KEY]["source"]
+            .as_str()
+            .or(event.bridge.as_deref())
+            .unwrap_or("matrix");
         let msgtype = content["msgtype"]
             .as_str()
             .unwrap_or(event.event_type.as_str());

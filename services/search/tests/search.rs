@@ -47,6 +47,7 @@ fn message(n: u64, room: &str, sender: &str, day: u64, content: Value) -> Captur
         .expect("JSON"),
         media: Vec::new(),
         soft_failed: None,
+        bridge: None,
     }
 }
 

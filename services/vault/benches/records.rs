@@ -77,6 +77,7 @@ fn main() {
                 event: to_raw_value(event).expect("JSON"),
                 media: Vec::new(),
                 soft_failed: None,
+                bridge: None,
             })
             .collect();
         vault.capture(batch).expect("capture");

@@ -72,6 +72,7 @@ fn main() {
                 event: to_raw_value(&event(n)).expect("JSON"),
                 media: Vec::new(),
                 soft_failed: None,
+                bridge: None,
             })
             .collect();
         vault.capture(batch).expect("capture");

@@ -81,6 +81,8 @@ pub struct CapturedEvent {
     pub media: Vec<MediaSource>,
     /// For a peer's event the homeserver soft-failed: why.
     pub soft_failed: Option<String>,
+    /// The bridge (application service) whose user sent it, by its ID.
+    pub bridge: Option<String>,
 }
 
 /// The event types counted as messages in [`Vault::messages_per_day`].
@@ -447,6 +449,7 @@ impl Vault {
             sealed,
             media: copies,
             soft_failed: captured.soft_failed.clone(),
+            bridge: captured.bridge.clone(),
         };
         Ok((entry, key))
     }

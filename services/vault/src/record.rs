@@ -89,6 +89,11 @@ pub struct EventEntry {
     /// to nobody): why. Kept as evidence, never as a message anyone read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_failed: Option<String>,
+    /// For an event a bridge's user sent: the bridge (application
+    /// service), by its registration's ID. Its provenance, as an import's
+    /// is in its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
 }
 
 /// A file an event references, as the vault keeps it.

@@ -52,6 +52,7 @@ pub fn event_with(n: u64, edit: impl FnOnce(&mut Value)) -> CapturedEvent {
         event: to_raw_value(&event).expect("JSON"),
         media: Vec::new(),
         soft_failed: None,
+        bridge: None,
     }
 }
 

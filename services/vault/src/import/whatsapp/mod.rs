@@ -236,6 +236,7 @@ fn captured(event: Value, media: Vec<MediaSource>) -> CapturedEvent {
         event: RawValue::from_string(event.to_string()).expect("JSON is JSON"),
         media,
         soft_failed: None,
+        bridge: None,
     }
 }
 
