@@ -3,7 +3,7 @@
 
 use std::{io::Write, path::Path};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use archipel_vault::{Vault, export};
 
 use super::with_progress;
@@ -45,31 +45,12 @@ pub fn verify_export(dir: &std::path::Path, key: Option<&str>, json: bool) -> Re
             report.records,
             report.checkpoint_size
         );
-        if report.ok() && report.key_from_export {
-            println!(
-                "NOT PROVEN: the export is consistent with its own verifier key, which anyone can replace"
-            );
-        } else if report.ok() {
-            println!(
-                "OK: every record is in the signed log, every event is shown as archived, and nothing was left out or changed"
-            );
-        } else {
-            println!("FAILED: {} problem(s)", report.problems.len());
-            for problem in &report.problems {
-                println!("  {problem}");
-            }
-        }
     }
-    if !report.ok() {
-        bail!(
-            "the export does not verify: {} problem(s)",
-            report.problems.len()
-        )
-    }
-    if report.key_from_export {
-        bail!(
-            "nothing is proven without a trusted key: pass --verifier-key as `archipel vault status` on the node prints it"
-        )
-    }
-    Ok(())
+    super::verdict(
+        json,
+        "export",
+        "every record is in the signed log, every event is shown as archived, and nothing was left out or changed",
+        report.key_from_export,
+        &report.problems,
+    )
 }

@@ -160,6 +160,41 @@ pub fn execute(
     }
 }
 
+/// Prints the verdict of an offline check of an export or a package (not
+/// with `--json`), and fails unless it proved its content: with no
+/// problem, against a key from a trusted source.
+fn verdict(
+    json: bool,
+    what: &str,
+    proven: &str,
+    key_from_it: bool,
+    problems: &[String],
+) -> Result<()> {
+    if !json {
+        if problems.is_empty() && key_from_it {
+            println!(
+                "NOT PROVEN: the {what} is consistent with its own verifier key, which anyone can replace"
+            );
+        } else if problems.is_empty() {
+            println!("OK: {proven}");
+        } else {
+            println!("FAILED: {} problem(s)", problems.len());
+            for problem in problems {
+                println!("  {problem}");
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("the {what} does not verify: {} problem(s)", problems.len())
+    }
+    if key_from_it {
+        bail!(
+            "nothing is proven without a trusted key: pass --verifier-key as `archipel vault status` on the node prints it"
+        )
+    }
+    Ok(())
+}
+
 /// Runs `work`, showing its `(done, total)` reports as a progress bar on a
 /// terminal (not with `--json`).
 fn with_progress<T>(

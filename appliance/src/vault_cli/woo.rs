@@ -2,7 +2,7 @@
 
 use std::{io::Write, path::Path};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use archipel_vault::export::woo::check::verify_woo;
 
 use crate::{
@@ -74,31 +74,12 @@ pub fn verify(dir: &Path, key: Option<&str>, json: bool) -> Result<()> {
             report.records,
             report.checkpoint_size
         );
-        if report.ok() && report.key_from_package {
-            println!(
-                "NOT PROVEN: the package is consistent with its own verifier key, which anyone can replace"
-            );
-        } else if report.ok() {
-            println!(
-                "OK: every document and list is as the archive made it, and every record it shows is in the signed log"
-            );
-        } else {
-            println!("FAILED: {} problem(s)", report.problems.len());
-            for problem in &report.problems {
-                println!("  {problem}");
-            }
-        }
     }
-    if !report.ok() {
-        bail!(
-            "the package does not verify: {} problem(s)",
-            report.problems.len()
-        )
-    }
-    if report.key_from_package {
-        bail!(
-            "nothing is proven without a trusted key: pass --verifier-key as `archipel vault status` on the node prints it"
-        )
-    }
-    Ok(())
+    super::verdict(
+        json,
+        "package",
+        "every document and list is as the archive made it, and every record it shows is in the signed log",
+        report.key_from_package,
+        &report.problems,
+    )
 }

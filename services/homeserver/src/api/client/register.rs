@@ -95,6 +95,16 @@ async fn register_appservice(
     }
     users::create_user(services, &user_id, None, false, None).await?;
     tracing::info!(user = %user_id, appservice = %registration.id, "registered by a bridge");
+    registered(services, user_id, body).await
+}
+
+/// The answer to a registration: the new user, signed in on a new device
+/// unless the request inhibits it.
+async fn registered(
+    services: &Services,
+    user_id: ruma::OwnedUserId,
+    body: register::v3::Request,
+) -> Result<register::v3::Response> {
     let mut response = register::v3::Response::new(user_id.clone());
     if !body.inhibit_login {
         let session = services
@@ -103,11 +113,13 @@ async fn register_appservice(
                 &user_id,
                 body.device_id,
                 body.initial_device_display_name,
-                false,
+                body.refresh_token,
             )
             .await?;
         response.access_token = Some(session.access_token);
         response.device_id = Some(session.device_id);
+        response.refresh_token = session.refresh_token;
+        response.expires_in = session.expires_in_ms.map(Duration::from_millis);
     }
     Ok(response)
 }
@@ -169,23 +181,7 @@ pub async fn register(
     .await?;
     tracing::info!(user = %user_id, "registered");
 
-    let mut response = register::v3::Response::new(user_id.clone());
-    if !body.inhibit_login {
-        let session = services
-            .users
-            .login(
-                &user_id,
-                body.device_id,
-                body.initial_device_display_name,
-                body.refresh_token,
-            )
-            .await?;
-        response.access_token = Some(session.access_token);
-        response.device_id = Some(session.device_id);
-        response.refresh_token = session.refresh_token;
-        response.expires_in = session.expires_in_ms.map(Duration::from_millis);
-    }
-    Ok(response)
+    registered(&services, user_id, body).await
 }
 
 pub async fn available(
