@@ -258,6 +258,9 @@ impl Checker<'_> {
         self.federation(p);
         self.push(p);
         self.url_previews(p);
+        for (n, bridge) in p.bridges.iter().enumerate() {
+            self.file(&format!("bridges[{n}].registration"), &bridge.registration);
+        }
         self.management(p);
         self.admins(p);
     }

@@ -37,6 +37,18 @@ pub struct Provisioning {
     /// Whose archive this is (name and TOOI URI): `[vault.organisation]`
     /// of the node's configuration, as is.
     pub organisation: Option<Spanned<toml::Table>>,
+    /// Bridges to other chat apps, each by the registration file it
+    /// generated.
+    #[serde(default)]
+    pub bridges: Vec<Bridge>,
+}
+
+/// A bridge (application service) the node serves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    /// Its registration file (YAML), in the provisioning file's folder.
+    pub registration: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

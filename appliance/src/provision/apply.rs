@@ -118,12 +118,13 @@ pub fn apply(file: &Path, root: &Path) -> Result<Vec<Change>> {
         });
     }
     // The node's data under `root`, for its accounts only: listeners,
-    // TLS and federation play no part in creating them.
+    // TLS, federation and bridges play no part in creating them.
     let mut config = plan.config;
     config.node.data_dir = data_dir;
     config.vault.key_file = Some(under(root, &key_path));
     config.tls = Default::default();
     config.federation = Default::default();
+    config.homeserver.appservices = Vec::new();
     changes.extend(admins(&config, plan.admins)?);
     Ok(changes)
 }
@@ -141,7 +142,7 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         let source = base.join(from);
         let contents =
             std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
-        let path = format!("/{ETC}/tls/{to}");
+        let path = format!("/{ETC}/{to}");
         files.push(Planned {
             path: path.clone(),
             contents,
@@ -176,7 +177,7 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
             if let Some(bundle) = &p.tls.acme_ca_bundle {
                 acme.insert(
                     "ca_bundle".into(),
-                    copy(bundle.get_ref(), "acme-ca.pem", 0o644)?.into(),
+                    copy(bundle.get_ref(), "tls/acme-ca.pem", 0o644)?.into(),
                 );
             }
             tls.insert("acme".into(), acme.into());
@@ -184,11 +185,11 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         (None, Some(certificate), Some(key)) => {
             tls.insert(
                 "certificate".into(),
-                copy(certificate.get_ref(), "fullchain.pem", 0o644)?.into(),
+                copy(certificate.get_ref(), "tls/fullchain.pem", 0o644)?.into(),
             );
             tls.insert(
                 "private_key".into(),
-                copy(key.get_ref(), "key.pem", 0o600)?.into(),
+                copy(key.get_ref(), "tls/key.pem", 0o600)?.into(),
             );
         }
         _ => bail!("[tls]: neither an ACME directory nor certificate files"),
@@ -207,7 +208,7 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         if let Some(bundle) = &p.federation.ca_bundle {
             federation.insert(
                 "ca_bundle".into(),
-                copy(bundle.get_ref(), "peers-ca.pem", 0o644)?.into(),
+                copy(bundle.get_ref(), "tls/peers-ca.pem", 0o644)?.into(),
             );
         }
         let peers: Vec<toml::Value> = p
@@ -242,7 +243,7 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         if let Some(bundle) = &p.push.ca_bundle {
             push.insert(
                 "ca_bundle".into(),
-                copy(bundle.get_ref(), "push-ca.pem", 0o644)?.into(),
+                copy(bundle.get_ref(), "tls/push-ca.pem", 0o644)?.into(),
             );
         }
         homeserver.insert("push".into(), push.into());
@@ -261,10 +262,24 @@ pub(super) fn plan(p: &Provisioning, text: &[u8], base: &Path) -> Result<Plan> {
         if let Some(bundle) = &previews.ca_bundle {
             table.insert(
                 "ca_bundle".into(),
-                copy(bundle.get_ref(), "preview-ca.pem", 0o644)?.into(),
+                copy(bundle.get_ref(), "tls/preview-ca.pem", 0o644)?.into(),
             );
         }
         homeserver.insert("url_previews".into(), table.into());
+    }
+
+    if !p.bridges.is_empty() {
+        let mut registrations = Vec::new();
+        for (n, bridge) in p.bridges.iter().enumerate() {
+            // The tokens in it are the bridge's keys: readable to the node only.
+            let path = copy(
+                bridge.registration.get_ref(),
+                &format!("bridges/bridge-{n}.yaml"),
+                0o600,
+            )?;
+            registrations.push(toml::Value::from(path));
+        }
+        homeserver.insert("appservices".into(), registrations.into());
     }
 
     let mut vault = toml::Table::new();

@@ -134,6 +134,43 @@ fn count(n: usize, what: &str) -> String {
     }
 }
 
+/// Reads each bridge's registration as the node will, and all of them
+/// together (no ID or token twice).
+fn bridges(provisioning: &Provisioning, file: &Path, text: &str, problems: &mut Vec<Problem>) {
+    let Ok(server_name) =
+        <&ruma::ServerName>::try_from(provisioning.server.name.get_ref().as_str())
+    else {
+        return;
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut paths = Vec::new();
+    for (n, bridge) in provisioning.bridges.iter().enumerate() {
+        let path = base.join(bridge.registration.get_ref());
+        if !path.is_file() {
+            // The schema check names a missing file.
+            continue;
+        }
+        match archipel_homeserver::appservice::Registration::load(&path, server_name) {
+            Ok(_) => paths.push(path),
+            Err(e) => problems.push(Problem {
+                field: format!("bridges[{n}].registration"),
+                line: Some(archipel_provisioning::line_of(
+                    text,
+                    bridge.registration.span().start,
+                )),
+                message: e,
+            }),
+        }
+    }
+    if let Err(e) = archipel_homeserver::appservice::Appservices::load(&paths, server_name) {
+        problems.push(Problem {
+            field: "bridges".into(),
+            line: None,
+            message: e,
+        });
+    }
+}
+
 /// Checks `file` whole: its schema, then its `[backup]` and `[retention]`
 /// as the node's configuration reads them, then the configuration apply
 /// would write.
@@ -178,6 +215,7 @@ fn checked(file: &Path) -> Result<(Provisioning, apply::Plan), Problems> {
     }
     // Last, the node's configuration as apply renders it: what the node
     // would refuse across tables is refused here.
+    bridges(&provisioning, file, &text, &mut problems);
     if problems.is_empty() {
         let base = file.parent().unwrap_or(Path::new("."));
         match apply::plan(&provisioning, text.as_bytes(), base) {

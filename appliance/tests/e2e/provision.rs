@@ -400,3 +400,71 @@ async fn a_setup_token_registers_its_administrator_once() {
     assert!(server.log().contains("provision apply: administrators"));
     assert!(!server.log().contains(TOKEN), "no token in the log");
 }
+
+#[test]
+fn a_bridge_ships_in_the_provisioning_file_and_a_broken_one_is_refused() {
+    let (dir, file) = example_copy();
+    let registration = "id: telegram\n\
+        url: http://127.0.0.1:29317\n\
+        as_token: as_0123456789abcdef0123456789abcdef\n\
+        hs_token: hs_0123456789abcdef0123456789abcdef\n\
+        sender_localpart: telegrambridge\n\
+        namespaces:\n  users:\n  - exclusive: true\n    regex: '@telegram_.*:bzk\\.example'\n";
+    std::fs::write(dir.path().join("telegram.yaml"), registration).expect("write");
+    let text = std::fs::read_to_string(&file).expect("the example");
+    let with_bridge = format!("{text}\n[[bridges]]\nregistration = \"telegram.yaml\"\n");
+    std::fs::write(&file, &with_bridge).expect("write");
+    let root = dir.path().join("root");
+    apply(&file, &root).expect("a provisioning file with a bridge applies");
+    let config = std::fs::read_to_string(root.join("etc/archipel/archipel.toml")).expect("config");
+    assert!(
+        config.contains("appservices = [\"/etc/archipel/bridges/bridge-0.yaml\"]"),
+        "{config}"
+    );
+    let copied = root.join("etc/archipel/bridges/bridge-0.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&copied).expect("copied"),
+        registration
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copied)
+            .expect("copied")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "its tokens are the node's alone"
+    );
+
+    // A registration the node could not read stops the check, by field and
+    // line, before anything is written.
+    std::fs::write(
+        dir.path().join("telegram.yaml"),
+        registration.replace("'@telegram_.*:bzk\\.example'", "'@telegram_(:x'"),
+    )
+    .expect("write");
+    let output = run_archipel(&["provision", "check", file.to_str().expect("path"), "--json"]);
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let problem = &report["problems"][0];
+    assert_eq!(problem["field"], "bridges[0].registration", "{report}");
+    assert_eq!(
+        problem["line"],
+        with_bridge
+            .lines()
+            .position(|l| l == "registration = \"telegram.yaml\"")
+            .expect("the line")
+            + 1
+    );
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("namespaces.users[0].regex")),
+        "{report}"
+    );
+    assert!(
+        !report.to_string().contains("0123456789abcdef"),
+        "no token in {report}"
+    );
+}
