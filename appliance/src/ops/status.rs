@@ -278,3 +278,67 @@ pub fn journal() -> Vec<String> {
         Err(e) => vec![format!("the journal cannot be read here: {e}")],
     }
 }
+
+/// A bridge as the operator sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BridgeStatus {
+    pub id: String,
+    /// Where transactions go; none for a bridge that takes none.
+    pub url: Option<String>,
+    /// The bridge's own user.
+    pub sender: String,
+    /// Events since its last transaction, not yet looked at (counted up
+    /// to [`QUEUE_COUNTED`]).
+    pub queued: u64,
+    /// A transaction it has not taken yet, by its ID.
+    pub in_flight: Option<String>,
+    /// When it last took a transaction (ms since the Unix epoch).
+    pub last_transaction_ms: Option<u64>,
+}
+
+/// Each installed bridge and how far it has been sent. Blocking (RocksDB).
+pub fn bridges(node: Node<'_>) -> Result<Vec<BridgeStatus>> {
+    let services = node.services;
+    services
+        .appservices
+        .all()
+        .iter()
+        .map(|registration| {
+            let state = services.appservice_state.get(&registration.id)?;
+            let queued = if registration.url.is_some() {
+                services
+                    .rooms
+                    .appservice_outbox(state.cursor, QUEUE_COUNTED)?
+                    .len() as u64
+            } else {
+                0
+            };
+            Ok(BridgeStatus {
+                id: registration.id.clone(),
+                url: registration.url.clone(),
+                sender: registration.sender.to_string(),
+                queued,
+                in_flight: state.in_flight.map(|f| f.txn_id),
+                last_transaction_ms: state.last_success_ms,
+            })
+        })
+        .collect()
+}
+
+/// Pings bridge `id` for the operator `actor`: how long it took to answer.
+pub async fn ping_bridge(
+    node: Node<'_>,
+    actor: &super::Actor,
+    id: &str,
+) -> Result<std::time::Duration> {
+    let pinged = async {
+        let registration = node
+            .services
+            .appservices
+            .by_id(id)
+            .ok_or_else(|| anyhow::anyhow!("no bridge {id} is installed"))?;
+        Ok(archipel_homeserver::appservice::ping(&registration, None).await?)
+    }
+    .await;
+    super::audited(node, actor, "bridge ping", id, pinged)
+}

@@ -276,6 +276,19 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .await
         .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
 
+    // The operator sees the bridge in the console, and can ping it.
+    let mut operator = crate::console_client::ConsoleClient::first_operator(&server, "op").await;
+    let page = operator.get("/bridges").await;
+    assert!(
+        page.contains(&format!("http://{address}"))
+            && page.contains("@bridgesender0123456789:localhost"),
+        "{page}"
+    );
+    let pinged = operator.post("/bridges/bridge/ping", &[]).await;
+    assert!(pinged.starts_with("bridge answered in"), "{pinged}");
+    let refused = operator.post("/bridges/nosuch/ping", &[]).await;
+    assert!(refused.contains("no bridge nosuch"), "{refused}");
+
     // Alice invites the bot: the bridge hears of it, the bot joins, and the
     // room's messages follow in order.
     let room = alice_api

@@ -797,6 +797,36 @@ pub static DUTCH: &[(&str, &str)] = &[
     ("Proposed", "Voorgesteld"),
     ("Approved", "Goedgekeurd"),
     ("Approve: destroy", "Goedkeuren: vernietigen"),
+    ("Bridges", "Bruggen"),
+    (
+        "No bridges are installed.",
+        "Er zijn geen bruggen geïnstalleerd.",
+    ),
+    ("Bridge", "Brug"),
+    ("Its own user", "Eigen gebruiker"),
+    (
+        "Events not yet looked at",
+        "Nog niet bekeken gebeurtenissen",
+    ),
+    ("Last transaction taken", "Laatste afgenomen transactie"),
+    ("Ping", "Ping"),
+    (
+        "none: it is sent nothing",
+        "geen: er wordt niets heen gestuurd",
+    ),
+    (
+        "transaction {txn} not taken yet; tried again with growing pauses",
+        "transactie {txn} nog niet afgenomen; wordt opnieuw geprobeerd met steeds langere pauzes",
+    ),
+    ("{id} answered in {ms} ms.", "{id} antwoordde in {ms} ms."),
+    (
+        "{id} did not answer: {error}",
+        "{id} antwoordde niet: {error}",
+    ),
+    (
+        "Bridges are installed by their registration files (provisioning [[bridges]], or appservices under [homeserver] in the configuration); what they bring is archived like every message.",
+        "Bruggen worden geïnstalleerd met hun registratiebestand (provisioning [[bridges]], of appservices onder [homeserver] in de configuratie); wat ze binnenbrengen wordt gearchiveerd zoals elk bericht.",
+    ),
     (
         "Transferred to the archive service, not yet destroyed",
         "Overgebracht naar de archiefdienst, nog niet vernietigd",

@@ -146,6 +146,8 @@ fn routes() -> Routes {
         .post("/rooms/{room}/admin", false, operator::make_room_admin)
         .get("/reports", false, operator::reports)
         .get("/federation", false, operator::federation)
+        .get("/bridges", false, operator::bridges)
+        .post("/bridges/{id}/ping", false, operator::ping_bridge)
         .get("/configuration", false, operator::configuration)
         .get("/backups", false, operator::backups)
         .post("/backups/run", false, operator::run_backup)

@@ -1140,3 +1140,101 @@ pub async fn log(signed: Signed) -> Result<Response, Refusal> {
         lines,
     }))
 }
+
+struct BridgeRow {
+    id: String,
+    url: String,
+    sender: String,
+    queued: String,
+    /// Empty while nothing waits for the bridge to take it.
+    waiting: String,
+    last: String,
+    pingable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/bridges.html")]
+struct BridgesPage {
+    nav: Option<Nav>,
+    t: Texts,
+    bridges: Vec<BridgeRow>,
+    notice: Option<String>,
+}
+
+fn bridges_page(
+    console: &Console,
+    signed: &Signed,
+    notice: Option<String>,
+) -> anyhow::Result<BridgesPage> {
+    let texts = signed.texts;
+    let bridges = ops::status::bridges(console.node())?
+        .into_iter()
+        .map(|bridge| BridgeRow {
+            pingable: bridge.url.is_some(),
+            url: bridge
+                .url
+                .unwrap_or_else(|| texts.t("none: it is sent nothing").to_owned()),
+            sender: bridge.sender,
+            queued: if bridge.queued >= ops::status::QUEUE_COUNTED as u64 {
+                format!("{}+", bridge.queued)
+            } else {
+                bridge.queued.to_string()
+            },
+            waiting: bridge
+                .in_flight
+                .map(|txn| {
+                    texts.f(
+                        "transaction {txn} not taken yet; tried again with growing pauses",
+                        &[("txn", &txn)],
+                    )
+                })
+                .unwrap_or_default(),
+            last: bridge.last_transaction_ms.map_or_else(
+                || texts.t("never").to_owned(),
+                |ms| when(i64::try_from(ms / 1000).unwrap_or(i64::MAX)),
+            ),
+            id: bridge.id,
+        })
+        .collect();
+    Ok(BridgesPage {
+        nav: Some(signed.nav()),
+        t: texts,
+        bridges,
+        notice,
+    })
+}
+
+/// `GET /bridges`: the bridges the node serves, and how far each has
+/// taken its events.
+pub async fn bridges(
+    State(console): State<Arc<Console>>,
+    signed: Signed,
+) -> Result<Response, Refusal> {
+    signed.require(Role::Operator)?;
+    Ok(render(&blocking(|| bridges_page(&console, &signed, None))?))
+}
+
+/// `POST /bridges/{id}/ping`: asks the bridge to answer, as it asks itself
+/// when it starts.
+pub async fn ping_bridge(
+    State(console): State<Arc<Console>>,
+    Path(id): Path<String>,
+    posted: Posted<super::Nothing>,
+) -> Result<Response, Refusal> {
+    let Posted { signed, .. } = posted;
+    signed.require(Role::Operator)?;
+    let pinged = ops::status::ping_bridge(console.node(), &signed.actor(), &id).await;
+    let notice = match pinged {
+        Ok(took) => signed.texts.f(
+            "{id} answered in {ms} ms.",
+            &[("id", &id), ("ms", &took.as_millis().to_string())],
+        ),
+        Err(e) => signed.texts.f(
+            "{id} did not answer: {error}",
+            &[("id", &id), ("error", &signed.texts.error(&e))],
+        ),
+    };
+    Ok(render(&blocking(|| {
+        bridges_page(&console, &signed, Some(notice))
+    })?))
+}

@@ -197,6 +197,46 @@ impl Registration {
     }
 }
 
+/// Of a bridge's answer to a ping, at most this much is handed back.
+const MAX_PING_BODY: usize = 1000;
+
+/// Asks the bridge to answer (`POST /_matrix/app/v1/ping` with its
+/// `hs_token`); how long it took, or the spec's error for what went wrong.
+pub async fn ping(
+    registration: &Registration,
+    transaction_id: Option<&str>,
+) -> crate::Result<std::time::Duration> {
+    let Some(url) = &registration.url else {
+        return Err(crate::Error::url_not_set());
+    };
+    let mut body = serde_json::json!({});
+    if let Some(txn) = transaction_id {
+        body["transaction_id"] = serde_json::Value::String(txn.to_owned());
+    }
+    let client = sender::client()?;
+    let started = std::time::Instant::now();
+    let response = client
+        .post(format!("{url}/_matrix/app/v1/ping"))
+        .bearer_auth(registration.hs_token())
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::Error::connection_failed(
+                e.is_timeout(),
+                format!("The application service could not be reached: {e}"),
+            )
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(MAX_PING_BODY).collect();
+        tracing::warn!(appservice = %registration.id, %status, "a bridge answered its ping with an error");
+        return Err(crate::Error::bad_status(status, text));
+    }
+    Ok(started.elapsed())
+}
+
 /// The installed bridges.
 #[derive(Clone, Debug, Default)]
 pub struct Appservices {
