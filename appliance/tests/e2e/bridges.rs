@@ -26,6 +26,7 @@ use crate::vault::archived;
 
 const AS_TOKEN: &str = "as_token_0123456789abcdef0123456789abcdef";
 const HS_TOKEN: &str = "hs_token_0123456789abcdef0123456789abcdef";
+const PUPPET_TOKEN: &str = "puppet_as_token_0123456789abcdef0123456789";
 
 /// What the bridge's side saw.
 #[derive(Default)]
@@ -163,7 +164,26 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
     let files = tempfile::tempdir().expect("a folder");
     let file = files.path().join("bridge.yaml");
     std::fs::write(&file, registration(address)).expect("write");
-    let mut server = TestServer::start_with(&["--appservice", file.to_str().expect("path")]).await;
+    // Double puppeting: a registration with no URL whose shared namespace
+    // holds every local user.
+    let puppets = files.path().join("doublepuppet.yaml");
+    std::fs::write(
+        &puppets,
+        format!(
+            "id: doublepuppet\nurl: null\nas_token: {PUPPET_TOKEN}\n\
+             hs_token: puppet_hs_token_0123456789abcdef0123456789\n\
+             sender_localpart: doublepuppet0123456789\nrate_limited: false\n\
+             namespaces:\n  users:\n  - exclusive: false\n    regex: '@.*:localhost'\n"
+        ),
+    )
+    .expect("write");
+    let mut server = TestServer::start_with(&[
+        "--appservice",
+        file.to_str().expect("path"),
+        "--appservice",
+        puppets.to_str().expect("path"),
+    ])
+    .await;
     let api = Api::new(server.url());
     let bridge_api = api.with_token(AS_TOKEN);
     let bot = "@bridgebot:localhost";
@@ -394,6 +414,49 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .await
         .ok();
     assert!(mine["origin_server_ts"].as_u64().expect("a time") > 1_700_000_000_000);
+
+    // Double puppeting: the installed registration acts as Alice herself,
+    // and the trail says so once; it has no URL, so nothing is sent to it.
+    let puppet = api.with_token(PUPPET_TOKEN);
+    for n in 0..2 {
+        let sent = puppet
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/p{n}?user_id={}",
+                    enc(&room),
+                    enc("@alice:localhost")
+                ),
+                &json!({"msgtype": "m.text", "body": format!("from Alice's phone {n}")}),
+            )
+            .await
+            .ok();
+        let event = alice_api
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(sent["event_id"].as_str().expect("an event"))
+            ))
+            .await
+            .ok();
+        assert_eq!(event["sender"], "@alice:localhost");
+    }
+    puppet
+        .post(
+            "/_matrix/client/v1/appservice/doublepuppet/ping",
+            &json!({}),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_URL_NOT_SET");
+    let steps = crate::harness::json_lines(&crate::vault::vault_ok(
+        &server.data_dir(),
+        &["procedure", "--json"],
+    ));
+    let puppeting: Vec<&Value> = steps
+        .iter()
+        .filter(|s| s["details"]["action"] == "bridge doublepuppet acts as")
+        .collect();
+    assert_eq!(puppeting.len(), 1, "{puppeting:?}");
+    assert_eq!(puppeting[0]["details"]["object"], "@alice:localhost");
 
     // Exclusive aliases: the bridge's own, nobody else's.
     alice_api

@@ -31,6 +31,27 @@ use crate::{
 /// device, and nothing is kept under it.
 pub const APPSERVICE_DEVICE: &str = "_appservice";
 
+/// Records in the node's trail that a bridge acts as a person's account
+/// (double puppeting, through a registration the operator installed):
+/// once per bridge and person each time the node starts, before the first
+/// such request is carried out.
+async fn record_puppeting(
+    services: &Services,
+    registration: &Registration,
+    user: &ruma::UserId,
+) -> Result<(), Error> {
+    tracing::info!(appservice = %registration.id, user = %user, "a bridge acts as a person's account");
+    let Some(trail) = services.admin_trail.get().cloned() else {
+        return Ok(());
+    };
+    let (actor, user) = (registration.sender.clone(), user.to_string());
+    let action = format!("bridge {} acts as", registration.id);
+    tokio::task::spawn_blocking(move || trail.record(&actor, &action, &user, None))
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
+}
+
 /// Who a bridge acts as: `?user_id=` (or its own user), which must be one
 /// of its users and, except to register it, exist; and `?device_id=`, which
 /// must be one of that user's devices.
@@ -249,6 +270,12 @@ where
             let registering = TypeId::of::<T>()
                 == TypeId::of::<ruma::api::client::account::register::v3::Request>();
             let (user, device) = masquerade(&parts, services, registration, registering)?;
+            if let Some(user) = &user
+                && !registration.owns(user)
+                && services.appservices.first_puppeting(registration, user)
+            {
+                record_puppeting(services, registration, user).await?;
+            }
             sender_user = user;
             sender_device = Some(device);
         } else if wants_token {

@@ -195,6 +195,17 @@ impl Registration {
     pub fn is_room(&self, room: &RoomId) -> bool {
         self.rooms.iter().any(|ns| ns.matches(room.as_str()))
     }
+
+    /// Whether `user` is the bridge's own (its user, or one of its
+    /// exclusive namespaces), rather than a person's account it acts as
+    /// through a shared namespace: double puppeting.
+    pub fn owns(&self, user: &UserId) -> bool {
+        user == self.sender
+            || self
+                .users
+                .iter()
+                .any(|ns| ns.exclusive && ns.matches(user.as_str()))
+    }
 }
 
 /// Of a bridge's answer to a ping, at most this much is handed back.
@@ -241,6 +252,9 @@ pub async fn ping(
 #[derive(Clone, Debug, Default)]
 pub struct Appservices {
     registrations: Vec<Arc<Registration>>,
+    /// The people's accounts each bridge has acted as since the node
+    /// started (double puppeting), recorded once each.
+    puppeted: Arc<std::sync::Mutex<std::collections::HashSet<(String, OwnedUserId)>>>,
 }
 
 impl Appservices {
@@ -272,11 +286,23 @@ impl Appservices {
             }
             registrations.push(Arc::new(registration));
         }
-        Ok(Self { registrations })
+        Ok(Self {
+            registrations,
+            puppeted: Default::default(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.registrations.is_empty()
+    }
+
+    /// Whether this is the first time since the node started that the
+    /// bridge acts as this person.
+    pub fn first_puppeting(&self, registration: &Registration, user: &UserId) -> bool {
+        self.puppeted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((registration.id.clone(), user.to_owned()))
     }
 
     pub fn all(&self) -> &[Arc<Registration>] {
