@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use matrix_sdk::attachment::AttachmentConfig;
 use serde_json::Value;
@@ -16,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::client::{alice_and_bob_in_room, png};
 use crate::console_client::ConsoleClient;
-use crate::harness::{TestServer, eventually, files_under, json_lines};
-use crate::vault::{archived, send_text, vault_ok, vault_refused};
+use crate::harness::{TestServer, files_under, json_lines};
+use crate::vault::{send_text, vault_ok, vault_refused};
 
 /// The MDTO-XML 1.0.1 schema: `ARCHIPEL_MDTO_XSD`, else beside the
 /// project in `shared/data/mdto/`.
@@ -92,17 +91,7 @@ async fn a_sip_validates_and_a_confirmed_transfer_ends_in_a_signed_destruction()
         .event_id
         .to_string();
     let last = send_text(&pair.bob_room(), "Genoteerd.").await;
-    eventually("the messages archived", Duration::from_secs(30), || {
-        let dir = dir.clone();
-        let last = last.clone();
-        async move {
-            archived(&dir)
-                .iter()
-                .any(|r| r["event_id"] == last.as_str())
-                .then_some(())
-        }
-    })
-    .await;
+    crate::vault::wait_archived(&dir, &last).await;
     for name in ["rm", "rm2"] {
         crate::client::Api::new(server.url()).register(name).await;
         vault_ok(

@@ -46,6 +46,25 @@ pub fn archived(data_dir: &Path) -> Vec<Value> {
     json_lines(&out)
 }
 
+/// Waits until the vault at `data_dir` holds the record of `event_id`.
+pub async fn wait_archived(data_dir: &Path, event_id: &str) {
+    let (dir, event_id) = (data_dir.to_owned(), event_id.to_owned());
+    crate::harness::eventually(
+        &format!("{event_id} to be archived"),
+        Duration::from_secs(30),
+        || {
+            let (dir, event_id) = (dir.clone(), event_id.clone());
+            async move {
+                archived(&dir)
+                    .iter()
+                    .any(|r| r["event_id"] == event_id.as_str())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 /// The original of an archived event, as `archipel vault show` prints it.
 pub fn original(data_dir: &Path, event_id: &str) -> Value {
     let (ok, out, err) = vault(data_dir, &["show", "--event", event_id]);

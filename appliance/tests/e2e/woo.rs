@@ -6,14 +6,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 use serde_json::Value;
 
 use crate::client::alice_and_bob_in_room;
-use crate::harness::{TestServer, eventually, json_lines, run_archipel};
-use crate::vault::{archived, send_text, vault_ok, vault_refused};
+use crate::harness::{TestServer, json_lines, run_archipel};
+use crate::vault::{send_text, vault_ok, vault_refused};
 
 const COLUMNS: [&str; 12] = [
     "ID",
@@ -105,17 +104,7 @@ async fn a_woo_package_redacts_for_good_and_checks_against_the_archive() {
             "From my work phone.",
         ],
     );
-    eventually("the messages archived", Duration::from_secs(30), || {
-        let dir = dir.clone();
-        let last = last.clone();
-        async move {
-            archived(&dir)
-                .iter()
-                .any(|r| r["event_id"] == last.as_str())
-                .then_some(())
-        }
-    })
-    .await;
+    crate::vault::wait_archived(&dir, &last).await;
 
     // The plan: every conversation's day with the word, one document each.
     let text = vault_ok(

@@ -281,11 +281,7 @@ impl Vault {
         std::fs::create_dir_all(out)
             .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
         write(&out.join("checkpoint.txt"), stored.note.as_bytes())?;
-        let verifier = verifier_key(&self.origin, &self.verifying_key());
-        write(
-            &out.join("verifier-key.txt"),
-            format!("{verifier}\n").as_bytes(),
-        )?;
+        let verifier = self.write_verifier_key(out)?;
         write(
             &out.join("README.txt"),
             readme(scope, size, &verifier).as_bytes(),
@@ -466,6 +462,19 @@ pub(crate) fn xml(text: &str) -> String {
         }
     }
     out
+}
+
+impl Vault {
+    /// Writes `verifier-key.txt` into `out`: the key that signed the
+    /// checkpoint and manifest, in signed-note text form. Returns it.
+    pub(crate) fn write_verifier_key(&self, out: &Path) -> Result<String> {
+        let verifier = verifier_key(&self.origin, &self.verifying_key());
+        write(
+            &out.join("verifier-key.txt"),
+            format!("{verifier}\n").as_bytes(),
+        )?;
+        Ok(verifier)
+    }
 }
 
 /// Refuses to write into `out` if it holds anything: an export goes into a

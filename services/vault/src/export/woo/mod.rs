@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use super::{clear_event, html::RoomContext};
 use crate::{
     Error, Organisation, Result, Vault,
-    checkpoint::{sign_note, verifier_key},
+    checkpoint::sign_note,
     record::{Entry, EventEntry},
     write_file as write,
 };
@@ -474,11 +474,7 @@ impl Vault {
                 B64.encode(Sha256::digest(bytes))
             ));
         }
-        let verifier = verifier_key(&self.origin, &self.verifying_key());
-        write(
-            &out.join("verifier-key.txt"),
-            format!("{verifier}\n").as_bytes(),
-        )?;
+        let verifier = self.write_verifier_key(out)?;
         write(
             &out.join("manifest.txt"),
             sign_note(&self.origin, &body, &self.signer).as_bytes(),
