@@ -35,6 +35,8 @@ struct Seen {
     /// ones included.
     transactions: Vec<(String, Vec<Value>)>,
     pings: Vec<Value>,
+    /// The users and aliases the node asked about.
+    queries: Vec<String>,
     /// Requests with a wrong or no `hs_token`.
     unauthorized: usize,
 }
@@ -44,6 +46,79 @@ struct Bridge {
     seen: Arc<Mutex<Seen>>,
     /// While set, transactions are answered with 500.
     refuse: Arc<AtomicBool>,
+    /// The node's client API, once it runs: queries create what they are
+    /// asked about there.
+    node: Arc<Mutex<String>>,
+}
+
+/// `GET /_matrix/app/v1/users/{userId}`: the bridge registers the user it
+/// is asked about, unless its name says it is nobody.
+async fn user_query(
+    State(bridge): State<Bridge>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    bridge.seen.lock().expect("lock").queries.push(user.clone());
+    if !authorized(&headers) || user.contains("nobody") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND"})),
+        );
+    }
+    let node = bridge.node.lock().expect("lock").clone();
+    let localpart = user
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    Api::new(&node)
+        .with_token(AS_TOKEN)
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({"type": "m.login.application_service", "username": localpart, "inhibit_login": true}),
+        )
+        .await
+        .ok();
+    (StatusCode::OK, Json(json!({})))
+}
+
+/// `GET /_matrix/app/v1/rooms/{roomAlias}`: the bridge makes a room with
+/// the alias it is asked about.
+async fn alias_query(
+    State(bridge): State<Bridge>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    bridge
+        .seen
+        .lock()
+        .expect("lock")
+        .queries
+        .push(alias.clone());
+    if !authorized(&headers) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND"})),
+        );
+    }
+    let node = bridge.node.lock().expect("lock").clone();
+    let name = alias
+        .trim_start_matches('#')
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    Api::new(&node)
+        .with_token(AS_TOKEN)
+        .post(
+            &format!(
+                "/_matrix/client/v3/createRoom?user_id={}",
+                enc("@bridgebot:localhost")
+            ),
+            &json!({"room_alias_name": name, "preset": "public_chat"}),
+        )
+        .await
+        .ok();
+    (StatusCode::OK, Json(json!({})))
 }
 
 fn authorized(headers: &HeaderMap) -> bool {
@@ -100,6 +175,14 @@ async fn serve(bridge: Bridge) -> SocketAddr {
     let app = Router::new()
         .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
         .route("/_matrix/app/v1/ping", post(ping))
+        .route(
+            "/_matrix/app/v1/users/{user}",
+            axum::routing::get(user_query),
+        )
+        .route(
+            "/_matrix/app/v1/rooms/{alias}",
+            axum::routing::get(alias_query),
+        )
         .with_state(bridge);
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
@@ -184,6 +267,7 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         puppets.to_str().expect("path"),
     ])
     .await;
+    *bridge.node.lock().expect("lock") = server.url().to_owned();
     let api = Api::new(server.url());
     let bridge_api = api.with_token(AS_TOKEN);
     let bot = "@bridgebot:localhost";
@@ -414,6 +498,39 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .await
         .ok();
     assert!(mine["origin_server_ts"].as_u64().expect("a time") > 1_700_000_000_000);
+
+    // A user or alias of the bridge that does not exist yet: the node asks
+    // the bridge, which creates it, or says there is none.
+    alice_api
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@bridge_ghost1:localhost"}),
+        )
+        .await
+        .ok();
+    alice_api
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@bridge_nobody:localhost"}),
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let resolved = alice_api
+        .get(&format!(
+            "/_matrix/client/v3/directory/room/{}",
+            enc("#bridge_portal:localhost")
+        ))
+        .await
+        .ok();
+    assert!(resolved["room_id"].is_string(), "{resolved}");
+    assert_eq!(
+        bridge.seen.lock().expect("lock").queries,
+        [
+            "@bridge_ghost1:localhost",
+            "@bridge_nobody:localhost",
+            "#bridge_portal:localhost"
+        ]
+    );
 
     // Double puppeting: the installed registration acts as Alice herself,
     // and the trail says so once; it has no URL, so nothing is sent to it.

@@ -248,6 +248,64 @@ pub async fn ping(
     Ok(started.elapsed())
 }
 
+/// What a query asks a bridge about: one of its users, or an alias.
+pub enum Query<'a> {
+    User(&'a UserId),
+    Alias(&'a RoomAliasId),
+}
+
+/// Asks the bridge whose exclusive namespace holds the user or alias
+/// whether it exists (`GET /_matrix/app/v1/users/{userId}` or
+/// `/rooms/{roomAlias}` with its `hs_token`), so that it can create it
+/// first; whether the bridge said it does. A bridge that cannot be
+/// reached says no.
+pub async fn query(services: &crate::Services, asked: Query<'_>) -> bool {
+    let (owner, path) = match asked {
+        Query::User(user) => (
+            services.appservices.exclusive_user(user),
+            format!("users/{}", urlencode(user.as_str())),
+        ),
+        Query::Alias(alias) => (
+            services.appservices.exclusive_alias(alias),
+            format!("rooms/{}", urlencode(alias.as_str())),
+        ),
+    };
+    let Some(registration) = owner else {
+        return false;
+    };
+    let Some(url) = &registration.url else {
+        return false;
+    };
+    let Ok(client) = sender::client() else {
+        return false;
+    };
+    match client
+        .get(format!("{url}/_matrix/app/v1/{path}"))
+        .bearer_auth(registration.hs_token())
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success(),
+        Err(e) => {
+            tracing::warn!(appservice = %registration.id, error = %e, "a bridge could not be asked");
+            false
+        }
+    }
+}
+
+/// Percent-encodes an ID for a path segment.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The installed bridges.
 #[derive(Clone, Debug, Default)]
 pub struct Appservices {

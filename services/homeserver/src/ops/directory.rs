@@ -26,10 +26,15 @@ pub async fn resolve_alias(
             .await?;
         return Ok((answer.room_id, answer.servers));
     }
-    let room_id = services
-        .rooms
-        .resolve_alias(alias)?
-        .ok_or_else(|| Error::not_found("Room alias not found."))?;
+    let mut room_id = services.rooms.resolve_alias(alias)?;
+    // An alias in a bridge's namespace that does not exist yet: the bridge
+    // is asked, and may create its room.
+    if room_id.is_none()
+        && crate::appservice::query(services, crate::appservice::Query::Alias(alias)).await
+    {
+        room_id = services.rooms.resolve_alias(alias)?;
+    }
+    let room_id = room_id.ok_or_else(|| Error::not_found("Room alias not found."))?;
     Ok((room_id, vec![services.server_name().to_owned()]))
 }
 

@@ -161,6 +161,11 @@ pub async fn invite_user(
         )
         .await;
     }
+    // A bridge's user that does not exist yet: the bridge is asked, and
+    // may create it.
+    if !services.users.exists(invitee)? {
+        crate::appservice::query(services, crate::appservice::Query::User(invitee)).await;
+    }
     if !services.users.is_active(invitee)? {
         return Err(Error::not_found(format!("{invitee} does not exist.")));
     }
