@@ -37,6 +37,8 @@ struct Seen {
     pings: Vec<Value>,
     /// The users and aliases the node asked about.
     queries: Vec<String>,
+    /// Typing and receipts.
+    ephemeral: Vec<Value>,
     /// Requests with a wrong or no `hs_token`.
     unauthorized: usize,
 }
@@ -141,6 +143,8 @@ async fn transaction(
         );
     }
     let events = body["events"].as_array().cloned().unwrap_or_default();
+    seen.ephemeral
+        .extend(body["ephemeral"].as_array().cloned().unwrap_or_default());
     seen.transactions.push((txn_id, events));
     if bridge.refuse.load(Ordering::SeqCst) {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
@@ -196,6 +200,7 @@ fn registration(address: SocketAddr) -> String {
          hs_token: {HS_TOKEN}\n\
          sender_localpart: bridgesender0123456789\n\
          rate_limited: false\n\
+         receive_ephemeral: true\n\
          namespaces:\n\
          \x20 users:\n\
          \x20 - exclusive: true\n\
@@ -455,6 +460,53 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(bodies, ["hello 1", "hello 2", "hello 3"]);
+
+    // Typing and read receipts reach a bridge that asked for them.
+    alice_api
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&room),
+                enc("@alice:localhost")
+            ),
+            &json!({"typing": true, "timeout": 10000}),
+        )
+        .await
+        .ok();
+    let hello = wait_for_body(&bridge, "hello 3").await;
+    alice_api
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(hello["event_id"].as_str().expect("an event"))
+            ),
+            &json!({}),
+        )
+        .await
+        .ok();
+    for kind in ["m.typing", "m.receipt"] {
+        let (bridge, room) = (bridge.clone(), room.clone());
+        let found = eventually(
+            &format!("the bridge to get {kind}"),
+            Duration::from_secs(30),
+            || {
+                let (bridge, room) = (bridge.clone(), room.clone());
+                async move {
+                    bridge
+                        .seen
+                        .lock()
+                        .expect("lock")
+                        .ephemeral
+                        .iter()
+                        .find(|e| e["type"] == kind && e["room_id"] == room.as_str())
+                        .cloned()
+                }
+            },
+        )
+        .await;
+        assert!(found.to_string().contains("@alice:localhost"), "{found}");
+    }
 
     // The bot sends with the other network's time; an ordinary user's
     // `ts` is ignored.

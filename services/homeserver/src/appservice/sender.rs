@@ -39,6 +39,64 @@ struct Backoff {
     pause: Duration,
 }
 
+/// Typing and receipts for the bridges that asked for them
+/// (`receive_ephemeral`), best effort as in sync: from the rooms each
+/// bridge has been sent events of since the node started, the changes
+/// after the position each was sent up to. Not kept across a restart.
+struct Ephemeral {
+    rooms: HashMap<String, std::collections::HashSet<OwnedRoomId>>,
+    sent_up_to: HashMap<String, u64>,
+    start: u64,
+}
+
+impl Ephemeral {
+    fn new(start: u64) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            sent_up_to: HashMap::new(),
+            start,
+        }
+    }
+
+    /// The typing and receipt events of the bridge's rooms changed since
+    /// last time, up to `upto`, in the shape of a sync's ephemeral events
+    /// with their `room_id`.
+    fn take(
+        &mut self,
+        services: &Services,
+        registration: &Registration,
+        upto: u64,
+    ) -> Result<Vec<Value>> {
+        let after = *self.sent_up_to.get(&registration.id).unwrap_or(&self.start);
+        self.sent_up_to.insert(registration.id.clone(), upto);
+        let mut out = Vec::new();
+        let Some(rooms) = self.rooms.get(&registration.id) else {
+            return Ok(out);
+        };
+        for room in rooms {
+            if let Some(users) = services.typing.changes(room, after, upto) {
+                out.push(serde_json::json!({
+                    "type": "m.typing",
+                    "room_id": room,
+                    "content": { "user_ids": users },
+                }));
+            }
+            if let Some(content) =
+                services
+                    .receipts
+                    .changes(room, &registration.sender, after, upto)?
+            {
+                out.push(serde_json::json!({
+                    "type": "m.receipt",
+                    "room_id": room,
+                    "content": content,
+                }));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The HTTP client the node speaks to bridges with.
 pub(crate) fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -62,9 +120,10 @@ pub async fn run(services: Arc<Services>) {
     };
     let mut watch = services.counter.watch();
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    let mut ephemeral = Ephemeral::new(services.counter.visible());
     loop {
         watch.borrow_and_update();
-        if let Err(e) = pass(&services, &client, &mut backoff).await {
+        if let Err(e) = pass(&services, &client, &mut backoff, &mut ephemeral).await {
             tracing::warn!(error = %e, "delivering events to bridges");
         }
         let retry = backoff.values().map(|b| b.until).min();
@@ -87,6 +146,7 @@ async fn pass(
     services: &Services,
     client: &reqwest::Client,
     backoff: &mut HashMap<String, Backoff>,
+    ephemeral: &mut Ephemeral,
 ) -> Result<()> {
     let upto = services.counter.visible();
     let mut passed = upto;
@@ -102,19 +162,39 @@ async fn pass(
             }
             if state.in_flight.is_none() {
                 let (events, reached) = interesting(services, registration, state.cursor, upto)?;
-                if events.is_empty() {
+                let edus = if registration.receive_ephemeral {
+                    let rooms = ephemeral.rooms.entry(id.clone()).or_default();
+                    for event in &events {
+                        if let Some(room) = event["room_id"]
+                            .as_str()
+                            .and_then(|r| OwnedRoomId::try_from(r).ok())
+                        {
+                            rooms.insert(room);
+                        }
+                    }
+                    ephemeral.take(services, registration, upto)?
+                } else {
+                    Vec::new()
+                };
+                if events.is_empty() && edus.is_empty() {
                     if reached > state.cursor {
                         state.cursor = reached;
                         services.appservice_state.set(id, &state).await?;
                     }
                     break;
                 }
+                let mut body = serde_json::json!({ "events": events });
+                if !edus.is_empty() {
+                    // The stable name, and the one older bridges read.
+                    body["ephemeral"] = Value::Array(edus.clone());
+                    body["de.sorunome.msc2409.ephemeral"] = Value::Array(edus);
+                }
                 let txn_id = state.next_txn.to_string();
                 state.next_txn += 1;
                 state.in_flight = Some(InFlight {
                     txn_id,
                     last: reached,
-                    body: serde_json::json!({ "events": events }).to_string(),
+                    body: body.to_string(),
                 });
                 services.appservice_state.set(id, &state).await?;
             }
