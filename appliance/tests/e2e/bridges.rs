@@ -261,6 +261,7 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
             "id: doublepuppet\nurl: null\nas_token: {PUPPET_TOKEN}\n\
              hs_token: puppet_hs_token_0123456789abcdef0123456789\n\
              sender_localpart: doublepuppet0123456789\nrate_limited: false\n\
+             io.element.msc4190: true\n\
              namespaces:\n  users:\n  - exclusive: false\n    regex: '@.*:localhost'\n"
         ),
     )
@@ -362,6 +363,45 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .get(&as_bot("/_matrix/client/v3/account/whoami"))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    // A bridge makes its users' devices (MSC4190) and acts through them,
+    // and removes them without a password.
+    bridge_api
+        .put(
+            &as_bot("/_matrix/client/v3/devices/BRIDGEDEV1"),
+            &json!({"display_name": "bridge device"}),
+        )
+        .await
+        .ok();
+    let whoami = bridge_api
+        .get(&as_bot(
+            "/_matrix/client/v3/account/whoami?device_id=BRIDGEDEV1",
+        ))
+        .await
+        .ok();
+    assert_eq!(whoami["device_id"], "BRIDGEDEV1");
+    let devices = bridge_api
+        .get(&as_bot("/_matrix/client/v3/devices"))
+        .await
+        .ok();
+    assert_eq!(
+        devices["devices"][0]["display_name"], "bridge device",
+        "{devices}"
+    );
+    bridge_api
+        .request(
+            reqwest::Method::DELETE,
+            &as_bot("/_matrix/client/v3/devices/BRIDGEDEV1"),
+            Some(("application/json", b"{}".to_vec())),
+        )
+        .await
+        .ok();
+    bridge_api
+        .get(&as_bot(
+            "/_matrix/client/v3/account/whoami?device_id=BRIDGEDEV1",
+        ))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_UNKNOWN_DEVICE");
 
     // The ping reaches the bridge with its hs_token; others may not ping.
     let pinged = bridge_api
@@ -616,6 +656,14 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         )
         .await
         .assert_error(StatusCode::BAD_REQUEST, "M_URL_NOT_SET");
+    // It makes its devices itself (MSC4190): it does not log in.
+    puppet
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": "@alice:localhost"}}),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "M_APPSERVICE_LOGIN_UNSUPPORTED");
     let steps = crate::harness::json_lines(&crate::vault::vault_ok(
         &server.data_dir(),
         &["procedure", "--json"],

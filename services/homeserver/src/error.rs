@@ -192,6 +192,15 @@ impl Error {
         }
     }
 
+    /// A bridge that creates its devices itself (MSC4190) logging in.
+    pub fn appservice_login_unsupported() -> Self {
+        Self::matrix(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::AppserviceLoginUnsupported,
+            "This application service creates its devices itself (MSC4190); it does not log in.",
+        )
+    }
+
     /// A bridge's ping with no URL to ping.
     pub fn url_not_set() -> Self {
         Self::matrix(

@@ -56,6 +56,9 @@ struct RawRegistration {
     receive_ephemeral: bool,
     #[serde(default, rename = "de.sorunome.msc2409.push_ephemeral")]
     push_ephemeral: bool,
+    /// The bridge creates its devices itself (MSC4190) and never logs in.
+    #[serde(default, rename = "io.element.msc4190")]
+    msc4190: bool,
 }
 
 fn yes() -> bool {
@@ -90,6 +93,9 @@ pub struct Registration {
     pub rooms: Vec<Namespace>,
     pub rate_limited: bool,
     pub receive_ephemeral: bool,
+    /// Creates its devices with `PUT /devices/{id}` (MSC4190): logging in
+    /// as one of its users is refused.
+    pub creates_devices: bool,
 }
 
 /// Tokens are never shown.
@@ -174,6 +180,7 @@ impl Registration {
             rooms: compile(&raw.namespaces.rooms, "rooms")?,
             rate_limited: raw.rate_limited,
             receive_ephemeral: raw.receive_ephemeral || raw.push_ephemeral,
+            creates_devices: raw.msc4190,
         })
     }
 

@@ -382,6 +382,38 @@ impl Users {
         })
     }
 
+    /// Creates device `device_id` of `user_id` with no session of its own
+    /// (a bridge's device, MSC4190: the bridge uses it through its
+    /// as_token). Returns whether it was new.
+    pub async fn create_device_without_session(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<String>,
+    ) -> Result<bool> {
+        let _serialized = self.writes.lock().await;
+        if self.device(user_id, device_id)?.is_some() {
+            return Ok(false);
+        }
+        let device = Device {
+            device_id: device_id.to_owned(),
+            display_name,
+            last_seen_ip: None,
+            last_seen_ts: Some(now_ms()),
+            // No token hashes to this: the device has no session.
+            token_hash: String::new(),
+            refresh_hash: None,
+        };
+        let mut batch = Batch::new();
+        batch.put_json(
+            &self.userdeviceid_device,
+            key::key([user_id.as_bytes(), device_id.as_bytes()]),
+            &device,
+        );
+        self.store.commit_async(batch).await?;
+        Ok(true)
+    }
+
     /// Swaps a refresh token for a new access and refresh token.
     /// A refresh token is used once: of two refreshes with it, one wins.
     pub async fn refresh(&self, refresh_token: &str) -> Result<(OwnedUserId, NewSession)> {

@@ -54,6 +54,19 @@ pub async fn update(
     services: Arc<Services>,
     request: Ruma<update_device::v3::Request>,
 ) -> Result<update_device::v3::Response> {
+    // A bridge creates its users' devices this way (MSC4190, v1.17).
+    if request.appservice.is_some()
+        && services
+            .users
+            .create_device_without_session(
+                request.user(),
+                &request.body.device_id,
+                request.body.display_name.clone(),
+            )
+            .await?
+    {
+        return Ok(update_device::v3::Response::new());
+    }
     services
         .users
         .set_device_display_name(
@@ -74,13 +87,16 @@ pub async fn delete(
         .users
         .device(user, &request.body.device_id)?
         .ok_or_else(|| Error::not_found("Unknown device."))?;
-    uiaa::require(
-        &services,
-        request.body.auth.as_ref(),
-        &[vec![AuthType::Password]],
-        Some(user),
-    )
-    .await?;
+    // A bridge has no password to give (v1.17).
+    if request.appservice.is_none() {
+        uiaa::require(
+            &services,
+            request.body.auth.as_ref(),
+            &[vec![AuthType::Password]],
+            Some(user),
+        )
+        .await?;
+    }
     remove_device(&services, user, &request.body.device_id).await?;
     Ok(delete_device::v3::Response::new())
 }
@@ -90,13 +106,15 @@ pub async fn delete_many(
     request: Ruma<delete_devices::v3::Request>,
 ) -> Result<delete_devices::v3::Response> {
     let user = request.user();
-    uiaa::require(
-        &services,
-        request.body.auth.as_ref(),
-        &[vec![AuthType::Password]],
-        Some(user),
-    )
-    .await?;
+    if request.appservice.is_none() {
+        uiaa::require(
+            &services,
+            request.body.auth.as_ref(),
+            &[vec![AuthType::Password]],
+            Some(user),
+        )
+        .await?;
+    }
     for device_id in &request.body.devices {
         remove_device(&services, user, device_id).await?;
     }

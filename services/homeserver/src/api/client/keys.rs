@@ -259,8 +259,9 @@ pub async fn upload_signing(
 ) -> Result<upload_signing_keys::v3::Response> {
     let user = request.user();
     let b = &request.body;
-    // Replacing an existing master key needs the password; the first upload does not.
-    if services.e2ee.cross_signing_key(user, MASTER)?.is_some() {
+    // Replacing an existing master key needs the password; the first upload
+    // does not, nor does a bridge's (it has no password: v1.17).
+    if request.appservice.is_none() && services.e2ee.cross_signing_key(user, MASTER)?.is_some() {
         uiaa::require(
             &services,
             b.auth.as_ref(),

@@ -59,6 +59,9 @@ pub async fn login(
             let Some(registration) = appservice else {
                 return Err(Error::missing_token());
             };
+            if registration.creates_devices {
+                return Err(Error::appservice_login_unsupported());
+            }
             let user_id =
                 users::identify(&services, login.identifier.as_ref(), login.user.as_deref())?;
             if !registration.is_user(&user_id) {
