@@ -22,7 +22,6 @@ use serde_json::{Value, json};
 
 use crate::client::{Api, enc};
 use crate::harness::{TestServer, eventually};
-use crate::vault::archived;
 
 const AS_TOKEN: &str = "as_token_0123456789abcdef0123456789abcdef";
 const HS_TOKEN: &str = "hs_token_0123456789abcdef0123456789abcdef";
@@ -791,21 +790,7 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
     .assert_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
 
     // Bridged messages are archived like any other.
-    let dir = server.data_dir();
-    eventually(
-        "the bridged message archived",
-        Duration::from_secs(30),
-        || {
-            let (dir, event_id) = (dir.clone(), event_id.clone());
-            async move {
-                archived(&dir)
-                    .iter()
-                    .any(|r| r["event_id"] == event_id.as_str())
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    crate::vault::wait_archived(&server.data_dir(), &event_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

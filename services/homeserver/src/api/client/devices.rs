@@ -78,6 +78,26 @@ pub async fn update(
     Ok(update_device::v3::Response::new())
 }
 
+/// Removing a device takes the user's password, except from a bridge,
+/// which has none to give (v1.17).
+async fn require_password<T>(
+    services: &Services,
+    request: &Ruma<T>,
+    auth: Option<&ruma::api::client::uiaa::AuthData>,
+) -> Result<()> {
+    if request.appservice.is_some() {
+        return Ok(());
+    }
+    uiaa::require(
+        services,
+        auth,
+        &[vec![AuthType::Password]],
+        Some(request.user()),
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn delete(
     services: Arc<Services>,
     request: Ruma<delete_device::v3::Request>,
@@ -87,16 +107,7 @@ pub async fn delete(
         .users
         .device(user, &request.body.device_id)?
         .ok_or_else(|| Error::not_found("Unknown device."))?;
-    // A bridge has no password to give (v1.17).
-    if request.appservice.is_none() {
-        uiaa::require(
-            &services,
-            request.body.auth.as_ref(),
-            &[vec![AuthType::Password]],
-            Some(user),
-        )
-        .await?;
-    }
+    require_password(&services, &request, request.body.auth.as_ref()).await?;
     remove_device(&services, user, &request.body.device_id).await?;
     Ok(delete_device::v3::Response::new())
 }
@@ -106,15 +117,7 @@ pub async fn delete_many(
     request: Ruma<delete_devices::v3::Request>,
 ) -> Result<delete_devices::v3::Response> {
     let user = request.user();
-    if request.appservice.is_none() {
-        uiaa::require(
-            &services,
-            request.body.auth.as_ref(),
-            &[vec![AuthType::Password]],
-            Some(user),
-        )
-        .await?;
-    }
+    require_password(&services, &request, request.body.auth.as_ref()).await?;
     for device_id in &request.body.devices {
         remove_device(&services, user, device_id).await?;
     }
