@@ -86,22 +86,6 @@ pub struct NewExport {
     until: String,
 }
 
-/// A day's start (UTC) in ms, from `YYYY-MM-DD`; none when empty.
-fn day_ms(text: &str, texts: Texts) -> Result<Option<u64>, Refusal> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|day| day.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .and_then(|start| u64::try_from(start.timestamp().as_millisecond()).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            Refusal::BadRequest(texts.f("{day} is not a date (YYYY-MM-DD).", &[("day", &text)]))
-        })
-}
-
 /// `POST /exports`: makes an export of the scope given.
 pub async fn create(
     State(console): State<Arc<Console>>,
@@ -114,8 +98,8 @@ pub async fn create(
     let scope = archipel_vault::export::ExportScope {
         room: optional(&form.room),
         user: optional(&form.user),
-        from_ms: day_ms(&form.from, texts)?,
-        until_ms: day_ms(&form.until, texts)?,
+        from_ms: super::day_start(&form.from, texts)?,
+        until_ms: super::day_start(&form.until, texts)?,
     };
     let made = blocking(|| {
         Ok(ops::exports::create(

@@ -692,6 +692,21 @@ pub fn duration(seconds: i64) -> String {
 }
 
 /// Formats Unix seconds as UTC.
+/// The start of the day a form names (`YYYY-MM-DD`, midnight
+/// Europe/Amsterdam, as the command line reads dates) in ms since the
+/// Unix epoch; none when the field is empty.
+pub(super) fn day_start(text: &str, texts: Texts) -> Result<Option<u64>, Refusal> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    archipel_vault::export::parse_time(text)
+        .map(Some)
+        .map_err(|_| {
+            Refusal::BadRequest(texts.f("{day} is not a date (YYYY-MM-DD).", &[("day", &text)]))
+        })
+}
+
 pub fn when(seconds: i64) -> String {
     jiff::Timestamp::from_second(seconds)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())

@@ -98,20 +98,6 @@ pub async fn form(signed: Signed) -> Result<Response, Refusal> {
     Ok(render(&page(&signed, Asked::default(), None, None)))
 }
 
-/// A day's start in ms (Europe/Amsterdam, as the CLI reads dates); none
-/// when empty.
-fn day(text: &str, texts: Texts) -> Result<Option<u64>, Refusal> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    archipel_vault::export::parse_time(text)
-        .map(Some)
-        .map_err(|_| {
-            Refusal::BadRequest(texts.f("{day} is not a date (YYYY-MM-DD).", &[("day", &text)]))
-        })
-}
-
 fn given(value: &str) -> Option<String> {
     Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
@@ -133,8 +119,8 @@ pub async fn search(
             text: form.words.clone(),
             room: given(&form.room),
             sender: given(&form.sender),
-            from_ms: day(&form.from, texts)?,
-            until_ms: day(&form.until, texts)?,
+            from_ms: super::day_start(&form.from, texts)?,
+            until_ms: super::day_start(&form.until, texts)?,
             msgtype: given(&form.msgtype),
             source: given(&form.source),
             limit: 200,

@@ -398,15 +398,7 @@ pub async fn propose(
 ) -> Result<Response, Refusal> {
     let Posted { signed, form } = posted;
     signed.require(Role::RecordsManager)?;
-    let as_of = match form.as_of.trim() {
-        "" => archipel_vault::now_ms(),
-        date => date
-            .parse::<jiff::civil::Date>()
-            .ok()
-            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-            .and_then(|z| u64::try_from(z.timestamp().as_millisecond()).ok())
-            .ok_or_else(|| Refusal::BadRequest(format!("`{date}` is not a date (YYYY-MM-DD).")))?,
-    };
+    let as_of = super::day_start(&form.as_of, signed.texts)?.unwrap_or_else(archipel_vault::now_ms);
     let done = tokio::task::block_in_place(|| {
         ops::vault::propose_destruction(
             console.node(),
