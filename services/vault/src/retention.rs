@@ -127,6 +127,11 @@ impl Default for RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// Whether a permanent record this old (ms) is past the transfer term.
+    pub(crate) fn due_for_transfer(&self, age_ms: u64) -> bool {
+        age_ms >= u64::from(self.transfer_years) * YEAR_MS
+    }
+
     pub fn valuation(&self, role: Role, classification: Classification) -> Valuation {
         self.rules
             .iter()
@@ -229,7 +234,7 @@ impl<'a> Judge<'a> {
         }
         Ok(match self.valuation(event)? {
             Valuation::Permanent => Standing::Permanent {
-                due_for_transfer: age >= u64::from(self.policy.transfer_years) * YEAR_MS,
+                due_for_transfer: self.policy.due_for_transfer(age),
             },
             Valuation::DestroyAfter { years } if age >= u64::from(years) * YEAR_MS => {
                 Standing::Expired {

@@ -465,6 +465,39 @@ pub(crate) fn xml(text: &str) -> String {
 }
 
 impl Vault {
+    /// Walks a room's `records` (in log order) up to the last of `wanted`,
+    /// following the room's state (its name, members' display names)
+    /// through every event still readable, and hands `found` each wanted
+    /// one that is, with the state as of it. Returns the state at the end.
+    pub(crate) fn follow_room(
+        &self,
+        room: &str,
+        records: &[u64],
+        wanted: &BTreeSet<u64>,
+        mut found: impl FnMut(u64, EventEntry, Value, &html::RoomContext) -> Result<()>,
+    ) -> Result<html::RoomContext> {
+        let last = wanted.last().copied().unwrap_or(0);
+        let mut context = html::RoomContext::new(room);
+        for &seq in records {
+            if seq > last {
+                break;
+            }
+            let Entry::Event(entry) = self.log.record(seq)?.entry else {
+                continue;
+            };
+            let event = match self.open_sealed(seq, &entry.sealed) {
+                Ok(event) => event,
+                Err(Error::Erased { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            context.observe(&event);
+            if wanted.contains(&seq) {
+                found(seq, entry, event, &context)?;
+            }
+        }
+        Ok(context)
+    }
+
     /// Writes `verifier-key.txt` into `out`: the key that signed the
     /// checkpoint and manifest, in signed-note text form. Returns it.
     pub(crate) fn write_verifier_key(&self, out: &Path) -> Result<String> {

@@ -38,15 +38,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use self::mdto::{Appraisal, Event, File, Object, Reference, SOURCE_LOG, SOURCE_MATRIX};
-use super::{clear_event, html::RoomContext, woo::day_of};
+use super::{clear_event, woo::day_of};
 use crate::{
     Error, Organisation, Result, Vault,
     export::{amsterdam_time, xml},
     record::{Entry, EventEntry},
     retention::{Judge, RetentionPolicy, Valuation},
 };
-
-const YEAR_MS: u64 = 365 * 24 * 3600 * 1000 + 6 * 3600 * 1000;
 
 /// What to transfer.
 #[derive(Clone, Debug, Default)]
@@ -265,7 +263,7 @@ impl Vault {
                 },
             };
             let due = appraisal == Appraisal::Permanent
-                && now.saturating_sub(made) >= u64::from(policy.transfer_years) * YEAR_MS;
+                && policy.due_for_transfer(now.saturating_sub(made));
             if scope.due_only && !due {
                 summary.not_due += 1;
                 continue;
@@ -329,31 +327,22 @@ impl Vault {
         let mut any_permanent = false;
         let mut longest = 0;
         for (room, items) in &rooms {
-            let first = self
-                .log
-                .room_records(room, size)?
-                .first()
-                .copied()
-                .unwrap_or(0);
+            let records_of_room = self.log.room_records(room, size)?;
+            let first = records_of_room.first().copied().unwrap_or(0);
             let folder = format!("{top}/gesprek-{first}");
             container.dir(&folder)?;
-            // The room's state as of each message, and the messages shown.
-            let mut context = RoomContext::new(room);
+            // The messages shown, each with its sender's name then.
             let wanted: std::collections::BTreeSet<u64> = items.iter().map(|i| i.seq).collect();
             let mut shown: BTreeMap<u64, (Value, String)> = BTreeMap::new();
-            for seq in self.log.room_records(room, size)? {
-                if seq > *wanted.last().unwrap_or(&0) {
-                    break;
-                }
-                let Some(event) = self.open_unerased(seq)? else {
-                    continue;
-                };
-                context.observe(&event);
-                if wanted.contains(&seq) {
-                    let sender = context.display_name(event["sender"].as_str().unwrap_or(""));
-                    shown.insert(seq, (event, sender));
-                }
-            }
+            let context = self.follow_room(
+                room,
+                &records_of_room,
+                &wanted,
+                |seq, entry, event, context| {
+                    shown.insert(seq, (event, context.display_name(&entry.sender)));
+                    Ok(())
+                },
+            )?;
             let room_name = context.name().unwrap_or(room).to_owned();
             let dossier = Reference {
                 name: format!("Chatgesprek {room_name}"),
@@ -374,7 +363,8 @@ impl Vault {
                 };
                 let dir = format!("{folder}/bericht-{}", item.seq);
                 container.dir(&dir)?;
-                let files = self.write_message(&mut container, &dir, item, event, &message)?;
+                let files =
+                    self.write_message(&mut container, &dir, item, event, &message, size)?;
                 let day = day_of(item.entry.origin_server_ts);
                 container.object(
                     &format!("{dir}/bericht-{}.mdto.xml", item.seq),
@@ -537,12 +527,12 @@ impl Vault {
         item: &Item,
         event: Value,
         message: &Reference,
+        size: u64,
     ) -> Result<Vec<String>> {
         let represents = || Reference {
             name: message.name.clone(),
             id: message.id.clone(),
         };
-        let size = self.log.size()?;
         let decryption = match item.entry.event_type.as_str() {
             "m.room.encrypted" => self.decryption_proof(item.seq, size)?,
             _ => None,

@@ -494,23 +494,9 @@ impl Vault {
         wanted: &BTreeSet<u64>,
         size: u64,
     ) -> Result<(Option<String>, HashMap<u64, Message>)> {
-        let last = wanted.last().copied().unwrap_or(0);
-        let mut context = RoomContext::new(room);
         let mut messages = HashMap::new();
-        for seq in self.log.room_records(room, size)? {
-            if seq > last {
-                break;
-            }
-            let Entry::Event(entry) = self.log.record(seq)?.entry else {
-                continue;
-            };
-            let Some(event) = self.open_unerased(seq)? else {
-                continue;
-            };
-            context.observe(&event);
-            if !wanted.contains(&seq) {
-                continue;
-            }
+        let records = self.log.room_records(room, size)?;
+        let context = self.follow_room(room, &records, wanted, |seq, entry, event, context| {
             let decryption = match entry.event_type.as_str() {
                 "m.room.encrypted" => self.decryption_of(seq)?.filter(|&d| d < size),
                 _ => None,
@@ -527,21 +513,21 @@ impl Vault {
                 Some(plaintext) => clear_event(&event, plaintext),
                 None => event,
             };
-            let Some(body) = message_body(&shown, &entry) else {
-                continue;
-            };
-            messages.insert(
-                seq,
-                Message {
+            if let Some(body) = message_body(&shown, &entry) {
+                messages.insert(
                     seq,
-                    decryption: decryption.filter(|_| plaintext.is_some()),
-                    event_id: entry.event_id.clone(),
-                    ts: entry.origin_server_ts,
-                    sender: sender_name(&context, &shown, &entry),
-                    body,
-                },
-            );
-        }
+                    Message {
+                        seq,
+                        decryption: decryption.filter(|_| plaintext.is_some()),
+                        event_id: entry.event_id.clone(),
+                        ts: entry.origin_server_ts,
+                        sender: sender_name(context, &shown, &entry),
+                        body,
+                    },
+                );
+            }
+            Ok(())
+        })?;
         Ok((context.name().map(str::to_owned), messages))
     }
 
