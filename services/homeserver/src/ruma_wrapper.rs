@@ -61,12 +61,7 @@ fn masquerade(
     registration: &Registration,
     registering: bool,
 ) -> Result<(Option<OwnedUserId>, OwnedDeviceId), Error> {
-    let query = |name: &str| {
-        parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(percent_decode))
-        })
-    };
+    let query = |name: &str| query_param(parts, name);
     let user = match query("user_id") {
         Some(user) => ruma::UserId::parse(user.as_str())
             .map_err(|e| Error::invalid_param(format!("`user_id` is not a user ID: {e}")))?,
@@ -200,9 +195,17 @@ fn access_token(parts: &http::request::Parts) -> Option<String> {
     {
         return Some(token.trim().to_owned());
     }
+    query_param(parts, "access_token")
+}
+
+/// A query parameter's value, percent-decoded.
+fn query_param(parts: &http::request::Parts, name: &str) -> Option<String> {
     parts.uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("access_token=").map(percent_decode))
+        q.split('&').find_map(|pair| {
+            pair.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(percent_decode)
+        })
     })
 }
 

@@ -12,6 +12,7 @@ pub mod sender;
 
 use std::{fmt, path::Path, sync::Arc};
 
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use regex::{Regex, RegexBuilder};
 use ruma::{OwnedUserId, RoomAliasId, RoomId, ServerName, UserId};
 use serde::Deserialize;
@@ -270,11 +271,17 @@ pub async fn query(services: &crate::Services, asked: Query<'_>) -> bool {
     let (owner, path) = match asked {
         Query::User(user) => (
             services.appservices.exclusive_user(user),
-            format!("users/{}", urlencode(user.as_str())),
+            format!(
+                "users/{}",
+                utf8_percent_encode(user.as_str(), NON_ALPHANUMERIC)
+            ),
         ),
         Query::Alias(alias) => (
             services.appservices.exclusive_alias(alias),
-            format!("rooms/{}", urlencode(alias.as_str())),
+            format!(
+                "rooms/{}",
+                utf8_percent_encode(alias.as_str(), NON_ALPHANUMERIC)
+            ),
         ),
     };
     let Some(registration) = owner else {
@@ -298,19 +305,6 @@ pub async fn query(services: &crate::Services, asked: Query<'_>) -> bool {
             false
         }
     }
-}
-
-/// Percent-encodes an ID for a path segment.
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The installed bridges.
