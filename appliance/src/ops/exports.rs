@@ -42,16 +42,11 @@ pub fn describe(scope: &ExportScope) -> String {
     if let Some(user) = &scope.user {
         parts.push(format!("sent by {user}"));
     }
-    let day = |ms: u64| {
-        Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| ms.to_string())
-    };
     if let Some(from) = scope.from_ms {
-        parts.push(format!("from {}", day(from)));
+        parts.push(format!("from {}", super::utc(from)));
     }
     if let Some(until) = scope.until_ms {
-        parts.push(format!("until {}", day(until)));
+        parts.push(format!("until {}", super::utc(until)));
     }
     if parts.is_empty() {
         "every conversation".to_owned()

@@ -110,6 +110,14 @@ impl Actor {
     }
 }
 
+/// A time in ms since the Unix epoch, as UTC.
+fn utc(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.to_string())
+}
+
 /// Records in the vault's log that `actor` did `action` to `object`, with
 /// the outcome of `done`, and returns `done`. A failure to record fails
 /// the operation too: an action the trail does not show must not look

@@ -64,24 +64,16 @@ impl Asked {
             }
         }
         if let Some(from) = q.from_ms {
-            parts.push(format!("from {}", utc(from)));
+            parts.push(format!("from {}", super::utc(from)));
         }
         if let Some(until) = q.until_ms {
-            parts.push(format!("until {}", utc(until)));
+            parts.push(format!("until {}", super::utc(until)));
         }
         if let Some(classification) = self.classification {
             parts.push(format!("classification {classification}"));
         }
         parts.join(", ")
     }
-}
-
-/// A time in ms since the Unix epoch, as UTC.
-pub(super) fn utc(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| ms.to_string(), |t| t.to_string())
 }
 
 /// A message found, with the start of its text.

@@ -104,7 +104,7 @@ fn describe(request: &Request) -> String {
     }
     for (name, ms) in [("from", request.from_ms), ("until", request.until_ms)] {
         if let Some(ms) = ms {
-            parts.push(format!("{name} {}", search::utc(ms)));
+            parts.push(format!("{name} {}", super::utc(ms)));
         }
     }
     parts.join(", ")
