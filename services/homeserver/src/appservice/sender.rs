@@ -121,9 +121,19 @@ pub async fn run(services: Arc<Services>) {
     let mut watch = services.counter.watch();
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
     let mut ephemeral = Ephemeral::new(services.counter.visible());
+    // How far the outbox has been forgotten: pruned again only past it.
+    let mut pruned = 0;
     loop {
         watch.borrow_and_update();
-        if let Err(e) = pass(&services, &client, &mut backoff, &mut ephemeral).await {
+        if let Err(e) = pass(
+            &services,
+            &client,
+            &mut backoff,
+            &mut ephemeral,
+            &mut pruned,
+        )
+        .await
+        {
             tracing::warn!(error = %e, "delivering events to bridges");
         }
         let retry = backoff.values().map(|b| b.until).min();
@@ -147,6 +157,7 @@ async fn pass(
     client: &reqwest::Client,
     backoff: &mut HashMap<String, Backoff>,
     ephemeral: &mut Ephemeral,
+    pruned: &mut u64,
 ) -> Result<()> {
     let upto = services.counter.visible();
     let mut passed = upto;
@@ -227,8 +238,9 @@ async fn pass(
         }
         passed = passed.min(state.cursor);
     }
-    if passed > 0 {
+    if passed > *pruned {
         services.rooms.prune_appservice_outbox(passed).await?;
+        *pruned = passed;
     }
     Ok(())
 }
