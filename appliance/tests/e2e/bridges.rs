@@ -614,6 +614,20 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         .await
         .ok();
     assert!(resolved["room_id"].is_string(), "{resolved}");
+    // A portal the bridge makes has the archive member from its start, as
+    // a room any local user makes: an encrypted portal's keys reach it.
+    let archive_in_portal = bridge_api
+        .get(&as_bot(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(resolved["room_id"].as_str().expect("a room")),
+            enc("@archive:localhost")
+        )))
+        .await
+        .ok();
+    assert_eq!(
+        archive_in_portal["membership"], "join",
+        "{archive_in_portal}"
+    );
     assert_eq!(
         bridge.seen.lock().expect("lock").queries,
         [
@@ -817,202 +831,4 @@ async fn a_broken_registration_file_stops_the_node_naming_the_field() {
         !said.contains(AS_TOKEN) && !said.contains(HS_TOKEN),
         "no token in: {said}"
     );
-}
-
-/// The Python with mautrix-telegram (`.ci/prerequisites` installs it).
-fn bridge_python() -> std::path::PathBuf {
-    std::env::var_os("BRIDGE_PYTHON")
-        .map_or_else(|| "/var/tmp/bridge-venv/bin/python".into(), Into::into)
-}
-
-fn python(args: &[&str]) {
-    let output = std::process::Command::new(bridge_python())
-        .args(args)
-        .output()
-        .expect("the bridge's Python runs (.ci/prerequisites installs it)");
-    assert!(
-        output.status.success(),
-        "python {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The notices and messages the bot sent into `room`, oldest first.
-async fn bot_said(api: &Api, room: &str, bot: &str) -> Vec<String> {
-    let page = api
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
-            enc(room)
-        ))
-        .await
-        .ok();
-    let mut said: Vec<String> = page["chunk"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["sender"] == bot && e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    said.reverse();
-    said
-}
-
-async fn wait_for_reply(api: &Api, room: &str, bot: &str, starts: &str) -> String {
-    let (api, room, bot, starts) = (
-        api.clone(),
-        room.to_owned(),
-        bot.to_owned(),
-        starts.to_owned(),
-    );
-    eventually(
-        &format!("the bot to say {starts:?}"),
-        Duration::from_secs(60),
-        || {
-            let (api, room, bot, starts) = (api.clone(), room.clone(), bot.clone(), starts.clone());
-            async move {
-                bot_said(&api, &room, &bot)
-                    .await
-                    .into_iter()
-                    .find(|body| body.starts_with(&starts))
-            }
-        },
-    )
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn mautrix_telegram_answers_in_a_dm_and_the_exchange_is_archived() {
-    let files = tempfile::tempdir().expect("a folder");
-    let dir = files.path();
-    let config = dir.join("config.yaml");
-    let registration = dir.join("registration.yaml");
-    let database = dir.join("telegram.db");
-    let port = archipel_test_vm::ports::reserve().expect("a free loopback port");
-    let example = {
-        let output = std::process::Command::new(bridge_python())
-            .args([
-                "-c",
-                "import mautrix_telegram, os; print(os.path.join(os.path.dirname(mautrix_telegram.__file__), 'example-config.yaml'))",
-            ])
-            .output()
-            .expect("the bridge's Python runs (.ci/prerequisites installs it)");
-        String::from_utf8(output.stdout)
-            .expect("a path")
-            .trim()
-            .to_owned()
-    };
-    std::fs::copy(&example, &config).expect("the example configuration");
-    let script = archipel_test_vm::package_dir().join("tests/e2e/bridge/configure.py");
-    let configure = |homeserver: &str| {
-        python(&[
-            script.to_str().expect("path"),
-            config.to_str().expect("path"),
-            homeserver,
-            "localhost",
-            &port.to_string(),
-            database.to_str().expect("path"),
-        ]);
-    };
-    configure("http://127.0.0.1:9");
-    // The bridge writes its registration (and its tokens into its config).
-    python(&[
-        "-m",
-        "mautrix_telegram",
-        "-g",
-        "-c",
-        config.to_str().expect("path"),
-        "-r",
-        registration.to_str().expect("path"),
-    ]);
-    let server =
-        TestServer::start_with(&["--appservice", registration.to_str().expect("path")]).await;
-    configure(server.url());
-    let log = std::fs::File::create(dir.join("bridge.log")).expect("a log");
-    let mut bridge = tokio::process::Command::new(bridge_python())
-        .args(["-m", "mautrix_telegram", "-c"])
-        .arg(&config)
-        .arg("-r")
-        .arg(&registration)
-        .current_dir(dir)
-        .stdout(log.try_clone().expect("the log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the bridge starts");
-    let ready = format!("http://127.0.0.1:{port}/_matrix/mau/ready");
-    let started = eventually("the bridge to be ready", Duration::from_secs(60), || {
-        let ready = ready.clone();
-        async move {
-            reqwest::get(&ready)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    });
-    let exited = bridge.wait();
-    tokio::select! {
-        () = started => {}
-        status = exited => panic!(
-            "the bridge exited ({status:?}):\n{}",
-            std::fs::read_to_string(dir.join("bridge.log")).unwrap_or_default()
-        ),
-    }
-
-    // Alice opens a direct chat with the bot, as Element does.
-    let bot = "@telegrambot:localhost";
-    let api = Api::new(server.url());
-    let alice = api.register("alice").await;
-    let alice_api = api.with_token(&alice.access_token);
-    let room = alice_api
-        .post(
-            "/_matrix/client/v3/createRoom",
-            &json!({"invite": [bot], "is_direct": true, "preset": "trusted_private_chat"}),
-        )
-        .await
-        .ok()["room_id"]
-        .as_str()
-        .expect("a room")
-        .to_owned();
-    wait_for_reply(&alice_api, &room, bot, "Hello, I'm a Telegram bridge bot").await;
-    for (n, (command, reply)) in [
-        ("help", "This is a management room"),
-        ("ping", "You're not logged in"),
-        ("version", "[mautrix-telegram]"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        alice_api
-            .put(
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/c{n}",
-                    enc(&room)
-                ),
-                &json!({"msgtype": "m.text", "body": command}),
-            )
-            .await
-            .ok();
-        wait_for_reply(&alice_api, &room, bot, reply).await;
-    }
-
-    // The exchange is in the vault, the bot's side too.
-    let data = server.data_dir();
-    let found = eventually("the bot's reply archived", Duration::from_secs(30), || {
-        let data = data.clone();
-        async move {
-            let found = crate::harness::json_lines(&crate::vault::vault_ok(
-                &data,
-                &["search", "logged", "--source", "telegram", "--json"],
-            ));
-            (!found.is_empty()).then_some(found)
-        }
-    })
-    .await;
-    assert_eq!(found[0]["room"], room.as_str());
-    assert_eq!(
-        found[0]["sender"], bot,
-        "the bridge is the provenance of its bot's messages"
-    );
-    bridge.kill().await.ok();
 }

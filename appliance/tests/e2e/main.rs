@@ -28,6 +28,7 @@ mod imports;
 mod lifecycle;
 mod load;
 mod local_console;
+mod mautrix;
 mod media;
 mod metrics;
 mod provision;
