@@ -117,6 +117,44 @@ async fn state_put_get_and_power_levels() {
     )
     .await
     .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    node.request(
+        Method::PUT,
+        &format!("{V3}/rooms/{room}/state/m.room.member/@alice:localhost"),
+        Some(&alice),
+        Some(json!({ "membership": "leave" })),
+    )
+    .await
+    .err(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+
+    // A member's own profile in this room alone (Element's /myroomnick).
+    let own = format!("{V3}/rooms/{room}/state/m.room.member/@alice:localhost");
+    node.request(
+        Method::PUT,
+        &own,
+        Some(&alice),
+        Some(json!({ "membership": "join", "displayname": "Alice (BZK)" })),
+    )
+    .await
+    .ok();
+    let member = node
+        .request(Method::GET, &own, Some(&alice), None)
+        .await
+        .ok();
+    assert_eq!(member["displayname"], "Alice (BZK)");
+    assert_eq!(member["membership"], "join");
+    let profile = node
+        .request(
+            Method::GET,
+            &format!("{V3}/profile/@alice:localhost"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .ok();
+    assert_ne!(
+        profile["displayname"], "Alice (BZK)",
+        "the global name stays"
+    );
 }
 
 #[tokio::test]

@@ -66,7 +66,15 @@ pub async fn send_state(
     let user = request.user();
     let body = &request.body;
     let content = content_of(body.body.json())?;
-    if body.event_type == StateEventType::RoomMember {
+    // The state path changes one membership: a member's own profile in
+    // this room (Element's /myroomnick, a bridge naming its user in one
+    // portal). Joins, leaves, invites and bans take the membership
+    // endpoints and their checks.
+    if body.event_type == StateEventType::RoomMember
+        && !(body.state_key == user.as_str()
+            && content["membership"] == "join"
+            && services.rooms.is_joined(user, &body.room_id)?)
+    {
         return Err(Error::forbidden(
             "Use the membership endpoints to change membership.",
         ));
