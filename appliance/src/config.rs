@@ -363,7 +363,7 @@ impl Config {
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             console_session_idle_secs: ConsoleConfig::default().session_idle_secs,
             federation: None,
-            appservices: Vec::new(),
+            appservices: read_dev_appservices(dir)?,
         })
     }
 }
@@ -436,6 +436,48 @@ pub fn read_server_name(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join("server_name"))
         .ok()
         .map(|s| s.trim().to_owned())
+}
+
+/// Where a development node records the bridges it runs with: commands
+/// on the stopped node load them too, so the events those commands make
+/// (a deactivated user leaving their rooms) reach the bridges.
+const DEV_APPSERVICES: &str = "appservices";
+
+/// The registration files a development node at `dir` last ran with.
+fn read_dev_appservices(dir: &Path) -> Result<Vec<PathBuf>> {
+    let path = dir.join(DEV_APPSERVICES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.lines().map(PathBuf::from).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Records the registration files a development node runs with, as
+/// absolute paths, one a line (none: no file).
+pub fn record_dev_appservices(dir: &Path, files: &[PathBuf]) -> Result<()> {
+    let path = dir.join(DEV_APPSERVICES);
+    if files.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
+    let mut text = String::new();
+    for file in files {
+        let absolute = std::path::absolute(file)
+            .with_context(|| format!("--appservice {}", file.display()))?;
+        text.push_str(
+            absolute
+                .to_str()
+                .with_context(|| format!("--appservice {}: not a UTF-8 path", file.display()))?,
+        );
+        text.push('\n');
+    }
+    archipel_store::replace_durably(&path, text.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

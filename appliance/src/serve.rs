@@ -40,6 +40,12 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let node = node::open(&config)?;
+    if config.dev {
+        crate::config::record_dev_appservices(
+            &config.node.data_dir,
+            &config.homeserver.appservices,
+        )?;
+    }
     // The database lock is ours: no backup of this data runs any more.
     crate::backup::remove_stale_snapshots(&config.node.data_dir);
     let homeserver = node.homeserver;

@@ -732,6 +732,16 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
         seen.transactions.last().expect("a transaction").clone()
     };
     server.stop().await;
+    // A command on the stopped node loads the node's bridges too: Alice
+    // deactivated there leaves the DM, and the bridge hears of it.
+    let deactivated = crate::harness::run_archipel(&[
+        "user",
+        "deactivate",
+        "alice",
+        "--data-dir",
+        server.data_dir().to_str().expect("path"),
+    ]);
+    assert!(deactivated.status.success(), "{deactivated:?}");
     bridge.refuse.store(false, Ordering::SeqCst);
     server.restart_on_same_port().await;
     eventually(
@@ -742,6 +752,25 @@ async fn a_bridge_registers_masquerades_and_gets_its_events_in_order() {
             async move {
                 let seen = bridge.seen.lock().expect("lock");
                 (seen.transactions.iter().filter(|t| **t == refused).count() >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    eventually(
+        "Alice's leave at the bridge",
+        Duration::from_secs(30),
+        || {
+            let (bridge, room) = (bridge.clone(), room.clone());
+            async move {
+                events_seen(&bridge)
+                    .into_iter()
+                    .find(|e| {
+                        e["type"] == "m.room.member"
+                            && e["state_key"] == "@alice:localhost"
+                            && e["room_id"] == room.as_str()
+                            && e["content"]["membership"] == "leave"
+                    })
+                    .map(|_| ())
             }
         },
     )

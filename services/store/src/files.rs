@@ -56,6 +56,16 @@ pub fn link_tree(from: &Path, to: &Path, include: &dyn Fn(&Path) -> bool) -> Res
 /// synced temporary file, linked into place, the folder synced). Fails with
 /// `AlreadyExists` if `path` exists: what is made once is never replaced.
 pub fn create_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_durably(path, bytes, mode, false)
+}
+
+/// [`create_durably`] over what `path` held: after a crash it holds either
+/// the old bytes or every new one.
+pub fn replace_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_durably(path, bytes, mode, true)
+}
+
+fn write_durably(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -66,7 +76,11 @@ pub fn create_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .tempfile_in(dir)?;
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
-    temporary.persist_noclobber(path).map_err(|e| e.error)?;
+    if replace {
+        temporary.persist(path).map_err(|e| e.error)?;
+    } else {
+        temporary.persist_noclobber(path).map_err(|e| e.error)?;
+    }
     fs::File::open(dir)?.sync_all()
 }
 

@@ -23,6 +23,6 @@ mod tree;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
-pub use files::{create_durably, link_tree};
+pub use files::{create_durably, link_tree, replace_durably};
 pub use store::{ColumnSpec, Store, StoreOptions, Written};
 pub use tree::{Row, Tree};
