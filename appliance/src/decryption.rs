@@ -4,10 +4,11 @@
 //! Either can come first. An event captured before its key waits in the
 //! vault as a pending decryption until the key arrives; a key that arrived
 //! first is in the device's store when the event is captured. So the
-//! worker looks at new pending events after every sync of the capture
-//! pump (many batches: it reads each session's key once for many events
-//! and pays one fsync for them), and at the pending events of each session
-//! whose key arrives. At start it looks at all of them once: keys may have
+//! worker looks at new pending events a moment after the capture pump
+//! syncs (what is captured meanwhile joins them: it reads each session's
+//! key once for many events, the vault imports it once, and one fsync
+//! covers them all), and at the pending events of each session whose key
+//! arrives. At start it looks at all of them once: keys may have
 //! arrived while the node was down.
 //!
 //! An encrypted message's attachments (its `file`, its thumbnail's) are
@@ -37,6 +38,9 @@ pub type Session = (ruma::OwnedRoomId, String);
 /// How many pending events one look takes at a time.
 const PAGE: usize = 256;
 
+/// How long the worker lets captures gather before it looks at them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Runs until `stop`: decrypts what it can after each sync of captured
 /// events (`captured`) and for each session whose key arrives (`keys`).
 pub async fn run(
@@ -59,7 +63,12 @@ pub async fn run(
             tracing::warn!(error = %format!("{e:#}"), "decrypting archived events");
         }
         tokio::select! {
-            _ = captured.notified() => {}
+            _ = captured.notified() => {
+                // What the pump captures meanwhile joins this look: a
+                // burst becomes one batch, one key read per session and
+                // one sync.
+                tokio::time::sleep(GATHER).await;
+            }
             Some(sessions) = keys.recv() => {
                 if let Err(e) = worker.look_at_sessions(sessions).await {
                     tracing::warn!(error = %format!("{e:#}"), "decrypting archived events of new room keys");
@@ -101,9 +110,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Asks the device for the keys of the pending events (each session read
-    /// once), has the vault decrypt them, fetches their attachments, and has
-    /// the vault append the decryption records.
+    /// Asks the device for one key per session of the pending events (from
+    /// the session's earliest pending index), has the vault decrypt them,
+    /// fetches their attachments, and has the vault append the decryption
+    /// records.
     async fn decrypt(&self, pending: Vec<PendingDecryption>) -> Result<()> {
         let mut by_session: BTreeMap<(String, String), Vec<PendingDecryption>> = BTreeMap::new();
         for event in pending {
@@ -113,21 +123,23 @@ impl Worker {
                 .push(event);
         }
         let mut keyed = Vec::new();
-        for ((room_id, session_id), events) in by_session {
+        for ((room_id, session_id), mut events) in by_session {
             let Ok(room_id) = RoomId::parse(&room_id) else {
                 continue;
             };
-            let indexes: Vec<u32> = events.iter().map(|e| e.message_index).collect();
-            let keys = self
+            let Some(earliest) = events.iter().map(|e| e.message_index).min() else {
+                continue;
+            };
+            let Some((key, from)) = self
                 .device
-                .session_keys(&room_id, &session_id, &indexes)
-                .await?;
-            keyed.extend(
-                events
-                    .into_iter()
-                    .zip(keys)
-                    .filter_map(|(event, key)| Some((event, key?))),
-            );
+                .session_key(&room_id, &session_id, earliest)
+                .await?
+            else {
+                continue;
+            };
+            // Events before the first index the device holds stay pending.
+            events.retain(|e| e.message_index >= from);
+            keyed.push((events, key));
         }
         if keyed.is_empty() {
             return Ok(());
@@ -135,8 +147,8 @@ impl Worker {
         let vault = self.vault.clone();
         let decrypted = tokio::task::spawn_blocking(move || {
             let mut decrypted = Vec::new();
-            for (event, key) in keyed {
-                decrypted.extend(vault.decrypt_pending(&event, &key)?);
+            for (events, key) in keyed {
+                decrypted.extend(vault.decrypt_session(&events, &key)?);
             }
             anyhow::Ok(decrypted)
         })

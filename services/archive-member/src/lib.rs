@@ -240,34 +240,30 @@ impl ArchiveMember {
     }
 
     /// The Megolm session key that decrypts messages of session
-    /// `session_id` in `room_id` from each of `message_indexes` on, as the
-    /// JSON of a key export (`ExportedRoomKey`), or `None` where the device
-    /// does not hold it (no such session, or only from a later index). The
-    /// session is read from the store once for all of them.
-    pub async fn session_keys(
+    /// `session_id` in `room_id` from `message_index` on (or from the first
+    /// index the device holds, if later), as the JSON of a key export
+    /// (`ExportedRoomKey`), with that first index. `None` where the device
+    /// does not hold the session.
+    pub async fn session_key(
         &self,
         room_id: &RoomId,
         session_id: &str,
-        message_indexes: &[u32],
-    ) -> Result<Vec<Option<String>>> {
+        message_index: u32,
+    ) -> Result<Option<(String, u32)>> {
         let Some(session) = self
             .machine
             .store()
             .get_inbound_group_session(room_id, session_id)
             .await?
         else {
-            return Ok(vec![None; message_indexes.len()]);
+            return Ok(None);
         };
-        let mut keys = Vec::with_capacity(message_indexes.len());
-        for &index in message_indexes {
-            keys.push(if session.first_known_index() > index {
-                None
-            } else {
-                let export = session.export_at_index(index).await;
-                Some(serde_json::to_string(&export).expect("key exports serialize"))
-            });
-        }
-        Ok(keys)
+        let from = session.first_known_index().max(message_index);
+        let export = session.export_at_index(from).await;
+        Ok(Some((
+            serde_json::to_string(&export).expect("key exports serialize"),
+            from,
+        )))
     }
 }
 

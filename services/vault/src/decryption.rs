@@ -41,7 +41,7 @@ pub struct PendingDecryption {
 }
 
 /// An encrypted event record decrypted by the vault with a session key
-/// the archive member's device exported ([`Vault::decrypt_pending`]): what
+/// the archive member's device exported ([`Vault::decrypt_session`]): what
 /// a decryption record holds. Only the vault makes one, so the plaintext
 /// it carries is the one the logged ciphertext decrypts to.
 pub struct Decryption {
@@ -226,35 +226,51 @@ impl Vault {
         decrypted_from(seq, sealed)
     }
 
-    /// Decrypts pending event `pending` with `session_key` (an exported
-    /// room key, JSON), checking that the plaintext belongs to its room.
-    /// `None` when the event is no longer pending (decrypted already,
-    /// erased), or the key does not decrypt it (logged; it stays pending).
-    pub fn decrypt_pending(
+    /// Decrypts the pending events `pending`, all of one session, with
+    /// `session_key` (that session's exported room key, JSON, imported
+    /// once), checking that each plaintext belongs to its room. Each
+    /// decryption holds the key exported at its own event's index. An event
+    /// no longer pending (decrypted already, erased) is left out, as is one
+    /// the key does not decrypt (logged; it stays pending).
+    pub fn decrypt_session(
         &self,
-        pending: &PendingDecryption,
+        pending: &[PendingDecryption],
         session_key: &str,
-    ) -> Result<Option<Decryption>> {
-        let event = match self.open_event(pending.seq) {
-            Ok(event) => event,
-            Err(Error::Erased { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let plaintext = match megolm::decrypt(&event, session_key) {
-            Ok(plaintext) => plaintext,
+    ) -> Result<Vec<Decryption>> {
+        let mut key = match megolm::RoomKey::import(session_key) {
+            Ok(key) => key,
             Err(e) => {
-                tracing::warn!(seq = pending.seq, event_id = %pending.event_id, error = %e,
-                    "a session key did not decrypt an archived event; it stays pending");
-                return Ok(None);
+                tracing::warn!(error = %e, "a session key could not be read; its events stay pending");
+                return Ok(Vec::new());
             }
         };
-        let session_key = serde_json::from_str(session_key)
-            .map_err(|e| Error::Corrupt(format!("session key: {e}")))?;
-        Ok(Some(Decryption {
-            pending: pending.clone(),
-            session_key,
-            plaintext,
-        }))
+        let mut in_order: Vec<&PendingDecryption> = pending.iter().collect();
+        in_order.sort_by_key(|p| p.message_index);
+        let mut decrypted = Vec::with_capacity(pending.len());
+        for pending in in_order {
+            let event = match self.open_event(pending.seq) {
+                Ok(event) => event,
+                Err(Error::Erased { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let plaintext = match key.decrypt(&event) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    tracing::warn!(seq = pending.seq, event_id = %pending.event_id, error = %e,
+                        "a session key did not decrypt an archived event; it stays pending");
+                    continue;
+                }
+            };
+            let Some(session_key) = key.exported_at(pending.message_index) else {
+                continue;
+            };
+            decrypted.push(Decryption {
+                pending: pending.clone(),
+                session_key,
+                plaintext,
+            });
+        }
+        Ok(decrypted)
     }
 
     /// Appends a decryption record for each of `found`, in one durable

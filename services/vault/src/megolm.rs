@@ -79,45 +79,90 @@ pub enum DecryptError {
 /// `session_key` (an exported room key, JSON). Returns the plaintext
 /// exactly as it was encrypted: JSON text that names the event's room.
 pub fn decrypt(event: &Value, session_key: &str) -> Result<String, DecryptError> {
-    let room_id = event["room_id"].as_str().unwrap_or_default();
-    let content = &event["content"];
-    if content["algorithm"] != MEGOLM_V1 {
-        return Err(DecryptError::NotMegolm);
+    RoomKey::import(session_key)?.decrypt(event)
+}
+
+/// One session's exported room key, imported once: it decrypts that
+/// session's events from its index on, and gives the key exported at each
+/// event's own index (what that event's decryption record holds). Events
+/// taken in index order cost one ratchet step each.
+pub struct RoomKey {
+    /// The export as the device wrote it; `session_key` is replaced by the
+    /// key at each event's index in [`RoomKey::exported_at`].
+    export: Value,
+    room_id: String,
+    session_id: String,
+    session: InboundGroupSession,
+}
+
+impl RoomKey {
+    /// Imports an exported room key (JSON).
+    pub fn import(session_key: &str) -> Result<Self, DecryptError> {
+        let export: Value =
+            serde_json::from_str(session_key).map_err(|e| DecryptError::BadKey(e.to_string()))?;
+        let key: ExportedRoomKey = serde_json::from_value(export.clone())
+            .map_err(|e| DecryptError::BadKey(e.to_string()))?;
+        if key.algorithm != MEGOLM_V1 {
+            return Err(DecryptError::OtherSession(format!(
+                "session {} in {}",
+                key.session_id, key.room_id
+            )));
+        }
+        let exported = ExportedSessionKey::from_base64(&key.session_key)
+            .map_err(|e| DecryptError::BadKey(e.to_string()))?;
+        Ok(Self {
+            export,
+            room_id: key.room_id,
+            session_id: key.session_id,
+            session: InboundGroupSession::import(&exported, SessionConfig::version_1()),
+        })
     }
-    let ciphertext = content["ciphertext"]
-        .as_str()
-        .ok_or(DecryptError::NotMegolm)?;
-    let key: ExportedRoomKey =
-        serde_json::from_str(session_key).map_err(|e| DecryptError::BadKey(e.to_string()))?;
-    if key.algorithm != MEGOLM_V1
-        || key.room_id != room_id
-        || content["session_id"] != key.session_id.as_str()
-    {
-        return Err(DecryptError::OtherSession(format!(
-            "session {} in {}",
-            key.session_id, key.room_id
-        )));
+
+    /// Decrypts `event`, which must be of this key's room and session.
+    pub fn decrypt(&mut self, event: &Value) -> Result<String, DecryptError> {
+        let room_id = event["room_id"].as_str().unwrap_or_default();
+        let content = &event["content"];
+        if content["algorithm"] != MEGOLM_V1 {
+            return Err(DecryptError::NotMegolm);
+        }
+        let ciphertext = content["ciphertext"]
+            .as_str()
+            .ok_or(DecryptError::NotMegolm)?;
+        if self.room_id != room_id || content["session_id"] != self.session_id.as_str() {
+            return Err(DecryptError::OtherSession(format!(
+                "session {} in {}",
+                self.session_id, self.room_id
+            )));
+        }
+        let message = MegolmMessage::from_base64(ciphertext)
+            .map_err(|e| DecryptError::Megolm(e.to_string()))?;
+        let decrypted = self
+            .session
+            .decrypt(&message)
+            .map_err(|e| DecryptError::Megolm(e.to_string()))?;
+        let plaintext = String::from_utf8(decrypted.plaintext)
+            .map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
+        // A message re-sent into another room decrypts, but is not this room's.
+        let named: Value = serde_json::from_str(&plaintext)
+            .map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
+        if named["room_id"] != room_id {
+            return Err(DecryptError::BadPlaintext(format!(
+                "it names room {}",
+                named["room_id"]
+            )));
+        }
+        Ok(plaintext)
     }
-    let exported = ExportedSessionKey::from_base64(&key.session_key)
-        .map_err(|e| DecryptError::BadKey(e.to_string()))?;
-    let mut session = InboundGroupSession::import(&exported, SessionConfig::version_1());
-    let message =
-        MegolmMessage::from_base64(ciphertext).map_err(|e| DecryptError::Megolm(e.to_string()))?;
-    let decrypted = session
-        .decrypt(&message)
-        .map_err(|e| DecryptError::Megolm(e.to_string()))?;
-    let plaintext = String::from_utf8(decrypted.plaintext)
-        .map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
-    // A message re-sent into another room decrypts, but is not this room's.
-    let named: Value =
-        serde_json::from_str(&plaintext).map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
-    if named["room_id"] != room_id {
-        return Err(DecryptError::BadPlaintext(format!(
-            "it names room {}",
-            named["room_id"]
-        )));
+
+    /// The export at `message_index` (JSON): it decrypts the session from
+    /// that index on and nothing before it. `None` below the key's own
+    /// first index.
+    pub fn exported_at(&mut self, message_index: u32) -> Option<Value> {
+        let key = self.session.export_at(message_index)?;
+        let mut export = self.export.clone();
+        export["session_key"] = Value::String(key.to_base64());
+        Some(export)
     }
-    Ok(plaintext)
 }
 
 #[cfg(test)]
@@ -185,5 +230,34 @@ mod tests {
             Err(DecryptError::BadPlaintext(_))
         ));
         assert!(session_of(&json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2" })).is_none());
+    }
+
+    #[test]
+    fn one_imported_key_gives_each_event_the_key_at_its_own_index() {
+        let mut session = GroupSession::new(SessionConfig::version_1());
+        let start = session.session_key();
+        let events: Vec<Value> = (0..4)
+            .map(|n| {
+                encrypted(
+                    &mut session,
+                    "!r:x",
+                    &json!({ "type": "m.room.message", "room_id": "!r:x", "content": { "body": n } }),
+                )
+            })
+            .collect();
+        let mut key = RoomKey::import(&export(&start, "!r:x", 1)).expect("a key");
+        assert!(key.exported_at(0).is_none(), "not before its first index");
+        assert!(matches!(
+            key.decrypt(&events[0]),
+            Err(DecryptError::Megolm(_))
+        ));
+        for (index, event) in events.iter().enumerate().skip(1) {
+            let plain = key.decrypt(event).expect("decrypts");
+            let own = key.exported_at(index as u32).expect("a key").to_string();
+            // What the record holds decrypts its event alone, from its index on.
+            assert_eq!(own, export(&start, "!r:x", index as u32));
+            assert_eq!(decrypt(event, &own).expect("decrypts"), plain);
+            assert!(decrypt(&events[index - 1], &own).is_err());
+        }
     }
 }
