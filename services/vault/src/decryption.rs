@@ -237,7 +237,9 @@ impl Vault {
         pending: &[PendingDecryption],
         session_key: &str,
     ) -> Result<Vec<Decryption>> {
-        let mut key = match megolm::RoomKey::import(session_key) {
+        let export = serde_json::from_str(session_key)
+            .map_err(|e| megolm::DecryptError::BadKey(e.to_string()));
+        let mut key = match export.and_then(megolm::RoomKey::import) {
             Ok(key) => key,
             Err(e) => {
                 tracing::warn!(error = %e, "a session key could not be read; its events stay pending");
@@ -384,7 +386,7 @@ impl Vault {
                     continue;
                 }
             };
-            match megolm::decrypt(&event, &decrypted.session_key.to_string()) {
+            match megolm::decrypt(&event, &decrypted.session_key) {
                 Ok(plaintext) if plaintext == decrypted.plaintext => {}
                 Ok(_) => findings.push(mismatch(
                     "its session key decrypts the ciphertext to another plaintext".into(),

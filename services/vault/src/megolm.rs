@@ -76,10 +76,10 @@ pub enum DecryptError {
 }
 
 /// Decrypts `event` (an `m.room.encrypted` event as captured) with
-/// `session_key` (an exported room key, JSON). Returns the plaintext
-/// exactly as it was encrypted: JSON text that names the event's room.
-pub fn decrypt(event: &Value, session_key: &str) -> Result<String, DecryptError> {
-    RoomKey::import(session_key)?.decrypt(event)
+/// `session_key` (an exported room key). Returns the plaintext exactly as
+/// it was encrypted: JSON text that names the event's room.
+pub fn decrypt(event: &Value, session_key: &Value) -> Result<String, DecryptError> {
+    RoomKey::import(session_key.clone())?.decrypt(event)
 }
 
 /// One session's exported room key, imported once: it decrypts that
@@ -96,11 +96,9 @@ pub struct RoomKey {
 }
 
 impl RoomKey {
-    /// Imports an exported room key (JSON).
-    pub fn import(session_key: &str) -> Result<Self, DecryptError> {
-        let export: Value =
-            serde_json::from_str(session_key).map_err(|e| DecryptError::BadKey(e.to_string()))?;
-        let key: ExportedRoomKey = serde_json::from_value(export.clone())
+    /// Imports an exported room key.
+    pub fn import(export: Value) -> Result<Self, DecryptError> {
+        let key = ExportedRoomKey::deserialize(&export)
             .map_err(|e| DecryptError::BadKey(e.to_string()))?;
         if key.algorithm != MEGOLM_V1 {
             return Err(DecryptError::OtherSession(format!(
@@ -184,14 +182,13 @@ mod tests {
 
     /// The key as the device would export it: from the session's start
     /// (`key`, taken before the first message), ratcheted to `index`.
-    fn export(key: &SessionKey, room: &str, index: u32) -> String {
+    fn export(key: &SessionKey, room: &str, index: u32) -> Value {
         let mut inbound = InboundGroupSession::new(key, SessionConfig::version_1());
         json!({
             "algorithm": MEGOLM_V1, "room_id": room, "session_id": inbound.session_id(),
             "session_key": inbound.export_at(index).expect("index").to_base64(),
             "sender_key": "unused", "sender_claimed_keys": {}, "forwarding_curve25519_key_chain": []
         })
-        .to_string()
     }
 
     #[test]
@@ -245,7 +242,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut key = RoomKey::import(&export(&start, "!r:x", 1)).expect("a key");
+        let mut key = RoomKey::import(export(&start, "!r:x", 1)).expect("a key");
         assert!(key.exported_at(0).is_none(), "not before its first index");
         assert!(matches!(
             key.decrypt(&events[0]),
@@ -253,7 +250,7 @@ mod tests {
         ));
         for (index, event) in events.iter().enumerate().skip(1) {
             let plain = key.decrypt(event).expect("decrypts");
-            let own = key.exported_at(index as u32).expect("a key").to_string();
+            let own = key.exported_at(index as u32).expect("a key");
             // What the record holds decrypts its event alone, from its index on.
             assert_eq!(own, export(&start, "!r:x", index as u32));
             assert_eq!(decrypt(event, &own).expect("decrypts"), plain);

@@ -360,11 +360,7 @@ impl Users {
             device_id: device_id.clone(),
             expires_at,
         };
-        batch.put_json(
-            &self.userdeviceid_device,
-            key::key([user_id.as_bytes(), device_id.as_bytes()]),
-            &device,
-        );
+        self.put_device(&mut batch, user_id, &device);
         batch.put_json(
             &self.tokenhash_session,
             device.token_hash.as_bytes(),
@@ -405,11 +401,7 @@ impl Users {
             refresh_hash: None,
         };
         let mut batch = Batch::new();
-        batch.put_json(
-            &self.userdeviceid_device,
-            key::key([user_id.as_bytes(), device_id.as_bytes()]),
-            &device,
-        );
+        self.put_device(&mut batch, user_id, &device);
         self.store.commit_async(batch).await?;
         Ok(true)
     }
@@ -457,7 +449,16 @@ impl Users {
     pub fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
         Ok(self
             .userdeviceid_device
-            .get_json(key::key([user_id.as_bytes(), device_id.as_bytes()]))?)
+            .get_json(device_key(user_id, device_id))?)
+    }
+
+    /// Writes `device` of `user_id` in `batch`.
+    fn put_device(&self, batch: &mut Batch, user_id: &UserId, device: &Device) {
+        batch.put_json(
+            &self.userdeviceid_device,
+            device_key(user_id, &device.device_id),
+            device,
+        );
     }
 
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
@@ -479,11 +480,7 @@ impl Users {
             .ok_or_else(|| Error::not_found("Unknown device."))?;
         device.display_name = name;
         let mut batch = Batch::new();
-        batch.put_json(
-            &self.userdeviceid_device,
-            key::key([user_id.as_bytes(), device_id.as_bytes()]),
-            &device,
-        );
+        self.put_device(&mut batch, user_id, &device);
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -496,10 +493,7 @@ impl Users {
         };
         let mut batch = Batch::new();
         self.forget_tokens(&mut batch, &device);
-        batch.delete(
-            &self.userdeviceid_device,
-            key::key([user_id.as_bytes(), device_id.as_bytes()]),
-        );
+        batch.delete(&self.userdeviceid_device, device_key(user_id, device_id));
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -650,6 +644,11 @@ async fn hash_password(password: String) -> Result<String> {
         .await
         .map_err(Error::internal)?
         .map_err(Error::internal)
+}
+
+/// A device's key in `userdeviceid_device`.
+fn device_key(user_id: &UserId, device_id: &DeviceId) -> Vec<u8> {
+    key::key([user_id.as_bytes(), device_id.as_bytes()])
 }
 
 fn token_hash(token: &str) -> String {

@@ -430,7 +430,7 @@ fn check_decryption(
             "record {dseq}: the plaintext or session key shown differs from the archived one"
         ));
     }
-    let derived = crate::megolm::decrypt(&ciphertext, &decryption.session_key.to_string())
+    let derived = crate::megolm::decrypt(&ciphertext, &decryption.session_key)
         .map_err(|e| format!("record {dseq}: {e}"))?;
     if derived != decryption.plaintext {
         return Err(format!(
