@@ -244,7 +244,9 @@ pub fn invited(
 
 /// What an invitee sees of the room before joining: the stripped state the
 /// inviting server sent along, or the room's own state at the invite, with
-/// the inviter's and the invite's member events.
+/// the inviter's and the invite's member events. The invite itself is
+/// whole, as Synapse gives it: with its ID and time, clients date and sort
+/// the invite by when it was sent, not by when they first saw it.
 pub fn invite_state(
     services: &Services,
     room_id: &RoomId,
@@ -258,7 +260,7 @@ pub fn invite_state(
             events.push(raw(event));
         }
         if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
-            events.push(invite.to_stripped_state_event());
+            events.push(invite.to_sync_state_event());
         }
         return Ok(events);
     }
@@ -284,7 +286,7 @@ pub fn invite_state(
         events.push(inviter.to_stripped_state_event());
     }
     if let Some(invite) = rooms.get_pdu(&membership.event_id)? {
-        events.push(invite.to_stripped_state_event());
+        events.push(invite.to_sync_state_event());
     }
     Ok(events)
 }
