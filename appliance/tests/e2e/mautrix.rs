@@ -21,9 +21,12 @@ fn bridge_python() -> PathBuf {
         .map_or_else(|| "/var/tmp/bridge-venv/bin/python".into(), Into::into)
 }
 
-fn python(args: &[&str]) -> String {
+/// Runs the bridge's Python in `dir`, where the bridge writes its log
+/// before its configuration says otherwise.
+fn python(dir: &std::path::Path, args: &[&str]) -> String {
     let output = std::process::Command::new(bridge_python())
         .args(args)
+        .current_dir(dir)
         .output()
         .expect("the bridge's Python runs (.ci/prerequisites installs it)");
     assert!(
@@ -54,10 +57,13 @@ impl Mautrix {
         let registration = dir.join("registration.yaml");
         let database = dir.join("telegram.db");
         let port = archipel_test_vm::ports::reserve().expect("a free loopback port");
-        let example = python(&[
-            "-c",
-            "import mautrix_telegram, os; print(os.path.join(os.path.dirname(mautrix_telegram.__file__), 'example-config.yaml'))",
-        ]);
+        let example = python(
+            dir,
+            &[
+                "-c",
+                "import mautrix_telegram, os; print(os.path.join(os.path.dirname(mautrix_telegram.__file__), 'example-config.yaml'))",
+            ],
+        );
         std::fs::copy(example.trim(), &config).expect("the example configuration");
         let script = archipel_test_vm::package_dir().join("tests/e2e/bridge/configure.py");
         let configure = |homeserver: &str| {
@@ -73,19 +79,22 @@ impl Mautrix {
             if encrypted {
                 args.push("encrypted");
             }
-            python(&args);
+            python(dir, &args);
         };
         configure("http://127.0.0.1:9");
         // The bridge writes its registration (and its tokens into its config).
-        python(&[
-            "-m",
-            "mautrix_telegram",
-            "-g",
-            "-c",
-            config.to_str().expect("path"),
-            "-r",
-            registration.to_str().expect("path"),
-        ]);
+        python(
+            dir,
+            &[
+                "-m",
+                "mautrix_telegram",
+                "-g",
+                "-c",
+                config.to_str().expect("path"),
+                "-r",
+                registration.to_str().expect("path"),
+            ],
+        );
         let server =
             TestServer::start_with(&["--appservice", registration.to_str().expect("path")]).await;
         configure(server.url());
