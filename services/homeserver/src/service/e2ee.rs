@@ -13,7 +13,7 @@ use archipel_store::{Batch, Store, Tree, key};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{Value, json};
 
-use crate::{Error, Result, columns as cf, counter::Counter};
+use crate::{Error, Result, columns as cf, counter::Counter, service::key_changes::KeyChanges};
 
 pub struct E2ee {
     store: Store,
@@ -22,7 +22,7 @@ pub struct E2ee {
     one_time_keys: Tree,
     fallback_keys: Tree,
     cross_signing: Tree,
-    key_changes: Tree,
+    key_changes: Arc<KeyChanges>,
     to_device: Tree,
     /// Each device's newest queued to-device message since the node
     /// started, and where the stream stood then: a sync learns without a
@@ -40,13 +40,13 @@ pub const SELF_SIGNING: &str = "self_signing";
 pub const USER_SIGNING: &str = "user_signing";
 
 impl E2ee {
-    pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
+    pub fn new(store: Store, counter: Arc<Counter>, key_changes: Arc<KeyChanges>) -> Result<Self> {
         Ok(Self {
             device_keys: store.tree(cf::USERDEVICEID_KEYS)?,
             one_time_keys: store.tree(cf::USERDEVICEID_KEYID_ONETIMEKEY)?,
             fallback_keys: store.tree(cf::USERDEVICEID_ALGORITHM_FALLBACKKEY)?,
             cross_signing: store.tree(cf::USERID_USAGE_CROSSSIGNINGKEY)?,
-            key_changes: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
+            key_changes,
             to_device: store.tree(cf::USERDEVICEID_COUNT_TODEVICE)?,
             newest_to_device: Default::default(),
             opened_at: counter.visible(),
@@ -85,11 +85,7 @@ impl E2ee {
                     key::key([user.as_bytes(), device.as_bytes()]),
                     &keys,
                 );
-                batch.put(
-                    &self.key_changes,
-                    ticket.count.to_be_bytes(),
-                    user.as_bytes(),
-                );
+                self.key_changes.note(&mut batch, ticket.count, user, None);
             }
         }
         for (key_id, value) in one_time_keys {
@@ -231,11 +227,7 @@ impl E2ee {
                 &value,
             );
         }
-        batch.put(
-            &self.key_changes,
-            ticket.count.to_be_bytes(),
-            user.as_bytes(),
-        );
+        self.key_changes.note(&mut batch, ticket.count, user, None);
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -351,11 +343,8 @@ impl E2ee {
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
         batch.put_json(tree, k, &stored);
-        batch.put(
-            &self.key_changes,
-            ticket.count.to_be_bytes(),
-            target.as_bytes(),
-        );
+        self.key_changes
+            .note(&mut batch, ticket.count, target, None);
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -377,11 +366,7 @@ impl E2ee {
     pub async fn note_key_change(&self, user: &UserId) -> Result<()> {
         let ticket = self.counter.next()?;
         let mut batch = Batch::new();
-        batch.put(
-            &self.key_changes,
-            ticket.count.to_be_bytes(),
-            user.as_bytes(),
-        );
+        self.key_changes.note(&mut batch, ticket.count, user, None);
         self.store.commit_async(batch).await?;
         Ok(())
     }
@@ -400,11 +385,7 @@ impl E2ee {
                 batch.delete(tree, &k);
             }
         }
-        batch.put(
-            &self.key_changes,
-            ticket.count.to_be_bytes(),
-            user.as_bytes(),
-        );
+        self.key_changes.note(&mut batch, ticket.count, user, None);
         self.store.commit_async(batch).await?;
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod e2ee;
 pub mod federation;
 pub mod filters;
 pub mod key_backup;
+pub mod key_changes;
 pub mod media;
 pub mod presence;
 pub mod pushers;
@@ -136,18 +137,20 @@ impl Services {
         let appservices =
             crate::appservice::Appservices::load(&config.appservices, &config.server_name)
                 .map_err(crate::Error::internal)?;
+        let rooms = rooms::Rooms::new(
+            store.clone(),
+            counter.clone(),
+            config.server_name.clone(),
+            signing_key.clone(),
+            config.archive_capture,
+            !appservices.is_empty(),
+            federation.peer_names(),
+        )?;
+        let key_changes = rooms.key_changes();
         Ok(Arc::new(Self {
             users,
             archive_member,
-            rooms: rooms::Rooms::new(
-                store.clone(),
-                counter.clone(),
-                config.server_name.clone(),
-                signing_key.clone(),
-                config.archive_capture,
-                !appservices.is_empty(),
-                federation.peer_names(),
-            )?,
+            rooms,
             appservice_state: appservice_state::AppserviceState::new(&store)?,
             appservices,
             federation: federation::Federation::new(
@@ -164,7 +167,7 @@ impl Services {
             sliding_sync: sliding_sync::Connections::new(store.clone())?,
             presence: presence::Presence::new(store.clone(), counter.clone())?,
             pushers: pushers::Pushers::new(store.clone())?,
-            e2ee: e2ee::E2ee::new(store.clone(), counter.clone())?,
+            e2ee: e2ee::E2ee::new(store.clone(), counter.clone(), key_changes)?,
             key_backup: key_backup::KeyBackup::new(store.clone())?,
             media: media::Media::new(store.clone(), media_dir)?,
             filters: filters::Filters::new(store.clone())?,

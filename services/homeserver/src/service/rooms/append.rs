@@ -492,11 +492,8 @@ impl Rooms {
                 // Room members track each other's devices; a change in
                 // who shares a room is a device-list change, for the
                 // members of that room.
-                batch.put(
-                    &self.count_userid_keychange,
-                    count.to_be_bytes(),
-                    key::key([user_id.as_bytes(), room]),
-                );
+                self.key_changes
+                    .note(batch, count, &user_id, Some(&pdu.room_id));
             }
         }
     }

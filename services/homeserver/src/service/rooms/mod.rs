@@ -40,7 +40,7 @@ pub use receive::{JoinedRoom, Received, Relay};
 pub use timeline::bumps;
 pub use visibility::{ServerViewer, Viewer};
 
-use crate::{Result, columns as cf, counter::Counter};
+use crate::{Result, columns as cf, counter::Counter, service::key_changes::KeyChanges};
 
 /// Per-room facts kept beside the events.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ pub struct Rooms {
     capture: bool,
     /// Whether events go to the bridges' outbox (only while one is installed).
     bridged: bool,
-    count_userid_keychange: Tree,
+    key_changes: Arc<KeyChanges>,
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The newest timeline positions of each room looked up so far, raised
     /// as events are indexed: a room list sorts and stamps rooms by them
@@ -111,6 +111,12 @@ pub struct Rooms {
 }
 
 impl Rooms {
+    /// The device-list stream, which membership changes write: shared with
+    /// E2EE, which writes the rest.
+    pub fn key_changes(&self) -> Arc<KeyChanges> {
+        self.key_changes.clone()
+    }
+
     pub fn new(
         store: Store,
         counter: Arc<Counter>,
@@ -147,7 +153,7 @@ impl Rooms {
             targetid_count_relation: store.tree(cf::TARGETID_COUNT_RELATION)?,
             count_vaultcapture: store.tree(cf::COUNT_VAULTCAPTURE)?,
             count_appservice: store.tree(cf::COUNT_APPSERVICE)?,
-            count_userid_keychange: store.tree(cf::COUNT_USERID_KEYCHANGE)?,
+            key_changes: Arc::new(KeyChanges::open(&store)?),
             capture,
             bridged,
             store,

@@ -448,31 +448,15 @@ impl Rooms {
         upto: u64,
     ) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
         let (mut changed, mut left) = (Vec::new(), Vec::new());
-        for row in self
-            .count_userid_keychange
-            .scan_from((after + 1).to_be_bytes().to_vec(), Vec::new())
-        {
-            let (k, v) = row?;
-            let Some(count) = key::parse_u64(&k) else {
-                continue;
-            };
-            if count > upto {
-                break;
-            }
-            let mut parts = key::split(&v);
-            let user: OwnedUserId = self
-                .count_userid_keychange
-                .decode_str(parts.next().unwrap_or_default())?;
+        for (user, room) in self.key_changes.between(after, upto)? {
             if changed.contains(&user) || left.contains(&user) {
                 continue;
             }
-            if let Some(room) = parts.next()
+            if let Some(room) = room
                 && user != viewer
+                && !self.is_joined(viewer, &room)?
             {
-                let room: ruma::OwnedRoomId = self.count_userid_keychange.decode_str(room)?;
-                if !self.is_joined(viewer, &room)? {
-                    continue;
-                }
+                continue;
             }
             if self.share_a_room(viewer, &user)? {
                 changed.push(user);
@@ -481,14 +465,5 @@ impl Rooms {
             }
         }
         Ok((changed, left))
-    }
-
-    /// Records a device-list change for `user` (keys uploaded, device added or removed).
-    pub fn key_change_batch(&self, batch: &mut archipel_store::Batch, user: &UserId, count: u64) {
-        batch.put(
-            &self.count_userid_keychange,
-            count.to_be_bytes(),
-            user.as_bytes(),
-        );
     }
 }
