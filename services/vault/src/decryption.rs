@@ -93,14 +93,15 @@ pub(crate) fn note_pending(
     if entry.event_type != "m.room.encrypted" {
         return;
     }
-    let content = serde_json::from_str::<Value>(event)
-        .map(|mut event| event["content"].take())
-        .unwrap_or_default();
+    let size = event.len();
+    let Ok(event) = serde_json::from_str::<Value>(event) else {
+        return;
+    };
     let Some(SessionRef {
         session_id,
         message_index,
         device_id,
-    }) = megolm::session_of(&content)
+    }) = megolm::session_of(&event["content"])
     else {
         return;
     };
@@ -121,11 +122,61 @@ pub(crate) fn note_pending(
         b"",
     );
     batch.put_json(&log.pending_decryptions, seq.to_be_bytes(), &pending);
+    vault
+        .recent_encrypted()
+        .keep(seq, &pending.event_id, event, size);
+}
+
+/// Encrypted events just captured, kept for the decryption worker so that
+/// it need not read back and open their records, which it would do for
+/// every message of a chat: by record, with the event's ID (a record
+/// number a failed write gave out is given out again). Bounded by the
+/// events' size; one that falls out, or was kept before a restart, is read
+/// from the log. Holds ciphertext only, and forgets an erased event.
+#[derive(Default)]
+pub(crate) struct RecentEncrypted {
+    events: std::collections::BTreeMap<u64, (String, Value, usize)>,
+    bytes: usize,
+}
+
+/// What [`RecentEncrypted`] holds at most, in bytes of event JSON: a few
+/// seconds of a busy node's encrypted messages.
+const RECENT_BYTES: usize = 1 << 20;
+
+impl RecentEncrypted {
+    /// Keeps event record `seq`, `size` bytes of JSON.
+    fn keep(&mut self, seq: u64, event_id: &str, event: Value, size: usize) {
+        if let Some((_, _, replaced)) = self.events.insert(seq, (event_id.to_owned(), event, size))
+        {
+            self.bytes -= replaced;
+        }
+        self.bytes += size;
+        while self.bytes > RECENT_BYTES {
+            let Some((_, (_, _, dropped))) = self.events.pop_first() else {
+                break;
+            };
+            self.bytes -= dropped;
+        }
+    }
+
+    /// Event record `seq`, if kept and still the event `event_id`.
+    fn take(&mut self, seq: u64, event_id: &str) -> Option<Value> {
+        let (kept_id, event, size) = self.events.remove(&seq)?;
+        self.bytes -= size;
+        (kept_id == event_id).then_some(event)
+    }
+
+    fn forget(&mut self, seq: u64) {
+        if let Some((_, _, size)) = self.events.remove(&seq) {
+            self.bytes -= size;
+        }
+    }
 }
 
 /// Drops the pending note of event record `seq`, if it has one, in
 /// `batch`: for an erased event, whose key must decrypt nothing later.
 pub(crate) fn forget_pending(vault: &Vault, batch: &mut Batch, seq: u64) -> Result<()> {
+    vault.recent_encrypted().forget(seq);
     if let Some(pending) = vault.pending_decryption(seq)? {
         let log = vault.log();
         batch.delete(&log.pending_decryptions, seq.to_be_bytes());
@@ -250,7 +301,8 @@ impl Vault {
         in_order.sort_by_key(|p| p.message_index);
         let mut decrypted = Vec::with_capacity(pending.len());
         for pending in in_order {
-            let event = match self.open_event(pending.seq) {
+            let recent = self.recent_encrypted().take(pending.seq, &pending.event_id);
+            let event = match recent.map_or_else(|| self.open_event(pending.seq), Ok) {
                 Ok(event) => event,
                 Err(Error::Erased { .. }) => continue,
                 Err(e) => return Err(e),
@@ -299,7 +351,11 @@ impl Vault {
             let ciphertext_seq = pending.seq;
             // Checked under the writer's lock: an erasure comes first or
             // sees the record.
-            if self.pending_decryption(ciphertext_seq)?.is_none() {
+            if !self
+                .log()
+                .pending_decryptions
+                .contains(ciphertext_seq.to_be_bytes())?
+            {
                 continue;
             }
             let seq = frontier.size();
@@ -422,4 +478,36 @@ pub(crate) fn decrypted_from(seq: u64, mut sealed: Value) -> Result<Decrypted> {
         plaintext,
         session_key: sealed["session_key"].take(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_encrypted_events_are_bounded_and_given_only_to_their_own_id() {
+        let mut recent = RecentEncrypted::default();
+        recent.keep(1, "$a", json!({ "n": 1 }), 100);
+        assert_eq!(
+            recent.take(1, "$other"),
+            None,
+            "a record number given out again"
+        );
+        assert_eq!(recent.take(1, "$a"), None, "taken once only");
+        recent.keep(1, "$a", json!({ "n": 1 }), 100);
+        assert_eq!(recent.take(1, "$a"), Some(json!({ "n": 1 })));
+        assert_eq!(recent.bytes, 0);
+
+        let half = RECENT_BYTES / 2;
+        for seq in 0..4 {
+            recent.keep(seq, "$e", json!(seq), half);
+        }
+        assert_eq!(recent.bytes, RECENT_BYTES);
+        assert_eq!(recent.take(0, "$e"), None, "the oldest fell out");
+        assert_eq!(recent.take(1, "$e"), None);
+        recent.forget(2);
+        assert_eq!(recent.take(2, "$e"), None, "an erased event is forgotten");
+        assert_eq!(recent.take(3, "$e"), Some(json!(3)));
+        assert_eq!(recent.bytes, 0);
+    }
 }

@@ -195,6 +195,7 @@ pub struct Vault {
     witness_lock: Mutex<()>,
     /// The node's archive member, once the node says who it is.
     archive_member: std::sync::OnceLock<String>,
+    recent_encrypted: Mutex<decryption::RecentEncrypted>,
 }
 
 /// The vault with appends held off ([`Vault::frozen`]).
@@ -256,6 +257,7 @@ impl Vault {
             cosignatures: store.tree(columns::WITNESS_SIZE_COSIGNATURE)?,
             witness_lock: Mutex::new(()),
             archive_member: std::sync::OnceLock::new(),
+            recent_encrypted: Default::default(),
             store,
             log,
             key,
@@ -278,6 +280,14 @@ impl Vault {
 
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    pub(crate) fn recent_encrypted(
+        &self,
+    ) -> std::sync::MutexGuard<'_, decryption::RecentEncrypted> {
+        self.recent_encrypted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn origin(&self) -> &str {
