@@ -148,7 +148,7 @@ impl Worker {
         let decrypted = tokio::task::spawn_blocking(move || {
             let mut decrypted = Vec::new();
             for (events, key) in keyed {
-                decrypted.extend(vault.decrypt_session(&events, &key)?);
+                decrypted.extend(vault.decrypt_session(&events, key)?);
             }
             anyhow::Ok(decrypted)
         })

@@ -278,7 +278,7 @@ impl Vault {
     }
 
     /// Decrypts the pending events `pending`, all of one session, with
-    /// `session_key` (that session's exported room key, JSON, imported
+    /// `session_key` (that session's exported room key, imported
     /// once), checking that each plaintext belongs to its room. Each
     /// decryption holds the key exported at its own event's index. An event
     /// no longer pending (decrypted already, erased) is left out, as is one
@@ -286,11 +286,9 @@ impl Vault {
     pub fn decrypt_session(
         &self,
         pending: &[PendingDecryption],
-        session_key: &str,
+        session_key: Value,
     ) -> Result<Vec<Decryption>> {
-        let export = serde_json::from_str(session_key)
-            .map_err(|e| megolm::DecryptError::BadKey(e.to_string()));
-        let mut key = match export.and_then(megolm::RoomKey::import) {
+        let mut key = match megolm::RoomKey::import(session_key) {
             Ok(key) => key,
             Err(e) => {
                 tracing::warn!(error = %e, "a session key could not be read; its events stay pending");

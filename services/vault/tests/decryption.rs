@@ -26,21 +26,20 @@ fn encrypted(session: &mut GroupSession, n: u64) -> CapturedEvent {
 }
 
 /// The key as the archive member's device exports it.
-fn export(key: &SessionKey) -> String {
+fn export(key: &SessionKey) -> Value {
     let mut inbound = InboundGroupSession::new(key, SessionConfig::version_1());
     json!({
         "algorithm": "m.megolm.v1.aes-sha2", "room_id": ROOM, "session_id": inbound.session_id(),
         "session_key": inbound.export_at(0).expect("index").to_base64(),
         "sender_key": "unused", "sender_claimed_keys": {}, "forwarding_curve25519_key_chain": []
     })
-    .to_string()
 }
 
 /// Decrypts and records every pending event; returns the plaintext bodies.
-fn decrypt_all(vault: &Vault, key: &str) -> Vec<String> {
+fn decrypt_all(vault: &Vault, key: &Value) -> Vec<String> {
     let pending = vault.pending_decryptions(None, 100).expect("pending");
     let found = vault
-        .decrypt_session(&pending, key)
+        .decrypt_session(&pending, key.clone())
         .expect("decrypts")
         .into_iter()
         .map(|decryption| archipel_vault::decryption::FoundKey {
