@@ -213,3 +213,31 @@ fn an_erased_record_is_found_by_no_search_and_a_lost_index_is_made_again() {
     assert_eq!(seqs(&search, &words("vrijdag")), vec![1]);
     assert_eq!(seqs(&search, &words("zus")), Vec::<u64>::new());
 }
+
+#[test]
+fn catch_ups_one_message_at_a_time_leave_merged_segments() {
+    // Each catch-up commits a segment; the writer lives only as long as its
+    // catch-up, and must let the merges its commits start finish, or a node
+    // that indexes every ten seconds piles up segments without end.
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = open(dir.path());
+    let index = dir.path().join("search");
+    let search = Search::open(&index).expect("index");
+    let rounds = 24;
+    for n in 1..=rounds {
+        let body = text(&format!("bericht {n}"));
+        vault
+            .capture(vec![message(n, ROOM, ALICE, 0, body)])
+            .expect("captured");
+        let caught = search.catch_up(&vault, |_, _| {}).expect("caught up");
+        assert_eq!(caught.indexed, 1);
+    }
+    assert_eq!(seqs(&search, &words("bericht")).len(), rounds as usize);
+    let segments = tantivy::Index::open_in_dir(&index)
+        .expect("the index")
+        .searchable_segment_ids()
+        .expect("segments")
+        .len();
+    let many = format!("{segments} segments after {rounds} catch-ups");
+    assert!(segments < 10, "{many}");
+}
