@@ -1,12 +1,53 @@
 //! How the `archipel` binary is linked.
 
+use std::path::Path;
+use std::process::Command;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        // Relative relocations packed (DT_RELR, glibc 2.36 and later:
-        // bookworm's): a position-independent binary's 120,000 pointers
-        // take a few kilobytes instead of 3 MB that the loader reads, and
-        // keeps resident, at every start.
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
     }
+    // Relative relocations packed (DT_RELR, glibc 2.36 and later:
+    // bookworm's): a position-independent binary's 120,000 pointers take a
+    // few kilobytes instead of 3 MB that the loader reads, and keeps
+    // resident, at every start.
+    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+
+    // The functions a node runs side by side at the start of the code
+    // (layout/hot-functions, docs/release.md). Release builds only, and
+    // only with the lld that rustc ships and links with on x86_64 Linux:
+    // other linkers do not know the option.
+    if std::env::var("PROFILE").as_deref() == Ok("release") && links_with_rust_lld() {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        let list = format!("{dir}/layout/hot-functions");
+        println!("cargo:rerun-if-changed={list}");
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={list}");
+        // A listed function this build does not have (the list is older
+        // than the code) is no error: it only costs memory.
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
+}
+
+/// Whether rustc links through its own lld: it does on x86_64 Linux when
+/// it ships one (`gcc-ld/ld.lld` in its sysroot), unless a linker is
+/// configured instead.
+fn links_with_rust_lld() -> bool {
+    if std::env::var_os("RUSTC_LINKER").is_some() {
+        return false;
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(target) = std::env::var("TARGET") else {
+        return false;
+    };
+    let Ok(output) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&output.stdout);
+    Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(target)
+        .join("bin/gcc-ld/ld.lld")
+        .exists()
 }
