@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use crate::Tree;
 
-/// An atomic set of writes across column families.
+/// An atomic set of writes across tables.
 ///
 /// Nothing is visible until [`crate::Store::commit`] returns, and then all of
 /// it is, durably.
@@ -17,7 +17,8 @@ impl Batch {
     }
 
     pub fn put(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.inner.put_cf(tree.handle(), key, value);
+        self.inner
+            .put_cf(tree.handle(), tree.stored(key.as_ref()), value);
     }
 
     /// Stores `value` as JSON.
@@ -33,14 +34,18 @@ impl Batch {
     }
 
     pub fn delete(&mut self, tree: &Tree, key: impl AsRef<[u8]>) {
-        self.inner.delete_cf(tree.handle(), key);
+        self.inner
+            .delete_cf(tree.handle(), tree.stored(key.as_ref()));
     }
 
     /// Deletes every key from `from` (inclusive) to `to` (exclusive): one
     /// range tombstone, however many keys it covers.
     pub fn delete_range(&mut self, tree: &Tree, from: impl AsRef<[u8]>, to: impl AsRef<[u8]>) {
-        self.inner
-            .delete_range_cf(tree.handle(), from.as_ref(), to.as_ref());
+        self.inner.delete_range_cf(
+            tree.handle(),
+            tree.stored(from.as_ref()),
+            tree.stored(to.as_ref()),
+        );
     }
 
     pub fn is_empty(&self) -> bool {

@@ -10,8 +10,16 @@ pub enum Error {
     },
     #[error("database error: {0}")]
     Rocks(#[from] rocksdb::Error),
-    #[error("column family `{0}` is not declared")]
+    #[error("table `{0}` is not declared")]
     UnknownColumn(String),
+    #[error("tables `{0}` and `{1}` have the same key prefix: rename one")]
+    PrefixClash(&'static str, &'static str),
+    /// A follower found the layout of an earlier release, which only the
+    /// database's owner can move to the current one.
+    #[error(
+        "{path} has the layout of an earlier release (table `{table}` in its own column family): start the node with this release first"
+    )]
+    EarlierLayout { path: PathBuf, table: &'static str },
     #[error("stored value in `{column}` is corrupt: {reason}")]
     Corrupt {
         column: &'static str,

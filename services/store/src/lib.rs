@@ -1,12 +1,14 @@
 //! Archipel's storage layer.
 //!
 //! One RocksDB database holds every subsystem's data. Each subsystem declares
-//! its column families in one table ([`ColumnSpec`]) and owns them; the store
-//! knows nothing about Matrix, archives or backups. What it does provide:
+//! its tables in one list ([`ColumnSpec`]) and owns them; the store knows
+//! nothing about Matrix, archives or backups. Tables with the same options
+//! share a RocksDB column family, each under its own key prefix. What it
+//! does provide:
 //!
-//! - typed access to a column family ([`Tree`]) with byte keys built by
+//! - typed access to a table ([`Tree`]) with byte keys built by
 //!   [`key`] and JSON or big-endian integer values,
-//! - atomic write batches across column families ([`Batch`]) that are durable
+//! - atomic write batches across tables ([`Batch`]) that are durable
 //!   (the write-ahead log fsynced) before [`Store::commit`] returns; concurrent
 //!   committers share one fsync (group commit, [`Store::sync`]),
 //! - consistent on-disk checkpoints ([`Store::checkpoint`]) for backups,

@@ -1,5 +1,5 @@
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::Arc,
     sync::{Condvar, Mutex},
@@ -10,9 +10,17 @@ use rocksdb::{
     Options, WriteBufferManager, WriteOptions,
 };
 
-use crate::{Batch, Error, Result, Tree};
+use crate::{
+    Batch, Error, Result, Tree,
+    tree::{PREFIX_LEN, table_prefix},
+};
 
-/// Declares one column family. Each subsystem keeps a table of these.
+/// Declares one table. Each subsystem keeps a list of these.
+///
+/// Tables declared with the same options share one RocksDB column family
+/// ([`ColumnSpec::family`]), each under its own key prefix (see [`Tree`]):
+/// a column family costs about 60 KiB of fixed memory and its own memtable,
+/// table files and flushes, which eighty tables would pay eighty times.
 #[derive(Clone, Copy, Debug)]
 pub struct ColumnSpec {
     /// Named `key_value`, e.g. `roomid_count_eventid`.
@@ -41,11 +49,22 @@ impl ColumnSpec {
         }
     }
 
-    /// The same column family with its blocks stored uncompressed.
+    /// The same table with its blocks stored uncompressed.
     pub const fn incompressible(self) -> Self {
         Self {
             compressed: false,
             ..self
+        }
+    }
+
+    /// The column family that holds this table: one for each combination
+    /// of options. The names cannot be table names, which read `key_value`.
+    pub const fn family(&self) -> &'static str {
+        match (self.point_lookups, self.compressed) {
+            (true, true) => "tables:lookups",
+            (false, true) => "tables:scans",
+            (true, false) => "tables:lookups:uncompressed",
+            (false, false) => "tables:scans:uncompressed",
         }
     }
 }
@@ -110,7 +129,7 @@ pub struct Written(u64);
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
-    names: Arc<BTreeSet<&'static str>>,
+    tables: Arc<BTreeMap<&'static str, ColumnSpec>>,
 }
 
 /// The memtables' allocation unit. Every memtable that holds anything
@@ -149,9 +168,11 @@ impl Store {
         // log file (no user-space buffering); `flush_wal(true)` fsyncs it.
         db_opts.set_manual_wal_flush(false);
 
-        let descriptors: Vec<ColumnFamilyDescriptor> = columns
-            .iter()
-            .map(|spec| {
+        let families: BTreeMap<&str, &ColumnSpec> =
+            columns.iter().map(|spec| (spec.family(), spec)).collect();
+        let descriptors: Vec<ColumnFamilyDescriptor> = families
+            .into_iter()
+            .map(|(family, spec)| {
                 let mut table = BlockBasedOptions::default();
                 table.set_block_cache(&cache);
                 if spec.point_lookups {
@@ -166,18 +187,17 @@ impl Store {
                 });
                 cf_opts.set_write_buffer_size((options.cache_bytes / 4).clamp(1 << 20, 64 << 20));
                 cf_opts.set_arena_block_size(ARENA_BLOCK);
-                ColumnFamilyDescriptor::new(spec.name, cf_opts)
+                ColumnFamilyDescriptor::new(family, cf_opts)
             })
             .collect();
 
-        // Keep column families that exist on disk but are no longer declared,
-        // rather than refusing to open: an older binary may run on newer data.
+        // RocksDB opens a database only with all its column families: the
+        // ones of an earlier layout (a column family per table, moved into
+        // the shared ones at open) and any a newer release added.
         let mut all = descriptors;
-        if let Ok(existing) = DB::list_cf(&db_opts, path) {
-            for name in existing {
-                if name != "default" && !columns.iter().any(|c| c.name == name) {
-                    all.push(ColumnFamilyDescriptor::new(name, Options::default()));
-                }
+        for name in Self::on_disk(&db_opts, path) {
+            if name != "default" && !all.iter().any(|d| d.name() == name) {
+                all.push(ColumnFamilyDescriptor::new(name, Options::default()));
             }
         }
         (db_opts, all)
@@ -198,8 +218,27 @@ impl Store {
                 path: path.to_owned(),
                 wal: WalSync::default(),
             }),
-            names: Arc::new(columns.iter().map(|c| c.name).collect()),
+            tables: Arc::new(columns.iter().map(|c| (c.name, *c)).collect()),
         }
+    }
+
+    /// The column families of the database at `path`; none if there is none yet.
+    fn on_disk(db_opts: &Options, path: &Path) -> Vec<String> {
+        DB::list_cf(db_opts, path).unwrap_or_default()
+    }
+
+    /// Refuses two tables whose names hash to the same key prefix: they
+    /// would read each other's rows.
+    fn check_prefixes(columns: &[ColumnSpec]) -> Result<()> {
+        let mut seen: BTreeMap<[u8; PREFIX_LEN], &'static str> = BTreeMap::new();
+        for spec in columns {
+            if let Some(other) = seen.insert(table_prefix(spec.name), spec.name)
+                && other != spec.name
+            {
+                return Err(Error::PrefixClash(other, spec.name));
+            }
+        }
+        Ok(())
     }
 
     /// Opens a read-only follower of the database at `path` while its owner
@@ -212,10 +251,22 @@ impl Store {
         columns: &[ColumnSpec],
         options: &StoreOptions,
     ) -> Result<Self> {
+        Self::check_prefixes(columns)?;
         let (mut db_opts, all) = Self::options(path, columns, options);
         db_opts.create_if_missing(false);
         // Secondary instances keep every table file open.
         db_opts.set_max_open_files(-1);
+        // A follower cannot move tables out of an earlier layout; its owner
+        // does that when it opens.
+        if let Some(table) = columns
+            .iter()
+            .find(|spec| all.iter().any(|d| d.name() == spec.name))
+        {
+            return Err(Error::EarlierLayout {
+                path: path.to_owned(),
+                table: table.name,
+            });
+        }
         let open_error = |source| Error::Open {
             path: path.to_owned(),
             source,
@@ -226,18 +277,73 @@ impl Store {
         Ok(Self::over(db, path, columns, options, true))
     }
 
-    /// Opens (or creates) the database at `path` with the given column families.
+    /// Opens (or creates) the database at `path` with the given tables.
     ///
     /// After an unclean shutdown RocksDB replays its write-ahead log up to the
     /// last intact record (point-in-time recovery), so every commit that
     /// returned is there and a torn tail write is dropped instead of refusing to open.
+    ///
+    /// A database of the earlier layout, a column family per table, has
+    /// its tables moved into the shared column families first.
     pub fn open(path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Result<Self> {
+        Self::check_prefixes(columns)?;
         let (db_opts, all) = Self::options(path, columns, options);
-        let db = DB::open_cf_descriptors(&db_opts, path, all).map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut db =
+            DB::open_cf_descriptors(&db_opts, path, all).map_err(|source| Error::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        for spec in columns {
+            if db.cf_handle(spec.name).is_some() {
+                Self::move_table(&mut db, spec).map_err(|source| Error::Open {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            }
+        }
         Ok(Self::over(db, path, columns, options, false))
+    }
+
+    /// Moves a table of the earlier layout from its own column family into
+    /// its shared one, in batches of a few MiB, synced before the old column
+    /// family is dropped. Moving again what a crash interrupted writes the
+    /// same rows again.
+    fn move_table(db: &mut DB, spec: &ColumnSpec) -> Result<(), rocksdb::Error> {
+        const BATCH_BYTES: usize = 4 << 20;
+        let prefix = table_prefix(spec.name);
+        let mut rows = 0u64;
+        {
+            let (Some(old), Some(new)) = (db.cf_handle(spec.name), db.cf_handle(spec.family()))
+            else {
+                return Ok(());
+            };
+            let mut batch = rocksdb::WriteBatch::default();
+            let mut raw = db.raw_iterator_cf(old);
+            raw.seek_to_first();
+            while let Some((key, value)) = raw.item() {
+                let mut stored = Vec::with_capacity(PREFIX_LEN + key.len());
+                stored.extend_from_slice(&prefix);
+                stored.extend_from_slice(key);
+                batch.put_cf(new, stored, value);
+                rows += 1;
+                if batch.size_in_bytes() >= BATCH_BYTES {
+                    db.write(&batch)?;
+                    batch.clear();
+                }
+                raw.next();
+            }
+            raw.status()?;
+            db.write(&batch)?;
+            db.flush_wal(true)?;
+        }
+        db.drop_cf(spec.name)?;
+        tracing::info!(
+            table = spec.name,
+            family = spec.family(),
+            rows,
+            "moved a table into its shared column family"
+        );
+        Ok(())
     }
 
     /// Whether this is a read-only follower of a running node's database:
@@ -247,15 +353,23 @@ impl Store {
         self.inner.follower
     }
 
-    /// A handle to a declared column family.
+    /// A handle to a declared table.
     pub fn tree(&self, name: &'static str) -> Result<Tree> {
-        if !self.names.contains(name) {
-            return Err(Error::UnknownColumn(name.to_owned()));
-        }
+        let spec = self
+            .tables
+            .get(name)
+            .ok_or_else(|| Error::UnknownColumn(name.to_owned()))?;
         Ok(Tree {
             db: self.inner.clone(),
             name,
+            family: spec.family(),
+            prefix: table_prefix(name),
         })
+    }
+
+    /// The column families that hold the declared tables.
+    fn families(&self) -> BTreeSet<&'static str> {
+        self.tables.values().map(ColumnSpec::family).collect()
     }
 
     pub fn path(&self) -> &Path {
@@ -381,7 +495,7 @@ impl Store {
     /// Flushes memtables and the WAL; called on clean shutdown.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush_wal(true)?;
-        for name in self.names.iter() {
+        for name in self.families() {
             if let Some(cf) = self.inner.db.cf_handle(name) {
                 self.inner.db.flush_cf(cf)?;
             }
@@ -396,7 +510,7 @@ impl Store {
     pub fn purge_deleted(&self) -> Result<()> {
         let db = &self.inner.db;
         let handles: Vec<&rocksdb::ColumnFamily> = std::iter::once("default")
-            .chain(self.names.iter().copied())
+            .chain(self.families())
             .filter_map(|name| db.cf_handle(name))
             .collect();
         let mut flush = rocksdb::FlushOptions::default();
@@ -426,8 +540,8 @@ impl Store {
                 .flatten()
                 .unwrap_or(0)
         };
-        self.names
-            .iter()
+        self.families()
+            .into_iter()
             .filter_map(|name| self.inner.db.cf_handle(name))
             .map(|cf| {
                 property(cf, "rocksdb.total-sst-files-size")
@@ -447,7 +561,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key;
+    use crate::{Row, key};
 
     const COLUMNS: &[ColumnSpec] = &[ColumnSpec::new("a_b"), ColumnSpec::lookups("c_d")];
 
@@ -589,6 +703,126 @@ mod tests {
             .map(|r| r.expect("row").0)
             .collect();
         assert_eq!(found.len(), 3);
+    }
+
+    /// Two tables in one column family, each under a prefix chosen here
+    /// so that the second starts right after the first.
+    fn neighbours(store: &Store) -> (Tree, Tree) {
+        let ab = store.tree("a_b").expect("a_b");
+        let first = Tree {
+            prefix: [0, 0, 0, 7],
+            ..ab.clone()
+        };
+        let second = Tree {
+            prefix: [0, 0, 0, 8],
+            ..ab
+        };
+        (first, second)
+    }
+
+    #[test]
+    fn tables_that_share_a_column_family_never_see_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+        let (first, second) = neighbours(&store);
+        let mut batch = Batch::new();
+        for k in [&b""[..], b"a", b"m", b"\xff\xff"] {
+            batch.put(&first, k, b"1");
+            batch.put(&second, k, b"2");
+        }
+        store.commit(batch).expect("commit");
+
+        for (tree, value) in [(&first, b"1"), (&second, b"2")] {
+            let rows: Vec<Row> = tree.iter().map(|r| r.expect("row")).collect();
+            assert_eq!(rows.len(), 4, "{:?}", tree.prefix);
+            assert!(rows.iter().all(|(_, v)| &v[..] == value));
+            assert_eq!(rows[0].0.as_ref(), b"", "keys come without the prefix");
+            let (last, _) = tree.last().expect("last").expect("a row");
+            assert_eq!(last.as_ref(), b"\xff\xff");
+            let back: Vec<Row> = tree
+                .scan_rev_from(b"\xff\xff\xff".to_vec(), Vec::new())
+                .map(|r| r.expect("row"))
+                .collect();
+            assert_eq!(back.len(), 4);
+            assert_eq!(tree.get(b"m").expect("get").as_deref(), Some(&value[..]));
+        }
+
+        // A range delete of one table leaves the other whole.
+        let mut batch = Batch::new();
+        batch.delete_range(&first, b"", b"\xff\xff\xff");
+        store.commit(batch).expect("commit");
+        assert_eq!(first.iter().count(), 0);
+        assert!(first.last().expect("last").is_none());
+        assert_eq!(second.iter().count(), 4);
+    }
+
+    #[test]
+    fn tables_of_the_earlier_layout_move_into_their_column_family() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The earlier layout: a column family per table.
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = DB::open_cf(&opts, dir.path(), ["a_b", "c_d", "z_later"]).expect("open");
+            for (cf, n) in [("a_b", 3000u32), ("c_d", 2)] {
+                let cf = db.cf_handle(cf).expect("cf");
+                for i in 0..n {
+                    db.put_cf(cf, key::with_u64(b"k".to_vec(), i.into()), [7u8; 2000])
+                        .expect("put");
+                }
+            }
+            db.put_cf(db.cf_handle("z_later").expect("cf"), b"x", b"y")
+                .expect("put");
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+            let ab = store.tree("a_b").expect("a_b");
+            assert_eq!(ab.iter().count(), 3000);
+            let (last, value) = ab.last().expect("last").expect("a row");
+            assert_eq!(key::split_last_u64(&last), Some((&b"k"[..], 2999)));
+            assert_eq!(value.as_ref(), [7u8; 2000]);
+            assert_eq!(store.tree("c_d").expect("c_d").iter().count(), 2);
+        }
+        let families = DB::list_cf(&Options::default(), dir.path()).expect("list");
+        assert!(
+            !families.iter().any(|f| f == "a_b" || f == "c_d"),
+            "{families:?}"
+        );
+        // A column family this release does not know stays as it was.
+        assert!(families.iter().any(|f| f == "z_later"), "{families:?}");
+    }
+
+    #[test]
+    fn a_follower_does_not_read_the_earlier_layout_as_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let _owner = DB::open_cf(&opts, dir.path(), ["a_b"]).expect("open");
+        let scratch = tempfile::tempdir().expect("tempdir");
+        match Store::open_follower(
+            dir.path(),
+            scratch.path(),
+            COLUMNS,
+            &StoreOptions::default(),
+        ) {
+            Err(Error::EarlierLayout { table: "a_b", .. }) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("a follower read the earlier layout"),
+        }
+    }
+
+    #[test]
+    fn tables_whose_prefixes_clash_are_refused() {
+        // Two names with the same FNV-1a hash.
+        assert_eq!(table_prefix("t439599"), table_prefix("t622382"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clash = [ColumnSpec::new("t439599"), ColumnSpec::lookups("t622382")];
+        assert!(matches!(
+            Store::open(dir.path(), &clash, &StoreOptions::default()),
+            Err(Error::PrefixClash("t439599", "t622382"))
+        ));
     }
 
     #[test]

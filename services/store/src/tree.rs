@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
+use rocksdb::{DB, DBRawIteratorWithThreadMode, ReadOptions};
 use serde::de::DeserializeOwned;
 
 use crate::{Error, Result, store::Inner};
@@ -8,20 +8,63 @@ use crate::{Error, Result, store::Inner};
 /// A key and its value.
 pub type Row = (Box<[u8]>, Box<[u8]>);
 
-/// One column family: a sorted map from byte keys to byte values.
+/// The bytes that start every stored key of one table.
+pub(crate) const PREFIX_LEN: usize = 4;
+
+/// One table: a sorted map from byte keys to byte values.
+///
+/// Tables declared with the same options share a RocksDB column family
+/// (each column family costs its fixed memory and its own memtable, table
+/// files and flushes). A table's keys are stored after its prefix, the
+/// FNV-1a hash of its name ([`table_prefix`]); every read adds it and every
+/// key a read returns comes without it, and each iterator is bounded to it
+/// inside RocksDB, so no scan ever reaches a neighbouring table.
 #[derive(Clone)]
 pub struct Tree {
     pub(crate) db: Arc<Inner>,
     pub(crate) name: &'static str,
+    pub(crate) family: &'static str,
+    pub(crate) prefix: [u8; PREFIX_LEN],
+}
+
+/// The key prefix of the table named `name`: 32-bit FNV-1a of the name,
+/// big-endian. Stored data depends on it: it never changes.
+pub(crate) const fn table_prefix(name: &str) -> [u8; PREFIX_LEN] {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash.to_be_bytes()
+}
+
+/// Where a scan starts.
+enum Start<'k> {
+    First,
+    Last,
+    At(&'k [u8]),
+    AtOrBefore(&'k [u8]),
 }
 
 impl Tree {
     pub(crate) fn handle(&self) -> &rocksdb::ColumnFamily {
-        // Trees are only constructed for declared, opened column families.
+        // Trees are only constructed for declared tables, whose column
+        // families are opened with the store.
         self.db
             .db
-            .cf_handle(self.name)
+            .cf_handle(self.family)
             .expect("declared column family is open")
+    }
+
+    /// `key` as stored: after the table's prefix.
+    pub(crate) fn stored(&self, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PREFIX_LEN + key.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(key);
+        out
     }
 
     pub fn name(&self) -> &'static str {
@@ -29,31 +72,42 @@ impl Tree {
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.db.get_cf(self.handle(), key)?)
+        Ok(self
+            .db
+            .db
+            .get_cf(self.handle(), self.stored(key.as_ref()))?)
     }
 
     pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        Ok(self.db.db.get_pinned_cf(self.handle(), key)?.is_some())
+        Ok(self
+            .db
+            .db
+            .get_pinned_cf(self.handle(), self.stored(key.as_ref()))?
+            .is_some())
     }
 
     /// Reads a JSON value.
     pub fn get_json<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
-        match self.db.db.get_pinned_cf(self.handle(), key)? {
+        match self
+            .db
+            .db
+            .get_pinned_cf(self.handle(), self.stored(key.as_ref()))?
+        {
             None => Ok(None),
             Some(bytes) => self.decode_json(&bytes).map(Some),
         }
     }
 
-    /// Decodes a value of this column family as JSON. A value that does
-    /// not decode is [`Error::Corrupt`], whether it was read alone or in a
-    /// scan: no reader skips a damaged row without saying so.
+    /// Decodes a value of this table as JSON. A value that does not decode
+    /// is [`Error::Corrupt`], whether it was read alone or in a scan: no
+    /// reader skips a damaged row without saying so.
     pub fn decode_json<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
         serde_json::from_slice(bytes).map_err(|e| self.corrupt(e))
     }
 
-    /// Decodes a string stored in this column family (a key, a part of
-    /// one, or a value) as `T`: a user, room or event ID, or a `String`.
-    /// Anything else is [`Error::Corrupt`].
+    /// Decodes a string stored in this table (a key, a part of one, or a
+    /// value) as `T`: a user, room or event ID, or a `String`. Anything
+    /// else is [`Error::Corrupt`].
     pub fn decode_str<T>(&self, bytes: &[u8]) -> Result<T>
     where
         T: for<'a> TryFrom<&'a str>,
@@ -72,7 +126,11 @@ impl Tree {
 
     /// Reads a big-endian `u64`.
     pub fn get_u64(&self, key: impl AsRef<[u8]>) -> Result<Option<u64>> {
-        match self.db.db.get_pinned_cf(self.handle(), key)? {
+        match self
+            .db
+            .db
+            .get_pinned_cf(self.handle(), self.stored(key.as_ref()))?
+        {
             None => Ok(None),
             Some(bytes) => crate::key::parse_u64(&bytes)
                 .map(Some)
@@ -82,15 +140,7 @@ impl Tree {
 
     /// All entries whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: Vec<u8>) -> impl Iterator<Item = Result<Row>> + '_ {
-        let mut opts = ReadOptions::default();
-        opts.set_prefix_same_as_start(false);
-        let iter = self.db.db.iterator_cf_opt(
-            self.handle(),
-            opts,
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        iter.map(|r| r.map_err(Error::from))
-            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        self.rows(Start::At(&prefix), true, &prefix)
     }
 
     /// Entries from `from` (inclusive) forward while their key starts with `prefix`.
@@ -99,12 +149,7 @@ impl Tree {
         from: Vec<u8>,
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<Row>> + '_ {
-        let iter = self
-            .db
-            .db
-            .iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Forward));
-        iter.map(|r| r.map_err(Error::from))
-            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        self.rows(Start::At(&from), true, &prefix)
     }
 
     /// Entries from `from` (inclusive) backward while their key starts with `prefix`.
@@ -113,12 +158,7 @@ impl Tree {
         from: Vec<u8>,
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<Row>> + '_ {
-        let iter = self
-            .db
-            .db
-            .iterator_cf(self.handle(), IteratorMode::From(&from, Direction::Reverse));
-        iter.map(|r| r.map_err(Error::from))
-            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        self.rows(Start::AtOrBefore(&from), false, &prefix)
     }
 
     /// Entries whose key starts with `prefix`, in key order, with their
@@ -139,21 +179,81 @@ impl Tree {
             .map(|row| row.and_then(|(k, v)| Ok((k, self.decode_json(&v)?))))
     }
 
-    /// The entry with the greatest key in the column family.
+    /// The entry with the greatest key in the table.
     pub fn last(&self) -> Result<Option<Row>> {
-        self.db
-            .db
-            .iterator_cf(self.handle(), IteratorMode::End)
-            .next()
-            .transpose()
-            .map_err(Error::from)
+        self.rows(Start::Last, false, &[]).next().transpose()
     }
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<Row>> + '_ {
-        self.db
-            .db
-            .iterator_cf(self.handle(), IteratorMode::Start)
-            .map(|r| r.map_err(Error::from))
+        self.rows(Start::First, true, &[])
+    }
+
+    /// The rows from `start` on, forward or backward, while their key
+    /// starts with `prefix`.
+    fn rows(&self, start: Start<'_>, forward: bool, prefix: &[u8]) -> Rows<'_> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(self.prefix.to_vec());
+        if let Some(end) = next_prefix(self.prefix) {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut raw = self.db.db.raw_iterator_cf_opt(self.handle(), opts);
+        match start {
+            Start::First => raw.seek_to_first(),
+            Start::Last => raw.seek_to_last(),
+            Start::At(key) => raw.seek(self.stored(key)),
+            Start::AtOrBefore(key) => raw.seek_for_prev(self.stored(key)),
+        }
+        Rows {
+            raw,
+            forward,
+            prefix: self.stored(prefix),
+            done: false,
+        }
+    }
+}
+
+/// The first prefix after `prefix`, if there is one.
+fn next_prefix(prefix: [u8; PREFIX_LEN]) -> Option<[u8; PREFIX_LEN]> {
+    u32::from_be_bytes(prefix)
+        .checked_add(1)
+        .map(u32::to_be_bytes)
+}
+
+/// Rows of one table as they are read, keys without the table's prefix.
+struct Rows<'a> {
+    raw: DBRawIteratorWithThreadMode<'a, DB>,
+    forward: bool,
+    /// Stored keys that belong to the scan start with this.
+    prefix: Vec<u8>,
+    done: bool,
+}
+
+impl Iterator for Rows<'_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        if self.done {
+            return None;
+        }
+        let row = match self.raw.item() {
+            Some((key, value)) if key.starts_with(&self.prefix) => {
+                (Box::from(&key[PREFIX_LEN..]), Box::from(value))
+            }
+            Some(_) => {
+                self.done = true;
+                return None;
+            }
+            None => {
+                self.done = true;
+                return self.raw.status().err().map(|e| Err(e.into()));
+            }
+        };
+        if self.forward {
+            self.raw.next();
+        } else {
+            self.raw.prev();
+        }
+        Some(Ok(row))
     }
 }
