@@ -45,6 +45,21 @@ const DUTCH: &str = "nl_stem";
 /// (a document queue of 2.5 MB, a 4 MB term table, arenas) would
 /// otherwise stay resident in a node that indexes every ten seconds.
 const WRITER_BYTES: usize = 32 << 20;
+/// A document as the index writer's queue holds it: boxed, so that each
+/// of the queue's 10,000 slots (tantivy's fixed size, every slot written
+/// when the queue is made, and a catch-up makes it twice) takes about 80
+/// bytes rather than 250: 3.4 MB less at each catch-up.
+struct Queued(Box<TantivyDocument>);
+
+impl tantivy::Document for Queued {
+    type Value<'a> = <TantivyDocument as tantivy::Document>::Value<'a>;
+    type FieldsValuesIter<'a> = <TantivyDocument as tantivy::Document>::FieldsValuesIter<'a>;
+
+    fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
+        self.0.iter_fields_and_values()
+    }
+}
+
 /// Records read between commits while catching up.
 const COMMIT_EVERY: u64 = 20_000;
 /// The longest query text taken, and the most hits returned.
@@ -211,7 +226,8 @@ impl Search {
         if start >= size {
             return Ok(done);
         }
-        let mut writer: IndexWriter = self.index.writer_with_num_threads(1, WRITER_BYTES)?;
+        let mut writer: IndexWriter<Queued> =
+            self.index.writer_with_num_threads(1, WRITER_BYTES)?;
         let mut seq = start;
         while seq < size {
             let end = (seq + COMMIT_EVERY).min(size);
@@ -220,7 +236,7 @@ impl Search {
                 match &record.entry {
                     Entry::Event(event) => {
                         if let Some(document) = self.event_document(vault, at, event)? {
-                            writer.add_document(document)?;
+                            writer.add_document(Queued(Box::new(document)))?;
                             done.indexed += 1;
                         }
                     }
@@ -228,7 +244,7 @@ impl Search {
                         if let Some(document) =
                             self.decryption_document(vault, at, decryption.ciphertext_seq)?
                         {
-                            writer.add_document(document)?;
+                            writer.add_document(Queued(Box::new(document)))?;
                             done.indexed += 1;
                         }
                     }
