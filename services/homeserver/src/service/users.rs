@@ -620,13 +620,13 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
-/// At most one password hash per core at a time: bounds memory and CPU
-/// under a login storm (or a password-guessing flood).
+/// One password hash at a time. Each takes 7 MiB and a core for a few
+/// tens of milliseconds: under a login storm (or a password-guessing
+/// flood) logins queue, rather than taking 7 MiB and a core each while
+/// the node's chat waits.
 fn hashing_permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    &PERMITS
 }
 
 /// The argon2id hash (PHC form) this server stores for `password`, with
