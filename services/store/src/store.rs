@@ -12,7 +12,7 @@ use rocksdb::{
 
 use crate::{
     Batch, Error, Result, Tree,
-    tree::{PREFIX_LEN, table_prefix},
+    tree::{PREFIX_LEN, stored_key, table_prefix},
 };
 
 /// Declares one table. Each subsystem keeps a list of these.
@@ -195,7 +195,7 @@ impl Store {
         // ones of an earlier layout (a column family per table, moved into
         // the shared ones at open) and any a newer release added.
         let mut all = descriptors;
-        for name in Self::on_disk(&db_opts, path) {
+        for name in DB::list_cf(&db_opts, path).unwrap_or_default() {
             if name != "default" && !all.iter().any(|d| d.name() == name) {
                 all.push(ColumnFamilyDescriptor::new(name, Options::default()));
             }
@@ -220,11 +220,6 @@ impl Store {
             }),
             tables: Arc::new(columns.iter().map(|c| (c.name, *c)).collect()),
         }
-    }
-
-    /// The column families of the database at `path`; none if there is none yet.
-    fn on_disk(db_opts: &Options, path: &Path) -> Vec<String> {
-        DB::list_cf(db_opts, path).unwrap_or_default()
     }
 
     /// Refuses two tables whose names hash to the same key prefix: they
@@ -288,17 +283,14 @@ impl Store {
     pub fn open(path: &Path, columns: &[ColumnSpec], options: &StoreOptions) -> Result<Self> {
         Self::check_prefixes(columns)?;
         let (db_opts, all) = Self::options(path, columns, options);
-        let mut db =
-            DB::open_cf_descriptors(&db_opts, path, all).map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let open_error = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut db = DB::open_cf_descriptors(&db_opts, path, all).map_err(open_error)?;
         for spec in columns {
             if db.cf_handle(spec.name).is_some() {
-                Self::move_table(&mut db, spec).map_err(|source| Error::Open {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                Self::move_table(&mut db, spec).map_err(open_error)?;
             }
         }
         Ok(Self::over(db, path, columns, options, false))
@@ -321,10 +313,7 @@ impl Store {
             let mut raw = db.raw_iterator_cf(old);
             raw.seek_to_first();
             while let Some((key, value)) = raw.item() {
-                let mut stored = Vec::with_capacity(PREFIX_LEN + key.len());
-                stored.extend_from_slice(&prefix);
-                stored.extend_from_slice(key);
-                batch.put_cf(new, stored, value);
+                batch.put_cf(new, stored_key(prefix, key), value);
                 rows += 1;
                 if batch.size_in_bytes() >= BATCH_BYTES {
                     db.write(&batch)?;
@@ -756,15 +745,19 @@ mod tests {
         assert_eq!(second.iter().count(), 4);
     }
 
+    /// A database of the earlier layout at `path`: a column family per table.
+    fn earlier_layout(path: &Path, tables: &[&str]) -> DB {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        DB::open_cf(&opts, path, tables).expect("open")
+    }
+
     #[test]
     fn tables_of_the_earlier_layout_move_into_their_column_family() {
         let dir = tempfile::tempdir().expect("tempdir");
-        // The earlier layout: a column family per table.
         {
-            let mut opts = Options::default();
-            opts.create_if_missing(true);
-            opts.create_missing_column_families(true);
-            let db = DB::open_cf(&opts, dir.path(), ["a_b", "c_d", "z_later"]).expect("open");
+            let db = earlier_layout(dir.path(), &["a_b", "c_d", "z_later"]);
             for (cf, n) in [("a_b", 3000u32), ("c_d", 2)] {
                 let cf = db.cf_handle(cf).expect("cf");
                 for i in 0..n {
@@ -796,10 +789,7 @@ mod tests {
     #[test]
     fn a_follower_does_not_read_the_earlier_layout_as_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let _owner = DB::open_cf(&opts, dir.path(), ["a_b"]).expect("open");
+        let _owner = earlier_layout(dir.path(), &["a_b"]);
         let scratch = tempfile::tempdir().expect("tempdir");
         match Store::open_follower(
             dir.path(),

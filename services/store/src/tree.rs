@@ -41,6 +41,14 @@ pub(crate) const fn table_prefix(name: &str) -> [u8; PREFIX_LEN] {
     hash.to_be_bytes()
 }
 
+/// `key` as a table with `prefix` stores it.
+pub(crate) fn stored_key(prefix: [u8; PREFIX_LEN], key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX_LEN + key.len());
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(key);
+    out
+}
+
 /// Where a scan starts.
 enum Start<'k> {
     First,
@@ -61,10 +69,7 @@ impl Tree {
 
     /// `key` as stored: after the table's prefix.
     pub(crate) fn stored(&self, key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(PREFIX_LEN + key.len());
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(key);
-        out
+        stored_key(self.prefix, key)
     }
 
     pub fn name(&self) -> &'static str {
