@@ -26,9 +26,12 @@ pub fn index(node: Node<'_>) -> Result<Arc<Search>> {
     {
         return Ok(search.clone());
     }
+    // Its writer takes turns with password hashes: a node's peak memory is
+    // its rest and one of them.
     let search = Arc::new(
         Search::open(&dir)
-            .with_context(|| format!("opening the search index in {}", dir.display()))?,
+            .with_context(|| format!("opening the search index in {}", dir.display()))?
+            .sharing_memory_with(&archipel_homeserver::memory::LARGE_WORK),
     );
     *open = Some((dir, search.clone()));
     Ok(search)

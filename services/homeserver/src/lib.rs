@@ -17,6 +17,7 @@ pub mod config;
 mod counter;
 mod error;
 pub mod listen;
+pub mod memory;
 pub mod ops;
 pub mod push;
 pub mod router;

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use archipel_vault::record::{Entry, EventEntry};
 use archipel_vault::{Error as VaultError, Vault};
+use parking_lot::FairMutex;
 use serde::Serialize;
 use serde_json::Value;
 use tantivy::collector::TopDocs;
@@ -163,8 +164,14 @@ pub struct Search {
     reader: IndexReader,
     /// Held by the one catch-up that writes at a time.
     writing: Mutex<()>,
+    /// Held while the writer exists (see [`Search::sharing_memory_with`]).
+    large_work: &'static FairMutex<()>,
     fields: Fields,
 }
+
+/// The lock a catch-up's writer holds when the index shares it with no
+/// other work.
+static OWN_LARGE_WORK: FairMutex<()> = parking_lot::const_fair_mutex(());
 
 impl Search {
     /// Opens the index in `dir`, making it (empty) if it is missing or was
@@ -201,8 +208,18 @@ impl Search {
             index,
             reader,
             writing: Mutex::new(()),
+            large_work: &OWN_LARGE_WORK,
             fields,
         })
+    }
+
+    /// Has each catch-up hold `large_work` while its writer exists (a few
+    /// megabytes for a moment), so that other work of the process that
+    /// takes as much waits for it, and it for them, rather than both
+    /// running at once.
+    pub fn sharing_memory_with(mut self, large_work: &'static FairMutex<()>) -> Self {
+        self.large_work = large_work;
+        self
     }
 
     /// The log position the index follows to: every record before it is
@@ -226,11 +243,14 @@ impl Search {
         if start >= size {
             return Ok(done);
         }
-        let mut writer: IndexWriter<Queued> =
-            self.index.writer_with_num_threads(1, WRITER_BYTES)?;
         let mut seq = start;
         while seq < size {
             let end = (seq + COMMIT_EVERY).min(size);
+            // A writer per part, holding `large_work`: work that waits
+            // for it goes between two parts.
+            let large_work = self.large_work.lock();
+            let mut writer: IndexWriter<Queued> =
+                self.index.writer_with_num_threads(1, WRITER_BYTES)?;
             for at in seq..end {
                 let record = vault.log().record(at)?;
                 match &record.entry {
@@ -259,13 +279,14 @@ impl Search {
             let mut commit = writer.prepare_commit()?;
             commit.set_payload(&end.to_string());
             commit.commit()?;
+            // The merges the commit started finish before the writer goes:
+            // dropped, it would abandon them.
+            writer.wait_merging_threads()?;
+            drop(large_work);
             seq = end;
             done.position = end;
             progress(end - start, size - start);
         }
-        // The merges the commits started finish before the writer goes:
-        // dropped, it would abandon them.
-        writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(done)
     }

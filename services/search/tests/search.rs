@@ -1,6 +1,7 @@
 //! The search index follows the vault: Dutch words found by their stem,
 //! filters that hold, imported chats found by their source, an erased
-//! record found by no search, and an index made again from the vault.
+//! record found by no search, an index made again from the vault, and a
+//! catch-up that takes turns with other work that takes megabytes.
 
 use std::time::Duration;
 
@@ -240,4 +241,43 @@ fn catch_ups_one_message_at_a_time_leave_merged_segments() {
         .len();
     let many = format!("{segments} segments after {rounds} catch-ups");
     assert!(segments < 10, "{many}");
+}
+
+/// The lock the test shares with the index, as the node shares its own
+/// with password hashing.
+static LARGE_WORK: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
+
+#[test]
+fn a_catch_up_writes_only_while_it_holds_the_shared_lock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let vault = open(dir.path());
+    vault
+        .capture(vec![message(
+            1,
+            ROOM,
+            ALICE,
+            0,
+            text("Het besluit valt morgen"),
+        )])
+        .expect("captured");
+    let search = Search::open(&dir.path().join("search"))
+        .expect("index")
+        .sharing_memory_with(&LARGE_WORK);
+
+    // Other work holds the lock: the catch-up waits for it.
+    let held = LARGE_WORK.lock();
+    std::thread::scope(|scope| {
+        let catching_up = scope.spawn(|| search.catch_up(&vault, |_, _| {}));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !catching_up.is_finished(),
+            "the catch-up ran while another held the lock"
+        );
+        assert_eq!(search.position().expect("position"), 0);
+        drop(held);
+        let caught = catching_up.join().expect("joined").expect("caught up");
+        assert_eq!(caught.indexed, 1);
+    });
+    assert_eq!(search.position().expect("position"), 1);
+    assert_eq!(seqs(&search, &words("besluit")), vec![0]);
 }

@@ -240,6 +240,7 @@ impl Users {
         let password = password.to_owned();
         let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
         tokio::task::spawn_blocking(move || {
+            let _large = crate::memory::large_work();
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 argon2()
                     .verify_password(password.as_bytes(), &parsed)
@@ -622,8 +623,9 @@ fn argon2() -> Argon2<'static> {
 
 /// One password hash at a time. Each takes 7 MiB and a core for a few
 /// tens of milliseconds: under a login storm (or a password-guessing
-/// flood) logins queue, rather than taking 7 MiB and a core each while
-/// the node's chat waits.
+/// flood) logins queue here, without a thread each, rather than taking
+/// 7 MiB and a core each while the node's chat waits. The one that runs
+/// also holds [`crate::memory::large_work`].
 fn hashing_permits() -> &'static tokio::sync::Semaphore {
     static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
     &PERMITS
@@ -638,12 +640,15 @@ pub fn password_hash(password: &str) -> std::result::Result<String, argon2::pass
         .map(|h| h.to_string())
 }
 
-async fn hash_password(password: String) -> Result<String> {
+pub(crate) async fn hash_password(password: String) -> Result<String> {
     let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
-    tokio::task::spawn_blocking(move || password_hash(&password))
-        .await
-        .map_err(Error::internal)?
-        .map_err(Error::internal)
+    tokio::task::spawn_blocking(move || {
+        let _large = crate::memory::large_work();
+        password_hash(&password)
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(Error::internal)
 }
 
 /// A device's key in `userdeviceid_device`.
