@@ -26,13 +26,3 @@ mod vault_cli;
 mod witness;
 
 pub use console::web::{Route as ConsoleRoute, route_table as console_routes};
-
-/// Hands the free pages inside glibc's heap back to the system. glibc only
-/// returns memory at the top of its heap on its own; RocksDB's freed blocks
-/// and memtables in the middle stay resident until trimmed.
-#[allow(unsafe_code)]
-fn trim_malloc() {
-    // SAFETY: malloc_trim is thread-safe (it takes the arena locks) and
-    // only releases pages no allocation uses.
-    unsafe { libc::malloc_trim(0) };
-}

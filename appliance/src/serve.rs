@@ -56,7 +56,7 @@ async fn serve(config: Config) -> Result<()> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tick.tick().await;
-            let _ = tokio::task::spawn_blocking(crate::trim_malloc).await;
+            let _ = tokio::task::spawn_blocking(archipel_homeserver::memory::trim_heap).await;
         }
     });
     let (stop_capture, capture_stopped) = tokio::sync::watch::channel(false);

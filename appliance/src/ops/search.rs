@@ -31,7 +31,7 @@ pub fn index(node: Node<'_>) -> Result<Arc<Search>> {
     let search = Arc::new(
         Search::open(&dir)
             .with_context(|| format!("opening the search index in {}", dir.display()))?
-            .sharing_memory_with(&archipel_homeserver::memory::LARGE_WORK),
+            .sharing_memory_with(archipel_homeserver::memory::large_work),
     );
     *open = Some((dir, search.clone()));
     Ok(search)

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use archipel_vault::record::{Entry, EventEntry};
 use archipel_vault::{Error as VaultError, Vault};
-use parking_lot::FairMutex;
+use parking_lot::{FairMutex, FairMutexGuard};
 use serde::Serialize;
 use serde_json::Value;
 use tantivy::collector::TopDocs;
@@ -165,13 +165,16 @@ pub struct Search {
     /// Held by the one catch-up that writes at a time.
     writing: Mutex<()>,
     /// Held while the writer exists (see [`Search::sharing_memory_with`]).
-    large_work: &'static FairMutex<()>,
+    large_work: fn() -> FairMutexGuard<'static, ()>,
     fields: Fields,
 }
 
 /// The lock a catch-up's writer holds when the index shares it with no
 /// other work.
-static OWN_LARGE_WORK: FairMutex<()> = parking_lot::const_fair_mutex(());
+fn own_large_work() -> FairMutexGuard<'static, ()> {
+    static LARGE_WORK: FairMutex<()> = parking_lot::const_fair_mutex(());
+    LARGE_WORK.lock()
+}
 
 impl Search {
     /// Opens the index in `dir`, making it (empty) if it is missing or was
@@ -208,16 +211,16 @@ impl Search {
             index,
             reader,
             writing: Mutex::new(()),
-            large_work: &OWN_LARGE_WORK,
+            large_work: own_large_work,
             fields,
         })
     }
 
-    /// Has each catch-up hold `large_work` while its writer exists (a few
-    /// megabytes for a moment), so that other work of the process that
-    /// takes as much waits for it, and it for them, rather than both
-    /// running at once.
-    pub fn sharing_memory_with(mut self, large_work: &'static FairMutex<()>) -> Self {
+    /// Has each catch-up hold what `large_work` returns while its writer
+    /// exists (a few megabytes for a moment), so that other work of the
+    /// process that takes as much waits for it, and it for them, rather
+    /// than both running at once.
+    pub fn sharing_memory_with(mut self, large_work: fn() -> FairMutexGuard<'static, ()>) -> Self {
         self.large_work = large_work;
         self
     }
@@ -248,7 +251,7 @@ impl Search {
             let end = (seq + COMMIT_EVERY).min(size);
             // A writer per part, holding `large_work`: work that waits
             // for it goes between two parts.
-            let large_work = self.large_work.lock();
+            let large_work = (self.large_work)();
             let mut writer: IndexWriter<Queued> =
                 self.index.writer_with_num_threads(1, WRITER_BYTES)?;
             for at in seq..end {

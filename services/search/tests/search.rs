@@ -247,6 +247,10 @@ fn catch_ups_one_message_at_a_time_leave_merged_segments() {
 /// with password hashing.
 static LARGE_WORK: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
 
+fn large_work() -> parking_lot::FairMutexGuard<'static, ()> {
+    LARGE_WORK.lock()
+}
+
 #[test]
 fn a_catch_up_writes_only_while_it_holds_the_shared_lock() {
     let dir = tempfile::tempdir().expect("dir");
@@ -262,7 +266,7 @@ fn a_catch_up_writes_only_while_it_holds_the_shared_lock() {
         .expect("captured");
     let search = Search::open(&dir.path().join("search"))
         .expect("index")
-        .sharing_memory_with(&LARGE_WORK);
+        .sharing_memory_with(large_work);
 
     // Other work holds the lock: the catch-up waits for it.
     let held = LARGE_WORK.lock();
