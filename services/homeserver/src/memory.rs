@@ -45,14 +45,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_hash_waits_for_other_large_work() {
-        let held = super::large_work();
+        // Other large work holds the lock in a thread of its own.
+        let (taken, is_taken) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _held = super::large_work();
+            taken.send(()).expect("the test waits");
+            released.recv().ok();
+        });
+        is_taken.recv().expect("the lock is taken");
         let hashing = tokio::spawn(crate::service::users::hash_password("correct horse".into()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             !hashing.is_finished(),
             "a hash ran while other large work held the lock"
         );
-        drop(held);
+        release.send(()).expect("the holder waits");
+        holder.join().expect("the holder ends");
         let hash = hashing.await.expect("joined").expect("hashed");
         assert!(hash.starts_with("$argon2id$"), "{hash}");
     }
