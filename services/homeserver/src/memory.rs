@@ -27,8 +27,8 @@ pub fn large_work() -> FairMutexGuard<'static, ()> {
 /// Hands the free pages inside glibc's heap back to the system. glibc
 /// returns memory at the top of its heap on its own; what is freed in the
 /// middle (RocksDB's blocks and memtables, a response's buffers) stays
-/// resident until trimmed. Takes well under a millisecond on a node's
-/// heap; blocking.
+/// resident until trimmed. Blocking: it walks the heap's free chunks
+/// under the allocator's lock.
 #[allow(unsafe_code)]
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
