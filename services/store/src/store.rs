@@ -745,6 +745,59 @@ mod tests {
         assert_eq!(second.iter().count(), 4);
     }
 
+    #[test]
+    fn scans_bounded_to_their_prefix_find_all_of_it_and_no_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+        let (first, second) = neighbours(&store);
+        let mut batch = Batch::new();
+        for k in [
+            &b"p"[..],
+            b"p\xff",
+            b"p\xff\x00",
+            b"p\xff\xff",
+            b"q",
+            b"\xff\xff",
+        ] {
+            batch.put(&first, k, b"1");
+            batch.put(&second, k, b"2");
+        }
+        store.commit(batch).expect("commit");
+        let keys = |rows: Vec<Result<Row>>| -> Vec<Vec<u8>> {
+            rows.into_iter()
+                .map(|r| r.expect("row").0.to_vec())
+                .collect()
+        };
+
+        let forward = keys(first.scan_prefix(b"p\xff".to_vec()).collect());
+        assert_eq!(forward, [&b"p\xff"[..], b"p\xff\x00", b"p\xff\xff"]);
+        // From before the prefix, a scan starts at its first key.
+        let from = keys(first.scan_from(b"a".to_vec(), b"p\xff".to_vec()).collect());
+        assert_eq!(from, forward);
+        // Backward from past the prefix's last key, and from inside it.
+        let back = keys(
+            first
+                .scan_rev_from(b"p\xff\xff\xff".to_vec(), b"p\xff".to_vec())
+                .collect(),
+        );
+        assert_eq!(back, [&b"p\xff\xff"[..], b"p\xff\x00", b"p\xff"]);
+        let back = keys(
+            first
+                .scan_rev_from(b"p\xff\x00\x05".to_vec(), b"p\xff".to_vec())
+                .collect(),
+        );
+        assert_eq!(back, [&b"p\xff\x00"[..], b"p\xff"]);
+        // A prefix of all 0xff ends where the next table starts.
+        let last = first.scan_prefix(b"\xff".to_vec());
+        assert_eq!(keys(last.collect()), [b"\xff\xff"]);
+        let values: Vec<Row> = second
+            .scan_rev_from(b"p\x00".to_vec(), b"p".to_vec())
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(values.len(), 1);
+        assert_eq!(&values[0].1[..], b"2");
+    }
+
     /// A database of the earlier layout at `path`: a column family per table.
     fn earlier_layout(path: &Path, tables: &[&str]) -> DB {
         let mut opts = Options::default();

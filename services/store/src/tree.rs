@@ -197,10 +197,13 @@ impl Tree {
     /// The rows from `start` on, forward or backward, while their key
     /// starts with `prefix`.
     fn rows(&self, start: Start<'_>, forward: bool, prefix: &[u8]) -> Rows<'_> {
+        // Bounded to the keys the scan can return, RocksDB leaves out the
+        // table files and blocks that hold none of them.
+        let prefix = self.stored(prefix);
         let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(self.prefix.to_vec());
-        if let Some(end) = next_prefix(self.prefix) {
-            opts.set_iterate_upper_bound(end.to_vec());
+        opts.set_iterate_lower_bound(prefix.clone());
+        if let Some(end) = successor(&prefix) {
+            opts.set_iterate_upper_bound(end);
         }
         let mut raw = self.db.db.raw_iterator_cf_opt(self.handle(), opts);
         match start {
@@ -212,17 +215,18 @@ impl Tree {
         Rows {
             raw,
             forward,
-            prefix: self.stored(prefix),
+            prefix,
             done: false,
         }
     }
 }
 
-/// The first prefix after `prefix`, if there is one.
-fn next_prefix(prefix: [u8; PREFIX_LEN]) -> Option<[u8; PREFIX_LEN]> {
-    u32::from_be_bytes(prefix)
-        .checked_add(1)
-        .map(u32::to_be_bytes)
+/// The least key after every key that starts with `prefix`, if there is one.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|b| *b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
 }
 
 /// Rows of one table as they are read, keys without the table's prefix.
