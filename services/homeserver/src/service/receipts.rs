@@ -29,6 +29,33 @@ pub struct Receipts {
     /// Unread counts as last counted, per user and room, so that the next
     /// count reads only what came since (see [`Receipts::counted`]).
     counted: Mutex<HashMap<(OwnedUserId, OwnedRoomId), Counted>>,
+    /// Where each room's latest receipt is in the stream, so that a look
+    /// for receipts newer than a position reads no room without any.
+    latest: Mutex<Latest>,
+}
+
+/// The stream position of the latest receipt of rooms that got one since
+/// the node started; any other room's latest is at most `floor`.
+struct Latest {
+    by_room: HashMap<OwnedRoomId, u64>,
+    floor: u64,
+}
+
+impl Latest {
+    fn after(&self, room: &RoomId, position: u64) -> bool {
+        self.by_room.get(room).copied().unwrap_or(self.floor) > position
+    }
+
+    fn note(&mut self, room: &RoomId, count: u64) {
+        if self.by_room.len() >= MAX_LATEST && !self.by_room.contains_key(room) {
+            // The floor rises to cover the rooms forgotten.
+            self.floor = self.by_room.drain().fold(self.floor, |m, (_, c)| m.max(c));
+        }
+        // A room noted anew starts from the floor: a receipt of it that was
+        // forgotten may be newer than this one, noted late.
+        let latest = self.by_room.entry(room.to_owned()).or_insert(self.floor);
+        *latest = (*latest).max(count);
+    }
 }
 
 /// A room's unread counts for a user as counted up to a position, from
@@ -43,14 +70,21 @@ pub struct Counted {
 
 /// Counts kept at most; past it, all are counted afresh.
 const MAX_COUNTED: usize = 65_536;
+/// Rooms whose latest receipt is kept at most; past it, all are forgotten.
+const MAX_LATEST: usize = 65_536;
 
 impl Receipts {
     pub fn new(store: Store, counter: Arc<Counter>) -> Result<Self> {
         Ok(Self {
             tree: store.tree(cf::ROOMID_USERID_TYPE_RECEIPT)?,
             store,
-            counter,
             counted: Mutex::new(HashMap::new()),
+            latest: Mutex::new(Latest {
+                by_room: HashMap::new(),
+                // Every receipt stored so far is at most here.
+                floor: counter.visible(),
+            }),
+            counter,
         })
     }
 
@@ -70,6 +104,9 @@ impl Receipts {
             thread.as_bytes(),
         ]);
         let ticket = self.counter.next()?;
+        // Noted before the position becomes visible, so that no reader up
+        // to it skips the room.
+        self.latest.lock().note(room, ticket.count);
         let receipt = Receipt {
             count: ticket.count,
             event_id: event_id.to_owned(),
@@ -103,6 +140,9 @@ impl Receipts {
         after: u64,
         upto: u64,
     ) -> Result<Option<Value>> {
+        if !self.latest.lock().after(room, after) {
+            return Ok(None);
+        }
         let mut content: Map<String, Value> = Map::new();
         for (user, receipt) in self.all(room)? {
             if receipt.count <= after || receipt.count > upto {
@@ -179,13 +219,52 @@ impl Receipts {
             .collect())
     }
 
-    /// The stream position of the user's latest read receipt in the room:
-    /// where their unread counts last started over.
-    pub fn read_moved_at(&self, room: &RoomId, user: &UserId) -> Result<Option<u64>> {
+    /// Whether the user's latest read receipt in the room, where their
+    /// unread counts last started over, is in `(after, upto]`.
+    pub fn read_moved(&self, room: &RoomId, user: &UserId, after: u64, upto: u64) -> Result<bool> {
+        if !self.latest.lock().after(room, after) {
+            return Ok(false);
+        }
         Ok(self
             .read_receipts(room, user)?
             .iter()
             .map(|receipt| receipt.count)
-            .max())
+            .max()
+            .is_some_and(|at| at > after && at <= upto))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(i: usize) -> OwnedRoomId {
+        RoomId::parse(format!("!r{i}:example.org")).expect("room ID")
+    }
+
+    #[test]
+    fn rooms_forgotten_past_the_bound_stay_covered_by_the_floor() {
+        let mut latest = Latest {
+            by_room: HashMap::new(),
+            floor: 5,
+        };
+        for i in 0..MAX_LATEST {
+            latest.note(&room(i), 10 + i as u64);
+        }
+        let highest = 10 + MAX_LATEST as u64 - 1;
+        // A room never noted is at most at the floor.
+        assert!(!latest.after(&room(MAX_LATEST + 1), 5));
+        assert!(latest.after(&room(MAX_LATEST + 1), 4));
+        // One room more: the others are forgotten, and the floor covers
+        // the newest of them.
+        latest.note(&room(MAX_LATEST), 7);
+        assert_eq!(latest.by_room.len(), 1);
+        assert!(latest.after(&room(0), highest - 1));
+        assert!(!latest.after(&room(0), highest));
+        assert!(!latest.after(&room(MAX_LATEST), highest));
+        // A count noted late never lowers a room's latest.
+        latest.note(&room(MAX_LATEST), highest + 2);
+        latest.note(&room(MAX_LATEST), highest + 1);
+        assert!(latest.after(&room(MAX_LATEST), highest + 1));
     }
 }

@@ -96,8 +96,7 @@ pub fn build(
         Some(p) if joined => ctx
             .services
             .receipts
-            .read_moved_at(room_id, ctx.user)?
-            .is_some_and(|at| at > p.upto && at <= upto),
+            .read_moved(room_id, ctx.user, p.upto, upto)?,
         _ => false,
     };
     if !fresh
