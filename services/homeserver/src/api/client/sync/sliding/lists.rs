@@ -2,7 +2,10 @@
 //! list, sorted newest first, the lists' filters and ranges, and the room
 //! subscriptions, with the settings each selected room is sent with.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, btree_map::Entry},
+    sync::Arc,
+};
 
 use ruma::{
     OwnedRoomId, RoomId, UInt,
@@ -13,7 +16,10 @@ use ruma::{
 use serde_json::Value;
 
 use super::{Ctx, MAX_TIMELINE_LIMIT};
-use crate::{Result, service::rooms::MembershipRecord};
+use crate::{
+    Result,
+    service::{rooms::MembershipRecord, sliding_sync::fingerprint},
+};
 
 /// The user's rooms that may appear in the lists, borrowed from their
 /// room list.
@@ -32,24 +38,45 @@ pub struct Candidates<'a> {
 pub struct RoomConfig {
     pub timeline_limit: u64,
     pub required_state: BTreeSet<(String, String)>,
+    /// The fingerprint of `required_state` (see [`fingerprint`]).
+    pub state_print: u64,
 }
 
 impl RoomConfig {
-    fn widen(&mut self, timeline_limit: UInt, required_state: &[(StateEventType, String)]) {
-        self.timeline_limit = self
-            .timeline_limit
-            .max(u64::from(timeline_limit).min(MAX_TIMELINE_LIMIT));
-        self.required_state.extend(
-            required_state
+    fn new(timeline_limit: UInt, required_state: &[(StateEventType, String)]) -> Self {
+        let mut config = Self {
+            timeline_limit: u64::from(timeline_limit).min(MAX_TIMELINE_LIMIT),
+            required_state: required_state
                 .iter()
-                .map(|(kind, key)| (kind.to_string(), key.clone())),
-        );
+                .map(|(kind, key)| (kind.to_string(), key.clone()))
+                .collect(),
+            state_print: 0,
+        };
+        config.state_print = config.fingerprint();
+        config
+    }
+
+    /// Takes in what `other` asks for too.
+    fn widen(&mut self, other: &RoomConfig) {
+        self.timeline_limit = self.timeline_limit.max(other.timeline_limit);
+        self.required_state
+            .extend(other.required_state.iter().cloned());
+        self.state_print = self.fingerprint();
+    }
+
+    fn fingerprint(&self) -> u64 {
+        fingerprint(
+            self.required_state
+                .iter()
+                .map(|(kind, key)| (kind.as_str(), key.as_str())),
+        )
     }
 }
 
 pub struct Selection {
-    /// Every selected room with its settings.
-    pub rooms: BTreeMap<OwnedRoomId, RoomConfig>,
+    /// Every selected room with its settings: shared by the rooms of a
+    /// list, copied only for a room that more than one selects.
+    pub rooms: BTreeMap<OwnedRoomId, Arc<RoomConfig>>,
     /// The rooms in each list's ranges.
     pub by_list: BTreeMap<String, Vec<OwnedRoomId>>,
 }
@@ -136,11 +163,12 @@ pub fn select(
                 }
             }
         }
+        let config = Arc::new(RoomConfig::new(
+            list.room_details.timeline_limit,
+            &list.room_details.required_state,
+        ));
         for room_id in &in_range {
-            selection.rooms.entry(room_id.clone()).or_default().widen(
-                list.room_details.timeline_limit,
-                &list.room_details.required_state,
-            );
+            select_with(&mut selection, room_id, &config);
         }
         let mut count = v5::response::List::default();
         count.count = UInt::try_from(matching.len()).unwrap_or(UInt::MAX);
@@ -155,13 +183,20 @@ pub fn select(
         if !matches!(membership.membership.as_str(), "join" | "invite" | "knock") {
             continue;
         }
-        selection
-            .rooms
-            .entry(room_id.clone())
-            .or_default()
-            .widen(subscription.timeline_limit, &subscription.required_state);
+        let config = RoomConfig::new(subscription.timeline_limit, &subscription.required_state);
+        select_with(&mut selection, room_id, &Arc::new(config));
     }
     Ok(selection)
+}
+
+/// Selects a room with `config`, widening what it was selected with.
+fn select_with(selection: &mut Selection, room_id: &OwnedRoomId, config: &Arc<RoomConfig>) {
+    match selection.rooms.entry(room_id.clone()) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(config.clone());
+        }
+        Entry::Occupied(mut occupied) => Arc::make_mut(occupied.get_mut()).widen(config),
+    }
 }
 
 fn passes(

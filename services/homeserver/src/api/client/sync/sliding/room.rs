@@ -18,7 +18,7 @@ use crate::{
     Result,
     service::{
         rooms::{MembershipRecord, Pdu, Viewer, bumps},
-        sliding_sync::{SentRoom, fingerprint},
+        sliding_sync::SentRoom,
     },
 };
 
@@ -44,12 +44,7 @@ pub fn build(
     previously: Option<SentRoom>,
 ) -> Result<Option<Built>> {
     let rooms = &ctx.services.rooms;
-    let state_print = fingerprint(
-        config
-            .required_state
-            .iter()
-            .map(|(kind, key)| (kind.as_str(), key.as_str())),
-    );
+    let state_print = config.state_print;
     let joined = membership.is_joined();
     let invited = matches!(membership.membership.as_str(), "invite" | "knock");
     // A room left is sent up to the leave.
@@ -221,14 +216,31 @@ pub fn build(
         UInt::try_from(membership.count).ok()
     };
 
-    let name = state_string(ctx, room_id, &StateEventType::RoomName, "name")?;
+    // The name and avatar, from the state being sent when it is all the
+    // request asked for.
+    let whole = fresh || new_state;
+    let content = |kind: StateEventType| -> Result<Option<serde_json::Value>> {
+        let asked = config
+            .required_state
+            .contains(&(kind.to_string(), String::new()));
+        if whole && asked {
+            let kind = TimelineEventType::from(kind.to_string());
+            return Ok(state
+                .iter()
+                .find(|p| p.kind == kind && p.state_key.as_deref() == Some(""))
+                .map(Pdu::content_value));
+        }
+        rooms.state_json(room_id, &kind, "")
+    };
+    let name =
+        content(StateEventType::RoomName)?.and_then(|c| c["name"].as_str().map(str::to_owned));
     room.name = name.clone().filter(|n| !n.is_empty());
     if fresh
         || state
             .iter()
             .any(|p| p.kind == TimelineEventType::RoomAvatar)
     {
-        room.avatar = match rooms.state_json(room_id, &StateEventType::RoomAvatar, "")? {
+        room.avatar = match content(StateEventType::RoomAvatar)? {
             None => JsOption::Undefined,
             Some(content) => content["url"]
                 .as_str()
@@ -361,20 +373,6 @@ fn required_state(
         }
     }
     Ok(out.into_values().collect())
-}
-
-/// One string field of a state event's current content.
-fn state_string(
-    ctx: &Ctx<'_>,
-    room_id: &RoomId,
-    kind: &StateEventType,
-    field: &str,
-) -> Result<Option<String>> {
-    Ok(ctx
-        .services
-        .rooms
-        .state_json(room_id, kind, "")?
-        .and_then(|c| c[field].as_str().map(str::to_owned)))
 }
 
 /// The member counts and, for a room without a name, its heroes: who the
