@@ -798,6 +798,36 @@ mod tests {
         assert_eq!(&values[0].1[..], b"2");
     }
 
+    #[test]
+    fn a_batched_read_answers_each_key_in_its_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
+        let (first, second) = neighbours(&store);
+        let mut batch = Batch::new();
+        batch.put(&first, b"b", b"1b");
+        batch.put(&first, b"a", b"1a");
+        batch.put(&second, b"c", b"2c");
+        store.commit(batch).expect("commit");
+        store.flush().expect("flush");
+        let mut batch = Batch::new();
+        batch.put(&first, b"d", b"1d");
+        store.commit(batch).expect("commit");
+        // From a table file and from the memtable, unsorted, repeated,
+        // and a key of the neighbouring table.
+        let values = first
+            .get_many(&[&b"d"[..], b"b", b"c", b"a", b"b"])
+            .expect("read");
+        let expected: Vec<Option<Vec<u8>>> = vec![
+            Some(b"1d".to_vec()),
+            Some(b"1b".to_vec()),
+            None,
+            Some(b"1a".to_vec()),
+            Some(b"1b".to_vec()),
+        ];
+        assert_eq!(values, expected);
+        assert!(first.get_many::<&[u8]>(&[]).expect("read").is_empty());
+    }
+
     /// A database of the earlier layout at `path`: a column family per table.
     fn earlier_layout(path: &Path, tables: &[&str]) -> DB {
         let mut opts = Options::default();
