@@ -69,6 +69,30 @@ impl Rooms {
         }
     }
 
+    /// The current state events of `wanted` (type and state key) that
+    /// exist, in two batched reads: their event IDs, then the events.
+    pub fn state_pdus(
+        &self,
+        room_id: &RoomId,
+        wanted: &[(StateEventType, &str)],
+    ) -> Result<Vec<Pdu>> {
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|(kind, state_key)| state_key_bytes(room_id, kind, state_key))
+            .collect();
+        let ids = self.roomid_statekey_eventid.get_many(&keys)?;
+        let ids: Vec<Vec<u8>> = ids.into_iter().flatten().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, pdu) in ids.iter().zip(self.eventid_pdu.get_many(&ids)?) {
+            // Checked as a single read checks it.
+            let _: OwnedEventId = self.roomid_statekey_eventid.decode_str(id)?;
+            if let Some(pdu) = pdu {
+                out.push(self.eventid_pdu.decode_json(&pdu)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The content of a state event, as JSON text.
     pub fn state_content(
         &self,

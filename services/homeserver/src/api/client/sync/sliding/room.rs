@@ -325,15 +325,10 @@ fn required_state(
             .filter(|pdu| wants(config, ctx.user, senders, pdu))
             .collect());
     }
-    // A member's state is the current one (one lookup); a room left is
-    // seen as it was when they left.
-    let one = |kind: &StateEventType, key: &str| {
-        if joined {
-            rooms.state_pdu(room_id, kind, key)
-        } else {
-            rooms.state_pdu_at(room_id, kind, key, at)
-        }
-    };
+    // A member's state is the current one, and the state keys named one
+    // by one are read in one batch; a room left is seen as it was when
+    // they left.
+    let as_left = |kind: &StateEventType, key: &str| rooms.state_pdu_at(room_id, kind, key, at);
     let mut out: BTreeMap<(String, String), Pdu> = BTreeMap::new();
     let mut add = |pdu: Pdu| {
         let key = (
@@ -342,6 +337,7 @@ fn required_state(
         );
         out.insert(key, pdu);
     };
+    let mut named: Vec<(StateEventType, &str)> = Vec::new();
     for (kind, key) in &config.required_state {
         let kind_type = StateEventType::from(kind.as_str());
         match key.as_str() {
@@ -357,20 +353,33 @@ fn required_state(
                 };
                 of_type.into_iter().for_each(&mut add);
             }
+            "$LAZY" if joined => named.extend(
+                senders
+                    .iter()
+                    .map(|sender| (kind_type.clone(), sender.as_str())),
+            ),
             "$LAZY" => {
                 for sender in senders {
-                    if let Some(pdu) = one(&kind_type, sender.as_str())? {
+                    if let Some(pdu) = as_left(&kind_type, sender.as_str())? {
                         add(pdu);
                     }
                 }
             }
             key => {
                 let key = if key == "$ME" { ctx.user.as_str() } else { key };
-                if let Some(pdu) = one(&kind_type, key)? {
+                if joined {
+                    named.push((kind_type, key));
+                } else if let Some(pdu) = as_left(&kind_type, key)? {
                     add(pdu);
                 }
             }
         }
+    }
+    if !named.is_empty() {
+        rooms
+            .state_pdus(room_id, &named)?
+            .into_iter()
+            .for_each(&mut add);
     }
     Ok(out.into_values().collect())
 }
