@@ -694,9 +694,11 @@ mod tests {
         assert_eq!(found.len(), 3);
     }
 
-    /// Two tables in one column family, each under a prefix chosen here
-    /// so that the second starts right after the first.
-    fn neighbours(store: &Store) -> (Tree, Tree) {
+    /// A new store with two tables in one column family, each under a
+    /// prefix chosen here so that the second starts right after the first.
+    fn with_neighbours() -> (tempfile::TempDir, Store, Tree, Tree) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
         let ab = store.tree("a_b").expect("a_b");
         let first = Tree {
             prefix: [0, 0, 0, 7],
@@ -706,14 +708,12 @@ mod tests {
             prefix: [0, 0, 0, 8],
             ..ab
         };
-        (first, second)
+        (dir, store, first, second)
     }
 
     #[test]
     fn tables_that_share_a_column_family_never_see_each_other() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
-        let (first, second) = neighbours(&store);
+        let (_dir, store, first, second) = with_neighbours();
         let mut batch = Batch::new();
         for k in [&b""[..], b"a", b"m", b"\xff\xff"] {
             batch.put(&first, k, b"1");
@@ -747,9 +747,7 @@ mod tests {
 
     #[test]
     fn scans_bounded_to_their_prefix_find_all_of_it_and_no_more() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
-        let (first, second) = neighbours(&store);
+        let (_dir, store, first, second) = with_neighbours();
         let mut batch = Batch::new();
         for k in [
             &b"p"[..],
@@ -800,9 +798,7 @@ mod tests {
 
     #[test]
     fn a_batched_read_answers_each_key_in_its_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), COLUMNS, &StoreOptions::default()).expect("open");
-        let (first, second) = neighbours(&store);
+        let (_dir, store, first, second) = with_neighbours();
         let mut batch = Batch::new();
         batch.put(&first, b"b", b"1b");
         batch.put(&first, b"a", b"1a");
