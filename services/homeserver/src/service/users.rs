@@ -238,9 +238,7 @@ impl Users {
             return Ok(false);
         };
         let password = password.to_owned();
-        let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _large = crate::memory::large_work();
+        hashing(move || {
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 argon2()
                     .verify_password(password.as_bytes(), &parsed)
@@ -248,7 +246,6 @@ impl Users {
             })
         })
         .await
-        .map_err(Error::internal)
     }
 
     pub async fn set_password(&self, user_id: &UserId, password: String) -> Result<()> {
@@ -621,14 +618,21 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
-/// One password hash at a time. Each takes 7 MiB and a core for a few
-/// tens of milliseconds: under a login storm (or a password-guessing
-/// flood) logins queue here, without a thread each, rather than taking
-/// 7 MiB and a core each while the node's chat waits. The one that runs
-/// also holds [`crate::memory::large_work`].
-fn hashing_permits() -> &'static tokio::sync::Semaphore {
+/// Runs `work` (a password hash or its check) in a blocking thread, one
+/// at a time. Each takes 7 MiB and a core for a few tens of milliseconds:
+/// under a login storm (or a password-guessing flood) logins queue here,
+/// without a thread each, rather than taking 7 MiB and a core each while
+/// the node's chat waits. The one that runs also holds
+/// [`crate::memory::large_work`].
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-    &PERMITS
+    let _permit = PERMITS.acquire().await.map_err(Error::internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _large = crate::memory::large_work();
+        work()
+    })
+    .await
+    .map_err(Error::internal)
 }
 
 /// The argon2id hash (PHC form) this server stores for `password`, with
@@ -641,14 +645,9 @@ pub fn password_hash(password: &str) -> std::result::Result<String, argon2::pass
 }
 
 pub(crate) async fn hash_password(password: String) -> Result<String> {
-    let _permit = hashing_permits().acquire().await.map_err(Error::internal)?;
-    tokio::task::spawn_blocking(move || {
-        let _large = crate::memory::large_work();
-        password_hash(&password)
-    })
-    .await
-    .map_err(Error::internal)?
-    .map_err(Error::internal)
+    hashing(move || password_hash(&password))
+        .await?
+        .map_err(Error::internal)
 }
 
 /// A device's key in `userdeviceid_device`.
