@@ -80,17 +80,20 @@ impl Rooms {
             .iter()
             .map(|(kind, state_key)| state_key_bytes(room_id, kind, state_key))
             .collect();
-        let ids = self.roomid_statekey_eventid.get_many(&keys)?;
-        let ids: Vec<Vec<u8>> = ids.into_iter().flatten().collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, pdu) in ids.iter().zip(self.eventid_pdu.get_many(&ids)?) {
-            // Checked as a single read checks it.
-            let _: OwnedEventId = self.roomid_statekey_eventid.decode_str(id)?;
-            if let Some(pdu) = pdu {
-                out.push(self.eventid_pdu.decode_json(&pdu)?);
-            }
-        }
-        Ok(out)
+        let ids = self
+            .roomid_statekey_eventid
+            .get_many(&keys)?
+            .into_iter()
+            .flatten()
+            .map(|id| self.roomid_statekey_eventid.decode_str(&id))
+            .collect::<archipel_store::Result<Vec<OwnedEventId>>>()?;
+        let ids: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        self.eventid_pdu
+            .get_many(&ids)?
+            .into_iter()
+            .flatten()
+            .map(|pdu| Ok(self.eventid_pdu.decode_json(&pdu)?))
+            .collect()
     }
 
     /// The content of a state event, as JSON text.
