@@ -1082,18 +1082,33 @@ async fn a_peers_user_redacts_only_what_the_room_lets_them() {
         "mijn bericht",
         "a peer's user at power level 0 redacted a local user's message"
     );
-    let timeline = api
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"
-        ))
-        .await
-        .ok();
-    let shown: Vec<&Value> = timeline["chunk"]
-        .as_array()
-        .expect("chunk")
-        .iter()
-        .filter(|e| e["type"] == "m.room.redaction")
-        .collect();
+    // The redacted message reads as such once its batch is written; the
+    // redaction joins the timeline once that batch is synced too.
+    let redactions = || async {
+        let timeline = api
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"
+            ))
+            .await
+            .ok();
+        let shown: Vec<Value> = timeline["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .filter(|e| e["type"] == "m.room.redaction")
+            .cloned()
+            .collect();
+        shown
+    };
+    let mut shown = redactions().await;
+    while shown.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's redaction never joined a.test's timeline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        shown = redactions().await;
+    }
     assert_eq!(
         shown.len(),
         1,
