@@ -139,6 +139,9 @@ pub struct Store {
 /// tiny memtables (each flush a few fsyncs) to make room.
 const ARENA_BLOCK: usize = 32 << 10;
 
+/// The most a file RocksDB writes buffers in memory.
+const WRITE_BUFFER: u64 = 16 << 10;
+
 impl Store {
     fn options(
         path: &Path,
@@ -167,6 +170,12 @@ impl Store {
         // A crash loses nothing that was synced: writes go straight to the
         // log file (no user-space buffering); `flush_wal(true)` fsyncs it.
         db_opts.set_manual_wal_flush(false);
+        // Every file RocksDB writes (the log, the manifest, a flush's or a
+        // compaction's table) buffers its writes: 64 KiB from the start, and
+        // after a write larger than the room left, twice that, up to 1 MiB,
+        // for as long as the file is open. Sixteen kilobytes hold a block
+        // and a usual write batch; a larger write goes to the file directly.
+        db_opts.set_writable_file_max_buffer_size(WRITE_BUFFER);
 
         let families: BTreeMap<&str, &ColumnSpec> =
             columns.iter().map(|spec| (spec.family(), spec)).collect();
