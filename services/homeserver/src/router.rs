@@ -203,7 +203,7 @@ pub fn build(services: Arc<Services>) -> Router {
             )
         });
     let timeout = Duration::from_secs(services.config.request_timeout_secs);
-    router
+    around(router.with_state(services))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
         .layer(axum::middleware::from_fn(move |request, next| {
@@ -214,7 +214,14 @@ pub fn build(services: Arc<Services>) -> Router {
             // The path only: query strings can carry access tokens.
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
-        .with_state(services)
+}
+
+/// A router whose layers wrap `routes` once. `Router::layer` wraps each
+/// route in a copy of the layer, and the APIs have a few hundred routes:
+/// a layer over this router's one route (its fallback, `routes` whole)
+/// sees every request as it would over each route, at one copy's cost.
+fn around(routes: Router) -> Router {
+    Router::new().fallback_service(routes)
 }
 
 /// Answers a request that takes longer than `timeout` with an error, so
@@ -237,7 +244,7 @@ async fn within(
 /// The federation router: the server-server API and nothing else.
 pub fn build_federation(services: Arc<Services>) -> Router {
     let timeout = Duration::from_secs(services.config.request_timeout_secs);
-    api::federation::routes(Router::new())
+    let routes = api::federation::routes(Router::new())
         .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
         .method_not_allowed_fallback(|| async {
             Error::unrecognized(
@@ -245,6 +252,8 @@ pub fn build_federation(services: Arc<Services>) -> Router {
                 "Method not allowed for this endpoint.",
             )
         })
+        .with_state(services);
+    around(routes)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
         .layer(axum::middleware::from_fn(move |request, next| {
@@ -253,5 +262,4 @@ pub fn build_federation(services: Arc<Services>) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
             tracing::debug_span!("federation", method = %request.method(), path = %request.uri().path())
         }))
-        .with_state(services)
 }
