@@ -7,7 +7,7 @@ use clap::Parser;
 /// thread that allocates its own arena (up to eight per core), where freed
 /// memory stays resident beside live blocks, and it raises its mmap
 /// threshold after every large free, so that the next password hash's
-/// working memory (19 MiB for argon2id) lands in a heap that never shrinks.
+/// working memory (7 MiB for argon2id) lands in a heap that never shrinks.
 /// One arena, and a fixed threshold: every allocation over 1 MiB is mapped
 /// and unmapped on its own.
 #[allow(unsafe_code)]
