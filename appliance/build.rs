@@ -21,9 +21,27 @@ fn main() {
     // other linkers do not know the option.
     if std::env::var("PROFILE").as_deref() == Ok("release") && links_with_rust_lld() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-        let list = format!("{dir}/layout/hot-functions");
-        println!("cargo:rerun-if-changed={list}");
-        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={list}");
+        // What callgrind saw run, then what only a native run did, as one
+        // list.
+        let mut names = String::new();
+        for name in ["hot-functions", "native-functions"] {
+            let list = Path::new(&dir).join("layout").join(name);
+            println!("cargo:rerun-if-changed={}", list.display());
+            names += &std::fs::read_to_string(&list)
+                .unwrap_or_else(|e| panic!("{} is unreadable: {e}", list.display()));
+            // A file without a final newline would join its last name to
+            // the next file's first.
+            if !names.ends_with('\n') {
+                names.push('\n');
+            }
+        }
+        let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+        let ordering = Path::new(&out).join("symbol-ordering");
+        std::fs::write(&ordering, names).expect("OUT_DIR is writable");
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            ordering.display()
+        );
         // A listed function this build does not have (the list is older
         // than the code) is no error: it only costs memory.
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
