@@ -99,8 +99,19 @@ pub fn release_binary() -> Result<PathBuf> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("test-vm: building the release binary (cargo build --profile {PROFILE})");
+    let mut build = Command::new(&cargo);
+    // A test runs with the variables cargo sets for its package
+    // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR...). Build scripts that watch
+    // them in cargo's own environment (ring's, through
+    // rerun-if-env-changed) would see them changed since `dist build`
+    // made the binary from a shell, and half the build would run again.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_a_package) {
+            build.env_remove(name);
+        }
+    }
     // Its progress shows on the test's output.
-    let status = Command::new(&cargo)
+    let status = build
         .current_dir(workspace_root())
         .args([
             "build",
@@ -129,6 +140,22 @@ pub fn release_binary() -> Result<PathBuf> {
         .join(TARGET)
         .join(PROFILE)
         .join("archipel"))
+}
+
+/// Whether cargo sets the environment variable `name` for a package's
+/// build scripts, compilation, or tests and binaries.
+fn set_by_cargo_for_a_package(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// What the image is made of: the binary and everything under `image/`.
