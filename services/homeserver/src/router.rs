@@ -194,21 +194,7 @@ impl RumaRouter for Router<Arc<Services>> {
 
 /// The complete client API router with its layers.
 pub fn build(services: Arc<Services>) -> Router {
-    let router = api::client::routes(Router::new())
-        .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
-        .method_not_allowed_fallback(|| async {
-            Error::unrecognized(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed for this endpoint.",
-            )
-        });
-    let timeout = Duration::from_secs(services.config.request_timeout_secs);
-    around(router.with_state(services))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            within(timeout, request, next)
-        }))
+    served(api::client::routes(Router::new()), services)
         .layer(CorsLayer::permissive().max_age(Duration::from_secs(86400)))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
             // The path only: query strings can carry access tokens.
@@ -216,12 +202,33 @@ pub fn build(services: Arc<Services>) -> Router {
         }))
 }
 
-/// A router whose layers wrap `routes` once. `Router::layer` wraps each
-/// route in a copy of the layer, and the APIs have a few hundred routes:
-/// a layer over this router's one route (its fallback, `routes` whole)
-/// sees every request as it would over each route, at one copy's cost.
-fn around(routes: Router) -> Router {
-    Router::new().fallback_service(routes)
+/// `routes` with what both APIs answer and wrap every request in: the
+/// Matrix errors for an unknown path or method, no body limit of axum's
+/// (each endpoint has its own), a panic as a 500, and the request timeout.
+///
+/// The layers wrap `routes` once, as the one route (the fallback) of an
+/// outer router: `Router::layer` would wrap each of a few hundred routes
+/// in a copy of every layer, to the same effect on a request.
+fn served(routes: Router<Arc<Services>>, services: Arc<Services>) -> Router {
+    let timeout = Duration::from_secs(services.config.request_timeout_secs);
+    let routes = routes
+        .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
+        .method_not_allowed_fallback(|| async {
+            Error::unrecognized(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed for this endpoint.",
+            )
+        })
+        .with_state(services);
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(CatchPanicLayer::custom(|_| {
+            Error::internal("handler panicked").into_response()
+        }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            within(timeout, request, next)
+        }))
 }
 
 /// Answers a request that takes longer than `timeout` with an error, so
@@ -243,23 +250,9 @@ async fn within(
 
 /// The federation router: the server-server API and nothing else.
 pub fn build_federation(services: Arc<Services>) -> Router {
-    let timeout = Duration::from_secs(services.config.request_timeout_secs);
-    let routes = api::federation::routes(Router::new())
-        .fallback(|| async { Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request.") })
-        .method_not_allowed_fallback(|| async {
-            Error::unrecognized(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed for this endpoint.",
-            )
-        })
-        .with_state(services);
-    around(routes)
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(CatchPanicLayer::custom(|_| Error::internal("handler panicked").into_response()))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            within(timeout, request, next)
-        }))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
+    served(api::federation::routes(Router::new()), services).layer(
+        TraceLayer::new_for_http().make_span_with(|request: &http::Request<axum::body::Body>| {
             tracing::debug_span!("federation", method = %request.method(), path = %request.uri().path())
-        }))
+        }),
+    )
 }
