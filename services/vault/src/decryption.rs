@@ -48,6 +48,8 @@ pub struct Decryption {
     pending: PendingDecryption,
     session_key: Value,
     plaintext: String,
+    /// `plaintext`, parsed.
+    event: Value,
 }
 
 impl Decryption {
@@ -59,6 +61,11 @@ impl Decryption {
     /// The decrypted event JSON (`type`, `content`, `room_id`), as text.
     pub fn plaintext(&self) -> &str {
         &self.plaintext
+    }
+
+    /// The decrypted event, parsed.
+    pub fn event(&self) -> &Value {
+        &self.event
     }
 }
 
@@ -278,23 +285,17 @@ impl Vault {
     }
 
     /// Decrypts the pending events `pending`, all of one session, with
-    /// `session_key` (that session's exported room key, imported
-    /// once), checking that each plaintext belongs to its room. Each
+    /// `key` (that session's room key, imported from the archive member's
+    /// device's export: the caller may keep it for the session's next
+    /// events), checking that each plaintext belongs to its room. Each
     /// decryption holds the key exported at its own event's index. An event
     /// no longer pending (decrypted already, erased) is left out, as is one
     /// the key does not decrypt (logged; it stays pending).
     pub fn decrypt_session(
         &self,
         pending: &[PendingDecryption],
-        session_key: Value,
+        key: &mut megolm::RoomKey,
     ) -> Result<Vec<Decryption>> {
-        let mut key = match megolm::RoomKey::import(session_key) {
-            Ok(key) => key,
-            Err(e) => {
-                tracing::warn!(error = %e, "a session key could not be read; its events stay pending");
-                return Ok(Vec::new());
-            }
-        };
         let mut in_order: Vec<&PendingDecryption> = pending.iter().collect();
         in_order.sort_by_key(|p| p.message_index);
         let mut decrypted = Vec::with_capacity(pending.len());
@@ -305,8 +306,8 @@ impl Vault {
                 Err(Error::Erased { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let plaintext = match key.decrypt(&event) {
-                Ok(plaintext) => plaintext,
+            let (plaintext, event) = match key.decrypt_parsed(&event) {
+                Ok(decrypted) => decrypted,
                 Err(e) => {
                     tracing::warn!(seq = pending.seq, event_id = %pending.event_id, error = %e,
                         "a session key did not decrypt an archived event; it stays pending");
@@ -320,6 +321,7 @@ impl Vault {
                 pending: pending.clone(),
                 session_key,
                 plaintext,
+                event,
             });
         }
         Ok(decrypted)
@@ -342,6 +344,7 @@ impl Vault {
                     pending,
                     session_key,
                     plaintext,
+                    ..
                 },
             attachments,
         } in found

@@ -118,6 +118,12 @@ impl RoomKey {
 
     /// Decrypts `event`, which must be of this key's room and session.
     pub fn decrypt(&mut self, event: &Value) -> Result<String, DecryptError> {
+        self.decrypt_parsed(event).map(|(plaintext, _)| plaintext)
+    }
+
+    /// [`RoomKey::decrypt`], with the plaintext also parsed (its room is
+    /// checked on the parsed JSON, which the caller need not parse again).
+    pub fn decrypt_parsed(&mut self, event: &Value) -> Result<(String, Value), DecryptError> {
         let room_id = event["room_id"].as_str().unwrap_or_default();
         let content = &event["content"];
         if content["algorithm"] != MEGOLM_V1 {
@@ -149,7 +155,17 @@ impl RoomKey {
                 named["room_id"]
             )));
         }
-        Ok(plaintext)
+        Ok((plaintext, named))
+    }
+
+    /// The room and session this key is for.
+    pub fn session(&self) -> (&str, &str) {
+        (&self.room_id, &self.session_id)
+    }
+
+    /// The first message index this key decrypts.
+    pub fn first_index(&self) -> u32 {
+        self.session.first_known_index()
     }
 
     /// The export at `message_index` (JSON): it decrypts the session from

@@ -39,7 +39,10 @@ fn export(key: &SessionKey) -> Value {
 fn decrypt_all(vault: &Vault, key: &Value) -> Vec<String> {
     let pending = vault.pending_decryptions(None, 100).expect("pending");
     let found = vault
-        .decrypt_session(&pending, key.clone())
+        .decrypt_session(
+            &pending,
+            &mut archipel_vault::megolm::RoomKey::import(key.clone()).expect("a key"),
+        )
         .expect("decrypts")
         .into_iter()
         .map(|decryption| archipel_vault::decryption::FoundKey {
