@@ -13,7 +13,7 @@
 use archipel_store::{Batch, key};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     Error, Result, Vault,
@@ -75,6 +75,13 @@ pub struct FoundKey {
     /// Its attachments' plaintext, checked against the hashes the message
     /// names: sealed into the vault with the decryption record.
     pub attachments: Vec<crate::MediaSource>,
+}
+
+/// What a decryption record seals (read back by [`decrypted_from`]).
+#[derive(Serialize)]
+struct SealedDetails<'a> {
+    plaintext: &'a str,
+    session_key: &'a Value,
 }
 
 /// A decryption record, opened.
@@ -338,25 +345,30 @@ impl Vault {
         let mut media = crate::media::BatchMedia::default();
         let mut appended = Vec::new();
         let now = now_ms();
-        for FoundKey {
-            decryption:
-                Decryption {
-                    pending,
-                    session_key,
-                    plaintext,
-                    ..
-                },
-            attachments,
-        } in found
+        // Checked under the writer's lock: an erasure comes first or sees
+        // the record.
+        let still_pending = self.log().pending_decryptions.get_many(
+            &found
+                .iter()
+                .map(|f| f.decryption.pending.seq.to_be_bytes())
+                .collect::<Vec<_>>(),
+        )?;
+        for (
+            FoundKey {
+                decryption:
+                    Decryption {
+                        pending,
+                        session_key,
+                        plaintext,
+                        ..
+                    },
+                attachments,
+            },
+            still_pending,
+        ) in found.into_iter().zip(still_pending)
         {
             let ciphertext_seq = pending.seq;
-            // Checked under the writer's lock: an erasure comes first or
-            // sees the record.
-            if !self
-                .log()
-                .pending_decryptions
-                .contains(ciphertext_seq.to_be_bytes())?
-            {
+            if still_pending.is_none() {
                 continue;
             }
             let seq = frontier.size();
@@ -365,8 +377,11 @@ impl Vault {
                 copies.push(self.store_media(&mut batch, seq, source, &mut media)?);
             }
             let key = DataKey::generate();
-            let details = json!({ "plaintext": plaintext, "session_key": session_key });
-            let plain = serde_json::to_vec(&details).expect("JSON values serialize");
+            let plain = serde_json::to_vec(&SealedDetails {
+                plaintext: &plaintext,
+                session_key: &session_key,
+            })
+            .expect("JSON values serialize");
             let record = Record {
                 seq,
                 captured_ts: now,
@@ -400,9 +415,13 @@ impl Vault {
         }
         batch.put(&self.log().meta, META_SIZE, frontier.size().to_be_bytes());
         crate::sync_files(&self.media_dir.join(crate::media::BLOB_DIR), &media.sealed)?;
-        self.store().commit(batch)?;
+        let written = self.store().write(batch)?;
         writer.frontier = frontier;
         self.checkpoint_if_due(&mut writer, false)?;
+        drop(writer);
+        // Synced once the writer's lock is released, as capture does: a
+        // capture meanwhile shares this fsync rather than wait behind it.
+        self.store().sync(written)?;
         Ok(appended)
     }
 }
@@ -483,6 +502,8 @@ pub(crate) fn decrypted_from(seq: u64, mut sealed: Value) -> Result<Decrypted> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
