@@ -17,15 +17,13 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use archipel_store::{Store, StoreOptions};
+mod common;
+
 use archipel_vault::{
-    CapturedEvent, CheckpointPolicy, Vault,
-    columns::COLUMNS,
+    CapturedEvent,
     decryption::{FoundKey, PendingDecryption},
     megolm::RoomKey,
-    seal::VaultKey,
 };
-use ed25519_dalek::SigningKey;
 use nix::sys::resource::UsageWho;
 use serde_json::{Value, json, value::to_raw_value};
 use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
@@ -111,34 +109,14 @@ struct Pass {
 /// session's exported key) decrypts after each batch what it captured.
 fn run(events: &[CapturedEvent], exports: Option<&HashMap<String, Value>>) -> Pass {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(
-        &dir.path().join("db"),
-        COLUMNS,
-        &StoreOptions {
-            cache_bytes: 2 << 20,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store");
-    let vault = Vault::open(
-        store.clone(),
-        &dir.path().join("vault"),
-        VaultKey::generate(),
-        SigningKey::from_bytes(&[7u8; 32]),
-        "bench.example/archipel-vault".into(),
-        CheckpointPolicy {
-            every_records: 10_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .expect("vault");
+    let (store, vault) = common::open(dir.path(), 2, 10_000);
     let mut pass = Pass {
         cpu: Duration::ZERO,
         decrypting: Duration::ZERO,
         recording: Duration::ZERO,
         mib: 0.0,
     };
-    let started = cpu_time(UsageWho::RUSAGE_SELF);
+    let started = common::cpu_time(UsageWho::RUSAGE_SELF);
     let mut kept: HashMap<String, RoomKey> = HashMap::new();
     let mut cursor = None;
     for chunk in events.chunks(BATCH) {
@@ -151,7 +129,7 @@ fn run(events: &[CapturedEvent], exports: Option<&HashMap<String, Value>>) -> Pa
             continue;
         };
         cursor = Some(last.seq);
-        let phase = cpu_time(UsageWho::RUSAGE_THREAD);
+        let phase = common::cpu_time(UsageWho::RUSAGE_THREAD);
         let mut by_session: HashMap<String, Vec<PendingDecryption>> = HashMap::new();
         for pending in page {
             by_session
@@ -172,14 +150,14 @@ fn run(events: &[CapturedEvent], exports: Option<&HashMap<String, Value>>) -> Pa
             }
         }
         let count = found.len();
-        let decrypted = cpu_time(UsageWho::RUSAGE_THREAD);
+        let decrypted = common::cpu_time(UsageWho::RUSAGE_THREAD);
         pass.decrypting += decrypted - phase;
         let appended = vault.record_decryptions(found).expect("records");
         assert_eq!(appended.len(), count, "every message decrypted");
-        pass.recording += cpu_time(UsageWho::RUSAGE_THREAD) - decrypted;
+        pass.recording += common::cpu_time(UsageWho::RUSAGE_THREAD) - decrypted;
     }
     store.flush().expect("flush");
-    pass.cpu = cpu_time(UsageWho::RUSAGE_SELF) - started;
+    pass.cpu = common::cpu_time(UsageWho::RUSAGE_SELF) - started;
     pass.mib = store.approximate_size() as f64 / (1 << 20) as f64;
     pass
 }
@@ -247,13 +225,4 @@ fn encrypted_chat(messages: u64) -> (Vec<CapturedEvent>, HashMap<String, Value>)
         });
     }
     (events, exports)
-}
-
-/// CPU time so far, user and system, of the process or the thread.
-fn cpu_time(who: UsageWho) -> Duration {
-    let usage = nix::sys::resource::getrusage(who).expect("getrusage");
-    let time = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
-    time(usage.user_time()) + time(usage.system_time())
 }

@@ -14,18 +14,16 @@
 
 use std::time::{Duration, Instant};
 
-use archipel_store::{Store, StoreOptions};
+mod common;
+
 use archipel_vault::{
-    CapturedEvent, CheckpointPolicy, Organisation, Vault,
-    columns::COLUMNS,
+    CapturedEvent, Organisation,
     export::{
         sip::SipScope,
         woo::{PlannedDocument, PlannedRedaction, WooPlan, WooSelection},
     },
     retention::RetentionPolicy,
-    seal::VaultKey,
 };
-use ed25519_dalek::SigningKey;
 use serde_json::{json, value::to_raw_value};
 
 const ROOMS: u64 = 20;
@@ -40,20 +38,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        Store::open(&dir.path().join("db"), COLUMNS, &StoreOptions::default()).expect("store");
-    let vault = Vault::open(
-        store.clone(),
-        &dir.path().join("vault"),
-        VaultKey::generate(),
-        SigningKey::from_bytes(&[7u8; 32]),
-        "bench.example/archipel-vault".into(),
-        CheckpointPolicy {
-            every_records: 100_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .expect("vault");
+    let (_, vault) = common::open(dir.path(), 16, 100_000);
     let organisation = Organisation {
         name: "ministerie van Benchmarks".into(),
         identifier: "https://identifier.overheid.nl/tooi/id/ministerie/mnre9999".into(),

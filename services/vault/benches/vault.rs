@@ -16,11 +16,10 @@
 
 use std::time::{Duration, Instant};
 
-use archipel_store::{Store, StoreOptions};
-use archipel_vault::{
-    CapturedEvent, CheckpointPolicy, Vault, columns::COLUMNS, seal::VaultKey, verify,
-};
-use ed25519_dalek::SigningKey;
+mod common;
+
+use archipel_vault::{CapturedEvent, verify};
+use nix::sys::resource::UsageWho;
 use serde_json::{json, value::to_raw_value};
 
 const BATCH: u64 = 1000;
@@ -38,32 +37,12 @@ fn main() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(
-        &dir.path().join("db"),
-        COLUMNS,
-        &StoreOptions {
-            cache_bytes: cache_mib << 20,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store");
-    let signer = SigningKey::from_bytes(&[7u8; 32]);
-    let vault = Vault::open(
-        store.clone(),
-        &dir.path().join("vault"),
-        VaultKey::generate(),
-        signer.clone(),
-        "bench.example/archipel-vault".into(),
-        CheckpointPolicy {
-            every_records: 10_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .expect("vault");
+    let (store, vault) = common::open(dir.path(), cache_mib, 10_000);
+    let signer = common::signer();
 
     eprintln!("capturing {records} events in batches of {BATCH}...");
     let started = Instant::now();
-    let cpu_started = cpu_time();
+    let cpu_started = common::cpu_time(UsageWho::RUSAGE_SELF);
     let mut position = 0;
     while position < records {
         let batch = (position..(position + BATCH).min(records))
@@ -81,7 +60,7 @@ fn main() {
     vault.checkpoint().expect("checkpoint");
     let capture = started.elapsed();
     store.flush().expect("flush");
-    let capture_cpu = cpu_time() - cpu_started;
+    let capture_cpu = common::cpu_time(UsageWho::RUSAGE_SELF) - cpu_started;
 
     eprintln!("verifying...");
     let started = Instant::now();
@@ -192,14 +171,4 @@ fn event(n: u64) -> serde_json::Value {
         "signatures": { "bench.example": { "ed25519:a_1": format!("{n:086}") } },
         "type": "m.room.message",
     })
-}
-
-/// CPU time of the whole process so far (every thread, user and system).
-fn cpu_time() -> Duration {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage");
-    let time = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
-    time(usage.user_time()) + time(usage.system_time())
 }
