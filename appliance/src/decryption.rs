@@ -187,7 +187,7 @@ impl Worker {
             let key = match kept {
                 Some(key) => key,
                 None => {
-                    let Some((export, _)) = self
+                    let Some(export) = self
                         .device
                         .session_key(&session.0, &session.1, earliest)
                         .await?

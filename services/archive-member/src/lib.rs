@@ -242,14 +242,14 @@ impl ArchiveMember {
     /// The Megolm session key that decrypts messages of session
     /// `session_id` in `room_id` from `message_index` on (or from the first
     /// index the device holds, if later), as the JSON of a key export
-    /// (`ExportedRoomKey`) as a value, with that first index. `None` where the device
-    /// does not hold the session.
+    /// (`ExportedRoomKey`) as a value. `None` where the device does not
+    /// hold the session.
     pub async fn session_key(
         &self,
         room_id: &RoomId,
         session_id: &str,
         message_index: u32,
-    ) -> Result<Option<(serde_json::Value, u32)>> {
+    ) -> Result<Option<serde_json::Value>> {
         let Some(session) = self
             .machine
             .store()
@@ -258,12 +258,12 @@ impl ArchiveMember {
         else {
             return Ok(None);
         };
-        let from = session.first_known_index().max(message_index);
-        let export = session.export_at_index(from).await;
-        Ok(Some((
+        let export = session
+            .export_at_index(session.first_known_index().max(message_index))
+            .await;
+        Ok(Some(
             serde_json::to_value(&export).expect("key exports serialize"),
-            from,
-        )))
+        ))
     }
 }
 

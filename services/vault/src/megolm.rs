@@ -158,11 +158,6 @@ impl RoomKey {
         Ok((plaintext, named))
     }
 
-    /// The room and session this key is for.
-    pub fn session(&self) -> (&str, &str) {
-        (&self.room_id, &self.session_id)
-    }
-
     /// The first message index this key decrypts.
     pub fn first_index(&self) -> u32 {
         self.session.first_known_index()
