@@ -276,7 +276,7 @@ impl Search {
                             .delete_term(Term::from_field_u64(self.fields.seq, erasure.erased_seq));
                         done.removed += 1;
                     }
-                    Entry::Procedure(_) => {}
+                    Entry::Procedure(_) | Entry::SessionKey(_) => {}
                 }
             }
             let mut commit = writer.prepare_commit()?;

@@ -71,7 +71,7 @@ fn main() {
     );
     println!(
         "{:<50} | {:>10.1}",
-        "  Megolm decryption, key exports (its thread)",
+        "  Megolm decryption (its thread)",
         per(decrypted.decrypting)
     );
     println!(

@@ -54,6 +54,9 @@ pub const SEQ_PENDINGDECRYPTION: &str = "vault_seq_pendingdecryption";
 pub const ROOMID_SESSIONID_SEQ: &str = "vault_roomid_sessionid_seq";
 /// The decryption record of each decrypted event record.
 pub const SEQ_DECRYPTIONSEQ: &str = "vault_seq_decryptionseq";
+/// The session key record of each Megolm session that reaches furthest
+/// back: `room 0xFF session` -> first index (4 bytes) and record (8 bytes).
+pub const ROOMID_SESSIONID_KEYSEQ: &str = "vault_roomid_sessionid_keyseq";
 
 /// Rooms the archive member was removed from and has not returned to.
 pub const ROOMID_COVERAGEGAP: &str = "vault_roomid_coveragegap";
@@ -100,6 +103,7 @@ pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::new(SEQ_PENDINGDECRYPTION),
     ColumnSpec::new(ROOMID_SESSIONID_SEQ),
     ColumnSpec::lookups(SEQ_DECRYPTIONSEQ),
+    ColumnSpec::lookups(ROOMID_SESSIONID_KEYSEQ),
     ColumnSpec::lookups(ROOMID_COVERAGEGAP),
     ColumnSpec::lookups(ROOMID_IMPORTOWNER),
     ColumnSpec::lookups(BLOB_BLOB),

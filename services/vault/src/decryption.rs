@@ -5,10 +5,19 @@
 //! notes in the same batch which Megolm session and message index it needs
 //! (a *pending* decryption). When the archive member's device holds that
 //! session's key, [`Vault::record_decryptions`] decrypts the logged
-//! ciphertext with it and appends a decryption record: the plaintext and
-//! the session key, sealed. The pending note goes in the same batch. A
+//! ciphertext with it and appends a decryption record: the plaintext,
+//! sealed, and the number of the session key record that holds the key,
+//! sealed too. A session's key is logged once, the first time one of its
+//! events is decrypted (again only if a key that reaches further back
+//! decrypts an earlier event). The pending note goes in the same batch. A
 //! pending decryption that never resolves is a gap, listed by
 //! [`Vault::pending_decryptions`], never a silent one.
+//!
+//! Records written before session key records hold their session key
+//! themselves, exported at their own event's index; they open and verify
+//! as before.
+
+use std::{collections::HashMap, sync::Arc};
 
 use archipel_store::{Batch, key};
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
@@ -20,7 +29,7 @@ use crate::{
     log::META_SIZE,
     megolm::{self, SessionRef},
     now_ms,
-    record::{DecryptionEntry, Entry, EventEntry, Record},
+    record::{DecryptionEntry, Entry, EventEntry, Record, SessionKeyEntry},
     seal::DataKey,
 };
 
@@ -46,7 +55,9 @@ pub struct PendingDecryption {
 /// it carries is the one the logged ciphertext decrypts to.
 pub struct Decryption {
     pending: PendingDecryption,
-    session_key: Value,
+    /// The room key that decrypted it, and the first index that key reaches.
+    session_key: Arc<Value>,
+    first_index: u32,
     plaintext: String,
     /// `plaintext`, parsed.
     event: Value,
@@ -81,7 +92,6 @@ pub struct FoundKey {
 #[derive(Serialize)]
 struct SealedDetails<'a> {
     plaintext: &'a str,
-    session_key: &'a Value,
 }
 
 /// A decryption record, opened.
@@ -91,8 +101,18 @@ pub struct Decrypted {
     pub seq: u64,
     /// The decrypted event JSON (`type`, `content`, `room_id`), as text.
     pub plaintext: String,
-    /// The exported room key that decrypts the ciphertext record.
-    pub session_key: Value,
+    /// Where the exported room key that decrypts the ciphertext record is:
+    /// in a session key record, or (an older record) in this one.
+    pub session_key: SessionKeyAt,
+}
+
+/// Where a decryption record's session key is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionKeyAt {
+    /// In session key record `seq` ([`Vault::open_session_key`]).
+    Record(u64),
+    /// In the decryption record itself, exported at its event's index.
+    Own(Value),
 }
 
 /// The pending note of an encrypted event being captured, if it is a
@@ -288,14 +308,35 @@ impl Vault {
             )));
         };
         let sealed = self.open_sealed(seq, &entry.sealed)?;
-        decrypted_from(seq, sealed)
+        decrypted_from(seq, entry, sealed)
+    }
+
+    /// The exported room key decryption record `seq` refers to in session
+    /// key record `key_seq`, and that record's data key. Requires the vault
+    /// key.
+    pub fn open_session_key(&self, key_seq: u64, seq: u64) -> Result<(Value, DataKey)> {
+        let record = self.log().record(key_seq)?;
+        let Entry::SessionKey(key_entry) = &record.entry else {
+            return Err(not_a_key_record(seq, key_seq));
+        };
+        if key_seq >= seq {
+            return Err(not_a_key_record(seq, key_seq));
+        }
+        // Never erased: its loss leaves the decryption unverifiable.
+        let data_key = self.data_key(key_seq).map_err(|e| match e {
+            Error::Erased { .. } => Error::Corrupt(format!(
+                "session key record {key_seq}, which decryption record {seq} needs, is erased"
+            )),
+            e => e,
+        })?;
+        let export = crate::open_sealed_with(&data_key, key_seq, &key_entry.sealed)?;
+        Ok((export, data_key))
     }
 
     /// Decrypts the pending events `pending`, all of one session, with
     /// `key` (that session's room key, imported from the archive member's
     /// device's export: the caller may keep it for the session's next
-    /// events), checking that each plaintext belongs to its room. Each
-    /// decryption holds the key exported at its own event's index. An event
+    /// events), checking that each plaintext belongs to its room. An event
     /// no longer pending (decrypted already, erased) is left out, as is one
     /// the key does not decrypt (logged; it stays pending).
     pub fn decrypt_session(
@@ -305,6 +346,7 @@ impl Vault {
     ) -> Result<Vec<Decryption>> {
         let mut in_order: Vec<&PendingDecryption> = pending.iter().collect();
         in_order.sort_by_key(|p| p.message_index);
+        let (session_key, first_index) = (key.export(), key.first_index());
         let mut decrypted = Vec::with_capacity(pending.len());
         for pending in in_order {
             let recent = self.recent_encrypted().take(pending.seq, &pending.event_id);
@@ -321,12 +363,10 @@ impl Vault {
                     continue;
                 }
             };
-            let Some(session_key) = key.exported_at(pending.message_index) else {
-                continue;
-            };
             decrypted.push(Decryption {
                 pending: pending.clone(),
-                session_key,
+                session_key: Arc::clone(&session_key),
+                first_index,
                 plaintext,
                 event,
             });
@@ -335,15 +375,20 @@ impl Vault {
     }
 
     /// Appends a decryption record for each of `found`, in one durable
-    /// batch; each such event is no longer pending. One that stopped
-    /// pending meanwhile (erased, say) is skipped. Returns the sequence
-    /// numbers of the records appended.
+    /// batch, and a session key record before the first of a session whose
+    /// key the log does not hold yet (or not as far back); each such event
+    /// is no longer pending. One that stopped pending meanwhile (erased,
+    /// say) is skipped. Returns the sequence numbers of the decryption
+    /// records appended.
     pub fn record_decryptions(&self, found: Vec<FoundKey>) -> Result<Vec<u64>> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut frontier = writer.frontier.clone();
         let mut batch = Batch::new();
         let mut media = crate::media::BatchMedia::default();
         let mut appended = Vec::new();
+        // The session key records this batch can refer to, by session: the
+        // first index each reaches, and where it is.
+        let mut key_records: HashMap<(String, String), Option<(u32, u64)>> = HashMap::new();
         let now = now_ms();
         // Checked under the writer's lock: an erasure comes first or sees
         // the record.
@@ -359,6 +404,7 @@ impl Vault {
                     Decryption {
                         pending,
                         session_key,
+                        first_index,
                         plaintext,
                         ..
                     },
@@ -371,6 +417,31 @@ impl Vault {
             if still_pending.is_none() {
                 continue;
             }
+            let session = (pending.room_id.clone(), pending.session_id.clone());
+            let logged = match key_records.get(&session) {
+                Some(logged) => *logged,
+                None => {
+                    let logged = self.session_key_record(&session.0, &session.1)?;
+                    key_records.insert(session.clone(), logged);
+                    logged
+                }
+            };
+            let key_seq = match logged {
+                Some((reaches, key_seq)) if reaches <= pending.message_index => key_seq,
+                _ => {
+                    let key_seq = frontier.size();
+                    self.append_session_key(
+                        &mut batch,
+                        &mut frontier,
+                        now,
+                        &session,
+                        first_index,
+                        &session_key,
+                    );
+                    key_records.insert(session, Some((first_index, key_seq)));
+                    key_seq
+                }
+            };
             let seq = frontier.size();
             let mut copies = Vec::new();
             for source in &attachments {
@@ -379,7 +450,6 @@ impl Vault {
             let key = DataKey::generate();
             let plain = serde_json::to_vec(&SealedDetails {
                 plaintext: &plaintext,
-                session_key: &session_key,
             })
             .expect("JSON values serialize");
             let record = Record {
@@ -392,6 +462,7 @@ impl Vault {
                     sender: pending.sender.clone(),
                     sealed: B64.encode(key.seal(&plain, seq, 0)),
                     media: copies,
+                    key_seq: Some(key_seq),
                 }),
             };
             self.append(&mut batch, &mut frontier, &record, Some(&key));
@@ -423,6 +494,58 @@ impl Vault {
         // capture meanwhile shares this fsync rather than wait behind it.
         self.store().sync(written)?;
         Ok(appended)
+    }
+
+    /// The session key record of `session` in `room_id` that reaches
+    /// furthest back, if the log holds one: (first index, record).
+    fn session_key_record(&self, room_id: &str, session_id: &str) -> Result<Option<(u32, u64)>> {
+        let Some(value) = self
+            .log()
+            .session_keys
+            .get(key::key([room_id.as_bytes(), session_id.as_bytes()]))?
+        else {
+            return Ok(None);
+        };
+        let (index, seq) = value
+            .split_first_chunk::<4>()
+            .and_then(|(index, seq)| Some((*index, <[u8; 8]>::try_from(seq).ok()?)))
+            .ok_or_else(|| Error::Corrupt(format!("the session key entry of {session_id}")))?;
+        Ok(Some((u32::from_be_bytes(index), u64::from_be_bytes(seq))))
+    }
+
+    /// Appends a session key record for `session` (room, session),
+    /// reaching from `first_index`, in `batch`; it becomes the session's
+    /// record to refer to.
+    fn append_session_key(
+        &self,
+        batch: &mut Batch,
+        frontier: &mut crate::merkle::Frontier,
+        now: u64,
+        (room_id, session_id): &(String, String),
+        first_index: u32,
+        export: &Value,
+    ) {
+        let seq = frontier.size();
+        let key = DataKey::generate();
+        let plain = serde_json::to_vec(export).expect("JSON values serialize");
+        let record = Record {
+            seq,
+            captured_ts: now,
+            entry: Entry::SessionKey(SessionKeyEntry {
+                room_id: room_id.clone(),
+                session_id: session_id.clone(),
+                first_index,
+                sealed: B64.encode(key.seal(&plain, seq, 0)),
+            }),
+        };
+        self.append(batch, frontier, &record, Some(&key));
+        let mut value = first_index.to_be_bytes().to_vec();
+        value.extend_from_slice(&seq.to_be_bytes());
+        batch.put(
+            &self.log().session_keys,
+            key::key([room_id.as_bytes(), session_id.as_bytes()]),
+            value,
+        );
     }
 }
 
@@ -462,7 +585,17 @@ impl Vault {
                     continue;
                 }
             };
-            match megolm::decrypt(&event, &decrypted.session_key) {
+            let session_key = match decrypted.session_key {
+                SessionKeyAt::Own(key) => key,
+                SessionKeyAt::Record(key_seq) => match self.open_session_key(key_seq, seq) {
+                    Ok((key, _)) => key,
+                    Err(e) => {
+                        findings.push(mismatch(e.to_string()));
+                        continue;
+                    }
+                },
+            };
+            match megolm::decrypt(&event, &session_key) {
                 Ok(plaintext) if plaintext == decrypted.plaintext => {}
                 Ok(_) => findings.push(mismatch(
                     "its session key decrypts the ciphertext to another plaintext".into(),
@@ -483,8 +616,12 @@ fn decode_pending(value: &[u8]) -> Result<PendingDecryption> {
         .map_err(|e| Error::Corrupt(format!("a pending decryption note: {e}")))
 }
 
-/// A decryption record's sealed details, read.
-pub(crate) fn decrypted_from(seq: u64, mut sealed: Value) -> Result<Decrypted> {
+/// Decryption record `seq` (`entry`), its sealed details read.
+pub(crate) fn decrypted_from(
+    seq: u64,
+    entry: &DecryptionEntry,
+    mut sealed: Value,
+) -> Result<Decrypted> {
     let plaintext = match sealed["plaintext"].take() {
         Value::String(text) => text,
         _ => {
@@ -493,18 +630,188 @@ pub(crate) fn decrypted_from(seq: u64, mut sealed: Value) -> Result<Decrypted> {
             )));
         }
     };
+    let session_key = match entry.key_seq {
+        Some(key_seq) => SessionKeyAt::Record(key_seq),
+        None => SessionKeyAt::Own(sealed["session_key"].take()),
+    };
     Ok(Decrypted {
         seq,
         plaintext,
-        session_key: sealed["session_key"].take(),
+        session_key,
     })
+}
+
+/// Decryption record `seq` names record `key_seq` as its session key
+/// record, which it is not (or not an earlier one).
+pub(crate) fn not_a_key_record(seq: u64, key_seq: u64) -> Error {
+    Error::Corrupt(format!(
+        "decryption record {seq} names record {key_seq} as its session key record, which it is not"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig};
 
     use super::*;
+    use crate::{CapturedEvent, CheckpointPolicy, columns::COLUMNS, seal::VaultKey};
+
+    const ROOM: &str = "!room:test.example";
+
+    fn open(dir: &std::path::Path) -> Vault {
+        let options = archipel_store::StoreOptions::default();
+        let store = archipel_store::Store::open(&dir.join("db"), COLUMNS, &options).expect("store");
+        let key = VaultKey::load_or_generate(&dir.join("vault.key")).expect("key");
+        Vault::open(
+            store,
+            &dir.join("vault"),
+            key,
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+            "test.example/archipel-vault".into(),
+            CheckpointPolicy {
+                every_records: 1000,
+                every: std::time::Duration::from_secs(3600),
+            },
+        )
+        .expect("vault")
+    }
+
+    fn export(inbound: &mut InboundGroupSession) -> Value {
+        json!({
+            "algorithm": megolm::MEGOLM_V1, "room_id": ROOM, "session_id": inbound.session_id(),
+            "session_key": inbound.export_at(0).expect("index").to_base64(),
+        })
+    }
+
+    /// Appends a decryption record as the vault wrote them before session
+    /// key records: the session key sealed in the record itself.
+    fn append_with_own_key(vault: &Vault, pending: &PendingDecryption, plain: &str, key: &Value) {
+        let mut writer = vault.writer.lock().expect("lock");
+        let mut frontier = writer.frontier.clone();
+        let mut batch = Batch::new();
+        let seq = frontier.size();
+        let data_key = DataKey::generate();
+        let sealed = json!({ "plaintext": plain, "session_key": key }).to_string();
+        let record = Record {
+            seq,
+            captured_ts: now_ms(),
+            entry: Entry::Decryption(DecryptionEntry {
+                ciphertext_seq: pending.seq,
+                room_id: pending.room_id.clone(),
+                event_id: pending.event_id.clone(),
+                sender: pending.sender.clone(),
+                sealed: B64.encode(data_key.seal(sealed.as_bytes(), seq, 0)),
+                media: Vec::new(),
+                key_seq: None,
+            }),
+        };
+        vault.append(&mut batch, &mut frontier, &record, Some(&data_key));
+        let log = vault.log();
+        batch.put(
+            &log.decryptions,
+            pending.seq.to_be_bytes(),
+            seq.to_be_bytes(),
+        );
+        batch.put(&log.room_index, crate::log::Log::room_key(ROOM, seq), b"");
+        batch.delete(&log.pending_decryptions, pending.seq.to_be_bytes());
+        batch.delete(&log.session_index, session_key_of(pending));
+        batch.put(&log.meta, META_SIZE, frontier.size().to_be_bytes());
+        let written = vault.store().write(batch).expect("write");
+        vault.store().sync(written).expect("sync");
+        writer.frontier = frontier;
+    }
+
+    #[test]
+    fn records_that_hold_their_own_session_key_still_open_verify_and_export() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = open(dir.path());
+        let mut session = GroupSession::new(SessionConfig::version_1());
+        let mut inbound =
+            InboundGroupSession::new(&session.session_key(), SessionConfig::version_1());
+        let mut plaintexts = Vec::new();
+        let mut events = Vec::new();
+        for n in 0..2u64 {
+            let plain = json!({ "type": "m.room.message", "room_id": ROOM,
+                                "content": { "msgtype": "m.text", "body": format!("old {n}") } })
+            .to_string();
+            let event = json!({
+                "event_id": format!("$old{n}"), "room_id": ROOM, "sender": "@a:test.example",
+                "type": "m.room.encrypted", "origin_server_ts": 1_700_000_000_000u64 + n,
+                "content": { "algorithm": megolm::MEGOLM_V1, "session_id": session.session_id(),
+                             "ciphertext": session.encrypt(&plain).to_base64(), "device_id": "DEV" },
+            });
+            events.push(CapturedEvent {
+                position: n + 1,
+                event: serde_json::value::to_raw_value(&event).expect("JSON"),
+                media: Vec::new(),
+                soft_failed: None,
+                bridge: None,
+            });
+            plaintexts.push(plain);
+        }
+        vault.capture(events).expect("capture");
+        let pending = vault.pending_decryptions(None, 10).expect("pending");
+        let key = export(&mut inbound);
+        append_with_own_key(&vault, &pending[0], &plaintexts[0], &key);
+        // The second holds the key of another session: verify must say so.
+        let mut other = InboundGroupSession::new(
+            &GroupSession::new(SessionConfig::version_1()).session_key(),
+            SessionConfig::version_1(),
+        );
+        append_with_own_key(&vault, &pending[1], &plaintexts[1], &export(&mut other));
+
+        let first = vault
+            .decryption_of(pending[0].seq)
+            .expect("index")
+            .expect("one");
+        let opened = vault.open_decryption(first).expect("opens");
+        assert_eq!(opened.plaintext, plaintexts[0]);
+        assert_eq!(opened.session_key, SessionKeyAt::Own(key));
+
+        let report = crate::verify::verify(
+            vault.log(),
+            &dir.path().join("vault/media"),
+            &ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+            |_, _| {},
+        )
+        .expect("verify runs");
+        assert!(report.ok(), "{:?}", report.findings);
+        let findings = vault
+            .verify_decryptions(&report.decryptions)
+            .expect("checks");
+        let second = vault
+            .decryption_of(pending[1].seq)
+            .expect("index")
+            .expect("one");
+        assert!(
+            matches!(findings.as_slice(),
+                [crate::verify::Finding::DecryptionMismatch { seq, .. }] if *seq == second),
+            "{findings:?}"
+        );
+
+        vault.checkpoint().expect("checkpoint");
+        let out = dir.path().join("export");
+        let scope = crate::export::ExportScope {
+            room: Some(ROOM.into()),
+            ..Default::default()
+        };
+        let summary = vault.export(&scope, &out, |_, _| {}).expect("exports");
+        assert_eq!(summary.decrypted, 2);
+        let checked = crate::export::check::verify_export(&out, None).expect("checks");
+        // The first checks; the second's key is not its ciphertext's.
+        let problems = &checked.problems;
+        assert!(
+            problems.iter().all(|p| !p.contains("line 1:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains(&format!("record {second}: the session key is for"))),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn recent_encrypted_events_are_bounded_and_given_only_to_their_own_id() {

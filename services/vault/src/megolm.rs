@@ -9,6 +9,8 @@
 //! ciphertext again and see that the plaintext was not substituted:
 //! [`decrypt`] is what capture and `vault verify` both run.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::Value;
 use vodozemac::megolm::{ExportedSessionKey, InboundGroupSession, MegolmMessage, SessionConfig};
@@ -87,9 +89,8 @@ pub fn decrypt(event: &Value, session_key: &Value) -> Result<String, DecryptErro
 /// event's own index (what that event's decryption record holds). Events
 /// taken in index order cost one ratchet step each.
 pub struct RoomKey {
-    /// The export as the device wrote it; `session_key` is replaced by the
-    /// key at each event's index in [`RoomKey::exported_at`].
-    export: Value,
+    /// The export as the device wrote it.
+    export: Arc<Value>,
     room_id: String,
     session_id: String,
     session: InboundGroupSession,
@@ -109,7 +110,7 @@ impl RoomKey {
         let exported = ExportedSessionKey::from_base64(&key.session_key)
             .map_err(|e| DecryptError::BadKey(e.to_string()))?;
         Ok(Self {
-            export,
+            export: Arc::new(export),
             room_id: key.room_id,
             session_id: key.session_id,
             session: InboundGroupSession::import(&exported, SessionConfig::version_1()),
@@ -163,14 +164,10 @@ impl RoomKey {
         self.session.first_known_index()
     }
 
-    /// The export at `message_index` (JSON): it decrypts the session from
-    /// that index on and nothing before it. `None` below the key's own
-    /// first index.
-    pub fn exported_at(&mut self, message_index: u32) -> Option<Value> {
-        let key = self.session.export_at(message_index)?;
-        let mut export = self.export.clone();
-        export["session_key"] = Value::String(key.to_base64());
-        Some(export)
+    /// The export the key was imported from: it decrypts the session from
+    /// [`RoomKey::first_index`] on (what a session key record seals).
+    pub fn export(&self) -> Arc<Value> {
+        Arc::clone(&self.export)
     }
 }
 
@@ -241,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn one_imported_key_gives_each_event_the_key_at_its_own_index() {
+    fn one_imported_key_decrypts_its_session_from_its_first_index_on() {
         let mut session = GroupSession::new(SessionConfig::version_1());
         let start = session.session_key();
         let events: Vec<Value> = (0..4)
@@ -254,18 +251,21 @@ mod tests {
             })
             .collect();
         let mut key = RoomKey::import(export(&start, "!r:x", 1)).expect("a key");
-        assert!(key.exported_at(0).is_none(), "not before its first index");
+        assert_eq!(key.first_index(), 1);
         assert!(matches!(
             key.decrypt(&events[0]),
             Err(DecryptError::Megolm(_))
         ));
-        for (index, event) in events.iter().enumerate().skip(1) {
-            let plain = key.decrypt(event).expect("decrypts");
-            let own = key.exported_at(index as u32).expect("a key");
-            // What the record holds decrypts its event alone, from its index on.
-            assert_eq!(own, export(&start, "!r:x", index as u32));
-            assert_eq!(decrypt(event, &own).expect("decrypts"), plain);
-            assert!(decrypt(&events[index - 1], &own).is_err());
+        // In order, skipping one, and back: each event decrypts.
+        for index in [1, 3, 2] {
+            let plain = key.decrypt(&events[index]).expect("decrypts");
+            assert_eq!(
+                serde_json::from_str::<Value>(&plain).expect("JSON")["content"]["body"],
+                index
+            );
         }
+        // What a session key record seals is the export, as imported.
+        assert_eq!(*key.export(), export(&start, "!r:x", 1));
+        assert_eq!(key.first_index(), 1, "decrypting does not move it");
     }
 }

@@ -735,7 +735,7 @@ impl Vault {
                 "subject": erasure.reference,
                 "details": { "erased_seq": erasure.erased_seq },
             }),
-            Entry::Event(_) | Entry::Decryption(_) => {
+            Entry::Event(_) | Entry::Decryption(_) | Entry::SessionKey(_) => {
                 return Err(Error::Corrupt(format!(
                     "the step index names record {seq}, which is no step"
                 )));

@@ -28,9 +28,13 @@ pub enum Entry {
     /// The content of record `erased_seq` was destroyed (its data key and
     /// media copies). Holds no personal data: only the decision's reference.
     Erasure(ErasureEntry),
-    /// The plaintext of an encrypted event record, and the Megolm session
-    /// key that decrypts that record's ciphertext to it, both sealed.
+    /// The plaintext of an encrypted event record, sealed, and where the
+    /// Megolm session key that decrypts that record's ciphertext to it is.
     Decryption(DecryptionEntry),
+    /// A Megolm session's key, sealed: what the decryption records of that
+    /// session's events refer to. Kept as long as the log: without the
+    /// ciphertext records it decrypts nothing, and an erasure shreds those.
+    SessionKey(SessionKeyEntry),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,12 +44,27 @@ pub struct DecryptionEntry {
     pub room_id: String,
     pub event_id: String,
     pub sender: String,
-    /// `{"plaintext": <the decrypted JSON text, exactly>, "session_key":
-    /// <the exported room key>}`, sealed with the record's data key.
+    /// `{"plaintext": <the decrypted JSON text, exactly>}`, sealed with the
+    /// record's data key. A record written before session key records
+    /// (`key_seq` absent) holds the key here too, as `"session_key"`.
     pub sealed: String,
     /// The encrypted attachments of the message, decrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaCopy>,
+    /// The session key record whose key decrypts the ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_seq: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionKeyEntry {
+    pub room_id: String,
+    pub session_id: String,
+    /// The first message index the key decrypts.
+    pub first_index: u32,
+    /// The exported room key (as the archive member's device exported it,
+    /// ratcheted to `first_index`), sealed with the record's data key.
+    pub sealed: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +169,7 @@ impl Record {
         match &self.entry {
             Entry::Event(event) => &event.media,
             Entry::Decryption(decryption) => &decryption.media,
-            Entry::Procedure(_) | Entry::Erasure(_) => &[],
+            Entry::Procedure(_) | Entry::Erasure(_) | Entry::SessionKey(_) => &[],
         }
     }
 
@@ -160,6 +179,7 @@ impl Record {
             Entry::Event(event) => Some(&event.sealed),
             Entry::Procedure(step) => Some(&step.sealed),
             Entry::Decryption(decryption) => Some(&decryption.sealed),
+            Entry::SessionKey(key) => Some(&key.sealed),
             Entry::Erasure(_) => None,
         }
     }

@@ -278,7 +278,7 @@ pub fn verify(
                     Entry::Decryption(decryption) => {
                         decryptions.push((seq, decryption.ciphertext_seq));
                     }
-                    Entry::Event(_) | Entry::Procedure(_) => {}
+                    Entry::Event(_) | Entry::Procedure(_) | Entry::SessionKey(_) => {}
                 }
             }
             Err(e) => findings.push(Finding::Unreadable {

@@ -388,8 +388,10 @@ pub(crate) fn check_leaf(
 }
 
 /// A decryption shown for record `seq`: its record is in the signed log,
-/// names record `seq`, seals exactly the plaintext and session key shown,
-/// and that session key decrypts the archived ciphertext to that plaintext.
+/// names record `seq`, seals exactly the plaintext shown, names a session
+/// key record in the signed log that seals exactly the session key shown
+/// (an older record seals that key itself), and that session key decrypts
+/// the archived ciphertext to that plaintext.
 fn check_decryption(
     seq: u64,
     ciphertext: Value,
@@ -418,13 +420,20 @@ fn check_decryption(
         .decode(&entry.sealed)
         .map_err(|_| "the sealed decryption is not base64")?;
     let key = DataKey::from_bytes(key);
-    let plain = key
-        .open(&sealed, dseq, 0)
-        .map_err(|_| format!("record {dseq}: the data key does not open the record"))?;
-    let sealed: Value = serde_json::from_slice(&plain)
-        .map_err(|_| format!("record {dseq}: the sealed content is not JSON"))?;
+    let sealed = open_json(&key, dseq, &sealed)?;
+    let archived_key = match (entry.key_seq, &decryption.key_record) {
+        (None, _) => sealed["session_key"].clone(),
+        (Some(key_seq), Some(shown)) if shown.seq == key_seq && key_seq < dseq => {
+            check_key_record(shown, checkpoint)?
+        }
+        (Some(key_seq), _) => {
+            return Err(format!(
+                "record {dseq}: its session key record {key_seq} is not shown"
+            ));
+        }
+    };
     if sealed["plaintext"] != decryption.plaintext.as_str()
-        || sealed["session_key"] != decryption.session_key
+        || archived_key != decryption.session_key
     {
         return Err(format!(
             "record {dseq}: the plaintext or session key shown differs from the archived one"
@@ -444,6 +453,41 @@ fn check_decryption(
         &key,
         conversation,
     )
+}
+
+/// A session key record shown in the signed log: its sealed key.
+fn check_key_record(
+    shown: &super::SessionKeyProof,
+    checkpoint: &Checkpoint,
+) -> std::result::Result<Value, String> {
+    let seq = shown.seq;
+    check_inclusion(seq, &shown.record, &shown.proof, checkpoint)?;
+    let record = Record::from_bytes(shown.record.as_bytes())
+        .map_err(|e| format!("session key record {seq} does not parse: {e}"))?;
+    let Entry::SessionKey(entry) = &record.entry else {
+        return Err(format!("record {seq} is not a session key record"));
+    };
+    if record.seq != seq {
+        return Err(format!("record {seq} is shown as another record"));
+    }
+    let key: [u8; 32] = B64
+        .decode(&shown.data_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or("the session key record's data key is not 32 base64 bytes")?;
+    let sealed = B64
+        .decode(&entry.sealed)
+        .map_err(|_| "the sealed session key is not base64")?;
+    open_json(&DataKey::from_bytes(key), seq, &sealed)
+}
+
+/// A record's sealed JSON, opened with the data key shown.
+fn open_json(key: &DataKey, seq: u64, sealed: &[u8]) -> std::result::Result<Value, String> {
+    let plain = key
+        .open(sealed, seq, 0)
+        .map_err(|_| format!("record {seq}: the data key does not open the record"))?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| format!("record {seq}: the sealed content is not JSON"))
 }
 
 /// An erased record's line carries the erasure entry, proven in the log,

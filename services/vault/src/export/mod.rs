@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     Error, Result, Vault,
     checkpoint::{Checkpoint, sign_note, verifier_key},
+    decryption::SessionKeyAt,
     open_sealed_with,
     record::{Entry, EventEntry, MediaCopy, Record},
     seal::{DataKey, NONCE_LEN},
@@ -125,10 +126,26 @@ pub struct DecryptionProof {
     pub plaintext: String,
     /// The exported room key that decrypts the ciphertext.
     pub session_key: Value,
+    /// The session key record that holds it, proven in the same log, with
+    /// its data key. Absent for an older decryption record, which holds
+    /// the session key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_record: Option<SessionKeyProof>,
     /// The message's encrypted attachments, decrypted, as files in
     /// `attachments/` (the decryption record names their SHA-256).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<ExportAttachment>,
+}
+
+/// A session key record, its inclusion proof and its data key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionKeyProof {
+    pub seq: u64,
+    /// The session key record exactly as hashed into the log.
+    pub record: String,
+    pub proof: Vec<String>,
+    /// Base64 data key of the session key record.
+    pub data_key: String,
 }
 
 /// The erasure entry of an erased record and its inclusion proof: an export
@@ -215,8 +232,28 @@ impl Vault {
                 "record {dseq} is filed as the decryption of {seq} but is none"
             )));
         };
-        let opened =
-            crate::decryption::decrypted_from(dseq, open_sealed_with(&key, dseq, &entry.sealed)?)?;
+        let opened = crate::decryption::decrypted_from(
+            dseq,
+            &entry,
+            open_sealed_with(&key, dseq, &entry.sealed)?,
+        )?;
+        let (session_key, key_record) = match opened.session_key {
+            SessionKeyAt::Own(session_key) => (session_key, None),
+            SessionKeyAt::Record(key_seq) => {
+                let (session_key, data_key) = self.open_session_key(key_seq, dseq)?;
+                let bytes = self.log.record_bytes(key_seq)?.ok_or_else(|| {
+                    Error::NotFound(format!("record {key_seq} is not in the vault"))
+                })?;
+                let (record, proof) = self.proven(key_seq, bytes, size)?;
+                let proof = SessionKeyProof {
+                    seq: key_seq,
+                    record,
+                    proof,
+                    data_key: B64.encode(data_key.expose()),
+                };
+                (session_key, Some(proof))
+            }
+        };
         let (record, proof) = self.proven(dseq, bytes, size)?;
         Ok(Some((
             DecryptionProof {
@@ -225,7 +262,8 @@ impl Vault {
                 proof,
                 data_key: B64.encode(key.expose()),
                 plaintext: opened.plaintext,
-                session_key: opened.session_key,
+                session_key,
+                key_record,
                 attachments: Vec::new(),
             },
             key,

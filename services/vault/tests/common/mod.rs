@@ -64,8 +64,9 @@ pub fn refused<T: std::fmt::Debug>(result: Result<T, Error>, why: &str) {
     }
 }
 
-/// Asserts that the vault in `dir` verifies without findings.
-pub fn verifies(dir: &tempfile::TempDir, vault: &Vault) {
+/// Asserts that the vault in `dir` verifies without findings; returns the
+/// report.
+pub fn verifies(dir: &tempfile::TempDir, vault: &Vault) -> verify::Report {
     let report = verify::verify(
         vault.log(),
         &dir.path().join("vault/media"),
@@ -74,4 +75,5 @@ pub fn verifies(dir: &tempfile::TempDir, vault: &Vault) {
     )
     .expect("verify runs");
     assert!(report.ok(), "{:?}", report.findings);
+    report
 }
