@@ -230,20 +230,7 @@ fn check_line(
     let seq = line.seq;
     let checked = match (&line.data_key, &line.event, &line.erased) {
         (Some(key), Some(event), None) => {
-            let key: [u8; 32] = B64
-                .decode(key)
-                .ok()
-                .and_then(|k| k.try_into().ok())
-                .ok_or("the data key is not 32 base64 bytes")?;
-            let sealed = B64
-                .decode(sealed)
-                .map_err(|_| "the sealed content is not base64")?;
-            let key = DataKey::from_bytes(key);
-            let plain = key.open(&sealed, line.seq, 0).map_err(|_| {
-                format!("record {}: the data key does not open the record", line.seq)
-            })?;
-            let original: Value = serde_json::from_slice(&plain)
-                .map_err(|_| format!("record {}: the sealed content is not JSON", line.seq))?;
+            let (key, original) = open_shown(line.seq, key, sealed, "record")?;
             if original != *event {
                 return Err(format!(
                     "record {}: the event shown differs from the archived original",
@@ -351,6 +338,20 @@ fn check_attachments(
 
 /// `record` (the bytes hashed into the log) is record `seq` of the
 /// checkpoint's tree, by `proof`.
+/// Record `seq` as an export shows it (`record`, with its inclusion
+/// `proof`), checked to be in the signed log, and read; `what` names it
+/// in errors.
+fn proven_record(
+    seq: u64,
+    record: &str,
+    proof: &[String],
+    checkpoint: &Checkpoint,
+    what: &str,
+) -> std::result::Result<Record, String> {
+    check_inclusion(seq, record, proof, checkpoint)?;
+    Record::from_bytes(record.as_bytes()).map_err(|e| format!("{what} does not parse: {e}"))
+}
+
 fn check_inclusion(
     seq: u64,
     record: &str,
@@ -400,9 +401,13 @@ fn check_decryption(
     conversation: &Path,
 ) -> std::result::Result<(), String> {
     let dseq = decryption.seq;
-    check_inclusion(dseq, &decryption.record, &decryption.proof, checkpoint)?;
-    let record = Record::from_bytes(decryption.record.as_bytes())
-        .map_err(|e| format!("the decryption record of {seq} does not parse: {e}"))?;
+    let record = proven_record(
+        dseq,
+        &decryption.record,
+        &decryption.proof,
+        checkpoint,
+        &format!("the decryption record of {seq}"),
+    )?;
     let Entry::Decryption(entry) = &record.entry else {
         return Err(format!("record {dseq} is not a decryption record"));
     };
@@ -411,16 +416,7 @@ fn check_decryption(
             "record {dseq} is shown as the decryption of {seq}, but is not"
         ));
     }
-    let key: [u8; 32] = B64
-        .decode(&decryption.data_key)
-        .ok()
-        .and_then(|k| k.try_into().ok())
-        .ok_or("the decryption's data key is not 32 base64 bytes")?;
-    let sealed = B64
-        .decode(&entry.sealed)
-        .map_err(|_| "the sealed decryption is not base64")?;
-    let key = DataKey::from_bytes(key);
-    let sealed = open_json(&key, dseq, &sealed)?;
+    let (key, sealed) = open_shown(dseq, &decryption.data_key, &entry.sealed, "decryption")?;
     let archived_key = match (entry.key_seq, &decryption.key_record) {
         (None, _) => sealed["session_key"].clone(),
         (Some(key_seq), Some(shown)) if shown.seq == key_seq && key_seq < dseq => {
@@ -461,33 +457,47 @@ fn check_key_record(
     checkpoint: &Checkpoint,
 ) -> std::result::Result<Value, String> {
     let seq = shown.seq;
-    check_inclusion(seq, &shown.record, &shown.proof, checkpoint)?;
-    let record = Record::from_bytes(shown.record.as_bytes())
-        .map_err(|e| format!("session key record {seq} does not parse: {e}"))?;
+    let record = proven_record(
+        seq,
+        &shown.record,
+        &shown.proof,
+        checkpoint,
+        &format!("session key record {seq}"),
+    )?;
     let Entry::SessionKey(entry) = &record.entry else {
         return Err(format!("record {seq} is not a session key record"));
     };
     if record.seq != seq {
         return Err(format!("record {seq} is shown as another record"));
     }
-    let key: [u8; 32] = B64
-        .decode(&shown.data_key)
-        .ok()
-        .and_then(|k| k.try_into().ok())
-        .ok_or("the session key record's data key is not 32 base64 bytes")?;
-    let sealed = B64
-        .decode(&entry.sealed)
-        .map_err(|_| "the sealed session key is not base64")?;
-    open_json(&DataKey::from_bytes(key), seq, &sealed)
+    let (_, key) = open_shown(seq, &shown.data_key, &entry.sealed, "session key record")?;
+    Ok(key)
 }
 
-/// A record's sealed JSON, opened with the data key shown.
-fn open_json(key: &DataKey, seq: u64, sealed: &[u8]) -> std::result::Result<Value, String> {
+/// Record `seq`'s sealed JSON (`sealed`, base64), opened with the data
+/// key an export shows for it (`data_key`, base64): the key, and the JSON.
+/// `what` names the record in errors.
+fn open_shown(
+    seq: u64,
+    data_key: &str,
+    sealed: &str,
+    what: &str,
+) -> std::result::Result<(DataKey, Value), String> {
+    let key: [u8; 32] = B64
+        .decode(data_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| format!("the {what}'s data key is not 32 base64 bytes"))?;
+    let sealed = B64
+        .decode(sealed)
+        .map_err(|_| format!("the sealed {what} is not base64"))?;
+    let key = DataKey::from_bytes(key);
     let plain = key
-        .open(sealed, seq, 0)
+        .open(&sealed, seq, 0)
         .map_err(|_| format!("record {seq}: the data key does not open the record"))?;
-    serde_json::from_slice(&plain)
-        .map_err(|_| format!("record {seq}: the sealed content is not JSON"))
+    let value = serde_json::from_slice(&plain)
+        .map_err(|_| format!("record {seq}: the sealed content is not JSON"))?;
+    Ok((key, value))
 }
 
 /// An erased record's line carries the erasure entry, proven in the log,
@@ -502,9 +512,13 @@ fn check_erasure(
         .erasure
         .as_ref()
         .ok_or_else(|| format!("record {seq} is shown erased without the erasure entry"))?;
-    check_inclusion(erasure.seq, &erasure.record, &erasure.proof, checkpoint)?;
-    let entry = Record::from_bytes(erasure.record.as_bytes())
-        .map_err(|e| format!("the erasure record of {seq} does not parse: {e}"))?;
+    let entry = proven_record(
+        erasure.seq,
+        &erasure.record,
+        &erasure.proof,
+        checkpoint,
+        &format!("the erasure record of {seq}"),
+    )?;
     match entry.entry {
         Entry::Erasure(e)
             if entry.seq == erasure.seq && e.erased_seq == seq && e.reference == reference =>
