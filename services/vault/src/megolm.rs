@@ -4,10 +4,11 @@
 //! library every matrix-sdk client decrypts with); the vault only checks
 //! that what comes out belongs where it claims to.
 //!
-//! A decryption record holds the exported session key next to the
-//! plaintext, so anyone with the vault key can decrypt the logged
-//! ciphertext again and see that the plaintext was not substituted:
-//! [`decrypt`] is what capture and `vault verify` both run.
+//! The log holds the exported session key beside the plaintext (in a
+//! session key record the decryption record names, or in an older
+//! decryption record itself), so anyone with the vault key can decrypt
+//! the logged ciphertext again and see that the plaintext was not
+//! substituted: [`decrypt`] is what capture and `vault verify` both run.
 
 use std::sync::Arc;
 
@@ -85,9 +86,9 @@ pub fn decrypt(event: &Value, session_key: &Value) -> Result<String, DecryptErro
 }
 
 /// One session's exported room key, imported once: it decrypts that
-/// session's events from its index on, and gives the key exported at each
-/// event's own index (what that event's decryption record holds). Events
-/// taken in index order cost one ratchet step each.
+/// session's events from its first index on, and gives the export it was
+/// imported from (what the session key record seals). Events taken in
+/// index order cost one ratchet step each.
 pub struct RoomKey {
     /// The export as the device wrote it.
     export: Arc<Value>,

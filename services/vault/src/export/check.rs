@@ -336,8 +336,6 @@ fn check_attachments(
     Ok(())
 }
 
-/// `record` (the bytes hashed into the log) is record `seq` of the
-/// checkpoint's tree, by `proof`.
 /// Record `seq` as an export shows it (`record`, with its inclusion
 /// `proof`), checked to be in the signed log, and read; `what` names it
 /// in errors.
@@ -352,6 +350,8 @@ fn proven_record(
     Record::from_bytes(record.as_bytes()).map_err(|e| format!("{what} does not parse: {e}"))
 }
 
+/// `record` (the bytes hashed into the log) is record `seq` of the
+/// checkpoint's tree, by `proof`.
 fn check_inclusion(
     seq: u64,
     record: &str,
